@@ -1,0 +1,11 @@
+/** Jest runs TypeScript through @swc/jest (fast, no type-check); `npm run typecheck` runs tsc. */
+module.exports = {
+  testEnvironment: 'node',
+  roots: ['<rootDir>/test'],
+  testMatch: ['**/*.test.ts'],
+  transform: { '^.+\\.(t|j)sx?$': ['@swc/jest', { jsc: { target: 'es2022' } }] },
+  // Privileged suites (cgroups, CRIU, netns) share the kernel: run files one at a time there,
+  // unit suites are fast either way.
+  maxWorkers: 2,
+  testTimeout: 30000,
+};

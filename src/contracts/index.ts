@@ -1,0 +1,7 @@
+export * from './canonical-json';
+export * from './demand-vector';
+export * from './plan';
+export * from './plan-checks';
+export * from './plan-schema';
+export * from './quantities';
+export * from './schema-validator';

@@ -1,0 +1,199 @@
+/**
+ * Checks on a plan that a JSON Schema cannot express: references, uniqueness, shard counts
+ * and whether the declared shards can fit their pool. The construct library runs the same
+ * capacity rules at synth time (with construct paths), so the rules live here once.
+ */
+import type { FieldError } from '../errors';
+import { formatBytes } from './quantities';
+import type { Application, Capacity, Plan, Pool } from './plan-schema';
+
+/** The capacities of the hosts an application can be placed on (static hosts, or the discovered host shape). */
+export function eligibleHostCapacities(pool: Pick<Pool, 'hosts' | 'hostCapacity' | 'discovery'>): Capacity[] {
+  if (pool.hosts.length > 0) return pool.hosts.map((host) => host.capacity);
+  if (pool.hostCapacity && pool.discovery) return new Array(pool.discovery.maxHosts).fill(pool.hostCapacity);
+  return pool.hostCapacity ? [pool.hostCapacity] : [];
+}
+
+export function hostCount(pool: Pick<Pool, 'hosts' | 'discovery'>): number {
+  return pool.hosts.length > 0 ? pool.hosts.length : (pool.discovery?.maxHosts ?? 0);
+}
+
+type Resource = 'cpuCores' | 'memoryBytes' | 'readIops' | 'writeIops';
+const RESOURCES: readonly Resource[] = ['cpuCores', 'memoryBytes', 'readIops', 'writeIops'];
+const show = (resource: Resource, amount: number) =>
+  resource === 'cpuCores' ? `${amount} cores` : resource === 'memoryBytes' ? formatBytes(amount) : `${amount} IOPS`;
+const words: Record<Resource, string> = { cpuCores: 'cpu', memoryBytes: 'memory', readIops: 'read IOPS', writeIops: 'write IOPS' };
+
+/** A shard's limits: granularity x units. */
+export function shardLimits(app: Pick<Application, 'granularity' | 'shardUnits'>): Capacity {
+  const g = app.granularity;
+  return {
+    cpuCores: Math.round(g.cpuCores * app.shardUnits * 1000) / 1000,
+    memoryBytes: g.memoryBytes * app.shardUnits,
+    readIops: g.readIops * app.shardUnits,
+    writeIops: g.writeIops * app.shardUnits,
+  };
+}
+
+/**
+ * "granularity larger than the smallest eligible host": one quantum must fit on every host
+ * of the pool, or placement would silently avoid some hosts. Returns a message or undefined.
+ */
+export function granularityProblem(app: Pick<Application, 'id' | 'granularity'>, pool: Pool): string | undefined {
+  const capacities = eligibleHostCapacities(pool);
+  if (capacities.length === 0) return undefined;
+  for (const resource of RESOURCES) {
+    const want = app.granularity[resource];
+    // IOPS of 0 on a host means "not limited", so it cannot be exceeded.
+    const limited = capacities.filter((c) => !(resource !== 'cpuCores' && resource !== 'memoryBytes' && c[resource] === 0));
+    if (limited.length === 0) continue;
+    const smallest = Math.min(...limited.map((c) => c[resource]));
+    if (want > smallest) {
+      return (
+        `${words[resource]} ${show(resource, want)} exceeds the smallest host in pool '${pool.id}' (${show(resource, smallest)}); ` +
+        `use at most ${show(resource, smallest)} or move ${app.id} to another pool`
+      );
+    }
+  }
+  return undefined;
+}
+
+/**
+ * "minimum shards that cannot fit the pool's total capacity": sums every application of the
+ * pool at its minimum shard count (bin packing per host, first-fit decreasing) and reports the
+ * application that no longer fits. Returns a message per application that does not fit.
+ */
+export function minimumShardsProblems(apps: readonly Application[], pool: Pool): Map<string, string> {
+  const problems = new Map<string, string>();
+  const free = eligibleHostCapacities(pool).map((c) => ({ ...c }));
+  if (free.length === 0) return problems;
+  const demands = apps
+    .filter((app) => app.pool === pool.id)
+    .flatMap((app) => Array.from({ length: app.shards.min }, () => ({ app, limits: shardLimits(app) })))
+    .sort((a, b) => b.limits.memoryBytes - a.limits.memoryBytes || b.limits.cpuCores - a.limits.cpuCores);
+  const fits = (host: Capacity, need: Capacity) =>
+    RESOURCES.every((r) => (r === 'readIops' || r === 'writeIops') && host[r] === 0 ? true : need[r] <= host[r] + 1e-9);
+  const unplaced = new Map<string, number>();
+  for (const { app, limits } of demands) {
+    const host = free.find((candidate) => fits(candidate, limits));
+    if (!host) {
+      unplaced.set(app.id, (unplaced.get(app.id) ?? 0) + 1);
+      continue;
+    }
+    for (const r of RESOURCES) if (!((r === 'readIops' || r === 'writeIops') && host[r] === 0)) host[r] -= limits[r];
+  }
+  const total = eligibleHostCapacities(pool).reduce(
+    (sum, c) => ({ cpuCores: sum.cpuCores + c.cpuCores, memoryBytes: sum.memoryBytes + c.memoryBytes }),
+    { cpuCores: 0, memoryBytes: 0 },
+  );
+  for (const [appId, count] of unplaced) {
+    const app = apps.find((a) => a.id === appId)!;
+    problems.set(
+      appId,
+      `${app.shards.min} shards of ${show('cpuCores', shardLimits(app).cpuCores)} + ${formatBytes(shardLimits(app).memoryBytes)} ` +
+        `do not fit pool '${pool.id}' (${Math.round(total.cpuCores * 1000) / 1000} cores, ${formatBytes(total.memoryBytes)} across ` +
+        `${hostCount(pool)} hosts, shared with the pool's other applications): ${count} cannot be placed; ` +
+        `lower shards.min to ${app.shards.min - count} or add capacity`,
+    );
+  }
+  return problems;
+}
+
+/** "hard anti-affinity that needs more hosts than exist": every shard of the rule needs its own host (scope). */
+export function antiAffinityProblem(
+  shardsNeedingSeparation: number,
+  pools: readonly Pool[],
+  scope: string,
+): string | undefined {
+  const domains = countScopeDomains(pools, scope);
+  if (shardsNeedingSeparation > domains) {
+    return (
+      `hard anti-affinity with scope '${scope}' needs ${shardsNeedingSeparation} separate domains for the minimum shards ` +
+      `of its applications, but only ${domains} exist; add hosts, lower shards.min or make the rule soft`
+    );
+  }
+  return undefined;
+}
+
+function countScopeDomains(pools: readonly Pool[], scope: string): number {
+  if (scope === 'pool') return pools.length;
+  if (scope === 'host') return pools.reduce((n, p) => n + hostCount(p), 0);
+  const key = scope.slice('label:'.length);
+  const values = new Set<string>();
+  for (const pool of pools) {
+    for (const host of pool.hosts) {
+      const value = host.labels[key] ?? pool.labels[key];
+      if (value !== undefined) values.add(value);
+    }
+    if (pool.hosts.length === 0 && pool.labels[key] !== undefined) values.add(pool.labels[key]);
+  }
+  return values.size;
+}
+
+/** Every semantic problem of a schema-valid plan (the digest is checked by the loader). */
+export function semanticPlanErrors(plan: Plan): FieldError[] {
+  const errors: FieldError[] = [];
+  const duplicates = (what: string, items: { id: string; field: string }[]) => {
+    const seen = new Map<string, string>();
+    for (const item of items) {
+      const first = seen.get(item.id);
+      if (first) errors.push({ field: item.field, message: `duplicate ${what} id (first used at ${first})`, value: item.id });
+      else seen.set(item.id, item.field);
+    }
+  };
+  duplicates('pool', plan.pools.map((p, i) => ({ id: p.id, field: `pools[${i}].id` })));
+  duplicates('host', plan.pools.flatMap((p, i) => p.hosts.map((h, j) => ({ id: h.id, field: `pools[${i}].hosts[${j}].id` }))));
+  duplicates('application', plan.applications.map((a, i) => ({ id: a.id, field: `applications[${i}].id` })));
+  duplicates('policy', plan.policies.map((p, i) => ({ id: p.id, field: `policies[${i}].id` })));
+
+  plan.pools.forEach((pool, i) => {
+    if (pool.kind === 'static' && pool.hosts.length === 0)
+      errors.push({ field: `pools[${i}].hosts`, message: 'a static pool needs at least one host' });
+    if (pool.kind === 'aws') {
+      if (!pool.discovery) errors.push({ field: `pools[${i}].discovery`, message: 'an aws pool needs a discovery hint' });
+      if (!pool.hostCapacity) errors.push({ field: `pools[${i}].hostCapacity`, message: 'an aws pool needs the capacity of one host' });
+      const d = pool.discovery;
+      if (d && !(d.minHosts <= d.desiredHosts && d.desiredHosts <= d.maxHosts))
+        errors.push({ field: `pools[${i}].discovery`, message: 'needs minHosts <= desiredHosts <= maxHosts', value: [d.minHosts, d.desiredHosts, d.maxHosts] });
+    }
+  });
+
+  const poolsById = new Map(plan.pools.map((p) => [p.id, p]));
+  const appIds = new Set(plan.applications.map((a) => a.id));
+  plan.applications.forEach((app, i) => {
+    const pool = poolsById.get(app.pool);
+    if (!pool) {
+      errors.push({ field: `applications[${i}].pool`, message: `unknown pool; known pools: ${[...poolsById.keys()].join(', ')}`, value: app.pool });
+      return;
+    }
+    const { min, initial, max } = app.shards;
+    if (!(min <= initial && initial <= max))
+      errors.push({ field: `applications[${i}].shards`, message: 'needs min <= initial <= max', value: app.shards });
+    const granularity = granularityProblem(app, pool);
+    if (granularity) errors.push({ field: `applications[${i}].granularity`, message: granularity });
+  });
+  for (const pool of plan.pools) {
+    for (const [appId, message] of minimumShardsProblems(plan.applications, pool)) {
+      errors.push({ field: `applications[${plan.applications.findIndex((a) => a.id === appId)}].shards.min`, message });
+    }
+  }
+
+  plan.policies.forEach((policy, i) => {
+    policy.applications.forEach((appId, j) => {
+      if (!appIds.has(appId))
+        errors.push({ field: `policies[${i}].applications[${j}]`, message: 'unknown application', value: appId });
+    });
+    if (policy.kind === 'anti-affinity' && policy.mode === 'hard') {
+      const governed = plan.applications.filter((a) => policy.applications.length === 0 || policy.applications.includes(a.id));
+      const shards = governed.reduce((n, a) => n + a.shards.min, 0);
+      const problem = antiAffinityProblem(shards, plan.pools, policy.scope);
+      if (problem) errors.push({ field: `policies[${i}].scope`, message: problem, value: policy.scope });
+    }
+  });
+
+  const s = plan.security;
+  if (s.auth === 'token' && !s.tokenFile && !s.tokenEnv)
+    errors.push({ field: 'security.tokenFile', message: 'token auth needs tokenFile or tokenEnv (where agents read the fleet token)' });
+  if (s.auth === 'mtls' && !s.tls) errors.push({ field: 'security.tls', message: 'mtls auth needs caFile, certFile and keyFile' });
+  return errors;
+}
