@@ -6,11 +6,12 @@
  */
 import { Type, type Static } from '@sinclair/typebox';
 import { ID_PATTERN_SOURCE } from '../errors';
+import { NamedMap, StringEnum, TaggedUnion } from './schema-validator';
 
 export const PLAN_API_VERSION = 'shardform.dev/v1alpha1';
 
 const Id = (description: string) => Type.String({ pattern: ID_PATTERN_SOURCE, description });
-const Labels = Type.Record(Type.String({ pattern: '^[a-z0-9A-Z._/-]{1,63}$' }), Type.String({ maxLength: 253 }), {
+const Labels = NamedMap('^[a-z0-9A-Z._/-]{1,63}$', Type.String({ maxLength: 253 }), {
   description: 'Free-form key/value labels used by placement scopes and selectors.',
 });
 const Seconds = (description: string, minimum = 0) => Type.Number({ minimum, description });
@@ -60,7 +61,7 @@ export const DiscoverySchema = Type.Object(
 export const PoolSchema = Type.Object(
   {
     id: Id('Pool id, unique in the fleet.'),
-    kind: Type.Union([Type.Literal('static'), Type.Literal('aws')]),
+    kind: StringEnum(['static', 'aws']),
     costPerHourUsd: Type.Number({ minimum: 0, description: 'Cost of one host of this pool per hour.' }),
     labels: Labels,
     /** Static pools list their hosts; cloud pools have none at synth time and use `discovery`. */
@@ -87,7 +88,7 @@ export const ApplicationSchema = Type.Object(
     id: Id('Application id (the demand vector\'s application_id).'),
     pool: Id('The pool whose hosts run this application\'s shards.'),
     command: Type.Array(Type.String({ minLength: 1 }), { minItems: 1, description: 'argv; never a shell string.' }),
-    env: Type.Record(Type.String({ pattern: '^[A-Za-z_][A-Za-z0-9_]*$' }), Type.String()),
+    env: NamedMap('^[A-Za-z_][A-Za-z0-9_]*$', Type.String(), { description: 'Environment of the shard processes.' }),
     workingDirectory: Type.Optional(Type.String({ pattern: '^/' })),
     stateDirectory: Type.String({ pattern: '^/', description: 'Per-shard state lives in <stateDirectory>/<shard-id>; moved on migration.' }),
     granularity: GranularitySchema,
@@ -99,7 +100,7 @@ export const ApplicationSchema = Type.Object(
     ),
     migration: Type.Object(
       {
-        strategy: Type.Union([Type.Literal('checkpoint'), Type.Literal('restart')]),
+        strategy: StringEnum(['checkpoint', 'restart']),
         /** Give up (and resume the source) if a migration takes longer than this. */
         timeoutSeconds: Seconds('Migration timeout.', 1),
         preCopy: Type.Boolean({ description: 'Iterative pre-dumps while running before the final freeze.' }),
@@ -150,7 +151,7 @@ const PlacementRule = (kind: 'affinity' | 'anti-affinity') =>
       kind: Type.Literal(kind),
       ...PolicyBase,
       scope: Scope,
-      mode: Type.Union([Type.Literal('hard'), Type.Literal('soft')]),
+      mode: StringEnum(['hard', 'soft']),
       /** Soft rules: how strongly a violation counts against a placement (1-100). */
       weight: Type.Integer({ minimum: 1, maximum: 100 }),
     },
@@ -160,7 +161,7 @@ const PlacementRule = (kind: 'affinity' | 'anti-affinity') =>
 export const AffinitySchema = PlacementRule('affinity');
 export const AntiAffinitySchema = PlacementRule('anti-affinity');
 
-export const PolicySchema = Type.Union([ProactiveMigrationSchema, CostAwarePlacementSchema, AffinitySchema, AntiAffinitySchema]);
+export const PolicySchema = TaggedUnion('kind', [ProactiveMigrationSchema, CostAwarePlacementSchema, AffinitySchema, AntiAffinitySchema]);
 
 export const PredictorSettingsSchema = Type.Object(
   {
@@ -176,7 +177,7 @@ export const PredictorSettingsSchema = Type.Object(
   { additionalProperties: false },
 );
 
-export const StoreSettingsSchema = Type.Union([
+export const StoreSettingsSchema = TaggedUnion('kind', [
   Type.Object({ kind: Type.Literal('embedded'), path: Type.String({ minLength: 1 }) }, { additionalProperties: false }),
   Type.Object(
     {
@@ -191,7 +192,7 @@ export const StoreSettingsSchema = Type.Union([
 /** Never a secret in the plan (it is committed and uploaded): only where to find one. */
 export const SecuritySettingsSchema = Type.Object(
   {
-    auth: Type.Union([Type.Literal('token'), Type.Literal('mtls')]),
+    auth: StringEnum(['token', 'mtls']),
     tokenFile: Type.Optional(Type.String({ pattern: '^/' })),
     tokenEnv: Type.Optional(Type.String({ pattern: '^[A-Z_][A-Z0-9_]*$' })),
     tls: Type.Optional(

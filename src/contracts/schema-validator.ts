@@ -4,10 +4,10 @@
  */
 import Ajv, { type ErrorObject, type ValidateFunction } from 'ajv';
 import addFormats from 'ajv-formats';
-import type { TSchema, Static } from '@sinclair/typebox';
+import { Type, type TSchema, type Static, type TLiteral, type TObject, type TUnion } from '@sinclair/typebox';
 import type { FieldError } from '../errors';
 
-export const ajv = new Ajv({ strict: true, allErrors: true, allowUnionTypes: true });
+export const ajv = new Ajv({ strict: true, allErrors: true, allowUnionTypes: true, discriminator: true, verbose: true });
 addFormats(ajv, ['date-time', 'uri']);
 
 /** `/pools/0/hosts/1/address` -> `pools[0].hosts[1].address`. */
@@ -51,6 +51,15 @@ export function toFieldErrors(errors: readonly ErrorObject[] | null | undefined,
           message: 'is not a known field',
         };
         break;
+      case 'propertyNames':
+        // ajv reports the inner failure (e.g. pattern) separately with the property name; keep that one.
+        continue;
+      case 'discriminator':
+        fieldError =
+          error.params.error === 'mapping'
+            ? { field: join(base, String(error.params.tag)), message: `must be one of ${discriminatorValues(error)}`, value: error.params.tagValue }
+            : { field: join(base, String(error.params.tag)), message: 'is required' };
+        break;
       case 'enum':
         fieldError = {
           field: base,
@@ -66,7 +75,11 @@ export function toFieldErrors(errors: readonly ErrorObject[] | null | undefined,
         };
         break;
       default:
-        fieldError = { field: base, message: error.message ?? error.keyword, value: valueAt(data, error.instancePath) };
+        if (error.propertyName !== undefined) {
+          fieldError = { field: join(base, error.propertyName), message: `is not a valid name (${error.message ?? error.keyword})`, value: error.propertyName };
+        } else {
+          fieldError = { field: base, message: error.message ?? error.keyword, value: valueAt(data, error.instancePath) };
+        }
     }
     const key = `${fieldError.field}|${fieldError.message}`;
     // anyOf/oneOf branches repeat the same complaint; say it once.
@@ -85,4 +98,33 @@ export function compileSchema<S extends TSchema>(schema: S): (data: unknown) => 
   const validate: ValidateFunction = ajv.compile(schema);
   return (data: unknown) =>
     validate(data) ? { ok: true, value: data as Static<S> } : { ok: false, errors: toFieldErrors(validate.errors, data) };
+}
+
+function discriminatorValues(error: ErrorObject): string {
+  const branches = (error.parentSchema?.oneOf ?? []) as { properties?: Record<string, { const?: unknown }> }[];
+  return branches.map((b) => JSON.stringify(b.properties?.[String(error.params.tag)]?.const)).join(', ');
+}
+
+/** A string enum as a plain JSON Schema `enum` (one error "must be one of ..." instead of one per literal). */
+export function StringEnum<const T extends readonly string[]>(values: T, options: { description?: string } = {}) {
+  return Type.Unsafe<T[number]>({ type: 'string', enum: [...values], ...options });
+}
+
+/** A map with validated keys (`propertyNames`), e.g. environment variables. */
+export function NamedMap<V extends TSchema>(keyPattern: string, value: V, options: { description?: string; maxProperties?: number } = {}) {
+  return Type.Unsafe<Record<string, Static<V>>>({ type: 'object', propertyNames: { pattern: keyPattern }, additionalProperties: value, ...options });
+}
+
+/**
+ * A tagged union checked with ajv's `discriminator`: the tag picks the branch, so errors speak
+ * about that branch only (not "must match a schema in anyOf" plus every branch's complaints).
+ */
+export function TaggedUnion<K extends string, T extends TObject<Record<K, TLiteral<string>> & Record<string, TSchema>>[]>(tag: K, branches: [...T]) {
+  return Type.Unsafe<Static<TUnion<T>>>({
+    type: 'object',
+    discriminator: { propertyName: tag },
+    properties: { [tag]: { type: 'string' } },
+    required: [tag],
+    oneOf: branches,
+  });
 }

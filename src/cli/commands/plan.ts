@@ -1,9 +1,120 @@
 import type { Command } from 'commander';
-import { checkPlan, readTextFile } from '../../contracts/plan';
-import { formatFieldError } from '../../errors';
+import { checkPlan } from '../../contracts/plan';
+import { diffPlans, type PlanDiff } from '../../contracts/plan-diff';
+import { shardLimits } from '../../contracts/plan-checks';
+import type { Capacity, Plan, Policy } from '../../contracts/plan-schema';
+import { poolAllocations } from '../../contracts/plan-summary';
+import { formatBytes, formatDuration } from '../../contracts/quantities';
+import { formatFieldError, showValue } from '../../errors';
 import { EXIT_FAILURE } from '../exit-codes';
 import { ExitWith } from '../main';
-import type { Io } from '../output';
+import { table, type Io } from '../output';
+import { readJsonFile } from '../read-json';
+
+/** Reads a plan for a command; an invalid one prints every error and exits 1. */
+function readPlan(file: string, io: Io): Plan {
+  const result = checkPlan(readJsonFile(file, io));
+  if (result.ok) return result.plan;
+  for (const error of result.errors) io.err(`${file}: ${formatFieldError(error)}`);
+  io.err(`${file}: invalid (${result.errors.length} error${result.errors.length === 1 ? '' : 's'})`);
+  throw new ExitWith(EXIT_FAILURE);
+}
+
+const cores = (n: number) => `${Math.round(n * 1000) / 1000}`;
+const iops = (n: number) => (n === 0 ? '-' : String(n));
+const capacityCells = (c: Capacity) => [cores(c.cpuCores), formatBytes(c.memoryBytes), `${iops(c.readIops)}/${iops(c.writeIops)}`];
+
+function describePolicy(policy: Policy): string {
+  switch (policy.kind) {
+    case 'proactive-migration':
+      return `migrate when predicted p${Math.round(policy.quantile * 100)} over ${formatDuration(policy.horizonSeconds)} > ${Math.round(policy.threshold * 100)}% of host; cooldown ${formatDuration(policy.cooldownSeconds)}`;
+    case 'cost-aware-placement':
+      return `pack onto cheapest hosts keeping ${Math.round(policy.headroom * 100)}% headroom; move only to save >= $${policy.minSavingsPerHourUsd}/h`;
+    case 'affinity':
+    case 'anti-affinity':
+      return `${policy.mode} ${policy.kind === 'affinity' ? 'together' : 'apart'} per ${policy.scope}${policy.mode === 'soft' ? ` (weight ${policy.weight})` : ''}`;
+  }
+}
+
+export function renderPlan(plan: Plan): string {
+  const allocations = poolAllocations(plan);
+  const sections = [
+    `fleet ${plan.fleet}  generation ${plan.generation}  ${plan.digest}`,
+    '',
+    'POOLS (capacity = sum of hosts; allocated = initial shards x shard size)',
+    table(
+      ['POOL', 'KIND', 'HOSTS', '$/HOST/H', 'CPU', 'MEMORY', 'IOPS R/W', 'ALLOC CPU', 'ALLOC MEM', 'FREE CPU', 'FREE MEM'],
+      allocations.map((a) => [
+        a.pool.id,
+        a.pool.kind,
+        String(a.hosts),
+        a.pool.costPerHourUsd.toFixed(3),
+        ...capacityCells(a.capacity),
+        cores(a.allocated.cpuCores),
+        formatBytes(a.allocated.memoryBytes),
+        cores(a.unallocated.cpuCores),
+        formatBytes(a.unallocated.memoryBytes),
+      ]),
+    ),
+    '',
+    'HOSTS',
+    table(
+      ['HOST', 'POOL', 'ADDRESS', 'CPU', 'MEMORY', 'IOPS R/W'],
+      plan.pools.flatMap((pool) =>
+        pool.hosts.length > 0
+          ? pool.hosts.map((h) => [h.id, pool.id, h.address, ...capacityCells(h.capacity)])
+          : pool.discovery && pool.hostCapacity
+            ? [[`(${pool.discovery.minHosts}-${pool.discovery.maxHosts} x ${pool.discovery.instanceType})`, pool.id, `tag ${pool.discovery.tagKey}=${pool.discovery.tagValue}`, ...capacityCells(pool.hostCapacity)]]
+            : [],
+      ),
+    ),
+    '',
+    'APPLICATIONS (shard = granularity x units)',
+    table(
+      ['APPLICATION', 'POOL', 'GRANULARITY', 'SHARD', 'SHARDS MIN/INIT/MAX', 'MIGRATION', 'COMMAND'],
+      plan.applications.map((app) => {
+        const shard = shardLimits(app);
+        return [
+          app.id,
+          app.pool,
+          `${cores(app.granularity.cpuCores)} cpu + ${formatBytes(app.granularity.memoryBytes)}`,
+          `${cores(shard.cpuCores)} cpu + ${formatBytes(shard.memoryBytes)}`,
+          `${app.shards.min}/${app.shards.initial}/${app.shards.max}`,
+          `${app.migration.strategy}${app.migration.preCopy ? '+pre-copy' : ''}`,
+          app.command.map((arg) => (/\s/.test(arg) ? JSON.stringify(arg) : arg)).join(' ').slice(0, 60),
+        ];
+      }),
+    ),
+    '',
+    'POLICIES',
+    plan.policies.length === 0
+      ? '(none)'
+      : table(
+          ['POLICY', 'KIND', 'APPLICATIONS', 'RULE'],
+          plan.policies.map((p) => [p.id, p.kind, p.applications.length === 0 ? '(all)' : p.applications.join(','), describePolicy(p)]),
+        ),
+    '',
+    `predictor ${plan.predictor.model}: p${Math.round(plan.predictor.quantile * 100)} peak over ${formatDuration(plan.predictor.horizonSeconds)}, ` +
+      `${formatDuration(plan.predictor.intervalSeconds)} grid, cold start below ${formatDuration(plan.predictor.minHistorySeconds)} of history`,
+    `store ${plan.store.kind === 'embedded' ? `embedded ${plan.store.path}` : `etcd ${plan.store.endpoints.join(',')} ${plan.store.prefix}`}` +
+      `   agents :${plan.agent.port}, sample every ${formatDuration(plan.agent.sampleIntervalSeconds)}, auth ${plan.security.auth}`,
+  ];
+  return sections.join('\n');
+}
+
+export function renderDiff(diff: PlanDiff): string {
+  const lines = [
+    `fleet ${diff.fleet.old === diff.fleet.new ? diff.fleet.new : `${diff.fleet.old} -> ${diff.fleet.new}`}  generation ${diff.generation.old} -> ${diff.generation.new}` +
+      (diff.generation.new <= diff.generation.old && diff.digest.old !== diff.digest.new ? '  (warning: content changed but generation did not increase; agents will refuse it)' : ''),
+  ];
+  if (diff.changes.length === 0) lines.push('no changes');
+  for (const change of diff.changes) {
+    const sign = change.change === 'added' ? '+' : change.change === 'removed' ? '-' : '~';
+    lines.push(`${sign} ${change.kind} ${change.id}`);
+    if (change.change === 'changed') for (const f of change.fields) lines.push(`    ${f.path}: ${showValue(f.old)} -> ${showValue(f.new)}`);
+  }
+  return lines.join('\n');
+}
 
 export function registerPlanCommands(program: Command, io: Io): void {
   const plan = program.command('plan').description('inspect and check shard plans (shard-plan.json)');
@@ -12,20 +123,28 @@ export function registerPlanCommands(program: Command, io: Io): void {
     .argument('<file>', 'shard-plan.json')
     .description('check a plan: schema, references, capacity, digest; exit 0 valid, 1 invalid (every error listed), 2 unreadable')
     .action((file: string) => {
-      const text = readTextFile(file);
-      let data: unknown;
-      try {
-        data = JSON.parse(text);
-      } catch (error) {
-        io.err(`${file}: (root): not JSON: ${(error as Error).message}`);
-        throw new ExitWith(EXIT_FAILURE);
-      }
-      const result = checkPlan(data);
-      if (!result.ok) {
-        for (const error of result.errors) io.err(`${file}: ${formatFieldError(error)}`);
-        io.err(`${file}: invalid (${result.errors.length} error${result.errors.length === 1 ? '' : 's'})`);
-        throw new ExitWith(EXIT_FAILURE);
-      }
-      io.out(`${file}: valid plan for fleet ${result.plan.fleet}, generation ${result.plan.generation}, ${result.plan.digest}`);
+      const valid = readPlan(file, io);
+      io.out(`${file}: valid plan for fleet ${valid.fleet}, generation ${valid.generation}, ${valid.digest}`);
+    });
+  plan
+    .command('show')
+    .argument('<file>', 'shard-plan.json')
+    .option('--json', 'print the validated plan as JSON')
+    .description('print pools, hosts, capacity, applications, shards, policies and what is unallocated')
+    .action((file: string, options: { json?: boolean }) => {
+      const valid = readPlan(file, io);
+      io.out(options.json ? JSON.stringify(valid, null, 2) : renderPlan(valid));
+    });
+  plan
+    .command('diff')
+    .argument('<old>', 'the plan currently applied')
+    .argument('<new>', 'the proposed plan')
+    .option('--json', 'print the changes as one JSON object')
+    .option('--exit-code', 'exit 1 when the plans differ (like git diff --exit-code)')
+    .description('what changed between two plans, by pool, host, application, policy and settings')
+    .action((oldFile: string, newFile: string, options: { json?: boolean; exitCode?: boolean }) => {
+      const diff = diffPlans(readPlan(oldFile, io), readPlan(newFile, io));
+      io.out(options.json ? JSON.stringify(diff) : renderDiff(diff));
+      if (options.exitCode && diff.changes.length > 0) throw new ExitWith(EXIT_FAILURE);
     });
 }

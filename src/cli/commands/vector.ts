@@ -1,10 +1,10 @@
 import type { Command } from 'commander';
 import { checkDemandVector } from '../../contracts/demand-vector';
-import { readTextFile } from '../../contracts/plan';
 import { formatFieldError } from '../../errors';
 import { EXIT_FAILURE } from '../exit-codes';
 import { ExitWith } from '../main';
 import type { Io } from '../output';
+import { readJsonFile } from '../read-json';
 
 /** `shardform vector validate FILE`: a file holds one vector or a JSON array of vectors. */
 export function registerVectorCommands(program: Command, io: Io): void {
@@ -14,14 +14,7 @@ export function registerVectorCommands(program: Command, io: Io): void {
     .argument('<file>', 'JSON file with one demand vector or an array of them')
     .description('check demand vectors against the schema; exit 0 valid, 1 invalid, 2 unreadable')
     .action((file: string) => {
-      const text = readTextFile(file);
-      let data: unknown;
-      try {
-        data = JSON.parse(text);
-      } catch (error) {
-        io.err(`${file}: (root): not JSON: ${(error as Error).message}`);
-        throw new ExitWith(EXIT_FAILURE);
-      }
+      const data = readJsonFile(file, io);
       const vectors = Array.isArray(data) ? data : [data];
       let invalid = 0;
       vectors.forEach((candidate, index) => {

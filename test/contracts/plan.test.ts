@@ -1,0 +1,121 @@
+import { checkPlan, parsePlanText, planDigest, serializePlan, signPlan } from '../../src/contracts/plan';
+import type { UnsignedPlan } from '../../src/contracts/plan-schema';
+import { examplePlan, unsignedPlan } from '../helpers/plan-fixture';
+
+const GiB = 2 ** 30;
+
+function errorsOf(edit: (plan: any) => void, sign = true) {
+  const plan: any = unsignedPlan();
+  edit(plan);
+  const result = checkPlan(sign ? { ...plan, digest: planDigest(plan) } : plan);
+  return result.ok ? [] : result.errors;
+}
+
+describe('plan contract', () => {
+  it('accepts a complete signed plan', () => {
+    expect(checkPlan(examplePlan())).toEqual({ ok: true, plan: examplePlan() });
+  });
+
+  it('computes the digest over canonical JSON, independent of key order', () => {
+    const plan = unsignedPlan();
+    const reordered = Object.fromEntries(Object.entries(plan).reverse()) as UnsignedPlan;
+    expect(planDigest(reordered)).toBe(planDigest(plan));
+    expect(planDigest(plan)).toMatch(/^sha256:[0-9a-f]{64}$/);
+  });
+
+  it('serializes deterministically', () => {
+    expect(serializePlan(examplePlan())).toBe(serializePlan(signPlan(unsignedPlan())));
+    expect(serializePlan(examplePlan()).endsWith('}\n')).toBe(true);
+  });
+
+  it('refuses a plan edited after signing, naming the digest', () => {
+    const plan = examplePlan();
+    plan.applications[0].shards.max = 40;
+    const result = checkPlan(plan);
+    expect(result.ok).toBe(false);
+    if (!result.ok) expect(result.errors[0]).toMatchObject({ field: 'digest', message: expect.stringContaining('does not match the plan') });
+  });
+
+  const schemaCases: [string, (p: any) => void, string, string][] = [
+    ['a wrong apiVersion', (p) => (p.apiVersion = 'v0'), 'apiVersion', 'must be "shardform.dev/v1alpha1"'],
+    ['generation 0', (p) => (p.generation = 0), 'generation', 'must be >= 1'],
+    ['a fractional generation', (p) => (p.generation = 1.5), 'generation', 'must be integer'],
+    ['a fleet id with a slash', (p) => (p.fleet = 'a/b'), 'fleet', 'must match pattern'],
+    ['no pools', (p) => (p.pools = []), 'pools', 'must NOT have fewer than 1 items'],
+    ['a host without an address', (p) => delete p.pools[0].hosts[0].address, 'pools[0].hosts[0].address', 'is required'],
+    ['a host address with a space', (p) => (p.pools[0].hosts[0].address = 'a b'), 'pools[0].hosts[0].address', 'must match pattern'],
+    ['zero cpu capacity', (p) => (p.pools[0].hosts[1].capacity.cpuCores = 0), 'pools[0].hosts[1].capacity.cpuCores', 'must be > 0'],
+    ['memory as a human string', (p) => (p.pools[0].hosts[0].capacity.memoryBytes = '8GiB'), 'pools[0].hosts[0].capacity.memoryBytes', 'must be integer'],
+    ['an unknown pool kind', (p) => (p.pools[0].kind = 'gcp'), 'pools[0].kind', 'must be one of "static", "aws"'],
+    ['a shell-string command', (p) => (p.applications[0].command = 'sleep 1'), 'applications[0].command', 'must be array'],
+    ['an empty command', (p) => (p.applications[0].command = []), 'applications[0].command', 'must NOT have fewer than 1 items'],
+    ['an unknown migration strategy', (p) => (p.applications[0].migration.strategy = 'teleport'), 'applications[0].migration.strategy', 'must be one of "checkpoint", "restart"'],
+    ['a relative state directory', (p) => (p.applications[0].stateDirectory = 'data'), 'applications[0].stateDirectory', 'must match pattern'],
+    ['an env name with a dash', (p) => (p.applications[0].env = { 'BAD-NAME': 'x' }), 'applications[0].env.BAD-NAME', 'is not a valid name (must match pattern'],
+    ['a threshold of 1.2', (p) => (p.policies[0].threshold = 1.2), 'policies[0].threshold', 'must be <= 1'],
+    ['a threshold of 0', (p) => (p.policies[0].threshold = 0), 'policies[0].threshold', 'must be > 0'],
+    ['an unknown policy field', (p) => (p.policies[0].aggressive = true), 'policies[0].aggressive', 'is not a known field'],
+    ['an unknown store kind', (p) => (p.store = { kind: 'redis', path: '/x' }), 'store.kind', 'must be one of "embedded", "etcd"'],
+    ['an agent port of 70000', (p) => (p.agent.port = 70000), 'agent.port', 'must be <= 65535'],
+    ['a secret in the security block', (p) => (p.security.token = 's3cret'), 'security.token', 'is not a known field'],
+  ];
+
+  it.each(schemaCases)('rejects %s, naming the field', (_name, edit, field, message) => {
+    expect(errorsOf(edit)).toEqual(expect.arrayContaining([expect.objectContaining({ field, message: expect.stringContaining(message) })]));
+  });
+
+  const semanticCases: [string, (p: any) => void, string, string][] = [
+    ['a duplicate host id', (p) => (p.pools[0].hosts[1].id = 'host-a'), 'pools[0].hosts[1].id', 'duplicate host id (first used at pools[0].hosts[0].id)'],
+    ['an application in an unknown pool', (p) => (p.applications[0].pool = 'nowhere'), 'applications[0].pool', 'unknown pool; known pools: local'],
+    ['shards initial above max', (p) => (p.applications[0].shards = { min: 1, initial: 5, max: 4 }), 'applications[0].shards', 'needs min <= initial <= max'],
+    ['a policy naming an unknown application', (p) => (p.policies[0].applications = ['api']), 'policies[0].applications[0]', 'unknown application'],
+    [
+      'a granularity larger than the smallest host',
+      (p) => (p.applications[0].granularity.cpuCores = 4),
+      'applications[0].granularity',
+      "cpu 4 cores exceeds the smallest host in pool 'local' (2 cores); use at most 2 cores or move web to another pool",
+    ],
+    [
+      'minimum shards that do not fit the pool',
+      (p) => (p.applications[0].shards = { min: 20, initial: 20, max: 20 }),
+      'applications[0].shards.min',
+      "20 shards of 0.5 cores + 1GiB do not fit pool 'local' (4 cores, 16GiB across 2 hosts, shared with the pool's other applications): 12 cannot be placed; lower shards.min to 8 or add capacity",
+    ],
+    [
+      'a hard anti-affinity needing more hosts than exist',
+      (p) => p.policies.push({ kind: 'anti-affinity', id: 'apart', applications: ['web'], scope: 'host', mode: 'hard', weight: 100, }) && (p.applications[0].shards.min = 3) && (p.applications[0].shards.initial = 3),
+      'policies[1].scope',
+      "hard anti-affinity with scope 'host' needs 3 separate domains for the minimum shards of its applications, but only 2 exist; add hosts, lower shards.min or make the rule soft",
+    ],
+    ['token auth without a token source', (p) => (p.security = { auth: 'token' }), 'security.tokenFile', 'token auth needs tokenFile or tokenEnv (where agents read the fleet token)'],
+    ['a static pool without hosts', (p) => (p.pools[0].hosts = []) && (p.applications = []) && (p.policies = []), 'pools[0].hosts', 'a static pool needs at least one host'],
+  ];
+
+  it.each(semanticCases)('rejects %s with its exact message', (_name, edit, field, message) => {
+    expect(errorsOf(edit)).toEqual(expect.arrayContaining([expect.objectContaining({ field, message })]));
+  });
+
+  it('counts label scopes by distinct label values across hosts', () => {
+    const errors = errorsOf((p) => {
+      p.policies.push({ kind: 'anti-affinity', id: 'zones', applications: ['web'], scope: 'label:zone', mode: 'hard', weight: 100 });
+      p.applications[0].shards = { min: 3, initial: 3, max: 4 };
+    });
+    expect(errors.map((e) => e.message)).toContain(
+      "hard anti-affinity with scope 'label:zone' needs 3 separate domains for the minimum shards of its applications, but only 2 exist; add hosts, lower shards.min or make the rule soft",
+    );
+  });
+
+  it('accepts minimum shards that exactly fill the pool', () => {
+    expect(errorsOf((p) => (p.applications[0].shards = { min: 8, initial: 8, max: 8 }))).toEqual([]);
+  });
+
+  it('parsePlanText names the source and lists every error', () => {
+    expect(() => parsePlanText('{"apiVersion":1}', 'plan.json')).toThrow(/^plan plan\.json is invalid \(12 errors\):\n {2}- fleet: is required\n(.|\n)*\n {2}- apiVersion: must be "shardform.dev\/v1alpha1" \(got 1\)$/);
+    expect(() => parsePlanText('{', 'plan.json')).toThrow('plan plan.json is invalid (1 error):\n  - (root): not JSON');
+  });
+
+  it('keeps memory byte counts exact for large hosts', () => {
+    const plan = examplePlan((p) => (p.pools[0].hosts[0].capacity.memoryBytes = 1024 * GiB));
+    expect(checkPlan(JSON.parse(serializePlan(plan))).ok).toBe(true);
+  });
+});

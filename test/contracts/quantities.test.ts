@@ -1,0 +1,47 @@
+import { formatBytes, formatDuration, parseBytes, parseCpuCores, parseDurationSeconds } from '../../src/contracts/quantities';
+
+describe('quantities', () => {
+  it.each([
+    ['2GiB', 2 * 2 ** 30],
+    ['512Mi', 512 * 2 ** 20],
+    ['1.5G', 1.5e9],
+    ['64MiB', 64 * 2 **20],
+    [1048576, 1048576],
+    ['100', 100],
+  ])('parses bytes %p', (text, bytes) => expect(parseBytes(text)).toBe(bytes));
+
+  it.each([
+    ['500m', 0.5],
+    ['0.25', 0.25],
+    [2, 2],
+    ['1500m', 1.5],
+  ])('parses cpu %p', (text, cores) => expect(parseCpuCores(text)).toBe(cores));
+
+  it.each([
+    ['15m', 900],
+    ['1h30m', 5400],
+    ['90s', 90],
+    ['250ms', 0.25],
+    ['7d', 604800],
+    [30, 30],
+  ])('parses duration %p', (text, seconds) => expect(parseDurationSeconds(text)).toBe(seconds));
+
+  it('names the field and the bad text', () => {
+    expect(() => parseBytes('2 gigs', 'web/granularity.memory')).toThrow(
+      'web/granularity.memory: "2 gigs" is not a byte quantity such as "512MiB", "2GiB", "1G" or a whole number of bytes',
+    );
+    expect(() => parseCpuCores('half', 'web/granularity.cpu')).toThrow('web/granularity.cpu: "half" is not a CPU quantity such as "500m", "0.5" or 2 (cores)');
+    expect(() => parseDurationSeconds('15 minutes', 'hot/horizon')).toThrow('hot/horizon: "15 minutes" is not a duration');
+    expect(() => parseDurationSeconds('', 'hot/horizon')).toThrow('hot/horizon: "" is not a duration');
+    expect(() => parseCpuCores(-1, 'cpu')).toThrow('cpu: -1 is not a CPU quantity');
+    expect(() => parseBytes(1.5, 'memory')).toThrow('memory: 1.5 is not a byte quantity');
+  });
+
+  it('formats for people', () => {
+    expect(formatBytes(2 * 2 ** 30)).toBe('2GiB');
+    expect(formatBytes(1536)).toBe('1.5KiB');
+    expect(formatDuration(900)).toBe('15m');
+    expect(formatDuration(5400)).toBe('1h30m');
+    expect(formatDuration(0.25)).toBe('250ms');
+  });
+});
