@@ -1,0 +1,98 @@
+/**
+ * The one interface every cgroup layout implements (after containerd/cgroups, which keeps
+ * `cgroup1/` and `cgroup2/` behind a mode probe): the layout is probed once at start-up
+ * (`detectCgroupDriver`, in detect.ts) and the rest of the agent never asks "v1 or v2?".
+ *
+ * Everything an agent creates lives under `<ownerPrefix>/<hostId>/<shardId>` in each
+ * hierarchy, so several agents (one per network-namespace test host) can share one machine.
+ * Shard ids are checked against ID_PATTERN before they form a path.
+ */
+
+export type CgroupLayout = 'v2' | 'v1' | 'hybrid';
+
+/**
+ * Limits as data: an undefined field means "leave alone" (containerd/cgroups style). Each
+ * driver turns a ShardLimits into `{ file, value }` writes applied by one function.
+ */
+export interface ShardLimits {
+  /** CPU bandwidth in cores (0.5 = half a core); `null` removes the limit ("max" / -1). */
+  cpuCores?: number | null;
+  /** CFS period in microseconds; default 100000 when a cpuCores limit is written. */
+  cpuPeriodMicros?: number;
+  /** Hard memory limit in bytes; `null` removes the limit. */
+  memoryBytes?: number | null;
+  /** IOPS limits on one block device; a missing readIops/writeIops is left alone, 0 removes it. */
+  io?: { device: string /* "major:minor" */; readIops?: number; writeIops?: number };
+}
+
+/** Pressure stall information (kernel Documentation/accounting/psi.rst), one resource. */
+export interface PressureStall {
+  someAvg10: number;
+  someAvg60: number;
+  someTotalMicros: number;
+  fullAvg10?: number;
+  fullTotalMicros?: number;
+}
+
+/** Cumulative counters and current gauges of one shard, read in one go. */
+export interface ShardUsage {
+  cpuUsageSeconds: number;
+  cpuThrottledSeconds: number;
+  cpuThrottledPeriods: number;
+  memoryCurrentBytes: number;
+  /** High-water mark, where the kernel keeps one (v1 max_usage_in_bytes, v2 memory.peak). */
+  memoryPeakBytes?: number;
+  ioReadOps: number;
+  ioWriteOps: number;
+  ioReadBytes: number;
+  ioWriteBytes: number;
+  /** Processes killed by the OOM killer in this cgroup since it was created. */
+  oomKills: number;
+  /** PSI, where the kernel offers it (v2, or the unified hierarchy of a hybrid host). */
+  pressure: { cpu?: PressureStall; memory?: PressureStall; io?: PressureStall };
+}
+
+export interface CgroupDriver {
+  readonly layout: CgroupLayout;
+  /** The `shardform/<hostId>` directory name, relative to each hierarchy's mount point. */
+  readonly hostRoot: string;
+
+  /** Creates the shard's cgroup in every hierarchy (and the parents, enabling controllers on the way down). Idempotent. */
+  create(shardId: string): Promise<void>;
+  /** Removes the shard's cgroup everywhere; the cgroup must have no processes left. Idempotent. */
+  remove(shardId: string): Promise<void>;
+  exists(shardId: string): Promise<boolean>;
+  /** Shard ids that have a cgroup under this host's root (only names that are valid ids). */
+  list(): Promise<string[]>;
+
+  setLimits(shardId: string, limits: ShardLimits): Promise<void>;
+  /** Limits as the kernel reports them (cpuCores/memoryBytes `null` when unlimited). */
+  readLimits(shardId: string): Promise<ShardLimits>;
+
+  freeze(shardId: string): Promise<void>;
+  thaw(shardId: string): Promise<void>;
+  isFrozen(shardId: string): Promise<boolean>;
+
+  /** Signals every process of the shard (default SIGKILL). */
+  killAll(shardId: string, signal?: NodeJS.Signals): Promise<void>;
+  /** Pids (in the agent's pid namespace) of every process in the shard. */
+  pids(shardId: string): Promise<number[]>;
+
+  usage(shardId: string): Promise<ShardUsage>;
+
+  /**
+   * The cgroup.procs files (one per hierarchy) a process must join: the runner's shim
+   * writes its own pid into each before it execs; CRIU restore needs them too.
+   */
+  procsFiles(shardId: string): string[];
+  /** Per-hierarchy cgroup directory of the shard, keyed by controller name or 'unified'. */
+  paths(shardId: string): Record<string, string>;
+}
+
+export interface DetectOptions {
+  /** Where cgroup hierarchies are mounted; default /sys/fs/cgroup (a fixture tree in unit tests). */
+  root?: string;
+  hostId: string;
+  /** Top directory every agent on this machine shares; default 'shardform'. */
+  ownerPrefix?: string;
+}

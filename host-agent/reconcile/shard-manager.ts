@@ -1,0 +1,29 @@
+import type { ShardLimits } from '../cgroups/driver';
+import type { ShardStatus } from '../runner/shard-status';
+import type { DesiredShard } from './desired-shard';
+
+/** What one reconcile pass did; failed actions are retried by the next pass. */
+export interface ReconcileReport {
+  readonly actions: readonly { kind: string; shardId: string; ok: boolean; error?: string }[];
+  readonly converged: boolean;
+}
+
+/**
+ * The kernel side of the agent as the daemon (host-agent/agent.ts) sees it: cgroups plus
+ * the processes in them. Implemented by ShardKeeper (shard-keeper.ts).
+ */
+export interface ShardManager {
+  /** Adopts whatever already runs in this host's cgroups (agent restart) and starts watching exits. */
+  start(): Promise<ReconcileReport>;
+  /** Converges the host to `desired`: creates, resizes in place, starts, stops and removes. Idempotent. */
+  apply(desired: readonly DesiredShard[]): Promise<ReconcileReport>;
+  /** Changes limits in place; the workload keeps running (same pid). */
+  resize(shardId: string, limits: ShardLimits): Promise<void>;
+  freeze(shardId: string): Promise<void>;
+  thaw(shardId: string): Promise<void>;
+  /** Stops every shard cleanly (SIGTERM, grace, SIGKILL) and removes their cgroups. */
+  drain(opts?: { graceSeconds?: number }): Promise<ReconcileReport>;
+  status(): ShardStatus[];
+  /** Stops supervising (timers, watchers); workloads keep running for the next agent to adopt. */
+  close(): Promise<void>;
+}
