@@ -12,6 +12,8 @@ export type ShardformErrorCode =
   | 'INVALID_VECTOR'
   | 'INVALID_TRACE'
   | 'INVALID_ARGUMENT'
+  /** A construct was given props it cannot use (constructs/, thrown at construction). */
+  | 'INVALID_PROPS'
   | 'UNREADABLE_FILE';
 
 export class ShardformError extends Error {

@@ -1,0 +1,54 @@
+/**
+ * Proactive migration: move a shard off a host when the predicted demand of the host's shards
+ * at `horizon` (the `quantile` of the prediction) exceeds `threshold` of its capacity, before
+ * contention happens rather than after.
+ */
+import type { Construct } from 'constructs';
+import type { Policy } from '../src/contracts/plan-schema';
+import type { Quantity } from '../src/contracts/quantities';
+import { ShardPolicy, type ShardPolicyProps } from './shard-policy';
+
+export interface ProactiveMigrationProps extends ShardPolicyProps {
+  /**
+   * Fraction of a host's capacity the predicted demand may reach; above it, shards move.
+   * In (0, 1].
+   * @default 0.8
+   */
+  readonly threshold?: number;
+  /**
+   * How far ahead the prediction looks; long enough to finish a migration before the peak.
+   * @default '15m'
+   */
+  readonly horizon?: Quantity;
+  /**
+   * Which quantile of the predicted demand counts (0.95 = plan for all but the worst 5%).
+   * In (0, 1).
+   * @default 0.95
+   */
+  readonly quantile?: number;
+  /**
+   * Minimum time between two migrations of the same shard, so shards do not flap.
+   * @default '10m'
+   */
+  readonly cooldown?: Quantity;
+}
+
+export class ProactiveMigration extends ShardPolicy {
+  private readonly settings: { threshold: number; horizonSeconds: number; quantile: number; cooldownSeconds: number };
+
+  constructor(scope: Construct, id: string, props: ProactiveMigrationProps = {}) {
+    super(scope, id, props);
+    const threshold = this.checks.number('threshold', props.threshold ?? 0.8, 0, 1, true);
+    const horizonSeconds = this.checks.duration('horizon', props.horizon ?? '15m', 1);
+    const quantile = props.quantile ?? 0.95;
+    const quantileOk = this.checks.require(typeof quantile === 'number' && quantile > 0 && quantile < 1, 'quantile', quantile, 'is outside (0, 1); use e.g. 0.95');
+    const cooldownSeconds = this.checks.duration('cooldown', props.cooldown ?? '10m');
+    this.checks.throwIfAny();
+    void quantileOk;
+    this.settings = { threshold: threshold!, horizonSeconds: horizonSeconds!, quantile, cooldownSeconds: cooldownSeconds! };
+  }
+
+  toPlanPolicy(applicationIds: string[]): Policy {
+    return { kind: 'proactive-migration', id: this.policyId, applications: applicationIds, ...this.settings };
+  }
+}
