@@ -137,7 +137,7 @@ export class ShardFleet extends TerraformStack implements FleetScope {
     this.settings = { fleet: fleet!, generation: generation!, predictor, store: store!, security: security!, agent };
 
     this.node.addValidation({ validate: () => this.duplicateIds() });
-    new TerraformOutput(this, 'plan-digest', { value: Lazy.stringValue({ produce: () => this.planDigest() }), description: 'sha256 of the shard plan' });
+    new TerraformOutput(this, 'plan-digest', { value: Lazy.stringValue({ produce: (context) => (context.preparing ? '' : this.planDigest()) }), description: 'sha256 of the shard plan' });
     new TerraformOutput(this, 'plan-generation', { value: this.generation, description: 'generation of the shard plan' });
 
     // Wrap the stack's synthesizer: after cdktf has validated and written cdk.tf.json, write the

@@ -55,6 +55,7 @@ export function declareExampleFleet(fleet: ShardFleet, pool: HostPool): ExampleA
   new ProactiveMigration(fleet, 'hot', { applications: [web, cache], threshold: 0.8, horizon: '15m', quantile: 0.95, cooldown: '10m' });
   new CostAwarePlacement(fleet, 'cheap-batch', { applications: [worker], headroom: 0.1, minSavingsPerHour: 0.01 });
   new Affinity(fleet, 'cache-near-web', { applications: [web, cache], scope: 'host', mode: 'soft', weight: 60 });
-  new AntiAffinity(fleet, 'spread-web', { applications: [web], scope: PlacementScope.label('zone'), mode: 'hard' });
+  // Hard: two web shards never share a host, so losing one host never takes all of web down.
+  new AntiAffinity(fleet, 'spread-web', { applications: [web], scope: PlacementScope.host(), mode: 'hard' });
   return { web, cache, worker };
 }

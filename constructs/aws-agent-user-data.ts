@@ -1,0 +1,102 @@
+/**
+ * The user data an AwsHostPool's instances boot with: install the agent, fetch the plan from
+ * its S3 object with the instance role, run the agent under systemd, and re-fetch the plan every
+ * minute (restarting the agent when its bytes change), so `cdktf deploy` of a new generation
+ * reaches running hosts without replacing them.
+ *
+ * Terraform interpolates `${...}` and `%{...}` inside strings, and cdktf's Fn.base64encode
+ * refuses unescaped double quotes, so the script uses only the `$NAME` form of variables and no
+ * double quotes (every value in it is an id, a path or a URI without spaces);
+ * `renderAgentUserData` refuses a template that would be mangled.
+ */
+import { ShardformError } from '../src/errors';
+
+export interface AgentUserDataValues {
+  /** `s3://bucket/key` of the plan (may contain a Terraform reference for the bucket). */
+  readonly planS3Uri: string;
+  readonly region: string;
+  readonly fleet: string;
+  readonly pool: string;
+  readonly agentPort: number;
+  /** npm package spec of the agent, e.g. `shardform@0.1.0`. */
+  readonly agentPackage: string;
+  readonly stateDirectory: string;
+}
+
+export function renderAgentUserData(v: AgentUserDataValues): string {
+  const plan = `${v.stateDirectory}/shard-plan.json`;
+  const lines = [
+    '#!/bin/bash',
+    '# Shardform host bootstrap, rendered by AwsHostPool: install the agent, fetch the plan, run the agent.',
+    'set -euo pipefail',
+    'export DEBIAN_FRONTEND=noninteractive',
+    'apt-get update -q',
+    'apt-get install -y -q nodejs npm awscli curl',
+    `npm install --global --omit=dev '${v.agentPackage}'`,
+    `mkdir -p /etc/shardform '${v.stateDirectory}'`,
+    // IMDSv2 (the launch template requires tokens): the instance id is the host id.
+    "IMDS_TOKEN=$(curl -sf -X PUT http://169.254.169.254/latest/api/token -H 'X-aws-ec2-metadata-token-ttl-seconds: 300')",
+    'INSTANCE_ID=$(curl -sf -H X-aws-ec2-metadata-token:$IMDS_TOKEN http://169.254.169.254/latest/meta-data/instance-id)',
+    'cat > /etc/shardform/agent.env <<ENV',
+    `SHARDFORM_PLAN_S3=${v.planS3Uri}`,
+    `SHARDFORM_PLAN_FILE=${plan}`,
+    'SHARDFORM_HOST_ID=$INSTANCE_ID',
+    `SHARDFORM_FLEET=${v.fleet}`,
+    `SHARDFORM_POOL=${v.pool}`,
+    `SHARDFORM_PORT=${v.agentPort}`,
+    `AWS_DEFAULT_REGION=${v.region}`,
+    'ENV',
+    "cat > /usr/local/sbin/shardform-fetch-plan <<'SCRIPT'",
+    '#!/bin/sh',
+    '# Downloads the plan; with --restart, restarts the agent when the bytes changed.',
+    'set -eu',
+    '. /etc/shardform/agent.env',
+    'export AWS_DEFAULT_REGION',
+    'aws s3 cp --only-show-errors $SHARDFORM_PLAN_S3 $SHARDFORM_PLAN_FILE.new',
+    'if cmp -s $SHARDFORM_PLAN_FILE.new $SHARDFORM_PLAN_FILE; then rm -f $SHARDFORM_PLAN_FILE.new; exit 0; fi',
+    'mv $SHARDFORM_PLAN_FILE.new $SHARDFORM_PLAN_FILE',
+    'if [ x$* = x--restart ]; then systemctl try-restart shardform-agent.service; fi',
+    'SCRIPT',
+    'chmod 0755 /usr/local/sbin/shardform-fetch-plan',
+    "cat > /etc/systemd/system/shardform-agent.service <<'UNIT'",
+    '[Unit]',
+    'Description=Shardform host agent',
+    'After=network-online.target',
+    'Wants=network-online.target',
+    '[Service]',
+    'EnvironmentFile=/etc/shardform/agent.env',
+    'ExecStartPre=/usr/local/sbin/shardform-fetch-plan',
+    'ExecStart=/usr/local/bin/shardform agent --plan $SHARDFORM_PLAN_FILE --host-id $SHARDFORM_HOST_ID',
+    'Restart=always',
+    'RestartSec=5',
+    '[Install]',
+    'WantedBy=multi-user.target',
+    'UNIT',
+    "cat > /etc/systemd/system/shardform-plan.service <<'UNIT'",
+    '[Unit]',
+    'Description=Fetch the Shardform plan and restart the agent when it changed',
+    '[Service]',
+    'Type=oneshot',
+    'ExecStart=/usr/local/sbin/shardform-fetch-plan --restart',
+    'UNIT',
+    "cat > /etc/systemd/system/shardform-plan.timer <<'UNIT'",
+    '[Unit]',
+    'Description=Poll the Shardform plan every minute',
+    '[Timer]',
+    'OnBootSec=1min',
+    'OnUnitActiveSec=1min',
+    '[Install]',
+    'WantedBy=timers.target',
+    'UNIT',
+    'systemctl daemon-reload',
+    'systemctl enable --now shardform-agent.service shardform-plan.timer',
+    '',
+  ];
+  const script = lines.join('\n');
+  // Values may carry cdktf tokens (rendered as `${TfToken[...]}`); only the literal text must be free of template syntax.
+  const literal = script.replace(/\$\{TfToken\[[^\]]+\]\}/g, '');
+  const bad = /[$%]\{|"/.exec(literal);
+  if (bad)
+    throw new ShardformError('INVALID_PROPS', 'userData', bad[0], `agent user data must not contain \${, %{ or " (Terraform would interpolate or cdktf refuse it); found ${bad[0]}`);
+  return script;
+}

@@ -1,0 +1,21 @@
+/**
+ * The example fleet on EC2: the same applications and policies as the local example
+ * (../example-fleet.ts) on an AwsHostPool. Synthesizes without an AWS account:
+ *   cd examples/aws && CHECKPOINT_DISABLE=1 npx cdktf synth
+ */
+import { App } from 'cdktf';
+import { AwsProvider } from '@cdktf/provider-aws/lib/provider';
+import { AwsHostPool, ShardFleet } from '../../constructs';
+import { declareExampleFleet } from '../example-fleet';
+
+const app = new App();
+const fleet = new ShardFleet(app, 'aws-fleet', { fleet: 'demo', generation: 1 });
+new AwsProvider(fleet, 'aws', { region: 'eu-west-1' });
+const pool = new AwsHostPool(fleet, 'ec2', {
+  instanceType: 'm6i.large',
+  minHosts: 3,
+  maxHosts: 6,
+  labels: { site: 'eu-west-1' },
+});
+declareExampleFleet(fleet, pool);
+app.synth();
