@@ -5,6 +5,7 @@
  * what is validated is exactly what is written.
  */
 import type { IConstruct } from 'constructs';
+import type { FieldError } from '../src/errors';
 import { minimumShardsProblems } from '../src/contracts/plan-checks';
 import {
   PLAN_API_VERSION,
@@ -42,7 +43,7 @@ export interface FleetAnalysis {
   /** application id -> why its minimum shards do not fit its pool (plan-checks' rule). */
   readonly minimumShards: ReadonlyMap<string, string>;
   /** References the plan cannot express (unbound applications, another fleet's objects). */
-  readonly referenceProblems: readonly string[];
+  readonly referenceProblems: readonly FieldError[];
 }
 
 const byId = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
@@ -54,13 +55,13 @@ export function analyzeFleet(fleet: IConstruct, settings: FleetSettings): FleetA
   const policies = members.filter((c): c is ShardPolicy => c instanceof ShardPolicy).sort((a, b) => byId(a.policyId, b.policyId));
 
   const planPools = new Map<HostPool, Pool>(pools.map((pool) => [pool, pool.toPlanPool()]));
-  const referenceProblems: string[] = [];
+  const referenceProblems: FieldError[] = [];
   const planApplications: Application[] = [];
   const inPlan = new Set<ShardedApplication>();
   for (const application of applications) {
     const pool = application.resolvePool(pools);
     if (!pool) {
-      referenceProblems.push(`${application.node.path}: not bound to a pool of fleet '${settings.fleet}'`);
+      referenceProblems.push({ field: application.node.path, message: `not bound to a pool of fleet '${settings.fleet}'` });
       continue;
     }
     inPlan.add(application);
@@ -69,7 +70,7 @@ export function analyzeFleet(fleet: IConstruct, settings: FleetSettings): FleetA
   const planPolicies: Policy[] = policies.map((policy) => {
     const governed = policy.applications;
     for (const application of governed) {
-      if (!inPlan.has(application)) referenceProblems.push(`${policy.node.path}: governs ${application.node.path}, which is not an application of this fleet's plan`);
+      if (!inPlan.has(application)) referenceProblems.push({ field: policy.node.path, message: `governs ${application.node.path}, which is not an application of this fleet's plan` });
     }
     const ids = governed.filter((a) => inPlan.has(a)).map((a) => a.applicationId);
     return policy.toPlanPolicy([...new Set(ids)].sort(byId));

@@ -185,7 +185,7 @@ export class ShardFleet extends TerraformStack implements FleetScope {
     if (this.cachedPlan) return this.cachedPlan;
     const analysis = analyzeFleet(this, this.settings);
     if (analysis.referenceProblems.length > 0) {
-      throw new ValidationFailedError('INVALID_PLAN', analysis.referenceProblems.map((message) => ({ field: this.node.path, message })), `plan of fleet '${this.fleetName}'`);
+      throw new ValidationFailedError('INVALID_PLAN', analysis.referenceProblems, `plan of fleet '${this.fleetName}'`);
     }
     const plan = signPlan(analysis.plan);
     const check = checkPlan(plan);
@@ -263,11 +263,11 @@ export class ShardFleet extends TerraformStack implements FleetScope {
   private duplicateIds(): string[] {
     const { pools, applications, policies, plan } = this.analysis();
     const problems: string[] = [];
-    const report = (what: string, items: { id: string; path: string }[]) => {
+    const report = (what: 'pool' | 'application' | 'policy' | 'host', items: { id: string; path: string }[]) => {
       const first = new Map<string, string>();
       for (const item of items) {
         const seen = first.get(item.id);
-        if (seen !== undefined) problems.push(problemAt(this, `${what}s`, `duplicate ${what} id ${showValue(item.id)} at ${item.path} (first declared at ${seen}); ids must be unique in the fleet`));
+        if (seen !== undefined) problems.push(problemAt(this, what === 'policy' ? 'policies' : `${what}s`, `duplicate ${what} id ${showValue(item.id)} at ${item.path} (first declared at ${seen}); ids must be unique in the fleet`));
         else first.set(item.id, item.path);
       }
     };

@@ -1,0 +1,160 @@
+import { Construct } from 'constructs';
+import {
+  AntiAffinity,
+  ProactiveMigration,
+  ShardFleet,
+  ShardedApplication,
+  StaticHostPool,
+  InvalidPropsError,
+} from '../../constructs';
+import { smallFleet, synthErrors, thrown } from './fixture';
+
+const command = ['/bin/sleep', 'infinity'];
+
+describe('synth-time validation (whole tree)', () => {
+  it('accepts a fleet whose shards fit', () => {
+    const { fleet, edge } = smallFleet();
+    new ShardedApplication(fleet, 'web', { pool: edge, command, granularity: { cpu: '500m', memory: '1GiB' }, shards: { min: 2, initial: 2, max: 4 } });
+    expect(synthErrors(fleet)).toEqual([]);
+  });
+
+  it('reports a granularity larger than the smallest host of the pool', () => {
+    const { fleet, edge } = smallFleet();
+    new ShardedApplication(fleet, 'web', { pool: edge, command, granularity: { cpu: 4, memory: '1GiB' } });
+    expect(synthErrors(fleet)).toEqual([
+      "[test-fleet/web] web/granularity: cpu 4 cores exceeds the smallest host in pool 'edge' (2 cores); use at most 2 cores or move web to another pool",
+    ]);
+  });
+
+  it('reports minimum shards that cannot fit the pool', () => {
+    const { fleet, edge } = smallFleet();
+    new ShardedApplication(fleet, 'web', { pool: edge, command, granularity: { cpu: 1, memory: '1GiB' }, shards: { min: 7, initial: 7, max: 8 } });
+    expect(synthErrors(fleet)).toEqual([
+      "[test-fleet/web] web/shards.min: 7 shards of 1 cores + 1GiB do not fit pool 'edge' (6 cores, 12GiB across 2 hosts, shared with the pool's other applications): 1 cannot be placed; lower shards.min to 6 or add capacity",
+    ]);
+  });
+
+  it('reports hard anti-affinity that needs more hosts than exist, and lets a soft rule pass', () => {
+    const { fleet, edge } = smallFleet();
+    const web = new ShardedApplication(fleet, 'web', { pool: edge, command, granularity: { cpu: '250m', memory: '256MiB' }, shards: { min: 3, initial: 3, max: 3 } });
+    new AntiAffinity(fleet, 'apart', { applications: [web], scope: 'host', mode: 'hard' });
+    new AntiAffinity(fleet, 'apart-soft', { applications: [web], scope: 'host', mode: 'soft' });
+    expect(synthErrors(fleet)).toEqual([
+      "[test-fleet/apart] apart/scope: hard anti-affinity with scope 'host' needs 3 separate domains for the minimum shards of its applications, but only 2 exist; add hosts, lower shards.min or make the rule soft",
+    ]);
+  });
+
+  it('reports a policy governing an application of another fleet', () => {
+    const { app, fleet, edge } = smallFleet();
+    new ShardedApplication(fleet, 'web', { pool: edge, command, granularity: { cpu: '500m', memory: '1GiB' } });
+    const other = new ShardFleet(app, 'other-fleet', { fleet: 'other' });
+    const far = new StaticHostPool(other, 'far').addHost({ id: 'host-z', address: '10.0.0.9', capacity: { cpu: 2, memory: '2GiB' } });
+    const db = new ShardedApplication(other, 'db', { pool: far, command, granularity: { cpu: '500m', memory: '1GiB' } });
+    new ProactiveMigration(fleet, 'hot', { applications: [db] });
+    expect(synthErrors(fleet)).toEqual([
+      "[test-fleet/hot] hot/applications[0]: application 'db' (other-fleet/db) belongs to fleet 'other'; a policy can only govern applications of its own fleet 'test'",
+    ]);
+  });
+
+  it('reports an application bound to a pool of another fleet', () => {
+    const { app, fleet } = smallFleet();
+    const other = new ShardFleet(app, 'other-fleet', { fleet: 'other' });
+    const far = new StaticHostPool(other, 'far').addHost({ id: 'host-z', address: '10.0.0.9', capacity: { cpu: 2, memory: '2GiB' } });
+    new ShardedApplication(fleet, 'web', { pool: far, command, granularity: { cpu: '500m', memory: '1GiB' } });
+    expect(synthErrors(fleet)).toEqual([
+      "[test-fleet/web] web/pool: pool 'far' (other-fleet/far) belongs to fleet 'other'; use a pool of fleet 'test' ('edge')",
+    ]);
+  });
+
+  it('binds an application without a pool to the only pool, and reports it when there are several', () => {
+    const { fleet } = smallFleet();
+    new ShardedApplication(fleet, 'web', { command, granularity: { cpu: '500m', memory: '1GiB' } });
+    expect(synthErrors(fleet)).toEqual([]);
+    expect(fleet.plan().applications[0]!.pool).toBe('edge');
+    new StaticHostPool(fleet, 'core').addHost({ id: 'host-c', address: '10.0.0.3', capacity: { cpu: 8, memory: '16GiB' } });
+    expect(synthErrors(fleet)).toEqual([
+      "[test-fleet/web] web/pool: web is not bound to a pool; fleet 'test' has 2 pools, set pool to one of 'core', 'edge'",
+    ]);
+    expect(() => fleet.plan()).toThrow("plan of fleet 'test' is invalid (1 error):\n  - test-fleet/web: not bound to a pool of fleet 'test'");
+  });
+
+  it('reports duplicate application, policy and host ids across the tree', () => {
+    const { fleet, edge } = smallFleet();
+    const team = new Construct(fleet, 'team-a');
+    new ShardedApplication(fleet, 'web', { pool: edge, command, granularity: { cpu: '250m', memory: '256MiB' } });
+    new ShardedApplication(team, 'web', { pool: edge, command, granularity: { cpu: '250m', memory: '256MiB' } });
+    new ProactiveMigration(fleet, 'hot');
+    new ProactiveMigration(team, 'hot');
+    new StaticHostPool(team, 'core').addHost({ id: 'host-a', address: '10.0.0.3', capacity: { cpu: 8, memory: '16GiB' } });
+    expect(synthErrors(fleet)).toEqual([
+      '[test-fleet] test-fleet/applications: duplicate application id "web" at test-fleet/web (first declared at test-fleet/team-a/web); ids must be unique in the fleet',
+      '[test-fleet] test-fleet/policies: duplicate policy id "hot" at test-fleet/hot (first declared at test-fleet/team-a/hot); ids must be unique in the fleet',
+      '[test-fleet] test-fleet/hosts: duplicate host id "host-a" at pool \'edge\' (first declared at pool \'core\'); ids must be unique in the fleet',
+    ]);
+  });
+
+  it('reports a static pool without hosts', () => {
+    const { fleet } = smallFleet();
+    new StaticHostPool(fleet, 'empty');
+    expect(synthErrors(fleet)).toEqual(['[test-fleet/empty] empty/hosts: a static pool needs at least one host; pass hosts or call addHost()']);
+  });
+});
+
+describe('eager prop checks (constructor)', () => {
+  it('rejects a threshold outside (0, 1]', () => {
+    const { fleet } = smallFleet();
+    expect(thrown(() => new ProactiveMigration(fleet, 'hot', { threshold: 1.5 }))).toBe('test-fleet/hot/threshold: 1.5 is outside (0, 1]; use a number in (0, 1]');
+    expect(thrown(() => new ProactiveMigration(fleet, 'cold', { threshold: 0 }))).toBe('test-fleet/cold/threshold: 0 is outside (0, 1]; use a number in (0, 1]');
+    expect(() => new ProactiveMigration(fleet, 'edge-case', { threshold: 1 })).not.toThrow();
+  });
+
+  it('rejects invalid ids of applications, pools, policies, hosts and the fleet', () => {
+    const { app, fleet, edge } = smallFleet();
+    const rule = "is not a valid id; ids are 1-63 characters of a-z, 0-9 and '-', starting with a letter or digit";
+    expect(thrown(() => new ShardedApplication(fleet, 'Web_App', { command, granularity: { cpu: 1, memory: '1GiB' } }))).toBe(`test-fleet/Web_App/id: "Web_App" ${rule}`);
+    expect(thrown(() => new StaticHostPool(fleet, '-pool'))).toBe(`test-fleet/-pool/id: "-pool" ${rule}`);
+    expect(thrown(() => new AntiAffinity(fleet, 'x'.repeat(64)))).toBe(`test-fleet/${'x'.repeat(64)}/id: "${'x'.repeat(64)}" ${rule}`);
+    expect(thrown(() => edge.addHost({ id: 'Host 1', address: '10.0.0.1', capacity: { cpu: 1, memory: '1GiB' } }))).toBe(`test-fleet/edge/addHost(Host 1).id: "Host 1" ${rule}`);
+    expect(thrown(() => new ShardFleet(app, 'Prod'))).toBe(`Prod/fleet: "Prod" ${rule}`);
+  });
+
+  it('lists every failure of a constructor at once, naming path, property, value and what is valid', () => {
+    const { fleet } = smallFleet();
+    const error = (() => {
+      try {
+        new ShardedApplication(fleet, 'web', {
+          command: ['python3 -m http.server'],
+          granularity: { cpu: 'lots', memory: '1GiB', readIops: -5 },
+          shards: { min: 3, initial: 1, max: 2 },
+          stateDirectory: 'relative/dir',
+        });
+      } catch (e) {
+        return e as InvalidPropsError;
+      }
+      throw new Error('expected InvalidPropsError');
+    })();
+    expect(error).toBeInstanceOf(InvalidPropsError);
+    expect(error.code).toBe('INVALID_PROPS');
+    expect(error.message.split('\n')).toEqual([
+      'test-fleet/web/command: ["python3 -m http.server"] looks like a shell string; split it into argv, e.g. ["python3","-m","http.server"]',
+      'test-fleet/web/granularity.cpu: "lots" is not a CPU quantity such as "500m", "0.5" or 2 (cores)',
+      'test-fleet/web/granularity.readIops: -5 is not valid; use a whole number 0 or more',
+      'test-fleet/web/shards: {"min":3,"initial":1,"max":2} is not ordered; use min <= initial <= max',
+      'test-fleet/web/stateDirectory: "relative/dir" is not an absolute path; use a path starting with /',
+    ]);
+  });
+
+  it('rejects a host with a bad address or capacity', () => {
+    const { edge } = smallFleet();
+    expect(thrown(() => edge.addHost({ id: 'host-c', address: 'http://x/', capacity: { cpu: '0', memory: '2XB' } })).split('\n')).toEqual([
+      'test-fleet/edge/addHost(host-c).address: "http://x/" is not a host address; use a host name or IP, optionally with :port (e.g. "127.0.0.1:7101")',
+      'test-fleet/edge/addHost(host-c).capacity.cpu: "0" must be more than 0 cores (e.g. "500m" or 1)',
+      'test-fleet/edge/addHost(host-c).capacity.memory: "2XB" is not a byte quantity such as "512MiB", "2GiB", "1G" or a whole number of bytes',
+    ]);
+  });
+
+  it('refuses a member created outside a fleet', () => {
+    const { app } = smallFleet();
+    expect(thrown(() => new StaticHostPool(app, 'loose'))).toBe("loose: must be created inside a ShardFleet (new ShardFleet(app, 'my-fleet')), not directly in the app");
+  });
+});
