@@ -14,7 +14,6 @@ import { ShardformError } from '../src/errors';
 export interface AgentUserDataValues {
   /** `s3://bucket/key` of the plan (may contain a Terraform reference for the bucket). */
   readonly planS3Uri: string;
-  readonly region: string;
   readonly fleet: string;
   readonly pool: string;
   readonly agentPort: number;
@@ -37,6 +36,8 @@ export function renderAgentUserData(v: AgentUserDataValues): string {
     // IMDSv2 (the launch template requires tokens): the instance id is the host id.
     "IMDS_TOKEN=$(curl -sf -X PUT http://169.254.169.254/latest/api/token -H 'X-aws-ec2-metadata-token-ttl-seconds: 300')",
     'INSTANCE_ID=$(curl -sf -H X-aws-ec2-metadata-token:$IMDS_TOKEN http://169.254.169.254/latest/meta-data/instance-id)',
+    // The region from the instance itself: always right, and known only at boot when the provider's region is a token.
+    'REGION=$(curl -sf -H X-aws-ec2-metadata-token:$IMDS_TOKEN http://169.254.169.254/latest/meta-data/placement/region)',
     'cat > /etc/shardform/agent.env <<ENV',
     `SHARDFORM_PLAN_S3=${v.planS3Uri}`,
     `SHARDFORM_PLAN_FILE=${plan}`,
@@ -44,7 +45,7 @@ export function renderAgentUserData(v: AgentUserDataValues): string {
     `SHARDFORM_FLEET=${v.fleet}`,
     `SHARDFORM_POOL=${v.pool}`,
     `SHARDFORM_PORT=${v.agentPort}`,
-    `AWS_DEFAULT_REGION=${v.region}`,
+    'AWS_DEFAULT_REGION=$REGION',
     'ENV',
     "cat > /usr/local/sbin/shardform-fetch-plan <<'SCRIPT'",
     '#!/bin/sh',

@@ -4,7 +4,7 @@
  * the plan object, and boot into the agent with the plan's S3 location. The plan lists no hosts
  * for this pool; agents discover each other by the auto scaling group's tag.
  */
-import { Fn, Lazy, Token } from 'cdktf';
+import { Fn, Token } from 'cdktf';
 import type { Construct } from 'constructs';
 import { AutoscalingGroup } from '@cdktf/provider-aws/lib/autoscaling-group';
 import { DataAwsAmi } from '@cdktf/provider-aws/lib/data-aws-ami';
@@ -164,7 +164,6 @@ export class AwsHostPool extends HostPool {
       userData: Fn.base64encode(
         renderAgentUserData({
           planS3Uri: this.planObject.s3Uri,
-          region: this.regionForUserData(),
           fleet: this.fleet.fleetName,
           pool: id,
           agentPort: this.fleet.agentPort,
@@ -224,10 +223,5 @@ export class AwsHostPool extends HostPool {
         instanceType: this.instanceType,
       },
     };
-  }
-
-  /** User data is rendered at construction; a provider added later is picked up lazily. */
-  private regionForUserData(): string {
-    return this.givenRegion ?? Lazy.stringValue({ produce: () => this.region ?? '' });
   }
 }

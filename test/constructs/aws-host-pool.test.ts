@@ -1,0 +1,186 @@
+import { TerraformVariable, Testing } from 'cdktf';
+// The matchers' types (declare global jest.Matchers) live in the jest adapter module.
+import 'cdktf/lib/testing/adapters/jest';
+import { AutoscalingGroup } from '@cdktf/provider-aws/lib/autoscaling-group';
+import { IamRolePolicy } from '@cdktf/provider-aws/lib/iam-role-policy';
+import { LaunchTemplate } from '@cdktf/provider-aws/lib/launch-template';
+import { AwsProvider } from '@cdktf/provider-aws/lib/provider';
+import { S3Object } from '@cdktf/provider-aws/lib/s3-object';
+import { VpcSecurityGroupIngressRule } from '@cdktf/provider-aws/lib/vpc-security-group-ingress-rule';
+import { checkPlan } from '../../src/contracts/plan';
+import { AntiAffinity, AwsHostPool, ShardFleet, ShardedApplication } from '../../constructs';
+import { synthErrors, thrown } from './fixture';
+
+Testing.setupJest();
+
+interface Synthesized {
+  resource: Record<string, Record<string, Record<string, unknown>>>;
+}
+
+function awsFleet(poolProps: ConstructorParameters<typeof AwsHostPool>[2] = {}, withProvider = true) {
+  const app = Testing.app();
+  const fleet = new ShardFleet(app, 'aws-fleet', { fleet: 'demo', generation: 2 });
+  if (withProvider) new AwsProvider(fleet, 'aws', { region: 'eu-west-1' });
+  const pool = new AwsHostPool(fleet, 'ec2', { instanceType: 'm6i.large', minHosts: 2, maxHosts: 4, ...poolProps });
+  const web = new ShardedApplication(fleet, 'web', { pool, command: ['/usr/bin/python3', '-m', 'http.server'], granularity: { cpu: '500m', memory: '1GiB' }, shards: { min: 2, initial: 2, max: 4 } });
+  return { app, fleet, pool, web };
+}
+
+/** `${aws_security_group.<name>.id}` for the only resource of `type`. */
+function only(synth: Synthesized, type: string): [string, Record<string, unknown>] {
+  const entries = Object.entries(synth.resource[type] ?? {});
+  expect(entries).toHaveLength(1);
+  return entries[0]!;
+}
+
+describe('AwsHostPool', () => {
+  it('declares a launch template with the instance type, IMDSv2, the instance profile, the fleet group and agent user data', () => {
+    const { fleet, pool } = awsFleet();
+    const json = Testing.synth(fleet);
+    const synth = JSON.parse(json) as Synthesized;
+    const [groupName] = only(synth, 'aws_security_group');
+    const [profileName] = only(synth, 'aws_iam_instance_profile');
+    expect(json).toHaveResourceWithProperties(LaunchTemplate, {
+      instance_type: 'm6i.large',
+      iam_instance_profile: { arn: `\${aws_iam_instance_profile.${profileName}.arn}` },
+      vpc_security_group_ids: [`\${aws_security_group.${groupName}.id}`],
+      metadata_options: { http_endpoint: 'enabled', http_tokens: 'required', http_put_response_hop_limit: 1 },
+    });
+    const [, template] = only(synth, 'aws_launch_template');
+    const userData = template.user_data as string;
+    expect(userData.startsWith('${base64encode("#!/bin/bash\\n')).toBe(true);
+    const [bucketName] = only(synth, 'aws_s3_bucket');
+    expect(userData).toContain(`SHARDFORM_PLAN_S3=s3://\${aws_s3_bucket.${bucketName}.bucket}/shardform/demo/shard-plan.json`);
+    expect(userData).toContain('ExecStart=/usr/local/bin/shardform agent --plan $SHARDFORM_PLAN_FILE --host-id $SHARDFORM_HOST_ID');
+    expect(userData).toContain('AWS_DEFAULT_REGION=$REGION');
+    expect(userData).not.toMatch(/\$\{(?!aws_s3_bucket\.|base64encode\()/);
+    expect(json).toHaveResourceWithProperties(AutoscalingGroup, {
+      min_size: 2,
+      max_size: 4,
+      desired_capacity: 2,
+      tag: [
+        { key: 'shardform:pool', value: 'demo.ec2', propagate_at_launch: true },
+        { key: 'shardform:fleet', value: 'demo', propagate_at_launch: true },
+        { key: 'Name', value: 'shardform-demo-ec2', propagate_at_launch: true },
+      ],
+    });
+    expect(pool.discoveryTagValue).toBe('demo.ec2');
+  });
+
+  it('opens the agent port only to members of the fleet\'s own security group', () => {
+    const { fleet } = awsFleet();
+    const json = Testing.synth(fleet);
+    const synth = JSON.parse(json) as Synthesized;
+    const [groupName] = only(synth, 'aws_security_group');
+    const self = `\${aws_security_group.${groupName}.id}`;
+    expect(json).toHaveResourceWithProperties(VpcSecurityGroupIngressRule, {
+      security_group_id: self,
+      referenced_security_group_id: self,
+      ip_protocol: 'tcp',
+      from_port: 7100,
+      to_port: 7100,
+    });
+    // The only way in: no address range, no other rule, no inline ingress on the group.
+    const [, ingress] = only(synth, 'aws_vpc_security_group_ingress_rule');
+    expect(ingress).not.toHaveProperty('cidr_ipv4');
+    expect(ingress).not.toHaveProperty('cidr_ipv6');
+    expect(synth.resource.aws_security_group_rule).toBeUndefined();
+    expect(only(synth, 'aws_security_group')[1]).not.toHaveProperty('ingress');
+  });
+
+  it('lets the host role do exactly one thing: s3:GetObject on the plan object', () => {
+    const { fleet } = awsFleet();
+    const json = Testing.synth(fleet);
+    const synth = JSON.parse(json) as Synthesized;
+    const [bucketName] = only(synth, 'aws_s3_bucket');
+    const [roleName] = only(synth, 'aws_iam_role');
+    expect(json).toHaveResourceWithProperties(IamRolePolicy, { role: `\${aws_iam_role.${roleName}.name}` });
+    const [, policy] = only(synth, 'aws_iam_role_policy');
+    expect(JSON.parse(policy.policy as string)).toEqual({
+      Version: '2012-10-17',
+      Statement: [{ Sid: 'ReadShardPlan', Effect: 'Allow', Action: ['s3:GetObject'], Resource: [`\${aws_s3_bucket.${bucketName}.arn}/shardform/demo/shard-plan.json`] }],
+    });
+    expect(synth.resource.aws_iam_role_policy_attachment).toBeUndefined();
+    expect(only(synth, 'aws_iam_role')[1]).not.toHaveProperty('managed_policy_arns');
+  });
+
+  it('uploads the plan, digest included, as the S3 object body', () => {
+    const { fleet } = awsFleet();
+    const json = Testing.synth(fleet);
+    const plan = fleet.plan();
+    expect(json).toHaveResourceWithProperties(S3Object, {
+      key: 'shardform/demo/shard-plan.json',
+      content: fleet.planJson(),
+      content_type: 'application/json',
+      metadata: { 'plan-digest': plan.digest, 'plan-generation': '2' },
+    });
+    const [, object] = only(JSON.parse(json) as Synthesized, 'aws_s3_object');
+    expect(JSON.parse(object.content as string).digest).toBe(plan.digest);
+  });
+
+  it('uses an existing bucket when given, and grants only its plan object', () => {
+    const { fleet } = awsFleet({ planBucket: 'acme-plans' });
+    const synth = JSON.parse(Testing.synth(fleet)) as Synthesized;
+    expect(synth.resource.aws_s3_bucket).toBeUndefined();
+    expect(only(synth, 'aws_s3_object')[1].bucket).toBe('acme-plans');
+    expect(JSON.parse(only(synth, 'aws_iam_role_policy')[1].policy as string).Statement[0].Resource).toEqual(['arn:aws:s3:::acme-plans/shardform/demo/shard-plan.json']);
+  });
+
+  it('states the pool in the plan as discovered hosts of a derived capacity', () => {
+    const { fleet } = awsFleet();
+    const plan = fleet.plan();
+    expect(checkPlan(plan).ok).toBe(true);
+    expect(plan.pools).toEqual([
+      {
+        id: 'ec2',
+        kind: 'aws',
+        costPerHourUsd: 0.096,
+        labels: {},
+        hosts: [],
+        // m6i.large: 2 vCPU, 8 GiB, minus the default 250m + 512MiB reserved for the OS and agent.
+        hostCapacity: { cpuCores: 1.75, memoryBytes: 8 * 2 ** 30 - 512 * 2 ** 20, readIops: 0, writeIops: 0 },
+        discovery: { provider: 'aws', region: 'eu-west-1', tagKey: 'shardform:pool', tagValue: 'demo.ec2', minHosts: 2, maxHosts: 4, desiredHosts: 2, instanceType: 'm6i.large' },
+      },
+    ]);
+  });
+
+  it('validates against the AWS pool: granularity vs instance size, anti-affinity vs maxHosts, unknown region', () => {
+    const big = awsFleet();
+    new ShardedApplication(big.fleet, 'big', { pool: big.pool, command: ['/bin/true'], granularity: { cpu: 2, memory: '1GiB' } });
+    new AntiAffinity(big.fleet, 'apart', { applications: [big.web], mode: 'hard' });
+    expect(synthErrors(big.fleet)).toEqual([
+      "[aws-fleet/big] big/granularity: cpu 2 cores exceeds the smallest host in pool 'ec2' (1.75 cores); use at most 1.75 cores or move big to another pool",
+      "[aws-fleet/big] big/shards.min: 1 shards of 2 cores + 1GiB do not fit pool 'ec2' (7 cores, 30GiB across 4 hosts, shared with the pool's other applications): 1 cannot be placed; lower shards.min to 0 or add capacity",
+    ]);
+    const crowded = awsFleet({ maxHosts: 2 });
+    new ShardedApplication(crowded.fleet, 'more', { pool: crowded.pool, command: ['/bin/true'], granularity: { cpu: '250m', memory: '256MiB' } });
+    new AntiAffinity(crowded.fleet, 'apart', { applications: [crowded.web], mode: 'hard' });
+    new AntiAffinity(crowded.fleet, 'all-apart', { mode: 'hard' });
+    expect(synthErrors(crowded.fleet)).toEqual([
+      "[aws-fleet/all-apart] all-apart/scope: hard anti-affinity with scope 'host' needs 3 separate domains for the minimum shards of its applications, but only 2 exist; add hosts, lower shards.min or make the rule soft",
+    ]);
+    // A region known only at apply time (a variable) cannot go into the plan.
+    const nowhere = awsFleet({}, false);
+    new AwsProvider(nowhere.fleet, 'aws', { region: new TerraformVariable(nowhere.fleet, 'region', { type: 'string' }).stringValue });
+    expect(synthErrors(nowhere.fleet)).toEqual(["[aws-fleet/ec2] ec2/region: is not known; set region or add an AwsProvider with a literal region to the fleet"]);
+  });
+
+  it('rejects an instance type it cannot size, and conflicting plan buckets, at construction', () => {
+    expect(thrown(() => awsFleet({ instanceType: 'x9.huge' }))).toBe(
+      'aws-fleet/ec2/instanceType: "x9.huge" has no built-in capacity; give capacity: { cpu, memory } or use one of t3.medium, t3.large, t3.xlarge, m5.large, m5.xlarge, m6i.large, m6i.xlarge, m6i.2xlarge, c6i.large, c6i.xlarge, c6i.2xlarge, r6i.large, r6i.xlarge',
+    );
+    expect(() => awsFleet({ instanceType: 'x9.huge', capacity: { cpu: 64, memory: '256GiB' } })).not.toThrow();
+    const { fleet } = awsFleet({ planBucket: 'acme-plans' });
+    expect(thrown(() => new AwsHostPool(fleet, 'second', { planBucket: 'other-plans' }))).toBe(
+      'aws-fleet/second/planBucket: "other-plans" differs from the fleet\'s plan bucket "acme-plans"; one plan object serves every AWS pool of a fleet, so give the same bucket or none',
+    );
+    expect(thrown(() => awsFleet({ minHosts: 3, maxHosts: 2 }))).toBe(
+      'aws-fleet/ec2/desiredHosts: {"minHosts":3,"desiredHosts":3,"maxHosts":2} is not ordered; use minHosts <= desiredHosts <= maxHosts',
+    );
+  });
+
+  it('matches the snapshot of a whole small stack', () => {
+    const { fleet } = awsFleet();
+    expect(Testing.synth(fleet)).toMatchSnapshot();
+  });
+});
