@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Testing } from 'cdktf';
@@ -144,4 +144,31 @@ describe('the example fleet (main.ts)', () => {
     expect(result.plan.applications.map((a) => a.id)).toEqual(['cache', 'web', 'worker']);
     expect(result.plan.policies.map((p) => p.kind).sort()).toEqual(['affinity', 'anti-affinity', 'cost-aware-placement', 'proactive-migration']);
   }, 120_000);
+});
+
+describe('the README quick start', () => {
+  it('synthesizes as written (the documented API is the real one)', () => {
+    const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
+    const code = /```ts\n(\/\/ main\.ts[\s\S]*?)```/.exec(readme)?.[1];
+    expect(code).toBeDefined();
+    const dir = mkdtempSync(join(tmpdir(), 'shardform-readme-'));
+    try {
+      const file = join(dir, 'main.ts');
+      writeFileSync(file, code!.replace("from './constructs'", `from ${JSON.stringify(join(ROOT, 'constructs'))}`));
+      const run = spawnSync(process.execPath, [join(ROOT, 'node_modules', 'tsx', 'dist', 'cli.mjs'), file], {
+        cwd: dir,
+        encoding: 'utf8',
+        env: { ...process.env, NODE_PATH: join(ROOT, 'node_modules'), CDKTF_OUTDIR: join(dir, 'out'), CHECKPOINT_DISABLE: '1' },
+        timeout: 60_000,
+      });
+      expect(run.stderr).toBe('');
+      expect(run.status).toBe(0);
+      const plan = loadPlanFile(join(dir, 'out', 'stacks', 'local-fleet', 'shard-plan.json'));
+      expect(plan.fleet).toBe('demo');
+      expect(plan.applications.map((a) => a.id)).toEqual(['web']);
+      expect(plan.policies.map((p) => p.id)).toEqual(['hot', 'spread-web']);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
 });
