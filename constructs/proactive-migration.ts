@@ -41,10 +41,9 @@ export class ProactiveMigration extends ShardPolicy {
     const threshold = this.checks.number('threshold', props.threshold ?? 0.8, 0, 1, true);
     const horizonSeconds = this.checks.duration('horizon', props.horizon ?? '15m', 1);
     const quantile = props.quantile ?? 0.95;
-    const quantileOk = this.checks.require(typeof quantile === 'number' && quantile > 0 && quantile < 1, 'quantile', quantile, 'is outside (0, 1); use e.g. 0.95');
+    this.checks.require(typeof quantile === 'number' && quantile > 0 && quantile < 1, 'quantile', quantile, 'is outside (0, 1); use e.g. 0.95');
     const cooldownSeconds = this.checks.duration('cooldown', props.cooldown ?? '10m');
     this.checks.throwIfAny();
-    void quantileOk;
     this.settings = { threshold: threshold!, horizonSeconds: horizonSeconds!, quantile, cooldownSeconds: cooldownSeconds! };
   }
 
