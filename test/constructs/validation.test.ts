@@ -6,6 +6,8 @@ import {
   ShardedApplication,
   StaticHostPool,
   InvalidPropsError,
+  MigrationStrategy,
+  PlacementScope,
 } from '../../constructs';
 import { smallFleet, synthErrors, thrown } from './fixture';
 
@@ -150,6 +152,44 @@ describe('eager prop checks (constructor)', () => {
       'test-fleet/edge/addHost(host-c).address: "http://x/" is not a host address; use a host name or IP, optionally with :port (e.g. "127.0.0.1:7101")',
       'test-fleet/edge/addHost(host-c).capacity.cpu: "0" must be more than 0 cores (e.g. "500m" or 1)',
       'test-fleet/edge/addHost(host-c).capacity.memory: "2XB" is not a byte quantity such as "512MiB", "2GiB", "1G" or a whole number of bytes',
+    ]);
+  });
+
+  it('rejects bad placement scopes, modes, weights and migration strategies', () => {
+    const { fleet } = smallFleet();
+    expect(thrown(() => new AntiAffinity(fleet, 'apart', { scope: 'rack' as never, mode: 'strict' as never, weight: 0 })).split('\n')).toEqual([
+      "test-fleet/apart/scope: \"rack\" is not a placement scope; use 'host', 'pool' or 'label:<key>'",
+      "test-fleet/apart/mode: \"strict\" is not a mode; use 'hard' or 'soft'",
+      'test-fleet/apart/weight: 0 is not valid; use a whole number from 1 to 100',
+    ]);
+    expect(thrown(() => MigrationStrategy.checkpoint({ timeout: 'soon' }))).toBe(
+      'migration.timeout: "soon" is not a duration such as "90s", "15m", "1h30m", "7d" or a number of seconds',
+    );
+    expect(thrown(() => MigrationStrategy.restart({ timeout: '100ms' }))).toBe('migration.timeout: "100ms" is too short; use at least 1s');
+    expect(thrown(() => PlacementScope.label('zone with spaces'))).toBe(
+      'scope: "zone with spaces" is not a label key; use 1-63 characters of A-Z, a-z, 0-9 and . _ / -',
+    );
+  });
+
+  it('rejects bad fleet settings, all at once', () => {
+    const { app } = smallFleet();
+    const message = thrown(
+      () =>
+        new ShardFleet(app, 'bad-fleet', {
+          generation: 0,
+          predictor: { quantile: 1, horizon: '0s' },
+          store: { kind: 'etcd', endpoints: ['10.0.0.5:2379'] },
+          security: { auth: 'mtls' },
+          agent: { port: 70000 },
+        }),
+    );
+    expect(message.split('\n')).toEqual([
+      'bad-fleet/generation: 0 is not valid; use a whole number 1 or more',
+      'bad-fleet/predictor.quantile: 1 is outside (0, 1); use e.g. 0.95',
+      'bad-fleet/predictor.horizon: "0s" must be at least 1s',
+      'bad-fleet/agent.port: 70000 is not valid; use a whole number from 1 to 65535',
+      'bad-fleet/store.endpoints[0]: "10.0.0.5:2379" is not a URL; use e.g. "http://10.0.0.5:2379"',
+      'bad-fleet/security.tls: undefined is required for mtls; give caFile, certFile and keyFile',
     ]);
   });
 
