@@ -74,7 +74,11 @@ export class CriuCheckpointer {
   async supportsPreCopy(): Promise<{ ok: boolean; reason?: string }> {
     const run = await this.run(['check', '--feature', 'mem_dirty_track']);
     if (run.exitCode === 0) return { ok: true };
-    const line = run.output.split('\n').find((l) => /dirty/i.test(l))?.trim();
+    const line = run.output
+      .split('\n')
+      .find((l) => /dirty/i.test(l))
+      ?.replace(/^\s*(Warn|Error)\s*\([^)]*\):\s*/, '')
+      .trim();
     return { ok: false, reason: `kernel has no dirty-page tracking (CONFIG_MEM_SOFT_DIRTY)${line ? `: ${line}` : ''}` };
   }
 

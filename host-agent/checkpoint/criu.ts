@@ -64,7 +64,7 @@ export function privateInstallation(prefix: string, arch: string = process.arch)
   const layout = LOADERS[arch];
   if (!layout) return `no private CRIU layout for architecture ${arch}`;
   const binary = join(prefix, 'usr/sbin/criu');
-  if (!existsSync(binary)) return `no private CRIU at ${binary} (run host-agent/checkpoint/install-criu.sh)`;
+  if (!existsSync(binary)) return `no private CRIU at ${binary}`;
   const loader = layout.loader.map((l) => join(prefix, l)).find((l) => existsSync(l));
   if (!loader) return `private CRIU at ${prefix} has no dynamic loader (${layout.loader.join(' or ')})`;
   const libraryPath = [`usr/lib/${layout.triplet}`, `lib/${layout.triplet}`, 'usr/lib', 'lib'].map((d) => join(prefix, d)).join(':');
