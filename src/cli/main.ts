@@ -9,6 +9,7 @@ import { processIo, type Io } from './output';
 import { registerPlanCommands } from './commands/plan';
 import { registerVectorCommands } from './commands/vector';
 import { registerDoctorCommand } from './commands/doctor';
+import { registerDevCommands } from './commands/dev';
 
 /** Thrown by commands that have already printed their result and only need an exit code. */
 export class ExitWith extends Error {
@@ -26,6 +27,7 @@ export function buildProgram(io: Io = processIo): Command {
   registerPlanCommands(program, io);
   registerVectorCommands(program, io);
   registerDoctorCommand(program, io);
+  registerDevCommands(program, io);
   // Every subcommand inherits the overrides so usage errors surface as CommanderError.
   for (const command of program.commands) command.exitOverride().configureOutput({ writeOut: (s) => io.out(s), writeErr: (s) => io.err(s) });
   return program;

@@ -37,7 +37,12 @@ export interface ScratchCgroup {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** Creates `<this pid>-<name>` in every hierarchy. */
 export function createScratchCgroup(name: string): ScratchCgroup {
+  return openScratchCgroup(`${process.pid}-${name}`);
+}
+
+function openScratchCgroup(name: string): ScratchCgroup {
   const found = hierarchies();
   const dirs = found.map((h) => join(h.dir, SCRATCH_PREFIX, name));
   for (const dir of dirs) mkdirSync(dir, { recursive: true });
@@ -102,14 +107,30 @@ export function createScratchCgroup(name: string): ScratchCgroup {
   };
 }
 
-/** Removes scratch cgroups a crashed run left behind (every name under the prefix). */
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Removes scratch cgroups crashed runs left behind: names are `<owner pid>-...`, and those
+ * whose owner is alive (a suite running in parallel) are spared.
+ */
 export async function removeLeftoverScratchCgroups(): Promise<void> {
   const names = new Set<string>();
   for (const h of hierarchies()) {
     const top = join(h.dir, SCRATCH_PREFIX);
     if (existsSync(top)) for (const entry of readdirSync(top, { withFileTypes: true })) if (entry.isDirectory()) names.add(entry.name);
   }
-  for (const name of names) await createScratchCgroup(name).destroy();
+  for (const name of names) {
+    const owner = Number(/^(\d+)-/.exec(name)?.[1] ?? 0);
+    if (owner > 0 && alive(owner)) continue;
+    await openScratchCgroup(name).destroy();
+  }
 }
 
 /** Host pid of the process in `cgroup` that is the init of its own PID namespace. */

@@ -24,7 +24,7 @@ describePrivileged('CRIU checkpointer (real CRIU, cgroups, PID namespaces)', [re
   let criu: CriuCheckpointer;
   const cgroups: ScratchCgroup[] = [];
   const cgroup = (name: string) => {
-    const made = createScratchCgroup(`criu-${process.pid}-${name}`);
+    const made = createScratchCgroup(`criu-${name}`);
     cgroups.push(made);
     return made;
   };
