@@ -12,6 +12,8 @@ export type HostAgentErrorCode =
   | 'SHARD_NOT_RUNNING'
   /** The shard is held by migration (released); the keeper will not start, stop or resize it. */
   | 'SHARD_HELD'
+  /** The shard already runs on this host (migration cannot prepare it as incoming). */
+  | 'SHARD_EXISTS'
   /** The workload could not be started (spawn failed, or its PID-namespace init never appeared). */
   | 'WORKLOAD_START_FAILED'
   /** A runner or keeper option is out of range. */
@@ -50,3 +52,6 @@ export const workloadStartFailed = (shardId: string, command: readonly string[],
 
 export const invalidOption = (field: string, value: unknown, valid: string): HostAgentError =>
   new HostAgentError('INVALID_OPTION', field, value, `${field}: ${showValue(value)} is invalid; ${valid}`);
+
+export const shardExists = (shardId: string): HostAgentError =>
+  new HostAgentError('SHARD_EXISTS', 'shardId', shardId, `shard ${showValue(shardId)} already runs on this host; discard or release it first`);
