@@ -7,7 +7,7 @@
  */
 import { join } from 'node:path';
 import type { CgroupDriver, ShardLimits } from '../cgroups/driver';
-import { invalidOption, shardExists, shardHeld, shardNotFound, shardNotRunning } from '../errors';
+import { invalidOption, shardExists, shardHeld, shardUnknown, shardNotRunning } from '../errors';
 import type { ProcessProbe } from '../runner/process-probe';
 import { ProcProbe } from '../runner/process-probe';
 import type { BackoffPolicy } from '../runner/restart-backoff';
@@ -178,7 +178,7 @@ export class ShardKeeper implements ShardManager, ShardHandover {
           s.emit('created');
           break;
         case 'set-limits': {
-          if (!s) throw shardNotFound(id); // a created shard always has a supervisor
+          if (!s) throw shardUnknown(id); // a created shard always has a supervisor
           const had = s.record.appliedLimits !== undefined;
           await this.driver.setLimits(id, step.limits);
           const limits = step.limits;
@@ -192,7 +192,7 @@ export class ShardKeeper implements ShardManager, ShardHandover {
           break;
         }
         case 'replace': {
-          if (!s) throw shardNotFound(id);
+          if (!s) throw shardUnknown(id);
           const sup = s;
           await sup.exclusive(async () => {
             await sup.stop(this.graceSeconds);
@@ -246,7 +246,7 @@ export class ShardKeeper implements ShardManager, ShardHandover {
 
   private known(shardId: string): ShardSupervisor {
     const s = this.supervisors.get(shardId);
-    if (!s) throw shardNotFound(shardId);
+    if (!s) throw shardUnknown(shardId);
     return s;
   }
 
@@ -359,7 +359,7 @@ export class ShardKeeper implements ShardManager, ShardHandover {
   adopt(shardId: string, desired?: DesiredShard): Promise<ShardStatus> {
     return this.exclusive(async () => {
       const s = this.supervisors.get(shardId) ?? (desired ? this.newSupervisor(desired, true) : undefined);
-      if (!s) throw shardNotFound(shardId);
+      if (!s) throw shardUnknown(shardId);
       return s.exclusive(async () => {
         if (desired) await s.update({ desired });
         const main = await this.deps.probe.findMain(await this.driver.pids(shardId));

@@ -148,7 +148,7 @@ describe('ShardKeeper (fake driver and launcher)', () => {
     expect((await k.apply([desired('web-0', { limits: { cpuCores: 2, memoryBytes: 64 * 2 ** 20 } })])).actions).toEqual([{ kind: 'set-limits', shardId: 'web-0', ok: true }]);
     expect(k.status()[0]?.pid).toBe(1000);
     expect(sink.ofType('resized', 'web-0')).toHaveLength(2);
-    await expect(k.resize('nope-0', { cpuCores: 1 })).rejects.toMatchObject({ code: 'SHARD_NOT_FOUND', field: 'shardId', value: 'nope-0' });
+    await expect(k.resize('nope-0', { cpuCores: 1 })).rejects.toMatchObject({ code: 'SHARD_UNKNOWN', field: 'shardId', value: 'nope-0' });
   });
 
   it('stops and removes shards no longer desired, and replaces a shard whose command changed', async () => {
