@@ -111,6 +111,18 @@ export class IncomingMigrations {
     }
   }
 
+  /** What shards that arrived here (committed) hold: for a host whose capacity view knows nothing else. */
+  committedAllocation(): { cpuCores: number; memoryBytes: number } {
+    let cpuCores = 0;
+    let memoryBytes = 0;
+    for (const m of this.migrations.values()) {
+      if (m.state !== 'committed') continue;
+      cpuCores += need(m.desired.limits).cpuCores;
+      memoryBytes += need(m.desired.limits).memoryBytes;
+    }
+    return { cpuCores, memoryBytes };
+  }
+
   forget(id: string): void {
     this.migrations.delete(id);
   }
