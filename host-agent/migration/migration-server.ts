@@ -2,7 +2,7 @@
  * A destination agent that serves only the migration routes, for test hosts (network
  * namespaces) and `shardform dev`: real cgroups (its own `shardform/<host>` root), real CRIU,
  * the fleet token from a file. Run it inside a host's namespace:
- *   ip netns exec shardform-dev-host-2 npx tsx host-agent/migration/migration-server.ts \
+ *   nsenter --net=/run/netns/shardform-dev-host-2 node -r tsx/cjs host-agent/migration/migration-server.ts \
  *     --host-id host-2 --listen 10.213.x.12:7100 --token-file /run/token --images /var/tmp/images \
  *     --cpu-cores 2 --memory-bytes 4294967296
  * Prints one JSON line `{"listening":"http://..."}` when ready; SIGTERM closes it.

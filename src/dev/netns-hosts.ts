@@ -203,7 +203,17 @@ export async function restoreLink(host: NetnsHost): Promise<void> {
   await ip(['link', 'set', host.link, 'up']);
 }
 
+/**
+ * The command line that runs argv inside the host's network namespace only. Not
+ * `ip netns exec`: that also enters a new mount namespace with a fresh /sys, which hides the
+ * cgroup hierarchies mounted under /sys/fs/cgroup from the agent.
+ */
+export function inHost(host: NetnsHost, argv: readonly string[]): [string, string[]] {
+  return ['nsenter', [`--net=/run/netns/${host.netns}`, '--', ...argv]];
+}
+
 /** Runs argv inside the host's network namespace (the agent, a workload, a probe). */
 export function spawnInHost(host: NetnsHost, argv: readonly string[], options: SpawnOptions = {}): ChildProcess {
-  return spawn('ip', ['netns', 'exec', host.netns, ...argv], options);
+  const [file, args] = inHost(host, argv);
+  return spawn(file, args, options);
 }

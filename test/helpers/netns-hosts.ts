@@ -5,7 +5,7 @@
  */
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { createNetnsHosts, removeLeftoverNetnsHosts, removeNetnsHosts, type NetnsHost, type NetnsHostSet } from '../../src/dev/netns-hosts';
+import { createNetnsHosts, inHost, removeLeftoverNetnsHosts, removeNetnsHosts, type NetnsHost, type NetnsHostSet } from '../../src/dev/netns-hosts';
 
 const execFileAsync = promisify(execFile);
 
@@ -26,6 +26,7 @@ export function useNetnsHosts(count: number, tag: string): () => NetnsHostSet {
 
 /** Runs a short node script inside a host's namespace and returns its stdout. */
 export async function nodeInHost(host: NetnsHost, script: string, args: readonly string[] = [], timeoutMs = 10_000): Promise<string> {
-  const { stdout } = await execFileAsync('ip', ['netns', 'exec', host.netns, process.execPath, '-e', script, ...args], { timeout: timeoutMs });
+  const [file, argv] = inHost(host, [process.execPath, '-e', script, ...args]);
+  const { stdout } = await execFileAsync(file, argv, { timeout: timeoutMs });
   return stdout;
 }

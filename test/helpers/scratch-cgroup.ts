@@ -134,7 +134,7 @@ export async function removeLeftoverScratchCgroups(): Promise<void> {
 }
 
 /** Host pid of the process in `cgroup` that is the init of its own PID namespace. */
-export function namespaceInitPid(cgroup: ScratchCgroup): number | undefined {
+export function namespaceInitPid(cgroup: Pick<ScratchCgroup, 'pids'>): number | undefined {
   for (const pid of cgroup.pids()) {
     try {
       const nspid = /^NSpid:\s*(.*)$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1]?.trim().split(/\s+/);
@@ -152,7 +152,7 @@ export const WORKLOAD = join(__dirname, 'workload.py');
  * Starts workload.py holding `mib` MiB in `cgroup` as a PID-namespace init; resolves once it
  * has written its first counter and digest. stdio is /dev/null: CRIU cannot restore pipes to us.
  */
-export async function startWorkload(cgroup: ScratchCgroup, stateFile: string, mib: number): Promise<number> {
+export async function startWorkload(cgroup: Pick<ScratchCgroup, 'procsFiles' | 'pids'> & { name?: string }, stateFile: string, mib: number): Promise<number> {
   const join = 'n=$1; shift; i=0; while [ "$i" -lt "$n" ]; do echo $$ > "$1" || exit 125; shift; i=$((i+1)); done; exec "$@"';
   const child = spawn(
     '/bin/sh',
@@ -165,7 +165,7 @@ export async function startWorkload(cgroup: ScratchCgroup, stateFile: string, mi
     if (pid && existsSync(stateFile) && existsSync(`${stateFile}.sha256`)) return pid;
     await sleep(50);
   }
-  throw new Error(`workload in ${cgroup.name} did not start within 30 s`);
+  throw new Error(`workload in ${cgroup.name ?? cgroup.procsFiles[0]} did not start within 30 s`);
 }
 
 export function readCounter(stateFile: string): number {

@@ -28,7 +28,7 @@ export function registerDevCommands(program: Command, io: Io): void {
         return;
       }
       io.out(table(['HOST', 'NETNS', 'ADDRESS', 'LINK'], set.hosts.map((h) => [h.id, h.netns, h.address, h.link])));
-      io.out(`bridge ${set.bridge} ${set.gateway} (${set.subnet}); run a command on a host with: ip netns exec <NETNS> <command>`);
+      io.out(`bridge ${set.bridge} ${set.gateway} (${set.subnet}); run a command on a host with: nsenter --net=/run/netns/<NETNS> <command>`);
     });
   hosts
     .command('down')
