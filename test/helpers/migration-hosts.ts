@@ -150,3 +150,59 @@ export async function removeOwnerPrefix(ownerPrefix: string, hostIds: readonly s
     // absent
   }
 }
+
+/** Runs `before[step]` before the effect of that name (fault injection at a precise step). */
+export function withHooks<T extends object>(effects: T, before: Partial<Record<keyof T, () => Promise<void>>>): T {
+  return new Proxy(effects, {
+    get(target, property, receiver) {
+      const value = Reflect.get(target, property, receiver);
+      const hook = before[property as keyof T];
+      if (typeof value !== 'function' || !hook) return typeof value === 'function' ? value.bind(target) : value;
+      return async (...args: unknown[]) => {
+        await hook();
+        return (value as (...a: unknown[]) => unknown).apply(target, args);
+      };
+    },
+  });
+}
+
+/**
+ * A TCP relay that flips one bit of the byte stream once `afterBytes` have passed: an image
+ * corrupted in transit, below HTTP, where only the sha256 check can notice.
+ */
+export async function corruptingRelay(target: { host: string; port: number }, afterBytes: number): Promise<{ url: string; close(): Promise<void> }> {
+  const net = await import('node:net');
+  let seen = 0;
+  let flipped = false;
+  const sockets = new Set<import('node:net').Socket>();
+  const server = net.createServer((client) => {
+    const upstream = net.connect(target.port, target.host);
+    sockets.add(client);
+    sockets.add(upstream);
+    client.on('data', (chunk: Buffer) => {
+      if (!flipped && seen + chunk.length > afterBytes) {
+        const at = Math.max(0, afterBytes - seen);
+        chunk[at] = (chunk[at] as number) ^ 0x01;
+        flipped = true;
+      }
+      seen += chunk.length;
+      upstream.write(chunk);
+    });
+    upstream.pipe(client);
+    const end = () => {
+      client.destroy();
+      upstream.destroy();
+    };
+    client.on('error', end).on('close', end);
+    upstream.on('error', end).on('close', end);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as import('node:net').AddressInfo).port;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    close: async () => {
+      for (const s of sockets) s.destroy();
+      await new Promise((r) => server.close(r));
+    },
+  };
+}
