@@ -1,6 +1,28 @@
+import type { CgroupDialect } from './cgroup-dialect';
 import type { CgroupDriver, DetectOptions } from './driver';
+import { hybridDialect } from './hybrid-dialect';
+import { DEFAULT_CGROUP_ROOT, probeCgroupLayout, type CgroupProbe } from './probe';
+import { ShardCgroupDriver } from './shard-cgroup-driver';
+import { v1Dialect } from './v1-dialect';
+import { v2Dialect } from './v2-dialect';
+
+/** The dialect for a probed layout: the one place the layout is switched on. */
+export function dialectFor(probe: CgroupProbe): CgroupDialect {
+  switch (probe.layout) {
+    case 'v2':
+      return v2Dialect(probe.mounts.unified as string);
+    case 'v1':
+      return v1Dialect(probe.mounts, { memsw: probe.memsw });
+    case 'hybrid':
+      return hybridDialect(probe.mounts, { memsw: probe.memsw });
+  }
+}
+
+/** A driver together with what was probed, so the agent can log the layout once. */
+export type DetectedCgroupDriver = CgroupDriver & { readonly probe: CgroupProbe };
 
 /** Probes the cgroup layout under `root` once and returns the matching driver. */
-export function detectCgroupDriver(opts: DetectOptions): CgroupDriver {
-  throw new Error(`detectCgroupDriver(${opts.root ?? '/sys/fs/cgroup'}): not implemented yet`);
+export function detectCgroupDriver(opts: DetectOptions): DetectedCgroupDriver {
+  const probe = probeCgroupLayout(opts.root ?? DEFAULT_CGROUP_ROOT);
+  return new ShardCgroupDriver(dialectFor(probe), probe, opts);
 }
