@@ -6,6 +6,7 @@
  * logged once, counted in shardform_plan_rejected_total{reason} and shown by GET /v1/plan.
  */
 import type { Plan } from '../../src/contracts/plan-schema';
+import { CoalescedTask } from '../coalesced-task';
 import type { AgentLogger } from '../log';
 import type { AgentMetrics } from '../metrics/agent-metrics';
 import { loadLastGoodPlan, saveLastGoodPlan } from './last-good-plan';
@@ -51,8 +52,7 @@ export class PlanSource {
   private rejectedTotal = 0;
   private lastCheckAt: string | undefined;
   private readonly listeners: ((plan: Plan) => void)[] = [];
-  private inFlight: Promise<PlanJudgement> | undefined;
-  private again = false;
+  private readonly checks = new CoalescedTask(() => this.checkOnce());
   private timer: NodeJS.Timeout | undefined;
   private stopWatch: (() => void) | undefined;
   private readonly clock: () => Date;
@@ -66,19 +66,20 @@ export class PlanSource {
     this.loadSaved();
     const first = await this.check();
     const interval = this.options.pollIntervalSeconds ?? 5;
-    this.stopWatch = this.options.fetcher.watch(() => void this.check());
+    this.stopWatch = this.options.fetcher.watch(() => void this.check().catch(() => {}));
     if (interval > 0) {
-      this.timer = setInterval(() => void this.check(), interval * 1000);
+      this.timer = setInterval(() => void this.check().catch(() => {}), interval * 1000);
       this.timer.unref();
     }
     return first;
   }
 
-  stop(): void {
+  async stop(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
     this.stopWatch?.();
     this.stopWatch = undefined;
+    await this.checks.idle();
   }
 
   current(): Plan | undefined {
@@ -102,18 +103,7 @@ export class PlanSource {
 
   /** Fetches and judges the source now. Concurrent calls share one pass (plus one more if asked during it). */
   check(): Promise<PlanJudgement> {
-    if (this.inFlight) {
-      this.again = true;
-      return this.inFlight;
-    }
-    this.inFlight = this.checkOnce().finally(() => {
-      this.inFlight = undefined;
-      if (this.again) {
-        this.again = false;
-        void this.check();
-      }
-    });
-    return this.inFlight;
+    return this.checks.run();
   }
 
   private async checkOnce(): Promise<PlanJudgement> {
