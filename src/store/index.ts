@@ -6,3 +6,4 @@ export * from './clock';
 export * from './embedded-store';
 export * from './etcd-store';
 export * from './open-store';
+export * from './sqlite-metric-history';
