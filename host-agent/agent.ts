@@ -52,7 +52,7 @@ export interface AgentOptions {
   readonly listen?: string;
   readonly tokenFile?: string;
   readonly logger: AgentLogger;
-  readonly openStores: (ctx: { stateDir: string; logger: AgentLogger }) => Promise<AgentStores>;
+  readonly openStores: (ctx: { stateDir: string; logger: AgentLogger; plan: Plan }) => Promise<AgentStores>;
   readonly createKernel: (ctx: { hostId: string; stateDir: string; events: ShardEventSink; logger: AgentLogger }) => Promise<AgentKernel>;
   /** Extra authenticated API route groups (migration). */
   readonly apiPlugins?: (ctx: { agent: Agent }) => FastifyPluginAsync[];
@@ -62,7 +62,8 @@ export interface AgentOptions {
   readonly env?: NodeJS.ProcessEnv;
 }
 
-const DRAINED_KEY = (hostId: string) => `/hosts/${hostId}/drained`;
+/** Present (value 'true') while the host is drained; read at start so a restart keeps shards stopped. */
+export const DRAINED_KEY = (hostId: string) => `/hosts/${hostId}/drained`;
 
 export class Agent implements DrainControl {
   readonly metrics = new AgentMetrics();
@@ -107,7 +108,7 @@ export class Agent implements DrainControl {
     this.token = readFleetToken(plan.security, { tokenFile: this.options.tokenFile, env: this.options.env });
     const address = this.listenAddress(plan);
 
-    this.stores = await this.options.openStores({ stateDir, logger });
+    this.stores = await this.options.openStores({ stateDir, logger, plan });
     this.events = new EventLog({ hostId, store: this.stores.store, logger });
     await this.events.load();
     this.kernel = await this.options.createKernel({ hostId, stateDir, events: this.events, logger });

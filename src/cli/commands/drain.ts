@@ -25,7 +25,7 @@ interface DrainFlags {
 
 interface DrainAnswer {
   drained: boolean;
-  actions: { kind: string; shardId: string; ok: boolean; error?: string }[];
+  actions: readonly { kind: string; shardId: string; ok: boolean; error?: string }[];
   converged: boolean;
 }
 
