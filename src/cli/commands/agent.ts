@@ -4,6 +4,9 @@
  * Flags are checked first (exit 2); no good plan to start from is exit 1.
  */
 import type { Command } from 'commander';
+import { Agent } from '../../../host-agent/agent';
+import { createAgentKernel, openAgentStores } from '../../../host-agent/agent-parts';
+import { createLogger } from '../../../host-agent/log';
 import type { Io } from '../output';
 import { checkAgentFlags, type AgentFlags } from './agent-flags';
 
@@ -20,12 +23,6 @@ export function registerAgentCommand(program: Command, _io: Io): void {
     .option('--log-level <level>', 'fatal, error, warn, info, debug, trace or silent', process.env.SHARDFORM_LOG_LEVEL ?? 'info')
     .action(async (raw: AgentFlags) => {
       const flags = checkAgentFlags(raw, true);
-      // Loaded here so the other commands do not pay for fastify, pino and the drivers.
-      const [{ Agent }, { createAgentKernel, openAgentStores }, { createLogger }] = await Promise.all([
-        import('../../../host-agent/agent'),
-        import('../../../host-agent/agent-parts'),
-        import('../../../host-agent/log'),
-      ]);
       const logger = createLogger({ level: flags.logLevel, base: { host_id: flags.host } });
       const agent = new Agent({
         hostId: flags.host,

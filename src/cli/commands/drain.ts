@@ -12,6 +12,7 @@ import { ExitWith } from '../main';
 import type { Io } from '../output';
 import { AgentRequestError, agentClient, call } from './agent-client';
 import { checkAgentFlags } from './agent-flags';
+import { drainLocally } from '../../../host-agent/local-drain';
 
 interface DrainFlags {
   agent?: string;
@@ -63,7 +64,6 @@ export function registerDrainCommand(program: Command, io: Io): void {
         const grace = Number(flags.graceSeconds);
         if (!/^\d+(\.\d+)?$/.test(String(flags.graceSeconds)) || !(grace >= 0 && grace <= 3600))
           throw new ShardformError('INVALID_ARGUMENT', '--grace-seconds', flags.graceSeconds, `--grace-seconds: ${JSON.stringify(flags.graceSeconds)} is not a number of seconds between 0 and 3600`);
-        const { drainLocally } = await import('../../../host-agent/local-drain');
         answer = await drainLocally({ hostId: checked.host, stateDir: checked.stateDir, ownerPrefix: checked.ownerPrefix, graceSeconds: grace });
       }
       io.out(render(answer));
