@@ -1,17 +1,17 @@
 /**
  * A plan in a local file. fs.watch on the directory (editors and `mv` replace the file, which a
  * watch on the file itself would miss) gives quick hints; the periodic check in PlanSource is
- * the fallback where inotify is unavailable or drops events. A stat key (inode, size, mtime)
- * spares re-reading an unchanged file on every poll.
+ * the fallback where inotify is unavailable or drops events. Changes are told by content, not
+ * by stat: a rename-over can reuse the inode and land in the same millisecond with the same size.
  */
 import { watch, type FSWatcher } from 'node:fs';
-import { readFile, stat } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { basename, dirname, resolve } from 'node:path';
 import type { FetchOutcome, PlanFetcher } from './plan-fetcher';
 
 export class FilePlanFetcher implements PlanFetcher {
   readonly source: string;
-  private seenKey: string | undefined;
+  private seenText: string | undefined;
 
   constructor(path: string) {
     this.source = resolve(path);
@@ -19,14 +19,12 @@ export class FilePlanFetcher implements PlanFetcher {
 
   async fetch(): Promise<FetchOutcome> {
     try {
-      const info = await stat(this.source);
-      const key = `${info.ino}:${info.size}:${info.mtimeMs}`;
-      if (key === this.seenKey) return { kind: 'unchanged' };
       const text = await readFile(this.source, 'utf8');
-      this.seenKey = key;
+      if (text === this.seenText) return { kind: 'unchanged' };
+      this.seenText = text;
       return { kind: 'content', text };
     } catch (error) {
-      this.seenKey = undefined;
+      this.seenText = undefined;
       return { kind: 'failed', message: (error as NodeJS.ErrnoException).code ?? (error as Error).message };
     }
   }
@@ -46,6 +44,6 @@ export class FilePlanFetcher implements PlanFetcher {
   }
 
   forget(): void {
-    this.seenKey = undefined;
+    this.seenText = undefined;
   }
 }

@@ -39,6 +39,8 @@ export interface PlanSourceOptions {
   readonly clock?: () => Date;
   /** Periodic check (fallback for file events, the only trigger for URLs); default 5 s. 0 disables it. */
   readonly pollIntervalSeconds?: number;
+  /** Subscribe to the fetcher's change hints (file events); default true. Tests that drive check() turn it off. */
+  readonly watch?: boolean;
 }
 
 export function planFetcherFor(source: string): PlanFetcher {
@@ -66,7 +68,7 @@ export class PlanSource {
     this.loadSaved();
     const first = await this.check();
     const interval = this.options.pollIntervalSeconds ?? 5;
-    this.stopWatch = this.options.fetcher.watch(() => void this.check().catch(() => {}));
+    if (this.options.watch ?? true) this.stopWatch = this.options.fetcher.watch(() => void this.check().catch(() => {}));
     if (interval > 0) {
       this.timer = setInterval(() => void this.check().catch(() => {}), interval * 1000);
       this.timer.unref();
