@@ -109,7 +109,8 @@ export async function readParsedOptional<T>(
   return text === undefined ? undefined : parseNamed(files, hierarchy, file, text, parse);
 }
 
-function parseNamed<T>(files: ShardFileReader, hierarchy: string, file: string, text: string, parse: (text: string) => T): T {
+/** Parses text read from a shard file, naming shard and file when it does not parse. */
+export function parseNamed<T>(files: ShardFileReader, hierarchy: string, file: string, text: string, parse: (text: string) => T): T {
   try {
     return parse(text);
   } catch (err) {

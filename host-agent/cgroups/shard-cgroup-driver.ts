@@ -137,7 +137,7 @@ export class ShardCgroupDriver implements CgroupDriver {
   }
 
   async isFrozen(shardId: string): Promise<boolean> {
-    return (await this.dialect.freezer.state(await this.files(shardId))) === 'frozen';
+    return (await this.dialect.freezer.state(await this.files(shardId))).state === 'frozen';
   }
 
   private async setFrozen(shardId: string, frozen: boolean): Promise<void> {
@@ -145,10 +145,11 @@ export class ShardCgroupDriver implements CgroupDriver {
     const { freezer } = this.dialect;
     await applyWrites(files.shardId, this.paths(files.shardId), [freezer.request(frozen)]);
     const wanted = frozen ? 'frozen' : 'thawed';
-    let seen: string = 'changing';
+    let seen = '';
     for (let i = 0; i < this.freezePolls; i++) {
-      seen = await freezer.state(files);
-      if (seen === wanted) return;
+      const now = await freezer.state(files);
+      if (now.state === wanted) return;
+      seen = now.text;
       await sleep(POLL_MS);
     }
     throw freezeTimeout(files.shardId, files.path(freezer.hierarchy, freezer.stateFile), wanted, seen);
@@ -165,7 +166,7 @@ export class ShardCgroupDriver implements CgroupDriver {
       const left = await this.pids(id);
       if (left.length === 0) return;
       this.signalEach(left, signal);
-      if (this.dialect.freezer.killNeedsThaw && (await this.dialect.freezer.state(files)) !== 'thawed') {
+      if (this.dialect.freezer.killNeedsThaw && (await this.dialect.freezer.state(files)).state !== 'thawed') {
         await applyWrites(id, this.paths(id), [this.dialect.freezer.request(false)]);
       }
       await sleep(POLL_MS);

@@ -10,6 +10,9 @@ import { registerPlanCommands } from './commands/plan';
 import { registerVectorCommands } from './commands/vector';
 import { registerDoctorCommand } from './commands/doctor';
 import { registerDevCommands } from './commands/dev';
+import { registerAgentCommand } from './commands/agent';
+import { registerShardsCommands } from './commands/shards';
+import { registerDrainCommand } from './commands/drain';
 
 /** Thrown by commands that have already printed their result and only need an exit code. */
 export class ExitWith extends Error {
@@ -28,6 +31,9 @@ export function buildProgram(io: Io = processIo): Command {
   registerVectorCommands(program, io);
   registerDoctorCommand(program, io);
   registerDevCommands(program, io);
+  registerAgentCommand(program, io);
+  registerShardsCommands(program, io);
+  registerDrainCommand(program, io);
   // Every subcommand inherits the overrides so usage errors surface as CommanderError.
   for (const command of program.commands) command.exitOverride().configureOutput({ writeOut: (s) => io.out(s), writeErr: (s) => io.err(s) });
   return program;
