@@ -1,12 +1,11 @@
 /**
- * A standalone fastify app serving only the migration routes behind the fleet token: what the
+ * A standalone fastify app serving only migration route plugins behind the fleet token: what the
  * dev/test destination agents run until the agent's buildApp registers migrationRoutes in its
  * authenticated scope (ApiDeps.plugins). The token check is the agent's: a bearer token
  * compared in constant time.
  */
 import { timingSafeEqual } from 'node:crypto';
-import fastify, { type FastifyInstance } from 'fastify';
-import { migrationRoutes, type MigrationRouteDeps } from './migration-routes';
+import fastify, { type FastifyInstance, type FastifyPluginAsync } from 'fastify';
 
 function matches(presented: string, expected: string): boolean {
   const a = Buffer.from(presented);
@@ -14,7 +13,7 @@ function matches(presented: string, expected: string): boolean {
   return a.length === b.length && timingSafeEqual(a, b);
 }
 
-export async function buildMigrationApp(deps: MigrationRouteDeps & { token: () => string | undefined }): Promise<FastifyInstance> {
+export async function buildMigrationApp(deps: { token: () => string | undefined; plugins: readonly FastifyPluginAsync[] }): Promise<FastifyInstance> {
   const app = fastify({ logger: false, bodyLimit: 1024 * 1024 });
   await app.register(async (scope) => {
     scope.addHook('onRequest', async (request, reply) => {
@@ -25,7 +24,7 @@ export async function buildMigrationApp(deps: MigrationRouteDeps & { token: () =
         await reply.status(401).send({ statusCode: 401, error: 'UNAUTHORIZED', message: presented ? 'wrong fleet token' : 'missing bearer token' });
       }
     });
-    await scope.register(migrationRoutes(deps));
+    for (const plugin of deps.plugins) await scope.register(plugin);
   });
   await app.ready();
   return app;

@@ -13,6 +13,7 @@ import { detectCgroupDriver } from '../cgroups/detect';
 import { requireCriu } from '../checkpoint/criu';
 import { CriuCheckpointer } from '../checkpoint/criu-checkpointer';
 import { buildMigrationApp } from '../api/migration-app';
+import { migrationRoutes } from '../api/migration-routes';
 import { CgroupHandover } from './cgroup-handover';
 import { IncomingMigrations } from './incoming-migrations';
 
@@ -40,11 +41,15 @@ async function main(): Promise<void> {
   const incoming: IncomingMigrations = new IncomingMigrations(images, { capacity: () => capacity, allocated: () => incoming.committedAllocation() });
   const token = readFileSync(tokenFile, 'utf8').trim();
   const app = await buildMigrationApp({
-    hostId,
-    incoming,
-    handover: new CgroupHandover(driver),
-    restorer: { restore: (dir, target) => checkpointer.restore(dir, target) },
     token: () => token,
+    plugins: [
+      migrationRoutes({
+        hostId,
+        incoming,
+        handover: new CgroupHandover(driver),
+        restorer: { restore: (dir, target) => checkpointer.restore(dir, target) },
+      }),
+    ],
   });
   const address = await app.listen({ host, port });
   process.stdout.write(`${JSON.stringify({ listening: address, hostId })}\n`);

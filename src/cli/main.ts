@@ -10,6 +10,7 @@ import { registerPlanCommands } from './commands/plan';
 import { registerVectorCommands } from './commands/vector';
 import { registerDoctorCommand } from './commands/doctor';
 import { registerDevCommands } from './commands/dev';
+import { registerMigrateCommand } from './commands/migrate';
 import { registerAgentCommand } from './commands/agent';
 import { registerShardsCommands } from './commands/shards';
 import { registerDrainCommand } from './commands/drain';
@@ -31,6 +32,7 @@ export function buildProgram(io: Io = processIo): Command {
   registerVectorCommands(program, io);
   registerDoctorCommand(program, io);
   registerDevCommands(program, io);
+  registerMigrateCommand(program, io);
   registerAgentCommand(program, io);
   registerShardsCommands(program, io);
   registerDrainCommand(program, io);

@@ -3,6 +3,7 @@ import { existsSync, readFileSync, readlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { buildMigrationApp } from '../../../host-agent/api/migration-app';
+import { migrationRoutes } from '../../../host-agent/api/migration-routes';
 import { tempDir } from '../../helpers/cli';
 import { fakeDestination, prepareBody } from '../../helpers/migration-destination-fakes';
 
@@ -16,7 +17,7 @@ describe('migration routes (destination agent)', () => {
 
   beforeEach(async () => {
     dest = fakeDestination(join(dir.path, `images-${Math.random().toString(36).slice(2)}`), { cpuCores: 2, memoryBytes: 4 * 2 ** 30 }, { cpuCores: 1.5, memoryBytes: 1 << 30 });
-    app = await buildMigrationApp(dest.deps);
+    app = await buildMigrationApp({ token: dest.deps.token, plugins: [migrationRoutes(dest.deps)] });
   });
   afterEach(async () => app.close());
   afterAll(() => dir.remove());
