@@ -48,6 +48,16 @@ export async function buildManifest(dir: string): Promise<ImageManifest> {
   return { files, totalBytes: files.reduce((sum, f) => sum + f.bytes, 0) };
 }
 
+/** Total bytes of the image files of `dir`, without hashing them. */
+export async function imageBytes(dir: string): Promise<number> {
+  let total = 0;
+  for (const name of (await readdir(dir)).filter(isImageFile)) {
+    const info = await lstat(join(dir, name));
+    if (info.isFile()) total += info.size;
+  }
+  return total;
+}
+
 /** Throws IMAGE_MISMATCH naming the first file that is missing, of another size or hash. */
 export async function verifyManifest(dir: string, manifest: ImageManifest): Promise<void> {
   for (const file of manifest.files) {
