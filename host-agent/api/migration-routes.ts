@@ -21,7 +21,7 @@ import { HostAgentError } from '../errors';
 import type { ShardHandover } from '../reconcile/shard-handover';
 import type { IncomingMigrations } from '../migration/incoming-migrations';
 import { MigrationError, type MigrationErrorCode } from '../migration/migration-error';
-import { AbortBody, ImageFileHeaders, ImageFileParams, MigrationParams, PrepareBody, RestoreBody } from './migration-schemas';
+import { AbortBody, ImageFileHeaders, ImageFileParams, MigrationParams, PrepareBody, RestoreBody, RoundParams, VerifyRoundBody } from './migration-schemas';
 
 export interface MigrationRouteDeps {
   readonly hostId: string;
@@ -146,16 +146,28 @@ export const migrationRoutes =
           throw new MigrationError('TRANSFER_FAILED', `image file ${round}/${request.params.name} broke off after ${bytes} bytes: ${(error as Error).message}`);
         }
         const sha256 = hash.digest('hex');
-        if (bytes !== expectedBytes || sha256 !== expectedSha) {
+        if (bytes !== expectedBytes || (expectedSha !== undefined && sha256 !== expectedSha)) {
           await rm(partial, { force: true });
           throw new MigrationError(
             'TRANSFER_FAILED',
-            `image file ${round}/${request.params.name} arrived as ${bytes} bytes sha256 ${sha256}, sent as ${expectedBytes} bytes sha256 ${expectedSha}`,
+            `image file ${round}/${request.params.name} arrived as ${bytes} bytes sha256 ${sha256}, sent as ${expectedBytes} bytes sha256 ${expectedSha ?? '(not given)'}`,
           );
         }
         await rename(partial, path);
         migration.received.set(`${round}/${request.params.name}`, { bytes, sha256 });
         return reply.status(201).send({ round, name: request.params.name, bytes, sha256 });
+      },
+    );
+
+    // End of a round: every file the source sent arrived with the size and sha256 it hashed while sending.
+    app.post<{ Params: RoundParams; Body: VerifyRoundBody }>(
+      '/v1/migrations/:id/rounds/:round/verify',
+      { schema: { params: RoundParams, body: VerifyRoundBody } },
+      async (request) => {
+        const migration = incoming.require(request.params.id);
+        const round = Number(request.params.round);
+        incoming.checkComplete(migration, round, request.body.files);
+        return { migrationId: migration.id, round, files: request.body.files.length, bytes: request.body.files.reduce((sum, f) => sum + f.bytes, 0) };
       },
     );
 

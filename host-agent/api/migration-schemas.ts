@@ -17,7 +17,8 @@ export const ImageFileParams = Type.Object(
 export type ImageFileParams = Static<typeof ImageFileParams>;
 
 export const ImageFileHeaders = Type.Object({
-  'x-shardform-sha256': Sha256,
+  /** When given, checked as soon as the file has arrived; else checked against the restore manifest. */
+  'x-shardform-sha256': Type.Optional(Sha256),
   'content-length': Type.String({ pattern: '^[0-9]{1,15}$' }),
 });
 export type ImageFileHeaders = Static<typeof ImageFileHeaders>;
@@ -74,3 +75,10 @@ export type RestoreBody = Static<typeof RestoreBody>;
 
 export const AbortBody = Type.Object({ shardId: Id, reason: Type.String({ maxLength: 1000 }) }, { additionalProperties: false });
 export type AbortBody = Static<typeof AbortBody>;
+
+export const RoundParams = Type.Object({ id: Id, round: Type.String({ pattern: '^[1-9][0-9]{0,2}$' }) }, { additionalProperties: false });
+export type RoundParams = Static<typeof RoundParams>;
+
+/** What the source sent in one round, hashed while it streamed: checked against what arrived. */
+export const VerifyRoundBody = Type.Object({ files: ImageManifestSchema.properties.files }, { additionalProperties: false });
+export type VerifyRoundBody = Static<typeof VerifyRoundBody>;

@@ -48,14 +48,19 @@ export async function buildManifest(dir: string): Promise<ImageManifest> {
   return { files, totalBytes: files.reduce((sum, f) => sum + f.bytes, 0) };
 }
 
+/** The image files of `dir` with their sizes, in name order, without hashing them. */
+export async function listImageFiles(dir: string): Promise<{ name: string; bytes: number }[]> {
+  const files: { name: string; bytes: number }[] = [];
+  for (const name of (await readdir(dir)).filter(isImageFile).sort()) {
+    const info = await lstat(join(dir, name));
+    if (info.isFile()) files.push({ name, bytes: info.size });
+  }
+  return files;
+}
+
 /** Total bytes of the image files of `dir`, without hashing them. */
 export async function imageBytes(dir: string): Promise<number> {
-  let total = 0;
-  for (const name of (await readdir(dir)).filter(isImageFile)) {
-    const info = await lstat(join(dir, name));
-    if (info.isFile()) total += info.size;
-  }
-  return total;
+  return (await listImageFiles(dir)).reduce((sum, f) => sum + f.bytes, 0);
 }
 
 /** Throws IMAGE_MISMATCH naming the first file that is missing, of another size or hash. */

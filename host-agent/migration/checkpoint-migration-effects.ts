@@ -8,7 +8,7 @@ import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { CgroupDriver } from '../cgroups/driver';
 import type { CriuCheckpointer } from '../checkpoint/criu-checkpointer';
-import { buildManifest, imageBytes } from '../checkpoint/image-manifest';
+import { imageBytes, listImageFiles } from '../checkpoint/image-manifest';
 import type { DesiredShard } from '../reconcile/desired-shard';
 import type { ShardHandover } from '../reconcile/shard-handover';
 import { findNamespaceInit } from '../runner/proc-info';
@@ -81,12 +81,12 @@ export class CheckpointMigrationEffects implements MigrationEffects {
 
   private async sendRound(record: MigrationRecord, round: number): Promise<number> {
     const dir = this.dir(record, round);
-    const manifest = await buildManifest(dir);
     const sent = this.rounds.get(record.id) ?? [];
     const parent = sent.length > 0 ? (sent[sent.length - 1] as RoundManifest).round : null;
-    const bytes = await this.deps.client(record.destination).uploadRound(record.id, round, dir, manifest);
+    // Hashed while streamed; the destination checks every file against this manifest before restoring.
+    const manifest = await this.deps.client(record.destination).uploadRound(record.id, round, dir, await listImageFiles(dir));
     this.rounds.set(record.id, [...sent, { round, parent, files: manifest.files.map((f) => ({ ...f })) }]);
-    return bytes;
+    return manifest.totalBytes;
   }
 
   async preCopyRound(record: MigrationRecord, round: number): Promise<{ bytes: number }> {
@@ -110,7 +110,7 @@ export class CheckpointMigrationEffects implements MigrationEffects {
     const previous = record.rounds.length > 0 ? this.dir(record, record.rounds.length) : undefined;
     const dir = this.dir(record, round);
     await this.deps.checkpointer.dump({ rootPid: await this.rootPid(record.shardId), freezeCgroup: this.freezerDir(record.shardId) }, dir, previous);
-    // Sizes only: the files are hashed once, by the transfer (hashing is a large part of downtime).
+    // Sizes only: the files are hashed once, while the transfer streams them (hashing is a large part of downtime).
     return { bytes: await imageBytes(dir) };
   }
 

@@ -4,10 +4,11 @@
  * with its sha256 in a header so the destination verifies it while writing. A transfer that
  * makes no progress for `idleTimeoutMs` (a cut link) is aborted instead of hanging.
  */
+import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { join } from 'node:path';
 import axios, { AxiosError, type AxiosInstance } from 'axios';
-import type { ImageManifest } from '../checkpoint/image-manifest';
+import type { ImageFile, ImageManifest } from '../checkpoint/image-manifest';
 import type { PrepareBody, RoundManifest } from '../api/migration-schemas';
 import { MigrationError, type MigrationErrorCode } from './migration-error';
 
@@ -42,10 +43,17 @@ export class MigrationClient {
     await this.call('prepare', () => this.http.post(`/v1/migrations/${migrationId}/prepare`, body));
   }
 
-  /** Streams one file of an image round; resolves to its bytes. */
-  async uploadFile(migrationId: string, round: number, dir: string, file: ImageManifest['files'][number]): Promise<number> {
+  /**
+   * Streams one file of an image round, hashing it on the way (no separate pass over the file);
+   * resolves to its size and sha256. With `file.sha256` known beforehand, the destination checks
+   * it on arrival; either way the restore request carries the manifest the destination checks
+   * every received file against.
+   */
+  async uploadFile(migrationId: string, round: number, dir: string, file: { name: string; bytes: number; sha256?: string }): Promise<ImageFile> {
     const controller = new AbortController();
+    const hash = createHash('sha256');
     const stream = createReadStream(join(dir, file.name), { highWaterMark: 1 << 20 });
+    stream.on('data', (chunk) => hash.update(chunk as Buffer));
     let idle: NodeJS.Timeout | undefined;
     const arm = () => {
       if (idle) clearTimeout(idle);
@@ -56,7 +64,11 @@ export class MigrationClient {
     try {
       await this.call(`upload ${round}/${file.name}`, () =>
         this.http.put(`/v1/migrations/${migrationId}/rounds/${round}/files/${encodeURIComponent(file.name)}`, stream, {
-          headers: { 'content-type': 'application/octet-stream', 'content-length': String(file.bytes), 'x-shardform-sha256': file.sha256 },
+          headers: {
+            'content-type': 'application/octet-stream',
+            'content-length': String(file.bytes),
+            ...(file.sha256 ? { 'x-shardform-sha256': file.sha256 } : {}),
+          },
           maxBodyLength: Infinity,
           maxContentLength: 1 << 20,
           timeout: 0,
@@ -67,14 +79,15 @@ export class MigrationClient {
       if (idle) clearTimeout(idle);
       stream.destroy();
     }
-    return file.bytes;
+    return { name: file.name, bytes: file.bytes, sha256: hash.digest('hex') };
   }
 
-  /** Streams every file of a round, one after the other; resolves to the bytes sent. */
-  async uploadRound(migrationId: string, round: number, dir: string, manifest: ImageManifest): Promise<number> {
-    let bytes = 0;
-    for (const file of manifest.files) bytes += await this.uploadFile(migrationId, round, dir, file);
-    return bytes;
+  /** Streams every file of a round, one after the other, then has the destination verify them; resolves to the manifest sent. */
+  async uploadRound(migrationId: string, round: number, dir: string, files: readonly { name: string; bytes: number; sha256?: string }[]): Promise<ImageManifest> {
+    const sent: ImageFile[] = [];
+    for (const file of files) sent.push(await this.uploadFile(migrationId, round, dir, file));
+    await this.call(`verify round ${round}`, () => this.http.post(`/v1/migrations/${migrationId}/rounds/${round}/verify`, { files: sent }));
+    return { files: sent, totalBytes: sent.reduce((sum, f) => sum + f.bytes, 0) };
   }
 
   async restore(migrationId: string, rounds: readonly RoundManifest[]): Promise<number> {

@@ -145,6 +145,24 @@ describe('migration routes (destination agent)', () => {
     expect(dest.handover.calls).toContain('discard web-7');
   });
 
+  it('verifies a round sent without per-file hashes against the manifest hashed while sending', async () => {
+    await prepare();
+    const data = Buffer.from('pages of round one');
+    const put = await app.inject({
+      method: 'PUT',
+      url: '/v1/migrations/mig-1/rounds/1/files/pages-1.img',
+      headers: { ...AUTH, 'content-type': 'application/octet-stream' },
+      payload: data,
+    });
+    expect(put.statusCode).toBe(201);
+    const verify = (sha256: string) =>
+      app.inject({ method: 'POST', url: '/v1/migrations/mig-1/rounds/1/verify', headers: AUTH, payload: { files: [{ name: 'pages-1.img', bytes: data.length, sha256 }] } });
+    expect((await verify(sha(data))).json()).toEqual({ migrationId: 'mig-1', round: 1, files: 1, bytes: data.length });
+    const mismatch = await verify(sha('something else'));
+    expect(mismatch.statusCode).toBe(422);
+    expect(mismatch.json().message).toBe(`round 1: image file pages-1.img arrived as ${data.length} bytes sha256 ${sha(data)}, expected ${data.length} bytes sha256 ${sha('something else')}`);
+  });
+
   it('refuses image files for an unknown migration or one already restored', async () => {
     expect((await upload('nope', 1, 'pages-1.img', Buffer.from('x'))).json()).toMatchObject({ statusCode: 404, error: 'NOT_FOUND' });
   });

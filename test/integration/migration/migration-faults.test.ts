@@ -86,7 +86,7 @@ describePrivileged('migration faults between test hosts: the shard ends up runni
       const record = await new MigrationDriver({ journal, effects: source.effects }).migrate(input('mig-corrupt', 'corrupt-0'));
       expect(record.state).toBe('aborted');
       expect(record.abort).toMatchObject({ from: 'transferred', cleanup: 'complete' });
-      expect(record.abort?.reason).toMatch(/TRANSFER_FAILED .*arrived as \d+ bytes sha256 [0-9a-f]{64}, sent as/);
+      expect(record.abort?.reason).toMatch(/verify round 1 at .*TRANSFER_FAILED round 1: image file pages-\d+.img arrived as \d+ bytes sha256 [0-9a-f]{64}, expected \d+ bytes sha256 [0-9a-f]{64}/);
       await expectRunningOnSourceOnly(source, destination, 'corrupt-0', state);
       expect(await destination.exists('corrupt-0')).toBe(false);
     } finally {
