@@ -57,7 +57,7 @@ export const migrationControlRoutes =
         const record = await deps.migrate({ id, fleet: deps.fleet, shardId, applicationId, source: deps.hostId, destination: to, preCopy, timeoutSeconds });
         return summarize(record);
       } catch (error) {
-        const status = error instanceof MigrationError && error.code === 'JOURNAL_CONFLICT' ? 409 : 500;
+        const status = error instanceof MigrationError && (error.code === 'JOURNAL_CONFLICT' || error.code === 'REFUSED') ? 409 : 500;
         return reply.status(status).send({ statusCode: status, error: (error as MigrationError).code ?? 'INTERNAL', message: (error as Error).message });
       }
     });
