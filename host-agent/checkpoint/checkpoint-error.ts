@@ -8,6 +8,7 @@ export type CheckpointErrorCode =
   | 'CRIU_FAILED' // criu exited non-zero (message names the log file)
   | 'PRECOPY_UNSUPPORTED' // the kernel cannot track dirty memory (CONFIG_MEM_SOFT_DIRTY)
   | 'NOT_PID_NAMESPACE_INIT' // the process is not the init of its own PID namespace
+  | 'SESSION_OUTSIDE_NAMESPACE' // the tree's session leader is outside its PID namespace (no setsid inside)
   | 'IMAGE_MISMATCH'; // an image file's size or sha256 differs from its manifest
 
 export class CheckpointError extends Error {

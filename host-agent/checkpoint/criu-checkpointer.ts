@@ -137,6 +137,13 @@ export class CriuCheckpointer {
     const run = await this.run([...args, '-o', logFile, `-v${this.verbosity}`], joinProcsFiles);
     if (run.exitCode === 0) return;
     const why = run.exitCode === 125 ? 'could not join the destination cgroups' : await lastErrors(logFile);
+    if (/session leader of .* is outside of its pid namespace/.test(why)) {
+      throw new CheckpointError(
+        'SESSION_OUTSIDE_NAMESPACE',
+        `criu ${action} refused: the workload's session leader is outside its PID namespace; start it as \`unshare --pid --fork -- setsid -- argv\` so the namespace init leads its own session (${why}); log: ${logFile}`,
+        logFile,
+      );
+    }
     throw new CheckpointError(
       'CRIU_FAILED',
       `criu ${action} failed (${run.signal ? `signal ${run.signal}` : `exit ${run.exitCode}`}): ${why || run.output.trim() || 'no output'}; log: ${logFile}`,

@@ -152,11 +152,20 @@ export const WORKLOAD = join(__dirname, 'workload.py');
  * Starts workload.py holding `mib` MiB in `cgroup` as a PID-namespace init; resolves once it
  * has written its first counter and digest. stdio is /dev/null: CRIU cannot restore pipes to us.
  */
-export async function startWorkload(cgroup: Pick<ScratchCgroup, 'procsFiles' | 'pids'> & { name?: string }, stateFile: string, mib: number): Promise<number> {
+export async function startWorkload(
+  cgroup: Pick<ScratchCgroup, 'procsFiles' | 'pids'> & { name?: string },
+  stateFile: string,
+  mib: number,
+  opts: { sessionInsideNamespace?: boolean } = {},
+): Promise<number> {
   const join = 'n=$1; shift; i=0; while [ "$i" -lt "$n" ]; do echo $$ > "$1" || exit 125; shift; i=$((i+1)); done; exec "$@"';
   const child = spawn(
     '/bin/sh',
-    ['-c', join, 'join', String(cgroup.procsFiles.length), ...cgroup.procsFiles, 'unshare', '--pid', '--fork', 'setsid', 'python3', WORKLOAD, stateFile, String(mib)],
+    // By default the namespace init leads its own session (what CRIU needs); `false` starts it
+    // the other way round (setsid outside, around unshare), to test CRIU's refusal.
+    opts.sessionInsideNamespace === false
+      ? ['-c', join, 'join', String(cgroup.procsFiles.length), ...cgroup.procsFiles, 'setsid', 'unshare', '--pid', '--fork', '--', 'python3', WORKLOAD, stateFile, String(mib)]
+      : ['-c', join, 'join', String(cgroup.procsFiles.length), ...cgroup.procsFiles, 'unshare', '--pid', '--fork', '--', 'setsid', '--', 'python3', WORKLOAD, stateFile, String(mib)],
     { stdio: 'ignore', detached: true },
   );
   child.unref();

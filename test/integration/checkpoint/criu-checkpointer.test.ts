@@ -105,6 +105,17 @@ describePrivileged('CRIU checkpointer (real CRIU, cgroups, PID namespaces)', [re
     await waitFor('the source to count again', () => readCounter(state), (n) => n > stopped + 10);
   });
 
+  it('names the fix when the workload was started without a session of its own inside the namespace', async () => {
+    const source = cgroup('session-a');
+    const state = join(work, 'session');
+    const rootPid = await startWorkload(source, state, 1, { sessionInsideNamespace: false });
+    const attempt = criu.dump({ rootPid, freezeCgroup: source.freezer }, join(work, 'session-images'));
+    await expect(attempt).rejects.toMatchObject({ code: 'SESSION_OUTSIDE_NAMESPACE', message: expect.stringContaining('unshare --pid --fork -- setsid -- argv') });
+    // the refused dump left the workload running
+    const now = readCounter(state);
+    await waitFor('the workload to keep counting', () => readCounter(state), (n) => n > now + 5);
+  });
+
   it('restore reports the CRIU error and its log when the image directory is not an image', async () => {
     const destination = cgroup('broken-b');
     const empty = join(work, 'empty-images');
