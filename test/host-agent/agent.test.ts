@@ -54,7 +54,7 @@ describe('Agent (daemon wiring over fakes)', () => {
     await agent.start();
     return logs;
   };
-  const get = async (path: string) => (await fetch(`${agent.address}${path}`, { headers: { authorization: `Bearer ${TOKEN}` } })).json();
+  const get = async (path: string): Promise<any> => (await fetch(`${agent.address}${path}`, { headers: { authorization: `Bearer ${TOKEN}` } })).json(); // eslint-disable-line @typescript-eslint/no-explicit-any
 
   afterAll(() => dir.remove());
 
