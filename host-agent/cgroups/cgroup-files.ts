@@ -118,3 +118,19 @@ export function parseNamed<T>(files: ShardFileReader, hierarchy: string, file: s
     throw err;
   }
 }
+
+/** A reader that notes every file it read successfully: how usageFiles() learns what usage() reads. */
+export function recordingReader(inner: ShardFileReader): ShardFileReader & { readonly seen: string[] } {
+  const seen: string[] = [];
+  const note = (hierarchy: string, file: string, text: string | undefined): string | undefined => {
+    if (text !== undefined) seen.push(inner.path(hierarchy, file));
+    return text;
+  };
+  return {
+    shardId: inner.shardId,
+    seen,
+    path: inner.path,
+    optional: async (h, f) => note(h, f, await inner.optional(h, f)),
+    required: async (h, f) => note(h, f, await inner.required(h, f)) as string,
+  };
+}

@@ -18,8 +18,11 @@ export function dialectFor(probe: CgroupProbe): CgroupDialect {
   }
 }
 
-/** A driver together with what was probed, so the agent can log the layout once. */
-export type DetectedCgroupDriver = CgroupDriver & { readonly probe: CgroupProbe };
+/**
+ * A driver together with what was probed (so the agent can log the layout once) and the list
+ * of files its usage() reads (the benchmark's bare reader reads the same).
+ */
+export type DetectedCgroupDriver = CgroupDriver & Pick<ShardCgroupDriver, 'probe' | 'usageFiles'>;
 
 /** The driver for an already probed layout (tests use it to drive a hybrid host's v1 controllers as plain v1). */
 export function createCgroupDriver(probe: CgroupProbe, opts: ShardCgroupDriverOptions): DetectedCgroupDriver {

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ID_PATTERN, checkId } from '../../src/errors';
 import { freezeTimeout, HostAgentError, shardBusy, shardNotFound } from '../errors';
-import { applyWrites, readOptional, readParsedOptional, shardFileReader, writeCgroupFile, type ShardFileReader } from './cgroup-files';
+import { applyWrites, readOptional, readParsedOptional, recordingReader, shardFileReader, writeCgroupFile, type ShardFileReader } from './cgroup-files';
 import type { CgroupDialect, Hierarchy } from './cgroup-dialect';
 import { parsePids, parsePressure } from './cgroup-parse';
 import type { CgroupDriver, CgroupLayout, DetectOptions, ShardLimits, ShardUsage } from './driver';
@@ -200,7 +200,20 @@ export class ShardCgroupDriver implements CgroupDriver {
   }
 
   async usage(shardId: string): Promise<ShardUsage> {
-    const files = await this.files(shardId);
+    return this.readUsage(await this.files(shardId));
+  }
+
+  /**
+   * The files usage() reads for this shard (those the kernel offers), in reading order: what a
+   * bare reader must read to be a fair baseline for the sampler (bare-reader.ts).
+   */
+  async usageFiles(shardId: string): Promise<string[]> {
+    const files = recordingReader(await this.files(shardId));
+    await this.readUsage(files);
+    return [...new Set(files.seen)];
+  }
+
+  private async readUsage(files: ShardFileReader): Promise<ShardUsage> {
     const usage: ShardUsage = { ...(await this.dialect.usage(files)), pressure: {} };
     const key = this.dialect.pressureHierarchy;
     if (key !== undefined) {

@@ -8,7 +8,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { createCgroupDriver, probeCgroupLayout, type CgroupProbe, type DetectedCgroupDriver } from '../../host-agent/cgroups';
+import { bareReaderFor, createCgroupDriver, probeCgroupLayout, type CgroupProbe, type DetectedCgroupDriver } from '../../host-agent/cgroups';
 import { HostAgentError } from '../../host-agent/errors';
 import { ShardformError } from '../../src/errors';
 import { eventually, favourCpu, removeOwnerTree, spawnInShard, uniqueOwnerPrefix } from '../helpers/cgroup-sandbox';
@@ -178,6 +178,10 @@ function driverSuite(name: string, layoutOf: (probe: CgroupProbe) => CgroupProbe
           expect(stall?.someAvg10).toBeGreaterThanOrEqual(0);
         }
       }
+      // The benchmark's bare reader reads the same files from the kernel.
+      const reader = await bareReaderFor(driver, ['psi']);
+      expect(reader.paths).toEqual(await driver.usageFiles('psi'));
+      expect(reader.readAll()).toBeGreaterThan(0);
       await driver.remove('psi');
     });
 
