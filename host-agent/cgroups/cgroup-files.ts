@@ -18,6 +18,11 @@ export interface CgroupWrite {
   readonly hierarchy: string;
   readonly file: string;
   readonly value: string;
+  /**
+   * Skip the write when the kernel does not offer the file (ENOENT), e.g. memory.swap.max
+   * without swap accounting. Any other failure still fails.
+   */
+  readonly ifPresent?: boolean;
 }
 
 /**
@@ -49,7 +54,12 @@ export async function applyWrites(
     if (dir === undefined) {
       throw writeFailed(shardId, `${w.hierarchy}/${w.file}`, w.value, new Error(`no ${w.hierarchy} hierarchy in this layout`));
     }
-    await writeCgroupFile(shardId, join(dir, w.file), w.value);
+    try {
+      await writeCgroupFile(shardId, join(dir, w.file), w.value);
+    } catch (err) {
+      const errno = ((err as Error).cause as NodeJS.ErrnoException | undefined)?.code;
+      if (!(w.ifPresent && errno === 'ENOENT')) throw err;
+    }
   }
 }
 
