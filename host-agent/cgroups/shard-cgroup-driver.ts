@@ -80,7 +80,24 @@ export class ShardCgroupDriver implements CgroupDriver {
     const available = ((await readOptional(shardId, join(dir, 'cgroup.controllers'))) ?? '').trim().split(/\s+/);
     const enabled = ((await readOptional(shardId, join(dir, 'cgroup.subtree_control'))) ?? '').trim().split(/\s+/);
     const missing = h.delegates.filter((c) => available.includes(c) && !enabled.includes(c));
-    if (missing.length > 0) await writeCgroupFile(shardId, join(dir, 'cgroup.subtree_control'), missing.map((c) => `+${c}`).join(' '));
+    if (missing.length === 0) return;
+    const file = join(dir, 'cgroup.subtree_control');
+    const value = missing.map((c) => `+${c}`).join(' ');
+    try {
+      await writeCgroupFile(shardId, file, value);
+    } catch (err) {
+      if (((err as Error).cause as NodeJS.ErrnoException | undefined)?.code !== 'EBUSY') throw err;
+      // cgroup-v2.rst "No Internal Process Constraint": a non-root cgroup with processes cannot
+      // delegate. Typical inside a container whose cgroup namespace root holds the agent itself.
+      throw new HostAgentError(
+        'CGROUP_WRITE_FAILED',
+        shardId,
+        file,
+        value,
+        `shard ${shardId}: writing "${value}" to ${file} failed (EBUSY): ${dir} holds processes, and a cgroup with processes cannot enable controllers for children; move them (e.g. the agent) into a leaf cgroup such as ${join(dir, 'agent')} first`,
+        { cause: err },
+      );
+    }
   }
 
   async remove(shardId: string): Promise<void> {
