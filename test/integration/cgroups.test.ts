@@ -4,7 +4,8 @@
  * Every shard lives under a unique ownerPrefix, removed in afterAll even after a failure.
  */
 import type { ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdtempSync, readFileSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -89,7 +90,7 @@ function driverSuite(name: string, layoutOf: (probe: CgroupProbe) => CgroupProbe
     });
 
     it('limits IOPS on a named block device and reads the rule back', async () => {
-      const device = firstBlockDevice();
+      const { device } = diskUnder(process.cwd());
       await driver.create('iops');
       await driver.setLimits('iops', { io: { device, readIops: 200, writeIops: 100 } });
       expect((await driver.readLimits('iops')).io).toEqual({ device, readIops: 200, writeIops: 100 });
@@ -97,6 +98,34 @@ function driverSuite(name: string, layoutOf: (probe: CgroupProbe) => CgroupProbe
       expect((await driver.readLimits('iops')).io).toEqual({ device, readIops: 0, writeIops: 100 });
       await driver.remove('iops');
     });
+
+    it('holds direct reads to 50 IOPS on the disk, counted in the shard io counters and io pressure', async () => {
+      const { device, dir } = diskUnder(process.cwd());
+      const file = join(dir, `.shardform-iops-${process.pid}`);
+      writeFileSync(file, randomBytes(4 * 2 ** 20));
+      try {
+        await driver.create('reader');
+        await driver.setLimits('reader', { io: { device, readIops: 50 } });
+        // O_DIRECT: every 4 KiB block is one request to the disk, none served from the page cache.
+        const child = start('reader', `exec dd if='${file}' of=/dev/null bs=4096 count=1024 iflag=direct status=none`);
+        await joined('reader', child.pid);
+        await sleep(500); // past blk-throttle's first slice
+        const u0 = await driver.usage('reader');
+        const t0 = process.hrtime.bigint();
+        await sleep(2000);
+        const u1 = await driver.usage('reader');
+        const elapsed = Number(process.hrtime.bigint() - t0) / 1e9;
+        const iops = (u1.ioReadOps - u0.ioReadOps) / elapsed;
+        expect(iops).toBeGreaterThan(25);
+        expect(iops).toBeLessThan(60);
+        expect(u1.ioReadBytes - u0.ioReadBytes).toBeGreaterThanOrEqual(4096 * (u1.ioReadOps - u0.ioReadOps));
+        if (driver.layout !== 'v1') expect(u1.pressure.io!.someTotalMicros).toBeGreaterThan(u0.pressure.io!.someTotalMicros);
+        await driver.killAll('reader');
+        await driver.remove('reader');
+      } finally {
+        rmSync(file, { force: true });
+      }
+    }, 30_000);
 
     it('holds a CPU burner to 0.5 core, then lets the same process use 1 core after an in-place resize', async () => {
       await driver.create('burner');
@@ -207,10 +236,18 @@ function driverSuite(name: string, layoutOf: (probe: CgroupProbe) => CgroupProbe
   });
 }
 
-/** major:minor of the first whole disk in /proc/partitions (254:0 for vda here). */
-function firstBlockDevice(): string {
-  const rows = readFileSync('/proc/partitions', 'utf8').trim().split('\n').slice(2);
-  const [major, minor] = (rows[0] ?? '').trim().split(/\s+/);
-  if (!major || !minor) throw new Error('no block device in /proc/partitions');
-  return `${major}:${minor}`;
+/**
+ * The whole disk (major:minor, as blk-throttle wants it) holding `dir`, found through
+ * /sys/dev/block; a partition is walked up to its disk. Fails, rather than skips, where `dir`
+ * is not on a block device (tmpfs, overlay): the IOPS tests need a real disk.
+ */
+function diskUnder(dir: string): { device: string; dir: string } {
+  const dev = statSync(dir).dev;
+  // glibc's major()/minor() encoding of dev_t.
+  const major = ((dev >> 8) & 0xfff) | (Math.floor(dev / 2 ** 32) & ~0xfff);
+  const minor = (dev & 0xff) | ((dev >> 12) & 0xfff00);
+  const sys = `/sys/dev/block/${major}:${minor}`;
+  if (!existsSync(sys)) throw new Error(`${dir} is not on a block device (dev ${major}:${minor}); run the suite from a disk-backed checkout`);
+  const disk = existsSync(join(sys, 'partition')) ? readFileSync(join(realpathSync(sys), '..', 'dev'), 'utf8').trim() : `${major}:${minor}`;
+  return { device: disk, dir };
 }
