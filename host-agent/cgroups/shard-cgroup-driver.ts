@@ -216,8 +216,10 @@ export class ShardCgroupDriver implements CgroupDriver {
     return (await readParsedOptional(files, this.dialect.primary, 'cgroup.procs', parsePids)) ?? [];
   }
 
+  /** The sampler's hot path: no existence check up front (a missing shard fails its first read as SHARD_NOT_FOUND). */
   async usage(shardId: string): Promise<ShardUsage> {
-    return this.readUsage(await this.files(shardId));
+    const id = checkId('shardId', shardId);
+    return this.readUsage(shardFileReader(id, this.paths(id)));
   }
 
   /**
