@@ -49,12 +49,12 @@ export interface AgentRun {
   cleanup(): Promise<void>;
 }
 
-export async function agentRun(label: string): Promise<AgentRun> {
+export async function agentRun(label: string, options: { prefix?: 'sfit' | 'sfbench' } = {}): Promise<AgentRun> {
   const dir = mkdtempSync(join(tmpdir(), `sf-${label}-`));
   const stateDir = join(dir, 'state');
   const planFile = join(dir, 'plan.json');
   const logFile = join(dir, 'agent.log');
-  const ownerPrefix = `sfit-${label}-${process.pid}-${Math.random().toString(36).slice(2, 7)}`;
+  const ownerPrefix = `${options.prefix ?? 'sfit'}-${label}-${process.pid}-${Math.random().toString(36).slice(2, 7)}`;
   const token = `it-token-${Math.random().toString(36).slice(2)}-0123456789`;
   writeFileSync(join(dir, 'token'), `${token}\n`, { mode: 0o600 });
   const port = await freePort();
