@@ -5,9 +5,20 @@
  * Network only on 127.0.0.1; no wall-clock assertions (waits poll for states).
  */
 import { runBin } from '../helpers/cli';
-import { agentRun, type AgentRun } from '../helpers/agent-process';
+import { agentRun, CGROUP_ROOT, type AgentRun } from '../helpers/agent-process';
 import { describePrivileged, requireCgroups } from '../helpers/privileged';
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+/** Alive = has a /proc entry and is not a zombie (a reparented zombie waits for a reaper we do not control). */
+function alive(pid: number | null): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch {
+    return false;
+  }
+}
 
 interface Shard {
   shardId: string;
@@ -43,7 +54,7 @@ describePrivileged('shardform agent (real process, real cgroups)', [requireCgrou
     expect(shards.map((s) => s.shardId)).toEqual(['web-0', 'web-1']);
     expect(shards[0].limits).toMatchObject({ cpuCores: 0.5, memoryBytes: 2 ** 30 });
     firstPids = pids(shards);
-    for (const pid of Object.values(firstPids)) expect(existsSync(`/proc/${pid}`)).toBe(true);
+    for (const pid of Object.values(firstPids)) expect(alive(pid)).toBe(true);
     expect((await run.api('/healthz')).body).toMatchObject({ status: 'ok', generation: 1 });
     expect(run.logLines()).toContainEqual(expect.objectContaining({ msg: expect.stringMatching(/^cgroup layout: (v1|v2|hybrid)$/) }));
     expect(run.logLines()).toContainEqual(expect.objectContaining({ shard_id: 'web-0', application_id: 'web' }));
@@ -71,7 +82,7 @@ describePrivileged('shardform agent (real process, real cgroups)', [requireCgrou
 
   it('adopts the same shards with the same pids after the agent is SIGKILLed and started again', async () => {
     await run.stop('SIGKILL');
-    for (const pid of Object.values(firstPids)) expect(existsSync(`/proc/${pid}`)).toBe(true);
+    for (const pid of Object.values(firstPids)) expect(alive(pid)).toBe(true);
     run.start();
     const shards = await run.waitFor('two running shards after restart', running(2));
     expect(pids(shards)).toEqual(firstPids);
@@ -120,11 +131,15 @@ describePrivileged('shardform agent (real process, real cgroups)', [requireCgrou
   it('SIGTERM stops the agent only; a local drain then stops every shard and removes the cgroups', async () => {
     await run.stop('SIGTERM');
     expect(run.child?.exitCode).toBe(0);
-    for (const pid of Object.values(firstPids)) expect(existsSync(`/proc/${pid}`)).toBe(true);
+    for (const pid of Object.values(firstPids)) expect(alive(pid)).toBe(true);
     const drained = runBin(['drain', '--host', 'host-a', '--state-dir', run.stateDir, '--owner-prefix', run.ownerPrefix, '--grace-seconds', '1']);
     expect(drained.stderr).toBe('');
     expect(drained.code).toBe(0);
     expect(drained.stdout).toContain('host drained (2 shard(s) stopped)');
-    for (const pid of Object.values(firstPids)) expect(existsSync(`/proc/${pid}`)).toBe(false);
+    for (const pid of Object.values(firstPids)) expect(alive(pid)).toBe(false);
+    const left = readdirSync(CGROUP_ROOT)
+      .flatMap((h) => ['web-0', 'web-1'].map((id) => join(CGROUP_ROOT, h, run.ownerPrefix, 'host-a', id)))
+      .filter((dir) => existsSync(dir));
+    expect(left).toEqual([]);
   });
 });
