@@ -1,31 +1,33 @@
 /**
- * Runs an async task one at a time: a call during a run returns that run's promise and asks for
- * exactly one more run after it (the trigger may have come too late for the running pass to see).
- * Used for reconcile passes, which plan changes, store watches and timers all trigger.
+ * Runs an async task one at a time. A call during a run waits for one more run that starts
+ * after the current one (the trigger may have come too late for the running pass to see);
+ * any number of calls during a run share that one follow-up run. Used for plan checks and
+ * reconcile passes, which file events, store watches, timers and API calls all trigger.
  */
 export class CoalescedTask<T> {
   private inFlight: Promise<T> | undefined;
-  private again = false;
+  private next: Promise<T> | undefined;
 
   constructor(private readonly task: () => Promise<T>) {}
 
   run(): Promise<T> {
-    if (this.inFlight) {
-      this.again = true;
+    if (!this.inFlight) {
+      this.inFlight = this.task().finally(() => {
+        this.inFlight = undefined;
+      });
       return this.inFlight;
     }
-    this.inFlight = this.task().finally(() => {
-      this.inFlight = undefined;
-      if (this.again) {
-        this.again = false;
-        void this.run().catch(() => {});
-      }
-    });
-    return this.inFlight;
+    this.next ??= this.inFlight
+      .catch(() => undefined)
+      .then(() => {
+        this.next = undefined;
+        return this.run();
+      });
+    return this.next;
   }
 
-  /** Resolves when no run is in progress (shutdown). */
+  /** Resolves when no run is in progress or queued (shutdown). */
   async idle(): Promise<void> {
-    while (this.inFlight) await this.inFlight.catch(() => {});
+    while (this.inFlight || this.next) await (this.next ?? this.inFlight)!.catch(() => undefined);
   }
 }

@@ -34,9 +34,6 @@ export function registerAgentCommand(program: Command, _io: Io): void {
         openStores: openAgentStores,
         createKernel: createAgentKernel({ ownerPrefix: flags.ownerPrefix }),
       });
-      const stopping = new Promise<string>((resolve) => {
-        for (const signal of ['SIGTERM', 'SIGINT'] as const) process.once(signal, () => resolve(signal));
-      });
       try {
         await agent.start();
       } catch (error) {
@@ -44,6 +41,11 @@ export function registerAgentCommand(program: Command, _io: Io): void {
         logger.flush();
         throw error;
       }
+      // Handlers only once running: a signal during start-up ends the process the default way,
+      // which leaves workloads running just the same.
+      const stopping = new Promise<string>((resolve) => {
+        for (const signal of ['SIGTERM', 'SIGINT'] as const) process.once(signal, () => resolve(signal));
+      });
       const signal = await stopping;
       logger.info({ signal }, 'stopping the agent (shards keep running)');
       await agent.stop();

@@ -95,6 +95,17 @@ describe('shard ids and error reports', () => {
     expect(fx.read(join(fx.root, 'shardform/host-a/web-1/cpu.max'))).toBe(before);
   });
 
+  it('reports a file missing from an existing shard as CGROUP_READ_FAILED, not as a missing shard', async () => {
+    await driver.create('web-1');
+    fx.files('', 'shardform/host-a/web-1', { 'cgroup.procs': '' }); // no cpu.stat: cpu controller off
+    const file = join(fx.root, 'shardform/host-a/web-1/cpu.stat');
+    await expect(driver.usage('web-1')).rejects.toMatchObject({
+      code: 'CGROUP_READ_FAILED',
+      field: file,
+      message: `shard web-1: reading ${file} failed (ENOENT)`,
+    });
+  });
+
   it('reports an unparsable file with the shard, the file and its text', async () => {
     await driver.create('web-1');
     fx.files('', 'shardform/host-a/web-1', { ...V2_SHARD_FILES, 'memory.current': 'lots\n' });

@@ -51,8 +51,8 @@ describe('cgroup v2 driver (fixture tree)', () => {
     [{ cpuCores: 0.5 }, [['cpu.max', '50000 100000']]],
     [{ cpuCores: 2, cpuPeriodMicros: 250_000 }, [['cpu.max', '500000 250000']]],
     [{ cpuCores: null }, [['cpu.max', 'max 100000']]],
-    [{ memoryBytes: 64 * 2 ** 20 }, [['memory.max', '67108864']]],
-    [{ memoryBytes: null }, [['memory.max', 'max']]],
+    [{ memoryBytes: 64 * 2 ** 20 }, [['memory.max', '67108864'], ['memory.swap.max', '0']]],
+    [{ memoryBytes: null }, [['memory.max', 'max'], ['memory.swap.max', 'max']]],
     [{ io: { device: '254:0', readIops: 100, writeIops: 0 } }, [['io.max', '254:0 riops=100 wiops=max']]],
     [{ io: { device: '8:16', writeIops: 30 } }, [['io.max', '8:16 wiops=30']]],
     [{ io: { device: '8:16' } }, []],
@@ -72,6 +72,18 @@ describe('cgroup v2 driver (fixture tree)', () => {
     await driver.setLimits('web-1', { memoryBytes: null });
     expect(fx.read(join(dir, 'memory.max'))).toBe('max');
     expect(fx.read(join(dir, 'cpu.max'))).toBe('150000 100000');
+  });
+
+  it('denies a memory-limited shard swap where the kernel accounts swap, and skips that write where it does not', async () => {
+    const dir = await created({ 'memory.swap.max': 'max\n' });
+    await driver.setLimits('web-1', { memoryBytes: 2 ** 30 });
+    expect(fx.read(join(dir, 'memory.swap.max'))).toBe('0');
+    await driver.setLimits('web-1', { memoryBytes: null });
+    expect(fx.read(join(dir, 'memory.swap.max'))).toBe('max');
+    rmSync(join(dir, 'memory.swap.max'));
+    await driver.setLimits('web-1', { memoryBytes: 2 ** 29 });
+    expect(fx.read(join(dir, 'memory.max'))).toBe('536870912');
+    expect(existsSync(join(dir, 'memory.swap.max'))).toBe(false);
   });
 
   it('reads limits as the kernel reports them', async () => {
