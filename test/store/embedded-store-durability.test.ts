@@ -5,7 +5,8 @@
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import type { WatchEvent } from '../../src/store';
+import type { TxnCompare, WatchEvent } from '../../src/store';
+import { EmbeddedStore } from '../../src/store/embedded-store';
 import { openStore } from '../../src/store/open-store';
 import { embeddedHarness, type EmbeddedHarness } from './embedded-harness';
 import { eventually } from './store-contract';
@@ -27,6 +28,21 @@ async function crashWriter(path: string, delayMs: number): Promise<void> {
   await new Promise((r) => setTimeout(r, delayMs));
   child.kill('SIGKILL');
   expect(await exited).toBe('SIGKILL');
+}
+
+/** Starts a leader in a child process on the real clock and returns its term and fence. */
+async function childLeader(path: string, election: string, ttlSeconds: number) {
+  const child = spawn(process.execPath, ['--import', 'tsx', join(__dirname, 'fixtures', 'campaign-holder.ts'), path, election, String(ttlSeconds)], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const won = await new Promise<{ term: number; fence: TxnCompare }>((resolve, reject) => {
+    child.stdout.on('data', (d: Buffer) => resolve(JSON.parse(d.toString())));
+    child.once('exit', (code) => reject(new Error(`leader child exited early (${code}): ${stderr}`)));
+  });
+  return { ...won, pid: child.pid, kill: async () => (child.kill('SIGKILL'), exited) };
 }
 
 describe('embedded store', () => {
@@ -66,6 +82,41 @@ describe('embedded store', () => {
     for (const e of events) perRevision.set(e.modRevision, (perRevision.get(e.modRevision) ?? 0) + 1);
     expect([...perRevision.values()].every((n) => n === KEYS)).toBe(true);
   }, 120_000);
+
+  it('lets a candidate in another process take over from a SIGKILLed leader once its lease runs out, and fences the dead leader', async () => {
+    const election = '/fleet/demo/coordinator';
+    const leader = await childLeader(harness.path, election, 2);
+    // This process runs on the real clock too: the child's lease expiry is real time.
+    const store = new EmbeddedStore({ path: harness.path, pollIntervalMs: 20 });
+    try {
+      expect(await store.leader(election)).toEqual({ candidate: `pid-${leader.pid}`, term: leader.term });
+      const campaign = store.campaign(election, 'successor', { ttlSeconds: 2 });
+      await leader.kill();
+      const won = await campaign;
+      expect(won.term).toBeGreaterThan(leader.term);
+      expect((await store.txn([leader.fence], [{ kind: 'put', key: '/fleet/demo/decision', value: 'dead leader' }])).succeeded).toBe(false);
+      expect((await store.txn([won.fence()], [{ kind: 'put', key: '/fleet/demo/decision', value: 'successor' }])).succeeded).toBe(true);
+      await won.resign();
+    } finally {
+      await store.close();
+    }
+  }, 60_000);
+
+  it('fails a write with STORE_UNAVAILABLE when another process holds the lock past busyTimeoutMs, writing nothing', async () => {
+    const store = harness.openEmbedded({ busyTimeoutMs: 50 });
+    const rev = await store.put('/fleet/demo/a', '1');
+    const locker = new Database(harness.path);
+    locker.prepare('BEGIN IMMEDIATE').run();
+    try {
+      const error = await store.put('/fleet/demo/a', '2').catch((e: unknown) => e);
+      expect(error).toMatchObject({ code: 'STORE_UNAVAILABLE', field: 'store.path', value: harness.path });
+      expect((error as Error).message).toContain('SQLITE_BUSY');
+    } finally {
+      locker.prepare('ROLLBACK').run();
+      locker.close();
+    }
+    expect(await store.get('/fleet/demo/a')).toMatchObject({ value: '1', modRevision: rev });
+  });
 
   it('keeps keys, revisions and leases across closing and reopening the file', async () => {
     const store = harness.openEmbedded();
