@@ -30,6 +30,8 @@ export interface CheckpointEffectsDeps {
   readonly imagesRoot: string;
   /** Told when a migration ends (done or aborted): log, events, metrics. */
   readonly onFinished?: (record: MigrationRecord) => void;
+  /** The PID-namespace init among a shard's pids; default reads /proc (findNamespaceInit). */
+  readonly findRoot?: (pids: readonly number[]) => Promise<{ pid: number } | undefined>;
 }
 
 export class CheckpointMigrationEffects implements MigrationEffects {
@@ -48,7 +50,7 @@ export class CheckpointMigrationEffects implements MigrationEffects {
   }
 
   private async rootPid(shardId: string): Promise<number> {
-    const main = await findNamespaceInit(await this.deps.driver.pids(shardId));
+    const main = await (this.deps.findRoot ?? findNamespaceInit)(await this.deps.driver.pids(shardId));
     if (!main) throw new MigrationError('INVALID_MIGRATION', `shard ${shardId} has no running workload (no PID-namespace init in its cgroup)`);
     return main.pid;
   }
