@@ -8,6 +8,12 @@ import { EXIT_FAILURE, EXIT_USAGE } from './exit-codes';
 import { processIo, type Io } from './output';
 import { registerPlanCommands } from './commands/plan';
 import { registerVectorCommands } from './commands/vector';
+import { registerDoctorCommand } from './commands/doctor';
+import { registerDevCommands } from './commands/dev';
+import { registerMigrateCommand } from './commands/migrate';
+import { registerAgentCommand } from './commands/agent';
+import { registerShardsCommands } from './commands/shards';
+import { registerDrainCommand } from './commands/drain';
 
 /** Thrown by commands that have already printed their result and only need an exit code. */
 export class ExitWith extends Error {
@@ -24,6 +30,12 @@ export function buildProgram(io: Io = processIo): Command {
     .configureOutput({ writeOut: (s) => io.out(s), writeErr: (s) => io.err(s) });
   registerPlanCommands(program, io);
   registerVectorCommands(program, io);
+  registerDoctorCommand(program, io);
+  registerDevCommands(program, io);
+  registerMigrateCommand(program, io);
+  registerAgentCommand(program, io);
+  registerShardsCommands(program, io);
+  registerDrainCommand(program, io);
   // Every subcommand inherits the overrides so usage errors surface as CommanderError.
   for (const command of program.commands) command.exitOverride().configureOutput({ writeOut: (s) => io.out(s), writeErr: (s) => io.err(s) });
   return program;

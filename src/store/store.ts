@@ -50,6 +50,17 @@ export interface WatchEvent {
   readonly modRevision: number;
 }
 
+export interface WatchOptions {
+  /** Deliver changes with a revision greater than this one (exclusive); default: from now. */
+  readonly fromRevision?: number;
+  /**
+   * Called once when the watch ends without close(): the change log was compacted past it
+   * (StoreError 'COMPACTED'), the store was closed ('STORE_CLOSED') or the backend failed.
+   * Without it such a watch ends silently, so long-lived watchers should pass it.
+   */
+  readonly onError?: (error: Error) => void;
+}
+
 export interface Watcher {
   close(): Promise<void>;
 }
@@ -94,9 +105,10 @@ export interface Store {
   txn(compares: readonly TxnCompare[], success: readonly TxnOp[], failure?: readonly TxnOp[]): Promise<TxnResult>;
   /**
    * Calls `onEvent` for every change under `prefix` after `fromRevision` (default: from now),
-   * in revision order, including changes made by other processes sharing the store.
+   * in revision order, including changes made by other processes sharing the store. Ops of one
+   * transaction share its revision and arrive in the order the transaction listed them.
    */
-  watch(prefix: string, onEvent: (event: WatchEvent) => void, opts?: { fromRevision?: number }): Promise<Watcher>;
+  watch(prefix: string, onEvent: (event: WatchEvent) => void, opts?: WatchOptions): Promise<Watcher>;
   grantLease(ttlSeconds: number): Promise<Lease>;
   /**
    * Campaigns for `election` as `candidate`; resolves once this candidate is leader (waits

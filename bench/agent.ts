@@ -1,0 +1,120 @@
+/**
+ * `npm run bench:agent` (issue 3): one agent with 50 and with 200 idle shards (/bin/sleep),
+ * sampling every 1 s for 60 s. Prints the agent's CPU (% of one core, from utime+stime in
+ * /proc/<pid>/stat) and peak RSS (VmHWM) beside a baseline measured over the same window: a
+ * process that only reads the same cgroup files every second (bench/bare-reader-loop.ts).
+ * Ends with one JSON line {"bench":"agent","runs":[...]}.
+ *
+ * Flags: --shards 50,200  --seconds 60. Needs root and cgroups (like the integration tests).
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { agentRun, type AgentRun } from '../test/helpers/agent-process';
+
+const TICKS_PER_SECOND = 100; // USER_HZ on Linux (sysconf(_SC_CLK_TCK)); proc(5) reports stat times in it.
+const MiB = 2 ** 20;
+
+function cpuSeconds(pid: number): number {
+  // Fields after the ")" of the command name: utime is field 14, stime 15 (proc(5)).
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND;
+}
+
+function peakRssMiB(pid: number): number {
+  const match = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return match ? Number(match[1]) / 1024 : NaN;
+}
+
+function flag(name: string, fallback: string): string {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 && process.argv[i + 1] ? process.argv[i + 1] : fallback;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function startBaseline(run: AgentRun, shardIds: string[]): Promise<ChildProcess> {
+  const tsx = join(__dirname, '..', 'node_modules', 'tsx', 'dist', 'cli.mjs');
+  const child = spawn(process.execPath, [tsx, join(__dirname, 'bare-reader-loop.ts'), run.ownerPrefix, 'host-a', '1000', ...shardIds], { stdio: ['ignore', 'pipe', 'inherit'] });
+  await new Promise<void>((resolve, reject) => {
+    child.stdout!.once('data', () => resolve());
+    child.once('exit', (code) => reject(new Error(`baseline exited with ${code}`)));
+  });
+  return child;
+}
+
+async function benchOne(shards: number, seconds: number) {
+  const run = await agentRun(`b${shards}`, { prefix: 'sfbench' });
+  try {
+    run.writePlan(
+      run.plan(1, (p) => {
+        p.pools[0].hosts[0].capacity = { cpuCores: 64, memoryBytes: 256 * 2 ** 30, readIops: 0, writeIops: 0 };
+        const app = p.applications[0];
+        app.granularity = { cpuCores: 0.01, memoryBytes: 16 * MiB, readIops: 0, writeIops: 0 };
+        app.shards = { min: 0, initial: shards, max: shards };
+        p.policies = [];
+      }),
+    );
+    const child = run.start(['--log-level', 'warn']);
+    process.stderr.write(`[${shards} shards] starting the agent (pid ${child.pid}) ...\n`);
+    const ids = await run.waitFor(
+      `${shards} running shards`,
+      async () => {
+        const { status, body } = await run.api<{ shards: { shardId: string; state: string }[] }>('/v1/shards');
+        const up = status === 200 ? body.shards.filter((s) => s.state === 'running') : [];
+        return up.length === shards ? up.map((s) => s.shardId) : undefined;
+      },
+      1200,
+      250,
+    );
+    const baseline = await startBaseline(run, ids);
+    await sleep(3000); // both settle (first samples, JIT) before the window opens
+    const agent0 = cpuSeconds(child.pid!);
+    const base0 = cpuSeconds(baseline.pid!);
+    process.stderr.write(`[${shards} shards] measuring ${seconds} s ...\n`);
+    await sleep(seconds * 1000);
+    const agentCpu = cpuSeconds(child.pid!) - agent0;
+    const baseCpu = cpuSeconds(baseline.pid!) - base0;
+    const rss = peakRssMiB(child.pid!);
+    baseline.kill('SIGTERM');
+    const metrics = await run.metrics();
+    const samples = /shardform_sample_duration_seconds_count (\d+)/.exec(metrics)?.[1];
+    const round = (n: number, d = 2) => Math.round(n * 10 ** d) / 10 ** d;
+    return {
+      shards,
+      agent_cpu_pct: round((agentCpu / seconds) * 100),
+      agent_rss_mib: round(rss, 1),
+      baseline_cpu_pct: round((baseCpu / seconds) * 100),
+      sample_passes: Number(samples ?? NaN),
+    };
+  } finally {
+    await run.cleanup();
+  }
+}
+
+async function main(): Promise<void> {
+  const counts = flag('shards', '50,200').split(',').map(Number);
+  const seconds = Number(flag('seconds', '60'));
+  if (counts.some((n) => !Number.isInteger(n) || n < 1) || !(seconds > 0)) {
+    process.stderr.write('usage: bench/agent.ts [--shards 50,200] [--seconds 60]\n');
+    process.exit(2);
+  }
+  if (process.getuid?.() !== 0) {
+    process.stderr.write('bench:agent needs root (it creates cgroups and runs shards)\n');
+    process.exit(2);
+  }
+  const runs = [];
+  for (const n of counts) runs.push(await benchOne(n, seconds));
+  process.stdout.write(`\nSHARDS  AGENT CPU %  BASELINE CPU %  RATIO  AGENT PEAK RSS MiB   (goal at 200: < 2 %, < 120 MiB, <= 3x baseline)\n`);
+  for (const r of runs) {
+    const ratio = r.baseline_cpu_pct > 0 ? (r.agent_cpu_pct / r.baseline_cpu_pct).toFixed(1) : 'n/a';
+    process.stdout.write(`${String(r.shards).padEnd(8)}${String(r.agent_cpu_pct).padEnd(13)}${String(r.baseline_cpu_pct).padEnd(16)}${ratio.padEnd(7)}${r.agent_rss_mib}\n`);
+  }
+  process.stdout.write(`${JSON.stringify({ bench: 'agent', runs: runs.map(({ sample_passes: _s, ...r }) => r) })}\n`);
+}
+
+void main().catch((error) => {
+  process.stderr.write(`${(error as Error).stack ?? error}\n`);
+  process.exit(1);
+});

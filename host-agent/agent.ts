@@ -1,0 +1,262 @@
+/**
+ * The host agent daemon: wires the plan source, the shard manager (kernel side), the sampler,
+ * the event log, metrics and the API, and owns the reconcile loop. Everything with side effects
+ * is created by the injected factories (agent-parts.ts in production, fakes in tests); the
+ * decisions it makes are the pure functions it calls (judgePlan, desiredShardsForHost).
+ *
+ * Stopping the agent (SIGTERM) stops supervising only: workloads keep running in their cgroups
+ * and the next agent adopts them (ShardManager.close vs drain).
+ */
+import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
+import type { Plan } from '../src/contracts/plan-schema';
+import { ShardformError } from '../src/errors';
+import type { MetricHistory, MetricRetention } from '../src/store/metric-history';
+import type { Store } from '../src/store/store';
+import { buildApp } from './api/app';
+import type { DrainControl } from './api/api-deps';
+import { readFleetToken } from './api/fleet-token';
+import { listen, parseListenAddress, type ListenAddress } from './api/listen';
+import type { CgroupDriver } from './cgroups/driver';
+import { CoalescedTask } from './coalesced-task';
+import { EventLog } from './event-log';
+import type { AgentLogger } from './log';
+import { AgentMetrics } from './metrics/agent-metrics';
+import { desiredShardsForHost } from './plan-source/desired-shards';
+import { PlanSource, planFetcherFor } from './plan-source/plan-source';
+import type { PlanFetcher } from './plan-source/plan-fetcher';
+import { assignmentsPrefix, parseAssignments } from './plan-source/shard-assignment';
+import type { ReconcileReport, ShardManager } from './reconcile/shard-manager';
+import { Sampler } from './sampler/sampler';
+import type { ShardEventSink } from './shard-event';
+import { ShardResizer } from './shard-resize';
+
+export type AgentStore = Pick<Store, 'get' | 'put' | 'delete' | 'list'> & Partial<Pick<Store, 'watch'>>;
+
+export interface AgentStores {
+  readonly store: AgentStore;
+  readonly history: MetricHistory;
+  close(): Promise<void>;
+}
+
+export interface AgentKernel {
+  readonly driver: CgroupDriver;
+  readonly manager: ShardManager;
+}
+
+export interface AgentOptions {
+  readonly hostId: string;
+  /** File path or http(s) URL of the plan. */
+  readonly plan: string | PlanFetcher;
+  readonly stateDir: string;
+  /** host:port; default the plan's address of this host (port: the address's, else plan.agent.port). */
+  readonly listen?: string;
+  readonly tokenFile?: string;
+  readonly logger: AgentLogger;
+  readonly openStores: (ctx: { stateDir: string; logger: AgentLogger; plan: Plan }) => Promise<AgentStores>;
+  readonly createKernel: (ctx: { hostId: string; stateDir: string; events: ShardEventSink; logger: AgentLogger }) => Promise<AgentKernel>;
+  /** Extra authenticated API route groups (migration). */
+  readonly apiPlugins?: (ctx: { agent: Agent }) => FastifyPluginAsync[];
+  readonly planPollSeconds?: number;
+  /** Periodic reconcile even without triggers (converges after partial failures); default 10 s. */
+  readonly reconcileEverySeconds?: number;
+  readonly env?: NodeJS.ProcessEnv;
+}
+
+/** Present (value 'true') while the host is drained; read at start so a restart keeps shards stopped. */
+export const DRAINED_KEY = (hostId: string) => `/hosts/${hostId}/drained`;
+
+export class Agent implements DrainControl {
+  readonly metrics = new AgentMetrics();
+  private planSource!: PlanSource;
+  private stores!: AgentStores;
+  private kernel!: AgentKernel;
+  private events!: EventLog;
+  private sampler!: Sampler;
+  private app: FastifyInstance | undefined;
+  private token: string | undefined;
+  private drained = false;
+  private reconcileTimer: NodeJS.Timeout | undefined;
+  private unwatch: (() => Promise<void>) | undefined;
+  private stopped = false;
+  private readonly reconciles = new CoalescedTask(() => this.reconcileOnce());
+  /** Reconcile passes and drains change the same shards: they take turns. */
+  private kernelTurn: Promise<unknown> = Promise.resolve();
+  address: string | undefined;
+
+  constructor(private readonly options: AgentOptions) {}
+
+  get logger(): AgentLogger {
+    return this.options.logger;
+  }
+
+  plan(): Plan | undefined {
+    return this.planSource?.current();
+  }
+
+  /** Starts everything; resolves when the API listens. Throws (changing nothing on the host) without a good plan. */
+  async start(): Promise<void> {
+    const { hostId, stateDir, logger } = this.options;
+    const fetcher = typeof this.options.plan === 'string' ? planFetcherFor(this.options.plan) : this.options.plan;
+    this.planSource = new PlanSource({ fetcher, stateDir, logger, metrics: this.metrics, pollIntervalSeconds: this.options.planPollSeconds });
+    await this.planSource.start();
+    const plan = this.planSource.current();
+    if (!plan) {
+      await this.planSource.stop();
+      const why = this.planSource.status().lastRejection?.message ?? 'no plan';
+      throw new ShardformError('INVALID_PLAN', '--plan', fetcher.source, `no good plan to start from: ${why}`);
+    }
+    this.token = readFleetToken(plan.security, { tokenFile: this.options.tokenFile, env: this.options.env });
+    const address = this.listenAddress(plan);
+
+    this.stores = await this.options.openStores({ stateDir, logger, plan });
+    this.events = new EventLog({ hostId, store: this.stores.store, logger });
+    await this.events.load();
+    this.kernel = await this.options.createKernel({ hostId, stateDir, events: this.events, logger });
+    logger.info({ layout: this.kernel.driver.layout, cgroup_root: this.kernel.driver.hostRoot }, `cgroup layout: ${this.kernel.driver.layout}`);
+    this.drained = (await this.stores.store.get(DRAINED_KEY(hostId)))?.value === 'true';
+
+    const adopted = await this.kernel.manager.start();
+    this.logReport('adopt', adopted);
+    await this.reconcile();
+
+    this.planSource.onPlan((next) => this.onPlan(next));
+    await this.watchAssignments(plan.fleet);
+    const every = this.options.reconcileEverySeconds ?? 10;
+    this.reconcileTimer = setInterval(() => void this.reconcile().catch(() => {}), every * 1000);
+
+    this.sampler = new Sampler({
+      driver: this.kernel.driver,
+      history: this.stores.history,
+      shards: () => this.kernel.manager.status(),
+      metrics: this.metrics,
+      logger,
+    });
+    this.sampler.start(
+      () => this.plan()?.agent.sampleIntervalSeconds ?? 5,
+      () => this.retention(),
+    );
+
+    this.app = await buildApp({
+      hostId,
+      driver: this.kernel.driver,
+      manager: this.kernel.manager,
+      resizer: new ShardResizer({ manager: this.kernel.manager, store: this.stores.store, plan: () => this.plan(), hostId }),
+      history: this.stores.history,
+      events: this.events,
+      plan: this.planSource,
+      metrics: this.metrics,
+      drain: this,
+      token: () => this.token,
+      logger,
+      plugins: this.options.apiPlugins?.({ agent: this }) ?? [],
+    });
+    this.address = await listen(this.app, address);
+    logger.info({ address: this.address, generation: plan.generation, drained: this.drained }, 'agent listening');
+  }
+
+  /** One reconcile pass now (coalesced with any pass in progress). */
+  reconcile(): Promise<ReconcileReport | undefined> {
+    return this.reconciles.run();
+  }
+
+  isDrained(): boolean {
+    return this.drained;
+  }
+
+  async drain(): Promise<ReconcileReport> {
+    await this.stores.store.put(DRAINED_KEY(this.options.hostId), 'true');
+    this.drained = true;
+    const report = await this.exclusive(() => this.kernel.manager.drain());
+    this.logReport('drain', report);
+    this.logger.info({ shards: report.actions.length }, 'host drained');
+    return report;
+  }
+
+  async undrain(): Promise<void> {
+    await this.stores.store.delete(DRAINED_KEY(this.options.hostId));
+    this.drained = false;
+    this.logger.info('drain lifted');
+    await this.reconcile();
+  }
+
+  /** Stops supervising and serving; workloads keep running for the next agent to adopt. */
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    if (this.reconcileTimer) clearInterval(this.reconcileTimer);
+    await this.planSource?.stop();
+    await this.unwatch?.();
+    await this.app?.close();
+    await this.sampler?.stop();
+    await this.reconciles.idle();
+    await this.kernel?.manager.close();
+    await this.events?.flush();
+    await this.stores?.close();
+    this.logger.info('agent stopped; shards keep running');
+  }
+
+  private async reconcileOnce(): Promise<ReconcileReport | undefined> {
+    const plan = this.plan();
+    if (!plan || this.stopped) return undefined;
+    const end = this.metrics.reconcileDuration.startTimer();
+    try {
+      const { assignments, problems } = parseAssignments(await this.stores.store.list(assignmentsPrefix(plan.fleet)));
+      for (const problem of problems) this.logger.warn({ problem }, 'ignoring an invalid shard assignment');
+      const desired = desiredShardsForHost({ plan, hostId: this.options.hostId, assignments, drained: this.drained });
+      this.metrics.shardsDesired.set(desired.length);
+      const report = await this.exclusive(() => this.kernel.manager.apply(desired));
+      this.logReport('reconcile', report);
+      end({ outcome: report.converged ? 'converged' : 'partial' });
+      return report;
+    } catch (error) {
+      end({ outcome: 'error' });
+      this.logger.error({ error: (error as Error).message, generation: plan.generation }, 'reconcile pass failed; retrying on the next pass');
+      return undefined;
+    }
+  }
+
+  private exclusive<T>(work: () => Promise<T>): Promise<T> {
+    const turn = this.kernelTurn.then(work, work);
+    this.kernelTurn = turn.catch(() => {});
+    return turn;
+  }
+
+  private onPlan(plan: Plan): void {
+    try {
+      this.token = readFleetToken(plan.security, { tokenFile: this.options.tokenFile, env: this.options.env });
+    } catch (error) {
+      this.logger.warn({ error: (error as Error).message }, 'cannot read the new plan\'s fleet token; keeping the current one');
+    }
+    void this.reconcile();
+  }
+
+  private async watchAssignments(fleet: string): Promise<void> {
+    const store = this.stores.store;
+    if (!store.watch) return;
+    const watcher = await store.watch(assignmentsPrefix(fleet), () => void this.reconcile());
+    this.unwatch = () => watcher.close();
+  }
+
+  private retention(): MetricRetention | undefined {
+    const agent = this.plan()?.agent;
+    return agent && { rawRetentionSeconds: agent.rawRetentionSeconds, historyRetentionSeconds: agent.historyRetentionSeconds };
+  }
+
+  private listenAddress(plan: Plan): ListenAddress {
+    if (this.options.listen) return parseListenAddress(this.options.listen, '--listen', plan.agent.port);
+    const host = plan.pools.flatMap((pool) => pool.hosts).find((h) => h.id === this.options.hostId);
+    if (!host)
+      throw new ShardformError('INVALID_ARGUMENT', '--host', this.options.hostId, `--host: ${JSON.stringify(this.options.hostId)} is not a host of the plan; pass --listen to say where to serve`);
+    return parseListenAddress(host.address, `pools[].hosts[${host.id}].address`, plan.agent.port);
+  }
+
+  private logReport(pass: string, report: ReconcileReport): void {
+    for (const action of report.actions) {
+      this.metrics.reconcileActions.inc({ kind: action.kind, outcome: action.ok ? 'ok' : 'failed' });
+      const shard = this.kernel.manager.status().find((s) => s.shardId === action.shardId);
+      const fields = { pass, action: action.kind, shard_id: action.shardId, application_id: shard?.applicationId, ...(action.error ? { error: action.error } : {}) };
+      if (action.ok) this.logger.info(fields, `${action.kind} ${action.shardId}`);
+      else this.logger.warn(fields, `${action.kind} ${action.shardId} failed; retrying on the next pass`);
+    }
+  }
+}

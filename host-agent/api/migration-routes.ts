@@ -1,0 +1,241 @@
+/**
+ * Migration routes of the destination agent (a fastify plugin the agent registers inside its
+ * authenticated scope; see migration-app.ts for a standalone app): prepare (reserve capacity,
+ * create the held cgroup), receive image files (streamed to disk, sha256 and size checked
+ * while they arrive, never held in memory), restore (CRIU into the shard's cgroup), commit
+ * (supervise the restored shard) and abort (destroy the copy). Errors are mapped here, so the
+ * plugin answers the same inside any app.
+ */
+import { createHash } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
+import { mkdir, rename, rm, symlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Transform, type Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { TSchema } from '@sinclair/typebox';
+import type { FastifyError, FastifyInstance, FastifyPluginAsync, FastifySchemaCompiler } from 'fastify';
+import { compileSchema } from '../../src/contracts/schema-validator';
+import { formatFieldError, type FieldError } from '../../src/errors';
+import { CheckpointError } from '../checkpoint/checkpoint-error';
+import { HostAgentError } from '../errors';
+import type { ShardHandover } from '../reconcile/shard-handover';
+import type { IncomingMigrations } from '../migration/incoming-migrations';
+import { MigrationError, type MigrationErrorCode } from '../migration/migration-error';
+import { AbortBody, ImageFileHeaders, ImageFileParams, MigrationParams, PrepareBody, RestoreBody, RoundParams, VerifyRoundBody } from './migration-schemas';
+
+export interface MigrationRouteDeps {
+  readonly hostId: string;
+  readonly incoming: IncomingMigrations;
+  readonly handover: Pick<ShardHandover, 'prepareIncoming' | 'adopt' | 'discard'>;
+  /** CRIU restore of an image directory into the given cgroups; resolves to the restored root pid. */
+  readonly restorer: { restore(dir: string, target: { procsFiles: readonly string[] }): Promise<number> };
+}
+
+/** Largest image file accepted (CRIU's pages-*.img of a big shard). */
+export const MAX_IMAGE_FILE_BYTES = 64 * 1024 ** 3;
+
+const STATUS: Record<MigrationErrorCode, number> = {
+  INVALID_MIGRATION: 400,
+  NOT_FOUND: 404,
+  REFUSED: 409,
+  INVALID_TRANSITION: 409,
+  JOURNAL_CONFLICT: 409,
+  TRANSFER_FAILED: 422,
+  TIMEOUT: 504,
+};
+
+class RequestInvalid extends Error {
+  readonly statusCode = 400;
+  constructor(
+    readonly part: string,
+    readonly errors: FieldError[],
+  ) {
+    super(`${part} is invalid: ${errors.map(formatFieldError).join('; ')}`);
+  }
+}
+
+const validatorCompiler: FastifySchemaCompiler<TSchema> = ({ schema, httpPart }) => {
+  const check = compileSchema(schema);
+  return (data: unknown) => {
+    const result = check(data);
+    return result.ok ? true : { error: new RequestInvalid(httpPart ?? 'request', result.errors) };
+  };
+};
+
+function installErrors(app: FastifyInstance): void {
+  app.setErrorHandler((error: Error, request, reply) => {
+    if (error instanceof RequestInvalid) {
+      return reply.status(400).send({ statusCode: 400, error: 'INVALID_REQUEST', message: error.message, errors: error.errors });
+    }
+    if (error instanceof MigrationError) {
+      const status = STATUS[error.code];
+      return reply.status(status).send({ statusCode: status, error: error.code, message: error.message });
+    }
+    if (error instanceof HostAgentError) {
+      const status = error.code === 'SHARD_EXISTS' || error.code === 'SHARD_HELD' ? 409 : 500;
+      return reply.status(status).send({ statusCode: status, error: error.code, message: error.message });
+    }
+    if (error instanceof CheckpointError) {
+      return reply.status(500).send({ statusCode: 500, error: error.code, message: error.message });
+    }
+    const status = (error as FastifyError).statusCode;
+    if (status !== undefined && status >= 400 && status < 500) {
+      return reply.status(status).send({ statusCode: status, error: (error as FastifyError).code ?? 'BAD_REQUEST', message: error.message });
+    }
+    request.log.error({ err: error }, 'migration request failed');
+    return reply.status(500).send({ statusCode: 500, error: 'INTERNAL', message: error.message });
+  });
+}
+
+export const migrationRoutes =
+  (deps: MigrationRouteDeps): FastifyPluginAsync =>
+  async (app) => {
+    app.setValidatorCompiler(validatorCompiler);
+    installErrors(app);
+    // Image files stream straight to disk: the body is handed over unparsed.
+    app.addContentTypeParser('application/octet-stream', (_request, payload, done) => done(null, payload));
+    const { incoming } = deps;
+
+    app.post<{ Params: MigrationParams; Body: PrepareBody }>(
+      '/v1/migrations/:id/prepare',
+      { schema: { params: MigrationParams, body: PrepareBody } },
+      async (request) => {
+        const { shard, source } = request.body;
+        const migration = incoming.prepare(request.params.id, source, { ...shard, limits: { ...shard.limits } });
+        try {
+          const cgroup = await deps.handover.prepareIncoming(migration.desired);
+          migration.procsFiles = cgroup.procsFiles;
+        } catch (error) {
+          incoming.forget(migration.id);
+          throw error;
+        }
+        await mkdir(migration.dir, { recursive: true });
+        return { migrationId: migration.id, hostId: deps.hostId, shardId: shard.shardId, state: migration.state };
+      },
+    );
+
+    app.put<{ Params: ImageFileParams; Headers: ImageFileHeaders; Body: Readable }>(
+      '/v1/migrations/:id/rounds/:round/files/:name',
+      { schema: { params: ImageFileParams, headers: ImageFileHeaders }, bodyLimit: MAX_IMAGE_FILE_BYTES },
+      async (request, reply) => {
+        const migration = incoming.require(request.params.id);
+        if (migration.state !== 'prepared') throw new MigrationError('INVALID_TRANSITION', `migration ${migration.id} is ${migration.state}; it takes no more image files`);
+        if (typeof (request.body as Readable | undefined)?.pipe !== 'function') {
+          throw new RequestInvalid('headers', [{ field: 'content-type', message: 'must be application/octet-stream', value: request.headers['content-type'] }]);
+        }
+        const round = Number(request.params.round);
+        const expectedBytes = Number(request.headers['content-length']);
+        const expectedSha = request.headers['x-shardform-sha256'];
+        const dir = incoming.roundDir(migration, round);
+        await mkdir(dir, { recursive: true });
+        const path = join(dir, request.params.name);
+        const partial = `${path}.partial`;
+        const hash = createHash('sha256');
+        let bytes = 0;
+        const measure = new Transform({
+          transform(chunk: Buffer, _encoding, callback) {
+            hash.update(chunk);
+            bytes += chunk.length;
+            callback(null, chunk);
+          },
+        });
+        try {
+          await pipeline(request.body, measure, createWriteStream(partial));
+        } catch (error) {
+          await rm(partial, { force: true });
+          throw new MigrationError('TRANSFER_FAILED', `image file ${round}/${request.params.name} broke off after ${bytes} bytes: ${(error as Error).message}`);
+        }
+        const sha256 = hash.digest('hex');
+        if (bytes !== expectedBytes || (expectedSha !== undefined && sha256 !== expectedSha)) {
+          await rm(partial, { force: true });
+          throw new MigrationError(
+            'TRANSFER_FAILED',
+            `image file ${round}/${request.params.name} arrived as ${bytes} bytes sha256 ${sha256}, sent as ${expectedBytes} bytes sha256 ${expectedSha ?? '(not given)'}`,
+          );
+        }
+        await rename(partial, path);
+        migration.received.set(`${round}/${request.params.name}`, { bytes, sha256 });
+        return reply.status(201).send({ round, name: request.params.name, bytes, sha256 });
+      },
+    );
+
+    // End of a round: every file the source sent arrived with the size and sha256 it hashed while sending.
+    app.post<{ Params: RoundParams; Body: VerifyRoundBody }>(
+      '/v1/migrations/:id/rounds/:round/verify',
+      { schema: { params: RoundParams, body: VerifyRoundBody } },
+      async (request) => {
+        const migration = incoming.require(request.params.id);
+        const round = Number(request.params.round);
+        incoming.checkComplete(migration, round, request.body.files);
+        return { migrationId: migration.id, round, files: request.body.files.length, bytes: request.body.files.reduce((sum, f) => sum + f.bytes, 0) };
+      },
+    );
+
+    app.post<{ Params: MigrationParams; Body: RestoreBody }>(
+      '/v1/migrations/:id/restore',
+      { schema: { params: MigrationParams, body: RestoreBody } },
+      async (request) => {
+        const migration = incoming.require(request.params.id);
+        if (migration.state !== 'prepared') throw new MigrationError('INVALID_TRANSITION', `migration ${migration.id} is ${migration.state}, not prepared`);
+        const { rounds } = request.body;
+        for (const manifest of rounds) {
+          if (manifest.parent !== null && !rounds.some((r) => r.round === manifest.parent)) {
+            throw new MigrationError('INVALID_MIGRATION', `round ${manifest.round} names parent round ${manifest.parent}, which is not in the request`);
+          }
+          incoming.checkComplete(migration, manifest.round, manifest.files);
+        }
+        for (const manifest of rounds) {
+          if (manifest.parent === null) continue;
+          const link = join(incoming.roundDir(migration, manifest.round), 'parent');
+          await rm(link, { force: true });
+          await symlink(join('..', String(manifest.parent)), link);
+        }
+        const final = rounds[rounds.length - 1]!;
+        migration.pid = await deps.restorer.restore(incoming.roundDir(migration, final.round), { procsFiles: migration.procsFiles });
+        migration.state = 'restored';
+        return { migrationId: migration.id, state: migration.state, pid: migration.pid };
+      },
+    );
+
+    app.post<{ Params: MigrationParams }>('/v1/migrations/:id/commit', { schema: { params: MigrationParams } }, async (request) => {
+      const migration = incoming.require(request.params.id);
+      if (migration.state === 'committed') return { migrationId: migration.id, state: migration.state, pid: migration.pid ?? null };
+      if (migration.state !== 'restored') throw new MigrationError('INVALID_TRANSITION', `migration ${migration.id} is ${migration.state}, not restored`);
+      const status = await deps.handover.adopt(migration.desired.shardId, migration.desired);
+      migration.state = 'committed';
+      await rm(migration.dir, { recursive: true, force: true });
+      return { migrationId: migration.id, state: migration.state, pid: status.pid ?? null };
+    });
+
+    app.post<{ Params: MigrationParams; Body: AbortBody }>(
+      '/v1/migrations/:id/abort',
+      { schema: { params: MigrationParams, body: AbortBody } },
+      async (request) => {
+        const migration = incoming.get(request.params.id);
+        if (migration?.state === 'committed') throw new MigrationError('INVALID_TRANSITION', `migration ${migration.id} is committed here; it cannot be aborted`);
+        if (migration && migration.desired.shardId !== request.body.shardId) {
+          throw new MigrationError('INVALID_MIGRATION', `migration ${migration.id} brings shard ${migration.desired.shardId}, not ${request.body.shardId}`);
+        }
+        // Idempotent, also after an agent restart forgot the migration: the copy is destroyed either way.
+        await deps.handover.discard(request.body.shardId);
+        if (migration) {
+          migration.state = 'aborted';
+          await rm(migration.dir, { recursive: true, force: true });
+        }
+        return { migrationId: request.params.id, state: 'aborted' };
+      },
+    );
+
+    app.get<{ Params: MigrationParams }>('/v1/migrations/:id', { schema: { params: MigrationParams } }, async (request) => {
+      const migration = incoming.require(request.params.id);
+      return {
+        migrationId: migration.id,
+        shardId: migration.desired.shardId,
+        source: migration.source,
+        state: migration.state,
+        pid: migration.pid ?? null,
+        filesReceived: migration.received.size,
+        bytesReceived: [...migration.received.values()].reduce((sum, r) => sum + r.bytes, 0),
+      };
+    });
+  };

@@ -1,0 +1,84 @@
+/** Request schemas of the migration routes (TypeBox: one source for the JSON Schema and the type). */
+import { Type, type Static } from '@sinclair/typebox';
+import { ID_PATTERN_SOURCE } from '../../src/errors';
+
+const Id = Type.String({ pattern: ID_PATTERN_SOURCE });
+const Sha256 = Type.String({ pattern: '^[0-9a-f]{64}$' });
+/** CRIU image file names (IMAGE_FILE_PATTERN): no slash, no leading dot. */
+const FileName = Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$' });
+
+export const MigrationParams = Type.Object({ id: Id }, { additionalProperties: false });
+export type MigrationParams = Static<typeof MigrationParams>;
+
+export const ImageFileParams = Type.Object(
+  { id: Id, round: Type.String({ pattern: '^[1-9][0-9]{0,2}$' }), name: FileName },
+  { additionalProperties: false },
+);
+export type ImageFileParams = Static<typeof ImageFileParams>;
+
+export const ImageFileHeaders = Type.Object({
+  /** When given, checked as soon as the file has arrived; else checked against the restore manifest. */
+  'x-shardform-sha256': Type.Optional(Sha256),
+  'content-length': Type.String({ pattern: '^[0-9]{1,15}$' }),
+});
+export type ImageFileHeaders = Static<typeof ImageFileHeaders>;
+
+export const PrepareBody = Type.Object(
+  {
+    source: Id,
+    shard: Type.Object(
+      {
+        shardId: Id,
+        applicationId: Id,
+        limits: Type.Object(
+          {
+            cpuCores: Type.Optional(Type.Union([Type.Number({ exclusiveMinimum: 0 }), Type.Null()])),
+            cpuPeriodMicros: Type.Optional(Type.Integer({ minimum: 1000, maximum: 1_000_000 })),
+            memoryBytes: Type.Optional(Type.Union([Type.Integer({ minimum: 1 }), Type.Null()])),
+          },
+          { additionalProperties: false },
+        ),
+        command: Type.Array(Type.String({ minLength: 1 }), { minItems: 1 }),
+        env: Type.Record(Type.String({ pattern: '^[A-Za-z_][A-Za-z0-9_]*$' }), Type.String()),
+        workingDirectory: Type.Optional(Type.String({ pattern: '^/' })),
+        stateDirectory: Type.String({ pattern: '^/' }),
+      },
+      { additionalProperties: false },
+    ),
+  },
+  { additionalProperties: false },
+);
+export type PrepareBody = Static<typeof PrepareBody>;
+
+export const ImageManifestSchema = Type.Object(
+  {
+    round: Type.Integer({ minimum: 1, maximum: 999 }),
+    /** The round this one is relative to (CRIU's parent images), if any. */
+    parent: Type.Union([Type.Integer({ minimum: 1, maximum: 999 }), Type.Null()]),
+    files: Type.Array(Type.Object({ name: FileName, bytes: Type.Integer({ minimum: 0 }), sha256: Sha256 }, { additionalProperties: false }), {
+      minItems: 1,
+      maxItems: 10_000,
+    }),
+  },
+  { additionalProperties: false },
+);
+export type RoundManifest = Static<typeof ImageManifestSchema>;
+
+export const RestoreBody = Type.Object(
+  {
+    /** Every round the final one depends on, oldest first, the final image last. */
+    rounds: Type.Array(ImageManifestSchema, { minItems: 1, maxItems: 64 }),
+  },
+  { additionalProperties: false },
+);
+export type RestoreBody = Static<typeof RestoreBody>;
+
+export const AbortBody = Type.Object({ shardId: Id, reason: Type.String({ maxLength: 1000 }) }, { additionalProperties: false });
+export type AbortBody = Static<typeof AbortBody>;
+
+export const RoundParams = Type.Object({ id: Id, round: Type.String({ pattern: '^[1-9][0-9]{0,2}$' }) }, { additionalProperties: false });
+export type RoundParams = Static<typeof RoundParams>;
+
+/** What the source sent in one round, hashed while it streamed: checked against what arrived. */
+export const VerifyRoundBody = Type.Object({ files: ImageManifestSchema.properties.files }, { additionalProperties: false });
+export type VerifyRoundBody = Static<typeof VerifyRoundBody>;

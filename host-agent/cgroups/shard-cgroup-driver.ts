@@ -1,0 +1,267 @@
+/**
+ * The one CgroupDriver implementation, driven by a dialect (v2, v1 or hybrid) chosen once
+ * by detectCgroupDriver. It owns the directory layout `<mount>/<ownerPrefix>/<hostId>/<shardId>`
+ * in every hierarchy of the dialect, validates ids before they form a path, and leaves the
+ * layout-specific knowledge (which files, which values) to the dialect.
+ */
+import { mkdir, readdir, rmdir, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { ID_PATTERN, checkId } from '../../src/errors';
+import { freezeTimeout, HostAgentError, shardBusy, shardNotFound } from '../errors';
+import { applyWrites, readOptional, readParsedOptional, recordingReader, shardFileReader, writeCgroupFile, type ShardFileReader } from './cgroup-files';
+import type { CgroupDialect, Hierarchy } from './cgroup-dialect';
+import { parsePids, parsePressure } from './cgroup-parse';
+import type { CgroupDriver, CgroupLayout, DetectOptions, ShardLimits, ShardUsage } from './driver';
+import { checkLimits } from './limits-check';
+import type { CgroupProbe } from './probe';
+
+export interface ShardCgroupDriverOptions extends DetectOptions {
+  /** How long freeze/thaw wait for the kernel to settle; default 5000 ms. */
+  freezeTimeoutMs?: number;
+  /** How long killAll(SIGKILL) waits for the shard to empty; default 5000 ms. */
+  killTimeoutMs?: number;
+}
+
+/** Poll step for asynchronous kernel state (freezer, exiting tasks). */
+const POLL_MS = 10;
+
+export class ShardCgroupDriver implements CgroupDriver {
+  readonly layout: CgroupLayout;
+  readonly hostRoot: string;
+  private readonly freezePolls: number;
+  private readonly killPolls: number;
+
+  constructor(
+    private readonly dialect: CgroupDialect,
+    readonly probe: CgroupProbe,
+    opts: ShardCgroupDriverOptions,
+  ) {
+    const owner = checkId('ownerPrefix', opts.ownerPrefix ?? 'shardform');
+    const host = checkId('hostId', opts.hostId);
+    this.layout = dialect.layout;
+    this.hostRoot = `${owner}/${host}`;
+    this.freezePolls = Math.max(1, Math.ceil((opts.freezeTimeoutMs ?? 5000) / POLL_MS));
+    this.killPolls = Math.max(1, Math.ceil((opts.killTimeoutMs ?? 5000) / POLL_MS));
+  }
+
+  paths(shardId: string): Record<string, string> {
+    const id = checkId('shardId', shardId);
+    const out: Record<string, string> = {};
+    for (const h of this.dialect.hierarchies) out[h.key] = join(h.mount, this.hostRoot, id);
+    return out;
+  }
+
+  /** One cgroup.procs per distinct directory (co-mounted v1 controllers share one). */
+  procsFiles(shardId: string): string[] {
+    return [...new Set(Object.values(this.paths(shardId)))].map((dir) => join(dir, 'cgroup.procs'));
+  }
+
+  async create(shardId: string): Promise<void> {
+    const id = checkId('shardId', shardId);
+    for (const h of this.dialect.hierarchies) {
+      let dir = h.mount;
+      for (const part of [...this.hostRoot.split('/'), id]) {
+        await this.delegate(id, h, dir);
+        dir = join(dir, part);
+        await mkdir(dir).catch((err: NodeJS.ErrnoException) => {
+          if (err.code !== 'EEXIST') throw new HostAgentError('CGROUP_WRITE_FAILED', id, dir, undefined, `shard ${id}: mkdir ${dir} failed (${err.code ?? err.message})`, { cause: err });
+        });
+      }
+    }
+  }
+
+  /**
+   * cgroup-v2.rst "Top-down Constraint": a controller can be enabled for children only where
+   * the parent offers it, so each ancestor enables the dialect's controllers it has and lacks.
+   */
+  private async delegate(shardId: string, h: Hierarchy, dir: string): Promise<void> {
+    if (h.delegates.length === 0) return;
+    const available = ((await readOptional(shardId, join(dir, 'cgroup.controllers'))) ?? '').trim().split(/\s+/);
+    const enabled = ((await readOptional(shardId, join(dir, 'cgroup.subtree_control'))) ?? '').trim().split(/\s+/);
+    const missing = h.delegates.filter((c) => available.includes(c) && !enabled.includes(c));
+    if (missing.length === 0) return;
+    const file = join(dir, 'cgroup.subtree_control');
+    const value = missing.map((c) => `+${c}`).join(' ');
+    try {
+      await writeCgroupFile(shardId, file, value);
+    } catch (err) {
+      if (((err as Error).cause as NodeJS.ErrnoException | undefined)?.code !== 'EBUSY') throw err;
+      // cgroup-v2.rst "No Internal Process Constraint": a non-root cgroup with processes cannot
+      // delegate. Typical inside a container whose cgroup namespace root holds the agent itself.
+      throw new HostAgentError(
+        'CGROUP_WRITE_FAILED',
+        shardId,
+        file,
+        value,
+        `shard ${shardId}: writing "${value}" to ${file} failed (EBUSY): ${dir} holds processes, and a cgroup with processes cannot enable controllers for children; move them (e.g. the agent) into a leaf cgroup such as ${join(dir, 'agent')} first`,
+        { cause: err },
+      );
+    }
+  }
+
+  async remove(shardId: string): Promise<void> {
+    const id = checkId('shardId', shardId);
+    for (const dir of new Set(Object.values(this.paths(id)))) {
+      try {
+        await rmdir(dir);
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code === 'ENOENT') continue;
+        if (code === 'EBUSY' || code === 'ENOTEMPTY') throw shardBusy(id, dir, await this.pids(id).catch(() => []));
+        throw new HostAgentError('CGROUP_WRITE_FAILED', id, dir, undefined, `shard ${id}: rmdir ${dir} failed (${code ?? String(err)})`, { cause: err });
+      }
+    }
+  }
+
+  async exists(shardId: string): Promise<boolean> {
+    const dir = this.primaryDir(checkId('shardId', shardId));
+    try {
+      return (await stat(dir)).isDirectory();
+    } catch {
+      return false;
+    }
+  }
+
+  async list(): Promise<string[]> {
+    const primary = this.hierarchy(this.dialect.primary);
+    try {
+      const entries = await readdir(join(primary.mount, this.hostRoot), { withFileTypes: true });
+      return entries.filter((e) => e.isDirectory() && ID_PATTERN.test(e.name)).map((e) => e.name).sort();
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw err;
+    }
+  }
+
+  async setLimits(shardId: string, limits: ShardLimits): Promise<void> {
+    const id = checkId('shardId', shardId);
+    const writes = this.dialect.limitWrites(checkLimits(id, limits));
+    await this.mustExist(id);
+    await applyWrites(id, this.paths(id), writes);
+  }
+
+  async readLimits(shardId: string): Promise<ShardLimits> {
+    return this.dialect.readLimits(await this.files(shardId));
+  }
+
+  async freeze(shardId: string): Promise<void> {
+    await this.setFrozen(shardId, true);
+  }
+
+  async thaw(shardId: string): Promise<void> {
+    await this.setFrozen(shardId, false);
+  }
+
+  async isFrozen(shardId: string): Promise<boolean> {
+    return (await this.dialect.freezer.state(await this.files(shardId))).state === 'frozen';
+  }
+
+  private async setFrozen(shardId: string, frozen: boolean): Promise<void> {
+    const files = await this.files(shardId);
+    const { freezer } = this.dialect;
+    await applyWrites(files.shardId, this.paths(files.shardId), [freezer.request(frozen)]);
+    const wanted = frozen ? 'frozen' : 'thawed';
+    let seen = '';
+    for (let i = 0; i < this.freezePolls; i++) {
+      const now = await freezer.state(files);
+      if (now.state === wanted) return;
+      seen = now.text;
+      await sleep(POLL_MS);
+    }
+    throw freezeTimeout(files.shardId, files.path(freezer.hierarchy, freezer.stateFile), wanted, seen);
+  }
+
+  async killAll(shardId: string, signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
+    const id = checkId('shardId', shardId);
+    if (!(await this.exists(id))) return;
+    const files = shardFileReader(id, this.paths(id));
+    if (!(signal === 'SIGKILL' && (await this.writeKillFile(files)))) this.signalEach(await this.pids(id), signal);
+    if (signal !== 'SIGKILL') return;
+    // Wait (bounded) until the shard is empty, re-signalling tasks forked meanwhile.
+    for (let i = 0; i < this.killPolls; i++) {
+      const left = await this.pids(id);
+      if (left.length === 0) return;
+      this.signalEach(left, signal);
+      if (this.dialect.freezer.killNeedsThaw && (await this.dialect.freezer.state(files)).state !== 'thawed') {
+        await applyWrites(id, this.paths(id), [this.dialect.freezer.request(false)]);
+      }
+      await sleep(POLL_MS);
+    }
+    throw shardBusy(id, this.primaryDir(id), await this.pids(id));
+  }
+
+  /** cgroup-v2.rst cgroup.kill (Linux 5.14+): "Writing "1" to the file causes the cgroup and all descendant cgroups to be killed." */
+  private async writeKillFile(files: ShardFileReader): Promise<boolean> {
+    const key = this.dialect.killHierarchy;
+    if (key === undefined) return false;
+    // cgroup.kill is write-only: ask whether it exists, never read it.
+    if (!(await stat(files.path(key, 'cgroup.kill')).then(() => true, () => false))) return false;
+    await writeCgroupFile(files.shardId, files.path(key, 'cgroup.kill'), '1');
+    return true;
+  }
+
+  private signalEach(pids: readonly number[], signal: NodeJS.Signals): void {
+    for (const pid of pids) {
+      try {
+        process.kill(pid, signal);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ESRCH') throw err;
+      }
+    }
+  }
+
+  async pids(shardId: string): Promise<number[]> {
+    const files = await this.files(shardId);
+    return (await readParsedOptional(files, this.dialect.primary, 'cgroup.procs', parsePids)) ?? [];
+  }
+
+  /** The sampler's hot path: no existence check up front (a missing shard fails its first read as SHARD_NOT_FOUND). */
+  async usage(shardId: string): Promise<ShardUsage> {
+    const id = checkId('shardId', shardId);
+    return this.readUsage(shardFileReader(id, this.paths(id)));
+  }
+
+  /**
+   * The files usage() reads for this shard (those the kernel offers), in reading order: what a
+   * bare reader must read to be a fair baseline for the sampler (bare-reader.ts).
+   */
+  async usageFiles(shardId: string): Promise<string[]> {
+    const files = recordingReader(await this.files(shardId));
+    await this.readUsage(files);
+    return [...new Set(files.seen)];
+  }
+
+  private async readUsage(files: ShardFileReader): Promise<ShardUsage> {
+    const usage: ShardUsage = { ...(await this.dialect.usage(files)), pressure: {} };
+    const key = this.dialect.pressureHierarchy;
+    if (key !== undefined) {
+      for (const resource of ['cpu', 'memory', 'io'] as const) {
+        const stall = await readParsedOptional(files, key, `${resource}.pressure`, parsePressure);
+        if (stall) usage.pressure[resource] = stall;
+      }
+    }
+    return usage;
+  }
+
+  private hierarchy(key: string): Hierarchy {
+    const h = this.dialect.hierarchies.find((x) => x.key === key);
+    if (!h) throw new Error(`dialect ${this.dialect.layout} has no ${key} hierarchy`);
+    return h;
+  }
+
+  private primaryDir(id: string): string {
+    return join(this.hierarchy(this.dialect.primary).mount, this.hostRoot, id);
+  }
+
+  private async mustExist(id: string): Promise<void> {
+    if (!(await this.exists(id))) throw shardNotFound(id, this.primaryDir(id));
+  }
+
+  /** Validated id, existing shard, reader bound to its directories. */
+  private async files(shardId: string): Promise<ShardFileReader> {
+    const id = checkId('shardId', shardId);
+    await this.mustExist(id);
+    return shardFileReader(id, this.paths(id));
+  }
+}

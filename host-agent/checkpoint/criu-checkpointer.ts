@@ -1,0 +1,192 @@
+/**
+ * The thin CRIU adapter: dump, pre-dump and restore of one process tree whose root is the
+ * init of its own PID namespace (how the runner starts every shard: shim + `unshare --pid
+ * --fork`). No decisions here: the migration state machine decides what to call and when.
+ *
+ * What CRIU needs that is easy to get wrong (see docs, `criu --help`):
+ * - The root must be the session leader of its tree (start it with `setsid` inside the pid
+ *   namespace); CRIU refuses "a session leader outside of its pid namespace".
+ * - `--freeze-cgroup <freezer dir>` freezes the whole tree atomically (no race with fork).
+ *   When the cgroup is already frozen by the agent, CRIU dumps it as it is.
+ * - `--leave-stopped` leaves the tasks ptrace-stopped (state T) after the dump: to resume the
+ *   source after an abort, thaw the cgroup AND send SIGCONT (see resumeStopped).
+ * - Pre-copy needs kernel dirty-page tracking (CONFIG_MEM_SOFT_DIRTY): without it
+ *   `criu pre-dump --track-mem` is refused and plain pre-dump hits BUG at criu/mem.c:45, so
+ *   preDump throws PRECOPY_UNSUPPORTED unless `criu check --feature mem_dirty_track` passes.
+ * - Restore uses `--manage-cgroups=ignore` and is spawned from a shim that has already joined
+ *   the destination shard's cgroups (every hierarchy of a hybrid host: v1 controllers and the
+ *   unified one), so restored tasks inherit the destination cgroups, not the dumped paths.
+ */
+import { spawn } from 'node:child_process';
+import { mkdir, readFile } from 'node:fs/promises';
+import { join, relative } from 'node:path';
+import { CheckpointError } from './checkpoint-error';
+import { criuCommandLine, type CriuInstallation } from './criu';
+
+export interface CheckpointerOptions {
+  /** Kill criu if one invocation takes longer than this; default 120 s. */
+  timeoutMs?: number;
+  /** criu log verbosity 0-4; default 4 (logs are the only way to debug a failed restore). */
+  verbosity?: number;
+}
+
+export interface DumpTarget {
+  /** Host pid of the PID-namespace init of the shard's workload. */
+  readonly rootPid: number;
+  /** The freezer cgroup directory of the shard (v1 freezer, or the v2 cgroup dir). */
+  readonly freezeCgroup?: string;
+}
+
+export interface RestoreTarget {
+  /** cgroup.procs files of the destination shard, one per hierarchy (CgroupDriver.procsFiles). */
+  readonly procsFiles: readonly string[];
+}
+
+export interface CriuRun {
+  readonly exitCode: number | null;
+  readonly signal: NodeJS.Signals | null;
+  readonly output: string;
+}
+
+/** Joins every cgroup.procs given as the first N arguments, then execs the rest (bounded loop). */
+const JOIN_CGROUPS_THEN_EXEC =
+  'n=$1; shift; i=0; while [ "$i" -lt "$n" ]; do echo $$ > "$1" || exit 125; shift; i=$((i+1)); done; exec "$@"';
+
+export class CriuCheckpointer {
+  private readonly timeoutMs: number;
+  private readonly verbosity: number;
+
+  constructor(
+    readonly criu: CriuInstallation,
+    opts: CheckpointerOptions = {},
+  ) {
+    this.timeoutMs = opts.timeoutMs ?? 120_000;
+    this.verbosity = opts.verbosity ?? 4;
+  }
+
+  /** `criu check`: passes when the kernel offers what a basic dump/restore needs. */
+  async check(): Promise<{ ok: boolean; output: string }> {
+    const run = await this.run(['check']);
+    return { ok: run.exitCode === 0, output: run.output.trim() };
+  }
+
+  /** Whether pre-copy can work here: the kernel tracks dirty pages (soft-dirty). */
+  async supportsPreCopy(): Promise<{ ok: boolean; reason?: string }> {
+    const run = await this.run(['check', '--feature', 'mem_dirty_track']);
+    if (run.exitCode === 0) return { ok: true };
+    const line = run.output
+      .split('\n')
+      .find((l) => /dirty/i.test(l))
+      ?.replace(/^\s*(Warn|Error)\s*\([^)]*\):\s*/, '')
+      .trim();
+    return { ok: false, reason: `kernel has no dirty-page tracking (CONFIG_MEM_SOFT_DIRTY)${line ? `: ${line}` : ''}` };
+  }
+
+  /**
+   * One pre-copy round while the shard keeps running: writes the pages into `dir`, relative
+   * to the previous round's directory when there is one (only pages dirtied since then).
+   */
+  async preDump(target: DumpTarget, dir: string, prevDir?: string): Promise<void> {
+    const support = await this.supportsPreCopy();
+    if (!support.ok) throw new CheckpointError('PRECOPY_UNSUPPORTED', `pre-copy is not possible on this host: ${support.reason}`);
+    await mkdir(dir, { recursive: true });
+    await this.runOrThrow('pre-dump', dir, [
+      'pre-dump',
+      '-t', String(target.rootPid),
+      '-D', dir,
+      '--track-mem',
+      ...(prevDir ? ['--prev-images-dir', relative(dir, prevDir)] : []),
+      ...(target.freezeCgroup ? ['--freeze-cgroup', target.freezeCgroup] : []),
+    ]);
+  }
+
+  /**
+   * The final dump: the tree is left stopped (not killed) so an abort can resume it. With a
+   * previous pre-dump directory only pages dirtied since then are written.
+   */
+  async dump(target: DumpTarget, dir: string, prevDir?: string): Promise<void> {
+    await mkdir(dir, { recursive: true });
+    await this.runOrThrow('dump', dir, [
+      'dump',
+      '-t', String(target.rootPid),
+      '-D', dir,
+      '--leave-stopped',
+      ...(prevDir ? ['--prev-images-dir', relative(dir, prevDir), '--track-mem'] : []),
+      ...(target.freezeCgroup ? ['--freeze-cgroup', target.freezeCgroup] : []),
+    ]);
+  }
+
+  /** Restores the image in `dir` detached, inside the destination cgroups; resolves to the new root pid. */
+  async restore(dir: string, target: RestoreTarget): Promise<number> {
+    const pidFile = join(dir, 'restored.pid');
+    const criuArgs = [
+      'restore',
+      '-D', dir,
+      '--restore-detached',
+      '--pidfile', pidFile,
+      '--manage-cgroups=ignore',
+    ];
+    await this.runOrThrow('restore', dir, criuArgs, target.procsFiles);
+    const pid = Number.parseInt((await readFile(pidFile, 'utf8')).trim(), 10);
+    if (!Number.isInteger(pid) || pid <= 0) throw new CheckpointError('CRIU_FAILED', `criu restore wrote no pid to ${pidFile}`);
+    return pid;
+  }
+
+  private async runOrThrow(action: string, dir: string, args: string[], joinProcsFiles?: readonly string[]): Promise<void> {
+    const logFile = join(dir, `criu-${action}.log`);
+    const run = await this.run([...args, '-o', logFile, `-v${this.verbosity}`], joinProcsFiles);
+    if (run.exitCode === 0) return;
+    const why = run.exitCode === 125 ? 'could not join the destination cgroups' : await lastErrors(logFile);
+    if (/session leader of .* is outside of its pid namespace/.test(why)) {
+      throw new CheckpointError(
+        'SESSION_OUTSIDE_NAMESPACE',
+        `criu ${action} refused: the workload's session leader is outside its PID namespace; start it as \`unshare --pid --fork -- setsid -- argv\` so the namespace init leads its own session (${why}); log: ${logFile}`,
+        logFile,
+      );
+    }
+    throw new CheckpointError(
+      'CRIU_FAILED',
+      `criu ${action} failed (${run.signal ? `signal ${run.signal}` : `exit ${run.exitCode}`}): ${why || run.output.trim() || 'no output'}; log: ${logFile}`,
+      logFile,
+    );
+  }
+
+  /** Spawns criu (through the join-cgroups shim when procs files are given) and collects its output. */
+  run(args: readonly string[], joinProcsFiles: readonly string[] = []): Promise<CriuRun> {
+    const command = criuCommandLine(this.criu, args);
+    const [file, argv] =
+      joinProcsFiles.length > 0
+        ? ['/bin/sh', ['-c', JOIN_CGROUPS_THEN_EXEC, 'shardform-join', String(joinProcsFiles.length), ...joinProcsFiles, command.file, ...command.args]]
+        : [command.file, command.args];
+    return new Promise((resolve, reject) => {
+      // stdin is /dev/null: restored tasks must not inherit a pipe to the agent.
+      const child = spawn(file, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
+      let output = '';
+      const keep = (chunk: Buffer) => {
+        if (output.length < 64_000) output += chunk.toString('utf8');
+      };
+      child.stdout.on('data', keep);
+      child.stderr.on('data', keep);
+      const timer = setTimeout(() => child.kill('SIGKILL'), this.timeoutMs);
+      child.on('error', (error) => {
+        clearTimeout(timer);
+        reject(new CheckpointError('CRIU_NOT_FOUND', `cannot run ${file}: ${error.message}`));
+      });
+      child.on('close', (exitCode, signal) => {
+        clearTimeout(timer);
+        resolve({ exitCode, signal, output });
+      });
+    });
+  }
+}
+
+/** The last few `Error` lines of a CRIU log, for one readable message. */
+async function lastErrors(logFile: string): Promise<string> {
+  const text = await readFile(logFile, 'utf8').catch(() => '');
+  const errors = text
+    .split('\n')
+    .filter((l) => /Error|BUG/.test(l) && !/RLIMIT_NOFILE/.test(l))
+    .slice(-3)
+    .map((l) => l.replace(/^\([0-9.]+\)\s*/, '').trim());
+  return errors.join(' | ');
+}

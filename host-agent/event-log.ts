@@ -1,0 +1,91 @@
+/**
+ * The agent's shard event log: the sink the shard manager reports to. Every event gets a
+ * sequence number (the `since` cursor of GET /v1/events), is logged as one JSON line with
+ * shard_id and application_id, kept in a bounded in-memory window and written to the store
+ * under `/hosts/<host-id>/events/<seq>` so the history survives an agent restart.
+ */
+import type { Store } from '../src/store/store';
+import type { AgentLogger } from './log';
+import type { ShardEvent, ShardEventSink } from './shard-event';
+
+export interface SequencedEvent extends ShardEvent {
+  readonly seq: number;
+}
+
+export interface EventLogOptions {
+  readonly hostId: string;
+  readonly store?: Pick<Store, 'put' | 'list' | 'delete'>;
+  readonly logger: AgentLogger;
+  /** Events kept in memory and in the store; default 1000. */
+  readonly keep?: number;
+}
+
+const SEQ_WIDTH = 12;
+
+export class EventLog implements ShardEventSink {
+  private readonly window: SequencedEvent[] = [];
+  private nextSeq = 1;
+  private writes: Promise<unknown> = Promise.resolve();
+  private readonly keep: number;
+
+  constructor(private readonly options: EventLogOptions) {
+    this.keep = options.keep ?? 1000;
+  }
+
+  private get prefix(): string {
+    return `/hosts/${this.options.hostId}/events/`;
+  }
+
+  /** Restores the window and the sequence from the store (agent restart). */
+  async load(): Promise<void> {
+    if (!this.options.store) return;
+    const kvs = await this.options.store.list(this.prefix);
+    for (const kv of kvs.slice(-this.keep)) {
+      try {
+        const event = JSON.parse(kv.value) as SequencedEvent;
+        if (typeof event.seq === 'number' && event.seq >= this.nextSeq) {
+          this.window.push(event);
+          this.nextSeq = event.seq + 1;
+        }
+      } catch {
+        // A damaged entry is skipped; the sequence continues after the newest readable one.
+      }
+    }
+  }
+
+  emit(event: ShardEvent): void {
+    const sequenced: SequencedEvent = { ...event, seq: this.nextSeq++ };
+    this.window.push(sequenced);
+    if (this.window.length > this.keep) this.window.splice(0, this.window.length - this.keep);
+    const level = event.type === 'failed' || event.type === 'oom-killed' || event.type === 'crash-loop' ? 'warn' : 'info';
+    this.options.logger[level]({ shard_id: event.shardId, application_id: event.applicationId, event: event.type, seq: sequenced.seq, ...event.detail }, `shard ${event.type}`);
+    this.persist(sequenced);
+  }
+
+  /** Events with seq > `since`, oldest first, at most `limit`. */
+  since(since: number, limit = 500): SequencedEvent[] {
+    return this.window.filter((e) => e.seq > since).slice(0, limit);
+  }
+
+  get lastSeq(): number {
+    return this.nextSeq - 1;
+  }
+
+  /** Resolves when every event emitted so far has been written (shutdown, tests). */
+  async flush(): Promise<void> {
+    await this.writes;
+  }
+
+  private persist(event: SequencedEvent): void {
+    const store = this.options.store;
+    if (!store) return;
+    const key = `${this.prefix}${String(event.seq).padStart(SEQ_WIDTH, '0')}`;
+    const stale = event.seq - this.keep;
+    this.writes = this.writes
+      .then(async () => {
+        await store.put(key, JSON.stringify(event));
+        if (stale > 0) await store.delete(`${this.prefix}${String(stale).padStart(SEQ_WIDTH, '0')}`);
+      })
+      .catch((error: Error) => this.options.logger.warn({ shard_id: event.shardId, error: error.message }, 'cannot persist shard event'));
+  }
+}

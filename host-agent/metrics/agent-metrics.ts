@@ -1,0 +1,188 @@
+/**
+ * Every Prometheus metric of the agent, registered in one place with units in the names
+ * (Prometheus naming guide: base units, `_total` for counters, `_seconds`, `_bytes`).
+ *
+ * Per-shard values are the kernel's own cumulative counters and gauges: the sampler hands the
+ * latest reading of each shard to `observeShard`, and the metrics read that snapshot when
+ * scraped (prom-client `collect`), so a counter is exactly the cgroup's counter and a shard
+ * that leaves the host disappears from the next scrape instead of lingering at its last value.
+ */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { PressureStall, ShardLimits, ShardUsage } from '../cgroups/driver';
+
+export interface ShardSnapshot {
+  readonly shardId: string;
+  readonly applicationId: string;
+  readonly usage: ShardUsage;
+  readonly limits: ShardLimits;
+  /** Workload restarts as the runner counts them (ShardStatus.restarts). */
+  readonly restarts: number;
+}
+
+const SHARD_LABELS = ['shard_id', 'application_id'] as const;
+type ShardLabels = Record<(typeof SHARD_LABELS)[number], string>;
+
+export interface AgentMetricsOptions {
+  /** Also collect the agent's own CPU, memory, event-loop lag, GC (prom-client defaults); default true. */
+  processMetrics?: boolean;
+}
+
+export class AgentMetrics {
+  readonly registry = new Registry();
+  private readonly shards = new Map<string, ShardSnapshot>();
+
+  readonly planGeneration: Gauge;
+  readonly planRejected: Counter<'reason'>;
+  readonly planInfo: Gauge<'fleet' | 'digest'>;
+  readonly reconcileDuration: Histogram<'outcome'>;
+  readonly reconcileActions: Counter<'kind' | 'outcome'>;
+  readonly sampleDuration: Histogram;
+  readonly sampleErrors: Counter;
+  readonly shardsDesired: Gauge;
+
+  constructor(options: AgentMetricsOptions = {}) {
+    const registers = [this.registry];
+    if (options.processMetrics ?? true) collectDefaultMetrics({ register: this.registry });
+
+    this.planGeneration = new Gauge({ name: 'shardform_plan_generation', help: 'Generation of the plan the agent is running (0 before the first good plan).', registers });
+    this.planGeneration.set(0);
+    this.planRejected = new Counter({
+      name: 'shardform_plan_rejected_total',
+      help: 'Plans refused by the agent, by reason (invalid, generation-backwards, generation-not-increased, unreadable).',
+      labelNames: ['reason'],
+      registers,
+    });
+    this.planInfo = new Gauge({ name: 'shardform_plan_info', help: 'The running plan (value 1), labelled by fleet and digest.', labelNames: ['fleet', 'digest'], registers });
+    this.reconcileDuration = new Histogram({
+      name: 'shardform_reconcile_duration_seconds',
+      help: 'Duration of one reconcile pass (plan -> shards).',
+      labelNames: ['outcome'],
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers,
+    });
+    this.reconcileActions = new Counter({ name: 'shardform_reconcile_actions_total', help: 'Reconcile actions by kind and outcome (ok, failed).', labelNames: ['kind', 'outcome'], registers });
+    this.sampleDuration = new Histogram({
+      name: 'shardform_sample_duration_seconds',
+      help: 'Duration of one sampling pass over every shard.',
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1],
+      registers,
+    });
+    this.sampleErrors = new Counter({ name: 'shardform_sample_errors_total', help: 'Shard usage reads that failed (the shard is skipped for that pass).', registers });
+    this.shardsDesired = new Gauge({ name: 'shardform_shards_desired', help: 'Shards the plan and assignments want on this host.', registers });
+
+    this.shardGauge('shardform_shard_cpu_limit_cores', 'CPU limit of the shard in cores (absent when unlimited).', (s) => s.limits.cpuCores ?? undefined);
+    this.shardGauge('shardform_shard_memory_limit_bytes', 'Memory limit of the shard (absent when unlimited).', (s) => s.limits.memoryBytes ?? undefined);
+    this.shardGauge('shardform_shard_memory_bytes', 'Memory in use by the shard (memory.current / usage_in_bytes).', (s) => s.usage.memoryCurrentBytes);
+    this.shardGauge('shardform_shard_memory_peak_bytes', 'High-water mark of the shard\'s memory, where the kernel keeps one.', (s) => s.usage.memoryPeakBytes);
+    this.shardCounter('shardform_shard_cpu_usage_seconds_total', 'CPU time used by the shard.', (s) => s.usage.cpuUsageSeconds);
+    this.shardCounter('shardform_shard_cpu_throttled_seconds_total', 'Time the shard was throttled by its CPU limit.', (s) => s.usage.cpuThrottledSeconds);
+    this.shardCounter('shardform_shard_cpu_throttled_periods_total', 'CFS periods in which the shard was throttled.', (s) => s.usage.cpuThrottledPeriods);
+    this.shardCounter('shardform_shard_io_read_operations_total', 'Read operations of the shard.', (s) => s.usage.ioReadOps);
+    this.shardCounter('shardform_shard_io_write_operations_total', 'Write operations of the shard.', (s) => s.usage.ioWriteOps);
+    this.shardCounter('shardform_shard_io_read_bytes_total', 'Bytes read by the shard.', (s) => s.usage.ioReadBytes);
+    this.shardCounter('shardform_shard_io_write_bytes_total', 'Bytes written by the shard.', (s) => s.usage.ioWriteBytes);
+    this.shardCounter('shardform_shard_oom_kills_total', 'Processes of the shard killed by the OOM killer.', (s) => s.usage.oomKills);
+    this.shardCounter('shardform_shard_restarts_total', 'Workload restarts of the shard since the agent began supervising it.', (s) => s.restarts);
+    this.pressureMetrics(registers);
+  }
+
+  /** The latest reading of one shard; what the next scrape reports. */
+  observeShard(snapshot: ShardSnapshot): void {
+    this.shards.set(snapshot.shardId, snapshot);
+  }
+
+  /** Drops shards that are no longer on this host. */
+  retainShards(shardIds: Iterable<string>): void {
+    const keep = new Set(shardIds);
+    for (const id of [...this.shards.keys()]) if (!keep.has(id)) this.shards.delete(id);
+  }
+
+  /** Records the running plan (generation gauge and info). */
+  setPlan(plan: { fleet: string; generation: number; digest: string }): void {
+    this.planGeneration.set(plan.generation);
+    this.planInfo.reset();
+    this.planInfo.set({ fleet: plan.fleet, digest: plan.digest }, 1);
+  }
+
+  async text(): Promise<string> {
+    return this.registry.metrics();
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+
+  private labels(s: ShardSnapshot): ShardLabels {
+    return { shard_id: s.shardId, application_id: s.applicationId };
+  }
+
+  private shardGauge(name: string, help: string, value: (s: ShardSnapshot) => number | undefined): void {
+    const shards = this.shards;
+    const labels = (s: ShardSnapshot) => this.labels(s);
+    new Gauge({
+      name,
+      help,
+      labelNames: SHARD_LABELS,
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const s of shards.values()) {
+          const v = value(s);
+          if (v !== undefined) this.set(labels(s), v);
+        }
+      },
+    });
+  }
+
+  private shardCounter(name: string, help: string, value: (s: ShardSnapshot) => number): void {
+    const shards = this.shards;
+    const labels = (s: ShardSnapshot) => this.labels(s);
+    new Counter({
+      name,
+      help,
+      labelNames: SHARD_LABELS,
+      registers: [this.registry],
+      collect() {
+        // The kernel keeps the counter; we republish it as it is (reset + inc = set for a counter).
+        this.reset();
+        for (const s of shards.values()) this.inc(labels(s), Math.max(0, value(s)));
+      },
+    });
+  }
+
+  /** PSI (kernel Documentation/accounting/psi.rst): stalled time counters and the 10 s average. */
+  private pressureMetrics(registers: Registry[]): void {
+    const shards = this.shards;
+    const each = (visit: (s: ShardSnapshot, resource: string, stall: PressureStall) => void) => {
+      for (const s of shards.values())
+        for (const resource of ['cpu', 'memory', 'io'] as const) {
+          const stall = s.usage.pressure[resource];
+          if (stall) visit(s, resource, stall);
+        }
+    };
+    new Counter({
+      name: 'shardform_shard_pressure_stalled_seconds_total',
+      help: 'Time some (kind="some") or all (kind="full") tasks of the shard were stalled on a resource (PSI total).',
+      labelNames: [...SHARD_LABELS, 'resource', 'kind'],
+      registers,
+      collect() {
+        this.reset();
+        each((s, resource, stall) => {
+          const base = { shard_id: s.shardId, application_id: s.applicationId, resource };
+          this.inc({ ...base, kind: 'some' }, stall.someTotalMicros / 1e6);
+          if (stall.fullTotalMicros !== undefined) this.inc({ ...base, kind: 'full' }, stall.fullTotalMicros / 1e6);
+        });
+      },
+    });
+    new Gauge({
+      name: 'shardform_shard_pressure_some_avg10_ratio',
+      help: 'Share of the last 10 s in which some tasks of the shard were stalled on a resource (PSI some avg10 / 100).',
+      labelNames: [...SHARD_LABELS, 'resource'],
+      registers,
+      collect() {
+        this.reset();
+        each((s, resource, stall) => this.set({ shard_id: s.shardId, application_id: s.applicationId, resource }, stall.someAvg10 / 100));
+      },
+    });
+  }
+}

@@ -1,0 +1,133 @@
+/**
+ * The destination's side of migrations in flight: which shard each incoming migration brings,
+ * where its image rounds land, which files arrived intact (size and sha256 checked while they
+ * were written), and the capacity it reserved. Decisions only; files are written by the routes.
+ */
+import { join } from 'node:path';
+import type { ShardLimits } from '../cgroups/driver';
+import type { DesiredShard } from '../reconcile/desired-shard';
+import { MigrationError } from './migration-error';
+
+export type IncomingState = 'prepared' | 'restored' | 'committed' | 'aborted';
+
+export interface FileReceipt {
+  readonly bytes: number;
+  readonly sha256: string;
+}
+
+export interface IncomingMigration {
+  readonly id: string;
+  readonly source: string;
+  readonly desired: DesiredShard;
+  /** `<imagesRoot>/<migration id>`: one sub-directory per image round. */
+  readonly dir: string;
+  state: IncomingState;
+  /** cgroup.procs of the shard's cgroup in every hierarchy (from the keeper's prepareIncoming). */
+  procsFiles: readonly string[];
+  /** `<round>/<file name>` → what arrived. */
+  readonly received: Map<string, FileReceipt>;
+  pid?: number;
+}
+
+/** What this host offers to shards and what its shards already hold. */
+export interface CapacityView {
+  capacity(): { cpuCores: number; memoryBytes: number };
+  /** Sum of the limits of the shards this host runs (not counting incoming migrations). */
+  allocated(): { cpuCores: number; memoryBytes: number };
+}
+
+function need(limits: ShardLimits): { cpuCores: number; memoryBytes: number } {
+  return { cpuCores: limits.cpuCores ?? 0, memoryBytes: limits.memoryBytes ?? 0 };
+}
+
+export class IncomingMigrations {
+  private readonly migrations = new Map<string, IncomingMigration>();
+
+  constructor(
+    private readonly imagesRoot: string,
+    private readonly capacity: CapacityView,
+  ) {}
+
+  get(id: string): IncomingMigration | undefined {
+    return this.migrations.get(id);
+  }
+
+  require(id: string): IncomingMigration {
+    const found = this.migrations.get(id);
+    if (!found) throw new MigrationError('NOT_FOUND', `no incoming migration ${id} on this host (prepare it first)`);
+    return found;
+  }
+
+  /** Why this host cannot take `desired` now, or undefined when it can (pure over the capacity view). */
+  refusal(desired: DesiredShard, exceptId?: string): string | undefined {
+    const total = this.capacity.capacity();
+    const used = this.capacity.allocated();
+    let cpu = used.cpuCores;
+    let memory = used.memoryBytes;
+    for (const m of this.migrations.values()) {
+      if (m.id === exceptId || m.state === 'aborted' || m.state === 'committed') continue;
+      cpu += need(m.desired.limits).cpuCores;
+      memory += need(m.desired.limits).memoryBytes;
+    }
+    const wanted = need(desired.limits);
+    const freeCpu = Math.max(0, total.cpuCores - cpu);
+    const freeMemory = Math.max(0, total.memoryBytes - memory);
+    if (wanted.cpuCores > freeCpu + 1e-9) return `out of capacity: ${round(freeCpu)} cpu cores free, shard ${desired.shardId} needs ${wanted.cpuCores}`;
+    if (wanted.memoryBytes > freeMemory) return `out of capacity: ${freeMemory} memory bytes free, shard ${desired.shardId} needs ${wanted.memoryBytes}`;
+    return undefined;
+  }
+
+  /** Reserves capacity for a new incoming migration; REFUSED with the reason when it does not fit. Idempotent per id. */
+  prepare(id: string, source: string, desired: DesiredShard): IncomingMigration {
+    const existing = this.migrations.get(id);
+    if (existing && existing.state !== 'aborted') {
+      if (existing.desired.shardId !== desired.shardId) throw new MigrationError('INVALID_MIGRATION', `migration ${id} already brings shard ${existing.desired.shardId}`);
+      return existing;
+    }
+    for (const m of this.migrations.values()) {
+      if (m.desired.shardId === desired.shardId && m.state !== 'aborted' && m.state !== 'committed') {
+        throw new MigrationError('REFUSED', `shard ${desired.shardId} is already arriving with migration ${m.id}`);
+      }
+    }
+    const reason = this.refusal(desired, id);
+    if (reason) throw new MigrationError('REFUSED', reason);
+    const incoming: IncomingMigration = { id, source, desired, dir: join(this.imagesRoot, id), state: 'prepared', procsFiles: [], received: new Map() };
+    this.migrations.set(id, incoming);
+    return incoming;
+  }
+
+  roundDir(incoming: IncomingMigration, round: number): string {
+    return join(incoming.dir, String(round));
+  }
+
+  /** Throws IMAGE_MISMATCH-like TRANSFER_FAILED naming the first file of `files` that did not arrive intact. */
+  checkComplete(incoming: IncomingMigration, round: number, files: readonly { name: string; bytes: number; sha256: string }[]): void {
+    for (const file of files) {
+      const got = incoming.received.get(`${round}/${file.name}`);
+      if (!got) throw new MigrationError('TRANSFER_FAILED', `round ${round}: image file ${file.name} never arrived`);
+      if (got.bytes !== file.bytes || got.sha256 !== file.sha256) {
+        throw new MigrationError('TRANSFER_FAILED', `round ${round}: image file ${file.name} arrived as ${got.bytes} bytes sha256 ${got.sha256}, expected ${file.bytes} bytes sha256 ${file.sha256}`);
+      }
+    }
+  }
+
+  /** What shards that arrived here (committed) hold: for a host whose capacity view knows nothing else. */
+  committedAllocation(): { cpuCores: number; memoryBytes: number } {
+    let cpuCores = 0;
+    let memoryBytes = 0;
+    for (const m of this.migrations.values()) {
+      if (m.state !== 'committed') continue;
+      cpuCores += need(m.desired.limits).cpuCores;
+      memoryBytes += need(m.desired.limits).memoryBytes;
+    }
+    return { cpuCores, memoryBytes };
+  }
+
+  forget(id: string): void {
+    this.migrations.delete(id);
+  }
+}
+
+function round(n: number): number {
+  return Math.round(n * 1000) / 1000;
+}

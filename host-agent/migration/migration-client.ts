@@ -1,0 +1,125 @@
+/**
+ * The source agent's side of the migration routes: axios against the destination agent with
+ * the fleet token. Image files are streamed from disk (never read whole into memory), each
+ * with its sha256 in a header so the destination verifies it while writing. A transfer that
+ * makes no progress for `idleTimeoutMs` (a cut link) is aborted instead of hanging.
+ */
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { join } from 'node:path';
+import axios, { AxiosError, type AxiosInstance } from 'axios';
+import type { ImageFile, ImageManifest } from '../checkpoint/image-manifest';
+import type { PrepareBody, RoundManifest } from '../api/migration-schemas';
+import { MigrationError, type MigrationErrorCode } from './migration-error';
+
+export interface MigrationClientOptions {
+  /** `http://10.213.40.12:7100`. */
+  baseUrl: string;
+  token: string;
+  /** Per control request (prepare, restore, commit, abort); default 60 s. */
+  requestTimeoutMs?: number;
+  /** An upload that moves no byte for this long is aborted; default 10 s. */
+  idleTimeoutMs?: number;
+}
+
+const CODES: readonly MigrationErrorCode[] = ['INVALID_MIGRATION', 'INVALID_TRANSITION', 'JOURNAL_CONFLICT', 'NOT_FOUND', 'REFUSED', 'TRANSFER_FAILED', 'TIMEOUT'];
+
+export class MigrationClient {
+  private readonly http: AxiosInstance;
+  private readonly idleTimeoutMs: number;
+
+  constructor(private readonly opts: MigrationClientOptions) {
+    this.http = axios.create({
+      baseURL: opts.baseUrl,
+      timeout: opts.requestTimeoutMs ?? 60_000,
+      headers: { authorization: `Bearer ${opts.token}` },
+      // No proxies: agents talk to each other directly.
+      proxy: false,
+    });
+    this.idleTimeoutMs = opts.idleTimeoutMs ?? 10_000;
+  }
+
+  async prepare(migrationId: string, body: PrepareBody): Promise<void> {
+    await this.call('prepare', () => this.http.post(`/v1/migrations/${migrationId}/prepare`, body));
+  }
+
+  /**
+   * Streams one file of an image round, hashing it on the way (no separate pass over the file);
+   * resolves to its size and sha256. With `file.sha256` known beforehand, the destination checks
+   * it on arrival; either way the restore request carries the manifest the destination checks
+   * every received file against.
+   */
+  async uploadFile(migrationId: string, round: number, dir: string, file: { name: string; bytes: number; sha256?: string }): Promise<ImageFile> {
+    const controller = new AbortController();
+    const hash = createHash('sha256');
+    const stream = createReadStream(join(dir, file.name), { highWaterMark: 1 << 20 });
+    stream.on('data', (chunk) => hash.update(chunk as Buffer));
+    let idle: NodeJS.Timeout | undefined;
+    const arm = () => {
+      if (idle) clearTimeout(idle);
+      idle = setTimeout(() => controller.abort(new Error(`no progress for ${this.idleTimeoutMs} ms`)), this.idleTimeoutMs);
+    };
+    stream.on('data', arm);
+    arm();
+    try {
+      await this.call(`upload ${round}/${file.name}`, () =>
+        this.http.put(`/v1/migrations/${migrationId}/rounds/${round}/files/${encodeURIComponent(file.name)}`, stream, {
+          headers: {
+            'content-type': 'application/octet-stream',
+            'content-length': String(file.bytes),
+            ...(file.sha256 ? { 'x-shardform-sha256': file.sha256 } : {}),
+          },
+          maxBodyLength: Infinity,
+          maxContentLength: 1 << 20,
+          timeout: 0,
+          signal: controller.signal,
+        }),
+      );
+    } finally {
+      if (idle) clearTimeout(idle);
+      stream.destroy();
+    }
+    return { name: file.name, bytes: file.bytes, sha256: hash.digest('hex') };
+  }
+
+  /** Streams every file of a round, one after the other, then has the destination verify them; resolves to the manifest sent. */
+  async uploadRound(migrationId: string, round: number, dir: string, files: readonly { name: string; bytes: number; sha256?: string }[]): Promise<ImageManifest> {
+    const sent: ImageFile[] = [];
+    for (const file of files) sent.push(await this.uploadFile(migrationId, round, dir, file));
+    await this.call(`verify round ${round}`, () => this.http.post(`/v1/migrations/${migrationId}/rounds/${round}/verify`, { files: sent }));
+    return { files: sent, totalBytes: sent.reduce((sum, f) => sum + f.bytes, 0) };
+  }
+
+  async restore(migrationId: string, rounds: readonly RoundManifest[]): Promise<number> {
+    const response = await this.call('restore', () => this.http.post(`/v1/migrations/${migrationId}/restore`, { rounds }));
+    return (response.data as { pid: number }).pid;
+  }
+
+  async commit(migrationId: string): Promise<void> {
+    await this.call('commit', () => this.http.post(`/v1/migrations/${migrationId}/commit`, {}));
+  }
+
+  async abort(migrationId: string, shardId: string, reason: string): Promise<void> {
+    await this.call('abort', () => this.http.post(`/v1/migrations/${migrationId}/abort`, { shardId, reason: reason.slice(0, 1000) }));
+  }
+
+  /** Runs a request; turns the destination's refusal or a network failure into a MigrationError. */
+  private async call<T>(what: string, request: () => Promise<T>): Promise<T> {
+    try {
+      return await request();
+    } catch (error) {
+      throw this.translate(what, error);
+    }
+  }
+
+  private translate(what: string, error: unknown): MigrationError {
+    const where = this.opts.baseUrl;
+    if (error instanceof AxiosError && error.response) {
+      const body = error.response.data as { error?: string; message?: string } | undefined;
+      const code = CODES.includes(body?.error as MigrationErrorCode) ? (body?.error as MigrationErrorCode) : 'TRANSFER_FAILED';
+      return new MigrationError(code, `${what} at ${where}: ${error.response.status} ${body?.error ?? ''} ${body?.message ?? error.message}`.replace(/\s+/g, ' ').trim());
+    }
+    const cause = error instanceof AxiosError ? (error.cause?.message ?? error.code ?? error.message) : (error as Error).message;
+    return new MigrationError('TRANSFER_FAILED', `${what} at ${where} failed: ${cause}`);
+  }
+}

@@ -1,0 +1,170 @@
+/**
+ * Drives one migration through the state table: journal the next state (CAS), then take its
+ * step. A failed step before `committed` aborts (destroy the destination copy, resume the
+ * source); from `committed` on, a failed step leaves the record where it is for recovery to
+ * roll forward. `recover` is "load the journal and continue" for an agent that restarted.
+ * Decisions are the pure functions of migration-record.ts and pre-copy-policy.ts.
+ */
+import { MigrationError } from './migration-error';
+import type { MigrationEffects } from './migration-effects';
+import { MigrationJournal, type JournalEntry } from './migration-journal';
+import { abortRecord, advance, enteredAt, planMigration, recoveryAction, type MigrationRecord, type NewMigration } from './migration-record';
+import { isCommitted, type MigrationState } from './migration-state';
+import { DEFAULT_PRECOPY_LIMITS, nextPreCopyStep, type PreCopyLimits } from './pre-copy-policy';
+
+export interface MigrationDriverOptions {
+  journal: MigrationJournal;
+  effects: MigrationEffects;
+  /** Injected clock (ISO 8601 strings in the journal). */
+  now?: () => Date;
+  preCopyLimits?: PreCopyLimits;
+}
+
+/** Upper bound on journal writes of one run: every state once, plus pre-copy rounds, plus abort. */
+const MAX_STEPS = 32;
+
+export class MigrationDriver {
+  private readonly journal: MigrationJournal;
+  private readonly effects: MigrationEffects;
+  private readonly now: () => Date;
+  private readonly limits: PreCopyLimits;
+
+  constructor(opts: MigrationDriverOptions) {
+    this.journal = opts.journal;
+    this.effects = opts.effects;
+    this.now = opts.now ?? (() => new Date());
+    this.limits = opts.preCopyLimits ?? DEFAULT_PRECOPY_LIMITS;
+  }
+
+  private at(): string {
+    return this.now().toISOString();
+  }
+
+  /** Plans, journals and runs a migration to `done` or `aborted`; resolves to the final record. */
+  async migrate(input: NewMigration): Promise<MigrationRecord> {
+    const entry = await this.journal.create(planMigration(input, this.at()));
+    return this.runForward(entry);
+  }
+
+  /** Continues a migration found in the journal (agent restart): abort before commit, roll forward after. */
+  async recover(entry: JournalEntry): Promise<MigrationRecord> {
+    const action = recoveryAction(entry.record);
+    switch (action.kind) {
+      case 'nothing':
+        return entry.record;
+      case 'abort':
+        return this.abort(entry, action.reason);
+      case 'finish-abort':
+        return this.cleanUpAbort(entry);
+      case 'roll-forward':
+        return this.rollForward(entry);
+    }
+  }
+
+  /** Recovers every unfinished migration of a fleet, one after the other; returns the final records. */
+  async recoverAll(fleet: string): Promise<MigrationRecord[]> {
+    const results: MigrationRecord[] = [];
+    for (const entry of await this.journal.unfinished(fleet)) results.push(await this.recover(entry));
+    return results;
+  }
+
+  private async runForward(start: JournalEntry): Promise<MigrationRecord> {
+    let entry = start;
+    for (let step = 0; step < MAX_STEPS; step += 1) {
+      const record = entry.record;
+      if (isCommitted(record.state)) return this.rollForward(entry);
+      const planned = enteredAt(record, 'planned') ?? 0;
+      if (this.now().getTime() - planned > record.timeoutSeconds * 1000) {
+        return this.abort(entry, `timed out after ${record.timeoutSeconds} s in state ${record.state}`);
+      }
+      let next: { to: MigrationState; changes?: Partial<MigrationRecord> };
+      try {
+        next = await this.takeStep(record);
+      } catch (error) {
+        if (error instanceof MigrationError && error.code === 'JOURNAL_CONFLICT') throw error;
+        return this.abort(entry, `${record.state}: ${(error as Error).message}`);
+      }
+      // Journal the next state BEFORE its step is taken (the next iteration takes it).
+      entry = await this.journal.save(entry, advance(record, next.to, this.at(), next.changes));
+    }
+    return this.abort(entry, `did not finish within ${MAX_STEPS} steps`);
+  }
+
+  /** Takes the step of the recorded state and decides the next one (before commit). */
+  private async takeStep(record: MigrationRecord): Promise<{ to: MigrationState; changes?: Partial<MigrationRecord> }> {
+    switch (record.state) {
+      case 'planned':
+        return { to: 'prepared' };
+      case 'prepared': {
+        await this.effects.prepare(record);
+        if (!record.preCopy) return { to: 'frozen' };
+        const support = await this.effects.preCopySupport(record);
+        return support.ok ? { to: 'pre-copy' } : { to: 'frozen', changes: { preCopySkipped: support.reason } };
+      }
+      case 'pre-copy': {
+        const round = record.rounds.length + 1;
+        const { bytes } = await this.effects.preCopyRound(record, round);
+        const rounds = [...record.rounds, { round, bytes }];
+        return { to: nextPreCopyStep(rounds, this.limits).next, changes: { rounds } };
+      }
+      case 'frozen':
+        await this.effects.freeze(record);
+        return { to: 'dumped' };
+      case 'dumped': {
+        const { bytes } = await this.effects.dump(record);
+        return { to: 'transferred', changes: { finalBytes: bytes } };
+      }
+      case 'transferred': {
+        const { bytes } = await this.effects.transfer(record);
+        const preCopied = record.rounds.reduce((sum, r) => sum + r.bytes, 0);
+        return { to: 'restored', changes: { bytesSent: preCopied + bytes } };
+      }
+      case 'restored':
+        await this.effects.restore(record);
+        // The destination runs the shard: this write is the commit.
+        return { to: 'committed' };
+      default:
+        throw new MigrationError('INVALID_TRANSITION', `migration ${record.id}: no forward step from ${record.state}`);
+    }
+  }
+
+  private async rollForward(start: JournalEntry): Promise<MigrationRecord> {
+    let entry = start;
+    if (entry.record.state === 'committed') {
+      entry = await this.journal.save(entry, advance(entry.record, 'released', this.at(), { release: 'pending' }));
+    }
+    if (entry.record.state === 'released') {
+      await this.effects.releaseSource(entry.record);
+      entry = await this.journal.save(entry, advance(entry.record, 'done', this.at(), { release: 'complete' }));
+      this.effects.finished(entry.record);
+    }
+    return entry.record;
+  }
+
+  private async abort(entry: JournalEntry, reason: string): Promise<MigrationRecord> {
+    const aborted = await this.journal.save(entry, abortRecord(entry.record, reason, this.at()));
+    return this.cleanUpAbort(aborted);
+  }
+
+  /**
+   * Never two running copies: once a restore may have been asked for (`restored`), the
+   * destination copy must be destroyed before the source resumes. Before that the destination
+   * never ran the shard, so the source resumes first (shorter downtime) and the destination's
+   * leftovers are removed after; if that fails, cleanup stays pending for recovery to retry.
+   */
+  private async cleanUpAbort(entry: JournalEntry): Promise<MigrationRecord> {
+    const record = entry.record;
+    if (record.state !== 'aborted' || !record.abort) throw new MigrationError('INVALID_TRANSITION', `migration ${record.id} is not aborted`);
+    const from = record.abort.from;
+    if (from === 'restored') {
+      await this.effects.destroyDestination(record);
+      await this.effects.resumeSource(record);
+    } else {
+      await this.effects.resumeSource(record);
+      if (from !== 'planned') await this.effects.destroyDestination(record);
+    }
+    const done = await this.journal.save(entry, { ...record, abort: { ...record.abort, cleanup: 'complete' } });
+    this.effects.finished(done.record);
+    return done.record;
+  }
+}

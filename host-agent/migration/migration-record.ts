@@ -1,0 +1,139 @@
+/**
+ * One migration as the journal keeps it (`/fleet/<fleet>/migrations/<id>` in the store), and
+ * the pure functions that move it from state to state. Time is passed in (`at`): nothing here
+ * reads a clock, so tests and recovery are exact.
+ */
+import { canTransition, isCommitted, type MigrationState } from './migration-state';
+import { MigrationError } from './migration-error';
+
+export interface PreCopyRound {
+  readonly round: number;
+  /** Bytes of the pages this round wrote (what was dirty since the previous round). */
+  readonly bytes: number;
+}
+
+export interface MigrationRecord {
+  readonly id: string;
+  readonly fleet: string;
+  readonly shardId: string;
+  readonly applicationId: string;
+  readonly source: string;
+  readonly destination: string;
+  readonly strategy: 'checkpoint' | 'restart';
+  /** Pre-copy was asked for (the plan's application.migration.preCopy). */
+  readonly preCopy: boolean;
+  /** Give up (abort) when the migration has not committed this long after it was planned. */
+  readonly timeoutSeconds: number;
+  readonly state: MigrationState;
+  /** Every state entered, in order, with when (ISO 8601). */
+  readonly history: readonly { readonly state: MigrationState; readonly at: string }[];
+  readonly rounds: readonly PreCopyRound[];
+  /** Why pre-copy did not run although asked for (e.g. the kernel cannot track dirty pages). */
+  readonly preCopySkipped?: string;
+  /** Bytes of the final image (sent after the freeze). */
+  readonly finalBytes?: number;
+  /** Total bytes sent: pre-copy rounds plus the final image. */
+  readonly bytesSent?: number;
+  readonly abort?: {
+    readonly reason: string;
+    /** The state the migration was in when it aborted. */
+    readonly from: MigrationState;
+    /** `pending` until the destination copy is destroyed and the source resumed. */
+    readonly cleanup: 'pending' | 'complete';
+  };
+  /** `pending` until the source is killed and its cgroup removed (set with `released`). */
+  readonly release?: 'pending' | 'complete';
+}
+
+export interface NewMigration {
+  id: string;
+  fleet: string;
+  shardId: string;
+  applicationId: string;
+  source: string;
+  destination: string;
+  strategy?: 'checkpoint' | 'restart';
+  preCopy?: boolean;
+  timeoutSeconds?: number;
+}
+
+export function planMigration(input: NewMigration, at: string): MigrationRecord {
+  if (input.source === input.destination) {
+    throw new MigrationError('INVALID_MIGRATION', `shard ${input.shardId}: source and destination are the same host (${input.source})`);
+  }
+  return {
+    id: input.id,
+    fleet: input.fleet,
+    shardId: input.shardId,
+    applicationId: input.applicationId,
+    source: input.source,
+    destination: input.destination,
+    strategy: input.strategy ?? 'checkpoint',
+    preCopy: input.preCopy ?? false,
+    timeoutSeconds: input.timeoutSeconds ?? 300,
+    state: 'planned',
+    history: [{ state: 'planned', at }],
+    rounds: [],
+  };
+}
+
+/** The record in state `to`, or INVALID_TRANSITION when the table does not allow it. */
+export function advance(record: MigrationRecord, to: MigrationState, at: string, changes: Partial<MigrationRecord> = {}): MigrationRecord {
+  if (!canTransition(record.state, to)) {
+    throw new MigrationError('INVALID_TRANSITION', `migration ${record.id}: ${record.state} → ${to} is not allowed`);
+  }
+  return { ...record, ...changes, state: to, history: [...record.history, { state: to, at }] };
+}
+
+/** The record aborted with cleanup pending; refused once committed (it can only roll forward). */
+export function abortRecord(record: MigrationRecord, reason: string, at: string): MigrationRecord {
+  if (isCommitted(record.state)) {
+    throw new MigrationError('INVALID_TRANSITION', `migration ${record.id} is ${record.state}: it can only roll forward, not abort (${reason})`);
+  }
+  if (record.state === 'aborted') return record;
+  return advance(record, 'aborted', at, { abort: { reason, from: record.state, cleanup: 'pending' } });
+}
+
+/** What recovery does with a record loaded from the journal (pure). */
+export type RecoveryAction =
+  | { kind: 'nothing' } // finished: done, or aborted and cleaned up
+  | { kind: 'abort'; reason: string } // before committed: undo
+  | { kind: 'finish-abort' } // aborted, cleanup pending: redo cleanup (idempotent)
+  | { kind: 'roll-forward' }; // committed or released: release the source, then done
+
+export function recoveryAction(record: MigrationRecord): RecoveryAction {
+  switch (record.state) {
+    case 'done':
+      return { kind: 'nothing' };
+    case 'aborted':
+      return record.abort?.cleanup === 'complete' ? { kind: 'nothing' } : { kind: 'finish-abort' };
+    case 'committed':
+    case 'released':
+      return { kind: 'roll-forward' };
+    default:
+      return { kind: 'abort', reason: `recovered in state ${record.state} before commit` };
+  }
+}
+
+/** When the migration first entered `state`, in ms since the epoch. */
+export function enteredAt(record: MigrationRecord, state: MigrationState): number | undefined {
+  const at = record.history.find((h) => h.state === state)?.at;
+  return at === undefined ? undefined : Date.parse(at);
+}
+
+/**
+ * Downtime: frozen on the source → running on the destination. The restore finishes just
+ * before `committed` is written, so that write's time closes the window.
+ */
+export function downtimeMs(record: MigrationRecord): number | undefined {
+  const frozen = enteredAt(record, 'frozen');
+  const running = enteredAt(record, 'committed');
+  return frozen === undefined || running === undefined ? undefined : running - frozen;
+}
+
+/** Planned → done (or → aborted). */
+export function durationMs(record: MigrationRecord): number | undefined {
+  const start = enteredAt(record, 'planned');
+  const end = enteredAt(record, 'done') ?? enteredAt(record, 'aborted');
+  return start === undefined || end === undefined ? undefined : end - start;
+}

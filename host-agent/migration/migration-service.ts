@@ -1,0 +1,121 @@
+/**
+ * Everything an agent needs to take part in migrations, built from its parts in one call:
+ * the destination routes and the source's trigger route (to register in the authenticated
+ * API scope: AgentOptions.apiPlugins), the driver, and `recover()` to run once at start-up
+ * (finish or undo what the journal says was in flight when the agent stopped).
+ */
+import type { FastifyPluginAsync } from 'fastify';
+import type { Plan } from '../../src/contracts/plan-schema';
+import type { CgroupDriver } from '../cgroups/driver';
+import type { CriuCheckpointer } from '../checkpoint/criu-checkpointer';
+import { migrationControlRoutes } from '../api/migration-control-routes';
+import { migrationRoutes } from '../api/migration-routes';
+import type { DesiredShard } from '../reconcile/desired-shard';
+import type { ShardHandover } from '../reconcile/shard-handover';
+import { CheckpointMigrationEffects } from './checkpoint-migration-effects';
+import { IncomingMigrations, type CapacityView } from './incoming-migrations';
+import { MigrationClient } from './migration-client';
+import { MigrationDriver } from './migration-driver';
+import { MigrationError } from './migration-error';
+import { MigrationJournal, type JournalStore } from './migration-journal';
+import type { MigrationRecord } from './migration-record';
+
+export interface MigrationServiceDeps {
+  readonly hostId: string;
+  readonly plan: () => Plan | undefined;
+  /** The store with transactions (the journal writes by compare-and-swap). */
+  readonly store: JournalStore;
+  readonly driver: CgroupDriver;
+  /** ShardKeeper in the agent. */
+  readonly handover: ShardHandover;
+  readonly checkpointer: Pick<CriuCheckpointer, 'supportsPreCopy' | 'preDump' | 'dump' | 'restore'>;
+  /** The definition of a shard this host runs. */
+  describe(shardId: string): Promise<DesiredShard>;
+  applicationOf(shardId: string): string | undefined;
+  readonly capacity: CapacityView;
+  readonly token: () => string | undefined;
+  /** Images of migrations in flight, both directions. */
+  readonly imagesRoot: string;
+  readonly onFinished?: (record: MigrationRecord) => void;
+}
+
+/** Agent base URLs of the plan's other hosts (static pools): `http://<address>[:<agent port>]` (pure). */
+export function peerUrls(plan: Plan, selfHostId: string): Map<string, string> {
+  const urls = new Map<string, string>();
+  for (const pool of plan.pools) {
+    for (const host of pool.hosts) {
+      if (host.id === selfHostId) continue;
+      const hasPort = /:\d+$/.test(host.address) && !/^\[[^\]]*\]$/.test(host.address);
+      urls.set(host.id, `http://${hasPort ? host.address : `${host.address}:${plan.agent.port}`}`);
+    }
+  }
+  return urls;
+}
+
+export function createMigrationService(deps: MigrationServiceDeps): {
+  plugins: FastifyPluginAsync[];
+  driver: MigrationDriver;
+  recover(): Promise<MigrationRecord[]>;
+} {
+  const peers = () => {
+    const plan = deps.plan();
+    return plan ? peerUrls(plan, deps.hostId) : new Map<string, string>();
+  };
+  const clients = new Map<string, MigrationClient>();
+  const client = (hostId: string): MigrationClient => {
+    const baseUrl = peers().get(hostId);
+    const token = deps.token();
+    if (!baseUrl) throw new MigrationError('INVALID_MIGRATION', `host ${hostId} is not in the plan`);
+    if (!token) throw new MigrationError('INVALID_MIGRATION', 'no fleet token: cannot talk to other agents');
+    const key = `${hostId} ${baseUrl}`;
+    if (!clients.has(key)) clients.set(key, new MigrationClient({ baseUrl, token }));
+    return clients.get(key)!;
+  };
+  const journal = new MigrationJournal(deps.store);
+  const effects = new CheckpointMigrationEffects({
+    driver: deps.driver,
+    handover: deps.handover,
+    checkpointer: deps.checkpointer,
+    describe: (shardId) => deps.describe(shardId),
+    client,
+    imagesRoot: `${deps.imagesRoot}/outgoing`,
+    onFinished: deps.onFinished,
+  });
+  const driver = new MigrationDriver({ journal, effects });
+  const incoming = new IncomingMigrations(`${deps.imagesRoot}/incoming`, deps.capacity);
+  const fleet = () => deps.plan()?.fleet ?? '';
+  const plugins = [
+    migrationRoutes({ hostId: deps.hostId, incoming, handover: deps.handover, restorer: deps.checkpointer }),
+    migrationControlRoutes({
+      hostId: deps.hostId,
+      fleet: fleet(),
+      peers: () => [...peers().keys()],
+      applicationOf: (shardId) => deps.applicationOf(shardId),
+      migrate: (input) => {
+        // The plan's per-application migration settings, unless the request says otherwise.
+        const app = deps.plan()?.applications.find((a) => a.id === input.applicationId);
+        if (app?.migration.strategy === 'restart') {
+          // Not built yet (issue 5 item 4): refusing is honest, checkpointing it anyway is not.
+          return Promise.reject(new MigrationError('REFUSED', `application ${app.id} uses the restart strategy, which is not implemented yet`));
+        }
+        return driver.migrate({
+          ...input,
+          fleet: fleet(),
+          preCopy: input.preCopy ?? app?.migration.preCopy ?? false,
+          timeoutSeconds: input.timeoutSeconds ?? app?.migration.timeoutSeconds,
+        });
+      },
+    }),
+  ];
+  return {
+    plugins,
+    driver,
+    // Only migrations this host started: the source drives them (the destination follows its requests).
+    recover: async () => {
+      const mine = (await journal.unfinished(fleet())).filter((e) => e.record.source === deps.hostId);
+      const results: MigrationRecord[] = [];
+      for (const entry of mine) results.push(await driver.recover(entry));
+      return results;
+    },
+  };
+}

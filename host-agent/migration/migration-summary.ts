@@ -1,0 +1,32 @@
+/** One line's worth of a finished migration: what the CLI prints, the event log and metrics record. */
+import { downtimeMs, durationMs, type MigrationRecord } from './migration-record';
+
+export interface MigrationSummary {
+  readonly id: string;
+  readonly shardId: string;
+  readonly source: string;
+  readonly destination: string;
+  readonly state: MigrationRecord['state'];
+  readonly downtimeMs: number | null;
+  readonly durationMs: number | null;
+  readonly bytesSent: number;
+  readonly rounds: number;
+  readonly preCopySkipped: string | null;
+  readonly abortReason: string | null;
+}
+
+export function summarize(record: MigrationRecord): MigrationSummary {
+  return {
+    id: record.id,
+    shardId: record.shardId,
+    source: record.source,
+    destination: record.destination,
+    state: record.state,
+    downtimeMs: downtimeMs(record) ?? null,
+    durationMs: durationMs(record) ?? null,
+    bytesSent: record.bytesSent ?? 0,
+    rounds: record.rounds.length,
+    preCopySkipped: record.preCopySkipped ?? null,
+    abortReason: record.abort?.reason ?? null,
+  };
+}

@@ -1,0 +1,165 @@
+/**
+ * GitOps plan source: keeps the agent on the newest good plan its source offers. Starts from the
+ * last good plan in the state directory, then checks the source now, on file events, and every
+ * `pollIntervalSeconds`. A new generation replaces the running plan only if it validates and
+ * goes forward (plan-judgement.ts); otherwise the old plan keeps running and the refusal is
+ * logged once, counted in shardform_plan_rejected_total{reason} and shown by GET /v1/plan.
+ */
+import type { Plan } from '../../src/contracts/plan-schema';
+import { CoalescedTask } from '../coalesced-task';
+import type { AgentLogger } from '../log';
+import type { AgentMetrics } from '../metrics/agent-metrics';
+import { loadLastGoodPlan, saveLastGoodPlan } from './last-good-plan';
+import { FilePlanFetcher } from './file-plan-fetcher';
+import { isUrl, type PlanFetcher } from './plan-fetcher';
+import { judgePlanText, unreadable, type PlanJudgement, type PlanRejection } from './plan-judgement';
+import { UrlPlanFetcher } from './url-plan-fetcher';
+
+export interface PlanStatus {
+  readonly source: string;
+  /** The plan being run; absent until a first good plan. */
+  readonly running?: {
+    readonly fleet: string;
+    readonly generation: number;
+    readonly digest: string;
+    /** When this agent accepted it (or loaded it from the state directory). */
+    readonly appliedAt: string;
+    readonly from: 'source' | 'state-dir';
+  };
+  readonly lastRejection?: PlanRejection;
+  readonly rejectedTotal: number;
+  readonly lastCheckAt?: string;
+}
+
+export interface PlanSourceOptions {
+  readonly fetcher: PlanFetcher;
+  readonly stateDir: string;
+  readonly logger: AgentLogger;
+  readonly metrics?: Pick<AgentMetrics, 'setPlan' | 'planRejected'>;
+  readonly clock?: () => Date;
+  /** Periodic check (fallback for file events, the only trigger for URLs); default 5 s. 0 disables it. */
+  readonly pollIntervalSeconds?: number;
+  /** Subscribe to the fetcher's change hints (file events); default true. Tests that drive check() turn it off. */
+  readonly watch?: boolean;
+}
+
+export function planFetcherFor(source: string): PlanFetcher {
+  return isUrl(source) ? new UrlPlanFetcher(source) : new FilePlanFetcher(source);
+}
+
+export class PlanSource {
+  private plan: Plan | undefined;
+  private running: PlanStatus['running'];
+  private lastRejection: PlanRejection | undefined;
+  private rejectedTotal = 0;
+  private lastCheckAt: string | undefined;
+  private readonly listeners: ((plan: Plan) => void)[] = [];
+  private readonly checks = new CoalescedTask(() => this.checkOnce());
+  private timer: NodeJS.Timeout | undefined;
+  private stopWatch: (() => void) | undefined;
+  private readonly clock: () => Date;
+
+  constructor(private readonly options: PlanSourceOptions) {
+    this.clock = options.clock ?? (() => new Date());
+  }
+
+  /** Loads the last good plan from the state directory and checks the source once; then watches it. */
+  async start(): Promise<PlanJudgement> {
+    this.loadSaved();
+    const first = await this.check();
+    const interval = this.options.pollIntervalSeconds ?? 5;
+    if (this.options.watch ?? true) this.stopWatch = this.options.fetcher.watch(() => void this.check().catch(() => {}));
+    if (interval > 0) {
+      this.timer = setInterval(() => void this.check().catch(() => {}), interval * 1000);
+      this.timer.unref();
+    }
+    return first;
+  }
+
+  async stop(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+    this.stopWatch?.();
+    this.stopWatch = undefined;
+    await this.checks.idle();
+  }
+
+  current(): Plan | undefined {
+    return this.plan;
+  }
+
+  /** Called with every newly accepted plan (not with the one loaded at start; read current()). */
+  onPlan(listener: (plan: Plan) => void): void {
+    this.listeners.push(listener);
+  }
+
+  status(): PlanStatus {
+    return {
+      source: this.options.fetcher.source,
+      ...(this.running ? { running: this.running } : {}),
+      ...(this.lastRejection ? { lastRejection: this.lastRejection } : {}),
+      rejectedTotal: this.rejectedTotal,
+      ...(this.lastCheckAt ? { lastCheckAt: this.lastCheckAt } : {}),
+    };
+  }
+
+  /** Fetches and judges the source now. Concurrent calls share one pass (plus one more if asked during it). */
+  check(): Promise<PlanJudgement> {
+    return this.checks.run();
+  }
+
+  private async checkOnce(): Promise<PlanJudgement> {
+    const { fetcher, logger } = this.options;
+    const outcome = await fetcher.fetch();
+    const now = this.clock();
+    this.lastCheckAt = now.toISOString();
+    if (outcome.kind === 'unchanged') return { kind: 'unchanged' };
+    const judgement =
+      outcome.kind === 'failed' ? unreadable(outcome.message, fetcher.source, now) : judgePlanText(outcome.text, this.plan, fetcher.source, now);
+    if (judgement.kind === 'reject') this.refuse(judgement.rejection);
+    if (judgement.kind === 'accept') {
+      const plan = judgement.plan;
+      const previous = this.plan?.generation;
+      saveLastGoodPlan(this.options.stateDir, plan);
+      this.adopt(plan, 'source', now);
+      logger.info({ generation: plan.generation, digest: plan.digest, previous_generation: previous, source: fetcher.source }, 'plan applied');
+      for (const listener of this.listeners) listener(plan);
+    }
+    return judgement;
+  }
+
+  private refuse(rejection: PlanRejection): void {
+    const previous = this.lastRejection;
+    this.lastRejection = rejection;
+    // The same bad document (or the same outage) is reported once, not on every poll.
+    const repeat = previous && previous.reason === rejection.reason && previous.message === rejection.message && previous.digest === rejection.digest;
+    if (repeat) return;
+    this.rejectedTotal += 1;
+    this.options.metrics?.planRejected.inc({ reason: rejection.reason });
+    this.options.logger.warn(
+      {
+        reason: rejection.reason,
+        errors: rejection.errors,
+        rejected_generation: rejection.generation,
+        rejected_digest: rejection.digest,
+        generation: this.plan?.generation,
+        source: rejection.source,
+      },
+      `${rejection.message}${this.plan ? `; keeping generation ${this.plan.generation}` : ''}`,
+    );
+  }
+
+  private loadSaved(): void {
+    const saved = loadLastGoodPlan(this.options.stateDir);
+    if (saved.problem) this.options.logger.warn({ problem: saved.problem }, 'ignoring the saved plan in the state directory');
+    if (!saved.plan) return;
+    this.adopt(saved.plan, 'state-dir', this.clock());
+    this.options.logger.info({ generation: saved.plan.generation, digest: saved.plan.digest }, 'starting from the last good plan in the state directory');
+  }
+
+  private adopt(plan: Plan, from: 'source' | 'state-dir', at: Date): void {
+    this.plan = plan;
+    this.running = { fleet: plan.fleet, generation: plan.generation, digest: plan.digest, appliedAt: at.toISOString(), from };
+    this.options.metrics?.setPlan(plan);
+  }
+}

@@ -1,0 +1,392 @@
+/**
+ * ShardKeeper: the kernel side of the agent (ShardManager) and migration's hand-over point
+ * (ShardHandover). It executes what planReconcile (pure) decides, one ShardSupervisor per shard,
+ * and a tick that polls adopted runs, OOM counters and log sizes. All state it needs after a
+ * restart is in the cgroups themselves plus one record per shard under
+ * `<stateDirectory>/shards/`; logs are under `<stateDirectory>/logs/<shardId>/`.
+ */
+import { join } from 'node:path';
+import type { CgroupDriver, ShardLimits } from '../cgroups/driver';
+import { invalidOption, shardExists, shardHeld, shardUnknown, shardNotRunning } from '../errors';
+import type { ProcessProbe } from '../runner/process-probe';
+import { ProcProbe } from '../runner/process-probe';
+import type { BackoffPolicy } from '../runner/restart-backoff';
+import { DEFAULT_BACKOFF, checkBackoffPolicy } from '../runner/restart-backoff';
+import { SHARD_RECORD_VERSION, ShardRecordStore } from '../runner/shard-record';
+import type { ShardStatus } from '../runner/shard-status';
+import { ShardSupervisor } from '../runner/shard-supervisor';
+import type { WorkloadLauncher } from '../runner/workload-launcher';
+import { UnshareLauncher } from '../runner/workload-launcher';
+import type { ShardEventSink } from '../shard-event';
+import type { DesiredShard } from './desired-shard';
+import type { ObservedShard, ReconcileAction } from './reconcile-plan';
+import { planReconcile, workloadSpec } from './reconcile-plan';
+import type { IncomingShard, ShardHandover } from './shard-handover';
+import type { ReconcileReport, ShardManager } from './shard-manager';
+
+export interface ShardKeeperOptions {
+  readonly driver: CgroupDriver;
+  readonly sink: ShardEventSink;
+  /** The agent's state directory: records in `shards/`, logs in `logs/`. */
+  readonly stateDirectory: string;
+  /** @default DEFAULT_BACKOFF (1 s doubling to 300 s, reset after 600 s up) */
+  readonly backoff?: BackoffPolicy;
+  /** How often adopted runs, OOM counters and log sizes are checked. @default 1000 */
+  readonly pollIntervalMs?: number;
+  /** Cap of each of a shard's stdout/stderr files (copy-truncate beyond it). @default 10 MiB */
+  readonly logMaxBytes?: number;
+  /** SIGTERM-to-SIGKILL grace when a shard is stopped by reconcile or drain. @default 10 */
+  readonly graceSeconds?: number;
+  readonly launcher?: WorkloadLauncher;
+  readonly probe?: ProcessProbe;
+  /** Event timestamps and back-off deadlines. @default () => new Date() */
+  readonly clock?: () => Date;
+}
+
+type Action = ReconcileReport['actions'][number];
+
+export class ShardKeeper implements ShardManager, ShardHandover {
+  private readonly supervisors = new Map<string, ShardSupervisor>();
+  private readonly records: ShardRecordStore;
+  private readonly deps: ConstructorParameters<typeof ShardSupervisor>[0];
+  private readonly pollIntervalMs: number;
+  private readonly graceSeconds: number;
+  private ticker?: NodeJS.Timeout;
+  private ticking = false;
+  /** Serialises keeper-wide operations (start, apply, drain, hand-over) with each other. */
+  private queue: Promise<unknown> = Promise.resolve();
+
+  constructor(private readonly options: ShardKeeperOptions) {
+    this.pollIntervalMs = options.pollIntervalMs ?? 1000;
+    if (!(this.pollIntervalMs >= 10)) throw invalidOption('pollIntervalMs', options.pollIntervalMs, 'use at least 10 milliseconds');
+    this.graceSeconds = options.graceSeconds ?? 10;
+    if (!(this.graceSeconds >= 0)) throw invalidOption('graceSeconds', options.graceSeconds, 'use 0 or more seconds');
+    const logMaxBytes = options.logMaxBytes ?? 10 * 2 ** 20;
+    if (!(logMaxBytes >= 1024)) throw invalidOption('logMaxBytes', options.logMaxBytes, 'use at least 1024 bytes');
+    this.records = new ShardRecordStore(join(options.stateDirectory, 'shards'));
+    this.deps = {
+      driver: options.driver,
+      launcher: options.launcher ?? new UnshareLauncher(),
+      probe: options.probe ?? new ProcProbe(),
+      records: this.records,
+      sink: options.sink,
+      clock: options.clock ?? (() => new Date()),
+      backoff: checkBackoffPolicy(options.backoff ?? DEFAULT_BACKOFF),
+      logRoot: join(options.stateDirectory, 'logs'),
+      logMaxBytes,
+    };
+  }
+
+  private exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const next = this.queue.then(fn, fn);
+    this.queue = next.catch(() => undefined);
+    return next;
+  }
+
+  private get driver(): CgroupDriver {
+    return this.deps.driver;
+  }
+
+  private newSupervisor(desired: DesiredShard, held: boolean): ShardSupervisor {
+    const s = new ShardSupervisor(this.deps, { version: SHARD_RECORD_VERSION, shardId: desired.shardId, desired, restarts: 0, consecutiveFailures: 0, oomKillsSeen: 0, held });
+    this.supervisors.set(desired.shardId, s);
+    return s;
+  }
+
+  start(): Promise<ReconcileReport> {
+    return this.exclusive(async () => {
+      const actions: Action[] = [];
+      const cgroups = new Set(await this.driver.list());
+      for (const record of await this.records.loadAll()) {
+        if (this.supervisors.has(record.shardId)) continue;
+        const s = new ShardSupervisor(this.deps, record);
+        this.supervisors.set(record.shardId, s);
+        if (record.held || !cgroups.has(record.shardId)) continue; // held: migration's; no cgroup: apply decides
+        await s.exclusive(async () => {
+          try {
+            const main = await this.deps.probe.findMain(await this.driver.pids(record.shardId));
+            if (main) {
+              await s.adoptRun(main.pid, main.startTime, { reason: 'agent-start' });
+              actions.push({ kind: 'adopt', shardId: record.shardId, ok: true });
+            } else {
+              await s.runEndedWhileAway();
+              actions.push({ kind: 'restart', shardId: record.shardId, ok: true });
+            }
+          } catch (e) {
+            actions.push(this.failed(s, 'adopt', e));
+          }
+        });
+      }
+      this.startTicker();
+      return { actions, converged: actions.every((a) => a.ok) };
+    });
+  }
+
+  private startTicker(): void {
+    if (this.ticker) return;
+    this.ticker = setInterval(() => void this.tick(), this.pollIntervalMs);
+    this.ticker.unref();
+  }
+
+  /** One round of checks; skipped while the previous one still runs. */
+  private async tick(): Promise<void> {
+    if (this.ticking) return;
+    this.ticking = true;
+    try {
+      await Promise.all([...this.supervisors.values()].map((s) => s.exclusive(() => s.check()).catch(() => undefined)));
+    } finally {
+      this.ticking = false;
+    }
+  }
+
+  apply(desired: readonly DesiredShard[]): Promise<ReconcileReport> {
+    return this.exclusive(async () => {
+      const observed = await this.observe();
+      const actions: Action[] = [];
+      for (const steps of planReconcile(desired, observed)) {
+        for (const step of steps) {
+          const result = await this.execute(step);
+          actions.push(result);
+          if (!result.ok) break; // later steps of this shard depend on this one; next pass retries
+        }
+      }
+      return { actions, converged: actions.every((a) => a.ok) };
+    });
+  }
+
+  private async observe(): Promise<ObservedShard[]> {
+    const cgroups = new Set(await this.driver.list());
+    const observed: ObservedShard[] = [];
+    for (const [shardId, s] of this.supervisors) {
+      const r = s.record;
+      observed.push({ shardId, cgroup: cgroups.has(shardId), run: s.runKind(), appliedLimits: r.appliedLimits, spec: workloadSpec(r.desired) });
+    }
+    // cgroups under our root that no record describes (a crash between create and the first record)
+    for (const shardId of cgroups) if (!this.supervisors.has(shardId)) observed.push({ shardId, cgroup: true, run: 'none' });
+    return observed;
+  }
+
+  private async execute(step: ReconcileAction): Promise<Action> {
+    const id = step.shardId;
+    let s = this.supervisors.get(id);
+    try {
+      switch (step.kind) {
+        case 'create':
+          await this.driver.create(id);
+          s = s ?? this.newSupervisor(step.desired, false);
+          await s.update({ desired: step.desired, appliedLimits: undefined });
+          s.emit('created');
+          break;
+        case 'set-limits': {
+          if (!s) throw shardUnknown(id); // a created shard always has a supervisor
+          const had = s.record.appliedLimits !== undefined;
+          await this.driver.setLimits(id, step.limits);
+          const limits = step.limits;
+          await s.update({ appliedLimits: limits, desired: { ...s.record.desired, limits } });
+          if (had) s.emit('resized', { limits });
+          break;
+        }
+        case 'start': {
+          const sup = s ?? this.newSupervisor(step.desired, false);
+          await sup.exclusive(() => sup.startRun(step.desired));
+          break;
+        }
+        case 'replace': {
+          if (!s) throw shardUnknown(id);
+          const sup = s;
+          await sup.exclusive(async () => {
+            await sup.stop(this.graceSeconds);
+            sup.emit('stopped', { reason: 'replaced' });
+            await sup.startRun(step.desired);
+          });
+          break;
+        }
+        case 'stop':
+          if (s) {
+            const sup = s;
+            await sup.exclusive(() => sup.stop(this.graceSeconds));
+            sup.emit('stopped', { reason: 'not-desired' });
+          }
+          break;
+        case 'remove':
+          await this.removeShard(id);
+          break;
+      }
+      return { kind: step.kind, shardId: id, ok: true };
+    } catch (e) {
+      return this.failed(s, step.kind, e, id);
+    }
+  }
+
+  /** Kills what is left, removes the cgroup, forgets the record. */
+  private async removeShard(shardId: string): Promise<void> {
+    const s = this.supervisors.get(shardId) ?? this.newSupervisor(orphan(shardId), false);
+    await s.exclusive(async () => {
+      s.close();
+      await s.killLeftovers();
+      const existed = await this.driver.exists(shardId);
+      if (existed) await this.driver.remove(shardId);
+      await this.records.delete(shardId);
+      this.supervisors.delete(shardId);
+      if (existed) s.emit('removed');
+    });
+  }
+
+  private failed(s: ShardSupervisor | undefined, action: string, e: unknown, shardId = s?.shardId ?? ''): Action {
+    const message = e instanceof Error ? e.message : String(e);
+    this.options.sink.emit({
+      type: 'failed',
+      shardId,
+      applicationId: s?.record.desired.applicationId ?? '',
+      at: this.deps.clock().toISOString(),
+      detail: { action, message, ...(e && typeof e === 'object' && 'code' in e ? { code: (e as { code: unknown }).code } : {}) },
+    });
+    return { kind: action, shardId, ok: false, error: message };
+  }
+
+  private known(shardId: string): ShardSupervisor {
+    const s = this.supervisors.get(shardId);
+    if (!s) throw shardUnknown(shardId);
+    return s;
+  }
+
+  private notHeld(shardId: string, action: string): ShardSupervisor {
+    const s = this.known(shardId);
+    if (s.state === 'held') throw shardHeld(shardId, action);
+    return s;
+  }
+
+  resize(shardId: string, limits: ShardLimits): Promise<void> {
+    return this.exclusive(async () => {
+      const s = this.notHeld(shardId, 'resize');
+      await s.exclusive(async () => {
+        await this.driver.setLimits(shardId, limits);
+        const merged = { ...(s.record.appliedLimits ?? {}), ...limits };
+        await s.update({ appliedLimits: merged, desired: { ...s.record.desired, limits: merged } });
+        s.emit('resized', { limits });
+      });
+    });
+  }
+
+  freeze(shardId: string): Promise<void> {
+    return this.exclusive(async () => {
+      const s = this.notHeld(shardId, 'freeze');
+      await s.exclusive(async () => {
+        await this.driver.freeze(shardId);
+        s.setFrozen(true);
+        s.emit('frozen');
+      });
+    });
+  }
+
+  thaw(shardId: string): Promise<void> {
+    return this.exclusive(async () => {
+      const s = this.notHeld(shardId, 'thaw');
+      await s.exclusive(async () => {
+        await this.driver.thaw(shardId);
+        s.setFrozen(false);
+        s.emit('thawed');
+      });
+    });
+  }
+
+  drain(opts: { graceSeconds?: number } = {}): Promise<ReconcileReport> {
+    const grace = opts.graceSeconds ?? this.graceSeconds;
+    return this.exclusive(async () => {
+      const ids = new Set([...this.supervisors.keys(), ...(await this.driver.list())]);
+      // In parallel: the grace periods run concurrently rather than adding up.
+      const results = await Promise.all(
+        [...ids].sort().map(async (shardId): Promise<Action[]> => {
+          const s = this.supervisors.get(shardId);
+          if (s?.state === 'held') return [this.failed(s, 'drain', shardHeld(shardId, 'drain'))];
+          try {
+            if (s) {
+              await s.exclusive(() => s.stop(grace));
+              s.emit('stopped', { reason: 'drain' });
+            }
+            await this.removeShard(shardId);
+            return [{ kind: 'drain', shardId, ok: true }];
+          } catch (e) {
+            return [this.failed(s, 'drain', e, shardId)];
+          }
+        }),
+      );
+      const actions = results.flat();
+      return { actions, converged: actions.every((a) => a.ok) };
+    });
+  }
+
+  status(): ShardStatus[] {
+    return [...this.supervisors.values()].map((s) => s.status()).sort((a, b) => a.shardId.localeCompare(b.shardId));
+  }
+
+  async close(): Promise<void> {
+    if (this.ticker) clearInterval(this.ticker);
+    this.ticker = undefined;
+    await this.exclusive(async () => {
+      for (const s of this.supervisors.values()) s.close();
+    });
+  }
+
+  prepareIncoming(desired: DesiredShard): Promise<IncomingShard> {
+    return this.exclusive(async () => {
+      const id = desired.shardId;
+      const existing = this.supervisors.get(id);
+      if (existing && existing.state !== 'held') throw shardExists(id);
+      const s = existing ?? this.newSupervisor(desired, true);
+      await s.exclusive(async () => {
+        await s.hold();
+        await this.driver.create(id);
+        await this.driver.setLimits(id, desired.limits);
+        await s.update({ desired, appliedLimits: desired.limits, held: true });
+        s.emit('created', { reason: 'incoming-migration' });
+      });
+      return { procsFiles: this.driver.procsFiles(id), paths: this.driver.paths(id) };
+    });
+  }
+
+  release(shardId: string): Promise<{ pid?: number }> {
+    return this.exclusive(async () => {
+      const s = this.known(shardId);
+      return s.exclusive(async () => {
+        const pid = s.state === 'running' ? s.record.pid : undefined;
+        await s.hold();
+        return pid === undefined ? {} : { pid };
+      });
+    });
+  }
+
+  adopt(shardId: string, desired?: DesiredShard): Promise<ShardStatus> {
+    return this.exclusive(async () => {
+      const s = this.supervisors.get(shardId) ?? (desired ? this.newSupervisor(desired, true) : undefined);
+      if (!s) throw shardUnknown(shardId);
+      return s.exclusive(async () => {
+        if (desired) await s.update({ desired });
+        const main = await this.deps.probe.findMain(await this.driver.pids(shardId));
+        if (!main) throw shardNotRunning(shardId, 'no process whose innermost NSpid is 1 in its cgroup');
+        await s.adoptRun(main.pid, main.startTime, { reason: 'handover' });
+        return s.status();
+      });
+    });
+  }
+
+  discard(shardId: string): Promise<void> {
+    return this.exclusive(async () => {
+      const s = this.supervisors.get(shardId);
+      if (!s && !(await this.driver.exists(shardId))) {
+        await this.records.delete(shardId);
+        return;
+      }
+      if (s) {
+        await s.exclusive(() => s.stop(0));
+        s.emit('stopped', { reason: 'discarded' });
+      }
+      await this.removeShard(shardId);
+    });
+  }
+}
+
+/** A placeholder definition for a cgroup found without a record; it is only ever removed. */
+function orphan(shardId: string): DesiredShard {
+  return { shardId, applicationId: '', limits: {}, command: ['/bin/true'], env: {}, stateDirectory: '/nonexistent' };
+}

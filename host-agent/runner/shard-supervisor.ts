@@ -1,0 +1,361 @@
+/**
+ * Supervises one shard's workload: starts it, notices when it ends (the child's exit event when
+ * this agent started it; bounded polling of /proc when it was adopted), reports OOM kills,
+ * restarts with back-off, stops it (SIGTERM, grace, SIGKILL) and caps its logs. Every operation
+ * on one shard runs through one queue, so a restart timer, a reconcile pass and a migration
+ * hand-over never interleave on the same shard. Decisions come from restart-backoff.ts (pure);
+ * the side effects go through the injected driver, launcher and process probe.
+ */
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { CgroupDriver } from '../cgroups/driver';
+import type { DesiredShard } from '../reconcile/desired-shard';
+import type { ShardEventSink, ShardEventType } from '../shard-event';
+import type { BackoffPolicy } from './restart-backoff';
+import { nextRestart } from './restart-backoff';
+import type { ShardRecord, ShardRecordStore } from './shard-record';
+import { capShardLogs, shardLogPaths } from './shard-logs';
+import type { ShardExit, ShardRunState, ShardStatus } from './shard-status';
+import type { LaunchedRun, RunExit, WorkloadLauncher } from './workload-launcher';
+import type { ProcessProbe } from './process-probe';
+
+export interface SupervisorDeps {
+  readonly driver: CgroupDriver;
+  readonly launcher: WorkloadLauncher;
+  readonly probe: ProcessProbe;
+  readonly records: ShardRecordStore;
+  readonly sink: ShardEventSink;
+  readonly clock: () => Date;
+  readonly backoff: BackoffPolicy;
+  readonly logRoot: string;
+  readonly logMaxBytes: number;
+}
+
+/** The environment every workload gets under the plan's env (which wins on a clash). */
+export const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+export class ShardSupervisor {
+  private stateValue: ShardRunState;
+  private adoptedValue = false;
+  private frozenValue = false;
+  /** Incremented whenever a run starts, is adopted, stopped or handed over: stale exit callbacks and timers compare it. */
+  private token = 0;
+  private launched?: LaunchedRun;
+  private runStartedAtMs?: number;
+  private oomDuringRun = false;
+  private timer?: NodeJS.Timeout;
+  private nextRestartAt?: Date;
+  private queue: Promise<unknown> = Promise.resolve();
+  private closed = false;
+
+  constructor(
+    private readonly deps: SupervisorDeps,
+    private recordValue: ShardRecord,
+  ) {
+    this.stateValue = recordValue.held ? 'held' : 'stopped';
+  }
+
+  get shardId(): string {
+    return this.recordValue.shardId;
+  }
+  get record(): ShardRecord {
+    return this.recordValue;
+  }
+  get state(): ShardRunState {
+    return this.stateValue;
+  }
+
+  /** Runs `fn` after every operation queued before it on this shard (one at a time per shard). */
+  exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const next = this.queue.then(fn, fn);
+    this.queue = next.catch(() => undefined);
+    return next;
+  }
+
+  /** The reconcile diff's view: is a workload alive, waiting for a restart, absent, or held? */
+  runKind(): 'running' | 'waiting' | 'none' | 'held' {
+    switch (this.stateValue) {
+      case 'held':
+        return 'held';
+      case 'running':
+      case 'starting':
+        return 'running';
+      case 'backoff':
+      case 'crash-loop':
+        return 'waiting';
+      default:
+        return 'none';
+    }
+  }
+
+  status(): ShardStatus {
+    const r = this.recordValue;
+    const live = this.stateValue === 'running' || this.stateValue === 'held';
+    return {
+      shardId: r.shardId,
+      applicationId: r.desired.applicationId,
+      state: this.stateValue,
+      ...(live && r.pid !== undefined ? { pid: r.pid } : {}),
+      ...(live && r.startedAt !== undefined ? { startedAt: r.startedAt } : {}),
+      restarts: r.restarts,
+      ...(r.lastExit ? { lastExit: r.lastExit } : {}),
+      ...(this.nextRestartAt ? { nextRestartAt: this.nextRestartAt.toISOString() } : {}),
+      adopted: this.adoptedValue,
+      frozen: this.frozenValue,
+      limits: r.appliedLimits ?? r.desired.limits,
+    };
+  }
+
+  async update(patch: Partial<Omit<ShardRecord, 'version' | 'shardId'>>): Promise<void> {
+    this.recordValue = { ...this.recordValue, ...patch };
+    await this.deps.records.save(this.recordValue);
+  }
+
+  emit(type: ShardEventType, detail: Record<string, unknown> = {}): void {
+    this.deps.sink.emit({ type, shardId: this.shardId, applicationId: this.recordValue.desired.applicationId, at: this.deps.clock().toISOString(), detail });
+  }
+
+  setFrozen(frozen: boolean): void {
+    this.frozenValue = frozen;
+  }
+
+  /**
+   * Starts a new run of `desired` (or of the recorded definition). Leftover processes in the
+   * cgroup (a run whose init died while the agent was away) are killed first, so exactly one
+   * run exists. Throws (WORKLOAD_START_FAILED, or the driver's error) when nothing started.
+   */
+  async startRun(desired?: DesiredShard): Promise<void> {
+    if (desired) await this.update({ desired });
+    const d = this.recordValue.desired;
+    const token = ++this.token;
+    this.cancelTimer();
+    this.stateValue = 'starting';
+    this.adoptedValue = false;
+    await this.killLeftovers();
+    const shardState = join(d.stateDirectory, d.shardId);
+    await mkdir(shardState, { recursive: true });
+    const oomKills = await this.oomKills();
+    await this.update({ oomKillsSeen: oomKills ?? this.recordValue.oomKillsSeen, pid: undefined, pidStartTime: undefined });
+    let run: LaunchedRun;
+    try {
+      run = await this.deps.launcher.launch({
+        shardId: d.shardId,
+        command: d.command,
+        env: {
+          PATH: DEFAULT_PATH,
+          SHARDFORM_SHARD_ID: d.shardId,
+          SHARDFORM_APPLICATION_ID: d.applicationId,
+          SHARDFORM_STATE_DIR: shardState,
+          ...d.env,
+        },
+        workingDirectory: d.workingDirectory ?? shardState,
+        procsFiles: this.deps.driver.procsFiles(d.shardId),
+        logs: shardLogPaths(this.deps.logRoot, d.shardId),
+        pidsInShard: () => this.deps.driver.pids(d.shardId),
+      });
+    } catch (e) {
+      this.stateValue = 'stopped';
+      await this.killLeftovers().catch(() => undefined);
+      throw e;
+    }
+    this.launched = run;
+    this.runStartedAtMs = this.deps.clock().getTime();
+    this.oomDuringRun = false;
+    this.stateValue = 'running';
+    const startedAt = this.deps.clock().toISOString();
+    await this.update({ pid: run.pid, pidStartTime: run.startTime, startedAt });
+    this.emit('started', { pid: run.pid ?? null, restarts: this.recordValue.restarts });
+    void run.exit.then((exit) => this.exclusive(() => this.onChildExit(token, exit)));
+  }
+
+  /** Takes over a live run found in the cgroup (agent restart, or migration's hand-over). */
+  async adoptRun(pid: number, startTime: number, detail: Record<string, unknown>): Promise<void> {
+    ++this.token;
+    this.cancelTimer();
+    this.launched = undefined;
+    const sameRun = this.recordValue.pid === pid && this.recordValue.pidStartTime === startTime;
+    this.runStartedAtMs = sameRun && this.recordValue.startedAt ? Date.parse(this.recordValue.startedAt) : this.deps.clock().getTime();
+    this.oomDuringRun = false;
+    this.stateValue = 'running';
+    this.adoptedValue = true;
+    await this.update({
+      pid,
+      pidStartTime: startTime,
+      held: false,
+      startedAt: sameRun && this.recordValue.startedAt ? this.recordValue.startedAt : this.deps.clock().toISOString(),
+    });
+    this.frozenValue = await this.deps.driver.isFrozen(this.shardId).catch(() => false);
+    this.emit('adopted', { pid, sameRun, ...detail });
+  }
+
+  /** The recorded run is gone (found so on agent start): report it and schedule a restart. */
+  async runEndedWhileAway(): Promise<void> {
+    ++this.token;
+    this.runStartedAtMs = this.recordValue.startedAt ? Date.parse(this.recordValue.startedAt) : this.deps.clock().getTime();
+    this.stateValue = 'running';
+    await this.runEnded(undefined);
+  }
+
+  private async onChildExit(token: number, exit: RunExit): Promise<void> {
+    if (token !== this.token || this.closed) return;
+    this.launched = undefined;
+    const { pid, pidStartTime } = this.recordValue;
+    // unshare exits only after its child (the namespace init); if someone killed unshare alone,
+    // the workload still runs: keep supervising it by polling, like an adopted run.
+    if (pid !== undefined && pidStartTime !== undefined && (await this.deps.probe.alive(pid, pidStartTime))) return;
+    await this.runEnded(exit);
+  }
+
+  /** Periodic check (the keeper's tick): adopted runs' liveness, OOM kills while running, log cap. */
+  async check(): Promise<void> {
+    if (this.closed || this.stateValue === 'held') return;
+    await capShardLogs(shardLogPaths(this.deps.logRoot, this.shardId), this.deps.logMaxBytes).catch(() => undefined);
+    if (this.stateValue !== 'running') return;
+    const { pid, pidStartTime } = this.recordValue;
+    const token = this.token;
+    if (!this.launched && pid !== undefined && pidStartTime !== undefined && !(await this.deps.probe.alive(pid, pidStartTime))) {
+      if (token === this.token) await this.runEnded(undefined);
+      return;
+    }
+    const kills = await this.oomKills();
+    if (kills !== undefined && kills > this.recordValue.oomKillsSeen) {
+      this.oomDuringRun = true;
+      await this.reportOom(kills, true);
+    }
+  }
+
+  private async reportOom(kills: number, stillRunning: boolean): Promise<void> {
+    const newKills = kills - this.recordValue.oomKillsSeen;
+    await this.update({ oomKillsSeen: kills });
+    this.emit('oom-killed', { oomKills: kills, newKills, memoryBytes: this.recordValue.appliedLimits?.memoryBytes ?? null, stillRunning });
+  }
+
+  /** `exit` undefined: not our child, the status is unknown. */
+  private async runEnded(exit: RunExit | undefined): Promise<void> {
+    this.launched = undefined;
+    const kills = await this.oomKills();
+    if (kills !== undefined && kills > this.recordValue.oomKillsSeen) {
+      this.oomDuringRun = true;
+      await this.reportOom(kills, false);
+    }
+    const now = this.deps.clock();
+    const runSeconds = Math.max(0, (now.getTime() - (this.runStartedAtMs ?? now.getTime())) / 1000);
+    const lastExit: ShardExit = { exitCode: exit?.exitCode ?? null, signal: exit?.signal ?? null, at: now.toISOString(), oomKilled: this.oomDuringRun };
+    this.emit('exited', { exitCode: lastExit.exitCode, signal: lastExit.signal, runSeconds, statusKnown: exit !== undefined, oomKilled: this.oomDuringRun });
+    const decision = nextRestart(this.deps.backoff, this.recordValue.consecutiveFailures, runSeconds);
+    await this.update({ lastExit, consecutiveFailures: decision.attempt, pid: undefined, pidStartTime: undefined });
+    this.stateValue = decision.crashLoop ? 'crash-loop' : 'backoff';
+    this.adoptedValue = false;
+    this.emit(decision.crashLoop ? 'crash-loop' : 'restarting', { attempt: decision.attempt, delaySeconds: decision.delaySeconds });
+    this.scheduleRestart(decision.delaySeconds);
+  }
+
+  private scheduleRestart(delaySeconds: number): void {
+    if (this.closed) return;
+    const token = this.token;
+    this.nextRestartAt = new Date(this.deps.clock().getTime() + delaySeconds * 1000);
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      void this.exclusive(async () => {
+        if (token !== this.token || this.closed) return;
+        this.nextRestartAt = undefined;
+        await this.update({ restarts: this.recordValue.restarts + 1 });
+        try {
+          await this.startRun();
+        } catch (e) {
+          // A restart that cannot even start is one more failed run: back off further.
+          this.emit('failed', { action: 'restart', message: (e as Error).message });
+          this.runStartedAtMs = this.deps.clock().getTime();
+          this.stateValue = 'running';
+          await this.runEnded({ exitCode: null, signal: null });
+        }
+      });
+    }, delaySeconds * 1000);
+    this.timer.unref();
+  }
+
+  private cancelTimer(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    this.nextRestartAt = undefined;
+  }
+
+  /**
+   * Stops the run on purpose: SIGTERM to every process of the shard, up to `graceSeconds` for
+   * them to leave, then SIGKILL. A frozen cgroup is thawed first: cgroup v1 frozen tasks do not
+   * act on signals until thawed (Documentation/admin-guide/cgroup-v1/freezer-subsystem.rst).
+   * A PID-namespace init ignores SIGTERM unless it installed a handler (pid_namespaces(7)), so a
+   * workload without one takes the whole grace period and then SIGKILL, which is always delivered
+   * from an ancestor namespace.
+   */
+  async stop(graceSeconds: number): Promise<void> {
+    ++this.token;
+    this.cancelTimer();
+    this.launched?.detach();
+    this.launched = undefined;
+    this.stateValue = 'stopping';
+    const id = this.shardId;
+    if (await this.deps.driver.exists(id)) {
+      if (this.frozenValue || (await this.deps.driver.isFrozen(id).catch(() => false))) await this.deps.driver.thaw(id);
+      this.frozenValue = false;
+      if ((await this.deps.driver.pids(id)).length > 0) {
+        if (graceSeconds > 0) {
+          await this.deps.driver.killAll(id, 'SIGTERM');
+          await this.waitEmpty(graceSeconds * 1000);
+        }
+        await this.killLeftovers();
+      }
+    }
+    this.stateValue = 'stopped';
+    this.adoptedValue = false;
+    await this.update({ pid: undefined, pidStartTime: undefined });
+  }
+
+  /** SIGKILL whatever is in the cgroup and wait (bounded) until the kernel has emptied it. */
+  async killLeftovers(): Promise<void> {
+    const id = this.shardId;
+    if (!(await this.deps.driver.exists(id))) return;
+    if ((await this.deps.driver.pids(id)).length === 0) return;
+    await this.deps.driver.killAll(id, 'SIGKILL');
+    if (!(await this.waitEmpty(5000))) throw new Error(`shard ${id}: processes still in the cgroup 5 s after SIGKILL`);
+  }
+
+  private async waitEmpty(timeoutMs: number): Promise<boolean> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      if ((await this.deps.driver.pids(this.shardId)).length === 0) return true;
+      if (Date.now() >= deadline) return false;
+      await sleep(20);
+    }
+  }
+
+  /** Migration takes the shard: stop supervising without touching its processes or cgroup. */
+  async hold(): Promise<void> {
+    ++this.token;
+    this.cancelTimer();
+    this.launched?.detach();
+    this.launched = undefined;
+    this.stateValue = 'held';
+    this.adoptedValue = false;
+    await this.update({ held: true });
+  }
+
+  /** Stops supervising (agent shutdown); the workload keeps running. */
+  close(): void {
+    this.closed = true;
+    ++this.token;
+    this.cancelTimer();
+    this.launched?.detach();
+    this.launched = undefined;
+  }
+
+  private async oomKills(): Promise<number | undefined> {
+    try {
+      return (await this.deps.driver.usage(this.shardId)).oomKills;
+    } catch {
+      return undefined;
+    }
+  }
+}

@@ -1,0 +1,67 @@
+/**
+ * The CLI's HTTP client for one agent: base URL and token checked once (errors name the flag),
+ * bounded timeouts, and the agent's `{ message }` turned into one readable error line.
+ */
+import axios, { type AxiosInstance } from 'axios';
+import { readFileSync } from 'node:fs';
+import { ShardformError, showValue } from '../../errors';
+
+export interface AgentClientFlags {
+  agent?: string;
+  tokenFile?: string;
+}
+
+export class AgentRequestError extends Error {
+  constructor(readonly status: number | undefined, message: string) {
+    super(message);
+  }
+}
+
+export function agentClient(flags: AgentClientFlags, env: NodeJS.ProcessEnv = process.env): AxiosInstance {
+  if (!flags.agent) throw new ShardformError('INVALID_ARGUMENT', '--agent', flags.agent, '--agent: required; give the agent URL, e.g. --agent http://127.0.0.1:7100');
+  let base: URL;
+  try {
+    base = new URL(flags.agent);
+  } catch {
+    base = new URL('invalid:');
+  }
+  if (base.protocol !== 'http:' && base.protocol !== 'https:')
+    throw new ShardformError('INVALID_ARGUMENT', '--agent', flags.agent, `--agent: ${showValue(flags.agent)} is not an http(s) URL; e.g. http://127.0.0.1:7100`);
+  const token = readToken(flags.tokenFile, env);
+  return axios.create({
+    baseURL: base.toString().replace(/\/$/, ''),
+    timeout: 15_000,
+    headers: { authorization: `Bearer ${token}` },
+    validateStatus: () => true,
+    maxRedirects: 0,
+  });
+}
+
+function readToken(tokenFile: string | undefined, env: NodeJS.ProcessEnv): string {
+  if (tokenFile) {
+    try {
+      const token = readFileSync(tokenFile, 'utf8').split('\n')[0].trim();
+      if (token) return token;
+    } catch (error) {
+      throw new ShardformError('UNREADABLE_FILE', '--token-file', tokenFile, `--token-file: cannot read ${tokenFile}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+    }
+    throw new ShardformError('INVALID_ARGUMENT', '--token-file', tokenFile, `--token-file: ${tokenFile} is empty`);
+  }
+  const token = env.SHARDFORM_TOKEN?.trim();
+  if (!token) throw new ShardformError('INVALID_ARGUMENT', '--token-file', undefined, '--token-file: required (or set SHARDFORM_TOKEN); the agent API needs the fleet token');
+  return token;
+}
+
+/** Sends a request; a non-2xx answer or no answer becomes an AgentRequestError with the agent's message. */
+export async function call<T>(http: AxiosInstance, method: 'GET' | 'POST', path: string, body?: unknown): Promise<T> {
+  let response;
+  try {
+    response = await http.request({ method, url: path, data: body });
+  } catch (error) {
+    const e = error as { code?: string; message?: string };
+    throw new AgentRequestError(undefined, `cannot reach the agent at ${http.defaults.baseURL}: ${e.code ?? e.message}`);
+  }
+  if (response.status >= 200 && response.status < 300) return response.data as T;
+  const message = (response.data as { message?: string } | undefined)?.message ?? `HTTP ${response.status}`;
+  throw new AgentRequestError(response.status, `agent answered ${response.status}: ${message}`);
+}

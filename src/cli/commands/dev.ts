@@ -1,0 +1,47 @@
+import type { Command } from 'commander';
+import { createNetnsHosts, MAX_HOSTS, removeLeftoverNetnsHosts, removeNetnsHosts } from '../../dev/netns-hosts';
+import { ShardformError } from '../../errors';
+import { table, type Io } from '../output';
+
+function parseCount(value: string): number {
+  const count = Number(value);
+  if (!/^\d+$/.test(value) || count < 1 || count > MAX_HOSTS) {
+    throw new ShardformError('INVALID_ARGUMENT', '--count', value, `--count: ${JSON.stringify(value)} must be a whole number from 1 to ${MAX_HOSTS}`);
+  }
+  return count;
+}
+
+/** `shardform dev hosts up|down`: test hosts as network namespaces on this machine (root). */
+export function registerDevCommands(program: Command, io: Io): void {
+  const dev = program.command('dev').description('development helpers');
+  const hosts = dev.command('hosts').description('test hosts as network namespaces joined by a bridge');
+  hosts
+    .command('up')
+    .description('create N hosts (replacing a set with the same tag) and print their addresses')
+    .option('--count <n>', 'how many hosts', '2')
+    .option('--tag <tag>', 'names the set (1-6 of a-z0-9)', 'dev')
+    .option('--json', 'print the set as JSON')
+    .action(async (opts: { count: string; tag: string; json?: boolean }) => {
+      const set = await createNetnsHosts({ count: parseCount(opts.count), tag: opts.tag });
+      if (opts.json) {
+        io.out(JSON.stringify(set, null, 2));
+        return;
+      }
+      io.out(table(['HOST', 'NETNS', 'ADDRESS', 'LINK'], set.hosts.map((h) => [h.id, h.netns, h.address, h.link])));
+      io.out(`bridge ${set.bridge} ${set.gateway} (${set.subnet}); run a command on a host with: nsenter --net=/run/netns/<NETNS> <command>`);
+    });
+  hosts
+    .command('down')
+    .description('remove the set (or, with --all, every shardform test host on this machine)')
+    .option('--tag <tag>', 'the set to remove', 'dev')
+    .option('--all', 'remove every set, including leftovers of crashed runs')
+    .action(async (opts: { tag: string; all?: boolean }) => {
+      if (opts.all) {
+        const removed = await removeLeftoverNetnsHosts({ all: true });
+        io.out(`removed ${removed.length} namespace(s) and interface(s)`);
+        return;
+      }
+      await removeNetnsHosts(opts.tag);
+      io.out(`removed test hosts '${opts.tag}'`);
+    });
+}

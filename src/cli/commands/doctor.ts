@@ -1,0 +1,32 @@
+import type { Command } from 'commander';
+import { checkHostReadiness, type HostReadiness } from '../../../host-agent/doctor/host-readiness';
+import { EXIT_FAILURE } from '../exit-codes';
+import { ExitWith } from '../main';
+import { table, type Io } from '../output';
+
+/** The doctor's table and verdict (pure). */
+export function renderReadiness(readiness: HostReadiness): string {
+  const rows = readiness.checks.map((c) => [c.name, c.ok ? 'ok' : 'no', c.detail]);
+  const verdict = readiness.canCheckpoint
+    ? 'this host can checkpoint shards'
+    : `this host cannot checkpoint shards: ${readiness.checks
+        .filter((c) => !c.ok && c.name !== 'pre-copy' && c.name !== 'netns')
+        .map((c) => `${c.name}: ${c.detail}`)
+        .join('; ')}`;
+  return `${table(['CHECK', 'STATUS', 'DETAIL'], rows)}\n\n${verdict}`;
+}
+
+/** `shardform doctor [--json]`: exit 0 when this host can checkpoint shards, 1 when not. */
+export function registerDoctorCommand(program: Command, io: Io): void {
+  program
+    .command('doctor')
+    .description('report whether this host can checkpoint shards (CRIU, criu check), pre-copy, its cgroup layout and netns')
+    .option('--json', 'print the report as JSON')
+    .option('--criu-prefix <dir>', 'private CRIU prefix (default /opt/shardform/criu)')
+    .option('--cgroup-root <dir>', 'where cgroup hierarchies are mounted', '/sys/fs/cgroup')
+    .action(async (opts: { json?: boolean; criuPrefix?: string; cgroupRoot: string }) => {
+      const readiness = await checkHostReadiness({ criuPrefix: opts.criuPrefix, cgroupRoot: opts.cgroupRoot });
+      io.out(opts.json ? JSON.stringify(readiness, null, 2) : renderReadiness(readiness));
+      if (!readiness.canCheckpoint) throw new ExitWith(EXIT_FAILURE);
+    });
+}

@@ -1,0 +1,62 @@
+/**
+ * `shardform migrate SHARD --to HOST --agent URL`: asks the agent of the host that runs the
+ * shard to migrate it and prints the outcome. Exit 0 when the shard runs on HOST, 1 when the
+ * migration aborted (the shard still runs where it was; the reason is printed) or the agent
+ * refused, 2 for bad flags.
+ */
+import type { Command } from 'commander';
+import { checkId, ShardformError } from '../../errors';
+import type { MigrationSummary } from '../../../host-agent/migration/migration-summary';
+import { formatBytes } from '../../contracts/quantities';
+import { EXIT_FAILURE } from '../exit-codes';
+import { ExitWith } from '../main';
+import type { Io } from '../output';
+import { AgentRequestError, agentClient, call, type AgentClientFlags } from './agent-client';
+
+function idFlag(flag: string, value: string): string {
+  try {
+    return checkId(flag, value);
+  } catch (error) {
+    throw new ShardformError('INVALID_ARGUMENT', flag, value, (error as Error).message);
+  }
+}
+
+export function renderMigration(s: MigrationSummary): string {
+  const ms = (v: number | null) => (v === null ? '-' : `${v} ms`);
+  if (s.state === 'done') {
+    const rounds = s.rounds > 0 ? `, ${s.rounds} pre-copy round(s)` : s.preCopySkipped ? ` (pre-copy skipped: ${s.preCopySkipped})` : '';
+    return `shard ${s.shardId} moved ${s.source} -> ${s.destination}: downtime ${ms(s.downtimeMs)}, total ${ms(s.durationMs)}, ${formatBytes(s.bytesSent)} sent${rounds} (migration ${s.id})`;
+  }
+  return `shard ${s.shardId} stays on ${s.source}: migration ${s.id} ${s.state}: ${s.abortReason ?? 'no reason recorded'}`;
+}
+
+export function registerMigrateCommand(program: Command, io: Io): void {
+  program
+    .command('migrate')
+    .argument('<shard>', 'shard id')
+    .requiredOption('--to <host>', 'destination host id')
+    .requiredOption('--agent <url>', 'API base URL of the agent on the host that runs the shard')
+    .option('--token-file <file>', 'file holding the fleet token (default: $SHARDFORM_TOKEN)')
+    .option('--pre-copy', 'pre-copy memory while the shard runs (when the kernel can track dirty pages)')
+    .option('--json', "print the agent's JSON answer")
+    .description('migrate a running shard to another host (checkpoint, stream, restore); exit 0 moved, 1 aborted or refused')
+    .action(async (shard: string, flags: AgentClientFlags & { to: string; preCopy?: boolean; json?: boolean }) => {
+      const shardId = idFlag('<shard>', shard);
+      const to = idFlag('--to', flags.to);
+      const http = agentClient(flags);
+      // A migration of a large shard takes longer than an ordinary request.
+      http.defaults.timeout = 15 * 60_000;
+      let summary: MigrationSummary;
+      try {
+        summary = await call<MigrationSummary>(http, 'POST', '/v1/migrations', { shardId, to, ...(flags.preCopy ? { preCopy: true } : {}) });
+      } catch (error) {
+        if (error instanceof AgentRequestError) {
+          io.err(`error: ${error.message}`);
+          throw new ExitWith(EXIT_FAILURE);
+        }
+        throw error;
+      }
+      io.out(flags.json ? JSON.stringify(summary, null, 2) : renderMigration(summary));
+      if (summary.state !== 'done') throw new ExitWith(EXIT_FAILURE);
+    });
+}

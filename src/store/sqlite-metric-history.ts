@@ -1,0 +1,258 @@
+/**
+ * Metric history in SQLite: raw samples as the sampler appends them, folded by compact() into
+ * fixed-width buckets, so an agent keeps days of history in a small file and the predictor
+ * has it again after a restart. It may share the embedded store's file (a separate connection;
+ * WAL lets both write) or live in a file of its own under the agent's state directory.
+ *
+ * Buckets keep sums and counts rather than means, so folding late samples into an existing
+ * bucket is exact (means are sum/count at read time) and folding is idempotent: compact()
+ * folds and deletes raw rows in one transaction, so nothing is ever counted twice.
+ */
+import Database from 'better-sqlite3';
+import { ID_PATTERN } from '../errors';
+import type { MetricBucket, MetricHistory, MetricQuery, MetricRetention, MetricSample } from './metric-history';
+import { storeError } from './store-error';
+
+export const DEFAULT_BUCKET_SECONDS = 300;
+
+const TABLES = `
+CREATE TABLE IF NOT EXISTS metric_raw (
+  shard_id TEXT NOT NULL, application_id TEXT NOT NULL, at_seconds REAL NOT NULL,
+  cpu_cores REAL NOT NULL, cpu_throttled_ratio REAL NOT NULL, memory_bytes REAL NOT NULL,
+  read_ops REAL NOT NULL, write_ops REAL NOT NULL, read_bps REAL NOT NULL, write_bps REAL NOT NULL,
+  cpu_pressure REAL, memory_pressure REAL, io_pressure REAL,
+  PRIMARY KEY (shard_id, at_seconds)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS metric_raw_by_application ON metric_raw(application_id, at_seconds);
+CREATE INDEX IF NOT EXISTS metric_raw_by_time ON metric_raw(at_seconds);
+CREATE TABLE IF NOT EXISTS metric_bucket (
+  shard_id TEXT NOT NULL, application_id TEXT NOT NULL, bucket_seconds INTEGER NOT NULL, start_seconds REAL NOT NULL,
+  samples INTEGER NOT NULL,
+  cpu_cores_sum REAL NOT NULL, cpu_throttled_ratio_sum REAL NOT NULL, memory_bytes_sum REAL NOT NULL,
+  read_ops_sum REAL NOT NULL, write_ops_sum REAL NOT NULL, read_bps_sum REAL NOT NULL, write_bps_sum REAL NOT NULL,
+  cpu_cores_max REAL NOT NULL, memory_bytes_max REAL NOT NULL, read_ops_max REAL NOT NULL, write_ops_max REAL NOT NULL,
+  cpu_pressure_sum REAL NOT NULL, cpu_pressure_n INTEGER NOT NULL,
+  memory_pressure_sum REAL NOT NULL, memory_pressure_n INTEGER NOT NULL,
+  io_pressure_sum REAL NOT NULL, io_pressure_n INTEGER NOT NULL,
+  PRIMARY KEY (shard_id, bucket_seconds, start_seconds)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS metric_bucket_by_application ON metric_bucket(application_id, start_seconds);
+CREATE INDEX IF NOT EXISTS metric_bucket_by_time ON metric_bucket(start_seconds);
+`;
+
+/** A bucket's columns and how each aggregates raw rows: shared by compact() and rolled-up queries. */
+const AGGREGATES: readonly (readonly [column: string, expression: string])[] = [
+  ['samples', 'COUNT(*)'],
+  ['cpu_cores_sum', 'SUM(cpu_cores)'],
+  ['cpu_throttled_ratio_sum', 'SUM(cpu_throttled_ratio)'],
+  ['memory_bytes_sum', 'SUM(memory_bytes)'],
+  ['read_ops_sum', 'SUM(read_ops)'],
+  ['write_ops_sum', 'SUM(write_ops)'],
+  ['read_bps_sum', 'SUM(read_bps)'],
+  ['write_bps_sum', 'SUM(write_bps)'],
+  ['cpu_cores_max', 'MAX(cpu_cores)'],
+  ['memory_bytes_max', 'MAX(memory_bytes)'],
+  ['read_ops_max', 'MAX(read_ops)'],
+  ['write_ops_max', 'MAX(write_ops)'],
+  // TOTAL is SUM that gives 0.0 rather than NULL when every pressure is missing.
+  ['cpu_pressure_sum', 'TOTAL(cpu_pressure)'],
+  ['cpu_pressure_n', 'COUNT(cpu_pressure)'],
+  ['memory_pressure_sum', 'TOTAL(memory_pressure)'],
+  ['memory_pressure_n', 'COUNT(memory_pressure)'],
+  ['io_pressure_sum', 'TOTAL(io_pressure)'],
+  ['io_pressure_n', 'COUNT(io_pressure)'],
+];
+const BUCKET_COLUMNS = AGGREGATES.map(([column]) => column).join(', ');
+const AGGREGATE_SELECT = AGGREGATES.map(([column, expression]) => `${expression} AS ${column}`).join(', ');
+/** Folding into an existing bucket: sums and counts add up, maxima take the larger. */
+const MERGE = AGGREGATES.map(([c]) => (c.endsWith('_max') ? `${c} = MAX(${c}, excluded.${c})` : `${c} = ${c} + excluded.${c}`)).join(', ');
+
+interface RawRow {
+  shard_id: string; application_id: string; at_seconds: number;
+  cpu_cores: number; cpu_throttled_ratio: number; memory_bytes: number; read_ops: number; write_ops: number;
+  read_bps: number; write_bps: number; cpu_pressure: number | null; memory_pressure: number | null; io_pressure: number | null;
+}
+
+interface BucketRow {
+  shard_id: string; application_id: string; bucket_seconds: number; start_seconds: number; samples: number;
+  cpu_cores_sum: number; cpu_throttled_ratio_sum: number; memory_bytes_sum: number; read_ops_sum: number; write_ops_sum: number;
+  read_bps_sum: number; write_bps_sum: number; cpu_cores_max: number; memory_bytes_max: number; read_ops_max: number; write_ops_max: number;
+  cpu_pressure_sum: number; cpu_pressure_n: number; memory_pressure_sum: number; memory_pressure_n: number; io_pressure_sum: number; io_pressure_n: number;
+}
+
+const REQUIRED_NUMBERS = ['atSeconds', 'cpuCores', 'cpuThrottledRatio', 'memoryBytes', 'readOps', 'writeOps', 'readBytesPerSecond', 'writeBytesPerSecond'] as const;
+const OPTIONAL_NUMBERS = ['cpuPressure', 'memoryPressure', 'ioPressure'] as const;
+
+export class SqliteMetricHistory implements MetricHistory {
+  private readonly insert: Database.Statement;
+
+  /** Opens (creating) a history file, or the embedded store's file, with the store's pragmas. */
+  static open(path: string): SqliteMetricHistory {
+    const db = new Database(path);
+    db.pragma('busy_timeout = 5000');
+    db.pragma('journal_mode = WAL');
+    // NORMAL, not FULL: a power cut may lose the last samples, never corrupt the file, and
+    // samples arrive every few seconds; the migration journal (the store) stays FULL.
+    db.pragma('synchronous = NORMAL');
+    return new SqliteMetricHistory(db, true);
+  }
+
+  constructor(
+    private readonly db: Database.Database,
+    private readonly ownsDatabase = false,
+  ) {
+    db.exec(TABLES);
+    this.insert = db.prepare(
+      `INSERT OR REPLACE INTO metric_raw VALUES (@shardId, @applicationId, @atSeconds, @cpuCores, @cpuThrottledRatio, @memoryBytes,
+        @readOps, @writeOps, @readBytesPerSecond, @writeBytesPerSecond, @cpuPressure, @memoryPressure, @ioPressure)`,
+    );
+  }
+
+  /** Appends a batch in one transaction; a bad sample rejects the whole batch. A repeated (shard, time) replaces the earlier sample. */
+  append(samples: readonly MetricSample[]): void {
+    samples.forEach(checkSample);
+    this.db.transaction(() => {
+      for (const s of samples) {
+        this.insert.run({ cpuPressure: null, memoryPressure: null, ioPressure: null, ...s });
+      }
+    })();
+  }
+
+  query(query: MetricQuery): (MetricSample | MetricBucket)[] {
+    const { fromSeconds, toSeconds, resolutionSeconds } = query;
+    if (!Number.isFinite(fromSeconds) || !Number.isFinite(toSeconds) || fromSeconds > toSeconds) {
+      throw storeError('INVALID_ARGUMENT', 'query.fromSeconds', { fromSeconds, toSeconds }, 'not a time range', 'give finite fromSeconds <= toSeconds');
+    }
+    if (resolutionSeconds !== undefined && !(Number.isInteger(resolutionSeconds) && resolutionSeconds > 0)) {
+      throw storeError('INVALID_ARGUMENT', 'query.resolutionSeconds', resolutionSeconds, 'not a bucket width', 'use a whole number of seconds > 0');
+    }
+    const filter = [query.shardId === undefined ? '' : 'AND shard_id = @shardId', query.applicationId === undefined ? '' : 'AND application_id = @applicationId'].join(' ');
+    const params = { shardId: query.shardId ?? null, applicationId: query.applicationId ?? null, from: fromSeconds, to: toSeconds, width: resolutionSeconds ?? 0 };
+    // Buckets that overlap the range: folded history.
+    const buckets = this.db
+      .prepare<typeof params, BucketRow>(`SELECT * FROM metric_bucket WHERE start_seconds <= @to AND start_seconds + bucket_seconds > @from ${filter}`)
+      .all(params)
+      .map(toBucket);
+    let recent: (MetricSample | MetricBucket)[];
+    if (resolutionSeconds === undefined) {
+      recent = this.db
+        .prepare<typeof params, RawRow>(`SELECT * FROM metric_raw WHERE at_seconds >= @from AND at_seconds <= @to ${filter}`)
+        .all(params)
+        .map(toSample);
+    } else {
+      // Raw samples not yet folded, rolled up on the fly to the width asked for.
+      recent = this.db
+        .prepare<typeof params, BucketRow>(
+          `SELECT shard_id, MAX(application_id) AS application_id, @width AS bucket_seconds, CAST(at_seconds / @width AS INTEGER) * @width AS start_seconds,
+             ${AGGREGATE_SELECT}
+           FROM metric_raw WHERE at_seconds >= @from AND at_seconds <= @to ${filter} GROUP BY shard_id, start_seconds`,
+        )
+        .all(params)
+        .map(toBucket);
+    }
+    return [...buckets, ...recent].sort((a, b) => a.atSeconds - b.atSeconds || a.shardId.localeCompare(b.shardId));
+  }
+
+  compact(nowSeconds: number, retention: MetricRetention): { folded: number; deleted: number } {
+    const bucketSeconds = retention.bucketSeconds ?? DEFAULT_BUCKET_SECONDS;
+    checkPositive('retention.rawRetentionSeconds', retention.rawRetentionSeconds);
+    checkPositive('retention.historyRetentionSeconds', retention.historyRetentionSeconds);
+    if (!Number.isInteger(bucketSeconds) || bucketSeconds <= 0) {
+      throw storeError('INVALID_ARGUMENT', 'retention.bucketSeconds', bucketSeconds, 'not a bucket width', 'use a whole number of seconds > 0');
+    }
+    if (!Number.isFinite(nowSeconds)) throw storeError('INVALID_ARGUMENT', 'nowSeconds', nowSeconds, 'not a time', 'pass Unix seconds');
+    // Fold whole buckets only: a bucket still receiving raw samples stays raw until it is complete.
+    const foldBefore = Math.floor((nowSeconds - retention.rawRetentionSeconds) / bucketSeconds) * bucketSeconds;
+    const historyStart = nowSeconds - retention.historyRetentionSeconds;
+    return this.db.transaction(() => {
+      this.db
+        .prepare(
+          `INSERT INTO metric_bucket (shard_id, application_id, bucket_seconds, start_seconds, ${BUCKET_COLUMNS})
+           SELECT shard_id, MAX(application_id), @width, CAST(at_seconds / @width AS INTEGER) * @width AS start, ${AGGREGATE_SELECT}
+           FROM metric_raw WHERE at_seconds < @foldBefore GROUP BY shard_id, start
+           ON CONFLICT (shard_id, bucket_seconds, start_seconds) DO UPDATE SET ${MERGE}`,
+        )
+        .run({ width: bucketSeconds, foldBefore });
+      const folded = this.db.prepare('DELETE FROM metric_raw WHERE at_seconds < ?').run(foldBefore).changes;
+      const deleted =
+        this.db.prepare('DELETE FROM metric_bucket WHERE start_seconds + bucket_seconds <= ?').run(historyStart).changes +
+        // Raw samples past history retention too, when raw retention is configured longer.
+        this.db.prepare('DELETE FROM metric_raw WHERE at_seconds < ?').run(historyStart).changes;
+      return { folded, deleted };
+    })();
+  }
+
+  close(): void {
+    if (this.ownsDatabase) this.db.close();
+  }
+}
+
+function checkPositive(field: string, value: unknown): void {
+  if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) {
+    throw storeError('INVALID_ARGUMENT', field, value, 'not a retention', 'use a number of seconds > 0');
+  }
+}
+
+function checkSample(sample: MetricSample, i: number): void {
+  for (const field of ['shardId', 'applicationId'] as const) {
+    if (typeof sample[field] !== 'string' || !ID_PATTERN.test(sample[field])) {
+      throw storeError('INVALID_ARGUMENT', `samples[${i}].${field}`, sample[field], 'not an id', 'ids are 1-63 characters of a-z, 0-9 and -');
+    }
+  }
+  for (const field of REQUIRED_NUMBERS) {
+    const value = sample[field];
+    if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) {
+      throw storeError('INVALID_ARGUMENT', `samples[${i}].${field}`, value, 'not a finite number >= 0', 'the sampler derives rates and gauges from kernel counters; drop this sample');
+    }
+  }
+  for (const field of OPTIONAL_NUMBERS) {
+    const value = sample[field];
+    if (value !== undefined && (typeof value !== 'number' || !Number.isFinite(value) || value < 0)) {
+      throw storeError('INVALID_ARGUMENT', `samples[${i}].${field}`, value, 'not a finite number >= 0', 'leave it out where the kernel has no PSI');
+    }
+  }
+}
+
+function toSample(row: RawRow): MetricSample {
+  return {
+    atSeconds: row.at_seconds,
+    shardId: row.shard_id,
+    applicationId: row.application_id,
+    cpuCores: row.cpu_cores,
+    cpuThrottledRatio: row.cpu_throttled_ratio,
+    memoryBytes: row.memory_bytes,
+    readOps: row.read_ops,
+    writeOps: row.write_ops,
+    readBytesPerSecond: row.read_bps,
+    writeBytesPerSecond: row.write_bps,
+    ...(row.cpu_pressure === null ? {} : { cpuPressure: row.cpu_pressure }),
+    ...(row.memory_pressure === null ? {} : { memoryPressure: row.memory_pressure }),
+    ...(row.io_pressure === null ? {} : { ioPressure: row.io_pressure }),
+  };
+}
+
+/** A bucket's `atSeconds` is its start; gauges and rates are means, `*Max` the peaks. */
+function toBucket(row: BucketRow): MetricBucket {
+  const n = row.samples;
+  return {
+    atSeconds: row.start_seconds,
+    shardId: row.shard_id,
+    applicationId: row.application_id,
+    bucketSeconds: row.bucket_seconds,
+    samples: n,
+    cpuCores: row.cpu_cores_sum / n,
+    cpuThrottledRatio: row.cpu_throttled_ratio_sum / n,
+    memoryBytes: row.memory_bytes_sum / n,
+    readOps: row.read_ops_sum / n,
+    writeOps: row.write_ops_sum / n,
+    readBytesPerSecond: row.read_bps_sum / n,
+    writeBytesPerSecond: row.write_bps_sum / n,
+    cpuCoresMax: row.cpu_cores_max,
+    memoryBytesMax: row.memory_bytes_max,
+    readOpsMax: row.read_ops_max,
+    writeOpsMax: row.write_ops_max,
+    ...(row.cpu_pressure_n > 0 ? { cpuPressure: row.cpu_pressure_sum / row.cpu_pressure_n } : {}),
+    ...(row.memory_pressure_n > 0 ? { memoryPressure: row.memory_pressure_sum / row.memory_pressure_n } : {}),
+    ...(row.io_pressure_n > 0 ? { ioPressure: row.io_pressure_sum / row.io_pressure_n } : {}),
+  };
+}

@@ -1,0 +1,97 @@
+import { runCli, tempDir } from '../helpers/cli';
+import { apiFixture, GiB, TOKEN, type ApiFixture } from '../host-agent/api/api-fixture';
+
+describe('shardform shards / drain / agent (CLI)', () => {
+  const dir = tempDir('cli-agent');
+  const tokenFile = dir.file('token', `${TOKEN}\n`);
+  let f: ApiFixture;
+  let url: string;
+  beforeAll(async () => {
+    f = await apiFixture();
+    url = await f.app.listen({ host: '127.0.0.1', port: 0 });
+  });
+  afterAll(async () => {
+    await f.app.close();
+    dir.remove();
+  });
+
+  it('lists the shards of a host', async () => {
+    const r = await runCli('shards', 'ls', '--agent', url, '--token-file', tokenFile);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/^SHARD\s+APPLICATION\s+STATE\s+PID\s+CPU\s+MEMORY\s+RESTARTS\s+FLAGS$/m);
+    expect(r.stdout).toMatch(/^web-0\s+web\s+running\s+\d+\s+0\.5\s+1GiB\s+0\s+-$/m);
+  });
+
+  it('reads the token from SHARDFORM_TOKEN and resizes with quantities', async () => {
+    process.env.SHARDFORM_TOKEN = TOKEN;
+    try {
+      const r = await runCli('shards', 'resize', 'web-1', '--agent', url, '--cpu', '1000m', '--memory', '2GiB', '--json');
+      expect(r.code).toBe(0);
+      expect(JSON.parse(r.stdout)).toMatchObject({ shardId: 'web-1', limits: { cpuCores: 1, memoryBytes: 2 * GiB } });
+    } finally {
+      delete process.env.SHARDFORM_TOKEN;
+    }
+  });
+
+  it('prints the agent\'s refusal and exits 1 (not a multiple of the granularity, unknown shard, wrong token)', async () => {
+    const r = await runCli('shards', 'resize', 'web-0', '--agent', url, '--token-file', tokenFile, '--cpu', '0.7');
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("agent answered 400: cpuCores: 0.7 is not a whole multiple of web's granularity (0.5 cores)");
+    const missing = await runCli('shards', 'get', 'db-0', '--agent', url, '--token-file', tokenFile);
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toContain('agent answered 404');
+    const wrong = dir.file('wrong', 'not-the-fleet-token-at-all\n');
+    const denied = await runCli('shards', 'ls', '--agent', url, '--token-file', wrong);
+    expect(denied.code).toBe(1);
+    expect(denied.stderr).toContain('agent answered 401: wrong fleet token');
+  });
+
+  it.each([
+    [['shards', 'resize', 'web-0', '--agent', 'URL', '--cpu', 'lots'], '--cpu: "lots" is not a CPU quantity'],
+    [['shards', 'resize', 'web-0', '--agent', 'URL', '--memory', '2 parsecs'], '--memory: "2 parsecs" is not a byte quantity'],
+    [['shards', 'resize', 'web-0', '--agent', 'URL', '--cpu', '0'], '--cpu: "0" must be more than 0 cores'],
+    [['shards', 'resize', 'web-0', '--agent', 'URL'], '--cpu / --memory: give at least one new limit'],
+    [['shards', 'get', '../../etc', '--agent', 'URL'], '<shard>: "../../etc" is not a valid id'],
+    [['shards', 'ls', '--agent', 'ftp://x'], '--agent: "ftp://x" is not an http(s) URL'],
+    [['agent', '--plan', 'p.json', '--host', 'Host_A'], '--host: "Host_A" is not a valid id'],
+    [['agent', '--host', 'host-a'], '--plan: required'],
+    [['agent', '--plan', 'gopher://x/plan', '--host', 'host-a'], '--plan: "gopher://x/plan" is not a file path or an http(s) URL'],
+    [['agent', '--plan', 'p.json', '--host', 'host-a', '--listen', 'localhost:99999'], '--listen: "localhost:99999" is not an address'],
+    [['agent', '--plan', 'p.json', '--host', 'host-a', '--log-level', 'loud'], '--log-level: "loud" is not one of'],
+    [['agent', '--plan', 'p.json', '--host', 'host-a', '--owner-prefix', '../x'], '--owner-prefix: "../x" is not a valid id'],
+    [['drain', '--host', 'host-a', '--grace-seconds', 'soon'], '--grace-seconds: "soon" is not a number of seconds'],
+  ])('refuses %j with exit 2 naming the flag and value', async (args, message) => {
+    const r = await runCli(...args.map((a) => (a === 'URL' ? url : a)), ...(args[0] === 'shards' ? ['--token-file', tokenFile] : []));
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(message);
+  });
+
+  it('refuses a missing token with exit 2 before any request', async () => {
+    const r = await runCli('shards', 'ls', '--agent', url);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('--token-file: required (or set SHARDFORM_TOKEN)');
+  });
+
+  it('exits 1 when the agent cannot be reached', async () => {
+    const r = await runCli('shards', 'ls', '--agent', 'http://127.0.0.1:1', '--token-file', tokenFile);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('cannot reach the agent at http://127.0.0.1:1');
+  });
+
+  it('drains through the agent and lifts the drain', async () => {
+    const r = await runCli('drain', '--agent', url, '--token-file', tokenFile);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('stopped web-0');
+    expect(r.stdout).toContain('host drained (2 shard(s) stopped)');
+    const undo = await runCli('drain', '--agent', url, '--token-file', tokenFile, '--undo');
+    expect(undo.stdout).toContain('drain lifted');
+  });
+
+  it('exits 1 when the agent has no good plan to start from', async () => {
+    const bad = dir.file('bad-plan.json', '{"apiVersion": 1}');
+    const r = await runCli('agent', '--plan', bad, '--host', 'host-a', '--state-dir', `${dir.path}/state`, '--log-level', 'silent');
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('no good plan to start from: plan from');
+    expect(r.stderr).toContain('fleet: is required');
+  });
+});

@@ -1,0 +1,80 @@
+import type { FastifyInstance } from 'fastify';
+import { buildMigrationApp } from '../../host-agent/api/migration-app';
+import { migrationControlRoutes } from '../../host-agent/api/migration-control-routes';
+import { advance, abortRecord, planMigration, type MigrationRecord, type NewMigration } from '../../host-agent/migration/migration-record';
+import { runCli, tempDir } from '../helpers/cli';
+
+/** A source agent whose migrations are scripted: done for web-0, aborted for web-1. */
+async function fakeSourceAgent(): Promise<{ app: FastifyInstance; url: string; started: NewMigration[] }> {
+  const started: NewMigration[] = [];
+  const app = await buildMigrationApp({
+    token: () => 'cli-token',
+    plugins: [
+      migrationControlRoutes({
+        hostId: 'host-1',
+        fleet: 'demo',
+        peers: () => ['host-1', 'host-2'],
+        applicationOf: (shardId) => (shardId.startsWith('web-') ? 'web' : undefined),
+        newId: (shardId) => `mig-${shardId}`,
+        migrate: async (input) => {
+          started.push(input);
+          let record: MigrationRecord = planMigration(input, '2026-11-25T05:00:00.000Z');
+          record = advance(record, 'prepared', '2026-11-25T05:00:00.100Z');
+          if (input.shardId === 'web-1') return abortRecord(record, 'prepared: out of capacity: 0 cpu cores free, shard web-1 needs 1', '2026-11-25T05:00:00.200Z');
+          record = advance(record, 'frozen', '2026-11-25T05:00:00.200Z');
+          for (const s of ['dumped', 'transferred', 'restored'] as const) record = advance(record, s, '2026-11-25T05:00:00.300Z');
+          record = advance(record, 'committed', '2026-11-25T05:00:00.650Z', { bytesSent: 3 * 2 ** 20 });
+          record = advance(advance(record, 'released', '2026-11-25T05:00:00.700Z'), 'done', '2026-11-25T05:00:00.800Z');
+          return record;
+        },
+      }),
+    ],
+  });
+  const url = await app.listen({ host: '127.0.0.1', port: 0 });
+  return { app, url, started };
+}
+
+describe('shardform migrate', () => {
+  const dir = tempDir('shardform-migrate-cli');
+  const tokenFile = dir.file('token', 'cli-token\n');
+  let agent: Awaited<ReturnType<typeof fakeSourceAgent>>;
+  beforeAll(async () => {
+    agent = await fakeSourceAgent();
+  });
+  afterAll(async () => {
+    await agent.app.close();
+    dir.remove();
+  });
+
+  it('exits 0 and prints downtime, total time and bytes when the shard moved', async () => {
+    const result = await runCli('migrate', 'web-0', '--to', 'host-2', '--agent', agent.url, '--token-file', tokenFile);
+    expect(result.code).toBe(0);
+    expect(result.stdout.trim()).toBe('shard web-0 moved host-1 -> host-2: downtime 450 ms, total 800 ms, 3MiB sent (migration mig-web-0)');
+    expect(agent.started.at(-1)).toMatchObject({ shardId: 'web-0', applicationId: 'web', source: 'host-1', destination: 'host-2', fleet: 'demo' });
+  });
+
+  it('exits 1 with the reason when the migration aborted; the shard stays where it was', async () => {
+    const result = await runCli('migrate', 'web-1', '--to', 'host-2', '--agent', agent.url, '--token-file', tokenFile);
+    expect(result.code).toBe(1);
+    expect(result.stdout.trim()).toBe('shard web-1 stays on host-1: migration mig-web-1 aborted: prepared: out of capacity: 0 cpu cores free, shard web-1 needs 1');
+  });
+
+  it('exits 1 with the agent\'s refusal for an unknown destination or shard', async () => {
+    const unknownHost = await runCli('migrate', 'web-0', '--to', 'host-9', '--agent', agent.url, '--token-file', tokenFile);
+    expect(unknownHost.code).toBe(1);
+    expect(unknownHost.stderr).toContain('agent answered 409: unknown destination host host-9; known: host-1, host-2');
+    const unknownShard = await runCli('migrate', 'db-0', '--to', 'host-2', '--agent', agent.url, '--token-file', tokenFile);
+    expect(unknownShard.stderr).toContain('shard db-0 does not run on host-1');
+  });
+
+  it('exits 1 when the token is wrong, and 2 for a bad shard id before any request', async () => {
+    const wrong = await runCli('migrate', 'web-0', '--to', 'host-2', '--agent', agent.url, '--token-file', dir.file('bad', 'nope'));
+    expect(wrong.code).toBe(1);
+    expect(wrong.stderr).toContain('agent answered 401');
+    const count = agent.started.length;
+    const bad = await runCli('migrate', 'Web_0', '--to', 'host-2', '--agent', agent.url, '--token-file', tokenFile);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain('"Web_0" is not a valid id');
+    expect(agent.started.length).toBe(count);
+  });
+});

@@ -1,0 +1,43 @@
+/** Fakes of the destination's kernel side for the migration routes: a recording keeper hand-over and CRIU restorer. */
+import type { DesiredShard } from '../../host-agent/reconcile/desired-shard';
+import type { ShardStatus } from '../../host-agent/runner/shard-status';
+import { IncomingMigrations } from '../../host-agent/migration/incoming-migrations';
+import type { MigrationRouteDeps } from '../../host-agent/api/migration-routes';
+
+export class FakeHandover {
+  readonly calls: string[] = [];
+  async prepareIncoming(desired: DesiredShard) {
+    this.calls.push(`prepareIncoming ${desired.shardId}`);
+    return { procsFiles: [`/fake/${desired.shardId}/cgroup.procs`], paths: {} };
+  }
+  async adopt(shardId: string): Promise<ShardStatus> {
+    this.calls.push(`adopt ${shardId}`);
+    return { shardId, applicationId: 'web', state: 'running', pid: 4242, restarts: 0, adopted: true, frozen: false, limits: {} };
+  }
+  async discard(shardId: string) {
+    this.calls.push(`discard ${shardId}`);
+  }
+}
+
+export class FakeRestorer {
+  readonly restored: { dir: string; procsFiles: readonly string[] }[] = [];
+  fail?: Error;
+  async restore(dir: string, target: { procsFiles: readonly string[] }) {
+    if (this.fail) throw this.fail;
+    this.restored.push({ dir, procsFiles: target.procsFiles });
+    return 4242;
+  }
+}
+
+export function fakeDestination(imagesRoot: string, capacity = { cpuCores: 2, memoryBytes: 4 * 2 ** 30 }, allocated = { cpuCores: 0, memoryBytes: 0 }) {
+  const handover = new FakeHandover();
+  const restorer = new FakeRestorer();
+  const incoming = new IncomingMigrations(imagesRoot, { capacity: () => capacity, allocated: () => allocated });
+  const deps: MigrationRouteDeps & { token: () => string } = { hostId: 'host-2', incoming, handover, restorer, token: () => 'sekret-token' };
+  return { deps, handover, restorer, incoming };
+}
+
+export const prepareBody = (shardId = 'web-0', memoryBytes = 1 << 30) => ({
+  source: 'host-1',
+  shard: { shardId, applicationId: 'web', limits: { cpuCores: 1, memoryBytes }, command: ['/usr/bin/python3', 'app.py'], env: {}, stateDirectory: '/var/lib/web' },
+});

@@ -1,0 +1,32 @@
+/**
+ * Jest fixture: N test hosts as network namespaces for one suite. Removes leftovers of
+ * crashed runs (by name prefix, sparing sets whose owner process is alive) before creating its set, and its own set in afterAll, which
+ * jest runs even when tests fail. Call inside a describePrivileged body (needs root + ip netns).
+ */
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { createNetnsHosts, inHost, removeLeftoverNetnsHosts, removeNetnsHosts, type NetnsHost, type NetnsHostSet } from '../../src/dev/netns-hosts';
+
+const execFileAsync = promisify(execFile);
+
+export function useNetnsHosts(count: number, tag: string): () => NetnsHostSet {
+  let set: NetnsHostSet | undefined;
+  beforeAll(async () => {
+    await removeLeftoverNetnsHosts();
+    set = await createNetnsHosts({ count, tag, ownerPid: process.pid });
+  });
+  afterAll(async () => {
+    await removeNetnsHosts(tag);
+  });
+  return () => {
+    if (!set) throw new Error(`netns hosts '${tag}' were not created (see beforeAll)`);
+    return set;
+  };
+}
+
+/** Runs a short node script inside a host's namespace and returns its stdout. */
+export async function nodeInHost(host: NetnsHost, script: string, args: readonly string[] = [], timeoutMs = 10_000): Promise<string> {
+  const [file, argv] = inHost(host, [process.execPath, '-e', script, ...args]);
+  const { stdout } = await execFileAsync(file, argv, { timeout: timeoutMs });
+  return stdout;
+}

@@ -1,0 +1,118 @@
+/**
+ * The daemon's wiring over fakes (no root): plan -> desired shards -> ShardManager.apply,
+ * assignments from the store, drain kept across a restart, and SIGTERM-style stop that closes
+ * the manager without stopping shards.
+ */
+import { renameSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Agent } from '../../host-agent/agent';
+import { createLogger, memoryLogDestination } from '../../host-agent/log';
+import type { DesiredShard } from '../../host-agent/reconcile/desired-shard';
+import { serializePlan } from '../../src/contracts/plan';
+import type { Plan } from '../../src/contracts/plan-schema';
+import { tempDir } from '../helpers/cli';
+import { examplePlan } from '../helpers/plan-fixture';
+import { FakeDriver, FakeShardManager, MemoryHistory, MemoryKv } from '../helpers/agent-fakes';
+
+const TOKEN = 'agent-test-token-0123456789';
+
+describe('Agent (daemon wiring over fakes)', () => {
+  const dir = tempDir('agent');
+  const planFile = join(dir.path, 'plan.json');
+  const tokenFile = dir.file('token', TOKEN);
+  const kv = new MemoryKv();
+  const history = new MemoryHistory();
+  let manager: FakeShardManager;
+  let agent: Agent;
+
+  const write = (plan: Plan | string) => {
+    writeFileSync(`${planFile}.tmp`, typeof plan === 'string' ? plan : serializePlan(plan));
+    renameSync(`${planFile}.tmp`, planFile);
+  };
+  const plan = (generation: number, initial = 2) =>
+    examplePlan((p) => {
+      p.generation = generation;
+      p.applications[0].shards.initial = initial;
+      p.security = { auth: 'token', tokenFile };
+    });
+  const applied = () => manager.calls.filter((c) => c.method === 'apply').map((c) => (c.args[0] as DesiredShard[]).map((d) => d.shardId));
+
+  const start = async () => {
+    manager = new FakeShardManager();
+    const logs = memoryLogDestination();
+    agent = new Agent({
+      hostId: 'host-a',
+      plan: planFile,
+      stateDir: join(dir.path, 'state'),
+      listen: '127.0.0.1:0',
+      logger: createLogger({ level: 'debug', destination: logs }),
+      openStores: async () => ({ store: kv, history, close: async () => {} }),
+      createKernel: async () => ({ driver: Object.assign(new FakeDriver(), { hostRoot: 'shardform/host-a' }) as never, manager }),
+      planPollSeconds: 0,
+      reconcileEverySeconds: 3600,
+    });
+    await agent.start();
+    return logs;
+  };
+  const get = async (path: string): Promise<any> => (await fetch(`${agent.address}${path}`, { headers: { authorization: `Bearer ${TOKEN}` } })).json(); // eslint-disable-line @typescript-eslint/no-explicit-any
+
+  afterAll(() => dir.remove());
+
+  it('adopts, then applies the shards initial placement gives this host, and serves the API', async () => {
+    write(plan(1, 4));
+    await start();
+    expect(manager.calls[0].method).toBe('start');
+    // 4 shards of 0.5 core on two 2-core hosts: spread 2 and 2; host-a gets web-0 and web-2.
+    expect(applied()).toEqual([['web-0', 'web-2']]);
+    expect(await get('/v1/plan')).toMatchObject({ generation: 1, lastRejection: null });
+    expect((await get('/v1/shards')).shards.map((s: { shardId: string }) => s.shardId)).toEqual(['web-0', 'web-2']);
+  });
+
+  it('reconciles a new generation and refuses a bad plan, keeping the running one', async () => {
+    write(plan(2, 2));
+    await agent['planSource'].check();
+    await agent.reconcile();
+    expect(applied().at(-1)).toEqual(['web-0']);
+    write(plan(1, 4));
+    await agent['planSource'].check();
+    expect(await get('/v1/plan')).toMatchObject({ generation: 2, lastRejection: { reason: 'generation-backwards', generation: 1 } });
+    const metrics = await (await fetch(`${agent.address}/metrics`, { headers: { authorization: `Bearer ${TOKEN}` } })).text();
+    expect(metrics).toContain('shardform_plan_rejected_total{reason="generation-backwards"} 1');
+    expect(metrics).toContain('shardform_plan_generation 2');
+  });
+
+  it('runs a shard the coordinator assigned to this host, with the assigned size', async () => {
+    await kv.put('/fleet/test-fleet/assignments/web-1', JSON.stringify({ shardId: 'web-1', applicationId: 'web', hostId: 'host-a', limits: { cpuCores: 1 }, by: 'coordinator', at: '2026-11-25T00:00:00Z' }));
+    const report = await agent.reconcile();
+    expect(report?.converged).toBe(true);
+    const last = manager.calls.filter((c) => c.method === 'apply').at(-1)!.args[0] as DesiredShard[];
+    expect(last.map((d) => [d.shardId, d.limits.cpuCores])).toEqual([['web-0', 0.5], ['web-1', 1]]);
+  });
+
+  it('drains, stays drained across a restart, and stop() leaves shards to the next agent', async () => {
+    await agent.drain();
+    expect(agent.isDrained()).toBe(true);
+    await agent.stop();
+    expect(manager.calls.map((c) => c.method)).toContain('close');
+    expect(manager.calls.filter((c) => c.method === 'drain')).toHaveLength(1);
+    await start();
+    expect(agent.isDrained()).toBe(true);
+    expect(applied()).toEqual([[]]);
+    await agent.undrain();
+    expect(applied().at(-1)).toEqual(['web-0', 'web-1']);
+    await agent.stop();
+  });
+
+  it('refuses to start without a good plan, touching nothing', async () => {
+    const empty = tempDir('agent-empty');
+    const file = empty.file('plan.json', '{}');
+    const kernel = jest.fn();
+    const a = new Agent({
+      hostId: 'host-a', plan: file, stateDir: join(empty.path, 'state'), logger: createLogger({ level: 'silent' }),
+      openStores: async () => { throw new Error('must not open stores'); }, createKernel: kernel, planPollSeconds: 0,
+    });
+    await expect(a.start()).rejects.toThrow(/no good plan to start from: plan from .* is invalid: apiVersion: is required/);
+    expect(kernel).not.toHaveBeenCalled();
+    empty.remove();
+  });
+});

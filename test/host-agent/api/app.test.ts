@@ -1,0 +1,224 @@
+import { apiFixture, AUTH, GiB, TOKEN, type ApiFixture } from './api-fixture';
+import { usage } from '../../helpers/agent-fakes';
+
+describe('agent API', () => {
+  let f: ApiFixture;
+  beforeEach(async () => {
+    f = await apiFixture();
+  });
+  afterEach(async () => {
+    await f.app.close();
+  });
+
+  describe('authentication', () => {
+    it('serves /healthz without a token', async () => {
+      const res = await f.app.inject({ method: 'GET', url: '/healthz' });
+      expect(res.statusCode).toBe(200);
+      expect(res.json()).toEqual({ status: 'ok', hostId: 'host-a', cgroupLayout: 'hybrid', generation: 1, drained: false });
+    });
+
+    it.each(['/v1/plan', '/v1/shards', '/v1/shards/web-0', '/v1/shards/web-0/history', '/v1/events', '/metrics'])('answers 401 on %s without a token', async (url) => {
+      const res = await f.app.inject({ method: 'GET', url });
+      expect(res.statusCode).toBe(401);
+      expect(res.json()).toMatchObject({ error: 'UNAUTHORIZED', message: expect.stringContaining('missing bearer token') });
+    });
+
+    it('answers 401 to a wrong token, a token of another length and a non-bearer scheme', async () => {
+      for (const authorization of [`Bearer ${TOKEN.slice(0, -1)}x`, `Bearer ${TOKEN}extra`, `Basic ${TOKEN}`, 'Bearer']) {
+        const res = await f.app.inject({ method: 'GET', url: '/v1/shards', headers: { authorization } });
+        expect(res.statusCode).toBe(401);
+      }
+    });
+
+    it('refuses a resize without a token before touching the shard', async () => {
+      const res = await f.app.inject({ method: 'POST', url: '/v1/shards/web-0/resize', payload: { cpuCores: 1 } });
+      expect(res.statusCode).toBe(401);
+      expect(f.manager.calls.filter((c) => c.method === 'resize')).toEqual([]);
+    });
+
+    it('answers 401 to every caller when the agent has no token', async () => {
+      const g = await apiFixture({ token: () => undefined });
+      const res = await g.app.inject({ method: 'GET', url: '/v1/shards', headers: AUTH });
+      expect(res.statusCode).toBe(401);
+      await g.app.close();
+    });
+  });
+
+  describe('shards', () => {
+    it('lists the shards of this host with their limits and state', async () => {
+      const res = await f.app.inject({ method: 'GET', url: '/v1/shards', headers: AUTH });
+      expect(res.statusCode).toBe(200);
+      const body = res.json();
+      expect(body.shards.map((s: { shardId: string }) => s.shardId)).toEqual(['web-0', 'web-1']);
+      expect(body.shards[0]).toMatchObject({ applicationId: 'web', state: 'running', limits: { cpuCores: 0.5, memoryBytes: GiB } });
+    });
+
+    it('returns one shard with live usage from the driver', async () => {
+      f.driver.readings.set('web-0', usage({ cpuUsageSeconds: 12.5, memoryCurrentBytes: 1234 }));
+      const res = await f.app.inject({ method: 'GET', url: '/v1/shards/web-0', headers: AUTH });
+      expect(res.statusCode).toBe(200);
+      expect(res.json()).toMatchObject({ shardId: 'web-0', usage: { cpuUsageSeconds: 12.5, memoryCurrentBytes: 1234 } });
+    });
+
+    it('answers 404 naming the id for a shard that is not on this host', async () => {
+      const res = await f.app.inject({ method: 'GET', url: '/v1/shards/db-0', headers: AUTH });
+      expect(res.statusCode).toBe(404);
+      expect(res.json()).toMatchObject({ error: 'UNKNOWN_SHARD', errors: [{ field: 'params.id', value: 'db-0' }] });
+    });
+
+    it.each([
+      ['%2E%2E%2F%2E%2E%2Fetc', '../../etc'],
+      ['..%2Fweb-0', '../web-0'],
+      ['Web-0', 'Web-0'],
+      ['-web', '-web'],
+      ['a'.repeat(64), 'a'.repeat(64)],
+    ])('rejects the shard id %s with 400 before anything reads the filesystem', async (encoded, decoded) => {
+      for (const url of [`/v1/shards/${encoded}`, `/v1/shards/${encoded}/history`]) {
+        const res = await f.app.inject({ method: 'GET', url, headers: AUTH });
+        expect(res.statusCode).toBe(400);
+        expect(res.json().errors[0]).toMatchObject({ field: 'params.id', value: decoded, message: expect.stringContaining('must match pattern') });
+      }
+      const res = await f.app.inject({ method: 'POST', url: `/v1/shards/${encoded}/resize`, headers: AUTH, payload: { cpuCores: 1 } });
+      expect(res.statusCode).toBe(400);
+      expect(f.driver.calls).toEqual([]);
+      expect(f.manager.calls).toEqual([]);
+    });
+  });
+
+  describe('resize', () => {
+    it('resizes in place and records the size as the shard assignment so reconcile keeps it', async () => {
+      const res = await f.app.inject({ method: 'POST', url: '/v1/shards/web-0/resize', headers: AUTH, payload: { cpuCores: 1, memoryBytes: 2 * GiB } });
+      expect(res.statusCode).toBe(200);
+      expect(res.json()).toMatchObject({ shardId: 'web-0', state: 'running', limits: { cpuCores: 1, memoryBytes: 2 * GiB } });
+      expect(f.manager.calls).toEqual([{ method: 'resize', args: ['web-0', { cpuCores: 1, memoryBytes: 2 * GiB }] }]);
+      const record = JSON.parse((await f.kv.get('/fleet/test-fleet/assignments/web-0'))!.value);
+      expect(record).toEqual({ shardId: 'web-0', applicationId: 'web', hostId: 'host-a', limits: { cpuCores: 1, memoryBytes: 2 * GiB }, by: 'api', at: '2026-11-25T01:00:00.000Z' });
+    });
+
+    it.each([
+      [{}, 'body', 'must NOT have fewer than 1 properties'],
+      [{ cpuCores: -1 }, 'body.cpuCores', 'must be > 0'],
+      [{ cpuCores: '1' }, 'body.cpuCores', 'must be number'],
+      [{ memoryBytes: 1.5 }, 'body.memoryBytes', 'must be integer'],
+      [{ cpu: 1 }, 'body.cpu', 'is not a known field'],
+    ])('answers 400 to the body %j naming %s', async (payload, field, message) => {
+      const res = await f.app.inject({ method: 'POST', url: '/v1/shards/web-0/resize', headers: AUTH, payload });
+      expect(res.statusCode).toBe(400);
+      expect(res.json()).toMatchObject({ error: 'INVALID_REQUEST', errors: expect.arrayContaining([expect.objectContaining({ field, message })]) });
+      expect(res.json().message).toContain(field);
+      expect(f.manager.calls).toEqual([]);
+      expect(f.kv.data.size).toBe(0);
+    });
+
+    it('answers 400 to a body that is not JSON', async () => {
+      const res = await f.app.inject({ method: 'POST', url: '/v1/shards/web-0/resize', headers: { ...AUTH, 'content-type': 'application/json' }, payload: '{cpu' });
+      expect(res.statusCode).toBe(400);
+      expect(f.manager.calls).toEqual([]);
+    });
+
+    it('refuses a size that is not a multiple of the granularity, saying what would be valid', async () => {
+      const res = await f.app.inject({ method: 'POST', url: '/v1/shards/web-0/resize', headers: AUTH, payload: { cpuCores: 0.7 } });
+      expect(res.statusCode).toBe(400);
+      expect(res.json()).toMatchObject({
+        error: 'INVALID_ARGUMENT',
+        message: "cpuCores: 0.7 is not a whole multiple of web's granularity (0.5 cores); use e.g. 0.5 cores or 1 cores",
+        errors: [{ field: 'cpuCores', value: 0.7 }],
+      });
+      expect(f.manager.calls).toEqual([]);
+      expect(f.kv.data.size).toBe(0);
+    });
+
+    it('answers 404 for resizing a shard that is not here', async () => {
+      const res = await f.app.inject({ method: 'POST', url: '/v1/shards/web-9/resize', headers: AUTH, payload: { cpuCores: 1 } });
+      expect(res.statusCode).toBe(404);
+      expect(f.kv.data.size).toBe(0);
+    });
+  });
+
+  describe('history', () => {
+    const sample = (atSeconds: number, shardId = 'web-0') => ({
+      atSeconds, shardId, applicationId: 'web', cpuCores: 0.25, cpuThrottledRatio: 0, memoryBytes: 100, readOps: 0, writeOps: 0, readBytesPerSecond: 0, writeBytesPerSecond: 0,
+    });
+
+    it('returns the shard\'s samples in the window (default: the last hour)', async () => {
+      f.history.append([sample(1_800_000_000 - 7200), sample(1_799_999_000), sample(1_799_999_500, 'web-1'), sample(1_800_000_000)]);
+      const res = await f.app.inject({ method: 'GET', url: '/v1/shards/web-0/history', headers: AUTH });
+      expect(res.statusCode).toBe(200);
+      expect(res.json().samples.map((s: { atSeconds: number }) => s.atSeconds)).toEqual([1_799_999_000, 1_800_000_000]);
+      const window = await f.app.inject({ method: 'GET', url: '/v1/shards/web-0/history?from=1799990000&to=1799999999&resolution=5m', headers: AUTH });
+      expect(window.json()).toMatchObject({ fromSeconds: 1_799_990_000, toSeconds: 1_799_999_999, resolutionSeconds: 300 });
+      expect(window.json().samples.map((s: { atSeconds: number }) => s.atSeconds)).toEqual([1_799_992_800, 1_799_999_000]);
+    });
+
+    it.each([
+      ['from=yesterday', 'query.from'],
+      ['to=-5', 'query.to'],
+      ['resolution=5 minutes', 'query.resolution'],
+      ['step=5', 'query.step'],
+    ])('answers 400 to ?%s naming %s', async (query, field) => {
+      const res = await f.app.inject({ method: 'GET', url: `/v1/shards/web-0/history?${query}`, headers: AUTH });
+      expect(res.statusCode).toBe(400);
+      expect(res.json().errors[0].field).toBe(field);
+    });
+
+    it('answers 400 when from is after to', async () => {
+      const res = await f.app.inject({ method: 'GET', url: '/v1/shards/web-0/history?from=200&to=100', headers: AUTH });
+      expect(res.statusCode).toBe(400);
+      expect(res.json()).toMatchObject({ errors: [{ field: 'query.from', value: '200', message: 'must not be after to (100)' }] });
+    });
+  });
+
+  describe('events', () => {
+    it('returns events after the cursor, with the next cursor', async () => {
+      for (const type of ['created', 'started', 'oom-killed'] as const)
+        f.events.emit({ type, shardId: 'web-0', applicationId: 'web', at: '2026-11-25T00:00:00.000Z', detail: {} });
+      const all = await f.app.inject({ method: 'GET', url: '/v1/events', headers: AUTH });
+      expect(all.json().events.map((e: { type: string }) => e.type)).toEqual(['created', 'started', 'oom-killed']);
+      expect(all.json().lastSeq).toBe(3);
+      const later = await f.app.inject({ method: 'GET', url: '/v1/events?since=2', headers: AUTH });
+      expect(later.json().events).toEqual([expect.objectContaining({ seq: 3, type: 'oom-killed', shardId: 'web-0' })]);
+      const none = await f.app.inject({ method: 'GET', url: '/v1/events?since=3', headers: AUTH });
+      expect(none.json()).toMatchObject({ events: [], lastSeq: 3 });
+    });
+
+    it('answers 400 to a cursor that is not a number', async () => {
+      const res = await f.app.inject({ method: 'GET', url: '/v1/events?since=-1', headers: AUTH });
+      expect(res.statusCode).toBe(400);
+      expect(res.json()).toMatchObject({ errors: [{ field: 'query.since', value: '-1' }] });
+    });
+  });
+
+  describe('plan, metrics and drain', () => {
+    it('reports the running plan', async () => {
+      const res = await f.app.inject({ method: 'GET', url: '/v1/plan', headers: AUTH });
+      expect(res.json()).toMatchObject({ generation: 1, digest: f.plan.digest, fleet: 'test-fleet', lastRejection: null, rejectedTotal: 0 });
+    });
+
+    it('serves Prometheus text with the shard metrics', async () => {
+      f.metrics.observeShard({ shardId: 'web-0', applicationId: 'web', usage: usage({ cpuUsageSeconds: 3.5, memoryCurrentBytes: 4096 }), limits: { cpuCores: 0.5, memoryBytes: GiB }, restarts: 2 });
+      const res = await f.app.inject({ method: 'GET', url: '/metrics', headers: AUTH });
+      expect(res.statusCode).toBe(200);
+      expect(res.headers['content-type']).toContain('text/plain');
+      expect(res.body).toContain('shardform_shard_cpu_usage_seconds_total{shard_id="web-0",application_id="web"} 3.5');
+      expect(res.body).toContain('shardform_shard_restarts_total{shard_id="web-0",application_id="web"} 2');
+    });
+
+    it('drains the host and lifts the drain', async () => {
+      const res = await f.app.inject({ method: 'POST', url: '/v1/drain', headers: AUTH, payload: {} });
+      expect(res.json()).toMatchObject({ drained: true, actions: [{ kind: 'stop', shardId: 'web-0', ok: true }, { kind: 'stop', shardId: 'web-1', ok: true }] });
+      expect(f.drained.value).toBe(true);
+      const undo = await f.app.inject({ method: 'POST', url: '/v1/drain', headers: AUTH, payload: { undo: true } });
+      expect(undo.json()).toMatchObject({ drained: false });
+      const bad = await f.app.inject({ method: 'POST', url: '/v1/drain', headers: AUTH, payload: { undo: 'yes' } });
+      expect(bad.statusCode).toBe(400);
+      expect(bad.json().errors[0]).toMatchObject({ field: 'body.undo', value: 'yes' });
+    });
+
+    it('registers extra route groups (migration) inside the authenticated scope', async () => {
+      const g = await apiFixture({ plugins: [async (scope) => void scope.get('/v1/migrations', async () => ({ migrations: [] }))] });
+      expect((await g.app.inject({ method: 'GET', url: '/v1/migrations' })).statusCode).toBe(401);
+      expect((await g.app.inject({ method: 'GET', url: '/v1/migrations', headers: AUTH })).json()).toEqual({ migrations: [] });
+      await g.app.close();
+    });
+  });
+});

@@ -1,0 +1,169 @@
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync, readlinkSync } from 'node:fs';
+import { join } from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import { buildMigrationApp } from '../../../host-agent/api/migration-app';
+import { migrationRoutes } from '../../../host-agent/api/migration-routes';
+import { tempDir } from '../../helpers/cli';
+import { fakeDestination, prepareBody } from '../../helpers/migration-destination-fakes';
+
+const AUTH = { authorization: 'Bearer sekret-token' };
+const sha = (data: Buffer | string) => createHash('sha256').update(data).digest('hex');
+
+describe('migration routes (destination agent)', () => {
+  const dir = tempDir('shardform-migration-routes');
+  let app: FastifyInstance;
+  let dest: ReturnType<typeof fakeDestination>;
+
+  beforeEach(async () => {
+    dest = fakeDestination(join(dir.path, `images-${Math.random().toString(36).slice(2)}`), { cpuCores: 2, memoryBytes: 4 * 2 ** 30 }, { cpuCores: 1.5, memoryBytes: 1 << 30 });
+    app = await buildMigrationApp({ token: dest.deps.token, plugins: [migrationRoutes(dest.deps)] });
+  });
+  afterEach(async () => app.close());
+  afterAll(() => dir.remove());
+
+  const upload = (id: string, round: number, name: string, data: Buffer, digest = sha(data)) =>
+    app.inject({
+      method: 'PUT',
+      url: `/v1/migrations/${id}/rounds/${round}/files/${name}`,
+      headers: { ...AUTH, 'content-type': 'application/octet-stream', 'x-shardform-sha256': digest },
+      payload: data,
+    });
+
+  const prepare = (id = 'mig-1', body: object = prepareBody('web-0', 1 << 30)) =>
+    app.inject({ method: 'POST', url: `/v1/migrations/${id}/prepare`, headers: AUTH, payload: { ...body, shard: { ...(body as { shard: object }).shard, limits: { cpuCores: 0.5, memoryBytes: 1 << 30 } } } });
+
+  it('refuses requests without the fleet token or with a wrong one, changing nothing', async () => {
+    const none = await app.inject({ method: 'POST', url: '/v1/migrations/mig-1/prepare', payload: prepareBody() });
+    expect(none.statusCode).toBe(401);
+    expect(none.json()).toMatchObject({ error: 'UNAUTHORIZED', message: 'missing bearer token' });
+    const wrong = await app.inject({ method: 'POST', url: '/v1/migrations/mig-1/prepare', headers: { authorization: 'Bearer nope' }, payload: prepareBody() });
+    expect(wrong.statusCode).toBe(401);
+    expect((await upload('mig-1', 1, 'pages-1.img', Buffer.from('x'))).statusCode).toBe(404);
+    expect(dest.handover.calls).toEqual([]);
+    expect(dest.incoming.get('mig-1')).toBeUndefined();
+  });
+
+  it('refuses malformed requests naming the field, changing nothing', async () => {
+    const badId = await app.inject({ method: 'POST', url: '/v1/migrations/Bad_Id/prepare', headers: AUTH, payload: prepareBody() });
+    expect(badId.statusCode).toBe(400);
+    expect(badId.json().errors[0]).toMatchObject({ field: 'id', value: 'Bad_Id' });
+    const noShard = await app.inject({ method: 'POST', url: '/v1/migrations/mig-1/prepare', headers: AUTH, payload: { source: 'host-1' } });
+    expect(noShard.statusCode).toBe(400);
+    expect(noShard.json().message).toContain('shard');
+    const traversal = await app.inject({ method: 'PUT', url: '/v1/migrations/mig-1/rounds/1/files/..%2F..%2Fetc%2Fpasswd', headers: { ...AUTH, 'content-type': 'application/octet-stream', 'x-shardform-sha256': sha('x') }, payload: 'x' });
+    expect(traversal.statusCode).toBe(400);
+    expect(dest.handover.calls).toEqual([]);
+  });
+
+  it('prepares: reserves capacity and asks the keeper for a held cgroup', async () => {
+    const response = await prepare();
+    expect(response.statusCode).toBe(200);
+    expect(response.json()).toEqual({ migrationId: 'mig-1', hostId: 'host-2', shardId: 'web-0', state: 'prepared' });
+    expect(dest.handover.calls).toEqual(['prepareIncoming web-0']);
+  });
+
+  it('refuses prepare with the reason when the shard does not fit, and changes nothing', async () => {
+    const response = await app.inject({ method: 'POST', url: '/v1/migrations/mig-9/prepare', headers: AUTH, payload: prepareBody('web-9') });
+    expect(response.statusCode).toBe(409);
+    expect(response.json()).toEqual({ statusCode: 409, error: 'REFUSED', message: 'out of capacity: 0.5 cpu cores free, shard web-9 needs 1' });
+    expect(dest.handover.calls).toEqual([]);
+    expect(dest.incoming.get('mig-9')).toBeUndefined();
+  });
+
+  it('counts capacity reserved by migrations still arriving', async () => {
+    expect((await prepare('mig-1')).statusCode).toBe(200);
+    const second = await app.inject({
+      method: 'POST',
+      url: '/v1/migrations/mig-2/prepare',
+      headers: AUTH,
+      payload: { ...prepareBody('web-1'), shard: { ...prepareBody('web-1').shard, limits: { cpuCores: 0.5, memoryBytes: 1 << 20 } } },
+    });
+    expect(second.json()).toMatchObject({ error: 'REFUSED', message: 'out of capacity: 0 cpu cores free, shard web-1 needs 0.5' });
+  });
+
+  it('stores an image file whose sha256 matches, and rejects a corrupted one without keeping it', async () => {
+    await prepare();
+    const data = Buffer.alloc(3 << 20, 7);
+    const ok = await upload('mig-1', 1, 'pages-1.img', data);
+    expect(ok.statusCode).toBe(201);
+    expect(ok.json()).toEqual({ round: 1, name: 'pages-1.img', bytes: data.length, sha256: sha(data) });
+    const path = join(dest.incoming.get('mig-1')!.dir, '1', 'pages-1.img');
+    expect(readFileSync(path).equals(data)).toBe(true);
+
+    const corrupted = Buffer.from(data);
+    corrupted[12345] = 8;
+    const bad = await upload('mig-1', 2, 'pages-1.img', corrupted, sha(data));
+    expect(bad.statusCode).toBe(422);
+    expect(bad.json().error).toBe('TRANSFER_FAILED');
+    expect(bad.json().message).toContain(`sent as ${data.length} bytes sha256 ${sha(data)}`);
+    expect(existsSync(join(dest.incoming.get('mig-1')!.dir, '2', 'pages-1.img'))).toBe(false);
+    expect(existsSync(join(dest.incoming.get('mig-1')!.dir, '2', 'pages-1.img.partial'))).toBe(false);
+  });
+
+  it('restores only when every file of every round arrived intact, linking rounds to their parents', async () => {
+    await prepare();
+    const a = Buffer.from('round one pages');
+    const b = Buffer.from('final pages');
+    await upload('mig-1', 1, 'pages-1.img', a);
+    await upload('mig-1', 2, 'pages-1.img', b);
+    const rounds = [
+      { round: 1, parent: null, files: [{ name: 'pages-1.img', bytes: a.length, sha256: sha(a) }] },
+      { round: 2, parent: 1, files: [{ name: 'pages-1.img', bytes: b.length, sha256: sha(b) }, { name: 'core-1.img', bytes: 3, sha256: sha('abc') }] },
+    ];
+    const missing = await app.inject({ method: 'POST', url: '/v1/migrations/mig-1/restore', headers: AUTH, payload: { rounds } });
+    expect(missing.statusCode).toBe(422);
+    expect(missing.json().message).toBe('round 2: image file core-1.img never arrived');
+    expect(dest.restorer.restored).toEqual([]);
+
+    await upload('mig-1', 2, 'core-1.img', Buffer.from('abc'));
+    const restored = await app.inject({ method: 'POST', url: '/v1/migrations/mig-1/restore', headers: AUTH, payload: { rounds } });
+    expect(restored.statusCode).toBe(200);
+    expect(restored.json()).toEqual({ migrationId: 'mig-1', state: 'restored', pid: 4242 });
+    const migrationDir = dest.incoming.get('mig-1')!.dir;
+    expect(dest.restorer.restored).toEqual([{ dir: join(migrationDir, '2'), procsFiles: ['/fake/web-0/cgroup.procs'] }]);
+    expect(readlinkSync(join(migrationDir, '2', 'parent'))).toBe('../1');
+
+    const commit = await app.inject({ method: 'POST', url: '/v1/migrations/mig-1/commit', headers: AUTH });
+    expect(commit.json()).toEqual({ migrationId: 'mig-1', state: 'committed', pid: 4242 });
+    expect(dest.handover.calls).toEqual(['prepareIncoming web-0', 'adopt web-0']);
+    expect(existsSync(migrationDir)).toBe(false);
+
+    const lateAbort = await app.inject({ method: 'POST', url: '/v1/migrations/mig-1/abort', headers: AUTH, payload: { shardId: 'web-0', reason: 'late' } });
+    expect(lateAbort.statusCode).toBe(409);
+    expect(dest.handover.calls).not.toContain('discard web-0');
+  });
+
+  it('aborts idempotently, discarding the copy even for a migration it no longer knows', async () => {
+    await prepare();
+    const abort = () => app.inject({ method: 'POST', url: '/v1/migrations/mig-1/abort', headers: AUTH, payload: { shardId: 'web-0', reason: 'transfer broke' } });
+    expect((await abort()).json()).toEqual({ migrationId: 'mig-1', state: 'aborted' });
+    expect((await abort()).statusCode).toBe(200);
+    expect(dest.handover.calls).toEqual(['prepareIncoming web-0', 'discard web-0', 'discard web-0']);
+    const unknown = await app.inject({ method: 'POST', url: '/v1/migrations/mig-7/abort', headers: AUTH, payload: { shardId: 'web-7', reason: 'agent restarted' } });
+    expect(unknown.statusCode).toBe(200);
+    expect(dest.handover.calls).toContain('discard web-7');
+  });
+
+  it('verifies a round sent without per-file hashes against the manifest hashed while sending', async () => {
+    await prepare();
+    const data = Buffer.from('pages of round one');
+    const put = await app.inject({
+      method: 'PUT',
+      url: '/v1/migrations/mig-1/rounds/1/files/pages-1.img',
+      headers: { ...AUTH, 'content-type': 'application/octet-stream' },
+      payload: data,
+    });
+    expect(put.statusCode).toBe(201);
+    const verify = (sha256: string) =>
+      app.inject({ method: 'POST', url: '/v1/migrations/mig-1/rounds/1/verify', headers: AUTH, payload: { files: [{ name: 'pages-1.img', bytes: data.length, sha256 }] } });
+    expect((await verify(sha(data))).json()).toEqual({ migrationId: 'mig-1', round: 1, files: 1, bytes: data.length });
+    const mismatch = await verify(sha('something else'));
+    expect(mismatch.statusCode).toBe(422);
+    expect(mismatch.json().message).toBe(`round 1: image file pages-1.img arrived as ${data.length} bytes sha256 ${sha(data)}, expected ${data.length} bytes sha256 ${sha('something else')}`);
+  });
+
+  it('refuses image files for an unknown migration or one already restored', async () => {
+    expect((await upload('nope', 1, 'pages-1.img', Buffer.from('x'))).json()).toMatchObject({ statusCode: 404, error: 'NOT_FOUND' });
+  });
+});

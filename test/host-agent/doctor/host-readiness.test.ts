@@ -1,0 +1,68 @@
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describeCgroupLayout } from '../../../host-agent/doctor/host-readiness';
+import { renderReadiness } from '../../../src/cli/commands/doctor';
+import { runCli, tempDir } from '../../helpers/cli';
+import { requireCriu } from '../../helpers/criu-prerequisite';
+import { describePrivileged, requireCgroups } from '../../helpers/privileged';
+
+describe('host readiness', () => {
+  const dir = tempDir('shardform-doctor');
+  afterAll(() => dir.remove());
+  const hierarchy = (root: string, name: string) => {
+    mkdirSync(join(root, name), { recursive: true });
+    writeFileSync(join(root, name, 'cgroup.procs'), '');
+  };
+
+  it('names a v2, hybrid or v1 cgroup layout from the mounted hierarchies', () => {
+    const v2 = join(dir.path, 'v2');
+    mkdirSync(v2);
+    writeFileSync(join(v2, 'cgroup.controllers'), 'cpu memory io');
+    expect(describeCgroupLayout(v2)).toEqual({ ok: true, detail: `v2 (unified) at ${v2}` });
+
+    const hybrid = join(dir.path, 'hybrid');
+    for (const c of ['cpu', 'memory', 'freezer', 'unified', 'systemd']) hierarchy(hybrid, c);
+    expect(describeCgroupLayout(hybrid)).toEqual({ ok: true, detail: `hybrid: v1 cpu,freezer,memory + unified at ${join(hybrid, 'unified')}` });
+
+    const noFreezer = join(dir.path, 'v1');
+    for (const c of ['cpu', 'memory']) hierarchy(noFreezer, c);
+    expect(describeCgroupLayout(noFreezer)).toEqual({ ok: false, detail: 'v1: cpu,memory; missing v1 controller(s) freezer' });
+    expect(describeCgroupLayout(join(dir.path, 'absent'))).toEqual({ ok: false, detail: `no cgroup hierarchy at ${join(dir.path, 'absent')}` });
+  });
+
+  it('says why a host cannot checkpoint, naming each failed check but not optional ones', () => {
+    const text = renderReadiness({
+      canCheckpoint: false,
+      checks: [
+        { name: 'root', ok: true, detail: 'running as root' },
+        { name: 'criu', ok: false, detail: 'no criu on PATH' },
+        { name: 'cgroups', ok: true, detail: 'v2 (unified) at /sys/fs/cgroup' },
+        { name: 'netns', ok: false, detail: 'no `ip` command' },
+      ],
+    });
+    expect(text).toContain('criu     no      no criu on PATH');
+    expect(text.split('\n').pop()).toBe('this host cannot checkpoint shards: criu: no criu on PATH');
+  });
+
+  it('exits 1 and names the missing CRIU when the prefix holds none and PATH has no criu', async () => {
+    const path = process.env.PATH;
+    process.env.PATH = join(dir.path, 'empty-path');
+    try {
+      const result = await runCli('doctor', '--criu-prefix', join(dir.path, 'no-prefix'));
+      expect(result.code).toBe(1);
+      expect(result.stdout).toMatch(/cannot checkpoint shards: .*criu: no criu on PATH; no private CRIU at .*no-prefix/);
+    } finally {
+      process.env.PATH = path;
+    }
+  });
+});
+
+describePrivileged('shardform doctor on a host with CRIU', [requireCgroups, requireCriu], () => {
+  it('exits 0, says the host can checkpoint and reports pre-copy either way', async () => {
+    const result = await runCli('doctor', '--json');
+    expect(result.code).toBe(0);
+    const report = JSON.parse(result.stdout);
+    expect(report.canCheckpoint).toBe(true);
+    expect(report.checks.map((c: { name: string }) => c.name)).toEqual(['root', 'criu', 'criu-check', 'pre-copy', 'cgroups', 'netns']);
+  });
+});

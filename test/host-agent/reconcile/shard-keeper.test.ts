@@ -1,0 +1,247 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { DesiredShard } from '../../../host-agent/reconcile/desired-shard';
+import { ShardKeeper } from '../../../host-agent/reconcile/shard-keeper';
+import { MemoryEventSink } from '../../../host-agent/shard-event';
+import { HostAgentError } from '../../../host-agent/errors';
+import { FakeDriver, FakeLauncher, waitFor } from '../fakes';
+
+describe('ShardKeeper (fake driver and launcher)', () => {
+  let dir: string;
+  let driver: FakeDriver;
+  let launcher: FakeLauncher;
+  let sink: MemoryEventSink;
+  const keepers: ShardKeeper[] = [];
+  const desired = (shardId: string, over: Partial<DesiredShard> = {}): DesiredShard => ({
+    shardId,
+    applicationId: 'web',
+    limits: { cpuCores: 0.5, memoryBytes: 64 * 2 ** 20 },
+    command: ['/bin/sleep', '1000'],
+    env: {},
+    stateDirectory: join(dir, 'app-state'),
+    ...over,
+  });
+  const keeper = (backoff = { baseSeconds: 0.01, ceilingSeconds: 0.04, resetAfterSeconds: 60 }) => {
+    const k = new ShardKeeper({ driver, sink, stateDirectory: join(dir, 'agent'), launcher, probe: launcher, backoff, pollIntervalMs: 20, graceSeconds: 0 });
+    keepers.push(k);
+    return k;
+  };
+
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), 'keeper-'));
+    driver = new FakeDriver();
+    launcher = new FakeLauncher(driver);
+    sink = new MemoryEventSink();
+  });
+  afterEach(async () => {
+    await Promise.all(keepers.splice(0).map((k) => k.close()));
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('creates, limits and starts desired shards, and a second apply changes nothing', async () => {
+    const k = keeper();
+    await k.start();
+    const first = await k.apply([desired('web-0')]);
+    expect(first).toEqual({
+      actions: [
+        { kind: 'create', shardId: 'web-0', ok: true },
+        { kind: 'set-limits', shardId: 'web-0', ok: true },
+        { kind: 'start', shardId: 'web-0', ok: true },
+      ],
+      converged: true,
+    });
+    expect(driver.cgroups.get('web-0')?.limits).toEqual({ cpuCores: 0.5, memoryBytes: 64 * 2 ** 20 });
+    expect(k.status()).toMatchObject([{ shardId: 'web-0', state: 'running', pid: 1000, restarts: 0, adopted: false }]);
+    expect(launcher.requests[0]).toMatchObject({
+      command: ['/bin/sleep', '1000'],
+      workingDirectory: join(dir, 'app-state', 'web-0'),
+      env: { SHARDFORM_SHARD_ID: 'web-0', SHARDFORM_STATE_DIR: join(dir, 'app-state', 'web-0') },
+    });
+    expect(await k.apply([desired('web-0')])).toEqual({ actions: [], converged: true });
+    expect(launcher.runs).toHaveLength(1);
+  });
+
+  it('reports a failed action, leaves the rest of that shard for the next pass, and converges then', async () => {
+    const k = keeper();
+    await k.start();
+    driver.failNext.set('setLimits', 1);
+    const first = await k.apply([desired('web-0'), desired('web-1')]);
+    expect(first.converged).toBe(false);
+    expect(first.actions.filter((a) => a.shardId === 'web-0')).toEqual([
+      { kind: 'create', shardId: 'web-0', ok: true },
+      { kind: 'set-limits', shardId: 'web-0', ok: false, error: 'setLimits(web-0): injected failure' },
+    ]);
+    expect(first.actions.filter((a) => a.shardId === 'web-1').every((a) => a.ok)).toBe(true);
+    expect(sink.ofType('failed', 'web-0')[0]?.detail).toEqual({ action: 'set-limits', message: 'setLimits(web-0): injected failure' });
+    const second = await k.apply([desired('web-0'), desired('web-1')]);
+    expect(second).toEqual({
+      actions: [
+        { kind: 'set-limits', shardId: 'web-0', ok: true },
+        { kind: 'start', shardId: 'web-0', ok: true },
+      ],
+      converged: true,
+    });
+  });
+
+  it('retries a start that failed to spawn on the next pass', async () => {
+    const k = keeper();
+    await k.start();
+    launcher.failNext = 1;
+    expect((await k.apply([desired('web-0')])).actions.at(-1)).toEqual({ kind: 'start', shardId: 'web-0', ok: false, error: 'spawn failed (injected)' });
+    expect(k.status()[0]?.state).toBe('stopped');
+    expect((await k.apply([desired('web-0')])).actions).toEqual([{ kind: 'start', shardId: 'web-0', ok: true }]);
+  });
+
+  it('restarts a crashed workload with back-off, counts restarts and enters crash-loop at the ceiling', async () => {
+    const k = keeper();
+    await k.start();
+    await k.apply([desired('web-0')]);
+    for (let i = 0; i < 3; i += 1) {
+      const pid = launcher.latest('web-0')!.pid;
+      launcher.exit(pid, { exitCode: 3, signal: null });
+      await waitFor(() => launcher.latest('web-0')!.pid !== pid, `restart ${i + 1}`);
+    }
+    expect(sink.ofType('restarting', 'web-0').map((e) => e.detail)).toEqual([
+      { attempt: 1, delaySeconds: 0.01 },
+      { attempt: 2, delaySeconds: 0.02 },
+    ]);
+    expect(sink.ofType('crash-loop', 'web-0').map((e) => e.detail)).toEqual([{ attempt: 3, delaySeconds: 0.04 }]);
+    expect(sink.ofType('exited', 'web-0')[0]?.detail).toMatchObject({ exitCode: 3, signal: null, statusKnown: true, oomKilled: false });
+    await waitFor(() => k.status()[0]?.state === 'running', 'running again');
+    expect(k.status()[0]).toMatchObject({ restarts: 3, lastExit: { exitCode: 3, signal: null, oomKilled: false } });
+  });
+
+  it('shows crash-loop and the next restart time in status while it waits at the ceiling', async () => {
+    const now = new Date('2026-11-25T05:00:00.000Z');
+    const k = new ShardKeeper({ driver, sink, stateDirectory: join(dir, 'agent'), launcher, probe: launcher, clock: () => now, backoff: { baseSeconds: 30, ceilingSeconds: 30, resetAfterSeconds: 60 }, graceSeconds: 0 });
+    keepers.push(k);
+    await k.start();
+    await k.apply([desired('web-0')]);
+    launcher.exit(1000, { exitCode: 1, signal: null });
+    await waitFor(() => k.status()[0]?.state !== 'running', 'exit noticed');
+    expect(k.status()[0]).toMatchObject({ state: 'crash-loop', nextRestartAt: '2026-11-25T05:00:30.000Z', lastExit: { exitCode: 1, at: '2026-11-25T05:00:00.000Z' } });
+    expect(k.status()[0]?.pid).toBeUndefined();
+    // a shard waiting in back-off that leaves the plan is stopped and removed, and never restarted
+    expect((await k.apply([])).actions.map((a) => a.kind)).toEqual(['stop', 'remove']);
+    expect(launcher.runs).toHaveLength(1);
+  });
+
+  it('reports an OOM kill when the cgroup OOM counter rose during the run', async () => {
+    const k = keeper();
+    await k.start();
+    await k.apply([desired('web-0')]);
+    driver.cgroups.get('web-0')!.oomKills = 1;
+    launcher.exit(launcher.latest('web-0')!.pid, { exitCode: null, signal: 'SIGKILL' });
+    await waitFor(() => sink.ofType('exited', 'web-0').length > 0, 'exit');
+    expect(sink.ofType('oom-killed', 'web-0').map((e) => e.detail)).toEqual([{ oomKills: 1, newKills: 1, memoryBytes: 64 * 2 ** 20, stillRunning: false }]);
+    expect(sink.ofType('exited', 'web-0')[0]?.detail).toMatchObject({ signal: 'SIGKILL', oomKilled: true });
+  });
+
+  it('resizes in place: same pid, limits written, resized event', async () => {
+    const k = keeper();
+    await k.start();
+    await k.apply([desired('web-0')]);
+    await k.resize('web-0', { cpuCores: 1 });
+    expect(k.status()[0]).toMatchObject({ pid: 1000, limits: { cpuCores: 1, memoryBytes: 64 * 2 ** 20 } });
+    expect(driver.cgroups.get('web-0')?.limits.cpuCores).toBe(1);
+    expect((await k.apply([desired('web-0', { limits: { cpuCores: 2, memoryBytes: 64 * 2 ** 20 } })])).actions).toEqual([{ kind: 'set-limits', shardId: 'web-0', ok: true }]);
+    expect(k.status()[0]?.pid).toBe(1000);
+    expect(sink.ofType('resized', 'web-0')).toHaveLength(2);
+    await expect(k.resize('nope-0', { cpuCores: 1 })).rejects.toMatchObject({ code: 'SHARD_UNKNOWN', field: 'shardId', value: 'nope-0' });
+  });
+
+  it('stops and removes shards no longer desired, and replaces a shard whose command changed', async () => {
+    const k = keeper();
+    await k.start();
+    await k.apply([desired('web-0'), desired('web-1')]);
+    const report = await k.apply([desired('web-1', { command: ['/bin/sleep', '5'] })]);
+    expect(report.actions).toEqual([
+      { kind: 'stop', shardId: 'web-0', ok: true },
+      { kind: 'remove', shardId: 'web-0', ok: true },
+      { kind: 'replace', shardId: 'web-1', ok: true },
+    ]);
+    expect(driver.cgroups.has('web-0')).toBe(false);
+    expect(launcher.latest('web-1')?.pid).toBe(1002);
+    expect(k.status().map((s) => s.shardId)).toEqual(['web-1']);
+    // no restart of the stopped run
+    expect(sink.ofType('restarting')).toEqual([]);
+  });
+
+  it('a new keeper adopts recorded runs with the same pid and restarts runs that ended while no keeper watched', async () => {
+    const k1 = keeper();
+    await k1.start();
+    await k1.apply([desired('web-0'), desired('web-1')]);
+    await k1.close();
+    launcher.exit(launcher.latest('web-1')!.pid); // dies while no agent runs
+    const k2 = keeper();
+    const report = await k2.start();
+    expect(report.actions).toEqual([
+      { kind: 'adopt', shardId: 'web-0', ok: true },
+      { kind: 'restart', shardId: 'web-1', ok: true },
+    ]);
+    expect(k2.status()[0]).toMatchObject({ shardId: 'web-0', state: 'running', pid: 1000, adopted: true });
+    expect(sink.ofType('adopted', 'web-0')[0]?.detail).toMatchObject({ pid: 1000, sameRun: true });
+    expect(sink.ofType('exited', 'web-1')[0]?.detail).toMatchObject({ exitCode: null, signal: null, statusKnown: false });
+    await waitFor(() => k2.status()[1]?.state === 'running', 'web-1 restarted');
+    expect(k2.status()[1]?.restarts).toBe(1);
+    // the adopted run is watched by polling: its end is noticed and it is restarted
+    launcher.exit(1000);
+    await waitFor(() => (k2.status()[0]?.pid ?? 0) > 1001, 'web-0 restarted after its adopted run ended');
+    expect(await k2.apply([desired('web-0'), desired('web-1')])).toEqual({ actions: [], converged: true });
+  });
+
+  it('hands a shard over: release stops supervision, apply leaves it alone, adopt resumes it, discard removes it', async () => {
+    const k = keeper();
+    await k.start();
+    await k.apply([desired('web-0')]);
+    expect(await k.release('web-0')).toEqual({ pid: 1000 });
+    launcher.exit(1000, { exitCode: null, signal: 'SIGKILL' }); // migration killed the source on purpose
+    expect(await k.apply([])).toEqual({ actions: [], converged: true });
+    expect(await k.apply([desired('web-0')])).toEqual({ actions: [], converged: true });
+    expect(k.status()[0]?.state).toBe('held');
+    await expect(k.resize('web-0', { cpuCores: 1 })).rejects.toBeInstanceOf(HostAgentError);
+    await expect(k.adopt('web-0')).rejects.toMatchObject({ code: 'SHARD_NOT_RUNNING' });
+    expect((await k.drain()).actions).toEqual([{ kind: 'drain', shardId: 'web-0', ok: false, error: expect.stringContaining('held by migration') }]);
+    await k.discard('web-0');
+    expect(driver.cgroups.has('web-0')).toBe(false);
+    expect(k.status()).toEqual([]);
+    expect(sink.ofType('restarting')).toEqual([]);
+  });
+
+  it('prepares an incoming shard held and empty, then adopts what was restored into it', async () => {
+    const k = keeper();
+    await k.start();
+    const incoming = await k.prepareIncoming(desired('web-3'));
+    expect(incoming).toEqual({ procsFiles: ['/fake/web-3/cgroup.procs'], paths: { unified: '/fake/web-3' } });
+    expect(driver.cgroups.get('web-3')?.limits).toEqual({ cpuCores: 0.5, memoryBytes: 64 * 2 ** 20 });
+    expect(await k.apply([desired('web-3')])).toEqual({ actions: [], converged: true });
+    expect(launcher.runs).toHaveLength(0);
+    // "criu restore" puts a process into the cgroup
+    driver.cgroups.get('web-3')!.pids.push(4242);
+    launcher.alivePids.set(4242, 99);
+    // an agent restart in between keeps it held
+    await k.close();
+    const k2 = keeper();
+    await k2.start();
+    expect(k2.status()[0]?.state).toBe('held');
+    expect(await k2.adopt('web-3')).toMatchObject({ state: 'running', pid: 4242, adopted: true });
+    expect(await k2.apply([desired('web-3')])).toEqual({ actions: [], converged: true });
+    await expect(k2.prepareIncoming(desired('web-3'))).rejects.toMatchObject({ code: 'SHARD_EXISTS' });
+  });
+
+  it('drains: stops every shard and removes every cgroup, including leftovers without a record', async () => {
+    const k = keeper();
+    await k.start();
+    await k.apply([desired('web-0'), desired('web-1')]);
+    await driver.create('stray-0');
+    const report = await k.drain({ graceSeconds: 0 });
+    expect(report).toEqual({
+      actions: ['stray-0', 'web-0', 'web-1'].map((shardId) => ({ kind: 'drain', shardId, ok: true })),
+      converged: true,
+    });
+    expect(driver.cgroups.size).toBe(0);
+    expect(k.status()).toEqual([]);
+    expect(sink.ofType('restarting')).toEqual([]);
+  });
+});

@@ -1,0 +1,157 @@
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { CheckpointError } from '../../../host-agent/checkpoint/checkpoint-error';
+import { requireCriu as locate } from '../../../host-agent/checkpoint/criu';
+import { CriuCheckpointer } from '../../../host-agent/checkpoint/criu-checkpointer';
+import { buildManifest, verifyManifest } from '../../../host-agent/checkpoint/image-manifest';
+import { requireCriu, requirePython } from '../../helpers/criu-prerequisite';
+import { describePrivileged, requireCgroups } from '../../helpers/privileged';
+import {
+  createScratchCgroup,
+  namespaceInitPid,
+  readCounter,
+  removeLeftoverScratchCgroups,
+  startWorkload,
+  waitFor,
+  type ScratchCgroup,
+} from '../../helpers/scratch-cgroup';
+
+jest.setTimeout(120_000);
+
+describePrivileged('CRIU checkpointer (real CRIU, cgroups, PID namespaces)', [requireCgroups, requireCriu, requirePython], () => {
+  let work: string;
+  let criu: CriuCheckpointer;
+  const cgroups: ScratchCgroup[] = [];
+  const cgroup = (name: string) => {
+    const made = createScratchCgroup(`criu-${name}`);
+    cgroups.push(made);
+    return made;
+  };
+
+  beforeAll(async () => {
+    await removeLeftoverScratchCgroups();
+    criu = new CriuCheckpointer(await locate());
+    work = mkdtempSync(join(tmpdir(), 'shardform-criu-'));
+  });
+
+  afterEach(async () => {
+    for (const made of cgroups.splice(0)) await made.destroy();
+  });
+
+  afterAll(() => {
+    if (work) rmSync(work, { recursive: true, force: true });
+  });
+
+  it('`criu check` passes', async () => {
+    expect((await criu.check()).ok).toBe(true);
+  });
+
+  it('a counter keeps counting from where it was after dump and restore into another cgroup', async () => {
+    const source = cgroup('counter-a');
+    const destination = cgroup('counter-b');
+    const state = join(work, 'counter');
+    const rootPid = await startWorkload(source, state, 1);
+    await waitFor('the counter to pass 20', () => readCounter(state), (n) => n > 20);
+
+    await source.freeze();
+    const images = join(work, 'counter-images');
+    await criu.dump({ rootPid, freezeCgroup: source.freezer }, images);
+    const atDump = readCounter(state);
+    // left stopped, not killed: the source tree is still there
+    expect(source.pids()).toContain(rootPid);
+
+    const restoredPid = await criu.restore(images, { procsFiles: destination.procsFiles });
+    await source.destroy();
+    expect(destination.pids()).toContain(restoredPid);
+    expect(namespaceInitPid(destination)).toBe(restoredPid);
+    const first = readCounter(state);
+    expect(first).toBeGreaterThanOrEqual(atDump);
+    await waitFor('the restored counter to advance', () => readCounter(state), (n) => n > atDump + 20);
+  });
+
+  it('256 MiB of touched memory has the same sha256 after restore, and the image verifies against its manifest', async () => {
+    const source = cgroup('memory-a');
+    const destination = cgroup('memory-b');
+    const state = join(work, 'memory');
+    const rootPid = await startWorkload(source, state, 256);
+    const before = readFileSync(`${state}.sha256`, 'utf8');
+
+    const images = join(work, 'memory-images');
+    await criu.dump({ rootPid, freezeCgroup: source.freezer }, images);
+    const manifest = await buildManifest(images);
+    expect(manifest.totalBytes).toBeGreaterThan(256 << 20);
+    expect(manifest.files.map((f) => f.name)).toEqual(expect.arrayContaining(['inventory.img', 'pstree.img']));
+    expect(manifest.files.some((f) => f.name.endsWith('.log'))).toBe(false);
+    await verifyManifest(images, manifest);
+    await source.destroy();
+
+    rmSync(`${state}.sha256`);
+    const restoredPid = await criu.restore(images, { procsFiles: destination.procsFiles });
+    process.kill(restoredPid, 'SIGUSR1');
+    const after = await waitFor('the restored digest', () => (existsSync(`${state}.sha256`) ? readFileSync(`${state}.sha256`, 'utf8') : ''), (d) => d.length === 64);
+    expect(after).toBe(before);
+  });
+
+  it('a dumped source left stopped resumes counting when thawed and continued (the abort path)', async () => {
+    const source = cgroup('abort-a');
+    const state = join(work, 'abort');
+    const rootPid = await startWorkload(source, state, 1);
+    await source.freeze();
+    await criu.dump({ rootPid, freezeCgroup: source.freezer }, join(work, 'abort-images'));
+    await source.thaw();
+    const stopped = readCounter(state);
+    for (const pid of source.pids()) process.kill(pid, 'SIGCONT');
+    await waitFor('the source to count again', () => readCounter(state), (n) => n > stopped + 10);
+  });
+
+  it('names the fix when the workload was started without a session of its own inside the namespace', async () => {
+    const source = cgroup('session-a');
+    const state = join(work, 'session');
+    const rootPid = await startWorkload(source, state, 1, { sessionInsideNamespace: false });
+    const attempt = criu.dump({ rootPid, freezeCgroup: source.freezer }, join(work, 'session-images'));
+    await expect(attempt).rejects.toMatchObject({ code: 'SESSION_OUTSIDE_NAMESPACE', message: expect.stringContaining('unshare --pid --fork -- setsid -- argv') });
+    // the refused dump left the workload running
+    const now = readCounter(state);
+    await waitFor('the workload to keep counting', () => readCounter(state), (n) => n > now + 5);
+  });
+
+  it('restore reports the CRIU error and its log when the image directory is not an image', async () => {
+    const destination = cgroup('broken-b');
+    const empty = join(work, 'empty-images');
+    const attempt = criu.restore(empty, { procsFiles: destination.procsFiles });
+    await expect(attempt).rejects.toBeInstanceOf(CheckpointError);
+    await expect(attempt).rejects.toMatchObject({ code: 'CRIU_FAILED', logFile: join(empty, 'criu-restore.log') });
+    expect(destination.pids()).toEqual([]);
+  });
+
+  it('pre-copy rounds send less than a full dump when the kernel tracks dirty pages, else are refused with the reason', async () => {
+    const source = cgroup('precopy-a');
+    const destination = cgroup('precopy-b');
+    const state = join(work, 'precopy');
+    const rootPid = await startWorkload(source, state, 32);
+    const support = await criu.supportsPreCopy();
+    if (!support.ok) {
+      await expect(criu.preDump({ rootPid, freezeCgroup: source.freezer }, join(work, 'pre-1'))).rejects.toMatchObject({
+        code: 'PRECOPY_UNSUPPORTED',
+        message: expect.stringContaining('CONFIG_MEM_SOFT_DIRTY'),
+      });
+      // the refused pre-copy left the workload running
+      const now = readCounter(state);
+      await waitFor('the workload to keep counting', () => readCounter(state), (n) => n > now + 5);
+      return;
+    }
+    const round1 = join(work, 'pre-1');
+    const final = join(work, 'pre-final');
+    await criu.preDump({ rootPid, freezeCgroup: source.freezer }, round1);
+    await source.freeze();
+    await criu.dump({ rootPid, freezeCgroup: source.freezer }, final, round1);
+    const full = await buildManifest(round1);
+    const delta = await buildManifest(final);
+    expect(delta.totalBytes).toBeLessThan(full.totalBytes / 2);
+    const atDump = readCounter(state);
+    await source.destroy();
+    await criu.restore(final, { procsFiles: destination.procsFiles });
+    await waitFor('the restored counter to advance', () => readCounter(state), (n) => n > atDump + 10);
+  });
+});

@@ -1,0 +1,77 @@
+/**
+ * A throwaway etcd for tests: Debian's etcd-server on loopback, free ports, a temp data dir,
+ * stopped and removed by stop(). Short heartbeat and election timeouts lower etcd's minimum
+ * lease ttl (1.5 election timeouts, rounded up to a second) so lease tests take seconds.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Etcd3 } from 'etcd3';
+
+export interface EtcdServer {
+  readonly endpoint: string;
+  stop(): Promise<void>;
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
+    });
+  });
+}
+
+export async function startEtcd(): Promise<EtcdServer> {
+  const dataDir = mkdtempSync(join(tmpdir(), 'shardform-etcd-'));
+  const [clientPort, peerPort] = [await freePort(), await freePort()];
+  const client = `http://127.0.0.1:${clientPort}`;
+  const peer = `http://127.0.0.1:${peerPort}`;
+  const output: string[] = [];
+  const child: ChildProcess = spawn(
+    'etcd',
+    [
+      '--name', 'test',
+      '--data-dir', join(dataDir, 'data'),
+      '--listen-client-urls', client, '--advertise-client-urls', client,
+      '--listen-peer-urls', peer, '--initial-advertise-peer-urls', peer,
+      '--initial-cluster', `test=${peer}`,
+      '--heartbeat-interval', '50', '--election-timeout', '500',
+      '--logger', 'zap', '--log-level', 'warn',
+    ],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  child.stdout?.on('data', (d: Buffer) => output.push(d.toString()));
+  child.stderr?.on('data', (d: Buffer) => output.push(d.toString()));
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const stop = async () => {
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill('SIGTERM');
+      await exited;
+    }
+    rmSync(dataDir, { recursive: true, force: true });
+  };
+  const probe = new Etcd3({ hosts: client, dialTimeout: 500 });
+  try {
+    for (let attempt = 0; ; attempt++) {
+      if (child.exitCode !== null) throw new Error(`etcd exited with ${child.exitCode}: ${output.join('').slice(-2000)}`);
+      try {
+        await probe.get('/ready-probe').string();
+        break;
+      } catch (error) {
+        if (attempt > 200) throw new Error(`etcd did not become ready: ${(error as Error).message}\n${output.join('').slice(-2000)}`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
+  } catch (error) {
+    await stop();
+    throw error;
+  } finally {
+    probe.close();
+  }
+  return { endpoint: client, stop };
+}

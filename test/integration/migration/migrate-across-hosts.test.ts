@@ -1,0 +1,114 @@
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { MigrationDriver } from '../../../host-agent/migration/migration-driver';
+import { MigrationJournal } from '../../../host-agent/migration/migration-journal';
+import { detectCgroupDriver } from '../../../host-agent/cgroups/detect';
+import { EmbeddedStore } from '../../../src/store/embedded-store';
+import type { DesiredShard } from '../../../host-agent/reconcile/desired-shard';
+import { requireCriu, requirePython } from '../../helpers/criu-prerequisite';
+import { removeOwnerPrefix, sourceSide, startDestinationServer, pidsOf, type DestinationServer } from '../../helpers/migration-hosts';
+import { useNetnsHosts } from '../../helpers/netns-hosts';
+import { describePrivileged, requireCgroups, requireNetns } from '../../helpers/privileged';
+import { namespaceInitPid, readCounter, startWorkload, waitFor } from '../../helpers/scratch-cgroup';
+
+jest.setTimeout(120_000);
+
+describePrivileged('live migration between test hosts (netns, real CRIU)', [requireCgroups, requireNetns, requireCriu, requirePython], () => {
+  const hosts = useNetnsHosts(2, 'mg');
+  const ownerPrefix = `shardform-e2e-${process.pid}`;
+  const TOKEN = 'e2e-fleet-token';
+  let work: string;
+  let store: EmbeddedStore;
+  let server: DestinationServer | undefined;
+
+  beforeAll(() => {
+    work = mkdtempSync(join(tmpdir(), 'shardform-migrate-'));
+    writeFileSync(join(work, 'token'), TOKEN);
+    store = new EmbeddedStore({ path: join(work, 'store.db') });
+  });
+
+  afterEach(async () => {
+    await server?.stop();
+    server = undefined;
+    await removeOwnerPrefix(ownerPrefix, ['host-1', 'host-2']);
+  });
+
+  afterAll(async () => {
+    await store?.close();
+    if (work) rmSync(work, { recursive: true, force: true });
+  });
+
+  const desired = (shardId: string): DesiredShard => ({
+    shardId,
+    applicationId: 'counter',
+    limits: { cpuCores: 1, memoryBytes: 512 * 2 ** 20 },
+    command: ['python3', 'workload.py'],
+    env: {},
+    stateDirectory: work,
+  });
+
+  async function setUp(shardId: string, mib: number, serverOpts: { memoryBytes?: number } = {}) {
+    const [, b] = hosts().hosts;
+    server = await startDestinationServer(b, { tokenFile: join(work, 'token'), images: join(work, 'dest-images'), ownerPrefix, ...serverOpts });
+    const source = await sourceSide({
+      hostId: 'host-1',
+      ownerPrefix,
+      imagesRoot: join(work, 'source-images'),
+      token: TOKEN,
+      destinations: { 'host-2': server.url },
+      desired: desired(shardId),
+    });
+    await source.driver.create(shardId);
+    await source.driver.setLimits(shardId, desired(shardId).limits);
+    const state = join(work, `${shardId}.state`);
+    await startWorkload({ procsFiles: source.procsFiles, pids: source.pids }, state, mib);
+    const destination = detectCgroupDriver({ hostId: 'host-2', ownerPrefix });
+    const journal = new MigrationJournal(store);
+    const migrationDriver = new MigrationDriver({ journal, effects: source.effects });
+    return { source, destination, state, journal, migrationDriver };
+  }
+
+  it('moves a counting shard from host-1 to host-2: it runs only there, with the same limits, and counts on', async () => {
+    const { source, destination, state, migrationDriver } = await setUp('counter-0', 1);
+    await waitFor('the counter to pass 20', () => readCounter(state), (n) => n > 20);
+    const before = readCounter(state);
+
+    const record = await migrationDriver.migrate({ id: 'mig-counter', fleet: 'e2e', shardId: 'counter-0', applicationId: 'counter', source: 'host-1', destination: 'host-2' });
+
+    expect(record.history.map((h) => h.state)).toEqual(['planned', 'prepared', 'frozen', 'dumped', 'transferred', 'restored', 'committed', 'released', 'done']);
+    expect(await source.driver.exists('counter-0')).toBe(false);
+    const destPids = pidsOf(destination.procsFiles('counter-0'));
+    expect(namespaceInitPid({ pids: () => destPids })).toBeDefined();
+    expect(await destination.readLimits('counter-0')).toMatchObject({ cpuCores: 1, memoryBytes: 512 * 2 ** 20 });
+    const after = readCounter(state);
+    expect(after).toBeGreaterThanOrEqual(before);
+    await waitFor('the migrated counter to advance', () => readCounter(state), (n) => n > after + 20);
+    expect(record.bytesSent).toBeGreaterThan(0);
+  });
+
+  it('keeps 256 MiB of memory intact across hosts (same sha256 after restore)', async () => {
+    const { destination, state, migrationDriver } = await setUp('memory-0', 256);
+    const digest = readFileSync(`${state}.sha256`, 'utf8');
+    const record = await migrationDriver.migrate({ id: 'mig-memory', fleet: 'e2e', shardId: 'memory-0', applicationId: 'counter', source: 'host-1', destination: 'host-2' });
+    expect(record.state).toBe('done');
+    expect(record.bytesSent).toBeGreaterThan(256 * 2 ** 20);
+    rmSync(`${state}.sha256`);
+    const pid = namespaceInitPid({ pids: () => pidsOf(destination.procsFiles('memory-0')) })!;
+    process.kill(pid, 'SIGUSR1');
+    const after = await waitFor('the digest after migration', () => (existsSync(`${state}.sha256`) ? readFileSync(`${state}.sha256`, 'utf8') : ''), (d) => d.length === 64);
+    expect(after).toBe(digest);
+  });
+
+  it('aborts when the destination is out of capacity: the shard keeps running on the source only', async () => {
+    const { source, destination, state, migrationDriver } = await setUp('full-0', 1, { memoryBytes: 64 * 2 ** 20 });
+    const record = await migrationDriver.migrate({ id: 'mig-full', fleet: 'e2e', shardId: 'full-0', applicationId: 'counter', source: 'host-1', destination: 'host-2' });
+    expect(record.state).toBe('aborted');
+    expect(record.abort).toMatchObject({ from: 'prepared', cleanup: 'complete' });
+    expect(record.abort?.reason).toContain(`out of capacity: ${64 * 2 ** 20} memory bytes free, shard full-0 needs ${512 * 2 ** 20}`);
+    expect(await destination.exists('full-0')).toBe(false);
+    expect(namespaceInitPid(source)).toBeDefined();
+    const now = readCounter(state);
+    await waitFor('the source to keep counting', () => readCounter(state), (n) => n > now + 10);
+  });
+});

@@ -1,0 +1,4 @@
+import { describeStoreContract } from './store-contract';
+import { embeddedHarness } from './embedded-harness';
+
+describeStoreContract('embedded', embeddedHarness);
