@@ -326,8 +326,10 @@ export class ShardKeeper implements ShardManager, ShardHandover {
   async close(): Promise<void> {
     if (this.ticker) clearInterval(this.ticker);
     this.ticker = undefined;
+    // Each shard's in-flight operation (an exit being recorded, a restart) finishes first, so
+    // nothing writes under the state directory once close() has resolved.
     await this.exclusive(async () => {
-      for (const s of this.supervisors.values()) s.close();
+      await Promise.all([...this.supervisors.values()].map((s) => s.exclusive(async () => s.close())));
     });
   }
 
