@@ -54,6 +54,11 @@ export class HostAgentError extends Error {
   }
 }
 
+/** showValue, except that NaN and Infinity stay themselves (JSON would print null). */
+function show(value: unknown): string {
+  return typeof value === 'number' && !Number.isFinite(value) ? String(value) : showValue(value);
+}
+
 function errnoOf(cause: unknown): string {
   const err = cause as NodeJS.ErrnoException | undefined;
   return err?.code ?? (err instanceof Error ? err.message : String(cause));
@@ -65,7 +70,7 @@ export function invalidLimits(shardId: string, field: string, value: unknown, va
     shardId,
     field,
     value,
-    `shard ${shardId}: limits.${field} ${showValue(value)} is invalid; ${valid}`,
+    `shard ${shardId}: limits.${field} ${show(value)} is invalid; ${valid}`,
   );
 }
 
@@ -127,7 +132,7 @@ export function freezeTimeout(shardId: string, file: string, wanted: string, see
     shardId,
     file,
     seen,
-    `shard ${shardId}: ${file} still reads ${showValue(seen)} instead of ${showValue(wanted)}; a task may be in uninterruptible sleep (retry, or kill the shard)`,
+    `shard ${shardId}: ${file} still reads ${showValue(seen)}, not yet ${wanted}; a task may be in uninterruptible sleep (retry, or kill the shard)`,
   );
 }
 

@@ -22,14 +22,20 @@ export interface Hierarchy {
   readonly delegates: readonly string[];
 }
 
+export interface FreezerState {
+  readonly state: 'frozen' | 'thawed' | 'changing';
+  readonly text: string;
+}
+
 /** How a layout freezes a cgroup: one request write, then a state to wait for. */
 export interface Freezer {
   readonly hierarchy: string;
   /** The write that asks for the state (cgroup.freeze 1/0, or freezer.state FROZEN/THAWED). */
   request(frozen: boolean): CgroupWrite;
-  /** The file the settled state is read from, and what it reads now. */
+  /** The file the settled state is read from. */
   readonly stateFile: string;
-  state(files: ShardFileReader): Promise<'frozen' | 'thawed' | 'changing'>;
+  /** The state now, and the state file's text it was read from (for error messages). */
+  state(files: ShardFileReader): Promise<FreezerState>;
   /**
    * v1 freezer: frozen tasks act on SIGKILL only once thawed (cgroup-v1/freezer-subsystem.rst);
    * v2: "killing a frozen process works" (cgroup-v2.rst, cgroup.freeze).

@@ -1,8 +1,8 @@
 import type { CgroupDialect } from './cgroup-dialect';
-import type { CgroupDriver, DetectOptions } from './driver';
+import type { CgroupDriver } from './driver';
 import { hybridDialect } from './hybrid-dialect';
 import { DEFAULT_CGROUP_ROOT, probeCgroupLayout, type CgroupProbe } from './probe';
-import { ShardCgroupDriver } from './shard-cgroup-driver';
+import { ShardCgroupDriver, type ShardCgroupDriverOptions } from './shard-cgroup-driver';
 import { v1Dialect } from './v1-dialect';
 import { v2Dialect } from './v2-dialect';
 
@@ -18,11 +18,18 @@ export function dialectFor(probe: CgroupProbe): CgroupDialect {
   }
 }
 
-/** A driver together with what was probed, so the agent can log the layout once. */
-export type DetectedCgroupDriver = CgroupDriver & { readonly probe: CgroupProbe };
+/**
+ * A driver together with what was probed (so the agent can log the layout once) and the list
+ * of files its usage() reads (the benchmark's bare reader reads the same).
+ */
+export type DetectedCgroupDriver = CgroupDriver & Pick<ShardCgroupDriver, 'probe' | 'usageFiles'>;
+
+/** The driver for an already probed layout (tests use it to drive a hybrid host's v1 controllers as plain v1). */
+export function createCgroupDriver(probe: CgroupProbe, opts: ShardCgroupDriverOptions): DetectedCgroupDriver {
+  return new ShardCgroupDriver(dialectFor(probe), probe, opts);
+}
 
 /** Probes the cgroup layout under `root` once and returns the matching driver. */
-export function detectCgroupDriver(opts: DetectOptions): DetectedCgroupDriver {
-  const probe = probeCgroupLayout(opts.root ?? DEFAULT_CGROUP_ROOT);
-  return new ShardCgroupDriver(dialectFor(probe), probe, opts);
+export function detectCgroupDriver(opts: ShardCgroupDriverOptions): DetectedCgroupDriver {
+  return createCgroupDriver(probeCgroupLayout(opts.root ?? DEFAULT_CGROUP_ROOT), opts);
 }

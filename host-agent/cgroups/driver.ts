@@ -17,9 +17,9 @@ export type CgroupLayout = 'v2' | 'v1' | 'hybrid';
 export interface ShardLimits {
   /** CPU bandwidth in cores (0.5 = half a core); `null` removes the limit ("max" / -1). */
   cpuCores?: number | null;
-  /** CFS period in microseconds; default 100000 when a cpuCores limit is written. */
+  /** CFS period in microseconds (1000..1000000); default 100000. Only together with cpuCores (the quota is cores x period). */
   cpuPeriodMicros?: number;
-  /** Hard memory limit in bytes; `null` removes the limit. */
+  /** Hard memory limit in bytes, RAM and swap together (see docs/cgroups.md); `null` removes the limit. */
   memoryBytes?: number | null;
   /** IOPS limits on one block device; a missing readIops/writeIops is left alone, 0 removes it. */
   io?: { device: string /* "major:minor" */; readIops?: number; writeIops?: number };
@@ -59,7 +59,7 @@ export interface CgroupDriver {
 
   /** Creates the shard's cgroup in every hierarchy (and the parents, enabling controllers on the way down). Idempotent. */
   create(shardId: string): Promise<void>;
-  /** Removes the shard's cgroup everywhere; the cgroup must have no processes left. Idempotent. */
+  /** Removes the shard's cgroup everywhere; the cgroup must have no processes left (SHARD_BUSY otherwise). Idempotent. */
   remove(shardId: string): Promise<void>;
   exists(shardId: string): Promise<boolean>;
   /** Shard ids that have a cgroup under this host's root (only names that are valid ids). */
@@ -73,7 +73,10 @@ export interface CgroupDriver {
   thaw(shardId: string): Promise<void>;
   isFrozen(shardId: string): Promise<boolean>;
 
-  /** Signals every process of the shard (default SIGKILL). */
+  /**
+   * Signals every process of the shard (default SIGKILL). For SIGKILL it resolves once the
+   * shard is empty (bounded wait, SHARD_BUSY otherwise); a missing shard is a no-op.
+   */
   killAll(shardId: string, signal?: NodeJS.Signals): Promise<void>;
   /** Pids (in the agent's pid namespace) of every process in the shard. */
   pids(shardId: string): Promise<number[]>;

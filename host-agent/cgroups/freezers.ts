@@ -3,7 +3,7 @@
  * the v1 freezer controller. Both are asynchronous in the kernel: the request returns before
  * every task has stopped, so the driver waits for the settled state.
  */
-import { readParsed, type ShardFileReader } from './cgroup-files';
+import { parseNamed, type ShardFileReader } from './cgroup-files';
 import { parseFlatKeyed } from './cgroup-parse';
 import type { Freezer } from './cgroup-dialect';
 
@@ -18,11 +18,12 @@ export function unifiedFreezer(hierarchy = 'unified'): Freezer {
     request: (frozen) => ({ hierarchy, file: 'cgroup.freeze', value: frozen ? '1' : '0' }),
     stateFile: 'cgroup.events',
     async state(files: ShardFileReader) {
-      const events = await readParsed(files, hierarchy, 'cgroup.events', parseFlatKeyed);
-      const frozen = events.get('frozen');
+      const text = await files.required(hierarchy, 'cgroup.events');
+      const frozen = parseNamed(files, hierarchy, 'cgroup.events', text, parseFlatKeyed).get('frozen') === 1;
+      // The request is read back too: "frozen 1" alone may predate a thaw that is still in progress.
       const requested = (await files.required(hierarchy, 'cgroup.freeze')).trim() === '1';
-      if (frozen === 1) return requested ? 'frozen' : 'changing';
-      return requested ? 'changing' : 'thawed';
+      const state = frozen === requested ? (frozen ? 'frozen' : 'thawed') : 'changing';
+      return { state, text: text.trim().replace(/\n/g, ', ') };
     },
     killNeedsThaw: false,
   };
@@ -39,9 +40,7 @@ export function v1Freezer(hierarchy = 'freezer'): Freezer {
     stateFile: 'freezer.state',
     async state(files: ShardFileReader) {
       const text = (await files.required(hierarchy, 'freezer.state')).trim();
-      if (text === 'FROZEN') return 'frozen';
-      if (text === 'THAWED') return 'thawed';
-      return 'changing';
+      return { state: text === 'FROZEN' ? 'frozen' : text === 'THAWED' ? 'thawed' : 'changing', text };
     },
     killNeedsThaw: true,
   };

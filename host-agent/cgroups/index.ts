@@ -5,3 +5,4 @@ export * from './cgroup-files';
 export * from './cgroup-dialect';
 export * from './shard-cgroup-driver';
 export * from './limits-check';
+export * from './bare-reader';

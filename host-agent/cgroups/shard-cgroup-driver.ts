@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ID_PATTERN, checkId } from '../../src/errors';
 import { freezeTimeout, HostAgentError, shardBusy, shardNotFound } from '../errors';
-import { applyWrites, readOptional, readParsedOptional, shardFileReader, writeCgroupFile, type ShardFileReader } from './cgroup-files';
+import { applyWrites, readOptional, readParsedOptional, recordingReader, shardFileReader, writeCgroupFile, type ShardFileReader } from './cgroup-files';
 import type { CgroupDialect, Hierarchy } from './cgroup-dialect';
 import { parsePids, parsePressure } from './cgroup-parse';
 import type { CgroupDriver, CgroupLayout, DetectOptions, ShardLimits, ShardUsage } from './driver';
@@ -80,7 +80,24 @@ export class ShardCgroupDriver implements CgroupDriver {
     const available = ((await readOptional(shardId, join(dir, 'cgroup.controllers'))) ?? '').trim().split(/\s+/);
     const enabled = ((await readOptional(shardId, join(dir, 'cgroup.subtree_control'))) ?? '').trim().split(/\s+/);
     const missing = h.delegates.filter((c) => available.includes(c) && !enabled.includes(c));
-    if (missing.length > 0) await writeCgroupFile(shardId, join(dir, 'cgroup.subtree_control'), missing.map((c) => `+${c}`).join(' '));
+    if (missing.length === 0) return;
+    const file = join(dir, 'cgroup.subtree_control');
+    const value = missing.map((c) => `+${c}`).join(' ');
+    try {
+      await writeCgroupFile(shardId, file, value);
+    } catch (err) {
+      if (((err as Error).cause as NodeJS.ErrnoException | undefined)?.code !== 'EBUSY') throw err;
+      // cgroup-v2.rst "No Internal Process Constraint": a non-root cgroup with processes cannot
+      // delegate. Typical inside a container whose cgroup namespace root holds the agent itself.
+      throw new HostAgentError(
+        'CGROUP_WRITE_FAILED',
+        shardId,
+        file,
+        value,
+        `shard ${shardId}: writing "${value}" to ${file} failed (EBUSY): ${dir} holds processes, and a cgroup with processes cannot enable controllers for children; move them (e.g. the agent) into a leaf cgroup such as ${join(dir, 'agent')} first`,
+        { cause: err },
+      );
+    }
   }
 
   async remove(shardId: string): Promise<void> {
@@ -137,7 +154,7 @@ export class ShardCgroupDriver implements CgroupDriver {
   }
 
   async isFrozen(shardId: string): Promise<boolean> {
-    return (await this.dialect.freezer.state(await this.files(shardId))) === 'frozen';
+    return (await this.dialect.freezer.state(await this.files(shardId))).state === 'frozen';
   }
 
   private async setFrozen(shardId: string, frozen: boolean): Promise<void> {
@@ -145,10 +162,11 @@ export class ShardCgroupDriver implements CgroupDriver {
     const { freezer } = this.dialect;
     await applyWrites(files.shardId, this.paths(files.shardId), [freezer.request(frozen)]);
     const wanted = frozen ? 'frozen' : 'thawed';
-    let seen: string = 'changing';
+    let seen = '';
     for (let i = 0; i < this.freezePolls; i++) {
-      seen = await freezer.state(files);
-      if (seen === wanted) return;
+      const now = await freezer.state(files);
+      if (now.state === wanted) return;
+      seen = now.text;
       await sleep(POLL_MS);
     }
     throw freezeTimeout(files.shardId, files.path(freezer.hierarchy, freezer.stateFile), wanted, seen);
@@ -165,7 +183,7 @@ export class ShardCgroupDriver implements CgroupDriver {
       const left = await this.pids(id);
       if (left.length === 0) return;
       this.signalEach(left, signal);
-      if (this.dialect.freezer.killNeedsThaw && (await this.dialect.freezer.state(files)) !== 'thawed') {
+      if (this.dialect.freezer.killNeedsThaw && (await this.dialect.freezer.state(files)).state !== 'thawed') {
         await applyWrites(id, this.paths(id), [this.dialect.freezer.request(false)]);
       }
       await sleep(POLL_MS);
@@ -198,8 +216,23 @@ export class ShardCgroupDriver implements CgroupDriver {
     return (await readParsedOptional(files, this.dialect.primary, 'cgroup.procs', parsePids)) ?? [];
   }
 
+  /** The sampler's hot path: no existence check up front (a missing shard fails its first read as SHARD_NOT_FOUND). */
   async usage(shardId: string): Promise<ShardUsage> {
-    const files = await this.files(shardId);
+    const id = checkId('shardId', shardId);
+    return this.readUsage(shardFileReader(id, this.paths(id)));
+  }
+
+  /**
+   * The files usage() reads for this shard (those the kernel offers), in reading order: what a
+   * bare reader must read to be a fair baseline for the sampler (bare-reader.ts).
+   */
+  async usageFiles(shardId: string): Promise<string[]> {
+    const files = recordingReader(await this.files(shardId));
+    await this.readUsage(files);
+    return [...new Set(files.seen)];
+  }
+
+  private async readUsage(files: ShardFileReader): Promise<ShardUsage> {
     const usage: ShardUsage = { ...(await this.dialect.usage(files)), pressure: {} };
     const key = this.dialect.pressureHierarchy;
     if (key !== undefined) {

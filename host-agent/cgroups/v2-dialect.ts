@@ -25,6 +25,11 @@ export function v2LimitWrites(limits: CheckedLimits): CgroupWrite[] {
   if (limits.memoryBytes !== undefined) {
     // memory.max: "the memory usage hard limit ... If a cgroup's memory usage reaches this limit and can't be reduced, the OOM killer is invoked".
     writes.push({ hierarchy: U, file: 'memory.max', value: String(limits.memoryBytes ?? 'max') });
+    // memory.max bounds RAM only; swap has its own memory.swap.max. A shard's memory limit
+    // bounds its whole footprint on every layout (v1 caps memory+swap with memsw), so a
+    // limited shard gets no swap here, and an unlimited one gets it back. Skipped where the
+    // kernel has no swap accounting.
+    writes.push({ hierarchy: U, file: 'memory.swap.max', value: limits.memoryBytes === null ? 'max' : '0', ifPresent: true });
   }
   if (limits.io) {
     // io.max: "$MAJ:$MIN riops=N wiops=N"; keys not written keep their value; "max" removes a limit.
