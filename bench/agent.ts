@@ -5,7 +5,8 @@
  * process that only reads the same cgroup files every second (bench/bare-reader-loop.ts).
  * Ends with one JSON line {"bench":"agent","runs":[...]}.
  *
- * Flags: --shards 50,200  --seconds 60. Needs root and cgroups (like the integration tests).
+ * Flags: --shards 50,200  --seconds 60  --node-options "--max-semi-space-size=2" (how docs/agent.md
+ * recommends running the agent; pass --node-options "" for node's defaults). Needs root and cgroups.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -29,7 +30,7 @@ function peakRssMiB(pid: number): number {
 
 function flag(name: string, fallback: string): string {
   const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 && process.argv[i + 1] ? process.argv[i + 1] : fallback;
+  return i >= 0 && process.argv[i + 1] !== undefined ? process.argv[i + 1] : fallback;
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -44,7 +45,7 @@ async function startBaseline(run: AgentRun, shardIds: string[]): Promise<ChildPr
   return child;
 }
 
-async function benchOne(shards: number, seconds: number) {
+async function benchOne(shards: number, seconds: number, nodeOptions: string) {
   const run = await agentRun(`b${shards}`, { prefix: 'sfbench' });
   try {
     run.writePlan(
@@ -56,7 +57,7 @@ async function benchOne(shards: number, seconds: number) {
         p.policies = [];
       }),
     );
-    const child = run.start(['--log-level', 'warn']);
+    const child = run.start(['--log-level', 'warn'], { NODE_OPTIONS: nodeOptions });
     process.stderr.write(`[${shards} shards] starting the agent (pid ${child.pid}) ...\n`);
     const ids = await run.waitFor(
       `${shards} running shards`,
@@ -96,6 +97,7 @@ async function benchOne(shards: number, seconds: number) {
 async function main(): Promise<void> {
   const counts = flag('shards', '50,200').split(',').map(Number);
   const seconds = Number(flag('seconds', '60'));
+  const nodeOptions = flag('node-options', '--max-semi-space-size=2');
   if (counts.some((n) => !Number.isInteger(n) || n < 1) || !(seconds > 0)) {
     process.stderr.write('usage: bench/agent.ts [--shards 50,200] [--seconds 60]\n');
     process.exit(2);
@@ -105,8 +107,9 @@ async function main(): Promise<void> {
     process.exit(2);
   }
   const runs = [];
-  for (const n of counts) runs.push(await benchOne(n, seconds));
-  process.stdout.write(`\nSHARDS  AGENT CPU %  BASELINE CPU %  RATIO  AGENT PEAK RSS MiB   (goal at 200: < 2 %, < 120 MiB, <= 3x baseline)\n`);
+  for (const n of counts) runs.push(await benchOne(n, seconds, nodeOptions));
+  process.stdout.write(`\nagent NODE_OPTIONS=${JSON.stringify(nodeOptions)}; sampling every 1 s; ${seconds} s window; baseline = bare reader of the same cgroup files\n`);
+  process.stdout.write(`SHARDS  AGENT CPU %  BASELINE CPU %  RATIO  AGENT PEAK RSS MiB   (goal at 200: < 2 %, < 120 MiB, <= 3x baseline)\n`);
   for (const r of runs) {
     const ratio = r.baseline_cpu_pct > 0 ? (r.agent_cpu_pct / r.baseline_cpu_pct).toFixed(1) : 'n/a';
     process.stdout.write(`${String(r.shards).padEnd(8)}${String(r.agent_cpu_pct).padEnd(13)}${String(r.baseline_cpu_pct).padEnd(16)}${ratio.padEnd(7)}${r.agent_rss_mib}\n`);
