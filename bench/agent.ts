@@ -36,8 +36,12 @@ function flag(name: string, fallback: string): string {
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function startBaseline(run: AgentRun, shardIds: string[]): Promise<ChildProcess> {
-  const tsx = join(__dirname, '..', 'node_modules', 'tsx', 'dist', 'cli.mjs');
-  const child = spawn(process.execPath, [tsx, join(__dirname, 'bare-reader-loop.ts'), run.ownerPrefix, 'host-a', '1000', ...shardIds], { stdio: ['ignore', 'pipe', 'inherit'] });
+  // In-process require hook (not the tsx CLI, which runs the script in a second node process
+  // and would leave us measuring the wrapper).
+  const child = spawn(process.execPath, ['--require', 'tsx/cjs', join(__dirname, 'bare-reader-loop.ts'), run.ownerPrefix, 'host-a', '1000', ...shardIds], {
+    cwd: join(__dirname, '..'),
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   await new Promise<void>((resolve, reject) => {
     child.stdout!.once('data', () => resolve());
     child.once('exit', (code) => reject(new Error(`baseline exited with ${code}`)));
