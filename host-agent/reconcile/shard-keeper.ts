@@ -145,7 +145,7 @@ export class ShardKeeper implements ShardManager, ShardHandover {
       const actions: Action[] = [];
       for (const steps of planReconcile(desired, observed)) {
         for (const step of steps) {
-          const result = await this.execute(step);
+          const result = await this.execute(step, desired);
           actions.push(result);
           if (!result.ok) break; // later steps of this shard depend on this one; next pass retries
         }
@@ -166,7 +166,7 @@ export class ShardKeeper implements ShardManager, ShardHandover {
     return observed;
   }
 
-  private async execute(step: ReconcileAction): Promise<Action> {
+  private async execute(step: ReconcileAction, desired: readonly DesiredShard[]): Promise<Action> {
     const id = step.shardId;
     let s = this.supervisors.get(id);
     try {
@@ -178,7 +178,10 @@ export class ShardKeeper implements ShardManager, ShardHandover {
           s.emit('created');
           break;
         case 'set-limits': {
-          if (!s) throw shardUnknown(id); // a created shard always has a supervisor
+          // A cgroup found without a record (crash between mkdir and the first record) gets one now.
+          const want = desired.find((d) => d.shardId === id);
+          if (!s && want) s = this.newSupervisor(want, false);
+          if (!s) throw shardUnknown(id);
           const had = s.record.appliedLimits !== undefined;
           await this.driver.setLimits(id, step.limits);
           const limits = step.limits;
@@ -323,8 +326,10 @@ export class ShardKeeper implements ShardManager, ShardHandover {
   async close(): Promise<void> {
     if (this.ticker) clearInterval(this.ticker);
     this.ticker = undefined;
+    // Each shard's in-flight operation (an exit being recorded, a restart) finishes first, so
+    // nothing writes under the state directory once close() has resolved.
     await this.exclusive(async () => {
-      for (const s of this.supervisors.values()) s.close();
+      await Promise.all([...this.supervisors.values()].map((s) => s.exclusive(async () => s.close())));
     });
   }
 

@@ -242,8 +242,15 @@ export class ShardSupervisor {
     }
     const now = this.deps.clock();
     const runSeconds = Math.max(0, (now.getTime() - (this.runStartedAtMs ?? now.getTime())) / 1000);
-    const lastExit: ShardExit = { exitCode: exit?.exitCode ?? null, signal: exit?.signal ?? null, at: now.toISOString(), oomKilled: this.oomDuringRun };
-    this.emit('exited', { exitCode: lastExit.exitCode, signal: lastExit.signal, runSeconds, statusKnown: exit !== undefined, oomKilled: this.oomDuringRun });
+    // util-linux 2.38 unshare cannot re-raise SIGKILL (signal(SIGKILL, SIG_DFL) fails with EINVAL,
+    // so it prints "sigprocmask unblock failed" and exits 1): an OOM-killed workload shows as
+    // exit 1. The OOM killer always sends SIGKILL (mm/oom_kill.c), so with the cgroup's OOM
+    // counter risen during the run, exit 1 is read as SIGKILL and marked inferred.
+    const inferred = exit !== undefined && this.oomDuringRun && exit.signal === null && exit.exitCode === 1;
+    const code = inferred ? null : (exit?.exitCode ?? null);
+    const signal = inferred ? 'SIGKILL' : (exit?.signal ?? null);
+    const lastExit: ShardExit = { exitCode: code, signal, at: now.toISOString(), oomKilled: this.oomDuringRun };
+    this.emit('exited', { exitCode: code, signal, runSeconds, statusKnown: exit !== undefined, ...(inferred ? { signalInferred: true } : {}), oomKilled: this.oomDuringRun });
     const decision = nextRestart(this.deps.backoff, this.recordValue.consecutiveFailures, runSeconds);
     await this.update({ lastExit, consecutiveFailures: decision.attempt, pid: undefined, pidStartTime: undefined });
     this.stateValue = decision.crashLoop ? 'crash-loop' : 'backoff';

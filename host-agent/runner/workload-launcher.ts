@@ -88,10 +88,11 @@ export class UnshareLauncher implements WorkloadLauncher {
         detached: true,
         stdio: ['ignore', logs.stdout, logs.stderr],
       });
-    } finally {
-      // The child has its own copies of the fds now (or spawn threw); the agent keeps none.
+    } catch (e) {
       await logs.close();
+      throw workloadStartFailed(request.shardId, request.command, (e as Error).message);
     }
+    // Listen before awaiting anything: 'spawn', 'error' and 'exit' may fire on the next tick.
     const started = new Promise<void>((resolve, reject) => {
       child.once('spawn', resolve);
       child.once('error', reject);
@@ -103,6 +104,8 @@ export class UnshareLauncher implements WorkloadLauncher {
         resolve({ exitCode: code, signal });
       });
     });
+    // The child has its own copies of the fds now; the agent keeps none.
+    await logs.close();
     try {
       await started;
     } catch (e) {

@@ -244,4 +244,30 @@ describe('ShardKeeper (fake driver and launcher)', () => {
     expect(k.status()).toEqual([]);
     expect(sink.ofType('restarting')).toEqual([]);
   });
+
+  it('takes over a cgroup found without a record when it is desired (crash between mkdir and the first record)', async () => {
+    await driver.create('web-0');
+    const k = keeper();
+    await k.start();
+    expect((await k.apply([desired('web-0')])).actions).toEqual([
+      { kind: 'set-limits', shardId: 'web-0', ok: true },
+      { kind: 'start', shardId: 'web-0', ok: true },
+    ]);
+    expect(k.status()[0]).toMatchObject({ state: 'running', pid: 1000 });
+  });
+
+  it('reads exit 1 with a risen OOM counter as SIGKILL (util-linux 2.38 unshare cannot re-raise it), and plain exit 1 as exit 1', async () => {
+    const k = keeper();
+    await k.start();
+    await k.apply([desired('web-0')]);
+    driver.cgroups.get('web-0')!.oomKills = 1;
+    launcher.exit(1000, { exitCode: 1, signal: null });
+    await waitFor(() => sink.ofType('exited', 'web-0').length === 1, 'first exit');
+    expect(sink.ofType('exited', 'web-0')[0]?.detail).toMatchObject({ exitCode: null, signal: 'SIGKILL', signalInferred: true, oomKilled: true });
+    await waitFor(() => launcher.runs.length === 2, 'restart');
+    launcher.exit(1001, { exitCode: 1, signal: null });
+    await waitFor(() => sink.ofType('exited', 'web-0').length === 2, 'second exit');
+    expect(sink.ofType('exited', 'web-0')[1]?.detail).toMatchObject({ exitCode: 1, signal: null, oomKilled: false });
+    expect(sink.ofType('exited', 'web-0')[1]?.detail).not.toHaveProperty('signalInferred');
+  });
 });
