@@ -19,6 +19,7 @@
 import { checkKey, checkValue } from './keys';
 import type { Lease, Leadership, Store, TxnCompare, Watcher } from './store';
 import { storeError } from './store-error';
+import { getJson } from './store-json';
 
 interface LeaderRecord {
   readonly candidate: string;
@@ -56,10 +57,8 @@ export async function campaign(
 
 export async function currentLeader(store: Store, election: string): Promise<{ candidate: string; term: number } | undefined> {
   checkKey(election, 'election');
-  const kv = await store.get(election);
-  if (!kv) return undefined;
-  const record = JSON.parse(kv.value) as LeaderRecord;
-  return { candidate: record.candidate, term: kv.modRevision };
+  const kv = await getJson<LeaderRecord>(store, election);
+  return kv && { candidate: kv.value.candidate, term: kv.modRevision };
 }
 
 function checkCandidate(candidate: unknown): void {

@@ -72,9 +72,11 @@ export class EmbeddedStore implements Store, ChangeSource {
   private readonly poller: ChangePoller;
   private readonly retention: { revisions: number; seconds: number };
   private readonly sql;
+  private readonly path: string;
   private closed = false;
 
   constructor(options: EmbeddedStoreOptions) {
+    this.path = options.path;
     this.clock = options.clock ?? systemClock;
     this.retention = options.changeRetention ?? { revisions: 10_000, seconds: 600 };
     this.db = openStoreDatabase(options.path, { busyTimeoutMs: options.busyTimeoutMs ?? 5000, synchronous: options.synchronous ?? 'full' });
@@ -111,14 +113,14 @@ export class EmbeddedStore implements Store, ChangeSource {
   async get(key: string): Promise<KeyValue | undefined> {
     checkKey(key);
     this.readable();
-    const row = this.sql.get.get(key);
+    const row = this.sqlite(() => this.sql.get.get(key));
     return row && toKeyValue(row);
   }
 
   async list(prefix: string): Promise<KeyValue[]> {
     checkPrefix(prefix);
     this.readable();
-    return this.sql.list.all(prefix, prefixEnd(prefix)).map(toKeyValue);
+    return this.sqlite(() => this.sql.list.all(prefix, prefixEnd(prefix))).map(toKeyValue);
   }
 
   async put(key: string, value: string, opts: { leaseId?: string } = {}): Promise<number> {
@@ -159,7 +161,7 @@ export class EmbeddedStore implements Store, ChangeSource {
       throw storeError('INVALID_ARGUMENT', 'opts.fromRevision', opts.fromRevision, 'not a revision', 'use a whole number >= 0');
     }
     this.open();
-    return this.poller.add(prefix, opts.fromRevision ?? this.revision(), onEvent, opts.onError);
+    return this.sqlite(() => this.poller.add(prefix, opts.fromRevision ?? this.revision(), onEvent, opts.onError));
   }
 
   async grantLease(ttlSeconds: number): Promise<Lease> {
@@ -236,21 +238,40 @@ export class EmbeddedStore implements Store, ChangeSource {
   /** Runs `fn` in one IMMEDIATE transaction after expiring due leases; nudges local watchers. */
   private write<T>(fn: (revisions: Revisions) => T): T {
     this.open();
-    const result = this.db
-      .transaction(() => {
-        const revisions = new Revisions(this.revision());
-        this.expireLeasesIn(revisions);
-        const value = fn(revisions);
-        const revision = revisions.finish();
-        if (revision !== this.revision()) {
-          this.sql.setMeta.run(revision, 'revision');
-          if (revision % COMPACT_EVERY === 0) this.compactChanges(revision);
-        }
-        return value;
-      })
-      .immediate();
+    const result = this.sqlite(() =>
+      this.db
+        .transaction(() => {
+          const start = this.revision();
+          const revisions = new Revisions(start);
+          this.expireLeasesIn(revisions);
+          const value = fn(revisions);
+          const revision = revisions.finish();
+          if (revision !== start) {
+            this.sql.setMeta.run(revision, 'revision');
+            // Lease expiries can move several revisions at once: compare thousands, not `% 1000`.
+            if (Math.floor(revision / COMPACT_EVERY) > Math.floor(start / COMPACT_EVERY)) this.compactChanges(revision);
+          }
+          return value;
+        })
+        .immediate(),
+    );
     this.poller.nudge();
     return result;
+  }
+
+  /**
+   * SQLite failures (the lock held past busy_timeout, a full disk, a removed file) as
+   * StoreErrors. The transaction was rolled back, so unlike etcd the outcome is known:
+   * nothing was written.
+   */
+  private sqlite<T>(fn: () => T): T {
+    try {
+      return fn();
+    } catch (error) {
+      if (error instanceof StoreError) throw error;
+      const code = (error as { code?: string }).code ?? '';
+      throw storeError('STORE_UNAVAILABLE', 'store.path', this.path, `SQLite failed (${code || (error as Error).message}); nothing was written`, code === 'SQLITE_BUSY' ? 'another process held the write lock past busyTimeoutMs; retry' : 'check the file and its disk');
+    }
   }
 
   /** Applies one op at the current revision; returns whether it changed a key. */
@@ -300,7 +321,7 @@ export class EmbeddedStore implements Store, ChangeSource {
 
   private readable(): void {
     this.open();
-    this.expireDueLeases();
+    this.sqlite(() => this.expireDueLeases());
   }
 
   private compactChanges(revision: number): void {

@@ -9,7 +9,7 @@
  * Leases are not kept alive automatically (etcd3's Lease class would): the holder calls
  * keepAlive(), as on the embedded store, so a hung holder really loses its lease.
  */
-import { Etcd3, type IKeyValue, type IRequestOp, type ICompare, type Watcher as EtcdWatcher } from 'etcd3';
+import { Etcd3, type IKeyValue, type IOptions, type IRequestOp, type ICompare, type Watcher as EtcdWatcher } from 'etcd3';
 import { campaign, currentLeader } from './election';
 import { checkCompares, checkKey, checkLeaseId, checkOps, checkPrefix, checkTtl, checkValue, prefixEnd } from './keys';
 import type { KeyValue, Lease, Leadership, Store, TxnCompare, TxnOp, TxnResult, WatchEvent, WatchOptions, Watcher } from './store';
@@ -24,6 +24,22 @@ export interface EtcdStoreOptions {
   readonly dialTimeoutMs?: number;
 }
 
+const READ_ATTEMPTS = 3;
+
+/**
+ * etcd3 retries every call on a "recoverable" gRPC error by default. For a write that is
+ * wrong: if the first attempt applied and only its reply was lost, the retried CAS finds its
+ * own write and reports a lost compare. So no call is retried by the client: a write that
+ * fails with STORE_UNAVAILABLE has an unknown outcome (re-read before deciding), and reads
+ * are retried by EtcdStore.read(), where repeating is harmless.
+ */
+const NO_RETRY: NonNullable<NonNullable<IOptions['faultHandling']>['global']> = {
+  _altReturn: undefined as never,
+  onSuccess: () => ({ dispose: () => undefined }),
+  onFailure: () => ({ dispose: () => undefined }),
+  execute: async (fn, signal) => fn({ signal: signal ?? new AbortController().signal }),
+};
+
 export class EtcdStore implements Store {
   readonly kind = 'etcd' as const;
   private readonly client: Etcd3;
@@ -37,18 +53,22 @@ export class EtcdStore implements Store {
     }
     if (options.prefix !== '/') checkKey(options.prefix.replace(/\/$/, ''), 'store.prefix');
     this.root = options.prefix.replace(/\/+$/, '');
-    this.client = new Etcd3({ hosts: [...options.endpoints], dialTimeout: options.dialTimeoutMs ?? 5000 });
+    this.client = new Etcd3({
+      hosts: [...options.endpoints],
+      dialTimeout: options.dialTimeoutMs ?? 5000,
+      faultHandling: { global: NO_RETRY },
+    });
   }
 
   async get(key: string): Promise<KeyValue | undefined> {
     checkKey(key);
-    const res = await this.call(() => this.client.kv.range({ key: this.full(key) }));
+    const res = await this.read(() => this.client.kv.range({ key: this.full(key) }));
     return res.kvs[0] && this.toKeyValue(res.kvs[0]);
   }
 
   async list(prefix: string): Promise<KeyValue[]> {
     checkPrefix(prefix);
-    const res = await this.call(() => this.client.kv.range({ key: this.full(prefix), range_end: this.full(prefixEnd(prefix)) }));
+    const res = await this.read(() => this.client.kv.range({ key: this.full(prefix), range_end: this.full(prefixEnd(prefix)) }));
     return res.kvs.map((kv) => this.toKeyValue(kv));
   }
 
@@ -168,6 +188,18 @@ export class EtcdStore implements Store {
       throw this.translate(error);
     } finally {
       stream.end();
+    }
+  }
+
+  /** Reads are safe to repeat: a few attempts ride out a leader change or a reconnect. */
+  private async read<T>(fn: () => Promise<T>): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.call(fn);
+      } catch (error) {
+        if (attempt >= READ_ATTEMPTS || (error as StoreError).code !== 'STORE_UNAVAILABLE') throw error;
+        await new Promise((r) => setTimeout(r, 50 * attempt));
+      }
     }
   }
 

@@ -7,3 +7,5 @@ export * from './embedded-store';
 export * from './etcd-store';
 export * from './open-store';
 export * from './sqlite-metric-history';
+export * from './store-json';
+export * from './lease-keeper';
