@@ -23,8 +23,9 @@ function cpuSeconds(pid: number): number {
   return (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND;
 }
 
-function peakRssMiB(pid: number): number {
-  const match = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+/** VmHWM (peak) or VmRSS (now) of a process, MiB. */
+function rssMiB(pid: number, field: 'VmHWM' | 'VmRSS'): number {
+  const match = new RegExp(`${field}:\\s+(\\d+) kB`).exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return match ? Number(match[1]) / 1024 : NaN;
 }
 
@@ -81,7 +82,8 @@ async function benchOne(shards: number, seconds: number, nodeOptions: string) {
     await sleep(seconds * 1000);
     const agentCpu = cpuSeconds(child.pid!) - agent0;
     const baseCpu = cpuSeconds(baseline.pid!) - base0;
-    const rss = peakRssMiB(child.pid!);
+    const rss = rssMiB(child.pid!, 'VmHWM');
+    const rssNow = rssMiB(child.pid!, 'VmRSS');
     baseline.kill('SIGTERM');
     const metrics = await run.metrics();
     const samples = /shardform_sample_duration_seconds_count (\d+)/.exec(metrics)?.[1];
@@ -90,6 +92,7 @@ async function benchOne(shards: number, seconds: number, nodeOptions: string) {
       shards,
       agent_cpu_pct: round((agentCpu / seconds) * 100),
       agent_rss_mib: round(rss, 1),
+      agent_rss_now_mib: round(rssNow, 1),
       baseline_cpu_pct: round((baseCpu / seconds) * 100),
       sample_passes: Number(samples ?? NaN),
     };
@@ -113,12 +116,12 @@ async function main(): Promise<void> {
   const runs = [];
   for (const n of counts) runs.push(await benchOne(n, seconds, nodeOptions));
   process.stdout.write(`\nagent NODE_OPTIONS=${JSON.stringify(nodeOptions)}; sampling every 1 s; ${seconds} s window; baseline = bare reader of the same cgroup files\n`);
-  process.stdout.write(`SHARDS  AGENT CPU %  BASELINE CPU %  RATIO  AGENT PEAK RSS MiB   (goal at 200: < 2 %, < 120 MiB, <= 3x baseline)\n`);
+  process.stdout.write(`SHARDS  AGENT CPU %  BASELINE CPU %  RATIO  AGENT PEAK RSS MiB  RSS AT END MiB   (goal at 200: < 2 %, < 120 MiB, <= 3x baseline)\n`);
   for (const r of runs) {
     const ratio = r.baseline_cpu_pct > 0 ? (r.agent_cpu_pct / r.baseline_cpu_pct).toFixed(1) : 'n/a';
-    process.stdout.write(`${String(r.shards).padEnd(8)}${String(r.agent_cpu_pct).padEnd(13)}${String(r.baseline_cpu_pct).padEnd(16)}${ratio.padEnd(7)}${r.agent_rss_mib}\n`);
+    process.stdout.write(`${String(r.shards).padEnd(8)}${String(r.agent_cpu_pct).padEnd(13)}${String(r.baseline_cpu_pct).padEnd(16)}${ratio.padEnd(7)}${String(r.agent_rss_mib).padEnd(19)}${r.agent_rss_now_mib}\n`);
   }
-  process.stdout.write(`${JSON.stringify({ bench: 'agent', runs: runs.map(({ sample_passes: _s, ...r }) => r) })}\n`);
+  process.stdout.write(`${JSON.stringify({ bench: 'agent', runs: runs.map(({ sample_passes: _s, agent_rss_now_mib: _n, ...r }) => r) })}\n`);
 }
 
 void main().catch((error) => {
