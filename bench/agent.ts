@@ -5,7 +5,8 @@
  * process that only reads the same cgroup files every second (bench/bare-reader-loop.ts).
  * Ends with one JSON line {"bench":"agent","runs":[...]}.
  *
- * Flags: --shards 50,200  --seconds 60. Needs root and cgroups (like the integration tests).
+ * Flags: --shards 50,200  --seconds 60  --node-options "--max-semi-space-size=2" (how docs/agent.md
+ * recommends running the agent; pass --node-options "" for node's defaults). Needs root and cgroups.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -22,21 +23,26 @@ function cpuSeconds(pid: number): number {
   return (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND;
 }
 
-function peakRssMiB(pid: number): number {
-  const match = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+/** VmHWM (peak) or VmRSS (now) of a process, MiB. */
+function rssMiB(pid: number, field: 'VmHWM' | 'VmRSS'): number {
+  const match = new RegExp(`${field}:\\s+(\\d+) kB`).exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return match ? Number(match[1]) / 1024 : NaN;
 }
 
 function flag(name: string, fallback: string): string {
   const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 && process.argv[i + 1] ? process.argv[i + 1] : fallback;
+  return i >= 0 && process.argv[i + 1] !== undefined ? process.argv[i + 1] : fallback;
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function startBaseline(run: AgentRun, shardIds: string[]): Promise<ChildProcess> {
-  const tsx = join(__dirname, '..', 'node_modules', 'tsx', 'dist', 'cli.mjs');
-  const child = spawn(process.execPath, [tsx, join(__dirname, 'bare-reader-loop.ts'), run.ownerPrefix, 'host-a', '1000', ...shardIds], { stdio: ['ignore', 'pipe', 'inherit'] });
+  // In-process require hook (not the tsx CLI, which runs the script in a second node process
+  // and would leave us measuring the wrapper).
+  const child = spawn(process.execPath, ['--require', 'tsx/cjs', join(__dirname, 'bare-reader-loop.ts'), run.ownerPrefix, 'host-a', '1000', ...shardIds], {
+    cwd: join(__dirname, '..'),
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   await new Promise<void>((resolve, reject) => {
     child.stdout!.once('data', () => resolve());
     child.once('exit', (code) => reject(new Error(`baseline exited with ${code}`)));
@@ -44,7 +50,7 @@ async function startBaseline(run: AgentRun, shardIds: string[]): Promise<ChildPr
   return child;
 }
 
-async function benchOne(shards: number, seconds: number) {
+async function benchOne(shards: number, seconds: number, nodeOptions: string) {
   const run = await agentRun(`b${shards}`, { prefix: 'sfbench' });
   try {
     run.writePlan(
@@ -56,7 +62,7 @@ async function benchOne(shards: number, seconds: number) {
         p.policies = [];
       }),
     );
-    const child = run.start(['--log-level', 'warn']);
+    const child = run.start(['--log-level', 'warn'], { NODE_OPTIONS: nodeOptions });
     process.stderr.write(`[${shards} shards] starting the agent (pid ${child.pid}) ...\n`);
     const ids = await run.waitFor(
       `${shards} running shards`,
@@ -76,7 +82,8 @@ async function benchOne(shards: number, seconds: number) {
     await sleep(seconds * 1000);
     const agentCpu = cpuSeconds(child.pid!) - agent0;
     const baseCpu = cpuSeconds(baseline.pid!) - base0;
-    const rss = peakRssMiB(child.pid!);
+    const rss = rssMiB(child.pid!, 'VmHWM');
+    const rssNow = rssMiB(child.pid!, 'VmRSS');
     baseline.kill('SIGTERM');
     const metrics = await run.metrics();
     const samples = /shardform_sample_duration_seconds_count (\d+)/.exec(metrics)?.[1];
@@ -85,6 +92,7 @@ async function benchOne(shards: number, seconds: number) {
       shards,
       agent_cpu_pct: round((agentCpu / seconds) * 100),
       agent_rss_mib: round(rss, 1),
+      agent_rss_now_mib: round(rssNow, 1),
       baseline_cpu_pct: round((baseCpu / seconds) * 100),
       sample_passes: Number(samples ?? NaN),
     };
@@ -96,6 +104,7 @@ async function benchOne(shards: number, seconds: number) {
 async function main(): Promise<void> {
   const counts = flag('shards', '50,200').split(',').map(Number);
   const seconds = Number(flag('seconds', '60'));
+  const nodeOptions = flag('node-options', '--max-semi-space-size=2');
   if (counts.some((n) => !Number.isInteger(n) || n < 1) || !(seconds > 0)) {
     process.stderr.write('usage: bench/agent.ts [--shards 50,200] [--seconds 60]\n');
     process.exit(2);
@@ -105,13 +114,14 @@ async function main(): Promise<void> {
     process.exit(2);
   }
   const runs = [];
-  for (const n of counts) runs.push(await benchOne(n, seconds));
-  process.stdout.write(`\nSHARDS  AGENT CPU %  BASELINE CPU %  RATIO  AGENT PEAK RSS MiB   (goal at 200: < 2 %, < 120 MiB, <= 3x baseline)\n`);
+  for (const n of counts) runs.push(await benchOne(n, seconds, nodeOptions));
+  process.stdout.write(`\nagent NODE_OPTIONS=${JSON.stringify(nodeOptions)}; sampling every 1 s; ${seconds} s window; baseline = bare reader of the same cgroup files\n`);
+  process.stdout.write(`SHARDS  AGENT CPU %  BASELINE CPU %  RATIO  AGENT PEAK RSS MiB  RSS AT END MiB   (goal at 200: < 2 %, < 120 MiB, <= 3x baseline)\n`);
   for (const r of runs) {
     const ratio = r.baseline_cpu_pct > 0 ? (r.agent_cpu_pct / r.baseline_cpu_pct).toFixed(1) : 'n/a';
-    process.stdout.write(`${String(r.shards).padEnd(8)}${String(r.agent_cpu_pct).padEnd(13)}${String(r.baseline_cpu_pct).padEnd(16)}${ratio.padEnd(7)}${r.agent_rss_mib}\n`);
+    process.stdout.write(`${String(r.shards).padEnd(8)}${String(r.agent_cpu_pct).padEnd(13)}${String(r.baseline_cpu_pct).padEnd(16)}${ratio.padEnd(7)}${String(r.agent_rss_mib).padEnd(19)}${r.agent_rss_now_mib}\n`);
   }
-  process.stdout.write(`${JSON.stringify({ bench: 'agent', runs: runs.map(({ sample_passes: _s, ...r }) => r) })}\n`);
+  process.stdout.write(`${JSON.stringify({ bench: 'agent', runs: runs.map(({ sample_passes: _s, agent_rss_now_mib: _n, ...r }) => r) })}\n`);
 }
 
 void main().catch((error) => {

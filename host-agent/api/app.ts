@@ -4,7 +4,7 @@
  * /healthz is public; every other route group is registered inside one scope whose onRequest
  * hook checks the fleet token.
  */
-import fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import fastify, { type FastifyInstance } from 'fastify';
 import type { ApiDeps } from './api-deps';
 import { requireFleetToken } from './auth';
 import { installErrorHandler } from './error-handler';
@@ -17,15 +17,15 @@ import { shardRoutes } from './routes/shard-routes';
 import { validatorCompiler } from './schema-compiler';
 
 export async function buildApp(deps: ApiDeps): Promise<FastifyInstance> {
+  // No per-request logging (a /metrics scrape every 15 s is not news); the error handler logs failures.
   const app = fastify({
-    ...(deps.logger ? { loggerInstance: deps.logger.child({ part: 'api' }) as FastifyBaseLogger } : { logger: false }),
-    disableRequestLogging: true,
+    logger: false,
     bodyLimit: 64 * 1024,
     // Ids are case-sensitive and a trailing slash is a different URL; no guessing.
     routerOptions: { ignoreTrailingSlash: false, caseSensitive: true },
   });
   app.setValidatorCompiler(validatorCompiler);
-  installErrorHandler(app);
+  installErrorHandler(app, deps.logger);
   await app.register(healthRoutes(deps));
   await app.register(async (scope) => {
     requireFleetToken(scope, deps.token);

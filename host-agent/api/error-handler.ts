@@ -1,5 +1,6 @@
 /** The one place errors become HTTP responses: `{ statusCode, error, message, errors? }`. */
 import type { FastifyError, FastifyInstance } from 'fastify';
+import type { AgentLogger } from '../log';
 import { ShardformError } from '../../src/errors';
 import { HostAgentError, type HostAgentErrorCode } from '../errors';
 import { ApiError } from './api-errors';
@@ -14,7 +15,7 @@ const HOST_AGENT_STATUS: Partial<Record<HostAgentErrorCode, number>> = {
   SHARD_EXISTS: 409,
 };
 
-export function installErrorHandler(app: FastifyInstance): void {
+export function installErrorHandler(app: FastifyInstance, logger?: AgentLogger): void {
   app.setErrorHandler((error: FastifyError | ApiError | ShardformError | Error, request, reply) => {
     if (error instanceof ApiError) {
       return reply.status(error.statusCode).send({ statusCode: error.statusCode, error: error.code, message: error.message, ...(error.errors.length ? { errors: error.errors } : {}) });
@@ -32,7 +33,7 @@ export function installErrorHandler(app: FastifyInstance): void {
       // Fastify's own 4xx (unparsable JSON body, wrong content type, body too large).
       return reply.status(status).send({ statusCode: status, error: (error as FastifyError).code ?? 'BAD_REQUEST', message: error.message });
     }
-    request.log.error({ err: error, url: request.url, method: request.method }, 'request failed');
+    logger?.error({ part: 'api', err: error, url: request.url, method: request.method }, 'request failed');
     return reply.status(500).send({ statusCode: 500, error: 'INTERNAL', message: error.message });
   });
   app.setNotFoundHandler((request, reply) =>

@@ -39,7 +39,7 @@ export interface AgentRun {
   /** A plan for this run: one host (host-a) at this run's port, token file and store in the run's directory. */
   plan(generation: number, edit?: (plan: UnsignedPlan) => void): Plan;
   writePlan(content: Plan | string): void;
-  start(extraArgs?: string[]): ChildProcess;
+  start(extraArgs?: string[], env?: NodeJS.ProcessEnv): ChildProcess;
   api<T = any>(path: string, init?: RequestInit): Promise<{ status: number; body: T }>; // eslint-disable-line @typescript-eslint/no-explicit-any
   metrics(): Promise<string>;
   logLines(): Record<string, unknown>[];
@@ -79,12 +79,12 @@ export async function agentRun(label: string, options: { prefix?: 'sfit' | 'sfbe
       writeFileSync(`${planFile}.tmp`, typeof content === 'string' ? content : serializePlan(content));
       renameSync(`${planFile}.tmp`, planFile);
     },
-    start(extraArgs = []) {
+    start(extraArgs = [], env = {}) {
       const out = openSync(logFile, 'a');
       const child = spawn(
         process.execPath,
         [BIN, 'agent', '--plan', planFile, '--host', 'host-a', '--state-dir', stateDir, '--owner-prefix', ownerPrefix, ...extraArgs],
-        { stdio: ['ignore', out, out], env: { ...process.env, SHARDFORM_LOG_LEVEL: 'info' } },
+        { stdio: ['ignore', out, out], env: { ...process.env, SHARDFORM_LOG_LEVEL: 'info', ...env } },
       );
       run.child = child;
       return child;

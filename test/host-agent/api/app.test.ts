@@ -1,5 +1,6 @@
 import { apiFixture, AUTH, GiB, TOKEN, type ApiFixture } from './api-fixture';
 import { usage } from '../../helpers/agent-fakes';
+import { createLogger, memoryLogDestination } from '../../../host-agent/log';
 
 describe('agent API', () => {
   let f: ApiFixture;
@@ -212,6 +213,20 @@ describe('agent API', () => {
       const bad = await f.app.inject({ method: 'POST', url: '/v1/drain', headers: AUTH, payload: { undo: 'yes' } });
       expect(bad.statusCode).toBe(400);
       expect(bad.json().errors[0]).toMatchObject({ field: 'body.undo', value: 'yes' });
+    });
+
+    it('answers 500 to an unexpected failure and logs it (no request logging otherwise)', async () => {
+      const logs = memoryLogDestination();
+      const g = await apiFixture({
+        logger: createLogger({ destination: logs }),
+        manager: { status: () => { throw new Error('keeper state unreadable'); } },
+      });
+      expect((await g.app.inject({ method: 'GET', url: '/healthz' })).statusCode).toBe(200);
+      const res = await g.app.inject({ method: 'GET', url: '/v1/shards', headers: AUTH });
+      expect(res.statusCode).toBe(500);
+      expect(res.json()).toMatchObject({ error: 'INTERNAL', message: 'keeper state unreadable' });
+      expect(logs.lines()).toEqual([expect.objectContaining({ level: 'error', part: 'api', url: '/v1/shards', msg: 'request failed' })]);
+      await g.app.close();
     });
 
     it('registers extra route groups (migration) inside the authenticated scope', async () => {
