@@ -1,0 +1,218 @@
+/**
+ * The shared machinery of our own models: a base forecast times a calibrated quantile of the
+ * ratio (actual horizon peak / base), where the ratio's distribution is learnt online *per
+ * regime* from the model's own past forecast errors. That is conformal-style calibration
+ * (Vovk et al., "Algorithmic Learning in a Random World", 2005; here split by regime, i.e.
+ * Mondrian conformal prediction) on top of a cheap point forecast:
+ *
+ *   prediction(t) = base(t) * exp(Q_q[ log(peak(t, t+H] / base) | regime key(t) ])
+ *
+ * Subclasses say what the base and the regime keys are. Keys are a hierarchy from finest to
+ * coarsest; the finest key with at least 2 / (1 - q) effective samples answers (so a q-tail rests
+ * on at least two observations), else the next one, ending with the pooled distribution.
+ *
+ * Labels are resolved by the model itself: when sample t arrives, the peak of (t-H, t] becomes
+ * the label of the forecast issued at t-H. Nothing past the newest sample is ever read.
+ *
+ * Ratios live in log space in 2 %-wide buckets over [1/1000, 1000] (the VPA scheme's 5 % buckets
+ * would add 2-5 % slack on smooth series such as memory), weights decay with a 7-day half-life:
+ * one weekly cycle, longer than VPA's 24 h because the base already tracks the level and the
+ * ratio distribution of a regime changes more slowly than the level does.
+ */
+import { LinearBuckets } from './bucket-scheme';
+import { DecayClock, type DecayClockState } from './decay-clock';
+import { horizonSteps, type DemandModel, type ModelOptions, type ModelState, type ResourceSample } from './demand-model';
+import { Histogram, type HistogramState } from './histogram';
+import { SampleRing, type SampleRingState } from './sample-ring';
+import type { ResourceName } from './series';
+import { ShardformError } from '../errors';
+
+export const RATIO_HALF_LIFE_SECONDS = 7 * 24 * 3600;
+const LOG_RATIO_LIMIT = Math.log(1000);
+const LOG_RATIO_WIDTH = 0.02;
+
+/** Smallest base a ratio is taken against: a millicore (the finest CFS quota worth setting), 1 MiB, 0.01 op/s. */
+export function baseFloorFor(resource: ResourceName): number {
+  return resource === 'cpu' ? 0.001 : resource === 'memory' ? 2 ** 20 : 0.01;
+}
+
+/** log2 magnitude class of a value above the floor: factor-2 regimes of the level. */
+export function magnitudeClass(value: number, floor: number): number {
+  return Math.max(0, Math.min(63, Math.floor(Math.log2(value / floor))));
+}
+
+/** Ratio classes used by the regime keys: <=0.8, <=1.25, <=2.5, >2.5, and 4 = not known. */
+export function ratioClass(numerator: number, denominator: number): number {
+  if (!(numerator >= 0) || !(denominator > 0)) return 4;
+  const r = numerator / denominator;
+  return r <= 0.8 ? 0 : r <= 1.25 ? 1 : r <= 2.5 ? 2 : 3;
+}
+
+/** Where a subclass writes the features of the newest step. */
+export interface FeatureSlot {
+  base: number;
+  readonly keys: Int32Array;
+}
+
+interface ConditionalState extends ModelState {
+  readonly ring: SampleRingState;
+  readonly clock: DecayClockState;
+  readonly levels: readonly (readonly [number, HistogramState])[][];
+  readonly pending: { readonly steps: number[]; readonly bases: (number | null)[]; readonly keys: number[] };
+  readonly firstSeconds: number | null;
+  readonly lastSeconds: number | null;
+  readonly lastWeight: number;
+  readonly extra: unknown;
+}
+
+export abstract class ConditionalRatioModel implements DemandModel {
+  abstract readonly name: string;
+  protected readonly ring: SampleRing;
+  protected readonly steps: number;
+  protected readonly floor: number;
+  private readonly scheme = new LinearBuckets(-LOG_RATIO_LIMIT, LOG_RATIO_LIMIT, LOG_RATIO_WIDTH);
+  private readonly levels: Map<number, Histogram>[];
+  private clock = new DecayClock(RATIO_HALF_LIFE_SECONDS);
+  private lastWeight = 1;
+  private firstSeconds: number | null = null;
+  private lastSeconds: number | null = null;
+  // Features of the last steps+1 grid steps, indexed by step modulo steps+1.
+  private readonly pendingSteps: Float64Array;
+  private readonly pendingBases: Float64Array;
+  private readonly pendingKeys: Int32Array;
+  private readonly slot: FeatureSlot;
+
+  protected constructor(
+    readonly options: ModelOptions,
+    ringCapacity: number,
+    private readonly keyLevels: number,
+  ) {
+    this.steps = horizonSteps(options);
+    this.floor = baseFloorFor(options.resource);
+    this.ring = new SampleRing(Math.max(ringCapacity, this.steps + 1), options.intervalSeconds);
+    this.levels = Array.from({ length: keyLevels + 1 }, () => new Map<number, Histogram>());
+    this.pendingSteps = new Float64Array(this.steps + 1).fill(NaN);
+    this.pendingBases = new Float64Array(this.steps + 1).fill(NaN);
+    this.pendingKeys = new Int32Array((this.steps + 1) * keyLevels);
+    this.slot = { base: NaN, keys: new Int32Array(keyLevels) };
+  }
+
+  /** Called after the newest sample is in the ring (and any subclass state updated): write base and keys, or return false. */
+  protected abstract extract(slot: FeatureSlot): boolean;
+  /** Subclass state beyond the ring (e.g. smoothing levels). */
+  protected abstract extraState(): unknown;
+  protected abstract restoreExtra(extra: unknown): void;
+  /** Lets subclasses update their own state with each new grid sample, before features are extracted. */
+  protected observe(_advance: number, _value: number): void {}
+
+  update(sample: ResourceSample): void {
+    const advance = this.ring.push(sample.atSeconds, sample.value);
+    if (advance < 0) return;
+    this.observe(advance, sample.value);
+    const step = this.ring.newestStep as number;
+    if (advance > 0) this.resolveLabel(step, sample.atSeconds);
+    if (sample.value === sample.value) {
+      if (this.firstSeconds === null) this.firstSeconds = sample.atSeconds;
+      this.lastSeconds = sample.atSeconds;
+    }
+    const i = step % (this.steps + 1);
+    this.pendingSteps[i] = step;
+    this.slot.base = NaN;
+    if (this.extract(this.slot) && this.slot.base === this.slot.base) {
+      this.pendingBases[i] = Math.max(this.slot.base, this.floor);
+      for (let l = 0; l < this.keyLevels; l++) this.pendingKeys[i * this.keyLevels + l] = this.slot.keys[l];
+    } else {
+      this.pendingBases[i] = NaN;
+    }
+  }
+
+  private resolveLabel(step: number, atSeconds: number): void {
+    const from = step - this.steps;
+    const i = ((from % (this.steps + 1)) + this.steps + 1) % (this.steps + 1);
+    if (this.pendingSteps[i] !== from) return;
+    const base = this.pendingBases[i];
+    if (base !== base) return;
+    const peak = this.ring.completeMax(0, this.steps - 1);
+    if (peak !== peak) return;
+    const bucket = this.scheme.bucketOf(Math.log(Math.max(peak, this.floor * 1e-3) / base));
+    const weight = this.clock.weightAt(atSeconds, (factor) => {
+      for (const level of this.levels) for (const histogram of level.values()) histogram.scale(factor);
+    });
+    this.lastWeight = weight;
+    for (let l = 0; l <= this.keyLevels; l++) {
+      const key = l < this.keyLevels ? this.pendingKeys[i * this.keyLevels + l] : 0;
+      let histogram = this.levels[l].get(key);
+      if (histogram === undefined) {
+        histogram = new Histogram(this.scheme);
+        this.levels[l].set(key, histogram);
+      }
+      histogram.addToBucket(bucket, weight);
+    }
+  }
+
+  predict(horizonSeconds: number, quantile: number): number {
+    if (horizonSeconds !== this.options.horizonSeconds) {
+      throw new ShardformError(
+        'INVALID_ARGUMENT',
+        'horizonSeconds',
+        horizonSeconds,
+        `horizonSeconds: model ${this.name} was built for a horizon of ${this.options.horizonSeconds} s and cannot answer for ${horizonSeconds} s; build one per horizon`,
+      );
+    }
+    const step = this.ring.newestStep;
+    if (step === null) return NaN;
+    const i = step % (this.steps + 1);
+    const base = this.pendingBases[i];
+    if (this.pendingSteps[i] !== step || base !== base) return NaN;
+    const needed = (2 / (1 - quantile)) * this.lastWeight;
+    for (let l = 0; l <= this.keyLevels; l++) {
+      const key = l < this.keyLevels ? this.pendingKeys[i * this.keyLevels + l] : 0;
+      const histogram = this.levels[l].get(key);
+      if (histogram !== undefined && histogram.totalWeight >= needed) return base * Math.exp(histogram.percentile(quantile));
+    }
+    return NaN;
+  }
+
+  historySeconds(): number {
+    return this.firstSeconds === null || this.lastSeconds === null ? 0 : this.lastSeconds - this.firstSeconds;
+  }
+
+  toJSON(): ConditionalState {
+    return {
+      model: this.name,
+      options: this.options,
+      ring: this.ring.toJSON(),
+      clock: this.clock.toJSON(),
+      levels: this.levels.map((level) => [...level.entries()].map(([key, h]) => [key, h.toJSON()] as const)),
+      pending: {
+        steps: Array.from(this.pendingSteps, (s) => (Number.isNaN(s) ? -1 : s)),
+        bases: Array.from(this.pendingBases, (b) => (Number.isNaN(b) ? null : b)),
+        keys: Array.from(this.pendingKeys),
+      },
+      firstSeconds: this.firstSeconds,
+      lastSeconds: this.lastSeconds,
+      lastWeight: this.lastWeight,
+      extra: this.extraState(),
+    };
+  }
+
+  /** Loads state saved by toJSON into a freshly constructed model of the same kind and options. */
+  protected restore(state: ConditionalState): this {
+    const ring = SampleRing.fromJSON(state.ring);
+    Object.assign(this, { ring });
+    this.clock = DecayClock.fromJSON(state.clock);
+    state.levels.forEach((level, l) => {
+      for (const [key, h] of level) this.levels[l].set(key, Histogram.fromJSON(h));
+    });
+    state.pending.steps.forEach((s, i) => (this.pendingSteps[i] = s < 0 ? NaN : s));
+    state.pending.bases.forEach((b, i) => (this.pendingBases[i] = b === null ? NaN : b));
+    state.pending.keys.forEach((k, i) => (this.pendingKeys[i] = k));
+    this.firstSeconds = state.firstSeconds;
+    this.lastSeconds = state.lastSeconds;
+    this.lastWeight = state.lastWeight;
+    this.restoreExtra(state.extra);
+    return this;
+  }
+}
+
+export type { ConditionalState };
