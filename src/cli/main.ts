@@ -8,6 +8,8 @@ import { EXIT_FAILURE, EXIT_USAGE } from './exit-codes';
 import { processIo, type Io } from './output';
 import { registerPlanCommands } from './commands/plan';
 import { registerVectorCommands } from './commands/vector';
+import { registerPredictCommand } from './commands/predict';
+import { registerBacktestCommand } from './commands/backtest';
 
 /** Thrown by commands that have already printed their result and only need an exit code. */
 export class ExitWith extends Error {
@@ -24,6 +26,8 @@ export function buildProgram(io: Io = processIo): Command {
     .configureOutput({ writeOut: (s) => io.out(s), writeErr: (s) => io.err(s) });
   registerPlanCommands(program, io);
   registerVectorCommands(program, io);
+  registerPredictCommand(program, io);
+  registerBacktestCommand(program, io);
   // Every subcommand inherits the overrides so usage errors surface as CommanderError.
   for (const command of program.commands) command.exitOverride().configureOutput({ writeOut: (s) => io.out(s), writeErr: (s) => io.err(s) });
   return program;

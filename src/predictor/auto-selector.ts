@@ -20,7 +20,7 @@ import { modelFromJSON } from './model-registry';
 import { SampleRing, type SampleRingState } from './sample-ring';
 
 /** Stricter levels, as fractions of the allowed violation 1 - q. */
-export const LEVEL_FACTORS = [1, 0.75, 0.5, 0.35, 0.25, 0.15, 0.1] as const;
+export const LEVEL_FACTORS = [1, 0.9, 0.8, 0.7, 0.6, 0.5, 0.42, 0.35, 0.3, 0.25, 0.2, 0.15, 0.1, 0.05] as const;
 export const SELECTION_HALF_LIFE_SECONDS = 7 * 86400;
 const MIN_SCORED_SECONDS = 86400;
 
