@@ -16,11 +16,25 @@
  * Work per sample: one update and |levels| percentile reads per candidate: constant.
  */
 import { horizonSteps, type DemandModel, type ModelOptions, type ModelState, type ResourceSample } from './demand-model';
+import { ConditionalRatioModel } from './conditional-ratio-model';
 import { modelFromJSON } from './model-registry';
 import { SampleRing, type SampleRingState } from './sample-ring';
 
 /** Stricter levels, as fractions of the allowed violation 1 - q. */
 export const LEVEL_FACTORS = [1, 0.9, 0.8, 0.7, 0.6, 0.5, 0.42, 0.35, 0.3, 0.25, 0.2, 0.15, 0.1, 0.05] as const;
+/**
+ * Prices of one violation, in units of the application's long-run mean level, for models that
+ * can trade slack against violations across regimes (ConditionalRatioModel.predictAtCost).
+ * A price k buys roughly a violation rate of 1/k on an exponential tail, so 2.5..640 in steps of
+ * sqrt(2) spans 40 % down to 0.16 %.
+ */
+export const COST_FACTORS = [2.5, 3.5, 5, 7, 10, 14, 20, 28, 40, 56, 80, 113, 160, 226, 320, 452, 640] as const;
+
+interface Pair {
+  readonly candidate: number;
+  readonly kind: 'level' | 'cost';
+  readonly factor: number;
+}
 export const SELECTION_HALF_LIFE_SECONDS = 7 * 86400;
 const MIN_SCORED_SECONDS = 86400;
 
@@ -33,6 +47,7 @@ export interface AutoState extends ModelState {
   readonly pending: readonly (number | null)[];
   readonly pendingSteps: readonly number[];
   readonly selected: number;
+  readonly level: number | null;
 }
 
 // Per pair: decayed points, violations, slack sum, peak sum.
@@ -50,6 +65,11 @@ export class AutoSelector implements DemandModel {
   private readonly minScored: number;
   private readonly baselineIndex: number;
   private selected: number;
+  private readonly pairList: Pair[] = [];
+  /** Long-run mean level of the resource (decayed with the selection half-life), the unit of violation prices. */
+  private level = NaN;
+  private readonly costs = new Float64Array(COST_FACTORS.length);
+  private readonly costOut = new Float64Array(COST_FACTORS.length);
 
   constructor(
     readonly options: ModelOptions,
@@ -59,7 +79,11 @@ export class AutoSelector implements DemandModel {
   ) {
     this.steps = horizonSteps(options);
     this.ring = new SampleRing(this.steps + 1, options.intervalSeconds);
-    this.pairs = candidates.length * LEVEL_FACTORS.length;
+    candidates.forEach((candidate, c) => {
+      if (candidate instanceof ConditionalRatioModel) for (const factor of COST_FACTORS) this.pairList.push({ candidate: c, kind: 'cost', factor });
+      else for (const factor of LEVEL_FACTORS) this.pairList.push({ candidate: c, kind: 'level', factor });
+    });
+    this.pairs = this.pairList.length;
     this.stats = new Float64Array(this.pairs * STAT_FIELDS);
     this.pending = new Float64Array((this.steps + 1) * this.pairs).fill(NaN);
     this.pendingSteps = new Float64Array(this.steps + 1).fill(NaN);
@@ -67,15 +91,15 @@ export class AutoSelector implements DemandModel {
     // A decayed count's ceiling is 1 / (1 - decay); require a day's worth of it.
     const oneDay = MIN_SCORED_SECONDS / options.intervalSeconds;
     this.minScored = (1 - Math.pow(this.decay, oneDay)) / (1 - this.decay);
-    const baselineModel = candidates.findIndex((c) => c.name === baseline);
-    this.baselineIndex = Math.max(0, baselineModel) * LEVEL_FACTORS.length;
+    const baselineModel = Math.max(0, candidates.findIndex((c) => c.name === baseline));
+    this.baselineIndex = Math.max(0, this.pairList.findIndex((p) => p.candidate === baselineModel && (p.kind === 'cost' || p.factor === 1)));
     this.selected = this.baselineIndex;
   }
 
   /** The model and quantile level answering now, e.g. `seasonal-peak` at 0.975. */
-  get selection(): { model: string; level: number } {
-    const model = this.candidates[Math.floor(this.selected / LEVEL_FACTORS.length)].name;
-    return { model, level: this.levelOf(this.selected, this.quantile) };
+  get selection(): { model: string; kind: 'level' | 'cost'; factor: number } {
+    const pair = this.pairList[this.selected];
+    return { model: this.candidates[pair.candidate].name, kind: pair.kind, factor: pair.factor };
   }
 
   update(sample: ResourceSample): void {
@@ -83,20 +107,30 @@ export class AutoSelector implements DemandModel {
     const advance = this.ring.push(sample.atSeconds, sample.value);
     if (advance < 0) return;
     const step = this.ring.newestStep as number;
+    if (sample.value === sample.value && advance > 0) {
+      this.level = this.level === this.level ? this.level * this.decay + sample.value * (1 - this.decay) : sample.value;
+    }
     if (advance > 0) this.score(step);
     const i = step % (this.steps + 1);
     this.pendingSteps[i] = step;
-    for (let c = 0; c < this.candidates.length; c++) {
-      for (let k = 0; k < LEVEL_FACTORS.length; k++) {
-        const pair = c * LEVEL_FACTORS.length + k;
-        this.pending[i * this.pairs + pair] = this.candidates[c].predict(this.options.horizonSeconds, this.levelOf(pair, this.quantile));
+    for (let pair = 0; pair < this.pairs; pair++) {
+      const p = this.pairList[pair];
+      if (p.kind === 'level') this.pending[i * this.pairs + pair] = this.predictPair(pair, this.quantile);
+      else if (p.factor === COST_FACTORS[0]) {
+        // All prices of one model in one walk.
+        for (let k = 0; k < COST_FACTORS.length; k++) this.costs[k] = COST_FACTORS[k] * this.level;
+        (this.candidates[p.candidate] as ConditionalRatioModel).predictAtCosts(this.options.horizonSeconds, this.costs, this.costOut);
+        for (let k = 0; k < COST_FACTORS.length; k++) this.pending[i * this.pairs + pair + k] = this.costOut[k];
       }
     }
     this.select();
   }
 
-  private levelOf(pair: number, quantile: number): number {
-    return 1 - (1 - quantile) * LEVEL_FACTORS[pair % LEVEL_FACTORS.length];
+  private predictPair(index: number, quantile: number): number {
+    const pair = this.pairList[index];
+    const model = this.candidates[pair.candidate];
+    if (pair.kind === 'level') return model.predict(this.options.horizonSeconds, 1 - (1 - quantile) * pair.factor);
+    return (model as ConditionalRatioModel).predictAtCost(this.options.horizonSeconds, pair.factor * this.level);
   }
 
   private score(step: number): void {
@@ -145,8 +179,8 @@ export class AutoSelector implements DemandModel {
   }
 
   predict(horizonSeconds: number, quantile: number): number {
-    const model = this.candidates[Math.floor(this.selected / LEVEL_FACTORS.length)];
-    return model.predict(horizonSeconds, this.levelOf(this.selected, quantile));
+    if (horizonSeconds !== this.options.horizonSeconds) return this.candidates[this.pairList[this.selected].candidate].predict(horizonSeconds, quantile);
+    return this.predictPair(this.selected, quantile);
   }
 
   historySeconds(): number {
@@ -165,6 +199,7 @@ export class AutoSelector implements DemandModel {
       pending: Array.from(this.pending, (p) => (Number.isNaN(p) ? null : p)),
       pendingSteps: Array.from(this.pendingSteps, (s) => (Number.isNaN(s) ? -1 : s)),
       selected: this.selected,
+      level: this.level === this.level ? this.level : null,
     };
   }
 
@@ -175,6 +210,7 @@ export class AutoSelector implements DemandModel {
     state.pending.forEach((v, i) => (auto.pending[i] = v === null ? NaN : v));
     state.pendingSteps.forEach((v, i) => (auto.pendingSteps[i] = v < 0 ? NaN : v));
     auto.selected = state.selected;
+    auto.level = state.level ?? NaN;
     return auto;
   }
 }

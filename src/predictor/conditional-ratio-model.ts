@@ -30,6 +30,8 @@ import { ShardformError } from '../errors';
 export const RATIO_HALF_LIFE_SECONDS = 7 * 24 * 3600;
 const LOG_RATIO_LIMIT = Math.log(1000);
 const LOG_RATIO_WIDTH = 0.02;
+/** Effective samples a regime needs before it answers a cost-based query (the q = 0.95 rule: 2 / (1 - q)). */
+const MIN_TAIL_SAMPLES = 40;
 
 /** Smallest base a ratio is taken against: a millicore (the finest CFS quota worth setting), 1 MiB, 0.01 op/s. */
 export function baseFloorFor(resource: ResourceName): number {
@@ -71,6 +73,8 @@ export abstract class ConditionalRatioModel implements DemandModel {
   protected readonly steps: number;
   protected readonly floor: number;
   private readonly scheme = new LinearBuckets(-LOG_RATIO_LIMIT, LOG_RATIO_LIMIT, LOG_RATIO_WIDTH);
+  /** The ratio at each bucket's middle: histograms keep sum(weight * ratio) for expected slack. */
+  private readonly ratioOf = (bucket: number) => Math.exp(this.scheme.bucketStart(bucket) + LOG_RATIO_WIDTH / 2);
   private readonly levels: Map<number, Histogram>[];
   private clock = new DecayClock(RATIO_HALF_LIFE_SECONDS);
   private lastWeight = 1;
@@ -81,6 +85,7 @@ export abstract class ConditionalRatioModel implements DemandModel {
   private readonly pendingBases: Float64Array;
   private readonly pendingKeys: Int32Array;
   private readonly slot: FeatureSlot;
+  private bestCosts = new Float64Array(0);
 
   protected constructor(
     readonly options: ModelOptions,
@@ -143,7 +148,7 @@ export abstract class ConditionalRatioModel implements DemandModel {
       const key = l < this.keyLevels ? this.pendingKeys[i * this.keyLevels + l] : 0;
       let histogram = this.levels[l].get(key);
       if (histogram === undefined) {
-        histogram = new Histogram(this.scheme);
+        histogram = new Histogram(this.scheme, this.ratioOf);
         this.levels[l].set(key, histogram);
       }
       histogram.addToBucket(bucket, weight);
@@ -151,6 +156,79 @@ export abstract class ConditionalRatioModel implements DemandModel {
   }
 
   predict(horizonSeconds: number, quantile: number): number {
+    this.checkHorizon(horizonSeconds);
+    const histogram = this.answering(2 / (1 - quantile));
+    return histogram === undefined ? NaN : this.currentBase() * Math.exp(histogram.percentile(quantile));
+  }
+
+  /**
+   * The prediction p minimising  E[max(p - peak, 0)] + violationCost * P(peak > p)  under the
+   * regime's ratio distribution: expected slack (in the resource's unit) plus a price per
+   * violation. With one price for all of an application's regimes this spends the violations
+   * where avoiding them is expensive (busy regimes) and avoids them where it is cheap (idle
+   * ones), which a fixed quantile per regime cannot do (Lagrangian of "least slack subject to a
+   * violation budget"; the first-order condition is P(peak <= p) = violationCost * density(p)).
+   * The search stops at the 80th percentile: below it the answer is no longer a peak forecast.
+   */
+  predictAtCost(horizonSeconds: number, violationCost: number): number {
+    const out = new Float64Array(1);
+    this.predictAtCosts(horizonSeconds, Float64Array.of(violationCost), out);
+    return out[0];
+  }
+
+  /** predictAtCost for several prices in one walk over the regime's histogram (out[k] for costs[k]). */
+  predictAtCosts(horizonSeconds: number, costs: Float64Array, out: Float64Array): void {
+    this.checkHorizon(horizonSeconds);
+    out.fill(NaN);
+    const histogram = this.answering(MIN_TAIL_SAMPLES);
+    if (histogram === undefined) return;
+    const base = this.currentBase();
+    const total = histogram.totalWeight;
+    const bestCost = this.bestCosts.length === costs.length ? this.bestCosts : (this.bestCosts = new Float64Array(costs.length));
+    bestCost.fill(Infinity);
+    let above = 0;
+    let aboveMoment = 0;
+    const top = histogram.highestBucket;
+    for (let b = top; b >= histogram.lowestBucket && above <= 0.2 * total; b--) {
+      const weight = histogram.weightOf(b);
+      if (weight > 0 || b === top) {
+        const prediction = base * Math.exp(this.scheme.bucketStart(b + 1));
+        const slack = prediction * (total - above) - base * (histogram.momentSum - aboveMoment);
+        for (let k = 0; k < costs.length; k++) {
+          const cost = slack + costs[k] * above;
+          if (cost < bestCost[k]) {
+            bestCost[k] = cost;
+            out[k] = prediction;
+          }
+        }
+      }
+      above += weight;
+      aboveMoment += weight * this.ratioOf(b);
+    }
+  }
+
+  private currentBase(): number {
+    const step = this.ring.newestStep as number;
+    return this.pendingBases[step % (this.steps + 1)];
+  }
+
+  /** The finest regime histogram with at least `samples` effective samples, for the newest step. */
+  private answering(samples: number): Histogram | undefined {
+    const step = this.ring.newestStep;
+    if (step === null) return undefined;
+    const i = step % (this.steps + 1);
+    const base = this.pendingBases[i];
+    if (this.pendingSteps[i] !== step || base !== base) return undefined;
+    const needed = samples * this.lastWeight;
+    for (let l = 0; l <= this.keyLevels; l++) {
+      const key = l < this.keyLevels ? this.pendingKeys[i * this.keyLevels + l] : 0;
+      const histogram = this.levels[l].get(key);
+      if (histogram !== undefined && histogram.totalWeight >= needed) return histogram;
+    }
+    return undefined;
+  }
+
+  private checkHorizon(horizonSeconds: number): void {
     if (horizonSeconds !== this.options.horizonSeconds) {
       throw new ShardformError(
         'INVALID_ARGUMENT',
@@ -159,18 +237,6 @@ export abstract class ConditionalRatioModel implements DemandModel {
         `horizonSeconds: model ${this.name} was built for a horizon of ${this.options.horizonSeconds} s and cannot answer for ${horizonSeconds} s; build one per horizon`,
       );
     }
-    const step = this.ring.newestStep;
-    if (step === null) return NaN;
-    const i = step % (this.steps + 1);
-    const base = this.pendingBases[i];
-    if (this.pendingSteps[i] !== step || base !== base) return NaN;
-    const needed = (2 / (1 - quantile)) * this.lastWeight;
-    for (let l = 0; l <= this.keyLevels; l++) {
-      const key = l < this.keyLevels ? this.pendingKeys[i * this.keyLevels + l] : 0;
-      const histogram = this.levels[l].get(key);
-      if (histogram !== undefined && histogram.totalWeight >= needed) return base * Math.exp(histogram.percentile(quantile));
-    }
-    return NaN;
   }
 
   historySeconds(): number {
@@ -202,7 +268,7 @@ export abstract class ConditionalRatioModel implements DemandModel {
     Object.assign(this, { ring });
     this.clock = DecayClock.fromJSON(state.clock);
     state.levels.forEach((level, l) => {
-      for (const [key, h] of level) this.levels[l].set(key, Histogram.fromJSON(h));
+      for (const [key, h] of level) this.levels[l].set(key, Histogram.fromJSON(h, this.ratioOf));
     });
     state.pending.steps.forEach((s, i) => (this.pendingSteps[i] = s < 0 ? NaN : s));
     state.pending.bases.forEach((b, i) => (this.pendingBases[i] = b === null ? NaN : b));

@@ -18,16 +18,41 @@ export interface HistogramState {
 export class Histogram {
   private readonly weights: Float64Array;
   private total = 0;
+  private moment = 0;
   private minBucket: number;
   private maxBucket = 0;
 
-  constructor(readonly scheme: BucketScheme) {
+  /**
+   * `momentOf` (optional): a per-bucket value whose weighted sum is kept up to date (e.g. the
+   * bucket's ratio for log-ratio histograms), so expected-slack sums cost nothing extra.
+   */
+  constructor(
+    readonly scheme: BucketScheme,
+    private readonly momentOf?: (bucket: number) => number,
+  ) {
     this.weights = new Float64Array(scheme.numBuckets);
     this.minBucket = scheme.numBuckets - 1;
   }
 
   get totalWeight(): number {
     return this.total;
+  }
+
+  /** Sum of weight * momentOf(bucket) (0 without momentOf). */
+  get momentSum(): number {
+    return this.moment;
+  }
+
+  get lowestBucket(): number {
+    return this.minBucket;
+  }
+
+  get highestBucket(): number {
+    return this.maxBucket;
+  }
+
+  weightOf(bucket: number): number {
+    return this.weights[bucket];
   }
 
   isEmpty(): boolean {
@@ -41,6 +66,7 @@ export class Histogram {
   addToBucket(bucket: number, weight: number): void {
     this.weights[bucket] += weight;
     this.total += weight;
+    if (this.momentOf !== undefined) this.moment += weight * this.momentOf(bucket);
     if (bucket < this.minBucket) this.minBucket = bucket;
     if (bucket > this.maxBucket) this.maxBucket = bucket;
   }
@@ -81,6 +107,7 @@ export class Histogram {
   /** Multiplies every weight (decay); drops buckets that fall below epsilon, as VPA does. */
   scale(factor: number): void {
     let total = 0;
+    let moment = 0;
     let min = this.scheme.numBuckets - 1;
     let max = 0;
     for (let b = this.minBucket; b <= this.maxBucket; b++) {
@@ -89,11 +116,13 @@ export class Histogram {
       this.weights[b] = w;
       if (w > 0) {
         total += w;
+        if (this.momentOf !== undefined) moment += w * this.momentOf(b);
         if (b < min) min = b;
         if (b > max) max = b;
       }
     }
     this.total = total;
+    this.moment = moment;
     this.minBucket = min;
     this.maxBucket = max;
   }
@@ -104,8 +133,8 @@ export class Histogram {
     return { scheme: this.scheme.toJSON(), buckets };
   }
 
-  static fromJSON(state: HistogramState): Histogram {
-    const histogram = new Histogram(bucketSchemeFromJSON(state.scheme));
+  static fromJSON(state: HistogramState, momentOf?: (bucket: number) => number): Histogram {
+    const histogram = new Histogram(bucketSchemeFromJSON(state.scheme), momentOf);
     for (const [bucket, weight] of state.buckets) histogram.addToBucket(bucket, weight);
     return histogram;
   }
