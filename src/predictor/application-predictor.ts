@@ -119,7 +119,7 @@ export class ApplicationPredictor {
 /** Rounds up (a prediction rounded down could turn a fit into a violation). */
 function round(value: number, digits: number): number {
   const factor = 10 ** digits;
-  return Math.ceil(value * factor - 1e-9) / factor;
+  return Math.ceil(value * factor - 1e-9) / factor || 0;
 }
 
 /** Predicts one series' vector at its end: the offline path behind `shardform predict`. */

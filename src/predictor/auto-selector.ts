@@ -41,6 +41,7 @@ const MIN_SCORED_SECONDS = 86400;
 export interface AutoState extends ModelState {
   readonly quantile: number;
   readonly baseline: string;
+  readonly capByBaseline: boolean;
   readonly candidates: readonly ModelState[];
   readonly ring: SampleRingState;
   readonly stats: readonly number[];
@@ -76,6 +77,11 @@ export class AutoSelector implements DemandModel {
     readonly candidates: readonly DemandModel[],
     readonly quantile: number,
     readonly baseline = 'vpa',
+    /**
+     * true (default): the target is also capped by the baseline's own rolling violation rate, so
+     * `auto` is never less safe than `vpa` on an application; false: calibrated at q only.
+     */
+    readonly capByBaseline = true,
   ) {
     this.steps = horizonSteps(options);
     this.ring = new SampleRing(this.steps + 1, options.intervalSeconds);
@@ -156,7 +162,7 @@ export class AutoSelector implements DemandModel {
       this.selected = this.baselineIndex;
       return;
     }
-    const target = Math.min(1 - this.quantile, this.stats[b + 1] / this.stats[b]);
+    const target = this.capByBaseline ? Math.min(1 - this.quantile, this.stats[b + 1] / this.stats[b]) : 1 - this.quantile;
     let best = -1;
     let bestSlack = Infinity;
     let fewest = this.baselineIndex;
@@ -193,6 +199,7 @@ export class AutoSelector implements DemandModel {
       options: this.options,
       quantile: this.quantile,
       baseline: this.baseline,
+      capByBaseline: this.capByBaseline,
       candidates: this.candidates.map((c) => c.toJSON()),
       ring: this.ring.toJSON(),
       stats: Array.from(this.stats),
@@ -204,7 +211,7 @@ export class AutoSelector implements DemandModel {
   }
 
   static fromJSON(state: AutoState): AutoSelector {
-    const auto = new AutoSelector(state.options, state.candidates.map(modelFromJSON), state.quantile, state.baseline);
+    const auto = new AutoSelector(state.options, state.candidates.map(modelFromJSON), state.quantile, state.baseline, state.capByBaseline);
     Object.assign(auto, { ring: SampleRing.fromJSON(state.ring) });
     state.stats.forEach((v, i) => (auto.stats[i] = v));
     state.pending.forEach((v, i) => (auto.pending[i] = v === null ? NaN : v));

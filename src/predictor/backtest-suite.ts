@@ -9,8 +9,9 @@ import { backtestSeries, poolBacktests, type BacktestOptions, type ModelFactory,
 import { createModel, MODEL_NAMES, type ModelName } from './model-registry';
 import type { ApplicationSeries, ResourceName } from './series';
 
-export type SuiteModelName = ModelName | 'auto';
-export const SUITE_MODEL_NAMES: readonly SuiteModelName[] = [...MODEL_NAMES, 'auto'];
+/** `auto`: selection never less safe than vpa per application; `auto-calibrated`: calibrated at q only. */
+export type SuiteModelName = ModelName | 'auto' | 'auto-calibrated';
+export const SUITE_MODEL_NAMES: readonly SuiteModelName[] = [...MODEL_NAMES, 'auto-calibrated', 'auto'];
 
 export interface BacktestReport {
   readonly resource: ResourceName;
@@ -25,8 +26,8 @@ export function factoriesFor(names: readonly SuiteModelName[], quantile: number)
   return new Map(
     names.map((name) => [
       name,
-      name === 'auto'
-        ? (options) => new AutoSelector(options, MODEL_NAMES.map((m) => createModel(m, options)), quantile)
+      name === 'auto' || name === 'auto-calibrated'
+        ? (options) => new AutoSelector(options, MODEL_NAMES.map((m) => createModel(m, options)), quantile, 'vpa', name === 'auto')
         : (options) => createModel(name, options),
     ]),
   );
