@@ -1,19 +1,22 @@
 /**
  * `auto`: per-application selection by the application's own rolling online backtest.
  *
- * Every candidate model is asked, at every sample, for the horizon peak at a ladder of quantile
- * levels (q, and stricter ones: 1 - (1 - q) * f for f in LEVEL_FACTORS); each (model, level) pair
- * is scored against the peak that actually followed, with exponentially decaying sums
- * (7-day half-life, as the ratio models). The pair used is the one with the least slack among
- * those whose rolling violation rate is at most the target, where
+ * Every candidate model is asked, at every sample, for the horizon peak at a ladder of settings:
+ * quantile levels (q and stricter ones, 1 - (1 - q) * f for f in LEVEL_FACTORS) for `vpa`, and
+ * violation prices (COST_FACTORS) for the regime-ratio models, which then spend violations where
+ * they are cheapest. Each (model, setting) pair is scored against the peak that actually followed,
+ * with exponentially decaying sums (7-day half-life, as the ratio models). The pair used is the one
+ * with the least slack among those whose rolling violation rate is at most the target, where
  *
- *   target = min(1 - q, rolling violation rate of the baseline `vpa` on this application)
+ *   target = min(1 - q, violation rate of the baseline `vpa` on this application, 30-day half-life)
  *
  * i.e. "calibrated at q, and never less safe on this application than the recommender users would
  * otherwise run". The baseline always meets its own rate, so a feasible pair exists once scored;
  * if the baseline itself violates more than 1 - q and nothing else qualifies, the pair with the
  * fewest violations is used. Until a day of points is scored, the baseline answers.
- * Work per sample: one update and |levels| percentile reads per candidate: constant.
+ * `capByBaseline = false` drops the vpa cap (calibrated at q only; `auto-calibrated` in backtests).
+ * Work per sample: one update per candidate, one percentile read per level of vpa and one
+ * histogram tail walk per ratio model for all prices together: constant.
  */
 import { horizonSteps, type DemandModel, type ModelOptions, type ModelState, type ResourceSample } from './demand-model';
 import { ConditionalRatioModel } from './conditional-ratio-model';
@@ -36,6 +39,7 @@ interface Pair {
   readonly factor: number;
 }
 export const SELECTION_HALF_LIFE_SECONDS = 7 * 86400;
+export const TARGET_HALF_LIFE_SECONDS = 30 * 86400;
 const MIN_SCORED_SECONDS = 86400;
 
 export interface AutoState extends ModelState {
@@ -49,6 +53,8 @@ export interface AutoState extends ModelState {
   readonly pendingSteps: readonly number[];
   readonly selected: number;
   readonly level: number | null;
+  readonly baselinePoints: number;
+  readonly baselineViolations: number;
 }
 
 // Per pair: decayed points, violations, slack sum, peak sum.
@@ -69,6 +75,15 @@ export class AutoSelector implements DemandModel {
   private readonly pairList: Pair[] = [];
   /** Long-run mean level of the resource (decayed with the selection half-life), the unit of violation prices. */
   private level = NaN;
+  /**
+   * The baseline's violation rate that sets the target, over a longer memory than the pairs'
+   * scores (30-day half-life): how safe vpa is on an application is a long-run property of it;
+   * a week's memory lets quiet weeks pull the target (a minimum) down and leaves the
+   * application's violation budget unspent.
+   */
+  private baselinePoints = 0;
+  private baselineViolations = 0;
+  private readonly targetDecay: number;
   private readonly costs = new Float64Array(COST_FACTORS.length);
   private readonly costOut = new Float64Array(COST_FACTORS.length);
 
@@ -94,6 +109,7 @@ export class AutoSelector implements DemandModel {
     this.pending = new Float64Array((this.steps + 1) * this.pairs).fill(NaN);
     this.pendingSteps = new Float64Array(this.steps + 1).fill(NaN);
     this.decay = Math.pow(2, -options.intervalSeconds / SELECTION_HALF_LIFE_SECONDS);
+    this.targetDecay = Math.pow(2, -options.intervalSeconds / TARGET_HALF_LIFE_SECONDS);
     // A decayed count's ceiling is 1 / (1 - decay); require a day's worth of it.
     const oneDay = MIN_SCORED_SECONDS / options.intervalSeconds;
     this.minScored = (1 - Math.pow(this.decay, oneDay)) / (1 - this.decay);
@@ -149,6 +165,10 @@ export class AutoSelector implements DemandModel {
       const prediction = this.pending[i * this.pairs + pair];
       if (!(prediction >= 0)) continue;
       const s = pair * STAT_FIELDS;
+      if (pair === this.baselineIndex) {
+        this.baselinePoints = this.baselinePoints * this.targetDecay + 1;
+        this.baselineViolations = this.baselineViolations * this.targetDecay + (peak > prediction ? 1 : 0);
+      }
       this.stats[s] = this.stats[s] * this.decay + 1;
       this.stats[s + 1] = this.stats[s + 1] * this.decay + (peak > prediction ? 1 : 0);
       this.stats[s + 2] = this.stats[s + 2] * this.decay + Math.max(prediction - peak, 0);
@@ -162,7 +182,7 @@ export class AutoSelector implements DemandModel {
       this.selected = this.baselineIndex;
       return;
     }
-    const target = this.capByBaseline ? Math.min(1 - this.quantile, this.stats[b + 1] / this.stats[b]) : 1 - this.quantile;
+    const target = this.capByBaseline ? Math.min(1 - this.quantile, this.baselineViolations / this.baselinePoints) : 1 - this.quantile;
     let best = -1;
     let bestSlack = Infinity;
     let fewest = this.baselineIndex;
@@ -207,6 +227,8 @@ export class AutoSelector implements DemandModel {
       pendingSteps: Array.from(this.pendingSteps, (s) => (Number.isNaN(s) ? -1 : s)),
       selected: this.selected,
       level: this.level === this.level ? this.level : null,
+      baselinePoints: this.baselinePoints,
+      baselineViolations: this.baselineViolations,
     };
   }
 
@@ -218,6 +240,8 @@ export class AutoSelector implements DemandModel {
     state.pendingSteps.forEach((v, i) => (auto.pendingSteps[i] = v < 0 ? NaN : v));
     auto.selected = state.selected;
     auto.level = state.level ?? NaN;
+    auto.baselinePoints = state.baselinePoints;
+    auto.baselineViolations = state.baselineViolations;
     return auto;
   }
 }
