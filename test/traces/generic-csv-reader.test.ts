@@ -1,3 +1,5 @@
+import { checkDemandVector } from '../../src/contracts/demand-vector';
+import { vectorsFromHistory } from '../../src/predictor/history-vectors';
 import { parseGenericCsv, GENERIC_HEADER } from '../../src/traces/generic-csv-reader';
 import { seriesFromHistory } from '../../src/traces/metric-history-adapter';
 import type { MetricBucket, MetricSample } from '../../src/store/metric-history';
@@ -62,5 +64,22 @@ describe('metric history adapter', () => {
     const rows = [sample('web-1', T, 1), sample('web-2', T, 1), sample('web-1', T + 300, 1)];
     const { applications } = seriesFromHistory(rows, 300);
     expect(applications[0].cpuCores[1]).toBeNaN();
+  });
+});
+
+describe('vectors from metric history', () => {
+  it('emits a valid vector per shard (with shard_id) and per application', () => {
+    const rows: MetricSample[] = [];
+    for (let i = 0; i < 400; i++) {
+      for (const shardId of ['web-1', 'web-2']) {
+        rows.push({ atSeconds: T + i * 300, shardId, applicationId: 'web', cpuCores: 0.5, cpuThrottledRatio: 0, memoryBytes: 1e9, readOps: 1, writeOps: 1, readBytesPerSecond: 0, writeBytesPerSecond: 0 });
+      }
+    }
+    const { shards, applications } = vectorsFromHistory(rows, undefined, new Map([['web', { cpuCores: 2, memoryBytes: 4e9 }]]));
+    expect(shards.map((v) => v.shard_id)).toEqual(['web-1', 'web-2']);
+    expect(applications).toHaveLength(1);
+    expect(applications[0].resources.cpu.cores).toBeGreaterThanOrEqual(1);
+    expect(applications[0].resources.cpu.percentage).toBeGreaterThanOrEqual(50);
+    for (const v of [...shards, ...applications]) expect(checkDemandVector(v).ok).toBe(true);
   });
 });
