@@ -43,7 +43,7 @@ export class SampleRing {
     if (advance < 0) return -1;
     if (advance === 0) {
       const i = this.index(step);
-      if (!(this.values[i] >= value)) this.values[i] = value;
+      if (value === value && !(this.values[i] >= value)) this.values[i] = value;
       return 0;
     }
     const clear = Math.min(advance - 1, this.capacity);

@@ -1,3 +1,4 @@
+import { SampleRing } from '../../src/predictor/sample-ring';
 import { BacktestMetrics } from '../../src/predictor/backtest-metrics';
 import { backtestSeries, futurePeak } from '../../src/predictor/backtest';
 import type { DemandModel, ModelOptions } from '../../src/predictor/demand-model';
@@ -40,5 +41,20 @@ describe('backtest', () => {
     // prediction at index i is i + 1; the actual peak of (i, i+3] is i + 3: every point violates.
     expect(result.metrics.get('spy')?.figures()).toMatchObject({ violation: 1, points: 17 });
     expect(seen).toEqual([...seen].sort((a, b) => a - b));
+  });
+});
+
+describe('sample ring', () => {
+  it('keeps the larger of two samples on one grid step, and a missing duplicate never erases a present one', () => {
+    const ring = new SampleRing(4, 300);
+    expect(ring.push(3000, 1)).toBe(1);
+    expect(ring.push(3010, 2)).toBe(0);
+    expect(ring.push(3020, NaN)).toBe(0);
+    expect(ring.at(0)).toBe(2);
+    expect(ring.push(3900, 5)).toBe(3); // two missing steps in between
+    expect(ring.at(1)).toBeNaN();
+    expect(ring.completeMax(0, 1)).toBeNaN();
+    expect(ring.max(0, 3)).toBe(5);
+    expect(ring.push(2000, 9)).toBe(-1); // older than the newest step: ignored
   });
 });

@@ -7,6 +7,7 @@ import { loadTrace } from '../../traces/trace-loader';
 import type { Io } from '../output';
 import { table } from '../output';
 import { invalidFlag, parseDurationFlag, parseQuantileFlag } from './predictor-flags';
+import { startProgress } from './progress';
 
 interface PredictFlags {
   trace: string;
@@ -43,7 +44,15 @@ export function registerPredictCommand(program: Command, io: Io): void {
         series = series.filter((s) => s.applicationId === app);
         if (series.length === 0) throw invalidFlag('--app', app, `an application in ${flags.trace}`);
       }
-      const vectors = series.map((s) => predictSeries(s, settings)).filter((v): v is DemandVector => v !== null);
+      const progress = startProgress(series.length, 'predict');
+      const vectors = series
+        .map((s, i) => {
+          const vector = predictSeries(s, settings);
+          progress.update(i + 1);
+          return vector;
+        })
+        .filter((v): v is DemandVector => v !== null);
+      progress.stop();
       if (flags.json) {
         io.out(JSON.stringify(vectors, null, 2));
         return;
