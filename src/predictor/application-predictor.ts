@@ -8,7 +8,9 @@ import { assertDemandVector, type DemandVector } from '../contracts/demand-vecto
 import { AutoSelector } from './auto-selector';
 import { ColdStart, DEFAULT_MIN_HISTORY_SECONDS } from './cold-start';
 import { DEFAULT_HORIZON_SECONDS, DEFAULT_INTERVAL_SECONDS, DEFAULT_QUANTILE, type DemandModel, type ModelOptions } from './demand-model';
-import { createModel, MODEL_NAMES, type ModelName } from './model-registry';
+import type { PredictorSettings as PlanPredictorSettings } from '../contracts/plan-schema';
+import { ShardformError, showValue } from '../errors';
+import { createModel, isModelName, MODEL_NAMES, type ModelName } from './model-registry';
 import { RESOURCE_NAMES, timeAt, valuesOf, type Allocation, type ApplicationSeries, type ResourceName } from './series';
 
 export interface PredictorSettings {
@@ -29,6 +31,14 @@ export const DEFAULT_PREDICTOR_SETTINGS: PredictorSettings = {
 };
 
 const BYTES_PER_GB = 1e9;
+
+/** The plan's `predictor` block as predictor settings; an unknown model names the plan field. */
+export function predictorSettingsFromPlan(plan: PlanPredictorSettings): PredictorSettings {
+  if (plan.model !== 'auto' && !isModelName(plan.model)) {
+    throw new ShardformError('INVALID_PLAN', 'predictor.model', plan.model, `predictor.model: ${showValue(plan.model)} is not a known model; use auto or one of ${MODEL_NAMES.join(', ')}`);
+  }
+  return { ...plan, model: plan.model as PredictorSettings['model'] };
+}
 
 function allocationOf(allocation: Allocation | undefined, resource: ResourceName): number | undefined {
   if (allocation === undefined) return undefined;

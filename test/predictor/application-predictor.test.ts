@@ -1,5 +1,5 @@
 import { assertDemandVector, checkDemandVector } from '../../src/contracts/demand-vector';
-import { ApplicationPredictor, DEFAULT_PREDICTOR_SETTINGS, predictSeries } from '../../src/predictor/application-predictor';
+import { ApplicationPredictor, DEFAULT_PREDICTOR_SETTINGS, predictSeries, predictorSettingsFromPlan } from '../../src/predictor/application-predictor';
 import { ColdStart } from '../../src/predictor/cold-start';
 import { createModel } from '../../src/predictor/model-registry';
 import { DAY_STEPS, dailySineWithNoise, INTERVAL, seriesOf, START_SECONDS } from './synthetic';
@@ -70,5 +70,14 @@ describe('cold start wrapper', () => {
     for (let i = 1; i <= 12; i++) model.update({ atSeconds: START_SECONDS + i * INTERVAL, value: 0.3 });
     expect(model.name).toBe('vpa');
     expect(model.predict(900, 0.95)).toBeLessThan(0.6);
+  });
+});
+
+describe('predictor settings from the plan', () => {
+  it('takes the plan block as is and refuses an unknown model naming predictor.model', () => {
+    const plan = { model: 'auto', horizonSeconds: 900, quantile: 0.95, intervalSeconds: 300, minHistorySeconds: 86400 };
+    expect(predictorSettingsFromPlan(plan)).toEqual(plan);
+    expect(predictorSettingsFromPlan({ ...plan, model: 'holt' }).model).toBe('holt');
+    expect(() => predictorSettingsFromPlan({ ...plan, model: 'prophet' })).toThrow('predictor.model: "prophet" is not a known model; use auto or one of vpa, recent-peak, seasonal-peak, holt');
   });
 });
