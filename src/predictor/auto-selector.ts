@@ -11,9 +11,9 @@
  *   target = min(1 - q, violation rate of the baseline `vpa` on this application, 30-day half-life)
  *
  * i.e. "calibrated at q, and never less safe on this application than the recommender users would
- * otherwise run". The baseline always meets its own rate, so a feasible pair exists once scored;
- * if the baseline itself violates more than 1 - q and nothing else qualifies, the pair with the
- * fewest violations is used. Until a day of points is scored, the baseline answers.
+ * otherwise run". If no pair qualifies (the recent week was harder than the application's long
+ * run), the pair with the fewest rolling violations answers. Until a day of points is scored, the
+ * baseline answers.
  * `capByBaseline = false` drops the vpa cap (calibrated at q only; `auto-calibrated` in backtests).
  * Work per sample: one update per candidate, one percentile read per level of vpa and one
  * histogram tail walk per ratio model for all prices together: constant.
@@ -118,7 +118,7 @@ export class AutoSelector implements DemandModel {
     this.selected = this.baselineIndex;
   }
 
-  /** The model and quantile level answering now, e.g. `seasonal-peak` at 0.975. */
+  /** The pair answering now, e.g. `seasonal-peak` at violation price 40, or `vpa` at level factor 0.5. */
   get selection(): { model: string; kind: 'level' | 'cost'; factor: number } {
     const pair = this.pairList[this.selected];
     return { model: this.candidates[pair.candidate].name, kind: pair.kind, factor: pair.factor };
