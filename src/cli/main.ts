@@ -14,6 +14,8 @@ import { registerMigrateCommand } from './commands/migrate';
 import { registerAgentCommand } from './commands/agent';
 import { registerShardsCommands } from './commands/shards';
 import { registerDrainCommand } from './commands/drain';
+import { registerPredictCommand } from './commands/predict';
+import { registerBacktestCommand } from './commands/backtest';
 
 /** Thrown by commands that have already printed their result and only need an exit code. */
 export class ExitWith extends Error {
@@ -36,6 +38,8 @@ export function buildProgram(io: Io = processIo): Command {
   registerAgentCommand(program, io);
   registerShardsCommands(program, io);
   registerDrainCommand(program, io);
+  registerPredictCommand(program, io);
+  registerBacktestCommand(program, io);
   // Every subcommand inherits the overrides so usage errors surface as CommanderError.
   for (const command of program.commands) command.exitOverride().configureOutput({ writeOut: (s) => io.out(s), writeErr: (s) => io.err(s) });
   return program;

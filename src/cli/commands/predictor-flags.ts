@@ -1,0 +1,27 @@
+/**
+ * Flags shared by `predict` and `backtest`, parsed once at the edge: a bad value is an
+ * INVALID_ARGUMENT naming the flag and the value (exit 2 through exitCodeFor).
+ */
+import { parseDurationSeconds } from '../../contracts/quantities';
+import { ShardformError, showValue } from '../../errors';
+
+export function invalidFlag(flag: string, value: unknown, expected: string): ShardformError {
+  return new ShardformError('INVALID_ARGUMENT', flag, value, `${flag}: ${showValue(value)} is not ${expected}`);
+}
+
+export function parseDurationFlag(flag: string, value: string): number {
+  let seconds: number;
+  try {
+    seconds = parseDurationSeconds(value, flag);
+  } catch {
+    throw invalidFlag(flag, value, 'a duration such as "15m", "1h" or "900s"');
+  }
+  if (!(seconds > 0)) throw invalidFlag(flag, value, 'a positive duration');
+  return seconds;
+}
+
+export function parseQuantileFlag(flag: string, value: string): number {
+  const q = Number(value);
+  if (!/^\s*0?\.\d+\s*$/.test(value) || !(q > 0 && q < 1)) throw invalidFlag(flag, value, 'a quantile strictly between 0 and 1, e.g. 0.95');
+  return q;
+}

@@ -1,0 +1,140 @@
+/**
+ * One application's (or shard's) predictor: a model per resource (cpu, memory, read and write
+ * ops), each `auto` selection over every model wrapped in the cold-start prior, fed with grid
+ * samples, and turned into a resource demand vector for now + horizon that is validated against
+ * the schema before it leaves this module.
+ */
+import { assertDemandVector, type DemandVector } from '../contracts/demand-vector';
+import { AutoSelector } from './auto-selector';
+import { ColdStart, DEFAULT_MIN_HISTORY_SECONDS } from './cold-start';
+import { DEFAULT_HORIZON_SECONDS, DEFAULT_INTERVAL_SECONDS, DEFAULT_QUANTILE, type DemandModel, type ModelOptions } from './demand-model';
+import type { PredictorSettings as PlanPredictorSettings } from '../contracts/plan-schema';
+import { ShardformError, showValue } from '../errors';
+import { createModel, isModelName, MODEL_NAMES, type ModelName } from './model-registry';
+import { RESOURCE_NAMES, timeAt, valuesOf, type Allocation, type ApplicationSeries, type ResourceName } from './series';
+
+export interface PredictorSettings {
+  readonly intervalSeconds: number;
+  readonly horizonSeconds: number;
+  readonly quantile: number;
+  readonly minHistorySeconds: number;
+  /** `auto` or one model name for every resource. */
+  readonly model: 'auto' | ModelName;
+}
+
+export const DEFAULT_PREDICTOR_SETTINGS: PredictorSettings = {
+  intervalSeconds: DEFAULT_INTERVAL_SECONDS,
+  horizonSeconds: DEFAULT_HORIZON_SECONDS,
+  quantile: DEFAULT_QUANTILE,
+  minHistorySeconds: DEFAULT_MIN_HISTORY_SECONDS,
+  model: 'auto',
+};
+
+const BYTES_PER_GB = 1e9;
+
+/** The plan's `predictor` block as predictor settings; an unknown model names the plan field. */
+export function predictorSettingsFromPlan(plan: PlanPredictorSettings): PredictorSettings {
+  if (plan.model !== 'auto' && !isModelName(plan.model)) {
+    throw new ShardformError('INVALID_PLAN', 'predictor.model', plan.model, `predictor.model: ${showValue(plan.model)} is not a known model; use auto or one of ${MODEL_NAMES.join(', ')}`);
+  }
+  return { ...plan, model: plan.model as PredictorSettings['model'] };
+}
+
+function allocationOf(allocation: Allocation | undefined, resource: ResourceName): number | undefined {
+  if (allocation === undefined) return undefined;
+  if (resource === 'cpu') return allocation.cpuCores;
+  if (resource === 'memory') return allocation.memoryBytes;
+  return undefined;
+}
+
+/** The model label for a vector: `auto(cpu=seasonal-peak,memory=vpa)`, `vpa`, `cold-start-prior`. */
+function label(models: ReadonlyMap<ResourceName, ColdStart>): string {
+  const cpu = models.get('cpu') as ColdStart;
+  const memory = models.get('memory') as ColdStart;
+  if (cpu.isCold() || memory.isCold()) return 'cold-start-prior';
+  const describe = (m: ColdStart) => (m.inner instanceof AutoSelector ? m.inner.selection.model : m.inner.name);
+  const text = cpu.inner instanceof AutoSelector ? `auto(cpu=${describe(cpu)},memory=${describe(memory)})` : cpu.inner.name;
+  return text.slice(0, 64);
+}
+
+export class ApplicationPredictor {
+  private readonly models = new Map<ResourceName, ColdStart>();
+  private lastSeconds = NaN;
+
+  constructor(
+    readonly applicationId: string,
+    readonly settings: PredictorSettings = DEFAULT_PREDICTOR_SETTINGS,
+    readonly allocation?: Allocation,
+    readonly shardId?: string,
+  ) {
+    for (const resource of RESOURCE_NAMES) {
+      const options: ModelOptions = { resource, intervalSeconds: settings.intervalSeconds, horizonSeconds: settings.horizonSeconds };
+      const inner: DemandModel =
+        settings.model === 'auto'
+          ? new AutoSelector(options, MODEL_NAMES.map((name) => createModel(name, options)), settings.quantile)
+          : createModel(settings.model, options);
+      this.models.set(resource, new ColdStart(inner, settings.minHistorySeconds, allocationOf(allocation, resource)));
+    }
+  }
+
+  /** Feeds one grid sample of every resource (NaN = missing). */
+  update(atSeconds: number, values: Readonly<Record<ResourceName, number>>): void {
+    for (const resource of RESOURCE_NAMES) (this.models.get(resource) as ColdStart).update({ atSeconds, value: values[resource] });
+    this.lastSeconds = atSeconds;
+  }
+
+  /** Feeds a whole series in time order. */
+  updateFromSeries(series: ApplicationSeries): void {
+    for (let i = 0; i < series.cpuCores.length; i++) {
+      const values = { cpu: 0, memory: 0, read: 0, write: 0 } as Record<ResourceName, number>;
+      for (const resource of RESOURCE_NAMES) values[resource] = valuesOf(series, resource)[i];
+      this.update(timeAt(series, i), values);
+    }
+  }
+
+  /** The demand vector for (last sample + horizon); null before any sample. Validated. */
+  vector(): DemandVector | null {
+    if (this.lastSeconds !== this.lastSeconds) return null;
+    const { horizonSeconds, quantile } = this.settings;
+    const predicted = (resource: ResourceName) => {
+      const value = (this.models.get(resource) as ColdStart).predict(horizonSeconds, quantile);
+      return value >= 0 ? value : 0;
+    };
+    const cores = predicted('cpu');
+    const memoryBytes = predicted('memory');
+    const readOps = predicted('read');
+    const writeOps = predicted('write');
+    const percent = (need: number, allocated: number | undefined) =>
+      allocated !== undefined && allocated > 0 ? { percentage: round((need / allocated) * 100, 1) } : {};
+    const cpuModel = this.models.get('cpu') as ColdStart;
+    const memoryModel = this.models.get('memory') as ColdStart;
+    const vector = {
+      timestamp: new Date((this.lastSeconds + horizonSeconds) * 1000).toISOString().replace(/\.000Z$/, 'Z'),
+      application_id: this.applicationId,
+      resources: {
+        cpu: { cores: round(cores, 3), ...percent(cores, this.allocation?.cpuCores) },
+        memory: { gb: round(memoryBytes / BYTES_PER_GB, 3), ...percent(memoryBytes, this.allocation?.memoryBytes) },
+        io: { read_ops: round(readOps, 1), write_ops: round(writeOps, 1), ...percent(readOps + writeOps, this.allocation?.iops) },
+      },
+      horizon_seconds: horizonSeconds,
+      quantile,
+      model: label(this.models),
+      confidence: round(Math.min(cpuModel.confidence(), memoryModel.confidence()), 2),
+      ...(this.shardId !== undefined ? { shard_id: this.shardId } : {}),
+    };
+    return assertDemandVector(vector, `demand vector of ${this.shardId ?? this.applicationId}`);
+  }
+}
+
+/** Rounds up (a prediction rounded down could turn a fit into a violation). */
+function round(value: number, digits: number): number {
+  const factor = 10 ** digits;
+  return Math.ceil(value * factor - 1e-9) / factor || 0;
+}
+
+/** Predicts one series' vector at its end: the offline path behind `shardform predict`. */
+export function predictSeries(series: ApplicationSeries, settings: PredictorSettings = DEFAULT_PREDICTOR_SETTINGS): DemandVector | null {
+  const predictor = new ApplicationPredictor(series.applicationId, settings, series.allocation, series.shardId);
+  predictor.updateFromSeries(series);
+  return predictor.vector();
+}

@@ -1,0 +1,247 @@
+/**
+ * `auto`: per-application selection by the application's own rolling online backtest.
+ *
+ * Every candidate model is asked, at every sample, for the horizon peak at a ladder of settings:
+ * quantile levels (q and stricter ones, 1 - (1 - q) * f for f in LEVEL_FACTORS) for `vpa`, and
+ * violation prices (COST_FACTORS) for the regime-ratio models, which then spend violations where
+ * they are cheapest. Each (model, setting) pair is scored against the peak that actually followed,
+ * with exponentially decaying sums (7-day half-life, as the ratio models). The pair used is the one
+ * with the least slack among those whose rolling violation rate is at most the target, where
+ *
+ *   target = min(1 - q, violation rate of the baseline `vpa` on this application, 30-day half-life)
+ *
+ * i.e. "calibrated at q, and never less safe on this application than the recommender users would
+ * otherwise run". If no pair qualifies (the recent week was harder than the application's long
+ * run), the pair with the fewest rolling violations answers. Until a day of points is scored, the
+ * baseline answers.
+ * `capByBaseline = false` drops the vpa cap (calibrated at q only; `auto-calibrated` in backtests).
+ * Work per sample: one update per candidate, one percentile read per level of vpa and one
+ * histogram tail walk per ratio model for all prices together: constant.
+ */
+import { horizonSteps, type DemandModel, type ModelOptions, type ModelState, type ResourceSample } from './demand-model';
+import { ConditionalRatioModel } from './conditional-ratio-model';
+import { modelFromJSON } from './model-registry';
+import { SampleRing, type SampleRingState } from './sample-ring';
+
+/** Stricter levels, as fractions of the allowed violation 1 - q. */
+export const LEVEL_FACTORS = [1, 0.9, 0.8, 0.7, 0.6, 0.5, 0.42, 0.35, 0.3, 0.25, 0.2, 0.15, 0.1, 0.05] as const;
+/**
+ * Prices of one violation, in units of the application's long-run mean level, for models that
+ * can trade slack against violations across regimes (ConditionalRatioModel.predictAtCost).
+ * A price k buys roughly a violation rate of 1/k on an exponential tail, so 2.5..640 in steps of
+ * sqrt(2) spans 40 % down to 0.16 %.
+ */
+export const COST_FACTORS = [2.5, 3.5, 5, 7, 10, 14, 20, 28, 40, 56, 80, 113, 160, 226, 320, 452, 640] as const;
+
+interface Pair {
+  readonly candidate: number;
+  readonly kind: 'level' | 'cost';
+  readonly factor: number;
+}
+export const SELECTION_HALF_LIFE_SECONDS = 7 * 86400;
+export const TARGET_HALF_LIFE_SECONDS = 30 * 86400;
+const MIN_SCORED_SECONDS = 86400;
+
+export interface AutoState extends ModelState {
+  readonly quantile: number;
+  readonly baseline: string;
+  readonly capByBaseline: boolean;
+  readonly candidates: readonly ModelState[];
+  readonly ring: SampleRingState;
+  readonly stats: readonly number[];
+  readonly pending: readonly (number | null)[];
+  readonly pendingSteps: readonly number[];
+  readonly selected: number;
+  readonly level: number | null;
+  readonly baselinePoints: number;
+  readonly baselineViolations: number;
+}
+
+// Per pair: decayed points, violations, slack sum, peak sum.
+const STAT_FIELDS = 4;
+
+export class AutoSelector implements DemandModel {
+  readonly name = 'auto';
+  private readonly steps: number;
+  private readonly ring: SampleRing;
+  private readonly pairs: number;
+  private readonly stats: Float64Array;
+  private readonly pending: Float64Array;
+  private readonly pendingSteps: Float64Array;
+  private readonly decay: number;
+  private readonly minScored: number;
+  private readonly baselineIndex: number;
+  private selected: number;
+  private readonly pairList: Pair[] = [];
+  /** Long-run mean level of the resource (decayed with the selection half-life), the unit of violation prices. */
+  private level = NaN;
+  /**
+   * The baseline's violation rate that sets the target, over a longer memory than the pairs'
+   * scores (30-day half-life): how safe vpa is on an application is a long-run property of it;
+   * a week's memory lets quiet weeks pull the target (a minimum) down and leaves the
+   * application's violation budget unspent.
+   */
+  private baselinePoints = 0;
+  private baselineViolations = 0;
+  private readonly targetDecay: number;
+  private readonly costs = new Float64Array(COST_FACTORS.length);
+  private readonly costOut = new Float64Array(COST_FACTORS.length);
+
+  constructor(
+    readonly options: ModelOptions,
+    readonly candidates: readonly DemandModel[],
+    readonly quantile: number,
+    readonly baseline = 'vpa',
+    /**
+     * true (default): the target is also capped by the baseline's own rolling violation rate, so
+     * `auto` is never less safe than `vpa` on an application; false: calibrated at q only.
+     */
+    readonly capByBaseline = true,
+  ) {
+    this.steps = horizonSteps(options);
+    this.ring = new SampleRing(this.steps + 1, options.intervalSeconds);
+    candidates.forEach((candidate, c) => {
+      if (candidate instanceof ConditionalRatioModel) for (const factor of COST_FACTORS) this.pairList.push({ candidate: c, kind: 'cost', factor });
+      else for (const factor of LEVEL_FACTORS) this.pairList.push({ candidate: c, kind: 'level', factor });
+    });
+    this.pairs = this.pairList.length;
+    this.stats = new Float64Array(this.pairs * STAT_FIELDS);
+    this.pending = new Float64Array((this.steps + 1) * this.pairs).fill(NaN);
+    this.pendingSteps = new Float64Array(this.steps + 1).fill(NaN);
+    this.decay = Math.pow(2, -options.intervalSeconds / SELECTION_HALF_LIFE_SECONDS);
+    this.targetDecay = Math.pow(2, -options.intervalSeconds / TARGET_HALF_LIFE_SECONDS);
+    // A decayed count's ceiling is 1 / (1 - decay); require a day's worth of it.
+    const oneDay = MIN_SCORED_SECONDS / options.intervalSeconds;
+    this.minScored = (1 - Math.pow(this.decay, oneDay)) / (1 - this.decay);
+    const baselineModel = Math.max(0, candidates.findIndex((c) => c.name === baseline));
+    this.baselineIndex = Math.max(0, this.pairList.findIndex((p) => p.candidate === baselineModel && (p.kind === 'cost' || p.factor === 1)));
+    this.selected = this.baselineIndex;
+  }
+
+  /** The pair answering now, e.g. `seasonal-peak` at violation price 40, or `vpa` at level factor 0.5. */
+  get selection(): { model: string; kind: 'level' | 'cost'; factor: number } {
+    const pair = this.pairList[this.selected];
+    return { model: this.candidates[pair.candidate].name, kind: pair.kind, factor: pair.factor };
+  }
+
+  update(sample: ResourceSample): void {
+    for (const candidate of this.candidates) candidate.update(sample);
+    const advance = this.ring.push(sample.atSeconds, sample.value);
+    if (advance < 0) return;
+    const step = this.ring.newestStep as number;
+    if (sample.value === sample.value && advance > 0) {
+      this.level = this.level === this.level ? this.level * this.decay + sample.value * (1 - this.decay) : sample.value;
+    }
+    if (advance > 0) this.score(step);
+    const i = step % (this.steps + 1);
+    this.pendingSteps[i] = step;
+    for (let pair = 0; pair < this.pairs; pair++) {
+      const p = this.pairList[pair];
+      if (p.kind === 'level') this.pending[i * this.pairs + pair] = this.predictPair(pair, this.quantile);
+      else if (p.factor === COST_FACTORS[0]) {
+        // All prices of one model in one walk.
+        for (let k = 0; k < COST_FACTORS.length; k++) this.costs[k] = COST_FACTORS[k] * this.level;
+        (this.candidates[p.candidate] as ConditionalRatioModel).predictAtCosts(this.options.horizonSeconds, this.costs, this.costOut);
+        for (let k = 0; k < COST_FACTORS.length; k++) this.pending[i * this.pairs + pair + k] = this.costOut[k];
+      }
+    }
+    this.select();
+  }
+
+  private predictPair(index: number, quantile: number): number {
+    const pair = this.pairList[index];
+    const model = this.candidates[pair.candidate];
+    if (pair.kind === 'level') return model.predict(this.options.horizonSeconds, 1 - (1 - quantile) * pair.factor);
+    return (model as ConditionalRatioModel).predictAtCost(this.options.horizonSeconds, pair.factor * this.level);
+  }
+
+  private score(step: number): void {
+    const from = step - this.steps;
+    const i = ((from % (this.steps + 1)) + this.steps + 1) % (this.steps + 1);
+    if (this.pendingSteps[i] !== from) return;
+    const peak = this.ring.completeMax(0, this.steps - 1);
+    if (peak !== peak) return;
+    for (let pair = 0; pair < this.pairs; pair++) {
+      const prediction = this.pending[i * this.pairs + pair];
+      if (!(prediction >= 0)) continue;
+      const s = pair * STAT_FIELDS;
+      if (pair === this.baselineIndex) {
+        this.baselinePoints = this.baselinePoints * this.targetDecay + 1;
+        this.baselineViolations = this.baselineViolations * this.targetDecay + (peak > prediction ? 1 : 0);
+      }
+      this.stats[s] = this.stats[s] * this.decay + 1;
+      this.stats[s + 1] = this.stats[s + 1] * this.decay + (peak > prediction ? 1 : 0);
+      this.stats[s + 2] = this.stats[s + 2] * this.decay + Math.max(prediction - peak, 0);
+      this.stats[s + 3] = this.stats[s + 3] * this.decay + peak;
+    }
+  }
+
+  private select(): void {
+    const b = this.baselineIndex * STAT_FIELDS;
+    if (this.stats[b] < this.minScored) {
+      this.selected = this.baselineIndex;
+      return;
+    }
+    const target = this.capByBaseline ? Math.min(1 - this.quantile, this.baselineViolations / this.baselinePoints) : 1 - this.quantile;
+    let best = -1;
+    let bestSlack = Infinity;
+    let fewest = this.baselineIndex;
+    let fewestRate = Infinity;
+    for (let pair = 0; pair < this.pairs; pair++) {
+      const s = pair * STAT_FIELDS;
+      if (this.stats[s] < this.minScored) continue;
+      const rate = this.stats[s + 1] / this.stats[s];
+      const slack = this.stats[s + 3] > 0 ? this.stats[s + 2] / this.stats[s + 3] : this.stats[s + 2];
+      if (rate <= target && slack < bestSlack) {
+        best = pair;
+        bestSlack = slack;
+      }
+      if (rate < fewestRate) {
+        fewest = pair;
+        fewestRate = rate;
+      }
+    }
+    this.selected = best >= 0 ? best : fewest;
+  }
+
+  predict(horizonSeconds: number, quantile: number): number {
+    if (horizonSeconds !== this.options.horizonSeconds) return this.candidates[this.pairList[this.selected].candidate].predict(horizonSeconds, quantile);
+    return this.predictPair(this.selected, quantile);
+  }
+
+  historySeconds(): number {
+    return Math.max(...this.candidates.map((c) => c.historySeconds()));
+  }
+
+  toJSON(): AutoState {
+    return {
+      model: this.name,
+      options: this.options,
+      quantile: this.quantile,
+      baseline: this.baseline,
+      capByBaseline: this.capByBaseline,
+      candidates: this.candidates.map((c) => c.toJSON()),
+      ring: this.ring.toJSON(),
+      stats: Array.from(this.stats),
+      pending: Array.from(this.pending, (p) => (Number.isNaN(p) ? null : p)),
+      pendingSteps: Array.from(this.pendingSteps, (s) => (Number.isNaN(s) ? -1 : s)),
+      selected: this.selected,
+      level: this.level === this.level ? this.level : null,
+      baselinePoints: this.baselinePoints,
+      baselineViolations: this.baselineViolations,
+    };
+  }
+
+  static fromJSON(state: AutoState): AutoSelector {
+    const auto = new AutoSelector(state.options, state.candidates.map(modelFromJSON), state.quantile, state.baseline, state.capByBaseline);
+    Object.assign(auto, { ring: SampleRing.fromJSON(state.ring) });
+    state.stats.forEach((v, i) => (auto.stats[i] = v));
+    state.pending.forEach((v, i) => (auto.pending[i] = v === null ? NaN : v));
+    state.pendingSteps.forEach((v, i) => (auto.pendingSteps[i] = v < 0 ? NaN : v));
+    auto.selected = state.selected;
+    auto.level = state.level ?? NaN;
+    auto.baselinePoints = state.baselinePoints;
+    auto.baselineViolations = state.baselineViolations;
+    return auto;
+  }
+}

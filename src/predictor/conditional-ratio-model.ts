@@ -1,0 +1,284 @@
+/**
+ * The shared machinery of our own models: a base forecast times a calibrated quantile of the
+ * ratio (actual horizon peak / base), where the ratio's distribution is learnt online *per
+ * regime* from the model's own past forecast errors. That is conformal-style calibration
+ * (Vovk et al., "Algorithmic Learning in a Random World", 2005; here split by regime, i.e.
+ * Mondrian conformal prediction) on top of a cheap point forecast:
+ *
+ *   prediction(t) = base(t) * exp(Q_q[ log(peak(t, t+H] / base) | regime key(t) ])
+ *
+ * Subclasses say what the base and the regime keys are. Keys are a hierarchy from finest to
+ * coarsest; the finest key with at least 2 / (1 - q) effective samples answers (so a q-tail rests
+ * on at least two observations), else the next one, ending with the pooled distribution.
+ *
+ * Labels are resolved by the model itself: when sample t arrives, the peak of (t-H, t] becomes
+ * the label of the forecast issued at t-H. Nothing past the newest sample is ever read.
+ *
+ * Ratios live in log space in 2 %-wide buckets over [1/1000, 1000] (the VPA scheme's 5 % buckets
+ * would add 2-5 % slack on smooth series such as memory), weights decay with a 7-day half-life:
+ * one weekly cycle, longer than VPA's 24 h because the base already tracks the level and the
+ * ratio distribution of a regime changes more slowly than the level does.
+ */
+import { LinearBuckets } from './bucket-scheme';
+import { DecayClock, type DecayClockState } from './decay-clock';
+import { horizonSteps, type DemandModel, type ModelOptions, type ModelState, type ResourceSample } from './demand-model';
+import { Histogram, type HistogramState } from './histogram';
+import { SampleRing, type SampleRingState } from './sample-ring';
+import type { ResourceName } from './series';
+import { ShardformError } from '../errors';
+
+export const RATIO_HALF_LIFE_SECONDS = 7 * 24 * 3600;
+const LOG_RATIO_LIMIT = Math.log(1000);
+const LOG_RATIO_WIDTH = 0.02;
+/** Effective samples a regime needs before it answers a cost-based query (the q = 0.95 rule: 2 / (1 - q)). */
+const MIN_TAIL_SAMPLES = 40;
+
+/** Smallest base a ratio is taken against: a millicore (the finest CFS quota worth setting), 1 MiB, 0.01 op/s. */
+export function baseFloorFor(resource: ResourceName): number {
+  return resource === 'cpu' ? 0.001 : resource === 'memory' ? 2 ** 20 : 0.01;
+}
+
+/** log2 magnitude class of a value above the floor: factor-2 regimes of the level. */
+export function magnitudeClass(value: number, floor: number): number {
+  return Math.max(0, Math.min(63, Math.floor(Math.log2(value / floor))));
+}
+
+/** Ratio classes used by the regime keys: <=0.8, <=1.25, <=2.5, >2.5, and 4 = not known. */
+export function ratioClass(numerator: number, denominator: number): number {
+  if (!(numerator >= 0) || !(denominator > 0)) return 4;
+  const r = numerator / denominator;
+  return r <= 0.8 ? 0 : r <= 1.25 ? 1 : r <= 2.5 ? 2 : 3;
+}
+
+/** Where a subclass writes the features of the newest step. */
+export interface FeatureSlot {
+  base: number;
+  readonly keys: Int32Array;
+}
+
+interface ConditionalState extends ModelState {
+  readonly ring: SampleRingState;
+  readonly clock: DecayClockState;
+  readonly levels: readonly (readonly [number, HistogramState])[][];
+  readonly pending: { readonly steps: number[]; readonly bases: (number | null)[]; readonly keys: number[] };
+  readonly firstSeconds: number | null;
+  readonly lastSeconds: number | null;
+  readonly lastWeight: number;
+  readonly extra: unknown;
+}
+
+export abstract class ConditionalRatioModel implements DemandModel {
+  abstract readonly name: string;
+  protected readonly ring: SampleRing;
+  protected readonly steps: number;
+  protected readonly floor: number;
+  private readonly scheme = new LinearBuckets(-LOG_RATIO_LIMIT, LOG_RATIO_LIMIT, LOG_RATIO_WIDTH);
+  /** The ratio at each bucket's middle: histograms keep sum(weight * ratio) for expected slack. */
+  private readonly ratioOf = (bucket: number) => Math.exp(this.scheme.bucketStart(bucket) + LOG_RATIO_WIDTH / 2);
+  private readonly levels: Map<number, Histogram>[];
+  private clock = new DecayClock(RATIO_HALF_LIFE_SECONDS);
+  private lastWeight = 1;
+  private firstSeconds: number | null = null;
+  private lastSeconds: number | null = null;
+  // Features of the last steps+1 grid steps, indexed by step modulo steps+1.
+  private readonly pendingSteps: Float64Array;
+  private readonly pendingBases: Float64Array;
+  private readonly pendingKeys: Int32Array;
+  private readonly slot: FeatureSlot;
+  private bestCosts = new Float64Array(0);
+
+  protected constructor(
+    readonly options: ModelOptions,
+    ringCapacity: number,
+    private readonly keyLevels: number,
+  ) {
+    this.steps = horizonSteps(options);
+    this.floor = baseFloorFor(options.resource);
+    this.ring = new SampleRing(Math.max(ringCapacity, this.steps + 1), options.intervalSeconds);
+    this.levels = Array.from({ length: keyLevels + 1 }, () => new Map<number, Histogram>());
+    this.pendingSteps = new Float64Array(this.steps + 1).fill(NaN);
+    this.pendingBases = new Float64Array(this.steps + 1).fill(NaN);
+    this.pendingKeys = new Int32Array((this.steps + 1) * keyLevels);
+    this.slot = { base: NaN, keys: new Int32Array(keyLevels) };
+  }
+
+  /** Called after the newest sample is in the ring (and any subclass state updated): write base and keys, or return false. */
+  protected abstract extract(slot: FeatureSlot): boolean;
+  /** Subclass state beyond the ring (e.g. smoothing levels). */
+  protected abstract extraState(): unknown;
+  protected abstract restoreExtra(extra: unknown): void;
+  /** Lets subclasses update their own state with each new grid sample, before features are extracted. */
+  protected observe(_advance: number, _value: number): void {}
+
+  update(sample: ResourceSample): void {
+    const advance = this.ring.push(sample.atSeconds, sample.value);
+    if (advance < 0) return;
+    this.observe(advance, sample.value);
+    const step = this.ring.newestStep as number;
+    if (advance > 0) this.resolveLabel(step, sample.atSeconds);
+    if (sample.value === sample.value) {
+      if (this.firstSeconds === null) this.firstSeconds = sample.atSeconds;
+      this.lastSeconds = sample.atSeconds;
+    }
+    const i = step % (this.steps + 1);
+    this.pendingSteps[i] = step;
+    this.slot.base = NaN;
+    if (this.extract(this.slot) && this.slot.base === this.slot.base) {
+      this.pendingBases[i] = Math.max(this.slot.base, this.floor);
+      for (let l = 0; l < this.keyLevels; l++) this.pendingKeys[i * this.keyLevels + l] = this.slot.keys[l];
+    } else {
+      this.pendingBases[i] = NaN;
+    }
+  }
+
+  private resolveLabel(step: number, atSeconds: number): void {
+    const from = step - this.steps;
+    const i = ((from % (this.steps + 1)) + this.steps + 1) % (this.steps + 1);
+    if (this.pendingSteps[i] !== from) return;
+    const base = this.pendingBases[i];
+    if (base !== base) return;
+    const peak = this.ring.completeMax(0, this.steps - 1);
+    if (peak !== peak) return;
+    const bucket = this.scheme.bucketOf(Math.log(Math.max(peak, this.floor * 1e-3) / base));
+    const weight = this.clock.weightAt(atSeconds, (factor) => {
+      for (const level of this.levels) for (const histogram of level.values()) histogram.scale(factor);
+    });
+    this.lastWeight = weight;
+    for (let l = 0; l <= this.keyLevels; l++) {
+      const key = l < this.keyLevels ? this.pendingKeys[i * this.keyLevels + l] : 0;
+      let histogram = this.levels[l].get(key);
+      if (histogram === undefined) {
+        histogram = new Histogram(this.scheme, this.ratioOf);
+        this.levels[l].set(key, histogram);
+      }
+      histogram.addToBucket(bucket, weight);
+    }
+  }
+
+  predict(horizonSeconds: number, quantile: number): number {
+    this.checkHorizon(horizonSeconds);
+    const histogram = this.answering(2 / (1 - quantile));
+    return histogram === undefined ? NaN : this.currentBase() * Math.exp(histogram.percentile(quantile));
+  }
+
+  /**
+   * The prediction p minimising  E[max(p - peak, 0)] + violationCost * P(peak > p)  under the
+   * regime's ratio distribution: expected slack (in the resource's unit) plus a price per
+   * violation. With one price for all of an application's regimes this spends the violations
+   * where avoiding them is expensive (busy regimes) and avoids them where it is cheap (idle
+   * ones), which a fixed quantile per regime cannot do (Lagrangian of "least slack subject to a
+   * violation budget"; the first-order condition is P(peak <= p) = violationCost * density(p)).
+   * The search stops at the 80th percentile: below it the answer is no longer a peak forecast.
+   */
+  predictAtCost(horizonSeconds: number, violationCost: number): number {
+    const out = new Float64Array(1);
+    this.predictAtCosts(horizonSeconds, Float64Array.of(violationCost), out);
+    return out[0];
+  }
+
+  /** predictAtCost for several prices in one walk over the regime's histogram (out[k] for costs[k]). */
+  predictAtCosts(horizonSeconds: number, costs: Float64Array, out: Float64Array): void {
+    this.checkHorizon(horizonSeconds);
+    out.fill(NaN);
+    const histogram = this.answering(MIN_TAIL_SAMPLES);
+    if (histogram === undefined) return;
+    const base = this.currentBase();
+    const total = histogram.totalWeight;
+    const bestCost = this.bestCosts.length === costs.length ? this.bestCosts : (this.bestCosts = new Float64Array(costs.length));
+    bestCost.fill(Infinity);
+    let above = 0;
+    let aboveMoment = 0;
+    const top = histogram.highestBucket;
+    for (let b = top; b >= histogram.lowestBucket && above <= 0.2 * total; b--) {
+      const weight = histogram.weightOf(b);
+      if (weight > 0 || b === top) {
+        const prediction = base * Math.exp(this.scheme.bucketStart(b + 1));
+        const slack = prediction * (total - above) - base * (histogram.momentSum - aboveMoment);
+        for (let k = 0; k < costs.length; k++) {
+          const cost = slack + costs[k] * above;
+          if (cost < bestCost[k]) {
+            bestCost[k] = cost;
+            out[k] = prediction;
+          }
+        }
+      }
+      above += weight;
+      aboveMoment += weight * this.ratioOf(b);
+    }
+  }
+
+  private currentBase(): number {
+    const step = this.ring.newestStep as number;
+    return this.pendingBases[step % (this.steps + 1)];
+  }
+
+  /** The finest regime histogram with at least `samples` effective samples, for the newest step. */
+  private answering(samples: number): Histogram | undefined {
+    const step = this.ring.newestStep;
+    if (step === null) return undefined;
+    const i = step % (this.steps + 1);
+    const base = this.pendingBases[i];
+    if (this.pendingSteps[i] !== step || base !== base) return undefined;
+    const needed = samples * this.lastWeight;
+    for (let l = 0; l <= this.keyLevels; l++) {
+      const key = l < this.keyLevels ? this.pendingKeys[i * this.keyLevels + l] : 0;
+      const histogram = this.levels[l].get(key);
+      if (histogram !== undefined && histogram.totalWeight >= needed) return histogram;
+    }
+    return undefined;
+  }
+
+  private checkHorizon(horizonSeconds: number): void {
+    if (horizonSeconds !== this.options.horizonSeconds) {
+      throw new ShardformError(
+        'INVALID_ARGUMENT',
+        'horizonSeconds',
+        horizonSeconds,
+        `horizonSeconds: model ${this.name} was built for a horizon of ${this.options.horizonSeconds} s and cannot answer for ${horizonSeconds} s; build one per horizon`,
+      );
+    }
+  }
+
+  historySeconds(): number {
+    return this.firstSeconds === null || this.lastSeconds === null ? 0 : this.lastSeconds - this.firstSeconds;
+  }
+
+  toJSON(): ConditionalState {
+    return {
+      model: this.name,
+      options: this.options,
+      ring: this.ring.toJSON(),
+      clock: this.clock.toJSON(),
+      levels: this.levels.map((level) => [...level.entries()].map(([key, h]) => [key, h.toJSON()] as const)),
+      pending: {
+        steps: Array.from(this.pendingSteps, (s) => (Number.isNaN(s) ? -1 : s)),
+        bases: Array.from(this.pendingBases, (b) => (Number.isNaN(b) ? null : b)),
+        keys: Array.from(this.pendingKeys),
+      },
+      firstSeconds: this.firstSeconds,
+      lastSeconds: this.lastSeconds,
+      lastWeight: this.lastWeight,
+      extra: this.extraState(),
+    };
+  }
+
+  /** Loads state saved by toJSON into a freshly constructed model of the same kind and options. */
+  protected restore(state: ConditionalState): this {
+    const ring = SampleRing.fromJSON(state.ring);
+    Object.assign(this, { ring });
+    this.clock = DecayClock.fromJSON(state.clock);
+    state.levels.forEach((level, l) => {
+      for (const [key, h] of level) this.levels[l].set(key, Histogram.fromJSON(h, this.ratioOf));
+    });
+    state.pending.steps.forEach((s, i) => (this.pendingSteps[i] = s < 0 ? NaN : s));
+    state.pending.bases.forEach((b, i) => (this.pendingBases[i] = b === null ? NaN : b));
+    state.pending.keys.forEach((k, i) => (this.pendingKeys[i] = k));
+    this.firstSeconds = state.firstSeconds;
+    this.lastSeconds = state.lastSeconds;
+    this.lastWeight = state.lastWeight;
+    this.restoreExtra(state.extra);
+    return this;
+  }
+}
+
+export type { ConditionalState };

@@ -1,0 +1,141 @@
+/**
+ * A weighted histogram over a bucket scheme: add a sample, read a percentile, scale, save/load.
+ * Follows the VPA recommender's `histogram` (pkg/recommender/util/histogram.go): the percentile
+ * is the END of the first bucket whose cumulative weight reaches p * total (the start of the last,
+ * open-ended bucket), which errs on the generous side by up to one bucket width.
+ */
+import { bucketSchemeFromJSON, type BucketScheme, type BucketSchemeState } from './bucket-scheme';
+
+/** VPA's epsilon: buckets lighter than this are treated as empty after scaling. */
+const EPSILON = 1e-4;
+
+export interface HistogramState {
+  readonly scheme: BucketSchemeState;
+  /** Sparse: [bucket, weight] pairs. */
+  readonly buckets: readonly (readonly [number, number])[];
+}
+
+export class Histogram {
+  private readonly weights: Float64Array;
+  private total = 0;
+  private moment = 0;
+  private minBucket: number;
+  private maxBucket = 0;
+
+  /**
+   * `momentOf` (optional): a per-bucket value whose weighted sum is kept up to date (e.g. the
+   * bucket's ratio for log-ratio histograms), so expected-slack sums cost nothing extra.
+   */
+  constructor(
+    readonly scheme: BucketScheme,
+    private readonly momentOf?: (bucket: number) => number,
+  ) {
+    this.weights = new Float64Array(scheme.numBuckets);
+    this.minBucket = scheme.numBuckets - 1;
+  }
+
+  get totalWeight(): number {
+    return this.total;
+  }
+
+  /** Sum of weight * momentOf(bucket) (0 without momentOf). */
+  get momentSum(): number {
+    return this.moment;
+  }
+
+  get lowestBucket(): number {
+    return this.minBucket;
+  }
+
+  get highestBucket(): number {
+    return this.maxBucket;
+  }
+
+  weightOf(bucket: number): number {
+    return this.weights[bucket];
+  }
+
+  isEmpty(): boolean {
+    return this.total < EPSILON;
+  }
+
+  addSample(value: number, weight: number): void {
+    this.addToBucket(this.scheme.bucketOf(value), weight);
+  }
+
+  addToBucket(bucket: number, weight: number): void {
+    this.weights[bucket] += weight;
+    this.total += weight;
+    if (this.momentOf !== undefined) this.moment += weight * this.momentOf(bucket);
+    if (bucket < this.minBucket) this.minBucket = bucket;
+    if (bucket > this.maxBucket) this.maxBucket = bucket;
+  }
+
+  /** Percentile p in [0, 1], VPA semantics (forward walk). */
+  percentile(p: number): number {
+    if (this.isEmpty()) return 0;
+    const bucket = this.percentileBucket(p);
+    return bucket < this.scheme.numBuckets - 1 ? this.scheme.bucketStart(bucket + 1) : this.scheme.bucketStart(bucket);
+  }
+
+  /**
+   * The first bucket whose cumulative weight reaches p * total. For high percentiles the walk
+   * starts at the top (same bucket, fewer steps: cumsum(b) >= pT  <=>  weight above b <= (1-p)T).
+   */
+  percentileBucket(p: number): number {
+    const threshold = p * this.total;
+    if (p < 0.5) {
+      let partial = 0;
+      let bucket = this.minBucket;
+      for (; bucket < this.maxBucket; bucket++) {
+        partial += this.weights[bucket];
+        if (partial >= threshold) break;
+      }
+      return bucket;
+    }
+    let above = 0;
+    let bucket = this.maxBucket;
+    while (bucket > this.minBucket) {
+      const aboveNext = above + this.weights[bucket];
+      if (this.total - aboveNext < threshold) break;
+      above = aboveNext;
+      bucket--;
+    }
+    return bucket;
+  }
+
+  /** Multiplies every weight (decay); drops buckets that fall below epsilon, as VPA does. */
+  scale(factor: number): void {
+    let total = 0;
+    let moment = 0;
+    let min = this.scheme.numBuckets - 1;
+    let max = 0;
+    for (let b = this.minBucket; b <= this.maxBucket; b++) {
+      let w = this.weights[b] * factor;
+      if (w < EPSILON) w = 0;
+      this.weights[b] = w;
+      if (w > 0) {
+        total += w;
+        if (this.momentOf !== undefined) moment += w * this.momentOf(b);
+        if (b < min) min = b;
+        if (b > max) max = b;
+      }
+    }
+    this.total = total;
+    this.moment = moment;
+    this.minBucket = min;
+    this.maxBucket = max;
+  }
+
+  toJSON(): HistogramState {
+    const buckets: [number, number][] = [];
+    for (let b = this.minBucket; b <= this.maxBucket; b++) if (this.weights[b] > 0) buckets.push([b, this.weights[b]]);
+    return { scheme: this.scheme.toJSON(), buckets };
+  }
+
+  static fromJSON(state: HistogramState, momentOf?: (bucket: number) => number): Histogram {
+    const histogram = new Histogram(bucketSchemeFromJSON(state.scheme), momentOf);
+    for (const [bucket, weight] of state.buckets) histogram.addToBucket(bucket, weight);
+    return histogram;
+  }
+}

@@ -1,0 +1,78 @@
+/**
+ * `vpa`: the Kubernetes VPA recommender's method, as the baseline users would otherwise run.
+ * Every sample goes into an exponentially decaying histogram (24 h half-life, VPA's
+ * CPUHistogramDecayHalfLife and MemoryHistogramDecayHalfLife) over all history, with VPA's
+ * bucket scheme (1.05 growth; first bucket 0.01 cores / 1e7 bytes); the recommendation is the
+ * target percentile times (1 + 15 % safety margin) (recommender/logic/recommender.go,
+ * safetyMarginFraction = 0.15). Sample weight is 1 (VPA weighs CPU samples by the request, a
+ * constant per container here). The horizon is ignored: VPA has no notion of one.
+ */
+import { ExponentialBuckets, VPA_CPU_BUCKETS, VPA_MEMORY_BUCKETS, type BucketScheme } from './bucket-scheme';
+import { DecayClock, type DecayClockState } from './decay-clock';
+import type { DemandModel, ModelOptions, ModelState, ResourceSample } from './demand-model';
+import { Histogram, type HistogramState } from './histogram';
+import type { ResourceName } from './series';
+
+export const VPA_HALF_LIFE_SECONDS = 24 * 3600;
+export const VPA_SAFETY_MARGIN = 0.15;
+
+/** VPA has schemes for cpu and memory only; io ops use the cpu scheme's shape from 0.01 op/s to 1e7 op/s. */
+export function vpaBucketsFor(resource: ResourceName): BucketScheme {
+  if (resource === 'cpu') return VPA_CPU_BUCKETS();
+  if (resource === 'memory') return VPA_MEMORY_BUCKETS();
+  return new ExponentialBuckets(0.01, 1.05, 1e7);
+}
+
+interface VpaState extends ModelState {
+  readonly histogram: HistogramState;
+  readonly clock: DecayClockState;
+  readonly firstSeconds: number | null;
+  readonly lastSeconds: number | null;
+}
+
+export class VpaModel implements DemandModel {
+  readonly name = 'vpa';
+  private firstSeconds: number | null = null;
+  private lastSeconds: number | null = null;
+
+  constructor(
+    readonly options: ModelOptions,
+    private readonly histogram = new Histogram(vpaBucketsFor(options.resource)),
+    private readonly clock = new DecayClock(VPA_HALF_LIFE_SECONDS),
+  ) {}
+
+  update(sample: ResourceSample): void {
+    if (!(sample.value >= 0)) return;
+    const weight = this.clock.weightAt(sample.atSeconds, (factor) => this.histogram.scale(factor));
+    this.histogram.addSample(sample.value, weight);
+    if (this.firstSeconds === null) this.firstSeconds = sample.atSeconds;
+    this.lastSeconds = sample.atSeconds;
+  }
+
+  predict(_horizonSeconds: number, quantile: number): number {
+    if (this.histogram.isEmpty()) return NaN;
+    return this.histogram.percentile(quantile) * (1 + VPA_SAFETY_MARGIN);
+  }
+
+  historySeconds(): number {
+    return this.firstSeconds === null || this.lastSeconds === null ? 0 : this.lastSeconds - this.firstSeconds;
+  }
+
+  toJSON(): VpaState {
+    return {
+      model: this.name,
+      options: this.options,
+      histogram: this.histogram.toJSON(),
+      clock: this.clock.toJSON(),
+      firstSeconds: this.firstSeconds,
+      lastSeconds: this.lastSeconds,
+    };
+  }
+
+  static fromJSON(state: VpaState): VpaModel {
+    const model = new VpaModel(state.options, Histogram.fromJSON(state.histogram), DecayClock.fromJSON(state.clock));
+    model.firstSeconds = state.firstSeconds;
+    model.lastSeconds = state.lastSeconds;
+    return model;
+  }
+}

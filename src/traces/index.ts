@@ -1,0 +1,6 @@
+export * from './bitbrains-reader';
+export * from './generic-csv-reader';
+export * from './metric-history-adapter';
+export * from './resample';
+export * from './trace-error';
+export * from './trace-loader';

@@ -1,0 +1,59 @@
+/**
+ * Puts irregular samples onto the interval grid: each sample goes to its nearest grid point
+ * (round(t / interval)), and a grid point holding several samples takes their mean per field (the
+ * same reading a sampler at that interval would have given for rates). A grid point without any
+ * sample stays NaN: gaps stay gaps, never zero load. Missing fields of a sample (NaN) do not count.
+ */
+import type { Allocation, ApplicationSeries } from '../predictor/series';
+
+export interface RawSample {
+  readonly atSeconds: number;
+  readonly cpuCores: number;
+  readonly memoryBytes: number;
+  readonly readOps: number;
+  readonly writeOps: number;
+  readonly rxBytesPerSecond?: number;
+  readonly txBytesPerSecond?: number;
+}
+
+const FIELDS = ['cpuCores', 'memoryBytes', 'readOps', 'writeOps', 'rxBytesPerSecond', 'txBytesPerSecond'] as const;
+
+export function resampleToGrid(
+  applicationId: string,
+  samples: readonly RawSample[],
+  intervalSeconds: number,
+  source: string,
+  extra: { shardId?: string; allocation?: Allocation } = {},
+): ApplicationSeries {
+  const sorted = [...samples].sort((a, b) => a.atSeconds - b.atSeconds);
+  const firstStep = sorted.length > 0 ? Math.round(sorted[0].atSeconds / intervalSeconds) : 0;
+  const lastStep = sorted.length > 0 ? Math.round(sorted[sorted.length - 1].atSeconds / intervalSeconds) : -1;
+  const n = lastStep - firstStep + 1;
+  const hasNetwork = sorted.some((s) => s.rxBytesPerSecond !== undefined || s.txBytesPerSecond !== undefined);
+  const sums = FIELDS.map(() => new Float64Array(n));
+  const counts = FIELDS.map(() => new Uint32Array(n));
+  for (const sample of sorted) {
+    const i = Math.round(sample.atSeconds / intervalSeconds) - firstStep;
+    FIELDS.forEach((field, f) => {
+      const v = sample[field];
+      if (v !== undefined && v === v) {
+        sums[f][i] += v;
+        counts[f][i] += 1;
+      }
+    });
+  }
+  const column = (f: number) => sums[f].map((sum, i) => (counts[f][i] > 0 ? sum / counts[f][i] : NaN));
+  return {
+    applicationId,
+    ...(extra.shardId !== undefined ? { shardId: extra.shardId } : {}),
+    startSeconds: firstStep * intervalSeconds,
+    intervalSeconds,
+    cpuCores: column(0),
+    memoryBytes: column(1),
+    readOps: column(2),
+    writeOps: column(3),
+    ...(hasNetwork ? { rxBytesPerSecond: column(4), txBytesPerSecond: column(5) } : {}),
+    ...(extra.allocation !== undefined ? { allocation: extra.allocation } : {}),
+    source,
+  };
+}

@@ -1,0 +1,83 @@
+import { assertDemandVector, checkDemandVector } from '../../src/contracts/demand-vector';
+import { ApplicationPredictor, DEFAULT_PREDICTOR_SETTINGS, predictSeries, predictorSettingsFromPlan } from '../../src/predictor/application-predictor';
+import { ColdStart } from '../../src/predictor/cold-start';
+import { createModel } from '../../src/predictor/model-registry';
+import { DAY_STEPS, dailySineWithNoise, INTERVAL, seriesOf, START_SECONDS } from './synthetic';
+
+const SEED_EXAMPLE = `{
+  "timestamp": "2024-10-27T10:00:00Z",
+  "application_id": "app123",
+  "resources": {
+    "cpu": { "cores": 8, "percentage": 90 },
+    "memory": { "gb": 16, "percentage": 80 },
+    "io": { "read_ops": 1000, "write_ops": 500 }
+  }
+}`;
+
+describe('demand vectors', () => {
+  it('round-trips the seed example vector unchanged', () => {
+    const parsed = JSON.parse(SEED_EXAMPLE);
+    expect(JSON.parse(JSON.stringify(assertDemandVector(parsed)))).toEqual(JSON.parse(SEED_EXAMPLE));
+  });
+
+  it('emits a valid vector at now + horizon with absolute need and % of allocation', () => {
+    const series = { ...seriesOf(dailySineWithNoise(9 * DAY_STEPS)), allocation: { cpuCores: 4, memoryBytes: 8 * 2 ** 30, iops: 1000 } };
+    const vector = predictSeries(series) as NonNullable<ReturnType<typeof predictSeries>>;
+    expect(checkDemandVector(vector).ok).toBe(true);
+    const lastSeconds = START_SECONDS + (series.cpuCores.length - 1) * INTERVAL;
+    expect(vector.timestamp).toBe(new Date((lastSeconds + 900) * 1000).toISOString().replace('.000Z', 'Z'));
+    expect(vector.horizon_seconds).toBe(900);
+    expect(vector.quantile).toBe(0.95);
+    expect(vector.model).toMatch(/^auto\(cpu=[a-z-]+,memory=[a-z-]+\)$/);
+    expect(vector.resources.cpu.cores).toBeGreaterThan(0.5);
+    expect(vector.resources.cpu.percentage).toBeCloseTo((vector.resources.cpu.cores / 4) * 100, 0);
+    expect(vector.resources.memory.gb).toBeCloseTo((vector.resources.cpu.cores * 2 ** 30) / 1e9, 0);
+    expect(vector.resources.io?.percentage).toBeDefined();
+    expect(vector.confidence).toBe(1);
+  });
+
+  it('says so when it answers from the cold-start prior: model cold-start-prior, confidence 0', () => {
+    const predictor = new ApplicationPredictor('young', DEFAULT_PREDICTOR_SETTINGS, { cpuCores: 2, memoryBytes: 2 ** 30 }, 'young-0');
+    for (let i = 0; i < 12; i++) predictor.update(START_SECONDS + i * INTERVAL, { cpu: 0.5, memory: 2 ** 29, read: 1, write: 1 });
+    const vector = predictor.vector();
+    expect(vector).toMatchObject({ model: 'cold-start-prior', confidence: 0, shard_id: 'young-0', application_id: 'young' });
+    // The prior: the larger of the allocation and twice the highest value seen.
+    expect(vector?.resources.cpu.cores).toBe(2);
+    expect(vector?.resources.cpu.percentage).toBe(100);
+    expect(checkDemandVector(vector).ok).toBe(true);
+  });
+
+  it('has no vector before the first sample', () => {
+    expect(new ApplicationPredictor('empty').vector()).toBeNull();
+  });
+
+  it('every vector emitted over a month of synthetic history validates', () => {
+    const predictor = new ApplicationPredictor('month', DEFAULT_PREDICTOR_SETTINGS, { cpuCores: 4 });
+    const values = dailySineWithNoise(10 * DAY_STEPS, 2);
+    for (let i = 0; i < values.length; i++) {
+      predictor.update(START_SECONDS + i * INTERVAL, { cpu: values[i], memory: values[i] * 1e9, read: NaN, write: 0 });
+      if (i % 50 === 0) expect(checkDemandVector(predictor.vector())).toMatchObject({ ok: true });
+    }
+  });
+});
+
+describe('cold start wrapper', () => {
+  it('uses twice the highest value seen when no allocation is known, then hands over after minHistory', () => {
+    const model = new ColdStart(createModel('vpa', { resource: 'cpu', intervalSeconds: INTERVAL, horizonSeconds: 900 }), 3600);
+    model.update({ atSeconds: START_SECONDS, value: 0.3 });
+    expect(model.name).toBe('cold-start-prior');
+    expect(model.predict(900, 0.95)).toBe(0.6);
+    for (let i = 1; i <= 12; i++) model.update({ atSeconds: START_SECONDS + i * INTERVAL, value: 0.3 });
+    expect(model.name).toBe('vpa');
+    expect(model.predict(900, 0.95)).toBeLessThan(0.6);
+  });
+});
+
+describe('predictor settings from the plan', () => {
+  it('takes the plan block as is and refuses an unknown model naming predictor.model', () => {
+    const plan = { model: 'auto', horizonSeconds: 900, quantile: 0.95, intervalSeconds: 300, minHistorySeconds: 86400 };
+    expect(predictorSettingsFromPlan(plan)).toEqual(plan);
+    expect(predictorSettingsFromPlan({ ...plan, model: 'holt' }).model).toBe('holt');
+    expect(() => predictorSettingsFromPlan({ ...plan, model: 'prophet' })).toThrow('predictor.model: "prophet" is not a known model; use auto or one of vpa, recent-peak, seasonal-peak, holt');
+  });
+});

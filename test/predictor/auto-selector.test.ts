@@ -1,0 +1,80 @@
+import { AutoSelector } from '../../src/predictor/auto-selector';
+import { backtestSeries, DEFAULT_WARMUP_SECONDS } from '../../src/predictor/backtest';
+import type { ModelOptions } from '../../src/predictor/demand-model';
+import { createModel, MODEL_NAMES } from '../../src/predictor/model-registry';
+import type { BacktestMetrics } from '../../src/predictor/backtest-metrics';
+import { DAY_STEPS, dailySineWithNoise, INTERVAL, random, seriesOf, START_SECONDS } from './synthetic';
+
+const options: ModelOptions = { resource: 'cpu', intervalSeconds: INTERVAL, horizonSeconds: 900 };
+const auto = (o: ModelOptions) => new AutoSelector(o, MODEL_NAMES.map((n) => createModel(n, o)), 0.95);
+
+describe('auto selection', () => {
+  it('answers with the vpa baseline until a day of points is scored', () => {
+    const model = auto(options);
+    const values = dailySineWithNoise(DAY_STEPS / 2);
+    values.forEach((v, i) => model.update({ atSeconds: START_SECONDS + i * INTERVAL, value: v }));
+    expect(model.selection.model).toBe('vpa');
+  });
+
+  function compare(values: Float64Array) {
+    const result = backtestSeries(
+      seriesOf(values),
+      new Map([
+        ['vpa', (o: ModelOptions) => createModel('vpa', o)],
+        ['auto', auto],
+        ['calibrated', (o: ModelOptions) => new AutoSelector(o, MODEL_NAMES.map((n) => createModel(n, o)), 0.95, 'vpa', false)],
+      ]),
+      { resource: 'cpu', horizonSeconds: 900, quantile: 0.95, warmupSeconds: DEFAULT_WARMUP_SECONDS },
+    );
+    const figures = (name: string) => (result.metrics.get(name) as BacktestMetrics).figures();
+    return { vpa: figures('vpa'), auto: figures('auto'), calibrated: figures('calibrated') };
+  }
+
+  it('is never less safe than vpa: where vpa never violates (a smooth daily sine), neither does auto', () => {
+    const { vpa, auto: selected, calibrated } = compare(dailySineWithNoise(21 * DAY_STEPS, 21));
+    expect(vpa.violation).toBe(0);
+    expect(selected.violation).toBeLessThanOrEqual(0.002);
+    expect(selected.slack).toBeLessThanOrEqual(vpa.slack + 1e-9);
+    // Calibrated at q only, the selection spends (up to) the 5 % and saves most of vpa's slack.
+    expect(calibrated.violation).toBeGreaterThan(0.01);
+    expect(calibrated.violation).toBeLessThanOrEqual(0.07);
+    expect(calibrated.slack).toBeLessThan(vpa.slack * 0.5);
+  });
+
+  it('where vpa violates more than 1 - q (heavy-tailed noise), auto comes back to q', () => {
+    const rand = random(17);
+    const values = Float64Array.from({ length: 21 * DAY_STEPS }, () => 1 - Math.log(1 - rand()));
+    const { vpa, auto: selected } = compare(values);
+    expect(vpa.violation).toBeGreaterThan(0.06);
+    expect(selected.violation).toBeLessThan(vpa.violation);
+    expect(selected.violation).toBeLessThanOrEqual(0.07);
+  });
+
+  it('never looks ahead: a different future leaves past selections and predictions unchanged', () => {
+    const cut = 9 * DAY_STEPS;
+    const a = dailySineWithNoise(10 * DAY_STEPS, 4);
+    const b = Float64Array.from(a);
+    for (let i = cut; i < b.length; i++) b[i] = 5 - b[i];
+    const ma = auto(options);
+    const mb = auto(options);
+    for (let i = 0; i < cut; i++) {
+      ma.update({ atSeconds: START_SECONDS + i * INTERVAL, value: a[i] });
+      mb.update({ atSeconds: START_SECONDS + i * INTERVAL, value: b[i] });
+      expect(mb.predict(900, 0.95)).toBe(ma.predict(900, 0.95));
+    }
+  });
+
+  it('survives a JSON round trip of its state', () => {
+    const values = dailySineWithNoise(10 * DAY_STEPS, 9);
+    const original = auto(options);
+    for (let i = 0; i < 9 * DAY_STEPS; i++) original.update({ atSeconds: START_SECONDS + i * INTERVAL, value: values[i] });
+    const restored = AutoSelector.fromJSON(JSON.parse(JSON.stringify(original.toJSON())));
+    for (let i = 9 * DAY_STEPS; i < values.length; i++) {
+      const sample = { atSeconds: START_SECONDS + i * INTERVAL, value: values[i] };
+      original.update(sample);
+      restored.update(sample);
+      expect(restored.predict(900, 0.95)).toBe(original.predict(900, 0.95));
+      expect(restored.selection).toEqual(original.selection);
+    }
+  });
+});
