@@ -1,7 +1,7 @@
 /**
  * Starting a workload: the one place that creates processes. The application's argv runs
  *
- *   /bin/sh -c SHIM shardform-shim N procs_1 .. procs_N  /usr/bin/unshare --pid --fork -- argv...
+ *   /bin/sh -c SHIM shardform-shim N procs_1 .. procs_N  /usr/bin/unshare --pid --fork -- /usr/bin/setsid --wait -- argv...
  *
  * The shim writes its own pid (`$$`) into every cgroup.procs file of the shard, then execs
  * unshare, so the process is in the shard's cgroups before the application's first instruction
@@ -14,6 +14,11 @@
  * application's exit code or signal exactly. The child is spawned `detached` (setsid(2): a new
  * session and process group, no controlling terminal), with stdio on files, so stopping or
  * killing the agent never signals or blocks the workload.
+ * Inside the namespace, setsid(1) makes the application its own session leader: CRIU refuses to
+ * dump a tree whose session leader lies outside its PID namespace ("A session leader of X(1) is
+ * outside of its pid namespace"), which unshare would otherwise be. The namespace init is not a
+ * process-group leader, so setsid calls setsid(2) and execs without forking (`--wait` only
+ * matters if it ever had to fork).
  */
 import { spawn } from 'node:child_process';
 import { workloadStartFailed } from '../errors';
@@ -61,6 +66,8 @@ export interface WorkloadLauncher {
 export interface UnshareLauncherOptions {
   /** @default '/usr/bin/unshare' (util-linux) */
   readonly unsharePath?: string;
+  /** @default '/usr/bin/setsid' (util-linux) */
+  readonly setsidPath?: string;
   /** How long to wait for the namespace init to appear in the cgroup. @default 5000 */
   readonly startTimeoutMs?: number;
 }
@@ -69,17 +76,19 @@ const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve,
 
 export class UnshareLauncher implements WorkloadLauncher {
   private readonly unsharePath: string;
+  private readonly setsidPath: string;
   private readonly startTimeoutMs: number;
 
   constructor(options: UnshareLauncherOptions = {}) {
     this.unsharePath = options.unsharePath ?? '/usr/bin/unshare';
+    this.setsidPath = options.setsidPath ?? '/usr/bin/setsid';
     this.startTimeoutMs = options.startTimeoutMs ?? 5000;
   }
 
   async launch(request: LaunchRequest): Promise<LaunchedRun> {
     const logs = await openShardLogs(request.logs);
     const args = ['-c', SHIM, 'shardform-shim', String(request.procsFiles.length), ...request.procsFiles];
-    args.push(this.unsharePath, '--pid', '--fork', '--', ...request.command);
+    args.push(this.unsharePath, '--pid', '--fork', '--', this.setsidPath, '--wait', '--', ...request.command);
     let child;
     try {
       child = spawn('/bin/sh', args, {
