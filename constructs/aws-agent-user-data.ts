@@ -67,7 +67,7 @@ export function renderAgentUserData(v: AgentUserDataValues): string {
     '[Service]',
     'EnvironmentFile=/etc/shardform/agent.env',
     'ExecStartPre=/usr/local/sbin/shardform-fetch-plan',
-    'ExecStart=/usr/local/bin/shardform agent --plan $SHARDFORM_PLAN_FILE --host-id $SHARDFORM_HOST_ID',
+    'ExecStart=/usr/local/bin/shardform agent --plan $SHARDFORM_PLAN_FILE --host $SHARDFORM_HOST_ID',
     'Restart=always',
     'RestartSec=5',
     '[Install]',
