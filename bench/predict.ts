@@ -13,6 +13,7 @@ import { AutoSelector } from '../src/predictor/auto-selector';
 import { DEFAULT_WARMUP_SECONDS } from '../src/predictor/backtest';
 import { runBacktestSuite, SUITE_MODEL_NAMES, type BacktestReport } from '../src/predictor/backtest-suite';
 import type { DemandModel, ModelOptions } from '../src/predictor/demand-model';
+import { hindsightBound } from '../src/predictor/hindsight-bound';
 import { createModel, MODEL_NAMES } from '../src/predictor/model-registry';
 import { timeAt, valuesOf, type ApplicationSeries } from '../src/predictor/series';
 import { loadTrace } from '../src/traces/trace-loader';
@@ -63,9 +64,22 @@ function main(): void {
   const goals: string[] = [];
   let allMet = true;
   for (const resource of ['cpu', 'memory'] as const) {
-    const { report } = runBacktestSuite(series, SUITE_MODEL_NAMES, { resource, horizonSeconds: HORIZON_SECONDS, quantile: QUANTILE, warmupSeconds: DEFAULT_WARMUP_SECONDS });
+    const { report, results } = runBacktestSuite(series, SUITE_MODEL_NAMES, { resource, horizonSeconds: HORIZON_SECONDS, quantile: QUANTILE, warmupSeconds: DEFAULT_WARMUP_SECONDS });
     reports[resource] = report;
-    console.log(formatBacktestTable(report), '\n');
+    console.log(formatBacktestTable(report));
+    // Yardstick (looks ahead, never a candidate): the least slack of one constant per window known in hindsight, under auto's budgets.
+    const budgets = results.map((r) => {
+      const vpa = r.metrics.get('vpa');
+      return vpa && vpa.points > 0 ? Math.min(1 - QUANTILE, vpa.violations / vpa.points) : 1 - QUANTILE;
+    });
+    const vpaSlack = report.models.vpa.slack;
+    for (const [label, windowSeconds] of [['1 day', 86400], ['6 h', 6 * 3600]] as const) {
+      const bound = hindsightBound(series, budgets, { resource, horizonSeconds: HORIZON_SECONDS, warmupSeconds: DEFAULT_WARMUP_SECONDS, windowSeconds });
+      console.log(
+        `hindsight bound, one constant per ${label} known in advance, auto's budgets: violation ${(bound.violation * 100).toFixed(2)}%, slack ${bound.slack.toFixed(3)} (${(bound.slack / vpaSlack).toFixed(2)}x vpa)`,
+      );
+    }
+    console.log();
     const g = goal(report);
     goals.push(g.text);
     allMet &&= g.met;

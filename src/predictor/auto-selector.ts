@@ -11,7 +11,9 @@
  *   target = min(1 - q, violation rate of the baseline `vpa` on this application, 30-day half-life)
  *
  * i.e. "calibrated at q, and never less safe on this application than the recommender users would
- * otherwise run". If no pair qualifies (the recent week was harder than the application's long
+ * otherwise run". Budget the rule left unspent over the target's memory (auto's own violations
+ * fewer than the sum of its targets) is carried over and raises that threshold (`threshold`,
+ * see ownBudget). If no pair qualifies (the recent week was harder than the application's long
  * run), the pair with the fewest rolling violations answers. Until a day of points is scored, the
  * baseline answers.
  * `capByBaseline = false` drops the vpa cap (calibrated at q only; `auto-calibrated` in backtests).
@@ -55,6 +57,10 @@ export interface AutoState extends ModelState {
   readonly level: number | null;
   readonly baselinePoints: number;
   readonly baselineViolations: number;
+  readonly ownPoints?: number;
+  readonly ownViolations?: number;
+  readonly ownBudget?: number;
+  readonly pendingSelected?: readonly number[];
 }
 
 // Per pair: decayed points, violations, slack sum, peak sum.
@@ -86,6 +92,23 @@ export class AutoSelector implements DemandModel {
   private readonly targetDecay: number;
   private readonly costs = new Float64Array(COST_FACTORS.length);
   private readonly costOut = new Float64Array(COST_FACTORS.length);
+  /**
+   * Violation budget accounting over auto's *own* answers, with the target's 30-day memory:
+   * ownBudget = sum of the target at each point auto answered, ownViolations = how many of them
+   * it violated. "The least slack among pairs whose rolling rate is at most the target" leaves
+   * budget unspent (no pair sits just under the target, so the chosen one is safer; weeks quieter
+   * than the month), so the unspent part is carried over: spread over the selection's memory (its
+   * effective number of points), it raises the rolling rate a pair may have, until auto's own
+   * rate reaches the target. One-sided: an overspent account does not tighten the rule below the
+   * target (that is the rule without carry-over; repaying a burst of violations on an application
+   * with a tiny target forced its most conservative pair for days). Capped at 1 - q: a pair whose
+   * rolling rate is above the nominal budget is never chosen on purpose.
+   */
+  private ownPoints = 0;
+  private ownViolations = 0;
+  private ownBudget = 0;
+  /** The pair auto answered with at each of the last steps+1 grid steps (-1: none). */
+  private readonly pendingSelected: Int32Array;
 
   constructor(
     readonly options: ModelOptions,
@@ -108,6 +131,7 @@ export class AutoSelector implements DemandModel {
     this.stats = new Float64Array(this.pairs * STAT_FIELDS);
     this.pending = new Float64Array((this.steps + 1) * this.pairs).fill(NaN);
     this.pendingSteps = new Float64Array(this.steps + 1).fill(NaN);
+    this.pendingSelected = new Int32Array(this.steps + 1).fill(-1);
     this.decay = Math.pow(2, -options.intervalSeconds / SELECTION_HALF_LIFE_SECONDS);
     this.targetDecay = Math.pow(2, -options.intervalSeconds / TARGET_HALF_LIFE_SECONDS);
     // A decayed count's ceiling is 1 / (1 - decay); require a day's worth of it.
@@ -146,6 +170,12 @@ export class AutoSelector implements DemandModel {
       }
     }
     this.select();
+    this.pendingSelected[i] = this.stats[this.baselineIndex * STAT_FIELDS] >= this.minScored ? this.selected : -1;
+  }
+
+  /** The violation rate auto aims at on this application now: q's, capped by the baseline's long-run rate. */
+  target(): number {
+    return this.capByBaseline && this.baselinePoints > 0 ? Math.min(1 - this.quantile, this.baselineViolations / this.baselinePoints) : 1 - this.quantile;
   }
 
   private predictPair(index: number, quantile: number): number {
@@ -174,6 +204,28 @@ export class AutoSelector implements DemandModel {
       this.stats[s + 2] = this.stats[s + 2] * this.decay + Math.max(prediction - peak, 0);
       this.stats[s + 3] = this.stats[s + 3] * this.decay + peak;
     }
+    // Budget accounting over the points auto itself answered once selecting.
+    const chosen = this.pendingSelected[i];
+    this.pendingSelected[i] = -1;
+    if (chosen < 0) return;
+    this.ownPoints = this.ownPoints * this.targetDecay + 1;
+    this.ownViolations = this.ownViolations * this.targetDecay + (peak > this.pending[i * this.pairs + chosen] ? 1 : 0);
+    this.ownBudget = this.ownBudget * this.targetDecay + this.target();
+  }
+
+  /**
+   * The rolling violation rate a pair may have to be selected: the target plus the unspent budget
+   * (in violations) spread over the selection's memory (1 / (1 - decay) effective points, the
+   * unit the pairs' rolling rates are measured in); only a surplus is carried; at most 1 - q.
+   */
+  get threshold(): number {
+    const carried = (this.ownBudget - this.ownViolations) * (1 - this.decay);
+    return Math.min(1 - this.quantile, this.target() + Math.max(0, carried));
+  }
+
+  /** Auto's own scored points since it began selecting, and their violations (30-day half-life). */
+  get ownRecord(): { points: number; violations: number; budget: number } {
+    return { points: this.ownPoints, violations: this.ownViolations, budget: this.ownBudget };
   }
 
   private select(): void {
@@ -182,7 +234,7 @@ export class AutoSelector implements DemandModel {
       this.selected = this.baselineIndex;
       return;
     }
-    const target = this.capByBaseline ? Math.min(1 - this.quantile, this.baselineViolations / this.baselinePoints) : 1 - this.quantile;
+    const target = this.threshold;
     let best = -1;
     let bestSlack = Infinity;
     let fewest = this.baselineIndex;
@@ -229,6 +281,10 @@ export class AutoSelector implements DemandModel {
       level: this.level === this.level ? this.level : null,
       baselinePoints: this.baselinePoints,
       baselineViolations: this.baselineViolations,
+      ownPoints: this.ownPoints,
+      ownViolations: this.ownViolations,
+      ownBudget: this.ownBudget,
+      pendingSelected: Array.from(this.pendingSelected),
     };
   }
 
@@ -242,6 +298,10 @@ export class AutoSelector implements DemandModel {
     auto.level = state.level ?? NaN;
     auto.baselinePoints = state.baselinePoints;
     auto.baselineViolations = state.baselineViolations;
+    auto.ownPoints = state.ownPoints ?? 0;
+    auto.ownViolations = state.ownViolations ?? 0;
+    auto.ownBudget = state.ownBudget ?? 0;
+    state.pendingSelected?.forEach((v, i) => (auto.pendingSelected[i] = v));
     return auto;
   }
 }

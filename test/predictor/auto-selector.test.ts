@@ -8,6 +8,18 @@ import { DAY_STEPS, dailySineWithNoise, INTERVAL, random, seriesOf, START_SECOND
 const options: ModelOptions = { resource: 'cpu', intervalSeconds: INTERVAL, horizonSeconds: 900 };
 const auto = (o: ModelOptions) => new AutoSelector(o, MODEL_NAMES.map((n) => createModel(n, o)), 0.95);
 
+/** Idle with noise, and about three bursts a day of 30-90 min at a random height in [1, 1 + spread]. */
+function bursty(seed: number, days: number, spread = 2): Float64Array {
+  const rand = random(seed);
+  let burst = 0;
+  return Float64Array.from({ length: days * DAY_STEPS }, () => {
+    if (burst === 0 && rand() < 3 / DAY_STEPS) burst = 6 + Math.floor(12 * rand());
+    const v = burst > 0 ? 1 + spread * rand() : 0.3 + 0.2 * rand();
+    if (burst > 0) burst--;
+    return v;
+  });
+}
+
 describe('auto selection', () => {
   it('answers with the vpa baseline until a day of points is scored', () => {
     const model = auto(options);
@@ -48,6 +60,30 @@ describe('auto selection', () => {
     expect(vpa.violation).toBeGreaterThan(0.06);
     expect(selected.violation).toBeLessThan(vpa.violation);
     expect(selected.violation).toBeLessThanOrEqual(0.07);
+  });
+
+  it('carries over only unspent budget: the threshold is the target plus the surplus, never below it, never above 1 - q', () => {
+    const values = bursty(31, 28);
+    const model = auto(options);
+    let raised = 0;
+    values.forEach((v, i) => {
+      model.update({ atSeconds: START_SECONDS + i * INTERVAL, value: v });
+      const { violations, budget } = model.ownRecord;
+      const target = model.target();
+      expect(model.threshold).toBeLessThanOrEqual(0.05 + 1e-12);
+      expect(model.threshold).toBeGreaterThanOrEqual(Math.min(target, 0.05) - 1e-12);
+      if (violations >= budget) expect(model.threshold).toBeCloseTo(Math.min(target, 0.05), 12);
+      else if (model.threshold > target + 1e-9) raised++;
+    });
+    expect(model.ownRecord.points).toBeGreaterThan(DAY_STEPS);
+    expect(raised).toBeGreaterThan(0);
+  });
+
+  it('spending the carried budget keeps auto as safe as vpa (within half a point) and cheaper on a bursty series', () => {
+    const { vpa, auto: selected } = compare(bursty(31, 28, 0.5));
+    expect(vpa.violation).toBeLessThan(0.05);
+    expect(selected.violation).toBeLessThanOrEqual(vpa.violation + 0.005);
+    expect(selected.slack).toBeLessThan(vpa.slack);
   });
 
   it('never looks ahead: a different future leaves past selections and predictions unchanged', () => {
