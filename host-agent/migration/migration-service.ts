@@ -6,6 +6,7 @@
  */
 import type { FastifyPluginAsync } from 'fastify';
 import type { Plan } from '../../src/contracts/plan-schema';
+import type { TxnOp } from '../../src/store/store';
 import type { CgroupDriver } from '../cgroups/driver';
 import type { CriuCheckpointer } from '../checkpoint/criu-checkpointer';
 import { migrationControlRoutes } from '../api/migration-control-routes';
@@ -37,6 +38,8 @@ export interface MigrationServiceDeps {
   /** Images of migrations in flight, both directions. */
   readonly imagesRoot: string;
   readonly onFinished?: (record: MigrationRecord) => void;
+  /** Writes made with the `committed` journal record (the agent: the shard's assignment). */
+  readonly commitWrites?: (record: MigrationRecord) => Promise<readonly TxnOp[]>;
 }
 
 /** Agent base URLs of the plan's other hosts (static pools): `http://<address>[:<agent port>]` (pure). */
@@ -55,6 +58,7 @@ export function peerUrls(plan: Plan, selfHostId: string): Map<string, string> {
 export function createMigrationService(deps: MigrationServiceDeps): {
   plugins: FastifyPluginAsync[];
   driver: MigrationDriver;
+  journal: MigrationJournal;
   recover(): Promise<MigrationRecord[]>;
 } {
   const peers = () => {
@@ -81,7 +85,7 @@ export function createMigrationService(deps: MigrationServiceDeps): {
     imagesRoot: `${deps.imagesRoot}/outgoing`,
     onFinished: deps.onFinished,
   });
-  const driver = new MigrationDriver({ journal, effects });
+  const driver = new MigrationDriver({ journal, effects, ...(deps.commitWrites ? { commitWrites: deps.commitWrites } : {}) });
   const incoming = new IncomingMigrations(`${deps.imagesRoot}/incoming`, deps.capacity);
   const fleet = () => deps.plan()?.fleet ?? '';
   const plugins = [
@@ -90,6 +94,7 @@ export function createMigrationService(deps: MigrationServiceDeps): {
       hostId: deps.hostId,
       fleet: fleet(),
       peers: () => [...peers().keys()],
+      list: async () => (await journal.list(fleet())).map((e) => e.record),
       applicationOf: (shardId) => deps.applicationOf(shardId),
       migrate: (input) => {
         // The plan's per-application migration settings, unless the request says otherwise.
@@ -110,6 +115,7 @@ export function createMigrationService(deps: MigrationServiceDeps): {
   return {
     plugins,
     driver,
+    journal,
     // Only migrations this host started: the source drives them (the destination follows its requests).
     recover: async () => {
       const mine = (await journal.unfinished(fleet())).filter((e) => e.record.source === deps.hostId);
