@@ -17,6 +17,7 @@ import type { MigrationClient } from './migration-client';
 import type { MigrationEffects } from './migration-effects';
 import { MigrationError } from './migration-error';
 import type { MigrationRecord } from './migration-record';
+import { prepareRequest } from './prepare-request';
 
 export interface CheckpointEffectsDeps {
   readonly driver: Pick<CgroupDriver, 'freeze' | 'thaw' | 'pids' | 'paths'>;
@@ -57,22 +58,7 @@ export class CheckpointMigrationEffects implements MigrationEffects {
 
   async prepare(record: MigrationRecord): Promise<void> {
     const desired = await this.deps.describe(record.shardId);
-    await this.deps.client(record.destination).prepare(record.id, {
-      source: record.source,
-      shard: {
-        shardId: desired.shardId,
-        applicationId: desired.applicationId,
-        limits: {
-          ...(desired.limits.cpuCores !== undefined ? { cpuCores: desired.limits.cpuCores } : {}),
-          ...(desired.limits.cpuPeriodMicros !== undefined ? { cpuPeriodMicros: desired.limits.cpuPeriodMicros } : {}),
-          ...(desired.limits.memoryBytes !== undefined ? { memoryBytes: desired.limits.memoryBytes } : {}),
-        },
-        command: [...desired.command],
-        env: { ...desired.env },
-        ...(desired.workingDirectory ? { workingDirectory: desired.workingDirectory } : {}),
-        stateDirectory: desired.stateDirectory,
-      },
-    });
+    await this.deps.client(record.destination).prepare(record.id, prepareRequest(record.source, desired));
     this.rounds.set(record.id, []);
   }
 
