@@ -22,7 +22,8 @@ import type { MigrationRecord } from './migration/migration-record';
 import { createMigrationService, type MigrationServiceDeps } from './migration/migration-service';
 import { summarize } from './migration/migration-summary';
 import type { DesiredShard } from './reconcile/desired-shard';
-import type { ShardHandover } from './reconcile/shard-handover';
+import type { RestartHandover, ShardHandover } from './reconcile/shard-handover';
+import { shardHoldsEstablishedTcp } from './migration/tcp-connections';
 import type { ShardStatus } from './runner/shard-status';
 
 export interface AgentMigrationContext {
@@ -31,6 +32,7 @@ export interface AgentMigrationContext {
   readonly store: JournalStore;
   readonly driver: CgroupDriver;
   readonly handover: ShardHandover;
+  readonly restartHandover?: RestartHandover;
   readonly logger: AgentLogger;
   readonly metrics: AgentMetrics;
   plan(): Plan | undefined;
@@ -77,6 +79,8 @@ export async function createAgentMigration(ctx: AgentMigrationContext): Promise<
     store: ctx.store,
     driver: ctx.driver,
     handover: ctx.handover,
+    ...(ctx.restartHandover ? { restartHandover: ctx.restartHandover } : {}),
+    holdsEstablishedTcp: async (shardId) => shardHoldsEstablishedTcp(await ctx.driver.pids(shardId)),
     checkpointer,
     describe,
     applicationOf: (shardId) => ctx.shards().find((s) => s.shardId === shardId && s.state !== 'held')?.applicationId,

@@ -31,7 +31,7 @@ import type { ShardEventSink } from './shard-event';
 import { ShardResizer } from './shard-resize';
 import type { AgentMigration, AgentMigrationContext } from './agent-migration';
 import type { DesiredShard } from './reconcile/desired-shard';
-import type { ShardHandover } from './reconcile/shard-handover';
+import type { RestartHandover, ShardHandover } from './reconcile/shard-handover';
 
 /** `txn` is what migration's journal needs (compare-and-swap); an agent whose store lacks it does not migrate. */
 export type AgentStore = Pick<Store, 'get' | 'put' | 'delete' | 'list'> & Partial<Pick<Store, 'watch' | 'txn'>>;
@@ -47,6 +47,8 @@ export interface AgentKernel {
   readonly manager: ShardManager;
   /** How migration and the manager hand shards over (the ShardKeeper); an agent without it does not migrate. */
   readonly handover?: ShardHandover;
+  /** Stop/start of held shards for the restart strategy (the ShardKeeper); without it restart migrations are refused. */
+  readonly restartHandover?: RestartHandover;
 }
 
 export interface AgentOptions {
@@ -251,6 +253,7 @@ export class Agent implements DrainControl {
       store: { get: (k) => store.get(k), list: (p) => store.list(p), txn },
       driver: this.kernel.driver,
       handover,
+      ...(this.kernel.restartHandover ? { restartHandover: this.kernel.restartHandover } : {}),
       logger: this.logger,
       metrics: this.metrics,
       plan: () => this.plan(),

@@ -12,7 +12,9 @@ import type { CriuCheckpointer } from '../checkpoint/criu-checkpointer';
 import { migrationControlRoutes } from '../api/migration-control-routes';
 import { migrationRoutes } from '../api/migration-routes';
 import type { DesiredShard } from '../reconcile/desired-shard';
-import type { ShardHandover } from '../reconcile/shard-handover';
+import type { RestartHandover, ShardHandover } from '../reconcile/shard-handover';
+import { RestartMigrationEffects } from './restart-migration-effects';
+import { StrategyEffects } from './strategy-effects';
 import { CheckpointMigrationEffects } from './checkpoint-migration-effects';
 import { IncomingMigrations, type CapacityView } from './incoming-migrations';
 import { MigrationClient } from './migration-client';
@@ -29,6 +31,10 @@ export interface MigrationServiceDeps {
   readonly driver: CgroupDriver;
   /** ShardKeeper in the agent. */
   readonly handover: ShardHandover;
+  /** The restart strategy's stop/start (ShardKeeper); without it restart migrations are refused. */
+  readonly restartHandover?: RestartHandover;
+  /** Whether a shard holds established TCP connections (then it migrates by restart); default: never detected. */
+  holdsEstablishedTcp?(shardId: string): Promise<boolean>;
   readonly checkpointer: Pick<CriuCheckpointer, 'supportsPreCopy' | 'preDump' | 'dump' | 'restore'>;
   /** The definition of a shard this host runs. */
   describe(shardId: string): Promise<DesiredShard>;
@@ -76,7 +82,7 @@ export function createMigrationService(deps: MigrationServiceDeps): {
     return clients.get(key)!;
   };
   const journal = new MigrationJournal(deps.store);
-  const effects = new CheckpointMigrationEffects({
+  const checkpoint = new CheckpointMigrationEffects({
     driver: deps.driver,
     handover: deps.handover,
     checkpointer: deps.checkpointer,
@@ -85,28 +91,41 @@ export function createMigrationService(deps: MigrationServiceDeps): {
     imagesRoot: `${deps.imagesRoot}/outgoing`,
     onFinished: deps.onFinished,
   });
+  const restartHandover = deps.restartHandover;
+  const restart = restartHandover
+    ? new RestartMigrationEffects({
+        driver: deps.driver,
+        handover: { release: (id) => deps.handover.release(id), adopt: (id) => deps.handover.adopt(id), discard: (id) => deps.handover.discard(id), stopHeld: (id) => restartHandover.stopHeld(id), startHeld: (id, d) => restartHandover.startHeld(id, d) },
+        describe: (shardId) => deps.describe(shardId),
+        client,
+        imagesRoot: `${deps.imagesRoot}/outgoing`,
+        onFinished: deps.onFinished,
+      })
+    : undefined;
+  const effects = new StrategyEffects({ checkpoint, restart: restart ?? checkpoint });
   const driver = new MigrationDriver({ journal, effects, ...(deps.commitWrites ? { commitWrites: deps.commitWrites } : {}) });
   const incoming = new IncomingMigrations(`${deps.imagesRoot}/incoming`, deps.capacity);
   const fleet = () => deps.plan()?.fleet ?? '';
   const plugins = [
-    migrationRoutes({ hostId: deps.hostId, incoming, handover: deps.handover, restorer: deps.checkpointer }),
+    migrationRoutes({ hostId: deps.hostId, incoming, handover: deps.handover, restorer: deps.checkpointer, ...(restartHandover ? { restarter: { handover: restartHandover } } : {}) }),
     migrationControlRoutes({
       hostId: deps.hostId,
       fleet: fleet(),
       peers: () => [...peers().keys()],
       list: async () => (await journal.list(fleet())).map((e) => e.record),
       applicationOf: (shardId) => deps.applicationOf(shardId),
-      migrate: (input) => {
+      migrate: async (input) => {
         // The plan's per-application migration settings, unless the request says otherwise.
         const app = deps.plan()?.applications.find((a) => a.id === input.applicationId);
-        if (app?.migration.strategy === 'restart') {
-          // Not built yet (issue 5 item 4): refusing is honest, checkpointing it anyway is not.
-          return Promise.reject(new MigrationError('REFUSED', `application ${app.id} uses the restart strategy, which is not implemented yet`));
-        }
+        const declared = app?.migration.strategy ?? 'checkpoint';
+        const tcp = declared === 'checkpoint' && (await deps.holdsEstablishedTcp?.(input.shardId)) === true;
+        const strategy = tcp ? 'restart' : declared;
+        if (strategy === 'restart' && !restart) throw new MigrationError('REFUSED', `shard ${input.shardId} needs the restart strategy${tcp ? ' (it holds established TCP connections)' : ''}, which this host cannot run`);
         return driver.migrate({
           ...input,
           fleet: fleet(),
-          preCopy: input.preCopy ?? app?.migration.preCopy ?? false,
+          strategy,
+          preCopy: strategy === 'restart' ? false : (input.preCopy ?? app?.migration.preCopy ?? false),
           timeoutSeconds: input.timeoutSeconds ?? app?.migration.timeoutSeconds,
         });
       },
