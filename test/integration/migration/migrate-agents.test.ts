@@ -137,6 +137,87 @@ describePrivileged('migration between two real agents (netns hosts, shared store
     expect(metric(text, 'shardform_migrations_total{outcome="done"}')).toBe(1);
     expect(metric(text, 'shardform_migration_downtime_seconds_count')).toBe(1);
     expect(metric(text, 'shardform_migration_bytes_total')).toBe(summary.bytesSent);
-    expect(source.logLines().find((l) => l.migration_id === summary.id)).toMatchObject({ outcome: 'done', source: source.host.id, destination: destination.host.id, bytes: summary.bytesSent, rounds: 0 });
+    expect(source.logLines().find((l) => l.migration_id === summary.id)).toMatchObject({ outcome: 'done', strategy: 'checkpoint', source: source.host.id, destination: destination.host.id, bytes: summary.bytesSent, rounds: 0 });
+  });
+
+  // Keeps its counter in memory and in $SHARDFORM_STATE_DIR/counter (every 100 ms and on SIGTERM);
+  // starts from the file, so a stop and a start elsewhere with the same state directory counts on.
+  const PERSISTENT_COUNTER = [
+    'import os, signal, sys, time',
+    "path = os.path.join(os.environ['SHARDFORM_STATE_DIR'], 'counter')",
+    'counter = int(open(path).read()) if os.path.exists(path) else 0',
+    'def save():',
+    "    open(path + '.tmp', 'w').write(str(counter)); os.replace(path + '.tmp', path)",
+    'def stop(*_):',
+    '    save(); sys.exit(0)',
+    'signal.signal(signal.SIGTERM, stop)',
+    'last = 0.0',
+    'while True:',
+    '    counter += 1',
+    '    if time.monotonic() - last >= 0.1:',
+    '        save(); last = time.monotonic()',
+    '    time.sleep(0.01)',
+  ].join('\n');
+
+  it('moves a shard declared `restart`: stopped on the source, its state directory streamed, started on the destination, counting on from its state', async () => {
+    const f = (fleet = netnsAgents('mr', hosts().hosts));
+    const plan = (generation: number): Plan => {
+      const counter = counterPlan(f, generation, '/unused').applications[0]!;
+      return f.plan(generation, (p) => {
+        p.applications = [{ ...counter, command: [realPython(), '-c', PERSISTENT_COUNTER], migration: { strategy: 'restart', timeoutSeconds: 120, preCopy: false } }];
+      });
+    };
+    const first = plan(1);
+    const stateFile = join(first.applications[0]!.stateDirectory, SHARD, 'counter');
+    const placed = placeShards(first).assignments.find((a) => a.shardId === SHARD)!;
+    const source = f.agents.find((a) => a.host.id === placed.hostId)!;
+    const destination = f.agents.find((a) => a.host.id !== placed.hostId)!;
+    f.writePlan(first);
+    for (const agent of f.agents) agent.start();
+    for (const agent of f.agents) await f.waitFor(`${agent.host.id} to listen`, async () => ((await agent.api('/healthz')).status === 200 ? true : undefined));
+    const before = await f.waitFor('the source to run the shard', async () => (await shardsOf(source)).find((s) => s.shardId === SHARD && s.state === 'running'));
+    await f.waitFor('the counter to pass 30', async () => (existsSync(stateFile) && Number(readFileSync(stateFile, 'utf8')) > 30 ? true : undefined));
+
+    const seen: number[] = [];
+    const watcher = setInterval(() => {
+      try {
+        const value = Number(readFileSync(stateFile, 'utf8'));
+        if (Number.isFinite(value) && value > 0) seen.push(value);
+      } catch {
+        // mid-rename: next tick
+      }
+    }, 20);
+    let stdout: string;
+    try {
+      ({ stdout } = await execFileAsync(process.execPath, [BIN, 'migrate', SHARD, '--to', destination.host.id, '--agent', source.url, '--token-file', f.tokenFile, '--json'], { timeout: 150_000 }));
+      const last = seen[seen.length - 1]!;
+      await f.waitFor('the restarted counter to advance', async () => (seen[seen.length - 1]! > last + 30 ? true : undefined));
+    } finally {
+      clearInterval(watcher);
+    }
+    const summary = JSON.parse(stdout) as { state: string; id: string; bytesSent: number };
+    expect(summary.state).toBe('done');
+    expect(summary.bytesSent).toBeGreaterThan(0);
+    // Stopped with SIGTERM (it saved its counter), started from the state: never back to 0.
+    for (let i = 1; i < seen.length; i += 1) expect(seen[i]).toBeGreaterThanOrEqual(seen[i - 1]!);
+
+    expect((await shardsOf(source)).map((s) => s.shardId)).not.toContain(SHARD);
+    const moved = (await shardsOf(destination)).find((s) => s.shardId === SHARD);
+    expect(moved).toMatchObject({ state: 'running', limits: { cpuCores: 0.5, memoryBytes: 256 * MiB } });
+    expect(moved!.pid).not.toBe(before.pid);
+    const sourceCgroups = detectCgroupDriver({ hostId: source.host.id, ownerPrefix: f.ownerPrefix });
+    const destCgroups = detectCgroupDriver({ hostId: destination.host.id, ownerPrefix: f.ownerPrefix });
+    expect(await sourceCgroups.exists(SHARD)).toBe(false);
+    expect(await destCgroups.readLimits(SHARD)).toMatchObject({ cpuCores: 0.5, memoryBytes: 256 * MiB });
+
+    const passes = metric(await metricsOf(source), 'shardform_reconcile_duration_seconds_count{outcome="converged"}') ?? 0;
+    f.writePlan(plan(2));
+    await f.waitFor('a source reconcile on generation 2', async () => {
+      const text = await metricsOf(source);
+      return metric(text, 'shardform_plan_generation') === 2 && (metric(text, 'shardform_reconcile_duration_seconds_count{outcome="converged"}') ?? 0) > passes ? true : undefined;
+    });
+    expect(await sourceCgroups.exists(SHARD)).toBe(false);
+    expect((await shardsOf(destination)).find((s) => s.shardId === SHARD)).toMatchObject({ state: 'running', pid: moved!.pid });
+    expect(source.logLines().find((l) => l.migration_id === summary.id)).toMatchObject({ outcome: 'done', strategy: 'restart', rounds: 0 });
   });
 });
