@@ -159,12 +159,20 @@ describePrivileged('migration between two real agents (netns hosts, shared store
     '    time.sleep(0.01)',
   ].join('\n');
 
-  it('moves a shard declared `restart`: stopped on the source, its state directory streamed, started on the destination, counting on from its state', async () => {
-    const f = (fleet = netnsAgents('mr', hosts().hosts));
+  // A connection to itself over loopback: established on both ends, owned by the workload.
+  const TCP_CONNECTION = [
+    'import socket',
+    "server = socket.socket(); server.bind(('127.0.0.1', 0)); server.listen(1)",
+    'client = socket.create_connection(server.getsockname()); peer, _ = server.accept()',
+  ].join('\n');
+
+  /** Runs a restart migration of `command` (declared `strategy`) through the agents and checks where it runs after. */
+  async function restartMigration(label: string, command: string[], strategy: 'checkpoint' | 'restart'): Promise<void> {
+    const f = (fleet = netnsAgents(label, hosts().hosts));
     const plan = (generation: number): Plan => {
       const counter = counterPlan(f, generation, '/unused').applications[0]!;
       return f.plan(generation, (p) => {
-        p.applications = [{ ...counter, command: [realPython(), '-c', PERSISTENT_COUNTER], migration: { strategy: 'restart', timeoutSeconds: 120, preCopy: false } }];
+        p.applications = [{ ...counter, command, migration: { strategy, timeoutSeconds: 120, preCopy: false } }];
       });
     };
     const first = plan(1);
@@ -219,5 +227,13 @@ describePrivileged('migration between two real agents (netns hosts, shared store
     expect(await sourceCgroups.exists(SHARD)).toBe(false);
     expect((await shardsOf(destination)).find((s) => s.shardId === SHARD)).toMatchObject({ state: 'running', pid: moved!.pid });
     expect(source.logLines().find((l) => l.migration_id === summary.id)).toMatchObject({ outcome: 'done', strategy: 'restart', rounds: 0 });
+  }
+
+  it('moves a shard declared `restart`: stopped on the source, its state directory streamed, started on the destination, counting on from its state', async () => {
+    await restartMigration('mr', [realPython(), '-c', PERSISTENT_COUNTER], 'restart');
+  });
+
+  it('moves a `checkpoint` shard that holds an established TCP connection by restart instead', async () => {
+    await restartMigration('mt', [realPython(), '-c', `${TCP_CONNECTION}\n${PERSISTENT_COUNTER}`], 'checkpoint');
   });
 });
