@@ -22,7 +22,7 @@ import type { RestartHandover, ShardHandover } from '../reconcile/shard-handover
 import { STATE_ARCHIVE, unpackState } from '../migration/state-archive';
 import type { IncomingMigrations } from '../migration/incoming-migrations';
 import { MigrationError, type MigrationErrorCode } from '../migration/migration-error';
-import { AbortBody, ImageFileHeaders, ImageFileParams, MigrationParams, PrepareBody, RestoreBody, RoundParams, VerifyRoundBody } from './migration-schemas';
+import { AbortBody, CommitBody, ImageFileHeaders, ImageFileParams, MigrationParams, PrepareBody, RestoreBody, RoundParams, VerifyRoundBody } from './migration-schemas';
 
 export interface MigrationRouteDeps {
   readonly hostId: string;
@@ -226,8 +226,17 @@ export const migrationRoutes =
       },
     );
 
-    app.post<{ Params: MigrationParams }>('/v1/migrations/:id/commit', { schema: { params: MigrationParams } }, async (request) => {
-      const migration = incoming.require(request.params.id);
+    app.post<{ Params: MigrationParams; Body: CommitBody }>('/v1/migrations/:id/commit', { schema: { params: MigrationParams, body: CommitBody } }, async (request) => {
+      const migration = incoming.get(request.params.id);
+      const shardId = request.body.shardId;
+      if (!migration) {
+        // This agent restarted after the restore (or start) and forgot the migration; the journal
+        // says committed, so the shard it holds is the one to supervise now (idempotent).
+        if (!shardId) throw new MigrationError('NOT_FOUND', `no incoming migration ${request.params.id} on this host (prepare it first)`);
+        const status = await deps.handover.adopt(shardId);
+        return { migrationId: request.params.id, state: 'committed', pid: status.pid ?? null };
+      }
+      if (shardId && shardId !== migration.desired.shardId) throw new MigrationError('INVALID_MIGRATION', `migration ${migration.id} brings shard ${migration.desired.shardId}, not ${shardId}`);
       if (migration.state === 'committed') return { migrationId: migration.id, state: migration.state, pid: migration.pid ?? null };
       if (migration.state !== 'restored') throw new MigrationError('INVALID_TRANSITION', `migration ${migration.id} is ${migration.state}, not restored`);
       // A shard started here (restart strategy) is supervised already; a restored one is adopted now.

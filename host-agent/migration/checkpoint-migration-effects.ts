@@ -114,7 +114,7 @@ export class CheckpointMigrationEffects implements MigrationEffects {
 
   async releaseSource(record: MigrationRecord): Promise<void> {
     // Committed: the destination supervises the shard from now on (idempotent), then the source copy goes.
-    await this.deps.client(record.destination).commit(record.id);
+    await this.deps.client(record.destination).commit(record.id, record.shardId);
     await this.deps.handover.discard(record.shardId);
     await rm(join(this.deps.imagesRoot, record.id), { recursive: true, force: true });
     this.rounds.delete(record.id);

@@ -101,8 +101,8 @@ export class MigrationClient {
     return (response.data as { pid: number }).pid;
   }
 
-  async commit(migrationId: string): Promise<void> {
-    await this.call('commit', () => this.http.post(`/v1/migrations/${migrationId}/commit`, {}));
+  async commit(migrationId: string, shardId?: string): Promise<void> {
+    await this.call('commit', () => this.http.post(`/v1/migrations/${migrationId}/commit`, shardId ? { shardId } : {}));
   }
 
   async abort(migrationId: string, shardId: string, reason: string): Promise<void> {

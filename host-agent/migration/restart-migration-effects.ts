@@ -98,7 +98,7 @@ export class RestartMigrationEffects implements MigrationEffects {
   }
 
   async releaseSource(record: MigrationRecord): Promise<void> {
-    await this.deps.client(record.destination).commit(record.id);
+    await this.deps.client(record.destination).commit(record.id, record.shardId);
     await this.deps.handover.discard(record.shardId);
     await this.forget(record);
   }

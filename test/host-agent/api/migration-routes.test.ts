@@ -124,7 +124,7 @@ describe('migration routes (destination agent)', () => {
     expect(dest.restorer.restored).toEqual([{ dir: join(migrationDir, '2'), procsFiles: ['/fake/web-0/cgroup.procs'] }]);
     expect(readlinkSync(join(migrationDir, '2', 'parent'))).toBe('../1');
 
-    const commit = await app.inject({ method: 'POST', url: '/v1/migrations/mig-1/commit', headers: AUTH });
+    const commit = await app.inject({ method: 'POST', url: '/v1/migrations/mig-1/commit', headers: AUTH, payload: { shardId: 'web-0' } });
     expect(commit.json()).toEqual({ migrationId: 'mig-1', state: 'committed', pid: 4242 });
     expect(dest.handover.calls).toEqual(['prepareIncoming web-0', 'adopt web-0']);
     expect(existsSync(migrationDir)).toBe(false);
@@ -132,6 +132,14 @@ describe('migration routes (destination agent)', () => {
     const lateAbort = await app.inject({ method: 'POST', url: '/v1/migrations/mig-1/abort', headers: AUTH, payload: { shardId: 'web-0', reason: 'late' } });
     expect(lateAbort.statusCode).toBe(409);
     expect(dest.handover.calls).not.toContain('discard web-0');
+  });
+
+  it('commits a migration it forgot (agent restart after the restore) by supervising the shard it holds', async () => {
+    const commit = await app.inject({ method: 'POST', url: '/v1/migrations/mig-9/commit', headers: AUTH, payload: { shardId: 'web-0' } });
+    expect(commit.json()).toEqual({ migrationId: 'mig-9', state: 'committed', pid: 4242 });
+    expect(dest.handover.calls).toEqual(['adopt web-0']);
+    const blind = await app.inject({ method: 'POST', url: '/v1/migrations/mig-8/commit', headers: AUTH, payload: {} });
+    expect(blind.statusCode).toBe(404);
   });
 
   it('aborts idempotently, discarding the copy even for a migration it no longer knows', async () => {
