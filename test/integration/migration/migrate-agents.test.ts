@@ -236,4 +236,46 @@ describePrivileged('migration between two real agents (netns hosts, shared store
   it('moves a `checkpoint` shard that holds an established TCP connection by restart instead', async () => {
     await restartMigration('mt', [realPython(), '-c', `${TCP_CONNECTION}\n${PERSISTENT_COUNTER}`], 'checkpoint');
   });
+
+  it('recovers at start: a source agent killed while it stops the shard comes back, aborts the migration and supervises the shard again — it runs once, on the source', async () => {
+    const f = (fleet = netnsAgents('mk', hosts().hosts));
+    // Ignores SIGTERM, so the stop step lasts the keeper's whole grace period: the window to kill the agent in.
+    const stubborn = PERSISTENT_COUNTER.replace('signal.signal(signal.SIGTERM, stop)', 'signal.signal(signal.SIGTERM, lambda *_: None)');
+    const counter = counterPlan(f, 1, '/unused').applications[0]!;
+    const plan = f.plan(1, (p) => {
+      p.applications = [{ ...counter, command: [realPython(), '-c', stubborn], migration: { strategy: 'restart', timeoutSeconds: 120, preCopy: false } }];
+    });
+    const stateFile = join(plan.applications[0]!.stateDirectory, SHARD, 'counter');
+    const placed = placeShards(plan).assignments.find((a) => a.shardId === SHARD)!;
+    const source = f.agents.find((a) => a.host.id === placed.hostId)!;
+    const destination = f.agents.find((a) => a.host.id !== placed.hostId)!;
+    f.writePlan(plan);
+    for (const agent of f.agents) agent.start();
+    for (const agent of f.agents) await f.waitFor(`${agent.host.id} to listen`, async () => ((await agent.api('/healthz')).status === 200 ? true : undefined));
+    const running = await f.waitFor('the source to run the shard', async () => (await shardsOf(source)).find((s) => s.shardId === SHARD && s.state === 'running'));
+    await f.waitFor('the counter to pass 30', async () => (existsSync(stateFile) && Number(readFileSync(stateFile, 'utf8')) > 30 ? true : undefined));
+
+    const cli = execFileAsync(process.execPath, [BIN, 'migrate', SHARD, '--to', destination.host.id, '--agent', source.url, '--token-file', f.tokenFile, '--json'], { timeout: 150_000 }).then(
+      () => 0,
+      (error: { code?: number }) => error.code ?? -1,
+    );
+    const id = await f.waitFor('the migration to reach the stop step', async () => {
+      const listed = (await source.api<{ migrations: { id: string; state: string }[] }>('/v1/migrations')).body.migrations ?? [];
+      return listed.find((m) => m.state === 'frozen')?.id;
+    }, 300, 20);
+    await source.stop('SIGKILL');
+    expect(await cli).toBe(1);
+
+    source.start();
+    await f.waitFor('the source agent back', async () => ((await source.api('/healthz')).status === 200 ? true : undefined));
+    const listed = (await source.api<{ migrations: { id: string; state: string; abortReason: string | null }[] }>('/v1/migrations')).body.migrations;
+    expect(listed.find((m) => m.id === id)).toMatchObject({ state: 'aborted', abortReason: 'recovered in state frozen before commit' });
+    const back = await f.waitFor('the source to supervise the shard again', async () => (await shardsOf(source)).find((s) => s.shardId === SHARD && s.state === 'running'));
+    expect(back.pid).toBe(running.pid); // the same run: it never stopped (SIGTERM ignored, agent killed before SIGKILL)
+    expect((await shardsOf(destination)).map((s) => s.shardId)).not.toContain(SHARD);
+    expect(await detectCgroupDriver({ hostId: destination.host.id, ownerPrefix: f.ownerPrefix }).exists(SHARD)).toBe(false);
+    const now = Number(readFileSync(stateFile, 'utf8'));
+    await f.waitFor('the counter to advance on the source', async () => (Number(readFileSync(stateFile, 'utf8')) > now + 20 ? true : undefined));
+    expect(source.logLines().some((l) => l.msg === `recovered migration ${id}: aborted`)).toBe(true);
+  });
 });
