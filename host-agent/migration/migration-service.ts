@@ -15,6 +15,7 @@ import type { DesiredShard } from '../reconcile/desired-shard';
 import type { RestartHandover, ShardHandover } from '../reconcile/shard-handover';
 import { RestartMigrationEffects } from './restart-migration-effects';
 import { StrategyEffects } from './strategy-effects';
+import { chooseStrategy } from './migration-strategy';
 import { CheckpointMigrationEffects } from './checkpoint-migration-effects';
 import { IncomingMigrations, type CapacityView } from './incoming-migrations';
 import { MigrationClient } from './migration-client';
@@ -102,7 +103,7 @@ export function createMigrationService(deps: MigrationServiceDeps): {
         onFinished: deps.onFinished,
       })
     : undefined;
-  const effects = new StrategyEffects({ checkpoint, restart: restart ?? checkpoint });
+  const effects = new StrategyEffects({ checkpoint, ...(restart ? { restart } : {}) });
   const driver = new MigrationDriver({ journal, effects, ...(deps.commitWrites ? { commitWrites: deps.commitWrites } : {}) });
   const incoming = new IncomingMigrations(`${deps.imagesRoot}/incoming`, deps.capacity);
   const fleet = () => deps.plan()?.fleet ?? '';
@@ -118,9 +119,9 @@ export function createMigrationService(deps: MigrationServiceDeps): {
         // The plan's per-application migration settings, unless the request says otherwise.
         const app = deps.plan()?.applications.find((a) => a.id === input.applicationId);
         const declared = app?.migration.strategy ?? 'checkpoint';
-        const tcp = declared === 'checkpoint' && (await deps.holdsEstablishedTcp?.(input.shardId)) === true;
-        const strategy = tcp ? 'restart' : declared;
-        if (strategy === 'restart' && !restart) throw new MigrationError('REFUSED', `shard ${input.shardId} needs the restart strategy${tcp ? ' (it holds established TCP connections)' : ''}, which this host cannot run`);
+        const holdsEstablishedTcp = declared === 'checkpoint' && (await deps.holdsEstablishedTcp?.(input.shardId)) === true;
+        const { strategy, why } = chooseStrategy({ declared, holdsEstablishedTcp });
+        if (strategy === 'restart' && !restart) throw new MigrationError('REFUSED', `shard ${input.shardId} needs the restart strategy (${why}), which this host cannot run`);
         return driver.migrate({
           ...input,
           fleet: fleet(),

@@ -3,13 +3,17 @@
  * strategy (`checkpoint` or `restart`): the driver, journal and recovery stay strategy-blind.
  */
 import type { MigrationEffects } from './migration-effects';
+import { MigrationError } from './migration-error';
 import type { MigrationRecord } from './migration-record';
 
 export class StrategyEffects implements MigrationEffects {
-  constructor(private readonly byStrategy: Readonly<Record<MigrationRecord['strategy'], MigrationEffects>>) {}
+  /** `restart` is absent on a host that cannot stop and start held shards (no ShardKeeper). */
+  constructor(private readonly byStrategy: { readonly checkpoint: MigrationEffects; readonly restart?: MigrationEffects }) {}
 
   private of(record: MigrationRecord): MigrationEffects {
-    return this.byStrategy[record.strategy];
+    const effects = this.byStrategy[record.strategy];
+    if (!effects) throw new MigrationError('REFUSED', `migration ${record.id}: this host cannot run the ${record.strategy} strategy`);
+    return effects;
   }
 
   prepare(r: MigrationRecord) {
@@ -43,6 +47,6 @@ export class StrategyEffects implements MigrationEffects {
     return this.of(r).resumeSource(r);
   }
   finished(r: MigrationRecord): void {
-    this.of(r).finished(r);
+    (this.byStrategy[r.strategy] ?? this.byStrategy.checkpoint).finished(r);
   }
 }
