@@ -19,7 +19,7 @@ import type { AgentMetrics } from './metrics/agent-metrics';
 import { assignmentOnCommit } from './migration/migration-assignment';
 import { MigrationError } from './migration/migration-error';
 import type { MigrationRecord } from './migration/migration-record';
-import { createMigrationService, type MigrationServiceDeps } from './migration/migration-service';
+import { createMigrationService, type MigrationServiceDeps, type RecoveryReport } from './migration/migration-service';
 import { summarize } from './migration/migration-summary';
 import type { DesiredShard } from './reconcile/desired-shard';
 import type { RestartHandover, ShardHandover } from './reconcile/shard-handover';
@@ -47,7 +47,7 @@ export interface AgentMigration {
   /** Route groups for the authenticated API scope. */
   readonly plugins: FastifyPluginAsync[];
   /** Finishes or undoes the migrations this host was driving when it stopped; run once, before the first reconcile. */
-  recover(): Promise<MigrationRecord[]>;
+  recover(): Promise<RecoveryReport>;
 }
 
 type Checkpointer = MigrationServiceDeps['checkpointer'];

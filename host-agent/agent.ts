@@ -89,6 +89,9 @@ export class Agent implements DrainControl {
   private unwatch: (() => Promise<void>) | undefined;
   private stopped = false;
   private readonly reconciles = new CoalescedTask(() => this.reconcileOnce());
+  private migration: AgentMigration | undefined;
+  /** Some migration could not be recovered (the other agent unreachable): retried on the reconcile timer. */
+  private recoveryPending = false;
   /** Reconcile passes and drains change the same shards: they take turns. */
   private kernelTurn: Promise<unknown> = Promise.resolve();
   address: string | undefined;
@@ -127,13 +130,16 @@ export class Agent implements DrainControl {
 
     const adopted = await this.kernel.manager.start();
     this.logReport('adopt', adopted);
-    const migration = await this.startMigration(plan);
+    const migration = await this.startMigration();
     await this.reconcile();
 
     this.planSource.onPlan((next) => this.onPlan(next));
     await this.watchAssignments(plan.fleet);
     const every = this.options.reconcileEverySeconds ?? 10;
-    this.reconcileTimer = setInterval(() => void this.reconcile().catch(() => {}), every * 1000);
+    this.reconcileTimer = setInterval(() => {
+      void this.reconcile().catch(() => {});
+      if (this.recoveryPending) void this.recoverMigrations();
+    }, every * 1000);
 
     this.sampler = new Sampler({
       driver: this.kernel.driver,
@@ -236,9 +242,9 @@ export class Agent implements DrainControl {
    * driving when it stopped — before the first reconcile, so shards held by an unfinished
    * migration are resumed (abort) or discarded (roll forward) first. A recovery that cannot
    * finish now (the other agent unreachable) is logged; the shard stays held (never started
-   * twice) and the next agent start retries.
+   * twice) and recovery is retried with every periodic reconcile until it finishes.
    */
-  private async startMigration(plan: Plan): Promise<AgentMigration | undefined> {
+  private async startMigration(): Promise<AgentMigration | undefined> {
     const { store } = this.stores;
     const handover = this.kernel.handover;
     if (!this.options.migration) return undefined;
@@ -264,13 +270,27 @@ export class Agent implements DrainControl {
       },
       shards: () => this.kernel.manager.status(),
     });
-    try {
-      const recovered = await migration.recover();
-      for (const record of recovered) this.logger.info({ migration_id: record.id, shard_id: record.shardId, state: record.state }, `recovered migration ${record.id}: ${record.state}`);
-    } catch (error) {
-      this.logger.error({ error: (error as Error).message, fleet: plan.fleet }, 'migration recovery did not finish; held shards stay held until the next start');
-    }
+    this.migration = migration;
+    await this.recoverMigrations();
     return migration;
+  }
+
+  /** Runs migration recovery; marks it pending (retried on the reconcile timer) while some migration cannot finish. */
+  private async recoverMigrations(): Promise<void> {
+    const migration = this.migration;
+    if (!migration || this.stopped) return;
+    this.recoveryPending = false;
+    try {
+      const { recovered, failed } = await migration.recover();
+      for (const record of recovered) this.logger.info({ migration_id: record.id, shard_id: record.shardId, state: record.state }, `recovered migration ${record.id}: ${record.state}`);
+      for (const f of failed) {
+        this.logger.error({ migration_id: f.id, shard_id: f.shardId, state: f.state, error: f.error }, `migration ${f.id} could not be recovered now; ${f.shardId} stays held, retrying`);
+      }
+      this.recoveryPending = failed.length > 0;
+    } catch (error) {
+      this.recoveryPending = true;
+      this.logger.error({ error: (error as Error).message }, 'migration recovery did not run (journal unreadable); held shards stay held, retrying');
+    }
   }
 
   private exclusive<T>(work: () => Promise<T>): Promise<T> {

@@ -62,11 +62,17 @@ export function peerUrls(plan: Plan, selfHostId: string): Map<string, string> {
   return urls;
 }
 
+/** What recovery did: the records it finished (done or aborted), and those it could not finish now (retried at the next start). */
+export interface RecoveryReport {
+  readonly recovered: MigrationRecord[];
+  readonly failed: { readonly id: string; readonly shardId: string; readonly state: MigrationRecord['state']; readonly error: string }[];
+}
+
 export function createMigrationService(deps: MigrationServiceDeps): {
   plugins: FastifyPluginAsync[];
   driver: MigrationDriver;
   journal: MigrationJournal;
-  recover(): Promise<MigrationRecord[]>;
+  recover(): Promise<RecoveryReport>;
 } {
   const peers = () => {
     const plan = deps.plan();
@@ -83,6 +89,8 @@ export function createMigrationService(deps: MigrationServiceDeps): {
     return clients.get(key)!;
   };
   const journal = new MigrationJournal(deps.store);
+  /** Migrations this process drives right now: recovery leaves them alone (it runs again while the agent runs). */
+  const inFlight = new Set<string>();
   const checkpoint = new CheckpointMigrationEffects({
     driver: deps.driver,
     handover: deps.handover,
@@ -122,13 +130,18 @@ export function createMigrationService(deps: MigrationServiceDeps): {
         const holdsEstablishedTcp = declared === 'checkpoint' && (await deps.holdsEstablishedTcp?.(input.shardId)) === true;
         const { strategy, why } = chooseStrategy({ declared, holdsEstablishedTcp });
         if (strategy === 'restart' && !restart) throw new MigrationError('REFUSED', `shard ${input.shardId} needs the restart strategy (${why}), which this host cannot run`);
-        return driver.migrate({
-          ...input,
-          fleet: fleet(),
-          strategy,
-          preCopy: strategy === 'restart' ? false : (input.preCopy ?? app?.migration.preCopy ?? false),
-          timeoutSeconds: input.timeoutSeconds ?? app?.migration.timeoutSeconds,
-        });
+        inFlight.add(input.id);
+        try {
+          return await driver.migrate({
+            ...input,
+            fleet: fleet(),
+            strategy,
+            preCopy: strategy === 'restart' ? false : (input.preCopy ?? app?.migration.preCopy ?? false),
+            timeoutSeconds: input.timeoutSeconds ?? app?.migration.timeoutSeconds,
+          });
+        } finally {
+          inFlight.delete(input.id);
+        }
       },
     }),
   ];
@@ -137,11 +150,21 @@ export function createMigrationService(deps: MigrationServiceDeps): {
     driver,
     journal,
     // Only migrations this host started: the source drives them (the destination follows its requests).
+    // One migration that cannot finish now (the other agent unreachable) does not keep the others from finishing.
     recover: async () => {
-      const mine = (await journal.unfinished(fleet())).filter((e) => e.record.source === deps.hostId);
-      const results: MigrationRecord[] = [];
-      for (const entry of mine) results.push(await driver.recover(entry));
-      return results;
+      const mine = (await journal.unfinished(fleet())).filter((e) => e.record.source === deps.hostId && !inFlight.has(e.record.id));
+      const report: RecoveryReport = { recovered: [], failed: [] };
+      for (const entry of mine) {
+        inFlight.add(entry.record.id);
+        try {
+          report.recovered.push(await driver.recover(entry));
+        } catch (error) {
+          report.failed.push({ id: entry.record.id, shardId: entry.record.shardId, state: entry.record.state, error: (error as Error).message });
+        } finally {
+          inFlight.delete(entry.record.id);
+        }
+      }
+      return report;
     },
   };
 }
