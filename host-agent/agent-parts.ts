@@ -65,6 +65,6 @@ export function createAgentKernel(options: { ownerPrefix: string; cgroupRoot?: s
       pollIntervalMs: 2000,
       ...(options.graceSeconds !== undefined ? { graceSeconds: options.graceSeconds } : {}),
     });
-    return { driver, manager };
+    return { driver, manager, handover: manager, restartHandover: manager };
   };
 }

@@ -29,8 +29,12 @@ import type { ReconcileReport, ShardManager } from './reconcile/shard-manager';
 import { Sampler } from './sampler/sampler';
 import type { ShardEventSink } from './shard-event';
 import { ShardResizer } from './shard-resize';
+import type { AgentMigration, AgentMigrationContext } from './agent-migration';
+import type { DesiredShard } from './reconcile/desired-shard';
+import type { RestartHandover, ShardHandover } from './reconcile/shard-handover';
 
-export type AgentStore = Pick<Store, 'get' | 'put' | 'delete' | 'list'> & Partial<Pick<Store, 'watch'>>;
+/** `txn` is what migration's journal needs (compare-and-swap); an agent whose store lacks it does not migrate. */
+export type AgentStore = Pick<Store, 'get' | 'put' | 'delete' | 'list'> & Partial<Pick<Store, 'watch' | 'txn'>>;
 
 export interface AgentStores {
   readonly store: AgentStore;
@@ -41,6 +45,10 @@ export interface AgentStores {
 export interface AgentKernel {
   readonly driver: CgroupDriver;
   readonly manager: ShardManager;
+  /** How migration and the manager hand shards over (the ShardKeeper); an agent without it does not migrate. */
+  readonly handover?: ShardHandover;
+  /** Stop/start of held shards for the restart strategy (the ShardKeeper); without it restart migrations are refused. */
+  readonly restartHandover?: RestartHandover;
 }
 
 export interface AgentOptions {
@@ -54,8 +62,10 @@ export interface AgentOptions {
   readonly logger: AgentLogger;
   readonly openStores: (ctx: { stateDir: string; logger: AgentLogger; plan: Plan }) => Promise<AgentStores>;
   readonly createKernel: (ctx: { hostId: string; stateDir: string; events: ShardEventSink; logger: AgentLogger }) => Promise<AgentKernel>;
-  /** Extra authenticated API route groups (migration). */
+  /** Extra authenticated API route groups. */
   readonly apiPlugins?: (ctx: { agent: Agent }) => FastifyPluginAsync[];
+  /** Live migration (agent-migration.ts in production): its routes join the authenticated API, its recovery runs before the first reconcile. */
+  readonly migration?: (ctx: AgentMigrationContext) => Promise<AgentMigration>;
   readonly planPollSeconds?: number;
   /** Periodic reconcile even without triggers (converges after partial failures); default 10 s. */
   readonly reconcileEverySeconds?: number;
@@ -79,6 +89,9 @@ export class Agent implements DrainControl {
   private unwatch: (() => Promise<void>) | undefined;
   private stopped = false;
   private readonly reconciles = new CoalescedTask(() => this.reconcileOnce());
+  private migration: AgentMigration | undefined;
+  /** Some migration could not be recovered (the other agent unreachable): retried on the reconcile timer. */
+  private recoveryPending = false;
   /** Reconcile passes and drains change the same shards: they take turns. */
   private kernelTurn: Promise<unknown> = Promise.resolve();
   address: string | undefined;
@@ -117,12 +130,16 @@ export class Agent implements DrainControl {
 
     const adopted = await this.kernel.manager.start();
     this.logReport('adopt', adopted);
+    const migration = await this.startMigration();
     await this.reconcile();
 
     this.planSource.onPlan((next) => this.onPlan(next));
     await this.watchAssignments(plan.fleet);
     const every = this.options.reconcileEverySeconds ?? 10;
-    this.reconcileTimer = setInterval(() => void this.reconcile().catch(() => {}), every * 1000);
+    this.reconcileTimer = setInterval(() => {
+      void this.reconcile().catch(() => {});
+      if (this.recoveryPending) void this.recoverMigrations();
+    }, every * 1000);
 
     this.sampler = new Sampler({
       driver: this.kernel.driver,
@@ -148,7 +165,7 @@ export class Agent implements DrainControl {
       drain: this,
       token: () => this.token,
       logger,
-      plugins: this.options.apiPlugins?.({ agent: this }) ?? [],
+      plugins: [...(this.options.apiPlugins?.({ agent: this }) ?? []), ...(migration?.plugins ?? [])],
     });
     this.address = await listen(this.app, address);
     logger.info({ address: this.address, generation: plan.generation, drained: this.drained }, 'agent listening');
@@ -200,9 +217,7 @@ export class Agent implements DrainControl {
     if (!plan || this.stopped) return undefined;
     const end = this.metrics.reconcileDuration.startTimer();
     try {
-      const { assignments, problems } = parseAssignments(await this.stores.store.list(assignmentsPrefix(plan.fleet)));
-      for (const problem of problems) this.logger.warn({ problem }, 'ignoring an invalid shard assignment');
-      const desired = desiredShardsForHost({ plan, hostId: this.options.hostId, assignments, drained: this.drained });
+      const desired = await this.desiredShards(plan, true);
       this.metrics.shardsDesired.set(desired.length);
       const report = await this.exclusive(() => this.kernel.manager.apply(desired));
       this.logReport('reconcile', report);
@@ -212,6 +227,69 @@ export class Agent implements DrainControl {
       end({ outcome: 'error' });
       this.logger.error({ error: (error as Error).message, generation: plan.generation }, 'reconcile pass failed; retrying on the next pass');
       return undefined;
+    }
+  }
+
+  /** The shards this host should run: the plan's placement, overridden by assignment records, nothing while drained. */
+  async desiredShards(plan: Plan, warn = false): Promise<DesiredShard[]> {
+    const { assignments, problems } = parseAssignments(await this.stores.store.list(assignmentsPrefix(plan.fleet)));
+    if (warn) for (const problem of problems) this.logger.warn({ problem }, 'ignoring an invalid shard assignment');
+    return desiredShardsForHost({ plan, hostId: this.options.hostId, assignments, drained: this.drained });
+  }
+
+  /**
+   * Builds migration from the agent's parts and recovers what the journal says this host was
+   * driving when it stopped — before the first reconcile, so shards held by an unfinished
+   * migration are resumed (abort) or discarded (roll forward) first. A recovery that cannot
+   * finish now (the other agent unreachable) is logged; the shard stays held (never started
+   * twice) and recovery is retried with every periodic reconcile until it finishes.
+   */
+  private async startMigration(): Promise<AgentMigration | undefined> {
+    const { store } = this.stores;
+    const handover = this.kernel.handover;
+    if (!this.options.migration) return undefined;
+    if (!store.txn || !handover) {
+      this.logger.warn('migration disabled: the store has no transactions or the shard manager no hand-over');
+      return undefined;
+    }
+    const txn = store.txn.bind(store);
+    const migration = await this.options.migration({
+      hostId: this.options.hostId,
+      stateDir: this.options.stateDir,
+      store: { get: (k) => store.get(k), list: (p) => store.list(p), txn },
+      driver: this.kernel.driver,
+      handover,
+      ...(this.kernel.restartHandover ? { restartHandover: this.kernel.restartHandover } : {}),
+      logger: this.logger,
+      metrics: this.metrics,
+      plan: () => this.plan(),
+      token: () => this.token,
+      desiredShards: async () => {
+        const current = this.plan();
+        return current ? this.desiredShards(current) : [];
+      },
+      shards: () => this.kernel.manager.status(),
+    });
+    this.migration = migration;
+    await this.recoverMigrations();
+    return migration;
+  }
+
+  /** Runs migration recovery; marks it pending (retried on the reconcile timer) while some migration cannot finish. */
+  private async recoverMigrations(): Promise<void> {
+    const migration = this.migration;
+    if (!migration || this.stopped) return;
+    this.recoveryPending = false;
+    try {
+      const { recovered, failed } = await migration.recover();
+      for (const record of recovered) this.logger.info({ migration_id: record.id, shard_id: record.shardId, state: record.state }, `recovered migration ${record.id}: ${record.state}`);
+      for (const f of failed) {
+        this.logger.error({ migration_id: f.id, shard_id: f.shardId, state: f.state, error: f.error }, `migration ${f.id} could not be recovered now; ${f.shardId} stays held, retrying`);
+      }
+      this.recoveryPending = failed.length > 0;
+    } catch (error) {
+      this.recoveryPending = true;
+      this.logger.error({ error: (error as Error).message }, 'migration recovery did not run (journal unreadable); held shards stay held, retrying');
     }
   }
 

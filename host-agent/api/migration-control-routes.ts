@@ -32,6 +32,8 @@ export interface MigrationControlDeps {
   applicationOf(shardId: string): string | undefined;
   /** Runs a migration to done or aborted (MigrationDriver.migrate). */
   migrate(input: NewMigration): Promise<MigrationRecord>;
+  /** Every migration of the fleet in the journal (GET /v1/migrations); the route is absent without it. */
+  list?(): Promise<MigrationRecord[]>;
   /** Migration ids must be unique in the fleet; default `<shard>-<unix ms base36>`. */
   newId?(shardId: string): string;
 }
@@ -41,6 +43,15 @@ const check = compileSchema(StartMigrationBody);
 export const migrationControlRoutes =
   (deps: MigrationControlDeps): FastifyPluginAsync =>
   async (app) => {
+    const list = deps.list;
+    if (list) {
+      // Newest first: what `shardform migrate` did, and what the coordinator will look at.
+      app.get('/v1/migrations', async () => {
+        const records = await list();
+        const started = (r: MigrationRecord) => r.history[0]?.at ?? '';
+        return { migrations: records.sort((a, b) => started(b).localeCompare(started(a))).map(summarize) };
+      });
+    }
     app.post('/v1/migrations', async (request, reply) => {
       const body = check(request.body);
       if (!body.ok) {

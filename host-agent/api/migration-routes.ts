@@ -18,10 +18,11 @@ import { compileSchema } from '../../src/contracts/schema-validator';
 import { formatFieldError, type FieldError } from '../../src/errors';
 import { CheckpointError } from '../checkpoint/checkpoint-error';
 import { HostAgentError } from '../errors';
-import type { ShardHandover } from '../reconcile/shard-handover';
+import type { RestartHandover, ShardHandover } from '../reconcile/shard-handover';
+import { STATE_ARCHIVE, unpackState } from '../migration/state-archive';
 import type { IncomingMigrations } from '../migration/incoming-migrations';
 import { MigrationError, type MigrationErrorCode } from '../migration/migration-error';
-import { AbortBody, ImageFileHeaders, ImageFileParams, MigrationParams, PrepareBody, RestoreBody, RoundParams, VerifyRoundBody } from './migration-schemas';
+import { AbortBody, CommitBody, ImageFileHeaders, ImageFileParams, MigrationParams, PrepareBody, RestoreBody, RoundParams, VerifyRoundBody } from './migration-schemas';
 
 export interface MigrationRouteDeps {
   readonly hostId: string;
@@ -29,6 +30,12 @@ export interface MigrationRouteDeps {
   readonly handover: Pick<ShardHandover, 'prepareIncoming' | 'adopt' | 'discard'>;
   /** CRIU restore of an image directory into the given cgroups; resolves to the restored root pid. */
   readonly restorer: { restore(dir: string, target: { procsFiles: readonly string[] }): Promise<number> };
+  /** The restart strategy's destination side (POST .../start); absent: such migrations are refused. */
+  readonly restarter?: {
+    readonly handover: RestartHandover;
+    /** Unpacks a state archive as the new content of a directory; default unpackState (GNU tar). */
+    unpack?(archive: string, dir: string, tag: string): Promise<void>;
+  };
 }
 
 /** Largest image file accepted (CRIU's pages-*.img of a big shard). */
@@ -197,11 +204,43 @@ export const migrationRoutes =
       },
     );
 
-    app.post<{ Params: MigrationParams }>('/v1/migrations/:id/commit', { schema: { params: MigrationParams } }, async (request) => {
-      const migration = incoming.require(request.params.id);
+    // Restart strategy: the state directory arrived as one checked archive; unpack it and start the workload.
+    app.post<{ Params: MigrationParams; Body: RestoreBody }>(
+      '/v1/migrations/:id/start',
+      { schema: { params: MigrationParams, body: RestoreBody } },
+      async (request) => {
+        const migration = incoming.require(request.params.id);
+        if (!deps.restarter) throw new MigrationError('REFUSED', `host ${deps.hostId} cannot start shards for the restart strategy (no shard keeper here)`);
+        if (migration.state === 'restored' && migration.started) return { migrationId: migration.id, state: migration.state, pid: migration.pid ?? null };
+        if (migration.state !== 'prepared') throw new MigrationError('INVALID_TRANSITION', `migration ${migration.id} is ${migration.state}, not prepared`);
+        const final = request.body.rounds[request.body.rounds.length - 1]!;
+        if (!final.files.some((f) => f.name === STATE_ARCHIVE)) throw new MigrationError('INVALID_MIGRATION', `round ${final.round} has no ${STATE_ARCHIVE}`);
+        incoming.checkComplete(migration, final.round, final.files);
+        const { desired } = migration;
+        await (deps.restarter.unpack ?? unpackState)(join(incoming.roundDir(migration, final.round), STATE_ARCHIVE), join(desired.stateDirectory, desired.shardId), migration.id);
+        const status = await deps.restarter.handover.startHeld(desired.shardId, desired);
+        migration.pid = status.pid;
+        migration.started = true;
+        migration.state = 'restored';
+        return { migrationId: migration.id, state: migration.state, pid: migration.pid ?? null };
+      },
+    );
+
+    app.post<{ Params: MigrationParams; Body: CommitBody }>('/v1/migrations/:id/commit', { schema: { params: MigrationParams, body: CommitBody } }, async (request) => {
+      const migration = incoming.get(request.params.id);
+      const shardId = request.body.shardId;
+      if (!migration) {
+        // This agent restarted after the restore (or start) and forgot the migration; the journal
+        // says committed, so the shard it holds is the one to supervise now (idempotent).
+        if (!shardId) throw new MigrationError('NOT_FOUND', `no incoming migration ${request.params.id} on this host (prepare it first)`);
+        const status = await deps.handover.adopt(shardId);
+        return { migrationId: request.params.id, state: 'committed', pid: status.pid ?? null };
+      }
+      if (shardId && shardId !== migration.desired.shardId) throw new MigrationError('INVALID_MIGRATION', `migration ${migration.id} brings shard ${migration.desired.shardId}, not ${shardId}`);
       if (migration.state === 'committed') return { migrationId: migration.id, state: migration.state, pid: migration.pid ?? null };
       if (migration.state !== 'restored') throw new MigrationError('INVALID_TRANSITION', `migration ${migration.id} is ${migration.state}, not restored`);
-      const status = await deps.handover.adopt(migration.desired.shardId, migration.desired);
+      // A shard started here (restart strategy) is supervised already; a restored one is adopted now.
+      const status = migration.started ? { pid: migration.pid } : await deps.handover.adopt(migration.desired.shardId, migration.desired);
       migration.state = 'committed';
       await rm(migration.dir, { recursive: true, force: true });
       return { migrationId: migration.id, state: migration.state, pid: status.pid ?? null };

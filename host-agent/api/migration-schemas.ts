@@ -73,6 +73,10 @@ export const RestoreBody = Type.Object(
 );
 export type RestoreBody = Static<typeof RestoreBody>;
 
+/** The shard lets a destination that restarted (and forgot the migration) still take it over. */
+export const CommitBody = Type.Object({ shardId: Type.Optional(Id) }, { additionalProperties: false });
+export type CommitBody = Static<typeof CommitBody>;
+
 export const AbortBody = Type.Object({ shardId: Id, reason: Type.String({ maxLength: 1000 }) }, { additionalProperties: false });
 export type AbortBody = Static<typeof AbortBody>;
 

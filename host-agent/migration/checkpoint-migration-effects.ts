@@ -17,6 +17,7 @@ import type { MigrationClient } from './migration-client';
 import type { MigrationEffects } from './migration-effects';
 import { MigrationError } from './migration-error';
 import type { MigrationRecord } from './migration-record';
+import { prepareRequest } from './prepare-request';
 
 export interface CheckpointEffectsDeps {
   readonly driver: Pick<CgroupDriver, 'freeze' | 'thaw' | 'pids' | 'paths'>;
@@ -57,22 +58,7 @@ export class CheckpointMigrationEffects implements MigrationEffects {
 
   async prepare(record: MigrationRecord): Promise<void> {
     const desired = await this.deps.describe(record.shardId);
-    await this.deps.client(record.destination).prepare(record.id, {
-      source: record.source,
-      shard: {
-        shardId: desired.shardId,
-        applicationId: desired.applicationId,
-        limits: {
-          ...(desired.limits.cpuCores !== undefined ? { cpuCores: desired.limits.cpuCores } : {}),
-          ...(desired.limits.cpuPeriodMicros !== undefined ? { cpuPeriodMicros: desired.limits.cpuPeriodMicros } : {}),
-          ...(desired.limits.memoryBytes !== undefined ? { memoryBytes: desired.limits.memoryBytes } : {}),
-        },
-        command: [...desired.command],
-        env: { ...desired.env },
-        ...(desired.workingDirectory ? { workingDirectory: desired.workingDirectory } : {}),
-        stateDirectory: desired.stateDirectory,
-      },
-    });
+    await this.deps.client(record.destination).prepare(record.id, prepareRequest(record.source, desired));
     this.rounds.set(record.id, []);
   }
 
@@ -128,7 +114,7 @@ export class CheckpointMigrationEffects implements MigrationEffects {
 
   async releaseSource(record: MigrationRecord): Promise<void> {
     // Committed: the destination supervises the shard from now on (idempotent), then the source copy goes.
-    await this.deps.client(record.destination).commit(record.id);
+    await this.deps.client(record.destination).commit(record.id, record.shardId);
     await this.deps.handover.discard(record.shardId);
     await rm(join(this.deps.imagesRoot, record.id), { recursive: true, force: true });
     this.rounds.delete(record.id);

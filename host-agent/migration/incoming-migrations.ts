@@ -27,6 +27,8 @@ export interface IncomingMigration {
   /** `<round>/<file name>` → what arrived. */
   readonly received: Map<string, FileReceipt>;
   pid?: number;
+  /** Started here from its state directory (restart strategy) rather than restored by CRIU. */
+  started?: boolean;
 }
 
 /** What this host offers to shards and what its shards already hold. */

@@ -95,8 +95,14 @@ export class MigrationClient {
     return (response.data as { pid: number }).pid;
   }
 
-  async commit(migrationId: string): Promise<void> {
-    await this.call('commit', () => this.http.post(`/v1/migrations/${migrationId}/commit`, {}));
+  /** Restart strategy: the destination unpacks the state archive of `rounds` and starts the shard; resolves to its pid. */
+  async start(migrationId: string, rounds: readonly RoundManifest[]): Promise<number> {
+    const response = await this.call('start', () => this.http.post(`/v1/migrations/${migrationId}/start`, { rounds }));
+    return (response.data as { pid: number }).pid;
+  }
+
+  async commit(migrationId: string, shardId?: string): Promise<void> {
+    await this.call('commit', () => this.http.post(`/v1/migrations/${migrationId}/commit`, shardId ? { shardId } : {}));
   }
 
   async abort(migrationId: string, shardId: string, reason: string): Promise<void> {

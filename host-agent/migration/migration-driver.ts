@@ -5,6 +5,7 @@
  * roll forward. `recover` is "load the journal and continue" for an agent that restarted.
  * Decisions are the pure functions of migration-record.ts and pre-copy-policy.ts.
  */
+import type { TxnOp } from '../../src/store/store';
 import { MigrationError } from './migration-error';
 import type { MigrationEffects } from './migration-effects';
 import { MigrationJournal, type JournalEntry } from './migration-journal';
@@ -18,6 +19,12 @@ export interface MigrationDriverOptions {
   /** Injected clock (ISO 8601 strings in the journal). */
   now?: () => Date;
   preCopyLimits?: PreCopyLimits;
+  /**
+   * Store writes that belong to the commit, made in the same transaction as the `committed`
+   * journal record (the agent moves the shard's assignment to the destination, so from that
+   * revision on the destination's reconcile keeps the shard and the source's does not re-create it).
+   */
+  commitWrites?: (record: MigrationRecord) => Promise<readonly TxnOp[]>;
 }
 
 /** Upper bound on journal writes of one run: every state once, plus pre-copy rounds, plus abort. */
@@ -28,12 +35,14 @@ export class MigrationDriver {
   private readonly effects: MigrationEffects;
   private readonly now: () => Date;
   private readonly limits: PreCopyLimits;
+  private readonly commitWrites: (record: MigrationRecord) => Promise<readonly TxnOp[]>;
 
   constructor(opts: MigrationDriverOptions) {
     this.journal = opts.journal;
     this.effects = opts.effects;
     this.now = opts.now ?? (() => new Date());
     this.limits = opts.preCopyLimits ?? DEFAULT_PRECOPY_LIMITS;
+    this.commitWrites = opts.commitWrites ?? (async () => []);
   }
 
   private at(): string {
@@ -85,7 +94,16 @@ export class MigrationDriver {
         return this.abort(entry, `${record.state}: ${(error as Error).message}`);
       }
       // Journal the next state BEFORE its step is taken (the next iteration takes it).
-      entry = await this.journal.save(entry, advance(record, next.to, this.at(), next.changes));
+      const nextRecord = advance(record, next.to, this.at(), next.changes);
+      let alongside: readonly TxnOp[] = [];
+      if (next.to === 'committed') {
+        try {
+          alongside = await this.commitWrites(nextRecord);
+        } catch (error) {
+          return this.abort(entry, `committing: ${(error as Error).message}`);
+        }
+      }
+      entry = await this.journal.save(entry, nextRecord, alongside);
     }
     return this.abort(entry, `did not finish within ${MAX_STEPS} steps`);
   }

@@ -3,7 +3,7 @@
  * written only by compare-and-swap on the key's modRevision, so two drivers can never both
  * advance one migration (the loser gets JOURNAL_CONFLICT and stops before acting).
  */
-import type { Store } from '../../src/store/store';
+import type { Store, TxnOp } from '../../src/store/store';
 import { isMigrationState } from './migration-state';
 import { MigrationError } from './migration-error';
 import type { MigrationRecord } from './migration-record';
@@ -45,10 +45,14 @@ export class MigrationJournal {
     return { record, modRevision: result.revision };
   }
 
-  /** Replaces `previous` with `record` if nobody wrote the key since `previous` was read. */
-  async save(previous: JournalEntry, record: MigrationRecord): Promise<JournalEntry> {
+  /**
+   * Replaces `previous` with `record` if nobody wrote the key since `previous` was read.
+   * `alongside` are written in the same transaction (the commit moves the shard's assignment
+   * with the journal record: both or neither).
+   */
+  async save(previous: JournalEntry, record: MigrationRecord, alongside: readonly TxnOp[] = []): Promise<JournalEntry> {
     const key = migrationKey(record.fleet, record.id);
-    const result = await this.store.txn([{ key, modRevision: previous.modRevision }], [{ kind: 'put', key, value: JSON.stringify(record) }]);
+    const result = await this.store.txn([{ key, modRevision: previous.modRevision }], [{ kind: 'put', key, value: JSON.stringify(record) }, ...alongside]);
     if (!result.succeeded) {
       throw new MigrationError('JOURNAL_CONFLICT', `migration ${record.id}: the journal changed since revision ${previous.modRevision}; not writing ${record.state}`);
     }

@@ -6,12 +6,16 @@
  */
 import type { FastifyPluginAsync } from 'fastify';
 import type { Plan } from '../../src/contracts/plan-schema';
+import type { TxnOp } from '../../src/store/store';
 import type { CgroupDriver } from '../cgroups/driver';
 import type { CriuCheckpointer } from '../checkpoint/criu-checkpointer';
 import { migrationControlRoutes } from '../api/migration-control-routes';
 import { migrationRoutes } from '../api/migration-routes';
 import type { DesiredShard } from '../reconcile/desired-shard';
-import type { ShardHandover } from '../reconcile/shard-handover';
+import type { RestartHandover, ShardHandover } from '../reconcile/shard-handover';
+import { RestartMigrationEffects } from './restart-migration-effects';
+import { StrategyEffects } from './strategy-effects';
+import { chooseStrategy } from './migration-strategy';
 import { CheckpointMigrationEffects } from './checkpoint-migration-effects';
 import { IncomingMigrations, type CapacityView } from './incoming-migrations';
 import { MigrationClient } from './migration-client';
@@ -28,6 +32,10 @@ export interface MigrationServiceDeps {
   readonly driver: CgroupDriver;
   /** ShardKeeper in the agent. */
   readonly handover: ShardHandover;
+  /** The restart strategy's stop/start (ShardKeeper); without it restart migrations are refused. */
+  readonly restartHandover?: RestartHandover;
+  /** Whether a shard holds established TCP connections (then it migrates by restart); default: never detected. */
+  holdsEstablishedTcp?(shardId: string): Promise<boolean>;
   readonly checkpointer: Pick<CriuCheckpointer, 'supportsPreCopy' | 'preDump' | 'dump' | 'restore'>;
   /** The definition of a shard this host runs. */
   describe(shardId: string): Promise<DesiredShard>;
@@ -37,6 +45,8 @@ export interface MigrationServiceDeps {
   /** Images of migrations in flight, both directions. */
   readonly imagesRoot: string;
   readonly onFinished?: (record: MigrationRecord) => void;
+  /** Writes made with the `committed` journal record (the agent: the shard's assignment). */
+  readonly commitWrites?: (record: MigrationRecord) => Promise<readonly TxnOp[]>;
 }
 
 /** Agent base URLs of the plan's other hosts (static pools): `http://<address>[:<agent port>]` (pure). */
@@ -52,10 +62,17 @@ export function peerUrls(plan: Plan, selfHostId: string): Map<string, string> {
   return urls;
 }
 
+/** What recovery did: the records it finished (done or aborted), and those it could not finish now (retried at the next start). */
+export interface RecoveryReport {
+  readonly recovered: MigrationRecord[];
+  readonly failed: { readonly id: string; readonly shardId: string; readonly state: MigrationRecord['state']; readonly error: string }[];
+}
+
 export function createMigrationService(deps: MigrationServiceDeps): {
   plugins: FastifyPluginAsync[];
   driver: MigrationDriver;
-  recover(): Promise<MigrationRecord[]>;
+  journal: MigrationJournal;
+  recover(): Promise<RecoveryReport>;
 } {
   const peers = () => {
     const plan = deps.plan();
@@ -72,7 +89,9 @@ export function createMigrationService(deps: MigrationServiceDeps): {
     return clients.get(key)!;
   };
   const journal = new MigrationJournal(deps.store);
-  const effects = new CheckpointMigrationEffects({
+  /** Migrations this process drives right now: recovery leaves them alone (it runs again while the agent runs). */
+  const inFlight = new Set<string>();
+  const checkpoint = new CheckpointMigrationEffects({
     driver: deps.driver,
     handover: deps.handover,
     checkpointer: deps.checkpointer,
@@ -81,41 +100,71 @@ export function createMigrationService(deps: MigrationServiceDeps): {
     imagesRoot: `${deps.imagesRoot}/outgoing`,
     onFinished: deps.onFinished,
   });
-  const driver = new MigrationDriver({ journal, effects });
+  const restartHandover = deps.restartHandover;
+  const restart = restartHandover
+    ? new RestartMigrationEffects({
+        driver: deps.driver,
+        handover: { release: (id) => deps.handover.release(id), adopt: (id) => deps.handover.adopt(id), discard: (id) => deps.handover.discard(id), stopHeld: (id) => restartHandover.stopHeld(id), startHeld: (id, d) => restartHandover.startHeld(id, d) },
+        describe: (shardId) => deps.describe(shardId),
+        client,
+        imagesRoot: `${deps.imagesRoot}/outgoing`,
+        onFinished: deps.onFinished,
+      })
+    : undefined;
+  const effects = new StrategyEffects({ checkpoint, ...(restart ? { restart } : {}) });
+  const driver = new MigrationDriver({ journal, effects, ...(deps.commitWrites ? { commitWrites: deps.commitWrites } : {}) });
   const incoming = new IncomingMigrations(`${deps.imagesRoot}/incoming`, deps.capacity);
   const fleet = () => deps.plan()?.fleet ?? '';
   const plugins = [
-    migrationRoutes({ hostId: deps.hostId, incoming, handover: deps.handover, restorer: deps.checkpointer }),
+    migrationRoutes({ hostId: deps.hostId, incoming, handover: deps.handover, restorer: deps.checkpointer, ...(restartHandover ? { restarter: { handover: restartHandover } } : {}) }),
     migrationControlRoutes({
       hostId: deps.hostId,
       fleet: fleet(),
       peers: () => [...peers().keys()],
+      list: async () => (await journal.list(fleet())).map((e) => e.record),
       applicationOf: (shardId) => deps.applicationOf(shardId),
-      migrate: (input) => {
+      migrate: async (input) => {
         // The plan's per-application migration settings, unless the request says otherwise.
         const app = deps.plan()?.applications.find((a) => a.id === input.applicationId);
-        if (app?.migration.strategy === 'restart') {
-          // Not built yet (issue 5 item 4): refusing is honest, checkpointing it anyway is not.
-          return Promise.reject(new MigrationError('REFUSED', `application ${app.id} uses the restart strategy, which is not implemented yet`));
+        const declared = app?.migration.strategy ?? 'checkpoint';
+        const holdsEstablishedTcp = declared === 'checkpoint' && (await deps.holdsEstablishedTcp?.(input.shardId)) === true;
+        const { strategy, why } = chooseStrategy({ declared, holdsEstablishedTcp });
+        if (strategy === 'restart' && !restart) throw new MigrationError('REFUSED', `shard ${input.shardId} needs the restart strategy (${why}), which this host cannot run`);
+        inFlight.add(input.id);
+        try {
+          return await driver.migrate({
+            ...input,
+            fleet: fleet(),
+            strategy,
+            preCopy: strategy === 'restart' ? false : (input.preCopy ?? app?.migration.preCopy ?? false),
+            timeoutSeconds: input.timeoutSeconds ?? app?.migration.timeoutSeconds,
+          });
+        } finally {
+          inFlight.delete(input.id);
         }
-        return driver.migrate({
-          ...input,
-          fleet: fleet(),
-          preCopy: input.preCopy ?? app?.migration.preCopy ?? false,
-          timeoutSeconds: input.timeoutSeconds ?? app?.migration.timeoutSeconds,
-        });
       },
     }),
   ];
   return {
     plugins,
     driver,
+    journal,
     // Only migrations this host started: the source drives them (the destination follows its requests).
+    // One migration that cannot finish now (the other agent unreachable) does not keep the others from finishing.
     recover: async () => {
-      const mine = (await journal.unfinished(fleet())).filter((e) => e.record.source === deps.hostId);
-      const results: MigrationRecord[] = [];
-      for (const entry of mine) results.push(await driver.recover(entry));
-      return results;
+      const mine = (await journal.unfinished(fleet())).filter((e) => e.record.source === deps.hostId && !inFlight.has(e.record.id));
+      const report: RecoveryReport = { recovered: [], failed: [] };
+      for (const entry of mine) {
+        inFlight.add(entry.record.id);
+        try {
+          report.recovered.push(await driver.recover(entry));
+        } catch (error) {
+          report.failed.push({ id: entry.record.id, shardId: entry.record.shardId, state: entry.record.state, error: (error as Error).message });
+        } finally {
+          inFlight.delete(entry.record.id);
+        }
+      }
+      return report;
     },
   };
 }

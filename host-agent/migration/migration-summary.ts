@@ -6,6 +6,7 @@ export interface MigrationSummary {
   readonly shardId: string;
   readonly source: string;
   readonly destination: string;
+  readonly strategy: MigrationRecord['strategy'];
   readonly state: MigrationRecord['state'];
   readonly downtimeMs: number | null;
   readonly durationMs: number | null;
@@ -21,6 +22,7 @@ export function summarize(record: MigrationRecord): MigrationSummary {
     shardId: record.shardId,
     source: record.source,
     destination: record.destination,
+    strategy: record.strategy,
     state: record.state,
     downtimeMs: downtimeMs(record) ?? null,
     durationMs: durationMs(record) ?? null,

@@ -45,3 +45,18 @@ export interface ShardHandover {
    */
   discard(shardId: string): Promise<void>;
 }
+
+/**
+ * What the `restart` strategy needs beyond the hand-over: the workload is stopped and started
+ * again instead of checkpointed and restored. Implemented by ShardKeeper (it owns the runner).
+ */
+export interface RestartHandover {
+  /** Source, step `frozen` (restart: "stopped"): SIGTERM, grace, SIGKILL; the cgroup stays and the shard stays held. */
+  stopHeld(shardId: string): Promise<void>;
+  /**
+   * Either side: starts a new run of a held shard in its cgroup and supervises it again — the
+   * destination once the state directory arrived, the source when a migration aborts after
+   * its workload was stopped. `desired` replaces the recorded definition.
+   */
+  startHeld(shardId: string, desired?: DesiredShard): Promise<ShardStatus>;
+}

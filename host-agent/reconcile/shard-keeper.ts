@@ -21,7 +21,7 @@ import type { ShardEventSink } from '../shard-event';
 import type { DesiredShard } from './desired-shard';
 import type { ObservedShard, ReconcileAction } from './reconcile-plan';
 import { planReconcile, workloadSpec } from './reconcile-plan';
-import type { IncomingShard, ShardHandover } from './shard-handover';
+import type { IncomingShard, RestartHandover, ShardHandover } from './shard-handover';
 import type { ReconcileReport, ShardManager } from './shard-manager';
 
 export interface ShardKeeperOptions {
@@ -45,7 +45,7 @@ export interface ShardKeeperOptions {
 
 type Action = ReconcileReport['actions'][number];
 
-export class ShardKeeper implements ShardManager, ShardHandover {
+export class ShardKeeper implements ShardManager, ShardHandover, RestartHandover {
   private readonly supervisors = new Map<string, ShardSupervisor>();
   private readonly records: ShardRecordStore;
   private readonly deps: ConstructorParameters<typeof ShardSupervisor>[0];
@@ -370,6 +370,31 @@ export class ShardKeeper implements ShardManager, ShardHandover {
         const main = await this.deps.probe.findMain(await this.driver.pids(shardId));
         if (!main) throw shardNotRunning(shardId, 'no process whose innermost NSpid is 1 in its cgroup');
         await s.adoptRun(main.pid, main.startTime, { reason: 'handover' });
+        return s.status();
+      });
+    });
+  }
+
+  /** Restart strategy, source: stops the held shard's workload (SIGTERM, grace, SIGKILL); cgroup and hold stay. */
+  stopHeld(shardId: string): Promise<void> {
+    return this.exclusive(async () => {
+      const s = this.known(shardId);
+      await s.exclusive(async () => {
+        await s.stop(this.graceSeconds);
+        await s.hold();
+        s.emit('stopped', { reason: 'restart-migration' });
+      });
+    });
+  }
+
+  /** Restart strategy: a new run of a held shard in its cgroup, supervised from now on (ShardHandover docs). */
+  startHeld(shardId: string, desired?: DesiredShard): Promise<ShardStatus> {
+    return this.exclusive(async () => {
+      const s = this.supervisors.get(shardId) ?? (desired ? this.newSupervisor(desired, true) : undefined);
+      if (!s) throw shardUnknown(shardId);
+      return s.exclusive(async () => {
+        await s.update({ held: false, ...(desired ? { desired } : {}) });
+        await s.startRun(desired);
         return s.status();
       });
     });

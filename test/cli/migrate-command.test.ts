@@ -18,7 +18,7 @@ async function fakeSourceAgent(): Promise<{ app: FastifyInstance; url: string; s
         newId: (shardId) => `mig-${shardId}`,
         migrate: async (input) => {
           started.push(input);
-          let record: MigrationRecord = planMigration(input, '2026-11-25T05:00:00.000Z');
+          let record: MigrationRecord = planMigration({ ...input, ...(input.shardId === 'web-2' ? { strategy: 'restart' as const } : {}) }, '2026-11-25T05:00:00.000Z');
           record = advance(record, 'prepared', '2026-11-25T05:00:00.100Z');
           if (input.shardId === 'web-1') return abortRecord(record, 'prepared: out of capacity: 0 cpu cores free, shard web-1 needs 1', '2026-11-25T05:00:00.200Z');
           record = advance(record, 'frozen', '2026-11-25T05:00:00.200Z');
@@ -51,6 +51,12 @@ describe('shardform migrate', () => {
     expect(result.code).toBe(0);
     expect(result.stdout.trim()).toBe('shard web-0 moved host-1 -> host-2: downtime 450 ms, total 800 ms, 3MiB sent (migration mig-web-0)');
     expect(agent.started.at(-1)).toMatchObject({ shardId: 'web-0', applicationId: 'web', source: 'host-1', destination: 'host-2', fleet: 'demo' });
+  });
+
+  it('says when the shard moved by restart rather than by checkpoint', async () => {
+    const result = await runCli('migrate', 'web-2', '--to', 'host-2', '--agent', agent.url, '--token-file', tokenFile);
+    expect(result.code).toBe(0);
+    expect(result.stdout.trim()).toBe('shard web-2 moved host-1 -> host-2 by restart (stopped, state directory sent, started): downtime 450 ms, total 800 ms, 3MiB sent (migration mig-web-2)');
   });
 
   it('exits 1 with the reason when the migration aborted; the shard stays where it was', async () => {

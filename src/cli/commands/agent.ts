@@ -5,6 +5,7 @@
  */
 import type { Command } from 'commander';
 import { Agent } from '../../../host-agent/agent';
+import { createAgentMigration } from '../../../host-agent/agent-migration';
 import { createAgentKernel, openAgentStores } from '../../../host-agent/agent-parts';
 import { createLogger } from '../../../host-agent/log';
 import type { Io } from '../output';
@@ -33,6 +34,7 @@ export function registerAgentCommand(program: Command, _io: Io): void {
         logger,
         openStores: openAgentStores,
         createKernel: createAgentKernel({ ownerPrefix: flags.ownerPrefix }),
+        migration: createAgentMigration,
       });
       try {
         await agent.start();

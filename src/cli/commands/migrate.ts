@@ -25,7 +25,8 @@ export function renderMigration(s: MigrationSummary): string {
   const ms = (v: number | null) => (v === null ? '-' : `${v} ms`);
   if (s.state === 'done') {
     const rounds = s.rounds > 0 ? `, ${s.rounds} pre-copy round(s)` : s.preCopySkipped ? ` (pre-copy skipped: ${s.preCopySkipped})` : '';
-    return `shard ${s.shardId} moved ${s.source} -> ${s.destination}: downtime ${ms(s.downtimeMs)}, total ${ms(s.durationMs)}, ${formatBytes(s.bytesSent)} sent${rounds} (migration ${s.id})`;
+    const how = s.strategy === 'restart' ? ' by restart (stopped, state directory sent, started)' : '';
+    return `shard ${s.shardId} moved ${s.source} -> ${s.destination}${how}: downtime ${ms(s.downtimeMs)}, total ${ms(s.durationMs)}, ${formatBytes(s.bytesSent)} sent${rounds} (migration ${s.id})`;
   }
   return `shard ${s.shardId} stays on ${s.source}: migration ${s.id} ${s.state}: ${s.abortReason ?? 'no reason recorded'}`;
 }

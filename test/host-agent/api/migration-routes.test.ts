@@ -124,7 +124,7 @@ describe('migration routes (destination agent)', () => {
     expect(dest.restorer.restored).toEqual([{ dir: join(migrationDir, '2'), procsFiles: ['/fake/web-0/cgroup.procs'] }]);
     expect(readlinkSync(join(migrationDir, '2', 'parent'))).toBe('../1');
 
-    const commit = await app.inject({ method: 'POST', url: '/v1/migrations/mig-1/commit', headers: AUTH });
+    const commit = await app.inject({ method: 'POST', url: '/v1/migrations/mig-1/commit', headers: AUTH, payload: { shardId: 'web-0' } });
     expect(commit.json()).toEqual({ migrationId: 'mig-1', state: 'committed', pid: 4242 });
     expect(dest.handover.calls).toEqual(['prepareIncoming web-0', 'adopt web-0']);
     expect(existsSync(migrationDir)).toBe(false);
@@ -132,6 +132,58 @@ describe('migration routes (destination agent)', () => {
     const lateAbort = await app.inject({ method: 'POST', url: '/v1/migrations/mig-1/abort', headers: AUTH, payload: { shardId: 'web-0', reason: 'late' } });
     expect(lateAbort.statusCode).toBe(409);
     expect(dest.handover.calls).not.toContain('discard web-0');
+  });
+
+  it('commits a migration it forgot (agent restart after the restore) by supervising the shard it holds', async () => {
+    const commit = await app.inject({ method: 'POST', url: '/v1/migrations/mig-9/commit', headers: AUTH, payload: { shardId: 'web-0' } });
+    expect(commit.json()).toEqual({ migrationId: 'mig-9', state: 'committed', pid: 4242 });
+    expect(dest.handover.calls).toEqual(['adopt web-0']);
+    const blind = await app.inject({ method: 'POST', url: '/v1/migrations/mig-8/commit', headers: AUTH, payload: {} });
+    expect(blind.statusCode).toBe(404);
+  });
+
+  it('starts a restart-strategy shard only from an intact state archive, and commits it without adopting again', async () => {
+    const started: string[] = [];
+    const unpacked: { archive: string; dir: string }[] = [];
+    await app.close();
+    app = await buildMigrationApp({
+      token: dest.deps.token,
+      plugins: [
+        migrationRoutes({
+          ...dest.deps,
+          restarter: {
+            handover: {
+              stopHeld: async () => {},
+              startHeld: async (shardId) => (started.push(shardId), { shardId, applicationId: 'web', state: 'running', pid: 777, restarts: 0, adopted: false, frozen: false, limits: {} }),
+            },
+            unpack: async (archive, into) => void unpacked.push({ archive, dir: into }),
+          },
+        }),
+      ],
+    });
+    await prepare();
+    const tar = Buffer.from('a tar of the state directory');
+    const rounds = [{ round: 1, parent: null, files: [{ name: 'state.tar', bytes: tar.length, sha256: sha(tar) }] }];
+    const early = await app.inject({ method: 'POST', url: '/v1/migrations/mig-1/start', headers: AUTH, payload: { rounds } });
+    expect(early.statusCode).toBe(422);
+    expect(early.json().message).toBe('round 1: image file state.tar never arrived');
+    expect(started).toEqual([]);
+
+    await upload('mig-1', 1, 'state.tar', tar);
+    const ok = await app.inject({ method: 'POST', url: '/v1/migrations/mig-1/start', headers: AUTH, payload: { rounds } });
+    expect(ok.json()).toEqual({ migrationId: 'mig-1', state: 'restored', pid: 777 });
+    expect(unpacked).toEqual([{ archive: join(dest.incoming.get('mig-1')!.dir, '1', 'state.tar'), dir: '/var/lib/web/web-0' }]);
+    expect(started).toEqual(['web-0']);
+    const commit = await app.inject({ method: 'POST', url: '/v1/migrations/mig-1/commit', headers: AUTH, payload: { shardId: 'web-0' } });
+    expect(commit.json()).toEqual({ migrationId: 'mig-1', state: 'committed', pid: 777 });
+    expect(dest.handover.calls).toEqual(['prepareIncoming web-0']);
+  });
+
+  it('refuses to start a restart-strategy shard on a host without a shard keeper', async () => {
+    await prepare();
+    const refused = await app.inject({ method: 'POST', url: '/v1/migrations/mig-1/start', headers: AUTH, payload: { rounds: [{ round: 1, parent: null, files: [{ name: 'state.tar', bytes: 1, sha256: sha('x') }] }] } });
+    expect(refused.statusCode).toBe(409);
+    expect(refused.json().message).toBe('host host-2 cannot start shards for the restart strategy (no shard keeper here)');
   });
 
   it('aborts idempotently, discarding the copy even for a migration it no longer knows', async () => {

@@ -1,4 +1,8 @@
 import { peerUrls } from '../../../host-agent/migration/migration-service';
+import { chooseStrategy } from '../../../host-agent/migration/migration-strategy';
+import { StrategyEffects } from '../../../host-agent/migration/strategy-effects';
+import { MigrationJournal } from '../../../host-agent/migration/migration-journal';
+import { FakeEffects, MemoryJournalStore, recordIn } from '../../helpers/migration-fakes';
 import { examplePlan } from '../../helpers/plan-fixture';
 
 describe('peer agent URLs from the plan', () => {
@@ -16,5 +20,18 @@ describe('peer agent URLs from the plan', () => {
       ['host-c', 'http://agent-c.internal:7300'],
     ]);
     expect(peerUrls(plan, 'host-b').get('host-a')).toBe('http://10.0.0.1:7101');
+  });
+});
+
+describe('migration strategy', () => {
+  it('uses what the plan declares, but moves a checkpoint shard holding established TCP connections by restart', () => {
+    expect(chooseStrategy({ declared: 'checkpoint', holdsEstablishedTcp: false })).toEqual({ strategy: 'checkpoint', why: 'the plan declares the checkpoint strategy' });
+    expect(chooseStrategy({ declared: 'checkpoint', holdsEstablishedTcp: true })).toEqual({ strategy: 'restart', why: 'it holds established TCP connections' });
+    expect(chooseStrategy({ declared: 'restart', holdsEstablishedTcp: false })).toEqual({ strategy: 'restart', why: 'the plan declares the restart strategy' });
+  });
+
+  it('refuses a step of a strategy the host cannot run, naming it', () => {
+    const effects = new StrategyEffects({ checkpoint: new FakeEffects(new MigrationJournal(new MemoryJournalStore())) });
+    expect(() => effects.prepare({ ...recordIn('planned'), strategy: 'restart' })).toThrow(/this host cannot run the restart strategy/);
   });
 });

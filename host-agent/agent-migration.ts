@@ -1,0 +1,129 @@
+/**
+ * Migration in the agent daemon: the migration service (host-agent/migration) built from the
+ * agent's own parts — the ShardKeeper as the hand-over, the plan's store for the journal, CRIU
+ * located once at start (a host without a usable CRIU still serves everything else and refuses
+ * migrations with the reasons), the plan's capacity of this host — plus what a finished
+ * migration tells the world: one log line and the migration metrics. The commit moves the
+ * shard's assignment to the destination in the journal's own transaction
+ * (migration-assignment.ts).
+ */
+import { join } from 'node:path';
+import type { FastifyPluginAsync } from 'fastify';
+import type { Plan } from '../src/contracts/plan-schema';
+import type { JournalStore } from './migration/migration-journal';
+import type { CgroupDriver } from './cgroups/driver';
+import { locateCriu } from './checkpoint/criu';
+import { CriuCheckpointer } from './checkpoint/criu-checkpointer';
+import type { AgentLogger } from './log';
+import type { AgentMetrics } from './metrics/agent-metrics';
+import { assignmentOnCommit } from './migration/migration-assignment';
+import { MigrationError } from './migration/migration-error';
+import type { MigrationRecord } from './migration/migration-record';
+import { createMigrationService, type MigrationServiceDeps, type RecoveryReport } from './migration/migration-service';
+import { summarize } from './migration/migration-summary';
+import type { DesiredShard } from './reconcile/desired-shard';
+import type { RestartHandover, ShardHandover } from './reconcile/shard-handover';
+import { shardHoldsEstablishedTcp } from './migration/tcp-connections';
+import type { ShardStatus } from './runner/shard-status';
+
+export interface AgentMigrationContext {
+  readonly hostId: string;
+  readonly stateDir: string;
+  readonly store: JournalStore;
+  readonly driver: CgroupDriver;
+  readonly handover: ShardHandover;
+  readonly restartHandover?: RestartHandover;
+  readonly logger: AgentLogger;
+  readonly metrics: AgentMetrics;
+  plan(): Plan | undefined;
+  token(): string | undefined;
+  /** The shards this host should run now (plan + assignments), as the reconcile computes them. */
+  desiredShards(): Promise<DesiredShard[]>;
+  /** What the keeper supervises now. */
+  shards(): ShardStatus[];
+}
+
+export interface AgentMigration {
+  /** Route groups for the authenticated API scope. */
+  readonly plugins: FastifyPluginAsync[];
+  /** Finishes or undoes the migrations this host was driving when it stopped; run once, before the first reconcile. */
+  recover(): Promise<RecoveryReport>;
+}
+
+type Checkpointer = MigrationServiceDeps['checkpointer'];
+
+/** A checkpointer for a host that cannot checkpoint: every call refuses with the reasons `criu` was not usable. */
+function refusingCheckpointer(reasons: readonly string[]): Checkpointer {
+  const refuse = () => Promise.reject(new MigrationError('REFUSED', `this host cannot checkpoint: ${reasons.join('; ')} (see shardform doctor)`));
+  return { supportsPreCopy: async () => ({ ok: false, reason: reasons.join('; ') }), preDump: refuse, dump: refuse, restore: refuse };
+}
+
+export async function createAgentMigration(ctx: AgentMigrationContext): Promise<AgentMigration> {
+  const located = await locateCriu();
+  const checkpointer: Checkpointer = located.found ? new CriuCheckpointer(located.criu) : refusingCheckpointer(located.reasons);
+  if (located.found) ctx.logger.info({ criu: located.criu.version }, 'migration: CRIU found');
+  else ctx.logger.warn({ reasons: located.reasons }, 'migration: no usable CRIU; this host refuses checkpoint migrations');
+
+  const describe = async (shardId: string): Promise<DesiredShard> => {
+    const desired = (await ctx.desiredShards()).find((d) => d.shardId === shardId);
+    if (!desired) throw new MigrationError('INVALID_MIGRATION', `shard ${shardId} is not one this host should run`);
+    return desired;
+  };
+  const thisHost = () => ctx.plan()?.pools.flatMap((p) => p.hosts).find((h) => h.id === ctx.hostId);
+  const sum = (shards: readonly ShardStatus[]) =>
+    shards.reduce((acc, s) => ({ cpuCores: acc.cpuCores + (s.limits.cpuCores ?? 0), memoryBytes: acc.memoryBytes + (s.limits.memoryBytes ?? 0) }), { cpuCores: 0, memoryBytes: 0 });
+
+  const service = createMigrationService({
+    hostId: ctx.hostId,
+    plan: () => ctx.plan(),
+    store: ctx.store,
+    driver: ctx.driver,
+    handover: ctx.handover,
+    ...(ctx.restartHandover ? { restartHandover: ctx.restartHandover } : {}),
+    holdsEstablishedTcp: async (shardId) => shardHoldsEstablishedTcp(await ctx.driver.pids(shardId)),
+    checkpointer,
+    describe,
+    applicationOf: (shardId) => ctx.shards().find((s) => s.shardId === shardId && s.state !== 'held')?.applicationId,
+    capacity: {
+      capacity: () => {
+        const host = thisHost();
+        return { cpuCores: host?.capacity.cpuCores ?? 0, memoryBytes: host?.capacity.memoryBytes ?? 0 };
+      },
+      // Held shards (arriving or leaving) are counted: their cgroups exist with their limits.
+      allocated: () => sum(ctx.shards()),
+    },
+    token: () => ctx.token(),
+    imagesRoot: join(ctx.stateDir, 'migrations'),
+    commitWrites: async (record) => [assignmentOnCommit(record, await describe(record.shardId), new Date().toISOString())],
+    onFinished: (record) => reportFinished(record, ctx),
+  });
+  return { plugins: service.plugins, recover: () => service.recover() };
+}
+
+/** One log line and the metrics of a finished migration (never throws: the migration is over). */
+function reportFinished(record: MigrationRecord, ctx: Pick<AgentMigrationContext, 'logger' | 'metrics'>): void {
+  const s = summarize(record);
+  const outcome = record.state === 'done' ? 'done' : 'aborted';
+  ctx.metrics.migrations.inc({ outcome });
+  ctx.metrics.migrationBytes.inc(s.bytesSent);
+  ctx.metrics.migrationPreCopyRounds.inc(s.rounds);
+  if (s.durationMs !== null) ctx.metrics.migrationDuration.observe({ outcome }, s.durationMs / 1000);
+  if (outcome === 'done' && s.downtimeMs !== null) ctx.metrics.migrationDowntime.observe(s.downtimeMs / 1000);
+  const fields = {
+    migration_id: s.id,
+    shard_id: s.shardId,
+    application_id: record.applicationId,
+    source: s.source,
+    destination: s.destination,
+    strategy: record.strategy,
+    outcome,
+    bytes: s.bytesSent,
+    rounds: s.rounds,
+    downtime_ms: s.downtimeMs,
+    duration_ms: s.durationMs,
+    ...(s.preCopySkipped ? { pre_copy_skipped: s.preCopySkipped } : {}),
+    ...(s.abortReason ? { reason: s.abortReason } : {}),
+  };
+  if (outcome === 'done') ctx.logger.info(fields, `migrated ${s.shardId} to ${s.destination}`);
+  else ctx.logger.warn(fields, `migration of ${s.shardId} to ${s.destination} aborted; it runs on ${s.source}`);
+}

@@ -1,0 +1,125 @@
+/**
+ * The source agent's side effects of a `restart` migration, for shards that cannot be
+ * checkpointed (declared in the plan, or holding established TCP connections). Same state
+ * table and journal as `checkpoint`, with these meanings:
+ *
+ *   prepared     destination reserves capacity, creates the held cgroup (as for checkpoint)
+ *   frozen       the source workload is stopped: SIGTERM, grace, SIGKILL (cgroup kept, shard held)
+ *   dumped       the state directory is packed into one tar file
+ *   transferred  the tar is streamed and checked (size, sha256) like an image file
+ *   restored     the destination unpacks it and starts the workload in its cgroup
+ *   committed / released / done, aborted: as for checkpoint
+ *
+ * Never two runs: the source is stopped before the destination can start (`frozen` precedes
+ * `restored`), and an abort from `restored` destroys the destination copy before the source
+ * starts again. Downtime is the same window (frozen → committed): stop, pack, send, start.
+ */
+import { mkdir, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { CgroupDriver } from '../cgroups/driver';
+import type { RoundManifest } from '../api/migration-schemas';
+import type { DesiredShard } from '../reconcile/desired-shard';
+import type { RestartHandover, ShardHandover } from '../reconcile/shard-handover';
+import type { MigrationClient } from './migration-client';
+import type { MigrationEffects } from './migration-effects';
+import { MigrationError } from './migration-error';
+import type { MigrationRecord } from './migration-record';
+import { prepareRequest } from './prepare-request';
+import { packState, STATE_ARCHIVE } from './state-archive';
+
+export interface RestartEffectsDeps {
+  readonly driver: Pick<CgroupDriver, 'pids'>;
+  readonly handover: Pick<ShardHandover, 'release' | 'adopt' | 'discard'> & RestartHandover;
+  describe(shardId: string): Promise<DesiredShard>;
+  client(hostId: string): Pick<MigrationClient, 'prepare' | 'uploadRound' | 'start' | 'commit' | 'abort'>;
+  /** `<imagesRoot>/<migration id>/1/state.tar`. */
+  readonly imagesRoot: string;
+  readonly onFinished?: (record: MigrationRecord) => void;
+  /** Packs a directory into a tar file; default packState (GNU tar). */
+  readonly pack?: (dir: string, archive: string) => Promise<void>;
+}
+
+/** The restart strategy moves one round: the state archive. */
+const ROUND = 1;
+
+export class RestartMigrationEffects implements MigrationEffects {
+  /** Manifest of the archive sent, per migration (a restarted agent aborts instead of needing it). */
+  private readonly sent = new Map<string, RoundManifest>();
+
+  constructor(private readonly deps: RestartEffectsDeps) {}
+
+  private dir(record: MigrationRecord): string {
+    return join(this.deps.imagesRoot, record.id, String(ROUND));
+  }
+
+  /** The shard's own state directory, as the runner gives it (SHARDFORM_STATE_DIR). */
+  private async stateDir(record: MigrationRecord): Promise<string> {
+    const desired = await this.deps.describe(record.shardId);
+    return join(desired.stateDirectory, desired.shardId);
+  }
+
+  async prepare(record: MigrationRecord): Promise<void> {
+    await this.deps.client(record.destination).prepare(record.id, prepareRequest(record.source, await this.deps.describe(record.shardId)));
+  }
+
+  async preCopySupport(): Promise<{ ok: false; reason: string }> {
+    return { ok: false, reason: 'the restart strategy moves the state directory, not memory' };
+  }
+
+  async preCopyRound(record: MigrationRecord): Promise<{ bytes: number }> {
+    throw new MigrationError('INVALID_TRANSITION', `migration ${record.id}: the restart strategy has no pre-copy rounds`);
+  }
+
+  async freeze(record: MigrationRecord): Promise<void> {
+    await this.deps.handover.release(record.shardId);
+    await this.deps.handover.stopHeld(record.shardId);
+  }
+
+  async dump(record: MigrationRecord): Promise<{ bytes: number }> {
+    const archive = join(this.dir(record), STATE_ARCHIVE);
+    await rm(this.dir(record), { recursive: true, force: true });
+    await mkdir(this.dir(record), { recursive: true });
+    await (this.deps.pack ?? packState)(await this.stateDir(record), archive);
+    return { bytes: (await stat(archive)).size };
+  }
+
+  async transfer(record: MigrationRecord): Promise<{ bytes: number }> {
+    const archive = join(this.dir(record), STATE_ARCHIVE);
+    const { size } = await stat(archive);
+    const manifest = await this.deps.client(record.destination).uploadRound(record.id, ROUND, this.dir(record), [{ name: STATE_ARCHIVE, bytes: size }]);
+    this.sent.set(record.id, { round: ROUND, parent: null, files: manifest.files.map((f) => ({ ...f })) });
+    return { bytes: manifest.totalBytes };
+  }
+
+  async restore(record: MigrationRecord): Promise<void> {
+    const manifest = this.sent.get(record.id);
+    if (!manifest) throw new MigrationError('INVALID_MIGRATION', `migration ${record.id}: no state archive was sent by this agent`);
+    await this.deps.client(record.destination).start(record.id, [manifest]);
+  }
+
+  async releaseSource(record: MigrationRecord): Promise<void> {
+    await this.deps.client(record.destination).commit(record.id, record.shardId);
+    await this.deps.handover.discard(record.shardId);
+    await this.forget(record);
+  }
+
+  async destroyDestination(record: MigrationRecord): Promise<void> {
+    await this.deps.client(record.destination).abort(record.id, record.shardId, record.abort?.reason ?? 'aborted');
+  }
+
+  /** Idempotent: supervise the workload if it still runs (never stopped, or stopping), else start it again. */
+  async resumeSource(record: MigrationRecord): Promise<void> {
+    if ((await this.deps.driver.pids(record.shardId)).length > 0) await this.deps.handover.adopt(record.shardId);
+    else await this.deps.handover.startHeld(record.shardId);
+    await this.forget(record);
+  }
+
+  finished(record: MigrationRecord): void {
+    this.deps.onFinished?.(record);
+  }
+
+  private async forget(record: MigrationRecord): Promise<void> {
+    await rm(join(this.deps.imagesRoot, record.id), { recursive: true, force: true });
+    this.sent.delete(record.id);
+  }
+}

@@ -1,0 +1,44 @@
+/**
+ * The `restart` strategy's payload: a shard's state directory as one tar file, so it travels
+ * through the same authenticated, size- and sha256-checked upload as a CRIU image file. GNU tar
+ * (the `tar` on every host we support) does the work: it keeps modes, owners (as root) and
+ * symlinks, and when extracting refuses members with `..` and strips leading `/`
+ * (tar(1), "--absolute-names" is off by default).
+ */
+import { execFile } from 'node:child_process';
+import { mkdir, rename, rm } from 'node:fs/promises';
+import { promisify } from 'node:util';
+import { MigrationError } from './migration-error';
+
+const execFileAsync = promisify(execFile);
+
+/** The tar file name inside a migration round (matches the upload route's file-name pattern). */
+export const STATE_ARCHIVE = 'state.tar';
+
+/** Packs `dir` (created empty when absent: a shard that never wrote state moves as an empty archive). */
+export async function packState(dir: string, archive: string): Promise<void> {
+  await mkdir(dir, { recursive: true });
+  try {
+    await execFileAsync('tar', ['--create', '--file', archive, '--directory', dir, '.'], { maxBuffer: 1 << 20 });
+  } catch (error) {
+    throw new MigrationError('TRANSFER_FAILED', `cannot pack the state directory ${dir}: ${(error as Error).message}`);
+  }
+}
+
+/**
+ * Unpacks `archive` as the new content of `dir`: into a sibling directory first, then swapped in,
+ * so a broken archive leaves `dir` as it was.
+ */
+export async function unpackState(archive: string, dir: string, tag: string): Promise<void> {
+  const incoming = `${dir}.incoming-${tag}`;
+  await rm(incoming, { recursive: true, force: true });
+  await mkdir(incoming, { recursive: true });
+  try {
+    await execFileAsync('tar', ['--extract', '--file', archive, '--directory', incoming], { maxBuffer: 1 << 20 });
+  } catch (error) {
+    await rm(incoming, { recursive: true, force: true });
+    throw new MigrationError('TRANSFER_FAILED', `cannot unpack the state directory into ${dir}: ${(error as Error).message}`);
+  }
+  await rm(dir, { recursive: true, force: true });
+  await rename(incoming, dir);
+}

@@ -1,0 +1,145 @@
+/**
+ * Real `shardform agent` processes on netns test hosts: one agent per host, each in its host's
+ * network namespace (nsenter --net, so /sys and the cgroup hierarchies stay visible), all
+ * reading one plan file and sharing one embedded store file, under one cgroup owner prefix per
+ * run. `cleanup()` SIGKILLs the agents, every process left in the prefix's cgroups and removes
+ * the directories, even when the test failed.
+ */
+import type { ChildProcess } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { serializePlan } from '../../src/contracts/plan';
+import type { Plan, UnsignedPlan } from '../../src/contracts/plan-schema';
+import { spawnInHost, type NetnsHost } from '../../src/dev/netns-hosts';
+import { removeOwnedCgroups } from './agent-process';
+import { BIN } from './cli';
+import { examplePlan } from './plan-fixture';
+
+export const AGENT_PORT = 7101;
+
+export interface NetnsAgent {
+  readonly host: NetnsHost;
+  readonly url: string;
+  readonly stateDir: string;
+  readonly logFile: string;
+  child?: ChildProcess;
+  api<T = any>(path: string, init?: RequestInit): Promise<{ status: number; body: T }>; // eslint-disable-line @typescript-eslint/no-explicit-any
+  logLines(): Record<string, unknown>[];
+  start(): void;
+  stop(signal?: NodeJS.Signals): Promise<void>;
+}
+
+export interface NetnsAgents {
+  readonly dir: string;
+  readonly ownerPrefix: string;
+  readonly token: string;
+  readonly tokenFile: string;
+  readonly agents: readonly NetnsAgent[];
+  /** A plan with every host at its netns address, the shared store and token; `edit` adds applications. */
+  plan(generation: number, edit?: (plan: UnsignedPlan) => void): Plan;
+  writePlan(plan: Plan): void;
+  /** Polls `probe` until it returns a value (not undefined); bounded by attempts, not by a clock. */
+  waitFor<T>(what: string, probe: () => Promise<T | undefined>, attempts?: number, everyMs?: number): Promise<T>;
+  cleanup(): Promise<void>;
+}
+
+/** The interpreter behind `python3` (a pyenv shim is a shell script; the agent runs argv as is). */
+export function realPython(): string {
+  return execFileSync('python3', ['-c', 'import sys; print(sys.executable)'], { encoding: 'utf8' }).trim();
+}
+
+export function netnsAgents(label: string, hosts: readonly NetnsHost[]): NetnsAgents {
+  const dir = mkdtempSync(join(tmpdir(), `sf-${label}-`));
+  const ownerPrefix = `sfit-${label}-${process.pid}`;
+  const token = `it-token-${Math.random().toString(36).slice(2)}-0123456789`;
+  const tokenFile = join(dir, 'token');
+  writeFileSync(tokenFile, `${token}\n`, { mode: 0o600 });
+  const planFile = join(dir, 'plan.json');
+
+  const agents: NetnsAgent[] = hosts.map((host) => {
+    const stateDir = join(dir, host.id);
+    mkdirSync(stateDir, { recursive: true });
+    const logFile = join(dir, `${host.id}.log`);
+    const url = `http://${host.address}:${AGENT_PORT}`;
+    const agent: NetnsAgent = {
+      host,
+      url,
+      stateDir,
+      logFile,
+      async api(path, init = {}) {
+        const response = await fetch(`${url}${path}`, { ...init, headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', ...(init.headers ?? {}) } });
+        const text = await response.text();
+        return { status: response.status, body: text.startsWith('{') ? JSON.parse(text) : text };
+      },
+      logLines() {
+        if (!existsSync(logFile)) return [];
+        return readFileSync(logFile, 'utf8')
+          .split('\n')
+          .filter((l) => l.startsWith('{'))
+          .map((l) => JSON.parse(l) as Record<string, unknown>);
+      },
+      start() {
+        const out = openSync(logFile, 'a');
+        agent.child = spawnInHost(host, [process.execPath, BIN, 'agent', '--plan', planFile, '--host', host.id, '--state-dir', stateDir, '--owner-prefix', ownerPrefix], {
+          stdio: ['ignore', out, out],
+          env: { ...process.env, SHARDFORM_LOG_LEVEL: 'info' },
+        });
+      },
+      async stop(signal = 'SIGTERM') {
+        const child = agent.child;
+        if (!child || child.exitCode !== null || child.signalCode !== null) return;
+        const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+        child.kill(signal);
+        await exited;
+      },
+    };
+    return agent;
+  });
+
+  const tail = () => agents.map((a) => `--- ${a.host.id}\n${existsSync(a.logFile) ? readFileSync(a.logFile, 'utf8').slice(-2500) : '(no log)'}`).join('\n');
+
+  return {
+    dir,
+    ownerPrefix,
+    token,
+    tokenFile,
+    agents,
+    plan(generation, edit = () => {}) {
+      return examplePlan((p) => {
+        p.generation = generation;
+        p.pools[0]!.hosts = hosts.map((h) => ({ id: h.id, address: `${h.address}:${AGENT_PORT}`, capacity: { cpuCores: 2, memoryBytes: 4 * 2 ** 30, readIops: 0, writeIops: 0 }, labels: {} }));
+        p.applications = [];
+        p.policies = [];
+        p.store = { kind: 'embedded', path: join(dir, 'store.db') };
+        p.security = { auth: 'token', tokenFile };
+        p.agent.port = AGENT_PORT;
+        p.agent.sampleIntervalSeconds = 1;
+        edit(p);
+      });
+    },
+    writePlan(plan) {
+      writeFileSync(`${planFile}.tmp`, serializePlan(plan));
+      renameSync(`${planFile}.tmp`, planFile);
+    },
+    async waitFor(what, probe, attempts = 300, everyMs = 100) {
+      let last: unknown;
+      for (let i = 0; i < attempts; i += 1) {
+        try {
+          const value = await probe();
+          if (value !== undefined) return value;
+        } catch (error) {
+          last = error;
+        }
+        await new Promise((r) => setTimeout(r, everyMs));
+      }
+      throw new Error(`gave up waiting for ${what}${last ? ` (last error: ${(last as Error).message})` : ''}; agent logs:\n${tail()}`);
+    },
+    async cleanup() {
+      for (const agent of agents) await agent.stop('SIGKILL');
+      removeOwnedCgroups(ownerPrefix);
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}

@@ -1,0 +1,129 @@
+/**
+ * Migration in the daemon's wiring (fakes, no root): recovery runs after adoption and before
+ * the first reconcile, is retried on the reconcile timer while a migration cannot finish, and
+ * the migration routes sit behind the fleet token.
+ */
+import { renameSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { FastifyPluginAsync } from 'fastify';
+import { Agent } from '../../host-agent/agent';
+import type { AgentMigration, AgentMigrationContext } from '../../host-agent/agent-migration';
+import { createLogger, memoryLogDestination } from '../../host-agent/log';
+import type { RecoveryReport } from '../../host-agent/migration/migration-service';
+import type { ShardHandover } from '../../host-agent/reconcile/shard-handover';
+import { serializePlan } from '../../src/contracts/plan';
+import { tempDir } from '../helpers/cli';
+import { examplePlan } from '../helpers/plan-fixture';
+import { FakeDriver, FakeShardManager, MemoryHistory } from '../helpers/agent-fakes';
+import { MemoryJournalStore, recordIn } from '../helpers/migration-fakes';
+
+const TOKEN = 'agent-test-token-0123456789';
+
+/** The journal fake plus the put/delete the agent's own records need. */
+class TxnKv extends MemoryJournalStore {
+  async put(key: string, value: string): Promise<number> {
+    return (await this.txn([], [{ kind: 'put', key, value }])).revision;
+  }
+  async delete(key: string): Promise<boolean> {
+    const had = this.data.has(key);
+    await this.txn([], [{ kind: 'delete', key }]);
+    return had;
+  }
+}
+
+const handover: ShardHandover = {
+  prepareIncoming: async () => ({ procsFiles: [], paths: {} }),
+  release: async () => ({}),
+  adopt: async () => {
+    throw new Error('not used');
+  },
+  discard: async () => {},
+};
+
+describe('Agent with migration (wiring over fakes)', () => {
+  const dir = tempDir('agent-migration');
+  const planFile = join(dir.path, 'plan.json');
+  const tokenFile = dir.file('token', TOKEN);
+  let agent: Agent | undefined;
+
+  afterEach(async () => {
+    await agent?.stop();
+    agent = undefined;
+  });
+  afterAll(() => dir.remove());
+
+  async function start(recoveries: RecoveryReport[]) {
+    const plan = examplePlan((p) => {
+      p.security = { auth: 'token', tokenFile };
+    });
+    writeFileSync(`${planFile}.tmp`, serializePlan(plan));
+    renameSync(`${planFile}.tmp`, planFile);
+    const manager = new FakeShardManager();
+    const order: string[] = [];
+    const contexts: AgentMigrationContext[] = [];
+    const originalApply = manager.apply.bind(manager);
+    manager.apply = async (desired) => {
+      order.push('apply');
+      return originalApply(desired);
+    };
+    const route: FastifyPluginAsync = async (app) => {
+      app.get('/v1/migrations', async () => ({ migrations: [] }));
+    };
+    const migration = async (ctx: AgentMigrationContext): Promise<AgentMigration> => {
+      contexts.push(ctx);
+      order.push('migration built');
+      return {
+        plugins: [route],
+        recover: async () => {
+          order.push('recover');
+          return recoveries.shift() ?? { recovered: [], failed: [] };
+        },
+      };
+    };
+    agent = new Agent({
+      hostId: 'host-a',
+      plan: planFile,
+      stateDir: join(dir.path, `state-${Math.random().toString(36).slice(2)}`),
+      listen: '127.0.0.1:0',
+      logger: createLogger({ level: 'debug', destination: memoryLogDestination() }),
+      openStores: async () => ({ store: new TxnKv(), history: new MemoryHistory(), close: async () => {} }),
+      createKernel: async () => {
+        order.push('kernel');
+        return { driver: Object.assign(new FakeDriver(), { hostRoot: 'shardform/host-a' }) as never, manager, handover };
+      },
+      migration,
+      planPollSeconds: 0,
+      reconcileEverySeconds: 0.05,
+    });
+    await agent.start();
+    return { order, contexts, manager };
+  }
+
+  it('recovers after adopting and before the first reconcile, with the agent\'s store, hand-over and metrics', async () => {
+    const { order, contexts, manager } = await start([]);
+    expect(order.slice(0, 4)).toEqual(['kernel', 'migration built', 'recover', 'apply']);
+    expect(manager.calls[0]!.method).toBe('start');
+    expect(contexts[0]!.handover).toBe(handover);
+    expect(contexts[0]!.metrics).toBe(agent!.metrics);
+    expect(typeof contexts[0]!.store.txn).toBe('function');
+    expect((await contexts[0]!.desiredShards()).map((d) => d.shardId)).toEqual(['web-0']);
+  });
+
+  it('serves the migration routes behind the fleet token only', async () => {
+    await start([]);
+    expect((await fetch(`${agent!.address}/v1/migrations`)).status).toBe(401);
+    const ok = await fetch(`${agent!.address}/v1/migrations`, { headers: { authorization: `Bearer ${TOKEN}` } });
+    expect(ok.status).toBe(200);
+    expect(await ok.json()).toEqual({ migrations: [] });
+  });
+
+  it('retries recovery on the reconcile timer while a migration cannot finish, and stops once it did', async () => {
+    const stuck = { id: 'm1', shardId: 'web-0', state: 'committed' as const, error: 'destination unreachable' };
+    const { order } = await start([{ recovered: [], failed: [stuck] }, { recovered: [], failed: [stuck] }, { recovered: [recordIn('done')], failed: [] }]);
+    for (let i = 0; i < 200 && order.filter((o) => o === 'recover').length < 3; i += 1) await new Promise((r) => setTimeout(r, 20));
+    expect(order.filter((o) => o === 'recover')).toHaveLength(3);
+    const applies = order.filter((o) => o === 'apply').length;
+    for (let i = 0; i < 200 && order.filter((o) => o === 'apply').length < applies + 3; i += 1) await new Promise((r) => setTimeout(r, 20));
+    expect(order.filter((o) => o === 'recover')).toHaveLength(3);
+  });
+});

@@ -1,0 +1,131 @@
+import { mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { ImageFile } from '../../../host-agent/checkpoint/image-manifest';
+import { MigrationDriver } from '../../../host-agent/migration/migration-driver';
+import { MigrationJournal } from '../../../host-agent/migration/migration-journal';
+import type { NewMigration } from '../../../host-agent/migration/migration-record';
+import { RestartMigrationEffects } from '../../../host-agent/migration/restart-migration-effects';
+import { packState, STATE_ARCHIVE, unpackState } from '../../../host-agent/migration/state-archive';
+import type { DesiredShard } from '../../../host-agent/reconcile/desired-shard';
+import { FakeClock, MemoryJournalStore } from '../../helpers/migration-fakes';
+
+const INPUT: NewMigration = { id: 'm1', fleet: 'f', shardId: 'db-0', applicationId: 'db', source: 'host-1', destination: 'host-2', strategy: 'restart', timeoutSeconds: 60 };
+
+/** Records every hand-over and destination call in order; `failOn` makes one of them throw. */
+function setUp(opts: { failOn?: string; sourcePids?: number[] } = {}) {
+  const work = mkdtempSync(join(tmpdir(), 'sf-restart-'));
+  const desired: DesiredShard = { shardId: 'db-0', applicationId: 'db', limits: { cpuCores: 1 }, command: ['/bin/db'], env: {}, stateDirectory: join(work, 'state') };
+  mkdirSync(join(work, 'state', 'db-0'), { recursive: true });
+  writeFileSync(join(work, 'state', 'db-0', 'counter'), '41');
+  const calls: string[] = [];
+  const step = async (name: string) => {
+    calls.push(name);
+    if (opts.failOn === name) throw new Error(`${name} failed`);
+  };
+  let uploaded: { dir: string; files: readonly { name: string; bytes: number }[] } | undefined;
+  const effects = new RestartMigrationEffects({
+    driver: { pids: async () => opts.sourcePids ?? [] },
+    handover: {
+      release: async () => (await step('release'), {}),
+      stopHeld: async () => step('stopHeld'),
+      startHeld: async (id) => (await step('source.startHeld'), { shardId: id, applicationId: 'db', state: 'running', restarts: 0, adopted: false, frozen: false, limits: {} }),
+      adopt: async (id) => (await step('source.adopt'), { shardId: id, applicationId: 'db', state: 'running', restarts: 0, adopted: true, frozen: false, limits: {} }),
+      discard: async () => step('source.discard'),
+    },
+    describe: async () => desired,
+    client: () => ({
+      prepare: async () => step('dest.prepare'),
+      uploadRound: async (_id: string, _round: number, dir: string, files: readonly { name: string; bytes: number }[]) => {
+        await step('dest.upload');
+        uploaded = { dir, files };
+        const sent: ImageFile[] = files.map((f) => ({ name: f.name, bytes: f.bytes, sha256: 'a'.repeat(64) }));
+        return { files: sent, totalBytes: files.reduce((s, f) => s + f.bytes, 0) };
+      },
+      start: async () => (await step('dest.start'), 1234),
+      commit: async () => step('dest.commit'),
+      abort: async () => step('dest.abort'),
+    }),
+    imagesRoot: join(work, 'images'),
+  });
+  const journal = new MigrationJournal(new MemoryJournalStore());
+  const driver = new MigrationDriver({ journal, effects, now: new FakeClock().now });
+  return { work, calls, driver, uploaded: () => uploaded };
+}
+
+describe('restart migration (stop, move the state directory, start)', () => {
+  const dirs: string[] = [];
+  afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
+
+  it('stops the source before anything starts on the destination, sends the state as one archive, and releases the source after commit', async () => {
+    const { work, calls, driver, uploaded } = setUp();
+    dirs.push(work);
+    const record = await driver.migrate(INPUT);
+    expect(record.history.map((h) => h.state)).toEqual(['planned', 'prepared', 'frozen', 'dumped', 'transferred', 'restored', 'committed', 'released', 'done']);
+    expect(calls).toEqual(['dest.prepare', 'release', 'stopHeld', 'dest.upload', 'dest.start', 'dest.commit', 'source.discard']);
+    expect(uploaded()!.files.map((f) => f.name)).toEqual([STATE_ARCHIVE]);
+    expect(record.bytesSent).toBe(uploaded()!.files[0]!.bytes);
+    expect(record).toMatchObject({ strategy: 'restart', rounds: [] });
+    expect(existsSync(join(work, 'images', 'm1'))).toBe(false);
+  });
+
+  it('asks for no pre-copy even when the record wants it', async () => {
+    const { work, calls, driver } = setUp();
+    dirs.push(work);
+    const record = await driver.migrate({ ...INPUT, preCopy: true });
+    expect(record.preCopySkipped).toBe('the restart strategy moves the state directory, not memory');
+    expect(calls).not.toContain('preCopyRound');
+  });
+
+  it('aborting after the destination started destroys that copy first, then starts the stopped source again', async () => {
+    const { work, calls, driver } = setUp({ failOn: 'dest.start' });
+    dirs.push(work);
+    const record = await driver.migrate(INPUT);
+    expect(record).toMatchObject({ state: 'aborted', abort: { from: 'restored', cleanup: 'complete', reason: 'restored: dest.start failed' } });
+    expect(calls.slice(-2)).toEqual(['dest.abort', 'source.startHeld']);
+  });
+
+  it('aborting before the stop supervises the still-running source again instead of starting a second run', async () => {
+    const { work, calls, driver } = setUp({ failOn: 'dest.prepare', sourcePids: [4242] });
+    dirs.push(work);
+    const record = await driver.migrate(INPUT);
+    expect(record).toMatchObject({ state: 'aborted', abort: { from: 'prepared' } });
+    expect(calls).toContain('source.adopt');
+    expect(calls).not.toContain('source.startHeld');
+    expect(calls).not.toContain('stopHeld');
+  });
+});
+
+describe('state archive', () => {
+  it('carries a state directory (files, sub-directories) into a directory whose old content it replaces', async () => {
+    const work = mkdtempSync(join(tmpdir(), 'sf-archive-'));
+    try {
+      mkdirSync(join(work, 'from', 'sub'), { recursive: true });
+      writeFileSync(join(work, 'from', 'counter'), '42');
+      writeFileSync(join(work, 'from', 'sub', 'wal'), 'x'.repeat(5000));
+      mkdirSync(join(work, 'to'));
+      writeFileSync(join(work, 'to', 'stale'), 'old');
+      await packState(join(work, 'from'), join(work, 'state.tar'));
+      await unpackState(join(work, 'state.tar'), join(work, 'to'), 'm1');
+      expect(readFileSync(join(work, 'to', 'counter'), 'utf8')).toBe('42');
+      expect(readFileSync(join(work, 'to', 'sub', 'wal'), 'utf8')).toHaveLength(5000);
+      expect(existsSync(join(work, 'to', 'stale'))).toBe(false);
+      expect(existsSync(join(work, 'to.incoming-m1'))).toBe(false);
+    } finally {
+      rmSync(work, { recursive: true, force: true });
+    }
+  });
+
+  it('leaves the directory as it was when the archive is broken', async () => {
+    const work = mkdtempSync(join(tmpdir(), 'sf-archive-'));
+    try {
+      mkdirSync(join(work, 'to'));
+      writeFileSync(join(work, 'to', 'kept'), 'yes');
+      writeFileSync(join(work, 'state.tar'), 'not a tar file');
+      await expect(unpackState(join(work, 'state.tar'), join(work, 'to'), 'm1')).rejects.toThrow(/cannot unpack the state directory into/);
+      expect(readFileSync(join(work, 'to', 'kept'), 'utf8')).toBe('yes');
+    } finally {
+      rmSync(work, { recursive: true, force: true });
+    }
+  });
+});

@@ -1,0 +1,281 @@
+/**
+ * Migration through the real daemons: two `shardform agent` processes on two netns test hosts
+ * sharing one embedded store, a counting workload the source agent started from the plan, and
+ * `shardform migrate` as the operator runs it.
+ */
+import { execFile } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { detectCgroupDriver } from '../../../host-agent/cgroups/detect';
+import { placeShards } from '../../../policies/initial-placement';
+import type { Plan } from '../../../src/contracts/plan-schema';
+import { BIN } from '../../helpers/cli';
+import { requireCriu, requirePython } from '../../helpers/criu-prerequisite';
+import { pidsOf } from '../../helpers/migration-hosts';
+import { netnsAgents, realPython, type NetnsAgent, type NetnsAgents } from '../../helpers/netns-agents';
+import { useNetnsHosts } from '../../helpers/netns-hosts';
+import { describePrivileged, requireCgroups, requireNetns } from '../../helpers/privileged';
+import { namespaceInitPid } from '../../helpers/scratch-cgroup';
+
+const execFileAsync = promisify(execFile);
+jest.setTimeout(180_000);
+
+const MiB = 2 ** 20;
+const SHARD = 'counter-0';
+
+interface Shard {
+  shardId: string;
+  state: string;
+  pid?: number;
+  limits: { cpuCores?: number | null; memoryBytes?: number | null };
+}
+
+describePrivileged('migration between two real agents (netns hosts, shared store, real CRIU)', [requireCgroups, requireNetns, requireCriu, requirePython], () => {
+  const hosts = useNetnsHosts(2, 'ma');
+  let fleet: NetnsAgents | undefined;
+
+  afterEach(async () => {
+    await fleet?.cleanup();
+    fleet = undefined;
+  });
+
+  function counterPlan(f: NetnsAgents, generation: number, stateFile: string): Plan {
+    return f.plan(generation, (p) => {
+      p.applications = [
+        {
+          id: 'counter',
+          pool: 'local',
+          command: [realPython(), join(__dirname, '..', '..', 'helpers', 'workload.py'), stateFile, '1'],
+          env: {},
+          stateDirectory: join(f.dir, 'counter-state'),
+          granularity: { cpuCores: 0.5, memoryBytes: 256 * MiB, readIops: 0, writeIops: 0 },
+          shardUnits: 1,
+          shards: { min: 1, initial: 1, max: 1 },
+          migration: { strategy: 'checkpoint', timeoutSeconds: 120, preCopy: false },
+          labels: {},
+        },
+      ];
+    });
+  }
+
+  const shardsOf = async (agent: NetnsAgent) => (await agent.api<{ shards: Shard[] }>('/v1/shards')).body.shards;
+  const metric = (text: string, series: string) => {
+    const line = text.split('\n').find((l) => l.startsWith(`${series} `));
+    return line === undefined ? undefined : Number(line.slice(series.length + 1));
+  };
+  const metricsOf = async (agent: NetnsAgent) => (await agent.api<string>('/metrics')).body;
+
+  it('moves a counting shard with `shardform migrate`: it runs only on the destination, same limits, counts on, and the source does not bring it back', async () => {
+    const f = (fleet = netnsAgents('ma', hosts().hosts));
+    const stateFile = join(f.dir, 'counter.state');
+    const plan = counterPlan(f, 1, stateFile);
+    const placed = placeShards(plan).assignments.find((a) => a.shardId === SHARD)!;
+    const source = f.agents.find((a) => a.host.id === placed.hostId)!;
+    const destination = f.agents.find((a) => a.host.id !== placed.hostId)!;
+    f.writePlan(plan);
+    for (const agent of f.agents) agent.start();
+    for (const agent of f.agents) await f.waitFor(`${agent.host.id} to listen`, async () => ((await agent.api('/healthz')).status === 200 ? true : undefined));
+    await f.waitFor('the source to run the shard', async () => ((await shardsOf(source)).find((s) => s.shardId === SHARD && s.state === 'running') ? true : undefined));
+    await f.waitFor('the counter to pass 30', async () => (existsSync(stateFile) && Number(readFileSync(stateFile, 'utf8')) > 30 ? true : undefined));
+
+    // Watch the state file through the migration: the counter must never go back.
+    const seen: number[] = [];
+    const watcher = setInterval(() => {
+      try {
+        const value = Number(readFileSync(stateFile, 'utf8'));
+        if (Number.isFinite(value) && value > 0) seen.push(value);
+      } catch {
+        // between the rename's unlink and link: next tick
+      }
+    }, 20);
+    let stdout: string;
+    try {
+      ({ stdout } = await execFileAsync(process.execPath, [BIN, 'migrate', SHARD, '--to', destination.host.id, '--agent', source.url, '--token-file', f.tokenFile, '--json'], { timeout: 150_000 }));
+      const before = seen[seen.length - 1]!;
+      await f.waitFor('the migrated counter to advance', async () => (seen[seen.length - 1]! > before + 30 ? true : undefined));
+    } finally {
+      clearInterval(watcher);
+    }
+    const summary = JSON.parse(stdout) as { state: string; downtimeMs: number; bytesSent: number; source: string; destination: string; id: string };
+    expect(summary).toMatchObject({ state: 'done', source: source.host.id, destination: destination.host.id });
+    expect(summary.bytesSent).toBeGreaterThan(0);
+
+    // Never reset; and no jump: the counter only moves while the shard runs (one step per 10 ms
+    // loop), so across the migration it advances by no more than the steps seen between any two
+    // readings before it, or the steps the downtime allows plus one write period (100 ms).
+    for (let i = 1; i < seen.length; i += 1) expect(seen[i]).toBeGreaterThanOrEqual(seen[i - 1]!);
+    const steps = seen.slice(1).map((v, i) => v - seen[i]!);
+    expect(Math.max(...steps)).toBeLessThanOrEqual(Math.max(Math.ceil(summary.downtimeMs / 10) + 10, 2 * Math.max(...steps.slice(0, 20))));
+
+    // Only on the destination, supervised there, with the same limits, in a cgroup with the same limits.
+    expect((await shardsOf(source)).map((s) => s.shardId)).not.toContain(SHARD);
+    const moved = (await shardsOf(destination)).find((s) => s.shardId === SHARD);
+    expect(moved).toMatchObject({ state: 'running', limits: { cpuCores: 0.5, memoryBytes: 256 * MiB } });
+    const sourceCgroups = detectCgroupDriver({ hostId: source.host.id, ownerPrefix: f.ownerPrefix });
+    const destCgroups = detectCgroupDriver({ hostId: destination.host.id, ownerPrefix: f.ownerPrefix });
+    expect(await sourceCgroups.exists(SHARD)).toBe(false);
+    expect(await destCgroups.readLimits(SHARD)).toMatchObject({ cpuCores: 0.5, memoryBytes: 256 * MiB });
+    const destPids = pidsOf(destCgroups.procsFiles(SHARD));
+    expect(namespaceInitPid({ pids: () => destPids })).toBe(moved!.pid);
+
+    // A new plan makes both agents reconcile: the source must not re-create the shard.
+    const passes = metric(await metricsOf(source), 'shardform_reconcile_duration_seconds_count{outcome="converged"}') ?? 0;
+    f.writePlan(counterPlan(f, 2, stateFile));
+    await f.waitFor('a source reconcile on generation 2', async () => {
+      const text = await metricsOf(source);
+      return metric(text, 'shardform_plan_generation') === 2 && (metric(text, 'shardform_reconcile_duration_seconds_count{outcome="converged"}') ?? 0) > passes ? true : undefined;
+    });
+    expect((await shardsOf(source)).map((s) => s.shardId)).not.toContain(SHARD);
+    expect(await sourceCgroups.exists(SHARD)).toBe(false);
+    expect((await shardsOf(destination)).find((s) => s.shardId === SHARD)).toMatchObject({ state: 'running', pid: moved!.pid });
+
+    // The API, the metrics and the log say what happened.
+    const listed = (await source.api<{ migrations: { id: string; state: string; destination: string }[] }>('/v1/migrations')).body.migrations;
+    expect(listed[0]).toMatchObject({ id: summary.id, state: 'done', destination: destination.host.id });
+    const text = await metricsOf(source);
+    expect(metric(text, 'shardform_migrations_total{outcome="done"}')).toBe(1);
+    expect(metric(text, 'shardform_migration_downtime_seconds_count')).toBe(1);
+    expect(metric(text, 'shardform_migration_bytes_total')).toBe(summary.bytesSent);
+    expect(source.logLines().find((l) => l.migration_id === summary.id)).toMatchObject({ outcome: 'done', strategy: 'checkpoint', source: source.host.id, destination: destination.host.id, bytes: summary.bytesSent, rounds: 0 });
+  });
+
+  // Keeps its counter in memory and in $SHARDFORM_STATE_DIR/counter (every 100 ms and on SIGTERM);
+  // starts from the file, so a stop and a start elsewhere with the same state directory counts on.
+  const PERSISTENT_COUNTER = [
+    'import os, signal, sys, time',
+    "path = os.path.join(os.environ['SHARDFORM_STATE_DIR'], 'counter')",
+    'counter = int(open(path).read()) if os.path.exists(path) else 0',
+    'def save():',
+    "    open(path + '.tmp', 'w').write(str(counter)); os.replace(path + '.tmp', path)",
+    'def stop(*_):',
+    '    save(); sys.exit(0)',
+    'signal.signal(signal.SIGTERM, stop)',
+    'last = 0.0',
+    'while True:',
+    '    counter += 1',
+    '    if time.monotonic() - last >= 0.1:',
+    '        save(); last = time.monotonic()',
+    '    time.sleep(0.01)',
+  ].join('\n');
+
+  // A connection to itself over loopback: established on both ends, owned by the workload.
+  const TCP_CONNECTION = [
+    'import socket',
+    "server = socket.socket(); server.bind(('127.0.0.1', 0)); server.listen(1)",
+    'client = socket.create_connection(server.getsockname()); peer, _ = server.accept()',
+  ].join('\n');
+
+  /** Runs a restart migration of `command` (declared `strategy`) through the agents and checks where it runs after. */
+  async function restartMigration(label: string, command: string[], strategy: 'checkpoint' | 'restart'): Promise<void> {
+    const f = (fleet = netnsAgents(label, hosts().hosts));
+    const plan = (generation: number): Plan => {
+      const counter = counterPlan(f, generation, '/unused').applications[0]!;
+      return f.plan(generation, (p) => {
+        p.applications = [{ ...counter, command, migration: { strategy, timeoutSeconds: 120, preCopy: false } }];
+      });
+    };
+    const first = plan(1);
+    const stateFile = join(first.applications[0]!.stateDirectory, SHARD, 'counter');
+    const placed = placeShards(first).assignments.find((a) => a.shardId === SHARD)!;
+    const source = f.agents.find((a) => a.host.id === placed.hostId)!;
+    const destination = f.agents.find((a) => a.host.id !== placed.hostId)!;
+    f.writePlan(first);
+    for (const agent of f.agents) agent.start();
+    for (const agent of f.agents) await f.waitFor(`${agent.host.id} to listen`, async () => ((await agent.api('/healthz')).status === 200 ? true : undefined));
+    const before = await f.waitFor('the source to run the shard', async () => (await shardsOf(source)).find((s) => s.shardId === SHARD && s.state === 'running'));
+    await f.waitFor('the counter to pass 30', async () => (existsSync(stateFile) && Number(readFileSync(stateFile, 'utf8')) > 30 ? true : undefined));
+
+    const seen: number[] = [];
+    const watcher = setInterval(() => {
+      try {
+        const value = Number(readFileSync(stateFile, 'utf8'));
+        if (Number.isFinite(value) && value > 0) seen.push(value);
+      } catch {
+        // mid-rename: next tick
+      }
+    }, 20);
+    let stdout: string;
+    try {
+      ({ stdout } = await execFileAsync(process.execPath, [BIN, 'migrate', SHARD, '--to', destination.host.id, '--agent', source.url, '--token-file', f.tokenFile, '--json'], { timeout: 150_000 }));
+      const last = seen[seen.length - 1]!;
+      await f.waitFor('the restarted counter to advance', async () => (seen[seen.length - 1]! > last + 30 ? true : undefined));
+    } finally {
+      clearInterval(watcher);
+    }
+    const summary = JSON.parse(stdout) as { state: string; id: string; bytesSent: number };
+    expect(summary.state).toBe('done');
+    expect(summary.bytesSent).toBeGreaterThan(0);
+    // Stopped with SIGTERM (it saved its counter), started from the state: never back to 0.
+    for (let i = 1; i < seen.length; i += 1) expect(seen[i]).toBeGreaterThanOrEqual(seen[i - 1]!);
+
+    expect((await shardsOf(source)).map((s) => s.shardId)).not.toContain(SHARD);
+    const moved = (await shardsOf(destination)).find((s) => s.shardId === SHARD);
+    expect(moved).toMatchObject({ state: 'running', limits: { cpuCores: 0.5, memoryBytes: 256 * MiB } });
+    expect(moved!.pid).not.toBe(before.pid);
+    const sourceCgroups = detectCgroupDriver({ hostId: source.host.id, ownerPrefix: f.ownerPrefix });
+    const destCgroups = detectCgroupDriver({ hostId: destination.host.id, ownerPrefix: f.ownerPrefix });
+    expect(await sourceCgroups.exists(SHARD)).toBe(false);
+    expect(await destCgroups.readLimits(SHARD)).toMatchObject({ cpuCores: 0.5, memoryBytes: 256 * MiB });
+
+    const passes = metric(await metricsOf(source), 'shardform_reconcile_duration_seconds_count{outcome="converged"}') ?? 0;
+    f.writePlan(plan(2));
+    await f.waitFor('a source reconcile on generation 2', async () => {
+      const text = await metricsOf(source);
+      return metric(text, 'shardform_plan_generation') === 2 && (metric(text, 'shardform_reconcile_duration_seconds_count{outcome="converged"}') ?? 0) > passes ? true : undefined;
+    });
+    expect(await sourceCgroups.exists(SHARD)).toBe(false);
+    expect((await shardsOf(destination)).find((s) => s.shardId === SHARD)).toMatchObject({ state: 'running', pid: moved!.pid });
+    expect(source.logLines().find((l) => l.migration_id === summary.id)).toMatchObject({ outcome: 'done', strategy: 'restart', rounds: 0 });
+  }
+
+  it('moves a shard declared `restart`: stopped on the source, its state directory streamed, started on the destination, counting on from its state', async () => {
+    await restartMigration('mr', [realPython(), '-c', PERSISTENT_COUNTER], 'restart');
+  });
+
+  it('moves a `checkpoint` shard that holds an established TCP connection by restart instead', async () => {
+    await restartMigration('mt', [realPython(), '-c', `${TCP_CONNECTION}\n${PERSISTENT_COUNTER}`], 'checkpoint');
+  });
+
+  it('recovers at start: a source agent killed while it stops the shard comes back, aborts the migration and supervises the shard again — it runs once, on the source', async () => {
+    const f = (fleet = netnsAgents('mk', hosts().hosts));
+    // Ignores SIGTERM, so the stop step lasts the keeper's whole grace period: the window to kill the agent in.
+    const stubborn = PERSISTENT_COUNTER.replace('signal.signal(signal.SIGTERM, stop)', 'signal.signal(signal.SIGTERM, lambda *_: None)');
+    const counter = counterPlan(f, 1, '/unused').applications[0]!;
+    const plan = f.plan(1, (p) => {
+      p.applications = [{ ...counter, command: [realPython(), '-c', stubborn], migration: { strategy: 'restart', timeoutSeconds: 120, preCopy: false } }];
+    });
+    const stateFile = join(plan.applications[0]!.stateDirectory, SHARD, 'counter');
+    const placed = placeShards(plan).assignments.find((a) => a.shardId === SHARD)!;
+    const source = f.agents.find((a) => a.host.id === placed.hostId)!;
+    const destination = f.agents.find((a) => a.host.id !== placed.hostId)!;
+    f.writePlan(plan);
+    for (const agent of f.agents) agent.start();
+    for (const agent of f.agents) await f.waitFor(`${agent.host.id} to listen`, async () => ((await agent.api('/healthz')).status === 200 ? true : undefined));
+    const running = await f.waitFor('the source to run the shard', async () => (await shardsOf(source)).find((s) => s.shardId === SHARD && s.state === 'running'));
+    await f.waitFor('the counter to pass 30', async () => (existsSync(stateFile) && Number(readFileSync(stateFile, 'utf8')) > 30 ? true : undefined));
+
+    const cli = execFileAsync(process.execPath, [BIN, 'migrate', SHARD, '--to', destination.host.id, '--agent', source.url, '--token-file', f.tokenFile, '--json'], { timeout: 150_000 }).then(
+      () => 0,
+      (error: { code?: number }) => error.code ?? -1,
+    );
+    const id = await f.waitFor('the migration to reach the stop step', async () => {
+      const listed = (await source.api<{ migrations: { id: string; state: string }[] }>('/v1/migrations')).body.migrations ?? [];
+      return listed.find((m) => m.state === 'frozen')?.id;
+    }, 300, 20);
+    await source.stop('SIGKILL');
+    expect(await cli).toBe(1);
+
+    source.start();
+    await f.waitFor('the source agent back', async () => ((await source.api('/healthz')).status === 200 ? true : undefined));
+    const listed = (await source.api<{ migrations: { id: string; state: string; abortReason: string | null }[] }>('/v1/migrations')).body.migrations;
+    expect(listed.find((m) => m.id === id)).toMatchObject({ state: 'aborted', abortReason: 'recovered in state frozen before commit' });
+    const back = await f.waitFor('the source to supervise the shard again', async () => (await shardsOf(source)).find((s) => s.shardId === SHARD && s.state === 'running'));
+    expect(back.pid).toBe(running.pid); // the same run: it never stopped (SIGTERM ignored, agent killed before SIGKILL)
+    expect((await shardsOf(destination)).map((s) => s.shardId)).not.toContain(SHARD);
+    expect(await detectCgroupDriver({ hostId: destination.host.id, ownerPrefix: f.ownerPrefix }).exists(SHARD)).toBe(false);
+    const now = Number(readFileSync(stateFile, 'utf8'));
+    await f.waitFor('the counter to advance on the source', async () => (Number(readFileSync(stateFile, 'utf8')) > now + 20 ? true : undefined));
+    expect(source.logLines().some((l) => l.msg === `recovered migration ${id}: aborted`)).toBe(true);
+  });
+});
