@@ -360,7 +360,7 @@ export class ShardSupervisor {
 
   private async oomKills(): Promise<number | undefined> {
     try {
-      return (await this.deps.driver.usage(this.shardId)).oomKills;
+      return await this.deps.driver.oomKills(this.shardId);
     } catch {
       return undefined;
     }
