@@ -82,9 +82,13 @@ function readV1Limits(files: ShardFileReader): ShardLimits {
 
 const oomKillOf = (text: string): number => flatKeyedValue(text, 'oom_kill') ?? 0;
 
-/** memory.oom_control gained oom_kill in Linux 4.13; 0 before (and where the file is missing). */
+/**
+ * memory.oom_control is in every memcg v1 (cgroup-v1/memory.rst 10. OOM Control); its oom_kill
+ * line came in Linux 4.13, so 0 before. Read as required: a shard whose memory cgroup is gone
+ * is SHARD_NOT_FOUND, not "no OOM kills".
+ */
 function readV1OomKills(files: ShardFileReader): number {
-  return readParsedOptional(files, 'memory', 'memory.oom_control', oomKillOf) ?? 0;
+  return readParsed(files, 'memory', 'memory.oom_control', oomKillOf);
 }
 
 const NO_IO = { read: 0, write: 0 } as const;
