@@ -51,7 +51,8 @@ export interface CgroupDialect {
   /** Limits as data: the writes, in order, that make the kernel hold `limits`. Pure. */
   limitWrites(limits: CheckedLimits): CgroupWrite[];
   readLimits(files: ShardFileReader): ShardLimits;
-  usage(files: ShardFileReader): Omit<ShardUsage, 'pressure'>;
+  /** Usage with `pressure` empty: the driver fills it from pressureHierarchy (one object per reading, no copy). */
+  usage(files: ShardFileReader): ShardUsage;
   /** The OOM-kill counter alone (one file), for the supervisor's per-tick check. */
   oomKills(files: ShardFileReader): number;
   readonly freezer: Freezer;

@@ -140,39 +140,42 @@ export function parseDeviceRules(text: string): Map<string, number> {
  * Reads only the fields reported (avg10, avg60, total of `some`; avg10, total of `full`).
  */
 export function parsePressure(text: string): PressureStall {
-  const some = lineStarting(text, 'some ');
-  const someAvg10 = some === undefined ? undefined : psiField(text, some, 'avg10=');
-  const someAvg60 = some === undefined ? undefined : psiField(text, some, 'avg60=');
-  const someTotal = some === undefined ? undefined : psiField(text, some, 'total=');
+  const some = lineStart(text, 'some ');
+  const someEnd = some < 0 ? -1 : lineEnd(text, some);
+  const someAvg10 = psiField(text, some, someEnd, 'avg10=');
+  const someAvg60 = psiField(text, some, someEnd, 'avg60=');
+  const someTotal = psiField(text, some, someEnd, 'total=');
   if (someAvg10 === undefined || someAvg60 === undefined || someTotal === undefined) {
     throw new ParseError('a PSI "some avg10=... avg60=... avg300=... total=..." line');
   }
+  const full = lineStart(text, 'full ');
+  const fullEnd = full < 0 ? -1 : lineEnd(text, full);
+  const fullAvg10 = psiField(text, full, fullEnd, 'avg10=');
+  const fullTotal = psiField(text, full, fullEnd, 'total=');
+  // One object literal per shape, so a stall is allocated once, fields in a fixed order.
+  if (fullAvg10 !== undefined && fullTotal !== undefined) return { someAvg10, someAvg60, someTotalMicros: someTotal, fullAvg10, fullTotalMicros: fullTotal };
   const stall: PressureStall = { someAvg10, someAvg60, someTotalMicros: someTotal };
-  const full = lineStarting(text, 'full ');
-  if (full !== undefined) {
-    const fullAvg10 = psiField(text, full, 'avg10=');
-    const fullTotal = psiField(text, full, 'total=');
-    if (fullAvg10 !== undefined) stall.fullAvg10 = fullAvg10;
-    if (fullTotal !== undefined) stall.fullTotalMicros = fullTotal;
-  }
+  if (fullAvg10 !== undefined) stall.fullAvg10 = fullAvg10;
+  if (fullTotal !== undefined) stall.fullTotalMicros = fullTotal;
   return stall;
 }
 
-/** [start, end) of the line that begins with `prefix`, if any. */
-function lineStarting(text: string, prefix: string): { start: number; end: number } | undefined {
+/** Index where the line beginning with `prefix` starts, or -1. */
+function lineStart(text: string, prefix: string): number {
   for (let at = text.indexOf(prefix); at >= 0; at = text.indexOf(prefix, at + 1)) {
-    if (at === 0 || text.charCodeAt(at - 1) === 10) return { start: at, end: lineEnd(text, at) };
+    if (at === 0 || text.charCodeAt(at - 1) === 10) return at;
   }
-  return undefined;
+  return -1;
 }
 
-/** The number after `key` (e.g. "avg10=") within one line. */
-function psiField(text: string, line: { start: number; end: number }, key: string): number | undefined {
-  const at = text.indexOf(key, line.start);
-  if (at < 0 || at >= line.end) return undefined;
+/** The number after `key` (e.g. "avg10=") within the line [start, end); undefined when the line or key is absent. */
+function psiField(text: string, start: number, end: number, key: string): number | undefined {
+  if (start < 0) return undefined;
+  const at = text.indexOf(key, start);
+  if (at < 0 || at >= end) return undefined;
   const from = at + key.length;
   let to = text.indexOf(' ', from);
-  if (to < 0 || to > line.end) to = line.end;
+  if (to < 0 || to > end) to = end;
   return toNumber(text.slice(from, to), 'PSI "some avg10=... total=..." lines');
 }
 

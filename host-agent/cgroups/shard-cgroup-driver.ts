@@ -241,7 +241,7 @@ export class ShardCgroupDriver implements CgroupDriver {
   }
 
   private readUsage(files: ShardFileReader): ShardUsage {
-    const usage: ShardUsage = { ...this.dialect.usage(files), pressure: {} };
+    const usage = this.dialect.usage(files);
     const key = this.dialect.pressureHierarchy;
     if (key !== undefined) {
       for (const resource of PSI_RESOURCES) {

@@ -93,7 +93,7 @@ function readV1OomKills(files: ShardFileReader): number {
 
 const NO_IO = { read: 0, write: 0 } as const;
 
-function readV1Usage(files: ShardFileReader): Omit<ShardUsage, 'pressure'> {
+function readV1Usage(files: ShardFileReader): ShardUsage {
   // cpu.stat (sched-bwc.rst): nr_periods, nr_throttled, throttled_time in nanoseconds.
   const cpu = readParsed(files, 'cpu', 'cpu.stat', (text) => ({
     throttledNanos: flatKeyedValue(text, 'throttled_time') ?? 0,
@@ -114,6 +114,7 @@ function readV1Usage(files: ShardFileReader): Omit<ShardUsage, 'pressure'> {
     ioReadBytes: bytes.read,
     ioWriteBytes: bytes.write,
     oomKills,
+    pressure: {},
   };
 }
 

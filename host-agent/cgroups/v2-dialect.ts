@@ -78,7 +78,7 @@ function readV2OomKills(files: ShardFileReader): number {
   return readParsed(files, U, 'memory.events', oomKillOf);
 }
 
-function readV2Usage(files: ShardFileReader): Omit<ShardUsage, 'pressure'> {
+function readV2Usage(files: ShardFileReader): ShardUsage {
   // cpu.stat: usage_usec always; throttled_usec and nr_throttled once the cpu controller is enabled.
   const cpu = readParsed(files, U, 'cpu.stat', (text) => ({
     usageMicros: flatKeyedValue(text, 'usage_usec') ?? 0,
@@ -87,7 +87,7 @@ function readV2Usage(files: ShardFileReader): Omit<ShardUsage, 'pressure'> {
   }));
   const oomKills = readV2OomKills(files);
   const io = readParsedOptional(files, U, 'io.stat', parseIoStatTotals);
-  const usage: Omit<ShardUsage, 'pressure'> = {
+  const usage: ShardUsage = {
     cpuUsageSeconds: cpu.usageMicros / 1e6,
     cpuThrottledSeconds: cpu.throttledMicros / 1e6,
     cpuThrottledPeriods: cpu.throttledPeriods,
@@ -97,6 +97,7 @@ function readV2Usage(files: ShardFileReader): Omit<ShardUsage, 'pressure'> {
     ioReadBytes: io?.rbytes ?? 0,
     ioWriteBytes: io?.wbytes ?? 0,
     oomKills,
+    pressure: {},
   };
   // memory.peak exists from Linux 5.19.
   const peak = readParsedOptional(files, U, 'memory.peak', parseSingle);
