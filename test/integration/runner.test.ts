@@ -100,12 +100,11 @@ describePrivileged('workload runner and ShardKeeper on the real kernel', [requir
     expect(await driver.pids('first-0')).toContain(pid);
     expect(cgroupsOf(pid)).toContain(`0::/${driver.hostRoot}/first-0`);
     // detached: its own session, so a signal to the agent's process group never reaches it
-    // stat fields after the comm: state ppid pgrp session ... (proc(5)); since setsid(1) runs
-    // inside the namespace (workload-launcher.ts: CRIU refuses a session leader outside it), the
-    // main process leads its own session.
+    // stat fields after the comm: state ppid pgrp session ... (proc(5)); the session leader is the
+    // spawned process (setsid), i.e. unshare, the main process's parent.
     const fields = (p: number) => readFileSync(`/proc/${p}/stat`, 'utf8').split(') ')[1]!.split(' ');
-    const [, , , session] = fields(pid);
-    expect(session).toBe(String(pid));
+    const [, ppid, , session] = fields(pid);
+    expect(session).toBe(ppid);
     expect(session).not.toBe(fields(process.pid)[3]);
     expect(existsSync(join(stateDirectory, 'logs', 'first-0', 'stdout.log'))).toBe(true);
   });
