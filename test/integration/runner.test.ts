@@ -101,10 +101,11 @@ describePrivileged('workload runner and ShardKeeper on the real kernel', [requir
     expect(cgroupsOf(pid)).toContain(`0::/${driver.hostRoot}/first-0`);
     // detached: its own session, so a signal to the agent's process group never reaches it
     // stat fields after the comm: state ppid pgrp session ... (proc(5)); the session leader is the
-    // spawned process (setsid), i.e. unshare, the main process's parent.
+    // workload itself: setsid(1) inside the namespace makes it its own session leader, because
+    // CRIU refuses to dump a tree whose session leader is outside its PID namespace.
     const fields = (p: number) => readFileSync(`/proc/${p}/stat`, 'utf8').split(') ')[1]!.split(' ');
-    const [, ppid, , session] = fields(pid);
-    expect(session).toBe(ppid);
+    const [, , , session] = fields(pid);
+    expect(session).toBe(String(pid));
     expect(session).not.toBe(fields(process.pid)[3]);
     expect(existsSync(join(stateDirectory, 'logs', 'first-0', 'stdout.log'))).toBe(true);
   });
@@ -199,7 +200,9 @@ describePrivileged('workload runner and ShardKeeper on the real kernel', [requir
     await keeper.apply([desired('chatty-0', ['/bin/sh', '-c', 'head -c 262144 /dev/zero | tr "\\000" x; echo; exec sleep 1000'])]);
     const log = join(stateDirectory, 'logs', 'chatty-0', 'stdout.log');
     await waitFor(() => existsSync(`${log}.1`), 'a rotation');
-    expect(statSync(log).size).toBeLessThanOrEqual(64 * 1024);
+    // The cap is enforced on each supervisor tick, so a burst may overshoot it until the next
+    // tick; once the burst is over the file must be back under the cap (bounded wait).
+    await waitFor(() => statSync(log).size <= 64 * 1024, 'the log back under its cap after the burst');
     expect(statSync(`${log}.1`).size).toBeLessThanOrEqual(64 * 1024);
     expect(readFileSync(`${log}.1`, 'utf8')).toMatch(/^x+\n?$/);
     expect(keeper.status()[0]?.state).toBe('running');
