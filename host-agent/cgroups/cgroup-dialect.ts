@@ -35,7 +35,7 @@ export interface Freezer {
   /** The file the settled state is read from. */
   readonly stateFile: string;
   /** The state now, and the state file's text it was read from (for error messages). */
-  state(files: ShardFileReader): Promise<FreezerState>;
+  state(files: ShardFileReader): FreezerState;
   /**
    * v1 freezer: frozen tasks act on SIGKILL only once thawed (cgroup-v1/freezer-subsystem.rst);
    * v2: "killing a frozen process works" (cgroup-v2.rst, cgroup.freeze).
@@ -50,8 +50,11 @@ export interface CgroupDialect {
   readonly primary: string;
   /** Limits as data: the writes, in order, that make the kernel hold `limits`. Pure. */
   limitWrites(limits: CheckedLimits): CgroupWrite[];
-  readLimits(files: ShardFileReader): Promise<ShardLimits>;
-  usage(files: ShardFileReader): Promise<Omit<ShardUsage, 'pressure'>>;
+  readLimits(files: ShardFileReader): ShardLimits;
+  /** Usage with `pressure` empty: the driver fills it from pressureHierarchy (one object per reading, no copy). */
+  usage(files: ShardFileReader): ShardUsage;
+  /** The OOM-kill counter alone (one file), for the supervisor's per-tick check. */
+  oomKills(files: ShardFileReader): number;
   readonly freezer: Freezer;
   /** Where `<resource>.pressure` files live (the unified hierarchy), when the layout has one. */
   readonly pressureHierarchy?: string;

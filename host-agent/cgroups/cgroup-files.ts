@@ -75,11 +75,12 @@ const ABSENT = new Set(['ENOENT', 'EOPNOTSUPP', 'ENOTSUP']);
 const buffer = Buffer.allocUnsafe(64 * 1024);
 
 function readWhole(path: string): string {
-  const fd = openSync(path, 'r');
+  const fd = openSync(path, constants.O_RDONLY);
   try {
     let text = '';
+    // Interface files are ASCII (cgroup-v2.rst "Format"): latin1 decodes them without UTF-8 validation.
     for (let n = readSync(fd, buffer, 0, buffer.length, null); n > 0; n = readSync(fd, buffer, 0, buffer.length, null)) {
-      text += buffer.toString('utf8', 0, n);
+      text += buffer.toString('latin1', 0, n);
     }
     return text;
   } finally {
@@ -88,7 +89,7 @@ function readWhole(path: string): string {
 }
 
 /** Reads a file the kernel may not offer (memory.peak before 5.19, *.pressure with psi=0). */
-export async function readOptional(shardId: string, path: string): Promise<string | undefined> {
+export function readOptional(shardId: string, path: string): string | undefined {
   try {
     return readWhole(path);
   } catch (cause) {
@@ -97,7 +98,7 @@ export async function readOptional(shardId: string, path: string): Promise<strin
   }
 }
 
-export async function readRequired(shardId: string, path: string): Promise<string> {
+export function readRequired(shardId: string, path: string): string {
   try {
     return readWhole(path);
   } catch (cause) {
@@ -105,23 +106,30 @@ export async function readRequired(shardId: string, path: string): Promise<strin
   }
 }
 
-/** Reads a shard's interface files by hierarchy key and name. */
+/**
+ * Reads a shard's interface files by hierarchy key and name. Synchronous, as the reads under
+ * it are (see readWhole): a usage pass over ten files costs no promise per file.
+ */
 export interface ShardFileReader {
   readonly shardId: string;
   path(hierarchy: string, file: string): string;
-  optional(hierarchy: string, file: string): Promise<string | undefined>;
-  required(hierarchy: string, file: string): Promise<string>;
+  optional(hierarchy: string, file: string): string | undefined;
+  required(hierarchy: string, file: string): string;
 }
 
+/**
+ * A reader bound to a shard's directories. `dirs` are absolute and normalised (the driver
+ * joins them once), so a file's path is one concatenation, not a path.join per read.
+ */
 export function shardFileReader(shardId: string, dirs: Readonly<Record<string, string>>): ShardFileReader {
-  const path = (hierarchy: string, file: string): string => join(dirs[hierarchy] ?? `<no ${hierarchy} hierarchy>`, file);
+  const path = (hierarchy: string, file: string): string => `${dirs[hierarchy] ?? `<no ${hierarchy} hierarchy>`}/${file}`;
   return {
     shardId,
     path,
     optional: (hierarchy, file) => readOptional(shardId, path(hierarchy, file)),
-    required: async (hierarchy, file) => {
+    required: (hierarchy, file) => {
       try {
-        return await readRequired(shardId, path(hierarchy, file));
+        return readRequired(shardId, path(hierarchy, file));
       } catch (err) {
         // A missing file in a missing directory is a missing shard: checked only on failure,
         // so the sampler's reads cost no extra stat per shard.
@@ -134,19 +142,13 @@ export function shardFileReader(shardId: string, dirs: Readonly<Record<string, s
 }
 
 /** Reads and parses one file, turning a parse failure into CGROUP_PARSE_FAILED naming shard and file. */
-export async function readParsed<T>(files: ShardFileReader, hierarchy: string, file: string, parse: (text: string) => T): Promise<T> {
-  const text = await files.required(hierarchy, file);
-  return parseNamed(files, hierarchy, file, text, parse);
+export function readParsed<T>(files: ShardFileReader, hierarchy: string, file: string, parse: (text: string) => T): T {
+  return parseNamed(files, hierarchy, file, files.required(hierarchy, file), parse);
 }
 
 /** As readParsed, for files the kernel may not offer: undefined when absent. */
-export async function readParsedOptional<T>(
-  files: ShardFileReader,
-  hierarchy: string,
-  file: string,
-  parse: (text: string) => T,
-): Promise<T | undefined> {
-  const text = await files.optional(hierarchy, file);
+export function readParsedOptional<T>(files: ShardFileReader, hierarchy: string, file: string, parse: (text: string) => T): T | undefined {
+  const text = files.optional(hierarchy, file);
   return text === undefined ? undefined : parseNamed(files, hierarchy, file, text, parse);
 }
 
@@ -171,7 +173,7 @@ export function recordingReader(inner: ShardFileReader): ShardFileReader & { rea
     shardId: inner.shardId,
     seen,
     path: inner.path,
-    optional: async (h, f) => note(h, f, await inner.optional(h, f)),
-    required: async (h, f) => note(h, f, await inner.required(h, f)) as string,
+    optional: (h, f) => note(h, f, inner.optional(h, f)),
+    required: (h, f) => note(h, f, inner.required(h, f)) as string,
   };
 }

@@ -82,6 +82,11 @@ export interface CgroupDriver {
   pids(shardId: string): Promise<number[]>;
 
   usage(shardId: string): Promise<ShardUsage>;
+  /**
+   * ShardUsage.oomKills alone, from its one file (v2 memory.events, v1 memory.oom_control):
+   * what the supervisor checks every tick, without reading the other nine usage files.
+   */
+  oomKills(shardId: string): Promise<number>;
 
   /**
    * The cgroup.procs files (one per hierarchy) a process must join: the runner's shim

@@ -5,7 +5,7 @@
  */
 import { parseNamed, type ShardFileReader } from './cgroup-files';
 import { parseFlatKeyed } from './cgroup-parse';
-import type { Freezer } from './cgroup-dialect';
+import type { Freezer, FreezerState } from './cgroup-dialect';
 
 /**
  * cgroup-v2.rst, cgroup.freeze: "Writing 1 to the file causes freezing of the cgroup and all
@@ -17,12 +17,12 @@ export function unifiedFreezer(hierarchy = 'unified'): Freezer {
     hierarchy,
     request: (frozen) => ({ hierarchy, file: 'cgroup.freeze', value: frozen ? '1' : '0' }),
     stateFile: 'cgroup.events',
-    async state(files: ShardFileReader) {
-      const text = await files.required(hierarchy, 'cgroup.events');
+    state(files: ShardFileReader) {
+      const text = files.required(hierarchy, 'cgroup.events');
       const frozen = parseNamed(files, hierarchy, 'cgroup.events', text, parseFlatKeyed).get('frozen') === 1;
       // The request is read back too: "frozen 1" alone may predate a thaw that is still in progress.
-      const requested = (await files.required(hierarchy, 'cgroup.freeze')).trim() === '1';
-      const state = frozen === requested ? (frozen ? 'frozen' : 'thawed') : 'changing';
+      const requested = files.required(hierarchy, 'cgroup.freeze').trim() === '1';
+      const state: FreezerState['state'] = frozen === requested ? (frozen ? 'frozen' : 'thawed') : 'changing';
       return { state, text: text.trim().replace(/\n/g, ', ') };
     },
     killNeedsThaw: false,
@@ -38,9 +38,9 @@ export function v1Freezer(hierarchy = 'freezer'): Freezer {
     hierarchy,
     request: (frozen) => ({ hierarchy, file: 'freezer.state', value: frozen ? 'FROZEN' : 'THAWED' }),
     stateFile: 'freezer.state',
-    async state(files: ShardFileReader) {
-      const text = (await files.required(hierarchy, 'freezer.state')).trim();
-      return { state: text === 'FROZEN' ? 'frozen' : text === 'THAWED' ? 'thawed' : 'changing', text };
+    state(files: ShardFileReader) {
+      const text = files.required(hierarchy, 'freezer.state').trim();
+      return { state: (text === 'FROZEN' ? 'frozen' : text === 'THAWED' ? 'thawed' : 'changing') as FreezerState['state'], text };
     },
     killNeedsThaw: true,
   };

@@ -23,6 +23,8 @@ export interface ShardCgroupDriverOptions extends DetectOptions {
   killTimeoutMs?: number;
 }
 
+const PSI_RESOURCES = ['cpu', 'memory', 'io'] as const;
+
 /** Poll step for asynchronous kernel state (freezer, exiting tasks). */
 const POLL_MS = 10;
 
@@ -31,6 +33,7 @@ export class ShardCgroupDriver implements CgroupDriver {
   readonly hostRoot: string;
   private readonly freezePolls: number;
   private readonly killPolls: number;
+  private readonly readers = new Map<string, ShardFileReader>();
 
   constructor(
     private readonly dialect: CgroupDialect,
@@ -77,8 +80,8 @@ export class ShardCgroupDriver implements CgroupDriver {
    */
   private async delegate(shardId: string, h: Hierarchy, dir: string): Promise<void> {
     if (h.delegates.length === 0) return;
-    const available = ((await readOptional(shardId, join(dir, 'cgroup.controllers'))) ?? '').trim().split(/\s+/);
-    const enabled = ((await readOptional(shardId, join(dir, 'cgroup.subtree_control'))) ?? '').trim().split(/\s+/);
+    const available = (readOptional(shardId, join(dir, 'cgroup.controllers')) ?? '').trim().split(/\s+/);
+    const enabled = (readOptional(shardId, join(dir, 'cgroup.subtree_control')) ?? '').trim().split(/\s+/);
     const missing = h.delegates.filter((c) => available.includes(c) && !enabled.includes(c));
     if (missing.length === 0) return;
     const file = join(dir, 'cgroup.subtree_control');
@@ -102,6 +105,7 @@ export class ShardCgroupDriver implements CgroupDriver {
 
   async remove(shardId: string): Promise<void> {
     const id = checkId('shardId', shardId);
+    this.readers.delete(id);
     for (const dir of new Set(Object.values(this.paths(id)))) {
       try {
         await rmdir(dir);
@@ -154,7 +158,7 @@ export class ShardCgroupDriver implements CgroupDriver {
   }
 
   async isFrozen(shardId: string): Promise<boolean> {
-    return (await this.dialect.freezer.state(await this.files(shardId))).state === 'frozen';
+    return this.dialect.freezer.state(await this.files(shardId)).state === 'frozen';
   }
 
   private async setFrozen(shardId: string, frozen: boolean): Promise<void> {
@@ -164,7 +168,7 @@ export class ShardCgroupDriver implements CgroupDriver {
     const wanted = frozen ? 'frozen' : 'thawed';
     let seen = '';
     for (let i = 0; i < this.freezePolls; i++) {
-      const now = await freezer.state(files);
+      const now = freezer.state(files);
       if (now.state === wanted) return;
       seen = now.text;
       await sleep(POLL_MS);
@@ -183,7 +187,7 @@ export class ShardCgroupDriver implements CgroupDriver {
       const left = await this.pids(id);
       if (left.length === 0) return;
       this.signalEach(left, signal);
-      if (this.dialect.freezer.killNeedsThaw && (await this.dialect.freezer.state(files)).state !== 'thawed') {
+      if (this.dialect.freezer.killNeedsThaw && this.dialect.freezer.state(files).state !== 'thawed') {
         await applyWrites(id, this.paths(id), [this.dialect.freezer.request(false)]);
       }
       await sleep(POLL_MS);
@@ -213,13 +217,17 @@ export class ShardCgroupDriver implements CgroupDriver {
 
   async pids(shardId: string): Promise<number[]> {
     const files = await this.files(shardId);
-    return (await readParsedOptional(files, this.dialect.primary, 'cgroup.procs', parsePids)) ?? [];
+    return readParsedOptional(files, this.dialect.primary, 'cgroup.procs', parsePids) ?? [];
   }
 
   /** The sampler's hot path: no existence check up front (a missing shard fails its first read as SHARD_NOT_FOUND). */
   async usage(shardId: string): Promise<ShardUsage> {
-    const id = checkId('shardId', shardId);
-    return this.readUsage(shardFileReader(id, this.paths(id)));
+    return this.readUsage(this.reader(shardId));
+  }
+
+  /** The supervisor's per-tick check: one file, no existence check up front (as usage()). */
+  async oomKills(shardId: string): Promise<number> {
+    return this.dialect.oomKills(this.reader(shardId));
   }
 
   /**
@@ -228,20 +236,35 @@ export class ShardCgroupDriver implements CgroupDriver {
    */
   async usageFiles(shardId: string): Promise<string[]> {
     const files = recordingReader(await this.files(shardId));
-    await this.readUsage(files);
+    this.readUsage(files);
     return [...new Set(files.seen)];
   }
 
-  private async readUsage(files: ShardFileReader): Promise<ShardUsage> {
-    const usage: ShardUsage = { ...(await this.dialect.usage(files)), pressure: {} };
+  private readUsage(files: ShardFileReader): ShardUsage {
+    const usage = this.dialect.usage(files);
     const key = this.dialect.pressureHierarchy;
     if (key !== undefined) {
-      for (const resource of ['cpu', 'memory', 'io'] as const) {
-        const stall = await readParsedOptional(files, key, `${resource}.pressure`, parsePressure);
+      for (const resource of PSI_RESOURCES) {
+        const stall = readParsedOptional(files, key, `${resource}.pressure`, parsePressure);
         if (stall) usage.pressure[resource] = stall;
       }
     }
     return usage;
+  }
+
+  /**
+   * The reader of a shard's files, kept per shard id: the hot paths (usage, oomKills) run for
+   * every shard every interval, and the id check and path joins need doing once per shard, not
+   * per read. Bounded by the ids this driver has read; forget() drops one when it is removed.
+   */
+  private reader(shardId: string): ShardFileReader {
+    let files = this.readers.get(shardId);
+    if (files === undefined) {
+      const id = checkId('shardId', shardId);
+      files = shardFileReader(id, this.paths(id));
+      this.readers.set(id, files);
+    }
+    return files;
   }
 
   private hierarchy(key: string): Hierarchy {

@@ -7,7 +7,7 @@
  */
 import type { CgroupWrite, ShardFileReader } from './cgroup-files';
 import { readParsed, readParsedOptional } from './cgroup-files';
-import { parseBlkioRecursive, parseDeviceRules, parseFlatKeyed, parseSingle } from './cgroup-parse';
+import { flatKeyedValue, parseBlkioRecursive, parseDeviceRules, parseSingle } from './cgroup-parse';
 import type { CgroupDialect, Hierarchy } from './cgroup-dialect';
 import type { ShardLimits, ShardUsage } from './driver';
 import { v1Freezer } from './freezers';
@@ -65,40 +65,56 @@ export function v1LimitWrites(limits: CheckedLimits, features: V1Features): Cgro
   return writes;
 }
 
-async function readV1Limits(files: ShardFileReader): Promise<ShardLimits> {
-  const quota = await readParsed(files, 'cpu', 'cpu.cfs_quota_us', parseSingle);
-  const period = await readParsed(files, 'cpu', 'cpu.cfs_period_us', parseSingle);
+function readV1Limits(files: ShardFileReader): ShardLimits {
+  const quota = readParsed(files, 'cpu', 'cpu.cfs_quota_us', parseSingle);
+  const period = readParsed(files, 'cpu', 'cpu.cfs_period_us', parseSingle);
   const limits: ShardLimits = {
     cpuCores: quota < 0 ? null : quota / period,
     cpuPeriodMicros: period,
-    memoryBytes: limitOrNull(await readParsed(files, 'memory', 'memory.limit_in_bytes', parseSingle)),
+    memoryBytes: limitOrNull(readParsed(files, 'memory', 'memory.limit_in_bytes', parseSingle)),
   };
-  const reads = (await readParsedOptional(files, 'blkio', 'blkio.throttle.read_iops_device', parseDeviceRules)) ?? new Map();
-  const writes = (await readParsedOptional(files, 'blkio', 'blkio.throttle.write_iops_device', parseDeviceRules)) ?? new Map();
+  const reads = readParsedOptional(files, 'blkio', 'blkio.throttle.read_iops_device', parseDeviceRules) ?? new Map<string, number>();
+  const writes = readParsedOptional(files, 'blkio', 'blkio.throttle.write_iops_device', parseDeviceRules) ?? new Map<string, number>();
   const device = [...reads.keys(), ...writes.keys()][0];
   if (device !== undefined) limits.io = { device, readIops: reads.get(device) ?? 0, writeIops: writes.get(device) ?? 0 };
   return limits;
 }
 
-async function readV1Usage(files: ShardFileReader): Promise<Omit<ShardUsage, 'pressure'>> {
+const oomKillOf = (text: string): number => flatKeyedValue(text, 'oom_kill') ?? 0;
+
+/**
+ * memory.oom_control is in every memcg v1 (cgroup-v1/memory.rst 10. OOM Control); its oom_kill
+ * line came in Linux 4.13, so 0 before. Read as required: a shard whose memory cgroup is gone
+ * is SHARD_NOT_FOUND, not "no OOM kills".
+ */
+function readV1OomKills(files: ShardFileReader): number {
+  return readParsed(files, 'memory', 'memory.oom_control', oomKillOf);
+}
+
+const NO_IO = { read: 0, write: 0 } as const;
+
+function readV1Usage(files: ShardFileReader): ShardUsage {
   // cpu.stat (sched-bwc.rst): nr_periods, nr_throttled, throttled_time in nanoseconds.
-  const cpu = await readParsed(files, 'cpu', 'cpu.stat', parseFlatKeyed);
-  const serviced = (await readParsedOptional(files, 'blkio', 'blkio.throttle.io_serviced', parseBlkioRecursive)) ?? { read: 0, write: 0 };
-  const bytes = (await readParsedOptional(files, 'blkio', 'blkio.throttle.io_service_bytes', parseBlkioRecursive)) ?? { read: 0, write: 0 };
-  // memory.oom_control gained oom_kill in Linux 4.13.
-  const oom = await readParsedOptional(files, 'memory', 'memory.oom_control', parseFlatKeyed);
+  const cpu = readParsed(files, 'cpu', 'cpu.stat', (text) => ({
+    throttledNanos: flatKeyedValue(text, 'throttled_time') ?? 0,
+    throttledPeriods: flatKeyedValue(text, 'nr_throttled') ?? 0,
+  }));
+  const serviced = readParsedOptional(files, 'blkio', 'blkio.throttle.io_serviced', parseBlkioRecursive) ?? NO_IO;
+  const bytes = readParsedOptional(files, 'blkio', 'blkio.throttle.io_service_bytes', parseBlkioRecursive) ?? NO_IO;
+  const oomKills = readV1OomKills(files);
   return {
     // cpuacct.usage: total CPU time in nanoseconds (cgroup-v1/cpuacct.rst).
-    cpuUsageSeconds: (await readParsed(files, 'cpuacct', 'cpuacct.usage', parseSingle)) / 1e9,
-    cpuThrottledSeconds: (cpu.get('throttled_time') ?? 0) / 1e9,
-    cpuThrottledPeriods: cpu.get('nr_throttled') ?? 0,
-    memoryCurrentBytes: await readParsed(files, 'memory', 'memory.usage_in_bytes', parseSingle),
-    memoryPeakBytes: await readParsed(files, 'memory', 'memory.max_usage_in_bytes', parseSingle),
+    cpuUsageSeconds: readParsed(files, 'cpuacct', 'cpuacct.usage', parseSingle) / 1e9,
+    cpuThrottledSeconds: cpu.throttledNanos / 1e9,
+    cpuThrottledPeriods: cpu.throttledPeriods,
+    memoryCurrentBytes: readParsed(files, 'memory', 'memory.usage_in_bytes', parseSingle),
+    memoryPeakBytes: readParsed(files, 'memory', 'memory.max_usage_in_bytes', parseSingle),
     ioReadOps: serviced.read,
     ioWriteOps: serviced.write,
     ioReadBytes: bytes.read,
     ioWriteBytes: bytes.write,
-    oomKills: oom?.get('oom_kill') ?? 0,
+    oomKills,
+    pressure: {},
   };
 }
 
@@ -111,11 +127,12 @@ export function v1Hierarchies(mounts: Readonly<Record<string, string>>, controll
 }
 
 /** The v1 parts a hybrid dialect reuses: limits and usage. */
-export function v1LimitsAndUsage(features: V1Features): Pick<CgroupDialect, 'limitWrites' | 'readLimits' | 'usage'> {
+export function v1LimitsAndUsage(features: V1Features): Pick<CgroupDialect, 'limitWrites' | 'readLimits' | 'usage' | 'oomKills'> {
   return {
     limitWrites: (limits) => v1LimitWrites(limits, features),
     readLimits: readV1Limits,
     usage: readV1Usage,
+    oomKills: readV1OomKills,
   };
 }
 

@@ -5,7 +5,7 @@
  */
 import type { CgroupWrite, ShardFileReader } from './cgroup-files';
 import { readParsed, readParsedOptional } from './cgroup-files';
-import { parseFlatKeyed, parseNestedKeyed, parseNumberOrMax, ParseError, parseSingle } from './cgroup-parse';
+import { flatKeyedValue, parseIoStatTotals, parseNestedKeyed, parseNumberOrMax, ParseError, parseSingle } from './cgroup-parse';
 import type { CgroupDialect } from './cgroup-dialect';
 import type { ShardLimits, ShardUsage } from './driver';
 import { unifiedFreezer } from './freezers';
@@ -59,38 +59,48 @@ export function ioLimitsFromIoMax(text: string): ShardLimits['io'] {
   return undefined;
 }
 
-async function readV2Limits(files: ShardFileReader): Promise<ShardLimits> {
-  const cpu = await readParsed(files, U, 'cpu.max', parseCpuMax);
+function readV2Limits(files: ShardFileReader): ShardLimits {
+  const cpu = readParsed(files, U, 'cpu.max', parseCpuMax);
   const limits: ShardLimits = {
     cpuCores: cpu.quota === null ? null : cpu.quota / cpu.period,
     cpuPeriodMicros: cpu.period,
-    memoryBytes: await readParsed(files, U, 'memory.max', parseNumberOrMax),
+    memoryBytes: readParsed(files, U, 'memory.max', parseNumberOrMax),
   };
-  const io = await readParsedOptional(files, U, 'io.max', ioLimitsFromIoMax);
+  const io = readParsedOptional(files, U, 'io.max', ioLimitsFromIoMax);
   if (io) limits.io = io;
   return limits;
 }
 
-async function readV2Usage(files: ShardFileReader): Promise<Omit<ShardUsage, 'pressure'>> {
+/** memory.events oom_kill: "The number of processes belonging to this cgroup killed by any kind of OOM killer." */
+const oomKillOf = (text: string): number => flatKeyedValue(text, 'oom_kill') ?? 0;
+
+function readV2OomKills(files: ShardFileReader): number {
+  return readParsed(files, U, 'memory.events', oomKillOf);
+}
+
+function readV2Usage(files: ShardFileReader): ShardUsage {
   // cpu.stat: usage_usec always; throttled_usec and nr_throttled once the cpu controller is enabled.
-  const cpu = await readParsed(files, U, 'cpu.stat', parseFlatKeyed);
-  const events = await readParsed(files, U, 'memory.events', parseFlatKeyed);
-  const io = (await readParsedOptional(files, U, 'io.stat', parseNestedKeyed)) ?? new Map<string, Map<string, number>>();
-  const sum = (key: string): number => [...io.values()].reduce((acc, f) => acc + (f.get(key) ?? 0), 0);
-  const usage: Omit<ShardUsage, 'pressure'> = {
-    cpuUsageSeconds: (cpu.get('usage_usec') ?? 0) / 1e6,
-    cpuThrottledSeconds: (cpu.get('throttled_usec') ?? 0) / 1e6,
-    cpuThrottledPeriods: cpu.get('nr_throttled') ?? 0,
-    memoryCurrentBytes: await readParsed(files, U, 'memory.current', parseSingle),
-    ioReadOps: sum('rios'),
-    ioWriteOps: sum('wios'),
-    ioReadBytes: sum('rbytes'),
-    ioWriteBytes: sum('wbytes'),
-    // memory.events oom_kill: "The number of processes belonging to this cgroup killed by any kind of OOM killer."
-    oomKills: events.get('oom_kill') ?? 0,
+  const cpu = readParsed(files, U, 'cpu.stat', (text) => ({
+    usageMicros: flatKeyedValue(text, 'usage_usec') ?? 0,
+    throttledMicros: flatKeyedValue(text, 'throttled_usec') ?? 0,
+    throttledPeriods: flatKeyedValue(text, 'nr_throttled') ?? 0,
+  }));
+  const oomKills = readV2OomKills(files);
+  const io = readParsedOptional(files, U, 'io.stat', parseIoStatTotals);
+  const usage: ShardUsage = {
+    cpuUsageSeconds: cpu.usageMicros / 1e6,
+    cpuThrottledSeconds: cpu.throttledMicros / 1e6,
+    cpuThrottledPeriods: cpu.throttledPeriods,
+    memoryCurrentBytes: readParsed(files, U, 'memory.current', parseSingle),
+    ioReadOps: io?.rios ?? 0,
+    ioWriteOps: io?.wios ?? 0,
+    ioReadBytes: io?.rbytes ?? 0,
+    ioWriteBytes: io?.wbytes ?? 0,
+    oomKills,
+    pressure: {},
   };
   // memory.peak exists from Linux 5.19.
-  const peak = await readParsedOptional(files, U, 'memory.peak', parseSingle);
+  const peak = readParsedOptional(files, U, 'memory.peak', parseSingle);
   if (peak !== undefined) usage.memoryPeakBytes = peak;
   return usage;
 }
@@ -103,6 +113,7 @@ export function v2Dialect(mount: string): CgroupDialect {
     limitWrites: v2LimitWrites,
     readLimits: readV2Limits,
     usage: readV2Usage,
+    oomKills: readV2OomKills,
     freezer: unifiedFreezer(U),
     pressureHierarchy: U,
     killHierarchy: U,

@@ -9,7 +9,8 @@
  * at each check; between checks a file may grow by what the workload writes meanwhile, so one
  * stream takes at most 2 x maxBytes plus one check interval of output on disk.
  */
-import { mkdir, open, stat, truncate } from 'node:fs/promises';
+import { statSync } from 'node:fs';
+import { mkdir, open, truncate } from 'node:fs/promises';
 import { join } from 'node:path';
 
 export interface ShardLogPaths {
@@ -38,14 +39,15 @@ export async function openShardLogs(paths: ShardLogPaths): Promise<{ stdout: num
   };
 }
 
-/** Rotates one file when it is over `maxBytes`; returns whether it did. A missing file is fine. */
+/**
+ * Rotates one file when it is over `maxBytes`; returns whether it did. A missing file is fine.
+ * The size check is a synchronous stat (metadata the kernel has cached): it runs for every
+ * shard every keeper tick and nearly always finds nothing to do, so it must not cost a
+ * thread-pool round trip each time.
+ */
 export async function capLogFile(path: string, maxBytes: number): Promise<boolean> {
-  let size: number;
-  try {
-    size = (await stat(path)).size;
-  } catch {
-    return false;
-  }
+  const size = statSync(path, { throwIfNoEntry: false })?.size;
+  if (size === undefined) return false;
   if (size <= maxBytes) return false;
   const keep = Math.min(size, maxBytes);
   const source = await open(path, 'r');

@@ -14,7 +14,7 @@ import type { ShardEventSink, ShardEventType } from '../shard-event';
 import type { BackoffPolicy } from './restart-backoff';
 import { nextRestart } from './restart-backoff';
 import type { ShardRecord, ShardRecordStore } from './shard-record';
-import { capShardLogs, shardLogPaths } from './shard-logs';
+import { capShardLogs, shardLogPaths, type ShardLogPaths } from './shard-logs';
 import type { ShardExit, ShardRunState, ShardStatus } from './shard-status';
 import type { LaunchedRun, RunExit, WorkloadLauncher } from './workload-launcher';
 import type { ProcessProbe } from './process-probe';
@@ -49,12 +49,15 @@ export class ShardSupervisor {
   private nextRestartAt?: Date;
   private queue: Promise<unknown> = Promise.resolve();
   private closed = false;
+  /** The shard's log files: fixed for its id, joined once rather than on every tick. */
+  private readonly logs: ShardLogPaths;
 
   constructor(
     private readonly deps: SupervisorDeps,
     private recordValue: ShardRecord,
   ) {
     this.stateValue = recordValue.held ? 'held' : 'stopped';
+    this.logs = shardLogPaths(deps.logRoot, recordValue.shardId);
   }
 
   get shardId(): string {
@@ -152,7 +155,7 @@ export class ShardSupervisor {
         },
         workingDirectory: d.workingDirectory ?? shardState,
         procsFiles: this.deps.driver.procsFiles(d.shardId),
-        logs: shardLogPaths(this.deps.logRoot, d.shardId),
+        logs: this.logs,
         pidsInShard: () => this.deps.driver.pids(d.shardId),
       });
     } catch (e) {
@@ -211,7 +214,7 @@ export class ShardSupervisor {
   /** Periodic check (the keeper's tick): adopted runs' liveness, OOM kills while running, log cap. */
   async check(): Promise<void> {
     if (this.closed || this.stateValue === 'held') return;
-    await capShardLogs(shardLogPaths(this.deps.logRoot, this.shardId), this.deps.logMaxBytes).catch(() => undefined);
+    await capShardLogs(this.logs, this.deps.logMaxBytes).catch(() => undefined);
     if (this.stateValue !== 'running') return;
     const { pid, pidStartTime } = this.recordValue;
     const token = this.token;
@@ -360,7 +363,7 @@ export class ShardSupervisor {
 
   private async oomKills(): Promise<number | undefined> {
     try {
-      return (await this.deps.driver.usage(this.shardId)).oomKills;
+      return await this.deps.driver.oomKills(this.shardId);
     } catch {
       return undefined;
     }

@@ -5,7 +5,7 @@
  * Time comes from an injected clock; `sampleOnce(now)` is what the timer calls and what tests
  * drive directly.
  */
-import type { CgroupDriver, ShardLimits } from '../cgroups/driver';
+import type { CgroupDriver, ShardLimits, ShardUsage } from '../cgroups/driver';
 import type { MetricHistory, MetricRetention, MetricSample } from '../../src/store/metric-history';
 import type { AgentLogger } from '../log';
 import type { AgentMetrics } from '../metrics/agent-metrics';
@@ -57,19 +57,18 @@ export class Sampler {
     const shards = this.options.shards();
     const failed: { shardId: string; message: string }[] = [];
     const samples: MetricSample[] = [];
-    const readings = await Promise.all(
-      shards.map(async (shard) => {
-        try {
-          return { shard, usage: await this.options.driver.usage(shard.shardId) };
-        } catch (error) {
-          failed.push({ shardId: shard.shardId, message: (error as Error).message });
-          return undefined;
-        }
-      }),
-    );
-    for (const reading of readings) {
-      if (!reading) continue;
-      const { shard, usage } = reading;
+    // One shard after another: the driver's reads are synchronous underneath, so running them
+    // "in parallel" bought nothing but a closure and a promise per shard per pass.
+    for (const shard of shards) {
+      let usage: ShardUsage;
+      try {
+        usage = await this.options.driver.usage(shard.shardId);
+      } catch (error) {
+        failed.push({ shardId: shard.shardId, message: (error as Error).message });
+        this.options.metrics?.sampleErrors.inc();
+        this.options.logger.warn({ shard_id: shard.shardId, application_id: shard.applicationId, error: (error as Error).message }, 'cannot read shard usage');
+        continue;
+      }
       const current = { atSeconds: nowSeconds, usage };
       const before = this.previous.get(shard.shardId);
       const sample = before ? usageSample(shard, before, current) : undefined;
@@ -81,11 +80,6 @@ export class Sampler {
     for (const id of [...this.previous.keys()]) if (!present.has(id)) this.previous.delete(id);
     this.options.metrics?.retainShards(present);
     if (samples.length > 0) this.options.history.append(samples);
-    for (const failure of failed) {
-      const shard = shards.find((s) => s.shardId === failure.shardId);
-      this.options.metrics?.sampleErrors.inc();
-      this.options.logger.warn({ shard_id: failure.shardId, application_id: shard?.applicationId, error: failure.message }, 'cannot read shard usage');
-    }
     const compacted = retention ? this.compactIfDue(nowSeconds, retention) : undefined;
     this.options.metrics?.sampleDuration.observe(this.monotonic() - started);
     return { samples, failed, ...(compacted ? { compacted } : {}) };

@@ -40,7 +40,7 @@ export function usageSample(
   // scheduling periods in which the shard hit its quota.
   const periods = seconds / ((shard.limits.cpuPeriodMicros ?? DEFAULT_CPU_PERIOD_MICROS) / 1e6);
   const throttled = counterIncrease(a.cpuThrottledPeriods, b.cpuThrottledPeriods);
-  return {
+  const sample: { -readonly [K in keyof MetricSample]: MetricSample[K] } = {
     atSeconds: current.atSeconds,
     shardId: shard.shardId,
     applicationId: shard.applicationId,
@@ -51,8 +51,10 @@ export function usageSample(
     writeOps: rate(a.ioWriteOps, b.ioWriteOps),
     readBytesPerSecond: rate(a.ioReadBytes, b.ioReadBytes),
     writeBytesPerSecond: rate(a.ioWriteBytes, b.ioWriteBytes),
-    ...(b.pressure.cpu ? { cpuPressure: b.pressure.cpu.someAvg10 } : {}),
-    ...(b.pressure.memory ? { memoryPressure: b.pressure.memory.someAvg10 } : {}),
-    ...(b.pressure.io ? { ioPressure: b.pressure.io.someAvg10 } : {}),
   };
+  // Assigned rather than spread in: one object per sample, no temporaries (one per shard per interval).
+  if (b.pressure.cpu) sample.cpuPressure = b.pressure.cpu.someAvg10;
+  if (b.pressure.memory) sample.memoryPressure = b.pressure.memory.someAvg10;
+  if (b.pressure.io) sample.ioPressure = b.pressure.io.someAvg10;
+  return sample;
 }

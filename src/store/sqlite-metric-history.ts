@@ -85,6 +85,8 @@ const OPTIONAL_NUMBERS = ['cpuPressure', 'memoryPressure', 'ioPressure'] as cons
 
 export class SqliteMetricHistory implements MetricHistory {
   private readonly insert: Database.Statement;
+  /** One transaction over a batch, built once (not a new transaction wrapper per append). */
+  private readonly insertAll: (samples: readonly MetricSample[]) => void;
 
   /** Opens (creating) a history file, or the embedded store's file, with the store's pragmas. */
   static open(path: string): SqliteMetricHistory {
@@ -103,19 +105,24 @@ export class SqliteMetricHistory implements MetricHistory {
   ) {
     db.exec(TABLES);
     this.insert = db.prepare(
-      `INSERT OR REPLACE INTO metric_raw VALUES (@shardId, @applicationId, @atSeconds, @cpuCores, @cpuThrottledRatio, @memoryBytes,
-        @readOps, @writeOps, @readBytesPerSecond, @writeBytesPerSecond, @cpuPressure, @memoryPressure, @ioPressure)`,
+      // Positional parameters: binding needs no object per row (the sampler appends one row per shard per interval).
+      `INSERT OR REPLACE INTO metric_raw VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     );
+    this.insertAll = db.transaction((samples: readonly MetricSample[]) => {
+      for (const s of samples) {
+        this.insert.run(
+          s.shardId, s.applicationId, s.atSeconds, s.cpuCores, s.cpuThrottledRatio, s.memoryBytes,
+          s.readOps, s.writeOps, s.readBytesPerSecond, s.writeBytesPerSecond,
+          s.cpuPressure ?? null, s.memoryPressure ?? null, s.ioPressure ?? null,
+        );
+      }
+    });
   }
 
   /** Appends a batch in one transaction; a bad sample rejects the whole batch. A repeated (shard, time) replaces the earlier sample. */
   append(samples: readonly MetricSample[]): void {
     samples.forEach(checkSample);
-    this.db.transaction(() => {
-      for (const s of samples) {
-        this.insert.run({ cpuPressure: null, memoryPressure: null, ioPressure: null, ...s });
-      }
-    })();
+    this.insertAll(samples);
   }
 
   query(query: MetricQuery): (MetricSample | MetricBucket)[] {

@@ -87,6 +87,9 @@ export class FakeDriver implements CgroupDriver {
       pressure: {},
     };
   }
+  async oomKills(shardId: string): Promise<number> {
+    return this.get(shardId).oomKills;
+  }
   procsFiles(shardId: string) {
     return [`/fake/${shardId}/cgroup.procs`];
   }

@@ -58,6 +58,11 @@ describe('hybrid cgroup driver (fixture tree): v1 controllers, unified for freez
     expect(usage.pressure.cpu?.someTotalMicros).toBe(0);
   });
 
+  it('reads the OOM-kill counter from the v1 memory controller', async () => {
+    fx.files('memory', REL, { 'memory.oom_control': 'oom_kill_disable 0\nunder_oom 0\noom_kill 2\n' });
+    expect(await driver.oomKills('api-1')).toBe(2);
+  });
+
   it('removes the shard from every hierarchy, and lists nothing afterwards', async () => {
     const empty = fixtureTree('hybrid');
     try {

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { checkLimits } from '../../../host-agent/cgroups/limits-check';
 import { probeCgroupLayout } from '../../../host-agent/cgroups/probe';
-import { parseBlkioRecursive, parseFlatKeyed, parseNestedKeyed, parsePressure } from '../../../host-agent/cgroups/cgroup-parse';
+import { flatKeyedValue, parseBlkioRecursive, parseFlatKeyed, parseIoStatTotals, parseNestedKeyed, parsePressure } from '../../../host-agent/cgroups/cgroup-parse';
 import { fixtureTree } from './fixture-tree';
 
 describe('probeCgroupLayout', () => {
@@ -74,6 +74,32 @@ describe('cgroup file parsers', () => {
 
   it('sums v1 blkio reads and writes over devices, skipping Sync/Async/Total', () => {
     expect(parseBlkioRecursive('8:0 Read 1\n8:0 Write 2\n8:0 Sync 3\n8:0 Total 3\n9:0 Read 4\nTotal 7\n')).toEqual({ read: 5, write: 2 });
+  });
+
+  it('parses PSI whatever the order of its lines and fields', () => {
+    expect(parsePressure('full avg10=0.50 avg60=0.25 avg300=0.00 total=6\nsome avg60=0.75 avg10=1.50 total=12 avg300=0.10')).toEqual({
+      someAvg10: 1.5,
+      someAvg60: 0.75,
+      someTotalMicros: 12,
+      fullAvg10: 0.5,
+      fullTotalMicros: 6,
+    });
+    expect(() => parsePressure('some avg10=x avg60=0 avg300=0 total=0\n')).toThrow('PSI "some avg10=... total=..." lines');
+  });
+
+  it('finds one flat keyed value by its whole key, not by a key it prefixes', () => {
+    const oomControl = 'oom_kill_disable 1\nunder_oom 0\noom_kill 7\n';
+    expect(flatKeyedValue(oomControl, 'oom_kill')).toBe(7);
+    expect(flatKeyedValue('oom_kill_disable 1\nunder_oom 0\n', 'oom_kill')).toBeUndefined();
+    expect(flatKeyedValue('nr_periods 3\nnr_throttled 2', 'nr_throttled')).toBe(2);
+    expect(() => flatKeyedValue('usage_usec ten\n', 'usage_usec')).toThrow('"key value" lines with numeric values');
+  });
+
+  it('sums io.stat counters over devices, ignoring the discard and other keys', () => {
+    const text = '254:0 rbytes=4096 wbytes=8192 rios=1 wios=2 dbytes=9 dios=9\n8:0 rbytes=100 wbytes=0 rios=3 wios=0 dbytes=0 dios=0\n';
+    expect(parseIoStatTotals(text)).toEqual({ rbytes: 4196, wbytes: 8192, rios: 4, wios: 2 });
+    expect(parseIoStatTotals('')).toEqual({ rbytes: 0, wbytes: 0, rios: 0, wios: 0 });
+    expect(() => parseIoStatTotals('8:0 rios=x\n')).toThrow('"MAJ:MIN key=value ..." lines');
   });
 
   it('refuses flat keyed lines that are not "key number"', () => {

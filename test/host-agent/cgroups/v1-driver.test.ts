@@ -1,3 +1,4 @@
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { detectCgroupDriver, type DetectedCgroupDriver } from '../../../host-agent/cgroups';
 import { checkLimits } from '../../../host-agent/cgroups/limits-check';
@@ -110,6 +111,21 @@ describe('cgroup v1 driver (fixture tree)', () => {
       oomKills: 1,
       pressure: {},
     });
+  });
+
+  it('reads the OOM-kill counter alone from memory.oom_control, 0 on kernels before 4.13 that lack the line', async () => {
+    await created({ memory: { 'memory.oom_control': 'oom_kill_disable 0\nunder_oom 0\noom_kill 4\n' } });
+    expect(await driver.oomKills('db-1')).toBe(4);
+    expect((await driver.usage('db-1')).oomKills).toBe(4);
+    fx.files('memory', REL, { 'memory.oom_control': 'oom_kill_disable 0\nunder_oom 0\n' });
+    expect(await driver.oomKills('db-1')).toBe(0);
+  });
+
+  it('fails the OOM-kill read with SHARD_NOT_FOUND once the shard is removed', async () => {
+    await created();
+    expect(await driver.oomKills('db-1')).toBe(0);
+    for (const dir of new Set(Object.values(driver.paths('db-1')))) rmSync(dir, { recursive: true });
+    await expect(driver.oomKills('db-1')).rejects.toMatchObject({ code: 'SHARD_NOT_FOUND', shardId: 'db-1' });
   });
 
   it('freezes through freezer.state', async () => {

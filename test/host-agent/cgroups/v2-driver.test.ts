@@ -131,6 +131,24 @@ describe('cgroup v2 driver (fixture tree)', () => {
     });
   });
 
+  it('reads the OOM-kill counter alone from memory.events, the same number usage() reports', async () => {
+    await created({ 'memory.events': 'low 0\nhigh 0\nmax 9\noom 4\noom_kill 3\noom_group_kill 1\n' });
+    expect(await driver.oomKills('web-1')).toBe(3);
+    expect((await driver.usage('web-1')).oomKills).toBe(3);
+  });
+
+  it('reads only memory.events for the OOM-kill counter (cpu.stat and the rest may be unreadable)', async () => {
+    const dir = await created({ 'memory.events': 'oom_kill 5\n' });
+    for (const name of ['cpu.stat', 'memory.current', 'io.stat', 'cpu.pressure']) rmSync(join(dir, name));
+    expect(await driver.oomKills('web-1')).toBe(5);
+  });
+
+  it('fails the OOM-kill read with SHARD_NOT_FOUND for a shard without a cgroup, and names memory.events when it does not parse', async () => {
+    await expect(driver.oomKills('gone-1')).rejects.toMatchObject({ code: 'SHARD_NOT_FOUND', shardId: 'gone-1' });
+    const dir = await created({ 'memory.events': 'oom_kill many\n' });
+    await expect(driver.oomKills('web-1')).rejects.toMatchObject({ code: 'CGROUP_PARSE_FAILED', field: join(dir, 'memory.events'), value: 'oom_kill many' });
+  });
+
   it('leaves out what an older kernel lacks: memory.peak (before 5.19), PSI files (psi=0)', async () => {
     const dir = await created();
     for (const f of ['memory.peak', 'cpu.pressure', 'memory.pressure', 'io.pressure']) rmSync(join(dir, f));

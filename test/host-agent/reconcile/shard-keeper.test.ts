@@ -22,8 +22,8 @@ describe('ShardKeeper (fake driver and launcher)', () => {
     stateDirectory: join(dir, 'app-state'),
     ...over,
   });
-  const keeper = (backoff = { baseSeconds: 0.01, ceilingSeconds: 0.04, resetAfterSeconds: 60 }) => {
-    const k = new ShardKeeper({ driver, sink, stateDirectory: join(dir, 'agent'), launcher, probe: launcher, backoff, pollIntervalMs: 20, graceSeconds: 0 });
+  const keeper = (backoff = { baseSeconds: 0.01, ceilingSeconds: 0.04, resetAfterSeconds: 60 }, pollIntervalMs = 20) => {
+    const k = new ShardKeeper({ driver, sink, stateDirectory: join(dir, 'agent'), launcher, probe: launcher, backoff, pollIntervalMs, graceSeconds: 0 });
     keepers.push(k);
     return k;
   };
@@ -128,7 +128,9 @@ describe('ShardKeeper (fake driver and launcher)', () => {
   });
 
   it('reports an OOM kill when the cgroup OOM counter rose during the run', async () => {
-    const k = keeper();
+    // No periodic check during this test: a tick between raising the counter and the exit would
+    // (rightly) report the kill as stillRunning; this test is about the exit path reading it.
+    const k = keeper(undefined, 3_600_000);
     await k.start();
     await k.apply([desired('web-0')]);
     driver.cgroups.get('web-0')!.oomKills = 1;
