@@ -4,6 +4,7 @@
  * test/integration/runner.test.ts on the kernel.
  */
 import type { CgroupDriver, ShardLimits, ShardUsage } from '../../host-agent/cgroups/driver';
+import { usage } from '../helpers/agent-fakes';
 import type { ProcessProbe } from '../../host-agent/runner/process-probe';
 import type { LaunchRequest, LaunchedRun, RunExit, WorkloadLauncher } from '../../host-agent/runner/workload-launcher';
 
@@ -73,19 +74,7 @@ export class FakeDriver implements CgroupDriver {
     return [...(this.cgroups.get(shardId)?.pids ?? [])];
   }
   async usage(shardId: string): Promise<ShardUsage> {
-    const c = this.get(shardId);
-    return {
-      cpuUsageSeconds: 0,
-      cpuThrottledSeconds: 0,
-      cpuThrottledPeriods: 0,
-      memoryCurrentBytes: 0,
-      ioReadOps: 0,
-      ioWriteOps: 0,
-      ioReadBytes: 0,
-      ioWriteBytes: 0,
-      oomKills: c.oomKills,
-      pressure: {},
-    };
+    return usage({ oomKills: this.get(shardId).oomKills });
   }
   async oomKills(shardId: string): Promise<number> {
     return this.get(shardId).oomKills;
