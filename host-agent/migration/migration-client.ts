@@ -35,6 +35,9 @@ export class MigrationClient {
       headers: { authorization: `Bearer ${opts.token}` },
       // No proxies: agents talk to each other directly.
       proxy: false,
+      // No redirects either: axios' redirect-following transport (follow-redirects) keeps every
+      // byte of a streamed body in memory so that it could replay it; an image upload must not.
+      maxRedirects: 0,
     });
     this.idleTimeoutMs = opts.idleTimeoutMs ?? 10_000;
   }
