@@ -121,6 +121,7 @@ function reportFinished(record: MigrationRecord, ctx: Pick<AgentMigrationContext
     rounds: s.rounds,
     downtime_ms: s.downtimeMs,
     duration_ms: s.durationMs,
+    ...(s.preCopyMethod ? { pre_copy_method: s.preCopyMethod } : {}),
     ...(s.preCopySkipped ? { pre_copy_skipped: s.preCopySkipped } : {}),
     ...(s.abortReason ? { reason: s.abortReason } : {}),
   };

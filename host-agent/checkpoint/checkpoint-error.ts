@@ -9,7 +9,9 @@ export type CheckpointErrorCode =
   | 'PRECOPY_UNSUPPORTED' // the kernel cannot track dirty memory (CONFIG_MEM_SOFT_DIRTY)
   | 'NOT_PID_NAMESPACE_INIT' // the process is not the init of its own PID namespace
   | 'SESSION_OUTSIDE_NAMESPACE' // the tree's session leader is outside its PID namespace (no setsid inside)
-  | 'IMAGE_MISMATCH'; // an image file's size or sha256 differs from its manifest
+  | 'IMAGE_MISMATCH' // an image file's size or sha256 differs from its manifest
+  | 'IMAGE_MALFORMED' // a CRIU image file (pagemap) could not be read as one
+  | 'MEMORY_UNREADABLE'; // a process's memory could not be read for a shadow pre-copy round
 
 export class CheckpointError extends Error {
   constructor(

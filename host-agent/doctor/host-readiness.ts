@@ -1,6 +1,6 @@
 /**
  * What `shardform doctor` reports: can this host checkpoint shards (CRIU found, `criu check`
- * passes), can it pre-copy (dirty-page tracking), which cgroup layout it has, and whether
+ * passes), can it pre-copy (dirty-page tracking, else page contents), which cgroup layout it has, and whether
  * network namespaces (test hosts) work. Each probe says why not, in one line.
  */
 import { execFile } from 'node:child_process';
@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { locateCriu } from '../checkpoint/criu';
 import { CriuCheckpointer } from '../checkpoint/criu-checkpointer';
+import { systemShadowPreCopy } from '../migration/memory-shadow';
 
 const execFileAsync = promisify(execFile);
 
@@ -66,7 +67,14 @@ export async function checkHostReadiness(opts: { cgroupRoot?: string; criuPrefix
     const lastLine = check.output.split('\n').filter((l) => l.trim() && !/kdat cache/.test(l)).pop() ?? '';
     checks.push({ name: 'criu-check', ok: check.ok, detail: check.ok ? lastLine || 'criu check passed' : `criu check failed: ${lastLine}` });
     const preCopy = await checkpointer.supportsPreCopy();
-    checks.push({ name: 'pre-copy', ok: preCopy.ok, detail: preCopy.ok ? 'dirty-page tracking available' : `${preCopy.reason}; migrations skip pre-copy` });
+    const shadow = systemShadowPreCopy.available();
+    checks.push(
+      preCopy.ok
+        ? { name: 'pre-copy', ok: true, detail: 'dirty-page tracking available (criu pre-dump)' }
+        : shadow.ok
+          ? { name: 'pre-copy', ok: true, detail: `by page contents (shadow): ${preCopy.reason}` }
+          : { name: 'pre-copy', ok: false, detail: `${preCopy.reason}; ${shadow.reason}; migrations skip pre-copy` },
+    );
   } else {
     checks.push({ name: 'criu', ok: false, detail: `${location.reasons.join('; ')} (install: bash host-agent/checkpoint/install-criu.sh)` });
   }

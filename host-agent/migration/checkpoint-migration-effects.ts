@@ -4,7 +4,7 @@
  * destination. Everything an undo needs is found again from the journal record and the
  * cgroup (never only from memory), so an agent that restarted can abort or roll forward.
  */
-import { rm } from 'node:fs/promises';
+import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { CgroupDriver } from '../cgroups/driver';
 import type { CriuCheckpointer } from '../checkpoint/criu-checkpointer';
@@ -16,7 +16,8 @@ import type { RoundManifest } from '../api/migration-schemas';
 import type { MigrationClient } from './migration-client';
 import type { MigrationEffects } from './migration-effects';
 import { MigrationError } from './migration-error';
-import type { MigrationRecord } from './migration-record';
+import type { MigrationRecord, PreCopyMethod } from './migration-record';
+import { systemShadowPreCopy, type Shadow, type ShadowPreCopy } from './memory-shadow';
 import { prepareRequest } from './prepare-request';
 
 export interface CheckpointEffectsDeps {
@@ -33,13 +34,24 @@ export interface CheckpointEffectsDeps {
   readonly onFinished?: (record: MigrationRecord) => void;
   /** The PID-namespace init among a shard's pids; default reads /proc (findNamespaceInit). */
   readonly findRoot?: (pids: readonly number[]) => Promise<{ pid: number } | undefined>;
+  /** Pre-copy by page contents where the kernel cannot track dirty pages; default reads /proc (memory-shadow.ts). */
+  readonly shadow?: ShadowPreCopy;
 }
 
 export class CheckpointMigrationEffects implements MigrationEffects {
   /** Manifests of the rounds sent so far, per migration (a restarted agent aborts instead of needing them). */
   private readonly rounds = new Map<string, RoundManifest[]>();
+  /** The last shadow of each process, per migration (shadow pre-copy). */
+  private readonly shadows = new Map<string, Map<number, Shadow>>();
+  private readonly shadow: ShadowPreCopy;
 
-  constructor(private readonly deps: CheckpointEffectsDeps) {}
+  constructor(private readonly deps: CheckpointEffectsDeps) {
+    this.shadow = deps.shadow ?? systemShadowPreCopy;
+  }
+
+  private method(record: MigrationRecord): PreCopyMethod {
+    return record.preCopyMethod ?? 'criu';
+  }
 
   private dir(record: MigrationRecord, round: number): string {
     return join(this.deps.imagesRoot, record.id, String(round));
@@ -62,25 +74,50 @@ export class CheckpointMigrationEffects implements MigrationEffects {
     this.rounds.set(record.id, []);
   }
 
-  async preCopySupport(): Promise<{ ok: true } | { ok: false; reason: string }> {
-    const support = await this.deps.checkpointer.supportsPreCopy();
-    return support.ok ? { ok: true } : { ok: false, reason: support.reason ?? 'pre-copy unsupported' };
+  /** CRIU's own pre-dumps where the kernel tracks dirty pages, else the shadow (page contents compared). */
+  async preCopySupport(): Promise<{ ok: true; method: PreCopyMethod } | { ok: false; reason: string }> {
+    const criu = await this.deps.checkpointer.supportsPreCopy();
+    if (criu.ok) return { ok: true, method: 'criu' };
+    const shadow = this.shadow.available();
+    return shadow.ok ? { ok: true, method: 'shadow' } : { ok: false, reason: `${criu.reason ?? 'no dirty-page tracking'}; ${shadow.reason}` };
   }
 
-  private async sendRound(record: MigrationRecord, round: number): Promise<number> {
+  /** Uploads the image files of a round (all of them, or the names given); each later round names the one before as its parent. */
+  private async sendRound(record: MigrationRecord, round: number, only?: readonly string[]): Promise<number> {
     const dir = this.dir(record, round);
     const sent = this.rounds.get(record.id) ?? [];
     const parent = sent.length > 0 ? (sent[sent.length - 1] as RoundManifest).round : null;
+    const files = (await listImageFiles(dir)).filter((f) => !only || only.includes(f.name));
     // Hashed while streamed; the destination checks every file against this manifest before restoring.
-    const manifest = await this.deps.client(record.destination).uploadRound(record.id, round, dir, await listImageFiles(dir));
+    const manifest = await this.deps.client(record.destination).uploadRound(record.id, round, dir, files);
     this.rounds.set(record.id, [...sent, { round, parent, files: manifest.files.map((f) => ({ ...f })) }]);
     return manifest.totalBytes;
   }
 
   async preCopyRound(record: MigrationRecord, round: number): Promise<{ bytes: number }> {
+    if (this.method(record) === 'shadow') return { bytes: await this.shadowRound(record, round) };
     const previous = round > 1 ? this.dir(record, round - 1) : undefined;
     await this.deps.checkpointer.preDump({ rootPid: await this.rootPid(record.shardId), freezeCgroup: this.freezerDir(record.shardId) }, this.dir(record, round), previous);
     return { bytes: await this.sendRound(record, round) };
+  }
+
+  /** One shadow round: every process of the shard's tree read while it runs, only what changed sent. */
+  private async shadowRound(record: MigrationRecord, round: number): Promise<number> {
+    const dir = this.dir(record, round);
+    await mkdir(dir, { recursive: true });
+    const processes = await this.shadow.processes(await this.rootPid(record.shardId), await this.deps.driver.pids(record.shardId));
+    const previous = this.shadows.get(record.id) ?? new Map<number, Shadow>();
+    const next = new Map<number, Shadow>();
+    const upload: string[] = [];
+    for (const { pid, vpid } of processes) {
+      const captured = this.shadow.capture({ pid, vpid, round, dir, previous: previous.get(vpid) });
+      next.set(vpid, captured.shadow);
+      upload.push(...captured.upload);
+    }
+    // Processes that ended since the last round: their shadows are no base for anything.
+    for (const [vpid, shadow] of previous) if (!next.has(vpid)) await rm(shadow.path, { force: true });
+    this.shadows.set(record.id, next);
+    return this.sendRound(record, round, upload);
   }
 
   async freeze(record: MigrationRecord): Promise<void> {
@@ -95,7 +132,8 @@ export class CheckpointMigrationEffects implements MigrationEffects {
 
   async dump(record: MigrationRecord): Promise<{ bytes: number }> {
     const round = this.finalRound(record);
-    const previous = record.rounds.length > 0 ? this.dir(record, record.rounds.length) : undefined;
+    // CRIU's pre-dumps chain the final dump to the last one; after shadow rounds CRIU dumps everything and transfer() compares.
+    const previous = record.rounds.length > 0 && this.method(record) === 'criu' ? this.dir(record, record.rounds.length) : undefined;
     const dir = this.dir(record, round);
     await this.deps.checkpointer.dump({ rootPid: await this.rootPid(record.shardId), freezeCgroup: this.freezerDir(record.shardId) }, dir, previous);
     // Sizes only: the files are hashed once, while the transfer streams them (hashing is a large part of downtime).
@@ -103,6 +141,11 @@ export class CheckpointMigrationEffects implements MigrationEffects {
   }
 
   async transfer(record: MigrationRecord): Promise<{ bytes: number }> {
+    const shadows = this.shadows.get(record.id);
+    if (this.method(record) === 'shadow' && shadows && record.rounds.length > 0) {
+      // Only the pages that differ from the last round's shadow are left in the final image.
+      this.shadow.diff(this.dir(record, this.finalRound(record)), shadows, record.rounds.length);
+    }
     return { bytes: await this.sendRound(record, this.finalRound(record)) };
   }
 
@@ -118,6 +161,7 @@ export class CheckpointMigrationEffects implements MigrationEffects {
     await this.deps.handover.discard(record.shardId);
     await rm(join(this.deps.imagesRoot, record.id), { recursive: true, force: true });
     this.rounds.delete(record.id);
+    this.shadows.delete(record.id);
   }
 
   async destroyDestination(record: MigrationRecord): Promise<void> {
@@ -137,6 +181,7 @@ export class CheckpointMigrationEffects implements MigrationEffects {
     await this.deps.handover.adopt(record.shardId);
     await rm(join(this.deps.imagesRoot, record.id), { recursive: true, force: true });
     this.rounds.delete(record.id);
+    this.shadows.delete(record.id);
   }
 
   finished(record: MigrationRecord): void {

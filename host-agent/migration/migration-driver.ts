@@ -117,7 +117,7 @@ export class MigrationDriver {
         await this.effects.prepare(record);
         if (!record.preCopy) return { to: 'frozen' };
         const support = await this.effects.preCopySupport(record);
-        return support.ok ? { to: 'pre-copy' } : { to: 'frozen', changes: { preCopySkipped: support.reason } };
+        return support.ok ? { to: 'pre-copy', changes: { preCopyMethod: support.method } } : { to: 'frozen', changes: { preCopySkipped: support.reason } };
       }
       case 'pre-copy': {
         const round = record.rounds.length + 1;

@@ -4,13 +4,13 @@
  * over HTTP) and are faked in unit tests. Every undo (destroyDestination, resumeSource) and
  * release must be idempotent: recovery may call them again after a crash half-way through.
  */
-import type { MigrationRecord } from './migration-record';
+import type { MigrationRecord, PreCopyMethod } from './migration-record';
 
 export interface MigrationEffects {
   /** Destination: validate, reserve capacity, create the shard cgroup with the same limits. Throws REFUSED with the reason. */
   prepare(record: MigrationRecord): Promise<void>;
-  /** Whether the source can pre-copy (kernel dirty-page tracking); the reason when not. */
-  preCopySupport(record: MigrationRecord): Promise<{ ok: true } | { ok: false; reason: string }>;
+  /** Whether and how the source can pre-copy (kernel dirty-page tracking, else page contents); the reason when it cannot. */
+  preCopySupport(record: MigrationRecord): Promise<{ ok: true; method: PreCopyMethod } | { ok: false; reason: string }>;
   /** One pre-dump round while the shard runs, streamed to the destination; resolves to the bytes sent. */
   preCopyRound(record: MigrationRecord, round: number): Promise<{ bytes: number }>;
   /** Freezes the source shard. */

@@ -6,6 +6,8 @@
 import { canTransition, isCommitted, type MigrationState } from './migration-state';
 import { MigrationError } from './migration-error';
 
+export type PreCopyMethod = 'criu' | 'shadow';
+
 export interface PreCopyRound {
   readonly round: number;
   /** Bytes of the pages this round wrote (what was dirty since the previous round). */
@@ -28,8 +30,14 @@ export interface MigrationRecord {
   /** Every state entered, in order, with when (ISO 8601). */
   readonly history: readonly { readonly state: MigrationState; readonly at: string }[];
   readonly rounds: readonly PreCopyRound[];
-  /** Why pre-copy did not run although asked for (e.g. the kernel cannot track dirty pages). */
+  /** Why pre-copy did not run although asked for (e.g. no way to read the shard's memory). */
   readonly preCopySkipped?: string;
+  /**
+   * How pre-copy finds the pages that changed between rounds: `criu` pre-dumps with the
+   * kernel's dirty-page tracking (soft-dirty); `shadow` compares page contents with the last
+   * round (memory-shadow.ts) where the kernel cannot track them.
+   */
+  readonly preCopyMethod?: PreCopyMethod;
   /** Bytes of the final image (sent after the freeze). */
   readonly finalBytes?: number;
   /** Total bytes sent: pre-copy rounds plus the final image. */

@@ -13,6 +13,8 @@ export interface MigrationSummary {
   readonly bytesSent: number;
   readonly rounds: number;
   readonly preCopySkipped: string | null;
+  /** How pre-copy found changed pages (`criu` soft-dirty pre-dumps, `shadow` page comparison), when it ran. */
+  readonly preCopyMethod: MigrationRecord['preCopyMethod'] | null;
   readonly abortReason: string | null;
 }
 
@@ -29,6 +31,7 @@ export function summarize(record: MigrationRecord): MigrationSummary {
     bytesSent: record.bytesSent ?? 0,
     rounds: record.rounds.length,
     preCopySkipped: record.preCopySkipped ?? null,
+    preCopyMethod: record.rounds.length > 0 ? (record.preCopyMethod ?? null) : null,
     abortReason: record.abort?.reason ?? null,
   };
 }

@@ -20,6 +20,12 @@ async function fakeSourceAgent(): Promise<{ app: FastifyInstance; url: string; s
           started.push(input);
           let record: MigrationRecord = planMigration({ ...input, ...(input.shardId === 'web-2' ? { strategy: 'restart' as const } : {}) }, '2026-11-25T05:00:00.000Z');
           record = advance(record, 'prepared', '2026-11-25T05:00:00.100Z');
+          if (input.shardId === 'web-3') {
+            // Pre-copied by comparing page contents (a kernel without dirty-page tracking).
+            record = advance(record, 'pre-copy', '2026-11-25T05:00:00.100Z', { preCopyMethod: 'shadow' });
+            record = advance(record, 'pre-copy', '2026-11-25T05:00:00.150Z', { rounds: [{ round: 1, bytes: 2 * 2 ** 20 }] });
+            record = { ...record, rounds: [...record.rounds, { round: 2, bytes: 2 ** 20 }] };
+          }
           if (input.shardId === 'web-1') return abortRecord(record, 'prepared: out of capacity: 0 cpu cores free, shard web-1 needs 1', '2026-11-25T05:00:00.200Z');
           record = advance(record, 'frozen', '2026-11-25T05:00:00.200Z');
           for (const s of ['dumped', 'transferred', 'restored'] as const) record = advance(record, s, '2026-11-25T05:00:00.300Z');
@@ -57,6 +63,14 @@ describe('shardform migrate', () => {
     const result = await runCli('migrate', 'web-2', '--to', 'host-2', '--agent', agent.url, '--token-file', tokenFile);
     expect(result.code).toBe(0);
     expect(result.stdout.trim()).toBe('shard web-2 moved host-1 -> host-2 by restart (stopped, state directory sent, started): downtime 450 ms, total 800 ms, 3MiB sent (migration mig-web-2)');
+  });
+
+  it('says how many pre-copy rounds ran, and that page contents were compared where the kernel tracks no dirty pages', async () => {
+    const result = await runCli('migrate', 'web-3', '--to', 'host-2', '--agent', agent.url, '--token-file', tokenFile, '--pre-copy');
+    expect(result.code).toBe(0);
+    expect(result.stdout.trim()).toBe(
+      'shard web-3 moved host-1 -> host-2: downtime 450 ms, total 800 ms, 3MiB sent, 2 pre-copy round(s) (page contents compared: no dirty-page tracking here) (migration mig-web-3)',
+    );
   });
 
   it('exits 1 with the reason when the migration aborted; the shard stays where it was', async () => {

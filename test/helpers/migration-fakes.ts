@@ -2,7 +2,7 @@
 import type { KeyValue, TxnCompare, TxnOp, TxnResult } from '../../src/store/store';
 import type { MigrationEffects } from '../../host-agent/migration/migration-effects';
 import { MigrationJournal, type JournalStore } from '../../host-agent/migration/migration-journal';
-import { abortRecord, advance, planMigration, type MigrationRecord } from '../../host-agent/migration/migration-record';
+import { abortRecord, advance, planMigration, type MigrationRecord, type PreCopyMethod } from '../../host-agent/migration/migration-record';
 import type { MigrationState } from '../../host-agent/migration/migration-state';
 
 /** etcd-like revisions: every write bumps one store-wide revision. */
@@ -47,6 +47,8 @@ export interface EffectCall {
   readonly effect: EffectName;
   /** What the journal said when the effect was called (it must already name the step). */
   readonly journaled: MigrationState | undefined;
+  /** The record the effect was given. */
+  readonly record: MigrationRecord;
 }
 
 /**
@@ -58,14 +60,14 @@ export class FakeEffects implements MigrationEffects {
   readonly finishedRecords: MigrationRecord[] = [];
   fail = new Map<EffectName, Error>();
   preCopyBytes: number[] = [];
-  preCopyOk: { ok: true } | { ok: false; reason: string } = { ok: true };
+  preCopyOk: { ok: true; method: PreCopyMethod } | { ok: false; reason: string } = { ok: true, method: 'criu' };
   onCall?: (effect: EffectName) => void | Promise<void>;
 
   constructor(private readonly journal: MigrationJournal) {}
 
   private async call(effect: EffectName, record: MigrationRecord): Promise<void> {
     const current = await this.journal.load(record.fleet, record.id);
-    this.calls.push({ effect, journaled: current?.record.state });
+    this.calls.push({ effect, journaled: current?.record.state, record });
     await this.onCall?.(effect);
     const error = this.fail.get(effect);
     if (error) throw error;

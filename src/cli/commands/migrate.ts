@@ -24,7 +24,7 @@ function idFlag(flag: string, value: string): string {
 export function renderMigration(s: MigrationSummary): string {
   const ms = (v: number | null) => (v === null ? '-' : `${v} ms`);
   if (s.state === 'done') {
-    const rounds = s.rounds > 0 ? `, ${s.rounds} pre-copy round(s)` : s.preCopySkipped ? ` (pre-copy skipped: ${s.preCopySkipped})` : '';
+    const rounds = s.rounds > 0 ? `, ${s.rounds} pre-copy round(s)${s.preCopyMethod === 'shadow' ? ' (page contents compared: no dirty-page tracking here)' : ''}` : s.preCopySkipped ? ` (pre-copy skipped: ${s.preCopySkipped})` : '';
     const how = s.strategy === 'restart' ? ' by restart (stopped, state directory sent, started)' : '';
     return `shard ${s.shardId} moved ${s.source} -> ${s.destination}${how}: downtime ${ms(s.downtimeMs)}, total ${ms(s.durationMs)}, ${formatBytes(s.bytesSent)} sent${rounds} (migration ${s.id})`;
   }

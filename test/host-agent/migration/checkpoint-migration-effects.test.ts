@@ -3,11 +3,33 @@ import { join } from 'node:path';
 import { CheckpointMigrationEffects } from '../../../host-agent/migration/checkpoint-migration-effects';
 import type { MigrationClient } from '../../../host-agent/migration/migration-client';
 import { advance, planMigration, type MigrationRecord } from '../../../host-agent/migration/migration-record';
+import type { Shadow, ShadowPreCopy } from '../../../host-agent/migration/memory-shadow';
 import { tempDir } from '../../helpers/cli';
+
+/** A shadow pre-copy that writes small fake round files and records what it was asked. */
+function fakeShadow(calls: string[], available = true): ShadowPreCopy {
+  return {
+    available: () => (available ? { ok: true } : { ok: false, reason: '/proc/self/pagemap is missing' }),
+    processes: async (rootPid, pids) => (calls.push(`shadow.processes ${rootPid} ${pids.join(',')}`), [{ pid: 4242, vpid: 1 }, { pid: 4243, vpid: 2 }]),
+    capture: ({ pid, vpid, round, dir, previous }) => {
+      calls.push(`shadow.capture ${pid} ${vpid} round ${round} previous ${previous ? previous.round : '-'}`);
+      writeFileSync(join(dir, `shadow-${vpid}.img`), Buffer.alloc(50));
+      writeFileSync(join(dir, `pagemap-${vpid}.img`), Buffer.alloc(3));
+      writeFileSync(join(dir, `pages-${vpid}.img`), Buffer.alloc(round === 1 ? 50 : 7));
+      const shadow: Shadow = { vpid, round, path: join(dir, `shadow-${vpid}.img`), runs: [] };
+      return { shadow, upload: [`pagemap-${vpid}.img`, `pages-${vpid}.img`], pagesBytes: round === 1 ? 50 : 7 };
+    },
+    diff: (dumpDir, shadows, round) => {
+      calls.push(`shadow.diff ${[...shadows.keys()].join(',')} against round ${round}`);
+      writeFileSync(join(dumpDir, 'pages-1.img'), Buffer.alloc(2));
+      return { rewritten: [{ file: 'pages-1.img', dumpedBytes: 10, sentBytes: 2 }] };
+    },
+  };
+}
 
 const AT = '2026-11-25T05:00:00.000Z';
 
-function setUp(root: string) {
+function setUp(root: string, opts: { shadow?: ShadowPreCopy } = {}) {
   const calls: string[] = [];
   const client = {
     prepare: async (id: string, body: { shard: { shardId: string; limits: object } }) => void calls.push(`client.prepare ${id} ${body.shard.shardId} ${JSON.stringify(body.shard.limits)}`),
@@ -54,6 +76,7 @@ function setUp(root: string) {
     client: () => client,
     imagesRoot: root,
     findRoot: async () => ({ pid: 4242 }),
+    ...(opts.shadow ? { shadow: opts.shadow } : {}),
   });
   return { calls, effects };
 }
@@ -89,6 +112,49 @@ describe('checkpoint migration effects (source side)', () => {
       'client.commit m1',
       'handover.discard web-0',
     ]);
+  });
+
+  it('pre-copies by shadow where CRIU cannot track dirty pages: only the shadow\'s image files go out, the final dump is full and then compared', async () => {
+    const root = join(dir.path, 'shadow');
+    const calls: string[] = [];
+    const { calls: effectCalls, effects } = setUp(root, { shadow: fakeShadow(calls) });
+    expect(await effects.preCopySupport()).toEqual({ ok: true, method: 'shadow' });
+    let record: MigrationRecord = { ...planMigration({ id: 'm5', fleet: 'f', shardId: 'web-5', applicationId: 'web', source: 'host-1', destination: 'host-2', preCopy: true }, AT), preCopyMethod: 'shadow' };
+    await effects.prepare(record);
+    const one = await effects.preCopyRound(record, 1);
+    const two = await effects.preCopyRound(record, 2);
+    record = { ...advance(advance(record, 'prepared', AT), 'pre-copy', AT), rounds: [{ round: 1, bytes: one.bytes }, { round: 2, bytes: two.bytes }] };
+    await effects.freeze(record);
+    await effects.dump(record);
+    const sent = await effects.transfer(record);
+    await effects.restore(record);
+    expect(one.bytes).toBe(2 * (3 + 50)); // two processes, pagemap + every page; never the local shadow
+    expect(two.bytes).toBe(2 * (3 + 7));
+    expect(sent.bytes).toBe(2 + 5); // the compared pages file and the core image
+    expect(calls).toEqual([
+      'shadow.processes 4242 ',
+      'shadow.capture 4242 1 round 1 previous -',
+      'shadow.capture 4243 2 round 1 previous -',
+      'shadow.processes 4242 ',
+      'shadow.capture 4242 1 round 2 previous 1',
+      'shadow.capture 4243 2 round 2 previous 1',
+      'shadow.diff 1,2 against round 2',
+    ]);
+    expect(effectCalls).toEqual([
+      'client.prepare m5 web-5 {"cpuCores":1,"memoryBytes":1024}',
+      'client.uploadRound m5 1 pagemap-1.img,pagemap-2.img,pages-1.img,pages-2.img',
+      'client.uploadRound m5 2 pagemap-1.img,pagemap-2.img,pages-1.img,pages-2.img',
+      'handover.release web-5',
+      'driver.freeze web-5',
+      'criu.dump 4242 /sys/fs/cgroup/freezer/shardform/host-1/web-0 /m5/3 -', // (the fake driver's fixed path) full dump: no CRIU parent to track dirty pages against
+      'client.uploadRound m5 3 core-1.img,pages-1.img',
+      'client.restore m5 [[1,null],[2,1],[3,2]]',
+    ]);
+  });
+
+  it('says why it cannot pre-copy at all when neither CRIU nor the shadow can', async () => {
+    const { effects } = setUp(join(dir.path, 'none'), { shadow: fakeShadow([], false) });
+    expect(await effects.preCopySupport()).toEqual({ ok: false, reason: 'no soft-dirty; /proc/self/pagemap is missing' });
   });
 
   it('undoes with what the journal and the cgroup say: abort the destination copy; thaw, continue and re-adopt the source', async () => {

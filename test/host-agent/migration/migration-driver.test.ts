@@ -24,7 +24,7 @@ describe('migration driver', () => {
     const { driver, effects, journal } = setUp();
     const record = await driver.migrate(INPUT);
     expect(states(record)).toEqual(['planned', 'prepared', 'frozen', 'dumped', 'transferred', 'restored', 'committed', 'released', 'done']);
-    expect(effects.calls).toEqual([
+    expect(effects.calls.map(({ effect, journaled }) => ({ effect, journaled }))).toEqual([
       { effect: 'prepare', journaled: 'prepared' },
       { effect: 'freeze', journaled: 'frozen' },
       { effect: 'dump', journaled: 'dumped' },
@@ -48,15 +48,27 @@ describe('migration driver', () => {
       { round: 3, bytes: 2 * MiB },
     ]);
     expect(record.bytesSent).toBe(76 * MiB + 1000);
+    expect(record.preCopyMethod).toBe('criu');
     expect(effects.calls.filter((c) => c.effect === 'preCopyRound').map((c) => c.journaled)).toEqual(['pre-copy', 'pre-copy', 'pre-copy']);
   });
 
-  it('skips pre-copy with the reason when the source cannot track dirty pages', async () => {
+  it('journals how pre-copy finds changed pages before the first round, so every round and the dump use the same method', async () => {
     const { driver, effects } = setUp();
-    effects.preCopyOk = { ok: false, reason: 'kernel has no dirty-page tracking (CONFIG_MEM_SOFT_DIRTY)' };
+    effects.preCopyOk = { ok: true, method: 'shadow' };
+    effects.preCopyBytes = [64 * MiB, 1 * MiB];
+    const record = await driver.migrate({ ...INPUT, preCopy: true });
+    expect(record.preCopyMethod).toBe('shadow');
+    expect(effects.calls.filter((c) => c.effect === 'preCopyRound').map((c) => c.record.preCopyMethod)).toEqual(['shadow', 'shadow']);
+    expect(effects.calls.find((c) => c.effect === 'dump')?.record.preCopyMethod).toBe('shadow');
+  });
+
+  it('skips pre-copy with the reason when the source can find changed pages neither way', async () => {
+    const { driver, effects } = setUp();
+    effects.preCopyOk = { ok: false, reason: 'kernel has no dirty-page tracking (CONFIG_MEM_SOFT_DIRTY); /proc/self/pagemap is missing' };
     const record = await driver.migrate({ ...INPUT, preCopy: true });
     expect(record.state).toBe('done');
-    expect(record.preCopySkipped).toBe('kernel has no dirty-page tracking (CONFIG_MEM_SOFT_DIRTY)');
+    expect(record.preCopySkipped).toBe('kernel has no dirty-page tracking (CONFIG_MEM_SOFT_DIRTY); /proc/self/pagemap is missing');
+    expect(record.preCopyMethod).toBeUndefined();
     expect(effects.effects()).not.toContain('preCopyRound');
   });
 

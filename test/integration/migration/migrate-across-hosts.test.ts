@@ -1,6 +1,8 @@
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { requireCriu as requireCriuInstallation } from '../../../host-agent/checkpoint/criu';
+import { CriuCheckpointer } from '../../../host-agent/checkpoint/criu-checkpointer';
 import { MigrationDriver } from '../../../host-agent/migration/migration-driver';
 import { MigrationJournal } from '../../../host-agent/migration/migration-journal';
 import { detectCgroupDriver } from '../../../host-agent/cgroups/detect';
@@ -98,6 +100,35 @@ describePrivileged('live migration between test hosts (netns, real CRIU)', [requ
     process.kill(pid, 'SIGUSR1');
     const after = await waitFor('the digest after migration', () => (existsSync(`${state}.sha256`) ? readFileSync(`${state}.sha256`, 'utf8') : ''), (d) => d.length === 64);
     expect(after).toBe(digest);
+  });
+
+  it('pre-copies 256 MiB while the shard runs, then sends only what changed after the freeze: memory intact, counting on', async () => {
+    const { source, destination, state, migrationDriver } = await setUp('precopy-0', 256);
+    const digest = readFileSync(`${state}.sha256`, 'utf8');
+    const kernelTracksDirtyPages = (await new CriuCheckpointer(await requireCriuInstallation()).supportsPreCopy()).ok;
+    await waitFor('the counter to pass 20', () => readCounter(state), (n) => n > 20);
+    const before = readCounter(state);
+
+    const record = await migrationDriver.migrate({ id: 'mig-precopy', fleet: 'e2e', shardId: 'precopy-0', applicationId: 'counter', source: 'host-1', destination: 'host-2', preCopy: true });
+
+    expect(record.state).toBe('done');
+    // CRIU's own pre-dumps where the kernel tracks dirty pages, else the page-content shadow.
+    expect(record.preCopyMethod).toBe(kernelTracksDirtyPages ? 'criu' : 'shadow');
+    expect(record.rounds.length).toBeGreaterThanOrEqual(2);
+    expect(record.rounds[0]!.bytes).toBeGreaterThan(256 * 2 ** 20); // the first round sends everything
+    const preCopied = record.rounds.reduce((sum, r) => sum + r.bytes, 0);
+    const afterFreeze = (record.bytesSent ?? 0) - preCopied;
+    expect(afterFreeze).toBeLessThan(16 * 2 ** 20); // the idle 256 MiB are not sent again while frozen
+    expect(afterFreeze).toBeGreaterThan(0);
+    expect(await source.driver.exists('precopy-0')).toBe(false);
+    const pid = namespaceInitPid({ pids: () => pidsOf(destination.procsFiles('precopy-0')) })!;
+    const after = readCounter(state);
+    expect(after).toBeGreaterThanOrEqual(before);
+    await waitFor('the migrated counter to advance', () => readCounter(state), (n) => n > after + 20);
+    rmSync(`${state}.sha256`);
+    process.kill(pid, 'SIGUSR1');
+    const digestAfter = await waitFor('the digest after migration', () => (existsSync(`${state}.sha256`) ? readFileSync(`${state}.sha256`, 'utf8') : ''), (d) => d.length === 64);
+    expect(digestAfter).toBe(digest);
   });
 
   it('aborts when the destination is out of capacity: the shard keeps running on the source only', async () => {

@@ -1,0 +1,300 @@
+/**
+ * Shadow pre-copy: pre-copy for kernels without dirty-page tracking (no CONFIG_MEM_SOFT_DIRTY,
+ * where `criu pre-dump` cannot run), by comparing page contents instead of page-table bits.
+ *
+ * - Each pre-copy round reads the shard's memory while it runs (process-memory.ts) into a local
+ *   *shadow* per process (`shadow-<pid in its namespace>.img`, its pages back to back in address
+ *   order) and sends it as a CRIU memory image of that round: `pagemap-<pid>.img` and
+ *   `pages-<pid>.img`. Round 1 sends every page; a later round compares each page with the
+ *   previous round's shadow and sends only the pages that differ, marking the others
+ *   `PE_PARENT` ("in the parent image") — the chain `criu pre-dump` itself builds.
+ * - After the freeze CRIU dumps as usual; then each process's pages file is compared with its
+ *   last shadow, page by page at the addresses its pagemap lists, and rewritten to hold only
+ *   the pages that differ, its pagemap marking the rest `PE_PARENT`.
+ *
+ * The destination does nothing new: rounds arrive as image files (streamed, size and sha256
+ * checked), each later round linked to the one before as its `parent`, and `criu restore`
+ * reads unchanged pages from the parent images, as after CRIU's own pre-copy. Correctness
+ * rests on the final comparison alone: pages read while the shard ran may be torn or stale and
+ * are then sent again in the final image.
+ */
+import { closeSync, existsSync, linkSync, openSync, readdirSync, readFileSync, readlinkSync, readSync, renameSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+import { encodePagemap, inPagesFile, parsePagemap, PE_PARENT, PE_PRESENT, type PagemapEntry } from '../checkpoint/pagemap-image';
+import { pageSize, privatePageRuns, readPages, type PageExtent, type PageRun } from '../checkpoint/process-memory';
+import { readNsPids } from '../runner/proc-info';
+
+/** The last shadow of one process: where its pages are, locally, and which pages they are. */
+export interface Shadow {
+  /** The process's pid inside the shard's PID namespace (what CRIU names its images by). */
+  readonly vpid: number;
+  readonly round: number;
+  /** The source's local copy of every page read this round (never sent as such). */
+  readonly path: string;
+  /** The pages in that file, in order (file offsets are cumulative). */
+  readonly runs: readonly PageRun[];
+}
+
+export function shadowFileName(vpid: number): string {
+  return `shadow-${vpid}.img`;
+}
+
+/** Maps an address to its byte offset in a shadow file (binary search over its runs). */
+class ShadowIndex {
+  private readonly starts: number[] = [];
+  private readonly ends: number[] = [];
+  private readonly offsets: number[] = [];
+
+  constructor(runs: readonly PageRun[], size: number) {
+    let offset = 0;
+    for (const run of runs) {
+      this.starts.push(run.vaddr);
+      this.ends.push(run.vaddr + run.pages * size);
+      this.offsets.push(offset);
+      offset += run.pages * size;
+    }
+  }
+
+  /** Offset of the page at `vaddr`, or -1 when the shadow does not have it. */
+  offsetOf(vaddr: number): number {
+    let lo = 0;
+    let hi = this.starts.length - 1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1;
+      if (vaddr < (this.starts[mid] as number)) hi = mid - 1;
+      else if (vaddr >= (this.ends[mid] as number)) lo = mid + 1;
+      else return (this.offsets[mid] as number) + (vaddr - (this.starts[mid] as number));
+    }
+    return -1;
+  }
+}
+
+/**
+ * Writes one process's memory image relative to a base shadow: pages equal to the base's page
+ * at the same address become `PE_PARENT` entries, the others are appended to the pages file.
+ * Bounded memory: one extent and the base span it is compared with.
+ */
+class IncrementalPages {
+  readonly entries: PagemapEntry[] = [];
+  /** Bytes appended to the pages file. */
+  pagesBytes = 0;
+  private readonly size = pageSize();
+  private readonly baseBuffer: Buffer;
+
+  constructor(
+    private readonly pagesFd: number,
+    private readonly base: { fd: number; index: ShadowIndex } | undefined,
+    maxExtentBytes: number,
+  ) {
+    this.baseBuffer = Buffer.allocUnsafe(maxExtentBytes);
+  }
+
+  private entry(vaddr: number, pages: number, flags: number): void {
+    const last = this.entries[this.entries.length - 1];
+    if (last && last.flags === flags && last.vaddr + last.pages * this.size === vaddr) {
+      this.entries[this.entries.length - 1] = { vaddr: last.vaddr, pages: last.pages + pages, flags };
+    } else {
+      this.entries.push({ vaddr, pages, flags });
+    }
+  }
+
+  /** An entry without data in this image (a hole, or pages already in a parent): kept as it is. */
+  passThrough(entry: PagemapEntry): void {
+    this.entries.push(entry);
+  }
+
+  /** Pages with their content; `presentFlags` is what an entry of pages sent in this image carries. */
+  add(extent: PageExtent, presentFlags: number): void {
+    const { size } = this;
+    const parentFlags = (presentFlags & ~PE_PRESENT) | PE_PARENT;
+    const pages = extent.data.length / size;
+    let sendFrom = -1;
+    const send = (end: number) => {
+      if (sendFrom < 0) return;
+      const bytes = extent.data.subarray(sendFrom * size, end * size);
+      writeSync(this.pagesFd, bytes);
+      this.pagesBytes += bytes.length;
+      this.entry(extent.vaddr + sendFrom * size, end - sendFrom, presentFlags);
+      sendFrom = -1;
+    };
+    for (let i = 0; i < pages; ) {
+      const offset = this.base ? this.base.index.offsetOf(extent.vaddr + i * size) : -1;
+      if (offset < 0) {
+        if (sendFrom < 0) sendFrom = i;
+        i += 1;
+        continue;
+      }
+      // Pages consecutive in the base too: one read, then compared page by page.
+      let end = i + 1;
+      while (end < pages && this.base!.index.offsetOf(extent.vaddr + end * size) === offset + (end - i) * size) end += 1;
+      const got = readSync(this.base!.fd, this.baseBuffer, 0, (end - i) * size, offset);
+      for (let k = i; k < end; k += 1) {
+        const at = (k - i) * size;
+        if (at + size <= got && extent.data.compare(this.baseBuffer, at, at + size, k * size, (k + 1) * size) === 0) {
+          send(k);
+          this.entry(extent.vaddr + k * size, 1, parentFlags);
+        } else if (sendFrom < 0) {
+          sendFrom = k;
+        }
+      }
+      i = end;
+    }
+    send(pages);
+  }
+}
+
+/** What one shadow round wrote: the new shadow, and the image files to send for it. */
+export interface ShadowRound {
+  readonly shadow: Shadow;
+  /** File names in the round directory to upload: `pagemap-<vpid>.img`, `pages-<vpid>.img`. */
+  readonly upload: readonly string[];
+  /** Bytes of the pages sent this round: what changed since the previous round. */
+  readonly pagesBytes: number;
+}
+
+/**
+ * Reads the memory of one running process into `<dir>/shadow-<vpid>.img` and writes the
+ * round's image of it: every page (no previous shadow, or one from another round than the one
+ * before) or only the pages that differ from the previous shadow, whose local file is then
+ * removed (the next round compares with this one).
+ */
+export function captureShadow(opts: { pid: number; vpid: number; round: number; dir: string; previous?: Shadow }): ShadowRound {
+  const size = pageSize();
+  const shadowPath = join(opts.dir, shadowFileName(opts.vpid));
+  const pagesFile = `pages-${opts.vpid}.img`;
+  const pagemapFile = `pagemap-${opts.vpid}.img`;
+  const previous = opts.previous && opts.previous.round === opts.round - 1 && existsSync(opts.previous.path) ? opts.previous : undefined;
+  const runs = privatePageRuns(opts.pid);
+  const captured: PageRun[] = [];
+  const shadowFd = openSync(shadowPath, 'w');
+  // Without a base every page is sent: the pages file is the shadow itself (a second name).
+  const pagesFd = previous ? openSync(join(opts.dir, pagesFile), 'w') : undefined;
+  const baseFd = previous ? openSync(previous.path, 'r') : undefined;
+  let image: IncrementalPages | undefined;
+  try {
+    image = new IncrementalPages(pagesFd ?? shadowFd, previous ? { fd: baseFd as number, index: new ShadowIndex(previous.runs, size) } : undefined, 256 * size);
+    const pages = image;
+    readPages(opts.pid, runs, (extent) => {
+      if (pagesFd !== undefined) writeSync(shadowFd, extent.data);
+      pages.add(extent, PE_PRESENT);
+      const last = captured[captured.length - 1];
+      const count = extent.data.length / size;
+      if (last && last.vaddr + last.pages * size === extent.vaddr) captured[captured.length - 1] = { vaddr: last.vaddr, pages: last.pages + count };
+      else captured.push({ vaddr: extent.vaddr, pages: count });
+    });
+  } finally {
+    closeSync(shadowFd);
+    if (pagesFd !== undefined) closeSync(pagesFd);
+    if (baseFd !== undefined) closeSync(baseFd);
+  }
+  if (!previous) {
+    rmSync(join(opts.dir, pagesFile), { force: true });
+    linkSync(shadowPath, join(opts.dir, pagesFile));
+  } else {
+    rmSync(previous.path, { force: true });
+  }
+  writeFileSync(join(opts.dir, pagemapFile), encodePagemap({ pagesId: opts.vpid, entries: image.entries }));
+  return { shadow: { vpid: opts.vpid, round: opts.round, path: shadowPath, runs: captured }, upload: [pagemapFile, pagesFile], pagesBytes: image.pagesBytes };
+}
+
+/** What the final comparison changed in a dump directory. */
+export interface DumpDiff {
+  /** Per pages file: the bytes CRIU wrote and the bytes left after the comparison. */
+  readonly rewritten: readonly { readonly file: string; readonly dumpedBytes: number; readonly sentBytes: number }[];
+}
+
+/**
+ * Rewrites a finished dump relative to the shadows of `round` (its parent image): each
+ * process's pages file keeps only the pages that differ from its shadow, its pagemap marks the
+ * rest `PE_PARENT`. Processes without a shadow of that round keep their images as CRIU wrote them.
+ */
+export function diffDumpWithShadows(dumpDir: string, shadows: ReadonlyMap<number, Shadow>, round: number): DumpDiff {
+  const size = pageSize();
+  const extentPages = 256;
+  const chunk = Buffer.allocUnsafe(extentPages * size);
+  const rewritten: { file: string; dumpedBytes: number; sentBytes: number }[] = [];
+  for (const name of readdirSync(dumpDir).sort()) {
+    const match = /^pagemap-(\d+)\.img$/.exec(name);
+    if (!match) continue;
+    const shadow = shadows.get(Number(match[1]));
+    if (!shadow || shadow.round !== round || !existsSync(shadow.path)) continue;
+    const pagemapPath = join(dumpDir, name);
+    const pagemap = parsePagemap(readFileSync(pagemapPath), pagemapPath);
+    const pagesPath = join(dumpDir, `pages-${pagemap.pagesId}.img`);
+    if (!existsSync(pagesPath)) continue;
+    const dumpedBytes = statSync(pagesPath).size;
+    const partial = `${pagesPath}.partial`;
+    const pagesFd = openSync(pagesPath, 'r');
+    const outFd = openSync(partial, 'w');
+    const baseFd = openSync(shadow.path, 'r');
+    let image: IncrementalPages;
+    try {
+      image = new IncrementalPages(outFd, { fd: baseFd, index: new ShadowIndex(shadow.runs, size) }, chunk.length);
+      let at = 0;
+      for (const entry of pagemap.entries) {
+        if (!inPagesFile(entry)) {
+          image.passThrough(entry);
+          continue;
+        }
+        for (let page = 0; page < entry.pages; page += extentPages) {
+          const count = Math.min(extentPages, entry.pages - page);
+          const got = readSync(pagesFd, chunk, 0, count * size, at);
+          if (got !== count * size) throw new Error(`${pagesPath} ends at byte ${at + got}, its pagemap lists more pages`);
+          image.add({ vaddr: entry.vaddr + page * size, data: chunk.subarray(0, got) }, entry.flags);
+          at += got;
+        }
+      }
+      if (at !== dumpedBytes) throw new Error(`${pagesPath} holds ${dumpedBytes} bytes, its pagemap lists ${at}`);
+    } catch (error) {
+      rmSync(partial, { force: true });
+      throw error;
+    } finally {
+      closeSync(pagesFd);
+      closeSync(outFd);
+      closeSync(baseFd);
+    }
+    renameSync(partial, pagesPath);
+    writeFileSync(pagemapPath, encodePagemap({ pagesId: pagemap.pagesId, entries: image.entries }));
+    rewritten.push({ file: `pages-${pagemap.pagesId}.img`, dumpedBytes, sentBytes: image.pagesBytes });
+  }
+  return { rewritten };
+}
+
+/** The shadow pre-copy as the migration effects use it (faked in unit tests). */
+export interface ShadowPreCopy {
+  /** Whether this host can read a running process's memory map and pages. */
+  available(): { ok: true } | { ok: false; reason: string };
+  /** The processes CRIU dumps with `rootPid`: those of the shard's cgroup in its PID namespace, with their pid there. */
+  processes(rootPid: number, cgroupPids: readonly number[]): Promise<{ pid: number; vpid: number }[]>;
+  capture(opts: { pid: number; vpid: number; round: number; dir: string; previous?: Shadow }): ShadowRound;
+  diff(dumpDir: string, shadows: ReadonlyMap<number, Shadow>, round: number): DumpDiff;
+}
+
+export const systemShadowPreCopy: ShadowPreCopy = {
+  available() {
+    for (const file of ['/proc/self/pagemap', '/proc/self/mem']) {
+      if (!existsSync(file)) return { ok: false, reason: `${file} is missing (kernel without CONFIG_PROC_PAGE_MONITOR?), so memory cannot be compared either` };
+    }
+    return { ok: true };
+  },
+  async processes(rootPid, cgroupPids) {
+    const namespace = (pid: number) => {
+      try {
+        return readlinkSync(`/proc/${pid}/ns/pid`);
+      } catch {
+        return undefined;
+      }
+    };
+    const rootNamespace = namespace(rootPid);
+    const found: { pid: number; vpid: number }[] = [];
+    for (const pid of cgroupPids) {
+      if (rootNamespace === undefined || namespace(pid) !== rootNamespace) continue;
+      const nsPids = await readNsPids(pid);
+      const vpid = nsPids?.[nsPids.length - 1];
+      if (vpid !== undefined) found.push({ pid, vpid });
+    }
+    return found.sort((a, b) => a.vpid - b.vpid);
+  },
+  capture: captureShadow,
+  diff: diffDumpWithShadows,
+};
