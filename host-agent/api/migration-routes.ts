@@ -147,7 +147,7 @@ export const migrationRoutes =
           },
         });
         try {
-          await pipeline(request.body, measure, createWriteStream(partial));
+          await pipeline(request.body, measure, createWriteStream(partial, { highWaterMark: 8 << 20 }));
         } catch (error) {
           await rm(partial, { force: true });
           throw new MigrationError('TRANSFER_FAILED', `image file ${round}/${request.params.name} broke off after ${bytes} bytes: ${(error as Error).message}`);
