@@ -131,12 +131,16 @@ function allZero(page: Buffer): boolean {
   return true;
 }
 
+/** Lets the agent's event loop run (API, sampler) between two extents of a long read. */
+export const yieldToEventLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
 /**
  * Reads the content of `runs` from a running process, in bounded extents (never the whole
- * memory at once). Pages that cannot be read any more (unmapped meanwhile) and zero pages are
- * left out; `onExtent` sees only what was read, in address order.
+ * memory at once), yielding to the event loop after each. Pages that cannot be read any more
+ * (unmapped meanwhile) and zero pages are left out; `onExtent` sees only what was read, in
+ * address order.
  */
-export function readPages(pid: number, runs: readonly PageRun[], onExtent: (extent: PageExtent) => void): void {
+export async function readPages(pid: number, runs: readonly PageRun[], onExtent: (extent: PageExtent) => void): Promise<void> {
   const size = pageSize();
   const mem = openSync(`/proc/${pid}/mem`, 'r');
   const pagemap = openSync(`/proc/${pid}/pagemap`, 'r');
@@ -181,6 +185,7 @@ export function readPages(pid: number, runs: readonly PageRun[], onExtent: (exte
           if (!keep) flush(i);
         }
         flush(count);
+        await yieldToEventLoop();
       }
     }
   } finally {

@@ -110,7 +110,7 @@ export class CheckpointMigrationEffects implements MigrationEffects {
     const next = new Map<number, Shadow>();
     const upload: string[] = [];
     for (const { pid, vpid } of processes) {
-      const captured = this.shadow.capture({ pid, vpid, round, dir, previous: previous.get(vpid) });
+      const captured = await this.shadow.capture({ pid, vpid, round, dir, previous: previous.get(vpid) });
       next.set(vpid, captured.shadow);
       upload.push(...captured.upload);
     }
@@ -144,7 +144,7 @@ export class CheckpointMigrationEffects implements MigrationEffects {
     const shadows = this.shadows.get(record.id);
     if (this.method(record) === 'shadow' && shadows && record.rounds.length > 0) {
       // Only the pages that differ from the last round's shadow are left in the final image.
-      this.shadow.diff(this.dir(record, this.finalRound(record)), shadows, record.rounds.length);
+      await this.shadow.diff(this.dir(record, this.finalRound(record)), shadows, record.rounds.length);
     }
     return { bytes: await this.sendRound(record, this.finalRound(record)) };
   }

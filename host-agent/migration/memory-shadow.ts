@@ -21,7 +21,7 @@
 import { closeSync, existsSync, linkSync, openSync, readdirSync, readFileSync, readlinkSync, readSync, renameSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { encodePagemap, inPagesFile, parsePagemap, PE_PARENT, PE_PRESENT, type PagemapEntry } from '../checkpoint/pagemap-image';
-import { pageSize, privatePageRuns, readPages, type PageExtent, type PageRun } from '../checkpoint/process-memory';
+import { pageSize, privatePageRuns, readPages, yieldToEventLoop, type PageExtent, type PageRun } from '../checkpoint/process-memory';
 import { readNsPids } from '../runner/proc-info';
 
 /** The last shadow of one process: where its pages are, locally, and which pages they are. */
@@ -158,7 +158,7 @@ export interface ShadowRound {
  * before) or only the pages that differ from the previous shadow, whose local file is then
  * removed (the next round compares with this one).
  */
-export function captureShadow(opts: { pid: number; vpid: number; round: number; dir: string; previous?: Shadow }): ShadowRound {
+export async function captureShadow(opts: { pid: number; vpid: number; round: number; dir: string; previous?: Shadow }): Promise<ShadowRound> {
   const size = pageSize();
   const shadowPath = join(opts.dir, shadowFileName(opts.vpid));
   const pagesFile = `pages-${opts.vpid}.img`;
@@ -174,7 +174,7 @@ export function captureShadow(opts: { pid: number; vpid: number; round: number; 
   try {
     image = new IncrementalPages(pagesFd ?? shadowFd, previous ? { fd: baseFd as number, index: new ShadowIndex(previous.runs, size) } : undefined, 256 * size);
     const pages = image;
-    readPages(opts.pid, runs, (extent) => {
+    await readPages(opts.pid, runs, (extent) => {
       if (pagesFd !== undefined) writeSync(shadowFd, extent.data);
       pages.add(extent, PE_PRESENT);
       const last = captured[captured.length - 1];
@@ -208,7 +208,7 @@ export interface DumpDiff {
  * process's pages file keeps only the pages that differ from its shadow, its pagemap marks the
  * rest `PE_PARENT`. Processes without a shadow of that round keep their images as CRIU wrote them.
  */
-export function diffDumpWithShadows(dumpDir: string, shadows: ReadonlyMap<number, Shadow>, round: number): DumpDiff {
+export async function diffDumpWithShadows(dumpDir: string, shadows: ReadonlyMap<number, Shadow>, round: number): Promise<DumpDiff> {
   const size = pageSize();
   const extentPages = 256;
   const chunk = Buffer.allocUnsafe(extentPages * size);
@@ -242,6 +242,7 @@ export function diffDumpWithShadows(dumpDir: string, shadows: ReadonlyMap<number
           if (got !== count * size) throw new Error(`${pagesPath} ends at byte ${at + got}, its pagemap lists more pages`);
           image.add({ vaddr: entry.vaddr + page * size, data: chunk.subarray(0, got) }, entry.flags);
           at += got;
+          await yieldToEventLoop();
         }
       }
       if (at !== dumpedBytes) throw new Error(`${pagesPath} holds ${dumpedBytes} bytes, its pagemap lists ${at}`);
@@ -266,8 +267,8 @@ export interface ShadowPreCopy {
   available(): { ok: true } | { ok: false; reason: string };
   /** The processes CRIU dumps with `rootPid`: those of the shard's cgroup in its PID namespace, with their pid there. */
   processes(rootPid: number, cgroupPids: readonly number[]): Promise<{ pid: number; vpid: number }[]>;
-  capture(opts: { pid: number; vpid: number; round: number; dir: string; previous?: Shadow }): ShadowRound;
-  diff(dumpDir: string, shadows: ReadonlyMap<number, Shadow>, round: number): DumpDiff;
+  capture(opts: { pid: number; vpid: number; round: number; dir: string; previous?: Shadow }): Promise<ShadowRound>;
+  diff(dumpDir: string, shadows: ReadonlyMap<number, Shadow>, round: number): Promise<DumpDiff>;
 }
 
 export const systemShadowPreCopy: ShadowPreCopy = {

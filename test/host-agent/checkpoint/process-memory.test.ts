@@ -1,6 +1,7 @@
 import { accessSync, constants } from 'node:fs';
 import { dumpableRegions, pageSize, parseMaps, privatePageRuns, readPages, type PageRun } from '../../../host-agent/checkpoint/process-memory';
 import { startMemoryChild, type MemoryChild } from '../../helpers/memory-child';
+import { describePrivileged } from '../../helpers/privileged';
 
 const MAPS = `55d0c6a00000-55d0c6a2d000 r--p 00000000 fe:01 1055 /usr/bin/python3.11
 55d0c6a2d000-55d0c6d00000 r-xp 0002d000 fe:01 1055 /usr/bin/python3.11
@@ -13,14 +14,14 @@ const MAPS = `55d0c6a00000-55d0c6a2d000 r--p 00000000 fe:01 1055 /usr/bin/python
 ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0 [vsyscall]
 `;
 
-const canReadKpageflags = (() => {
+const requireKpageflags = () => {
   try {
     accessSync('/proc/kpageflags', constants.R_OK);
-    return true;
+    return undefined;
   } catch {
-    return false;
+    return 'needs read access to /proc/kpageflags (root) to tell the zero page';
   }
-})();
+};
 
 function pagesIn(runs: readonly PageRun[], from: number, count: number): number {
   let found = 0;
@@ -49,10 +50,10 @@ describe('reading a running process the way CRIU dumps it', () => {
       expect(pagesIn(privatePageRuns(child.pid), child.data, 64)).toBe(64);
     });
 
-    it('reads their content while it runs, in address order, in bounded extents', () => {
+    it('reads their content while it runs, in address order, in bounded extents', async () => {
       const seen = new Map<number, Buffer>();
       let last = -1;
-      readPages(child.pid, privatePageRuns(child.pid), (extent) => {
+      await readPages(child.pid, privatePageRuns(child.pid), (extent) => {
         expect(extent.vaddr).toBeGreaterThan(last);
         expect(extent.data.length % pageSize()).toBe(0);
         expect(extent.data.length).toBeLessThanOrEqual(256 * pageSize());
@@ -62,13 +63,15 @@ describe('reading a running process the way CRIU dumps it', () => {
       for (let page = 0; page < 64; page += 1) expect(seen.get(child.data + page * pageSize())).toEqual(child.initial(page));
     });
 
-    (canReadKpageflags ? it : it.skip)('leaves out pages that are the kernel zero page (read, never written), as CRIU does', () => {
-      const runs = privatePageRuns(child.pid);
-      expect(pagesIn(runs, child.zero, 8)).toBe(8); // present in the page tables...
-      const read: number[] = [];
-      readPages(child.pid, runs, (extent) => read.push(...Array.from({ length: extent.data.length / pageSize() }, (_, i) => extent.vaddr + i * pageSize())));
-      expect(read.filter((v) => v >= child.zero && v < child.zero + 8 * pageSize())).toEqual([]); // ...but never read into a shadow
-      expect(read.filter((v) => v >= child.data && v < child.data + 64 * pageSize())).toHaveLength(64);
+    describePrivileged('with /proc/kpageflags', [requireKpageflags], () => {
+      it('leaves out pages that are the kernel zero page (read, never written), as CRIU does', async () => {
+        const runs = privatePageRuns(child.pid);
+        expect(pagesIn(runs, child.zero, 8)).toBe(8); // present in the page tables...
+        const read: number[] = [];
+        await readPages(child.pid, runs, (extent) => read.push(...Array.from({ length: extent.data.length / pageSize() }, (_, i) => extent.vaddr + i * pageSize())));
+        expect(read.filter((v) => v >= child.zero && v < child.zero + 8 * pageSize())).toEqual([]); // ...but never read into a shadow
+        expect(read.filter((v) => v >= child.data && v < child.data + 64 * pageSize())).toHaveLength(64);
+      });
     });
   });
 

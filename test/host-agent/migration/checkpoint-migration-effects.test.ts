@@ -11,7 +11,7 @@ function fakeShadow(calls: string[], available = true): ShadowPreCopy {
   return {
     available: () => (available ? { ok: true } : { ok: false, reason: '/proc/self/pagemap is missing' }),
     processes: async (rootPid, pids) => (calls.push(`shadow.processes ${rootPid} ${pids.join(',')}`), [{ pid: 4242, vpid: 1 }, { pid: 4243, vpid: 2 }]),
-    capture: ({ pid, vpid, round, dir, previous }) => {
+    capture: async ({ pid, vpid, round, dir, previous }) => {
       calls.push(`shadow.capture ${pid} ${vpid} round ${round} previous ${previous ? previous.round : '-'}`);
       writeFileSync(join(dir, `shadow-${vpid}.img`), Buffer.alloc(50));
       writeFileSync(join(dir, `pagemap-${vpid}.img`), Buffer.alloc(3));
@@ -19,7 +19,7 @@ function fakeShadow(calls: string[], available = true): ShadowPreCopy {
       const shadow: Shadow = { vpid, round, path: join(dir, `shadow-${vpid}.img`), runs: [] };
       return { shadow, upload: [`pagemap-${vpid}.img`, `pages-${vpid}.img`], pagesBytes: round === 1 ? 50 : 7 };
     },
-    diff: (dumpDir, shadows, round) => {
+    diff: async (dumpDir, shadows, round) => {
       calls.push(`shadow.diff ${[...shadows.keys()].join(',')} against round ${round}`);
       writeFileSync(join(dumpDir, 'pages-1.img'), Buffer.alloc(2));
       return { rewritten: [{ file: 'pages-1.img', dumpedBytes: 10, sentBytes: 2 }] };

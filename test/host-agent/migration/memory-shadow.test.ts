@@ -45,7 +45,7 @@ describe('shadow pre-copy: rounds while the shard runs', () => {
     const round2 = join(dir.path, '2');
     mkdirSync(round1);
     mkdirSync(round2);
-    const first = captureShadow({ pid: child.pid, vpid: 1, round: 1, dir: round1 });
+    const first = await captureShadow({ pid: child.pid, vpid: 1, round: 1, dir: round1 });
     expect(first.upload).toEqual(['pagemap-1.img', 'pages-1.img']);
     const firstMap = parsePagemap(readFileSync(join(round1, 'pagemap-1.img')));
     expect(firstMap.pagesId).toBe(1);
@@ -57,7 +57,7 @@ describe('shadow pre-copy: rounds while the shard runs', () => {
     await child.write(5, 0xee);
     await child.write(6, 0xef);
     await child.write(100, 0xf0);
-    const second = captureShadow({ pid: child.pid, vpid: 1, round: 2, dir: round2, previous: first.shadow });
+    const second = await captureShadow({ pid: child.pid, vpid: 1, round: 2, dir: round2, previous: first.shadow });
     const secondMap = parsePagemap(readFileSync(join(round2, 'pagemap-1.img')));
     const flags = flagsOf(secondMap.entries, child.data, 128);
     expect(flags.map((f, i) => (f === PE_PRESENT ? i : -1)).filter((i) => i >= 0)).toEqual([5, 6, 100]);
@@ -98,7 +98,7 @@ describe('shadow pre-copy: the final dump', () => {
     return dump;
   }
 
-  it('keeps only the pages that differ from the shadow; the others point to the parent image, holes stay holes', () => {
+  it('keeps only the pages that differ from the shadow; the others point to the parent image, holes stay holes', async () => {
     const root = join(dir.path, 'a');
     const shadow = shadowOf(root);
     const dump = dumpOf(root, [page(1), page(0x99), page(3), page(4), page(5), page(6), page(7)], [
@@ -106,7 +106,7 @@ describe('shadow pre-copy: the final dump', () => {
       { vaddr: 0x20000, pages: 3, flags: PE_PRESENT }, // 0x22000 is new since the shadow
       { vaddr: 0x30000, pages: 2, flags: 0 },
     ]);
-    const diff = diffDumpWithShadows(dump, new Map([[1, shadow]]), 2);
+    const diff = await diffDumpWithShadows(dump, new Map([[1, shadow]]), 2);
     expect(diff.rewritten).toEqual([{ file: 'pages-4.img', dumpedBytes: 7 * PAGE, sentBytes: 2 * PAGE }]);
     const pagemap = parsePagemap(readFileSync(join(dump, 'pagemap-1.img')));
     expect(pagemap).toEqual({
@@ -124,19 +124,19 @@ describe('shadow pre-copy: the final dump', () => {
     expect(readFileSync(join(dump, 'core-1.img'), 'utf8')).toBe('core');
   });
 
-  it('leaves a dump alone when the only shadow is of another round than the parent image', () => {
+  it('leaves a dump alone when the only shadow is of another round than the parent image', async () => {
     const root = join(dir.path, 'b');
     const shadow = shadowOf(root, 1);
     const dump = dumpOf(root, [page(1)], [{ vaddr: 0x10000, pages: 1, flags: PE_PRESENT }]);
-    expect(diffDumpWithShadows(dump, new Map([[1, shadow]]), 2).rewritten).toEqual([]);
+    expect((await diffDumpWithShadows(dump, new Map([[1, shadow]]), 2)).rewritten).toEqual([]);
     expect(statSync(join(dump, 'pages-4.img')).size).toBe(PAGE);
   });
 
-  it('refuses a pages file shorter than its pagemap and leaves the dump as CRIU wrote it', () => {
+  it('refuses a pages file shorter than its pagemap and leaves the dump as CRIU wrote it', async () => {
     const root = join(dir.path, 'c');
     const shadow = shadowOf(root);
     const dump = dumpOf(root, [page(1)], [{ vaddr: 0x10000, pages: 2, flags: PE_PRESENT }]);
-    expect(() => diffDumpWithShadows(dump, new Map([[1, shadow]]), 2)).toThrow(`${join(dump, 'pages-4.img')} ends at byte ${PAGE}, its pagemap lists more pages`);
+    await expect(diffDumpWithShadows(dump, new Map([[1, shadow]]), 2)).rejects.toThrow(`${join(dump, 'pages-4.img')} ends at byte ${PAGE}, its pagemap lists more pages`);
     expect(readFileSync(join(dump, 'pages-4.img'))).toEqual(page(1));
     expect(parsePagemap(readFileSync(join(dump, 'pagemap-1.img'))).entries).toEqual([{ vaddr: 0x10000, pages: 2, flags: PE_PRESENT }]);
     expect(existsSync(join(dump, 'pages-4.img.partial'))).toBe(false);
