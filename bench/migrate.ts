@@ -29,6 +29,8 @@ interface Run {
   rounds: number;
   floor_ms: number;
   precopy_skipped?: string;
+  /** How pre-copy found changed pages: `criu` (soft-dirty pre-dumps) or `shadow` (page contents). */
+  precopy_method?: string;
   /** Where the downtime went: each step from its journal entry to the next. */
   steps_ms: { freeze: number; dump: number; transfer: number; restore: number };
 }
@@ -88,6 +90,7 @@ async function main(): Promise<void> {
             floor_ms: floor,
             steps_ms: stepsMs(record.history),
             ...(summary.preCopySkipped ? { precopy_skipped: summary.preCopySkipped } : {}),
+            ...(summary.preCopyMethod ? { precopy_method: summary.preCopyMethod } : {}),
           });
           await removeOwnerPrefix(ownerPrefix, ['host-1', 'host-2']);
         }
@@ -109,7 +112,13 @@ async function main(): Promise<void> {
   }
   for (const r of runs) {
     const s = r.steps_ms;
-    console.log(`${r.mib} MiB${r.precopy ? ' pre-copy' : ''}: freeze ${s.freeze} ms, dump ${s.dump} ms, transfer (hash + stream + verify) ${s.transfer} ms, restore ${s.restore} ms`);
+    const transfer = r.precopy_method === 'shadow' ? 'transfer (compare with the shadow + hash + stream + verify)' : 'transfer (hash + stream + verify)';
+    console.log(`${r.mib} MiB${r.precopy ? ` pre-copy (${r.precopy_method ?? 'skipped'})` : ''}: freeze ${s.freeze} ms, dump ${s.dump} ms, ${transfer} ${s.transfer} ms, restore ${s.restore} ms`);
+  }
+  for (const mib of SIZES) {
+    const plain = runs.find((r) => r.mib === mib && !r.precopy);
+    const pre = runs.find((r) => r.mib === mib && r.precopy);
+    if (plain && pre && pre.rounds > 0) console.log(`${mib} MiB: pre-copy cuts downtime ${(plain.downtime_ms / Math.max(pre.downtime_ms, 1)).toFixed(2)}x (${plain.downtime_ms} -> ${pre.downtime_ms} ms)`);
   }
   const skipped = runs.find((r) => r.precopy_skipped)?.precopy_skipped;
   if (skipped) console.log(`pre-copy was asked for but skipped: ${skipped}`);
