@@ -17,8 +17,17 @@
  * run), the pair with the fewest rolling violations answers. Until a day of points is scored, the
  * baseline answers.
  * `capByBaseline = false` drops the vpa cap (calibrated at q only; `auto-calibrated` in backtests).
+ *
+ * Besides each model's own settings, every price k also has a **blend** pair: the equal-weight
+ * mean of every candidate's answer at that setting (the ratio models at price k, `vpa` at q).
+ * Averaging the quantile forecasts of models whose errors are not perfectly correlated
+ * (Vincentization; Lichtendahl, Grushka-Cockayne & Winkler, "Is it better to average
+ * probabilities or quantiles?", Management Science 2013) gives a sharper forecast than the
+ * members at a like violation rate; equal weights because estimated combination weights rarely
+ * beat them (the forecast-combination puzzle: Clemen 1989; Stock & Watson 2004). The blend is
+ * scored and selected like any other pair, so it answers only where it has done better.
  * Work per sample: one update per candidate, one percentile read per level of vpa and one
- * histogram tail walk per ratio model for all prices together: constant.
+ * histogram tail walk per ratio model for all prices together, and one mean per blend: constant.
  */
 import { horizonSteps, type DemandModel, type ModelOptions, type ModelState, type ResourceSample } from './demand-model';
 import { ConditionalRatioModel } from './conditional-ratio-model';
@@ -36,10 +45,16 @@ export const LEVEL_FACTORS = [1, 0.9, 0.8, 0.7, 0.6, 0.5, 0.42, 0.35, 0.3, 0.25,
 export const COST_FACTORS = [2.5, 3.5, 5, 7, 10, 14, 20, 28, 40, 56, 80, 113, 160, 226, 320, 452, 640] as const;
 
 interface Pair {
+  /** The candidate model; -1 for a blend (every candidate). */
   readonly candidate: number;
-  readonly kind: 'level' | 'cost';
+  readonly kind: 'level' | 'cost' | 'blend';
   readonly factor: number;
+  /** For a blend: the pairs it averages (each candidate's pair at this setting). */
+  readonly members?: readonly number[];
 }
+
+/** The name `selection` reports for a blend pair. */
+export const BLEND = 'blend';
 export const SELECTION_HALF_LIFE_SECONDS = 7 * 86400;
 export const TARGET_HALF_LIFE_SECONDS = 30 * 86400;
 const MIN_SCORED_SECONDS = 86400;
@@ -127,6 +142,16 @@ export class AutoSelector implements DemandModel {
       if (candidate instanceof ConditionalRatioModel) for (const factor of COST_FACTORS) this.pairList.push({ candidate: c, kind: 'cost', factor });
       else for (const factor of LEVEL_FACTORS) this.pairList.push({ candidate: c, kind: 'level', factor });
     });
+    // Blends come after every single-model pair, so the indices of those are the same as in state
+    // saved before blends existed (fromJSON relies on it).
+    if (candidates.some((c) => c instanceof ConditionalRatioModel) && candidates.length > 1) {
+      for (const factor of COST_FACTORS) {
+        const members = candidates.map((candidate, c) =>
+          this.pairList.findIndex((p) => p.candidate === c && (candidate instanceof ConditionalRatioModel ? p.factor === factor : p.factor === 1)),
+        );
+        this.pairList.push({ candidate: -1, kind: 'blend', factor, members });
+      }
+    }
     this.pairs = this.pairList.length;
     this.stats = new Float64Array(this.pairs * STAT_FIELDS);
     this.pending = new Float64Array((this.steps + 1) * this.pairs).fill(NaN);
@@ -142,10 +167,25 @@ export class AutoSelector implements DemandModel {
     this.selected = this.baselineIndex;
   }
 
-  /** The pair answering now, e.g. `seasonal-peak` at violation price 40, or `vpa` at level factor 0.5. */
-  get selection(): { model: string; kind: 'level' | 'cost'; factor: number } {
+  /** The pair answering now, e.g. `seasonal-peak` at violation price 40, `vpa` at level factor 0.5, or `blend` at price 10. */
+  get selection(): { model: string; kind: 'level' | 'cost' | 'blend'; factor: number } {
     const pair = this.pairList[this.selected];
-    return { model: this.candidates[pair.candidate].name, kind: pair.kind, factor: pair.factor };
+    return { model: pair.kind === 'blend' ? BLEND : this.candidates[pair.candidate].name, kind: pair.kind, factor: pair.factor };
+  }
+
+  /** Every (model, setting) pair auto scores, in its internal order. */
+  get settings(): readonly { model: string; kind: 'level' | 'cost' | 'blend'; factor: number }[] {
+    return this.pairList.map((pair) => ({ model: pair.kind === 'blend' ? BLEND : this.candidates[pair.candidate].name, kind: pair.kind, factor: pair.factor }));
+  }
+
+  /** What the pair `settings[index]` answers now (the prediction auto would make if it were selected). */
+  predictSetting(index: number, quantile: number = this.quantile): number {
+    return this.predictPair(index, quantile);
+  }
+
+  /** The application's long-run mean level (the unit of violation prices). */
+  get priceUnit(): number {
+    return this.level;
   }
 
   update(sample: ResourceSample): void {
@@ -162,6 +202,7 @@ export class AutoSelector implements DemandModel {
     for (let pair = 0; pair < this.pairs; pair++) {
       const p = this.pairList[pair];
       if (p.kind === 'level') this.pending[i * this.pairs + pair] = this.predictPair(pair, this.quantile);
+      else if (p.kind === 'blend') this.pending[i * this.pairs + pair] = this.meanOf(p.members as readonly number[], (m) => this.pending[i * this.pairs + m]);
       else if (p.factor === COST_FACTORS[0]) {
         // All prices of one model in one walk.
         for (let k = 0; k < COST_FACTORS.length; k++) this.costs[k] = COST_FACTORS[k] * this.level;
@@ -178,8 +219,20 @@ export class AutoSelector implements DemandModel {
     return this.capByBaseline && this.baselinePoints > 0 ? Math.min(1 - this.quantile, this.baselineViolations / this.baselinePoints) : 1 - this.quantile;
   }
 
+  /** Mean of the members' answers; NaN when any member cannot answer (members precede their blend). */
+  private meanOf(members: readonly number[], answer: (pair: number) => number): number {
+    let sum = 0;
+    for (const m of members) {
+      const value = answer(m);
+      if (!(value >= 0)) return NaN;
+      sum += value;
+    }
+    return sum / members.length;
+  }
+
   private predictPair(index: number, quantile: number): number {
     const pair = this.pairList[index];
+    if (pair.kind === 'blend') return this.meanOf(pair.members as readonly number[], (m) => this.predictPair(m, quantile));
     const model = this.candidates[pair.candidate];
     if (pair.kind === 'level') return model.predict(this.options.horizonSeconds, 1 - (1 - quantile) * pair.factor);
     return (model as ConditionalRatioModel).predictAtCost(this.options.horizonSeconds, pair.factor * this.level);
@@ -257,7 +310,10 @@ export class AutoSelector implements DemandModel {
   }
 
   predict(horizonSeconds: number, quantile: number): number {
-    if (horizonSeconds !== this.options.horizonSeconds) return this.candidates[this.pairList[this.selected].candidate].predict(horizonSeconds, quantile);
+    if (horizonSeconds !== this.options.horizonSeconds) {
+      const pair = this.pairList[this.selected];
+      return this.candidates[pair.kind === 'blend' ? Math.max(0, this.candidates.findIndex((c) => c.name === this.baseline)) : pair.candidate].predict(horizonSeconds, quantile);
+    }
     return this.predictPair(this.selected, quantile);
   }
 
@@ -291,8 +347,11 @@ export class AutoSelector implements DemandModel {
   static fromJSON(state: AutoState): AutoSelector {
     const auto = new AutoSelector(state.options, state.candidates.map(modelFromJSON), state.quantile, state.baseline, state.capByBaseline);
     Object.assign(auto, { ring: SampleRing.fromJSON(state.ring) });
+    // State saved before blends existed has fewer pairs: they are a prefix of today's (blends come
+    // last), so their scores carry over and the blends start unscored.
+    const savedPairs = state.stats.length / STAT_FIELDS;
     state.stats.forEach((v, i) => (auto.stats[i] = v));
-    state.pending.forEach((v, i) => (auto.pending[i] = v === null ? NaN : v));
+    state.pending.forEach((v, i) => (auto.pending[Math.floor(i / savedPairs) * auto.pairs + (i % savedPairs)] = v === null ? NaN : v));
     state.pendingSteps.forEach((v, i) => (auto.pendingSteps[i] = v < 0 ? NaN : v));
     auto.selected = state.selected;
     auto.level = state.level ?? NaN;

@@ -1,4 +1,5 @@
-import { AutoSelector } from '../../src/predictor/auto-selector';
+import { AutoSelector, COST_FACTORS, type AutoState } from '../../src/predictor/auto-selector';
+import { ConditionalRatioModel } from '../../src/predictor/conditional-ratio-model';
 import { backtestSeries, DEFAULT_WARMUP_SECONDS } from '../../src/predictor/backtest';
 import type { ModelOptions } from '../../src/predictor/demand-model';
 import { createModel, MODEL_NAMES } from '../../src/predictor/model-registry';
@@ -112,5 +113,46 @@ describe('auto selection', () => {
       expect(restored.predict(900, 0.95)).toBe(original.predict(900, 0.95));
       expect(restored.selection).toEqual(original.selection);
     }
+  });
+
+  it('scores an equal-weight blend of every model at each price: the mean of the ratio models at that price and vpa at q', () => {
+    const candidates = MODEL_NAMES.map((n) => createModel(n, options));
+    const model = new AutoSelector(options, candidates, 0.95);
+    const values = bursty(5, 9);
+    values.forEach((v, i) => model.update({ atSeconds: START_SECONDS + i * INTERVAL, value: v }));
+    const blends = model.settings.map((s, index) => ({ ...s, index })).filter((s) => s.kind === 'blend');
+    expect(blends.map((b) => b.factor)).toEqual([...COST_FACTORS]);
+    for (const blend of blends) {
+      const answers = candidates.map((c) =>
+        c instanceof ConditionalRatioModel ? c.predictAtCost(900, blend.factor * model.priceUnit) : c.predict(900, 0.95),
+      );
+      const mean = answers.reduce((a, b) => a + b, 0) / answers.length;
+      expect(mean).toBeGreaterThan(0);
+      expect(model.predictSetting(blend.index)).toBeCloseTo(mean, 9);
+    }
+  });
+
+  it('loads state saved before blends existed: the single-model scores carry over and the blends start unscored', () => {
+    const values = bursty(8, 10);
+    const original = auto(options);
+    for (let i = 0; i < 9 * DAY_STEPS; i++) original.update({ atSeconds: START_SECONDS + i * INTERVAL, value: values[i] });
+    const state = JSON.parse(JSON.stringify(original.toJSON())) as AutoState;
+    const pairs = original.settings.length;
+    const single = original.settings.filter((s) => s.kind !== 'blend').length;
+    // The layout of round 2: no blend pairs, pending rows `single` wide.
+    const old: AutoState = {
+      ...state,
+      stats: state.stats.slice(0, single * 4),
+      pending: state.pending.filter((_, i) => i % pairs < single),
+      selected: original.settings.findIndex((s) => s.model === 'vpa'),
+    };
+    const restored = AutoSelector.fromJSON(old);
+    const saved = restored.toJSON();
+    expect(saved.stats.slice(0, single * 4)).toEqual(state.stats.slice(0, single * 4));
+    expect(saved.stats.slice(single * 4).every((v) => v === 0)).toBe(true);
+    expect(saved.pending.filter((_, i) => i % pairs < single)).toEqual(old.pending);
+    for (let i = 9 * DAY_STEPS; i < values.length; i++) restored.update({ atSeconds: START_SECONDS + i * INTERVAL, value: values[i] });
+    expect(restored.toJSON().stats.slice(single * 4).some((v) => v > 0)).toBe(true);
+    expect(restored.predict(900, 0.95)).toBeGreaterThan(0);
   });
 });
