@@ -207,6 +207,7 @@ export class Agent implements DrainControl {
     await this.sampler?.stop();
     await this.reconciles.idle();
     await this.kernel?.manager.close();
+    this.kernel?.driver.close();
     await this.events?.flush();
     await this.stores?.close();
     this.logger.info('agent stopped; shards keep running');

@@ -231,6 +231,9 @@ export class ShardKeeper implements ShardManager, ShardHandover, RestartHandover
       if (existed) await this.driver.remove(shardId);
       await this.records.delete(shardId);
       this.supervisors.delete(shardId);
+      // Last, once no sampler pass or API request can ask for it any more (they read the shards
+      // in status()): whatever a reading opened while the removal was under way is closed too.
+      this.driver.forget(shardId);
       if (existed) s.emit('removed');
     });
   }

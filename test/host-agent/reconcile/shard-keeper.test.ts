@@ -140,6 +140,20 @@ describe('ShardKeeper (fake driver and launcher)', () => {
     expect(sink.ofType('exited', 'web-0')[0]?.detail).toMatchObject({ signal: 'SIGKILL', oomKilled: true });
   });
 
+  it('has the driver forget a shard it removed, cgroup or not, once the shard has left its status', async () => {
+    const k = keeper();
+    await k.start();
+    await k.apply([desired('web-0'), desired('web-1')]);
+    driver.cgroups.delete('web-1');
+    const forget = jest.spyOn(driver, 'forget').mockImplementation((id) => {
+      expect(k.status().map((s) => s.shardId)).not.toContain(id);
+      driver.forgotten.push(id);
+    });
+    await k.apply([]);
+    expect(driver.forgotten.sort()).toEqual(['web-0', 'web-1']);
+    forget.mockRestore();
+  });
+
   it('resizes in place: same pid, limits written, resized event', async () => {
     const k = keeper();
     await k.start();
