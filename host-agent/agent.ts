@@ -147,6 +147,7 @@ export class Agent implements DrainControl {
       shards: () => this.kernel.manager.status(),
       metrics: this.metrics,
       logger,
+      onReading: (shardId, usage, atSeconds) => this.kernel.manager.noteOomKills?.(shardId, usage.oomKills, atSeconds),
     });
     this.sampler.start(
       () => this.plan()?.agent.sampleIntervalSeconds ?? 5,
