@@ -184,7 +184,12 @@ export const fsKeptFileIo: KeptFileIo = {
  * driver calls it when the shard is removed or forgotten.
  */
 export class KeptShardFileReader implements ShardFileReader {
-  private readonly kept = new Map<string, number>();
+  /**
+   * Descriptors by hierarchy key, then file name: both are the dialect's string constants, so a
+   * lookup hashes no new string, and a file's path is only built to open it or name it in an error.
+   */
+  private readonly kept = new Map<string, Map<string, number>>();
+  private keptCount = 0;
 
   constructor(
     readonly shardId: string,
@@ -198,44 +203,45 @@ export class KeptShardFileReader implements ShardFileReader {
   }
 
   optional(hierarchy: string, file: string): string | undefined {
-    const path = this.path(hierarchy, file);
     try {
-      return this.read(path);
+      return this.read(hierarchy, file);
     } catch (cause) {
       if (ABSENT.has((cause as NodeJS.ErrnoException).code ?? '')) return undefined;
-      throw readFailed(this.shardId, path, cause);
+      throw readFailed(this.shardId, this.path(hierarchy, file), cause);
     }
   }
 
   required(hierarchy: string, file: string): string {
-    const path = this.path(hierarchy, file);
     try {
-      return this.read(path);
+      return this.read(hierarchy, file);
     } catch (cause) {
-      throw missingShardOr(this.shardId, this.dirs[hierarchy], readFailed(this.shardId, path, cause));
+      throw missingShardOr(this.shardId, this.dirs[hierarchy], readFailed(this.shardId, this.path(hierarchy, file), cause));
     }
   }
 
   /** Files held open now. */
   get openFiles(): number {
-    return this.kept.size;
+    return this.keptCount;
   }
 
   /** Closes every file kept open for the shard; the next read opens them again. */
   close(): void {
-    for (const fd of this.kept.values()) {
-      try {
-        this.io.close(fd);
-      } catch {
-        // EBADF cannot happen for a descriptor only this reader holds; nothing else to do.
+    for (const files of this.kept.values()) {
+      for (const fd of files.values()) {
+        try {
+          this.io.close(fd);
+        } catch {
+          // EBADF cannot happen for a descriptor only this reader holds; nothing else to do.
+        }
       }
     }
-    this.budget.give(this.kept.size);
+    this.budget.give(this.keptCount);
+    this.keptCount = 0;
     this.kept.clear();
   }
 
-  private read(path: string): string {
-    const kept = this.kept.get(path);
+  private read(hierarchy: string, file: string): string {
+    const kept = this.kept.get(hierarchy)?.get(file);
     if (kept !== undefined) {
       try {
         return this.readFromStart(kept);
@@ -244,7 +250,7 @@ export class KeptShardFileReader implements ShardFileReader {
         this.close();
       }
     }
-    const fd = this.io.open(path);
+    const fd = this.io.open(this.path(hierarchy, file));
     let text: string;
     try {
       text = this.readFromStart(fd);
@@ -252,9 +258,16 @@ export class KeptShardFileReader implements ShardFileReader {
       this.io.close(fd);
       throw err;
     }
-    if (this.budget.take()) this.kept.set(path, fd);
+    if (this.budget.take()) this.keep(hierarchy, file, fd);
     else this.io.close(fd);
     return text;
+  }
+
+  private keep(hierarchy: string, file: string, fd: number): void {
+    let files = this.kept.get(hierarchy);
+    if (files === undefined) this.kept.set(hierarchy, (files = new Map()));
+    files.set(file, fd);
+    this.keptCount += 1;
   }
 
   private readFromStart(fd: number): string {
