@@ -56,8 +56,10 @@ export function createAgentKernel(options: { ownerPrefix: string; cgroupRoot?: s
   return async (ctx: { hostId: string; stateDir: string; events: ShardEventSink; logger: AgentLogger }): Promise<AgentKernel> => {
     const driver = detectCgroupDriver({ hostId: ctx.hostId, ownerPrefix: options.ownerPrefix, ...(options.cgroupRoot ? { root: options.cgroupRoot } : {}) });
     // The keeper's tick (adopted-run exits, OOM counters, log caps) every 2 s rather than 1 s:
-    // at 200 shards each tick is ~400 cgroup/log file reads, and exits of runs this agent
-    // started arrive as child events anyway. OOM and adopted exits are seen within 2 s.
+    // exits of runs this agent started arrive as child events anyway, and adopted exits are
+    // seen within 2 s. The OOM counter comes from the sampler's reading while that is at most
+    // 5 ticks (10 s) old, and idle logs are checked every 5 ticks, so an idle host's tick
+    // reads next to nothing (docs/agent.md "Benchmark").
     const manager = new ShardKeeper({
       driver,
       sink: ctx.events,

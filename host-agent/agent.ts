@@ -147,6 +147,7 @@ export class Agent implements DrainControl {
       shards: () => this.kernel.manager.status(),
       metrics: this.metrics,
       logger,
+      onReading: (shardId, usage, atSeconds) => this.kernel.manager.noteOomKills?.(shardId, usage.oomKills, atSeconds),
     });
     this.sampler.start(
       () => this.plan()?.agent.sampleIntervalSeconds ?? 5,
@@ -207,6 +208,7 @@ export class Agent implements DrainControl {
     await this.sampler?.stop();
     await this.reconciles.idle();
     await this.kernel?.manager.close();
+    this.kernel?.driver.close();
     await this.events?.flush();
     await this.stores?.close();
     this.logger.info('agent stopped; shards keep running');

@@ -8,6 +8,7 @@ import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseFailed, readFailed, shardNotFound, writeFailed } from '../errors';
 import { ParseError } from './cgroup-parse';
+import type { OpenFileBudget } from './open-file-budget';
 
 /**
  * One write to one interface file of a shard (containerd/cgroups `cgroup2.Value`): the
@@ -131,14 +132,153 @@ export function shardFileReader(shardId: string, dirs: Readonly<Record<string, s
       try {
         return readRequired(shardId, path(hierarchy, file));
       } catch (err) {
-        // A missing file in a missing directory is a missing shard: checked only on failure,
-        // so the sampler's reads cost no extra stat per shard.
-        const dir = dirs[hierarchy];
-        if (dir !== undefined && !existsSync(dir)) throw shardNotFound(shardId, dir);
-        throw err;
+        throw missingShardOr(shardId, dirs[hierarchy], err);
       }
     },
   };
+}
+
+/**
+ * A missing file in a missing directory is a missing shard: checked only once a read has
+ * failed, so the sampler's reads cost no extra stat per shard.
+ */
+function missingShardOr(shardId: string, dir: string | undefined, err: unknown): unknown {
+  return dir !== undefined && !existsSync(dir) ? shardNotFound(shardId, dir) : err;
+}
+
+/** The calls KeptShardFileReader makes: the filesystem by default; fixture-tree unit tests model kernfs with them. */
+export interface KeptFileIo {
+  open(path: string): number;
+  /** pread(2): up to buffer.length bytes from `position`, without moving the file offset. */
+  readAt(fd: number, buffer: Buffer, position: number): number;
+  close(fd: number): void;
+}
+
+export const fsKeptFileIo: KeptFileIo = {
+  open: (path) => openSync(path, constants.O_RDONLY),
+  readAt: (fd, target, position) => readSync(fd, target, 0, target.length, position),
+  close: (fd) => closeSync(fd),
+};
+
+/**
+ * A shard's reader that keeps each file it has read open and reads it again with one
+ * positioned read at offset 0: one pread(2) instead of a path lookup, open, read, read-to-EOF
+ * and close.
+ *
+ * Why that returns fresh numbers: cgroupfs is kernfs, whose reads go through seq_file, and
+ * seq_read_iter() resets its iterator when a read starts at offset 0 ("if request is to read
+ * from zero offset, reset iterator to first record"), so the file's ->show runs again. Every file
+ * usage() reads is a single-record file (cgroup_init_cftypes gives cgroup_kf_single_ops to every
+ * cftype without seq_start; only cgroup.procs, cgroup.threads and tasks have one), whose whole
+ * text comes back from one read when the buffer is large enough: a read shorter than the buffer
+ * is the whole file. Checked on this kernel for each file (test/integration/cgroups.test.ts).
+ *
+ * Why it fails cleanly: once the cgroup is removed, kernfs deactivates its files and a read on a
+ * descriptor still open fails with ENODEV (the directory may even exist again, recreated). Any
+ * failed kept read therefore closes every file of the shard and tries once more by path, which
+ * either reads the recreated cgroup or fails as the plain reader does (ENOENT, then
+ * SHARD_NOT_FOUND when the directory is gone).
+ *
+ * Descriptors come from a budget shared by the driver's readers (open-file-budget.ts); a file
+ * read when the budget is spent is closed again after the read. close() gives them back; the
+ * driver calls it when the shard is removed or forgotten.
+ */
+export class KeptShardFileReader implements ShardFileReader {
+  /**
+   * Descriptors by hierarchy key, then file name: both are the dialect's string constants, so a
+   * lookup hashes no new string, and a file's path is only built to open it or name it in an error.
+   */
+  private readonly kept = new Map<string, Map<string, number>>();
+  private keptCount = 0;
+
+  constructor(
+    readonly shardId: string,
+    private readonly dirs: Readonly<Record<string, string>>,
+    private readonly budget: OpenFileBudget,
+    private readonly io: KeptFileIo = fsKeptFileIo,
+  ) {}
+
+  path(hierarchy: string, file: string): string {
+    return `${this.dirs[hierarchy] ?? `<no ${hierarchy} hierarchy>`}/${file}`;
+  }
+
+  optional(hierarchy: string, file: string): string | undefined {
+    try {
+      return this.read(hierarchy, file);
+    } catch (cause) {
+      if (ABSENT.has((cause as NodeJS.ErrnoException).code ?? '')) return undefined;
+      throw readFailed(this.shardId, this.path(hierarchy, file), cause);
+    }
+  }
+
+  required(hierarchy: string, file: string): string {
+    try {
+      return this.read(hierarchy, file);
+    } catch (cause) {
+      throw missingShardOr(this.shardId, this.dirs[hierarchy], readFailed(this.shardId, this.path(hierarchy, file), cause));
+    }
+  }
+
+  /** Files held open now. */
+  get openFiles(): number {
+    return this.keptCount;
+  }
+
+  /** Closes every file kept open for the shard; the next read opens them again. */
+  close(): void {
+    for (const files of this.kept.values()) {
+      for (const fd of files.values()) {
+        try {
+          this.io.close(fd);
+        } catch {
+          // EBADF cannot happen for a descriptor only this reader holds; nothing else to do.
+        }
+      }
+    }
+    this.budget.give(this.keptCount);
+    this.keptCount = 0;
+    this.kept.clear();
+  }
+
+  private read(hierarchy: string, file: string): string {
+    const kept = this.kept.get(hierarchy)?.get(file);
+    if (kept !== undefined) {
+      try {
+        return this.readFromStart(kept);
+      } catch {
+        // ENODEV: the cgroup was removed (perhaps created again since): all its files went with it.
+        this.close();
+      }
+    }
+    const fd = this.io.open(this.path(hierarchy, file));
+    let text: string;
+    try {
+      text = this.readFromStart(fd);
+    } catch (err) {
+      this.io.close(fd);
+      throw err;
+    }
+    if (this.budget.take()) this.keep(hierarchy, file, fd);
+    else this.io.close(fd);
+    return text;
+  }
+
+  private keep(hierarchy: string, file: string, fd: number): void {
+    let files = this.kept.get(hierarchy);
+    if (files === undefined) this.kept.set(hierarchy, (files = new Map()));
+    files.set(file, fd);
+    this.keptCount += 1;
+  }
+
+  private readFromStart(fd: number): string {
+    let n = this.io.readAt(fd, buffer, 0);
+    // Interface files are ASCII (cgroup-v2.rst "Format"): latin1 decodes them without UTF-8 validation.
+    if (n < buffer.length) return buffer.toString('latin1', 0, n);
+    // Longer than the buffer (no usage file is): read on from where the first read ended.
+    let text = buffer.toString('latin1', 0, n);
+    for (let at = n; (n = this.io.readAt(fd, buffer, at)) > 0; at += n) text += buffer.toString('latin1', 0, n);
+    return text;
+  }
 }
 
 /** Reads and parses one file, turning a parse failure into CGROUP_PARSE_FAILED naming shard and file. */

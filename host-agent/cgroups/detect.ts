@@ -19,10 +19,11 @@ export function dialectFor(probe: CgroupProbe): CgroupDialect {
 }
 
 /**
- * A driver together with what was probed (so the agent can log the layout once) and the list
- * of files its usage() reads (the benchmark's bare reader reads the same).
+ * A driver together with what was probed (so the agent can log the layout once), the list
+ * of files its usage() reads (the benchmark's bare reader reads the same) and how many of them
+ * it holds open.
  */
-export type DetectedCgroupDriver = CgroupDriver & Pick<ShardCgroupDriver, 'probe' | 'usageFiles'>;
+export type DetectedCgroupDriver = CgroupDriver & Pick<ShardCgroupDriver, 'probe' | 'usageFiles' | 'openFiles'>;
 
 /** The driver for an already probed layout (tests use it to drive a hybrid host's v1 controllers as plain v1). */
 export function createCgroupDriver(probe: CgroupProbe, opts: ShardCgroupDriverOptions): DetectedCgroupDriver {

@@ -89,6 +89,15 @@ export interface CgroupDriver {
   oomKills(shardId: string): Promise<number>;
 
   /**
+   * Closes whatever the driver keeps open for the shard (usage() and oomKills() keep its
+   * interface files open to re-read them); the next read opens them again. remove() does this
+   * itself; call it when a shard stops being this agent's to read without being removed.
+   */
+  forget(shardId: string): void;
+  /** forget() for every shard (agent shutdown). */
+  close(): void;
+
+  /**
    * The cgroup.procs files (one per hierarchy) a process must join: the runner's shim
    * writes its own pid into each before it execs; CRIU restore needs them too.
    */

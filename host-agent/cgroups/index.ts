@@ -6,3 +6,4 @@ export * from './cgroup-dialect';
 export * from './shard-cgroup-driver';
 export * from './limits-check';
 export * from './bare-reader';
+export * from './open-file-budget';

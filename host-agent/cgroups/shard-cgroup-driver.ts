@@ -9,11 +9,22 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ID_PATTERN, checkId } from '../../src/errors';
 import { freezeTimeout, HostAgentError, shardBusy, shardNotFound } from '../errors';
-import { applyWrites, readOptional, readParsedOptional, recordingReader, shardFileReader, writeCgroupFile, type ShardFileReader } from './cgroup-files';
+import {
+  applyWrites,
+  KeptShardFileReader,
+  readOptional,
+  readParsedOptional,
+  recordingReader,
+  shardFileReader,
+  writeCgroupFile,
+  type KeptFileIo,
+  type ShardFileReader,
+} from './cgroup-files';
 import type { CgroupDialect, Hierarchy } from './cgroup-dialect';
 import { parsePids, parsePressure } from './cgroup-parse';
 import type { CgroupDriver, CgroupLayout, DetectOptions, ShardLimits, ShardUsage } from './driver';
 import { checkLimits } from './limits-check';
+import { defaultKeptFileLimit, OpenFileBudget } from './open-file-budget';
 import type { CgroupProbe } from './probe';
 
 export interface ShardCgroupDriverOptions extends DetectOptions {
@@ -21,6 +32,17 @@ export interface ShardCgroupDriverOptions extends DetectOptions {
   freezeTimeoutMs?: number;
   /** How long killAll(SIGKILL) waits for the shard to empty; default 5000 ms. */
   killTimeoutMs?: number;
+  /**
+   * How many interface files usage() and oomKills() may keep open for re-reading (cgroup-files.ts,
+   * KeptShardFileReader); past it, files are opened per read. 0 keeps none. Default: half the
+   * process's soft RLIMIT_NOFILE (open-file-budget.ts).
+   */
+  maxOpenFiles?: number;
+  /**
+   * The kept reader's open/pread/close. Only for fixture trees: a regular file stays readable
+   * after it is unlinked, where kernfs fails the read with ENODEV (test/host-agent/cgroups/fixture-tree.ts).
+   */
+  keptFileIo?: KeptFileIo;
 }
 
 const PSI_RESOURCES = ['cpu', 'memory', 'io'] as const;
@@ -33,7 +55,9 @@ export class ShardCgroupDriver implements CgroupDriver {
   readonly hostRoot: string;
   private readonly freezePolls: number;
   private readonly killPolls: number;
-  private readonly readers = new Map<string, ShardFileReader>();
+  private readonly readers = new Map<string, KeptShardFileReader>();
+  private readonly budget: OpenFileBudget;
+  private readonly keptFileIo: KeptFileIo | undefined;
 
   constructor(
     private readonly dialect: CgroupDialect,
@@ -46,6 +70,8 @@ export class ShardCgroupDriver implements CgroupDriver {
     this.hostRoot = `${owner}/${host}`;
     this.freezePolls = Math.max(1, Math.ceil((opts.freezeTimeoutMs ?? 5000) / POLL_MS));
     this.killPolls = Math.max(1, Math.ceil((opts.killTimeoutMs ?? 5000) / POLL_MS));
+    this.budget = new OpenFileBudget(opts.maxOpenFiles ?? defaultKeptFileLimit());
+    this.keptFileIo = opts.keptFileIo;
   }
 
   paths(shardId: string): Record<string, string> {
@@ -105,7 +131,9 @@ export class ShardCgroupDriver implements CgroupDriver {
 
   async remove(shardId: string): Promise<void> {
     const id = checkId('shardId', shardId);
-    this.readers.delete(id);
+    // Kept files do not stop an rmdir, but they are of no use after it. Closed before and after
+    // it: a reading between two of the rmdirs (one per hierarchy) may have opened some again.
+    this.forget(id);
     for (const dir of new Set(Object.values(this.paths(id)))) {
       try {
         await rmdir(dir);
@@ -116,6 +144,7 @@ export class ShardCgroupDriver implements CgroupDriver {
         throw new HostAgentError('CGROUP_WRITE_FAILED', id, dir, undefined, `shard ${id}: rmdir ${dir} failed (${code ?? String(err)})`, { cause: err });
       }
     }
+    this.forget(id);
   }
 
   async exists(shardId: string): Promise<boolean> {
@@ -252,16 +281,35 @@ export class ShardCgroupDriver implements CgroupDriver {
     return usage;
   }
 
+  /** Closes the files kept open for the shard (removed, or no longer this agent's to read); the next read opens them again. */
+  forget(shardId: string): void {
+    const id = checkId('shardId', shardId);
+    const files = this.readers.get(id);
+    if (files === undefined) return;
+    files.close();
+    this.readers.delete(id);
+  }
+
+  /** Closes every kept file (agent shutdown). */
+  close(): void {
+    for (const id of [...this.readers.keys()]) this.forget(id);
+  }
+
+  /** Files kept open now, over all shards (what the fd-count tests compare with /proc/self/fd). */
+  get openFiles(): number {
+    return this.budget.inUse;
+  }
+
   /**
-   * The reader of a shard's files, kept per shard id: the hot paths (usage, oomKills) run for
-   * every shard every interval, and the id check and path joins need doing once per shard, not
-   * per read. Bounded by the ids this driver has read; forget() drops one when it is removed.
+   * The reader of a shard's files, kept per shard id with its files held open: the hot paths
+   * (usage, oomKills) run for every shard every interval, and the id check, path joins and opens
+   * need doing once per shard, not per read. remove() and forget() close them.
    */
-  private reader(shardId: string): ShardFileReader {
+  private reader(shardId: string): KeptShardFileReader {
     let files = this.readers.get(shardId);
     if (files === undefined) {
       const id = checkId('shardId', shardId);
-      files = shardFileReader(id, this.paths(id));
+      files = new KeptShardFileReader(id, this.paths(id), this.budget, this.keptFileIo);
       this.readers.set(id, files);
     }
     return files;

@@ -33,6 +33,17 @@ export interface ShardKeeperOptions {
   readonly backoff?: BackoffPolicy;
   /** How often adopted runs, OOM counters and log sizes are checked. @default 1000 */
   readonly pollIntervalMs?: number;
+  /**
+   * The longest a shard's logs go unchecked while they do not change: checks back off from every
+   * tick to this many ticks (shard-logs.ts nextLogCheckTicks), and return to every tick once a
+   * log grows. @default 5
+   */
+  readonly idleLogCheckTicks?: number;
+  /**
+   * How many ticks old the sampler's OOM counter (noteOomKills) may be and still stand in for the
+   * tick's own read of it. @default 5
+   */
+  readonly sampledOomMaxAgeTicks?: number;
   /** Cap of each of a shard's stdout/stderr files (copy-truncate beyond it). @default 10 MiB */
   readonly logMaxBytes?: number;
   /** SIGTERM-to-SIGKILL grace when a shard is stopped by reconcile or drain. @default 10 */
@@ -63,6 +74,10 @@ export class ShardKeeper implements ShardManager, ShardHandover, RestartHandover
     if (!(this.graceSeconds >= 0)) throw invalidOption('graceSeconds', options.graceSeconds, 'use 0 or more seconds');
     const logMaxBytes = options.logMaxBytes ?? 10 * 2 ** 20;
     if (!(logMaxBytes >= 1024)) throw invalidOption('logMaxBytes', options.logMaxBytes, 'use at least 1024 bytes');
+    const idleLogCheckTicks = options.idleLogCheckTicks ?? 5;
+    if (!(Number.isInteger(idleLogCheckTicks) && idleLogCheckTicks >= 1)) throw invalidOption('idleLogCheckTicks', options.idleLogCheckTicks, 'use a whole number of ticks, at least 1');
+    const sampledOomMaxAgeTicks = options.sampledOomMaxAgeTicks ?? 5;
+    if (!(sampledOomMaxAgeTicks >= 0)) throw invalidOption('sampledOomMaxAgeTicks', options.sampledOomMaxAgeTicks, 'use 0 or more ticks (0: the tick always reads the counter itself)');
     this.records = new ShardRecordStore(join(options.stateDirectory, 'shards'));
     this.deps = {
       driver: options.driver,
@@ -74,6 +89,8 @@ export class ShardKeeper implements ShardManager, ShardHandover, RestartHandover
       backoff: checkBackoffPolicy(options.backoff ?? DEFAULT_BACKOFF),
       logRoot: join(options.stateDirectory, 'logs'),
       logMaxBytes,
+      idleLogCheckTicks,
+      sampledOomMaxAgeMs: sampledOomMaxAgeTicks * this.pollIntervalMs,
     };
   }
 
@@ -128,12 +145,17 @@ export class ShardKeeper implements ShardManager, ShardHandover, RestartHandover
     this.ticker.unref();
   }
 
-  /** One round of checks; skipped while the previous one still runs. */
+  /**
+   * One round of checks; skipped while the previous one still runs. Only shards whose tick()
+   * finds something to do get a check in their queue: an idle shard costs a few comparisons.
+   */
   private async tick(): Promise<void> {
     if (this.ticking) return;
     this.ticking = true;
     try {
-      await Promise.all([...this.supervisors.values()].map((s) => s.exclusive(() => s.check()).catch(() => undefined)));
+      const due: Promise<unknown>[] = [];
+      for (const s of this.supervisors.values()) if (s.tick()) due.push(s.exclusive(() => s.check()).catch(() => undefined));
+      await Promise.all(due);
     } finally {
       this.ticking = false;
     }
@@ -231,6 +253,9 @@ export class ShardKeeper implements ShardManager, ShardHandover, RestartHandover
       if (existed) await this.driver.remove(shardId);
       await this.records.delete(shardId);
       this.supervisors.delete(shardId);
+      // Last, once no sampler pass or API request can ask for it any more (they read the shards
+      // in status()): whatever a reading opened while the removal was under way is closed too.
+      this.driver.forget(shardId);
       if (existed) s.emit('removed');
     });
   }
@@ -317,6 +342,15 @@ export class ShardKeeper implements ShardManager, ShardHandover, RestartHandover
       const actions = results.flat();
       return { actions, converged: actions.every((a) => a.ok) };
     });
+  }
+
+  /**
+   * The sampler's reading of a shard's OOM counter (Sampler onReading). The tick checks each
+   * running shard for OOM kills; with a recent sampled counter it need not read the file again,
+   * which at a 1 s sampling interval spares one cgroup read per shard per tick.
+   */
+  noteOomKills(shardId: string, oomKills: number, atSeconds: number): void {
+    this.supervisors.get(shardId)?.noteOomKills(oomKills, atSeconds * 1000);
   }
 
   status(): ShardStatus[] {

@@ -24,6 +24,8 @@ export interface ShardManager {
   /** Stops every shard cleanly (SIGTERM, grace, SIGKILL) and removes their cgroups. */
   drain(opts?: { graceSeconds?: number }): Promise<ReconcileReport>;
   status(): ShardStatus[];
+  /** The sampler's reading of a shard's OOM counter, so the manager need not read it again (optional). */
+  noteOomKills?(shardId: string, oomKills: number, atSeconds: number): void;
   /** Stops supervising (timers, watchers); workloads keep running for the next agent to adopt. */
   close(): Promise<void>;
 }

@@ -7,7 +7,8 @@
  * O_APPEND, its next write lands at the new end of file (open(2): "the file offset is
  * positioned at the end of the file before each write"), not at its old offset. The cap holds
  * at each check; between checks a file may grow by what the workload writes meanwhile, so one
- * stream takes at most 2 x maxBytes plus one check interval of output on disk.
+ * stream takes at most 2 x maxBytes plus one check interval of output on disk. Checks come
+ * every keeper tick while a log grows and back off while it is idle (nextLogCheckTicks).
  */
 import { statSync } from 'node:fs';
 import { mkdir, open, truncate } from 'node:fs/promises';
@@ -42,11 +43,18 @@ export async function openShardLogs(paths: ShardLogPaths): Promise<{ stdout: num
 /**
  * Rotates one file when it is over `maxBytes`; returns whether it did. A missing file is fine.
  * The size check is a synchronous stat (metadata the kernel has cached): it runs for every
- * shard every keeper tick and nearly always finds nothing to do, so it must not cost a
+ * shard on every log check and nearly always finds nothing to do, so it must not cost a
  * thread-pool round trip each time.
  */
 export async function capLogFile(path: string, maxBytes: number): Promise<boolean> {
-  const size = statSync(path, { throwIfNoEntry: false })?.size;
+  return rotateIfOver(path, fileSize(path), maxBytes);
+}
+
+function fileSize(path: string): number | undefined {
+  return statSync(path, { throwIfNoEntry: false })?.size;
+}
+
+async function rotateIfOver(path: string, size: number | undefined, maxBytes: number): Promise<boolean> {
   if (size === undefined) return false;
   if (size <= maxBytes) return false;
   const keep = Math.min(size, maxBytes);
@@ -68,7 +76,30 @@ export async function capLogFile(path: string, maxBytes: number): Promise<boolea
   return true;
 }
 
-export async function capShardLogs(paths: ShardLogPaths, maxBytes: number): Promise<void> {
-  await capLogFile(paths.stdout, maxBytes);
-  await capLogFile(paths.stderr, maxBytes);
+/** What one check of a shard's two logs saw: their sizes (missing = 0) and whether either was rotated. */
+export interface ShardLogCheck {
+  readonly bytes: number;
+  readonly rotated: boolean;
+}
+
+export async function capShardLogs(paths: ShardLogPaths, maxBytes: number): Promise<ShardLogCheck> {
+  const out = fileSize(paths.stdout);
+  const err = fileSize(paths.stderr);
+  const rotatedOut = await rotateIfOver(paths.stdout, out, maxBytes);
+  const rotatedErr = await rotateIfOver(paths.stderr, err, maxBytes);
+  return { bytes: (out ?? 0) + (err ?? 0), rotated: rotatedOut || rotatedErr };
+}
+
+/**
+ * How many keeper ticks until a shard's logs are checked again (pure). The workload writes its
+ * logs itself, through the descriptors it was started with, so the agent never sees the bytes go
+ * by and has to look at the files. A log that changed since the last check is checked again on
+ * the next tick (a chatty workload is capped as closely as before); one that did not waits twice
+ * as many ticks as last time, up to `maxTicks`, so an idle shard costs a stat pair every
+ * `maxTicks` ticks instead of every tick. The cost: a workload that starts writing after a quiet
+ * spell may overshoot its cap by up to `maxTicks` ticks of output before a check catches it.
+ */
+export function nextLogCheckTicks(changed: boolean, previousTicks: number, maxTicks: number): number {
+  if (changed) return 1;
+  return Math.max(1, Math.min(maxTicks, previousTicks * 2));
 }

@@ -14,7 +14,7 @@ import type { ShardEventSink, ShardEventType } from '../shard-event';
 import type { BackoffPolicy } from './restart-backoff';
 import { nextRestart } from './restart-backoff';
 import type { ShardRecord, ShardRecordStore } from './shard-record';
-import { capShardLogs, shardLogPaths, type ShardLogPaths } from './shard-logs';
+import { capShardLogs, nextLogCheckTicks, shardLogPaths, type ShardLogPaths } from './shard-logs';
 import type { ShardExit, ShardRunState, ShardStatus } from './shard-status';
 import type { LaunchedRun, RunExit, WorkloadLauncher } from './workload-launcher';
 import type { ProcessProbe } from './process-probe';
@@ -29,6 +29,10 @@ export interface SupervisorDeps {
   readonly backoff: BackoffPolicy;
   readonly logRoot: string;
   readonly logMaxBytes: number;
+  /** The most ticks an idle shard's logs go unchecked (nextLogCheckTicks). */
+  readonly idleLogCheckTicks: number;
+  /** How old the sampler's OOM counter (noteOomKills) may be to stand in for the tick's own read. */
+  readonly sampledOomMaxAgeMs: number;
 }
 
 /** The environment every workload gets under the plan's env (which wins on a clash). */
@@ -51,6 +55,13 @@ export class ShardSupervisor {
   private closed = false;
   /** The shard's log files: fixed for its id, joined once rather than on every tick. */
   private readonly logs: ShardLogPaths;
+  /** Ticks until the logs are checked (0: due), the gap that led there, and the bytes last seen (-1: never). */
+  private logTicksLeft = 0;
+  private logCheckGapTicks = 0;
+  private logBytesSeen = -1;
+  /** The OOM counter as the sampler last read it, and when (clock ms); NaN until it has. */
+  private sampledOomKills = NaN;
+  private sampledOomAtMs = NaN;
 
   constructor(
     private readonly deps: SupervisorDeps,
@@ -136,6 +147,7 @@ export class ShardSupervisor {
     this.cancelTimer();
     this.stateValue = 'starting';
     this.adoptedValue = false;
+    this.checkLogsSoon();
     await this.killLeftovers();
     const shardState = join(d.stateDirectory, d.shardId);
     await mkdir(shardState, { recursive: true });
@@ -183,6 +195,7 @@ export class ShardSupervisor {
     this.oomDuringRun = false;
     this.stateValue = 'running';
     this.adoptedValue = true;
+    this.checkLogsSoon();
     await this.update({
       pid,
       pidStartTime: startTime,
@@ -211,10 +224,27 @@ export class ShardSupervisor {
     await this.runEnded(exit);
   }
 
-  /** Periodic check (the keeper's tick): adopted runs' liveness, OOM kills while running, log cap. */
+  /**
+   * The keeper's tick, without I/O: counts the tick for the log schedule and says whether
+   * check() has anything to do now. On an idle host most ticks have nothing to do: the logs
+   * are not due, a run this agent started reports its exit as an event, and the OOM counter
+   * is known from the sampler and unchanged. Such a tick costs the shard no promise, closure
+   * or turn in its queue.
+   */
+  tick(): boolean {
+    if (this.closed || this.stateValue === 'held') return false;
+    if (this.logTicksLeft > 0) this.logTicksLeft -= 1;
+    if (this.logTicksLeft === 0) return true;
+    if (this.stateValue !== 'running') return false;
+    if (!this.launched) return true; // an adopted run: its liveness is polled
+    const sampled = this.recentSampledOomKills();
+    return sampled === undefined || sampled > this.recordValue.oomKillsSeen;
+  }
+
+  /** The tick's work, in the shard's queue: the log cap when due, an adopted run's liveness, OOM kills while running. */
   async check(): Promise<void> {
     if (this.closed || this.stateValue === 'held') return;
-    await capShardLogs(this.logs, this.deps.logMaxBytes).catch(() => undefined);
+    if (this.logTicksLeft === 0) await this.checkLogs();
     if (this.stateValue !== 'running') return;
     const { pid, pidStartTime } = this.recordValue;
     const token = this.token;
@@ -222,11 +252,43 @@ export class ShardSupervisor {
       if (token === this.token) await this.runEnded(undefined);
       return;
     }
-    const kills = await this.oomKills();
+    const kills = this.recentSampledOomKills() ?? (await this.oomKills());
     if (kills !== undefined && kills > this.recordValue.oomKillsSeen) {
       this.oomDuringRun = true;
       await this.reportOom(kills, true);
     }
+  }
+
+  /**
+   * The sampler's reading of the OOM counter (ShardKeeper.noteOomKills): the tick uses it instead
+   * of reading memory.events / memory.oom_control again, as long as it is recent.
+   */
+  noteOomKills(kills: number, atMs: number): void {
+    this.sampledOomKills = kills;
+    this.sampledOomAtMs = atMs;
+  }
+
+  /** The sampled counter if at most sampledOomMaxAgeMs old and taken during this run; else undefined (read it). */
+  private recentSampledOomKills(): number | undefined {
+    const at = this.sampledOomAtMs;
+    if (!(this.deps.clock().getTime() - at <= this.deps.sampledOomMaxAgeMs)) return undefined;
+    if (this.runStartedAtMs !== undefined && at < this.runStartedAtMs) return undefined;
+    return this.sampledOomKills;
+  }
+
+  /** Caps the logs, and spaces the next check (in ticks, counted by tick()) by whether they changed. */
+  private async checkLogs(): Promise<void> {
+    const seen = await capShardLogs(this.logs, this.deps.logMaxBytes).catch(() => undefined);
+    const changed = seen === undefined || seen.rotated || seen.bytes !== this.logBytesSeen;
+    this.logBytesSeen = seen?.bytes ?? -1;
+    this.logCheckGapTicks = nextLogCheckTicks(changed, this.logCheckGapTicks, this.deps.idleLogCheckTicks);
+    this.logTicksLeft = this.logCheckGapTicks;
+  }
+
+  /** A run starts or is taken over: its logs are checked at the next tick, and then as they change. */
+  private checkLogsSoon(): void {
+    this.logTicksLeft = 0;
+    this.logCheckGapTicks = 0;
   }
 
   private async reportOom(kills: number, stillRunning: boolean): Promise<void> {

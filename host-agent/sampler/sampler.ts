@@ -30,6 +30,11 @@ export interface SamplerOptions {
   /** Monotonic seconds for measuring durations; default process.hrtime. */
   readonly monotonic?: () => number;
   readonly compactEverySeconds?: number;
+  /**
+   * Told every successful reading (the agent hands the OOM counter to the shard keeper, whose
+   * tick then need not read that file again; see ShardKeeper.noteOomKills).
+   */
+  readonly onReading?: (shardId: string, usage: ShardUsage, atSeconds: number) => void;
 }
 
 export interface SamplePass {
@@ -74,6 +79,7 @@ export class Sampler {
       const sample = before ? usageSample(shard, before, current) : undefined;
       if (sample) samples.push(sample);
       this.previous.set(shard.shardId, current);
+      this.options.onReading?.(shard.shardId, usage, nowSeconds);
       this.options.metrics?.observeShard({ shardId: shard.shardId, applicationId: shard.applicationId, usage, limits: shard.limits, restarts: shard.restarts });
     }
     const present = new Set(shards.map((s) => s.shardId));

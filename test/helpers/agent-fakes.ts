@@ -27,7 +27,7 @@ export function usage(partial: Partial<ShardUsage> = {}): ShardUsage {
 }
 
 /** A driver whose usage readings are set by the test; every call is recorded. */
-export class FakeDriver implements Pick<CgroupDriver, 'layout' | 'usage' | 'list'> {
+export class FakeDriver implements Pick<CgroupDriver, 'layout' | 'usage' | 'list' | 'forget' | 'close'> {
   readonly layout = 'hybrid' as const;
   readonly calls: { method: string; shardId?: string }[] = [];
   readonly readings = new Map<string, ShardUsage>();
@@ -42,6 +42,14 @@ export class FakeDriver implements Pick<CgroupDriver, 'layout' | 'usage' | 'list
   async list(): Promise<string[]> {
     this.calls.push({ method: 'list' });
     return [...this.readings.keys()];
+  }
+
+  forget(shardId: string): void {
+    this.calls.push({ method: 'forget', shardId });
+  }
+
+  close(): void {
+    this.calls.push({ method: 'close' });
   }
 }
 

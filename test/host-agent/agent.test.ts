@@ -23,6 +23,7 @@ describe('Agent (daemon wiring over fakes)', () => {
   const kv = new MemoryKv();
   const history = new MemoryHistory();
   let manager: FakeShardManager;
+  let driver: FakeDriver;
   let agent: Agent;
 
   const write = (plan: Plan | string) => {
@@ -47,7 +48,7 @@ describe('Agent (daemon wiring over fakes)', () => {
       listen: '127.0.0.1:0',
       logger: createLogger({ level: 'debug', destination: logs }),
       openStores: async () => ({ store: kv, history, close: async () => {} }),
-      createKernel: async () => ({ driver: Object.assign(new FakeDriver(), { hostRoot: 'shardform/host-a' }) as never, manager }),
+      createKernel: async () => ({ driver: Object.assign((driver = new FakeDriver()), { hostRoot: 'shardform/host-a' }) as never, manager }),
       planPollSeconds: 0,
       reconcileEverySeconds: 3600,
     });
@@ -94,6 +95,8 @@ describe('Agent (daemon wiring over fakes)', () => {
     expect(agent.isDrained()).toBe(true);
     await agent.stop();
     expect(manager.calls.map((c) => c.method)).toContain('close');
+    // The driver closes the cgroup files it kept open, once the shards are no longer supervised.
+    expect(driver.calls.at(-1)).toEqual({ method: 'close' });
     expect(manager.calls.filter((c) => c.method === 'drain')).toHaveLength(1);
     await start();
     expect(agent.isDrained()).toBe(true);

@@ -79,6 +79,15 @@ export class FakeDriver implements CgroupDriver {
   async oomKills(shardId: string): Promise<number> {
     return this.get(shardId).oomKills;
   }
+  /** Shard ids forget() was called with, in order. */
+  readonly forgotten: string[] = [];
+  forget(shardId: string): void {
+    this.forgotten.push(shardId);
+  }
+  closed = false;
+  close(): void {
+    this.closed = true;
+  }
   procsFiles(shardId: string) {
     return [`/fake/${shardId}/cgroup.procs`];
   }

@@ -9,6 +9,8 @@ import { agentRun, CGROUP_ROOT, type AgentRun } from '../helpers/agent-process';
 import { describePrivileged, requireCgroups } from '../helpers/privileged';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { detectCgroupDriver } from '../../host-agent/cgroups';
+import { openFilesUnder } from '../helpers/open-files';
 
 /** Alive = has a /proc entry and is not a zombie (a reparented zombie waits for a reaper we do not control). */
 function alive(pid: number | null): boolean {
@@ -141,5 +143,46 @@ describePrivileged('shardform agent (real process, real cgroups)', [requireCgrou
       .flatMap((h) => ['web-0', 'web-1'].map((id) => join(CGROUP_ROOT, h, run.ownerPrefix, 'host-a', id)))
       .filter((dir) => existsSync(dir));
     expect(left).toEqual([]);
+  });
+});
+
+describePrivileged('shardform agent: the cgroup files it keeps open (real process, /proc/<pid>/fd)', [requireCgroups], () => {
+  jest.setTimeout(120_000);
+  let run: AgentRun;
+  beforeAll(async () => {
+    run = await agentRun('agentfd');
+  });
+  afterAll(async () => {
+    await run?.cleanup();
+  });
+
+  /** The shard's directories in every hierarchy (symlinked controllers resolved by the driver). */
+  const dirsOf = (shardId: string) => [...new Set(Object.values(detectCgroupDriver({ hostId: 'host-a', ownerPrefix: run.ownerPrefix }).paths(shardId)))];
+
+  it('holds exactly the usage files of each sampled shard open, passes none to a workload, and closes them when the shard is removed', async () => {
+    run.writePlan(run.plan(1));
+    const agent = run.start().pid!;
+    const shards = await run.waitFor('two running shards', async () => {
+      const { status, body } = await run.api<{ shards: Shard[] }>('/v1/shards');
+      const up = status === 200 ? body.shards.filter((s) => s.state === 'running' && s.pid !== null) : [];
+      return up.length === 2 ? up : undefined;
+    });
+    await run.waitFor('two samples of web-1', async () => {
+      const { body } = await run.api<{ samples: unknown[] }>('/v1/shards/web-1/history');
+      return body.samples.length >= 2 ? true : undefined;
+    });
+    const usageFiles = async (shardId: string) => (await detectCgroupDriver({ hostId: 'host-a', ownerPrefix: run.ownerPrefix }).usageFiles(shardId)).sort();
+    const web0 = dirsOf('web-0');
+    const web1 = dirsOf('web-1');
+    expect(openFilesUnder(web0, agent)).toEqual(await usageFiles('web-0'));
+    expect(openFilesUnder(web1, agent)).toEqual(await usageFiles('web-1'));
+    // Opened O_CLOEXEC (libuv), so no workload inherits them.
+    for (const shard of shards) expect(openFilesUnder(CGROUP_ROOT, shard.pid!)).toEqual([]);
+
+    // One shard fewer: web-1 is stopped and removed, and the agent holds nothing of it.
+    run.writePlan(run.plan(2, (p) => (p.applications[0].shards.initial = 1)));
+    await run.waitFor('web-1 removed', async () => (web1.some((dir) => existsSync(dir)) ? undefined : true));
+    await run.waitFor('web-1 closed', async () => (openFilesUnder(web1, agent).length === 0 ? true : undefined));
+    expect(openFilesUnder(web0, agent)).toEqual(await usageFiles('web-0'));
   });
 });

@@ -5,14 +5,15 @@
  */
 import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, readSync, realpathSync, rmdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { bareReaderFor, createCgroupDriver, probeCgroupLayout, type CgroupProbe, type DetectedCgroupDriver } from '../../host-agent/cgroups';
 import { HostAgentError } from '../../host-agent/errors';
 import { ShardformError } from '../../src/errors';
 import { eventually, favourCpu, removeOwnerTree, spawnInShard, uniqueOwnerPrefix } from '../helpers/cgroup-sandbox';
+import { openFilesUnder } from '../helpers/open-files';
 import { describePrivileged, missingPrerequisite, requireCgroups, requireCommand, type Prerequisite } from '../helpers/privileged';
 
 const PYTHON = '/usr/bin/python3';
@@ -213,6 +214,67 @@ function driverSuite(name: string, layoutOf: (probe: CgroupProbe) => CgroupProbe
       expect(reader.readAll()).toBeGreaterThan(0);
       await driver.remove('psi');
     });
+
+    it('re-reads every usage file through a descriptor kept open: a pread at offset 0 shows what a fresh open/read shows, through work, an OOM kill and limit changes', async () => {
+      const { dir } = diskUnder(process.cwd());
+      const data = join(dir, `.shardform-kept-${process.pid}`);
+      writeFileSync(data, randomBytes(2 ** 20));
+      await driver.create('kept');
+      await driver.setLimits('kept', { cpuCores: 0.2, memoryBytes: 48 * 2 ** 20 });
+      const files = await driver.usageFiles('kept');
+      const fds = files.map((file) => openSync(file, 'r'));
+      const buffer = Buffer.alloc(64 * 1024);
+      const pread = (fd: number): string => buffer.toString('latin1', 0, readSync(fd, buffer, 0, buffer.length, 0));
+      /** PSI averages move on their own (every 2 s), so a fresh read is compared with kept reads on either side of it. */
+      const agreesWithFreshReads = () =>
+        files.forEach((file, i) => {
+          const before = pread(fds[i]!);
+          const fresh = readFileSync(file, 'latin1');
+          const after = pread(fds[i]!);
+          expect({ file, fresh: [before, after].includes(fresh) ? 'same' : { before, fresh, after } }).toEqual({ file, fresh: 'same' });
+        });
+      try {
+        const first = fds.map(pread);
+        agreesWithFreshReads();
+        // CPU under a 0.2-core quota (throttled), direct disk reads, then memory past the limit (OOM kill).
+        const child = start(
+          'kept',
+          `i=0; while [ $i -lt 100000 ]; do i=$((i+1)); done; dd if='${data}' of=/dev/null bs=4096 iflag=direct status=none; exec ${PYTHON} -c "x = b'x' * (96 << 20)"`,
+        );
+        await new Promise((resolve) => child.on('exit', resolve));
+        agreesWithFreshReads();
+        const moved = files.filter((_, i) => pread(fds[i]!) !== first[i]).map((file) => basename(file));
+        const expected = driver.layout === 'v2' ? ['cpu.stat', 'memory.peak', 'memory.events', 'io.stat'] : ['cpu.stat', 'cpuacct.usage', 'memory.max_usage_in_bytes', 'memory.oom_control', 'blkio.throttle.io_serviced', 'blkio.throttle.io_service_bytes'];
+        expect(moved).toEqual(expect.arrayContaining(expected));
+        expect((await driver.usage('kept')).oomKills).toBe(1);
+
+        await driver.setLimits('kept', { cpuCores: null, memoryBytes: null });
+        agreesWithFreshReads();
+        await driver.setLimits('kept', { cpuCores: 1, memoryBytes: 32 * 2 ** 20 });
+        agreesWithFreshReads();
+
+        // Removed behind the driver's back: every kept descriptor fails with ENODEV, the driver's
+        // next reading says SHARD_NOT_FOUND and closes what it kept; nothing of the shard stays open.
+        const dirs = [...new Set(Object.values(driver.paths('kept')))];
+        expect(openFilesUnder(dirs)).toHaveLength(files.length * 2); // the test's descriptors and the driver's
+        for (const d of dirs) rmdirSync(d);
+        for (const fd of fds) expect(() => readSync(fd, buffer, 0, buffer.length, 0)).toThrow(expect.objectContaining({ code: 'ENODEV' }));
+        await expect(driver.usage('kept')).rejects.toMatchObject({ code: 'SHARD_NOT_FOUND', shardId: 'kept' });
+        expect(openFilesUnder(dirs)).toHaveLength(files.length);
+        await expect(driver.oomKills('kept')).rejects.toMatchObject({ code: 'SHARD_NOT_FOUND', shardId: 'kept' });
+        expect(openFilesUnder(dirs)).toHaveLength(files.length);
+
+        // Created again under the same name: read afresh, not through the dead descriptors.
+        await driver.create('kept');
+        expect((await driver.usage('kept')).oomKills).toBe(0);
+        expect(openFilesUnder(dirs)).toHaveLength(files.length * 2);
+        await driver.remove('kept');
+      } finally {
+        for (const fd of fds) closeSync(fd);
+        rmSync(data, { force: true });
+      }
+      expect(openFilesUnder([...new Set(Object.values(driver.paths('kept')))])).toEqual([]);
+    }, 30_000);
 
     it('refuses to remove a shard that still has a process, then removes it once killAll emptied it', async () => {
       await driver.create('busy');

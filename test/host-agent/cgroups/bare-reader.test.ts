@@ -1,7 +1,7 @@
-import { rmSync, statSync } from 'node:fs';
+import { rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { bareReaderFor, detectCgroupDriver } from '../../../host-agent/cgroups';
-import { fixtureTree, UNIFIED_CORE_FILES, V1_SHARD_FILES, V2_SHARD_FILES } from './fixture-tree';
+import { bareReaderFor, detectCgroupDriver, KeptOpenCgroupReader, usageFilesOf } from '../../../host-agent/cgroups';
+import { fixtureTree, openFilesUnder, UNIFIED_CORE_FILES, V1_SHARD_FILES, V2_SHARD_FILES } from './fixture-tree';
 
 describe('bare reader (the sampler benchmark baseline)', () => {
   it('reads exactly the files usage() reads on v2, and counts their bytes', async () => {
@@ -51,6 +51,30 @@ describe('bare reader (the sampler benchmark baseline)', () => {
           'unified/memory.pressure',
         ].sort(),
       );
+    } finally {
+      fx.cleanup();
+    }
+  });
+
+  it('has a second, kept-open baseline: the same files opened once and re-read at offset 0', async () => {
+    const fx = fixtureTree('v2');
+    try {
+      const driver = detectCgroupDriver({ root: fx.root, hostId: 'host-a' });
+      await driver.create('a');
+      fx.files('', 'shardform/host-a/a', V2_SHARD_FILES);
+      const paths = await usageFilesOf(driver, ['a']);
+      const kept = new KeptOpenCgroupReader([...paths, join(fx.root, 'no-such-file')]);
+      expect(openFilesUnder(fx.root)).toHaveLength(paths.length);
+      const size = paths.reduce((acc, p) => acc + statSync(p).size, 0);
+      expect(kept.readAll()).toBe(size);
+      expect(kept.readAll()).toBe((await bareReaderFor(driver, ['a'])).readAll());
+      // Rewritten in place, as the kernel's counters change: the next round reads the new text.
+      const before = statSync(paths[0]!).size;
+      const text = 'usage_usec 123456789\n';
+      writeFileSync(paths[0]!, text);
+      expect(kept.readAll()).toBe(size - before + text.length);
+      kept.close();
+      expect(openFilesUnder(fx.root)).toEqual([]);
     } finally {
       fx.cleanup();
     }

@@ -4,10 +4,10 @@
  * kernel behind it: a write just replaces the file's text, and files appear only where the
  * test puts them (see `shardFiles`), as controllers' files appear only where enabled.
  */
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { closeSync, fstatSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, readSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
-import type { CgroupLayout } from '../../../host-agent/cgroups';
+import { detectCgroupDriver, type CgroupLayout, type DetectedCgroupDriver, type KeptFileIo, type ShardCgroupDriverOptions } from '../../../host-agent/cgroups';
 
 export interface FixtureOptions {
   /** v1/hybrid: memory.memsw.* present (swap accounting). Default true. */
@@ -123,3 +123,39 @@ export const UNIFIED_CORE_FILES: Record<string, string> = {
   'memory.pressure': V2_SHARD_FILES['memory.pressure'] as string,
   'io.pressure': V2_SHARD_FILES['io.pressure'] as string,
 };
+
+/**
+ * The driver's kept-open reads (KeptShardFileReader) over a fixture tree, behaving as kernfs
+ * does where regular files do not: once a cgroup file is removed, a read on a descriptor still
+ * open fails with ENODEV, also when a file of the same name exists again (a cgroup removed and
+ * created anew); a regular file would go on returning its old text. Checked against the kernel
+ * in test/integration/cgroups.test.ts.
+ */
+export function kernfsLikeIo(): KeptFileIo {
+  const opened = new Map<number, { path: string; ino: number }>();
+  return {
+    open(path) {
+      const fd = openSync(path, 'r');
+      opened.set(fd, { path, ino: fstatSync(fd).ino });
+      return fd;
+    },
+    readAt(fd, buffer, position) {
+      const file = opened.get(fd);
+      if (file && statSync(file.path, { throwIfNoEntry: false })?.ino !== file.ino) {
+        throw Object.assign(new Error(`ENODEV: no such device, read`), { code: 'ENODEV', errno: -19, syscall: 'read' });
+      }
+      return readSync(fd, buffer, 0, buffer.length, position);
+    },
+    close(fd) {
+      opened.delete(fd);
+      closeSync(fd);
+    },
+  };
+}
+
+/** The driver over a fixture tree, host `host-a`, its kept reads behaving as on kernfs (kernfsLikeIo). Close it after the test. */
+export function fixtureDriver(fx: Fixture, opts: Partial<ShardCgroupDriverOptions> = {}): DetectedCgroupDriver {
+  return detectCgroupDriver({ root: fx.root, hostId: 'host-a', keptFileIo: kernfsLikeIo(), ...opts });
+}
+
+export { openFilesUnder } from '../../helpers/open-files';

@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { detectCgroupDriver, type DetectedCgroupDriver } from '../../../host-agent/cgroups';
-import { fixtureTree, UNIFIED_CORE_FILES, V1_SHARD_FILES, type Fixture } from './fixture-tree';
+import { fixtureDriver, fixtureTree, UNIFIED_CORE_FILES, V1_SHARD_FILES, type Fixture } from './fixture-tree';
 
 const REL = 'shardform/host-a/api-1';
 
@@ -10,12 +10,15 @@ describe('hybrid cgroup driver (fixture tree): v1 controllers, unified for freez
 
   beforeEach(async () => {
     fx = fixtureTree('hybrid');
-    driver = detectCgroupDriver({ root: fx.root, hostId: 'host-a' });
+    driver = fixtureDriver(fx);
     await driver.create('api-1');
     for (const [controller, files] of Object.entries(V1_SHARD_FILES)) if (controller !== 'freezer') fx.files(controller, REL, files);
     fx.files('unified', REL, UNIFIED_CORE_FILES);
   });
-  afterEach(() => fx.cleanup());
+  afterEach(() => {
+    driver.close();
+    fx.cleanup();
+  });
 
   const file = (hierarchy: string, name: string): string => fx.read(join(fx.root, hierarchy, REL, name));
 

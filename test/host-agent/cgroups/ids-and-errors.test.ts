@@ -30,6 +30,8 @@ describe('shard ids and error reports', () => {
       () => driver.killAll(bad),
       () => driver.pids(bad),
       () => driver.usage(bad),
+      () => driver.oomKills(bad),
+      () => driver.forget(bad),
       () => driver.procsFiles(bad),
       () => driver.paths(bad),
     ];

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { detectCgroupDriver, type DetectedCgroupDriver } from '../../../host-agent/cgroups';
 import { checkLimits } from '../../../host-agent/cgroups/limits-check';
 import { v1LimitWrites } from '../../../host-agent/cgroups/v1-dialect';
-import { fixtureTree, V1_SHARD_FILES, type Fixture } from './fixture-tree';
+import { fixtureDriver, fixtureTree, openFilesUnder, V1_SHARD_FILES, type Fixture } from './fixture-tree';
 
 const REL = 'shardform/host-a/db-1';
 
@@ -13,9 +13,12 @@ describe('cgroup v1 driver (fixture tree)', () => {
 
   beforeEach(() => {
     fx = fixtureTree('v1');
-    driver = detectCgroupDriver({ root: fx.root, hostId: 'host-a' });
+    driver = fixtureDriver(fx);
   });
-  afterEach(() => fx.cleanup());
+  afterEach(() => {
+    driver.close();
+    fx.cleanup();
+  });
 
   async function created(extra: Record<string, Record<string, string>> = {}): Promise<void> {
     await driver.create('db-1');
@@ -126,6 +129,8 @@ describe('cgroup v1 driver (fixture tree)', () => {
     expect(await driver.oomKills('db-1')).toBe(0);
     for (const dir of new Set(Object.values(driver.paths('db-1')))) rmSync(dir, { recursive: true });
     await expect(driver.oomKills('db-1')).rejects.toMatchObject({ code: 'SHARD_NOT_FOUND', shardId: 'db-1' });
+    // The kept memory.oom_control was closed when its read failed (kernfs: ENODEV).
+    expect(openFilesUnder(fx.root)).toEqual([]);
   });
 
   it('freezes through freezer.state', async () => {

@@ -1,13 +1,13 @@
 import { spawn } from 'node:child_process';
 import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { detectCgroupDriver, type DetectedCgroupDriver } from '../../../host-agent/cgroups';
+import type { DetectedCgroupDriver } from '../../../host-agent/cgroups';
 import { ShardCgroupDriver } from '../../../host-agent/cgroups/shard-cgroup-driver';
 import { dialectFor } from '../../../host-agent/cgroups/detect';
 import { probeCgroupLayout } from '../../../host-agent/cgroups/probe';
 import { v2LimitWrites } from '../../../host-agent/cgroups/v2-dialect';
 import { checkLimits } from '../../../host-agent/cgroups/limits-check';
-import { fixtureTree, V2_SHARD_FILES, type Fixture } from './fixture-tree';
+import { fixtureDriver, fixtureTree, openFilesUnder, V2_SHARD_FILES, type Fixture } from './fixture-tree';
 
 const SHARD = 'shardform/host-a/web-1';
 
@@ -17,9 +17,12 @@ describe('cgroup v2 driver (fixture tree)', () => {
 
   beforeEach(() => {
     fx = fixtureTree('v2');
-    driver = detectCgroupDriver({ root: fx.root, hostId: 'host-a' });
+    driver = fixtureDriver(fx);
   });
-  afterEach(() => fx.cleanup());
+  afterEach(() => {
+    driver.close();
+    fx.cleanup();
+  });
 
   /** Creates the shard and fills it with what the kernel would put there. */
   async function created(extra: Record<string, string> = {}): Promise<string> {
@@ -141,6 +144,16 @@ describe('cgroup v2 driver (fixture tree)', () => {
     const dir = await created({ 'memory.events': 'oom_kill 5\n' });
     for (const name of ['cpu.stat', 'memory.current', 'io.stat', 'cpu.pressure']) rmSync(join(dir, name));
     expect(await driver.oomKills('web-1')).toBe(5);
+  });
+
+  it('fails usage() and the OOM-kill read with SHARD_NOT_FOUND once the shard is removed, keeping no file open', async () => {
+    const dir = await created();
+    expect((await driver.usage('web-1')).oomKills).toBe(0);
+    expect(openFilesUnder(fx.root)).toHaveLength((await driver.usageFiles('web-1')).length);
+    rmSync(dir, { recursive: true });
+    await expect(driver.usage('web-1')).rejects.toMatchObject({ code: 'SHARD_NOT_FOUND', shardId: 'web-1' });
+    await expect(driver.oomKills('web-1')).rejects.toMatchObject({ code: 'SHARD_NOT_FOUND', shardId: 'web-1' });
+    expect(openFilesUnder(fx.root)).toEqual([]);
   });
 
   it('fails the OOM-kill read with SHARD_NOT_FOUND for a shard without a cgroup, and names memory.events when it does not parse', async () => {

@@ -140,6 +140,62 @@ describe('ShardKeeper (fake driver and launcher)', () => {
     expect(sink.ofType('exited', 'web-0')[0]?.detail).toMatchObject({ signal: 'SIGKILL', oomKilled: true });
   });
 
+  it('takes the OOM counter from a recent sampler reading instead of reading it on the tick', async () => {
+    const k = keeper();
+    await k.start();
+    await k.apply([desired('web-0')]);
+    const reads = jest.spyOn(driver, 'oomKills');
+    // The sampler saw one kill that the driver (deliberately) does not show: the tick reports it.
+    k.noteOomKills('web-0', 1, Date.now() / 1000);
+    await waitFor(() => sink.ofType('oom-killed', 'web-0').length > 0, 'the sampled OOM kill');
+    expect(sink.ofType('oom-killed', 'web-0')[0]?.detail).toMatchObject({ oomKills: 1, newKills: 1, stillRunning: true });
+    expect(reads).not.toHaveBeenCalled();
+    expect(k.status()[0]?.state).toBe('running');
+  });
+
+  it('reads the OOM counter itself once the sampled one is older than its ticks allow, or predates the run', async () => {
+    const k = keeper();
+    await k.start();
+    await k.apply([desired('web-0')]);
+    const reads = jest.spyOn(driver, 'oomKills');
+    // 5 ticks of 20 ms is the allowed age; a reading from a minute ago is not used.
+    k.noteOomKills('web-0', 0, Date.now() / 1000 - 60);
+    await waitFor(() => reads.mock.calls.length > 0, 'a tick reading the counter');
+    driver.cgroups.get('web-0')!.oomKills = 2;
+    await waitFor(() => sink.ofType('oom-killed', 'web-0').length > 0, 'the OOM kill read by the tick');
+    expect(sink.ofType('oom-killed', 'web-0')[0]?.detail).toMatchObject({ oomKills: 2, stillRunning: true });
+  });
+
+  it('checks idle logs less and less often (at most every 5th tick), counted in ticks', async () => {
+    const k = keeper();
+    await k.start();
+    await k.apply([desired('web-0')]);
+    const stdout = join(dir, 'agent', 'logs', 'web-0', 'stdout.log');
+    const fs = require('node:fs') as typeof import('node:fs');
+    const stats = jest.spyOn(fs, 'statSync');
+    const ticks = jest.spyOn(driver, 'oomKills'); // one read per tick of a running shard without a sampled counter
+    await waitFor(() => ticks.mock.calls.length >= 25, '25 ticks');
+    const checks = stats.mock.calls.filter(([path]) => path === stdout).length;
+    stats.mockRestore();
+    // Gaps of 1, 2, 4, 5, 5, ... ticks: about 7 checks in 25 ticks (one tick either way at the edges).
+    expect(checks).toBeGreaterThanOrEqual(4);
+    expect(checks).toBeLessThanOrEqual(9);
+  });
+
+  it('has the driver forget a shard it removed, cgroup or not, once the shard has left its status', async () => {
+    const k = keeper();
+    await k.start();
+    await k.apply([desired('web-0'), desired('web-1')]);
+    driver.cgroups.delete('web-1');
+    const forget = jest.spyOn(driver, 'forget').mockImplementation((id) => {
+      expect(k.status().map((s) => s.shardId)).not.toContain(id);
+      driver.forgotten.push(id);
+    });
+    await k.apply([]);
+    expect(driver.forgotten.sort()).toEqual(['web-0', 'web-1']);
+    forget.mockRestore();
+  });
+
   it('resizes in place: same pid, limits written, resized event', async () => {
     const k = keeper();
     await k.start();

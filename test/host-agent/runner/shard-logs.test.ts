@@ -1,7 +1,7 @@
 import { appendFileSync, mkdtempSync, readFileSync, rmSync, statSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { capLogFile, openShardLogs, shardLogPaths } from '../../../host-agent/runner/shard-logs';
+import { capLogFile, capShardLogs, nextLogCheckTicks, openShardLogs, shardLogPaths } from '../../../host-agent/runner/shard-logs';
 import { writeSync } from 'node:fs';
 
 describe('shard logs', () => {
@@ -33,5 +33,24 @@ describe('shard logs', () => {
     writeSync(logs.stdout, 'after');
     await logs.close();
     expect(readFileSync(paths.stdout, 'utf8')).toBe('after');
+  });
+
+  it('reports both streams\' bytes as found and whether it rotated, for the check schedule', async () => {
+    const paths = shardLogPaths(dir, 'web-0');
+    expect(await capShardLogs(paths, 100)).toEqual({ bytes: 0, rotated: false });
+    const logs = await openShardLogs(paths);
+    writeSync(logs.stdout, 'x'.repeat(30));
+    writeSync(logs.stderr, 'y'.repeat(150));
+    await logs.close();
+    expect(await capShardLogs(paths, 100)).toEqual({ bytes: 180, rotated: true });
+    expect(await capShardLogs(paths, 100)).toEqual({ bytes: 30, rotated: false });
+  });
+
+  it('checks a changing log every tick and backs off, doubling, to the longest gap while it is idle', () => {
+    const next = (changed: boolean, previous: number) => nextLogCheckTicks(changed, previous, 5);
+    expect(next(true, 0)).toBe(1);
+    expect([next(false, 0), next(false, 1), next(false, 2), next(false, 4), next(false, 5)]).toEqual([1, 2, 4, 5, 5]);
+    expect(next(true, 5)).toBe(1);
+    expect(nextLogCheckTicks(false, 4, 1)).toBe(1);
   });
 });

@@ -50,6 +50,19 @@ describe('Sampler', () => {
     expect(text).not.toContain('shard_id="web-1"');
   });
 
+  it('tells onReading every reading it took, with its time (how the keeper gets the OOM counter)', async () => {
+    const seen: [string, number, number][] = [];
+    const told = new Sampler({ driver, history, shards: () => current, logger: silentLogger(), onReading: (id, u, at) => seen.push([id, u.oomKills, at]) });
+    driver.readings.set('web-0', usage({ oomKills: 2 }));
+    driver.failing.add('web-1');
+    await told.sampleOnce(1000);
+    await told.sampleOnce(1001);
+    expect(seen).toEqual([
+      ['web-0', 2, 1000],
+      ['web-0', 2, 1001],
+    ]);
+  });
+
   it('skips a shard whose usage cannot be read, counts it, and keeps sampling the others', async () => {
     driver.failing.add('web-1');
     await sampler.sampleOnce(1000);
