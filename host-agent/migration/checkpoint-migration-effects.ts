@@ -8,7 +8,7 @@ import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { CgroupDriver } from '../cgroups/driver';
 import type { CriuCheckpointer } from '../checkpoint/criu-checkpointer';
-import { imageBytes, listImageFiles } from '../checkpoint/image-manifest';
+import { imageBytes, listImageFiles, type ImageFile } from '../checkpoint/image-manifest';
 import type { DesiredShard } from '../reconcile/desired-shard';
 import type { ShardHandover } from '../reconcile/shard-handover';
 import { findNamespaceInit } from '../runner/proc-info';
@@ -19,6 +19,9 @@ import { MigrationError } from './migration-error';
 import type { MigrationRecord, PreCopyMethod } from './migration-record';
 import { systemShadowPreCopy, type Shadow, type ShadowPreCopy } from './memory-shadow';
 import { prepareRequest } from './prepare-request';
+
+/** The image files the shadow comparison rewrites: each process's pagemap and pages. */
+const MEMORY_IMAGE = /^(pagemap|pages)-\d+\.img$/;
 
 export interface CheckpointEffectsDeps {
   readonly driver: Pick<CgroupDriver, 'freeze' | 'thaw' | 'pids' | 'paths'>;
@@ -82,15 +85,38 @@ export class CheckpointMigrationEffects implements MigrationEffects {
     return shadow.ok ? { ok: true, method: 'shadow' } : { ok: false, reason: `${criu.reason ?? 'no dirty-page tracking'}; ${shadow.reason}` };
   }
 
-  /** Uploads the image files of a round (all of them, or the names given); each later round names the one before as its parent. */
-  private async sendRound(record: MigrationRecord, round: number, only?: readonly string[]): Promise<number> {
+  /**
+   * Uploads the image files of a round (all of them, or the names given), then has the
+   * destination verify them; each later round names the one before as its parent. With
+   * `meanwhile`, the files it does not rewrite go out while it runs, the others after it.
+   */
+  private async sendRound(
+    record: MigrationRecord,
+    round: number,
+    opts: { only?: readonly string[]; meanwhile?: { rewrites: (name: string) => boolean; run: () => Promise<unknown> } } = {},
+  ): Promise<number> {
     const dir = this.dir(record, round);
-    const sent = this.rounds.get(record.id) ?? [];
-    const parent = sent.length > 0 ? (sent[sent.length - 1] as RoundManifest).round : null;
-    const files = (await listImageFiles(dir)).filter((f) => !only || only.includes(f.name));
-    // Hashed while streamed; the destination checks every file against this manifest before restoring.
-    const manifest = await this.deps.client(record.destination).uploadRound(record.id, round, dir, files);
-    this.rounds.set(record.id, [...sent, { round, parent, files: manifest.files.map((f) => ({ ...f })) }]);
+    const client = this.deps.client(record.destination);
+    const previous = this.rounds.get(record.id) ?? [];
+    const parent = previous.length > 0 ? (previous[previous.length - 1] as RoundManifest).round : null;
+    const { only, meanwhile } = opts;
+    const listed = async () => (await listImageFiles(dir)).filter((f) => !only || only.includes(f.name));
+    // Hashed while streamed; the destination checks every file against the manifest before restoring.
+    let sent: ImageFile[];
+    if (meanwhile) {
+      const [early, ran] = await Promise.allSettled([
+        listed().then((files) => client.uploadFiles(record.id, round, dir, files.filter((f) => !meanwhile.rewrites(f.name)))),
+        meanwhile.run(),
+      ]);
+      if (ran.status === 'rejected') throw ran.reason;
+      if (early.status === 'rejected') throw early.reason;
+      const rewritten = (await listed()).filter((f) => meanwhile.rewrites(f.name));
+      sent = [...early.value, ...(await client.uploadFiles(record.id, round, dir, rewritten))];
+    } else {
+      sent = await client.uploadFiles(record.id, round, dir, await listed());
+    }
+    const manifest = await client.verifyRound(record.id, round, sent);
+    this.rounds.set(record.id, [...previous, { round, parent, files: manifest.files.map((f) => ({ ...f })) }]);
     return manifest.totalBytes;
   }
 
@@ -117,7 +143,7 @@ export class CheckpointMigrationEffects implements MigrationEffects {
     // Processes that ended since the last round: their shadows are no base for anything.
     for (const [vpid, shadow] of previous) if (!next.has(vpid)) await rm(shadow.path, { force: true });
     this.shadows.set(record.id, next);
-    return this.sendRound(record, round, upload);
+    return this.sendRound(record, round, { only: upload });
   }
 
   async freeze(record: MigrationRecord): Promise<void> {
@@ -142,11 +168,14 @@ export class CheckpointMigrationEffects implements MigrationEffects {
 
   async transfer(record: MigrationRecord): Promise<{ bytes: number }> {
     const shadows = this.shadows.get(record.id);
+    const round = this.finalRound(record);
     if (this.method(record) === 'shadow' && shadows && record.rounds.length > 0) {
-      // Only the pages that differ from the last round's shadow are left in the final image.
-      await this.shadow.diff(this.dir(record, this.finalRound(record)), shadows, record.rounds.length);
+      // Only the pages that differ from the last round's shadow are left in the final image; the
+      // rest of the image (process state, files, namespaces) goes out while they are compared.
+      const meanwhile = { rewrites: (name: string) => MEMORY_IMAGE.test(name), run: () => this.shadow.diff(this.dir(record, round), shadows, record.rounds.length) };
+      return { bytes: await this.sendRound(record, round, { meanwhile }) };
     }
-    return { bytes: await this.sendRound(record, this.finalRound(record)) };
+    return { bytes: await this.sendRound(record, round) };
   }
 
   async restore(record: MigrationRecord): Promise<void> {

@@ -18,7 +18,7 @@
  * rests on the final comparison alone: pages read while the shard ran may be torn or stale and
  * are then sent again in the final image.
  */
-import { closeSync, existsSync, linkSync, openSync, readdirSync, readFileSync, readlinkSync, readSync, renameSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readdirSync, readFileSync, readlinkSync, readSync, renameSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { encodePagemap, inPagesFile, parsePagemap, PE_PARENT, PE_PRESENT, type PagemapEntry } from '../checkpoint/pagemap-image';
 import { pageSize, privatePageRuns, readPages, yieldToEventLoop, type PageExtent, type PageRun } from '../checkpoint/process-memory';
@@ -29,7 +29,7 @@ export interface Shadow {
   /** The process's pid inside the shard's PID namespace (what CRIU names its images by). */
   readonly vpid: number;
   readonly round: number;
-  /** The source's local copy of every page read this round (never sent as such). */
+  /** The source's local copy of every page read this round (sent as such only in a round without a base). */
   readonly path: string;
   /** The pages in that file, in order (file offsets are cumulative). */
   readonly runs: readonly PageRun[];
@@ -128,6 +128,13 @@ class IncrementalPages {
       let end = i + 1;
       while (end < pages && this.base!.index.offsetOf(extent.vaddr + end * size) === offset + (end - i) * size) end += 1;
       const got = readSync(this.base!.fd, this.baseBuffer, 0, (end - i) * size, offset);
+      if (got === (end - i) * size && extent.data.compare(this.baseBuffer, 0, got, i * size, end * size) === 0) {
+        // The usual case for idle memory: the whole span is unchanged, one comparison.
+        send(i);
+        this.entry(extent.vaddr + i * size, end - i, parentFlags);
+        i = end;
+        continue;
+      }
       for (let k = i; k < end; k += 1) {
         const at = (k - i) * size;
         if (at + size <= got && extent.data.compare(this.baseBuffer, at, at + size, k * size, (k + 1) * size) === 0) {
@@ -153,21 +160,23 @@ export interface ShadowRound {
 }
 
 /**
- * Reads the memory of one running process into `<dir>/shadow-<vpid>.img` and writes the
- * round's image of it: every page (no previous shadow, or one from another round than the one
- * before) or only the pages that differ from the previous shadow, whose local file is then
- * removed (the next round compares with this one).
+ * Reads the memory of one running process and writes the round's image of it: every page (no
+ * previous shadow, or one from another round than the one before) or only the pages that differ
+ * from the previous shadow. The new shadow is the round's pages file itself when every page is
+ * sent, else `<dir>/shadow-<vpid>.img`. The previous shadow is removed once compared: the source
+ * keeps one copy of the shard's memory at most, and the final dump, which comes right after the
+ * last round, writes into the room that copy leaves.
  */
 export async function captureShadow(opts: { pid: number; vpid: number; round: number; dir: string; previous?: Shadow }): Promise<ShadowRound> {
   const size = pageSize();
-  const shadowPath = join(opts.dir, shadowFileName(opts.vpid));
   const pagesFile = `pages-${opts.vpid}.img`;
   const pagemapFile = `pagemap-${opts.vpid}.img`;
   const previous = opts.previous && opts.previous.round === opts.round - 1 && existsSync(opts.previous.path) ? opts.previous : undefined;
+  // Without a base every page is sent, so the pages file is the shadow.
+  const shadowPath = join(opts.dir, previous ? shadowFileName(opts.vpid) : pagesFile);
   const runs = privatePageRuns(opts.pid);
   const captured: PageRun[] = [];
   const shadowFd = openSync(shadowPath, 'w');
-  // Without a base every page is sent: the pages file is the shadow itself (a second name).
   const pagesFd = previous ? openSync(join(opts.dir, pagesFile), 'w') : undefined;
   const baseFd = previous ? openSync(previous.path, 'r') : undefined;
   let image: IncrementalPages | undefined;
@@ -187,12 +196,7 @@ export async function captureShadow(opts: { pid: number; vpid: number; round: nu
     if (pagesFd !== undefined) closeSync(pagesFd);
     if (baseFd !== undefined) closeSync(baseFd);
   }
-  if (!previous) {
-    rmSync(join(opts.dir, pagesFile), { force: true });
-    linkSync(shadowPath, join(opts.dir, pagesFile));
-  } else {
-    rmSync(previous.path, { force: true });
-  }
+  if (previous) rmSync(previous.path, { force: true });
   writeFileSync(join(opts.dir, pagemapFile), encodePagemap({ pagesId: opts.vpid, entries: image.entries }));
   return { shadow: { vpid: opts.vpid, round: opts.round, path: shadowPath, runs: captured }, upload: [pagemapFile, pagesFile], pagesBytes: image.pagesBytes };
 }

@@ -33,9 +33,12 @@ function setUp(root: string, opts: { shadow?: ShadowPreCopy } = {}) {
   const calls: string[] = [];
   const client = {
     prepare: async (id: string, body: { shard: { shardId: string; limits: object } }) => void calls.push(`client.prepare ${id} ${body.shard.shardId} ${JSON.stringify(body.shard.limits)}`),
-    uploadRound: async (id: string, round: number, _dir: string, files: { name: string; bytes: number }[]) => {
-      calls.push(`client.uploadRound ${id} ${round} ${files.map((f) => f.name).join(',')}`);
-      const sent = files.map((f) => ({ ...f, sha256: 'a'.repeat(64) }));
+    uploadFiles: async (id: string, round: number, _dir: string, files: { name: string; bytes: number }[]) => {
+      calls.push(`client.uploadFiles ${id} ${round} ${files.map((f) => f.name).join(',')}`);
+      return files.map((f) => ({ ...f, sha256: 'a'.repeat(64) }));
+    },
+    verifyRound: async (id: string, round: number, sent: { name: string; bytes: number }[]) => {
+      calls.push(`client.verifyRound ${id} ${round} ${sent.map((f) => f.name).join(',')}`);
       return { files: sent, totalBytes: sent.reduce((s, f) => s + f.bytes, 0) };
     },
     restore: async (id: string, rounds: { round: number; parent: number | null }[]) => {
@@ -103,11 +106,13 @@ describe('checkpoint migration effects (source side)', () => {
     expect(calls).toEqual([
       'client.prepare m1 web-0 {"cpuCores":1,"memoryBytes":1024}',
       'criu.preDump /m1/1',
-      'client.uploadRound m1 1 pages-1.img',
+      'client.uploadFiles m1 1 pages-1.img',
+      'client.verifyRound m1 1 pages-1.img',
       'handover.release web-0',
       'driver.freeze web-0',
       'criu.dump 4242 /sys/fs/cgroup/freezer/shardform/host-1/web-0 /m1/2 /m1/1',
-      'client.uploadRound m1 2 core-1.img,pages-1.img',
+      'client.uploadFiles m1 2 core-1.img,pages-1.img',
+      'client.verifyRound m1 2 core-1.img,pages-1.img',
       'client.restore m1 [[1,null],[2,1]]',
       'client.commit m1',
       'handover.discard web-0',
@@ -142,12 +147,16 @@ describe('checkpoint migration effects (source side)', () => {
     ]);
     expect(effectCalls).toEqual([
       'client.prepare m5 web-5 {"cpuCores":1,"memoryBytes":1024}',
-      'client.uploadRound m5 1 pagemap-1.img,pagemap-2.img,pages-1.img,pages-2.img',
-      'client.uploadRound m5 2 pagemap-1.img,pagemap-2.img,pages-1.img,pages-2.img',
+      'client.uploadFiles m5 1 pagemap-1.img,pagemap-2.img,pages-1.img,pages-2.img',
+      'client.verifyRound m5 1 pagemap-1.img,pagemap-2.img,pages-1.img,pages-2.img',
+      'client.uploadFiles m5 2 pagemap-1.img,pagemap-2.img,pages-1.img,pages-2.img',
+      'client.verifyRound m5 2 pagemap-1.img,pagemap-2.img,pages-1.img,pages-2.img',
       'handover.release web-5',
       'driver.freeze web-5',
       'criu.dump 4242 /sys/fs/cgroup/freezer/shardform/host-1/web-0 /m5/3 -', // (the fake driver's fixed path) full dump: no CRIU parent to track dirty pages against
-      'client.uploadRound m5 3 core-1.img,pages-1.img',
+      'client.uploadFiles m5 3 core-1.img', // sent while the memory images are compared
+      'client.uploadFiles m5 3 pages-1.img', // the compared pages, after
+      'client.verifyRound m5 3 core-1.img,pages-1.img',
       'client.restore m5 [[1,null],[2,1],[3,2]]',
     ]);
   });
