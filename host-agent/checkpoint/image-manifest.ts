@@ -25,9 +25,9 @@ export interface ImageManifest {
 /** CRIU image file names: `pages-1.img`, `core-12.img`, `stats-dump`, `irmap-cache`. */
 export const IMAGE_FILE_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 
-/** Files that are not part of the image: our CRIU logs. `parent` is the pre-dump link. */
+/** Files that are not part of the image: our CRIU logs, files being written (`.partial`). `parent` is the pre-dump link. */
 export function isImageFile(name: string): boolean {
-  return IMAGE_FILE_PATTERN.test(name) && !name.endsWith('.log') && name !== 'parent';
+  return IMAGE_FILE_PATTERN.test(name) && !name.endsWith('.log') && !name.endsWith('.partial') && name !== 'parent';
 }
 
 export async function sha256OfFile(path: string): Promise<string> {

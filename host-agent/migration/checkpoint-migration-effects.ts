@@ -104,10 +104,9 @@ export class CheckpointMigrationEffects implements MigrationEffects {
     // Hashed while streamed; the destination checks every file against the manifest before restoring.
     let sent: ImageFile[];
     if (meanwhile) {
-      const [early, ran] = await Promise.allSettled([
-        listed().then((files) => client.uploadFiles(record.id, round, dir, files.filter((f) => !meanwhile.rewrites(f.name)))),
-        meanwhile.run(),
-      ]);
+      // Listed before `run` starts: what it writes meanwhile (its partial files) is never picked up.
+      const untouched = (await listed()).filter((f) => !meanwhile.rewrites(f.name));
+      const [early, ran] = await Promise.allSettled([client.uploadFiles(record.id, round, dir, untouched), meanwhile.run()]);
       if (ran.status === 'rejected') throw ran.reason;
       if (early.status === 'rejected') throw early.reason;
       const rewritten = (await listed()).filter((f) => meanwhile.rewrites(f.name));

@@ -1,4 +1,4 @@
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CheckpointMigrationEffects } from '../../../host-agent/migration/checkpoint-migration-effects';
 import type { MigrationClient } from '../../../host-agent/migration/migration-client';
@@ -21,7 +21,10 @@ function fakeShadow(calls: string[], available = true): ShadowPreCopy {
     },
     diff: async (dumpDir, shadows, round) => {
       calls.push(`shadow.diff ${[...shadows.keys()].join(',')} against round ${round}`);
-      writeFileSync(join(dumpDir, 'pages-1.img'), Buffer.alloc(2));
+      // Like the real one: a partial file first, renamed over the pages once compared.
+      writeFileSync(join(dumpDir, 'pages-1.img.partial'), Buffer.alloc(2));
+      await new Promise((resolve) => setImmediate(resolve));
+      renameSync(join(dumpDir, 'pages-1.img.partial'), join(dumpDir, 'pages-1.img'));
       return { rewritten: [{ file: 'pages-1.img', dumpedBytes: 10, sentBytes: 2 }] };
     },
   };
