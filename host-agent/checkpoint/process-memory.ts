@@ -90,7 +90,7 @@ export function privatePageRuns(pid: number): PageRun[] {
     throw new CheckpointError('MEMORY_UNREADABLE', `cannot read /proc/${pid}/maps: ${(error as Error).message}`);
   }
   const runs: PageRun[] = [];
-  const fd = openSync(`/proc/${pid}/pagemap`, 'r');
+  const fd = openProc(`/proc/${pid}/pagemap`);
   const entries = Buffer.allocUnsafe(8 * 4096);
   try {
     for (const region of dumpableRegions(parseMaps(maps))) {
@@ -126,9 +126,21 @@ function isZeroPage(pagemapFd: number, kpageflagsFd: number | undefined, vaddr: 
   return (flags.readBigUInt64LE(0) & KPF_ZERO_PAGE) !== 0n;
 }
 
+let zeroPage: Buffer | undefined;
+
+/** memcmp against a page of zeroes: the check runs on every page a round reads. */
 function allZero(page: Buffer): boolean {
-  for (let i = 0; i < page.length; i += 8) if (page.readBigUInt64LE(i) !== 0n) return false;
-  return true;
+  if (zeroPage?.length !== page.length) zeroPage = Buffer.alloc(page.length);
+  return page.equals(zeroPage);
+}
+
+/** Opens a /proc file of the process; MEMORY_UNREADABLE naming it when it cannot (the process ended, no permission). */
+function openProc(path: string): number {
+  try {
+    return openSync(path, 'r');
+  } catch (error) {
+    throw new CheckpointError('MEMORY_UNREADABLE', `cannot open ${path}: ${(error as Error).message}`);
+  }
 }
 
 /** Lets the agent's event loop run (API, sampler) between two extents of a long read. */
@@ -142,8 +154,14 @@ export const yieldToEventLoop = (): Promise<void> => new Promise((resolve) => se
  */
 export async function readPages(pid: number, runs: readonly PageRun[], onExtent: (extent: PageExtent) => void): Promise<void> {
   const size = pageSize();
-  const mem = openSync(`/proc/${pid}/mem`, 'r');
-  const pagemap = openSync(`/proc/${pid}/pagemap`, 'r');
+  const mem = openProc(`/proc/${pid}/mem`);
+  let pagemap: number;
+  try {
+    pagemap = openProc(`/proc/${pid}/pagemap`);
+  } catch (error) {
+    closeSync(mem);
+    throw error;
+  }
   let kpageflags: number | undefined;
   try {
     kpageflags = openSync('/proc/kpageflags', 'r');

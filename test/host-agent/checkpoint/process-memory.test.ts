@@ -72,10 +72,20 @@ describe('reading a running process the way CRIU dumps it', () => {
         expect(read.filter((v) => v >= child.zero && v < child.zero + 8 * pageSize())).toEqual([]); // ...but never read into a shadow
         expect(read.filter((v) => v >= child.data && v < child.data + 64 * pageSize())).toHaveLength(64);
       });
+
+      it('keeps a page the process wrote zeroes to: only the kernel zero page is left out', async () => {
+        await child.write(3, 0);
+        const read = new Map<number, Buffer>();
+        await readPages(child.pid, privatePageRuns(child.pid), (extent) => {
+          for (let at = 0; at < extent.data.length; at += pageSize()) read.set(extent.vaddr + at, Buffer.from(extent.data.subarray(at, at + pageSize())));
+        });
+        expect(read.get(child.data + 3 * pageSize())).toEqual(Buffer.alloc(pageSize()));
+      });
     });
   });
 
-  it('says which process it could not read', () => {
+  it('says which process it could not read', async () => {
     expect(() => privatePageRuns(2 ** 22 + 12345)).toThrow(/cannot read \/proc\/4206649\/maps/);
+    await expect(readPages(2 ** 22 + 12345, [{ vaddr: 0x10000, pages: 1 }], () => undefined)).rejects.toThrow(/cannot open \/proc\/4206649\/mem/);
   });
 });
