@@ -40,7 +40,7 @@ const SWAPPED = 0x40000000; // bit 62
 const FILE_OR_SHARED = 0x20000000; // bit 61
 const KPF_ZERO_PAGE = 1n << 24n;
 /** Pages read from /proc/<pid>/mem at once. */
-const READ_PAGES = 256;
+export const READ_PAGES = 256;
 
 let pageSizeCache: number | undefined;
 

@@ -17,7 +17,7 @@ import type { MigrationClient } from './migration-client';
 import type { MigrationEffects } from './migration-effects';
 import { MigrationError } from './migration-error';
 import type { MigrationRecord, PreCopyMethod } from './migration-record';
-import { systemShadowPreCopy, type Shadow, type ShadowPreCopy } from './memory-shadow';
+import { systemShadowPreCopy, type FrozenComparison, type Shadow, type ShadowPreCopy } from './memory-shadow';
 import { prepareRequest } from './prepare-request';
 
 /** The image files the shadow comparison rewrites: each process's pagemap and pages. */
@@ -46,6 +46,8 @@ export class CheckpointMigrationEffects implements MigrationEffects {
   private readonly rounds = new Map<string, RoundManifest[]>();
   /** The last shadow of each process, per migration (shadow pre-copy). */
   private readonly shadows = new Map<string, Map<number, Shadow>>();
+  /** Per migration, what the frozen memory still shares with the last shadows (shadow pre-copy, compared during the dump). */
+  private readonly frozen = new Map<string, Map<number, FrozenComparison>>();
   private readonly shadow: ShadowPreCopy;
 
   constructor(private readonly deps: CheckpointEffectsDeps) {
@@ -160,9 +162,37 @@ export class CheckpointMigrationEffects implements MigrationEffects {
     // CRIU's pre-dumps chain the final dump to the last one; after shadow rounds CRIU dumps everything and transfer() compares.
     const previous = record.rounds.length > 0 && this.method(record) === 'criu' ? this.dir(record, record.rounds.length) : undefined;
     const dir = this.dir(record, round);
-    await this.deps.checkpointer.dump({ rootPid: await this.rootPid(record.shardId), freezeCgroup: this.freezerDir(record.shardId) }, dir, previous);
+    const rootPid = await this.rootPid(record.shardId);
+    // The shard is frozen: its memory is compared with the shadows on this core while CRIU
+    // dumps it on another, so that the comparison is mostly done when the dump is.
+    const comparing = this.compareFrozen(record, rootPid);
+    try {
+      await this.deps.checkpointer.dump({ rootPid, freezeCgroup: this.freezerDir(record.shardId) }, dir, previous);
+    } finally {
+      await comparing;
+    }
     // Sizes only: the files are hashed once, while the transfer streams them (hashing is a large part of downtime).
     return { bytes: await imageBytes(dir) };
+  }
+
+  /**
+   * Compares each frozen process with its last shadow, for transfer() to rewrite the dump by.
+   * Never fails the migration: a process it cannot compare is compared the slow way, against
+   * CRIU's dump, in transfer().
+   */
+  private async compareFrozen(record: MigrationRecord, rootPid: number): Promise<void> {
+    const shadows = this.shadows.get(record.id);
+    if (this.method(record) !== 'shadow' || !shadows || record.rounds.length === 0) return;
+    const compared = new Map<number, FrozenComparison>();
+    this.frozen.set(record.id, compared);
+    try {
+      for (const { pid, vpid } of await this.shadow.processes(rootPid, await this.deps.driver.pids(record.shardId))) {
+        const shadow = shadows.get(vpid);
+        if (shadow) compared.set(vpid, await this.shadow.compareFrozen({ pid, shadow }));
+      }
+    } catch {
+      // what was compared so far stands; the rest is compared against the dump
+    }
   }
 
   async transfer(record: MigrationRecord): Promise<{ bytes: number }> {
@@ -171,7 +201,7 @@ export class CheckpointMigrationEffects implements MigrationEffects {
     if (this.method(record) === 'shadow' && shadows && record.rounds.length > 0) {
       // Only the pages that differ from the last round's shadow are left in the final image; the
       // rest of the image (process state, files, namespaces) goes out while they are compared.
-      const meanwhile = { rewrites: (name: string) => MEMORY_IMAGE.test(name), run: () => this.shadow.diff(this.dir(record, round), shadows, record.rounds.length) };
+      const meanwhile = { rewrites: (name: string) => MEMORY_IMAGE.test(name), run: () => this.shadow.diff(this.dir(record, round), shadows, record.rounds.length, this.frozen.get(record.id)) };
       return { bytes: await this.sendRound(record, round, { meanwhile }) };
     }
     return { bytes: await this.sendRound(record, round) };
@@ -190,6 +220,7 @@ export class CheckpointMigrationEffects implements MigrationEffects {
     await rm(join(this.deps.imagesRoot, record.id), { recursive: true, force: true });
     this.rounds.delete(record.id);
     this.shadows.delete(record.id);
+    this.frozen.delete(record.id);
   }
 
   async destroyDestination(record: MigrationRecord): Promise<void> {
@@ -210,6 +241,7 @@ export class CheckpointMigrationEffects implements MigrationEffects {
     await rm(join(this.deps.imagesRoot, record.id), { recursive: true, force: true });
     this.rounds.delete(record.id);
     this.shadows.delete(record.id);
+    this.frozen.delete(record.id);
   }
 
   finished(record: MigrationRecord): void {

@@ -8,9 +8,12 @@
  *   `pages-<pid>.img`. Round 1 sends every page; a later round compares each page with the
  *   previous round's shadow and sends only the pages that differ, marking the others
  *   `PE_PARENT` ("in the parent image") — the chain `criu pre-dump` itself builds.
- * - After the freeze CRIU dumps as usual; then each process's pages file is compared with its
- *   last shadow, page by page at the addresses its pagemap lists, and rewritten to hold only
- *   the pages that differ, its pagemap marking the rest `PE_PARENT`.
+ * - After the freeze CRIU dumps as usual; then each process's pages file is rewritten to hold
+ *   only the pages that differ from its last shadow, its pagemap marking the rest `PE_PARENT`.
+ *   Which pages differ is found while CRIU dumps: the frozen memory is compared with the shadow
+ *   (compareFrozenWithShadow) on the agent's core while CRIU works on another, so the rewrite
+ *   after the dump only picks pages. A process that could not be compared that way has its
+ *   pages file compared with its shadow page by page instead.
  *
  * The destination does nothing new: rounds arrive as image files (streamed, size and sha256
  * checked), each later round linked to the one before as its `parent`, and `criu restore`
@@ -21,7 +24,7 @@
 import { closeSync, existsSync, openSync, readdirSync, readFileSync, readlinkSync, readSync, renameSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { encodePagemap, inPagesFile, parsePagemap, PE_PARENT, PE_PRESENT, type PagemapEntry } from '../checkpoint/pagemap-image';
-import { pageSize, privatePageRuns, readPages, yieldToEventLoop, type PageExtent, type PageRun } from '../checkpoint/process-memory';
+import { pageSize, privatePageRuns, READ_PAGES, readPages, yieldToEventLoop, type PageExtent, type PageRun } from '../checkpoint/process-memory';
 import { readNsPids } from '../runner/proc-info';
 
 /** The last shadow of one process: where its pages are, locally, and which pages they are. */
@@ -103,51 +106,73 @@ class IncrementalPages {
     this.entries.push(entry);
   }
 
-  /** Pages with their content; `presentFlags` is what an entry of pages sent in this image carries. */
+  /** Pages sent in this image: appended to the pages file under one `presentFlags` entry. */
+  keep(vaddr: number, data: Buffer, presentFlags: number): void {
+    writeSync(this.pagesFd, data);
+    this.pagesBytes += data.length;
+    this.entry(vaddr, data.length / this.size, presentFlags);
+  }
+
+  /** Pages left to the parent image (`presentFlags` as they would be sent, turned into a parent entry). */
+  inParent(vaddr: number, pages: number, presentFlags: number): void {
+    this.entry(vaddr, pages, (presentFlags & ~PE_PRESENT) | PE_PARENT);
+  }
+
+  /** Pages with their content: those equal to the base at the same address go to the parent, the others are sent. */
   add(extent: PageExtent, presentFlags: number): void {
     const { size } = this;
-    const parentFlags = (presentFlags & ~PE_PRESENT) | PE_PARENT;
-    const pages = extent.data.length / size;
-    let sendFrom = -1;
-    const send = (end: number) => {
-      if (sendFrom < 0) return;
-      const bytes = extent.data.subarray(sendFrom * size, end * size);
-      writeSync(this.pagesFd, bytes);
-      this.pagesBytes += bytes.length;
-      this.entry(extent.vaddr + sendFrom * size, end - sendFrom, presentFlags);
-      sendFrom = -1;
-    };
-    for (let i = 0; i < pages; ) {
-      const offset = this.base ? this.base.index.offsetOf(extent.vaddr + i * size) : -1;
-      if (offset < 0) {
-        if (sendFrom < 0) sendFrom = i;
-        i += 1;
-        continue;
-      }
-      // Pages consecutive in the base too: one read, then compared page by page.
-      let end = i + 1;
-      while (end < pages && this.base!.index.offsetOf(extent.vaddr + end * size) === offset + (end - i) * size) end += 1;
-      const got = readSync(this.base!.fd, this.baseBuffer, 0, (end - i) * size, offset);
-      if (got === (end - i) * size && extent.data.compare(this.baseBuffer, 0, got, i * size, end * size) === 0) {
-        // The usual case for idle memory: the whole span is unchanged, one comparison.
-        send(i);
-        this.entry(extent.vaddr + i * size, end - i, parentFlags);
-        i = end;
-        continue;
-      }
-      for (let k = i; k < end; k += 1) {
-        const at = (k - i) * size;
-        if (at + size <= got && extent.data.compare(this.baseBuffer, at, at + size, k * size, (k + 1) * size) === 0) {
-          send(k);
-          this.entry(extent.vaddr + k * size, 1, parentFlags);
-        } else if (sendFrom < 0) {
-          sendFrom = k;
-        }
-      }
-      i = end;
-    }
-    send(pages);
+    compareWithBase(extent, this.base, this.baseBuffer, (from, to, same) => {
+      if (same) this.inParent(extent.vaddr + from * size, to - from, presentFlags);
+      else this.keep(extent.vaddr + from * size, extent.data.subarray(from * size, to * size), presentFlags);
+    });
   }
+}
+
+/**
+ * Splits `extent` into spans, in address order, that are equal to `base` at the same address
+ * (`same`) and spans that differ or that the base does not have. `buffer` bounds the base bytes
+ * read at once (at least the extent's length). Adjacent spans of one kind are merged.
+ */
+function compareWithBase(
+  extent: PageExtent,
+  base: { fd: number; index: ShadowIndex } | undefined,
+  buffer: Buffer,
+  visit: (fromPage: number, toPage: number, same: boolean) => void,
+): void {
+  const size = pageSize();
+  const pages = extent.data.length / size;
+  let spanFrom = 0;
+  let spanSame: boolean | undefined;
+  const mark = (page: number, same: boolean) => {
+    if (spanSame === same) return;
+    if (spanSame !== undefined && page > spanFrom) visit(spanFrom, page, spanSame);
+    spanFrom = page;
+    spanSame = same;
+  };
+  for (let i = 0; i < pages; ) {
+    const offset = base ? base.index.offsetOf(extent.vaddr + i * size) : -1;
+    if (offset < 0) {
+      mark(i, false);
+      i += 1;
+      continue;
+    }
+    // Pages consecutive in the base too: one read, then compared page by page.
+    let end = i + 1;
+    while (end < pages && base!.index.offsetOf(extent.vaddr + end * size) === offset + (end - i) * size) end += 1;
+    const got = readSync(base!.fd, buffer, 0, (end - i) * size, offset);
+    if (got === (end - i) * size && extent.data.compare(buffer, 0, got, i * size, end * size) === 0) {
+      // The usual case for idle memory: the whole span is unchanged, one comparison.
+      mark(i, true);
+      i = end;
+      continue;
+    }
+    for (let k = i; k < end; k += 1) {
+      const at = (k - i) * size;
+      mark(k, at + size <= got && extent.data.compare(buffer, at, at + size, k * size, (k + 1) * size) === 0);
+    }
+    i = end;
+  }
+  if (spanSame !== undefined && pages > spanFrom) visit(spanFrom, pages, spanSame);
 }
 
 /** What one shadow round wrote: the new shadow, and the image files to send for it. */
@@ -181,7 +206,7 @@ export async function captureShadow(opts: { pid: number; vpid: number; round: nu
   const baseFd = previous ? openSync(previous.path, 'r') : undefined;
   let image: IncrementalPages | undefined;
   try {
-    image = new IncrementalPages(pagesFd ?? shadowFd, previous ? { fd: baseFd as number, index: new ShadowIndex(previous.runs, size) } : undefined, 256 * size);
+    image = new IncrementalPages(pagesFd ?? shadowFd, previous ? { fd: baseFd as number, index: new ShadowIndex(previous.runs, size) } : undefined, READ_PAGES * size);
     const pages = image;
     await readPages(opts.pid, runs, (extent) => {
       if (pagesFd !== undefined) writeSync(shadowFd, extent.data);
@@ -201,6 +226,76 @@ export async function captureShadow(opts: { pid: number; vpid: number; round: nu
   return { shadow: { vpid: opts.vpid, round: opts.round, path: shadowPath, runs: captured }, upload: [pagemapFile, pagesFile], pagesBytes: image.pagesBytes };
 }
 
+/**
+ * Which pages of a frozen process still hold what its shadow holds: compared while CRIU dumps
+ * the same frozen memory, so that the dump's rewrite only has to pick pages, not compare them.
+ */
+export interface FrozenComparison {
+  readonly vpid: number;
+  /** The round of the shadow compared with (the final dump's parent). */
+  readonly round: number;
+  /** Pages equal to the shadow at the same address, in address order. */
+  readonly unchanged: readonly PageRun[];
+}
+
+/**
+ * Compares the memory of a frozen process with its shadow. Only the content matters, not when
+ * it is read, because nothing of the shard runs: CRIU's parasite, dumping at the same time,
+ * maps its own pages and may briefly patch a code page, and either only shows up here as a
+ * page that differs — which the dump then sends as CRIU read it. Pages that cannot be read are
+ * left out of `unchanged` (sent) too.
+ */
+export async function compareFrozenWithShadow(opts: { pid: number; shadow: Shadow }): Promise<FrozenComparison> {
+  const size = pageSize();
+  const extentPages = READ_PAGES;
+  const buffer = Buffer.allocUnsafe(extentPages * size);
+  const baseFd = openSync(opts.shadow.path, 'r');
+  const base = { fd: baseFd, index: new ShadowIndex(opts.shadow.runs, size) };
+  const unchanged: PageRun[] = [];
+  try {
+    await readPages(opts.pid, privatePageRuns(opts.pid), (extent) => {
+      compareWithBase(extent, base, buffer, (from, to, same) => {
+        if (!same) return;
+        const vaddr = extent.vaddr + from * size;
+        const last = unchanged[unchanged.length - 1];
+        if (last && last.vaddr + last.pages * size === vaddr) unchanged[unchanged.length - 1] = { vaddr: last.vaddr, pages: last.pages + (to - from) };
+        else unchanged.push({ vaddr, pages: to - from });
+      });
+    });
+  } finally {
+    closeSync(baseFd);
+  }
+  return { vpid: opts.shadow.vpid, round: opts.shadow.round, unchanged };
+}
+
+/** Splits address ranges by membership in a sorted list of page runs. */
+class RunMembership {
+  private readonly starts: number[];
+  private readonly ends: number[];
+
+  constructor(runs: readonly PageRun[], size: number) {
+    this.starts = runs.map((r) => r.vaddr);
+    this.ends = runs.map((r) => r.vaddr + r.pages * size);
+  }
+
+  /** From `vaddr` up to `limit`: whether it is in a run, and where that stops being so. */
+  spanAt(vaddr: number, limit: number): { member: boolean; end: number } {
+    let lo = 0;
+    let hi = this.starts.length - 1;
+    let next = limit;
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1;
+      const start = this.starts[mid] as number;
+      if (vaddr < start) {
+        next = Math.min(next, start);
+        hi = mid - 1;
+      } else if (vaddr >= (this.ends[mid] as number)) lo = mid + 1;
+      else return { member: true, end: Math.min(limit, this.ends[mid] as number) };
+    }
+    return { member: false, end: next };
+  }
+}
+
 /** What the final comparison changed in a dump directory. */
 export interface DumpDiff {
   /** Per pages file: the bytes CRIU wrote and the bytes left after the comparison. */
@@ -212,7 +307,12 @@ export interface DumpDiff {
  * process's pages file keeps only the pages that differ from its shadow, its pagemap marks the
  * rest `PE_PARENT`. Processes without a shadow of that round keep their images as CRIU wrote them.
  */
-export async function diffDumpWithShadows(dumpDir: string, shadows: ReadonlyMap<number, Shadow>, round: number): Promise<DumpDiff> {
+export async function diffDumpWithShadows(
+  dumpDir: string,
+  shadows: ReadonlyMap<number, Shadow>,
+  round: number,
+  frozen: ReadonlyMap<number, FrozenComparison> = new Map(),
+): Promise<DumpDiff> {
   const size = pageSize();
   const extentPages = 256;
   const chunk = Buffer.allocUnsafe(extentPages * size);
@@ -234,18 +334,32 @@ export async function diffDumpWithShadows(dumpDir: string, shadows: ReadonlyMap<
     let image: IncrementalPages;
     try {
       image = new IncrementalPages(outFd, { fd: baseFd, index: new ShadowIndex(shadow.runs, size) }, chunk.length);
+      const compared = frozen.get(shadow.vpid);
+      const unchanged = compared && compared.round === round ? new RunMembership(compared.unchanged, size) : undefined;
       let at = 0;
       for (const entry of pagemap.entries) {
         if (!inPagesFile(entry)) {
           image.passThrough(entry);
           continue;
         }
-        for (let page = 0; page < entry.pages; page += extentPages) {
-          const count = Math.min(extentPages, entry.pages - page);
-          const got = readSync(pagesFd, chunk, 0, count * size, at);
-          if (got !== count * size) throw new Error(`${pagesPath} ends at byte ${at + got}, its pagemap lists more pages`);
-          image.add({ vaddr: entry.vaddr + page * size, data: chunk.subarray(0, got) }, entry.flags);
+        const entryEnd = entry.vaddr + entry.pages * size;
+        for (let vaddr = entry.vaddr; vaddr < entryEnd; ) {
+          const limit = Math.min(entryEnd, vaddr + chunk.length);
+          // Compared while frozen: unchanged spans need no read at all, changed ones are copied.
+          const span = unchanged?.spanAt(vaddr, limit);
+          if (span?.member) {
+            image.inParent(vaddr, (span.end - vaddr) / size, entry.flags);
+            at += span.end - vaddr;
+            vaddr = span.end;
+            continue;
+          }
+          const end = span ? span.end : limit;
+          const got = readSync(pagesFd, chunk, 0, end - vaddr, at);
+          if (got !== end - vaddr) throw new Error(`${pagesPath} ends at byte ${at + got}, its pagemap lists more pages`);
+          if (unchanged) image.keep(vaddr, chunk.subarray(0, got), entry.flags);
+          else image.add({ vaddr, data: chunk.subarray(0, got) }, entry.flags);
           at += got;
+          vaddr = end;
           await yieldToEventLoop();
         }
       }
@@ -272,7 +386,9 @@ export interface ShadowPreCopy {
   /** The processes CRIU dumps with `rootPid`: those of the shard's cgroup in its PID namespace, with their pid there. */
   processes(rootPid: number, cgroupPids: readonly number[]): Promise<{ pid: number; vpid: number }[]>;
   capture(opts: { pid: number; vpid: number; round: number; dir: string; previous?: Shadow }): Promise<ShadowRound>;
-  diff(dumpDir: string, shadows: ReadonlyMap<number, Shadow>, round: number): Promise<DumpDiff>;
+  /** Which pages of a frozen process still equal its shadow (run while CRIU dumps it). */
+  compareFrozen(opts: { pid: number; shadow: Shadow }): Promise<FrozenComparison>;
+  diff(dumpDir: string, shadows: ReadonlyMap<number, Shadow>, round: number, frozen?: ReadonlyMap<number, FrozenComparison>): Promise<DumpDiff>;
 }
 
 export const systemShadowPreCopy: ShadowPreCopy = {
@@ -301,5 +417,6 @@ export const systemShadowPreCopy: ShadowPreCopy = {
     return found.sort((a, b) => a.vpid - b.vpid);
   },
   capture: captureShadow,
+  compareFrozen: compareFrozenWithShadow,
   diff: diffDumpWithShadows,
 };

@@ -22,8 +22,12 @@ export interface MigrationClientOptions {
   idleTimeoutMs?: number;
 }
 
-/** Image files sent at once: enough to hide per-request latency, few enough not to thrash the destination's disk. */
+/** Large image files (pages) sent at once: enough to fill the link, few enough not to thrash the destination's disk. */
 export const UPLOAD_CONCURRENCY = 4;
+/** Small image files (process state, a dozen per final image) sent at once besides: each costs a request, not bandwidth. */
+export const SMALL_UPLOAD_CONCURRENCY = 12;
+/** Files below this size count as small. */
+export const SMALL_FILE_BYTES = 1 << 20;
 
 const CODES: readonly MigrationErrorCode[] = ['INVALID_MIGRATION', 'INVALID_TRANSITION', 'JOURNAL_CONFLICT', 'NOT_FOUND', 'REFUSED', 'TRANSFER_FAILED', 'TIMEOUT'];
 
@@ -89,20 +93,26 @@ export class MigrationClient {
   }
 
   /**
-   * Streams files of a round, `UPLOAD_CONCURRENCY` at a time (a final image is a dozen small
-   * files beside the pages, and each is a request); resolves to what was sent, in `files` order.
-   * The first failure fails the whole call once the uploads in flight have settled.
+   * Streams files of a round: large ones `UPLOAD_CONCURRENCY` at a time and, beside them, small
+   * ones `SMALL_UPLOAD_CONCURRENCY` at a time (a final image is a dozen small files beside the
+   * pages, and each is a request, whose latency is what they cost while the shard is frozen);
+   * resolves to what was sent, in `files` order. The first failure fails the whole call once
+   * the uploads in flight have settled.
    */
   async uploadFiles(migrationId: string, round: number, dir: string, files: readonly { name: string; bytes: number; sha256?: string }[]): Promise<ImageFile[]> {
     const sent: ImageFile[] = new Array(files.length);
-    let next = 0;
-    const worker = async () => {
-      while (next < files.length) {
-        const index = next++;
-        sent[index] = await this.uploadFile(migrationId, round, dir, files[index]!);
-      }
+    const indices = files.map((_, index) => index);
+    const pool = (queue: number[], width: number) => {
+      const worker = async () => {
+        for (let index = queue.shift(); index !== undefined; index = queue.shift()) {
+          sent[index] = await this.uploadFile(migrationId, round, dir, files[index]!);
+        }
+      };
+      return Array.from({ length: Math.min(width, queue.length) }, worker);
     };
-    const results = await Promise.allSettled(Array.from({ length: Math.min(UPLOAD_CONCURRENCY, files.length) }, worker));
+    const large = indices.filter((i) => files[i]!.bytes >= SMALL_FILE_BYTES);
+    const small = indices.filter((i) => files[i]!.bytes < SMALL_FILE_BYTES);
+    const results = await Promise.allSettled([...pool(large, UPLOAD_CONCURRENCY), ...pool(small, SMALL_UPLOAD_CONCURRENCY)]);
     const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failed) throw failed.reason;
     return sent;

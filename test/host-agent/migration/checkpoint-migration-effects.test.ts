@@ -7,7 +7,7 @@ import type { Shadow, ShadowPreCopy } from '../../../host-agent/migration/memory
 import { tempDir } from '../../helpers/cli';
 
 /** A shadow pre-copy that writes small fake round files and records what it was asked. */
-function fakeShadow(calls: string[], available = true): ShadowPreCopy {
+function fakeShadow(calls: string[], available = true, failFrozen?: number): ShadowPreCopy {
   return {
     available: () => (available ? { ok: true } : { ok: false, reason: '/proc/self/pagemap is missing' }),
     processes: async (rootPid, pids) => (calls.push(`shadow.processes ${rootPid} ${pids.join(',')}`), [{ pid: 4242, vpid: 1 }, { pid: 4243, vpid: 2 }]),
@@ -19,8 +19,13 @@ function fakeShadow(calls: string[], available = true): ShadowPreCopy {
       const shadow: Shadow = { vpid, round, path: join(dir, `shadow-${vpid}.img`), runs: [] };
       return { shadow, upload: [`pagemap-${vpid}.img`, `pages-${vpid}.img`], pagesBytes: round === 1 ? 50 : 7 };
     },
-    diff: async (dumpDir, shadows, round) => {
-      calls.push(`shadow.diff ${[...shadows.keys()].join(',')} against round ${round}`);
+    compareFrozen: async ({ pid, shadow }) => {
+      calls.push(`shadow.compareFrozen ${pid} ${shadow.vpid} against round ${shadow.round}`);
+      if (pid === failFrozen) throw new Error(`cannot open /proc/${pid}/mem: ENOENT`);
+      return { vpid: shadow.vpid, round: shadow.round, unchanged: [] };
+    },
+    diff: async (dumpDir, shadows, round, frozen) => {
+      calls.push(`shadow.diff ${[...shadows.keys()].join(',')} against round ${round}, compared while frozen: ${[...(frozen ?? new Map()).keys()].join(',') || '-'}`);
       // Like the real one: a partial file first, renamed over the pages once compared.
       writeFileSync(join(dumpDir, 'pages-1.img.partial'), Buffer.alloc(2));
       await new Promise((resolve) => setImmediate(resolve));
@@ -146,7 +151,10 @@ describe('checkpoint migration effects (source side)', () => {
       'shadow.processes 4242 ',
       'shadow.capture 4242 1 round 2 previous 1',
       'shadow.capture 4243 2 round 2 previous 1',
-      'shadow.diff 1,2 against round 2',
+      'shadow.processes 4242 ', // the frozen tree, compared while CRIU dumps it
+      'shadow.compareFrozen 4242 1 against round 2',
+      'shadow.compareFrozen 4243 2 against round 2',
+      'shadow.diff 1,2 against round 2, compared while frozen: 1,2',
     ]);
     expect(effectCalls).toEqual([
       'client.prepare m5 web-5 {"cpuCores":1,"memoryBytes":1024}',
@@ -161,6 +169,23 @@ describe('checkpoint migration effects (source side)', () => {
       'client.uploadFiles m5 3 pages-1.img', // the compared pages, after
       'client.verifyRound m5 3 core-1.img,pages-1.img',
       'client.restore m5 [[1,null],[2,1],[3,2]]',
+    ]);
+  });
+
+  it('does not fail the dump when a frozen process cannot be compared: the dump is compared with the shadows instead', async () => {
+    const calls: string[] = [];
+    const { effects } = setUp(join(dir.path, 'frozen-fails'), { shadow: fakeShadow(calls, true, 4243) });
+    let record: MigrationRecord = { ...planMigration({ id: 'm6', fleet: 'f', shardId: 'web-6', applicationId: 'web', source: 'host-1', destination: 'host-2', preCopy: true }, AT), preCopyMethod: 'shadow' };
+    await effects.prepare(record);
+    const one = await effects.preCopyRound(record, 1);
+    record = { ...advance(advance(record, 'prepared', AT), 'pre-copy', AT), rounds: [{ round: 1, bytes: one.bytes }] };
+    await effects.freeze(record);
+    await effects.dump(record);
+    await effects.transfer(record);
+    expect(calls.slice(-3)).toEqual([
+      'shadow.compareFrozen 4242 1 against round 1',
+      'shadow.compareFrozen 4243 2 against round 1',
+      'shadow.diff 1,2 against round 1, compared while frozen: 1', // process 2 is compared against the dump
     ]);
   });
 

@@ -2,7 +2,7 @@ import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'no
 import { join } from 'node:path';
 import { encodePagemap, parsePagemap, PE_LAZY, PE_PARENT, PE_PRESENT, type PagemapEntry } from '../../../host-agent/checkpoint/pagemap-image';
 import { pageSize } from '../../../host-agent/checkpoint/process-memory';
-import { captureShadow, diffDumpWithShadows, systemShadowPreCopy, type Shadow } from '../../../host-agent/migration/memory-shadow';
+import { captureShadow, compareFrozenWithShadow, diffDumpWithShadows, systemShadowPreCopy, type FrozenComparison, type Shadow } from '../../../host-agent/migration/memory-shadow';
 import { tempDir } from '../../helpers/cli';
 import { startMemoryChild, type MemoryChild } from '../../helpers/memory-child';
 
@@ -71,6 +71,34 @@ describe('shadow pre-copy: rounds while the shard runs', () => {
     expect(existsSync(second.shadow.path)).toBe(true);
   });
 
+  it('compares a stopped process with its shadow: every page but those written since is unchanged', async () => {
+    const round1 = join(dir.path, 'frozen-1');
+    mkdirSync(round1);
+    const first = await captureShadow({ pid: child.pid, vpid: 1, round: 1, dir: round1 });
+    await child.write(7, 0xa1);
+    await child.write(8, 0xa2);
+    await child.write(90, 0xa3);
+    process.kill(child.pid, 'SIGSTOP');
+    let compared: FrozenComparison;
+    try {
+      compared = await compareFrozenWithShadow({ pid: child.pid, shadow: first.shadow });
+    } finally {
+      process.kill(child.pid, 'SIGCONT');
+    }
+    expect(compared.vpid).toBe(1);
+    expect(compared.round).toBe(1);
+    const inBuffer = compared.unchanged.filter((r) => r.vaddr + r.pages * PAGE > child.data && r.vaddr < child.data + 128 * PAGE);
+    const unchangedPages = new Set<number>();
+    for (const r of inBuffer) for (let i = 0; i < r.pages; i += 1) unchangedPages.add((r.vaddr - child.data) / PAGE + i);
+    const buffer = Array.from({ length: 128 }, (_, i) => i);
+    expect(buffer.filter((i) => !unchangedPages.has(i))).toEqual([7, 8, 90]);
+    // Runs are merged and in address order.
+    for (let i = 1; i < compared.unchanged.length; i += 1) {
+      const before = compared.unchanged[i - 1]!;
+      expect(compared.unchanged[i]!.vaddr).toBeGreaterThan(before.vaddr + before.pages * PAGE);
+    }
+  });
+
   it('finds the processes CRIU dumps: those in the root process\'s PID namespace, named by their pid there', async () => {
     const found = await systemShadowPreCopy.processes(child.pid, [child.pid, 2 ** 22 + 777]);
     expect(found).toEqual([{ pid: child.pid, vpid: child.pid }]);
@@ -122,6 +150,40 @@ describe('shadow pre-copy: the final dump', () => {
     });
     expect(readFileSync(join(dump, 'pages-4.img'))).toEqual(Buffer.concat([page(0x99), page(7)]));
     expect(readFileSync(join(dump, 'core-1.img'), 'utf8')).toBe('core');
+  });
+
+  it('with a comparison made while frozen, picks pages by it instead of comparing them with the shadow again', async () => {
+    const root = join(dir.path, 'frozen');
+    const shadow = shadowOf(root);
+    // Page 0x12000 reads as 3 in the shadow file, but the frozen comparison (made against the
+    // shadow's content when it was read) found it unchanged: it is trusted, not re-read.
+    const dump = dumpOf(root, [page(1), page(0x99), page(0x33), page(4), page(5), page(6), page(7)], [
+      { vaddr: 0x10000, pages: 4, flags: PE_PRESENT | PE_LAZY },
+      { vaddr: 0x20000, pages: 3, flags: PE_PRESENT },
+      { vaddr: 0x30000, pages: 2, flags: 0 },
+    ]);
+    const frozen = new Map<number, FrozenComparison>([[1, { vpid: 1, round: 2, unchanged: [{ vaddr: 0x10000, pages: 1 }, { vaddr: 0x12000, pages: 2 }, { vaddr: 0x20000, pages: 1 }] }]]);
+    const diff = await diffDumpWithShadows(dump, new Map([[1, shadow]]), 2, frozen);
+    expect(diff.rewritten).toEqual([{ file: 'pages-4.img', dumpedBytes: 7 * PAGE, sentBytes: 3 * PAGE }]);
+    expect(parsePagemap(readFileSync(join(dump, 'pagemap-1.img'))).entries).toEqual([
+      { vaddr: 0x10000, pages: 1, flags: PE_PARENT | PE_LAZY },
+      { vaddr: 0x11000, pages: 1, flags: PE_PRESENT | PE_LAZY },
+      { vaddr: 0x12000, pages: 2, flags: PE_PARENT | PE_LAZY },
+      { vaddr: 0x20000, pages: 1, flags: PE_PARENT },
+      { vaddr: 0x21000, pages: 2, flags: PE_PRESENT }, // 0x21000 was not found unchanged while frozen: sent
+      { vaddr: 0x30000, pages: 2, flags: 0 },
+    ]);
+    expect(readFileSync(join(dump, 'pages-4.img'))).toEqual(Buffer.concat([page(0x99), page(6), page(7)]));
+  });
+
+  it('ignores a frozen comparison against another round\'s shadow and compares with the shadow', async () => {
+    const root = join(dir.path, 'frozen-stale');
+    const shadow = shadowOf(root);
+    const dump = dumpOf(root, [page(1), page(0x99)], [{ vaddr: 0x10000, pages: 2, flags: PE_PRESENT }]);
+    const stale = new Map<number, FrozenComparison>([[1, { vpid: 1, round: 1, unchanged: [{ vaddr: 0x10000, pages: 2 }] }]]);
+    const diff = await diffDumpWithShadows(dump, new Map([[1, shadow]]), 2, stale);
+    expect(diff.rewritten).toEqual([{ file: 'pages-4.img', dumpedBytes: 2 * PAGE, sentBytes: PAGE }]);
+    expect(readFileSync(join(dump, 'pages-4.img'))).toEqual(page(0x99));
   });
 
   it('leaves a dump alone when the only shadow is of another round than the parent image', async () => {

@@ -1,0 +1,78 @@
+import { createHash } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
+import { createServer, type IncomingMessage, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { MigrationClient, SMALL_FILE_BYTES, SMALL_UPLOAD_CONCURRENCY, UPLOAD_CONCURRENCY } from '../../../host-agent/migration/migration-client';
+import { tempDir } from '../../helpers/cli';
+
+/** A loopback destination that holds every upload for a moment and records how many were in flight, by size. */
+function startRecorder(): Promise<{ server: Server; url: string; peak: { large: number; small: number }; received: Map<string, string> }> {
+  const inFlight = { large: 0, small: 0 };
+  const peak = { large: 0, small: 0 };
+  const received = new Map<string, string>();
+  const server = createServer((request: IncomingMessage, response) => {
+    const kind = Number(request.headers['content-length']) >= SMALL_FILE_BYTES ? 'large' : 'small';
+    inFlight[kind] += 1;
+    peak[kind] = Math.max(peak[kind], inFlight[kind]);
+    const hash = createHash('sha256');
+    request.on('data', (chunk: Buffer) => hash.update(chunk));
+    request.on('end', () =>
+      setTimeout(() => {
+        inFlight[kind] -= 1;
+        received.set(decodeURIComponent(request.url!.split('/').pop()!), hash.digest('hex'));
+        response.writeHead(201, { 'content-type': 'application/json' }).end('{}');
+      }, 30),
+    );
+  });
+  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve({ server, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, peak, received })));
+}
+
+describe('migration client uploads', () => {
+  const dir = tempDir('shardform-upload');
+  afterAll(() => dir.remove());
+
+  it('sends large files a few at a time and the small ones beside them, every file hashed as sent and listed in order', async () => {
+    const recorder = await startRecorder();
+    try {
+      const files: { name: string; bytes: number }[] = [];
+      for (let i = 0; i < 6; i += 1) files.push({ name: `pages-${i}.img`, bytes: SMALL_FILE_BYTES + i });
+      for (let i = 0; i < 20; i += 1) files.push({ name: `core-${i}.img`, bytes: 100 + i });
+      for (const f of files) writeFileSync(join(dir.path, f.name), Buffer.alloc(f.bytes, f.bytes % 251));
+      const client = new MigrationClient({ baseUrl: recorder.url, token: 't' });
+      const sent = await client.uploadFiles('m1', 1, dir.path, files);
+      expect(sent.map((f) => f.name)).toEqual(files.map((f) => f.name));
+      for (const f of sent) expect(recorder.received.get(f.name)).toBe(f.sha256);
+      expect(sent[0]!.sha256).toBe(createHash('sha256').update(Buffer.alloc(files[0]!.bytes, files[0]!.bytes % 251)).digest('hex'));
+      expect(recorder.peak.large).toBeLessThanOrEqual(UPLOAD_CONCURRENCY);
+      expect(recorder.peak.small).toBeLessThanOrEqual(SMALL_UPLOAD_CONCURRENCY);
+      expect(recorder.peak.small).toBeGreaterThan(UPLOAD_CONCURRENCY); // small files are not held behind the large ones' limit
+    } finally {
+      recorder.server.closeAllConnections();
+      await new Promise((resolve) => recorder.server.close(resolve));
+    }
+  });
+
+  it('fails the whole call when one upload is refused, after the others settle', async () => {
+    const server = createServer((request, response) => {
+      request.resume();
+      request.on('end', () => {
+        if (request.url!.endsWith('bad.img')) response.writeHead(409, { 'content-type': 'application/json' }).end('{"error":"INVALID_TRANSITION","message":"migration m1 is aborted"}');
+        else response.writeHead(201).end('{}');
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      writeFileSync(join(dir.path, 'bad.img'), 'x');
+      writeFileSync(join(dir.path, 'good.img'), 'y');
+      const client = new MigrationClient({ baseUrl: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, token: 't' });
+      await expect(client.uploadFiles('m1', 1, dir.path, [{ name: 'good.img', bytes: 1 }, { name: 'bad.img', bytes: 1 }])).rejects.toMatchObject({
+        code: 'INVALID_TRANSITION',
+        message: expect.stringContaining('upload 1/bad.img'),
+      });
+    } finally {
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    }
+  });
+});
