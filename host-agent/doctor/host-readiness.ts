@@ -1,10 +1,11 @@
 /**
  * What `shardform doctor` reports: can this host checkpoint shards (CRIU found, `criu check`
- * passes), can it pre-copy (dirty-page tracking, else page contents), which cgroup layout it has, and whether
- * network namespaces (test hosts) work. Each probe says why not, in one line.
+ * passes), can it pre-copy (dirty-page tracking, else page contents), can CRIU keep what it
+ * learns about the kernel between runs, which cgroup layout it has, and whether network
+ * namespaces (test hosts) work. Each probe says why not, in one line.
  */
 import { execFile } from 'node:child_process';
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync, statfsSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { locateCriu } from '../checkpoint/criu';
@@ -14,7 +15,7 @@ import { systemShadowPreCopy } from '../migration/memory-shadow';
 const execFileAsync = promisify(execFile);
 
 export interface ReadinessCheck {
-  readonly name: 'root' | 'criu' | 'criu-check' | 'pre-copy' | 'cgroups' | 'netns';
+  readonly name: 'root' | 'criu' | 'criu-check' | 'pre-copy' | 'criu-cache' | 'cgroups' | 'netns';
   readonly ok: boolean;
   readonly detail: string;
 }
@@ -41,6 +42,34 @@ export function describeCgroupLayout(root = '/sys/fs/cgroup'): { ok: boolean; de
   const layout = unified ? `hybrid: v1 ${v1.join(',')} + unified at ${join(root, 'unified')}` : `v1: ${v1.join(',')}`;
   if (needed.length > 0) return { ok: false, detail: `${layout}; missing v1 controller(s) ${needed.join(',')}` };
   return { ok: true, detail: layout };
+}
+
+/** Checks that a failing one stops this host from checkpointing; the others cost time or features only. */
+export const REQUIRED_CHECKS: ReadonlySet<ReadinessCheck['name']> = new Set(['root', 'criu', 'criu-check', 'cgroups']);
+
+const TMPFS_MAGIC = 0x01021994;
+
+/**
+ * Whether CRIU can keep its kernel probe (`criu.kdat`) in `runDir`: it saves it only on a tmpfs
+ * (so a reboot discards it), through a temporary file created exclusively, which a CRIU killed at
+ * that moment leaves behind. Without the cache every dump and restore probes the kernel again
+ * (~40 ms each on this project's CI kernel) — time the shard spends frozen.
+ */
+export function describeCriuKdatCache(runDir = '/run', fsType?: number): { ok: boolean; detail: string } {
+  let type = fsType;
+  if (type === undefined) {
+    try {
+      type = statfsSync(runDir).type;
+    } catch (error) {
+      return { ok: false, detail: `cannot stat ${runDir}: ${(error as Error).message}` };
+    }
+  }
+  const cache = join(runDir, 'criu.kdat');
+  const slower = 'every dump and restore probes the kernel again (~40 ms each, while the shard is frozen)';
+  if (type !== TMPFS_MAGIC) return { ok: false, detail: `${runDir} is not a tmpfs, so CRIU keeps no ${cache}: ${slower}` };
+  const stale = ['criu.kdat.tmp', '.criu.kdat'].map((name) => join(runDir, name)).find((path) => existsSync(path));
+  if (!existsSync(cache) && stale) return { ok: false, detail: `${stale} was left by a CRIU that was stopped while saving its kernel probe, and blocks the next save: remove it; until then ${slower}` };
+  return { ok: true, detail: existsSync(cache) ? `CRIU's kernel probe is kept in ${cache}` : `${runDir} is a tmpfs: CRIU keeps its kernel probe in ${cache} from its next run` };
 }
 
 async function probeNetns(): Promise<ReadinessCheck> {
@@ -75,6 +104,7 @@ export async function checkHostReadiness(opts: { cgroupRoot?: string; criuPrefix
           ? { name: 'pre-copy', ok: true, detail: `by page contents (shadow): ${preCopy.reason}` }
           : { name: 'pre-copy', ok: false, detail: `${preCopy.reason}; ${shadow.reason}; migrations skip pre-copy` },
     );
+    checks.push({ name: 'criu-cache', ...describeCriuKdatCache() });
   } else {
     checks.push({ name: 'criu', ok: false, detail: `${location.reasons.join('; ')} (install: bash host-agent/checkpoint/install-criu.sh)` });
   }
@@ -82,7 +112,6 @@ export async function checkHostReadiness(opts: { cgroupRoot?: string; criuPrefix
   checks.push({ name: 'cgroups', ...cgroups });
   checks.push(await probeNetns());
 
-  const required = new Set<ReadinessCheck['name']>(['root', 'criu', 'criu-check', 'cgroups']);
-  const canCheckpoint = checks.filter((c) => required.has(c.name)).every((c) => c.ok) && checks.some((c) => c.name === 'criu-check');
+  const canCheckpoint = checks.filter((c) => REQUIRED_CHECKS.has(c.name)).every((c) => c.ok) && checks.some((c) => c.name === 'criu-check');
   return { canCheckpoint, checks };
 }

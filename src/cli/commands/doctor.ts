@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { checkHostReadiness, type HostReadiness } from '../../../host-agent/doctor/host-readiness';
+import { checkHostReadiness, REQUIRED_CHECKS, type HostReadiness } from '../../../host-agent/doctor/host-readiness';
 import { EXIT_FAILURE } from '../exit-codes';
 import { ExitWith } from '../main';
 import { table, type Io } from '../output';
@@ -10,7 +10,7 @@ export function renderReadiness(readiness: HostReadiness): string {
   const verdict = readiness.canCheckpoint
     ? 'this host can checkpoint shards'
     : `this host cannot checkpoint shards: ${readiness.checks
-        .filter((c) => !c.ok && c.name !== 'pre-copy' && c.name !== 'netns')
+        .filter((c) => !c.ok && REQUIRED_CHECKS.has(c.name))
         .map((c) => `${c.name}: ${c.detail}`)
         .join('; ')}`;
   return `${table(['CHECK', 'STATUS', 'DETAIL'], rows)}\n\n${verdict}`;
@@ -20,7 +20,7 @@ export function renderReadiness(readiness: HostReadiness): string {
 export function registerDoctorCommand(program: Command, io: Io): void {
   program
     .command('doctor')
-    .description('report whether this host can checkpoint shards (CRIU, criu check), pre-copy, its cgroup layout and netns')
+    .description('report whether this host can checkpoint shards (CRIU, criu check), pre-copy, the CRIU kernel cache, its cgroup layout and netns')
     .option('--json', 'print the report as JSON')
     .option('--criu-prefix <dir>', 'private CRIU prefix (default /opt/shardform/criu)')
     .option('--cgroup-root <dir>', 'where cgroup hierarchies are mounted', '/sys/fs/cgroup')

@@ -1,6 +1,6 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { describeCgroupLayout } from '../../../host-agent/doctor/host-readiness';
+import { describeCgroupLayout, describeCriuKdatCache } from '../../../host-agent/doctor/host-readiness';
 import { renderReadiness } from '../../../src/cli/commands/doctor';
 import { runCli, tempDir } from '../../helpers/cli';
 import { requireCriu } from '../../helpers/criu-prerequisite';
@@ -37,11 +37,26 @@ describe('host readiness', () => {
         { name: 'root', ok: true, detail: 'running as root' },
         { name: 'criu', ok: false, detail: 'no criu on PATH' },
         { name: 'cgroups', ok: true, detail: 'v2 (unified) at /sys/fs/cgroup' },
+        { name: 'criu-cache', ok: false, detail: '/run is not a tmpfs' },
         { name: 'netns', ok: false, detail: 'no `ip` command' },
       ],
     });
-    expect(text).toContain('criu     no      no criu on PATH');
+    expect(text).toContain('criu        no      no criu on PATH');
     expect(text.split('\n').pop()).toBe('this host cannot checkpoint shards: criu: no criu on PATH');
+  });
+
+  it('says whether CRIU can keep its kernel probe between runs, and what a leftover temporary file does', () => {
+    const TMPFS = 0x01021994;
+    const EXT4 = 0xef53;
+    const run = join(dir.path, 'run');
+    mkdirSync(run);
+    expect(describeCriuKdatCache(run, EXT4)).toEqual({ ok: false, detail: `${run} is not a tmpfs, so CRIU keeps no ${join(run, 'criu.kdat')}: every dump and restore probes the kernel again (~40 ms each, while the shard is frozen)` });
+    expect(describeCriuKdatCache(run, TMPFS)).toEqual({ ok: true, detail: `${run} is a tmpfs: CRIU keeps its kernel probe in ${join(run, 'criu.kdat')} from its next run` });
+    writeFileSync(join(run, 'criu.kdat.tmp'), '');
+    expect(describeCriuKdatCache(run, TMPFS)).toMatchObject({ ok: false, detail: expect.stringMatching(new RegExp(`^${join(run, 'criu.kdat.tmp')} was left by a CRIU that was stopped while saving .*: remove it;`)) });
+    writeFileSync(join(run, 'criu.kdat'), 'kdat');
+    expect(describeCriuKdatCache(run, TMPFS)).toEqual({ ok: true, detail: `CRIU's kernel probe is kept in ${join(run, 'criu.kdat')}` });
+    expect(describeCriuKdatCache(join(dir.path, 'no-run'))).toMatchObject({ ok: false, detail: expect.stringMatching(/^cannot stat .*no-run: ENOENT/) });
   });
 
   it('exits 1 and names the missing CRIU when the prefix holds none and PATH has no criu', async () => {
@@ -63,7 +78,7 @@ describePrivileged('shardform doctor on a host with CRIU', [requireCgroups, requ
     expect(result.code).toBe(0);
     const report = JSON.parse(result.stdout);
     expect(report.canCheckpoint).toBe(true);
-    expect(report.checks.map((c: { name: string }) => c.name)).toEqual(['root', 'criu', 'criu-check', 'pre-copy', 'cgroups', 'netns']);
+    expect(report.checks.map((c: { name: string }) => c.name)).toEqual(['root', 'criu', 'criu-check', 'pre-copy', 'criu-cache', 'cgroups', 'netns']);
     // CRIU's pre-dumps where the kernel tracks dirty pages, else the page-content shadow: Linux always has one.
     expect(report.checks.find((c: { name: string }) => c.name === 'pre-copy')).toMatchObject({ ok: true, detail: expect.stringMatching(/^(dirty-page tracking available|by page contents \(shadow\): )/) });
   });
