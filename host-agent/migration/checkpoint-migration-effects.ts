@@ -165,9 +165,14 @@ export class CheckpointMigrationEffects implements MigrationEffects {
     const rootPid = await this.rootPid(record.shardId);
     // The shard is frozen: its memory is compared with the shadows on this core while CRIU
     // dumps it on another, so that the comparison is mostly done when the dump is.
-    const comparing = this.compareFrozen(record, rootPid);
+    const stop = new AbortController();
+    const comparing = this.compareFrozen(record, rootPid, stop.signal);
     try {
       await this.deps.checkpointer.dump({ rootPid, freezeCgroup: this.freezerDir(record.shardId) }, dir, previous);
+    } catch (error) {
+      // The migration aborts and the shard is resumed: no reason to make it wait for the comparison.
+      stop.abort();
+      throw error;
     } finally {
       await comparing;
     }
@@ -180,7 +185,7 @@ export class CheckpointMigrationEffects implements MigrationEffects {
    * Never fails the migration: a process it cannot compare is compared the slow way, against
    * CRIU's dump, in transfer().
    */
-  private async compareFrozen(record: MigrationRecord, rootPid: number): Promise<void> {
+  private async compareFrozen(record: MigrationRecord, rootPid: number, signal: AbortSignal): Promise<void> {
     const shadows = this.shadows.get(record.id);
     if (this.method(record) !== 'shadow' || !shadows || record.rounds.length === 0) return;
     const compared = new Map<number, FrozenComparison>();
@@ -188,7 +193,7 @@ export class CheckpointMigrationEffects implements MigrationEffects {
     try {
       for (const { pid, vpid } of await this.shadow.processes(rootPid, await this.deps.driver.pids(record.shardId))) {
         const shadow = shadows.get(vpid);
-        if (shadow) compared.set(vpid, await this.shadow.compareFrozen({ pid, shadow }));
+        if (shadow) compared.set(vpid, await this.shadow.compareFrozen({ pid, shadow, signal }));
       }
     } catch {
       // what was compared so far stands; the rest is compared against the dump

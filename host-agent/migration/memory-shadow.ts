@@ -245,7 +245,7 @@ export interface FrozenComparison {
  * page that differs — which the dump then sends as CRIU read it. Pages that cannot be read are
  * left out of `unchanged` (sent) too.
  */
-export async function compareFrozenWithShadow(opts: { pid: number; shadow: Shadow }): Promise<FrozenComparison> {
+export async function compareFrozenWithShadow(opts: { pid: number; shadow: Shadow; signal?: AbortSignal }): Promise<FrozenComparison> {
   const size = pageSize();
   const extentPages = READ_PAGES;
   const buffer = Buffer.allocUnsafe(extentPages * size);
@@ -254,6 +254,8 @@ export async function compareFrozenWithShadow(opts: { pid: number; shadow: Shado
   const unchanged: PageRun[] = [];
   try {
     await readPages(opts.pid, privatePageRuns(opts.pid), (extent) => {
+      // Stopped between two extents when the dump it runs beside has failed: the shard is to be resumed, not compared.
+      opts.signal?.throwIfAborted();
       compareWithBase(extent, base, buffer, (from, to, same) => {
         if (!same) return;
         const vaddr = extent.vaddr + from * size;
@@ -387,7 +389,7 @@ export interface ShadowPreCopy {
   processes(rootPid: number, cgroupPids: readonly number[]): Promise<{ pid: number; vpid: number }[]>;
   capture(opts: { pid: number; vpid: number; round: number; dir: string; previous?: Shadow }): Promise<ShadowRound>;
   /** Which pages of a frozen process still equal its shadow (run while CRIU dumps it). */
-  compareFrozen(opts: { pid: number; shadow: Shadow }): Promise<FrozenComparison>;
+  compareFrozen(opts: { pid: number; shadow: Shadow; signal?: AbortSignal }): Promise<FrozenComparison>;
   diff(dumpDir: string, shadows: ReadonlyMap<number, Shadow>, round: number, frozen?: ReadonlyMap<number, FrozenComparison>): Promise<DumpDiff>;
 }
 

@@ -37,7 +37,7 @@ function fakeShadow(calls: string[], available = true, failFrozen?: number): Sha
 
 const AT = '2026-11-25T05:00:00.000Z';
 
-function setUp(root: string, opts: { shadow?: ShadowPreCopy } = {}) {
+function setUp(root: string, opts: { shadow?: ShadowPreCopy; dumpFails?: string } = {}) {
   const calls: string[] = [];
   const client = {
     prepare: async (id: string, body: { shard: { shardId: string; limits: object } }) => void calls.push(`client.prepare ${id} ${body.shard.shardId} ${JSON.stringify(body.shard.limits)}`),
@@ -77,6 +77,7 @@ function setUp(root: string, opts: { shadow?: ShadowPreCopy } = {}) {
       },
       dump: async (t, dir, prev) => {
         calls.push(`criu.dump ${t.rootPid} ${t.freezeCgroup} ${dir.slice(root.length)} ${prev?.slice(root.length) ?? '-'}`);
+        if (opts.dumpFails) throw new Error(opts.dumpFails);
         mkdirSync(dir, { recursive: true });
         writeFileSync(join(dir, 'pages-1.img'), Buffer.alloc(10));
         writeFileSync(join(dir, 'core-1.img'), Buffer.alloc(5));
@@ -187,6 +188,27 @@ describe('checkpoint migration effects (source side)', () => {
       'shadow.compareFrozen 4243 2 against round 1',
       'shadow.diff 1,2 against round 1, compared while frozen: 1', // process 2 is compared against the dump
     ]);
+  });
+
+  it('stops the frozen comparison when CRIU\'s dump fails, so the shard is resumed without waiting for it', async () => {
+    const calls: string[] = [];
+    const shadow: ShadowPreCopy = {
+      ...fakeShadow(calls),
+      compareFrozen: async ({ pid, signal }) => {
+        // A comparison that would take long: it ends only when told to stop (bounded by the test's timeout).
+        await new Promise<void>((resolve) => (signal?.aborted ? resolve() : signal?.addEventListener('abort', () => resolve())));
+        calls.push(`shadow.compareFrozen ${pid} stopped: ${String(signal?.aborted)}`);
+        throw signal?.reason;
+      },
+    };
+    const { effects } = setUp(join(dir.path, 'dump-fails'), { shadow, dumpFails: 'criu dump failed (exit 1): Can\'t dump' });
+    let record: MigrationRecord = { ...planMigration({ id: 'm7', fleet: 'f', shardId: 'web-7', applicationId: 'web', source: 'host-1', destination: 'host-2', preCopy: true }, AT), preCopyMethod: 'shadow' };
+    await effects.prepare(record);
+    const one = await effects.preCopyRound(record, 1);
+    record = { ...advance(advance(record, 'prepared', AT), 'pre-copy', AT), rounds: [{ round: 1, bytes: one.bytes }] };
+    await effects.freeze(record);
+    await expect(effects.dump(record)).rejects.toThrow("criu dump failed (exit 1): Can't dump");
+    expect(calls.slice(-1)).toEqual(['shadow.compareFrozen 4242 stopped: true']);
   });
 
   it('says why it cannot pre-copy at all when neither CRIU nor the shadow can', async () => {

@@ -99,6 +99,15 @@ describe('shadow pre-copy: rounds while the shard runs', () => {
     }
   });
 
+  it('stops comparing a frozen process when told to', async () => {
+    const round1 = join(dir.path, 'frozen-stop');
+    mkdirSync(round1);
+    const first = await captureShadow({ pid: child.pid, vpid: 1, round: 1, dir: round1 });
+    const stop = new AbortController();
+    stop.abort(new Error('the dump failed'));
+    await expect(compareFrozenWithShadow({ pid: child.pid, shadow: first.shadow, signal: stop.signal })).rejects.toThrow('the dump failed');
+  });
+
   it('finds the processes CRIU dumps: those in the root process\'s PID namespace, named by their pid there', async () => {
     const found = await systemShadowPreCopy.processes(child.pid, [child.pid, 2 ** 22 + 777]);
     expect(found).toEqual([{ pid: child.pid, vpid: child.pid }]);
