@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { MigrationDriver } from '../host-agent/migration/migration-driver';
 import { MigrationJournal } from '../host-agent/migration/migration-journal';
+import { downtimeSteps } from '../host-agent/migration/migration-record';
 import { summarize } from '../host-agent/migration/migration-summary';
 import { createNetnsHosts, removeNetnsHosts } from '../src/dev/netns-hosts';
 import { EmbeddedStore } from '../src/store/embedded-store';
@@ -39,14 +40,10 @@ interface Run {
   steps_ms: { freeze: number; dump: number; transfer: number; restore: number };
 }
 
-function stepsMs(history: readonly { state: string; at: string }[]): Run['steps_ms'] {
-  const at = (state: string) => Date.parse(history.find((h) => h.state === state)?.at ?? '');
-  return {
-    freeze: at('dumped') - at('frozen'),
-    dump: at('transferred') - at('dumped'),
-    transfer: at('restored') - at('transferred'),
-    restore: at('committed') - at('restored'),
-  };
+function stepsMs(record: Parameters<typeof downtimeSteps>[0]): Run['steps_ms'] {
+  const steps = downtimeSteps(record);
+  if (!steps) throw new Error(`migration ${record.id} did not commit: no downtime steps`);
+  return { freeze: steps.freezeMs, dump: steps.dumpMs, transfer: steps.transferMs, restore: steps.restoreMs };
 }
 
 /** A positive integer list from the environment, or exit 2 naming the variable and the value. */
@@ -112,7 +109,7 @@ async function main(): Promise<void> {
             bytes: summary.bytesSent,
             rounds: summary.rounds,
             floor_ms: floor,
-            steps_ms: stepsMs(record.history),
+            steps_ms: stepsMs(record),
             ...(summary.preCopySkipped ? { precopy_skipped: summary.preCopySkipped } : {}),
             ...(summary.preCopyMethod ? { precopy_method: summary.preCopyMethod } : {}),
           });

@@ -120,6 +120,9 @@ function reportFinished(record: MigrationRecord, ctx: Pick<AgentMigrationContext
     bytes: s.bytesSent,
     rounds: s.rounds,
     downtime_ms: s.downtimeMs,
+    ...(s.downtimeSteps
+      ? { downtime_steps_ms: { freeze: s.downtimeSteps.freezeMs, dump: s.downtimeSteps.dumpMs, transfer: s.downtimeSteps.transferMs, restore: s.downtimeSteps.restoreMs } }
+      : {}),
     duration_ms: s.durationMs,
     ...(s.preCopyMethod ? { pre_copy_method: s.preCopyMethod } : {}),
     ...(s.preCopySkipped ? { pre_copy_skipped: s.preCopySkipped } : {}),

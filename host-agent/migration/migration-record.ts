@@ -139,6 +139,26 @@ export function downtimeMs(record: MigrationRecord): number | undefined {
   return frozen === undefined || running === undefined ? undefined : running - frozen;
 }
 
+/**
+ * Where the downtime went, step by step (each from its journal entry to the next): freezing
+ * (stopping, for `restart`), dumping (archiving the state directory), transferring, restoring
+ * (starting). With shadow pre-copy the comparison with the shadow runs inside the dump step.
+ * Undefined until the migration committed.
+ */
+export interface DowntimeSteps {
+  readonly freezeMs: number;
+  readonly dumpMs: number;
+  readonly transferMs: number;
+  readonly restoreMs: number;
+}
+
+export function downtimeSteps(record: MigrationRecord): DowntimeSteps | undefined {
+  const at = (['frozen', 'dumped', 'transferred', 'restored', 'committed'] as const).map((state) => enteredAt(record, state));
+  if (at.some((t) => t === undefined)) return undefined;
+  const [frozen, dumped, transferred, restored, committed] = at as [number, number, number, number, number];
+  return { freezeMs: dumped - frozen, dumpMs: transferred - dumped, transferMs: restored - transferred, restoreMs: committed - restored };
+}
+
 /** Planned → done (or → aborted). */
 export function durationMs(record: MigrationRecord): number | undefined {
   const start = enteredAt(record, 'planned');

@@ -1,5 +1,5 @@
 /** One line's worth of a finished migration: what the CLI prints, the event log and metrics record. */
-import { downtimeMs, durationMs, type MigrationRecord } from './migration-record';
+import { downtimeMs, downtimeSteps, durationMs, type DowntimeSteps, type MigrationRecord } from './migration-record';
 
 export interface MigrationSummary {
   readonly id: string;
@@ -9,6 +9,8 @@ export interface MigrationSummary {
   readonly strategy: MigrationRecord['strategy'];
   readonly state: MigrationRecord['state'];
   readonly downtimeMs: number | null;
+  /** The downtime step by step (freeze, dump, transfer, restore), once committed. */
+  readonly downtimeSteps: DowntimeSteps | null;
   readonly durationMs: number | null;
   readonly bytesSent: number;
   readonly rounds: number;
@@ -27,6 +29,7 @@ export function summarize(record: MigrationRecord): MigrationSummary {
     strategy: record.strategy,
     state: record.state,
     downtimeMs: downtimeMs(record) ?? null,
+    downtimeSteps: downtimeSteps(record) ?? null,
     durationMs: durationMs(record) ?? null,
     bytesSent: record.bytesSent ?? 0,
     rounds: record.rounds.length,

@@ -28,7 +28,9 @@ async function fakeSourceAgent(): Promise<{ app: FastifyInstance; url: string; s
           }
           if (input.shardId === 'web-1') return abortRecord(record, 'prepared: out of capacity: 0 cpu cores free, shard web-1 needs 1', '2026-11-25T05:00:00.200Z');
           record = advance(record, 'frozen', '2026-11-25T05:00:00.200Z');
-          for (const s of ['dumped', 'transferred', 'restored'] as const) record = advance(record, s, '2026-11-25T05:00:00.300Z');
+          record = advance(record, 'dumped', '2026-11-25T05:00:00.203Z');
+          record = advance(record, 'transferred', '2026-11-25T05:00:00.380Z');
+          record = advance(record, 'restored', '2026-11-25T05:00:00.430Z');
           record = advance(record, 'committed', '2026-11-25T05:00:00.650Z', { bytesSent: 3 * 2 ** 20 });
           record = advance(advance(record, 'released', '2026-11-25T05:00:00.700Z'), 'done', '2026-11-25T05:00:00.800Z');
           return record;
@@ -55,21 +57,21 @@ describe('shardform migrate', () => {
   it('exits 0 and prints downtime, total time and bytes when the shard moved', async () => {
     const result = await runCli('migrate', 'web-0', '--to', 'host-2', '--agent', agent.url, '--token-file', tokenFile);
     expect(result.code).toBe(0);
-    expect(result.stdout.trim()).toBe('shard web-0 moved host-1 -> host-2: downtime 450 ms, total 800 ms, 3MiB sent (migration mig-web-0)');
+    expect(result.stdout.trim()).toBe('shard web-0 moved host-1 -> host-2: downtime 450 ms (freeze 3, dump 177, transfer 50, restore 220 ms), total 800 ms, 3MiB sent (migration mig-web-0)');
     expect(agent.started.at(-1)).toMatchObject({ shardId: 'web-0', applicationId: 'web', source: 'host-1', destination: 'host-2', fleet: 'demo' });
   });
 
   it('says when the shard moved by restart rather than by checkpoint', async () => {
     const result = await runCli('migrate', 'web-2', '--to', 'host-2', '--agent', agent.url, '--token-file', tokenFile);
     expect(result.code).toBe(0);
-    expect(result.stdout.trim()).toBe('shard web-2 moved host-1 -> host-2 by restart (stopped, state directory sent, started): downtime 450 ms, total 800 ms, 3MiB sent (migration mig-web-2)');
+    expect(result.stdout.trim()).toBe('shard web-2 moved host-1 -> host-2 by restart (stopped, state directory sent, started): downtime 450 ms (stop 3, archive 177, transfer 50, start 220 ms), total 800 ms, 3MiB sent (migration mig-web-2)');
   });
 
   it('says how many pre-copy rounds ran, and that page contents were compared where the kernel tracks no dirty pages', async () => {
     const result = await runCli('migrate', 'web-3', '--to', 'host-2', '--agent', agent.url, '--token-file', tokenFile, '--pre-copy');
     expect(result.code).toBe(0);
     expect(result.stdout.trim()).toBe(
-      'shard web-3 moved host-1 -> host-2: downtime 450 ms, total 800 ms, 3MiB sent, 2 pre-copy round(s) (page contents compared: no dirty-page tracking here) (migration mig-web-3)',
+      'shard web-3 moved host-1 -> host-2: downtime 450 ms (freeze 3, dump 177, transfer 50, restore 220 ms), total 800 ms, 3MiB sent, 2 pre-copy round(s) (page contents compared: no dirty-page tracking here) (migration mig-web-3)',
     );
   });
 

@@ -26,7 +26,13 @@ export function renderMigration(s: MigrationSummary): string {
   if (s.state === 'done') {
     const rounds = s.rounds > 0 ? `, ${s.rounds} pre-copy round(s)${s.preCopyMethod === 'shadow' ? ' (page contents compared: no dirty-page tracking here)' : ''}` : s.preCopySkipped ? ` (pre-copy skipped: ${s.preCopySkipped})` : '';
     const how = s.strategy === 'restart' ? ' by restart (stopped, state directory sent, started)' : '';
-    return `shard ${s.shardId} moved ${s.source} -> ${s.destination}${how}: downtime ${ms(s.downtimeMs)}, total ${ms(s.durationMs)}, ${formatBytes(s.bytesSent)} sent${rounds} (migration ${s.id})`;
+    const d = s.downtimeSteps;
+    const steps = !d
+      ? ''
+      : s.strategy === 'restart'
+        ? ` (stop ${d.freezeMs}, archive ${d.dumpMs}, transfer ${d.transferMs}, start ${d.restoreMs} ms)`
+        : ` (freeze ${d.freezeMs}, dump ${d.dumpMs}, transfer ${d.transferMs}, restore ${d.restoreMs} ms)`;
+    return `shard ${s.shardId} moved ${s.source} -> ${s.destination}${how}: downtime ${ms(s.downtimeMs)}${steps}, total ${ms(s.durationMs)}, ${formatBytes(s.bytesSent)} sent${rounds} (migration ${s.id})`;
   }
   return `shard ${s.shardId} stays on ${s.source}: migration ${s.id} ${s.state}: ${s.abortReason ?? 'no reason recorded'}`;
 }

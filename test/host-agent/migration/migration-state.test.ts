@@ -1,5 +1,5 @@
 import { MigrationError } from '../../../host-agent/migration/migration-error';
-import { abortRecord, advance, downtimeMs, planMigration, recoveryAction } from '../../../host-agent/migration/migration-record';
+import { abortRecord, advance, downtimeMs, downtimeSteps, planMigration, recoveryAction } from '../../../host-agent/migration/migration-record';
 import { MIGRATION_STATES, TRANSITIONS, canTransition, isCommitted } from '../../../host-agent/migration/migration-state';
 import { nextPreCopyStep } from '../../../host-agent/migration/pre-copy-policy';
 
@@ -41,11 +41,16 @@ describe('migration state table', () => {
     );
   });
 
-  it('measures downtime from frozen to committed', () => {
+  it('measures downtime from frozen to committed, and where it went step by step', () => {
     let record = advance(advance(base(), 'prepared', AT), 'frozen', '2026-11-25T05:00:01.000Z');
-    for (const s of ['dumped', 'transferred', 'restored'] as const) record = advance(record, s, '2026-11-25T05:00:01.100Z');
+    record = advance(record, 'dumped', '2026-11-25T05:00:01.004Z');
+    record = advance(record, 'transferred', '2026-11-25T05:00:01.180Z');
+    record = advance(record, 'restored', '2026-11-25T05:00:01.530Z');
     expect(downtimeMs(record)).toBeUndefined();
-    expect(downtimeMs(advance(record, 'committed', '2026-11-25T05:00:01.750Z'))).toBe(750);
+    expect(downtimeSteps(record)).toBeUndefined();
+    const committed = advance(record, 'committed', '2026-11-25T05:00:01.750Z');
+    expect(downtimeMs(committed)).toBe(750);
+    expect(downtimeSteps(committed)).toEqual({ freezeMs: 4, dumpMs: 176, transferMs: 350, restoreMs: 220 });
   });
 });
 

@@ -97,8 +97,15 @@ describePrivileged('migration between two real agents (netns hosts, shared store
     } finally {
       clearInterval(watcher);
     }
-    const summary = JSON.parse(stdout) as { state: string; downtimeMs: number; bytesSent: number; source: string; destination: string; id: string };
+    const summary = JSON.parse(stdout) as {
+      state: string; downtimeMs: number; bytesSent: number; source: string; destination: string; id: string;
+      downtimeSteps: { freezeMs: number; dumpMs: number; transferMs: number; restoreMs: number };
+    };
     expect(summary).toMatchObject({ state: 'done', source: source.host.id, destination: destination.host.id });
+    // The downtime, step by step, adds up to the downtime.
+    const { freezeMs, dumpMs, transferMs, restoreMs } = summary.downtimeSteps;
+    expect(freezeMs + dumpMs + transferMs + restoreMs).toBe(summary.downtimeMs);
+    expect(Math.min(freezeMs, dumpMs, transferMs, restoreMs)).toBeGreaterThanOrEqual(0);
     expect(summary.bytesSent).toBeGreaterThan(0);
 
     // Never reset; and no jump: the counter only moves while the shard runs (one step per 10 ms
@@ -137,7 +144,10 @@ describePrivileged('migration between two real agents (netns hosts, shared store
     expect(metric(text, 'shardform_migrations_total{outcome="done"}')).toBe(1);
     expect(metric(text, 'shardform_migration_downtime_seconds_count')).toBe(1);
     expect(metric(text, 'shardform_migration_bytes_total')).toBe(summary.bytesSent);
-    expect(source.logLines().find((l) => l.migration_id === summary.id)).toMatchObject({ outcome: 'done', strategy: 'checkpoint', source: source.host.id, destination: destination.host.id, bytes: summary.bytesSent, rounds: 0 });
+    expect(source.logLines().find((l) => l.migration_id === summary.id)).toMatchObject({
+      outcome: 'done', strategy: 'checkpoint', source: source.host.id, destination: destination.host.id, bytes: summary.bytesSent, rounds: 0,
+      downtime_steps_ms: { freeze: freezeMs, dump: dumpMs, transfer: transferMs, restore: restoreMs },
+    });
   });
 
   // Keeps its counter in memory and in $SHARDFORM_STATE_DIR/counter (every 100 ms and on SIGTERM);
