@@ -149,29 +149,34 @@ export function namespaceInitPid(cgroup: Pick<ScratchCgroup, 'pids'>): number | 
 export const WORKLOAD = join(__dirname, 'workload.py');
 
 /**
- * Starts workload.py holding `mib` MiB in `cgroup` as a PID-namespace init; resolves once it
- * has written its first counter and digest. stdio is /dev/null: CRIU cannot restore pipes to us.
+ * Starts workload.py holding `mib` MiB in `cgroup` as a PID-namespace init (with `children`,
+ * that many forked children holding `mib` MiB each, files `<stateFile>.child<N>`); resolves
+ * once every process has written its first counter and digest. stdio is /dev/null: CRIU
+ * cannot restore pipes to us.
  */
 export async function startWorkload(
   cgroup: Pick<ScratchCgroup, 'procsFiles' | 'pids'> & { name?: string },
   stateFile: string,
   mib: number,
-  opts: { sessionInsideNamespace?: boolean } = {},
+  opts: { sessionInsideNamespace?: boolean; children?: number } = {},
 ): Promise<number> {
+  const children = opts.children ?? 0;
+  const stateFiles = [stateFile, ...Array.from({ length: children }, (_, n) => `${stateFile}.child${n}`)];
+  const workload = ['python3', WORKLOAD, stateFile, String(mib), ...(children > 0 ? [String(children)] : [])];
   const join = 'n=$1; shift; i=0; while [ "$i" -lt "$n" ]; do echo $$ > "$1" || exit 125; shift; i=$((i+1)); done; exec "$@"';
   const child = spawn(
     '/bin/sh',
     // By default the namespace init leads its own session (what CRIU needs); `false` starts it
     // the other way round (setsid outside, around unshare), to test CRIU's refusal.
     opts.sessionInsideNamespace === false
-      ? ['-c', join, 'join', String(cgroup.procsFiles.length), ...cgroup.procsFiles, 'setsid', 'unshare', '--pid', '--fork', '--', 'python3', WORKLOAD, stateFile, String(mib)]
-      : ['-c', join, 'join', String(cgroup.procsFiles.length), ...cgroup.procsFiles, 'unshare', '--pid', '--fork', '--', 'setsid', '--', 'python3', WORKLOAD, stateFile, String(mib)],
+      ? ['-c', join, 'join', String(cgroup.procsFiles.length), ...cgroup.procsFiles, 'setsid', 'unshare', '--pid', '--fork', '--', ...workload]
+      : ['-c', join, 'join', String(cgroup.procsFiles.length), ...cgroup.procsFiles, 'unshare', '--pid', '--fork', '--', 'setsid', '--', ...workload],
     { stdio: 'ignore', detached: true },
   );
   child.unref();
   for (let i = 0; i < 600; i += 1) {
     const pid = namespaceInitPid(cgroup);
-    if (pid && existsSync(stateFile) && existsSync(`${stateFile}.sha256`)) return pid;
+    if (pid && stateFiles.every((f) => existsSync(f) && existsSync(`${f}.sha256`))) return pid;
     await sleep(50);
   }
   throw new Error(`workload in ${cgroup.name ?? cgroup.procsFiles[0]} did not start within 30 s`);

@@ -50,7 +50,7 @@ describePrivileged('live migration between test hosts (netns, real CRIU)', [requ
     stateDirectory: work,
   });
 
-  async function setUp(shardId: string, mib: number, serverOpts: { memoryBytes?: number } = {}) {
+  async function setUp(shardId: string, mib: number, serverOpts: { memoryBytes?: number } = {}, workloadOpts: { children?: number } = {}) {
     const [, b] = hosts().hosts;
     server = await startDestinationServer(b, { tokenFile: join(work, 'token'), images: join(work, 'dest-images'), ownerPrefix, ...serverOpts });
     const source = await sourceSide({
@@ -64,7 +64,7 @@ describePrivileged('live migration between test hosts (netns, real CRIU)', [requ
     await source.driver.create(shardId);
     await source.driver.setLimits(shardId, desired(shardId).limits);
     const state = join(work, `${shardId}.state`);
-    await startWorkload({ procsFiles: source.procsFiles, pids: source.pids }, state, mib);
+    await startWorkload({ procsFiles: source.procsFiles, pids: source.pids }, state, mib, workloadOpts);
     const destination = detectCgroupDriver({ hostId: 'host-2', ownerPrefix });
     const journal = new MigrationJournal(store);
     const migrationDriver = new MigrationDriver({ journal, effects: source.effects });
@@ -129,6 +129,32 @@ describePrivileged('live migration between test hosts (netns, real CRIU)', [requ
     process.kill(pid, 'SIGUSR1');
     const digestAfter = await waitFor('the digest after migration', () => (existsSync(`${state}.sha256`) ? readFileSync(`${state}.sha256`, 'utf8') : ''), (d) => d.length === 64);
     expect(digestAfter).toBe(digest);
+  });
+
+  it('pre-copies a shard of three processes (an init and two children, each with its own memory): each comes back with its own memory, counting on', async () => {
+    const { source, destination, state, migrationDriver } = await setUp('family-0', 48, {}, { children: 2 });
+    const files = [state, `${state}.child0`, `${state}.child1`];
+    const digests = files.map((f) => readFileSync(`${f}.sha256`, 'utf8'));
+    expect(new Set(digests).size).toBe(3); // three different memories: a page given to the wrong process shows
+    await waitFor('every counter to pass 20', () => Math.min(...files.map(readCounter)), (n) => n > 20);
+    const before = files.map(readCounter);
+    expect(pidsOf(source.procsFiles)).toHaveLength(4); // unshare, and the three in the namespace
+
+    const record = await migrationDriver.migrate({ id: 'mig-family', fleet: 'e2e', shardId: 'family-0', applicationId: 'counter', source: 'host-1', destination: 'host-2', preCopy: true });
+
+    expect(record.state).toBe('done');
+    expect(record.rounds.length).toBeGreaterThanOrEqual(2);
+    const preCopied = record.rounds.reduce((sum, r) => sum + r.bytes, 0);
+    expect(record.rounds[0]!.bytes).toBeGreaterThan(3 * 48 * 2 ** 20); // every process's memory in round 1
+    expect((record.bytesSent ?? 0) - preCopied).toBeLessThan(16 * 2 ** 20); // and none of it again while frozen
+    const after = files.map(readCounter);
+    after.forEach((n, i) => expect(n).toBeGreaterThanOrEqual(before[i]!));
+    await waitFor('every migrated counter to advance', () => files.map(readCounter), (now) => now.every((n, i) => n > after[i]! + 20));
+    const restored = pidsOf(destination.procsFiles('family-0'));
+    for (const f of files) rmSync(`${f}.sha256`);
+    for (const pid of restored) process.kill(pid, 'SIGUSR1');
+    const digestsAfter = await waitFor('every digest after migration', () => files.map((f) => (existsSync(`${f}.sha256`) ? readFileSync(`${f}.sha256`, 'utf8') : '')), (d) => d.every((x) => x.length === 64));
+    expect(digestsAfter).toEqual(digests);
   });
 
   it('aborts when the destination is out of capacity: the shard keeps running on the source only', async () => {
