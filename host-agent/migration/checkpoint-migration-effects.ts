@@ -108,11 +108,14 @@ export class CheckpointMigrationEffects implements MigrationEffects {
     if (meanwhile) {
       // Listed before `run` starts: what it writes meanwhile (its partial files) is never picked up.
       const untouched = (await listed()).filter((f) => !meanwhile.rewrites(f.name));
-      const [early, ran] = await Promise.allSettled([client.uploadFiles(record.id, round, dir, untouched), meanwhile.run()]);
-      if (ran.status === 'rejected') throw ran.reason;
+      // The rewritten files go out as soon as they are written, beside what is still in flight.
+      const [early, late] = await Promise.allSettled([
+        client.uploadFiles(record.id, round, dir, untouched),
+        meanwhile.run().then(async () => client.uploadFiles(record.id, round, dir, (await listed()).filter((f) => meanwhile.rewrites(f.name)))),
+      ]);
+      if (late.status === 'rejected') throw late.reason;
       if (early.status === 'rejected') throw early.reason;
-      const rewritten = (await listed()).filter((f) => meanwhile.rewrites(f.name));
-      sent = [...early.value, ...(await client.uploadFiles(record.id, round, dir, rewritten))];
+      sent = [...early.value, ...late.value];
     } else {
       sent = await client.uploadFiles(record.id, round, dir, await listed());
     }

@@ -339,6 +339,7 @@ export async function diffDumpWithShadows(
       const compared = frozen.get(shadow.vpid);
       const unchanged = compared && compared.round === round ? new RunMembership(compared.unchanged, size) : undefined;
       let at = 0;
+      let sinceYield = 0;
       for (const entry of pagemap.entries) {
         if (!inPagesFile(entry)) {
           image.passThrough(entry);
@@ -362,7 +363,13 @@ export async function diffDumpWithShadows(
           else image.add({ vaddr, data: chunk.subarray(0, got) }, entry.flags);
           at += got;
           vaddr = end;
-          await yieldToEventLoop();
+          // The event loop runs between megabytes handled, not between the small spans a
+          // frozen comparison leaves: each yield waits behind the uploads in flight meanwhile.
+          sinceYield += got;
+          if (sinceYield >= chunk.length) {
+            sinceYield = 0;
+            await yieldToEventLoop();
+          }
         }
       }
       if (at !== dumpedBytes) throw new Error(`${pagesPath} holds ${dumpedBytes} bytes, its pagemap lists ${at}`);

@@ -1,6 +1,7 @@
 import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { encodePagemap, parsePagemap, PE_LAZY, PE_PARENT, PE_PRESENT, type PagemapEntry } from '../../../host-agent/checkpoint/pagemap-image';
+import { listImageFiles } from '../../../host-agent/checkpoint/image-manifest';
 import { pageSize } from '../../../host-agent/checkpoint/process-memory';
 import { captureShadow, compareFrozenWithShadow, diffDumpWithShadows, systemShadowPreCopy, type FrozenComparison, type Shadow } from '../../../host-agent/migration/memory-shadow';
 import { tempDir } from '../../helpers/cli';
@@ -159,6 +160,7 @@ describe('shadow pre-copy: the final dump', () => {
     });
     expect(readFileSync(join(dump, 'pages-4.img'))).toEqual(Buffer.concat([page(0x99), page(7)]));
     expect(readFileSync(join(dump, 'core-1.img'), 'utf8')).toBe('core');
+    expect((await listImageFiles(dump)).map((f) => f.name)).toEqual(['core-1.img', 'pagemap-1.img', 'pages-4.img']);
   });
 
   it('with a comparison made while frozen, picks pages by it instead of comparing them with the shadow again', async () => {
