@@ -107,8 +107,8 @@ export const migrationRoutes =
       '/v1/migrations/:id/prepare',
       { schema: { params: MigrationParams, body: PrepareBody } },
       async (request) => {
-        const { shard, source } = request.body;
-        const migration = incoming.prepare(request.params.id, source, { ...shard, limits: { ...shard.limits } });
+        const { shard, source, imageBytes } = request.body;
+        const migration = incoming.prepare(request.params.id, source, { ...shard, limits: { ...shard.limits } }, imageBytes);
         try {
           const cgroup = await deps.handover.prepareIncoming(migration.desired);
           migration.procsFiles = cgroup.procsFiles;

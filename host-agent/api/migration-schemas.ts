@@ -26,6 +26,8 @@ export type ImageFileHeaders = Static<typeof ImageFileHeaders>;
 export const PrepareBody = Type.Object(
   {
     source: Id,
+    /** The source's estimate of the image (the shard's anonymous memory): the destination checks its disk for it. */
+    imageBytes: Type.Optional(Type.Integer({ minimum: 0 })),
     shard: Type.Object(
       {
         shardId: Id,

@@ -18,6 +18,7 @@ import type { MigrationEffects } from './migration-effects';
 import { MigrationError } from './migration-error';
 import type { MigrationRecord, PreCopyMethod } from './migration-record';
 import { systemShadowPreCopy, type FrozenComparison, type Shadow, type ShadowPreCopy } from './memory-shadow';
+import { imageSpaceShortfall, systemImageSpace, type ImageSpace } from './image-space';
 import { prepareRequest } from './prepare-request';
 
 /** The image files the shadow comparison rewrites: each process's pagemap and pages. */
@@ -39,6 +40,8 @@ export interface CheckpointEffectsDeps {
   readonly findRoot?: (pids: readonly number[]) => Promise<{ pid: number } | undefined>;
   /** Pre-copy by page contents where the kernel cannot track dirty pages; default reads /proc (memory-shadow.ts). */
   readonly shadow?: ShadowPreCopy;
+  /** Disk room for images and the size of a shard's image; default statfs and /proc (image-space.ts). */
+  readonly space?: ImageSpace;
 }
 
 export class CheckpointMigrationEffects implements MigrationEffects {
@@ -49,9 +52,11 @@ export class CheckpointMigrationEffects implements MigrationEffects {
   /** Per migration, what the frozen memory still shares with the last shadows (shadow pre-copy, compared during the dump). */
   private readonly frozen = new Map<string, Map<number, FrozenComparison>>();
   private readonly shadow: ShadowPreCopy;
+  private readonly space: ImageSpace;
 
   constructor(private readonly deps: CheckpointEffectsDeps) {
     this.shadow = deps.shadow ?? systemShadowPreCopy;
+    this.space = deps.space ?? systemImageSpace;
   }
 
   private method(record: MigrationRecord): PreCopyMethod {
@@ -73,18 +78,31 @@ export class CheckpointMigrationEffects implements MigrationEffects {
     return main.pid;
   }
 
+  /**
+   * Refuses before anything is frozen when this host's disk cannot hold the dump; tells the
+   * destination how large the image will be, for its own disk check.
+   */
   async prepare(record: MigrationRecord): Promise<void> {
     const desired = await this.deps.describe(record.shardId);
-    await this.deps.client(record.destination).prepare(record.id, prepareRequest(record.source, desired));
+    const imageBytes = await this.space.imageBytes(await this.deps.driver.pids(record.shardId));
+    const short = imageSpaceShortfall({ dir: this.deps.imagesRoot, free: this.space.free(this.deps.imagesRoot), imageBytes, what: `the dump of shard ${record.shardId}` });
+    if (short) throw new MigrationError('REFUSED', short);
+    await this.deps.client(record.destination).prepare(record.id, { ...prepareRequest(record.source, desired), ...(imageBytes !== undefined ? { imageBytes } : {}) });
     this.rounds.set(record.id, []);
   }
 
-  /** CRIU's own pre-dumps where the kernel tracks dirty pages, else the shadow (page contents compared). */
-  async preCopySupport(): Promise<{ ok: true; method: PreCopyMethod } | { ok: false; reason: string }> {
+  /**
+   * CRIU's own pre-dumps where the kernel tracks dirty pages, else the shadow (page contents
+   * compared) — when this host's disk can hold the shadow beside the final dump.
+   */
+  async preCopySupport(record: MigrationRecord): Promise<{ ok: true; method: PreCopyMethod } | { ok: false; reason: string }> {
     const criu = await this.deps.checkpointer.supportsPreCopy();
     if (criu.ok) return { ok: true, method: 'criu' };
     const shadow = this.shadow.available();
-    return shadow.ok ? { ok: true, method: 'shadow' } : { ok: false, reason: `${criu.reason ?? 'no dirty-page tracking'}; ${shadow.reason}` };
+    if (!shadow.ok) return { ok: false, reason: `${criu.reason ?? 'no dirty-page tracking'}; ${shadow.reason}` };
+    const imageBytes = await this.space.imageBytes(await this.deps.driver.pids(record.shardId));
+    const short = imageSpaceShortfall({ dir: this.deps.imagesRoot, free: this.space.free(this.deps.imagesRoot), imageBytes, copies: 2, what: 'a shadow beside the final dump' });
+    return short ? { ok: false, reason: `${criu.reason ?? 'no dirty-page tracking'}, and ${short}` } : { ok: true, method: 'shadow' };
   }
 
   /**

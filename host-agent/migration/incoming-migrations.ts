@@ -6,6 +6,7 @@
 import { join } from 'node:path';
 import type { ShardLimits } from '../cgroups/driver';
 import type { DesiredShard } from '../reconcile/desired-shard';
+import { imageSpaceShortfall, systemImageSpace, type ImageSpace } from './image-space';
 import { MigrationError } from './migration-error';
 
 export type IncomingState = 'prepared' | 'restored' | 'committed' | 'aborted';
@@ -29,6 +30,8 @@ export interface IncomingMigration {
   pid?: number;
   /** Started here from its state directory (restart strategy) rather than restored by CRIU. */
   started?: boolean;
+  /** The source's estimate of the image, reserved on this host's disk until the migration ends. */
+  imageBytes?: number;
 }
 
 /** What this host offers to shards and what its shards already hold. */
@@ -48,6 +51,7 @@ export class IncomingMigrations {
   constructor(
     private readonly imagesRoot: string,
     private readonly capacity: CapacityView,
+    private readonly space: Pick<ImageSpace, 'free'> = systemImageSpace,
   ) {}
 
   get(id: string): IncomingMigration | undefined {
@@ -79,8 +83,22 @@ export class IncomingMigrations {
     return undefined;
   }
 
-  /** Reserves capacity for a new incoming migration; REFUSED with the reason when it does not fit. Idempotent per id. */
-  prepare(id: string, source: string, desired: DesiredShard): IncomingMigration {
+  /**
+   * Why this host's disk cannot take an image of `imageBytes` now: the free space under the
+   * images directory less what the other migrations arriving here have reserved (conservative:
+   * what they already wrote counts twice), or undefined.
+   */
+  diskRefusal(desired: DesiredShard, imageBytes: number | undefined, exceptId?: string): string | undefined {
+    const free = this.space.free(this.imagesRoot);
+    let reserved = 0;
+    for (const m of this.migrations.values()) {
+      if (m.id !== exceptId && m.state !== 'aborted' && m.state !== 'committed') reserved += m.imageBytes ?? 0;
+    }
+    return imageSpaceShortfall({ dir: this.imagesRoot, free: free === undefined ? undefined : Math.max(0, free - reserved), imageBytes, what: `the image of shard ${desired.shardId}` });
+  }
+
+  /** Reserves capacity (and disk, given the image's size) for a new incoming migration; REFUSED with the reason when it does not fit. Idempotent per id. */
+  prepare(id: string, source: string, desired: DesiredShard, imageBytes?: number): IncomingMigration {
     const existing = this.migrations.get(id);
     if (existing && existing.state !== 'aborted') {
       if (existing.desired.shardId !== desired.shardId) throw new MigrationError('INVALID_MIGRATION', `migration ${id} already brings shard ${existing.desired.shardId}`);
@@ -91,9 +109,12 @@ export class IncomingMigrations {
         throw new MigrationError('REFUSED', `shard ${desired.shardId} is already arriving with migration ${m.id}`);
       }
     }
-    const reason = this.refusal(desired, id);
+    const reason = this.refusal(desired, id) ?? this.diskRefusal(desired, imageBytes, id);
     if (reason) throw new MigrationError('REFUSED', reason);
-    const incoming: IncomingMigration = { id, source, desired, dir: join(this.imagesRoot, id), state: 'prepared', procsFiles: [], received: new Map() };
+    const incoming: IncomingMigration = {
+      id, source, desired, dir: join(this.imagesRoot, id), state: 'prepared', procsFiles: [], received: new Map(),
+      ...(imageBytes !== undefined ? { imageBytes } : {}),
+    };
     this.migrations.set(id, incoming);
     return incoming;
   }

@@ -29,10 +29,11 @@ export class FakeRestorer {
   }
 }
 
-export function fakeDestination(imagesRoot: string, capacity = { cpuCores: 2, memoryBytes: 4 * 2 ** 30 }, allocated = { cpuCores: 0, memoryBytes: 0 }) {
+/** `freeBytes`: what the images directory's file system has free (default: measured). */
+export function fakeDestination(imagesRoot: string, capacity = { cpuCores: 2, memoryBytes: 4 * 2 ** 30 }, allocated = { cpuCores: 0, memoryBytes: 0 }, freeBytes?: number) {
   const handover = new FakeHandover();
   const restorer = new FakeRestorer();
-  const incoming = new IncomingMigrations(imagesRoot, { capacity: () => capacity, allocated: () => allocated });
+  const incoming = new IncomingMigrations(imagesRoot, { capacity: () => capacity, allocated: () => allocated }, ...(freeBytes === undefined ? [] : [{ free: () => freeBytes }]));
   const deps: MigrationRouteDeps & { token: () => string } = { hostId: 'host-2', incoming, handover, restorer, token: () => 'sekret-token' };
   return { deps, handover, restorer, incoming };
 }

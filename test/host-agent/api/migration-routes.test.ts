@@ -51,6 +51,9 @@ describe('migration routes (destination agent)', () => {
     const noShard = await app.inject({ method: 'POST', url: '/v1/migrations/mig-1/prepare', headers: AUTH, payload: { source: 'host-1' } });
     expect(noShard.statusCode).toBe(400);
     expect(noShard.json().message).toContain('shard');
+    const badSize = await app.inject({ method: 'POST', url: '/v1/migrations/mig-1/prepare', headers: AUTH, payload: { ...prepareBody(), imageBytes: 'lots' } });
+    expect(badSize.statusCode).toBe(400);
+    expect(badSize.json().errors[0]).toMatchObject({ field: 'imageBytes', value: 'lots' });
     const traversal = await app.inject({ method: 'PUT', url: '/v1/migrations/mig-1/rounds/1/files/..%2F..%2Fetc%2Fpasswd', headers: { ...AUTH, 'content-type': 'application/octet-stream', 'x-shardform-sha256': sha('x') }, payload: 'x' });
     expect(traversal.statusCode).toBe(400);
     expect(dest.handover.calls).toEqual([]);
@@ -80,6 +83,28 @@ describe('migration routes (destination agent)', () => {
       payload: { ...prepareBody('web-1'), shard: { ...prepareBody('web-1').shard, limits: { cpuCores: 0.5, memoryBytes: 1 << 20 } } },
     });
     expect(second.json()).toMatchObject({ error: 'REFUSED', message: 'out of capacity: 0 cpu cores free, shard web-1 needs 0.5' });
+  });
+
+  it('refuses prepare when the image will not fit on this host\'s disk, counting the images still arriving', async () => {
+    const GiB = 2 ** 30;
+    const tight = fakeDestination(join(dir.path, 'tight'), { cpuCores: 8, memoryBytes: 64 * GiB }, { cpuCores: 0, memoryBytes: 0 }, 3 * GiB);
+    const tightApp = await buildMigrationApp({ token: tight.deps.token, plugins: [migrationRoutes(tight.deps)] });
+    try {
+      const first = await tightApp.inject({ method: 'POST', url: '/v1/migrations/mig-1/prepare', headers: AUTH, payload: { ...prepareBody('web-0'), imageBytes: 2 * GiB } });
+      expect(first.statusCode).toBe(200);
+      const second = await tightApp.inject({ method: 'POST', url: '/v1/migrations/mig-2/prepare', headers: AUTH, payload: { ...prepareBody('web-1'), imageBytes: GiB } });
+      expect(second.statusCode).toBe(409);
+      expect(second.json()).toMatchObject({
+        error: 'REFUSED',
+        message: `not enough disk under ${join(dir.path, 'tight')} for the image of shard web-1: ~1088 MiB needed (1024 MiB of memory + 64 MiB), 1024 MiB free`,
+      });
+      expect(tight.incoming.get('mig-2')).toBeUndefined();
+      expect(tight.handover.calls).toEqual(['prepareIncoming web-0']);
+      // Without a size (an older source) the disk is not checked.
+      expect((await tightApp.inject({ method: 'POST', url: '/v1/migrations/mig-3/prepare', headers: AUTH, payload: prepareBody('web-2') })).statusCode).toBe(200);
+    } finally {
+      await tightApp.close();
+    }
   });
 
   it('stores an image file whose sha256 matches, and rejects a corrupted one without keeping it', async () => {

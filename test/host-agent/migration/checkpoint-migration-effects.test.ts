@@ -4,6 +4,7 @@ import { CheckpointMigrationEffects } from '../../../host-agent/migration/checkp
 import type { MigrationClient } from '../../../host-agent/migration/migration-client';
 import { advance, planMigration, type MigrationRecord } from '../../../host-agent/migration/migration-record';
 import type { Shadow, ShadowPreCopy } from '../../../host-agent/migration/memory-shadow';
+import type { PrepareBody } from '../../../host-agent/api/migration-schemas';
 import { tempDir } from '../../helpers/cli';
 
 /** A shadow pre-copy that writes small fake round files and records what it was asked. */
@@ -37,10 +38,16 @@ function fakeShadow(calls: string[], available = true, failFrozen?: number): Sha
 
 const AT = '2026-11-25T05:00:00.000Z';
 
-function setUp(root: string, opts: { shadow?: ShadowPreCopy; dumpFails?: string } = {}) {
+const GiB = 2 ** 30;
+
+function setUp(root: string, opts: { shadow?: ShadowPreCopy; dumpFails?: string; freeBytes?: number; imageBytes?: number } = {}) {
   const calls: string[] = [];
+  const prepared: PrepareBody[] = [];
   const client = {
-    prepare: async (id: string, body: { shard: { shardId: string; limits: object } }) => void calls.push(`client.prepare ${id} ${body.shard.shardId} ${JSON.stringify(body.shard.limits)}`),
+    prepare: async (id: string, body: PrepareBody) => {
+      prepared.push(body);
+      calls.push(`client.prepare ${id} ${body.shard.shardId} ${JSON.stringify(body.shard.limits)}`);
+    },
     uploadFiles: async (id: string, round: number, _dir: string, files: { name: string; bytes: number }[]) => {
       calls.push(`client.uploadFiles ${id} ${round} ${files.map((f) => f.name).join(',')}`);
       return files.map((f) => ({ ...f, sha256: 'a'.repeat(64) }));
@@ -89,8 +96,9 @@ function setUp(root: string, opts: { shadow?: ShadowPreCopy; dumpFails?: string 
     imagesRoot: root,
     findRoot: async () => ({ pid: 4242 }),
     ...(opts.shadow ? { shadow: opts.shadow } : {}),
+    space: { free: () => opts.freeBytes ?? 100 * GiB, imageBytes: async () => opts.imageBytes ?? GiB },
   });
-  return { calls, effects };
+  return { calls, effects, prepared };
 }
 
 describe('checkpoint migration effects (source side)', () => {
@@ -132,8 +140,8 @@ describe('checkpoint migration effects (source side)', () => {
     const root = join(dir.path, 'shadow');
     const calls: string[] = [];
     const { calls: effectCalls, effects } = setUp(root, { shadow: fakeShadow(calls) });
-    expect(await effects.preCopySupport()).toEqual({ ok: true, method: 'shadow' });
     let record: MigrationRecord = { ...planMigration({ id: 'm5', fleet: 'f', shardId: 'web-5', applicationId: 'web', source: 'host-1', destination: 'host-2', preCopy: true }, AT), preCopyMethod: 'shadow' };
+    expect(await effects.preCopySupport(record)).toEqual({ ok: true, method: 'shadow' });
     await effects.prepare(record);
     const one = await effects.preCopyRound(record, 1);
     const two = await effects.preCopyRound(record, 2);
@@ -211,9 +219,33 @@ describe('checkpoint migration effects (source side)', () => {
     expect(calls.slice(-1)).toEqual(['shadow.compareFrozen 4242 stopped: true']);
   });
 
+  it('refuses before freezing anything when this host\'s disk cannot hold the dump, and tells the destination the image size otherwise', async () => {
+    const record = planMigration({ id: 'm10', fleet: 'f', shardId: 'web-10', applicationId: 'web', source: 'host-1', destination: 'host-2' }, AT);
+    const full = setUp(join(dir.path, 'disk-full'), { freeBytes: GiB, imageBytes: GiB });
+    await expect(full.effects.prepare(record)).rejects.toMatchObject({
+      code: 'REFUSED',
+      message: `not enough disk under ${join(dir.path, 'disk-full')} for the dump of shard web-10: ~1088 MiB needed (1024 MiB of memory + 64 MiB), 1024 MiB free`,
+    });
+    expect(full.calls).toEqual([]); // the destination was not asked
+
+    const roomy = setUp(join(dir.path, 'disk-roomy'), { freeBytes: 2 * GiB, imageBytes: GiB });
+    await roomy.effects.prepare(record);
+    expect(roomy.prepared.map((b) => b.imageBytes)).toEqual([GiB]);
+  });
+
+  it('skips shadow pre-copy, with the reason, when the disk holds the dump but not a shadow beside it', async () => {
+    const record = planMigration({ id: 'm11', fleet: 'f', shardId: 'web-11', applicationId: 'web', source: 'host-1', destination: 'host-2', preCopy: true }, AT);
+    const { effects: oneCopy } = setUp(join(dir.path, 'one-copy'), { shadow: fakeShadow([]), freeBytes: 1.5 * GiB, imageBytes: GiB });
+    expect(await oneCopy.preCopySupport(record)).toEqual({
+      ok: false,
+      reason: `no soft-dirty, and not enough disk under ${join(dir.path, 'one-copy')} for a shadow beside the final dump: ~2112 MiB needed (2 x 1024 MiB of memory + 64 MiB), 1536 MiB free`,
+    });
+  });
+
   it('says why it cannot pre-copy at all when neither CRIU nor the shadow can', async () => {
     const { effects } = setUp(join(dir.path, 'none'), { shadow: fakeShadow([], false) });
-    expect(await effects.preCopySupport()).toEqual({ ok: false, reason: 'no soft-dirty; /proc/self/pagemap is missing' });
+    const record = planMigration({ id: 'm9', fleet: 'f', shardId: 'web-9', applicationId: 'web', source: 'host-1', destination: 'host-2', preCopy: true }, AT);
+    expect(await effects.preCopySupport(record)).toEqual({ ok: false, reason: 'no soft-dirty; /proc/self/pagemap is missing' });
   });
 
   it('undoes with what the journal and the cgroup say: abort the destination copy; thaw, continue and re-adopt the source', async () => {
