@@ -11,6 +11,8 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { requireCriu as requireCriuInstallation } from '../host-agent/checkpoint/criu';
+import { kdatCacheWanted, keepCriuKdatCache } from '../host-agent/checkpoint/criu-kdat-cache';
 import { MigrationDriver } from '../host-agent/migration/migration-driver';
 import { MigrationJournal } from '../host-agent/migration/migration-journal';
 import { downtimeSteps } from '../host-agent/migration/migration-record';
@@ -86,7 +88,10 @@ async function main(): Promise<void> {
   const runs: Run[] = [];
   try {
     const destination = set.hosts[1]!;
-    const server = await startDestinationServer(destination, { tokenFile: join(work, 'token'), images: join(work, 'dest-images'), ownerPrefix, memoryBytes: 64 * 2 ** 30, cpuCores: 64 }); // each run's shard stays counted as arrived
+    // Both agents as on a real host: the destination keeps CRIU's kernel probe at start, and so does the source here.
+    // (memoryBytes: each run's shard stays counted as arrived.)
+    const server = await startDestinationServer(destination, { tokenFile: join(work, 'token'), images: join(work, 'dest-images'), ownerPrefix, memoryBytes: 64 * 2 ** 30, cpuCores: 64, kdatCache: kdatCacheWanted() });
+    if (kdatCacheWanted()) console.log(`criu kernel probe: ${(await keepCriuKdatCache(await requireCriuInstallation())).detail}`);
     try {
       for (const mib of SIZES) for (let repeat = 1; repeat <= REPEATS; repeat += 1) {
         for (const precopy of [false, true]) {

@@ -14,6 +14,7 @@ import type { JournalStore } from './migration/migration-journal';
 import type { CgroupDriver } from './cgroups/driver';
 import { locateCriu } from './checkpoint/criu';
 import { CriuCheckpointer } from './checkpoint/criu-checkpointer';
+import { kdatCacheWanted, keepCriuKdatCache } from './checkpoint/criu-kdat-cache';
 import type { AgentLogger } from './log';
 import type { AgentMetrics } from './metrics/agent-metrics';
 import { assignmentOnCommit } from './migration/migration-assignment';
@@ -63,6 +64,11 @@ export async function createAgentMigration(ctx: AgentMigrationContext): Promise<
   const checkpointer: Checkpointer = located.found ? new CriuCheckpointer(located.criu) : refusingCheckpointer(located.reasons);
   if (located.found) ctx.logger.info({ criu: located.criu.version }, 'migration: CRIU found');
   else ctx.logger.warn({ reasons: located.reasons }, 'migration: no usable CRIU; this host refuses checkpoint migrations');
+  if (located.found && kdatCacheWanted()) {
+    const kdat = await keepCriuKdatCache(located.criu);
+    if (kdat.ok) ctx.logger.info({ criu_kdat: kdat.detail }, 'migration: CRIU loads its kernel probe');
+    else ctx.logger.warn({ criu_kdat: kdat.detail }, 'migration: CRIU probes the kernel in every dump and restore');
+  }
 
   const describe = async (shardId: string): Promise<DesiredShard> => {
     const desired = (await ctx.desiredShards()).find((d) => d.shardId === shardId);

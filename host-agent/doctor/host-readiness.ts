@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { locateCriu } from '../checkpoint/criu';
 import { CriuCheckpointer } from '../checkpoint/criu-checkpointer';
+import { CRIU_RUN_DIR, isKdatKept, TMPFS_MAGIC } from '../checkpoint/criu-kdat-cache';
 import { systemShadowPreCopy } from '../migration/memory-shadow';
 
 const execFileAsync = promisify(execFile);
@@ -47,15 +48,15 @@ export function describeCgroupLayout(root = '/sys/fs/cgroup'): { ok: boolean; de
 /** Checks that a failing one stops this host from checkpointing; the others cost time or features only. */
 export const REQUIRED_CHECKS: ReadonlySet<ReadinessCheck['name']> = new Set(['root', 'criu', 'criu-check', 'cgroups']);
 
-const TMPFS_MAGIC = 0x01021994;
-
 /**
- * Whether CRIU can keep its kernel probe (`criu.kdat`) in `runDir`: it saves it only on a tmpfs
- * (so a reboot discards it), through a temporary file created exclusively, which a CRIU killed at
- * that moment leaves behind. Without the cache every dump and restore probes the kernel again
- * (~40 ms each on this project's CI kernel) — time the shard spends frozen.
+ * Whether CRIU loads its kernel probe (`criu.kdat`) in `runDir` instead of probing at every run:
+ * it saves it only on a tmpfs (so a reboot discards it), through a temporary file created
+ * exclusively, which a CRIU killed at that moment leaves behind. Where /run is not a tmpfs the
+ * agent keeps the probe on one and bind-mounts it there (criu-kdat-cache.ts). Without it every
+ * dump and restore probes the kernel again (~40 ms each on this project's CI kernel) — time the
+ * shard spends frozen.
  */
-export function describeCriuKdatCache(runDir = '/run', fsType?: number): { ok: boolean; detail: string } {
+export function describeCriuKdatCache(runDir = CRIU_RUN_DIR, fsType?: number): { ok: boolean; detail: string } {
   let type = fsType;
   if (type === undefined) {
     try {
@@ -66,7 +67,10 @@ export function describeCriuKdatCache(runDir = '/run', fsType?: number): { ok: b
   }
   const cache = join(runDir, 'criu.kdat');
   const slower = 'every dump and restore probes the kernel again (~40 ms each, while the shard is frozen)';
-  if (type !== TMPFS_MAGIC) return { ok: false, detail: `${runDir} is not a tmpfs, so CRIU keeps no ${cache}: ${slower}` };
+  if (type !== TMPFS_MAGIC) {
+    if (isKdatKept(runDir)) return { ok: true, detail: `CRIU's kernel probe is kept on a tmpfs, bind-mounted at ${cache} by the agent (${runDir} is not a tmpfs)` };
+    return { ok: false, detail: `${runDir} is not a tmpfs and no agent has bind-mounted a kept probe at ${cache} yet: ${slower}` };
+  }
   const stale = ['criu.kdat.tmp', '.criu.kdat'].map((name) => join(runDir, name)).find((path) => existsSync(path));
   if (!existsSync(cache) && stale) return { ok: false, detail: `${stale} was left by a CRIU that was stopped while saving its kernel probe, and blocks the next save: remove it; until then ${slower}` };
   return { ok: true, detail: existsSync(cache) ? `CRIU's kernel probe is kept in ${cache}` : `${runDir} is a tmpfs: CRIU keeps its kernel probe in ${cache} from its next run` };

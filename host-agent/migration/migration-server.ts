@@ -12,6 +12,7 @@ import { parseArgs } from 'node:util';
 import { detectCgroupDriver } from '../cgroups/detect';
 import { requireCriu } from '../checkpoint/criu';
 import { CriuCheckpointer } from '../checkpoint/criu-checkpointer';
+import { kdatCacheWanted, keepCriuKdatCache } from '../checkpoint/criu-kdat-cache';
 import { buildMigrationApp } from '../api/migration-app';
 import { migrationRoutes } from '../api/migration-routes';
 import { CgroupHandover } from './cgroup-handover';
@@ -37,7 +38,10 @@ async function main(): Promise<void> {
   const [host, port] = [listen.slice(0, listen.lastIndexOf(':')), Number(listen.slice(listen.lastIndexOf(':') + 1))];
   const capacity = { cpuCores: Number(values['cpu-cores']), memoryBytes: Number(values['memory-bytes']) };
   const driver = detectCgroupDriver({ hostId, ownerPrefix: values['owner-prefix'] });
-  const checkpointer = new CriuCheckpointer(await requireCriu());
+  const criu = await requireCriu();
+  // As the agent does at start: CRIU loads its kernel probe instead of probing in every restore.
+  if (kdatCacheWanted()) await keepCriuKdatCache(criu);
+  const checkpointer = new CriuCheckpointer(criu);
   const incoming: IncomingMigrations = new IncomingMigrations(images, { capacity: () => capacity, allocated: () => incoming.committedAllocation() });
   const token = readFileSync(tokenFile, 'utf8').trim();
   const app = await buildMigrationApp({

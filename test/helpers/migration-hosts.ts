@@ -28,7 +28,11 @@ export interface DestinationServer {
 
 export async function startDestinationServer(
   host: NetnsHost,
-  opts: { tokenFile: string; images: string; ownerPrefix: string; memoryBytes?: number; cpuCores?: number },
+  opts: {
+    tokenFile: string; images: string; ownerPrefix: string; memoryBytes?: number; cpuCores?: number;
+    /** Keep CRIU's kernel probe on a tmpfs at /run/criu.kdat as the agent does (until reboot); tests leave the host alone. */
+    kdatCache?: boolean;
+  },
 ): Promise<DestinationServer> {
   const child = spawnInHost(
     host,
@@ -43,7 +47,7 @@ export async function startDestinationServer(
       '--cpu-cores', String(opts.cpuCores ?? 2),
       '--memory-bytes', String(opts.memoryBytes ?? 4 * 2 ** 30),
     ],
-    { stdio: ['ignore', 'pipe', 'pipe'] },
+    { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, SHARDFORM_CRIU_KDAT_CACHE: opts.kdatCache ? 'on' : 'off' } },
   );
   let stderr = '';
   child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));

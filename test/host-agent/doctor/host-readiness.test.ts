@@ -50,7 +50,7 @@ describe('host readiness', () => {
     const EXT4 = 0xef53;
     const run = join(dir.path, 'run');
     mkdirSync(run);
-    expect(describeCriuKdatCache(run, EXT4)).toEqual({ ok: false, detail: `${run} is not a tmpfs, so CRIU keeps no ${join(run, 'criu.kdat')}: every dump and restore probes the kernel again (~40 ms each, while the shard is frozen)` });
+    expect(describeCriuKdatCache(run, EXT4)).toEqual({ ok: false, detail: `${run} is not a tmpfs and no agent has bind-mounted a kept probe at ${join(run, 'criu.kdat')} yet: every dump and restore probes the kernel again (~40 ms each, while the shard is frozen)` });
     expect(describeCriuKdatCache(run, TMPFS)).toEqual({ ok: true, detail: `${run} is a tmpfs: CRIU keeps its kernel probe in ${join(run, 'criu.kdat')} from its next run` });
     writeFileSync(join(run, 'criu.kdat.tmp'), '');
     expect(describeCriuKdatCache(run, TMPFS)).toMatchObject({ ok: false, detail: expect.stringMatching(new RegExp(`^${join(run, 'criu.kdat.tmp')} was left by a CRIU that was stopped while saving .*: remove it;`)) });

@@ -1,0 +1,120 @@
+/**
+ * CRIU's kernel probe cache on hosts whose /run is not a tmpfs.
+ *
+ * Every `criu` run first probes what the kernel can do (~30-40 ms on this project's CI
+ * kernel) unless it can load `/run/criu.kdat`. CRIU saves that file only when /run is a tmpfs
+ * (as systemd mounts it), so that it dies with the boot and a new kernel is probed again. Where
+ * /run is a plain directory (containers, some VMs) the probe runs in every dump and every
+ * restore: time the shard spends frozen.
+ *
+ * The agent then keeps the probe the way CRIU would: it has CRIU write it into a tmpfs mounted
+ * over /run in a private mount namespace, keeps the file on a tmpfs (`/dev/shm/shardform`), and
+ * bind-mounts it at `/run/criu.kdat` over an empty file. It dies with the boot like CRIU's own:
+ * after a reboot the bind mount is gone, CRIU reads the empty file, calls it stale and probes.
+ * A CRIU of another version calls the file stale (its magic differs) and probes, as before.
+ */
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, renameSync, statfsSync, statSync, truncateSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { criuCommandLine, type CriuInstallation } from './criu';
+
+export const TMPFS_MAGIC = 0x01021994;
+/** Where CRIU looks (compiled in). */
+export const CRIU_RUN_DIR = '/run';
+export const DEFAULT_KDAT_KEEP_DIR = '/dev/shm/shardform';
+
+export interface KdatCacheOptions {
+  /** Where the bind mount goes; CRIU reads `<runDir>/criu.kdat` (tests use another directory). */
+  runDir?: string;
+  /** A directory on a tmpfs for the file itself. */
+  keepDir?: string;
+  /** File system type of a path (statfs f_type); injectable for tests. */
+  fsTypeOf?: (path: string) => number;
+}
+
+export interface KdatCacheResult {
+  /** Whether CRIU loads its probe instead of probing on every run. */
+  readonly ok: boolean;
+  readonly detail: string;
+}
+
+function run(file: string, args: readonly string[]): Promise<{ code: number | null; stdout: Buffer; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(file, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const out: Buffer[] = [];
+    let stderr = '';
+    child.stdout.on('data', (chunk: Buffer) => out.push(chunk));
+    child.stderr.on('data', (chunk: Buffer) => {
+      if (stderr.length < 4000) stderr += chunk.toString('utf8');
+    });
+    const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
+    child.on('error', (error) => {
+      clearTimeout(timer);
+      reject(error);
+    });
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout: Buffer.concat(out), stderr: stderr.trim() });
+    });
+  });
+}
+
+const fsType = (path: string) => statfsSync(path).type;
+
+/**
+ * `SHARDFORM_CRIU_KDAT_CACHE=off` leaves /run/criu.kdat alone (default `on`); any other value
+ * is a usage error naming the variable and the value.
+ */
+export function kdatCacheWanted(env: NodeJS.ProcessEnv = process.env): boolean {
+  const value = env.SHARDFORM_CRIU_KDAT_CACHE ?? 'on';
+  if (value !== 'on' && value !== 'off') throw new Error(`SHARDFORM_CRIU_KDAT_CACHE=${JSON.stringify(value)} must be on or off`);
+  return value === 'on';
+}
+
+/** Whether `<runDir>/criu.kdat` is the kept probe: a non-empty file on a tmpfs. */
+export function isKdatKept(runDir = CRIU_RUN_DIR, fsTypeOf: (path: string) => number = fsType): boolean {
+  const target = join(runDir, 'criu.kdat');
+  try {
+    return fsTypeOf(target) === TMPFS_MAGIC && statSync(target).size > 0;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Makes CRIU load its kernel probe on this host from now until reboot (see the module comment);
+ * idempotent, never throws: a host where it cannot be done says why and CRIU probes as before.
+ */
+export async function keepCriuKdatCache(criu: CriuInstallation, opts: KdatCacheOptions = {}): Promise<KdatCacheResult> {
+  const runDir = opts.runDir ?? CRIU_RUN_DIR;
+  const keepDir = opts.keepDir ?? DEFAULT_KDAT_KEEP_DIR;
+  const fsTypeOf = opts.fsTypeOf ?? fsType;
+  const target = join(runDir, 'criu.kdat');
+  try {
+    if (fsTypeOf(runDir) === TMPFS_MAGIC) return { ok: true, detail: `${runDir} is a tmpfs: CRIU keeps its kernel probe there itself` };
+    if (isKdatKept(runDir, fsTypeOf)) return { ok: true, detail: `CRIU's kernel probe is kept on a tmpfs, bind-mounted at ${target}` };
+    mkdirSync(keepDir, { recursive: true, mode: 0o700 });
+    if (fsTypeOf(keepDir) !== TMPFS_MAGIC) return { ok: false, detail: `${keepDir} is not a tmpfs: a probe kept there would outlive a reboot` };
+
+    // CRIU writes the probe only to a tmpfs /run: give it one, in a mount namespace of its own.
+    const check = criuCommandLine(criu, ['check']);
+    const script = 'mount -t tmpfs -o size=1m,mode=0700 shardform-kdat /run || exit 97; "$@" >/dev/null 2>&1; exec cat /run/criu.kdat';
+    const probed = await run('unshare', ['--mount', '--propagation', 'private', '--', '/bin/sh', '-c', script, 'shardform-kdat', check.file, ...check.args]);
+    if (probed.code !== 0 || probed.stdout.length === 0) {
+      return { ok: false, detail: `criu check wrote no kernel probe (exit ${probed.code}${probed.stderr ? `: ${probed.stderr.split('\n').pop()}` : ''})` };
+    }
+    const kept = join(keepDir, 'criu.kdat');
+    writeFileSync(`${kept}.partial`, probed.stdout, { mode: 0o600 });
+    renameSync(`${kept}.partial`, kept);
+
+    // An empty file under the mount: after a reboot that is what CRIU finds, and it probes again.
+    if (existsSync(target)) truncateSync(target, 0);
+    else writeFileSync(target, '', { mode: 0o600 });
+    const mounted = await run('mount', ['--bind', kept, target]);
+    if (mounted.code !== 0) return { ok: false, detail: `cannot bind-mount ${kept} at ${target}: ${mounted.stderr || `exit ${mounted.code}`}` };
+    if (!readFileSync(target).equals(probed.stdout)) return { ok: false, detail: `${target} does not show the kept probe after the bind mount` };
+    return { ok: true, detail: `CRIU's kernel probe is kept on a tmpfs (${kept}), bind-mounted at ${target}: ${runDir} is not a tmpfs` };
+  } catch (error) {
+    return { ok: false, detail: `cannot keep CRIU's kernel probe: ${(error as Error).message}` };
+  }
+}

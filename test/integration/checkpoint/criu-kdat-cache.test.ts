@@ -1,0 +1,78 @@
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { requireCriu as requireCriuInstallation, type CriuInstallation } from '../../../host-agent/checkpoint/criu';
+import { CriuCheckpointer } from '../../../host-agent/checkpoint/criu-checkpointer';
+import { CRIU_RUN_DIR, isKdatKept, keepCriuKdatCache, TMPFS_MAGIC } from '../../../host-agent/checkpoint/criu-kdat-cache';
+import { describeCriuKdatCache } from '../../../host-agent/doctor/host-readiness';
+import { requireCriu } from '../../helpers/criu-prerequisite';
+import { describePrivileged, requireCommand, requireRoot } from '../../helpers/privileged';
+
+const isMountPoint = (path: string) => {
+  try {
+    execFileSync('mountpoint', ['-q', path]);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+describePrivileged('keeping CRIU\'s kernel probe on a tmpfs', [requireRoot, requireCriu, requireCommand('unshare', 'util-linux'), requireCommand('mountpoint', 'util-linux')], () => {
+  let criu: CriuInstallation;
+  const work = join(tmpdir(), `shardform-kdat-${process.pid}`);
+  const keepDir = join('/dev/shm', `shardform-kdat-test-${process.pid}`);
+  beforeAll(async () => {
+    criu = await requireCriuInstallation();
+    mkdirSync(work, { recursive: true });
+  });
+  afterAll(() => {
+    const target = join(work, 'run', 'criu.kdat');
+    if (isMountPoint(target)) execFileSync('umount', [target]);
+    rmSync(work, { recursive: true, force: true });
+    rmSync(keepDir, { recursive: true, force: true });
+  });
+
+  it('has CRIU write its probe in a private tmpfs, keeps it on a tmpfs and bind-mounts it over an emptied file; again, it finds it kept', async () => {
+    const runDir = join(work, 'run'); // a plain directory, like this machine's /run
+    mkdirSync(runDir);
+    const result = await keepCriuKdatCache(criu, { runDir, keepDir });
+    expect(result).toEqual({ ok: true, detail: `CRIU's kernel probe is kept on a tmpfs (${join(keepDir, 'criu.kdat')}), bind-mounted at ${join(runDir, 'criu.kdat')}: ${runDir} is not a tmpfs` });
+    const kept = readFileSync(join(keepDir, 'criu.kdat'));
+    expect(kept.length).toBeGreaterThan(100);
+    expect(readFileSync(join(runDir, 'criu.kdat')).equals(kept)).toBe(true);
+    expect(isMountPoint(join(runDir, 'criu.kdat'))).toBe(true);
+    expect(isKdatKept(runDir)).toBe(true);
+    expect(describeCriuKdatCache(runDir)).toEqual({ ok: true, detail: `CRIU's kernel probe is kept on a tmpfs, bind-mounted at ${join(runDir, 'criu.kdat')} by the agent (${runDir} is not a tmpfs)` });
+    expect(await keepCriuKdatCache(criu, { runDir, keepDir })).toEqual({ ok: true, detail: `CRIU's kernel probe is kept on a tmpfs, bind-mounted at ${join(runDir, 'criu.kdat')}` });
+    // What a reboot leaves: the bind mount gone, an empty file, which CRIU calls stale and replaces by probing.
+    execFileSync('umount', [join(runDir, 'criu.kdat')]);
+    expect(statSync(join(runDir, 'criu.kdat')).size).toBe(0);
+  });
+
+  it('does nothing where /run is a tmpfs (CRIU keeps the probe itself), and refuses a keep directory that would outlive a reboot', async () => {
+    const runDir = join(work, 'run-tmpfs');
+    mkdirSync(runDir);
+    expect(await keepCriuKdatCache(criu, { runDir, keepDir, fsTypeOf: () => TMPFS_MAGIC })).toEqual({ ok: true, detail: `${runDir} is a tmpfs: CRIU keeps its kernel probe there itself` });
+    expect(existsSync(join(runDir, 'criu.kdat'))).toBe(false);
+    const onDisk = join(work, 'keep-on-disk');
+    mkdirSync(join(work, 'run-2'));
+    const refused = await keepCriuKdatCache(criu, { runDir: join(work, 'run-2'), keepDir: onDisk });
+    expect(existsSync(join(work, 'run-2', 'criu.kdat'))).toBe(false);
+    expect(refused).toEqual({ ok: false, detail: `${onDisk} is not a tmpfs: a probe kept there would outlive a reboot` });
+  });
+
+  it('makes CRIU load the probe instead of probing the kernel (its log says so)', async () => {
+    const before = isMountPoint(join(CRIU_RUN_DIR, 'criu.kdat'));
+    try {
+      const result = await keepCriuKdatCache(criu);
+      expect(result.ok).toBe(true);
+      const log = join(work, 'check.log');
+      await new CriuCheckpointer(criu).run(['check', '-v4', '-o', log]);
+      expect(readFileSync(log, 'utf8')).toContain(`Loaded kdat cache from ${join(CRIU_RUN_DIR, 'criu.kdat')}`);
+    } finally {
+      // Left as found: an agent or the bench may have kept it before; else this test undoes its own.
+      if (!before && isMountPoint(join(CRIU_RUN_DIR, 'criu.kdat'))) execFileSync('umount', [join(CRIU_RUN_DIR, 'criu.kdat')]);
+    }
+  });
+});
