@@ -6,6 +6,8 @@
  * same veth link, measured in the same run). Each size is migrated BENCH_REPEAT times (default
  * 3) each way, interleaved; the summary gives medians and each repetition's cut. BENCH_MIB
  * picks the sizes (default 16,64,256). Ends with one JSON line (every run, and the medians).
+ * Like an agent, it keeps CRIU's kernel probe at /run/criu.kdat where /run is not a tmpfs (a
+ * bind mount that lasts until reboot; SHARDFORM_CRIU_KDAT_CACHE=off measures without it).
  * Needs root, cgroups, `ip netns`, CRIU >= 4 (host-agent/checkpoint/install-criu.sh), python3.
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
