@@ -115,6 +115,12 @@ function reportFinished(record: MigrationRecord, ctx: Pick<AgentMigrationContext
   ctx.metrics.migrationPreCopyRounds.inc(s.rounds);
   if (s.durationMs !== null) ctx.metrics.migrationDuration.observe({ outcome }, s.durationMs / 1000);
   if (outcome === 'done' && s.downtimeMs !== null) ctx.metrics.migrationDowntime.observe(s.downtimeMs / 1000);
+  if (outcome === 'done' && s.downtimeSteps) {
+    const { freezeMs, dumpMs, transferMs, restoreMs } = s.downtimeSteps;
+    for (const [step, ms] of [['freeze', freezeMs], ['dump', dumpMs], ['transfer', transferMs], ['restore', restoreMs]] as const) {
+      ctx.metrics.migrationDowntimeStep.observe({ step }, ms / 1000);
+    }
+  }
   const fields = {
     migration_id: s.id,
     shard_id: s.shardId,

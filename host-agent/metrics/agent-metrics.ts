@@ -41,6 +41,7 @@ export class AgentMetrics {
   readonly shardsDesired: Gauge;
   readonly migrations: Counter<'outcome'>;
   readonly migrationDowntime: Histogram;
+  readonly migrationDowntimeStep: Histogram<'step'>;
   readonly migrationDuration: Histogram<'outcome'>;
   readonly migrationBytes: Counter;
   readonly migrationPreCopyRounds: Counter;
@@ -83,6 +84,14 @@ export class AgentMetrics {
       name: 'shardform_migration_downtime_seconds',
       help: 'Downtime of committed migrations: frozen on the source to running on the destination.',
       buckets: [0.05, 0.1, 0.25, 0.5, 1, 1.5, 2.5, 5, 10, 30],
+      registers,
+    });
+    // Where it went (freeze, dump, transfer, restore), for the dashboard that shows which step grew.
+    this.migrationDowntimeStep = new Histogram({
+      name: 'shardform_migration_downtime_step_seconds',
+      help: 'Downtime of committed migrations by step: freeze, dump, transfer, restore (restart: stop, archive, transfer, start).',
+      labelNames: ['step'],
+      buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
       registers,
     });
     this.migrationDuration = new Histogram({

@@ -143,6 +143,7 @@ describePrivileged('migration between two real agents (netns hosts, shared store
     const text = await metricsOf(source);
     expect(metric(text, 'shardform_migrations_total{outcome="done"}')).toBe(1);
     expect(metric(text, 'shardform_migration_downtime_seconds_count')).toBe(1);
+    for (const step of ['freeze', 'dump', 'transfer', 'restore']) expect(metric(text, `shardform_migration_downtime_step_seconds_count{step="${step}"}`)).toBe(1);
     expect(metric(text, 'shardform_migration_bytes_total')).toBe(summary.bytesSent);
     expect(source.logLines().find((l) => l.migration_id === summary.id)).toMatchObject({
       outcome: 'done', strategy: 'checkpoint', source: source.host.id, destination: destination.host.id, bytes: summary.bytesSent, rounds: 0,
