@@ -87,6 +87,17 @@ describe('shardform shards / drain / agent (CLI)', () => {
     expect(undo.stdout).toContain('drain lifted');
   });
 
+  it('refuses a SHARDFORM_CRIU_KDAT_CACHE other than on or off with exit 2, naming it and the value', async () => {
+    process.env.SHARDFORM_CRIU_KDAT_CACHE = 'maybe';
+    try {
+      const r = await runCli('agent', '--plan', 'p.json', '--host', 'host-a');
+      expect(r.code).toBe(2);
+      expect(r.stderr).toContain('SHARDFORM_CRIU_KDAT_CACHE="maybe" must be on or off');
+    } finally {
+      delete process.env.SHARDFORM_CRIU_KDAT_CACHE;
+    }
+  });
+
   it('exits 1 when the agent has no good plan to start from', async () => {
     const bad = dir.file('bad-plan.json', '{"apiVersion": 1}');
     const r = await runCli('agent', '--plan', bad, '--host', 'host-a', '--state-dir', `${dir.path}/state`, '--log-level', 'silent');

@@ -84,7 +84,7 @@ export async function agentRun(label: string, options: { prefix?: 'sfit' | 'sfbe
       const child = spawn(
         process.execPath,
         [BIN, 'agent', '--plan', planFile, '--host', 'host-a', '--state-dir', stateDir, '--owner-prefix', ownerPrefix, ...extraArgs],
-        { stdio: ['ignore', out, out], env: { ...process.env, SHARDFORM_LOG_LEVEL: 'info', ...env } },
+        { stdio: ['ignore', out, out], env: { ...process.env, SHARDFORM_LOG_LEVEL: 'info', SHARDFORM_CRIU_KDAT_CACHE: 'off', ...env } },
       );
       run.child = child;
       return child;

@@ -84,7 +84,8 @@ export function netnsAgents(label: string, hosts: readonly NetnsHost[]): NetnsAg
         const out = openSync(logFile, 'a');
         agent.child = spawnInHost(host, [process.execPath, BIN, 'agent', '--plan', planFile, '--host', host.id, '--state-dir', stateDir, '--owner-prefix', ownerPrefix], {
           stdio: ['ignore', out, out],
-          env: { ...process.env, SHARDFORM_LOG_LEVEL: 'info' },
+          // Tests leave the host's /run alone (the agent would keep CRIU's kernel probe there).
+          env: { ...process.env, SHARDFORM_LOG_LEVEL: 'info', SHARDFORM_CRIU_KDAT_CACHE: 'off' },
         });
       },
       async stop(signal = 'SIGTERM') {

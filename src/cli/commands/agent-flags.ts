@@ -2,6 +2,7 @@
 import { resolve } from 'node:path';
 import { ID_PATTERN, ShardformError, showValue } from '../../errors';
 import { parseListenAddress } from '../../../host-agent/api/listen';
+import { kdatCacheWanted } from '../../../host-agent/checkpoint/criu-kdat-cache';
 
 export interface AgentFlags {
   plan?: string;
@@ -57,6 +58,12 @@ export function checkAgentFlags(flags: AgentFlags, needPlan = false): CheckedAge
   if (flags.tokenFile !== undefined && flags.tokenFile.trim() === '') throw bad('--token-file', flags.tokenFile, 'is empty; give a file');
   const logLevel = flags.logLevel ?? 'info';
   if (!LOG_LEVELS.includes(logLevel)) throw bad('--log-level', logLevel, `is not one of ${LOG_LEVELS.join(', ')}`);
+  // Read by the agent's migration set-up; checked here so a typo stops the start as a usage error.
+  try {
+    kdatCacheWanted();
+  } catch (error) {
+    throw new ShardformError('INVALID_ARGUMENT', 'SHARDFORM_CRIU_KDAT_CACHE', process.env.SHARDFORM_CRIU_KDAT_CACHE, (error as Error).message);
+  }
   return {
     plan,
     host,
