@@ -14,7 +14,7 @@
  * A CRIU of another version calls the file stale (its magic differs) and probes, as before.
  */
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, renameSync, statfsSync, statSync, truncateSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, statfsSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { criuCommandLine, type CriuInstallation } from './criu';
 
@@ -92,9 +92,11 @@ export async function keepCriuKdatCache(criu: CriuInstallation, opts: KdatCacheO
   const target = join(runDir, 'criu.kdat');
   try {
     if (fsTypeOf(runDir) === TMPFS_MAGIC) return { ok: true, detail: `${runDir} is a tmpfs: CRIU keeps its kernel probe there itself` };
-    if (isKdatKept(runDir, fsTypeOf)) return { ok: true, detail: `CRIU's kernel probe is kept on a tmpfs, bind-mounted at ${target}` };
-    mkdirSync(keepDir, { recursive: true, mode: 0o700 });
-    if (fsTypeOf(keepDir) !== TMPFS_MAGIC) return { ok: false, detail: `${keepDir} is not a tmpfs: a probe kept there would outlive a reboot` };
+    const alreadyKept = isKdatKept(runDir, fsTypeOf);
+    if (!alreadyKept) {
+      mkdirSync(keepDir, { recursive: true, mode: 0o700 });
+      if (fsTypeOf(keepDir) !== TMPFS_MAGIC) return { ok: false, detail: `${keepDir} is not a tmpfs: a probe kept there would outlive a reboot` };
+    }
 
     // CRIU writes the probe only to a tmpfs /run: give it one, in a mount namespace of its own.
     const check = criuCommandLine(criu, ['check']);
@@ -103,9 +105,15 @@ export async function keepCriuKdatCache(criu: CriuInstallation, opts: KdatCacheO
     if (probed.code !== 0 || probed.stdout.length === 0) {
       return { ok: false, detail: `criu check wrote no kernel probe (exit ${probed.code}${probed.stderr ? `: ${probed.stderr.split('\n').pop()}` : ''})` };
     }
+    if (alreadyKept) {
+      // Probed again at every start (a CRIU upgraded since would find the old probe stale and
+      // probe at every run): written in place, through the bind mount, into the same file. A
+      // CRIU reading it meanwhile finds it short, calls it stale and probes; nothing worse.
+      writeFileSync(target, probed.stdout);
+      return { ok: true, detail: `CRIU's kernel probe is kept on a tmpfs, bind-mounted at ${target} (probed again)` };
+    }
     const kept = join(keepDir, 'criu.kdat');
-    writeFileSync(`${kept}.partial`, probed.stdout, { mode: 0o600 });
-    renameSync(`${kept}.partial`, kept);
+    writeFileSync(kept, probed.stdout, { mode: 0o600 });
 
     // An empty file under the mount: after a reboot that is what CRIU finds, and it probes again.
     if (existsSync(target)) truncateSync(target, 0);

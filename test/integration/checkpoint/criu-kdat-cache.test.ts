@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { requireCriu as requireCriuInstallation, type CriuInstallation } from '../../../host-agent/checkpoint/criu';
@@ -33,7 +33,7 @@ describePrivileged('keeping CRIU\'s kernel probe on a tmpfs', [requireRoot, requ
     rmSync(keepDir, { recursive: true, force: true });
   });
 
-  it('has CRIU write its probe in a private tmpfs, keeps it on a tmpfs and bind-mounts it over an emptied file; again, it finds it kept', async () => {
+  it('has CRIU write its probe in a private tmpfs, keeps it on a tmpfs and bind-mounts it over an emptied file; at the next start, probes again in place', async () => {
     const runDir = join(work, 'run'); // a plain directory, like this machine's /run
     mkdirSync(runDir);
     const result = await keepCriuKdatCache(criu, { runDir, keepDir });
@@ -44,7 +44,12 @@ describePrivileged('keeping CRIU\'s kernel probe on a tmpfs', [requireRoot, requ
     expect(isMountPoint(join(runDir, 'criu.kdat'))).toBe(true);
     expect(isKdatKept(runDir)).toBe(true);
     expect(describeCriuKdatCache(runDir)).toEqual({ ok: true, detail: `CRIU's kernel probe is kept on a tmpfs, bind-mounted at ${join(runDir, 'criu.kdat')} by the agent (${runDir} is not a tmpfs)` });
-    expect(await keepCriuKdatCache(criu, { runDir, keepDir })).toEqual({ ok: true, detail: `CRIU's kernel probe is kept on a tmpfs, bind-mounted at ${join(runDir, 'criu.kdat')}` });
+    // Again (the next agent start): probed again and written in place, through the same mount.
+    writeFileSync(join(keepDir, 'criu.kdat'), 'stale');
+    expect(await keepCriuKdatCache(criu, { runDir, keepDir })).toEqual({ ok: true, detail: `CRIU's kernel probe is kept on a tmpfs, bind-mounted at ${join(runDir, 'criu.kdat')} (probed again)` });
+    const probedAgain = readFileSync(join(keepDir, 'criu.kdat'));
+    expect(probedAgain.length).toBe(kept.length); // a fresh probe (4 of its bytes differ from run to run here)
+    expect(readFileSync(join(runDir, 'criu.kdat')).equals(probedAgain)).toBe(true);
     // What a reboot leaves: the bind mount gone, an empty file, which CRIU calls stale and replaces by probing.
     execFileSync('umount', [join(runDir, 'criu.kdat')]);
     expect(statSync(join(runDir, 'criu.kdat')).size).toBe(0);
