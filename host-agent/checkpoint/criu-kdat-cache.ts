@@ -11,10 +11,11 @@
  * over /run in a private mount namespace, keeps the file on a tmpfs (`/dev/shm/shardform`), and
  * bind-mounts it at `/run/criu.kdat` over an empty file. It dies with the boot like CRIU's own:
  * after a reboot the bind mount is gone, CRIU reads the empty file, calls it stale and probes.
- * A CRIU of another version calls the file stale (its magic differs) and probes, as before.
+ * Like CRIU's own cache it is one file for every CRIU of the host (CRIU checks only its size
+ * and two fixed magic numbers), so the agent probes again at every start.
  */
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, statfsSync, statSync, truncateSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, readFileSync, statfsSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { criuCommandLine, type CriuInstallation } from './criu';
 
@@ -81,22 +82,43 @@ export function isKdatKept(runDir = CRIU_RUN_DIR, fsTypeOf: (path: string) => nu
   }
 }
 
+/** Whether `dir` is a directory (not a link) that only this user can write: nobody else can plant links or files in it. */
+function privateDirectory(dir: string): boolean {
+  const info = lstatSync(dir);
+  return info.isDirectory() && info.uid === process.getuid?.() && (info.mode & 0o022) === 0;
+}
+
+const sameFile = (a: string, b: string) => {
+  try {
+    const [x, y] = [statSync(a), statSync(b)];
+    return x.dev === y.dev && x.ino === y.ino;
+  } catch {
+    return false;
+  }
+};
+
 /**
  * Makes CRIU load its kernel probe on this host from now until reboot (see the module comment);
  * idempotent, never throws: a host where it cannot be done says why and CRIU probes as before.
+ * Two callers at once (an agent and a migration server starting together) may both mount the
+ * same file; the second mount hides the first, which is harmless.
  */
 export async function keepCriuKdatCache(criu: CriuInstallation, opts: KdatCacheOptions = {}): Promise<KdatCacheResult> {
   const runDir = opts.runDir ?? CRIU_RUN_DIR;
   const keepDir = opts.keepDir ?? DEFAULT_KDAT_KEEP_DIR;
   const fsTypeOf = opts.fsTypeOf ?? fsType;
   const target = join(runDir, 'criu.kdat');
+  const kept = join(keepDir, 'criu.kdat');
   try {
     if (fsTypeOf(runDir) === TMPFS_MAGIC) return { ok: true, detail: `${runDir} is a tmpfs: CRIU keeps its kernel probe there itself` };
-    const alreadyKept = isKdatKept(runDir, fsTypeOf);
-    if (!alreadyKept) {
-      mkdirSync(keepDir, { recursive: true, mode: 0o700 });
-      if (fsTypeOf(keepDir) !== TMPFS_MAGIC) return { ok: false, detail: `${keepDir} is not a tmpfs: a probe kept there would outlive a reboot` };
-    }
+    mkdirSync(keepDir, { recursive: true, mode: 0o700 });
+    // /dev/shm is world-writable: a directory somebody else made there could hold a link that
+    // root would then write through, or a probe of their making.
+    if (!privateDirectory(keepDir)) return { ok: false, detail: `${keepDir} is not a directory only this user can write (a link, or made by somebody else): left alone` };
+    if (fsTypeOf(keepDir) !== TMPFS_MAGIC) return { ok: false, detail: `${keepDir} is not a tmpfs: a probe kept there would outlive a reboot` };
+    // Something on a tmpfs already at the target: ours (probed again below, in place) or not ours (left alone).
+    const mountedAlready = existsSync(target) && fsTypeOf(target) === TMPFS_MAGIC;
+    if (mountedAlready && !sameFile(target, kept)) return { ok: false, detail: `${target} is a mount of another file than ${kept}: left alone` };
 
     // CRIU writes the probe only to a tmpfs /run: give it one, in a mount namespace of its own.
     const check = criuCommandLine(criu, ['check']);
@@ -105,15 +127,12 @@ export async function keepCriuKdatCache(criu: CriuInstallation, opts: KdatCacheO
     if (probed.code !== 0 || probed.stdout.length === 0) {
       return { ok: false, detail: `criu check wrote no kernel probe (exit ${probed.code}${probed.stderr ? `: ${probed.stderr.split('\n').pop()}` : ''})` };
     }
-    if (alreadyKept) {
-      // Probed again at every start (a CRIU upgraded since would find the old probe stale and
-      // probe at every run): written in place, through the bind mount, into the same file. A
-      // CRIU reading it meanwhile finds it short, calls it stale and probes; nothing worse.
-      writeFileSync(target, probed.stdout);
-      return { ok: true, detail: `CRIU's kernel probe is kept on a tmpfs, bind-mounted at ${target} (probed again)` };
-    }
-    const kept = join(keepDir, 'criu.kdat');
+    // Written into the kept file (on the tmpfs), never through the target's path: if the mount
+    // went away meanwhile, the probe must not land on a /run that outlives the boot. Probed again
+    // at every start, in place: a CRIU reading it meanwhile finds it short, calls it stale and
+    // probes; nothing worse.
     writeFileSync(kept, probed.stdout, { mode: 0o600 });
+    if (mountedAlready && sameFile(target, kept)) return { ok: true, detail: `CRIU's kernel probe is kept on a tmpfs, bind-mounted at ${target} (probed again)` };
 
     // An empty file under the mount: after a reboot that is what CRIU finds, and it probes again.
     if (existsSync(target)) truncateSync(target, 0);

@@ -101,7 +101,8 @@ export class CheckpointMigrationEffects implements MigrationEffects {
     const shadow = this.shadow.available();
     if (!shadow.ok) return { ok: false, reason: `${criu.reason ?? 'no dirty-page tracking'}; ${shadow.reason}` };
     const imageBytes = await this.space.imageBytes(await this.deps.driver.pids(record.shardId));
-    const short = imageSpaceShortfall({ dir: this.deps.imagesRoot, free: this.space.free(this.deps.imagesRoot), imageBytes, copies: 2, what: 'a shadow beside the final dump' });
+    // The shadow, CRIU's full dump, and the rewrite of it (up to all of it when memory changes fast).
+    const short = imageSpaceShortfall({ dir: this.deps.imagesRoot, free: this.space.free(this.deps.imagesRoot), imageBytes, copies: 3, what: 'a shadow beside the final dump and its rewrite' });
     return short ? { ok: false, reason: `${criu.reason ?? 'no dirty-page tracking'}, and ${short}` } : { ok: true, method: 'shadow' };
   }
 
@@ -213,6 +214,7 @@ export class CheckpointMigrationEffects implements MigrationEffects {
     this.frozen.set(record.id, compared);
     try {
       for (const { pid, vpid } of await this.shadow.processes(rootPid, await this.deps.driver.pids(record.shardId))) {
+        if (signal.aborted) break;
         const shadow = shadows.get(vpid);
         if (shadow) compared.set(vpid, await this.shadow.compareFrozen({ pid, shadow, signal }));
       }

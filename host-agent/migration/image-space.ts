@@ -2,7 +2,8 @@
  * Disk room for migration images, checked before a migration freezes anything: a dump that
  * runs out of disk fails only after the shard was frozen (and is then resumed), and says so in
  * a CRIU log line. The size of an image is estimated from what CRIU writes for ordinary
- * processes: their private anonymous memory, resident or swapped (`/proc/<pid>/smaps_rollup`).
+ * processes: their anonymous memory, resident or swapped, and shared memory
+ * (`/proc/<pid>/smaps_rollup`).
  */
 import { readFile } from 'node:fs/promises';
 import { statfsSync } from 'node:fs';
@@ -11,12 +12,17 @@ import { dirname } from 'node:path';
 /** Room kept beyond the memory estimate: the non-memory image files, pagemaps, rounding. */
 export const IMAGE_SPACE_MARGIN = 64 * 2 ** 20;
 
-/** Anonymous + Swap of one `smaps_rollup`, in bytes; undefined when neither line is there. */
+/**
+ * What CRIU dumps of one process, from its `smaps_rollup`, in bytes: private anonymous memory
+ * (Anonymous), swapped out (Swap), and its share of shared memory (Pss_Shmem: memfd, SysV and
+ * shared anonymous mappings, which CRIU dumps once for all sharers); undefined when none of
+ * these lines is there.
+ */
 export function parseAnonymousBytes(smapsRollup: string): number | undefined {
   let found = false;
   let kib = 0;
   for (const line of smapsRollup.split('\n')) {
-    const match = /^(Anonymous|Swap):\s+(\d+) kB$/.exec(line.trim());
+    const match = /^(Anonymous|Swap|Pss_Shmem):\s+(\d+) kB$/.exec(line.trim());
     if (!match) continue;
     found = true;
     kib += Number(match[2]);

@@ -244,6 +244,12 @@ export interface FrozenComparison {
  * maps its own pages and may briefly patch a code page, and either only shows up here as a
  * page that differs — which the dump then sends as CRIU read it. Pages that cannot be read are
  * left out of `unchanged` (sent) too.
+ *
+ * One write can come after this read: when the parasite runs in a thread, the kernel updates
+ * the thread's rseq area (cpu and node ids; a critical-section pointer it clears) in its TLS.
+ * Such a page, found unchanged before, is restored as it was before the parasite ran. Those
+ * fields are the kernel's own: CRIU registers rseq again on restore, and the kernel rewrites
+ * them before the restored thread runs a user instruction.
  */
 export async function compareFrozenWithShadow(opts: { pid: number; shadow: Shadow; signal?: AbortSignal }): Promise<FrozenComparison> {
   const size = pageSize();

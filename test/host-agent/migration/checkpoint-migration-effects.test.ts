@@ -84,7 +84,10 @@ function setUp(root: string, opts: { shadow?: ShadowPreCopy; dumpFails?: string;
       },
       dump: async (t, dir, prev) => {
         calls.push(`criu.dump ${t.rootPid} ${t.freezeCgroup} ${dir.slice(root.length)} ${prev?.slice(root.length) ?? '-'}`);
-        if (opts.dumpFails) throw new Error(opts.dumpFails);
+        if (opts.dumpFails) {
+          await new Promise((resolve) => setTimeout(resolve, 20)); // a dump that fails part-way, once the comparison is under way
+          throw new Error(opts.dumpFails);
+        }
         mkdirSync(dir, { recursive: true });
         writeFileSync(join(dir, 'pages-1.img'), Buffer.alloc(10));
         writeFileSync(join(dir, 'core-1.img'), Buffer.alloc(5));
@@ -235,11 +238,13 @@ describe('checkpoint migration effects (source side)', () => {
 
   it('skips shadow pre-copy, with the reason, when the disk holds the dump but not a shadow beside it', async () => {
     const record = planMigration({ id: 'm11', fleet: 'f', shardId: 'web-11', applicationId: 'web', source: 'host-1', destination: 'host-2', preCopy: true }, AT);
-    const { effects: oneCopy } = setUp(join(dir.path, 'one-copy'), { shadow: fakeShadow([]), freeBytes: 1.5 * GiB, imageBytes: GiB });
+    const { effects: oneCopy } = setUp(join(dir.path, 'one-copy'), { shadow: fakeShadow([]), freeBytes: 2.5 * GiB, imageBytes: GiB });
     expect(await oneCopy.preCopySupport(record)).toEqual({
       ok: false,
-      reason: `no soft-dirty, and not enough disk under ${join(dir.path, 'one-copy')} for a shadow beside the final dump: ~2112 MiB needed (2 x 1024 MiB of memory + 64 MiB), 1536 MiB free`,
+      reason: `no soft-dirty, and not enough disk under ${join(dir.path, 'one-copy')} for a shadow beside the final dump and its rewrite: ~3136 MiB needed (3 x 1024 MiB of memory + 64 MiB), 2560 MiB free`,
     });
+    const { effects: roomy } = setUp(join(dir.path, 'three-copies'), { shadow: fakeShadow([]), freeBytes: 4 * GiB, imageBytes: GiB });
+    expect(await roomy.preCopySupport(record)).toEqual({ ok: true, method: 'shadow' });
   });
 
   it('says why it cannot pre-copy at all when neither CRIU nor the shadow can', async () => {

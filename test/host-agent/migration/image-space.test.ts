@@ -8,6 +8,7 @@ Rss:                1620 kB
 Pss_Anon:            116 kB
 Private_Dirty:       116 kB
 Anonymous:         20480 kB
+Pss_Shmem:           512 kB
 AnonHugePages:      2048 kB
 Swap:               1024 kB
 SwapPss:            1024 kB
@@ -17,15 +18,15 @@ describe('disk room for migration images', () => {
   const dir = tempDir('shardform-image-space');
   afterAll(() => dir.remove());
 
-  it('estimates an image from the anonymous memory of every process, resident or swapped', async () => {
-    expect(parseAnonymousBytes(ROLLUP)).toBe((20480 + 1024) * 1024); // not AnonHugePages (inside Anonymous), not SwapPss
+  it('estimates an image from the anonymous memory of every process, resident or swapped, and its share of shared memory', async () => {
+    expect(parseAnonymousBytes(ROLLUP)).toBe((20480 + 512 + 1024) * 1024); // not AnonHugePages (inside Anonymous), not SwapPss
     expect(parseAnonymousBytes('Rss: 4 kB\n')).toBeUndefined();
     const proc = join(dir.path, 'proc');
     for (const pid of [10, 11]) {
       mkdirSync(join(proc, String(pid)), { recursive: true });
       writeFileSync(join(proc, String(pid), 'smaps_rollup'), ROLLUP);
     }
-    expect(await anonymousBytesOf([10, 11], proc)).toBe(2 * (20480 + 1024) * 1024);
+    expect(await anonymousBytesOf([10, 11], proc)).toBe(2 * (20480 + 512 + 1024) * 1024);
     expect(await anonymousBytesOf([10, 12], proc)).toBeUndefined(); // a process that ended: no estimate, no refusal
     expect(await anonymousBytesOf([process.pid])).toBeGreaterThan(0);
   });

@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { requireCriu as requireCriuInstallation, type CriuInstallation } from '../../../host-agent/checkpoint/criu';
@@ -65,6 +65,34 @@ describePrivileged('keeping CRIU\'s kernel probe on a tmpfs', [requireRoot, requ
     const refused = await keepCriuKdatCache(criu, { runDir: join(work, 'run-2'), keepDir: onDisk });
     expect(existsSync(join(work, 'run-2', 'criu.kdat'))).toBe(false);
     expect(refused).toEqual({ ok: false, detail: `${onDisk} is not a tmpfs: a probe kept there would outlive a reboot` });
+  });
+
+  it('leaves alone a keep directory others could write to or a link, and a target that is a mount of another file', async () => {
+    const runDir = join(work, 'run-3');
+    mkdirSync(runDir);
+    const open = join('/dev/shm', `shardform-kdat-open-${process.pid}`);
+    const link = join('/dev/shm', `shardform-kdat-link-${process.pid}`);
+    const other = join('/dev/shm', `shardform-kdat-other-${process.pid}`);
+    try {
+      mkdirSync(open, { mode: 0o777 });
+      chmodSync(open, 0o777);
+      expect(await keepCriuKdatCache(criu, { runDir, keepDir: open })).toEqual({ ok: false, detail: `${open} is not a directory only this user can write (a link, or made by somebody else): left alone` });
+      symlinkSync(keepDir, link);
+      expect((await keepCriuKdatCache(criu, { runDir, keepDir: link })).ok).toBe(false);
+      expect(existsSync(join(runDir, 'criu.kdat'))).toBe(false);
+
+      writeFileSync(other, 'somebody else');
+      writeFileSync(join(runDir, 'criu.kdat'), '');
+      execFileSync('mount', ['--bind', other, join(runDir, 'criu.kdat')]);
+      try {
+        expect(await keepCriuKdatCache(criu, { runDir, keepDir })).toEqual({ ok: false, detail: `${join(runDir, 'criu.kdat')} is a mount of another file than ${join(keepDir, 'criu.kdat')}: left alone` });
+        expect(readFileSync(other, 'utf8')).toBe('somebody else');
+      } finally {
+        execFileSync('umount', [join(runDir, 'criu.kdat')]);
+      }
+    } finally {
+      for (const path of [open, link, other]) rmSync(path, { recursive: true, force: true });
+    }
   });
 
   it('makes CRIU load the probe instead of probing the kernel (its log says so)', async () => {
