@@ -127,13 +127,22 @@ export class CheckpointMigrationEffects implements MigrationEffects {
     if (meanwhile) {
       // Listed before `run` starts: what it writes meanwhile (its partial files) is never picked up.
       const untouched = (await listed()).filter((f) => !meanwhile.rewrites(f.name));
-      // The rewritten files go out as soon as they are written, beside what is still in flight.
+      // The rewritten files go out as soon as they are written, beside what is still in flight;
+      // the first failure on either side cancels the other side's uploads.
+      const stop = new AbortController();
+      let failure: { error: unknown } | undefined;
+      const side = <T>(work: Promise<T>) =>
+        work.catch((error: unknown) => {
+          failure ??= { error };
+          stop.abort(error);
+          throw error;
+        });
       const [early, late] = await Promise.allSettled([
-        client.uploadFiles(record.id, round, dir, untouched),
-        meanwhile.run().then(async () => client.uploadFiles(record.id, round, dir, (await listed()).filter((f) => meanwhile.rewrites(f.name)))),
+        side(client.uploadFiles(record.id, round, dir, untouched, stop.signal)),
+        side(meanwhile.run().then(async () => client.uploadFiles(record.id, round, dir, (await listed()).filter((f) => meanwhile.rewrites(f.name)), stop.signal))),
       ]);
-      if (late.status === 'rejected') throw late.reason;
-      if (early.status === 'rejected') throw early.reason;
+      if (failure) throw failure.error;
+      if (early.status === 'rejected' || late.status === 'rejected') throw new MigrationError('TRANSFER_FAILED', `round ${round}: upload failed`);
       sent = [...early.value, ...late.value];
     } else {
       sent = await client.uploadFiles(record.id, round, dir, await listed());

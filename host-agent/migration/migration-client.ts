@@ -59,8 +59,12 @@ export class MigrationClient {
    * it on arrival; either way the restore request carries the manifest the destination checks
    * every received file against.
    */
-  async uploadFile(migrationId: string, round: number, dir: string, file: { name: string; bytes: number; sha256?: string }): Promise<ImageFile> {
+  async uploadFile(migrationId: string, round: number, dir: string, file: { name: string; bytes: number; sha256?: string }, signal?: AbortSignal): Promise<ImageFile> {
     const controller = new AbortController();
+    // Cancelled with the rest of its round (another file failed): the migration aborts sooner.
+    const cancel = () => controller.abort(signal?.reason);
+    if (signal?.aborted) cancel();
+    signal?.addEventListener('abort', cancel, { once: true });
     const hash = createHash('sha256');
     const stream = createReadStream(join(dir, file.name), { highWaterMark: 1 << 20 });
     stream.on('data', (chunk) => hash.update(chunk as Buffer));
@@ -87,6 +91,7 @@ export class MigrationClient {
       );
     } finally {
       if (idle) clearTimeout(idle);
+      signal?.removeEventListener('abort', cancel);
       stream.destroy();
     }
     return { name: file.name, bytes: file.bytes, sha256: hash.digest('hex') };
@@ -96,25 +101,46 @@ export class MigrationClient {
    * Streams files of a round: large ones `UPLOAD_CONCURRENCY` at a time and, beside them, small
    * ones `SMALL_UPLOAD_CONCURRENCY` at a time (a final image is a dozen small files beside the
    * pages, and each is a request, whose latency is what they cost while the shard is frozen);
-   * resolves to what was sent, in `files` order. The first failure fails the whole call once
-   * the uploads in flight have settled.
+   * resolves to what was sent, in `files` order. The first failure cancels the uploads in flight
+   * and the files not yet started (and so does `signal`), then fails the call with that failure:
+   * a migration that is going to abort should resume its shard without waiting for the rest.
    */
-  async uploadFiles(migrationId: string, round: number, dir: string, files: readonly { name: string; bytes: number; sha256?: string }[]): Promise<ImageFile[]> {
+  async uploadFiles(
+    migrationId: string,
+    round: number,
+    dir: string,
+    files: readonly { name: string; bytes: number; sha256?: string }[],
+    signal?: AbortSignal,
+  ): Promise<ImageFile[]> {
     const sent: ImageFile[] = new Array(files.length);
-    const indices = files.map((_, index) => index);
+    const stop = new AbortController();
+    const cancel = () => stop.abort(signal?.reason);
+    if (signal?.aborted) cancel();
+    signal?.addEventListener('abort', cancel, { once: true });
+    let failure: { error: unknown } | undefined;
     const pool = (queue: number[], width: number) => {
       const worker = async () => {
-        for (let index = queue.shift(); index !== undefined; index = queue.shift()) {
-          sent[index] = await this.uploadFile(migrationId, round, dir, files[index]!);
+        for (let index = queue.shift(); index !== undefined && !stop.signal.aborted; index = queue.shift()) {
+          try {
+            sent[index] = await this.uploadFile(migrationId, round, dir, files[index]!, stop.signal);
+          } catch (error) {
+            failure ??= { error: stop.signal.aborted && signal?.aborted ? signal.reason : error };
+            stop.abort(error);
+          }
         }
       };
       return Array.from({ length: Math.min(width, queue.length) }, worker);
     };
+    const indices = files.map((_, index) => index);
     const large = indices.filter((i) => files[i]!.bytes >= SMALL_FILE_BYTES);
     const small = indices.filter((i) => files[i]!.bytes < SMALL_FILE_BYTES);
-    const results = await Promise.allSettled([...pool(large, UPLOAD_CONCURRENCY), ...pool(small, SMALL_UPLOAD_CONCURRENCY)]);
-    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-    if (failed) throw failed.reason;
+    try {
+      await Promise.all([...pool(large, UPLOAD_CONCURRENCY), ...pool(small, SMALL_UPLOAD_CONCURRENCY)]);
+    } finally {
+      signal?.removeEventListener('abort', cancel);
+    }
+    if (failure) throw failure.error;
+    if (stop.signal.aborted) throw signal?.reason ?? new MigrationError('TRANSFER_FAILED', `upload of round ${round} cancelled`);
     return sent;
   }
 

@@ -53,6 +53,47 @@ describe('migration client uploads', () => {
     }
   });
 
+  it('cancels the uploads in flight and those not started when one is refused, and fails with that refusal', async () => {
+    const held = new Set<string>();
+    const cancelled: string[] = [];
+    const started: string[] = [];
+    const server = createServer((request, response) => {
+      const name = decodeURIComponent(request.url!.split('/').pop()!);
+      started.push(name);
+      request.resume();
+      if (name === 'bad.img') {
+        request.on('end', () => response.writeHead(409, { 'content-type': 'application/json' }).end('{"error":"INVALID_TRANSITION","message":"migration m1 is aborted"}'));
+        return;
+      }
+      // Never answered: only the client giving up ends these (else the call, and this test, hang).
+      held.add(name);
+      request.on('close', () => cancelled.push(name));
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const files = [{ name: 'held-0.img', bytes: 1 }, { name: 'held-1.img', bytes: 1 }, { name: 'bad.img', bytes: 1 }];
+      for (let i = 0; i < 30; i += 1) files.push({ name: `later-${i}.img`, bytes: 1 });
+      for (const f of files) writeFileSync(join(dir.path, f.name), 'x');
+      const client = new MigrationClient({ baseUrl: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, token: 't' });
+      await expect(client.uploadFiles('m1', 1, dir.path, files)).rejects.toMatchObject({ code: 'INVALID_TRANSITION', message: expect.stringContaining('upload 1/bad.img') });
+      // The server sees the cancelled requests close (bounded wait).
+      for (let i = 0; i < 100 && cancelled.length < held.size; i += 1) await new Promise((resolve) => setTimeout(resolve, 20));
+      expect(cancelled.sort()).toEqual([...held].sort()); // every request left hanging was cancelled by the client
+      expect(started.length).toBeLessThan(files.length); // and the files after the refusal were not sent
+    } finally {
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    }
+  });
+
+  it('sends nothing when its round is cancelled already, and fails with the reason', async () => {
+    const client = new MigrationClient({ baseUrl: 'http://127.0.0.1:9', token: 't' });
+    const stop = new AbortController();
+    stop.abort(new Error('the rewrite failed'));
+    writeFileSync(join(dir.path, 'x.img'), 'x');
+    await expect(client.uploadFiles('m1', 1, dir.path, [{ name: 'x.img', bytes: 1 }], stop.signal)).rejects.toThrow('the rewrite failed');
+  });
+
   it('fails the whole call when one upload is refused, after the others settle', async () => {
     const server = createServer((request, response) => {
       request.resume();
