@@ -17,7 +17,7 @@ import { requireCriu as requireCriuInstallation } from '../host-agent/checkpoint
 import { kdatCacheWanted, keepCriuKdatCache } from '../host-agent/checkpoint/criu-kdat-cache';
 import { MigrationDriver } from '../host-agent/migration/migration-driver';
 import { MigrationJournal } from '../host-agent/migration/migration-journal';
-import { downtimeSteps } from '../host-agent/migration/migration-record';
+import { downtimeSteps, downtimeStepsByName } from '../host-agent/migration/migration-record';
 import { summarize } from '../host-agent/migration/migration-summary';
 import { createNetnsHosts, removeNetnsHosts } from '../src/dev/netns-hosts';
 import { EmbeddedStore } from '../src/store/embedded-store';
@@ -41,13 +41,13 @@ interface Run {
   /** How pre-copy found changed pages: `criu` (soft-dirty pre-dumps) or `shadow` (page contents). */
   precopy_method?: string;
   /** Where the downtime went: each step from its journal entry to the next. */
-  steps_ms: { freeze: number; dump: number; transfer: number; restore: number };
+  steps_ms: ReturnType<typeof downtimeStepsByName>;
 }
 
 function stepsMs(record: Parameters<typeof downtimeSteps>[0]): Run['steps_ms'] {
   const steps = downtimeSteps(record);
   if (!steps) throw new Error(`migration ${record.id} did not commit: no downtime steps`);
-  return { freeze: steps.freezeMs, dump: steps.dumpMs, transfer: steps.transferMs, restore: steps.restoreMs };
+  return downtimeStepsByName(steps);
 }
 
 /** A positive integer list from the environment, or exit 2 naming the variable and the value. */

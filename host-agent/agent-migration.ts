@@ -19,7 +19,7 @@ import type { AgentLogger } from './log';
 import type { AgentMetrics } from './metrics/agent-metrics';
 import { assignmentOnCommit } from './migration/migration-assignment';
 import { MigrationError } from './migration/migration-error';
-import type { MigrationRecord } from './migration/migration-record';
+import { downtimeStepsByName, type MigrationRecord } from './migration/migration-record';
 import { createMigrationService, type MigrationServiceDeps, type RecoveryReport } from './migration/migration-service';
 import { summarize } from './migration/migration-summary';
 import type { DesiredShard } from './reconcile/desired-shard';
@@ -115,12 +115,8 @@ function reportFinished(record: MigrationRecord, ctx: Pick<AgentMigrationContext
   ctx.metrics.migrationPreCopyRounds.inc(s.rounds);
   if (s.durationMs !== null) ctx.metrics.migrationDuration.observe({ outcome }, s.durationMs / 1000);
   if (outcome === 'done' && s.downtimeMs !== null) ctx.metrics.migrationDowntime.observe(s.downtimeMs / 1000);
-  if (outcome === 'done' && s.downtimeSteps) {
-    const { freezeMs, dumpMs, transferMs, restoreMs } = s.downtimeSteps;
-    for (const [step, ms] of [['freeze', freezeMs], ['dump', dumpMs], ['transfer', transferMs], ['restore', restoreMs]] as const) {
-      ctx.metrics.migrationDowntimeStep.observe({ step }, ms / 1000);
-    }
-  }
+  const stepsMs = s.downtimeSteps ? downtimeStepsByName(s.downtimeSteps) : undefined;
+  if (outcome === 'done' && stepsMs) for (const [step, ms] of Object.entries(stepsMs)) ctx.metrics.migrationDowntimeStep.observe({ step }, ms / 1000);
   const fields = {
     migration_id: s.id,
     shard_id: s.shardId,
@@ -132,9 +128,7 @@ function reportFinished(record: MigrationRecord, ctx: Pick<AgentMigrationContext
     bytes: s.bytesSent,
     rounds: s.rounds,
     downtime_ms: s.downtimeMs,
-    ...(s.downtimeSteps
-      ? { downtime_steps_ms: { freeze: s.downtimeSteps.freezeMs, dump: s.downtimeSteps.dumpMs, transfer: s.downtimeSteps.transferMs, restore: s.downtimeSteps.restoreMs } }
-      : {}),
+    ...(stepsMs ? { downtime_steps_ms: stepsMs } : {}),
     duration_ms: s.durationMs,
     ...(s.preCopyMethod ? { pre_copy_method: s.preCopyMethod } : {}),
     ...(s.preCopySkipped ? { pre_copy_skipped: s.preCopySkipped } : {}),

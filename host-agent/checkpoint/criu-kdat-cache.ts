@@ -14,7 +14,7 @@
  * Like CRIU's own cache it is one file for every CRIU of the host (CRIU checks only its size
  * and two fixed magic numbers), so the agent probes again at every start.
  */
-import { spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { existsSync, lstatSync, mkdirSync, readFileSync, statfsSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { criuCommandLine, type CriuInstallation } from './criu';
@@ -39,23 +39,12 @@ export interface KdatCacheResult {
   readonly detail: string;
 }
 
+/** Runs a command to its end (killed after 30 s); its exit code (null when it could not run or was killed), stdout and stderr. */
 function run(file: string, args: readonly string[]): Promise<{ code: number | null; stdout: Buffer; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(file, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    const out: Buffer[] = [];
-    let stderr = '';
-    child.stdout.on('data', (chunk: Buffer) => out.push(chunk));
-    child.stderr.on('data', (chunk: Buffer) => {
-      if (stderr.length < 4000) stderr += chunk.toString('utf8');
-    });
-    const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
-    child.on('error', (error) => {
-      clearTimeout(timer);
-      reject(error);
-    });
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout: Buffer.concat(out), stderr: stderr.trim() });
+  return new Promise((resolve) => {
+    execFile(file, args, { encoding: 'buffer', timeout: 30_000, killSignal: 'SIGKILL', maxBuffer: 1 << 20 }, (error, stdout, stderr) => {
+      const code = error === null ? 0 : typeof error.code === 'number' ? error.code : null;
+      resolve({ code, stdout, stderr: stderr.toString('utf8').trim() || (error?.message ?? '') });
     });
   });
 }

@@ -74,7 +74,7 @@ export function dumpableRegions(regions: readonly MemoryRegion[]): MemoryRegion[
 }
 
 /** Adds `pages` pages at `vaddr` to `runs`, extending the last run when they continue it. */
-function pushPages(runs: PageRun[], vaddr: number, pages: number, size: number): void {
+export function pushPages(runs: PageRun[], vaddr: number, pages: number, size: number): void {
   const last = runs[runs.length - 1];
   if (last && last.vaddr + last.pages * size === vaddr) runs[runs.length - 1] = { vaddr: last.vaddr, pages: last.pages + pages };
   else runs.push({ vaddr, pages });

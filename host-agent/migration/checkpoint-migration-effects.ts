@@ -78,14 +78,19 @@ export class CheckpointMigrationEffects implements MigrationEffects {
     return main.pid;
   }
 
+  /** The shard's image as estimated now, and why this host's disk cannot hold `copies` of it (undefined when it can). */
+  private async imageSpace(record: MigrationRecord, copies: number, what: string): Promise<{ imageBytes: number | undefined; short: string | undefined }> {
+    const imageBytes = await this.space.imageBytes(await this.deps.driver.pids(record.shardId));
+    return { imageBytes, short: imageSpaceShortfall({ dir: this.deps.imagesRoot, free: this.space.free(this.deps.imagesRoot), imageBytes, copies, what }) };
+  }
+
   /**
    * Refuses before anything is frozen when this host's disk cannot hold the dump; tells the
    * destination how large the image will be, for its own disk check.
    */
   async prepare(record: MigrationRecord): Promise<void> {
     const desired = await this.deps.describe(record.shardId);
-    const imageBytes = await this.space.imageBytes(await this.deps.driver.pids(record.shardId));
-    const short = imageSpaceShortfall({ dir: this.deps.imagesRoot, free: this.space.free(this.deps.imagesRoot), imageBytes, what: `the dump of shard ${record.shardId}` });
+    const { imageBytes, short } = await this.imageSpace(record, 1, `the dump of shard ${record.shardId}`);
     if (short) throw new MigrationError('REFUSED', short);
     await this.deps.client(record.destination).prepare(record.id, { ...prepareRequest(record.source, desired), ...(imageBytes !== undefined ? { imageBytes } : {}) });
     this.rounds.set(record.id, []);
@@ -100,9 +105,8 @@ export class CheckpointMigrationEffects implements MigrationEffects {
     if (criu.ok) return { ok: true, method: 'criu' };
     const shadow = this.shadow.available();
     if (!shadow.ok) return { ok: false, reason: `${criu.reason ?? 'no dirty-page tracking'}; ${shadow.reason}` };
-    const imageBytes = await this.space.imageBytes(await this.deps.driver.pids(record.shardId));
     // The shadow, CRIU's full dump, and the rewrite of it (up to all of it when memory changes fast).
-    const short = imageSpaceShortfall({ dir: this.deps.imagesRoot, free: this.space.free(this.deps.imagesRoot), imageBytes, copies: 3, what: 'a shadow beside the final dump and its rewrite' });
+    const { short } = await this.imageSpace(record, 3, 'a shadow beside the final dump and its rewrite');
     return short ? { ok: false, reason: `${criu.reason ?? 'no dirty-page tracking'}, and ${short}` } : { ok: true, method: 'shadow' };
   }
 
@@ -141,8 +145,8 @@ export class CheckpointMigrationEffects implements MigrationEffects {
         side(client.uploadFiles(record.id, round, dir, untouched, stop.signal)),
         side(meanwhile.run().then(async () => client.uploadFiles(record.id, round, dir, (await listed()).filter((f) => meanwhile.rewrites(f.name)), stop.signal))),
       ]);
-      if (failure) throw failure.error;
-      if (early.status === 'rejected' || late.status === 'rejected') throw new MigrationError('TRANSFER_FAILED', `round ${round}: upload failed`);
+      // `side` recorded the first failure, the cause; the other side then failed as cancelled.
+      if (early.status === 'rejected' || late.status === 'rejected') throw failure!.error;
       sent = [...early.value, ...late.value];
     } else {
       sent = await client.uploadFiles(record.id, round, dir, await listed());

@@ -24,7 +24,7 @@
 import { closeSync, existsSync, openSync, readdirSync, readFileSync, readlinkSync, readSync, renameSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { encodePagemap, inPagesFile, parsePagemap, PE_PARENT, PE_PRESENT, type PagemapEntry } from '../checkpoint/pagemap-image';
-import { pageSize, privatePageRuns, READ_PAGES, readPages, yieldToEventLoop, type PageExtent, type PageRun } from '../checkpoint/process-memory';
+import { pageSize, privatePageRuns, pushPages, READ_PAGES, readPages, yieldToEventLoop, type PageExtent, type PageRun } from '../checkpoint/process-memory';
 import { readNsPids } from '../runner/proc-info';
 
 /** The last shadow of one process: where its pages are, locally, and which pages they are. */
@@ -211,10 +211,7 @@ export async function captureShadow(opts: { pid: number; vpid: number; round: nu
     await readPages(opts.pid, runs, (extent) => {
       if (pagesFd !== undefined) writeSync(shadowFd, extent.data);
       pages.add(extent, PE_PRESENT);
-      const last = captured[captured.length - 1];
-      const count = extent.data.length / size;
-      if (last && last.vaddr + last.pages * size === extent.vaddr) captured[captured.length - 1] = { vaddr: last.vaddr, pages: last.pages + count };
-      else captured.push({ vaddr: extent.vaddr, pages: count });
+      pushPages(captured, extent.vaddr, extent.data.length / size, size);
     });
   } finally {
     closeSync(shadowFd);
@@ -253,8 +250,7 @@ export interface FrozenComparison {
  */
 export async function compareFrozenWithShadow(opts: { pid: number; shadow: Shadow; signal?: AbortSignal }): Promise<FrozenComparison> {
   const size = pageSize();
-  const extentPages = READ_PAGES;
-  const buffer = Buffer.allocUnsafe(extentPages * size);
+  const buffer = Buffer.allocUnsafe(READ_PAGES * size);
   const baseFd = openSync(opts.shadow.path, 'r');
   const base = { fd: baseFd, index: new ShadowIndex(opts.shadow.runs, size) };
   const unchanged: PageRun[] = [];
@@ -263,11 +259,7 @@ export async function compareFrozenWithShadow(opts: { pid: number; shadow: Shado
       // Stopped between two extents when the dump it runs beside has failed: the shard is to be resumed, not compared.
       opts.signal?.throwIfAborted();
       compareWithBase(extent, base, buffer, (from, to, same) => {
-        if (!same) return;
-        const vaddr = extent.vaddr + from * size;
-        const last = unchanged[unchanged.length - 1];
-        if (last && last.vaddr + last.pages * size === vaddr) unchanged[unchanged.length - 1] = { vaddr: last.vaddr, pages: last.pages + (to - from) };
-        else unchanged.push({ vaddr, pages: to - from });
+        if (same) pushPages(unchanged, extent.vaddr + from * size, to - from, size);
       });
     });
   } finally {
@@ -314,6 +306,8 @@ export interface DumpDiff {
  * Rewrites a finished dump relative to the shadows of `round` (its parent image): each
  * process's pages file keeps only the pages that differ from its shadow, its pagemap marks the
  * rest `PE_PARENT`. Processes without a shadow of that round keep their images as CRIU wrote them.
+ * A process with a `frozen` comparison against that round has its pages picked by it (only the
+ * changed ones are read); the others are compared with their shadow page by page.
  */
 export async function diffDumpWithShadows(
   dumpDir: string,
@@ -322,8 +316,7 @@ export async function diffDumpWithShadows(
   frozen: ReadonlyMap<number, FrozenComparison> = new Map(),
 ): Promise<DumpDiff> {
   const size = pageSize();
-  const extentPages = 256;
-  const chunk = Buffer.allocUnsafe(extentPages * size);
+  const chunk = Buffer.allocUnsafe(READ_PAGES * size);
   const rewritten: { file: string; dumpedBytes: number; sentBytes: number }[] = [];
   for (const name of readdirSync(dumpDir).sort()) {
     const match = /^pagemap-(\d+)\.img$/.exec(name);

@@ -61,10 +61,6 @@ export class MigrationClient {
    */
   async uploadFile(migrationId: string, round: number, dir: string, file: { name: string; bytes: number; sha256?: string }, signal?: AbortSignal): Promise<ImageFile> {
     const controller = new AbortController();
-    // Cancelled with the rest of its round (another file failed): the migration aborts sooner.
-    const cancel = () => controller.abort(signal?.reason);
-    if (signal?.aborted) cancel();
-    signal?.addEventListener('abort', cancel, { once: true });
     const hash = createHash('sha256');
     const stream = createReadStream(join(dir, file.name), { highWaterMark: 1 << 20 });
     stream.on('data', (chunk) => hash.update(chunk as Buffer));
@@ -86,12 +82,12 @@ export class MigrationClient {
           maxBodyLength: Infinity,
           maxContentLength: 1 << 20,
           timeout: 0,
-          signal: controller.signal,
+          // Cancelled with the rest of its round (another file failed): the migration aborts sooner.
+          signal: signal ? AbortSignal.any([controller.signal, signal]) : controller.signal,
         }),
       );
     } finally {
       if (idle) clearTimeout(idle);
-      signal?.removeEventListener('abort', cancel);
       stream.destroy();
     }
     return { name: file.name, bytes: file.bytes, sha256: hash.digest('hex') };
@@ -114,17 +110,16 @@ export class MigrationClient {
   ): Promise<ImageFile[]> {
     const sent: ImageFile[] = new Array(files.length);
     const stop = new AbortController();
-    const cancel = () => stop.abort(signal?.reason);
-    if (signal?.aborted) cancel();
-    signal?.addEventListener('abort', cancel, { once: true });
+    const stopped = signal ? AbortSignal.any([stop.signal, signal]) : stop.signal;
     let failure: { error: unknown } | undefined;
     const pool = (queue: number[], width: number) => {
       const worker = async () => {
-        for (let index = queue.shift(); index !== undefined && !stop.signal.aborted; index = queue.shift()) {
+        for (let index = queue.shift(); index !== undefined && !stopped.aborted; index = queue.shift()) {
           try {
-            sent[index] = await this.uploadFile(migrationId, round, dir, files[index]!, stop.signal);
+            sent[index] = await this.uploadFile(migrationId, round, dir, files[index]!, stopped);
           } catch (error) {
-            failure ??= { error: stop.signal.aborted && signal?.aborted ? signal.reason : error };
+            // Cancelled from outside: that reason is the cause, not the cancellation it caused here.
+            failure ??= { error: signal?.aborted ? signal.reason : error };
             stop.abort(error);
           }
         }
@@ -134,13 +129,9 @@ export class MigrationClient {
     const indices = files.map((_, index) => index);
     const large = indices.filter((i) => files[i]!.bytes >= SMALL_FILE_BYTES);
     const small = indices.filter((i) => files[i]!.bytes < SMALL_FILE_BYTES);
-    try {
-      await Promise.all([...pool(large, UPLOAD_CONCURRENCY), ...pool(small, SMALL_UPLOAD_CONCURRENCY)]);
-    } finally {
-      signal?.removeEventListener('abort', cancel);
-    }
+    await Promise.all([...pool(large, UPLOAD_CONCURRENCY), ...pool(small, SMALL_UPLOAD_CONCURRENCY)]);
     if (failure) throw failure.error;
-    if (stop.signal.aborted) throw signal?.reason ?? new MigrationError('TRANSFER_FAILED', `upload of round ${round} cancelled`);
+    if (signal?.aborted) throw signal.reason; // cancelled before any upload failed
     return sent;
   }
 

@@ -152,6 +152,11 @@ export interface DowntimeSteps {
   readonly restoreMs: number;
 }
 
+/** The same, keyed by step name (log lines, metric labels, the benchmark's JSON). */
+export function downtimeStepsByName(steps: DowntimeSteps): { freeze: number; dump: number; transfer: number; restore: number } {
+  return { freeze: steps.freezeMs, dump: steps.dumpMs, transfer: steps.transferMs, restore: steps.restoreMs };
+}
+
 export function downtimeSteps(record: MigrationRecord): DowntimeSteps | undefined {
   const at = (['frozen', 'dumped', 'transferred', 'restored', 'committed'] as const).map((state) => enteredAt(record, state));
   if (at.some((t) => t === undefined)) return undefined;
