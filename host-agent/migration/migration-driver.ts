@@ -36,6 +36,8 @@ export class MigrationDriver {
   private readonly now: () => Date;
   private readonly limits: PreCopyLimits;
   private readonly commitWrites: (record: MigrationRecord) => Promise<readonly TxnOp[]>;
+  /** `<fleet>/<shard>` of the migrations this driver is starting or running (claimed before the first await). */
+  private readonly migrating = new Set<string>();
 
   constructor(opts: MigrationDriverOptions) {
     this.journal = opts.journal;
@@ -49,10 +51,27 @@ export class MigrationDriver {
     return this.now().toISOString();
   }
 
-  /** Plans, journals and runs a migration to `done` or `aborted`; resolves to the final record. */
+  /**
+   * Plans, journals and runs a migration to `done` or `aborted`; resolves to the final record.
+   * REFUSED while another migration of the same shard is unfinished (running here, or in the
+   * journal with its commit, release or abort cleanup pending): two migrations of one shard
+   * would thaw or kill each other's copies (the second one's abort resumes the source the first
+   * froze, and its `abort` at the destination discards the first one's shard there).
+   */
   async migrate(input: NewMigration): Promise<MigrationRecord> {
-    const entry = await this.journal.create(planMigration(input, this.at()));
-    return this.runForward(entry);
+    const shard = `${input.fleet}/${input.shardId}`;
+    if (this.migrating.has(shard)) throw new MigrationError('REFUSED', `shard ${input.shardId} is already migrating`);
+    this.migrating.add(shard);
+    try {
+      const busy = (await this.journal.unfinished(input.fleet)).find((e) => e.record.shardId === input.shardId);
+      if (busy) {
+        throw new MigrationError('REFUSED', `shard ${input.shardId} is still in migration ${busy.record.id} (${busy.record.state}${busy.record.abort ? `, cleanup ${busy.record.abort.cleanup}` : ''}); try again once it finished`);
+      }
+      const entry = await this.journal.create(planMigration(input, this.at()));
+      return await this.runForward(entry);
+    } finally {
+      this.migrating.delete(shard);
+    }
   }
 
   /** Continues a migration found in the journal (agent restart): abort before commit, roll forward after. */

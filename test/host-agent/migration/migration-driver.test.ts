@@ -136,6 +136,31 @@ describe('migration driver', () => {
     expect(effects.effects()).toEqual(['prepare', 'freeze']);
   });
 
+  it('refuses a second migration of a shard while the first runs (a duplicated request), leaving the first alone', async () => {
+    const { driver, effects } = setUp();
+    let second: Promise<MigrationRecord> | undefined;
+    effects.onCall = (effect) => {
+      if (effect === 'freeze' && !second) second = driver.migrate({ ...INPUT, id: 'm2' });
+    };
+    const first = await driver.migrate(INPUT);
+    await expect(second).rejects.toMatchObject({ code: 'REFUSED', message: 'shard web-0 is already migrating' });
+    expect(first.state).toBe('done');
+    // m2 never touched the source nor the destination: no second resume, no abort discarding m1's copy.
+    expect(effects.calls.every((c) => c.record.id === 'm1')).toBe(true);
+    expect(effects.effects()).not.toContain('resumeSource');
+  });
+
+  it('refuses a migration of a shard whose earlier migration the journal still has unfinished (cleanup pending)', async () => {
+    const { driver, effects, journal, store } = setUp();
+    await store.clobber(migrationKey('f', 'm0'), JSON.stringify({ ...recordIn('aborted'), id: 'm0', fleet: 'f' }));
+    await expect(driver.migrate(INPUT)).rejects.toMatchObject({ code: 'REFUSED', message: expect.stringContaining('still in migration m0 (aborted, cleanup pending)') });
+    expect(effects.calls).toEqual([]);
+    expect(await journal.load('f', 'm1')).toBeUndefined();
+    // Once it finished, the shard may move again.
+    await driver.recoverAll('f');
+    expect((await driver.migrate(INPUT)).state).toBe('done');
+  });
+
   it('refuses a second migration with the same id', async () => {
     const { driver } = setUp();
     await driver.migrate(INPUT);
