@@ -25,7 +25,7 @@ import { prepareRequest } from './prepare-request';
 const MEMORY_IMAGE = /^(pagemap|pages)-\d+\.img$/;
 
 export interface CheckpointEffectsDeps {
-  readonly driver: Pick<CgroupDriver, 'freeze' | 'thaw' | 'pids' | 'paths'>;
+  readonly driver: Pick<CgroupDriver, 'freeze' | 'thaw' | 'pids' | 'paths' | 'exists'>;
   readonly handover: Pick<ShardHandover, 'release' | 'adopt' | 'discard'>;
   readonly checkpointer: Pick<CriuCheckpointer, 'supportsPreCopy' | 'preDump' | 'dump'>;
   /** The definition of a shard this host runs (what the destination recreates). */
@@ -269,16 +269,29 @@ export class CheckpointMigrationEffects implements MigrationEffects {
   }
 
   async resumeSource(record: MigrationRecord): Promise<void> {
-    await this.deps.driver.thaw(record.shardId);
-    // `criu dump --leave-stopped` leaves the tasks ptrace-stopped: thawing is not enough.
-    for (const pid of await this.deps.driver.pids(record.shardId)) {
-      try {
-        process.kill(pid, 'SIGCONT');
-      } catch {
-        // exited meanwhile
+    const id = record.shardId;
+    // The cgroup is gone when this host rebooted since (cgroups do not survive a boot).
+    const exists = await this.deps.driver.exists(id);
+    if (exists) {
+      await this.deps.driver.thaw(id);
+      // `criu dump --leave-stopped` leaves the tasks ptrace-stopped: thawing is not enough.
+      for (const pid of await this.deps.driver.pids(id)) {
+        try {
+          process.kill(pid, 'SIGCONT');
+        } catch {
+          // exited meanwhile
+        }
       }
     }
-    await this.deps.handover.adopt(record.shardId);
+    if (exists && (await (this.deps.findRoot ?? findNamespaceInit)(await this.deps.driver.pids(id)))) {
+      await this.deps.handover.adopt(id);
+    } else {
+      // No run to resume (the host rebooted, or the workload ended while held): nothing was
+      // committed, so the shard is still assigned here. Hand it back to reconcile, which starts
+      // it again, as after any reboot; adopt would refuse (SHARD_NOT_RUNNING) at every retry
+      // and leave the shard held and running nowhere.
+      await this.deps.handover.discard(id);
+    }
     await rm(join(this.deps.imagesRoot, record.id), { recursive: true, force: true });
     this.rounds.delete(record.id);
     this.shadows.delete(record.id);

@@ -28,7 +28,7 @@ import { prepareRequest } from './prepare-request';
 import { packState, STATE_ARCHIVE } from './state-archive';
 
 export interface RestartEffectsDeps {
-  readonly driver: Pick<CgroupDriver, 'pids'>;
+  readonly driver: Pick<CgroupDriver, 'pids' | 'exists'>;
   readonly handover: Pick<ShardHandover, 'release' | 'adopt' | 'discard'> & RestartHandover;
   describe(shardId: string): Promise<DesiredShard>;
   client(hostId: string): Pick<MigrationClient, 'prepare' | 'uploadRound' | 'start' | 'commit' | 'abort'>;
@@ -107,9 +107,14 @@ export class RestartMigrationEffects implements MigrationEffects {
     await this.deps.client(record.destination).abort(record.id, record.shardId, record.abort?.reason ?? 'aborted');
   }
 
-  /** Idempotent: supervise the workload if it still runs (never stopped, or stopping), else start it again. */
+  /**
+   * Idempotent: supervise the workload if it still runs (never stopped, or stopping), else start
+   * it again; without its cgroup (this host rebooted since) the shard goes back to reconcile,
+   * which creates and starts it here (nothing was committed, it is still assigned here).
+   */
   async resumeSource(record: MigrationRecord): Promise<void> {
-    if ((await this.deps.driver.pids(record.shardId)).length > 0) await this.deps.handover.adopt(record.shardId);
+    if (!(await this.deps.driver.exists(record.shardId))) await this.deps.handover.discard(record.shardId);
+    else if ((await this.deps.driver.pids(record.shardId)).length > 0) await this.deps.handover.adopt(record.shardId);
     else await this.deps.handover.startHeld(record.shardId);
     await this.forget(record);
   }

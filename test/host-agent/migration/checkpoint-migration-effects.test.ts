@@ -40,7 +40,7 @@ const AT = '2026-11-25T05:00:00.000Z';
 
 const GiB = 2 ** 30;
 
-function setUp(root: string, opts: { shadow?: ShadowPreCopy; dumpFails?: string; freeBytes?: number; imageBytes?: number } = {}) {
+function setUp(root: string, opts: { shadow?: ShadowPreCopy; dumpFails?: string; freeBytes?: number; imageBytes?: number; cgroup?: boolean; root?: boolean } = {}) {
   const calls: string[] = [];
   const prepared: PrepareBody[] = [];
   const client = {
@@ -68,6 +68,7 @@ function setUp(root: string, opts: { shadow?: ShadowPreCopy; dumpFails?: string;
       freeze: async (id) => void calls.push(`driver.freeze ${id}`),
       thaw: async (id) => void calls.push(`driver.thaw ${id}`),
       pids: async () => [],
+      exists: async () => opts.cgroup ?? true,
       paths: () => ({ freezer: '/sys/fs/cgroup/freezer/shardform/host-1/web-0', unified: '/u' }),
     },
     handover: {
@@ -97,7 +98,7 @@ function setUp(root: string, opts: { shadow?: ShadowPreCopy; dumpFails?: string;
     describe: async (shardId) => ({ shardId, applicationId: 'web', limits: { cpuCores: 1, memoryBytes: 1024 }, command: ['x'], env: {}, stateDirectory: '/s' }),
     client: () => client,
     imagesRoot: root,
-    findRoot: async () => ({ pid: 4242 }),
+    findRoot: async () => (opts.root === false ? undefined : { pid: 4242 }),
     ...(opts.shadow ? { shadow: opts.shadow } : {}),
     space: { free: () => opts.freeBytes ?? 100 * GiB, imageBytes: async () => opts.imageBytes ?? GiB },
   });
@@ -259,6 +260,16 @@ describe('checkpoint migration effects (source side)', () => {
     await effects.destroyDestination(record);
     await effects.resumeSource(record);
     expect(calls).toEqual(['client.abort m2 web-1 dumped: boom', 'driver.thaw web-1', 'handover.adopt web-1']);
+  });
+
+  it('gives a source whose run is gone back to reconcile instead of failing every retry: the host rebooted (no cgroup), or the workload ended while held', async () => {
+    const record = { ...planMigration({ id: 'm7', fleet: 'f', shardId: 'web-7', applicationId: 'web', source: 'host-1', destination: 'host-2' }, AT), abort: { reason: 'recovered in state restored before commit', from: 'restored' as const, cleanup: 'pending' as const } };
+    const rebooted = setUp(join(dir.path, 'rebooted'), { cgroup: false });
+    await rebooted.effects.resumeSource(record);
+    expect(rebooted.calls).toEqual(['handover.discard web-7']);
+    const ended = setUp(join(dir.path, 'ended'), { root: false });
+    await ended.effects.resumeSource(record);
+    expect(ended.calls).toEqual(['driver.thaw web-7', 'handover.discard web-7']);
   });
 
   it('refuses to restore when this agent sent no image (a restarted agent aborts instead)', async () => {

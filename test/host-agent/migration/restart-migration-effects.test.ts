@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import type { ImageFile } from '../../../host-agent/checkpoint/image-manifest';
 import { MigrationDriver } from '../../../host-agent/migration/migration-driver';
 import { MigrationJournal } from '../../../host-agent/migration/migration-journal';
-import type { NewMigration } from '../../../host-agent/migration/migration-record';
+import { planMigration, type NewMigration } from '../../../host-agent/migration/migration-record';
 import { RestartMigrationEffects } from '../../../host-agent/migration/restart-migration-effects';
 import { packState, STATE_ARCHIVE, unpackState } from '../../../host-agent/migration/state-archive';
 import type { DesiredShard } from '../../../host-agent/reconcile/desired-shard';
@@ -13,7 +13,7 @@ import { FakeClock, MemoryJournalStore } from '../../helpers/migration-fakes';
 const INPUT: NewMigration = { id: 'm1', fleet: 'f', shardId: 'db-0', applicationId: 'db', source: 'host-1', destination: 'host-2', strategy: 'restart', timeoutSeconds: 60 };
 
 /** Records every hand-over and destination call in order; `failOn` makes one of them throw. */
-function setUp(opts: { failOn?: string; sourcePids?: number[] } = {}) {
+function setUp(opts: { failOn?: string; sourcePids?: number[]; sourceCgroup?: boolean } = {}) {
   const work = mkdtempSync(join(tmpdir(), 'sf-restart-'));
   const desired: DesiredShard = { shardId: 'db-0', applicationId: 'db', limits: { cpuCores: 1 }, command: ['/bin/db'], env: {}, stateDirectory: join(work, 'state') };
   mkdirSync(join(work, 'state', 'db-0'), { recursive: true });
@@ -25,7 +25,13 @@ function setUp(opts: { failOn?: string; sourcePids?: number[] } = {}) {
   };
   let uploaded: { dir: string; files: readonly { name: string; bytes: number }[] } | undefined;
   const effects = new RestartMigrationEffects({
-    driver: { pids: async () => opts.sourcePids ?? [] },
+    driver: {
+      pids: async () => {
+        if (opts.sourceCgroup === false) throw new Error('shard db-0: no cgroup');
+        return opts.sourcePids ?? [];
+      },
+      exists: async () => opts.sourceCgroup ?? true,
+    },
     handover: {
       release: async () => (await step('release'), {}),
       stopHeld: async () => step('stopHeld'),
@@ -50,7 +56,7 @@ function setUp(opts: { failOn?: string; sourcePids?: number[] } = {}) {
   });
   const journal = new MigrationJournal(new MemoryJournalStore());
   const driver = new MigrationDriver({ journal, effects, now: new FakeClock().now });
-  return { work, calls, driver, uploaded: () => uploaded };
+  return { work, calls, driver, effects, uploaded: () => uploaded };
 }
 
 describe('restart migration (stop, move the state directory, start)', () => {
@@ -93,6 +99,16 @@ describe('restart migration (stop, move the state directory, start)', () => {
     expect(calls).toContain('source.adopt');
     expect(calls).not.toContain('source.startHeld');
     expect(calls).not.toContain('stopHeld');
+  });
+});
+
+describe('restart migration, the source host rebooted before the commit', () => {
+  it('gives the shard back to reconcile (no cgroup to start it in) rather than failing every retry', async () => {
+    const { work, calls, effects } = setUp({ sourceCgroup: false });
+    rmSync(work, { recursive: true, force: true });
+    const record = { ...planMigration({ ...INPUT }, '2026-11-25T05:00:00.000Z'), abort: { reason: 'recovered in state dumped before commit', from: 'dumped' as const, cleanup: 'pending' as const } };
+    await effects.resumeSource(record);
+    expect(calls).toEqual(['source.discard']);
   });
 });
 
