@@ -18,6 +18,7 @@ import { compileSchema } from '../../src/contracts/schema-validator';
 import { formatFieldError, type FieldError } from '../../src/errors';
 import { CheckpointError } from '../checkpoint/checkpoint-error';
 import { HostAgentError } from '../errors';
+import type { DesiredShard } from '../reconcile/desired-shard';
 import type { RestartHandover, ShardHandover } from '../reconcile/shard-handover';
 import { STATE_ARCHIVE, unpackState } from '../migration/state-archive';
 import type { IncomingMigrations } from '../migration/incoming-migrations';
@@ -226,24 +227,43 @@ export const migrationRoutes =
       },
     );
 
+    /**
+     * Committed (the journal says so, and the assignment names this host): supervise the shard
+     * restored here. When its run is gone — this host rebooted since the restore, or the
+     * workload ended while held — there is nothing to adopt, and refusing would fail the
+     * source's release at every retry (its copy stopped, this one held: running nowhere). The
+     * held shard goes to reconcile instead, which starts it again here, as after any reboot.
+     */
+    const supervise = async (shardId: string, desired?: DesiredShard): Promise<number | undefined> => {
+      try {
+        return (await deps.handover.adopt(shardId, desired)).pid;
+      } catch (error) {
+        if (!(error instanceof HostAgentError && (error.code === 'SHARD_NOT_RUNNING' || error.code === 'SHARD_NOT_FOUND'))) throw error;
+        await deps.handover.discard(shardId);
+        return undefined;
+      }
+    };
+
     app.post<{ Params: MigrationParams; Body: CommitBody }>('/v1/migrations/:id/commit', { schema: { params: MigrationParams, body: CommitBody } }, async (request) => {
       const migration = incoming.get(request.params.id);
       const shardId = request.body.shardId;
       if (!migration) {
         // This agent restarted after the restore (or start) and forgot the migration; the journal
-        // says committed, so the shard it holds is the one to supervise now (idempotent).
+        // says committed, so the shard it holds is the one to supervise now (idempotent). The
+        // images it received before the restart are of no use any more.
         if (!shardId) throw new MigrationError('NOT_FOUND', `no incoming migration ${request.params.id} on this host (prepare it first)`);
-        const status = await deps.handover.adopt(shardId);
-        return { migrationId: request.params.id, state: 'committed', pid: status.pid ?? null };
+        const pid = await supervise(shardId);
+        await rm(incoming.dirOf(request.params.id), { recursive: true, force: true });
+        return { migrationId: request.params.id, state: 'committed', pid: pid ?? null };
       }
       if (shardId && shardId !== migration.desired.shardId) throw new MigrationError('INVALID_MIGRATION', `migration ${migration.id} brings shard ${migration.desired.shardId}, not ${shardId}`);
       if (migration.state === 'committed') return { migrationId: migration.id, state: migration.state, pid: migration.pid ?? null };
       if (migration.state !== 'restored') throw new MigrationError('INVALID_TRANSITION', `migration ${migration.id} is ${migration.state}, not restored`);
       // A shard started here (restart strategy) is supervised already; a restored one is adopted now.
-      const status = migration.started ? { pid: migration.pid } : await deps.handover.adopt(migration.desired.shardId, migration.desired);
+      const pid = migration.started ? migration.pid : await supervise(migration.desired.shardId, migration.desired);
       migration.state = 'committed';
       await rm(migration.dir, { recursive: true, force: true });
-      return { migrationId: migration.id, state: migration.state, pid: status.pid ?? null };
+      return { migrationId: migration.id, state: migration.state, pid: pid ?? null };
     });
 
     app.post<{ Params: MigrationParams; Body: AbortBody }>(
@@ -255,12 +275,11 @@ export const migrationRoutes =
         if (migration && migration.desired.shardId !== request.body.shardId) {
           throw new MigrationError('INVALID_MIGRATION', `migration ${migration.id} brings shard ${migration.desired.shardId}, not ${request.body.shardId}`);
         }
-        // Idempotent, also after an agent restart forgot the migration: the copy is destroyed either way.
+        // Idempotent, also after an agent restart forgot the migration: the copy and the images
+        // that arrived are destroyed either way.
         await deps.handover.discard(request.body.shardId);
-        if (migration) {
-          migration.state = 'aborted';
-          await rm(migration.dir, { recursive: true, force: true });
-        }
+        if (migration) migration.state = 'aborted';
+        await rm(incoming.dirOf(request.params.id), { recursive: true, force: true });
         return { migrationId: request.params.id, state: 'aborted' };
       },
     );

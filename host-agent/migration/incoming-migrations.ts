@@ -112,11 +112,16 @@ export class IncomingMigrations {
     const reason = this.refusal(desired, id) ?? this.diskRefusal(desired, imageBytes, id);
     if (reason) throw new MigrationError('REFUSED', reason);
     const incoming: IncomingMigration = {
-      id, source, desired, dir: join(this.imagesRoot, id), state: 'prepared', procsFiles: [], received: new Map(),
+      id, source, desired, dir: this.dirOf(id), state: 'prepared', procsFiles: [], received: new Map(),
       ...(imageBytes !== undefined ? { imageBytes } : {}),
     };
     this.migrations.set(id, incoming);
     return incoming;
+  }
+
+  /** Where the image rounds of migration `id` land (also for one this agent forgot when it restarted). */
+  dirOf(id: string): string {
+    return join(this.imagesRoot, id);
   }
 
   roundDir(incoming: IncomingMigration, round: number): string {

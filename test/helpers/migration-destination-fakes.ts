@@ -10,8 +10,11 @@ export class FakeHandover {
     this.calls.push(`prepareIncoming ${desired.shardId}`);
     return { procsFiles: [`/fake/${desired.shardId}/cgroup.procs`], paths: {} };
   }
+  /** Thrown by adopt (e.g. SHARD_NOT_RUNNING: the restored workload ended, or the host rebooted). */
+  adoptFails?: Error;
   async adopt(shardId: string): Promise<ShardStatus> {
     this.calls.push(`adopt ${shardId}`);
+    if (this.adoptFails) throw this.adoptFails;
     return { shardId, applicationId: 'web', state: 'running', pid: 4242, restarts: 0, adopted: true, frozen: false, limits: {} };
   }
   async discard(shardId: string) {

@@ -1,9 +1,10 @@
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync, readlinkSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { buildMigrationApp } from '../../../host-agent/api/migration-app';
 import { migrationRoutes } from '../../../host-agent/api/migration-routes';
+import { shardNotFound, shardNotRunning } from '../../../host-agent/errors';
 import { tempDir } from '../../helpers/cli';
 import { fakeDestination, prepareBody } from '../../helpers/migration-destination-fakes';
 
@@ -165,6 +166,38 @@ describe('migration routes (destination agent)', () => {
     expect(dest.handover.calls).toEqual(['adopt web-0']);
     const blind = await app.inject({ method: 'POST', url: '/v1/migrations/mig-8/commit', headers: AUTH, payload: {} });
     expect(blind.statusCode).toBe(404);
+  });
+
+  it('commits a restored shard whose run is gone (host rebooted, or it ended while held) by handing it to reconcile, not by failing every retry', async () => {
+    await prepare();
+    const data = Buffer.from('pages');
+    await upload('mig-1', 1, 'pages-1.img', data);
+    await app.inject({ method: 'POST', url: '/v1/migrations/mig-1/restore', headers: AUTH, payload: { rounds: [{ round: 1, parent: null, files: [{ name: 'pages-1.img', bytes: data.length, sha256: sha(data) }] }] } });
+    dest.handover.adoptFails = shardNotRunning('web-0', 'no process whose innermost NSpid is 1 in its cgroup');
+    const commit = await app.inject({ method: 'POST', url: '/v1/migrations/mig-1/commit', headers: AUTH, payload: { shardId: 'web-0' } });
+    expect(commit.statusCode).toBe(200);
+    expect(commit.json()).toEqual({ migrationId: 'mig-1', state: 'committed', pid: null });
+    expect(dest.handover.calls.slice(-2)).toEqual(['adopt web-0', 'discard web-0']);
+    // The same after an agent restart that forgot the migration (the cgroup gone with the boot).
+    dest.handover.adoptFails = shardNotFound('web-3', '/sys/fs/cgroup/shardform/host-2/web-3');
+    const forgotten = await app.inject({ method: 'POST', url: '/v1/migrations/mig-3/commit', headers: AUTH, payload: { shardId: 'web-3' } });
+    expect(forgotten.json()).toEqual({ migrationId: 'mig-3', state: 'committed', pid: null });
+    expect(dest.handover.calls.slice(-2)).toEqual(['adopt web-3', 'discard web-3']);
+    // Any other failure still fails the commit (the source retries).
+    dest.handover.adoptFails = new Error('EIO');
+    expect((await app.inject({ method: 'POST', url: '/v1/migrations/mig-4/commit', headers: AUTH, payload: { shardId: 'web-4' } })).statusCode).toBe(500);
+    expect(dest.handover.calls).not.toContain('discard web-4');
+  });
+
+  it('removes the images a migration it forgot (agent restart) had received, at its commit or abort', async () => {
+    for (const id of ['mig-5', 'mig-6']) {
+      mkdirSync(join(dest.incoming.dirOf(id), '1'), { recursive: true });
+      writeFileSync(join(dest.incoming.dirOf(id), '1', 'pages-1.img'), 'pages of a big shard');
+    }
+    expect((await app.inject({ method: 'POST', url: '/v1/migrations/mig-5/commit', headers: AUTH, payload: { shardId: 'web-5' } })).statusCode).toBe(200);
+    expect((await app.inject({ method: 'POST', url: '/v1/migrations/mig-6/abort', headers: AUTH, payload: { shardId: 'web-6', reason: 'agent restarted' } })).statusCode).toBe(200);
+    expect(existsSync(dest.incoming.dirOf('mig-5'))).toBe(false);
+    expect(existsSync(dest.incoming.dirOf('mig-6'))).toBe(false);
   });
 
   it('starts a restart-strategy shard only from an intact state archive, and commits it without adopting again', async () => {
