@@ -9,7 +9,7 @@ import type { TxnOp } from '../../src/store/store';
 import { MigrationError } from './migration-error';
 import type { MigrationEffects } from './migration-effects';
 import { MigrationJournal, type JournalEntry } from './migration-journal';
-import { abortRecord, advance, enteredAt, planMigration, recoveryAction, type MigrationRecord, type NewMigration } from './migration-record';
+import { abortRecord, advance, cleanupOnlyElsewhere, enteredAt, planMigration, recoveryAction, type MigrationRecord, type NewMigration } from './migration-record';
 import { isCommitted, type MigrationState } from './migration-state';
 import { DEFAULT_PRECOPY_LIMITS, nextPreCopyStep, type PreCopyLimits } from './pre-copy-policy';
 
@@ -56,14 +56,16 @@ export class MigrationDriver {
    * REFUSED while another migration of the same shard is unfinished (running here, or in the
    * journal with its commit, release or abort cleanup pending): two migrations of one shard
    * would thaw or kill each other's copies (the second one's abort resumes the source the first
-   * froze, and its `abort` at the destination discards the first one's shard there).
+   * froze, and its `abort` at the destination discards the first one's shard there). The one
+   * exception: an aborted migration whose source runs again and which only waits to clean up
+   * another destination than this one's (`cleanupOnlyElsewhere`).
    */
   async migrate(input: NewMigration): Promise<MigrationRecord> {
     const shard = `${input.fleet}/${input.shardId}`;
     if (this.migrating.has(shard)) throw new MigrationError('REFUSED', `shard ${input.shardId} is already migrating`);
     this.migrating.add(shard);
     try {
-      const busy = (await this.journal.unfinished(input.fleet)).find((e) => e.record.shardId === input.shardId);
+      const busy = (await this.journal.unfinished(input.fleet)).find((e) => e.record.shardId === input.shardId && !cleanupOnlyElsewhere(e.record, input.destination));
       if (busy) {
         throw new MigrationError('REFUSED', `shard ${input.shardId} is still in migration ${busy.record.id} (${busy.record.state}${busy.record.abort ? `, cleanup ${busy.record.abort.cleanup}` : ''}); try again once it finished`);
       }
@@ -197,10 +199,13 @@ export class MigrationDriver {
       await this.effects.destroyDestination(record);
       await this.effects.resumeSource(record);
     } else {
-      await this.effects.resumeSource(record);
-      if (from !== 'planned') await this.effects.destroyDestination(record);
+      if (!record.abort.sourceResumed) {
+        await this.effects.resumeSource(record);
+        if (from !== 'planned') entry = await this.journal.save(entry, { ...record, abort: { ...record.abort, sourceResumed: true } });
+      }
+      if (from !== 'planned') await this.effects.destroyDestination(entry.record);
     }
-    const done = await this.journal.save(entry, { ...record, abort: { ...record.abort, cleanup: 'complete' } });
+    const done = await this.journal.save(entry, { ...entry.record, abort: { ...entry.record.abort!, cleanup: 'complete' } });
     this.effects.finished(done.record);
     return done.record;
   }

@@ -48,6 +48,12 @@ export interface MigrationRecord {
     readonly from: MigrationState;
     /** `pending` until the destination copy is destroyed and the source resumed. */
     readonly cleanup: 'pending' | 'complete';
+    /**
+     * Set once the source runs again (journaled before the destination is cleaned up, when that
+     * comes second): a retried cleanup must not resume a source that a later migration of the
+     * shard (to another host) may have frozen since.
+     */
+    readonly sourceResumed?: true;
   };
   /** `pending` until the source is killed and its cgroup removed (set with `released`). */
   readonly release?: 'pending' | 'complete';
@@ -121,6 +127,16 @@ export function recoveryAction(record: MigrationRecord): RecoveryAction {
     default:
       return { kind: 'abort', reason: `recovered in state ${record.state} before commit` };
   }
+}
+
+/**
+ * An aborted migration whose source already runs again and whose only unfinished business is
+ * destroying its copy on a host other than `destination`: it does not stand in the way of a new
+ * migration of the shard to `destination` (its retries touch only that other host). Without
+ * this, a destination host that died for good would pin the shard where it is.
+ */
+export function cleanupOnlyElsewhere(record: MigrationRecord, destination: string): boolean {
+  return record.state === 'aborted' && record.abort?.sourceResumed === true && record.destination !== destination;
 }
 
 /** When the migration first entered `state`, in ms since the epoch. */

@@ -85,7 +85,7 @@ describe('migration driver', () => {
     effects.fail.set(effect, new Error(`${effect} broke`));
     const record = await driver.migrate({ ...INPUT, preCopy: true });
     expect(record.state).toBe('aborted');
-    expect(record.abort).toEqual({ reason: `${state}: ${effect} broke`, from: state, cleanup: 'complete' });
+    expect(record.abort).toEqual({ reason: `${state}: ${effect} broke`, from: state, cleanup: 'complete', sourceResumed: true });
     expect(effects.effects().slice(-2)).toEqual(['resumeSource', 'destroyDestination']);
     expect(effects.effects()).not.toContain('releaseSource');
     expect(effects.effects()).not.toContain('restore');
@@ -210,5 +210,26 @@ describe('recovery from every state', () => {
     expect(effects.effects()).toContain('resumeSource');
     effects.fail.clear();
     expect((await driver.recover(entry)).abort?.cleanup).toBe('complete');
+  });
+
+  it('lets a shard whose last destination died for good move to another host, and never resumes it twice', async () => {
+    const { driver, effects, journal } = setUp();
+    effects.fail.set('transfer', new Error('link down'));
+    effects.fail.set('destroyDestination', new Error('connect ETIMEDOUT'));
+    await expect(driver.migrate(INPUT)).rejects.toThrow('connect ETIMEDOUT');
+    expect((await journal.load('f', 'm1'))!.record.abort).toMatchObject({ cleanup: 'pending', sourceResumed: true });
+    // host-2 is still owed its cleanup: another migration there could lose its copy to that retry.
+    await expect(driver.migrate({ ...INPUT, id: 'm2' })).rejects.toMatchObject({ code: 'REFUSED', message: expect.stringContaining('still in migration m1') });
+    effects.fail.delete('transfer');
+    // To host-3 it may go; m1's retries meanwhile only ever knock on host-2.
+    let retried: Promise<MigrationRecord> | undefined;
+    effects.onCall = async (effect) => {
+      if (effect === 'freeze' && !retried) retried = driver.recover((await journal.load('f', 'm1'))!).catch((error: Error) => ({ error }) as never);
+    };
+    expect((await driver.migrate({ ...INPUT, id: 'm3', destination: 'host-3' })).state).toBe('done');
+    await retried;
+    const m1Calls = effects.calls.filter((c) => c.record.id === 'm1').map((c) => c.effect);
+    expect(m1Calls.filter((e) => e === 'resumeSource')).toHaveLength(1);
+    expect(m1Calls.at(-1)).toBe('destroyDestination');
   });
 });
