@@ -219,7 +219,9 @@ export const migrationRoutes =
         incoming.checkComplete(migration, final.round, final.files);
         const { desired } = migration;
         await (deps.restarter.unpack ?? unpackState)(join(incoming.roundDir(migration, final.round), STATE_ARCHIVE), join(desired.stateDirectory, desired.shardId), migration.id);
-        const status = await deps.restarter.handover.startHeld(desired.shardId, desired);
+        // Held until the commit (then adopted like a restored shard): until then the assignment
+        // still names the source, and a reconcile pass here would stop an unheld run.
+        const status = await deps.restarter.handover.startHeld(desired.shardId, desired, { keepHeld: true });
         migration.pid = status.pid;
         migration.started = true;
         migration.state = 'restored';
@@ -259,8 +261,8 @@ export const migrationRoutes =
       if (shardId && shardId !== migration.desired.shardId) throw new MigrationError('INVALID_MIGRATION', `migration ${migration.id} brings shard ${migration.desired.shardId}, not ${shardId}`);
       if (migration.state === 'committed') return { migrationId: migration.id, state: migration.state, pid: migration.pid ?? null };
       if (migration.state !== 'restored') throw new MigrationError('INVALID_TRANSITION', `migration ${migration.id} is ${migration.state}, not restored`);
-      // A shard started here (restart strategy) is supervised already; a restored one is adopted now.
-      const pid = migration.started ? migration.pid : await supervise(migration.desired.shardId, migration.desired);
+      // Restored (checkpoint) or started and kept held (restart): supervised from now on.
+      const pid = await supervise(migration.desired.shardId, migration.desired);
       migration.state = 'committed';
       await rm(migration.dir, { recursive: true, force: true });
       return { migrationId: migration.id, state: migration.state, pid: pid ?? null };

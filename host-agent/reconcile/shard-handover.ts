@@ -55,8 +55,10 @@ export interface RestartHandover {
   stopHeld(shardId: string): Promise<void>;
   /**
    * Either side: starts a new run of a held shard in its cgroup and supervises it again — the
-   * destination once the state directory arrived, the source when a migration aborts after
-   * its workload was stopped. `desired` replaces the recorded definition.
+   * source when a migration aborts after its workload was stopped. `desired` replaces the
+   * recorded definition. With `keepHeld` (the destination, once the state directory arrived)
+   * the new run stays held — not supervised, left alone by reconcile — until `adopt` after the
+   * commit, like a restored checkpoint shard: until then the assignment still names the source.
    */
-  startHeld(shardId: string, desired?: DesiredShard): Promise<ShardStatus>;
+  startHeld(shardId: string, desired?: DesiredShard, opts?: { keepHeld?: boolean }): Promise<ShardStatus>;
 }

@@ -422,13 +422,15 @@ export class ShardKeeper implements ShardManager, ShardHandover, RestartHandover
   }
 
   /** Restart strategy: a new run of a held shard in its cgroup, supervised from now on (ShardHandover docs). */
-  startHeld(shardId: string, desired?: DesiredShard): Promise<ShardStatus> {
+  startHeld(shardId: string, desired?: DesiredShard, opts: { keepHeld?: boolean } = {}): Promise<ShardStatus> {
     return this.exclusive(async () => {
       const s = this.supervisors.get(shardId) ?? (desired ? this.newSupervisor(desired, true) : undefined);
       if (!s) throw shardUnknown(shardId);
       return s.exclusive(async () => {
         await s.update({ held: false, ...(desired ? { desired } : {}) });
         await s.startRun(desired);
+        // In the same turn of the keeper's queue: no reconcile pass sees the run unheld.
+        if (opts.keepHeld) await s.hold();
         return s.status();
       });
     });

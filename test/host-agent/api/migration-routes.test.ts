@@ -200,8 +200,8 @@ describe('migration routes (destination agent)', () => {
     expect(existsSync(dest.incoming.dirOf('mig-6'))).toBe(false);
   });
 
-  it('starts a restart-strategy shard only from an intact state archive, and commits it without adopting again', async () => {
-    const started: string[] = [];
+  it('starts a restart-strategy shard only from an intact state archive, held until the commit adopts it', async () => {
+    const started: { shardId: string; keepHeld?: boolean }[] = [];
     const unpacked: { archive: string; dir: string }[] = [];
     await app.close();
     app = await buildMigrationApp({
@@ -212,7 +212,7 @@ describe('migration routes (destination agent)', () => {
           restarter: {
             handover: {
               stopHeld: async () => {},
-              startHeld: async (shardId) => (started.push(shardId), { shardId, applicationId: 'web', state: 'running', pid: 777, restarts: 0, adopted: false, frozen: false, limits: {} }),
+              startHeld: async (shardId, _desired, opts) => (started.push({ shardId, ...opts }), { shardId, applicationId: 'web', state: 'held', pid: 777, restarts: 0, adopted: false, frozen: false, limits: {} }),
             },
             unpack: async (archive, into) => void unpacked.push({ archive, dir: into }),
           },
@@ -231,10 +231,12 @@ describe('migration routes (destination agent)', () => {
     const ok = await app.inject({ method: 'POST', url: '/v1/migrations/mig-1/start', headers: AUTH, payload: { rounds } });
     expect(ok.json()).toEqual({ migrationId: 'mig-1', state: 'restored', pid: 777 });
     expect(unpacked).toEqual([{ archive: join(dest.incoming.get('mig-1')!.dir, '1', 'state.tar'), dir: '/var/lib/web/web-0' }]);
-    expect(started).toEqual(['web-0']);
-    const commit = await app.inject({ method: 'POST', url: '/v1/migrations/mig-1/commit', headers: AUTH, payload: { shardId: 'web-0' } });
-    expect(commit.json()).toEqual({ migrationId: 'mig-1', state: 'committed', pid: 777 });
+    // Held: until the commit the assignment names the source, and reconcile here must not stop it.
+    expect(started).toEqual([{ shardId: 'web-0', keepHeld: true }]);
     expect(dest.handover.calls).toEqual(['prepareIncoming web-0']);
+    const commit = await app.inject({ method: 'POST', url: '/v1/migrations/mig-1/commit', headers: AUTH, payload: { shardId: 'web-0' } });
+    expect(commit.json()).toEqual({ migrationId: 'mig-1', state: 'committed', pid: 4242 });
+    expect(dest.handover.calls).toEqual(['prepareIncoming web-0', 'adopt web-0']);
   });
 
   it('refuses to start a restart-strategy shard on a host without a shard keeper', async () => {

@@ -288,6 +288,19 @@ describe('ShardKeeper (fake driver and launcher)', () => {
     await expect(k2.prepareIncoming(desired('web-3'))).rejects.toMatchObject({ code: 'SHARD_EXISTS' });
   });
 
+  it('restart strategy, destination: starts the incoming shard kept held, so reconcile leaves it alone until adopt', async () => {
+    const k = keeper();
+    await k.start();
+    await k.prepareIncoming(desired('web-4'));
+    const started = await k.startHeld('web-4', desired('web-4'), { keepHeld: true });
+    expect(started).toMatchObject({ state: 'held', pid: 1000 });
+    // Not yet committed: this host's assignment does not have the shard, and the run must survive that.
+    expect(await k.apply([])).toEqual({ actions: [], converged: true });
+    expect(launcher.runs.filter((r) => r.shardId === 'web-4')).toHaveLength(1);
+    expect(driver.cgroups.get('web-4')?.pids).toEqual([1000]);
+    expect(await k.adopt('web-4')).toMatchObject({ state: 'running', pid: 1000, adopted: true });
+  });
+
   it('drains: stops every shard and removes every cgroup, including leftovers without a record', async () => {
     const k = keeper();
     await k.start();
