@@ -74,10 +74,12 @@ export function parseBitbrains(text: string, file: string, intervalSeconds: numb
       writeOps: (writeKbps * KIB) / BYTES_PER_DISK_OPERATION,
       rxBytesPerSecond: rxKbps * KIB,
       txBytesPerSecond: txKbps * KIB,
+      line: l + 1,
     });
   }
   if (samples.length === 0) throw traceError(file, 2, 'row', '', 'at least one data row');
   return resampleToGrid(bitbrainsApplicationId(file), samples, intervalSeconds, file, {
+    timestampField: FIELDS[0],
     allocation: {
       cpuCores: cpuCoresProvisioned,
       ...(memoryBytesProvisioned > 0 ? { memoryBytes: memoryBytesProvisioned } : {}),

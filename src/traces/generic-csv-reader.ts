@@ -56,6 +56,7 @@ export function parseGenericCsv(text: string, file: string, intervalSeconds: num
       memoryBytes: parseMeasure(cells[3], 'memory_bytes', file, l + 1),
       readOps: parseMeasure(cells[4], 'read_ops', file, l + 1),
       writeOps: parseMeasure(cells[5], 'write_ops', file, l + 1),
+      line: l + 1,
     };
     let samples = byApplication.get(applicationId);
     if (samples === undefined) byApplication.set(applicationId, (samples = []));

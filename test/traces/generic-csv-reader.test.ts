@@ -39,6 +39,8 @@ describe('generic CSV reader', () => {
     ['a date-time without its offset', `${GENERIC_HEADER}\n2023-11-14T22:18:20,web,1,1,1,1\n`, 'g.csv: line 2: field "timestamp": "2023-11-14T22:18:20" is not Unix seconds or an RFC 3339 date-time with its offset'],
     // A date before 1970 made the grid span two millennia (gigabytes, minutes) instead of failing.
     ['a date-time before 1970', `${GENERIC_HEADER}\n0001-01-01T00:00:00Z,web,1,1,1,1\n`, 'g.csv: line 2: field "timestamp": "0001-01-01T00:00:00Z" is not Unix seconds or an RFC 3339'],
+    // One typo'd timestamp made the grid span 53 years: 5.6 million points, 52 s of predict per application.
+    ['a timestamp decades from the others', `${GENERIC_HEADER}\n${T},web,1,1,1,1\n17000000,web,1,1,1,1\n${T + 300},web,1,1,1,1\n`, 'g.csv: line 3: field "timestamp": 17000000 is not within 1000000 steps of 300 s of the other samples of web'],
     ['a date-time past the seconds range', `${GENERIC_HEADER}\n2300-01-01T00:00:00Z,web,1,1,1,1\n`, 'g.csv: line 2: field "timestamp": "2300-01-01T00:00:00Z" is not Unix seconds'],
   ])('refuses %s with file, line and field', (_what, text, message) => {
     expect(() => parseGenericCsv(text, 'g.csv', 300)).toThrow(message);
