@@ -92,18 +92,21 @@ export class ApplicationPredictor {
     }
   }
 
-  /** The demand vector for (last sample + horizon); null before any sample. Validated. */
+  /**
+   * The demand vector for (last sample + horizon); null before any sample, or while cpu or memory
+   * has never been measured and no allocation says what to assume (a 0 would read as "needs
+   * nothing"). io is left out while read or write ops have no prediction. Validated.
+   */
   vector(): DemandVector | null {
     if (this.lastSeconds !== this.lastSeconds) return null;
     const { horizonSeconds, quantile } = this.settings;
-    const predicted = (resource: ResourceName) => {
-      const value = (this.models.get(resource) as ColdStart).predict(horizonSeconds, quantile);
-      return value >= 0 ? value : 0;
-    };
+    // NaN when the resource was never measured and has no allocation (ColdStart.prior).
+    const predicted = (resource: ResourceName) => (this.models.get(resource) as ColdStart).predict(horizonSeconds, quantile);
     const cores = predicted('cpu');
     const memoryBytes = predicted('memory');
     const readOps = predicted('read');
     const writeOps = predicted('write');
+    if (!(cores >= 0 && memoryBytes >= 0)) return null;
     const percent = (need: number, allocated: number | undefined) =>
       allocated !== undefined && allocated > 0 ? { percentage: round((need / allocated) * 100, 1) } : {};
     const cpuModel = this.models.get('cpu') as ColdStart;
@@ -114,7 +117,9 @@ export class ApplicationPredictor {
       resources: {
         cpu: { cores: round(cores, 3), ...percent(cores, this.allocation?.cpuCores) },
         memory: { gb: round(memoryBytes / BYTES_PER_GB, 3), ...percent(memoryBytes, this.allocation?.memoryBytes) },
-        io: { read_ops: round(readOps, 1), write_ops: round(writeOps, 1), ...percent(readOps + writeOps, this.allocation?.iops) },
+        ...(readOps >= 0 && writeOps >= 0
+          ? { io: { read_ops: round(readOps, 1), write_ops: round(writeOps, 1), ...percent(readOps + writeOps, this.allocation?.iops) } }
+          : {}),
       },
       horizon_seconds: horizonSeconds,
       quantile,

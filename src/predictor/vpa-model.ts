@@ -16,11 +16,19 @@ import type { ResourceName } from './series';
 export const VPA_HALF_LIFE_SECONDS = 24 * 3600;
 export const VPA_SAFETY_MARGIN = 0.15;
 
-/** VPA has schemes for cpu and memory only; io ops use the cpu scheme's shape from 0.01 op/s to 1e7 op/s. */
+/**
+ * The top of each scheme. VPA's (1000 cores, 1e12 bytes) is per container; an application here is
+ * the sum of its shards and may pass it, and the last bucket is open-ended, so a value past the top
+ * was predicted as the top: a 5000-core application got 1150 cores. Raising the top only adds
+ * buckets: bucket i depends on the first bucket and the growth alone, so below VPA's top the
+ * histogram and its percentiles are VPA's.
+ */
+const TOP: Record<ResourceName, number> = { cpu: 1e6, memory: 1e18, read: 1e12, write: 1e12 };
+
+/** VPA has schemes for cpu and memory only; io ops use the cpu scheme's shape from 0.01 op/s. */
 export function vpaBucketsFor(resource: ResourceName): BucketScheme {
-  if (resource === 'cpu') return VPA_CPU_BUCKETS();
-  if (resource === 'memory') return VPA_MEMORY_BUCKETS();
-  return new ExponentialBuckets(0.01, 1.05, 1e7);
+  const vpa = resource === 'cpu' ? VPA_CPU_BUCKETS() : resource === 'memory' ? VPA_MEMORY_BUCKETS() : new ExponentialBuckets(0.01, 1.05, 1e7);
+  return new ExponentialBuckets(vpa.firstBucketSize, vpa.ratio, TOP[resource]);
 }
 
 interface VpaState extends ModelState {

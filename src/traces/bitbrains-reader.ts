@@ -14,7 +14,7 @@
 import { basename } from 'node:path';
 import type { ApplicationSeries } from '../predictor/series';
 import { resampleToGrid, type RawSample } from './resample';
-import { traceError } from './trace-error';
+import { checkUnixSeconds, traceError } from './trace-error';
 
 export const BITBRAINS_HEADER_PREFIX = 'Timestamp [ms];';
 const FIELDS = [
@@ -34,8 +34,6 @@ const FIELDS = [
 export const KIB = 1024;
 /** Bytes per estimated disk operation (see the file comment). */
 export const BYTES_PER_DISK_OPERATION = 4 * KIB;
-/** Timestamps after this many seconds since the epoch (year 2286) must be milliseconds: refuse them. */
-const MAX_SECONDS = 1e10;
 
 /** `1.csv` -> `vm-1`: ids must match the id pattern, and bare numbers say nothing. */
 export function bitbrainsApplicationId(file: string): string {
@@ -63,7 +61,7 @@ export function parseBitbrains(text: string, file: string, intervalSeconds: numb
       return value;
     });
     const [atSeconds, cores, capacityMhz, usageMhz, , memoryCapacityKb, memoryUsageKb, readKbps, writeKbps, rxKbps, txKbps] = numbers;
-    if (atSeconds > MAX_SECONDS) throw traceError(file, l + 1, FIELDS[0], cells[0].trim(), 'Unix seconds (this value looks like milliseconds)');
+    checkUnixSeconds(atSeconds, file, l + 1, FIELDS[0], cells[0].trim());
     if (!(cores > 0)) throw traceError(file, l + 1, FIELDS[1], cells[1].trim(), 'a positive number of cores');
     if (!(capacityMhz > 0)) throw traceError(file, l + 1, FIELDS[2], cells[2].trim(), 'a positive capacity in MHz');
     cpuCoresProvisioned = cores;
@@ -76,10 +74,12 @@ export function parseBitbrains(text: string, file: string, intervalSeconds: numb
       writeOps: (writeKbps * KIB) / BYTES_PER_DISK_OPERATION,
       rxBytesPerSecond: rxKbps * KIB,
       txBytesPerSecond: txKbps * KIB,
+      line: l + 1,
     });
   }
   if (samples.length === 0) throw traceError(file, 2, 'row', '', 'at least one data row');
   return resampleToGrid(bitbrainsApplicationId(file), samples, intervalSeconds, file, {
+    timestampField: FIELDS[0],
     allocation: {
       cpuCores: cpuCoresProvisioned,
       ...(memoryBytesProvisioned > 0 ? { memoryBytes: memoryBytesProvisioned } : {}),

@@ -5,7 +5,8 @@
  *   1700000000,web,0.25,536870912,12,3
  *   2023-11-14T22:18:20Z,web,0.30,,10,2
  *
- * - timestamp: Unix seconds or RFC 3339; rows may be irregular and in any order;
+ * - timestamp: Unix seconds or RFC 3339 with its offset (`Z`, `+02:00`: never the machine's local
+ *   time); rows may be irregular and in any order;
  * - application_id: an id (`^[a-z0-9][a-z0-9-]{0,62}$`); one file may hold several applications;
  * - cpu_cores (cores), memory_bytes (bytes), read_ops / write_ops (operations per second):
  *   non-negative numbers, or empty for "not measured" (missing, not zero).
@@ -14,20 +15,18 @@
 import { ID_PATTERN } from '../errors';
 import type { ApplicationSeries } from '../predictor/series';
 import { resampleToGrid, type RawSample } from './resample';
-import { traceError } from './trace-error';
+import { checkUnixSeconds, traceError } from './trace-error';
 
 export const GENERIC_COLUMNS = ['timestamp', 'application_id', 'cpu_cores', 'memory_bytes', 'read_ops', 'write_ops'] as const;
 export const GENERIC_HEADER = GENERIC_COLUMNS.join(',');
 
+/** RFC 3339 requires the offset (`Z` or `+hh:mm`); without one, Date.parse would read the machine's local time. */
+const RFC3339 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/i;
+
 function parseTimestamp(text: string, file: string, line: number): number {
-  if (/^\d+(\.\d+)?$/.test(text)) {
-    const seconds = Number(text);
-    if (seconds > 1e10) throw traceError(file, line, 'timestamp', text, 'Unix seconds (this value looks like milliseconds)');
-    return seconds;
-  }
-  const ms = /^\d{4}-\d{2}-\d{2}T/.test(text) ? Date.parse(text) : NaN;
-  if (!Number.isFinite(ms)) throw traceError(file, line, 'timestamp', text, 'Unix seconds or an RFC 3339 date-time');
-  return ms / 1000;
+  const seconds = /^\d+(\.\d+)?$/.test(text) ? Number(text) : RFC3339.test(text) ? Date.parse(text) / 1000 : NaN;
+  if (!(seconds >= 0)) throw traceError(file, line, 'timestamp', text, 'Unix seconds or an RFC 3339 date-time with its offset (e.g. 2023-11-14T22:18:20Z), from 1970 on');
+  return checkUnixSeconds(seconds, file, line, 'timestamp', text);
 }
 
 function parseMeasure(text: string, field: string, file: string, line: number): number {
@@ -57,6 +56,7 @@ export function parseGenericCsv(text: string, file: string, intervalSeconds: num
       memoryBytes: parseMeasure(cells[3], 'memory_bytes', file, l + 1),
       readOps: parseMeasure(cells[4], 'read_ops', file, l + 1),
       writeOps: parseMeasure(cells[5], 'write_ops', file, l + 1),
+      line: l + 1,
     };
     let samples = byApplication.get(applicationId);
     if (samples === undefined) byApplication.set(applicationId, (samples = []));

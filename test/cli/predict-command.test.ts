@@ -52,6 +52,15 @@ describe('shardform predict and backtest', () => {
     expect(result.stderr).toContain(message);
   });
 
+  it('predict says on stderr which application got no vector because its memory was never measured', async () => {
+    const lines = [GENERIC_HEADER];
+    for (let i = 0; i < 400; i++) lines.push(`${T + i * 300},cpu-only,1,,,`, `${T + i * 300},web,1,1000000000,,`);
+    const result = await runCli('predict', '--trace', dir.file('cpu-only.csv', lines.join('\n')), '--json');
+    expect(result.code).toBe(0);
+    expect(JSON.parse(result.stdout).map((v: { application_id: string }) => v.application_id)).toEqual(['web']);
+    expect(result.stderr).toContain('cpu-only: no demand vector: its cpu or memory was never measured and no allocation is known');
+  });
+
   it('a malformed trace exits 1 with file, line and field', async () => {
     const bad = dir.file('bad.csv', `${GENERIC_HEADER}\n${T},web,x,1,1,1\n`);
     const result = await runCli('predict', '--trace', bad);

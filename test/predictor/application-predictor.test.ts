@@ -47,6 +47,26 @@ describe('demand vectors', () => {
     expect(checkDemandVector(vector).ok).toBe(true);
   });
 
+  it('never predicts 0 for what was never measured: no io without io samples, no vector without memory or its allocation', () => {
+    const feed = (predictor: ApplicationPredictor, memory: number) => {
+      for (let i = 0; i < 2 * DAY_STEPS; i++) predictor.update(START_SECONDS + i * INTERVAL, { cpu: 1, memory, read: NaN, write: NaN });
+      return predictor.vector();
+    };
+    // A generic CSV with empty read_ops / write_ops: the vector said read_ops 0, write_ops 0.
+    const withoutIo = feed(new ApplicationPredictor('no-io'), 2e9);
+    expect(withoutIo?.resources.io).toBeUndefined();
+    expect(withoutIo?.resources.memory.gb).toBeGreaterThanOrEqual(2);
+    expect(withoutIo?.confidence).toBeGreaterThan(0);
+    // Memory never measured and no allocation: the vector said memory 0 GB.
+    expect(feed(new ApplicationPredictor('cpu-only'), NaN)).toBeNull();
+    // With an allocation, the prior assumes all of it, and says so.
+    expect(feed(new ApplicationPredictor('cpu-only', DEFAULT_PREDICTOR_SETTINGS, { memoryBytes: 4e9 }), NaN)).toMatchObject({
+      resources: { memory: { gb: 4, percentage: 100 } },
+      model: 'cold-start-prior',
+      confidence: 0,
+    });
+  });
+
   it('has no vector before the first sample', () => {
     expect(new ApplicationPredictor('empty').vector()).toBeNull();
   });

@@ -19,6 +19,16 @@ describe('vpa baseline', () => {
     expect(scheme.bucketOf(1e9)).toBe(175);
   });
 
+  it('predicts an application larger than the per-container top of VPA (1000 cores, 1e12 bytes, 1e7 ops) above its level', () => {
+    for (const [resource, value] of [['cpu', 5000], ['memory', 1e15], ['read', 1e9]] as const) {
+      const model = new VpaModel({ ...options, resource });
+      for (let i = 0; i < 288; i++) model.update({ atSeconds: T0 + i * 300, value });
+      // Was the top bucket's start times 1.15 (1150 cores, 1.15e12 bytes): every peak a violation.
+      expect(model.predict(900, 0.95)).toBeGreaterThan(value);
+      expect(model.predict(900, 0.95)).toBeLessThan(value * 1.15 * 1.05);
+    }
+  });
+
   it('matches a hand-computed decaying-histogram percentile times 1.15', () => {
     // Samples: 1 core at day 0, 2 cores at day 1 -> weights 1 and 2 (24 h half-life), total 3.
     const model = new VpaModel(options);

@@ -63,6 +63,8 @@ describe('Bitbrains GWA-T-12 reader', () => {
     ['a missing field', (t: string) => t.replace(/;\t2\n$/, '\n'), 'line 3: field "row"'],
     ['millisecond timestamps', (t: string) => t.replace(String(START - 1), String((START - 1) * 1000)), 'line 2: field "Timestamp [ms]"'],
     ['a wrong header', (t: string) => t.replace('CPU cores', 'CPU count'), 'line 1: field "column 2": "CPU count"'],
+    // A monitoring agent's clock before NTP: one row at 0 made a grid of 4.6 million points (a minute per VM).
+    ['a timestamp decades from the others', (t: string) => t.replace(String(START - 1), '0'), 'line 2: field "Timestamp [ms]": 0 is not within 1000000 steps of 300 s'],
   ])('refuses %s, naming file, line and field', (_what, corrupt, message) => {
     const text = corrupt(bitbrainsText(bitbrainsRows(START, 2)));
     const error = errorOf(() => parseBitbrains(text, FILE, 300));

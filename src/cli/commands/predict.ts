@@ -45,14 +45,16 @@ export function registerPredictCommand(program: Command, io: Io): void {
         if (series.length === 0) throw invalidFlag('--app', app, `an application in ${flags.trace}`);
       }
       const progress = startProgress(series.length, 'predict');
-      const vectors = series
-        .map((s, i) => {
-          const vector = predictSeries(s, settings);
-          progress.update(i + 1);
-          return vector;
-        })
-        .filter((v): v is DemandVector => v !== null);
+      const vectors: DemandVector[] = [];
+      const unpredicted: string[] = [];
+      series.forEach((s, i) => {
+        const vector = predictSeries(s, settings);
+        if (vector === null) unpredicted.push(s.shardId ?? s.applicationId);
+        else vectors.push(vector);
+        progress.update(i + 1);
+      });
       progress.stop();
+      for (const id of unpredicted) io.err(`${id}: no demand vector: its cpu or memory was never measured and no allocation is known`);
       if (flags.json) {
         io.out(JSON.stringify(vectors, null, 2));
         return;
