@@ -1,9 +1,9 @@
-import { AutoSelector, COST_FACTORS, type AutoState } from '../../src/predictor/auto-selector';
+import { AutoSelector, BASELINE_SHARE, COST_FACTORS, type AutoState } from '../../src/predictor/auto-selector';
 import { ConditionalRatioModel } from '../../src/predictor/conditional-ratio-model';
 import { backtestSeries, DEFAULT_WARMUP_SECONDS } from '../../src/predictor/backtest';
 import type { ModelOptions } from '../../src/predictor/demand-model';
 import { createModel, MODEL_NAMES } from '../../src/predictor/model-registry';
-import type { BacktestMetrics } from '../../src/predictor/backtest-metrics';
+import { BacktestMetrics } from '../../src/predictor/backtest-metrics';
 import { DAY_STEPS, dailySineWithNoise, INTERVAL, random, seriesOf, START_SECONDS } from './synthetic';
 
 const options: ModelOptions = { resource: 'cpu', intervalSeconds: INTERVAL, horizonSeconds: 900 };
@@ -84,6 +84,26 @@ describe('auto selection', () => {
     const { vpa, auto: selected } = compare(bursty(31, 28, 0.5));
     expect(vpa.violation).toBeLessThan(0.05);
     expect(selected.violation).toBeLessThanOrEqual(vpa.violation + 0.005);
+    expect(selected.slack).toBeLessThan(vpa.slack);
+  });
+
+  it('holds back part of the budget, so a fleet of bursty applications ends up at or below vpa pooled, not level with it', () => {
+    // Aiming at all of vpa's rate per application leaves the pooled comparison to chance (on these
+    // eight series auto lands 0.002 points above vpa that way); BASELINE_SHARE keeps it below.
+    expect(BASELINE_SHARE).toBeLessThan(1);
+    const pooled = { vpa: new BacktestMetrics(0.95), auto: new BacktestMetrics(0.95) };
+    for (let seed = 1; seed <= 8; seed++) {
+      const result = backtestSeries(seriesOf(bursty(seed, 28, 0.5)), new Map([['vpa', (o: ModelOptions) => createModel('vpa', o)], ['auto', auto]]), {
+        resource: 'cpu',
+        horizonSeconds: 900,
+        quantile: 0.95,
+        warmupSeconds: DEFAULT_WARMUP_SECONDS,
+      });
+      pooled.vpa.merge(result.metrics.get('vpa') as BacktestMetrics);
+      pooled.auto.merge(result.metrics.get('auto') as BacktestMetrics);
+    }
+    const [vpa, selected] = [pooled.vpa.figures(), pooled.auto.figures()];
+    expect(selected.violation).toBeLessThan(vpa.violation);
     expect(selected.slack).toBeLessThan(vpa.slack);
   });
 

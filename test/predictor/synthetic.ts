@@ -1,17 +1,9 @@
 /** Synthetic series with known answers for model tests (seeded, so every run sees the same numbers). */
 import type { ApplicationSeries } from '../../src/predictor/series';
+import { seededRandom } from '../../src/predictor/seeded-random';
 
 /** mulberry32: a small seeded PRNG (public domain, Tommy Ettinger). */
-export function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export const random = seededRandom;
 
 /** Standard normal by Box-Muller. */
 export function gaussian(rand: () => number): () => number {
