@@ -43,6 +43,8 @@ describe('shardform predict and backtest', () => {
     [['predict', '--trace', 'T', '--horizon', 'soon'], '--horizon: "soon" is not a duration'],
     [['predict', '--trace', 'T', '--quantile', '95'], '--quantile: "95" is not a quantile strictly between 0 and 1'],
     [['predict', '--trace', 'T', '--app', 'nope'], '--app: "nope" is not an application in'],
+    [['predict', '--trace', 'T', '--app', '../web'], '--app: "../web" is not a valid id'],
+    [['predict', '--trace', 'T', '--app', 'Web'], '--app: "Web" is not a valid id'],
     [['backtest', '--trace', 'T', '--resource', 'gpu'], '--resource: "gpu" is not one of cpu, memory, read, write'],
     [['backtest', '--trace', 'T', '--models', 'vpa,prophet'], '--models: "prophet" is not a model name'],
     [['predict', '--trace', '/no/such/trace.csv'], '/no/such/trace.csv: cannot read trace'],
