@@ -50,6 +50,7 @@ describe('shardform shards / drain / agent (CLI)', () => {
     [['shards', 'resize', 'web-0', '--agent', 'URL', '--cpu', 'lots'], '--cpu: "lots" is not a CPU quantity'],
     [['shards', 'resize', 'web-0', '--agent', 'URL', '--memory', '2 parsecs'], '--memory: "2 parsecs" is not a byte quantity'],
     [['shards', 'resize', 'web-0', '--agent', 'URL', '--cpu', '0'], '--cpu: "0" must be more than 0 cores'],
+    [['shards', 'resize', 'web-0', '--agent', 'URL', '--memory', `1${'0'.repeat(400)}`], '--memory: "1000'],
     [['shards', 'resize', 'web-0', '--agent', 'URL'], '--cpu / --memory: give at least one new limit'],
     [['shards', 'get', '../../etc', '--agent', 'URL'], '<shard>: "../../etc" is not a valid id'],
     [['shards', 'ls', '--agent', 'ftp://x'], '--agent: "ftp://x" is not an http(s) URL'],
