@@ -79,6 +79,19 @@ describe('shardform shards / drain / agent (CLI)', () => {
     expect(r.stderr).toContain('cannot reach the agent at http://127.0.0.1:1');
   });
 
+  it.each([
+    ['--grace-seconds', '-5'],
+    ['--state-dir', '/var/lib/shardform/host-b'],
+    ['--owner-prefix', 'other'],
+  ])('refuses %s of a local drain in a drain through the agent, exit 2, host left as it was', async (flag, value) => {
+    const r = await runCli('drain', '--agent', url, '--token-file', tokenFile, flag, value);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(`${flag}: ${JSON.stringify(value)} is for a local drain only (with --host ID)`);
+    const after = await runCli('shards', 'ls', '--agent', url, '--token-file', tokenFile);
+    expect(after.stdout).toMatch(/^web-0\s+web\s+running/m);
+    expect(after.stdout).not.toContain('(host drained)');
+  });
+
   it('drains through the agent and lifts the drain', async () => {
     const r = await runCli('drain', '--agent', url, '--token-file', tokenFile);
     expect(r.code).toBe(0);
