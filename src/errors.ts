@@ -41,6 +41,8 @@ export interface FieldError {
 /** Renders a value for an error message: short, JSON-like, never multi-line. */
 export function showValue(value: unknown): string {
   if (value === undefined) return 'undefined';
+  // JSON would show these as null: a 1e400 in a file is read as Infinity and must be shown as such.
+  if (typeof value === 'number' && !Number.isFinite(value)) return String(value);
   let text: string;
   try {
     text = typeof value === 'string' ? JSON.stringify(value) : JSON.stringify(value) ?? String(value);

@@ -3,7 +3,7 @@
  * itself here; errors are mapped to exit codes in one place (0 ok, 1 invalid/failed, 2 usage).
  */
 import { Command, CommanderError } from 'commander';
-import { ShardformError } from '../errors';
+import { ShardformError, type ShardformErrorCode } from '../errors';
 import { EXIT_FAILURE, EXIT_USAGE } from './exit-codes';
 import { processIo, type Io } from './output';
 import { registerPlanCommands } from './commands/plan';
@@ -56,6 +56,9 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
   }
 }
 
+/** Codes of the checks that parse flags and arguments (ids, quantities) and of files that cannot be read. */
+const USAGE_ERROR_CODES: ReadonlySet<ShardformErrorCode> = new Set(['UNREADABLE_FILE', 'INVALID_ARGUMENT', 'INVALID_QUANTITY', 'INVALID_ID']);
+
 export function exitCodeFor(error: unknown, io: Io): number {
   if (error instanceof ExitWith) return error.code;
   if (error instanceof CommanderError) {
@@ -64,7 +67,7 @@ export function exitCodeFor(error: unknown, io: Io): number {
   }
   if (error instanceof ShardformError) {
     io.err(`error: ${error.message}`);
-    return error.code === 'UNREADABLE_FILE' || error.code === 'INVALID_ARGUMENT' || error.code === 'INVALID_QUANTITY' ? EXIT_USAGE : EXIT_FAILURE;
+    return USAGE_ERROR_CODES.has(error.code) ? EXIT_USAGE : EXIT_FAILURE;
   }
   io.err(`error: ${(error as Error)?.stack ?? String(error)}`);
   return EXIT_FAILURE;

@@ -43,7 +43,10 @@ export function parseBytes(value: Quantity, field = 'memory'): number {
   const match = /^\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*$/.exec(String(value));
   const multiplier = match ? BYTE_SUFFIXES[match[2]] : undefined;
   if (!match || multiplier === undefined) throw invalid(field, value, expected);
-  return Math.round(Number(match[1]) * multiplier);
+  const bytes = Math.round(Number(match[1]) * multiplier);
+  // A long enough run of digits is Infinity as a number, which JSON would send as null.
+  if (!Number.isFinite(bytes)) throw invalid(field, value, expected);
+  return bytes;
 }
 
 /** CPU cores: `500m` (millicores), `0.5`, `2`. */
@@ -53,6 +56,7 @@ export function parseCpuCores(value: Quantity, field = 'cpu'): number {
   const match = /^\s*(\d+(?:\.\d+)?)(m?)\s*$/.exec(String(value));
   if (!match) throw invalid(field, value, expected);
   const cores = Number(match[1]) / (match[2] === 'm' ? 1000 : 1);
+  if (!Number.isFinite(cores)) throw invalid(field, value, expected);
   // Kernel CFS quotas are whole microseconds per period; a millicore is the finest that survives.
   return Math.round(cores * 1000) / 1000;
 }
@@ -70,7 +74,7 @@ export function parseDurationSeconds(value: Quantity, field = 'duration'): numbe
     total += Number(match[1]) * DURATION_UNITS[match[2]];
     consumed = part.lastIndex;
   }
-  if (text.length === 0 || consumed !== text.length) throw invalid(field, value, expected);
+  if (text.length === 0 || consumed !== text.length || !Number.isFinite(total)) throw invalid(field, value, expected);
   return Math.round(total * 1000) / 1000;
 }
 

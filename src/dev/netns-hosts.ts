@@ -21,6 +21,13 @@ const BRIDGE_PREFIX = 'sfb-';
 const VETH_PREFIX = 'sfv-';
 export const MAX_HOSTS = 32;
 const TAG_PATTERN = /^[a-z0-9]{1,6}$/;
+
+/** A set's tag becomes interface names and the file name of its owner record: checked before it touches either. */
+export function checkNetnsTag(tag: string, field = 'tag'): string {
+  if (!TAG_PATTERN.test(tag)) throw new ShardformError('INVALID_ARGUMENT', field, tag, `${field}: ${JSON.stringify(tag)} must be 1-6 characters of a-z and 0-9`);
+  return tag;
+}
+
 /** `<tag>.owner` holds the pid of the process that owns a set (a test run); none for the CLI's. */
 export const OWNER_DIR = '/run/shardform/netns-hosts';
 
@@ -74,8 +81,7 @@ function octetFor(tag: string): number {
 
 /** The names and addresses of a set, without touching the kernel (pure). */
 export function planNetnsHosts(opts: NetnsHostsOptions): NetnsHostSet {
-  const tag = opts.tag ?? 'dev';
-  if (!TAG_PATTERN.test(tag)) throw new ShardformError('INVALID_ARGUMENT', 'tag', tag, `tag: ${JSON.stringify(tag)} must be 1-6 characters of a-z and 0-9`);
+  const tag = checkNetnsTag(opts.tag ?? 'dev');
   if (!Number.isInteger(opts.count) || opts.count < 1 || opts.count > MAX_HOSTS) {
     throw new ShardformError('INVALID_ARGUMENT', 'count', opts.count, `count: ${opts.count} must be a whole number from 1 to ${MAX_HOSTS}`);
   }
@@ -129,6 +135,7 @@ export async function createNetnsHosts(opts: NetnsHostsOptions): Promise<NetnsHo
 
 /** Removes every namespace and interface of the set `tag`. Idempotent. */
 export async function removeNetnsHosts(tag: string): Promise<void> {
+  checkNetnsTag(tag);
   const namespaces = (await listNetns()).filter((n) => n.startsWith(`${NETNS_PREFIX}${tag}-host-`));
   const links = (await listLinks()).filter((l) => l === `${BRIDGE_PREFIX}${tag}` || l.startsWith(`${VETH_PREFIX}${tag}-`));
   await removeAll(namespaces, links);

@@ -50,6 +50,7 @@ describe('shardform shards / drain / agent (CLI)', () => {
     [['shards', 'resize', 'web-0', '--agent', 'URL', '--cpu', 'lots'], '--cpu: "lots" is not a CPU quantity'],
     [['shards', 'resize', 'web-0', '--agent', 'URL', '--memory', '2 parsecs'], '--memory: "2 parsecs" is not a byte quantity'],
     [['shards', 'resize', 'web-0', '--agent', 'URL', '--cpu', '0'], '--cpu: "0" must be more than 0 cores'],
+    [['shards', 'resize', 'web-0', '--agent', 'URL', '--memory', `1${'0'.repeat(400)}`], '--memory: "1000'],
     [['shards', 'resize', 'web-0', '--agent', 'URL'], '--cpu / --memory: give at least one new limit'],
     [['shards', 'get', '../../etc', '--agent', 'URL'], '<shard>: "../../etc" is not a valid id'],
     [['shards', 'ls', '--agent', 'ftp://x'], '--agent: "ftp://x" is not an http(s) URL'],
@@ -76,6 +77,19 @@ describe('shardform shards / drain / agent (CLI)', () => {
     const r = await runCli('shards', 'ls', '--agent', 'http://127.0.0.1:1', '--token-file', tokenFile);
     expect(r.code).toBe(1);
     expect(r.stderr).toContain('cannot reach the agent at http://127.0.0.1:1');
+  });
+
+  it.each([
+    ['--grace-seconds', '-5'],
+    ['--state-dir', '/var/lib/shardform/host-b'],
+    ['--owner-prefix', 'other'],
+  ])('refuses %s of a local drain in a drain through the agent, exit 2, host left as it was', async (flag, value) => {
+    const r = await runCli('drain', '--agent', url, '--token-file', tokenFile, flag, value);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(`${flag}: ${JSON.stringify(value)} is for a local drain only (with --host ID)`);
+    const after = await runCli('shards', 'ls', '--agent', url, '--token-file', tokenFile);
+    expect(after.stdout).toMatch(/^web-0\s+web\s+running/m);
+    expect(after.stdout).not.toContain('(host drained)');
   });
 
   it('drains through the agent and lifts the drain', async () => {

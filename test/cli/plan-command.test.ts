@@ -106,6 +106,13 @@ describe('shardform plan / vector commands', () => {
     expect((await runCli('vector', 'validate', `${dir.path}/none.json`)).code).toBe(2);
   });
 
+  it('vector validate shows a number too large for a double as Infinity, not null', async () => {
+    const huge = dir.file('huge.json', '{"timestamp":"2024-10-27T10:00:00Z","application_id":"app123","resources":{"cpu":{"cores":1e400},"memory":{"gb":16}}}');
+    const r = await runCli('vector', 'validate', huge);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(`${huge}: resources.cpu.cores: must be number (got Infinity)`);
+  });
+
   it('the installed bin exits with the same codes as a real process', () => {
     expect(runBin(['plan', 'validate', validPlan]).code).toBe(0);
     expect(runBin(['plan', 'validate', invalidPlan]).code).toBe(1);

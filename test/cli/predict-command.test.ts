@@ -41,8 +41,13 @@ describe('shardform predict and backtest', () => {
 
   it.each([
     [['predict', '--trace', 'T', '--horizon', 'soon'], '--horizon: "soon" is not a duration'],
+    [['predict', '--trace', 'T', '--horizon', `1${'0'.repeat(400)}s`], '--horizon: "1000'],
+    [['predict', '--trace', 'T', '--horizon', '1ms'], '--horizon: "1ms" is not a whole multiple of --interval 5m'],
+    [['backtest', '--trace', 'T', '--horizon', '15m', '--interval', '10m'], '--horizon: "15m" is not a whole multiple of --interval 10m'],
     [['predict', '--trace', 'T', '--quantile', '95'], '--quantile: "95" is not a quantile strictly between 0 and 1'],
     [['predict', '--trace', 'T', '--app', 'nope'], '--app: "nope" is not an application in'],
+    [['predict', '--trace', 'T', '--app', '../web'], '--app: "../web" is not a valid id'],
+    [['predict', '--trace', 'T', '--app', 'Web'], '--app: "Web" is not a valid id'],
     [['backtest', '--trace', 'T', '--resource', 'gpu'], '--resource: "gpu" is not one of cpu, memory, read, write'],
     [['backtest', '--trace', 'T', '--models', 'vpa,prophet'], '--models: "prophet" is not a model name'],
     [['predict', '--trace', '/no/such/trace.csv'], '/no/such/trace.csv: cannot read trace'],

@@ -37,6 +37,13 @@ describe('quantities', () => {
     expect(() => parseBytes(1.5, 'memory')).toThrow('memory: 1.5 is not a byte quantity');
   });
 
+  it('refuses digits too many for a finite number, naming the text', () => {
+    const huge = `1${'0'.repeat(400)}`;
+    expect(() => parseBytes(huge, 'memory')).toThrow(`memory: "${huge.slice(0, 76)}... is not a byte quantity`);
+    expect(() => parseCpuCores(`${huge}m`, 'cpu')).toThrow('cpu: "1000');
+    expect(() => parseDurationSeconds(`${huge}s`, 'horizon')).toThrow('horizon: "1000');
+  });
+
   it('formats for people', () => {
     expect(formatBytes(2 * 2 ** 30)).toBe('2GiB');
     expect(formatBytes(1536)).toBe('1.5KiB');

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { createNetnsHosts, MAX_HOSTS, removeLeftoverNetnsHosts, removeNetnsHosts } from '../../dev/netns-hosts';
+import { checkNetnsTag, createNetnsHosts, MAX_HOSTS, removeLeftoverNetnsHosts, removeNetnsHosts } from '../../dev/netns-hosts';
 import { ShardformError } from '../../errors';
 import { table, type Io } from '../output';
 
@@ -22,7 +22,7 @@ export function registerDevCommands(program: Command, io: Io): void {
     .option('--tag <tag>', 'names the set (1-6 of a-z0-9)', 'dev')
     .option('--json', 'print the set as JSON')
     .action(async (opts: { count: string; tag: string; json?: boolean }) => {
-      const set = await createNetnsHosts({ count: parseCount(opts.count), tag: opts.tag });
+      const set = await createNetnsHosts({ count: parseCount(opts.count), tag: checkNetnsTag(opts.tag, '--tag') });
       if (opts.json) {
         io.out(JSON.stringify(set, null, 2));
         return;
@@ -41,7 +41,7 @@ export function registerDevCommands(program: Command, io: Io): void {
         io.out(`removed ${removed.length} namespace(s) and interface(s)`);
         return;
       }
-      await removeNetnsHosts(opts.tag);
+      await removeNetnsHosts(checkNetnsTag(opts.tag, '--tag'));
       io.out(`removed test hosts '${opts.tag}'`);
     });
 }

@@ -3,6 +3,7 @@ import { checkHostReadiness, REQUIRED_CHECKS, type HostReadiness } from '../../.
 import { EXIT_FAILURE } from '../exit-codes';
 import { ExitWith } from '../main';
 import { table, type Io } from '../output';
+import { invalidFlag } from './predictor-flags';
 
 /** The doctor's table and verdict (pure). */
 export function renderReadiness(readiness: HostReadiness): string {
@@ -25,6 +26,9 @@ export function registerDoctorCommand(program: Command, io: Io): void {
     .option('--criu-prefix <dir>', 'private CRIU prefix (default /opt/shardform/criu)')
     .option('--cgroup-root <dir>', 'where cgroup hierarchies are mounted', '/sys/fs/cgroup')
     .action(async (opts: { json?: boolean; criuPrefix?: string; cgroupRoot: string }) => {
+      // An empty directory would be probed as the current one and reported as the host's verdict.
+      if (opts.criuPrefix?.trim() === '') throw invalidFlag('--criu-prefix', opts.criuPrefix, 'a directory');
+      if (opts.cgroupRoot.trim() === '') throw invalidFlag('--cgroup-root', opts.cgroupRoot, 'a directory');
       const readiness = await checkHostReadiness({ criuPrefix: opts.criuPrefix, cgroupRoot: opts.cgroupRoot });
       io.out(opts.json ? JSON.stringify(readiness, null, 2) : renderReadiness(readiness));
       if (!readiness.canCheckpoint) throw new ExitWith(EXIT_FAILURE);

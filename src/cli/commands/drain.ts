@@ -6,7 +6,7 @@
  * in the store so the next agent does not start them again.
  */
 import type { Command } from 'commander';
-import { ShardformError } from '../../errors';
+import { ShardformError, showValue } from '../../errors';
 import { EXIT_FAILURE } from '../exit-codes';
 import { ExitWith } from '../main';
 import type { Io } from '../output';
@@ -30,6 +30,12 @@ interface DrainAnswer {
   converged: boolean;
 }
 
+const LOCAL_DRAIN_FLAGS = [
+  ['stateDir', '--state-dir'],
+  ['ownerPrefix', '--owner-prefix'],
+  ['graceSeconds', '--grace-seconds'],
+] as const;
+
 function render(answer: DrainAnswer): string {
   const lines = answer.actions.map((a) => `${a.ok ? 'stopped' : 'FAILED '} ${a.shardId}${a.error ? `: ${a.error}` : ''}`);
   lines.push(answer.drained ? `host drained (${answer.actions.filter((a) => a.ok).length} shard(s) stopped)` : 'drain lifted; the agent starts the host\'s shards again');
@@ -45,12 +51,17 @@ export function registerDrainCommand(program: Command, io: Io): void {
     .option('--host <id>', 'local drain: this host\'s id (no agent running)')
     .option('--state-dir <dir>', 'local drain: the agent\'s state directory (default /var/lib/shardform/<host>)')
     .option('--owner-prefix <name>', 'local drain: the cgroup directory the agent uses (default shardform)')
-    .option('--grace-seconds <n>', 'SIGTERM-to-SIGKILL grace per shard (local drain)', '10')
+    .option('--grace-seconds <n>', 'SIGTERM-to-SIGKILL grace per shard (local drain; default 10)')
     .option('--undo', 'lift the drain (through the agent)')
     .action(async (flags: DrainFlags) => {
       if (flags.agent && flags.host) throw new ShardformError('INVALID_ARGUMENT', '--host', flags.host, '--host: give either --agent (drain through the agent) or --host (local drain), not both');
       let answer: DrainAnswer;
       if (flags.agent || !flags.host) {
+        // The agent drains with its own state directory, cgroups and grace: a value given here would be ignored.
+        for (const [key, flag] of LOCAL_DRAIN_FLAGS) {
+          const value = flags[key];
+          if (value !== undefined) throw new ShardformError('INVALID_ARGUMENT', flag, value, `${flag}: ${showValue(value)} is for a local drain only (with --host ID); a drain through --agent uses the agent's own`);
+        }
         try {
           answer = await call<DrainAnswer>(agentClient(flags), 'POST', '/v1/drain', flags.undo ? { undo: true } : {});
         } catch (error) {
@@ -61,9 +72,10 @@ export function registerDrainCommand(program: Command, io: Io): void {
       } else {
         if (flags.undo) throw new ShardformError('INVALID_ARGUMENT', '--undo', true, '--undo: lifting a drain goes through the agent (--agent URL); a starting agent reads the drain from its store');
         const checked = checkAgentFlags({ host: flags.host, stateDir: flags.stateDir, ownerPrefix: flags.ownerPrefix });
-        const grace = Number(flags.graceSeconds);
-        if (!/^\d+(\.\d+)?$/.test(String(flags.graceSeconds)) || !(grace >= 0 && grace <= 3600))
-          throw new ShardformError('INVALID_ARGUMENT', '--grace-seconds', flags.graceSeconds, `--grace-seconds: ${JSON.stringify(flags.graceSeconds)} is not a number of seconds between 0 and 3600`);
+        const graceText = flags.graceSeconds ?? '10';
+        const grace = Number(graceText);
+        if (!/^\d+(\.\d+)?$/.test(graceText) || !(grace >= 0 && grace <= 3600))
+          throw new ShardformError('INVALID_ARGUMENT', '--grace-seconds', graceText, `--grace-seconds: ${JSON.stringify(graceText)} is not a number of seconds between 0 and 3600`);
         answer = await drainLocally({ hostId: checked.host, stateDir: checked.stateDir, ownerPrefix: checked.ownerPrefix, graceSeconds: grace });
       }
       io.out(render(answer));

@@ -5,21 +5,13 @@
  * refused, 2 for bad flags.
  */
 import type { Command } from 'commander';
-import { checkId, ShardformError } from '../../errors';
+import { checkId } from '../../errors';
 import type { MigrationSummary } from '../../../host-agent/migration/migration-summary';
 import { formatBytes } from '../../contracts/quantities';
 import { EXIT_FAILURE } from '../exit-codes';
 import { ExitWith } from '../main';
 import type { Io } from '../output';
 import { AgentRequestError, agentClient, call, type AgentClientFlags } from './agent-client';
-
-function idFlag(flag: string, value: string): string {
-  try {
-    return checkId(flag, value);
-  } catch (error) {
-    throw new ShardformError('INVALID_ARGUMENT', flag, value, (error as Error).message);
-  }
-}
 
 export function renderMigration(s: MigrationSummary): string {
   const ms = (v: number | null) => (v === null ? '-' : `${v} ms`);
@@ -48,8 +40,8 @@ export function registerMigrateCommand(program: Command, io: Io): void {
     .option('--json', "print the agent's JSON answer")
     .description('migrate a running shard to another host (checkpoint, stream, restore); exit 0 moved, 1 aborted or refused')
     .action(async (shard: string, flags: AgentClientFlags & { to: string; preCopy?: boolean; json?: boolean }) => {
-      const shardId = idFlag('<shard>', shard);
-      const to = idFlag('--to', flags.to);
+      const shardId = checkId('<shard>', shard);
+      const to = checkId('--to', flags.to);
       const http = agentClient(flags);
       // A migration of a large shard takes longer than an ordinary request.
       http.defaults.timeout = 15 * 60_000;

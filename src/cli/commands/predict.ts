@@ -6,7 +6,7 @@ import { DEFAULT_PREDICTOR_SETTINGS, predictSeries } from '../../predictor/appli
 import { loadTrace } from '../../traces/trace-loader';
 import type { Io } from '../output';
 import { table } from '../output';
-import { invalidFlag, parseDurationFlag, parseQuantileFlag } from './predictor-flags';
+import { checkHorizonOnGrid, invalidFlag, parseDurationFlag, parseQuantileFlag } from './predictor-flags';
 import { startProgress } from './progress';
 
 interface PredictFlags {
@@ -38,6 +38,7 @@ export function registerPredictCommand(program: Command, io: Io): void {
         intervalSeconds: parseDurationFlag('--interval', flags.interval),
         minHistorySeconds: parseDurationFlag('--min-history', flags.minHistory),
       };
+      checkHorizonOnGrid(settings.horizonSeconds, settings.intervalSeconds, flags);
       const app = flags.app === undefined ? undefined : checkId('--app', flags.app);
       let series = loadTrace(flags.trace, settings.intervalSeconds);
       if (app !== undefined) {

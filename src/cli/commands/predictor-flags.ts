@@ -25,3 +25,12 @@ export function parseQuantileFlag(flag: string, value: string): number {
   if (!/^\s*0?\.\d+\s*$/.test(value) || !(q > 0 && q < 1)) throw invalidFlag(flag, value, 'a quantile strictly between 0 and 1, e.g. 0.95');
   return q;
 }
+
+/**
+ * Models look ahead a whole number of grid steps (horizonSteps rounds), so a horizon off the
+ * grid would be printed as the horizon of a prediction made over another.
+ */
+export function checkHorizonOnGrid(horizonSeconds: number, intervalSeconds: number, flags: { horizon: string; interval: string }): void {
+  const steps = horizonSeconds / intervalSeconds;
+  if (steps < 1 || Math.abs(steps - Math.round(steps)) > 1e-9) throw invalidFlag('--horizon', flags.horizon, `a whole multiple of --interval ${flags.interval}`);
+}

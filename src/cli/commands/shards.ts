@@ -47,14 +47,6 @@ export function renderShards(shards: readonly ShardView[]): string {
   );
 }
 
-function shardIdArgument(value: string): string {
-  try {
-    return checkId('<shard>', value);
-  } catch (error) {
-    throw new ShardformError('INVALID_ARGUMENT', '<shard>', value, (error as Error).message);
-  }
-}
-
 async function run(io: Io, work: () => Promise<void>): Promise<void> {
   try {
     await work();
@@ -74,7 +66,7 @@ export function registerShardsCommands(program: Command, io: Io): void {
     }),
   );
   agentOptions(shards.command('get').argument('<shard>', 'shard id').description('one shard with its limits and live usage')).action((id: string, flags: Flags) => {
-    const shardId = shardIdArgument(id);
+    const shardId = checkId('<shard>', id);
     return run(io, async () => {
       const body = await call<ShardView & { usage: Record<string, unknown> | null }>(agentClient(flags), 'GET', `/v1/shards/${shardId}`);
       io.out(flags.json ? JSON.stringify(body, null, 2) : `${renderShards([body])}\n\nusage ${JSON.stringify(body.usage)}`);
@@ -88,7 +80,7 @@ export function registerShardsCommands(program: Command, io: Io): void {
       .option('--memory <bytes>', 'new memory limit: 2GiB, 512MiB')
       .description('change a shard\'s limits in place (the workload keeps running); sizes must be multiples of the granularity'),
   ).action((id: string, flags: Flags & { cpu?: string; memory?: string }) => {
-    const shardId = shardIdArgument(id);
+    const shardId = checkId('<shard>', id);
     const body: { cpuCores?: number; memoryBytes?: number } = {};
     if (flags.cpu !== undefined) body.cpuCores = parseCpuCores(flags.cpu, '--cpu');
     if (flags.memory !== undefined) body.memoryBytes = parseBytes(flags.memory, '--memory');
