@@ -111,7 +111,9 @@ export class Agent implements DrainControl {
     const { hostId, stateDir, logger } = this.options;
     const fetcher = typeof this.options.plan === 'string' ? planFetcherFor(this.options.plan) : this.options.plan;
     this.planSource = new PlanSource({ fetcher, stateDir, logger, metrics: this.metrics, pollIntervalSeconds: this.options.planPollSeconds });
-    await this.planSource.start();
+    // Every input is checked before the first write (state directory, last good plan, stores,
+    // cgroups, CRIU's cache): a start refused for a bad one changes nothing on the host.
+    await this.planSource.load();
     const plan = this.planSource.current();
     if (!plan) {
       await this.planSource.stop();
@@ -120,6 +122,7 @@ export class Agent implements DrainControl {
     }
     this.token = readFleetToken(plan.security, { tokenFile: this.options.tokenFile, env: this.options.env });
     const address = this.listenAddress(plan);
+    await this.planSource.start();
 
     this.stores = await this.options.openStores({ stateDir, logger, plan });
     this.events = new EventLog({ hostId, store: this.stores.store, logger });

@@ -58,15 +58,32 @@ export class PlanSource {
   private timer: NodeJS.Timeout | undefined;
   private stopWatch: (() => void) | undefined;
   private readonly clock: () => Date;
+  /** What load() found; accepted plans are saved only once start() runs (until then `unsaved`). */
+  private first: PlanJudgement | undefined;
+  private saving = false;
+  private unsaved: Plan | undefined;
 
   constructor(private readonly options: PlanSourceOptions) {
     this.clock = options.clock ?? (() => new Date());
   }
 
-  /** Loads the last good plan from the state directory and checks the source once; then watches it. */
-  async start(): Promise<PlanJudgement> {
+  /**
+   * Loads the last good plan from the state directory and checks the source once, writing
+   * nothing: an accepted plan is saved by start(). The agent validates what the plan points at
+   * (token, this host's address) in between, so a start refused for those changes nothing.
+   */
+  async load(): Promise<PlanJudgement> {
     this.loadSaved();
-    const first = await this.check();
+    this.first = await this.check();
+    return this.first;
+  }
+
+  /** load() unless done, saves the plan it accepted as the last good plan, then watches the source. */
+  async start(): Promise<PlanJudgement> {
+    const first = this.first ?? (await this.load());
+    this.saving = true;
+    if (this.unsaved) saveLastGoodPlan(this.options.stateDir, this.unsaved);
+    this.unsaved = undefined;
     const interval = this.options.pollIntervalSeconds ?? 5;
     if (this.options.watch ?? true) this.stopWatch = this.options.fetcher.watch(() => void this.check().catch(() => {}));
     if (interval > 0) {
@@ -120,7 +137,8 @@ export class PlanSource {
     if (judgement.kind === 'accept') {
       const plan = judgement.plan;
       const previous = this.plan?.generation;
-      saveLastGoodPlan(this.options.stateDir, plan);
+      if (this.saving) saveLastGoodPlan(this.options.stateDir, plan);
+      else this.unsaved = plan;
       this.adopt(plan, 'source', now);
       logger.info({ generation: plan.generation, digest: plan.digest, previous_generation: previous, source: fetcher.source }, 'plan applied');
       for (const listener of this.listeners) listener(plan);

@@ -1,4 +1,7 @@
+import { existsSync } from 'node:fs';
+import { serializePlan } from '../../src/contracts/plan';
 import { runCli, tempDir } from '../helpers/cli';
+import { examplePlan } from '../helpers/plan-fixture';
 import { apiFixture, GiB, TOKEN, type ApiFixture } from '../host-agent/api/api-fixture';
 
 describe('shardform shards / drain / agent (CLI)', () => {
@@ -14,6 +17,13 @@ describe('shardform shards / drain / agent (CLI)', () => {
     await f.app.close();
     dir.remove();
   });
+  /** A valid plan file whose token file is `token` (its store in the state directory). */
+  const planWith = (d: string, token: string) =>
+    dir.file(`plan-${Math.random().toString(36).slice(2)}.json`, serializePlan(examplePlan((p) => {
+      p.security = { auth: 'token', tokenFile: token };
+      p.store = { kind: 'embedded', path: 'store.db' };
+      p.applications[0].stateDirectory = `${d}/web`;
+    })));
 
   it('lists the shards of a host', async () => {
     const r = await runCli('shards', 'ls', '--agent', url, '--token-file', tokenFile);
@@ -110,6 +120,23 @@ describe('shardform shards / drain / agent (CLI)', () => {
     } finally {
       delete process.env.SHARDFORM_CRIU_KDAT_CACHE;
     }
+  });
+
+  // A valid plan, so that only the input named in each case is wrong; the state directory is
+  // fresh for each case and must still not exist afterwards. Each case fails before the agent
+  // reaches cgroups, with or without the fix (a busy --listen is tested over fakes in agent.test.ts).
+  it.each([
+    ['an unreadable token file', (d: string) => ['--token-file', `${d}/no-such-token`, '--listen', '127.0.0.1:0'], '--token-file: cannot read'],
+    ["the plan's token file unreadable", (d: string) => ['--listen', '127.0.0.1:0', '--plan', planWith(d, `${d}/no-such-token`)], 'security.tokenFile: cannot read'],
+    ['--host not in the plan and no --listen', () => ['--host', 'host-z', '--token-file', tokenFile], '--host: "host-z" is not a host of the plan'],
+  ])('refuses to start with %s: exit 2, and no state directory or last good plan written', async (_what, extra, message) => {
+    const stateDir = `${dir.path}/state-${Math.random().toString(36).slice(2)}`;
+    const args = extra(dir.path);
+    const plan = args.includes('--plan') ? [] : ['--plan', planWith(dir.path, tokenFile)];
+    const r = await runCli('agent', '--host', 'host-a', ...plan, ...args, '--state-dir', stateDir, '--log-level', 'silent');
+    expect(r.stderr).toContain(message);
+    expect(r.code).toBe(2);
+    expect(existsSync(stateDir)).toBe(false);
   });
 
   it('exits 1 when the agent has no good plan to start from', async () => {

@@ -3,11 +3,12 @@
  * assignments from the store, drain kept across a restart, and SIGTERM-style stop that closes
  * the manager without stopping shards.
  */
-import { renameSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Agent } from '../../host-agent/agent';
 import { createLogger, memoryLogDestination } from '../../host-agent/log';
 import type { DesiredShard } from '../../host-agent/reconcile/desired-shard';
+import { lastGoodPlanPath } from '../../host-agent/plan-source/last-good-plan';
 import { serializePlan } from '../../src/contracts/plan';
 import type { Plan } from '../../src/contracts/plan-schema';
 import { tempDir } from '../helpers/cli';
@@ -82,6 +83,20 @@ describe('Agent (daemon wiring over fakes)', () => {
     expect(metrics).toContain('shardform_plan_generation 2');
   });
 
+  it('a new plan that fails validation changes nothing: same plan, same last good plan, no reconcile', async () => {
+    const saved = readFileSync(lastGoodPlanPath(join(dir.path, 'state')), 'utf8');
+    const passes = applied().length;
+    const invalid = JSON.parse(serializePlan(plan(3, 4)));
+    invalid.applications[0].granularity.cpuCores = -1;
+    write(JSON.stringify(invalid));
+    await agent['planSource'].check();
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(await get('/v1/plan')).toMatchObject({ generation: 2, lastRejection: { reason: 'invalid', generation: 3 } });
+    expect(readFileSync(lastGoodPlanPath(join(dir.path, 'state')), 'utf8')).toBe(saved);
+    expect(JSON.parse(saved).generation).toBe(2);
+    expect(applied()).toHaveLength(passes);
+  });
+
   it('runs a shard the coordinator assigned to this host, with the assigned size', async () => {
     await kv.put('/fleet/test-fleet/assignments/web-1', JSON.stringify({ shardId: 'web-1', applicationId: 'web', hostId: 'host-a', limits: { cpuCores: 1 }, by: 'coordinator', at: '2026-11-25T00:00:00Z' }));
     const report = await agent.reconcile();
@@ -104,6 +119,34 @@ describe('Agent (daemon wiring over fakes)', () => {
     await agent.undrain();
     expect(applied().at(-1)).toEqual(['web-0', 'web-1']);
     await agent.stop();
+  });
+
+  /** A fresh plan file and state directory; the agent over fakes that record whether stores or the kernel were opened. */
+  const refusedStart = (options: { listen: string; tokenFile?: string }) => {
+    const fresh = tempDir('agent-refused');
+    const stateDir = join(fresh.path, 'state');
+    const openStores = jest.fn();
+    const createKernel = jest.fn();
+    const a = new Agent({
+      hostId: 'host-a', plan: fresh.file('plan.json', serializePlan(plan(1))), stateDir, ...options,
+      logger: createLogger({ level: 'silent' }), openStores, createKernel, planPollSeconds: 0,
+    });
+    return {
+      start: () => a.start(),
+      async expectNothingWritten() {
+        await a.stop();
+        expect(openStores).not.toHaveBeenCalled();
+        expect(createKernel).not.toHaveBeenCalled();
+        expect(existsSync(stateDir)).toBe(false);
+        fresh.remove();
+      },
+    };
+  };
+
+  it('refuses to start when its token file cannot be read, before writing the state directory, the last good plan, stores or cgroups', async () => {
+    const r = refusedStart({ listen: '127.0.0.1:0', tokenFile: '/nonexistent/token' });
+    await expect(r.start()).rejects.toMatchObject({ code: 'UNREADABLE_FILE', message: '--token-file: cannot read /nonexistent/token: ENOENT' });
+    await r.expectNothingWritten();
   });
 
   it('refuses to start without a good plan, touching nothing', async () => {

@@ -51,6 +51,18 @@ describe('PlanSource (file)', () => {
     await source.stop();
   });
 
+  it('load() judges the plan without writing; start() then saves it as the last good plan', async () => {
+    s = setup();
+    s.write(generation(1));
+    const source = s.source();
+    expect((await source.load()).kind).toBe('accept');
+    expect(source.current()?.generation).toBe(1);
+    expect(existsSync(s.stateDir)).toBe(false);
+    expect((await source.start()).kind).toBe('accept');
+    expect(JSON.parse(readFileSync(lastGoodPlanPath(s.stateDir), 'utf8')).digest).toBe(generation(1).digest);
+    await source.stop();
+  });
+
   it('applies a higher generation when the file changes and tells listeners', async () => {
     s = setup();
     s.write(generation(1));
