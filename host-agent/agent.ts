@@ -15,7 +15,7 @@ import type { Store } from '../src/store/store';
 import { buildApp } from './api/app';
 import type { DrainControl } from './api/api-deps';
 import { readFleetToken } from './api/fleet-token';
-import { listen, parseListenAddress, type ListenAddress } from './api/listen';
+import { checkListenable, listen, parseListenAddress, type ListenAddress } from './api/listen';
 import type { CgroupDriver } from './cgroups/driver';
 import { CoalescedTask } from './coalesced-task';
 import { EventLog } from './event-log';
@@ -122,6 +122,7 @@ export class Agent implements DrainControl {
     }
     this.token = readFleetToken(plan.security, { tokenFile: this.options.tokenFile, env: this.options.env });
     const address = this.listenAddress(plan);
+    await checkListenable(address);
     await this.planSource.start();
 
     this.stores = await this.options.openStores({ stateDir, logger, plan });

@@ -4,6 +4,7 @@
  * the manager without stopping shards.
  */
 import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { Agent } from '../../host-agent/agent';
 import { createLogger, memoryLogDestination } from '../../host-agent/log';
@@ -147,6 +148,19 @@ describe('Agent (daemon wiring over fakes)', () => {
     const r = refusedStart({ listen: '127.0.0.1:0', tokenFile: '/nonexistent/token' });
     await expect(r.start()).rejects.toMatchObject({ code: 'UNREADABLE_FILE', message: '--token-file: cannot read /nonexistent/token: ENOENT' });
     await r.expectNothingWritten();
+  });
+
+  it('refuses to start when its --listen address is taken (another agent), before adopting, reconciling or writing anything', async () => {
+    const holder = createServer();
+    await new Promise<void>((resolve) => holder.listen(0, '127.0.0.1', resolve));
+    const busy = `127.0.0.1:${(holder.address() as { port: number }).port}`;
+    try {
+      const r = refusedStart({ listen: busy, tokenFile });
+      await expect(r.start()).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', field: '--listen', message: `--listen: "${busy}" cannot be served on this host: EADDRINUSE` });
+      await r.expectNothingWritten();
+    } finally {
+      await new Promise((resolve) => holder.close(resolve));
+    }
   });
 
   it('refuses to start without a good plan, touching nothing', async () => {
