@@ -59,7 +59,8 @@ describe('Agent (daemon wiring over fakes)', () => {
   };
   const get = async (path: string): Promise<any> => (await fetch(`${agent.address}${path}`, { headers: { authorization: `Bearer ${TOKEN}` } })).json(); // eslint-disable-line @typescript-eslint/no-explicit-any
 
-  afterAll(() => dir.remove());
+  const refusedDirs: ReturnType<typeof tempDir>[] = [];
+  afterAll(() => [dir, ...refusedDirs].forEach((d) => d.remove()));
 
   it('adopts, then applies the shards initial placement gives this host, and serves the API', async () => {
     write(plan(1, 4));
@@ -125,6 +126,7 @@ describe('Agent (daemon wiring over fakes)', () => {
   /** A fresh plan file and state directory; the agent over fakes that record whether stores or the kernel were opened. */
   const refusedStart = (options: { listen: string; tokenFile?: string }) => {
     const fresh = tempDir('agent-refused');
+    refusedDirs.push(fresh);
     const stateDir = join(fresh.path, 'state');
     const openStores = jest.fn();
     const createKernel = jest.fn();
@@ -139,7 +141,6 @@ describe('Agent (daemon wiring over fakes)', () => {
         expect(openStores).not.toHaveBeenCalled();
         expect(createKernel).not.toHaveBeenCalled();
         expect(existsSync(stateDir)).toBe(false);
-        fresh.remove();
       },
     };
   };
