@@ -9,7 +9,7 @@
  */
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
 import type { Plan } from '../src/contracts/plan-schema';
-import { ShardformError } from '../src/errors';
+import { ShardformError, type FieldError } from '../src/errors';
 import type { MetricHistory, MetricRetention } from '../src/store/metric-history';
 import type { Store } from '../src/store/store';
 import { buildApp } from './api/app';
@@ -123,6 +123,7 @@ export class Agent implements DrainControl {
     this.token = readFleetToken(plan.security, { tokenFile: this.options.tokenFile, env: this.options.env });
     const address = this.listenAddress(plan);
     await checkListenable(address);
+    this.planSource.requireUsableHere((next) => this.tokenProblem(next));
     await this.planSource.start();
 
     this.stores = await this.options.openStores({ stateDir, logger, plan });
@@ -309,9 +310,21 @@ export class Agent implements DrainControl {
     try {
       this.token = readFleetToken(plan.security, { tokenFile: this.options.tokenFile, env: this.options.env });
     } catch (error) {
+      // Only if the token went away between the plan's check and now; the next plan check retries.
       this.logger.warn({ error: (error as Error).message }, 'cannot read the new plan\'s fleet token; keeping the current one');
     }
     void this.reconcile();
+  }
+
+  /** Why this host cannot use `plan`'s fleet token (as its start would refuse it), or undefined. */
+  private tokenProblem(plan: Plan): FieldError | undefined {
+    try {
+      readFleetToken(plan.security, { tokenFile: this.options.tokenFile, env: this.options.env });
+      return undefined;
+    } catch (error) {
+      if (!(error instanceof ShardformError)) throw error;
+      return { field: error.field, message: error.message, value: error.value };
+    }
   }
 
   private async watchAssignments(fleet: string): Promise<void> {

@@ -56,7 +56,7 @@ export class AgentMetrics {
     this.planGeneration.set(0);
     this.planRejected = new Counter({
       name: 'shardform_plan_rejected_total',
-      help: 'Plans refused by the agent, by reason (invalid, generation-backwards, generation-not-increased, unreadable).',
+      help: 'Plans refused by the agent, by reason (invalid, generation-backwards, generation-not-increased, unreadable, unusable-here).',
       labelNames: ['reason'],
       registers,
     });

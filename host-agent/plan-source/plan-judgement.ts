@@ -9,7 +9,7 @@ import { checkPlan } from '../../src/contracts/plan';
 import type { Plan } from '../../src/contracts/plan-schema';
 
 /** Why a plan was refused; the label of shardform_plan_rejected_total. */
-export type PlanRejectionReason = 'unreadable' | 'invalid' | 'generation-backwards' | 'generation-not-increased';
+export type PlanRejectionReason = 'unreadable' | 'invalid' | 'generation-backwards' | 'generation-not-increased' | 'unusable-here';
 
 export interface PlanRejection {
   readonly reason: PlanRejectionReason;
@@ -74,6 +74,23 @@ export function judgePlan(data: unknown, running: Plan | undefined, source: stri
     });
   }
   return { kind: 'accept', plan };
+}
+
+/**
+ * A valid plan this host cannot run (its fleet token cannot be read here): refused like a bad
+ * plan. Accepting it would make it the last good plan, which the agent would then refuse at its
+ * next start.
+ */
+export function unusableHere(plan: Plan, problem: FieldError, source: string, at: Date): PlanJudgement {
+  return reject({
+    reason: 'unusable-here',
+    errors: [problem],
+    source,
+    at,
+    generation: plan.generation,
+    digest: plan.digest,
+    message: `plan from ${source} (generation ${plan.generation}) cannot be run on this host: ${problem.message}`,
+  });
 }
 
 /** A fetch that failed (file missing, HTTP error): refused like a bad plan, the old one keeps running. */

@@ -12,7 +12,8 @@ import type { AgentMetrics } from '../metrics/agent-metrics';
 import { loadLastGoodPlan, saveLastGoodPlan } from './last-good-plan';
 import { FilePlanFetcher } from './file-plan-fetcher';
 import { isUrl, type PlanFetcher } from './plan-fetcher';
-import { judgePlanText, unreadable, type PlanJudgement, type PlanRejection } from './plan-judgement';
+import type { FieldError } from '../../src/errors';
+import { judgePlanText, unreadable, unusableHere, type PlanJudgement, type PlanRejection } from './plan-judgement';
 import { UrlPlanFetcher } from './url-plan-fetcher';
 
 export interface PlanStatus {
@@ -62,6 +63,7 @@ export class PlanSource {
   private first: PlanJudgement | undefined;
   private saving = false;
   private unsaved: Plan | undefined;
+  private usableHere: ((plan: Plan) => FieldError | undefined) | undefined;
 
   constructor(private readonly options: PlanSourceOptions) {
     this.clock = options.clock ?? (() => new Date());
@@ -105,6 +107,14 @@ export class PlanSource {
     return this.plan;
   }
 
+  /**
+   * From now on, a plan that validates and goes forward is also refused when `problem` finds it
+   * unusable on this host (the agent installs its token check once its own start passed it).
+   */
+  requireUsableHere(problem: (plan: Plan) => FieldError | undefined): void {
+    this.usableHere = problem;
+  }
+
   /** Called with every newly accepted plan (not with the one loaded at start; read current()). */
   onPlan(listener: (plan: Plan) => void): void {
     this.listeners.push(listener);
@@ -131,8 +141,10 @@ export class PlanSource {
     const now = this.clock();
     this.lastCheckAt = now.toISOString();
     if (outcome.kind === 'unchanged') return { kind: 'unchanged' };
-    const judgement =
+    let judgement =
       outcome.kind === 'failed' ? unreadable(outcome.message, fetcher.source, now) : judgePlanText(outcome.text, this.plan, fetcher.source, now);
+    const problem = judgement.kind === 'accept' ? this.usableHere?.(judgement.plan) : undefined;
+    if (judgement.kind === 'accept' && problem) judgement = unusableHere(judgement.plan, problem, fetcher.source, now);
     if (judgement.kind === 'reject') this.refuse(judgement.rejection);
     if (judgement.kind === 'accept') {
       const plan = judgement.plan;

@@ -99,6 +99,22 @@ describe('Agent (daemon wiring over fakes)', () => {
     expect(applied()).toHaveLength(passes);
   });
 
+  it('refuses a new plan whose fleet token this host cannot read: it would become a last good plan the next start refuses', async () => {
+    const saved = readFileSync(lastGoodPlanPath(join(dir.path, 'state')), 'utf8');
+    const passes = applied().length;
+    const missing = join(dir.path, 'no-such-token');
+    write(examplePlan((p) => {
+      p.generation = 3;
+      p.security = { auth: 'token', tokenFile: missing };
+    }));
+    await agent['planSource'].check();
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(await get('/v1/plan')).toMatchObject({ generation: 2, lastRejection: { reason: 'unusable-here', generation: 3, errors: [{ field: 'security.tokenFile', value: missing }] } });
+    expect(readFileSync(lastGoodPlanPath(join(dir.path, 'state')), 'utf8')).toBe(saved);
+    expect(applied()).toHaveLength(passes);
+    write(plan(2, 2)); // the running plan again, for the restarts below
+  });
+
   it('runs a shard the coordinator assigned to this host, with the assigned size', async () => {
     await kv.put('/fleet/test-fleet/assignments/web-1', JSON.stringify({ shardId: 'web-1', applicationId: 'web', hostId: 'host-a', limits: { cpuCores: 1 }, by: 'coordinator', at: '2026-11-25T00:00:00Z' }));
     const report = await agent.reconcile();
