@@ -70,6 +70,7 @@ describe('shardform shards / drain / agent (CLI)', () => {
     [['agent', '--plan', 'p.json', '--host', 'host-a', '--listen', 'localhost:99999'], '--listen: "localhost:99999" is not an address'],
     [['agent', '--plan', 'p.json', '--host', 'host-a', '--log-level', 'loud'], '--log-level: "loud" is not one of'],
     [['agent', '--plan', 'p.json', '--host', 'host-a', '--owner-prefix', '../x'], '--owner-prefix: "../x" is not a valid id'],
+    [['agent', '--plan', 'p.json', '--host', 'host-a', '--state-dir', '/etc/hostname'], '--state-dir: "/etc/hostname" exists and is not a directory'],
     [['drain', '--host', 'host-a', '--grace-seconds', 'soon'], '--grace-seconds: "soon" is not a number of seconds'],
   ])('refuses %j with exit 2 naming the flag and value', async (args, message) => {
     const r = await runCli(...args.map((a) => (a === 'URL' ? url : a)), ...(args[0] === 'shards' ? ['--token-file', tokenFile] : []));

@@ -1,4 +1,5 @@
 /** The agent's flags, checked once before anything starts: every error names the flag and the value (exit 2). */
+import { statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { ID_PATTERN, ShardformError, showValue } from '../../errors';
 import { parseListenAddress } from '../../../host-agent/api/listen';
@@ -40,6 +41,9 @@ export function checkAgentFlags(flags: AgentFlags, needPlan = false): CheckedAge
   const ownerPrefix = id('--owner-prefix', flags.ownerPrefix, 'shardform');
   if (flags.stateDir !== undefined && flags.stateDir.trim() === '') throw bad('--state-dir', flags.stateDir, 'is empty; give a directory');
   const stateDir = resolve(flags.stateDir ?? `/var/lib/shardform/${host}`);
+  // Created on first start; something else already there (a file) is a usage error, not ENOTDIR later.
+  const existing = statSync(stateDir, { throwIfNoEntry: false });
+  if (existing && !existing.isDirectory()) throw bad('--state-dir', flags.stateDir ?? stateDir, 'exists and is not a directory');
   let plan = flags.plan ?? '';
   if (needPlan) {
     if (!plan) throw new ShardformError('INVALID_ARGUMENT', '--plan', undefined, '--plan: required; a plan file or an http(s) URL');
