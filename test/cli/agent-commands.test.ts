@@ -112,6 +112,19 @@ describe('shardform shards / drain / agent (CLI)', () => {
     expect(undo.stdout).toContain('drain lifted');
   });
 
+  it('refuses a relative SHARDFORM_CRIU_PREFIX with exit 2, naming it and the value', async () => {
+    const before = process.env.SHARDFORM_CRIU_PREFIX;
+    process.env.SHARDFORM_CRIU_PREFIX = 'opt/criu';
+    try {
+      const r = await runCli('agent', '--plan', 'p.json', '--host', 'host-a');
+      expect(r.code).toBe(2);
+      expect(r.stderr).toContain('SHARDFORM_CRIU_PREFIX="opt/criu" must be an absolute directory');
+    } finally {
+      if (before === undefined) delete process.env.SHARDFORM_CRIU_PREFIX;
+      else process.env.SHARDFORM_CRIU_PREFIX = before;
+    }
+  });
+
   it('refuses a SHARDFORM_CRIU_KDAT_CACHE other than on or off with exit 2, naming it and the value', async () => {
     process.env.SHARDFORM_CRIU_KDAT_CACHE = 'maybe';
     try {

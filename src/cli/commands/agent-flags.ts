@@ -1,6 +1,6 @@
 /** The agent's flags, checked once before anything starts: every error names the flag and the value (exit 2). */
 import { statSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { isAbsolute, resolve } from 'node:path';
 import { ID_PATTERN, ShardformError, showValue } from '../../errors';
 import { parseListenAddress } from '../../../host-agent/api/listen';
 import { kdatCacheWanted } from '../../../host-agent/checkpoint/criu-kdat-cache';
@@ -67,6 +67,12 @@ export function checkAgentFlags(flags: AgentFlags, needPlan = false): CheckedAge
     kdatCacheWanted();
   } catch (error) {
     throw new ShardformError('INVALID_ARGUMENT', 'SHARDFORM_CRIU_KDAT_CACHE', process.env.SHARDFORM_CRIU_KDAT_CACHE, (error as Error).message);
+  }
+  // Where the agent looks for a private CRIU; a relative or empty one would be looked up from
+  // wherever the agent was started and quietly leave this host unable to checkpoint.
+  const criuPrefix = process.env.SHARDFORM_CRIU_PREFIX;
+  if (criuPrefix !== undefined && !isAbsolute(criuPrefix)) {
+    throw new ShardformError('INVALID_ARGUMENT', 'SHARDFORM_CRIU_PREFIX', criuPrefix, `SHARDFORM_CRIU_PREFIX=${showValue(criuPrefix)} must be an absolute directory (default /opt/shardform/criu)`);
   }
   return {
     plan,
