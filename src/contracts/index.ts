@@ -1,3 +1,4 @@
+export * from './agent-replies';
 export * from './canonical-json';
 export * from './demand-vector';
 export * from './plan';
