@@ -20,7 +20,8 @@ export class AgentRequestError extends Error {
 }
 
 export function agentClient(flags: AgentClientFlags, env: NodeJS.ProcessEnv = process.env): AxiosInstance {
-  if (!flags.agent) throw new ShardformError('INVALID_ARGUMENT', '--agent', flags.agent, '--agent: required; give the agent URL, e.g. --agent http://127.0.0.1:7100');
+  if (flags.agent === undefined) throw new ShardformError('INVALID_ARGUMENT', '--agent', flags.agent, '--agent: required; give the agent URL, e.g. --agent http://127.0.0.1:7100');
+  if (flags.agent.trim() === '') throw new ShardformError('INVALID_ARGUMENT', '--agent', flags.agent, `--agent: ${showValue(flags.agent)} is empty; give the agent URL, e.g. --agent http://127.0.0.1:7100`);
   let base: URL;
   try {
     base = new URL(flags.agent);
@@ -29,6 +30,10 @@ export function agentClient(flags: AgentClientFlags, env: NodeJS.ProcessEnv = pr
   }
   if (base.protocol !== 'http:' && base.protocol !== 'https:')
     throw new ShardformError('INVALID_ARGUMENT', '--agent', flags.agent, `--agent: ${showValue(flags.agent)} is not an http(s) URL; e.g. http://127.0.0.1:7100`);
+  // Request paths are appended to the base: a query or fragment (even an empty `?` or `#`, which
+  // URL drops from .search/.hash but keeps in the text) would end up before them.
+  if (/[?#]/.test(flags.agent))
+    throw new ShardformError('INVALID_ARGUMENT', '--agent', flags.agent, `--agent: ${showValue(flags.agent)} has a query string or fragment; give the agent's base URL only, e.g. http://127.0.0.1:7100`);
   const token = readToken(flags.tokenFile, env);
   return axios.create({
     baseURL: base.toString().replace(/\/$/, ''),

@@ -52,9 +52,10 @@ export function registerDrainCommand(program: Command, io: Io): void {
     .option('--grace-seconds <n>', 'SIGTERM-to-SIGKILL grace per shard (local drain; default 10)')
     .option('--undo', 'lift the drain (through the agent)')
     .action(async (flags: DrainFlags) => {
-      if (flags.agent && flags.host) throw new ShardformError('INVALID_ARGUMENT', '--host', flags.host, '--host: give either --agent (drain through the agent) or --host (local drain), not both');
+      // `--agent ''` is a given (bad) agent URL, refused by agentClient, not a request for a local drain.
+      if (flags.agent !== undefined && flags.host) throw new ShardformError('INVALID_ARGUMENT', '--host', flags.host, '--host: give either --agent (drain through the agent) or --host (local drain), not both');
       let answer: DrainAnswer;
-      if (flags.agent || !flags.host) {
+      if (flags.agent !== undefined || !flags.host) {
         // The agent drains with its own state directory, cgroups and grace: a value given here would be ignored.
         for (const [key, flag] of LOCAL_DRAIN_FLAGS) {
           const value = flags[key];
