@@ -5,7 +5,10 @@
  */
 import type { Construct } from 'constructs';
 import type { Policy } from '../src/contracts/plan-schema';
-import type { Quantity } from '../src/contracts/quantities';
+import { formatDuration, type Quantity } from '../src/contracts/quantities';
+import { horizonProblem } from '../src/contracts/prediction-grid';
+import { showValue } from '../src/errors';
+import { problemAt } from './prop-checks';
 import { ShardPolicy, type ShardPolicyProps } from './shard-policy';
 
 export interface ProactiveMigrationProps extends ShardPolicyProps {
@@ -17,6 +20,8 @@ export interface ProactiveMigrationProps extends ShardPolicyProps {
   readonly threshold?: number;
   /**
    * How far ahead the prediction looks; long enough to finish a migration before the peak.
+   * Predicted on the fleet's predictor grid, so a whole multiple of the fleet's
+   * `predictor.interval`, at most 10,000 of it (checked at synth).
    * @default '15m'
    */
   readonly horizon?: Quantity;
@@ -45,6 +50,15 @@ export class ProactiveMigration extends ShardPolicy {
     const cooldownSeconds = this.checks.duration('cooldown', props.cooldown ?? '10m');
     this.checks.throwIfAny();
     this.settings = { threshold: threshold!, horizonSeconds: horizonSeconds!, quantile, cooldownSeconds: cooldownSeconds! };
+    // The fleet's grid is known only once the tree is whole (and the fleet is the plan's source of it).
+    const horizon = props.horizon ?? '15m';
+    this.node.addValidation({
+      validate: () => {
+        const intervalSeconds = this.fleet.analysis().plan.predictor.intervalSeconds;
+        const problem = horizonProblem(this.settings.horizonSeconds, intervalSeconds, `the fleet's predictor.interval (${formatDuration(intervalSeconds)})`);
+        return problem ? [problemAt(this, 'horizon', `${showValue(horizon)} is not ${problem}`)] : [];
+      },
+    });
   }
 
   toPlanPolicy(applicationIds: string[]): Policy {

@@ -7,6 +7,7 @@
  */
 import type { IConstruct } from 'constructs';
 import { ID_PATTERN, ShardformError, showValue } from '../src/errors';
+import { horizonProblem, intervalProblem } from '../src/contracts/prediction-grid';
 import { parseBytes, parseCpuCores, parseDurationSeconds, type Quantity } from '../src/contracts/quantities';
 
 export class InvalidPropsError extends ShardformError {
@@ -77,6 +78,21 @@ export class PropChecker {
     const seconds = this.parse(property, value, () => parseDurationSeconds(value, property));
     if (seconds !== undefined && !this.require(seconds >= minimumSeconds, property, value, `must be at least ${minimumSeconds}s`)) return undefined;
     return seconds;
+  }
+
+  /** A prediction grid: the plan's and `--interval`'s bounds (prediction-grid.ts). */
+  interval(property: string, value: Quantity): number | undefined {
+    const seconds = this.parse(property, value, () => parseDurationSeconds(value, property));
+    const problem = seconds === undefined ? undefined : intervalProblem(seconds);
+    return this.require(problem === undefined, property, value, `is not ${problem}`) ? seconds : undefined;
+  }
+
+  /** A horizon on a grid of `intervalSeconds` (named `intervalName`): whole steps, not too many (prediction-grid.ts). */
+  horizon(property: string, value: Quantity, intervalSeconds: number | undefined, intervalName: string): number | undefined {
+    const seconds = this.duration(property, value, 1);
+    if (seconds === undefined || intervalSeconds === undefined) return seconds;
+    const problem = horizonProblem(seconds, intervalSeconds, intervalName);
+    return this.require(problem === undefined, property, value, `is not ${problem}`) ? seconds : undefined;
   }
 
   /** A whole number in [minimum, maximum]. */

@@ -25,11 +25,19 @@ export const PLAN_FILE_NAME = 'shard-plan.json';
 export interface PredictorOptions {
   /** `auto` picks a model per application by rolling backtest; a model name pins one. @default 'auto' */
   readonly model?: string;
-  /** Default prediction horizon. @default '15m' */
+  /**
+   * Default prediction horizon: a whole multiple of `interval`, at most 10,000 of it
+   * (MAX_HORIZON_STEPS; prediction work grows with the steps of the horizon).
+   * @default '15m'
+   */
   readonly horizon?: Quantity;
   /** Default quantile of predicted demand, in (0, 1). @default 0.95 */
   readonly quantile?: number;
-  /** Metric history is resampled onto this grid before it reaches a model. @default '5m' */
+  /**
+   * Metric history is resampled onto this grid before it reaches a model; from 1s to 1d.
+   * Every horizon (this one's and ProactiveMigration's) is whole steps of it.
+   * @default '5m'
+   */
   readonly interval?: Quantity;
   /** Less history than this is a cold start (conservative prior). @default '1d' */
   readonly minHistory?: Quantity;
@@ -113,11 +121,13 @@ export class ShardFleet extends TerraformStack implements FleetScope {
     checks.require(MODEL.test(model), 'predictor.model', model, "is not a model name; use 'auto' or 1-32 characters of a-z, 0-9, '-'");
     const quantile = p.quantile ?? 0.95;
     checks.require(typeof quantile === 'number' && quantile > 0 && quantile < 1, 'predictor.quantile', quantile, 'is outside (0, 1); use e.g. 0.95');
+    const interval = p.interval ?? '5m';
+    const intervalSeconds = checks.interval('predictor.interval', interval);
     const predictor = {
       model,
-      horizonSeconds: checks.duration('predictor.horizon', p.horizon ?? '15m', 1) ?? 0,
+      horizonSeconds: checks.horizon('predictor.horizon', p.horizon ?? '15m', intervalSeconds, `predictor.interval ${showValue(interval)}`) ?? 0,
       quantile,
-      intervalSeconds: checks.duration('predictor.interval', p.interval ?? '5m', 1) ?? 0,
+      intervalSeconds: intervalSeconds ?? 0,
       minHistorySeconds: checks.duration('predictor.minHistory', p.minHistory ?? '1d') ?? 0,
     };
     const a = props.agent ?? {};

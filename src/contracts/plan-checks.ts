@@ -4,7 +4,8 @@
  * capacity rules at synth time (with construct paths), so the rules live here once.
  */
 import type { FieldError } from '../errors';
-import { formatBytes } from './quantities';
+import { horizonProblem } from './prediction-grid';
+import { formatBytes, formatDuration } from './quantities';
 import type { Application, Capacity, Plan, Pool } from './plan-schema';
 
 /** The capacities of the hosts an application can be placed on (static hosts, or the discovered host shape). */
@@ -190,6 +191,17 @@ export function semanticPlanErrors(plan: Plan): FieldError[] {
       if (problem) errors.push({ field: `policies[${i}].scope`, message: problem, value: policy.scope });
     }
   });
+
+  // Every horizon is predicted on the predictor's grid, so each must fit it (prediction-grid.ts).
+  const grid = `predictor.intervalSeconds (${formatDuration(plan.predictor.intervalSeconds)})`;
+  const horizons = [
+    { field: 'predictor.horizonSeconds', seconds: plan.predictor.horizonSeconds },
+    ...plan.policies.flatMap((policy, i) => (policy.kind === 'proactive-migration' ? [{ field: `policies[${i}].horizonSeconds`, seconds: policy.horizonSeconds }] : [])),
+  ];
+  for (const { field, seconds } of horizons) {
+    const problem = horizonProblem(seconds, plan.predictor.intervalSeconds, grid);
+    if (problem) errors.push({ field, message: `must be ${problem}`, value: seconds });
+  }
 
   const s = plan.security;
   if (s.auth === 'token' && !s.tokenFile && !s.tokenEnv)

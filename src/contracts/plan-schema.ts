@@ -6,6 +6,7 @@
  */
 import { Type, type Static } from '@sinclair/typebox';
 import { ID_PATTERN_SOURCE } from '../errors';
+import { MAX_INTERVAL_SECONDS, MIN_INTERVAL_SECONDS } from './prediction-grid';
 import { NamedMap, StringEnum, TaggedUnion } from './schema-validator';
 
 export const PLAN_API_VERSION = 'shardform.dev/v1alpha1';
@@ -123,6 +124,7 @@ export const ProactiveMigrationSchema = Type.Object(
     kind: Type.Literal('proactive-migration'),
     ...PolicyBase,
     threshold: Fraction('Migrate when the predicted utilization of a host exceeds this fraction of its capacity.'),
+    /** Predicted on the fleet's predictor grid: whole steps of predictor.intervalSeconds (plan-checks.ts). */
     horizonSeconds: Seconds('How far ahead the prediction looks.', 1),
     quantile: Type.Number({ exclusiveMinimum: 0, exclusiveMaximum: 1 }),
     cooldownSeconds: Seconds('Minimum time between two migrations of the same shard.'),
@@ -169,8 +171,12 @@ export const PredictorSettingsSchema = Type.Object(
     model: Type.String({ pattern: '^[a-z0-9-]{1,32}$' }),
     horizonSeconds: Seconds('Default prediction horizon.', 1),
     quantile: Type.Number({ exclusiveMinimum: 0, exclusiveMaximum: 1 }),
-    /** Metric history is resampled onto this grid before it reaches a model. */
-    intervalSeconds: Seconds('Resampling interval of the model input.', 1),
+    /**
+     * Metric history is resampled onto this grid before it reaches a model. Horizons (this
+     * block's and every proactive-migration policy's) are whole steps of it, at most
+     * MAX_HORIZON_STEPS (checked in plan-checks.ts: a schema cannot compare two fields).
+     */
+    intervalSeconds: Type.Number({ minimum: MIN_INTERVAL_SECONDS, maximum: MAX_INTERVAL_SECONDS, description: 'Resampling interval of the model input.' }),
     /** Less history than this is a cold start: a conservative prior, flagged in the vector. */
     minHistorySeconds: Seconds('History needed before a model is trusted.'),
   },

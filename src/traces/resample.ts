@@ -7,11 +7,9 @@
  * with the rows, so one wrong timestamp (0, a sentinel, a typo) would otherwise cost gigabytes and
  * minutes; it is refused naming its line.
  */
+import { MAX_GRID_POINTS } from '../contracts/prediction-grid';
 import type { Allocation, ApplicationSeries } from '../predictor/series';
 import { traceError } from './trace-error';
-
-/** About 9.5 years at 300 s, 11.5 days at 1 s; replaying it takes about a minute per application. */
-export const MAX_GRID_POINTS = 1_000_000;
 
 export interface RawSample {
   readonly atSeconds: number;

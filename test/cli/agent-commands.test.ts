@@ -64,6 +64,14 @@ describe('shardform shards / drain / agent (CLI)', () => {
     [['shards', 'resize', 'web-0', '--agent', 'URL'], '--cpu / --memory: give at least one new limit'],
     [['shards', 'get', '../../etc', '--agent', 'URL'], '<shard>: "../../etc" is not a valid id'],
     [['shards', 'ls', '--agent', 'ftp://x'], '--agent: "ftp://x" is not an http(s) URL'],
+    // Request paths are appended to the base URL: a query or fragment would sit before them.
+    [['shards', 'ls', '--agent', 'http://h:1/x?y#z'], '--agent: "http://h:1/x?y#z" has a query string or fragment; give the agent\'s base URL only'],
+    [['shards', 'get', 'web-0', '--agent', 'URL?'], '" has a query string or fragment'],
+    [['migrate', 'web-0', '--to', 'host-b', '--agent', 'http://127.0.0.1:7100/#'], '--agent: "http://127.0.0.1:7100/#" has a query string or fragment'],
+    [['drain', '--agent', 'http://127.0.0.1:7100?undo=1'], '--agent: "http://127.0.0.1:7100?undo=1" has a query string or fragment'],
+    [['shards', 'ls', '--agent', ''], '--agent: "" is empty; give the agent URL'],
+    [['migrate', 'web-0', '--to', 'host-b', '--agent', ''], '--agent: "" is empty; give the agent URL'],
+    [['drain', '--agent', ''], '--agent: "" is empty; give the agent URL'],
     [['agent', '--plan', 'p.json', '--host', 'Host_A'], '--host: "Host_A" is not a valid id'],
     [['agent', '--host', 'host-a'], '--plan: required'],
     [['agent', '--plan', 'gopher://x/plan', '--host', 'host-a'], '--plan: "gopher://x/plan" is not a file path or an http(s) URL'],
@@ -73,7 +81,7 @@ describe('shardform shards / drain / agent (CLI)', () => {
     [['agent', '--plan', 'p.json', '--host', 'host-a', '--state-dir', '/etc/hostname'], '--state-dir: "/etc/hostname" exists and is not a directory'],
     [['drain', '--host', 'host-a', '--grace-seconds', 'soon'], '--grace-seconds: "soon" is not a number of seconds'],
   ])('refuses %j with exit 2 naming the flag and value', async (args, message) => {
-    const r = await runCli(...args.map((a) => (a === 'URL' ? url : a)), ...(args[0] === 'shards' ? ['--token-file', tokenFile] : []));
+    const r = await runCli(...args.map((a) => a.replace(/^URL/, url)), ...(args[0] === 'shards' ? ['--token-file', tokenFile] : []));
     expect(r.code).toBe(2);
     expect(r.stderr).toContain(message);
   });

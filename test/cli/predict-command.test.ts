@@ -44,6 +44,13 @@ describe('shardform predict and backtest', () => {
     [['predict', '--trace', 'T', '--horizon', `1${'0'.repeat(400)}s`], '--horizon: "1000'],
     [['predict', '--trace', 'T', '--horizon', '1ms'], '--horizon: "1ms" is not a whole multiple of --interval 5m'],
     [['backtest', '--trace', 'T', '--horizon', '15m', '--interval', '10m'], '--horizon: "15m" is not a whole multiple of --interval 10m'],
+    // Work grows with horizon steps x grid points: both are bounded before the trace is read.
+    [['predict', '--trace', 'T', '--horizon', '99999999999999999999d'], '--horizon: "99999999999999999999d" is not at most 10000 steps of --interval 5m (34d17h20m)'],
+    [['predict', '--trace', 'T', '--horizon', '365d'], '--horizon: "365d" is not at most 10000 steps of --interval 5m (34d17h20m); use a shorter horizon or a coarser interval'],
+    [['backtest', '--trace', 'T', '--horizon', '3h', '--interval', '1s'], '--horizon: "3h" is not at most 10000 steps of --interval 1s (2h46m40s)'],
+    [['predict', '--trace', 'T', '--interval', '1ms', '--horizon', '1s'], '--interval: "1ms" is not an interval from 1s to 1d'],
+    [['backtest', '--trace', 'T', '--interval', '500ms', '--horizon', '1s'], '--interval: "500ms" is not an interval from 1s to 1d'],
+    [['predict', '--trace', 'T', '--interval', '99999999999d', '--horizon', '99999999999d'], '--interval: "99999999999d" is not an interval from 1s to 1d'],
     [['predict', '--trace', 'T', '--quantile', '95'], '--quantile: "95" is not a quantile strictly between 0 and 1'],
     [['predict', '--trace', 'T', '--app', 'nope'], '--app: "nope" is not an application in'],
     [['predict', '--trace', 'T', '--app', '../web'], '--app: "../web" is not a valid id'],
@@ -55,6 +62,11 @@ describe('shardform predict and backtest', () => {
     const result = await runCli(...args.map((a) => (a === 'T' ? trace : a)));
     expect(result.code).toBe(2);
     expect(result.stderr).toContain(message);
+  });
+
+  it('predict accepts the longest horizon and the finest interval the bounds allow', async () => {
+    expect((await runCli('predict', '--trace', trace, '--app', 'db', '--horizon', '10000m', '--interval', '1m', '--json')).code).toBe(0);
+    expect((await runCli('predict', '--trace', trace, '--app', 'db', '--horizon', '1s', '--interval', '1s', '--json')).code).toBe(0);
   });
 
   it('predict says on stderr which application got no vector because its memory was never measured', async () => {

@@ -46,6 +46,17 @@ describe('synth-time validation (whole tree)', () => {
     ]);
   });
 
+  it("reports a proactive-migration horizon that is not whole steps of the fleet's predictor grid, or too many of them", () => {
+    const { fleet } = smallFleet({ fleet: 'test', predictor: { interval: '10m', horizon: '20m' } });
+    new ProactiveMigration(fleet, 'hot', { horizon: '15m' });
+    new ProactiveMigration(fleet, 'far', { horizon: '100010m' });
+    new ProactiveMigration(fleet, 'ok', { horizon: '30m' });
+    expect(synthErrors(fleet)).toEqual([
+      "[test-fleet/hot] hot/horizon: \"15m\" is not a whole multiple of the fleet's predictor.interval (10m)",
+      "[test-fleet/far] far/horizon: \"100010m\" is not at most 10000 steps of the fleet's predictor.interval (10m) (69d10h40m); use a shorter horizon or a coarser interval",
+    ]);
+  });
+
   it('reports a policy governing an application of another fleet', () => {
     const { app, fleet, edge } = smallFleet();
     new ShardedApplication(fleet, 'web', { pool: edge, command, granularity: { cpu: '500m', memory: '1GiB' } });
@@ -191,6 +202,16 @@ describe('eager prop checks (constructor)', () => {
       'bad-fleet/store.endpoints[0]: "10.0.0.5:2379" is not a URL; use e.g. "http://10.0.0.5:2379"',
       'bad-fleet/security.tls: undefined is required for mtls; give caFile, certFile and keyFile',
     ]);
+  });
+
+  it('refuses a predictor grid the CLI and the plan would refuse, naming the prop and value', () => {
+    const { app } = smallFleet();
+    expect(thrown(() => new ShardFleet(app, 'fine', { predictor: { interval: '500ms', horizon: '1s' } }))).toBe('fine/predictor.interval: "500ms" is not an interval from 1s to 1d');
+    expect(thrown(() => new ShardFleet(app, 'coarse', { predictor: { interval: '2d', horizon: '2d' } }))).toBe('coarse/predictor.interval: "2d" is not an interval from 1s to 1d');
+    expect(thrown(() => new ShardFleet(app, 'off', { predictor: { horizon: '7m' } }))).toBe('off/predictor.horizon: "7m" is not a whole multiple of predictor.interval "5m"');
+    expect(thrown(() => new ShardFleet(app, 'far', { predictor: { horizon: '365d' } }))).toBe(
+      'far/predictor.horizon: "365d" is not at most 10000 steps of predictor.interval "5m" (34d17h20m); use a shorter horizon or a coarser interval',
+    );
   });
 
   it('refuses a member created outside a fleet', () => {

@@ -87,6 +87,32 @@ describe('plan contract', () => {
       'policies[1].scope',
       "hard anti-affinity with scope 'host' needs 3 separate domains for the minimum shards of its applications, but only 2 exist; add hosts, lower shards.min or make the rule soft",
     ],
+    [
+      'a predictor horizon off the predictor grid',
+      (p) => (p.predictor.horizonSeconds = 1000),
+      'predictor.horizonSeconds',
+      'must be a whole multiple of predictor.intervalSeconds (5m)',
+    ],
+    [
+      'a predictor horizon of more grid steps than a prediction may take',
+      (p) => (p.predictor.horizonSeconds = 365 * 86400),
+      'predictor.horizonSeconds',
+      'must be at most 10000 steps of predictor.intervalSeconds (5m) (34d17h20m); use a shorter horizon or a coarser interval',
+    ],
+    [
+      'a proactive-migration horizon off the predictor grid',
+      (p) => (p.policies[0].horizonSeconds = 60),
+      'policies[0].horizonSeconds',
+      'must be a whole multiple of predictor.intervalSeconds (5m)',
+    ],
+    [
+      'a proactive-migration horizon of more grid steps than a prediction may take',
+      (p) => (p.policies[0].horizonSeconds = 1e25),
+      'policies[0].horizonSeconds',
+      'must be at most 10000 steps of predictor.intervalSeconds (5m) (34d17h20m); use a shorter horizon or a coarser interval',
+    ],
+    ['a predictor interval finer than 1 s', (p) => (p.predictor.intervalSeconds = 0.001) && (p.predictor.horizonSeconds = 1), 'predictor.intervalSeconds', 'must be >= 1'],
+    ['a predictor interval coarser than a day', (p) => (p.predictor.intervalSeconds = 2 * 86400) && (p.predictor.horizonSeconds = 2 * 86400), 'predictor.intervalSeconds', 'must be <= 86400'],
     ['token auth without a token source', (p) => (p.security = { auth: 'token' }), 'security.tokenFile', 'token auth needs tokenFile or tokenEnv (where agents read the fleet token)'],
     ['a static pool without hosts', (p) => (p.pools[0].hosts = []) && (p.applications = []) && (p.policies = []), 'pools[0].hosts', 'a static pool needs at least one host'],
   ];

@@ -1,10 +1,12 @@
 /**
  * The CLI's HTTP client for one agent: base URL and token checked once (errors name the flag),
- * bounded timeouts, and the agent's `{ message }` turned into one readable error line.
+ * bounded timeouts, the agent's `{ message }` turned into one readable error line, and every
+ * 2xx reply checked against its schema (src/contracts/agent-replies.ts) before a command reads it.
  */
 import axios, { type AxiosInstance } from 'axios';
 import { readFileSync } from 'node:fs';
-import { ShardformError, showValue } from '../../errors';
+import type { SchemaCheck } from '../../contracts/schema-validator';
+import { formatFieldError, ShardformError, showValue } from '../../errors';
 
 export interface AgentClientFlags {
   agent?: string;
@@ -18,7 +20,8 @@ export class AgentRequestError extends Error {
 }
 
 export function agentClient(flags: AgentClientFlags, env: NodeJS.ProcessEnv = process.env): AxiosInstance {
-  if (!flags.agent) throw new ShardformError('INVALID_ARGUMENT', '--agent', flags.agent, '--agent: required; give the agent URL, e.g. --agent http://127.0.0.1:7100');
+  if (flags.agent === undefined) throw new ShardformError('INVALID_ARGUMENT', '--agent', flags.agent, '--agent: required; give the agent URL, e.g. --agent http://127.0.0.1:7100');
+  if (flags.agent.trim() === '') throw new ShardformError('INVALID_ARGUMENT', '--agent', flags.agent, `--agent: ${showValue(flags.agent)} is empty; give the agent URL, e.g. --agent http://127.0.0.1:7100`);
   let base: URL;
   try {
     base = new URL(flags.agent);
@@ -27,6 +30,10 @@ export function agentClient(flags: AgentClientFlags, env: NodeJS.ProcessEnv = pr
   }
   if (base.protocol !== 'http:' && base.protocol !== 'https:')
     throw new ShardformError('INVALID_ARGUMENT', '--agent', flags.agent, `--agent: ${showValue(flags.agent)} is not an http(s) URL; e.g. http://127.0.0.1:7100`);
+  // Request paths are appended to the base: a query or fragment (even an empty `?` or `#`, which
+  // URL drops from .search/.hash but keeps in the text) would end up before them.
+  if (/[?#]/.test(flags.agent))
+    throw new ShardformError('INVALID_ARGUMENT', '--agent', flags.agent, `--agent: ${showValue(flags.agent)} has a query string or fragment; give the agent's base URL only, e.g. http://127.0.0.1:7100`);
   const token = readToken(flags.tokenFile, env);
   return axios.create({
     baseURL: base.toString().replace(/\/$/, ''),
@@ -52,8 +59,14 @@ function readToken(tokenFile: string | undefined, env: NodeJS.ProcessEnv): strin
   return token;
 }
 
-/** Sends a request; a non-2xx answer or no answer becomes an AgentRequestError with the agent's message. */
-export async function call<T>(http: AxiosInstance, method: 'GET' | 'POST', path: string, body?: unknown): Promise<T> {
+/** How many of a bad reply's problems the one error line lists. */
+const SHOWN_REPLY_ERRORS = 3;
+
+/**
+ * Sends a request; a non-2xx answer or no answer becomes an AgentRequestError with the agent's
+ * message, and so does a 2xx reply that fails `check` (e.g. --agent points at another server).
+ */
+export async function call<T>(http: AxiosInstance, method: 'GET' | 'POST', path: string, check: (data: unknown) => SchemaCheck<T>, body?: unknown): Promise<T> {
   let response;
   try {
     response = await http.request({ method, url: path, data: body });
@@ -61,7 +74,16 @@ export async function call<T>(http: AxiosInstance, method: 'GET' | 'POST', path:
     const e = error as { code?: string; message?: string };
     throw new AgentRequestError(undefined, `cannot reach the agent at ${http.defaults.baseURL}: ${e.code ?? e.message}`);
   }
-  if (response.status >= 200 && response.status < 300) return response.data as T;
+  if (response.status >= 200 && response.status < 300) {
+    const reply = check(response.data);
+    if (reply.ok) return reply.value;
+    const shown = reply.errors.slice(0, SHOWN_REPLY_ERRORS).map(formatFieldError);
+    if (reply.errors.length > shown.length) shown.push(`and ${reply.errors.length - shown.length} more`);
+    throw new AgentRequestError(
+      response.status,
+      `${http.defaults.baseURL} is not a Shardform agent, or not one this CLI understands: its answer to ${method} ${path} is not what the agent API returns: ${shown.join('; ')}`,
+    );
+  }
   const message = (response.data as { message?: string } | undefined)?.message ?? `HTTP ${response.status}`;
   throw new AgentRequestError(response.status, `agent answered ${response.status}: ${message}`);
 }

@@ -10,7 +10,7 @@ import { RESOURCE_NAMES, type ResourceName } from '../../predictor/series';
 import { loadTrace } from '../../traces/trace-loader';
 import type { Io } from '../output';
 import { table } from '../output';
-import { checkHorizonOnGrid, invalidFlag, parseDurationFlag, parseQuantileFlag } from './predictor-flags';
+import { checkHorizonOnGrid, invalidFlag, parseDurationFlag, parseIntervalFlag, parseQuantileFlag } from './predictor-flags';
 import { startProgress } from './progress';
 
 interface BacktestFlags {
@@ -80,7 +80,7 @@ export function registerBacktestCommand(program: Command, io: Io): void {
         quantile: parseQuantileFlag('--quantile', flags.quantile),
         warmupSeconds: parseDurationFlag('--warmup', flags.warmup),
       };
-      const intervalSeconds = flags.interval === undefined ? DEFAULT_INTERVAL_SECONDS : parseDurationFlag('--interval', flags.interval);
+      const intervalSeconds = flags.interval === undefined ? DEFAULT_INTERVAL_SECONDS : parseIntervalFlag(flags.interval);
       checkHorizonOnGrid(options.horizonSeconds, intervalSeconds, flags);
       const series = loadTrace(flags.trace, intervalSeconds);
       const progress = startProgress(series.length, `backtest ${options.resource}`);

@@ -10,6 +10,7 @@ import { ShardformError, showValue } from '../../errors';
 import { EXIT_FAILURE } from '../exit-codes';
 import { ExitWith } from '../main';
 import type { Io } from '../output';
+import { checkDrainReply, type DrainReply } from '../../contracts/agent-replies';
 import { AgentRequestError, agentClient, call } from './agent-client';
 import { checkAgentFlags } from './agent-flags';
 import { drainLocally } from '../../../host-agent/local-drain';
@@ -24,11 +25,8 @@ interface DrainFlags {
   graceSeconds?: string;
 }
 
-interface DrainAnswer {
-  drained: boolean;
-  actions: readonly { kind: string; shardId: string; ok: boolean; error?: string }[];
-  converged: boolean;
-}
+/** The agent's reply, or the local drain's report (whose list is read-only). */
+type DrainAnswer = Omit<DrainReply, 'actions'> & { readonly actions: readonly DrainReply['actions'][number][] };
 
 const LOCAL_DRAIN_FLAGS = [
   ['stateDir', '--state-dir'],
@@ -54,16 +52,17 @@ export function registerDrainCommand(program: Command, io: Io): void {
     .option('--grace-seconds <n>', 'SIGTERM-to-SIGKILL grace per shard (local drain; default 10)')
     .option('--undo', 'lift the drain (through the agent)')
     .action(async (flags: DrainFlags) => {
-      if (flags.agent && flags.host) throw new ShardformError('INVALID_ARGUMENT', '--host', flags.host, '--host: give either --agent (drain through the agent) or --host (local drain), not both');
+      // `--agent ''` is a given (bad) agent URL, refused by agentClient, not a request for a local drain.
+      if (flags.agent !== undefined && flags.host) throw new ShardformError('INVALID_ARGUMENT', '--host', flags.host, '--host: give either --agent (drain through the agent) or --host (local drain), not both');
       let answer: DrainAnswer;
-      if (flags.agent || !flags.host) {
+      if (flags.agent !== undefined || !flags.host) {
         // The agent drains with its own state directory, cgroups and grace: a value given here would be ignored.
         for (const [key, flag] of LOCAL_DRAIN_FLAGS) {
           const value = flags[key];
           if (value !== undefined) throw new ShardformError('INVALID_ARGUMENT', flag, value, `${flag}: ${showValue(value)} is for a local drain only (with --host ID); a drain through --agent uses the agent's own`);
         }
         try {
-          answer = await call<DrainAnswer>(agentClient(flags), 'POST', '/v1/drain', flags.undo ? { undo: true } : {});
+          answer = await call(agentClient(flags), 'POST', '/v1/drain', checkDrainReply, flags.undo ? { undo: true } : {});
         } catch (error) {
           if (!(error instanceof AgentRequestError)) throw error;
           io.err(`error: ${error.message}`);

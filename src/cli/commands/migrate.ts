@@ -6,7 +6,7 @@
  */
 import type { Command } from 'commander';
 import { checkId } from '../../errors';
-import type { MigrationSummary } from '../../../host-agent/migration/migration-summary';
+import { checkMigrationSummary, type MigrationSummaryReply as MigrationSummary } from '../../contracts/agent-replies';
 import { formatBytes } from '../../contracts/quantities';
 import { EXIT_FAILURE } from '../exit-codes';
 import { ExitWith } from '../main';
@@ -47,7 +47,7 @@ export function registerMigrateCommand(program: Command, io: Io): void {
       http.defaults.timeout = 15 * 60_000;
       let summary: MigrationSummary;
       try {
-        summary = await call<MigrationSummary>(http, 'POST', '/v1/migrations', { shardId, to, ...(flags.preCopy ? { preCopy: true } : {}) });
+        summary = await call(http, 'POST', '/v1/migrations', checkMigrationSummary, { shardId, to, ...(flags.preCopy ? { preCopy: true } : {}) });
       } catch (error) {
         if (error instanceof AgentRequestError) {
           io.err(`error: ${error.message}`);

@@ -6,7 +6,7 @@ import { DEFAULT_PREDICTOR_SETTINGS, predictSeries } from '../../predictor/appli
 import { loadTrace } from '../../traces/trace-loader';
 import type { Io } from '../output';
 import { table } from '../output';
-import { checkHorizonOnGrid, invalidFlag, parseDurationFlag, parseQuantileFlag } from './predictor-flags';
+import { checkHorizonOnGrid, invalidFlag, parseDurationFlag, parseIntervalFlag, parseQuantileFlag } from './predictor-flags';
 import { startProgress } from './progress';
 
 interface PredictFlags {
@@ -35,7 +35,7 @@ export function registerPredictCommand(program: Command, io: Io): void {
         ...DEFAULT_PREDICTOR_SETTINGS,
         horizonSeconds: parseDurationFlag('--horizon', flags.horizon),
         quantile: parseQuantileFlag('--quantile', flags.quantile),
-        intervalSeconds: parseDurationFlag('--interval', flags.interval),
+        intervalSeconds: parseIntervalFlag(flags.interval),
         minHistorySeconds: parseDurationFlag('--min-history', flags.minHistory),
       };
       checkHorizonOnGrid(settings.horizonSeconds, settings.intervalSeconds, flags);

@@ -2,6 +2,7 @@
  * Flags shared by `predict` and `backtest`, parsed once at the edge: a bad value is an
  * INVALID_ARGUMENT naming the flag and the value (exit 2 through exitCodeFor).
  */
+import { horizonProblem, intervalProblem } from '../../contracts/prediction-grid';
 import { parseDurationSeconds } from '../../contracts/quantities';
 import { ShardformError, showValue } from '../../errors';
 
@@ -26,11 +27,16 @@ export function parseQuantileFlag(flag: string, value: string): number {
   return q;
 }
 
-/**
- * Models look ahead a whole number of grid steps (horizonSteps rounds), so a horizon off the
- * grid would be printed as the horizon of a prediction made over another.
- */
+/** The grid of --interval, bounded like the plan's predictor.intervalSeconds (prediction-grid.ts). */
+export function parseIntervalFlag(value: string): number {
+  const seconds = parseDurationFlag('--interval', value);
+  const problem = intervalProblem(seconds);
+  if (problem) throw invalidFlag('--interval', value, problem);
+  return seconds;
+}
+
+/** --horizon on the grid of --interval: whole steps, at most MAX_HORIZON_STEPS of them (prediction-grid.ts). */
 export function checkHorizonOnGrid(horizonSeconds: number, intervalSeconds: number, flags: { horizon: string; interval: string }): void {
-  const steps = horizonSeconds / intervalSeconds;
-  if (steps < 1 || Math.abs(steps - Math.round(steps)) > 1e-9) throw invalidFlag('--horizon', flags.horizon, `a whole multiple of --interval ${flags.interval}`);
+  const problem = horizonProblem(horizonSeconds, intervalSeconds, `--interval ${flags.interval}`);
+  if (problem) throw invalidFlag('--horizon', flags.horizon, problem);
 }

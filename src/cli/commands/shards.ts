@@ -9,18 +9,8 @@ import { formatBytes, parseBytes, parseCpuCores } from '../../contracts/quantiti
 import { EXIT_FAILURE } from '../exit-codes';
 import { ExitWith } from '../main';
 import { table, type Io } from '../output';
+import { checkShardDetail, checkShardList, checkShardView, type ShardView } from '../../contracts/agent-replies';
 import { AgentRequestError, agentClient, call, type AgentClientFlags } from './agent-client';
-
-interface ShardView {
-  shardId: string;
-  applicationId: string;
-  state: string;
-  pid: number | null;
-  restarts: number;
-  adopted: boolean;
-  frozen: boolean;
-  limits: { cpuCores?: number | null; memoryBytes?: number | null };
-}
 
 type Flags = AgentClientFlags & { json?: boolean };
 
@@ -61,14 +51,14 @@ export function registerShardsCommands(program: Command, io: Io): void {
   const shards = program.command('shards').description('list, inspect and resize the shards of a host through its agent');
   agentOptions(shards.command('ls').description('every shard on the host: state, pid, limits, restarts')).action((flags: Flags) =>
     run(io, async () => {
-      const body = await call<{ shards: ShardView[]; drained: boolean }>(agentClient(flags), 'GET', '/v1/shards');
+      const body = await call(agentClient(flags), 'GET', '/v1/shards', checkShardList);
       io.out(flags.json ? JSON.stringify(body, null, 2) : `${renderShards(body.shards)}${body.drained ? '\n(host drained)' : ''}`);
     }),
   );
   agentOptions(shards.command('get').argument('<shard>', 'shard id').description('one shard with its limits and live usage')).action((id: string, flags: Flags) => {
     const shardId = checkId('<shard>', id);
     return run(io, async () => {
-      const body = await call<ShardView & { usage: Record<string, unknown> | null }>(agentClient(flags), 'GET', `/v1/shards/${shardId}`);
+      const body = await call(agentClient(flags), 'GET', `/v1/shards/${shardId}`, checkShardDetail);
       io.out(flags.json ? JSON.stringify(body, null, 2) : `${renderShards([body])}\n\nusage ${JSON.stringify(body.usage)}`);
     });
   });
@@ -88,7 +78,7 @@ export function registerShardsCommands(program: Command, io: Io): void {
     if (body.memoryBytes === 0) throw new ShardformError('INVALID_ARGUMENT', '--memory', flags.memory, `--memory: ${JSON.stringify(flags.memory)} must be more than 0 bytes`);
     if (Object.keys(body).length === 0) throw new ShardformError('INVALID_ARGUMENT', '--cpu', undefined, '--cpu / --memory: give at least one new limit');
     return run(io, async () => {
-      const result = await call<ShardView>(agentClient(flags), 'POST', `/v1/shards/${shardId}/resize`, body);
+      const result = await call(agentClient(flags), 'POST', `/v1/shards/${shardId}/resize`, checkShardView, body);
       io.out(flags.json ? JSON.stringify(result, null, 2) : renderShards([result]));
     });
   });

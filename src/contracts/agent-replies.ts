@@ -1,0 +1,79 @@
+/**
+ * The agent API's answers that the CLI reads (`shards`, `drain --agent`, `migrate`): one TypeBox
+ * definition for the JSON Schema the CLI checks every reply against and for the types the agent's
+ * routes return, so the two cannot drift apart silently. A reply is outside data like any other:
+ * a server that is not a Shardform agent may answer 200 with other JSON.
+ * Fields the CLI reads are required and typed; others are allowed, so a CLI keeps working with a
+ * newer agent that adds some.
+ */
+import { Type, type Static, type TSchema } from '@sinclair/typebox';
+import { ID_PATTERN_SOURCE } from '../errors';
+import { compileSchema, StringEnum } from './schema-validator';
+
+const Id = Type.String({ pattern: ID_PATTERN_SOURCE });
+/** `type: [T, "null"]` rather than anyOf: one error ("must be integer,null") instead of one per branch and a third for anyOf. */
+const Nullable = <T extends TSchema>(schema: T) => Type.Unsafe<Static<T> | null>({ ...schema, type: [schema.type as string, 'null'] });
+const Count = Type.Integer({ minimum: 0 });
+const Milliseconds = Type.Number({ minimum: 0 });
+
+/** One shard as `GET /v1/shards` lists it (host-agent/api/routes/shard-routes.ts `view`). */
+export const ShardViewSchema = Type.Object({
+  shardId: Id,
+  applicationId: Id,
+  state: Type.String({ minLength: 1 }),
+  pid: Nullable(Type.Integer({ minimum: 1 })),
+  restarts: Count,
+  adopted: Type.Boolean(),
+  frozen: Type.Boolean(),
+  /** Absent or null: not limited ("max"). */
+  limits: Type.Object({
+    cpuCores: Type.Optional(Nullable(Type.Number({ exclusiveMinimum: 0 }))),
+    memoryBytes: Type.Optional(Nullable(Type.Integer({ minimum: 1 }))),
+  }),
+});
+export type ShardView = Static<typeof ShardViewSchema>;
+
+/** `GET /v1/shards`. */
+export const ShardListSchema = Type.Object({ hostId: Id, drained: Type.Boolean(), shards: Type.Array(ShardViewSchema) });
+export type ShardList = Static<typeof ShardListSchema>;
+
+/** `GET /v1/shards/:id`: the shard plus its live usage (null when it could not be read; `usageError` says why). */
+export const ShardDetailSchema = Type.Object({
+  ...ShardViewSchema.properties,
+  usage: Nullable(Type.Object({})),
+  usageError: Type.Optional(Type.String()),
+});
+export type ShardDetail = Static<typeof ShardDetailSchema>;
+
+/** `POST /v1/drain`. */
+export const DrainReplySchema = Type.Object({
+  drained: Type.Boolean(),
+  converged: Type.Boolean(),
+  actions: Type.Array(Type.Object({ kind: Type.String(), shardId: Id, ok: Type.Boolean(), error: Type.Optional(Type.String()) })),
+});
+export type DrainReply = Static<typeof DrainReplySchema>;
+
+/** `POST /v1/migrations`: the finished migration (host-agent/migration/migration-summary.ts). */
+export const MigrationSummarySchema = Type.Object({
+  id: Type.String({ minLength: 1 }),
+  shardId: Id,
+  source: Id,
+  destination: Id,
+  strategy: StringEnum(['checkpoint', 'restart']),
+  state: Type.String({ minLength: 1 }),
+  downtimeMs: Nullable(Milliseconds),
+  downtimeSteps: Nullable(Type.Object({ freezeMs: Milliseconds, dumpMs: Milliseconds, transferMs: Milliseconds, restoreMs: Milliseconds })),
+  durationMs: Nullable(Milliseconds),
+  bytesSent: Count,
+  rounds: Count,
+  preCopySkipped: Nullable(Type.String()),
+  preCopyMethod: Nullable(Type.String()),
+  abortReason: Nullable(Type.String()),
+});
+export type MigrationSummaryReply = Static<typeof MigrationSummarySchema>;
+
+export const checkShardList = compileSchema(ShardListSchema);
+export const checkShardView = compileSchema(ShardViewSchema);
+export const checkShardDetail = compileSchema(ShardDetailSchema);
+export const checkDrainReply = compileSchema(DrainReplySchema);
+export const checkMigrationSummary = compileSchema(MigrationSummarySchema);
