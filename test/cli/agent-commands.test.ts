@@ -120,27 +120,19 @@ describe('shardform shards / drain / agent (CLI)', () => {
     expect(undo.stdout).toContain('drain lifted');
   });
 
-  it('refuses a relative SHARDFORM_CRIU_PREFIX with exit 2, naming it and the value', async () => {
-    const before = process.env.SHARDFORM_CRIU_PREFIX;
-    process.env.SHARDFORM_CRIU_PREFIX = 'opt/criu';
+  it.each([
+    ['SHARDFORM_CRIU_PREFIX', 'opt/criu', 'SHARDFORM_CRIU_PREFIX="opt/criu" must be an absolute directory'],
+    ['SHARDFORM_CRIU_KDAT_CACHE', 'maybe', 'SHARDFORM_CRIU_KDAT_CACHE="maybe" must be on or off'],
+  ])('refuses a bad %s with exit 2, naming it and the value', async (name, value, message) => {
+    const before = process.env[name];
+    process.env[name] = value;
     try {
       const r = await runCli('agent', '--plan', 'p.json', '--host', 'host-a');
       expect(r.code).toBe(2);
-      expect(r.stderr).toContain('SHARDFORM_CRIU_PREFIX="opt/criu" must be an absolute directory');
+      expect(r.stderr).toContain(message);
     } finally {
-      if (before === undefined) delete process.env.SHARDFORM_CRIU_PREFIX;
-      else process.env.SHARDFORM_CRIU_PREFIX = before;
-    }
-  });
-
-  it('refuses a SHARDFORM_CRIU_KDAT_CACHE other than on or off with exit 2, naming it and the value', async () => {
-    process.env.SHARDFORM_CRIU_KDAT_CACHE = 'maybe';
-    try {
-      const r = await runCli('agent', '--plan', 'p.json', '--host', 'host-a');
-      expect(r.code).toBe(2);
-      expect(r.stderr).toContain('SHARDFORM_CRIU_KDAT_CACHE="maybe" must be on or off');
-    } finally {
-      delete process.env.SHARDFORM_CRIU_KDAT_CACHE;
+      if (before === undefined) delete process.env[name];
+      else process.env[name] = before;
     }
   });
 
