@@ -84,6 +84,8 @@ export class Agent implements DrainControl {
   private sampler!: Sampler;
   private app: FastifyInstance | undefined;
   private token: string | undefined;
+  /** The token of the plan last checked for this host (tokenProblem), applied when that plan is accepted. */
+  private acceptedToken: string | undefined;
   private drained = false;
   private reconcileTimer: NodeJS.Timeout | undefined;
   private unwatch: (() => Promise<void>) | undefined;
@@ -138,7 +140,7 @@ export class Agent implements DrainControl {
     const migration = await this.startMigration();
     await this.reconcile();
 
-    this.planSource.onPlan((next) => this.onPlan(next));
+    this.planSource.onPlan(() => this.onPlan());
     await this.watchAssignments(plan.fleet);
     const every = this.options.reconcileEverySeconds ?? 10;
     this.reconcileTimer = setInterval(() => {
@@ -306,20 +308,19 @@ export class Agent implements DrainControl {
     return turn;
   }
 
-  private onPlan(plan: Plan): void {
-    try {
-      this.token = readFleetToken(plan.security, { tokenFile: this.options.tokenFile, env: this.options.env });
-    } catch (error) {
-      // Only if the token went away between the plan's check and now; the next plan check retries.
-      this.logger.warn({ error: (error as Error).message }, 'cannot read the new plan\'s fleet token; keeping the current one');
-    }
+  private onPlan(): void {
+    // The plan source accepted this plan only once tokenProblem had read its token.
+    if (this.acceptedToken !== undefined) this.token = this.acceptedToken;
     void this.reconcile();
   }
 
-  /** Why this host cannot use `plan`'s fleet token (as its start would refuse it), or undefined. */
+  /**
+   * Why this host cannot use `plan`'s fleet token (as its start would refuse it), or undefined;
+   * the token read is kept for onPlan, which follows when the plan is accepted.
+   */
   private tokenProblem(plan: Plan): FieldError | undefined {
     try {
-      readFleetToken(plan.security, { tokenFile: this.options.tokenFile, env: this.options.env });
+      this.acceptedToken = readFleetToken(plan.security, { tokenFile: this.options.tokenFile, env: this.options.env });
       return undefined;
     } catch (error) {
       if (!(error instanceof ShardformError)) throw error;

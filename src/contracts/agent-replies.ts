@@ -1,8 +1,10 @@
 /**
  * The agent API's answers that the CLI reads (`shards`, `drain --agent`, `migrate`): one TypeBox
- * definition for the JSON Schema the CLI checks every reply against and for the types the agent's
- * routes return, so the two cannot drift apart silently. A reply is outside data like any other:
- * a server that is not a Shardform agent may answer 200 with other JSON.
+ * definition for the JSON Schema the CLI checks every reply against and for the types the CLI
+ * reads. A reply is outside data like any other: a server that is not a Shardform agent may answer
+ * 200 with other JSON. The agent's routes are not typed against these; the CLI tests that run
+ * against the real routes (test/cli/agent-commands.test.ts, the migration integration tests)
+ * are what notices a route that drifted away from them.
  * Fields the CLI reads are required and typed; others are allowed, so a CLI keeps working with a
  * newer agent that adds some.
  */

@@ -112,7 +112,22 @@ describe('Agent (daemon wiring over fakes)', () => {
     expect(await get('/v1/plan')).toMatchObject({ generation: 2, lastRejection: { reason: 'unusable-here', generation: 3, errors: [{ field: 'security.tokenFile', value: missing }] } });
     expect(readFileSync(lastGoodPlanPath(join(dir.path, 'state')), 'utf8')).toBe(saved);
     expect(applied()).toHaveLength(passes);
-    write(plan(2, 2)); // the running plan again, for the restarts below
+  });
+
+  it('takes a reloaded plan\'s new fleet token: the API answers it and refuses the old one', async () => {
+    const rotated = 'agent-test-token-rotated-9876543210';
+    const rotatedFile = dir.file('token-rotated', rotated);
+    write(examplePlan((p) => {
+      p.generation = 3;
+      p.applications[0].shards.initial = 2;
+      p.security = { auth: 'token', tokenFile: rotatedFile };
+    }));
+    await agent['planSource'].check();
+    const plan = (token: string) => fetch(`${agent.address}/v1/plan`, { headers: { authorization: `Bearer ${token}` } });
+    const answered = await plan(rotated);
+    expect(answered.status).toBe(200);
+    expect(await answered.json()).toMatchObject({ generation: 3 });
+    expect((await plan(TOKEN)).status).toBe(401);
   });
 
   it('runs a shard the coordinator assigned to this host, with the assigned size', async () => {
