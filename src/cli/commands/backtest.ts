@@ -10,7 +10,8 @@ import { RESOURCE_NAMES, type ResourceName } from '../../predictor/series';
 import { loadTrace } from '../../traces/trace-loader';
 import type { Io } from '../output';
 import { table } from '../output';
-import { checkHorizonOnGrid, invalidFlag, parseDurationFlag, parseIntervalFlag, parseQuantileFlag } from './predictor-flags';
+import { invalidFlag } from './invalid-flag';
+import { checkHorizonOnGrid, parseDurationFlag, parseIntervalFlag, parseQuantileFlag } from './predictor-flags';
 import { startProgress } from './progress';
 
 interface BacktestFlags {

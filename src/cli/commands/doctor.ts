@@ -3,7 +3,7 @@ import { checkHostReadiness, REQUIRED_CHECKS, type HostReadiness } from '../../.
 import { EXIT_FAILURE } from '../exit-codes';
 import { ExitWith } from '../main';
 import { table, type Io } from '../output';
-import { invalidFlag } from './predictor-flags';
+import { invalidFlag } from './invalid-flag';
 
 /** The doctor's table and verdict (pure). */
 export function renderReadiness(readiness: HostReadiness): string {

@@ -6,7 +6,8 @@ import { DEFAULT_PREDICTOR_SETTINGS, predictSeries } from '../../predictor/appli
 import { loadTrace } from '../../traces/trace-loader';
 import type { Io } from '../output';
 import { table } from '../output';
-import { checkHorizonOnGrid, invalidFlag, parseDurationFlag, parseIntervalFlag, parseQuantileFlag } from './predictor-flags';
+import { invalidFlag } from './invalid-flag';
+import { checkHorizonOnGrid, parseDurationFlag, parseIntervalFlag, parseQuantileFlag } from './predictor-flags';
 import { startProgress } from './progress';
 
 interface PredictFlags {

@@ -4,11 +4,7 @@
  */
 import { horizonProblem, intervalProblem } from '../../contracts/prediction-grid';
 import { parseDurationSeconds } from '../../contracts/quantities';
-import { ShardformError, showValue } from '../../errors';
-
-export function invalidFlag(flag: string, value: unknown, expected: string): ShardformError {
-  return new ShardformError('INVALID_ARGUMENT', flag, value, `${flag}: ${showValue(value)} is not ${expected}`);
-}
+import { invalidFlag } from './invalid-flag';
 
 export function parseDurationFlag(flag: string, value: string): number {
   let seconds: number;
