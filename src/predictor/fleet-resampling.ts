@@ -21,7 +21,7 @@ export interface ResampledFleets {
 export function resampleFleets(results: readonly SeriesBacktest[], model: string, baseline: string, slackRatio: number, fleets = 2000, seed = 1): ResampledFleets {
   const rand = seededRandom(seed);
   const pooled = (picks: readonly number[], name: string) => {
-    const sum = new BacktestMetrics(0);
+    const sum = new BacktestMetrics(0); // the quantile weighs only the pinball loss, not read here
     for (const i of picks) {
       const m = results[i]!.metrics.get(name);
       if (m) sum.merge(m);
