@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { requireCriu as requireCriuInstallation, type CriuInstallation } from '../../../host-agent/checkpoint/criu';
 import { CriuCheckpointer } from '../../../host-agent/checkpoint/criu-checkpointer';
-import { CRIU_RUN_DIR, isKdatKept, keepCriuKdatCache, TMPFS_MAGIC } from '../../../host-agent/checkpoint/criu-kdat-cache';
+import { CRIU_RUN_DIR, DEFAULT_KDAT_KEEP_DIR, isKdatKept, keepCriuKdatCache, TMPFS_MAGIC } from '../../../host-agent/checkpoint/criu-kdat-cache';
 import { describeCriuKdatCache } from '../../../host-agent/doctor/host-readiness';
 import { requireCriu } from '../../helpers/criu-prerequisite';
 import { describePrivileged, requireCommand, requireRoot } from '../../helpers/privileged';
@@ -96,7 +96,10 @@ describePrivileged('keeping CRIU\'s kernel probe on a tmpfs', [requireRoot, requ
   });
 
   it('makes CRIU load the probe instead of probing the kernel (its log says so)', async () => {
-    const before = isMountPoint(join(CRIU_RUN_DIR, 'criu.kdat'));
+    const target = join(CRIU_RUN_DIR, 'criu.kdat');
+    const before = isMountPoint(target);
+    const hadTarget = existsSync(target);
+    const hadKeepDir = existsSync(DEFAULT_KDAT_KEEP_DIR);
     try {
       const result = await keepCriuKdatCache(criu);
       expect(result.ok).toBe(true);
@@ -106,8 +109,11 @@ describePrivileged('keeping CRIU\'s kernel probe on a tmpfs', [requireRoot, requ
       await new CriuCheckpointer(criu).run(['check', '-v4', '-o', log]);
       expect(readFileSync(log, 'utf8')).toContain(`Loaded kdat cache from ${join(CRIU_RUN_DIR, 'criu.kdat')}`);
     } finally {
-      // Left as found: an agent or the bench may have kept it before; else this test undoes its own.
-      if (!before && isMountPoint(join(CRIU_RUN_DIR, 'criu.kdat'))) execFileSync('umount', [join(CRIU_RUN_DIR, 'criu.kdat')]);
+      // Left as found: an agent or the bench may have kept it before; else this test undoes its
+      // own mount, and removes the emptied file and the kept probe it made.
+      if (!before && isMountPoint(target)) execFileSync('umount', [target]);
+      if (!before && !hadTarget) rmSync(target, { force: true });
+      if (!before && !hadKeepDir) rmSync(DEFAULT_KDAT_KEEP_DIR, { recursive: true, force: true });
     }
   });
 });
