@@ -3,6 +3,12 @@
  * Follows the VPA recommender's `histogram` (pkg/recommender/util/histogram.go): the percentile
  * is the END of the first bucket whose cumulative weight reaches p * total (the start of the last,
  * open-ended bucket), which errs on the generous side by up to one bucket width.
+ *
+ * Weights are kept only for a window of buckets around the ones ever used, grown by doubling
+ * when a sample lands outside it: a ratio histogram's samples sit in a few dozen of its 691
+ * buckets, and an agent keeps hundreds of histograms per shard (docs/predictor.md, "In the
+ * agent"), so a full array per histogram made a shard's models ~3 MB. The arithmetic is the same
+ * bucket by bucket.
  */
 import { bucketSchemeFromJSON, type BucketScheme, type BucketSchemeState } from './bucket-scheme';
 
@@ -15,8 +21,13 @@ export interface HistogramState {
   readonly buckets: readonly (readonly [number, number])[];
 }
 
+/** First window, in buckets: enough for a smooth series' ratios without growing. */
+const INITIAL_WINDOW = 32;
+
 export class Histogram {
-  private readonly weights: Float64Array;
+  /** Weights of buckets `offset .. offset + weights.length - 1`; every other bucket weighs 0. */
+  private weights = new Float64Array(0);
+  private offset = 0;
   private total = 0;
   private moment = 0;
   private minBucket: number;
@@ -30,7 +41,6 @@ export class Histogram {
     readonly scheme: BucketScheme,
     private readonly momentOf?: (bucket: number) => number,
   ) {
-    this.weights = new Float64Array(scheme.numBuckets);
     this.minBucket = scheme.numBuckets - 1;
   }
 
@@ -52,7 +62,8 @@ export class Histogram {
   }
 
   weightOf(bucket: number): number {
-    return this.weights[bucket];
+    const i = bucket - this.offset;
+    return i >= 0 && i < this.weights.length ? this.weights[i] : 0;
   }
 
   isEmpty(): boolean {
@@ -64,11 +75,30 @@ export class Histogram {
   }
 
   addToBucket(bucket: number, weight: number): void {
-    this.weights[bucket] += weight;
+    if (bucket < this.offset || bucket >= this.offset + this.weights.length) this.widen(bucket);
+    this.weights[bucket - this.offset] += weight;
     this.total += weight;
     if (this.momentOf !== undefined) this.moment += weight * this.momentOf(bucket);
     if (bucket < this.minBucket) this.minBucket = bucket;
     if (bucket > this.maxBucket) this.maxBucket = bucket;
+  }
+
+  /** Grows the window (at least doubling it, within the scheme) so that it holds `bucket`. */
+  private widen(bucket: number): void {
+    const n = this.scheme.numBuckets;
+    const length = this.weights.length;
+    const needStart = length === 0 ? bucket : Math.min(bucket, this.offset);
+    const needEnd = length === 0 ? bucket + 1 : Math.max(bucket + 1, this.offset + length);
+    const size = Math.min(n, Math.max(length === 0 ? INITIAL_WINDOW : 2 * length, needEnd - needStart));
+    // The room beyond what is needed goes towards the new bucket (the way the samples move),
+    // centred for the first window; then the window is shifted back inside the scheme.
+    const room = size - (needEnd - needStart);
+    let start = length === 0 ? needStart - (room >> 1) : bucket < this.offset ? needStart - room : needStart;
+    start = Math.max(0, Math.min(n - size, start));
+    const weights = new Float64Array(size);
+    if (length > 0) weights.set(this.weights, this.offset - start);
+    this.weights = weights;
+    this.offset = start;
   }
 
   /** Percentile p in [0, 1], VPA semantics (forward walk). */
@@ -88,7 +118,7 @@ export class Histogram {
       let partial = 0;
       let bucket = this.minBucket;
       for (; bucket < this.maxBucket; bucket++) {
-        partial += this.weights[bucket];
+        partial += this.weights[bucket - this.offset];
         if (partial >= threshold) break;
       }
       return bucket;
@@ -96,7 +126,7 @@ export class Histogram {
     let above = 0;
     let bucket = this.maxBucket;
     while (bucket > this.minBucket) {
-      const aboveNext = above + this.weights[bucket];
+      const aboveNext = above + this.weights[bucket - this.offset];
       if (this.total - aboveNext < threshold) break;
       above = aboveNext;
       bucket--;
@@ -111,9 +141,9 @@ export class Histogram {
     let min = this.scheme.numBuckets - 1;
     let max = 0;
     for (let b = this.minBucket; b <= this.maxBucket; b++) {
-      let w = this.weights[b] * factor;
+      let w = this.weights[b - this.offset] * factor;
       if (w < EPSILON) w = 0;
-      this.weights[b] = w;
+      this.weights[b - this.offset] = w;
       if (w > 0) {
         total += w;
         if (this.momentOf !== undefined) moment += w * this.momentOf(b);
@@ -129,7 +159,10 @@ export class Histogram {
 
   toJSON(): HistogramState {
     const buckets: [number, number][] = [];
-    for (let b = this.minBucket; b <= this.maxBucket; b++) if (this.weights[b] > 0) buckets.push([b, this.weights[b]]);
+    for (let b = this.minBucket; b <= this.maxBucket; b++) {
+      const weight = this.weights[b - this.offset];
+      if (weight > 0) buckets.push([b, weight]);
+    }
     return { scheme: this.scheme.toJSON(), buckets };
   }
 
