@@ -5,12 +5,12 @@
  * the schema before it leaves this module.
  */
 import { assertDemandVector, type DemandVector } from '../contracts/demand-vector';
-import { AutoSelector } from './auto-selector';
-import { ColdStart, DEFAULT_MIN_HISTORY_SECONDS } from './cold-start';
+import { AutoSelector, type AutoState } from './auto-selector';
+import { ColdStart, DEFAULT_MIN_HISTORY_SECONDS, type ColdStartState } from './cold-start';
 import { DEFAULT_HORIZON_SECONDS, DEFAULT_INTERVAL_SECONDS, DEFAULT_QUANTILE, type DemandModel, type ModelOptions } from './demand-model';
 import type { PredictorSettings as PlanPredictorSettings } from '../contracts/plan-schema';
 import { ShardformError, showValue } from '../errors';
-import { createModel, isModelName, MODEL_NAMES, type ModelName } from './model-registry';
+import { createModel, isModelName, modelFromJSON, MODEL_NAMES, type ModelName } from './model-registry';
 import { RESOURCE_NAMES, timeAt, valuesOf, type Allocation, type ApplicationSeries, type ResourceName } from './series';
 
 export interface PredictorSettings {
@@ -57,6 +57,28 @@ function label(models: ReadonlyMap<ResourceName, ColdStart>): string {
   return text.slice(0, 64);
 }
 
+/** What an ApplicationPredictor saves (the agent keeps it in its metric store between restarts). */
+export interface ApplicationPredictorState {
+  readonly version: 1;
+  readonly applicationId: string;
+  readonly shardId: string | null;
+  readonly settings: PredictorSettings;
+  /** Time of the last grid sample fed, null before the first. */
+  readonly lastSeconds: number | null;
+  readonly models: Readonly<Record<ResourceName, ColdStartState>>;
+}
+
+/** Whether two settings predict the same thing (saved state is only reused under equal ones). */
+export function sameSettings(a: PredictorSettings, b: PredictorSettings): boolean {
+  return (
+    a.intervalSeconds === b.intervalSeconds &&
+    a.horizonSeconds === b.horizonSeconds &&
+    a.quantile === b.quantile &&
+    a.minHistorySeconds === b.minHistorySeconds &&
+    a.model === b.model
+  );
+}
+
 export class ApplicationPredictor {
   private readonly models = new Map<ResourceName, ColdStart>();
   private lastSeconds = NaN;
@@ -64,9 +86,16 @@ export class ApplicationPredictor {
   constructor(
     readonly applicationId: string,
     readonly settings: PredictorSettings = DEFAULT_PREDICTOR_SETTINGS,
-    readonly allocation?: Allocation,
+    private currentAllocation?: Allocation,
     readonly shardId?: string,
+    restored?: Readonly<Record<ResourceName, ColdStart>>,
   ) {
+    const allocation = currentAllocation;
+    if (restored) {
+      for (const resource of RESOURCE_NAMES) this.models.set(resource, restored[resource]);
+      this.setAllocation(allocation);
+      return;
+    }
     for (const resource of RESOURCE_NAMES) {
       const options: ModelOptions = { resource, intervalSeconds: settings.intervalSeconds, horizonSeconds: settings.horizonSeconds };
       const inner: DemandModel =
@@ -75,6 +104,52 @@ export class ApplicationPredictor {
           : createModel(settings.model, options);
       this.models.set(resource, new ColdStart(inner, settings.minHistorySeconds, allocationOf(allocation, resource)));
     }
+  }
+
+  get allocation(): Allocation | undefined {
+    return this.currentAllocation;
+  }
+
+  /** The time of the last grid sample fed (NaN before the first). */
+  get fedUntilSeconds(): number {
+    return this.lastSeconds;
+  }
+
+  /** A resize: percentages and the cold-start prior use the new allocation from now on. */
+  setAllocation(allocation: Allocation | undefined): void {
+    this.currentAllocation = allocation;
+    for (const resource of RESOURCE_NAMES) (this.models.get(resource) as ColdStart).allocation = allocationOf(allocation, resource);
+  }
+
+  toJSON(): ApplicationPredictorState {
+    const models = {} as Record<ResourceName, ColdStartState>;
+    for (const resource of RESOURCE_NAMES) models[resource] = (this.models.get(resource) as ColdStart).toJSON();
+    return {
+      version: 1,
+      applicationId: this.applicationId,
+      shardId: this.shardId ?? null,
+      settings: { ...this.settings },
+      lastSeconds: this.lastSeconds === this.lastSeconds ? this.lastSeconds : null,
+      models,
+    };
+  }
+
+  /**
+   * Loads saved state. The state is read back from a file, so anything unexpected in it (another
+   * version, a missing resource, a model that does not load) is an error, never a half-loaded
+   * predictor; the caller then rebuilds it from history.
+   */
+  static fromJSON(state: ApplicationPredictorState, allocation?: Allocation): ApplicationPredictor {
+    if (state?.version !== 1) throw new ShardformError('INVALID_ARGUMENT', 'state.version', state?.version, `predictor state version ${showValue(state?.version)} is not 1`);
+    const models = {} as Record<ResourceName, ColdStart>;
+    for (const resource of RESOURCE_NAMES) {
+      const saved = state.models?.[resource];
+      if (saved === undefined) throw new ShardformError('INVALID_ARGUMENT', `state.models.${resource}`, saved, `predictor state has no ${resource} model`);
+      models[resource] = ColdStart.fromJSON(saved, (inner) => (inner.model === 'auto' ? AutoSelector.fromJSON(inner as AutoState) : modelFromJSON(inner)));
+    }
+    const predictor = new ApplicationPredictor(state.applicationId, state.settings, allocation, state.shardId ?? undefined, models);
+    predictor.lastSeconds = state.lastSeconds ?? NaN;
+    return predictor;
   }
 
   /** Feeds one grid sample of every resource (NaN = missing). */
@@ -109,16 +184,17 @@ export class ApplicationPredictor {
     if (!(cores >= 0 && memoryBytes >= 0)) return null;
     const percent = (need: number, allocated: number | undefined) =>
       allocated !== undefined && allocated > 0 ? { percentage: round((need / allocated) * 100, 1) } : {};
+    const allocation = this.currentAllocation;
     const cpuModel = this.models.get('cpu') as ColdStart;
     const memoryModel = this.models.get('memory') as ColdStart;
     const vector = {
       timestamp: new Date((this.lastSeconds + horizonSeconds) * 1000).toISOString().replace(/\.000Z$/, 'Z'),
       application_id: this.applicationId,
       resources: {
-        cpu: { cores: round(cores, 3), ...percent(cores, this.allocation?.cpuCores) },
-        memory: { gb: round(memoryBytes / BYTES_PER_GB, 3), ...percent(memoryBytes, this.allocation?.memoryBytes) },
+        cpu: { cores: round(cores, 3), ...percent(cores, allocation?.cpuCores) },
+        memory: { gb: round(memoryBytes / BYTES_PER_GB, 3), ...percent(memoryBytes, allocation?.memoryBytes) },
         ...(readOps >= 0 && writeOps >= 0
-          ? { io: { read_ops: round(readOps, 1), write_ops: round(writeOps, 1), ...percent(readOps + writeOps, this.allocation?.iops) } }
+          ? { io: { read_ops: round(readOps, 1), write_ops: round(writeOps, 1), ...percent(readOps + writeOps, allocation?.iops) } }
           : {}),
       },
       horizon_seconds: horizonSeconds,

@@ -25,8 +25,8 @@ export class ColdStart implements DemandModel {
   constructor(
     readonly inner: DemandModel,
     readonly minHistorySeconds = DEFAULT_MIN_HISTORY_SECONDS,
-    /** The current allocation of this resource, if known. */
-    readonly allocation?: number,
+    /** The current allocation of this resource, if known (a resize changes it). */
+    public allocation?: number,
   ) {}
 
   get options(): ModelOptions {

@@ -1,21 +1,31 @@
 /**
- * The agent's path: metric history rows -> demand vectors per shard and per application (the sum
- * of its shards), each validated. The agent keeps ApplicationPredictors alive between calls and
- * feeds them new samples; this one-shot form replays the whole history (e.g. after a restart
- * without saved model state, or for `predict` against a store).
+ * Demand vectors of history rows in one go (tests, small tools): the rows' shards are tracked
+ * and every grid point they span is fed through HostForecast, the same code the agent runs.
  */
 import type { DemandVector } from '../contracts/demand-vector';
 import type { MetricBucket, MetricSample } from '../store/metric-history';
-import { seriesFromHistory } from '../traces/metric-history-adapter';
-import { DEFAULT_PREDICTOR_SETTINGS, predictSeries, type PredictorSettings } from './application-predictor';
+import { DEFAULT_PREDICTOR_SETTINGS, type PredictorSettings } from './application-predictor';
+import { HostForecast } from './host-forecast';
 import type { Allocation } from './series';
 
 export function vectorsFromHistory(
   rows: readonly (MetricSample | MetricBucket)[],
   settings: PredictorSettings = DEFAULT_PREDICTOR_SETTINGS,
+  /** Current allocation per shard id. */
   allocations: ReadonlyMap<string, Allocation> = new Map(),
 ): { shards: DemandVector[]; applications: DemandVector[] } {
-  const { shards, applications } = seriesFromHistory(rows, settings.intervalSeconds, allocations);
-  const predict = (list: typeof shards) => list.map((s) => predictSeries(s, settings)).filter((v): v is DemandVector => v !== null);
-  return { shards: predict(shards), applications: predict(applications) };
+  const forecast = new HostForecast(settings);
+  const shards = new Map<string, string>();
+  for (const row of rows) shards.set(row.shardId, row.applicationId);
+  forecast.track([...shards].map(([shardId, applicationId]) => ({ shardId, applicationId, ...(allocations.has(shardId) ? { allocation: allocations.get(shardId) } : {}) })));
+  if (rows.length > 0) {
+    let first = Infinity;
+    let last = -Infinity;
+    for (const row of rows) {
+      first = Math.min(first, row.atSeconds);
+      last = Math.max(last, row.atSeconds);
+    }
+    forecast.feed(rows, first - settings.intervalSeconds, last);
+  }
+  return forecast.vectors();
 }

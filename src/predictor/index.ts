@@ -10,6 +10,7 @@ export * from './decay-clock';
 export * from './demand-model';
 export * from './histogram';
 export * from './history-vectors';
+export * from './host-forecast';
 export * from './holt-model';
 export * from './model-registry';
 export * from './recent-peak-model';

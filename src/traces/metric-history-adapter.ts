@@ -1,14 +1,11 @@
 /**
- * Turns the agent's metric history rows (src/store/metric-history.ts) into predictor series:
- * one series per shard and one per application (the sum of its shards: the unified instance
- * view). Downsampled buckets contribute their maxima (`*Max`): the predictor targets peaks, and a
- * bucket's mean would hide them. Rows are resampled onto the interval grid like trace rows; an
- * application's grid point is missing if any of its shards is missing there (a partial sum would
- * look like a drop in load).
+ * Turns the agent's metric history rows (src/store/metric-history.ts) into the predictor's grid
+ * points (host-forecast.ts sums them per application). Buckets contribute their maxima (`*Max`):
+ * the predictor targets peaks, and a bucket's mean would hide them.
  */
 import type { MetricBucket, MetricSample } from '../store/metric-history';
-import type { Allocation, ApplicationSeries } from '../predictor/series';
-import { resampleToGrid, type RawSample } from '../traces/resample';
+import { RESOURCE_NAMES, type ResourceName } from '../predictor/series';
+import type { RawSample } from '../traces/resample';
 
 function isBucket(row: MetricSample | MetricBucket): row is MetricBucket {
   return (row as MetricBucket).bucketSeconds !== undefined;
@@ -25,66 +22,29 @@ export function toRawSample(row: MetricSample | MetricBucket): RawSample {
   };
 }
 
-export interface HistorySeries {
-  readonly shards: ApplicationSeries[];
-  readonly applications: ApplicationSeries[];
-}
-
-function sumShards(applicationId: string, shards: readonly ApplicationSeries[], intervalSeconds: number, allocation?: Allocation): ApplicationSeries {
-  const start = Math.min(...shards.map((s) => s.startSeconds));
-  const end = Math.max(...shards.map((s) => s.startSeconds + (s.cpuCores.length - 1) * intervalSeconds));
-  const n = Math.round((end - start) / intervalSeconds) + 1;
-  const sum = (pick: (s: ApplicationSeries) => Float64Array) => {
-    const out = new Float64Array(n);
-    for (let i = 0; i < n; i++) {
-      let total = 0;
-      for (const shard of shards) {
-        const j = Math.round((start + i * intervalSeconds - shard.startSeconds) / intervalSeconds);
-        const v = j >= 0 && j < shard.cpuCores.length ? pick(shard)[j] : NaN;
-        total += v;
-      }
-      out[i] = total;
-    }
-    return out;
-  };
-  return {
-    applicationId,
-    startSeconds: start,
-    intervalSeconds,
-    cpuCores: sum((s) => s.cpuCores),
-    memoryBytes: sum((s) => s.memoryBytes),
-    readOps: sum((s) => s.readOps),
-    writeOps: sum((s) => s.writeOps),
-    ...(allocation !== undefined ? { allocation } : {}),
-    source: 'metric-history',
-  };
-}
+export type GridValues = Record<ResourceName, number>;
+/** Shard id -> grid index k (time k x interval) -> the values of that grid point. */
+export type GridPoints = Map<string, Map<number, GridValues>>;
 
 /**
- * `allocations` (optional): current allocation per shard id and per application id, for the
- * vectors' percentages.
+ * History rows read at the grid's resolution (`query({ resolutionSeconds: interval })`) as grid
+ * points per shard: the row of [k x interval, (k + 1) x interval) is point k, each resource its
+ * maximum. Rows finer than the grid (history folded into 5-min buckets, read on a 15-min grid)
+ * take the larger value per point, which is exactly the maximum of their union; a row coarser
+ * than the grid (5-min buckets on a 1-min grid) lands on the point where it starts and leaves
+ * the others missing, so nothing is counted twice. Raw samples (not buckets) work the same way.
  */
-export function seriesFromHistory(
-  rows: readonly (MetricSample | MetricBucket)[],
-  intervalSeconds: number,
-  allocations: ReadonlyMap<string, Allocation> = new Map(),
-): HistorySeries {
-  const byShard = new Map<string, { applicationId: string; samples: RawSample[] }>();
+export function gridPointsFromHistory(rows: readonly (MetricSample | MetricBucket)[], intervalSeconds: number): GridPoints {
+  const grid: GridPoints = new Map();
   for (const row of rows) {
-    let entry = byShard.get(row.shardId);
-    if (entry === undefined) byShard.set(row.shardId, (entry = { applicationId: row.applicationId, samples: [] }));
-    entry.samples.push(toRawSample(row));
+    const sample = toRawSample(row);
+    const k = Math.floor(sample.atSeconds / intervalSeconds + 1e-9);
+    let points = grid.get(row.shardId);
+    if (points === undefined) grid.set(row.shardId, (points = new Map()));
+    const values = { cpu: sample.cpuCores, memory: sample.memoryBytes, read: sample.readOps, write: sample.writeOps };
+    const before = points.get(k);
+    if (before === undefined) points.set(k, values);
+    else for (const resource of RESOURCE_NAMES) if (!(before[resource] >= values[resource])) before[resource] = values[resource];
   }
-  const shards = [...byShard].map(([shardId, { applicationId, samples }]) => {
-    const allocation = allocations.get(shardId);
-    return resampleToGrid(applicationId, samples, intervalSeconds, 'metric-history', { shardId, ...(allocation ? { allocation } : {}) });
-  });
-  const byApplication = new Map<string, ApplicationSeries[]>();
-  for (const shard of shards) {
-    const list = byApplication.get(shard.applicationId) ?? [];
-    list.push(shard);
-    byApplication.set(shard.applicationId, list);
-  }
-  const applications = [...byApplication].map(([applicationId, list]) => sumShards(applicationId, list, intervalSeconds, allocations.get(applicationId)));
-  return { shards, applications };
+  return grid;
 }

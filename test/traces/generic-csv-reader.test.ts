@@ -1,8 +1,4 @@
-import { checkDemandVector } from '../../src/contracts/demand-vector';
-import { vectorsFromHistory } from '../../src/predictor/history-vectors';
 import { parseGenericCsv, GENERIC_HEADER } from '../../src/traces/generic-csv-reader';
-import { seriesFromHistory } from '../../src/traces/metric-history-adapter';
-import type { MetricBucket, MetricSample } from '../../src/store/metric-history';
 
 const T = 1_700_006_400;
 
@@ -44,54 +40,5 @@ describe('generic CSV reader', () => {
     ['a date-time past the seconds range', `${GENERIC_HEADER}\n2300-01-01T00:00:00Z,web,1,1,1,1\n`, 'g.csv: line 2: field "timestamp": "2300-01-01T00:00:00Z" is not Unix seconds'],
   ])('refuses %s with file, line and field', (_what, text, message) => {
     expect(() => parseGenericCsv(text, 'g.csv', 300)).toThrow(message);
-  });
-});
-
-describe('metric history adapter', () => {
-  const sample = (shardId: string, at: number, cpuCores: number): MetricSample => ({
-    atSeconds: at,
-    shardId,
-    applicationId: 'web',
-    cpuCores,
-    cpuThrottledRatio: 0,
-    memoryBytes: 1e9,
-    readOps: 1,
-    writeOps: 2,
-    readBytesPerSecond: 0,
-    writeBytesPerSecond: 0,
-  });
-
-  it('gives one series per shard and their sum per application; buckets contribute their maxima', () => {
-    const bucket: MetricBucket = { ...sample('web-1', T, 0.5), bucketSeconds: 300, samples: 30, cpuCoresMax: 0.9, memoryBytesMax: 2e9, readOpsMax: 3, writeOpsMax: 4 };
-    const rows = [bucket, sample('web-2', T, 0.25), sample('web-1', T + 300, 1), sample('web-2', T + 300, 1)];
-    const { shards, applications } = seriesFromHistory(rows, 300, new Map([['web', { cpuCores: 4 }]]));
-    expect(shards.map((s) => s.shardId)).toEqual(['web-1', 'web-2']);
-    expect(shards[0].cpuCores[0]).toBe(0.9);
-    expect(Array.from(applications[0].cpuCores)).toEqual([1.15, 2]);
-    expect(applications[0].memoryBytes[0]).toBe(3e9);
-    expect(applications[0].allocation).toEqual({ cpuCores: 4 });
-  });
-
-  it('marks an application point missing when one of its shards is missing there', () => {
-    const rows = [sample('web-1', T, 1), sample('web-2', T, 1), sample('web-1', T + 300, 1)];
-    const { applications } = seriesFromHistory(rows, 300);
-    expect(applications[0].cpuCores[1]).toBeNaN();
-  });
-});
-
-describe('vectors from metric history', () => {
-  it('emits a valid vector per shard (with shard_id) and per application', () => {
-    const rows: MetricSample[] = [];
-    for (let i = 0; i < 400; i++) {
-      for (const shardId of ['web-1', 'web-2']) {
-        rows.push({ atSeconds: T + i * 300, shardId, applicationId: 'web', cpuCores: 0.5, cpuThrottledRatio: 0, memoryBytes: 1e9, readOps: 1, writeOps: 1, readBytesPerSecond: 0, writeBytesPerSecond: 0 });
-      }
-    }
-    const { shards, applications } = vectorsFromHistory(rows, undefined, new Map([['web', { cpuCores: 2, memoryBytes: 4e9 }]]));
-    expect(shards.map((v) => v.shard_id)).toEqual(['web-1', 'web-2']);
-    expect(applications).toHaveLength(1);
-    expect(applications[0].resources.cpu.cores).toBeGreaterThanOrEqual(1);
-    expect(applications[0].resources.cpu.percentage).toBeGreaterThanOrEqual(50);
-    for (const v of [...shards, ...applications]) expect(checkDemandVector(v).ok).toBe(true);
   });
 });

@@ -1,0 +1,149 @@
+import Database from 'better-sqlite3';
+import { checkDemandVector } from '../../src/contracts/demand-vector';
+import { ApplicationPredictor, DEFAULT_PREDICTOR_SETTINGS, type ApplicationPredictorState } from '../../src/predictor/application-predictor';
+import { vectorsFromHistory } from '../../src/predictor/history-vectors';
+import { catchUp, HostForecast, lastCompleteGridSeconds, type ForecastKey } from '../../src/predictor/host-forecast';
+import type { MetricBucket, MetricSample } from '../../src/store/metric-history';
+import { SqliteMetricHistory } from '../../src/store/sqlite-metric-history';
+import { gridPointsFromHistory } from '../../src/traces/metric-history-adapter';
+
+const T = 1_700_006_400; // a multiple of 300
+const settings = { ...DEFAULT_PREDICTOR_SETTINGS, minHistorySeconds: 3600 };
+
+const sample = (shardId: string, atSeconds: number, cpuCores: number, applicationId = 'web'): MetricSample => ({
+  atSeconds,
+  shardId,
+  applicationId,
+  cpuCores,
+  cpuThrottledRatio: 0,
+  memoryBytes: 1e9 + cpuCores * 1e8,
+  readOps: 1,
+  writeOps: 2,
+  readBytesPerSecond: 0,
+  writeBytesPerSecond: 0,
+});
+
+/** A day of 10 s samples for two shards of `web` and one of `db`, with a daily-ish wave and noise. */
+function history(hours = 24): MetricSample[] {
+  const rows: MetricSample[] = [];
+  for (let t = T; t < T + hours * 3600; t += 10) {
+    const wave = 1 + Math.sin((2 * Math.PI * (t - T)) / 21600);
+    const noise = ((t * 7919) % 97) / 97;
+    rows.push(sample('web-1', t, 0.5 * wave + 0.2 * noise), sample('web-2', t, 0.4 * wave + 0.1 * noise), sample('db-1', t, 0.3 + 0.3 * noise, 'db'));
+  }
+  return rows;
+}
+
+function openHistory(rows: readonly MetricSample[]): SqliteMetricHistory {
+  const store = new SqliteMetricHistory(new Database(':memory:'));
+  store.append(rows);
+  return store;
+}
+
+describe('grid points from metric history', () => {
+  it('takes each bucket maximum; rows finer than the grid give the maximum of their union, raw samples too', () => {
+    const bucket = (shardId: string, at: number, max: number): MetricBucket => ({ ...sample(shardId, at, 0.1), bucketSeconds: 300, samples: 30, cpuCoresMax: max, memoryBytesMax: 2e9, readOpsMax: 3, writeOpsMax: 4 });
+    const grid = gridPointsFromHistory([bucket('a', T, 0.9), bucket('a', T + 300, 1.4), bucket('a', T + 600, 0.2), sample('b', T + 5, 0.3), sample('b', T + 890, 0.7)], 900);
+    expect(grid.get('a')?.get(T / 900)).toEqual({ cpu: 1.4, memory: 2e9, read: 3, write: 4 });
+    expect(grid.get('b')?.get(T / 900)?.cpu).toBe(0.7);
+  });
+});
+
+describe('host forecast', () => {
+  it('gives the vectors a predictor fed the same grid points directly gives, however the history is read', async () => {
+    const rows = history();
+    const through = lastCompleteGridSeconds(T + 86400 + 5, 300, 10);
+    const forecast = new HostForecast(settings);
+    forecast.track([
+      { shardId: 'web-1', applicationId: 'web', allocation: { cpuCores: 2, memoryBytes: 4e9 } },
+      { shardId: 'web-2', applicationId: 'web', allocation: { cpuCores: 1, memoryBytes: 2e9 } },
+      { shardId: 'db-1', applicationId: 'db' },
+    ]);
+    const store = openHistory(rows);
+    // Read 7 grid points at a time, and the last hour twice: each predictor moves forward only.
+    const updates = await catchUp(forecast, store, { historyStartSeconds: T - 86400, throughSeconds: through - 3600, pointsPerRead: 7 });
+    await catchUp(forecast, store, { historyStartSeconds: T - 86400, throughSeconds: through, pointsPerRead: 7 });
+    expect(forecast.feed(store.query({ fromSeconds: through - 3600, toSeconds: through + 299, resolutionSeconds: 300 }), through - 3600, through)).toBe(0);
+    expect(updates).toBe(((through - 3600 - T) / 300 + 1) * 4);
+
+    const direct = new ApplicationPredictor('web', settings, { cpuCores: 2, memoryBytes: 4e9 }, 'web-1');
+    const sum = new ApplicationPredictor('web', settings, { cpuCores: 3, memoryBytes: 6e9 });
+    const grid = gridPointsFromHistory(store.query({ fromSeconds: T, toSeconds: through + 299, resolutionSeconds: 300 }), 300);
+    for (let at = T; at <= through; at += 300) {
+      const a = grid.get('web-1')?.get(at / 300);
+      const b = grid.get('web-2')?.get(at / 300);
+      if (!a || !b) throw new Error(`no point at ${at}`);
+      direct.update(at, a);
+      sum.update(at, { cpu: a.cpu + b.cpu, memory: a.memory + b.memory, read: a.read + b.read, write: a.write + b.write });
+    }
+    const { shards, applications } = forecast.vectors();
+    expect(shards.map((v) => v.shard_id)).toEqual(['db-1', 'web-1', 'web-2']);
+    expect(shards[1]).toEqual(direct.vector());
+    expect(applications.find((v) => v.application_id === 'web')).toEqual(sum.vector());
+    expect(applications.find((v) => v.application_id === 'web')?.resources.cpu.percentage).toBeDefined();
+    // db has one shard here: its application vector is that shard's.
+    const { shard_id: _id, ...db } = shards[0];
+    expect(applications.find((v) => v.application_id === 'db')).toEqual(db);
+    for (const v of [...shards, ...applications]) expect(checkDemandVector(v).ok).toBe(true);
+    expect(shards[1].timestamp).toBe(new Date((through + 900) * 1000).toISOString().replace('.000Z', 'Z'));
+  });
+
+  it('continues from saved state exactly where an unbroken forecast is, and rebuilds state saved under other settings', async () => {
+    const rows = history(12);
+    const store = openHistory(rows);
+    const shards = [{ shardId: 'web-1', applicationId: 'web' }, { shardId: 'web-2', applicationId: 'web' }];
+    const middle = T + 6 * 3600;
+    const end = T + 12 * 3600 - 600;
+    const unbroken = new HostForecast(settings);
+    unbroken.track(shards);
+    await catchUp(unbroken, store, { historyStartSeconds: T, throughSeconds: end });
+
+    const before = new HostForecast(settings);
+    before.track(shards);
+    await catchUp(before, store, { historyStartSeconds: T, throughSeconds: middle });
+    const saved = new Map<ForecastKey, unknown>();
+    for (const { key, state } of before.states()) saved.set(key, JSON.parse(JSON.stringify(state())));
+
+    const after = new HostForecast(settings);
+    const report = after.track(shards, (key) => saved.get(key));
+    expect(report.restored.sort()).toEqual(['application/web', 'shard/web-1', 'shard/web-2']);
+    expect(after.neededFromSeconds()).toBe(middle + 300);
+    await catchUp(after, store, { historyStartSeconds: T, throughSeconds: end });
+    expect(after.vectors()).toEqual(unbroken.vectors());
+
+    const other = new HostForecast({ ...settings, quantile: 0.9 });
+    const rebuilt = other.track(shards, (key) => saved.get(key));
+    expect(rebuilt.restored).toEqual([]);
+    expect(rebuilt.rejected.map((r) => r.reason)).toEqual(Array(3).fill('saved under other predictor settings'));
+    expect(other.neededFromSeconds()).toBeUndefined();
+
+    const broken = new HostForecast(settings);
+    const garbage = broken.track(shards, (key) => (key === 'shard/web-1' ? { version: 1, models: {} } : (saved.get(key) as ApplicationPredictorState)));
+    expect(garbage.rejected).toEqual([{ key: 'shard/web-1', reason: 'unreadable: predictor state has no cpu model' }]);
+    expect(garbage.created).toEqual(['shard/web-1']);
+  });
+
+  it('starts a new shard at its first sample, keeps later gaps missing, and drops shards that left', async () => {
+    const store = openHistory([...history(2).filter((r) => r.shardId === 'web-1'), sample('late', T + 3600, 1, 'late'), sample('late', T + 4200, 1, 'late')]);
+    const forecast = new HostForecast(settings);
+    forecast.track([{ shardId: 'web-1', applicationId: 'web' }, { shardId: 'late', applicationId: 'late' }]);
+    await catchUp(forecast, store, { historyStartSeconds: T - 3600, throughSeconds: T + 7200 - 600 });
+    const late = forecast.vectors().shards.find((v) => v.shard_id === 'late');
+    // Fed from T + 3600 (not from T - 3600): its last point is the newest grid time, its history one hour less.
+    expect(late?.timestamp).toBe(new Date((T + 7200 - 600 + 900) * 1000).toISOString().replace('.000Z', 'Z'));
+    expect(late?.model).toBe('cold-start-prior');
+    expect(late?.resources.cpu.cores).toBe(2);
+    const report = forecast.track([{ shardId: 'late', applicationId: 'late' }]);
+    expect(report.dropped).toEqual(['shard/web-1']);
+    expect(forecast.vectors().shards.map((v) => v.shard_id)).toEqual(['late']);
+  });
+
+  it('vectorsFromHistory gives a vector per shard and per application', () => {
+    const rows = history(2);
+    const { shards, applications } = vectorsFromHistory(rows, settings, new Map([['web-1', { cpuCores: 2, memoryBytes: 4e9 }]]));
+    expect(shards.map((v) => v.shard_id)).toEqual(['db-1', 'web-1', 'web-2']);
+    expect(applications.map((v) => v.application_id)).toEqual(['db', 'web']);
+    expect(shards[1].resources.cpu.percentage).toBeGreaterThan(0);
+    for (const v of [...shards, ...applications]) expect(checkDemandVector(v).ok).toBe(true);
+  });
+});
