@@ -1,12 +1,14 @@
 /**
  * The production parts of the agent: the real cgroup driver (probed once), the ShardKeeper,
  * the store the plan names (embedded: its relative path resolves under the state directory)
- * and the metric history in `<state-dir>/metrics.db` (every agent keeps its own history).
+ * and the metric history in `<state-dir>/metrics.db` (every agent keeps its own history, and its
+ * predictors' saved state beside it).
  */
 import { mkdirSync } from 'node:fs';
 import { isAbsolute, join, resolve } from 'node:path';
 import { EmbeddedStore } from '../src/store/embedded-store';
-import { SqliteMetricHistory } from '../src/store/sqlite-metric-history';
+import { openHistoryDatabase, SqliteMetricHistory } from '../src/store/sqlite-metric-history';
+import { SqliteModelStates } from '../src/store/sqlite-model-states';
 import type { Store } from '../src/store/store';
 import { storeError } from '../src/store/store-error';
 import type { Plan } from '../src/contracts/plan-schema';
@@ -20,13 +22,16 @@ export async function openAgentStores(ctx: { stateDir: string; logger: AgentLogg
     const settings = ctx.plan.store;
     mkdirSync(ctx.stateDir, { recursive: true });
     const store = openPlanStore(settings, ctx.stateDir);
-    const history = SqliteMetricHistory.open(join(ctx.stateDir, 'metrics.db'));
+    // One connection for the history and the predictors' saved state, which sit in the same file.
+    const metricsDb = openHistoryDatabase(join(ctx.stateDir, 'metrics.db'));
+    const history = new SqliteMetricHistory(metricsDb);
     ctx.logger.info({ store: settings.kind, history: join(ctx.stateDir, 'metrics.db') }, 'stores opened');
     return {
       store,
       history,
+      modelStates: new SqliteModelStates(metricsDb),
       close: async () => {
-        history.close();
+        metricsDb.close();
         await store.close();
       },
     };

@@ -11,6 +11,7 @@ import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
 import type { Plan } from '../src/contracts/plan-schema';
 import { ShardformError, type FieldError } from '../src/errors';
 import type { MetricHistory, MetricRetention } from '../src/store/metric-history';
+import type { ModelStateStore } from '../src/store/sqlite-model-states';
 import type { Store } from '../src/store/store';
 import { buildApp } from './api/app';
 import type { DrainControl } from './api/api-deps';
@@ -26,6 +27,7 @@ import { PlanSource, planFetcherFor } from './plan-source/plan-source';
 import type { PlanFetcher } from './plan-source/plan-fetcher';
 import { assignmentsPrefix, parseAssignments } from './plan-source/shard-assignment';
 import type { ReconcileReport, ShardManager } from './reconcile/shard-manager';
+import { ForecastLoop } from './prediction/forecast-loop';
 import { Sampler } from './sampler/sampler';
 import type { ShardEventSink } from './shard-event';
 import { ShardResizer } from './shard-resize';
@@ -39,6 +41,8 @@ export type AgentStore = Pick<Store, 'get' | 'put' | 'delete' | 'list'> & Partia
 export interface AgentStores {
   readonly store: AgentStore;
   readonly history: MetricHistory;
+  /** Where the predictors' state survives restarts (beside the history); without it a start replays the history. */
+  readonly modelStates?: ModelStateStore;
   close(): Promise<void>;
 }
 
@@ -82,6 +86,7 @@ export class Agent implements DrainControl {
   private kernel!: AgentKernel;
   private events!: EventLog;
   private sampler!: Sampler;
+  private forecast: ForecastLoop | undefined;
   private app: FastifyInstance | undefined;
   private token: string | undefined;
   /** The token of the plan last checked for this host (tokenProblem), applied when that plan is accepted. */
@@ -161,12 +166,31 @@ export class Agent implements DrainControl {
       () => this.retention(),
     );
 
+    this.forecast = new ForecastLoop({
+      history: this.stores.history,
+      ...(this.stores.modelStates ? { states: this.stores.modelStates } : {}),
+      shards: () =>
+        this.kernel.manager.status().map((s) => ({
+          shardId: s.shardId,
+          applicationId: s.applicationId,
+          allocation: {
+            ...(typeof s.limits.cpuCores === 'number' ? { cpuCores: s.limits.cpuCores } : {}),
+            ...(typeof s.limits.memoryBytes === 'number' ? { memoryBytes: s.limits.memoryBytes } : {}),
+          },
+        })),
+      plan: () => this.plan(),
+      logger,
+      metrics: this.metrics,
+    });
+    this.forecast.start();
+
     this.app = await buildApp({
       hostId,
       driver: this.kernel.driver,
       manager: this.kernel.manager,
       resizer: new ShardResizer({ manager: this.kernel.manager, store: this.stores.store, plan: () => this.plan(), hostId }),
       history: this.stores.history,
+      forecast: this.forecast,
       events: this.events,
       plan: this.planSource,
       metrics: this.metrics,
@@ -213,6 +237,7 @@ export class Agent implements DrainControl {
     await this.unwatch?.();
     await this.app?.close();
     await this.sampler?.stop();
+    await this.forecast?.stop();
     await this.reconciles.idle();
     await this.kernel?.manager.close();
     this.kernel?.driver.close();

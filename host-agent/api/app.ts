@@ -13,6 +13,7 @@ import { eventRoutes } from './routes/event-routes';
 import { healthRoutes } from './routes/health-routes';
 import { metricsRoutes } from './routes/metrics-routes';
 import { planRoutes } from './routes/plan-routes';
+import { predictionRoutes } from './routes/prediction-routes';
 import { shardRoutes } from './routes/shard-routes';
 import { validatorCompiler } from './schema-compiler';
 
@@ -34,6 +35,7 @@ export async function buildApp(deps: ApiDeps): Promise<FastifyInstance> {
     await scope.register(eventRoutes(deps));
     await scope.register(drainRoutes(deps));
     await scope.register(metricsRoutes(deps));
+    await scope.register(predictionRoutes(deps));
     for (const plugin of deps.plugins ?? []) await scope.register(plugin);
   });
   await app.ready();

@@ -21,6 +21,12 @@ export const HistoryQuery = Type.Object(
 );
 export type HistoryQuery = Static<typeof HistoryQuery>;
 
+export const PredictionQuery = Type.Object(
+  { application: Type.Optional(Type.String({ pattern: ID_PATTERN_SOURCE, description: 'Only this application\'s vectors.' })) },
+  { additionalProperties: false },
+);
+export type PredictionQuery = Static<typeof PredictionQuery>;
+
 export const EventsQuery = Type.Object(
   {
     since: Type.Optional(Type.String({ pattern: '^[0-9]{1,15}$', description: 'Return events after this sequence number; default 0.' })),

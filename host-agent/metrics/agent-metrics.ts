@@ -8,6 +8,7 @@
  * that leaves the host disappears from the next scrape instead of lingering at its last value.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { DemandVector } from '../../src/contracts/demand-vector';
 import type { PressureStall, ShardLimits, ShardUsage } from '../cgroups/driver';
 
 export interface ShardSnapshot {
@@ -45,6 +46,9 @@ export class AgentMetrics {
   readonly migrationDuration: Histogram<'outcome'>;
   readonly migrationBytes: Counter;
   readonly migrationPreCopyRounds: Counter;
+  readonly predictionPassDuration: Histogram;
+  /** The latest shard vectors of the forecast (host-agent/prediction/forecast-loop.ts). */
+  private predictions: readonly DemandVector[] = [];
 
   constructor(options: AgentMetricsOptions = {}) {
     const registers = [this.registry];
@@ -104,6 +108,15 @@ export class AgentMetrics {
     this.migrationBytes = new Counter({ name: 'shardform_migration_bytes_total', help: 'Image bytes sent to destination hosts (pre-copy rounds and final images).', registers });
     this.migrationPreCopyRounds = new Counter({ name: 'shardform_migration_precopy_rounds_total', help: 'Pre-copy rounds of finished migrations.', registers });
 
+    this.predictionPassDuration = new Histogram({
+      name: 'shardform_prediction_pass_duration_seconds',
+      help: 'Duration of one prediction pass: new grid points read from the history and fed to every predictor (a replay after a start included).',
+      buckets: [0.001, 0.005, 0.025, 0.1, 0.5, 1, 5, 30, 120, 600],
+      registers,
+    });
+    this.predictionGauge('shardform_shard_predicted_cpu_cores', 'Predicted peak CPU demand of the shard over the predictor horizon, at its quantile.', (v) => v.resources.cpu.cores);
+    this.predictionGauge('shardform_shard_predicted_memory_bytes', 'Predicted peak memory demand of the shard over the predictor horizon, at its quantile.', (v) => Math.round(v.resources.memory.gb * 1e9));
+
     this.shardGauge('shardform_shard_cpu_limit_cores', 'CPU limit of the shard in cores (absent when unlimited).', (s) => s.limits.cpuCores ?? undefined);
     this.shardGauge('shardform_shard_memory_limit_bytes', 'Memory limit of the shard (absent when unlimited).', (s) => s.limits.memoryBytes ?? undefined);
     this.shardGauge('shardform_shard_memory_bytes', 'Memory in use by the shard (memory.current / usage_in_bytes).', (s) => s.usage.memoryCurrentBytes);
@@ -123,6 +136,11 @@ export class AgentMetrics {
   /** The latest reading of one shard; what the next scrape reports. */
   observeShard(snapshot: ShardSnapshot): void {
     this.shards.set(snapshot.shardId, snapshot);
+  }
+
+  /** The forecast's newest shard vectors; what the next scrape reports (shards that left disappear with them). */
+  observePredictions(vectors: readonly DemandVector[]): void {
+    this.predictions = vectors;
   }
 
   /** Drops shards that are no longer on this host. */
@@ -148,6 +166,20 @@ export class AgentMetrics {
 
   private labels(s: ShardSnapshot): ShardLabels {
     return { shard_id: s.shardId, application_id: s.applicationId };
+  }
+
+  private predictionGauge(name: string, help: string, value: (v: DemandVector) => number): void {
+    const metrics = this;
+    new Gauge({
+      name,
+      help,
+      labelNames: SHARD_LABELS,
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const v of metrics.predictions) if (v.shard_id !== undefined) this.set({ shard_id: v.shard_id, application_id: v.application_id }, value(v));
+      },
+    });
   }
 
   private shardGauge(name: string, help: string, value: (s: ShardSnapshot) => number | undefined): void {

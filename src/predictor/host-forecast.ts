@@ -197,7 +197,12 @@ export class HostForecast {
     saved: ((key: ForecastKey) => unknown) | undefined,
     report: TrackReport,
   ): Tracked {
-    const state = saved?.(key);
+    let state: unknown;
+    try {
+      state = saved?.(key);
+    } catch (error) {
+      report.rejected.push({ key, reason: `unreadable: ${(error as Error).message}` });
+    }
     if (state !== undefined) {
       const predictor = this.restore(state, applicationId, shardId, allocation);
       if (typeof predictor === 'string') report.rejected.push({ key, reason: predictor });

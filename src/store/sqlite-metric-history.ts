@@ -15,6 +15,17 @@ import { storeError } from './store-error';
 
 export const DEFAULT_BUCKET_SECONDS = 300;
 
+/** A connection to a history file (created if missing) with the pragmas history writes want; the agent's saved model states share it. */
+export function openHistoryDatabase(path: string): Database.Database {
+  const db = new Database(path);
+  db.pragma('busy_timeout = 5000');
+  db.pragma('journal_mode = WAL');
+  // NORMAL, not FULL: a power cut may lose the last samples, never corrupt the file, and
+  // samples arrive every few seconds; the migration journal (the store) stays FULL.
+  db.pragma('synchronous = NORMAL');
+  return db;
+}
+
 const TABLES = `
 CREATE TABLE IF NOT EXISTS metric_raw (
   shard_id TEXT NOT NULL, application_id TEXT NOT NULL, at_seconds REAL NOT NULL,
@@ -90,13 +101,7 @@ export class SqliteMetricHistory implements MetricHistory {
 
   /** Opens (creating) a history file, or the embedded store's file, with the store's pragmas. */
   static open(path: string): SqliteMetricHistory {
-    const db = new Database(path);
-    db.pragma('busy_timeout = 5000');
-    db.pragma('journal_mode = WAL');
-    // NORMAL, not FULL: a power cut may lose the last samples, never corrupt the file, and
-    // samples arrive every few seconds; the migration journal (the store) stays FULL.
-    db.pragma('synchronous = NORMAL');
-    return new SqliteMetricHistory(db, true);
+    return new SqliteMetricHistory(openHistoryDatabase(path), true);
   }
 
   constructor(

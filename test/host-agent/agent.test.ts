@@ -72,6 +72,25 @@ describe('Agent (daemon wiring over fakes)', () => {
     expect((await get('/v1/shards')).shards.map((s: { shardId: string }) => s.shardId)).toEqual(['web-0', 'web-2']);
   });
 
+  it('predicts its shards\' demand from the metric history: GET /v1/predictions, one vector per shard and per application', async () => {
+    const now = Math.floor(Date.now() / 1000);
+    for (let t = now - 7200; t < now; t += 30) {
+      for (const shardId of ['web-0', 'web-2']) {
+        history.append([{ atSeconds: t, shardId, applicationId: 'web', cpuCores: 0.25, cpuThrottledRatio: 0, memoryBytes: 1e8, readOps: 0, writeOps: 0, readBytesPerSecond: 0, writeBytesPerSecond: 0 }]);
+      }
+    }
+    await agent['forecast']!.pass();
+    const reply = await get('/v1/predictions');
+    expect(reply).toMatchObject({ hostId: 'host-a', catchingUp: false, settings: { model: 'auto', horizonSeconds: 900, quantile: 0.95, intervalSeconds: 300 } });
+    expect(reply.shards.map((v: { shard_id: string }) => v.shard_id)).toEqual(['web-0', 'web-2']);
+    // Under a day of history (the plan's minimum): the cold-start prior, twice the highest value seen.
+    expect(reply.applications).toEqual([expect.objectContaining({ application_id: 'web', model: 'cold-start-prior', confidence: 0, resources: expect.objectContaining({ cpu: { cores: 1, percentage: 100 } }) })]);
+    expect((await get('/v1/predictions?application=db')).shards).toEqual([]);
+    const bad = await fetch(`${agent.address}/v1/predictions?application=..%2Fx`, { headers: { authorization: `Bearer ${TOKEN}` } });
+    expect(bad.status).toBe(400);
+    expect((await fetch(`${agent.address}/v1/predictions`)).status).toBe(401);
+  });
+
   it('reconciles a new generation and refuses a bad plan, keeping the running one', async () => {
     write(plan(2, 2));
     await agent['planSource'].check();

@@ -1,0 +1,189 @@
+/**
+ * The agent's demand forecast: every shard of this host (and every application with several
+ * shards here) has a predictor, fed each grid point of the plan's `predictor` block as the
+ * sampler completes it, read back from the metric history (src/predictor/host-forecast.ts).
+ * `GET /v1/predictions` and the `shardform_shard_predicted_*` metrics read the vectors.
+ *
+ * Restarts: every predictor's state is saved into the history file (`predictor_state`), each at
+ * most `saveEverySeconds` after its last save and right after it was first built, so a restarted
+ * agent loads it and reads only the history since; one without state (new host, new settings, an
+ * unreadable row) replays the history it has. That replay reads a bounded range at a time and
+ * yields the event loop between ranges, so the API and the sampler keep answering; the reply says
+ * `catchingUp` meanwhile. Settings changed by a new plan start every predictor afresh from history
+ * (a model learnt for another horizon or quantile answers another question).
+ */
+import type { DemandVector } from '../../src/contracts/demand-vector';
+import type { Plan } from '../../src/contracts/plan-schema';
+import { predictorSettingsFromPlan, sameSettings, type PredictorSettings } from '../../src/predictor/application-predictor';
+import { catchUp, HostForecast, lastCompleteGridSeconds, type ForecastKey, type ForecastShard } from '../../src/predictor/host-forecast';
+import type { MetricHistory } from '../../src/store/metric-history';
+import type { ModelStateStore } from '../../src/store/sqlite-model-states';
+import { CoalescedTask } from '../coalesced-task';
+import type { AgentLogger } from '../log';
+import type { AgentMetrics } from '../metrics/agent-metrics';
+
+/** Saved state older than this, of a predictor no longer here, is deleted (a shard that moved away and did not come back). */
+const FORGET_AFTER_SECONDS = 86400;
+/** Predictor updates per history read while catching up (~0.2-0.5 s of work on this machine's cores): the event loop's longest wait. */
+const UPDATES_PER_READ = 2000;
+/** States saved per turn of the event loop (each is ~10-40 ms of JSON and gzip). */
+const SAVES_PER_TURN = 4;
+
+export interface ForecastLoopOptions {
+  readonly history: Pick<MetricHistory, 'query'>;
+  /** Where predictor state survives restarts; without it every start replays the history. */
+  readonly states?: ModelStateStore;
+  /** The shards on this host now, with their allocations. */
+  readonly shards: () => readonly ForecastShard[];
+  readonly plan: () => Plan | undefined;
+  readonly logger: AgentLogger;
+  readonly metrics?: Pick<AgentMetrics, 'observePredictions' | 'predictionPassDuration'>;
+  /** Unix seconds; default Date.now() / 1000. */
+  readonly clock?: () => number;
+  readonly saveEverySeconds?: number;
+  /** How often to look for completed grid points; default the grid interval, at most 60 s. */
+  readonly tickEverySeconds?: number;
+}
+
+export interface ForecastView {
+  readonly settings: PredictorSettings | null;
+  /** Newest grid time fed, null before any. */
+  readonly fedThroughSeconds: number | null;
+  /** Still replaying history (after a start or a settings change): vectors may be missing or behind. */
+  readonly catchingUp: boolean;
+  readonly shards: DemandVector[];
+  readonly applications: DemandVector[];
+}
+
+export class ForecastLoop {
+  private forecast: HostForecast | undefined;
+  private fedThrough = NaN;
+  private catchingUp = true;
+  private timer: NodeJS.Timeout | undefined;
+  private stopped = false;
+  private lastSettingsError: string | undefined;
+  private readonly savedAt = new Map<string, number>();
+  private lastForget = -Infinity;
+  private readonly passes = new CoalescedTask(() => this.passOnce());
+  private readonly clock: () => number;
+
+  constructor(private readonly options: ForecastLoopOptions) {
+    this.clock = options.clock ?? (() => Date.now() / 1000);
+    for (const saved of options.states?.list() ?? []) this.savedAt.set(saved.key, saved.savedAtSeconds);
+  }
+
+  /** Starts the timer and a first pass (which replays history where no state was saved). */
+  start(): void {
+    const every = this.options.tickEverySeconds ?? Math.min(60, this.options.plan()?.predictor.intervalSeconds ?? 60);
+    this.timer = setInterval(() => void this.pass().catch(() => {}), every * 1000);
+    this.timer.unref?.();
+    void this.pass().catch(() => {});
+  }
+
+  /** One pass now (coalesced with one in progress). */
+  pass(): Promise<void> {
+    return this.passes.run();
+  }
+
+  view(): ForecastView {
+    const vectors = this.forecast?.vectors() ?? { shards: [], applications: [] };
+    return {
+      settings: this.forecast?.settings ?? null,
+      fedThroughSeconds: this.fedThrough === this.fedThrough ? this.fedThrough : null,
+      catchingUp: this.catchingUp,
+      ...vectors,
+    };
+  }
+
+  /** Stops the timer and waits for a pass in progress (a long replay stops at its next read). */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearInterval(this.timer);
+    await this.passes.idle();
+  }
+
+  private async passOnce(): Promise<void> {
+    const plan = this.options.plan();
+    if (!plan || this.stopped) return;
+    let settings: PredictorSettings;
+    try {
+      settings = predictorSettingsFromPlan(plan.predictor);
+      this.lastSettingsError = undefined;
+    } catch (error) {
+      const message = (error as Error).message;
+      if (message !== this.lastSettingsError) this.options.logger.error({ error: message }, 'no predictions: the plan\'s predictor settings cannot be used');
+      this.lastSettingsError = message;
+      return;
+    }
+    const started = process.hrtime.bigint();
+    const now = this.clock();
+    if (this.forecast && !sameSettings(this.forecast.settings, settings)) {
+      this.options.logger.info({ settings }, 'predictor settings changed: every predictor starts again from the history');
+      this.forecast = undefined;
+    }
+    const forecast = (this.forecast ??= new HostForecast(settings));
+    const report = forecast.track(this.options.shards(), (key) => this.options.states?.read(key));
+    // A predictor built afresh is saved as soon as it has caught up, whatever an older state of its key.
+    for (const key of report.created) this.savedAt.delete(key);
+    for (const { key, reason } of report.rejected) this.options.logger.warn({ predictor: key, reason }, `saved predictor state of ${key} not used (${reason}); rebuilding it from the history`);
+    if (report.restored.length > 0 || report.created.length > 0) {
+      this.options.logger.info({ restored: report.restored.length, created: report.created.length }, 'predictors loaded');
+    }
+    const interval = settings.intervalSeconds;
+    const through = lastCompleteGridSeconds(now, interval, plan.agent.sampleIntervalSeconds + 1);
+    const needed = forecast.neededFromSeconds();
+    this.catchingUp = needed === undefined || needed < through;
+    try {
+      await catchUp(forecast, this.options.history, {
+        historyStartSeconds: now - plan.agent.historyRetentionSeconds,
+        throughSeconds: through,
+        pointsPerRead: Math.max(1, Math.floor(UPDATES_PER_READ / Math.max(1, forecast.size))),
+        between: () => this.yieldUnlessStopped(),
+      });
+    } catch (error) {
+      if (error instanceof Stopped) return;
+      this.options.logger.error({ error: (error as Error).message }, 'prediction pass failed; retrying on the next one');
+      return;
+    }
+    if (this.forecast !== forecast) return;
+    this.fedThrough = Math.max(through, Number.isNaN(this.fedThrough) ? -Infinity : this.fedThrough);
+    this.catchingUp = false;
+    this.options.metrics?.observePredictions(forecast.vectors().shards);
+    this.options.metrics?.predictionPassDuration.observe(Number(process.hrtime.bigint() - started) / 1e9);
+    await this.saveDue(forecast, now);
+  }
+
+  /** Saves every predictor whose last save is older than saveEverySeconds (or that was never saved). */
+  private async saveDue(forecast: HostForecast, now: number): Promise<void> {
+    const store = this.options.states;
+    if (!store) return;
+    const every = this.options.saveEverySeconds ?? 3600;
+    const due = [...forecast.states()].filter((s) => s.cursorSeconds === s.cursorSeconds && !(now - (this.savedAt.get(s.key) ?? -Infinity) < every));
+    try {
+      for (let i = 0; i < due.length && !this.stopped; i += SAVES_PER_TURN) {
+        const batch = due.slice(i, i + SAVES_PER_TURN).map((s) => ({ key: s.key, savedAtSeconds: now, state: s.state() }));
+        store.save(batch);
+        for (const entry of batch) this.savedAt.set(entry.key, now);
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+      if (now - this.lastForget >= FORGET_AFTER_SECONDS / 24) {
+        this.lastForget = now;
+        const here = new Set<string>([...forecast.states()].map((s) => s.key));
+        const stale = [...this.savedAt].filter(([key, at]) => !here.has(key as ForecastKey) && now - at > FORGET_AFTER_SECONDS).map(([key]) => key);
+        if (stale.length > 0) {
+          store.delete(stale);
+          for (const key of stale) this.savedAt.delete(key);
+        }
+      }
+    } catch (error) {
+      this.options.logger.warn({ error: (error as Error).message }, 'predictor state not saved; a restart rebuilds it from the history');
+    }
+  }
+
+  private async yieldUnlessStopped(): Promise<void> {
+    await new Promise((resolve) => setImmediate(resolve));
+    if (this.stopped) throw new Stopped();
+  }
+}
+
+class Stopped extends Error {}

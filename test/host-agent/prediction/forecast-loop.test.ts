@@ -1,0 +1,163 @@
+/**
+ * The agent's forecast over a real SQLite history and state store (in memory): a first pass
+ * replays the history, state is saved and a restarted loop reads only what is new, settings
+ * changes and unreadable state rebuild from the history, stop() ends a long replay.
+ */
+import Database from 'better-sqlite3';
+import { createLogger, memoryLogDestination } from '../../../host-agent/log';
+import { AgentMetrics } from '../../../host-agent/metrics/agent-metrics';
+import { ForecastLoop } from '../../../host-agent/prediction/forecast-loop';
+import type { Plan } from '../../../src/contracts/plan-schema';
+import { HostForecast, catchUp, lastCompleteGridSeconds } from '../../../src/predictor/host-forecast';
+import type { MetricQuery, MetricSample } from '../../../src/store/metric-history';
+import { SqliteMetricHistory } from '../../../src/store/sqlite-metric-history';
+import { SqliteModelStates } from '../../../src/store/sqlite-model-states';
+import { examplePlan } from '../../helpers/plan-fixture';
+
+const T = 1_700_006_400;
+const HOURS = 10;
+const NOW = T + HOURS * 3600 + 7;
+const SHARDS = [
+  { shardId: 'web-0', applicationId: 'web', allocation: { cpuCores: 1, memoryBytes: 2e9 } },
+  { shardId: 'web-1', applicationId: 'web', allocation: { cpuCores: 1, memoryBytes: 2e9 } },
+  { shardId: 'db-0', applicationId: 'db', allocation: { cpuCores: 2 } },
+];
+
+function rows(from: number, to: number): MetricSample[] {
+  const out: MetricSample[] = [];
+  for (let t = from; t < to; t += 10) {
+    for (const [i, s] of SHARDS.entries()) {
+      const cpu = 0.2 + 0.1 * i + 0.3 * Math.abs(Math.sin(t / 5000 + i)) + ((t * (i + 3)) % 17) / 100;
+      out.push({ atSeconds: t, shardId: s.shardId, applicationId: s.applicationId, cpuCores: cpu, cpuThrottledRatio: 0, memoryBytes: 5e8 + cpu * 1e8, readOps: 2, writeOps: 1, readBytesPerSecond: 0, writeBytesPerSecond: 0 });
+    }
+  }
+  return out;
+}
+
+function setup(db = new Database(':memory:')) {
+  const history = new SqliteMetricHistory(db);
+  const states = new SqliteModelStates(db);
+  const reads: MetricQuery[] = [];
+  const recording = { query: (q: MetricQuery) => (reads.push(q), history.query(q)) };
+  const logs = memoryLogDestination();
+  let plan: Plan = examplePlan((p) => {
+    p.predictor = { ...p.predictor, minHistorySeconds: 3600 };
+  });
+  let now = NOW;
+  const metrics = new AgentMetrics({ processMetrics: false });
+  const loop = (options: { states?: boolean } = {}) =>
+    new ForecastLoop({
+      history: recording,
+      ...(options.states === false ? {} : { states }),
+      shards: () => SHARDS,
+      plan: () => plan,
+      logger: createLogger({ level: 'debug', destination: logs }),
+      metrics,
+      clock: () => now,
+      tickEverySeconds: 3600,
+    });
+  return {
+    db,
+    history,
+    states,
+    reads,
+    logs,
+    metrics,
+    loop,
+    setPlan: (p: Plan) => (plan = p),
+    plan: () => plan,
+    advance: (seconds: number) => (now += seconds),
+    now: () => now,
+  };
+}
+
+async function expected(history: SqliteMetricHistory, plan: Plan, now: number) {
+  const forecast = new HostForecast({ ...plan.predictor, model: 'auto' });
+  forecast.track(SHARDS);
+  await catchUp(forecast, history, { historyStartSeconds: now - plan.agent.historyRetentionSeconds, throughSeconds: lastCompleteGridSeconds(now, 300, plan.agent.sampleIntervalSeconds + 1) });
+  return forecast.vectors();
+}
+
+describe('ForecastLoop (the agent\'s demand forecast)', () => {
+  it('replays the history on its first pass, serves the vectors and the metrics, and saves every predictor', async () => {
+    const s = setup();
+    s.history.append(rows(T, T + HOURS * 3600));
+    const loop = s.loop();
+    expect(loop.view()).toMatchObject({ catchingUp: true, fedThroughSeconds: null, shards: [] });
+    await loop.pass();
+    const view = loop.view();
+    const through = lastCompleteGridSeconds(NOW, 300, s.plan().agent.sampleIntervalSeconds + 1);
+    expect(view).toMatchObject({ catchingUp: false, fedThroughSeconds: through, settings: { horizonSeconds: 900, quantile: 0.95, intervalSeconds: 300 } });
+    expect({ shards: view.shards, applications: view.applications }).toEqual(await expected(s.history, s.plan(), NOW));
+    expect(view.shards.map((v) => v.shard_id)).toEqual(['db-0', 'web-0', 'web-1']);
+    expect(view.applications.map((v) => v.application_id)).toEqual(['db', 'web']);
+    expect(s.states.list().map((x) => x.key)).toEqual(['application/web', 'shard/db-0', 'shard/web-0', 'shard/web-1']);
+    const text = await s.metrics.text();
+    expect(text).toContain(`shardform_shard_predicted_cpu_cores{shard_id="web-0",application_id="web"} ${view.shards[1].resources.cpu.cores}`);
+    expect(text).toMatch(/shardform_prediction_pass_duration_seconds_count 1/);
+    // Read in bounded ranges: 2000 updates per read over 4 predictors is 500 grid points.
+    expect(s.reads.every((q) => q.resolutionSeconds === 300 && q.toSeconds - q.fromSeconds < 500 * 300)).toBe(true);
+    await loop.stop();
+  });
+
+  it('after a restart loads the saved state and reads only the history since, giving what an unbroken agent gives', async () => {
+    const s = setup();
+    s.history.append(rows(T, T + HOURS * 3600));
+    const first = s.loop();
+    await first.pass();
+    await first.stop();
+    s.history.append(rows(T + HOURS * 3600, T + (HOURS + 1) * 3600));
+    s.advance(3600);
+    s.reads.length = 0;
+    const second = s.loop();
+    await second.pass();
+    const savedThrough = lastCompleteGridSeconds(NOW, 300, s.plan().agent.sampleIntervalSeconds + 1);
+    expect(s.reads[0].fromSeconds).toBe(savedThrough + 300);
+    expect(s.logs.lines().filter((l) => l.msg === 'predictors loaded').at(-1)).toMatchObject({ restored: 4, created: 0 });
+    const view = second.view();
+    expect({ shards: view.shards, applications: view.applications }).toEqual(await expected(s.history, s.plan(), s.now()));
+    await second.stop();
+  });
+
+  it('starts every predictor again from the history when the plan changes the settings, or when a saved state is unreadable', async () => {
+    const s = setup();
+    s.history.append(rows(T, T + HOURS * 3600));
+    const loop = s.loop();
+    await loop.pass();
+    const changed = examplePlan((p) => {
+      p.generation = 2;
+      p.predictor = { ...p.predictor, minHistorySeconds: 3600, quantile: 0.9 };
+    });
+    s.setPlan(changed);
+    await loop.pass();
+    expect(s.logs.lines().some((l) => l.msg === 'predictor settings changed: every predictor starts again from the history')).toBe(true);
+    expect(loop.view().shards[0].quantile).toBe(0.9);
+    expect({ shards: loop.view().shards, applications: loop.view().applications }).toEqual(await expected(s.history, changed, NOW));
+    await loop.stop();
+
+    s.db.prepare("UPDATE predictor_state SET state = x'00ff' WHERE key = 'shard/web-0'").run();
+    const restarted = s.loop();
+    await restarted.pass();
+    const warning = s.logs.lines().filter((l) => l.predictor === 'shard/web-0').at(-1);
+    expect(String(warning?.reason)).toMatch(/^unreadable: /);
+    expect({ shards: restarted.view().shards, applications: restarted.view().applications }).toEqual(await expected(s.history, changed, NOW));
+    await restarted.stop();
+  });
+
+  it('stop() ends a long replay at its next read, and a loop without a state store still predicts', async () => {
+    const s = setup();
+    s.history.append(rows(T, T + HOURS * 3600));
+    const loop = s.loop({ states: false });
+    const pass = loop.pass();
+    await loop.stop();
+    await pass;
+    // The first read ran before stop() was seen; nothing after it.
+    expect(s.reads).toHaveLength(1);
+    expect(loop.view().fedThroughSeconds).toBeNull();
+    const other = s.loop({ states: false });
+    await other.pass();
+    expect(other.view().shards).toHaveLength(3);
+    expect(s.states.list()).toEqual([]);
+    await other.stop();
+  });
+});
