@@ -39,6 +39,8 @@ export interface TrackReport {
   readonly dropped: ForecastKey[];
   /** Saved states that could not be used (another version, other settings, unreadable), rebuilt from history. */
   readonly rejected: { key: ForecastKey; reason: string }[];
+  /** Predictors not opened by this call (`maxOpens` reached): the next call opens them. */
+  deferred: number;
 }
 
 const MISSING: GridValues = { cpu: NaN, memory: NaN, read: NaN, write: NaN };
@@ -55,10 +57,14 @@ export class HostForecast {
 
   /**
    * Sets the shards on the host now: new ones get a predictor (their saved state when `saved`
-   * has one for these settings), those gone are dropped, allocations follow resizes.
+   * has one for these settings), those gone are dropped, allocations follow resizes. At most
+   * `maxOpens` predictors are opened per call; the others are `deferred` to the next call.
    */
-  track(shards: readonly ForecastShard[], saved?: (key: ForecastKey) => unknown): TrackReport {
-    const report: TrackReport = { created: [], restored: [], dropped: [], rejected: [] };
+  track(shards: readonly ForecastShard[], saved?: (key: ForecastKey) => unknown, maxOpens = Infinity): TrackReport {
+    const report: TrackReport = { created: [], restored: [], dropped: [], rejected: [], deferred: 0 };
+    // Loading a saved predictor takes ~15 ms: a caller that must stay responsive opens a few per call.
+    let opens = 0;
+    const mayOpen = () => (opens < maxOpens ? (opens++, true) : (report.deferred++, false));
     const here = new Map(shards.map((s) => [s.shardId, s]));
     for (const [shardId] of this.shards) {
       if (!here.has(shardId)) {
@@ -74,6 +80,7 @@ export class HostForecast {
         continue;
       }
       const key: ForecastKey = `shard/${info.shardId}`;
+      if (!mayOpen()) continue;
       this.shards.set(info.shardId, { info, ...this.open(key, info.applicationId, info.shardId, info.allocation, saved, report) });
     }
     const members = new Map<string, string[]>();
@@ -94,6 +101,7 @@ export class HostForecast {
         continue;
       }
       const key: ForecastKey = `application/${applicationId}`;
+      if (!mayOpen()) continue;
       this.applications.set(applicationId, { shardIds, ...this.open(key, applicationId, undefined, allocation, saved, report) });
     }
     return report;

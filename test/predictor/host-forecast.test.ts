@@ -138,6 +138,16 @@ describe('host forecast', () => {
     expect(forecast.vectors().shards.map((v) => v.shard_id)).toEqual(['late']);
   });
 
+  it('opens at most maxOpens predictors per call and the rest on the next calls', () => {
+    const forecast = new HostForecast(settings);
+    const shards = [{ shardId: 'web-1', applicationId: 'web' }, { shardId: 'web-2', applicationId: 'web' }, { shardId: 'db-1', applicationId: 'db' }];
+    const first = forecast.track(shards, undefined, 2);
+    expect([first.created, first.deferred]).toEqual([['shard/web-1', 'shard/web-2'], 2]);
+    const second = forecast.track(shards, undefined, 2);
+    expect([second.created, second.deferred, second.dropped]).toEqual([['shard/db-1', 'application/web'], 0, []]);
+    expect(forecast.size).toBe(4);
+  });
+
   it('vectorsFromHistory gives a vector per shard and per application', () => {
     const rows = history(2);
     const { shards, applications } = vectorsFromHistory(rows, settings, new Map([['web-1', { cpuCores: 2, memoryBytes: 4e9 }]]));

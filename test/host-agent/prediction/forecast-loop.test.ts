@@ -95,8 +95,8 @@ describe('ForecastLoop (the agent\'s demand forecast)', () => {
     const text = await s.metrics.text();
     expect(text).toContain(`shardform_shard_predicted_cpu_cores{shard_id="web-0",application_id="web"} ${view.shards[1].resources.cpu.cores}`);
     expect(text).toMatch(/shardform_prediction_pass_duration_seconds_count 1/);
-    // Read in bounded ranges: 2000 updates per read over 4 predictors is 500 grid points.
-    expect(s.reads.every((q) => q.resolutionSeconds === 300 && q.toSeconds - q.fromSeconds < 500 * 300)).toBe(true);
+    // Read in bounded ranges: 500 updates per read over 4 predictors is 125 grid points.
+    expect(s.reads.every((q) => q.resolutionSeconds === 300 && q.toSeconds - q.fromSeconds < 125 * 300)).toBe(true);
     await loop.stop();
   });
 
