@@ -185,29 +185,33 @@ export class SqliteMetricHistory implements MetricHistory {
     }
     const filter = [query.shardId === undefined ? '' : 'AND shard_id = @shardId', query.applicationId === undefined ? '' : 'AND application_id = @applicationId'].join(' ');
     const params = { shardId: query.shardId ?? null, applicationId: query.applicationId ?? null, from: fromSeconds, to: toSeconds, width: resolutionSeconds ?? 0 };
-    // Buckets that overlap the range: folded history.
-    const buckets = this.db
-      .prepare<typeof params, BucketRow>(`SELECT * FROM metric_bucket WHERE start_seconds <= @to AND start_seconds + bucket_seconds > @from ${filter}`)
-      .all(params)
-      .map(toBucket);
-    let recent: (MetricSample | MetricBucket)[];
-    if (resolutionSeconds === undefined) {
-      recent = this.db
-        .prepare<typeof params, RawRow>(`SELECT * FROM metric_raw WHERE at_seconds >= @from AND at_seconds <= @to ${filter}`)
-        .all(params)
-        .map(toSample);
-    } else {
-      // Raw samples not yet folded, rolled up on the fly to the width asked for.
-      recent = this.db
-        .prepare<typeof params, BucketRow>(
-          `SELECT shard_id, MAX(application_id) AS application_id, @width AS bucket_seconds, CAST(at_seconds / @width AS INTEGER) * @width AS start_seconds,
-             ${AGGREGATE_SELECT}
-           FROM metric_raw WHERE at_seconds >= @from AND at_seconds <= @to ${filter} GROUP BY shard_id, start_seconds`,
-        )
+    // One snapshot for both reads: a compact() committed by another connection between them (the
+    // agent, while `predict --history` reads its file) would move rows from raw to a bucket already read.
+    return this.db.transaction(() => {
+      // Buckets that overlap the range: folded history.
+      const buckets = this.db
+        .prepare<typeof params, BucketRow>(`SELECT * FROM metric_bucket WHERE start_seconds <= @to AND start_seconds + bucket_seconds > @from ${filter}`)
         .all(params)
         .map(toBucket);
-    }
-    return [...buckets, ...recent].sort((a, b) => a.atSeconds - b.atSeconds || a.shardId.localeCompare(b.shardId));
+      let recent: (MetricSample | MetricBucket)[];
+      if (resolutionSeconds === undefined) {
+        recent = this.db
+          .prepare<typeof params, RawRow>(`SELECT * FROM metric_raw WHERE at_seconds >= @from AND at_seconds <= @to ${filter}`)
+          .all(params)
+          .map(toSample);
+      } else {
+        // Raw samples not yet folded, rolled up on the fly to the width asked for.
+        recent = this.db
+          .prepare<typeof params, BucketRow>(
+            `SELECT shard_id, MAX(application_id) AS application_id, @width AS bucket_seconds, CAST(at_seconds / @width AS INTEGER) * @width AS start_seconds,
+               ${AGGREGATE_SELECT}
+             FROM metric_raw WHERE at_seconds >= @from AND at_seconds <= @to ${filter} GROUP BY shard_id, start_seconds`,
+          )
+          .all(params)
+          .map(toBucket);
+      }
+      return [...buckets, ...recent].sort((a, b) => a.atSeconds - b.atSeconds || a.shardId.localeCompare(b.shardId));
+    })();
   }
 
   /** Every shard in the history with the time of its first and last row, by shard id. */

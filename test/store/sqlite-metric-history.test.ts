@@ -161,6 +161,31 @@ describe('SqliteMetricHistory', () => {
       history = SqliteMetricHistory.open(path());
     });
 
+    it('reads the buckets and the raw rows of a range from one snapshot, while the agent folds that range in between', () => {
+      history.append([sample(T0), sample(T0 + 10, { cpuCores: 3 })]);
+      const reader = SqliteMetricHistory.openReadOnly(path());
+      const db = (reader as unknown as { db: Database.Database }).db;
+      const prepare = db.prepare.bind(db);
+      let folded = 0;
+      // The agent's compact() commits right after the reader's first statement (the buckets, empty yet).
+      jest.spyOn(db, 'prepare').mockImplementation(((sql: string) => {
+        const statement = prepare(sql);
+        const all = statement.all.bind(statement);
+        statement.all = ((...args: unknown[]) => {
+          const rows = all(...args);
+          if (folded === 0) folded = history.compact(T0 + 7200, { rawRetentionSeconds: 600, historyRetentionSeconds: 86_400 }).folded;
+          return rows;
+        }) as typeof statement.all;
+        return statement;
+      }) as typeof db.prepare);
+      const rows = reader.query({ fromSeconds: T0 - 1000, toSeconds: T0 + 1000 });
+      reader.close();
+      expect(folded).toBe(2);
+      // The snapshot from before the fold: both raw samples, not nothing.
+      expect(rows.map((r) => [r.atSeconds, isBucket(r)])).toEqual([[T0, false], [T0 + 10, false]]);
+      expect(history.query({ fromSeconds: T0 - 1000, toSeconds: T0 + 1000 }).map((r) => [r.atSeconds, isBucket(r)])).toEqual([[BUCKET_START, true]]);
+    });
+
     it('refuses a missing file, a directory, a file that is not SQLite and a database without the history tables, naming the field', () => {
       const refused = (file: string) => {
         try {
