@@ -1,5 +1,5 @@
 /**
- * The agent API's answers that the CLI reads (`shards`, `drain --agent`, `migrate`): one TypeBox
+ * The agent API's answers that the CLI reads (`shards`, `drain --agent`, `migrate`, `predict --agent`): one TypeBox
  * definition for the JSON Schema the CLI checks every reply against and for the types the CLI
  * reads. A reply is outside data like any other: a server that is not a Shardform agent may answer
  * 200 with other JSON. The agent's routes are not typed against these; the CLI tests that run
@@ -10,6 +10,9 @@
  */
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { ID_PATTERN_SOURCE } from '../errors';
+// Importing it compiles it, which registers its $id with the shared ajv: the replies refer to it.
+import { DemandVectorSchema } from './demand-vector';
+import { PredictorSettingsSchema } from './plan-schema';
 import { compileSchema, StringEnum } from './schema-validator';
 
 const Id = Type.String({ pattern: ID_PATTERN_SOURCE });
@@ -74,8 +77,28 @@ export const MigrationSummarySchema = Type.Object({
 });
 export type MigrationSummaryReply = Static<typeof MigrationSummarySchema>;
 
+/**
+ * `GET /v1/predictions`: the host's forecast under its plan's predictor settings
+ * (host-agent/prediction/forecast-loop.ts). Settings take the plan's fields but allow more (a
+ * newer agent); null before the agent's first prediction pass, or while the plan's cannot be used.
+ */
+/** By reference: the schema inlined twice would be two schemas with one $id, which ajv refuses. */
+const DemandVectorRef = Type.Unsafe<Static<typeof DemandVectorSchema>>({ $ref: DemandVectorSchema.$id });
+export const PredictionsReplySchema = Type.Object({
+  hostId: Id,
+  settings: Nullable(Type.Object(PredictorSettingsSchema.properties)),
+  /** The newest grid time fed into the predictors; null before any. */
+  fedThroughSeconds: Nullable(Type.Number()),
+  /** The agent is still replaying its history after a start: the vectors are from older points. */
+  catchingUp: Type.Boolean(),
+  shards: Type.Array(Type.Intersect([DemandVectorRef, Type.Object({ shard_id: Id })])),
+  applications: Type.Array(DemandVectorRef),
+});
+export type PredictionsReply = Static<typeof PredictionsReplySchema>;
+
 export const checkShardList = compileSchema(ShardListSchema);
 export const checkShardView = compileSchema(ShardViewSchema);
 export const checkShardDetail = compileSchema(ShardDetailSchema);
 export const checkDrainReply = compileSchema(DrainReplySchema);
 export const checkMigrationSummary = compileSchema(MigrationSummarySchema);
+export const checkPredictionsReply = compileSchema(PredictionsReplySchema);

@@ -9,6 +9,7 @@
  * folds and deletes raw rows in one transaction, so nothing is ever counted twice.
  */
 import Database from 'better-sqlite3';
+import { statSync } from 'node:fs';
 import { ID_PATTERN } from '../errors';
 import type { MetricBucket, MetricHistory, MetricQuery, MetricRetention, MetricSample } from './metric-history';
 import { storeError } from './store-error';
@@ -91,6 +92,17 @@ interface BucketRow {
   cpu_pressure_sum: number; cpu_pressure_n: number; memory_pressure_sum: number; memory_pressure_n: number; io_pressure_sum: number; io_pressure_n: number;
 }
 
+/** One shard's stretch of history: raw samples and buckets together (a bucket counts by its start). */
+export interface ShardSpan {
+  readonly shardId: string;
+  /** Its application (the largest id should that ever have changed, as query() rolls raw samples up). */
+  readonly applicationId: string;
+  readonly firstSeconds: number;
+  readonly lastSeconds: number;
+}
+
+const HISTORY_TABLES = ['metric_raw', 'metric_bucket'] as const;
+
 const REQUIRED_NUMBERS = ['atSeconds', 'cpuCores', 'cpuThrottledRatio', 'memoryBytes', 'readOps', 'writeOps', 'readBytesPerSecond', 'writeBytesPerSecond'] as const;
 const OPTIONAL_NUMBERS = ['cpuPressure', 'memoryPressure', 'ioPressure'] as const;
 
@@ -104,11 +116,44 @@ export class SqliteMetricHistory implements MetricHistory {
     return new SqliteMetricHistory(openHistoryDatabase(path), true);
   }
 
+  /**
+   * Opens an existing history for reading only, e.g. a running agent's (`predict --history`).
+   * SQLite's read-only mode never writes the database file, and in WAL mode a reader neither
+   * waits for the agent's writes nor holds them up (https://www.sqlite.org/wal.html, "Concurrency").
+   * When no connection has the file open, SQLite creates the empty `-wal` and `-shm` files a WAL
+   * reader needs beside it ("Read-Only Databases" there) and leaves them for the next opener.
+   * A path that is not a file, not SQLite or not a metric history is refused naming `field`.
+   */
+  static openReadOnly(path: string, field = 'path'): SqliteMetricHistory {
+    const refuse = (problem: string) => storeError('INVALID_SETTINGS', field, path, problem, "give an agent's metric history, <state-dir>/metrics.db");
+    const stat = statSync(path, { throwIfNoEntry: false });
+    if (stat === undefined) throw refuse('no such file');
+    if (!stat.isFile()) throw refuse('not a file');
+    let db: Database.Database | undefined;
+    let tables: string[];
+    try {
+      db = new Database(path, { readonly: true, fileMustExist: true });
+      db.pragma('busy_timeout = 5000');
+      tables = db.prepare<[], string>("SELECT name FROM sqlite_master WHERE type = 'table'").pluck().all();
+    } catch (error) {
+      db?.close();
+      const e = error as { code?: string; message: string };
+      throw refuse(e.code === 'SQLITE_NOTADB' ? 'not a SQLite database' : `cannot be read: ${e.message}`);
+    }
+    const missing = HISTORY_TABLES.filter((table) => !tables.includes(table));
+    if (missing.length > 0) {
+      db.close();
+      throw refuse(`not a metric history (no ${missing.join(' or ')} table)`);
+    }
+    return new SqliteMetricHistory(db, true);
+  }
+
   constructor(
     private readonly db: Database.Database,
     private readonly ownsDatabase = false,
   ) {
-    db.exec(TABLES);
+    // A read-only connection cannot create tables; openReadOnly checked they are there.
+    if (!db.readonly) db.exec(TABLES);
     this.insert = db.prepare(
       // Positional parameters: binding needs no object per row (the sampler appends one row per shard per interval).
       `INSERT OR REPLACE INTO metric_raw VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
@@ -140,29 +185,46 @@ export class SqliteMetricHistory implements MetricHistory {
     }
     const filter = [query.shardId === undefined ? '' : 'AND shard_id = @shardId', query.applicationId === undefined ? '' : 'AND application_id = @applicationId'].join(' ');
     const params = { shardId: query.shardId ?? null, applicationId: query.applicationId ?? null, from: fromSeconds, to: toSeconds, width: resolutionSeconds ?? 0 };
-    // Buckets that overlap the range: folded history.
-    const buckets = this.db
-      .prepare<typeof params, BucketRow>(`SELECT * FROM metric_bucket WHERE start_seconds <= @to AND start_seconds + bucket_seconds > @from ${filter}`)
-      .all(params)
-      .map(toBucket);
-    let recent: (MetricSample | MetricBucket)[];
-    if (resolutionSeconds === undefined) {
-      recent = this.db
-        .prepare<typeof params, RawRow>(`SELECT * FROM metric_raw WHERE at_seconds >= @from AND at_seconds <= @to ${filter}`)
-        .all(params)
-        .map(toSample);
-    } else {
-      // Raw samples not yet folded, rolled up on the fly to the width asked for.
-      recent = this.db
-        .prepare<typeof params, BucketRow>(
-          `SELECT shard_id, MAX(application_id) AS application_id, @width AS bucket_seconds, CAST(at_seconds / @width AS INTEGER) * @width AS start_seconds,
-             ${AGGREGATE_SELECT}
-           FROM metric_raw WHERE at_seconds >= @from AND at_seconds <= @to ${filter} GROUP BY shard_id, start_seconds`,
-        )
+    // One snapshot for both reads: a compact() committed by another connection between them (the
+    // agent, while `predict --history` reads its file) would move rows from raw to a bucket already read.
+    return this.db.transaction(() => {
+      // Buckets that overlap the range: folded history.
+      const buckets = this.db
+        .prepare<typeof params, BucketRow>(`SELECT * FROM metric_bucket WHERE start_seconds <= @to AND start_seconds + bucket_seconds > @from ${filter}`)
         .all(params)
         .map(toBucket);
-    }
-    return [...buckets, ...recent].sort((a, b) => a.atSeconds - b.atSeconds || a.shardId.localeCompare(b.shardId));
+      let recent: (MetricSample | MetricBucket)[];
+      if (resolutionSeconds === undefined) {
+        recent = this.db
+          .prepare<typeof params, RawRow>(`SELECT * FROM metric_raw WHERE at_seconds >= @from AND at_seconds <= @to ${filter}`)
+          .all(params)
+          .map(toSample);
+      } else {
+        // Raw samples not yet folded, rolled up on the fly to the width asked for.
+        recent = this.db
+          .prepare<typeof params, BucketRow>(
+            `SELECT shard_id, MAX(application_id) AS application_id, @width AS bucket_seconds, CAST(at_seconds / @width AS INTEGER) * @width AS start_seconds,
+               ${AGGREGATE_SELECT}
+             FROM metric_raw WHERE at_seconds >= @from AND at_seconds <= @to ${filter} GROUP BY shard_id, start_seconds`,
+          )
+          .all(params)
+          .map(toBucket);
+      }
+      return [...buckets, ...recent].sort((a, b) => a.atSeconds - b.atSeconds || a.shardId.localeCompare(b.shardId));
+    })();
+  }
+
+  /** Every shard in the history with the time of its first and last row, by shard id. */
+  shardSpans(): ShardSpan[] {
+    return this.db
+      .prepare<[], ShardSpan>(
+        `SELECT shard_id AS shardId, MAX(application_id) AS applicationId, MIN(first) AS firstSeconds, MAX(last) AS lastSeconds FROM (
+           SELECT shard_id, MAX(application_id) AS application_id, MIN(at_seconds) AS first, MAX(at_seconds) AS last FROM metric_raw GROUP BY shard_id
+           UNION ALL
+           SELECT shard_id, MAX(application_id), MIN(start_seconds), MAX(start_seconds) FROM metric_bucket GROUP BY shard_id
+         ) GROUP BY shard_id ORDER BY shard_id`,
+      )
+      .all();
   }
 
   compact(nowSeconds: number, retention: MetricRetention): { folded: number; deleted: number } {

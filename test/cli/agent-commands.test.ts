@@ -1,5 +1,8 @@
 import { existsSync } from 'node:fs';
+import { silentLogger } from '../../host-agent/log';
+import { ForecastLoop } from '../../host-agent/prediction/forecast-loop';
 import { serializePlan } from '../../src/contracts/plan';
+import { MemoryHistory } from '../helpers/agent-fakes';
 import { runCli, tempDir } from '../helpers/cli';
 import { examplePlan } from '../helpers/plan-fixture';
 import { apiFixture, GiB, TOKEN, type ApiFixture } from '../host-agent/api/api-fixture';
@@ -109,6 +112,36 @@ describe('shardform shards / drain / agent (CLI)', () => {
     const after = await runCli('shards', 'ls', '--agent', url, '--token-file', tokenFile);
     expect(after.stdout).toMatch(/^web-0\s+web\s+running/m);
     expect(after.stdout).not.toContain('(host drained)');
+  });
+
+  it('predict --agent reads GET /v1/predictions: before the first prediction pass, then a vector per shard and the application', async () => {
+    const now = 1_800_000_000;
+    const history = new MemoryHistory();
+    for (let t = now - 7200; t < now; t += 30) {
+      history.append(['web-0', 'web-1'].map((shardId) => ({ atSeconds: t, shardId, applicationId: 'web', cpuCores: 0.25, cpuThrottledRatio: 0, memoryBytes: 1e8, readOps: 0, writeOps: 0, readBytesPerSecond: 0, writeBytesPerSecond: 0 })));
+    }
+    const plan = examplePlan();
+    const shards = ['web-0', 'web-1'].map((shardId) => ({ shardId, applicationId: 'web', allocation: { cpuCores: 0.5, memoryBytes: GiB } }));
+    const forecast = new ForecastLoop({ history, shards: () => shards, plan: () => plan, logger: silentLogger(), clock: () => now });
+    const g = await apiFixture({ history, forecast });
+    const at = await g.app.listen({ host: '127.0.0.1', port: 0 });
+    try {
+      const before = await runCli('predict', '--agent', at, '--token-file', tokenFile);
+      expect(before.code).toBe(0);
+      expect(before.stdout).toContain('host host-a: no predictor settings yet');
+      expect(before.stdout).toContain('the agent is still replaying its history');
+      await forecast.pass();
+      const json = await runCli('predict', '--agent', at, '--token-file', tokenFile, '--json');
+      expect(json.code).toBe(0);
+      expect(JSON.parse(json.stdout).map((v: { shard_id?: string; application_id: string }) => v.shard_id ?? v.application_id)).toEqual(['web-0', 'web-1', 'web']);
+      const table = await runCli('predict', '--agent', at, '--token-file', tokenFile, '--app', 'web');
+      expect(table.stdout).toMatch(/^web\s+\S+Z\s+1\s+100%/m);
+      expect(table.stdout).toContain('host host-a: peak over the next 15m at q=0.95, model auto, interval 5m, min history 1d; fed through the grid point of ');
+      expect(table.stdout).not.toContain('replaying');
+    } finally {
+      await forecast.stop();
+      await g.app.close();
+    }
   });
 
   it('drains through the agent and lifts the drain', async () => {

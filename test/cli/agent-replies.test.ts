@@ -32,6 +32,7 @@ describe('the CLI checks what an --agent answers', () => {
     [['shards', 'resize', 'web-0', '--cpu', '1'], 'POST /v1/shards/web-0/resize', 'shardId: is required'],
     [['drain'], 'POST /v1/drain', 'drained: is required'],
     [['migrate', 'web-0', '--to', 'host-b'], 'POST /v1/migrations', 'id: is required'],
+    [['predict'], 'GET /v1/predictions', 'hostId: is required'],
   ])('%j against a server that answers 200 with other JSON: exit 1 naming the URL and what is wrong, no stack', async (args, request, problem) => {
     other.reply('application/json', '{"hello":"world"}');
     const r = await runCli(...args, '--agent', url, '--token-file', tokenFile);

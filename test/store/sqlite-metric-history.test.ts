@@ -1,4 +1,5 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import Database from 'better-sqlite3';
+import { mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { EmbeddedStore } from '../../src/store/embedded-store';
@@ -128,6 +129,91 @@ describe('SqliteMetricHistory', () => {
     expect(history.query({ fromSeconds: T0, toSeconds: T0 })).toHaveLength(1);
     expect((await store.get('/fleet/demo/a'))?.value).toBe('v');
     await store.close();
+  });
+
+  it('lists every shard with its application and its first and last row, raw and folded alike', () => {
+    history.append([sample(T0), sample(T0 + 4000, { cpuCores: 2 }), sample(T0 + 50, { shardId: 'db-0', applicationId: 'db' })]);
+    history.compact(T0 + 3600, { rawRetentionSeconds: 600, historyRetentionSeconds: 86_400 });
+    expect(history.shardSpans()).toEqual([
+      { shardId: 'db-0', applicationId: 'db', firstSeconds: BUCKET_START, lastSeconds: BUCKET_START },
+      { shardId: 'web-0', applicationId: 'web', firstSeconds: BUCKET_START, lastSeconds: T0 + 4000 },
+    ]);
+  });
+
+  describe('read-only', () => {
+    const path = () => join(dir, 'history.db');
+
+    it('reads a history another connection holds open and writes to, without changing the file', () => {
+      history.append([sample(T0), sample(T0 + 10)]);
+      const reader = SqliteMetricHistory.openReadOnly(path());
+      expect(reader.query({ fromSeconds: T0, toSeconds: T0 + 10 })).toHaveLength(2);
+      // The writer is not held up by the open reader, and the reader sees its commits.
+      history.append([sample(T0 + 20)]);
+      expect(reader.shardSpans()).toEqual([{ shardId: 'web-0', applicationId: 'web', firstSeconds: T0, lastSeconds: T0 + 20 }]);
+      expect(() => reader.append([sample(T0 + 30)])).toThrow(/readonly/);
+      reader.close();
+      history.close();
+      const closed = statSync(path());
+      const again = SqliteMetricHistory.openReadOnly(path());
+      expect(again.query({ fromSeconds: T0, toSeconds: T0 + 30 })).toHaveLength(3);
+      again.close();
+      expect(statSync(path())).toMatchObject({ size: closed.size, mtimeMs: closed.mtimeMs });
+      history = SqliteMetricHistory.open(path());
+    });
+
+    it('reads the buckets and the raw rows of a range from one snapshot, while the agent folds that range in between', () => {
+      history.append([sample(T0), sample(T0 + 10, { cpuCores: 3 })]);
+      const reader = SqliteMetricHistory.openReadOnly(path());
+      const db = (reader as unknown as { db: Database.Database }).db;
+      const prepare = db.prepare.bind(db);
+      let folded = 0;
+      // The agent's compact() commits right after the reader's first statement (the buckets, empty yet).
+      jest.spyOn(db, 'prepare').mockImplementation(((sql: string) => {
+        const statement = prepare(sql);
+        const all = statement.all.bind(statement);
+        statement.all = ((...args: unknown[]) => {
+          const rows = all(...args);
+          if (folded === 0) folded = history.compact(T0 + 7200, { rawRetentionSeconds: 600, historyRetentionSeconds: 86_400 }).folded;
+          return rows;
+        }) as typeof statement.all;
+        return statement;
+      }) as typeof db.prepare);
+      const rows = reader.query({ fromSeconds: T0 - 1000, toSeconds: T0 + 1000 });
+      reader.close();
+      expect(folded).toBe(2);
+      // The snapshot from before the fold: both raw samples, not nothing.
+      expect(rows.map((r) => [r.atSeconds, isBucket(r)])).toEqual([[T0, false], [T0 + 10, false]]);
+      expect(history.query({ fromSeconds: T0 - 1000, toSeconds: T0 + 1000 }).map((r) => [r.atSeconds, isBucket(r)])).toEqual([[BUCKET_START, true]]);
+    });
+
+    it('refuses a missing file, a directory, a file that is not SQLite and a database without the history tables, naming the field', () => {
+      const refused = (file: string) => {
+        try {
+          SqliteMetricHistory.openReadOnly(file, '--history').close();
+        } catch (error) {
+          expect(error).toMatchObject({ code: 'INVALID_SETTINGS', field: '--history', value: file });
+          return (error as Error).message;
+        }
+        throw new Error(`${file} was opened`);
+      };
+      const fix = "; give an agent's metric history, <state-dir>/metrics.db";
+      expect(refused(join(dir, 'nope.db'))).toBe(`--history: no such file (got ${JSON.stringify(join(dir, 'nope.db'))})${fix}`);
+      mkdirSync(join(dir, 'sub'));
+      expect(refused(join(dir, 'sub'))).toContain('--history: not a file');
+      const text = join(dir, 'notes.txt');
+      writeFileSync(text, 'not a database, just some words that are long enough to fill a header\n'.repeat(4));
+      expect(refused(text)).toContain('--history: not a SQLite database');
+      const other = join(dir, 'other.db');
+      const db = new Database(other);
+      db.exec('CREATE TABLE metric_bucket (x)');
+      db.close();
+      expect(refused(other)).toContain('--history: not a metric history (no metric_raw table)');
+      // An empty file is an empty SQLite database: still not a metric history, and still empty.
+      const empty = join(dir, 'empty.db');
+      writeFileSync(empty, '');
+      expect(refused(empty)).toContain('not a metric history (no metric_raw or metric_bucket table)');
+      expect(statSync(empty).size).toBe(0);
+    });
   });
 
   describe('bad input changes nothing', () => {

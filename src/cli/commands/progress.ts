@@ -6,9 +6,10 @@ export interface Progress {
   stop(): void;
 }
 
-export function startProgress(total: number, label: string, stream: NodeJS.WriteStream = process.stderr): Progress {
+/** `unit` names what `total` counts, e.g. `series` or `grid points`. */
+export function startProgress(total: number, label: string, unit = 'series', stream: NodeJS.WriteStream = process.stderr): Progress {
   if (!stream.isTTY) return { update: () => undefined, stop: () => undefined };
-  const bar = new SingleBar({ stream, format: `${label} [{bar}] {value}/{total} series | {duration}s`, hideCursor: true, clearOnComplete: true }, Presets.shades_classic);
+  const bar = new SingleBar({ stream, format: `${label} [{bar}] {value}/{total} ${unit} | {duration}s`, hideCursor: true, clearOnComplete: true }, Presets.shades_classic);
   bar.start(total, 0);
   return { update: (done) => bar.update(done), stop: () => bar.stop() };
 }
