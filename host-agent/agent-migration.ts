@@ -42,6 +42,8 @@ export interface AgentMigrationContext {
   desiredShards(): Promise<DesiredShard[]>;
   /** What the keeper supervises now. */
   shards(): ShardStatus[];
+  /** Told every migration this host drove to its end (done or aborted), after the log line and metrics. */
+  onFinished?(record: MigrationRecord): void;
 }
 
 export interface AgentMigration {
@@ -101,7 +103,10 @@ export async function createAgentMigration(ctx: AgentMigrationContext): Promise<
     token: () => ctx.token(),
     imagesRoot: join(ctx.stateDir, 'migrations'),
     commitWrites: async (record) => [assignmentOnCommit(record, await describe(record.shardId), new Date().toISOString())],
-    onFinished: (record) => reportFinished(record, ctx),
+    onFinished: (record) => {
+      reportFinished(record, ctx);
+      ctx.onFinished?.(record);
+    },
   });
   return { plugins: service.plugins, recover: () => service.recover() };
 }

@@ -7,6 +7,7 @@
  * Stopping the agent (SIGTERM) stops supervising only: workloads keep running in their cgroups
  * and the next agent adopts them (ShardManager.close vs drain).
  */
+import axios from 'axios';
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
 import type { Plan } from '../src/contracts/plan-schema';
 import { ShardformError, type FieldError } from '../src/errors';
@@ -27,6 +28,7 @@ import { PlanSource, planFetcherFor } from './plan-source/plan-source';
 import type { PlanFetcher } from './plan-source/plan-fetcher';
 import { assignmentsPrefix, parseAssignments } from './plan-source/shard-assignment';
 import type { ReconcileReport, ShardManager } from './reconcile/shard-manager';
+import { peerUrls } from './peer-urls';
 import { ForecastLoop } from './prediction/forecast-loop';
 import { Sampler } from './sampler/sampler';
 import type { ShardEventSink } from './shard-event';
@@ -303,6 +305,9 @@ export class Agent implements DrainControl {
         return current ? this.desiredShards(current) : [];
       },
       shards: () => this.kernel.manager.status(),
+      onFinished: (record) => {
+        if (record.state === 'done') void this.handOverForecast(record.shardId, record.destination);
+      },
     });
     this.migration = migration;
     await this.recoverMigrations();
@@ -324,6 +329,33 @@ export class Agent implements DrainControl {
     } catch (error) {
       this.recoveryPending = true;
       this.logger.error({ error: (error as Error).message }, 'migration recovery did not run (journal unreadable); held shards stay held, retrying');
+    }
+  }
+
+  /**
+   * Gives the destination of a finished migration the shard's predictor state, so its forecast
+   * of the shard goes on from what was learnt here instead of starting cold. Best effort, after
+   * the migration is over: a failure is logged and the destination relearns from its own history.
+   */
+  private async handOverForecast(shardId: string, destination: string): Promise<void> {
+    const state = this.forecast?.stateOf(shardId);
+    const plan = this.plan();
+    const token = this.token;
+    const url = plan && peerUrls(plan, this.options.hostId).get(destination);
+    // A predictor that has seen no point yet (a shard younger than one grid interval) has nothing to give.
+    if ((state as { lastSeconds?: unknown } | undefined)?.lastSeconds == null || !url || !token) return;
+    try {
+      await axios.put(`${url}/v1/predictions/shards/${shardId}/state`, state, {
+        headers: { authorization: `Bearer ${token}` },
+        timeout: 30_000,
+        proxy: false,
+        maxRedirects: 0,
+        maxBodyLength: 64 * 2 ** 20,
+      });
+      this.logger.info({ shard_id: shardId, destination }, `predictor of ${shardId} handed over to ${destination}`);
+    } catch (error) {
+      const reply = (error as { response?: { data?: { message?: string } } }).response?.data?.message;
+      this.logger.warn({ shard_id: shardId, destination, error: reply ?? (error as Error).message }, `predictor of ${shardId} not handed over to ${destination}; it relearns there from its own history`);
     }
   }
 

@@ -8,7 +8,7 @@ import type { AgentLogger } from '../log';
 import type { AgentMetrics } from '../metrics/agent-metrics';
 import type { PlanStatus } from '../plan-source/plan-source';
 import type { ReconcileReport, ShardManager } from '../reconcile/shard-manager';
-import type { ForecastView } from '../prediction/forecast-loop';
+import type { ForecastLoop } from '../prediction/forecast-loop';
 import type { ShardResizer } from '../shard-resize';
 
 export interface DrainControl {
@@ -25,8 +25,8 @@ export interface ApiDeps {
   readonly manager: Pick<ShardManager, 'status'>;
   readonly resizer: Pick<ShardResizer, 'resize'>;
   readonly history: Pick<MetricHistory, 'query'>;
-  /** The demand forecast (GET /v1/predictions); without it the route answers 409 like a host without a plan. */
-  readonly forecast?: { view(): ForecastView };
+  /** The demand forecast (GET /v1/predictions, and the state a migration's source hands over); without it those routes answer 409 like a host without a plan. */
+  readonly forecast?: Pick<ForecastLoop, 'view' | 'importState'>;
   readonly events: Pick<EventLog, 'since' | 'lastSeq'>;
   readonly plan: { status(): PlanStatus; current(): Plan | undefined };
   readonly metrics: Pick<AgentMetrics, 'text' | 'contentType'>;

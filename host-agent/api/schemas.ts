@@ -27,6 +27,10 @@ export const PredictionQuery = Type.Object(
 );
 export type PredictionQuery = Static<typeof PredictionQuery>;
 
+/** A predictor's saved state (ApplicationPredictorState): its shape beyond the version is checked by loading it. */
+export const PredictorStateBody = Type.Object({ version: Type.Literal(1), applicationId: Type.String({ pattern: ID_PATTERN_SOURCE }) }, { additionalProperties: true });
+export type PredictorStateBody = Static<typeof PredictorStateBody>;
+
 export const EventsQuery = Type.Object(
   {
     since: Type.Optional(Type.String({ pattern: '^[0-9]{1,15}$', description: 'Return events after this sequence number; default 0.' })),

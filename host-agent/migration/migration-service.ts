@@ -5,6 +5,7 @@
  * (finish or undo what the journal says was in flight when the agent stopped).
  */
 import type { FastifyPluginAsync } from 'fastify';
+import { peerUrls } from '../peer-urls';
 import type { Plan } from '../../src/contracts/plan-schema';
 import type { TxnOp } from '../../src/store/store';
 import type { CgroupDriver } from '../cgroups/driver';
@@ -49,18 +50,6 @@ export interface MigrationServiceDeps {
   readonly commitWrites?: (record: MigrationRecord) => Promise<readonly TxnOp[]>;
 }
 
-/** Agent base URLs of the plan's other hosts (static pools): `http://<address>[:<agent port>]` (pure). */
-export function peerUrls(plan: Plan, selfHostId: string): Map<string, string> {
-  const urls = new Map<string, string>();
-  for (const pool of plan.pools) {
-    for (const host of pool.hosts) {
-      if (host.id === selfHostId) continue;
-      const hasPort = /:\d+$/.test(host.address) && !/^\[[^\]]*\]$/.test(host.address);
-      urls.set(host.id, `http://${hasPort ? host.address : `${host.address}:${plan.agent.port}`}`);
-    }
-  }
-  return urls;
-}
 
 /** What recovery did: the records it finished (done or aborted), and those it could not finish now (retried at the next start). */
 export interface RecoveryReport {

@@ -68,6 +68,8 @@ export class ForecastLoop {
   private stopped = false;
   private lastSettingsError: string | undefined;
   private readonly savedAt = new Map<string, number>();
+  /** States handed over by a migration's source for shards not tracked here yet (without a state store). */
+  private readonly imported = new Map<string, unknown>();
   private lastForget = -Infinity;
   private readonly passes = new CoalescedTask(() => this.passOnce());
   private readonly clock: () => number;
@@ -100,6 +102,45 @@ export class ForecastLoop {
     };
   }
 
+  /**
+   * A shard's predictor state to hand to the host it migrated to: the tracked one, else the last
+   * saved (the source drops the predictor at its next pass after the release).
+   */
+  stateOf(shardId: string): unknown {
+    return this.forecast?.shardState(shardId) ?? this.options.states?.read(`shard/${shardId}`);
+  }
+
+  /**
+   * Takes the predictor state a migration's source handed over, so that a shard that moved keeps
+   * what its demand was learnt from instead of starting cold: it replaces the predictor here when
+   * it has more history; for a shard not tracked yet it is saved and loaded when the shard is.
+   * Returns why it was not taken, or undefined.
+   */
+  importState(shardId: string, state: unknown): string | undefined {
+    const forecast = this.forecast;
+    const plan = this.options.plan();
+    if (!forecast || !plan) return 'this agent has no predictor settings yet';
+    const key: ForecastKey = `shard/${shardId}`;
+    if (forecast.tracks(shardId)) {
+      const why = forecast.adopt(shardId, state);
+      if (why === undefined) {
+        this.savedAt.delete(key);
+        this.options.logger.info({ shard_id: shardId }, `predictor of ${shardId} taken over from its previous host`);
+      }
+      return why;
+    }
+    const application = (state as { applicationId?: unknown } | null)?.applicationId;
+    const checked = forecast.restore(state, typeof application === 'string' ? application : '', shardId, undefined);
+    if (typeof checked === 'string') return checked;
+    if (!(checked.historySeconds() > 0)) return 'it has no history';
+    if (this.options.states) {
+      this.options.states.save([{ key, savedAtSeconds: this.clock(), state }]);
+      this.savedAt.set(key, this.clock());
+    } else this.imported.set(key, state);
+    this.options.logger.info({ shard_id: shardId }, `predictor of ${shardId} kept for when it runs here`);
+    return undefined;
+  }
+
   /** Stops the timer and waits for a pass in progress (a long replay stops at its next read). */
   async stop(): Promise<void> {
     this.stopped = true;
@@ -127,14 +168,14 @@ export class ForecastLoop {
       this.forecast = undefined;
     }
     const forecast = (this.forecast ??= new HostForecast(settings));
-    const report = forecast.track(this.options.shards(), (key) => this.options.states?.read(key), OPENS_PER_TURN);
+    const report = forecast.track(this.options.shards(), (key) => this.savedState(key), OPENS_PER_TURN);
     while (report.deferred > 0) {
       try {
         await this.yieldUnlessStopped();
       } catch {
         return;
       }
-      const more = forecast.track(this.options.shards(), (key) => this.options.states?.read(key), OPENS_PER_TURN);
+      const more = forecast.track(this.options.shards(), (key) => this.savedState(key), OPENS_PER_TURN);
       report.created.push(...more.created);
       report.restored.push(...more.restored);
       report.rejected.push(...more.rejected);
@@ -195,6 +236,15 @@ export class ForecastLoop {
     } catch (error) {
       this.options.logger.warn({ error: (error as Error).message }, 'predictor state not saved; a restart rebuilds it from the history');
     }
+  }
+
+  private savedState(key: ForecastKey): unknown {
+    const imported = this.imported.get(key);
+    if (imported !== undefined) {
+      this.imported.delete(key);
+      return imported;
+    }
+    return this.options.states?.read(key);
   }
 
   private async yieldUnlessStopped(): Promise<void> {

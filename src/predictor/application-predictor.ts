@@ -115,6 +115,11 @@ export class ApplicationPredictor {
     return this.lastSeconds;
   }
 
+  /** History behind the vector: the shorter of cpu's and memory's (what its confidence is measured on). */
+  historySeconds(): number {
+    return Math.min((this.models.get('cpu') as ColdStart).historySeconds(), (this.models.get('memory') as ColdStart).historySeconds());
+  }
+
   /** A resize: percentages and the cold-start prior use the new allocation from now on. */
   setAllocation(allocation: Allocation | undefined): void {
     this.currentAllocation = allocation;

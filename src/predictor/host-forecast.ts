@@ -181,6 +181,32 @@ export class HostForecast {
     return { shards: shards.sort(byId), applications: applications.sort(byId) };
   }
 
+  /**
+   * Takes a shard's predictor learnt elsewhere (the source host of a migration): it replaces the
+   * one tracked here when it has more history behind it, and is fed this host's points after its
+   * own last one (the time between the two hosts' histories is a gap). Returns why not, or undefined when it was taken; a shard not
+   * tracked here is refused (the caller keeps the state for when it is).
+   */
+  adopt(shardId: string, state: unknown): string | undefined {
+    const tracked = this.shards.get(shardId);
+    if (!tracked) return `${shardId} is not a shard of this host`;
+    const predictor = this.restore(state, tracked.info.applicationId, shardId, tracked.info.allocation);
+    if (typeof predictor === 'string') return predictor;
+    if (!(predictor.historySeconds() > tracked.predictor.historySeconds())) return 'the predictor here has as much history already';
+    // From its own last point: the points this host recorded since the shard arrived are fed to it next.
+    this.shards.set(shardId, { info: tracked.info, predictor, cursor: predictor.fedUntilSeconds });
+    return undefined;
+  }
+
+  tracks(shardId: string): boolean {
+    return this.shards.has(shardId);
+  }
+
+  /** The saved form of one shard's predictor, or undefined when it is not tracked. */
+  shardState(shardId: string): ApplicationPredictorState | undefined {
+    return this.shards.get(shardId)?.predictor.toJSON();
+  }
+
   /** Every predictor with its key and cursor, for saving. */
   *states(): IterableIterator<{ key: ForecastKey; cursorSeconds: number; state: () => ApplicationPredictorState }> {
     for (const [shardId, tracked] of this.shards) yield { key: `shard/${shardId}`, cursorSeconds: tracked.cursor, state: () => tracked.predictor.toJSON() };
@@ -223,8 +249,8 @@ export class HostForecast {
     return { predictor: new ApplicationPredictor(applicationId, this.settings, allocation, shardId), cursor: NaN };
   }
 
-  /** The saved predictor, or why it cannot be used. */
-  private restore(state: unknown, applicationId: string, shardId: string | undefined, allocation: Allocation | undefined): ApplicationPredictor | string {
+  /** The saved predictor, or why it cannot be used here (unreadable, other settings, another shard). */
+  restore(state: unknown, applicationId: string, shardId: string | undefined, allocation: Allocation | undefined): ApplicationPredictor | string {
     let predictor: ApplicationPredictor;
     try {
       predictor = ApplicationPredictor.fromJSON(state as ApplicationPredictorState, allocation);

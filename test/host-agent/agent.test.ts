@@ -4,7 +4,8 @@
  * the manager without stopping shards.
  */
 import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { createServer as createHttpServer } from 'node:http';
+import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { Agent } from '../../host-agent/agent';
 import { createLogger, memoryLogDestination } from '../../host-agent/log';
@@ -27,6 +28,7 @@ describe('Agent (daemon wiring over fakes)', () => {
   let manager: FakeShardManager;
   let driver: FakeDriver;
   let agent: Agent;
+  let agentLogs: ReturnType<typeof memoryLogDestination>;
 
   const write = (plan: Plan | string) => {
     writeFileSync(`${planFile}.tmp`, typeof plan === 'string' ? plan : serializePlan(plan));
@@ -42,7 +44,7 @@ describe('Agent (daemon wiring over fakes)', () => {
 
   const start = async () => {
     manager = new FakeShardManager();
-    const logs = memoryLogDestination();
+    const logs = (agentLogs = memoryLogDestination());
     agent = new Agent({
       hostId: 'host-a',
       plan: planFile,
@@ -89,6 +91,46 @@ describe('Agent (daemon wiring over fakes)', () => {
     const bad = await fetch(`${agent.address}/v1/predictions?application=..%2Fx`, { headers: { authorization: `Bearer ${TOKEN}` } });
     expect(bad.status).toBe(400);
     expect((await fetch(`${agent.address}/v1/predictions`)).status).toBe(401);
+  });
+
+  it('hands a migrated shard\'s predictor state to its destination, and logs a refusal without failing', async () => {
+    const received: { url?: string; auth?: string; body: string }[] = [];
+    let answer = 200;
+    const server = createHttpServer((request, response) => {
+      let body = '';
+      request.on('data', (chunk) => (body += chunk));
+      request.on('end', () => {
+        received.push({ url: request.url, auth: request.headers.authorization, body });
+        response.writeHead(answer, { 'content-type': 'application/json' });
+        response.end(JSON.stringify(answer === 200 ? { taken: true } : { statusCode: 409, error: 'CONFLICT', message: 'predictor state of web-0 not taken: saved under other predictor settings' }));
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    let running: Plan | undefined;
+    try {
+      const port = (server.address() as AddressInfo).port;
+      // Generation 1 again, with host-b's agent where the test listens: only the address differs.
+      const moved = plan(1, 4);
+      moved.pools[0].hosts[1].address = `127.0.0.1:${port}`;
+      running = agent['planSource']['plan'];
+      agent['planSource']['plan'] = moved;
+      expect(agent.plan()?.pools[0].hosts[1].address).toBe(`127.0.0.1:${port}`);
+      await agent['handOverForecast']('web-0', 'host-b');
+      expect(received).toHaveLength(1);
+      expect(received[0]).toMatchObject({ url: '/v1/predictions/shards/web-0/state', auth: `Bearer ${TOKEN}` });
+      expect(JSON.parse(received[0].body)).toMatchObject({ version: 1, shardId: 'web-0', applicationId: 'web', lastSeconds: expect.any(Number) });
+      answer = 409;
+      await agent['handOverForecast']('web-0', 'host-b');
+      const warning = agentLogs.lines().find((l) => l.msg === 'predictor of web-0 not handed over to host-b; it relearns there from its own history');
+      expect(warning?.error).toBe('predictor state of web-0 not taken: saved under other predictor settings');
+      // A shard this host has no predictor for, or a host not in the plan: nothing is sent.
+      await agent['handOverForecast']('nope-0', 'host-b');
+      await agent['handOverForecast']('web-0', 'host-z');
+      expect(received).toHaveLength(2);
+    } finally {
+      if (running) agent['planSource']['plan'] = running;
+      await new Promise((resolve) => server.close(resolve));
+    }
   });
 
   it('reconciles a new generation and refuses a bad plan, keeping the running one', async () => {

@@ -148,6 +148,32 @@ describe('host forecast', () => {
     expect(forecast.size).toBe(4);
   });
 
+  it('adopts a shard\'s predictor learnt on another host when it has more history, and feeds it this host\'s points after its own', async () => {
+    const store = openHistory(history(12));
+    const shards = [{ shardId: 'web-1', applicationId: 'web' }];
+    const source = new HostForecast(settings);
+    source.track(shards);
+    await catchUp(source, store, { historyStartSeconds: T, throughSeconds: T + 6 * 3600 });
+    const handed = JSON.parse(JSON.stringify(source.shardState('web-1')));
+
+    // The destination has seen the shard for half an hour only (under the hour it needs), after a gap.
+    const destination = new HostForecast(settings);
+    destination.track(shards);
+    const recent = openHistory(history(12).filter((r) => r.atSeconds >= T + 10.5 * 3600));
+    await catchUp(destination, recent, { historyStartSeconds: T, throughSeconds: T + 11 * 3600 });
+    expect(destination.vectors().shards[0].model).toBe('cold-start-prior');
+    expect(destination.adopt('web-1', handed)).toBeUndefined();
+    expect(destination.neededFromSeconds()).toBe(T + 6 * 3600 + 300);
+    await catchUp(destination, recent, { historyStartSeconds: T, throughSeconds: T + 11 * 3600 });
+    const vector = destination.vectors().shards[0];
+    expect(vector.model).not.toBe('cold-start-prior');
+    expect(vector.timestamp).toBe(new Date((T + 11 * 3600 + 900) * 1000).toISOString().replace('.000Z', 'Z'));
+
+    expect(destination.adopt('web-1', handed)).toBe('the predictor here has as much history already');
+    expect(destination.adopt('web-2', handed)).toBe('web-2 is not a shard of this host');
+    expect(new HostForecast({ ...settings, horizonSeconds: 1800 }).restore(handed, 'web', 'web-1', undefined)).toBe('saved under other predictor settings');
+  });
+
   it('vectorsFromHistory gives a vector per shard and per application', () => {
     const rows = history(2);
     const { shards, applications } = vectorsFromHistory(rows, settings, new Map([['web-1', { cpuCores: 2, memoryBytes: 4e9 }]]));

@@ -2,11 +2,17 @@
  * `GET /v1/predictions`: the demand vectors of this host's shards, and of its applications (the
  * sum of an application's shards here), at the plan's predictor horizon and quantile
  * (host-agent/prediction/forecast-loop.ts). `?application=ID` keeps one application's.
+ *
+ * `PUT /v1/predictions/shards/:id/state`: a migration's source hands over the shard's predictor
+ * state after the commit, so the shard does not start cold here (ForecastLoop.importState).
  */
 import type { FastifyPluginAsync } from 'fastify';
 import type { ApiDeps } from '../api-deps';
-import { noPlan } from '../api-errors';
-import { PredictionQuery } from '../schemas';
+import { ApiError, noPlan } from '../api-errors';
+import { PredictionQuery, PredictorStateBody, ShardParams } from '../schemas';
+
+/** A shard's saved predictor is ~1-2 MB of JSON (docs/predictor.md); far above it is not one. */
+const STATE_BODY_LIMIT = 64 * 2 ** 20;
 
 export const predictionRoutes =
   (deps: ApiDeps): FastifyPluginAsync =>
@@ -18,4 +24,15 @@ export const predictionRoutes =
       const keep = <T extends { application_id: string }>(list: T[]) => (application === undefined ? list : list.filter((v) => v.application_id === application));
       return { hostId: deps.hostId, ...view, shards: keep(view.shards), applications: keep(view.applications) };
     });
+
+    app.put<{ Params: ShardParams; Body: PredictorStateBody }>(
+      '/v1/predictions/shards/:id/state',
+      { schema: { params: ShardParams, body: PredictorStateBody }, bodyLimit: STATE_BODY_LIMIT },
+      async (request) => {
+        if (!deps.plan.current() || !deps.forecast) throw noPlan();
+        const why = deps.forecast.importState(request.params.id, request.body);
+        if (why !== undefined) throw new ApiError(409, 'CONFLICT', `predictor state of ${request.params.id} not taken: ${why}`, [{ field: 'body', message: why }]);
+        return { shardId: request.params.id, taken: true };
+      },
+    );
   };

@@ -1,4 +1,4 @@
-import { peerUrls } from '../../../host-agent/migration/migration-service';
+import { peerUrls } from '../../../host-agent/peer-urls';
 import { chooseStrategy } from '../../../host-agent/migration/migration-strategy';
 import { StrategyEffects } from '../../../host-agent/migration/strategy-effects';
 import { MigrationJournal } from '../../../host-agent/migration/migration-journal';

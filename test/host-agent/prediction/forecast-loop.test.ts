@@ -144,6 +144,45 @@ describe('ForecastLoop (the agent\'s demand forecast)', () => {
     await restarted.stop();
   });
 
+  it('takes a shard\'s predictor handed over by a migration\'s source: now when it tracks the shard, else when the shard arrives', async () => {
+    const source = setup();
+    source.history.append(rows(T, T + HOURS * 3600));
+    const sourceLoop = source.loop();
+    await sourceLoop.pass();
+    const handed = JSON.parse(JSON.stringify(sourceLoop.stateOf('web-0')));
+    await sourceLoop.stop();
+
+    // The destination has a few minutes of web-0 (it just arrived) and does not run db-0 yet.
+    const destination = setup();
+    destination.history.append(rows(T + HOURS * 3600 - 600, T + HOURS * 3600));
+    const shards = [SHARDS[0]];
+    const loop = new ForecastLoop({
+      history: destination.history,
+      states: destination.states,
+      shards: () => shards,
+      plan: () => destination.plan(),
+      logger: createLogger({ level: 'info', destination: destination.logs }),
+      clock: () => NOW,
+    });
+    await loop.pass();
+    expect(loop.view().shards[0].model).toBe('cold-start-prior');
+    expect(loop.importState('web-0', handed)).toBeUndefined();
+    await loop.pass();
+    expect(loop.view().shards[0]).toEqual(sourceLoop.view().shards.find((v) => v.shard_id === 'web-0'));
+    expect(loop.importState('web-0', handed)).toBe('the predictor here has as much history already');
+
+    const db = JSON.parse(JSON.stringify(sourceLoop.stateOf('db-0')));
+    expect(loop.importState('db-0', db)).toBeUndefined();
+    expect(destination.states.list().map((x) => x.key)).toContain('shard/db-0');
+    expect(loop.importState('db-0', { ...db, settings: { ...db.settings, quantile: 0.5 } })).toBe('saved under other predictor settings');
+    expect(loop.importState('db-0', { version: 1, applicationId: 'db' })).toMatch(/^unreadable: /);
+    shards.push(SHARDS[2]);
+    await loop.pass();
+    expect(destination.logs.lines().filter((l) => l.msg === 'predictors loaded').at(-1)).toMatchObject({ restored: 1, created: 0 });
+    expect(loop.view().shards.find((v) => v.shard_id === 'db-0')?.model).not.toBe('cold-start-prior');
+    await loop.stop();
+  });
+
   it('stop() ends a long replay at its next read, and a loop without a state store still predicts', async () => {
     const s = setup();
     s.history.append(rows(T, T + HOURS * 3600));
