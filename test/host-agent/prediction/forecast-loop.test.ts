@@ -183,6 +183,22 @@ describe('ForecastLoop (the agent\'s demand forecast)', () => {
     await loop.stop();
   });
 
+  it('forgets the saved state of a shard that left a day after its last save, not before', async () => {
+    const s = setup();
+    s.history.append(rows(T, T + HOURS * 3600));
+    const shards = [...SHARDS];
+    const loop = new ForecastLoop({ history: s.history, states: s.states, shards: () => shards, plan: () => s.plan(), logger: createLogger({ level: 'info', destination: s.logs }), clock: () => s.now() });
+    await loop.pass();
+    shards.splice(2, 1); // db-0 leaves
+    s.advance(3600);
+    await loop.pass();
+    expect(s.states.list().map((x) => x.key)).toContain('shard/db-0');
+    s.advance(86400);
+    await loop.pass();
+    expect(s.states.list().map((x) => x.key)).toEqual(['application/web', 'shard/web-0', 'shard/web-1']);
+    await loop.stop();
+  });
+
   it('stop() ends a long replay at its next read, and a loop without a state store still predicts', async () => {
     const s = setup();
     s.history.append(rows(T, T + HOURS * 3600));
