@@ -169,22 +169,17 @@ export class AgentMetrics {
   }
 
   private predictionGauge(name: string, help: string, value: (v: DemandVector) => number): void {
-    const metrics = this;
-    new Gauge({
-      name,
-      help,
-      labelNames: SHARD_LABELS,
-      registers: [this.registry],
-      collect() {
-        this.reset();
-        for (const v of metrics.predictions) if (v.shard_id !== undefined) this.set({ shard_id: v.shard_id, application_id: v.application_id }, value(v));
-      },
-    });
+    this.labelledGauge(name, help, () =>
+      this.predictions.flatMap((v) => (v.shard_id !== undefined ? [[{ shard_id: v.shard_id, application_id: v.application_id }, value(v)] as const] : [])),
+    );
   }
 
   private shardGauge(name: string, help: string, value: (s: ShardSnapshot) => number | undefined): void {
-    const shards = this.shards;
-    const labels = (s: ShardSnapshot) => this.labels(s);
+    this.labelledGauge(name, help, () => [...this.shards.values()].map((s) => [this.labels(s), value(s)] as const));
+  }
+
+  /** A per-shard gauge whose values are read when scraped (a shard gone is gone from the scrape). */
+  private labelledGauge(name: string, help: string, values: () => Iterable<readonly [ShardLabels, number | undefined]>): void {
     new Gauge({
       name,
       help,
@@ -192,10 +187,7 @@ export class AgentMetrics {
       registers: [this.registry],
       collect() {
         this.reset();
-        for (const s of shards.values()) {
-          const v = value(s);
-          if (v !== undefined) this.set(labels(s), v);
-        }
+        for (const [labels, v] of values()) if (v !== undefined) this.set(labels, v);
       },
     });
   }
