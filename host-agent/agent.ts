@@ -30,6 +30,7 @@ import { assignmentsPrefix, parseAssignments } from './plan-source/shard-assignm
 import type { ReconcileReport, ShardManager } from './reconcile/shard-manager';
 import { peerUrls } from './peer-urls';
 import { ForecastLoop } from './prediction/forecast-loop';
+import { PREDICTOR_STATE_MAX_BYTES } from './api/routes/prediction-routes';
 import { Sampler } from './sampler/sampler';
 import type { ShardEventSink } from './shard-event';
 import { ShardResizer } from './shard-resize';
@@ -144,6 +145,23 @@ export class Agent implements DrainControl {
 
     const adopted = await this.kernel.manager.start();
     this.logReport('adopt', adopted);
+    // Built before migration recovery, which may finish a migration and hand its shard's predictor over.
+    this.forecast = new ForecastLoop({
+      history: this.stores.history,
+      ...(this.stores.modelStates ? { states: this.stores.modelStates } : {}),
+      shards: () =>
+        this.kernel.manager.status().map((s) => ({
+          shardId: s.shardId,
+          applicationId: s.applicationId,
+          allocation: {
+            ...(typeof s.limits.cpuCores === 'number' ? { cpuCores: s.limits.cpuCores } : {}),
+            ...(typeof s.limits.memoryBytes === 'number' ? { memoryBytes: s.limits.memoryBytes } : {}),
+          },
+        })),
+      plan: () => this.plan(),
+      logger,
+      metrics: this.metrics,
+    });
     const migration = await this.startMigration();
     await this.reconcile();
 
@@ -168,22 +186,6 @@ export class Agent implements DrainControl {
       () => this.retention(),
     );
 
-    this.forecast = new ForecastLoop({
-      history: this.stores.history,
-      ...(this.stores.modelStates ? { states: this.stores.modelStates } : {}),
-      shards: () =>
-        this.kernel.manager.status().map((s) => ({
-          shardId: s.shardId,
-          applicationId: s.applicationId,
-          allocation: {
-            ...(typeof s.limits.cpuCores === 'number' ? { cpuCores: s.limits.cpuCores } : {}),
-            ...(typeof s.limits.memoryBytes === 'number' ? { memoryBytes: s.limits.memoryBytes } : {}),
-          },
-        })),
-      plan: () => this.plan(),
-      logger,
-      metrics: this.metrics,
-    });
     this.forecast.start();
 
     this.app = await buildApp({
@@ -306,7 +308,7 @@ export class Agent implements DrainControl {
       },
       shards: () => this.kernel.manager.status(),
       onFinished: (record) => {
-        if (record.state === 'done') void this.handOverForecast(record.shardId, record.destination);
+        if (record.state === 'done') void this.handOverForecast(record.shardId, record.destination).catch(() => {});
       },
     });
     this.migration = migration;
@@ -338,19 +340,21 @@ export class Agent implements DrainControl {
    * the migration is over: a failure is logged and the destination relearns from its own history.
    */
   private async handOverForecast(shardId: string, destination: string): Promise<void> {
-    const state = this.forecast?.stateOf(shardId);
-    const plan = this.plan();
-    const token = this.token;
-    const url = plan && peerUrls(plan, this.options.hostId).get(destination);
-    // A predictor that has seen no point yet (a shard younger than one grid interval) has nothing to give.
-    if ((state as { lastSeconds?: unknown } | undefined)?.lastSeconds == null || !url || !token) return;
     try {
+      // The saved state is read from the store when the forecast has dropped the shard: a row
+      // that cannot be read throws, which must end here, not in an unhandled rejection.
+      const state = this.forecast?.stateOf(shardId);
+      const plan = this.plan();
+      const token = this.token;
+      const url = plan && peerUrls(plan, this.options.hostId).get(destination);
+      // A predictor that has seen no point yet (a shard younger than one grid interval) has nothing to give.
+      if ((state as { lastSeconds?: unknown } | undefined)?.lastSeconds == null || !url || !token) return;
       await axios.put(`${url}/v1/predictions/shards/${shardId}/state`, state, {
         headers: { authorization: `Bearer ${token}` },
         timeout: 30_000,
         proxy: false,
         maxRedirects: 0,
-        maxBodyLength: 64 * 2 ** 20,
+        maxBodyLength: PREDICTOR_STATE_MAX_BYTES,
       });
       this.logger.info({ shard_id: shardId, destination }, `predictor of ${shardId} handed over to ${destination}`);
     } catch (error) {

@@ -31,6 +31,8 @@ const FORGET_AFTER_SECONDS = 86400;
 const UPDATES_PER_READ = 500;
 /** Predictors opened (a saved one loaded: ~15 ms) per turn of the event loop. */
 const OPENS_PER_TURN = 8;
+/** Handed-over states kept in memory for shards not here yet, when there is no state store. */
+const MAX_IMPORTED = 256;
 /** States saved per turn of the event loop (each is ~10-40 ms of JSON and gzip). */
 const SAVES_PER_TURN = 4;
 
@@ -121,6 +123,9 @@ export class ForecastLoop {
     const plan = this.options.plan();
     if (!forecast || !plan) return 'this agent has no predictor settings yet';
     const key: ForecastKey = `shard/${shardId}`;
+    const last = (state as { lastSeconds?: unknown } | null)?.lastSeconds;
+    // Learnt up to a time still to come here: another clock, or not a state this code wrote.
+    if (typeof last === 'number' && last > this.clock() + forecast.intervalSeconds) return `its last point (${last}) is in this host's future`;
     if (forecast.tracks(shardId)) {
       const why = forecast.adopt(shardId, state);
       if (why === undefined) {
@@ -133,10 +138,17 @@ export class ForecastLoop {
     const checked = forecast.restore(state, typeof application === 'string' ? application : '', shardId, undefined);
     if (typeof checked === 'string') return checked;
     if (!(checked.historySeconds() > 0)) return 'it has no history';
+    // What is kept is the state as this code writes it (not the request body, extra fields and all).
+    const clean = checked.toJSON();
     if (this.options.states) {
-      this.options.states.save([{ key, savedAtSeconds: this.clock(), state }]);
+      this.options.states.save([{ key, savedAtSeconds: this.clock(), state: clean }]);
       this.savedAt.set(key, this.clock());
-    } else this.imported.set(key, state);
+    } else {
+      // Without a store they wait in memory, the newest MAX_IMPORTED of them.
+      this.imported.delete(key);
+      this.imported.set(key, clean);
+      if (this.imported.size > MAX_IMPORTED) this.imported.delete(this.imported.keys().next().value as string);
+    }
     this.options.logger.info({ shard_id: shardId }, `predictor of ${shardId} kept for when it runs here`);
     return undefined;
   }
@@ -166,15 +178,31 @@ export class ForecastLoop {
     if (this.forecast && !sameSettings(this.forecast.settings, settings)) {
       this.options.logger.info({ settings }, 'predictor settings changed: every predictor starts again from the history');
       this.forecast = undefined;
+      this.fedThrough = NaN;
     }
     const forecast = (this.forecast ??= new HostForecast(settings));
-    const report = forecast.track(this.options.shards(), (key) => this.savedState(key), OPENS_PER_TURN);
-    while (report.deferred > 0) {
-      try {
-        await this.yieldUnlessStopped();
-      } catch {
+    try {
+      await this.feedOnce(forecast, plan, now);
+    } catch (error) {
+      if (error instanceof Superseded) {
+        // The plan changed the settings mid-replay: what is being built answers another question.
+        void this.pass().catch(() => {});
         return;
       }
+      if (error instanceof Stopped) return;
+      this.options.logger.error({ error: (error as Error).message }, 'prediction pass failed; retrying on the next one');
+      return;
+    }
+    this.options.metrics?.predictionPassDuration.observe(Number(process.hrtime.bigint() - started) / 1e9);
+  }
+
+  /** One pass's work on `forecast`: track the shards, read and feed what is new, publish, save. */
+  private async feedOnce(forecast: HostForecast, plan: Plan, now: number): Promise<void> {
+    const settings = forecast.settings;
+    const between = () => this.yieldUnlessStopped(settings);
+    const report = forecast.track(this.options.shards(), (key) => this.savedState(key), OPENS_PER_TURN);
+    while (report.deferred > 0) {
+      await between();
       const more = forecast.track(this.options.shards(), (key) => this.savedState(key), OPENS_PER_TURN);
       report.created.push(...more.created);
       report.restored.push(...more.restored);
@@ -191,23 +219,15 @@ export class ForecastLoop {
     const through = lastCompleteGridSeconds(now, interval, plan.agent.sampleIntervalSeconds + 1);
     const needed = forecast.neededFromSeconds();
     this.catchingUp = needed === undefined || needed < through;
-    try {
-      await catchUp(forecast, this.options.history, {
-        historyStartSeconds: now - plan.agent.historyRetentionSeconds,
-        throughSeconds: through,
-        pointsPerRead: Math.max(1, Math.floor(UPDATES_PER_READ / Math.max(1, forecast.size))),
-        between: () => this.yieldUnlessStopped(),
-      });
-    } catch (error) {
-      if (error instanceof Stopped) return;
-      this.options.logger.error({ error: (error as Error).message }, 'prediction pass failed; retrying on the next one');
-      return;
-    }
-    if (this.forecast !== forecast) return;
+    await catchUp(forecast, this.options.history, {
+      historyStartSeconds: now - plan.agent.historyRetentionSeconds,
+      throughSeconds: through,
+      pointsPerRead: Math.max(1, Math.floor(UPDATES_PER_READ / Math.max(1, forecast.size))),
+      between,
+    });
     this.fedThrough = Math.max(through, Number.isNaN(this.fedThrough) ? -Infinity : this.fedThrough);
     this.catchingUp = false;
     this.options.metrics?.observePredictions(forecast.vectors().shards);
-    this.options.metrics?.predictionPassDuration.observe(Number(process.hrtime.bigint() - started) / 1e9);
     await this.saveDue(forecast, now);
   }
 
@@ -247,10 +267,20 @@ export class ForecastLoop {
     return this.options.states?.read(key);
   }
 
-  private async yieldUnlessStopped(): Promise<void> {
+  /** Lets the event loop run; then ends the pass if the agent stops or the plan changed the settings it runs on. */
+  private async yieldUnlessStopped(settings: PredictorSettings): Promise<void> {
     await new Promise((resolve) => setImmediate(resolve));
     if (this.stopped) throw new Stopped();
+    const plan = this.options.plan();
+    let now: PredictorSettings | undefined;
+    try {
+      now = plan && predictorSettingsFromPlan(plan.predictor);
+    } catch {
+      now = undefined;
+    }
+    if (now && !sameSettings(now, settings)) throw new Superseded();
   }
 }
 
 class Stopped extends Error {}
+class Superseded extends Error {}

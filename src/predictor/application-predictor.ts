@@ -7,7 +7,7 @@
 import { assertDemandVector, type DemandVector } from '../contracts/demand-vector';
 import { AutoSelector, type AutoState } from './auto-selector';
 import { ColdStart, DEFAULT_MIN_HISTORY_SECONDS, type ColdStartState } from './cold-start';
-import { DEFAULT_HORIZON_SECONDS, DEFAULT_INTERVAL_SECONDS, DEFAULT_QUANTILE, type DemandModel, type ModelOptions } from './demand-model';
+import { checkState, DEFAULT_HORIZON_SECONDS, DEFAULT_INTERVAL_SECONDS, DEFAULT_QUANTILE, type DemandModel, type ModelOptions, type ModelState } from './demand-model';
 import type { PredictorSettings as PlanPredictorSettings } from '../contracts/plan-schema';
 import { ShardformError, showValue } from '../errors';
 import { createModel, isModelName, modelFromJSON, MODEL_NAMES, type ModelName } from './model-registry';
@@ -146,10 +146,20 @@ export class ApplicationPredictor {
    */
   static fromJSON(state: ApplicationPredictorState, allocation?: Allocation): ApplicationPredictor {
     if (state?.version !== 1) throw new ShardformError('INVALID_ARGUMENT', 'state.version', state?.version, `predictor state version ${showValue(state?.version)} is not 1`);
+    const interval = state.settings?.intervalSeconds;
+    const last = state.lastSeconds;
+    // A grid time up to year 2286 (what trace timestamps may be): a time far off would make the
+    // next read of history start centuries away, or the vector's timestamp invalid.
+    const onGrid = (t: number) => Math.abs(t / interval - Math.round(t / interval)) < 1e-6;
+    checkState(last === null || (typeof last === 'number' && last >= 0 && last <= 1e10 && onGrid(last)), 'lastSeconds', last, 'null or a grid time (a multiple of the interval) from 1970 to 2286');
     const models = {} as Record<ResourceName, ColdStart>;
     for (const resource of RESOURCE_NAMES) {
       const saved = state.models?.[resource];
       if (saved === undefined) throw new ShardformError('INVALID_ARGUMENT', `state.models.${resource}`, saved, `predictor state has no ${resource} model`);
+      // Every model was built for these settings and this resource (the selection's candidates too).
+      const same = (o: Partial<ModelOptions> | undefined) => o?.resource === resource && o?.intervalSeconds === interval && o?.horizonSeconds === state.settings?.horizonSeconds;
+      const inner = saved.inner as ModelState & { candidates?: ModelState[] };
+      checkState(same(saved.options) && same(inner?.options) && (inner?.candidates ?? []).every((c) => same(c?.options)), `models.${resource}.options`, saved.options, `the options of a ${resource} model for these settings`);
       models[resource] = ColdStart.fromJSON(saved, (inner) => (inner.model === 'auto' ? AutoSelector.fromJSON(inner as AutoState) : modelFromJSON(inner)));
     }
     const predictor = new ApplicationPredictor(state.applicationId, state.settings, allocation, state.shardId ?? undefined, models);

@@ -29,7 +29,7 @@
  * Work per sample: one update per candidate, one percentile read per level of vpa and one
  * histogram tail walk per ratio model for all prices together, and one mean per blend: constant.
  */
-import { horizonSteps, type DemandModel, type ModelOptions, type ModelState, type ResourceSample } from './demand-model';
+import { checkState, horizonSteps, type DemandModel, type ModelOptions, type ModelState, type ResourceSample } from './demand-model';
 import { ConditionalRatioModel } from './conditional-ratio-model';
 import { modelFromJSON } from './model-registry';
 import { SampleRing, type SampleRingState } from './sample-ring';
@@ -361,6 +361,8 @@ export class AutoSelector implements DemandModel {
     state.stats.forEach((v, i) => (auto.stats[i] = v));
     state.pending.forEach((v, i) => (auto.pending[Math.floor(i / savedPairs) * auto.pairs + (i % savedPairs)] = v === null ? NaN : v));
     state.pendingSteps.forEach((v, i) => (auto.pendingSteps[i] = v < 0 ? NaN : v));
+    checkState(Number.isInteger(state.selected) && state.selected >= 0 && state.selected < auto.pairs, 'selected', state.selected, `a pair of the selection (0 to ${auto.pairs - 1})`);
+    checkState(state.stats.length <= auto.stats.length && state.pendingSteps.length <= auto.pendingSteps.length, 'stats', state.stats.length, 'the selection\'s own size');
     auto.selected = state.selected;
     auto.level = state.level ?? NaN;
     auto.baselinePoints = state.baselinePoints;

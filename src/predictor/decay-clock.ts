@@ -5,6 +5,8 @@
  * half-life. When the exponent would exceed 100 (or time goes backwards) the reference moves to t
  * rounded to a multiple of the half-life and the caller scales existing weights by 2^(old - new).
  */
+import { checkState } from './demand-model';
+
 const MAX_DECAY_EXPONENT = 100;
 
 export interface DecayClockState {
@@ -38,6 +40,8 @@ export class DecayClock {
   }
 
   static fromJSON(state: DecayClockState): DecayClock {
+    checkState(typeof state.halfLifeSeconds === 'number' && state.halfLifeSeconds > 0, 'clock.halfLifeSeconds', state.halfLifeSeconds, 'a half-life > 0');
+    checkState(typeof state.referenceSeconds === 'number' && Math.abs(state.referenceSeconds) <= 1e11, 'clock.referenceSeconds', state.referenceSeconds, 'a Unix time');
     return new DecayClock(state.halfLifeSeconds, state.referenceSeconds);
   }
 }

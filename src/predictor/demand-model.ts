@@ -4,6 +4,7 @@
  * `horizonSeconds`, at quantile q", and saving/loading its whole state as JSON so it survives an
  * agent restart (after the VPA recommender's histogram checkpoints). Work per sample is constant.
  */
+import { ShardformError, showValue } from '../errors';
 import type { ResourceName } from './series';
 
 export interface ResourceSample {
@@ -20,6 +21,14 @@ export interface ModelOptions {
   readonly intervalSeconds: number;
   /** The horizon whose peak is predicted. Default 900 s. */
   readonly horizonSeconds: number;
+}
+
+/**
+ * Refuses a saved model state that could not have been saved by this code (a corrupt row, a
+ * hostile body): loading checks what would otherwise crash or run away (indices, sizes, times).
+ */
+export function checkState(ok: boolean, field: string, value: unknown, expected: string): void {
+  if (!ok) throw new ShardformError('INVALID_ARGUMENT', `state.${field}`, value, `state.${field}: ${showValue(value)} is not ${expected}`);
 }
 
 export interface ModelState {

@@ -11,6 +11,10 @@
  * bucket by bucket.
  */
 import { bucketSchemeFromJSON, type BucketScheme, type BucketSchemeState } from './bucket-scheme';
+import { checkState } from './demand-model';
+
+/** More buckets than any scheme of ours has (VPA's memory scheme raised to 1e18 bytes: ~520; ratios: 691). */
+const MAX_BUCKETS = 10_000;
 
 /** VPA's epsilon: buckets lighter than this are treated as empty after scaling. */
 const EPSILON = 1e-4;
@@ -167,8 +171,14 @@ export class Histogram {
   }
 
   static fromJSON(state: HistogramState, momentOf?: (bucket: number) => number): Histogram {
-    const histogram = new Histogram(bucketSchemeFromJSON(state.scheme), momentOf);
-    for (const [bucket, weight] of state.buckets) histogram.addToBucket(bucket, weight);
+    const scheme = bucketSchemeFromJSON(state.scheme);
+    checkState(scheme.numBuckets >= 1 && scheme.numBuckets <= MAX_BUCKETS, 'scheme', state.scheme, `a bucket scheme of 1 to ${MAX_BUCKETS} buckets`);
+    const histogram = new Histogram(scheme, momentOf);
+    for (const [bucket, weight] of state.buckets) {
+      checkState(Number.isInteger(bucket) && bucket >= 0 && bucket < scheme.numBuckets, 'buckets', bucket, `a bucket of the scheme (0 to ${scheme.numBuckets - 1})`);
+      checkState(typeof weight === 'number' && weight >= 0 && weight < Infinity, 'buckets', weight, 'a weight >= 0');
+      histogram.addToBucket(bucket, weight);
+    }
     return histogram;
   }
 }

@@ -13,7 +13,7 @@
  * predictor skips the gap; after it a missing point is fed as missing (gaps stay gaps).
  */
 import type { DemandVector } from '../contracts/demand-vector';
-import type { MetricBucket, MetricHistory, MetricSample } from '../store/metric-history';
+import type { MetricBucket, MetricHistory, MetricQuery, MetricSample } from '../store/metric-history';
 import { gridPointsFromHistory, type GridPoints, type GridValues } from '../traces/metric-history-adapter';
 import { ApplicationPredictor, sameSettings, type ApplicationPredictorState, type PredictorSettings } from './application-predictor';
 import { RESOURCE_NAMES, type Allocation } from './series';
@@ -122,10 +122,11 @@ export class HostForecast {
 
   /**
    * Feeds the grid points from `fromSeconds` through `throughSeconds` (grid times, inclusive) of
-   * history rows read for that range; each predictor takes those after its cursor. Returns how
-   * many predictor updates were made.
+   * history rows read for that range; each predictor takes those after its cursor (with `only`,
+   * just that predictor: the rows may then be its own only). Returns how many predictor updates
+   * were made.
    */
-  feed(rows: readonly (MetricSample | MetricBucket)[], fromSeconds: number, throughSeconds: number): number {
+  feed(rows: readonly (MetricSample | MetricBucket)[], fromSeconds: number, throughSeconds: number, only?: ForecastKey): number {
     const interval = this.intervalSeconds;
     const grid: GridPoints = gridPointsFromHistory(rows, interval);
     const first = Math.ceil(fromSeconds / interval - 1e-9);
@@ -141,10 +142,12 @@ export class HostForecast {
       }
       tracked.cursor = atSeconds;
     };
+    const shards = only === undefined ? [...this.shards.values()] : [...this.shards].filter(([id]) => only === `shard/${id}`).map(([, t]) => t);
+    const applications = only === undefined ? [...this.applications.values()] : [...this.applications].filter(([id]) => only === `application/${id}`).map(([, t]) => t);
     for (let k = first; k <= last; k++) {
       const atSeconds = k * interval;
-      for (const tracked of this.shards.values()) take(tracked, atSeconds, grid.get(tracked.info.shardId)?.get(k) ?? MISSING);
-      for (const tracked of this.applications.values()) {
+      for (const tracked of shards) take(tracked, atSeconds, grid.get(tracked.info.shardId)?.get(k) ?? MISSING);
+      for (const tracked of applications) {
         // A sum with a shard missing would read as a drop in load: the point is missing instead.
         const sum: GridValues = { cpu: 0, memory: 0, read: 0, write: 0 };
         for (const shardId of tracked.shardIds) {
@@ -184,7 +187,8 @@ export class HostForecast {
   /**
    * Takes a shard's predictor learnt elsewhere (the source host of a migration): it replaces the
    * one tracked here when it has more history behind it, and is fed this host's points after its
-   * own last one (the time between the two hosts' histories is a gap). Returns why not, or undefined when it was taken; a shard not
+   * own last one (the time between the two hosts' histories is a gap; the source fed it until its
+   * next pass after the release, so a point or two of this host's first ones are not fed). Returns why not, or undefined when it was taken; a shard not
    * tracked here is refused (the caller keeps the state for when it is).
    */
   adopt(shardId: string, state: unknown): string | undefined {
@@ -205,6 +209,14 @@ export class HostForecast {
   /** The saved form of one shard's predictor, or undefined when it is not tracked. */
   shardState(shardId: string): ApplicationPredictorState | undefined {
     return this.shards.get(shardId)?.predictor.toJSON();
+  }
+
+  /** Predictors that have seen nothing yet, with the rows they read: their shard's, or their application's. */
+  unstarted(): { key: ForecastKey; rows: { shardId: string } | { applicationId: string } }[] {
+    const out: { key: ForecastKey; rows: { shardId: string } | { applicationId: string } }[] = [];
+    for (const [shardId, t] of this.shards) if (t.cursor !== t.cursor) out.push({ key: `shard/${shardId}`, rows: { shardId } });
+    for (const [applicationId, t] of this.applications) if (t.cursor !== t.cursor) out.push({ key: `application/${applicationId}`, rows: { applicationId } });
+    return out;
   }
 
   /** Every predictor with its key and cursor, for saving. */
@@ -259,6 +271,12 @@ export class HostForecast {
     }
     if (!sameSettings(predictor.settings, this.settings)) return 'saved under other predictor settings';
     if (predictor.applicationId !== applicationId || predictor.shardId !== shardId) return `saved for ${predictor.shardId ?? predictor.applicationId} of ${predictor.applicationId}`;
+    try {
+      // What the agent will ask of it: a state that loads but cannot answer is not taken.
+      predictor.vector();
+    } catch (error) {
+      return `unusable: ${(error as Error).message}`;
+    }
     return predictor;
   }
 }
@@ -296,8 +314,11 @@ export interface ReplayOptions {
   readonly throughSeconds: number;
   /** Grid points per read: bounds the rows held at once. Default one day's worth. */
   readonly pointsPerRead?: number;
-  /** Awaited between reads (the agent yields its event loop there). */
-  readonly between?: () => Promise<void>;
+  /**
+   * Awaited after every read (the agent yields its event loop there), with how many
+   * (predictor, grid point) pairs have been considered so far, for progress.
+   */
+  readonly between?: (considered: number) => Promise<void>;
 }
 
 /**
@@ -307,17 +328,30 @@ export interface ReplayOptions {
  */
 export async function catchUp(forecast: HostForecast, history: Pick<MetricHistory, 'query'>, options: ReplayOptions): Promise<number> {
   const interval = forecast.intervalSeconds;
-  const needed = forecast.neededFromSeconds();
-  let from = needed ?? Math.ceil(options.historyStartSeconds / interval) * interval;
-  const step = Math.max(1, options.pointsPerRead ?? Math.ceil(86400 / interval)) * interval;
+  const historyStart = Math.ceil(options.historyStartSeconds / interval) * interval;
+  const pointsPerRead = Math.max(1, options.pointsPerRead ?? Math.ceil(86400 / interval));
   let updates = 0;
-  while (from <= options.throughSeconds) {
-    const through = Math.min(options.throughSeconds, from + step - interval);
-    // Rows of grid points from..through: bucket starts in [from, through + interval).
-    const rows = history.query({ fromSeconds: from, toSeconds: through + interval - 1e-6, resolutionSeconds: interval });
-    updates += forecast.feed(rows, from, through);
-    from = through + interval;
-    if (from <= options.throughSeconds) await options.between?.();
-  }
+  let considered = 0;
+  const replay = async (fromSeconds: number, filter: Partial<Pick<MetricQuery, 'shardId' | 'applicationId'>>, only: ForecastKey | undefined, points: number) => {
+    const step = points * interval;
+    let from = fromSeconds;
+    while (from <= options.throughSeconds) {
+      const through = Math.min(options.throughSeconds, from + step - interval);
+      // Rows of grid points from..through: bucket starts in [from, through + interval).
+      const rows = history.query({ ...filter, fromSeconds: from, toSeconds: through + interval - 1e-6, resolutionSeconds: interval });
+      updates += forecast.feed(rows, from, through, only);
+      considered += (Math.round((through - from) / interval) + 1) * (only === undefined ? forecast.size : 1);
+      from = through + interval;
+      await options.between?.(considered);
+    }
+  };
+  // A predictor that has seen nothing reads its own rows from the start of history first, so a
+  // shard arriving does not make every other shard's history be read again. It is fed alone, as
+  // many points per read as the others together would take.
+  for (const { key, rows } of forecast.unstarted()) await replay(historyStart, rows, key, pointsPerRead * Math.max(1, forecast.size));
+  // Then everyone from the oldest cursor; none before the start of history (a state saved long
+  // ago goes on from there: the time between is a gap).
+  const needed = forecast.neededFromSeconds();
+  if (needed !== undefined) await replay(Math.max(needed, historyStart), {}, undefined, pointsPerRead);
   return updates;
 }

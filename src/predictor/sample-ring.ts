@@ -4,6 +4,7 @@
  * prediction) without ever looking past the newest sample. A gap longer than the ring just clears
  * it, so work per update stays bounded by the ring length.
  */
+import { checkState } from './demand-model';
 export interface SampleRingState {
   readonly capacity: number;
   readonly intervalSeconds: number;
@@ -94,6 +95,10 @@ export class SampleRing {
   }
 
   static fromJSON(state: SampleRingState): SampleRing {
+    // A week of 1-s samples plus the longest horizon is ~615,000: a million is room, not a limit.
+    checkState(Number.isInteger(state.capacity) && state.capacity >= 1 && state.capacity <= 1_000_000, 'ring.capacity', state.capacity, 'a capacity of 1 to 1000000 samples');
+    checkState(Array.isArray(state.values) && state.values.length === state.capacity, 'ring.values', state.values?.length, `${state.capacity} values`);
+    checkState(state.lastStep === null || Number.isInteger(state.lastStep), 'ring.lastStep', state.lastStep, 'a step number or null');
     const ring = new SampleRing(state.capacity, state.intervalSeconds);
     ring.lastStep = state.lastStep;
     state.values.forEach((v, i) => (ring.values[i] = v === null ? NaN : v));

@@ -145,7 +145,13 @@ export class SqliteMetricHistory implements MetricHistory {
       db.close();
       throw refuse(`not a metric history (no ${missing.join(' or ')} table)`);
     }
-    return new SqliteMetricHistory(db, true);
+    try {
+      return new SqliteMetricHistory(db, true);
+    } catch (error) {
+      // Tables of those names with other columns: the statements the history prepares do not fit.
+      db.close();
+      throw refuse(`not a metric history (${(error as Error).message})`);
+    }
   }
 
   constructor(
@@ -180,8 +186,9 @@ export class SqliteMetricHistory implements MetricHistory {
     if (!Number.isFinite(fromSeconds) || !Number.isFinite(toSeconds) || fromSeconds > toSeconds) {
       throw storeError('INVALID_ARGUMENT', 'query.fromSeconds', { fromSeconds, toSeconds }, 'not a time range', 'give finite fromSeconds <= toSeconds');
     }
-    if (resolutionSeconds !== undefined && !(Number.isInteger(resolutionSeconds) && resolutionSeconds > 0)) {
-      throw storeError('INVALID_ARGUMENT', 'query.resolutionSeconds', resolutionSeconds, 'not a bucket width', 'use a whole number of seconds > 0');
+    // Any width > 0: the predictor reads at its grid's interval, which the plan allows to be 7.5 s.
+    if (resolutionSeconds !== undefined && !(Number.isFinite(resolutionSeconds) && resolutionSeconds > 0)) {
+      throw storeError('INVALID_ARGUMENT', 'query.resolutionSeconds', resolutionSeconds, 'not a bucket width', 'use a number of seconds > 0');
     }
     const filter = [query.shardId === undefined ? '' : 'AND shard_id = @shardId', query.applicationId === undefined ? '' : 'AND application_id = @applicationId'].join(' ');
     const params = { shardId: query.shardId ?? null, applicationId: query.applicationId ?? null, from: fromSeconds, to: toSeconds, width: resolutionSeconds ?? 0 };

@@ -214,11 +214,29 @@ describe('shardform predict --history', () => {
       new Database(other).exec('CREATE TABLE IF NOT EXISTS kv (k, v)').close();
       return other;
     }, 'not a metric history (no metric_raw or metric_bucket table)'],
+    ['a database with tables of those names and other columns', () => {
+      const odd = join(dir.path, 'odd.db');
+      new Database(odd).exec('CREATE TABLE metric_raw (x); CREATE TABLE metric_bucket (y)').close();
+      return odd;
+    }, 'not a metric history (table metric_raw has 1 columns but 13 values were supplied)'],
   ])('refuses %s with exit 2 naming --history and the path', async (_what, path, problem) => {
     const file = path();
     const result = await runCli('predict', '--history', file);
     expect(result.code).toBe(2);
     expect(result.stderr).toContain(`error: --history: ${problem} (got ${JSON.stringify(file)}); give an agent's metric history, <state-dir>/metrics.db`);
+  });
+
+  it('refuses a history whose times are not numbers, exit 2 naming the file, not a stack trace', async () => {
+    const odd = join(dir.path, 'text-times.db');
+    const history = SqliteMetricHistory.open(odd);
+    history.close();
+    const db = new Database(odd);
+    db.prepare("INSERT INTO metric_raw VALUES ('web-0', 'web', 'yesterday', 1, 0, 1, 0, 0, 0, 0, NULL, NULL, NULL)").run();
+    db.close();
+    const result = await runCli('predict', '--history', odd);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain(`--history: ${JSON.stringify(odd)} is not a metric history an agent wrote (shard "web-0" has times "yesterday" to "yesterday")`);
+    expect(result.stderr).not.toContain('    at ');
   });
 
   it.each([

@@ -127,6 +127,18 @@ describe('Agent (daemon wiring over fakes)', () => {
       await agent['handOverForecast']('nope-0', 'host-b');
       await agent['handOverForecast']('web-0', 'host-z');
       expect(received).toHaveLength(2);
+      // A saved state that cannot be read is a warning, never an unhandled rejection.
+      const forecast = agent['forecast']!;
+      const stateOf = forecast.stateOf.bind(forecast);
+      forecast.stateOf = () => {
+        throw new Error('unexpected end of file');
+      };
+      try {
+        await agent['handOverForecast']('web-0', 'host-b');
+      } finally {
+        forecast.stateOf = stateOf;
+      }
+      expect(agentLogs.lines().filter((l) => l.shard_id === 'web-0' && l.level === 'warn').at(-1)?.error).toBe('unexpected end of file');
     } finally {
       if (running) agent['planSource']['plan'] = running;
       await new Promise((resolve) => server.close(resolve));

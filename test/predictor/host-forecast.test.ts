@@ -119,7 +119,7 @@ describe('host forecast', () => {
 
     const broken = new HostForecast(settings);
     const garbage = broken.track(shards, (key) => (key === 'shard/web-1' ? { version: 1, models: {} } : (saved.get(key) as ApplicationPredictorState)));
-    expect(garbage.rejected).toEqual([{ key: 'shard/web-1', reason: 'unreadable: predictor state has no cpu model' }]);
+    expect(garbage.rejected).toEqual([{ key: 'shard/web-1', reason: 'unreadable: state.lastSeconds: undefined is not null or a grid time (a multiple of the interval) from 1970 to 2286' }]);
     expect(garbage.created).toEqual(['shard/web-1']);
   });
 
@@ -136,6 +136,66 @@ describe('host forecast', () => {
     const report = forecast.track([{ shardId: 'late', applicationId: 'late' }]);
     expect(report.dropped).toEqual(['shard/web-1']);
     expect(forecast.vectors().shards.map((v) => v.shard_id)).toEqual(['late']);
+  });
+
+  it('refuses a saved state whose numbers this code could not have written, before they can stall or break the agent', async () => {
+    const store = openHistory(history(3));
+    const forecast = new HostForecast(settings);
+    forecast.track([{ shardId: 'web-1', applicationId: 'web' }]);
+    await catchUp(forecast, store, { historyStartSeconds: T, throughSeconds: T + 2 * 3600 });
+    const good = JSON.stringify(forecast.shardState('web-1'));
+    const edited = (edit: (state: any) => void) => { // eslint-disable-line @typescript-eslint/no-explicit-any
+      const state = JSON.parse(good);
+      edit(state);
+      return forecast.restore(state, 'web', 'web-1', undefined);
+    };
+    expect(typeof edited(() => {})).not.toBe('string');
+    const cpu = (state: any) => state.models.cpu.inner; // eslint-disable-line @typescript-eslint/no-explicit-any
+    const vpaOf = (state: any) => cpu(state).candidates.find((c: { model: string }) => c.model === 'vpa'); // eslint-disable-line @typescript-eslint/no-explicit-any
+    const ratioOf = (state: any) => cpu(state).candidates.find((c: { model: string }) => c.model === 'recent-peak'); // eslint-disable-line @typescript-eslint/no-explicit-any
+    const cases: [string, (state: any) => void, RegExp][] = [ // eslint-disable-line @typescript-eslint/no-explicit-any
+      ['a time centuries ago', (s) => (s.lastSeconds = -1e15), /state\.lastSeconds: -1000000000000000 is not null or a grid time/],
+      ['a time past any date', (s) => (s.lastSeconds = 1e300), /state\.lastSeconds/],
+      ['a time off the grid', (s) => (s.lastSeconds += 1), /state\.lastSeconds/],
+      ['a string for a time', (s) => (s.lastSeconds = 'abc'), /state\.lastSeconds/],
+      ['a bucket far outside the scheme', (s) => vpaOf(s).histogram.buckets.push([1e9, 1]), /state\.buckets: 1000000000 is not a bucket of the scheme/],
+      ['a negative weight', (s) => vpaOf(s).histogram.buckets.push([3, -1]), /state\.buckets: -1 is not a weight >= 0/],
+      ['a scheme of a billion buckets', (s) => (vpaOf(s).histogram.scheme.maxValue = 1e300), /state\.scheme/],
+      ['a ring of a trillion samples', (s) => (ratioOf(s).ring.capacity = 1e12), /state\.ring\.capacity/],
+      ['a selected pair that does not exist', (s) => (cpu(s).selected = 10_000), /state\.selected: 10000 is not a pair of the selection/],
+      ['a model built for another horizon', (s) => (ratioOf(s).options.horizonSeconds = 1800), /state\.models\.cpu\.options/],
+      ['a half-life of zero', (s) => (vpaOf(s).clock.halfLifeSeconds = 0), /state\.clock\.halfLifeSeconds/],
+    ];
+    for (const [, edit, reason] of cases) expect(edited(edit)).toMatch(reason);
+  });
+
+  it('replays a shard that arrives from its own rows only, not every shard\'s history again', async () => {
+    const store = openHistory(history(6));
+    const reads: { shardId?: string; applicationId?: string; fromSeconds: number }[] = [];
+    const recording = { query: (q: Parameters<typeof store.query>[0]) => (reads.push(q), store.query(q)) };
+    const forecast = new HostForecast(settings);
+    forecast.track([{ shardId: 'web-1', applicationId: 'web' }]);
+    const through = T + 6 * 3600 - 600;
+    await catchUp(forecast, recording, { historyStartSeconds: T, throughSeconds: through });
+    reads.length = 0;
+    forecast.track([{ shardId: 'web-1', applicationId: 'web' }, { shardId: 'db-1', applicationId: 'db' }]);
+    await catchUp(forecast, recording, { historyStartSeconds: T, throughSeconds: through });
+    expect(reads.map((q) => q.shardId ?? q.applicationId ?? '(all)')).toEqual(['db-1']);
+    const unbroken = new HostForecast(settings);
+    unbroken.track([{ shardId: 'web-1', applicationId: 'web' }, { shardId: 'db-1', applicationId: 'db' }]);
+    await catchUp(unbroken, store, { historyStartSeconds: T, throughSeconds: through });
+    expect(forecast.vectors()).toEqual(unbroken.vectors());
+  });
+
+  it('reads the history at a grid interval that is not a whole number of seconds', async () => {
+    const rows: MetricSample[] = [];
+    for (let t = T; t < T + 600; t += 2.5) rows.push(sample('web-1', t, 0.5 + (t % 7.5 === 0 ? 0.25 : 0)));
+    const forecast = new HostForecast({ ...settings, intervalSeconds: 7.5, horizonSeconds: 15, minHistorySeconds: 60 });
+    forecast.track([{ shardId: 'web-1', applicationId: 'web' }]);
+    const through = lastCompleteGridSeconds(T + 600, 7.5, 0);
+    expect(await catchUp(forecast, openHistory(rows), { historyStartSeconds: T, throughSeconds: through })).toBe(through / 7.5 - T / 7.5 + 1);
+    // Each point is the maximum of its three samples.
+    expect(forecast.vectors().shards[0].resources.cpu.cores).toBeGreaterThanOrEqual(0.75);
   });
 
   it('opens at most maxOpens predictors per call and the rest on the next calls', () => {

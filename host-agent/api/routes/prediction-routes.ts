@@ -11,8 +11,8 @@ import type { ApiDeps } from '../api-deps';
 import { ApiError, noPlan } from '../api-errors';
 import { PredictionQuery, PredictorStateBody, ShardParams } from '../schemas';
 
-/** A shard's saved predictor is ~1-2 MB of JSON (docs/predictor.md); far above it is not one. */
-const STATE_BODY_LIMIT = 64 * 2 ** 20;
+/** A shard's saved predictor is ~1 MB of JSON (docs/predictor.md); far above it is not one. */
+export const PREDICTOR_STATE_MAX_BYTES = 16 * 2 ** 20;
 
 export const predictionRoutes =
   (deps: ApiDeps): FastifyPluginAsync =>
@@ -27,7 +27,7 @@ export const predictionRoutes =
 
     app.put<{ Params: ShardParams; Body: PredictorStateBody }>(
       '/v1/predictions/shards/:id/state',
-      { schema: { params: ShardParams, body: PredictorStateBody }, bodyLimit: STATE_BODY_LIMIT },
+      { schema: { params: ShardParams, body: PredictorStateBody }, bodyLimit: PREDICTOR_STATE_MAX_BYTES },
       async (request) => {
         if (!deps.plan.current() || !deps.forecast) throw noPlan();
         const why = deps.forecast.importState(request.params.id, request.body);

@@ -36,6 +36,8 @@ export async function forecastFromHistory(path: string, settings: PredictorSetti
   }
   try {
     let spans = store.shardSpans();
+    const bad = spans.find((span) => !(Number.isFinite(span.firstSeconds) && Number.isFinite(span.lastSeconds) && typeof span.applicationId === 'string'));
+    if (bad) throw new Error(`shard ${showValue(bad.shardId)} has times ${showValue(bad.firstSeconds)} to ${showValue(bad.lastSeconds)}`);
     // As --trace with a directory of no traces: nothing to predict from is a usage error.
     if (spans.length === 0) throw new ShardformError('UNREADABLE_FILE', '--history', path, `--history: ${showValue(path)} holds no metric samples yet`);
     if (app !== undefined) {
@@ -66,14 +68,15 @@ export async function forecastFromHistory(path: string, settings: PredictorSetti
     const history: Pick<MetricHistory, 'query'> = app === undefined ? store : { query: (q) => store.query({ ...q, applicationId: app }) };
     // catchUp's own default (a day of points per read), named here to count the reads for the progress bar.
     const pointsPerRead = Math.ceil(86400 / interval);
-    const progress = startProgress(points, 'predict', 'grid points');
-    let done = 0;
+    // Every predictor is new here: each replays every grid point once.
+    const total = points * forecast.size;
+    const progress = startProgress(total, 'predict', 'points');
     try {
       await catchUp(forecast, history, {
         historyStartSeconds: start,
         throughSeconds: through,
         pointsPerRead,
-        between: async () => progress.update((done = Math.min(points, done + pointsPerRead))),
+        between: async (considered) => progress.update(Math.min(total, considered)),
       });
     } finally {
       progress.stop();
@@ -88,6 +91,10 @@ export async function forecastFromHistory(path: string, settings: PredictorSetti
         reason: s.firstSeconds >= through + interval ? `its history starts in the newest grid point (${iso(through + interval)}), which is left out while it may still be filling` : 'its cpu or memory was never measured',
       }));
     return { shards, applications, fedThroughSeconds: through, unpredicted };
+  } catch (error) {
+    if (error instanceof ShardformError) throw error;
+    // Tables of the right names with other columns or types: not a history an agent wrote.
+    throw new ShardformError('INVALID_ARGUMENT', '--history', path, `--history: ${showValue(path)} is not a metric history an agent wrote (${(error as Error).message}); give an agent's <state-dir>/metrics.db`);
   } finally {
     store.close();
   }

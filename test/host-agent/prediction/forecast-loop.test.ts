@@ -95,8 +95,10 @@ describe('ForecastLoop (the agent\'s demand forecast)', () => {
     const text = await s.metrics.text();
     expect(text).toContain(`shardform_shard_predicted_cpu_cores{shard_id="web-0",application_id="web"} ${view.shards[1].resources.cpu.cores}`);
     expect(text).toMatch(/shardform_prediction_pass_duration_seconds_count 1/);
-    // Read in bounded ranges: 500 updates per read over 4 predictors is 125 grid points.
-    expect(s.reads.every((q) => q.resolutionSeconds === 300 && q.toSeconds - q.fromSeconds < 125 * 300)).toBe(true);
+    // Each predictor replays its own rows (its shard's, its application's), in bounded ranges:
+    // 500 updates per read, all for the one predictor.
+    expect(s.reads.every((q) => q.resolutionSeconds === 300 && q.toSeconds - q.fromSeconds < 500 * 300)).toBe(true);
+    expect(new Set(s.reads.map((q) => q.shardId ?? q.applicationId))).toEqual(new Set(['web-0', 'web-1', 'db-0', 'web']));
     await loop.stop();
   });
 
@@ -196,6 +198,28 @@ describe('ForecastLoop (the agent\'s demand forecast)', () => {
     s.advance(86400);
     await loop.pass();
     expect(s.states.list().map((x) => x.key)).toEqual(['application/web', 'shard/web-0', 'shard/web-1']);
+    await loop.stop();
+  });
+
+  it('ends a replay when the plan changes the settings under it, and starts again with the new ones', async () => {
+    const s = setup();
+    s.history.append(rows(T, T + HOURS * 3600));
+    const loop = s.loop();
+    const first = loop.pass();
+    const changed = examplePlan((p) => {
+      p.generation = 2;
+      p.predictor = { ...p.predictor, minHistorySeconds: 3600, quantile: 0.9 };
+    });
+    s.setPlan(changed);
+    await first;
+    await loop.pass();
+    expect(loop.view().settings?.quantile).toBe(0.9);
+    expect({ shards: loop.view().shards, applications: loop.view().applications }).toEqual(await expected(s.history, changed, NOW));
+    // Nothing learnt under the old settings was saved: the replay ended at its first read.
+    for (const { key } of s.states.list()) expect((s.states.read(key) as { settings: { quantile: number } }).settings.quantile).toBe(0.9);
+    // A handed-over state learnt up to a time still to come here is refused.
+    const state = JSON.parse(JSON.stringify(loop.stateOf('web-0')));
+    expect(loop.importState('web-0', { ...state, lastSeconds: NOW + 3600 })).toBe(`its last point (${NOW + 3600}) is in this host's future`);
     await loop.stop();
   });
 
