@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { detectCgroupDriver } from '../../../host-agent/cgroups/detect';
 import { placeShards } from '../../../policies/initial-placement';
-import type { Plan } from '../../../src/contracts/plan-schema';
+import type { Plan, UnsignedPlan } from '../../../src/contracts/plan-schema';
 import { BIN } from '../../helpers/cli';
 import { requireCriu, requirePython } from '../../helpers/criu-prerequisite';
 import { pidsOf } from '../../helpers/migration-hosts';
@@ -40,8 +40,9 @@ describePrivileged('migration between two real agents (netns hosts, shared store
     fleet = undefined;
   });
 
-  function counterPlan(f: NetnsAgents, generation: number, stateFile: string): Plan {
+  function counterPlan(f: NetnsAgents, generation: number, stateFile: string, edit: (plan: UnsignedPlan) => void = () => {}): Plan {
     return f.plan(generation, (p) => {
+      edit(p);
       p.applications = [
         {
           id: 'counter',
@@ -69,7 +70,8 @@ describePrivileged('migration between two real agents (netns hosts, shared store
   it('moves a counting shard with `shardform migrate`: it runs only on the destination, same limits, counts on, and the source does not bring it back', async () => {
     const f = (fleet = netnsAgents('ma', hosts().hosts));
     const stateFile = join(f.dir, 'counter.state');
-    const plan = counterPlan(f, 1, stateFile);
+    // A 1-s prediction grid, so the source has a forecast of the shard to hand over within seconds.
+    const plan = counterPlan(f, 1, stateFile, (p) => (p.predictor = { ...p.predictor, intervalSeconds: 1, horizonSeconds: 5 }));
     const placed = placeShards(plan).assignments.find((a) => a.shardId === SHARD)!;
     const source = f.agents.find((a) => a.host.id === placed.hostId)!;
     const destination = f.agents.find((a) => a.host.id !== placed.hostId)!;
@@ -78,6 +80,12 @@ describePrivileged('migration between two real agents (netns hosts, shared store
     for (const agent of f.agents) await f.waitFor(`${agent.host.id} to listen`, async () => ((await agent.api('/healthz')).status === 200 ? true : undefined));
     await f.waitFor('the source to run the shard', async () => ((await shardsOf(source)).find((s) => s.shardId === SHARD && s.state === 'running') ? true : undefined));
     await f.waitFor('the counter to pass 30', async () => (existsSync(stateFile) && Number(readFileSync(stateFile, 'utf8')) > 30 ? true : undefined));
+    type Predictions = { fedThroughSeconds: number | null; shards: { shard_id: string; timestamp: string }[] };
+    const firstForecast = await f.waitFor('the source to forecast the shard', async () => (await source.api<Predictions>('/v1/predictions')).body.shards.find((v) => v.shard_id === SHARD));
+    await f.waitFor('five more seconds of forecast', async () => {
+      const now = (await source.api<Predictions>('/v1/predictions')).body.shards.find((v) => v.shard_id === SHARD);
+      return now && Date.parse(now.timestamp) - Date.parse(firstForecast.timestamp) >= 5000 ? true : undefined;
+    });
 
     // Watch the state file through the migration: the counter must never go back.
     const seen: number[] = [];
@@ -149,6 +157,11 @@ describePrivileged('migration between two real agents (netns hosts, shared store
       outcome: 'done', strategy: 'checkpoint', source: source.host.id, destination: destination.host.id, bytes: summary.bytesSent, rounds: 0,
       downtime_steps_ms: { freeze: freezeMs, dump: dumpMs, transfer: transferMs, restore: restoreMs },
     });
+
+    // The shard's forecast moved with it: handed over by the source, taken by the destination.
+    await f.waitFor('the source to hand the predictor over', async () => (source.logLines().some((l) => l.msg === `predictor of ${SHARD} handed over to ${destination.host.id}`) ? true : undefined));
+    expect(destination.logLines().some((l) => l.msg === `predictor of ${SHARD} taken over from its previous host` || l.msg === `predictor of ${SHARD} kept for when it runs here`)).toBe(true);
+    await f.waitFor('the destination to forecast the shard', async () => ((await destination.api<Predictions>('/v1/predictions')).body.shards.some((v) => v.shard_id === SHARD) ? true : undefined));
   });
 
   // Keeps its counter in memory and in $SHARDFORM_STATE_DIR/counter (every 100 ms and on SIGTERM);
