@@ -236,7 +236,9 @@ export class ForecastLoop {
     const store = this.options.states;
     if (!store) return;
     const every = this.options.saveEverySeconds ?? 3600;
-    const due = [...forecast.states()].filter((s) => s.cursorSeconds === s.cursorSeconds && !(now - (this.savedAt.get(s.key) ?? -Infinity) < every));
+    // A predictor that has seen no point has nothing to keep (a new or idle shard): its state
+    // would only cost the JSON and gzip of empty models.
+    const due = [...forecast.states()].filter((s) => s.fed && !(now - (this.savedAt.get(s.key) ?? -Infinity) < every));
     try {
       for (let i = 0; i < due.length && !this.stopped; i += SAVES_PER_TURN) {
         const batch = due.slice(i, i + SAVES_PER_TURN).map((s) => ({ key: s.key, savedAtSeconds: now, state: s.state() }));

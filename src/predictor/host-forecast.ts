@@ -220,9 +220,15 @@ export class HostForecast {
   }
 
   /** Every predictor with its key and cursor, for saving. */
-  *states(): IterableIterator<{ key: ForecastKey; cursorSeconds: number; state: () => ApplicationPredictorState }> {
-    for (const [shardId, tracked] of this.shards) yield { key: `shard/${shardId}`, cursorSeconds: tracked.cursor, state: () => tracked.predictor.toJSON() };
-    for (const [applicationId, tracked] of this.applications) yield { key: `application/${applicationId}`, cursorSeconds: tracked.cursor, state: () => tracked.predictor.toJSON() };
+  *states(): IterableIterator<{ key: ForecastKey; cursorSeconds: number; fed: boolean; state: () => ApplicationPredictorState }> {
+    const entry = (key: ForecastKey, tracked: Tracked) => ({
+      key,
+      cursorSeconds: tracked.cursor,
+      fed: tracked.predictor.fedUntilSeconds === tracked.predictor.fedUntilSeconds,
+      state: () => tracked.predictor.toJSON(),
+    });
+    for (const [shardId, tracked] of this.shards) yield entry(`shard/${shardId}`, tracked);
+    for (const [applicationId, tracked] of this.applications) yield entry(`application/${applicationId}`, tracked);
   }
 
   /** How many predictors are tracked (shards and applications). */

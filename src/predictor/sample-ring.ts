@@ -3,6 +3,10 @@
  * compute recent-window features and to resolve their own labels (the peak that followed a past
  * prediction) without ever looking past the newest sample. A gap longer than the ring just clears
  * it, so work per update stays bounded by the ring length.
+ *
+ * Storage grows with the samples: until the ring has wrapped once it holds only the steps since
+ * its first sample (doubling as they come), so a new shard's models do not take a week of
+ * samples each from the start (an agent keeps 16 rings per shard; docs/predictor.md).
  */
 import { checkState } from './demand-model';
 export interface SampleRingState {
@@ -12,17 +16,21 @@ export interface SampleRingState {
   readonly values: readonly (number | null)[];
 }
 
+/** First storage of a ring, in samples (grown by doubling up to the capacity). */
+const INITIAL_SLOTS = 16;
+
 export class SampleRing {
-  private readonly values: Float64Array;
+  /** Until `wrapped`, slot i holds step `origin + i`; after, step s is in slot s mod capacity. */
+  private values = new Float64Array(0);
+  private origin = 0;
+  private wrapped = false;
   /** Grid step of the newest sample (atSeconds / interval, rounded), or null before the first. */
   private lastStep: number | null = null;
 
   constructor(
     readonly capacity: number,
     readonly intervalSeconds: number,
-  ) {
-    this.values = new Float64Array(capacity).fill(NaN);
-  }
+  ) {}
 
   get newestStep(): number | null {
     return this.lastStep;
@@ -36,28 +44,36 @@ export class SampleRing {
   push(atSeconds: number, value: number): number {
     const step = Math.round(atSeconds / this.intervalSeconds);
     if (this.lastStep === null) {
+      this.origin = step;
+      this.makeRoom(step);
       this.lastStep = step;
-      this.values[this.index(step)] = value;
+      this.values[this.slot(step)] = value;
       return 1;
     }
     const advance = step - this.lastStep;
     if (advance < 0) return -1;
     if (advance === 0) {
-      const i = this.index(step);
+      const i = this.slot(step);
       if (value === value && !(this.values[i] >= value)) this.values[i] = value;
       return 0;
     }
+    this.makeRoom(step);
     const clear = Math.min(advance - 1, this.capacity);
-    for (let k = 1; k <= clear; k++) this.values[this.index(this.lastStep + k)] = NaN;
+    // Slots not allocated yet hold nothing: only stored ones need clearing.
+    for (let k = 1; k <= clear; k++) {
+      const i = this.slot(this.lastStep + k);
+      if (i >= 0) this.values[i] = NaN;
+    }
     this.lastStep = step;
-    this.values[this.index(step)] = value;
+    this.values[this.slot(step)] = value;
     return advance;
   }
 
   /** The value `stepsAgo` steps before the newest (0 = newest); NaN if missing or out of the ring. */
   at(stepsAgo: number): number {
     if (this.lastStep === null || stepsAgo >= this.capacity || stepsAgo < 0) return NaN;
-    return this.values[this.index(this.lastStep - stepsAgo)];
+    const i = this.slot(this.lastStep - stepsAgo);
+    return i < 0 ? NaN : this.values[i];
   }
 
   /** Max of the present values in [newest - toAgo .. newest - fromAgo]; NaN if none present. */
@@ -85,13 +101,38 @@ export class SampleRing {
     return ((step % this.capacity) + this.capacity) % this.capacity;
   }
 
+  /** Where `step` is stored, or -1 when it is not (before the first sample, or not reached yet). */
+  private slot(step: number): number {
+    if (this.wrapped) return this.index(step);
+    const i = step - this.origin;
+    return i >= 0 && i < this.values.length ? i : -1;
+  }
+
+  /** Grows the storage so that `step` (not before the first sample) has a slot. */
+  private makeRoom(step: number): void {
+    if (this.wrapped || step - this.origin < this.values.length) return;
+    const size = Math.min(this.capacity, Math.max(2 * this.values.length, step - this.origin + 1, INITIAL_SLOTS));
+    if (size < this.capacity) {
+      const grown = new Float64Array(size).fill(NaN);
+      grown.set(this.values);
+      this.values = grown;
+      return;
+    }
+    // From here on the ring wraps: every step has its slot, step mod capacity.
+    const full = new Float64Array(this.capacity).fill(NaN);
+    for (let i = 0; i < this.values.length; i++) full[this.index(this.origin + i)] = this.values[i];
+    this.values = full;
+    this.wrapped = true;
+  }
+
   toJSON(): SampleRingState {
-    return {
-      capacity: this.capacity,
-      intervalSeconds: this.intervalSeconds,
-      lastStep: this.lastStep,
-      values: Array.from(this.values, (v) => (Number.isNaN(v) ? null : v)),
-    };
+    // Saved as a wrapped ring (slot = step mod capacity) whatever the storage: one format.
+    const values: (number | null)[] = new Array(this.capacity).fill(null);
+    for (let i = 0; i < this.values.length; i++) {
+      const v = this.values[i];
+      if (v === v) values[this.wrapped ? i : this.index(this.origin + i)] = v;
+    }
+    return { capacity: this.capacity, intervalSeconds: this.intervalSeconds, lastStep: this.lastStep, values };
   }
 
   static fromJSON(state: SampleRingState): SampleRing {
@@ -101,6 +142,8 @@ export class SampleRing {
     checkState(state.lastStep === null || Number.isInteger(state.lastStep), 'ring.lastStep', state.lastStep, 'a step number or null');
     const ring = new SampleRing(state.capacity, state.intervalSeconds);
     ring.lastStep = state.lastStep;
+    ring.values = new Float64Array(state.capacity);
+    ring.wrapped = true;
     state.values.forEach((v, i) => (ring.values[i] = v === null ? NaN : v));
     return ring;
   }
