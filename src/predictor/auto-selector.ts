@@ -89,6 +89,32 @@ export interface AutoState extends ModelState {
 // Per pair: decayed points, violations, slack sum, peak sum.
 const STAT_FIELDS = 4;
 
+const PAIR_LISTS = new Map<string, readonly Pair[]>();
+
+/** The (model, setting) pairs over these candidates: the same list for the same kinds of candidates, built once. */
+function pairListFor(candidates: readonly DemandModel[]): readonly Pair[] {
+  const key = candidates.map((c) => (c instanceof ConditionalRatioModel ? 'r' : 'l')).join('');
+  const known = PAIR_LISTS.get(key);
+  if (known) return known;
+  const list: Pair[] = [];
+  candidates.forEach((candidate, c) => {
+    if (candidate instanceof ConditionalRatioModel) for (const factor of COST_FACTORS) list.push({ candidate: c, kind: 'cost', factor });
+    else for (const factor of LEVEL_FACTORS) list.push({ candidate: c, kind: 'level', factor });
+  });
+  // Blends come after every single-model pair, so the indices of those are the same as in state
+  // saved before blends existed (fromJSON relies on it).
+  if (candidates.some((c) => c instanceof ConditionalRatioModel) && candidates.length > 1) {
+    for (const factor of COST_FACTORS) {
+      const members = candidates.map((candidate, c) =>
+        list.findIndex((p) => p.candidate === c && (candidate instanceof ConditionalRatioModel ? p.factor === factor : p.factor === 1)),
+      );
+      list.push({ candidate: -1, kind: 'blend', factor, members });
+    }
+  }
+  PAIR_LISTS.set(key, list);
+  return list;
+}
+
 export class AutoSelector implements DemandModel {
   readonly name = 'auto';
   private readonly steps: number;
@@ -101,7 +127,8 @@ export class AutoSelector implements DemandModel {
   private readonly minScored: number;
   private readonly baselineIndex: number;
   private selected: number;
-  private readonly pairList: Pair[] = [];
+  /** Shared by every selector over the same kinds of candidates (an agent has four per shard). */
+  private readonly pairList: readonly Pair[];
   /** Long-run mean level of the resource (decayed with the selection half-life), the unit of violation prices. */
   private level = NaN;
   /**
@@ -146,20 +173,7 @@ export class AutoSelector implements DemandModel {
   ) {
     this.steps = horizonSteps(options);
     this.ring = new SampleRing(this.steps + 1, options.intervalSeconds);
-    candidates.forEach((candidate, c) => {
-      if (candidate instanceof ConditionalRatioModel) for (const factor of COST_FACTORS) this.pairList.push({ candidate: c, kind: 'cost', factor });
-      else for (const factor of LEVEL_FACTORS) this.pairList.push({ candidate: c, kind: 'level', factor });
-    });
-    // Blends come after every single-model pair, so the indices of those are the same as in state
-    // saved before blends existed (fromJSON relies on it).
-    if (candidates.some((c) => c instanceof ConditionalRatioModel) && candidates.length > 1) {
-      for (const factor of COST_FACTORS) {
-        const members = candidates.map((candidate, c) =>
-          this.pairList.findIndex((p) => p.candidate === c && (candidate instanceof ConditionalRatioModel ? p.factor === factor : p.factor === 1)),
-        );
-        this.pairList.push({ candidate: -1, kind: 'blend', factor, members });
-      }
-    }
+    this.pairList = pairListFor(candidates);
     this.pairs = this.pairList.length;
     this.stats = new Float64Array(this.pairs * STAT_FIELDS);
     this.pending = new Float64Array((this.steps + 1) * this.pairs).fill(NaN);

@@ -354,7 +354,13 @@ export async function catchUp(forecast: HostForecast, history: Pick<MetricHistor
   // A predictor that has seen nothing reads its own rows from the start of history first, so a
   // shard arriving does not make every other shard's history be read again. It is fed alone, as
   // many points per read as the others together would take.
-  for (const { key, rows } of forecast.unstarted()) await replay(historyStart, rows, key, pointsPerRead * Math.max(1, forecast.size));
+  for (const { key, rows } of forecast.unstarted()) {
+    // Where its rows begin (one indexed read of a single row): a new shard's replay then reads
+    // nothing before it, instead of the whole retention in empty ranges.
+    const first = history.query({ ...rows, fromSeconds: historyStart, toSeconds: options.throughSeconds + interval - 1e-6, resolutionSeconds: interval, limit: 1 })[0];
+    const from = first === undefined ? options.throughSeconds : Math.max(historyStart, Math.floor(first.atSeconds / interval + 1e-9) * interval);
+    await replay(from, rows, key, pointsPerRead * Math.max(1, forecast.size));
+  }
   // Then everyone from the oldest cursor; none before the start of history (a state saved long
   // ago goes on from there: the time between is a gap).
   const needed = forecast.neededFromSeconds();

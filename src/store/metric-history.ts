@@ -39,6 +39,8 @@ export interface MetricQuery {
    * MetricBucket). Default: the finest available.
    */
   readonly resolutionSeconds?: number;
+  /** At most this many rows, the earliest (the predictor asks where a shard's history begins). */
+  readonly limit?: number;
 }
 
 /** A downsampled bucket: means over the bucket, plus maxima (the predictor targets peaks). */

@@ -190,20 +190,26 @@ export class SqliteMetricHistory implements MetricHistory {
     if (resolutionSeconds !== undefined && !(Number.isFinite(resolutionSeconds) && resolutionSeconds > 0)) {
       throw storeError('INVALID_ARGUMENT', 'query.resolutionSeconds', resolutionSeconds, 'not a bucket width', 'use a number of seconds > 0');
     }
+    if (query.limit !== undefined && !(Number.isInteger(query.limit) && query.limit >= 1)) {
+      throw storeError('INVALID_ARGUMENT', 'query.limit', query.limit, 'not a row count', 'use a whole number >= 1');
+    }
     const filter = [query.shardId === undefined ? '' : 'AND shard_id = @shardId', query.applicationId === undefined ? '' : 'AND application_id = @applicationId'].join(' ');
+    // Each part keeps its earliest `limit` rows, so the merged list's first `limit` are the earliest of all.
+    const bucketLimit = query.limit === undefined ? '' : `ORDER BY start_seconds LIMIT ${query.limit}`;
+    const rawLimit = query.limit === undefined ? '' : `ORDER BY ${resolutionSeconds === undefined ? 'at_seconds' : 'start_seconds'} LIMIT ${query.limit}`;
     const params = { shardId: query.shardId ?? null, applicationId: query.applicationId ?? null, from: fromSeconds, to: toSeconds, width: resolutionSeconds ?? 0 };
     // One snapshot for both reads: a compact() committed by another connection between them (the
     // agent, while `predict --history` reads its file) would move rows from raw to a bucket already read.
     return this.db.transaction(() => {
       // Buckets that overlap the range: folded history.
       const buckets = this.db
-        .prepare<typeof params, BucketRow>(`SELECT * FROM metric_bucket WHERE start_seconds <= @to AND start_seconds + bucket_seconds > @from ${filter}`)
+        .prepare<typeof params, BucketRow>(`SELECT * FROM metric_bucket WHERE start_seconds <= @to AND start_seconds + bucket_seconds > @from ${filter} ${bucketLimit}`)
         .all(params)
         .map(toBucket);
       let recent: (MetricSample | MetricBucket)[];
       if (resolutionSeconds === undefined) {
         recent = this.db
-          .prepare<typeof params, RawRow>(`SELECT * FROM metric_raw WHERE at_seconds >= @from AND at_seconds <= @to ${filter}`)
+          .prepare<typeof params, RawRow>(`SELECT * FROM metric_raw WHERE at_seconds >= @from AND at_seconds <= @to ${filter} ${rawLimit}`)
           .all(params)
           .map(toSample);
       } else {
@@ -212,12 +218,13 @@ export class SqliteMetricHistory implements MetricHistory {
           .prepare<typeof params, BucketRow>(
             `SELECT shard_id, MAX(application_id) AS application_id, @width AS bucket_seconds, CAST(at_seconds / @width AS INTEGER) * @width AS start_seconds,
                ${AGGREGATE_SELECT}
-             FROM metric_raw WHERE at_seconds >= @from AND at_seconds <= @to ${filter} GROUP BY shard_id, start_seconds`,
+             FROM metric_raw WHERE at_seconds >= @from AND at_seconds <= @to ${filter} GROUP BY shard_id, start_seconds ${rawLimit}`,
           )
           .all(params)
           .map(toBucket);
       }
-      return [...buckets, ...recent].sort((a, b) => a.atSeconds - b.atSeconds || a.shardId.localeCompare(b.shardId));
+      const rows = [...buckets, ...recent].sort((a, b) => a.atSeconds - b.atSeconds || a.shardId.localeCompare(b.shardId));
+      return query.limit === undefined ? rows : rows.slice(0, query.limit);
     })();
   }
 

@@ -81,6 +81,9 @@ describe('Agent (daemon wiring over fakes)', () => {
         history.append([{ atSeconds: t, shardId, applicationId: 'web', cpuCores: 0.25, cpuThrottledRatio: 0, memoryBytes: 1e8, readOps: 0, writeOps: 0, readBytesPerSecond: 0, writeBytesPerSecond: 0 }]);
       }
     }
+    // History recorded before this agent started (a restart): its first pass replays it.
+    await agent.stop();
+    await start();
     await agent['forecast']!.pass();
     const reply = await get('/v1/predictions');
     expect(reply).toMatchObject({ hostId: 'host-a', catchingUp: false, settings: { model: 'auto', horizonSeconds: 900, quantile: 0.95, intervalSeconds: 300 } });

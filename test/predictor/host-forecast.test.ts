@@ -171,7 +171,7 @@ describe('host forecast', () => {
 
   it('replays a shard that arrives from its own rows only, not every shard\'s history again', async () => {
     const store = openHistory(history(6));
-    const reads: { shardId?: string; applicationId?: string; fromSeconds: number }[] = [];
+    const reads: { shardId?: string; applicationId?: string; fromSeconds: number; limit?: number }[] = [];
     const recording = { query: (q: Parameters<typeof store.query>[0]) => (reads.push(q), store.query(q)) };
     const forecast = new HostForecast(settings);
     forecast.track([{ shardId: 'web-1', applicationId: 'web' }]);
@@ -180,7 +180,9 @@ describe('host forecast', () => {
     reads.length = 0;
     forecast.track([{ shardId: 'web-1', applicationId: 'web' }, { shardId: 'db-1', applicationId: 'db' }]);
     await catchUp(forecast, recording, { historyStartSeconds: T, throughSeconds: through });
-    expect(reads.map((q) => q.shardId ?? q.applicationId ?? '(all)')).toEqual(['db-1']);
+    // One row to find where db-1's history begins, then its rows from there (at T, not the history start).
+    expect(reads.map((q) => [q.shardId ?? q.applicationId ?? '(all)', q.limit ?? 'rows'])).toEqual([['db-1', 1], ['db-1', 'rows']]);
+    expect(reads[1].fromSeconds).toBe(T);
     const unbroken = new HostForecast(settings);
     unbroken.track([{ shardId: 'web-1', applicationId: 'web' }, { shardId: 'db-1', applicationId: 'db' }]);
     await catchUp(unbroken, store, { historyStartSeconds: T, throughSeconds: through });

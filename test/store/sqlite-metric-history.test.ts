@@ -97,6 +97,15 @@ describe('SqliteMetricHistory', () => {
     expect(rows.map((r) => [r.atSeconds, r.samples, r.cpuCores, r.cpuCoresMax])).toEqual([[BUCKET_START, 2, 2, 3], [BUCKET_START + 300, 1, 7, 7]]);
   });
 
+  it('gives the earliest rows first when asked for a limit, folded and raw alike, at any resolution (also one not a whole second)', () => {
+    history.append([sample(T0), sample(T0 + 400), sample(T0 + 500)]);
+    history.compact(T0 + 450 + 60, { rawRetentionSeconds: 60, historyRetentionSeconds: 86_400 });
+    expect(history.query({ fromSeconds: T0 - 1000, toSeconds: T0 + 1000, limit: 1 }).map((r) => r.atSeconds)).toEqual([BUCKET_START]);
+    expect(history.query({ fromSeconds: T0 + 300, toSeconds: T0 + 1000, limit: 2 }).map((r) => r.atSeconds)).toEqual([T0 + 400, T0 + 500]);
+    expect(history.query({ fromSeconds: T0 + 300, toSeconds: T0 + 1000, resolutionSeconds: 7.5, limit: 1 }).map((r) => r.atSeconds)).toEqual([Math.floor((T0 + 400) / 7.5) * 7.5]);
+    expect(() => history.query({ fromSeconds: T0, toSeconds: T0 + 1, limit: 0 })).toThrow(/^query.limit: not a row count/);
+  });
+
   it('deletes buckets past history retention', () => {
     history.append([sample(T0), sample(T0 + 3 * 86_400)]);
     const retention = { rawRetentionSeconds: 600, historyRetentionSeconds: 2 * 86_400 };
