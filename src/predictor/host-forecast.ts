@@ -356,8 +356,9 @@ export async function catchUp(forecast: HostForecast, history: Pick<MetricHistor
   // many points per read as the others together would take.
   for (const { key, rows } of forecast.unstarted()) {
     // Where its rows begin (one indexed read of a single row): a new shard's replay then reads
-    // nothing before it, instead of the whole retention in empty ranges.
-    const first = history.query({ ...rows, fromSeconds: historyStart, toSeconds: options.throughSeconds + interval - 1e-6, resolutionSeconds: interval, limit: 1 })[0];
+    // nothing before it, instead of the whole retention in empty ranges. At full resolution, not
+    // the grid's: a roll-up would group every raw row of the range before the limit applies.
+    const first = history.query({ ...rows, fromSeconds: historyStart, toSeconds: options.throughSeconds + interval - 1e-6, limit: 1 })[0];
     const from = first === undefined ? options.throughSeconds : Math.max(historyStart, Math.floor(first.atSeconds / interval + 1e-9) * interval);
     await replay(from, rows, key, pointsPerRead * Math.max(1, forecast.size));
   }

@@ -140,6 +140,8 @@ export class SampleRing {
     checkState(Number.isInteger(state.capacity) && state.capacity >= 1 && state.capacity <= 1_000_000, 'ring.capacity', state.capacity, 'a capacity of 1 to 1000000 samples');
     checkState(Array.isArray(state.values) && state.values.length === state.capacity, 'ring.values', state.values?.length, `${state.capacity} values`);
     checkState(state.lastStep === null || Number.isInteger(state.lastStep), 'ring.lastStep', state.lastStep, 'a step number or null');
+    checkState(typeof state.intervalSeconds === 'number' && state.intervalSeconds > 0, 'ring.intervalSeconds', state.intervalSeconds, 'an interval > 0');
+    checkState(state.values.every((v) => v === null || typeof v === 'number'), 'ring.values', state.values.find((v) => v !== null && typeof v !== 'number'), 'a number or null');
     const ring = new SampleRing(state.capacity, state.intervalSeconds);
     ring.lastStep = state.lastStep;
     ring.values = new Float64Array(state.capacity);

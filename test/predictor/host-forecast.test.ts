@@ -162,6 +162,8 @@ describe('host forecast', () => {
       ['a negative weight', (s) => vpaOf(s).histogram.buckets.push([3, -1]), /state\.buckets: -1 is not a weight >= 0/],
       ['a scheme of a billion buckets', (s) => (vpaOf(s).histogram.scheme.maxValue = 1e300), /state\.scheme/],
       ['a ring of a trillion samples', (s) => (ratioOf(s).ring.capacity = 1e12), /state\.ring\.capacity/],
+      ['a ring without an interval', (s) => (ratioOf(s).ring.intervalSeconds = 0), /state\.ring\.intervalSeconds/],
+      ['a ring holding a string', (s) => (ratioOf(s).ring.values[0] = 'x'), /state\.ring\.values: "x" is not a number or null/],
       ['a selected pair that does not exist', (s) => (cpu(s).selected = 10_000), /state\.selected: 10000 is not a pair of the selection/],
       ['a model built for another horizon', (s) => (ratioOf(s).options.horizonSeconds = 1800), /state\.models\.cpu\.options/],
       ['a half-life of zero', (s) => (vpaOf(s).clock.halfLifeSeconds = 0), /state\.clock\.halfLifeSeconds/],

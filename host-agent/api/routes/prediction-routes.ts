@@ -11,8 +11,12 @@ import type { ApiDeps } from '../api-deps';
 import { ApiError, noPlan } from '../api-errors';
 import { PredictionQuery, PredictorStateBody, ShardParams } from '../schemas';
 
-/** A shard's saved predictor is ~1 MB of JSON (docs/predictor.md); far above it is not one. */
-export const PREDICTOR_STATE_MAX_BYTES = 16 * 2 ** 20;
+/**
+ * A shard's saved predictor is ~1 MB of JSON on the default 5-min grid, but its models keep a
+ * week of samples on the grid: on a 1-s grid (the plan's finest) it is ~12 MB fresh and ~50 MB
+ * after a week. Above this it is not one.
+ */
+export const PREDICTOR_STATE_MAX_BYTES = 64 * 2 ** 20;
 
 export const predictionRoutes =
   (deps: ApiDeps): FastifyPluginAsync =>

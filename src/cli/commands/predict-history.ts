@@ -78,6 +78,8 @@ export async function forecastFromHistory(path: string, settings: PredictorSetti
         pointsPerRead,
         between: async (considered) => progress.update(Math.min(total, considered)),
       });
+      // A predictor replays from its own first row, so fewer than `total` may have been considered.
+      progress.update(total);
     } finally {
       progress.stop();
     }

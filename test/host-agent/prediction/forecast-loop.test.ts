@@ -98,7 +98,7 @@ describe('ForecastLoop (the agent\'s demand forecast)', () => {
     // Each predictor replays its own rows (its shard's, its application's), in bounded ranges:
     // 500 updates per read, all for the one predictor.
     // (A first read of one row says where each predictor's rows begin.)
-    expect(s.reads.every((q) => q.resolutionSeconds === 300 && (q.limit === 1 || q.toSeconds - q.fromSeconds < 500 * 300))).toBe(true);
+    expect(s.reads.every((q) => (q.limit === 1 ? q.resolutionSeconds === undefined : q.resolutionSeconds === 300 && q.toSeconds - q.fromSeconds < 500 * 300))).toBe(true);
     expect(s.reads.filter((q) => q.limit === undefined).every((q) => q.fromSeconds >= T - 300)).toBe(true);
     expect(new Set(s.reads.map((q) => q.shardId ?? q.applicationId))).toEqual(new Set(['web-0', 'web-1', 'db-0', 'web']));
     await loop.stop();
