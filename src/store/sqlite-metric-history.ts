@@ -108,6 +108,7 @@ const OPTIONAL_NUMBERS = ['cpuPressure', 'memoryPressure', 'ioPressure'] as cons
 
 export class SqliteMetricHistory implements MetricHistory {
   private readonly insert: Database.Statement;
+  private readonly statements = new Map<string, Database.Statement>();
   /** One transaction over a batch, built once (not a new transaction wrapper per append). */
   private readonly insertAll: (samples: readonly MetricSample[]) => void;
 
@@ -175,6 +176,17 @@ export class SqliteMetricHistory implements MetricHistory {
     });
   }
 
+  /**
+   * A prepared statement, kept per SQL text: queries are built from a handful of shapes (filter,
+   * limit, resolution), and the agent's forecast runs one per shard at start; preparing each
+   * again cost CPU and garbage.
+   */
+  private statement<P extends object, R>(sql: string): Database.Statement<P, R> {
+    let prepared = this.statements.get(sql);
+    if (prepared === undefined) this.statements.set(sql, (prepared = this.db.prepare(sql)));
+    return prepared as Database.Statement<P, R>;
+  }
+
   /** Appends a batch in one transaction; a bad sample rejects the whole batch. A repeated (shard, time) replaces the earlier sample. */
   append(samples: readonly MetricSample[]): void {
     samples.forEach(checkSample);
@@ -202,20 +214,20 @@ export class SqliteMetricHistory implements MetricHistory {
     // agent, while `predict --history` reads its file) would move rows from raw to a bucket already read.
     return this.db.transaction(() => {
       // Buckets that overlap the range: folded history.
-      const buckets = this.db
-        .prepare<typeof params, BucketRow>(`SELECT * FROM metric_bucket WHERE start_seconds <= @to AND start_seconds + bucket_seconds > @from ${filter} ${bucketLimit}`)
+      const buckets = this
+        .statement<typeof params, BucketRow>(`SELECT * FROM metric_bucket WHERE start_seconds <= @to AND start_seconds + bucket_seconds > @from ${filter} ${bucketLimit}`)
         .all(params)
         .map(toBucket);
       let recent: (MetricSample | MetricBucket)[];
       if (resolutionSeconds === undefined) {
-        recent = this.db
-          .prepare<typeof params, RawRow>(`SELECT * FROM metric_raw WHERE at_seconds >= @from AND at_seconds <= @to ${filter} ${rawLimit}`)
+        recent = this
+          .statement<typeof params, RawRow>(`SELECT * FROM metric_raw WHERE at_seconds >= @from AND at_seconds <= @to ${filter} ${rawLimit}`)
           .all(params)
           .map(toSample);
       } else {
         // Raw samples not yet folded, rolled up on the fly to the width asked for.
-        recent = this.db
-          .prepare<typeof params, BucketRow>(
+        recent = this
+          .statement<typeof params, BucketRow>(
             `SELECT shard_id, MAX(application_id) AS application_id, @width AS bucket_seconds, CAST(at_seconds / @width AS INTEGER) * @width AS start_seconds,
                ${AGGREGATE_SELECT}
              FROM metric_raw WHERE at_seconds >= @from AND at_seconds <= @to ${filter} GROUP BY shard_id, start_seconds ${rawLimit}`,
