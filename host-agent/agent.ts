@@ -7,7 +7,6 @@
  * Stopping the agent (SIGTERM) stops supervising only: workloads keep running in their cgroups
  * and the next agent adopts them (ShardManager.close vs drain).
  */
-import axios from 'axios';
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
 import type { Plan } from '../src/contracts/plan-schema';
 import { ShardformError, type FieldError } from '../src/errors';
@@ -28,9 +27,9 @@ import { PlanSource, planFetcherFor } from './plan-source/plan-source';
 import type { PlanFetcher } from './plan-source/plan-fetcher';
 import { assignmentsPrefix, parseAssignments } from './plan-source/shard-assignment';
 import type { ReconcileReport, ShardManager } from './reconcile/shard-manager';
+import { MigrationClient } from './migration/migration-client';
 import { peerUrls } from './peer-urls';
 import { ForecastLoop } from './prediction/forecast-loop';
-import { PREDICTOR_STATE_MAX_BYTES } from './api/routes/prediction-routes';
 import { Sampler } from './sampler/sampler';
 import type { ShardEventSink } from './shard-event';
 import { ShardResizer } from './shard-resize';
@@ -349,17 +348,10 @@ export class Agent implements DrainControl {
       const url = plan && peerUrls(plan, this.options.hostId).get(destination);
       // A predictor that has seen no point yet (a shard younger than one grid interval) has nothing to give.
       if ((state as { lastSeconds?: unknown } | undefined)?.lastSeconds == null || !url || !token) return;
-      await axios.put(`${url}/v1/predictions/shards/${shardId}/state`, state, {
-        headers: { authorization: `Bearer ${token}` },
-        timeout: 30_000,
-        proxy: false,
-        maxRedirects: 0,
-        maxBodyLength: PREDICTOR_STATE_MAX_BYTES,
-      });
+      await new MigrationClient({ baseUrl: url, token }).handOverPredictor(shardId, state);
       this.logger.info({ shard_id: shardId, destination }, `predictor of ${shardId} handed over to ${destination}`);
     } catch (error) {
-      const reply = (error as { response?: { data?: { message?: string } } }).response?.data?.message;
-      this.logger.warn({ shard_id: shardId, destination, error: reply ?? (error as Error).message }, `predictor of ${shardId} not handed over to ${destination}; it relearns there from its own history`);
+      this.logger.warn({ shard_id: shardId, destination, error: (error as Error).message }, `predictor of ${shardId} not handed over to ${destination}; it relearns there from its own history`);
     }
   }
 

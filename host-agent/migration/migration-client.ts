@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import axios, { AxiosError, type AxiosInstance } from 'axios';
 import type { ImageFile, ImageManifest } from '../checkpoint/image-manifest';
 import type { PrepareBody, RoundManifest } from '../api/migration-schemas';
+import { PREDICTOR_STATE_MAX_BYTES } from '../api/routes/prediction-routes';
 import { MigrationError, type MigrationErrorCode } from './migration-error';
 
 export interface MigrationClientOptions {
@@ -163,6 +164,14 @@ export class MigrationClient {
 
   async abort(migrationId: string, shardId: string, reason: string): Promise<void> {
     await this.call('abort', () => this.http.post(`/v1/migrations/${migrationId}/abort`, { shardId, reason: reason.slice(0, 1000) }));
+  }
+
+  /**
+   * Hands a migrated shard's predictor state to the destination (after `done`, best effort:
+   * host-agent/prediction/forecast-loop.ts `importState` takes it there).
+   */
+  async handOverPredictor(shardId: string, state: unknown): Promise<void> {
+    await this.call('predictor hand-over', () => this.http.put(`/v1/predictions/shards/${shardId}/state`, state, { maxBodyLength: PREDICTOR_STATE_MAX_BYTES }));
   }
 
   /** Runs a request; turns the destination's refusal or a network failure into a MigrationError. */

@@ -120,8 +120,7 @@ export class ForecastLoop {
    */
   importState(shardId: string, state: unknown): string | undefined {
     const forecast = this.forecast;
-    const plan = this.options.plan();
-    if (!forecast || !plan) return 'this agent has no predictor settings yet';
+    if (!forecast) return 'this agent has no predictor settings yet';
     const key: ForecastKey = `shard/${shardId}`;
     const last = (state as { lastSeconds?: unknown } | null)?.lastSeconds;
     // Learnt up to a time still to come here: another clock, or not a state this code wrote.

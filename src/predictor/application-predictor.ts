@@ -145,7 +145,7 @@ export class ApplicationPredictor {
    * predictor; the caller then rebuilds it from history.
    */
   static fromJSON(state: ApplicationPredictorState, allocation?: Allocation): ApplicationPredictor {
-    if (state?.version !== 1) throw new ShardformError('INVALID_ARGUMENT', 'state.version', state?.version, `predictor state version ${showValue(state?.version)} is not 1`);
+    checkState(state?.version === 1, 'version', state?.version, '1');
     const interval = state.settings?.intervalSeconds;
     const last = state.lastSeconds;
     // A grid time up to year 2286 (what trace timestamps may be): a time far off would make the
@@ -155,7 +155,7 @@ export class ApplicationPredictor {
     const models = {} as Record<ResourceName, ColdStart>;
     for (const resource of RESOURCE_NAMES) {
       const saved = state.models?.[resource];
-      if (saved === undefined) throw new ShardformError('INVALID_ARGUMENT', `state.models.${resource}`, saved, `predictor state has no ${resource} model`);
+      checkState(saved !== undefined, `models.${resource}`, saved, `a ${resource} model`);
       // Every model was built for these settings and this resource (the selection's candidates too).
       const same = (o: Partial<ModelOptions> | undefined) => o?.resource === resource && o?.intervalSeconds === interval && o?.horizonSeconds === state.settings?.horizonSeconds;
       const inner = saved.inner as ModelState & { candidates?: ModelState[] };

@@ -142,8 +142,13 @@ export class HostForecast {
       }
       tracked.cursor = atSeconds;
     };
-    const shards = only === undefined ? [...this.shards.values()] : [...this.shards].filter(([id]) => only === `shard/${id}`).map(([, t]) => t);
-    const applications = only === undefined ? [...this.applications.values()] : [...this.applications].filter(([id]) => only === `application/${id}`).map(([, t]) => t);
+    const pick = <T>(map: Map<string, T>, prefix: string): T[] => {
+      if (only === undefined) return [...map.values()];
+      const one = only.startsWith(prefix) ? map.get(only.slice(prefix.length)) : undefined;
+      return one === undefined ? [] : [one];
+    };
+    const shards = pick(this.shards, 'shard/');
+    const applications = pick(this.applications, 'application/');
     for (let k = first; k <= last; k++) {
       const atSeconds = k * interval;
       for (const tracked of shards) take(tracked, atSeconds, grid.get(tracked.info.shardId)?.get(k) ?? MISSING);
@@ -188,8 +193,9 @@ export class HostForecast {
    * Takes a shard's predictor learnt elsewhere (the source host of a migration): it replaces the
    * one tracked here when it has more history behind it, and is fed this host's points after its
    * own last one (the time between the two hosts' histories is a gap; the source fed it until its
-   * next pass after the release, so a point or two of this host's first ones are not fed). Returns why not, or undefined when it was taken; a shard not
-   * tracked here is refused (the caller keeps the state for when it is).
+   * next pass after the release, so a point or two of this host's first ones are not fed).
+   * Returns why not, or undefined when it was taken; a shard not tracked here is refused (the
+   * caller keeps the state for when it is).
    */
   adopt(shardId: string, state: unknown): string | undefined {
     const tracked = this.shards.get(shardId);

@@ -9,7 +9,6 @@ export * from './conditional-ratio-model';
 export * from './decay-clock';
 export * from './demand-model';
 export * from './histogram';
-export * from './history-vectors';
 export * from './host-forecast';
 export * from './holt-model';
 export * from './model-registry';

@@ -109,6 +109,8 @@ const OPTIONAL_NUMBERS = ['cpuPressure', 'memoryPressure', 'ioPressure'] as cons
 export class SqliteMetricHistory implements MetricHistory {
   private readonly insert: Database.Statement;
   private readonly statements = new Map<string, Database.Statement>();
+  /** Runs reads in one transaction (one snapshot), built once like insertAll. */
+  private readonly inSnapshot: <T>(read: () => T) => T;
   /** One transaction over a batch, built once (not a new transaction wrapper per append). */
   private readonly insertAll: (samples: readonly MetricSample[]) => void;
 
@@ -165,6 +167,7 @@ export class SqliteMetricHistory implements MetricHistory {
       // Positional parameters: binding needs no object per row (the sampler appends one row per shard per interval).
       `INSERT OR REPLACE INTO metric_raw VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     );
+    this.inSnapshot = db.transaction(<T>(read: () => T): T => read()) as <T>(read: () => T) => T;
     this.insertAll = db.transaction((samples: readonly MetricSample[]) => {
       for (const s of samples) {
         this.insert.run(
@@ -212,7 +215,7 @@ export class SqliteMetricHistory implements MetricHistory {
     const params = { shardId: query.shardId ?? null, applicationId: query.applicationId ?? null, from: fromSeconds, to: toSeconds, width: resolutionSeconds ?? 0 };
     // One snapshot for both reads: a compact() committed by another connection between them (the
     // agent, while `predict --history` reads its file) would move rows from raw to a bucket already read.
-    return this.db.transaction(() => {
+    return this.inSnapshot(() => {
       // Buckets that overlap the range: folded history.
       const buckets = this
         .statement<typeof params, BucketRow>(`SELECT * FROM metric_bucket WHERE start_seconds <= @to AND start_seconds + bucket_seconds > @from ${filter} ${bucketLimit}`)
@@ -237,7 +240,7 @@ export class SqliteMetricHistory implements MetricHistory {
       }
       const rows = [...buckets, ...recent].sort((a, b) => a.atSeconds - b.atSeconds || a.shardId.localeCompare(b.shardId));
       return query.limit === undefined ? rows : rows.slice(0, query.limit);
-    })();
+    });
   }
 
   /** Every shard in the history with the time of its first and last row, by shard id. */

@@ -5,7 +5,7 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { checkDemandVector, type DemandVector } from '../../src/contracts/demand-vector';
 import { DEFAULT_PREDICTOR_SETTINGS } from '../../src/predictor/application-predictor';
-import { vectorsFromHistory } from '../../src/predictor/history-vectors';
+import { vectorsFromHistory } from '../helpers/history-vectors';
 import type { MetricSample } from '../../src/store/metric-history';
 import { SqliteMetricHistory } from '../../src/store/sqlite-metric-history';
 import { GENERIC_HEADER } from '../../src/traces/generic-csv-reader';

@@ -125,7 +125,8 @@ describe('Agent (daemon wiring over fakes)', () => {
       answer = 409;
       await agent['handOverForecast']('web-0', 'host-b');
       const warning = agentLogs.lines().find((l) => l.msg === 'predictor of web-0 not handed over to host-b; it relearns there from its own history');
-      expect(warning?.error).toBe('predictor state of web-0 not taken: saved under other predictor settings');
+      // The client's message names the call, the destination and its answer (status, code, reason).
+      expect(warning?.error).toBe(`predictor hand-over at http://127.0.0.1:${port}: 409 CONFLICT predictor state of web-0 not taken: saved under other predictor settings`);
       // A shard this host has no predictor for, or a host not in the plan: nothing is sent.
       await agent['handOverForecast']('nope-0', 'host-b');
       await agent['handOverForecast']('web-0', 'host-z');

@@ -1,7 +1,7 @@
 import Database from 'better-sqlite3';
 import { checkDemandVector } from '../../src/contracts/demand-vector';
 import { ApplicationPredictor, DEFAULT_PREDICTOR_SETTINGS, type ApplicationPredictorState } from '../../src/predictor/application-predictor';
-import { vectorsFromHistory } from '../../src/predictor/history-vectors';
+import { vectorsFromHistory } from '../helpers/history-vectors';
 import { catchUp, HostForecast, lastCompleteGridSeconds, type ForecastKey } from '../../src/predictor/host-forecast';
 import type { MetricBucket, MetricSample } from '../../src/store/metric-history';
 import { SqliteMetricHistory } from '../../src/store/sqlite-metric-history';

@@ -1,12 +1,13 @@
 /**
- * Demand vectors of history rows in one go (tests, small tools): the rows' shards are tracked
- * and every grid point they span is fed through HostForecast, the same code the agent runs.
+ * Demand vectors of history rows in one go, the tests' oracle: the rows' shards are tracked and
+ * every grid point they span is fed through HostForecast in a single feed (no catchUp, no
+ * store), for comparing with what the agent and `predict --history` give.
  */
-import type { DemandVector } from '../contracts/demand-vector';
-import type { MetricBucket, MetricSample } from '../store/metric-history';
-import { DEFAULT_PREDICTOR_SETTINGS, type PredictorSettings } from './application-predictor';
-import { HostForecast } from './host-forecast';
-import type { Allocation } from './series';
+import type { DemandVector } from '../../src/contracts/demand-vector';
+import type { MetricBucket, MetricSample } from '../../src/store/metric-history';
+import { DEFAULT_PREDICTOR_SETTINGS, type PredictorSettings } from '../../src/predictor/application-predictor';
+import { HostForecast } from '../../src/predictor/host-forecast';
+import type { Allocation } from '../../src/predictor/series';
 
 export function vectorsFromHistory(
   rows: readonly (MetricSample | MetricBucket)[],
