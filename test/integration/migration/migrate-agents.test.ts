@@ -71,7 +71,8 @@ describePrivileged('migration between two real agents (netns hosts, shared store
     const f = (fleet = netnsAgents('ma', hosts().hosts));
     const stateFile = join(f.dir, 'counter.state');
     // A 1-s prediction grid, so the source has a forecast of the shard to hand over within seconds.
-    const plan = counterPlan(f, 1, stateFile, (p) => (p.predictor = { ...p.predictor, intervalSeconds: 1, horizonSeconds: 5 }));
+    const oneSecondGrid = (p: UnsignedPlan) => (p.predictor = { ...p.predictor, intervalSeconds: 1, horizonSeconds: 5 });
+    const plan = counterPlan(f, 1, stateFile, oneSecondGrid);
     const placed = placeShards(plan).assignments.find((a) => a.shardId === SHARD)!;
     const source = f.agents.find((a) => a.host.id === placed.hostId)!;
     const destination = f.agents.find((a) => a.host.id !== placed.hostId)!;
@@ -136,7 +137,9 @@ describePrivileged('migration between two real agents (netns hosts, shared store
 
     // A new plan makes both agents reconcile: the source must not re-create the shard.
     const passes = metric(await metricsOf(source), 'shardform_reconcile_duration_seconds_count{outcome="converged"}') ?? 0;
-    f.writePlan(counterPlan(f, 2, stateFile));
+    // The same plan under a new generation (the grid included: another grid would start every
+    // predictor afresh, and the destination's forecast of the shard checked below with it).
+    f.writePlan(counterPlan(f, 2, stateFile, oneSecondGrid));
     await f.waitFor('a source reconcile on generation 2', async () => {
       const text = await metricsOf(source);
       return metric(text, 'shardform_plan_generation') === 2 && (metric(text, 'shardform_reconcile_duration_seconds_count{outcome="converged"}') ?? 0) > passes ? true : undefined;
