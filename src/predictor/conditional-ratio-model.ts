@@ -188,10 +188,13 @@ export abstract class ConditionalRatioModel implements DemandModel {
     bestCost.fill(Infinity);
     let above = 0;
     let aboveMoment = 0;
-    const top = histogram.highestBucket;
-    for (let b = top; b >= histogram.lowestBucket && above <= 0.2 * total; b--) {
-      const weight = histogram.weightOf(b);
-      if (weight > 0 || b === top) {
+    // Down from the highest bucket that holds weight; a bucket without an entry weighs 0, so it
+    // is no candidate and adds nothing to `above`.
+    const top = histogram.entryCount - 1;
+    for (let i = top; i >= 0 && above <= 0.2 * total; i--) {
+      const b = histogram.entryBucket(i);
+      const weight = histogram.entryWeight(i);
+      if (weight > 0 || i === top) {
         const prediction = base * Math.exp(this.scheme.bucketStart(b + 1));
         const slack = prediction * (total - above) - base * (histogram.momentSum - aboveMoment);
         for (let k = 0; k < costs.length; k++) {

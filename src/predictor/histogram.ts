@@ -4,16 +4,17 @@
  * is the END of the first bucket whose cumulative weight reaches p * total (the start of the last,
  * open-ended bucket), which errs on the generous side by up to one bucket width.
  *
- * Weights are kept only for a window of buckets around the ones ever used, grown by doubling
- * when a sample lands outside it: a ratio histogram's samples sit in a few dozen of its 691
- * buckets, and an agent keeps hundreds of histograms per shard (docs/predictor.md, "In the
- * agent"), so a full array per histogram made a shard's models ~3 MB. The arithmetic is the same
- * bucket by bucket.
+ * Sparse: only the buckets that hold weight are kept, as sorted (bucket, weight) entries. A
+ * ratio histogram's samples fall in ~30 buckets spread over a span of ~200 of its 691 (a few
+ * outliers far from the rest), and an agent keeps hundreds of histograms per shard
+ * (docs/predictor.md, "In the agent"): a window over the span cost a busy shard ~1.6 MB of
+ * weights, the entries ~0.2 MB. Walks visit the entries only; a bucket without an entry weighs
+ * 0, which adds nothing to any sum, so every answer is the same as over the full array.
  */
 import { bucketSchemeFromJSON, type BucketScheme, type BucketSchemeState } from './bucket-scheme';
 import { checkState } from './demand-model';
 
-/** More buckets than any scheme of ours has (VPA's memory scheme raised to 1e18 bytes: ~520; ratios: 691). */
+/** More buckets than any scheme of ours has (VPA's memory scheme raised to 1e18 bytes: ~520; ratios: 691); fits a Uint16Array. */
 const MAX_BUCKETS = 10_000;
 
 /** VPA's epsilon: buckets lighter than this are treated as empty after scaling. */
@@ -25,17 +26,22 @@ export interface HistogramState {
   readonly buckets: readonly (readonly [number, number])[];
 }
 
-/** First window, in buckets: enough for a smooth series' ratios without growing. */
-const INITIAL_WINDOW = 32;
+/** First allocation, in entries; grown by doubling. */
+const INITIAL_ENTRIES = 4;
+const NO_BUCKETS = new Uint16Array(0);
+const NO_WEIGHTS = new Float64Array(0);
 
 export class Histogram {
-  /** Weights of buckets `offset .. offset + weights.length - 1`; every other bucket weighs 0. */
-  private weights = new Float64Array(0);
-  private offset = 0;
+  /**
+   * The buckets added to since they last fell below epsilon, ascending, and their weights at the
+   * same index (`count` of them in use). A bucket added with weight 0 has an entry too, as it
+   * set the lowest/highest bucket in the array form.
+   */
+  private buckets = NO_BUCKETS;
+  private weights = NO_WEIGHTS;
+  private count = 0;
   private total = 0;
   private moment = 0;
-  private minBucket: number;
-  private maxBucket = 0;
 
   /**
    * `momentOf` (optional): a per-bucket value whose weighted sum is kept up to date (e.g. the
@@ -44,9 +50,7 @@ export class Histogram {
   constructor(
     readonly scheme: BucketScheme,
     private readonly momentOf?: (bucket: number) => number,
-  ) {
-    this.minBucket = scheme.numBuckets - 1;
-  }
+  ) {}
 
   get totalWeight(): number {
     return this.total;
@@ -58,16 +62,29 @@ export class Histogram {
   }
 
   get lowestBucket(): number {
-    return this.minBucket;
+    return this.count > 0 ? this.buckets[0] : this.scheme.numBuckets - 1;
   }
 
   get highestBucket(): number {
-    return this.maxBucket;
+    return this.count > 0 ? this.buckets[this.count - 1] : 0;
+  }
+
+  /** Entries, lowest bucket first: walk them with `entryBucket(i)` / `entryWeight(i)`, i < entryCount. */
+  get entryCount(): number {
+    return this.count;
+  }
+
+  entryBucket(index: number): number {
+    return this.buckets[index];
+  }
+
+  entryWeight(index: number): number {
+    return this.weights[index];
   }
 
   weightOf(bucket: number): number {
-    const i = bucket - this.offset;
-    return i >= 0 && i < this.weights.length ? this.weights[i] : 0;
+    const i = this.search(bucket);
+    return i < this.count && this.buckets[i] === bucket ? this.weights[i] : 0;
   }
 
   isEmpty(): boolean {
@@ -79,30 +96,41 @@ export class Histogram {
   }
 
   addToBucket(bucket: number, weight: number): void {
-    if (bucket < this.offset || bucket >= this.offset + this.weights.length) this.widen(bucket);
-    this.weights[bucket - this.offset] += weight;
+    let i = this.search(bucket);
+    if (i === this.count || this.buckets[i] !== bucket) this.insert(i, bucket);
+    this.weights[i] += weight;
     this.total += weight;
     if (this.momentOf !== undefined) this.moment += weight * this.momentOf(bucket);
-    if (bucket < this.minBucket) this.minBucket = bucket;
-    if (bucket > this.maxBucket) this.maxBucket = bucket;
   }
 
-  /** Grows the window (at least doubling it, within the scheme) so that it holds `bucket`. */
-  private widen(bucket: number): void {
-    const n = this.scheme.numBuckets;
-    const length = this.weights.length;
-    const needStart = length === 0 ? bucket : Math.min(bucket, this.offset);
-    const needEnd = length === 0 ? bucket + 1 : Math.max(bucket + 1, this.offset + length);
-    const size = Math.min(n, Math.max(length === 0 ? INITIAL_WINDOW : 2 * length, needEnd - needStart));
-    // The room beyond what is needed goes towards the new bucket (the way the samples move),
-    // centred for the first window; then the window is shifted back inside the scheme.
-    const room = size - (needEnd - needStart);
-    let start = length === 0 ? needStart - (room >> 1) : bucket < this.offset ? needStart - room : needStart;
-    start = Math.max(0, Math.min(n - size, start));
-    const weights = new Float64Array(size);
-    if (length > 0) weights.set(this.weights, this.offset - start);
-    this.weights = weights;
-    this.offset = start;
+  /** The index of the first entry whose bucket is >= `bucket` (count when none). */
+  private search(bucket: number): number {
+    let low = 0;
+    let high = this.count;
+    while (low < high) {
+      const mid = (low + high) >>> 1;
+      if (this.buckets[mid] < bucket) low = mid + 1;
+      else high = mid;
+    }
+    return low;
+  }
+
+  /** Opens an entry of weight 0 for `bucket` at `index`, growing the arrays by doubling. */
+  private insert(index: number, bucket: number): void {
+    if (this.count === this.buckets.length) {
+      const size = Math.min(this.scheme.numBuckets, Math.max(INITIAL_ENTRIES, 2 * this.count));
+      const buckets = new Uint16Array(size);
+      const weights = new Float64Array(size);
+      buckets.set(this.buckets.subarray(0, this.count));
+      weights.set(this.weights.subarray(0, this.count));
+      this.buckets = buckets;
+      this.weights = weights;
+    }
+    this.buckets.copyWithin(index + 1, index, this.count);
+    this.weights.copyWithin(index + 1, index, this.count);
+    this.buckets[index] = bucket;
+    this.weights[index] = 0;
+    this.count++;
   }
 
   /** Percentile p in [0, 1], VPA semantics (forward walk). */
@@ -118,55 +146,48 @@ export class Histogram {
    */
   percentileBucket(p: number): number {
     const threshold = p * this.total;
+    const last = this.count - 1;
+    if (last < 0) return p < 0.5 ? this.lowestBucket : this.highestBucket;
     if (p < 0.5) {
       let partial = 0;
-      let bucket = this.minBucket;
-      for (; bucket < this.maxBucket; bucket++) {
-        partial += this.weights[bucket - this.offset];
-        if (partial >= threshold) break;
+      for (let i = 0; i < last; i++) {
+        partial += this.weights[i];
+        if (partial >= threshold) return this.buckets[i];
       }
-      return bucket;
+      return this.buckets[last];
     }
     let above = 0;
-    let bucket = this.maxBucket;
-    while (bucket > this.minBucket) {
-      const aboveNext = above + this.weights[bucket - this.offset];
-      if (this.total - aboveNext < threshold) break;
+    for (let i = last; i > 0; i--) {
+      const aboveNext = above + this.weights[i];
+      if (this.total - aboveNext < threshold) return this.buckets[i];
       above = aboveNext;
-      bucket--;
     }
-    return bucket;
+    return this.buckets[0];
   }
 
   /** Multiplies every weight (decay); drops buckets that fall below epsilon, as VPA does. */
   scale(factor: number): void {
     let total = 0;
     let moment = 0;
-    let min = this.scheme.numBuckets - 1;
-    let max = 0;
-    for (let b = this.minBucket; b <= this.maxBucket; b++) {
-      let w = this.weights[b - this.offset] * factor;
-      if (w < EPSILON) w = 0;
-      this.weights[b - this.offset] = w;
-      if (w > 0) {
-        total += w;
-        if (this.momentOf !== undefined) moment += w * this.momentOf(b);
-        if (b < min) min = b;
-        if (b > max) max = b;
-      }
+    let kept = 0;
+    for (let i = 0; i < this.count; i++) {
+      const w = this.weights[i] * factor;
+      if (w < EPSILON) continue;
+      const bucket = this.buckets[i];
+      this.buckets[kept] = bucket;
+      this.weights[kept] = w;
+      kept++;
+      total += w;
+      if (this.momentOf !== undefined) moment += w * this.momentOf(bucket);
     }
+    this.count = kept;
     this.total = total;
     this.moment = moment;
-    this.minBucket = min;
-    this.maxBucket = max;
   }
 
   toJSON(): HistogramState {
     const buckets: [number, number][] = [];
-    for (let b = this.minBucket; b <= this.maxBucket; b++) {
-      const weight = this.weights[b - this.offset];
-      if (weight > 0) buckets.push([b, weight]);
-    }
+    for (let i = 0; i < this.count; i++) if (this.weights[i] > 0) buckets.push([this.buckets[i], this.weights[i]]);
     return { scheme: this.scheme.toJSON(), buckets };
   }
 

@@ -2,7 +2,7 @@ import { LinearBuckets } from '../../src/predictor/bucket-scheme';
 import { Histogram } from '../../src/predictor/histogram';
 import { seededRandom } from '../../src/predictor/seeded-random';
 
-/** The plain form the windowed histogram must equal: one weight per bucket of the scheme. */
+/** The plain form the sparse histogram must equal: one weight per bucket of the scheme. */
 class FullHistogram {
   readonly weights: Float64Array;
   constructor(readonly scheme: LinearBuckets) {
@@ -29,10 +29,10 @@ class FullHistogram {
 }
 
 describe('histogram storage', () => {
-  it('keeps the weights of every bucket exactly while its window grows in both directions and up to both ends', () => {
+  it('keeps the weights of every bucket exactly while its entries spread in both directions and up to both ends', () => {
     const scheme = new LinearBuckets(-6.9, 6.9, 0.02);
     const random = seededRandom(7);
-    const windowed = new Histogram(scheme);
+    const sparse = new Histogram(scheme);
     const full = new FullHistogram(scheme);
     // Starts in the middle, then drifts to each end (the first and last buckets included).
     const centres = [345, 360, 300, 500, 20, 0, scheme.numBuckets - 1, 200];
@@ -40,20 +40,41 @@ describe('histogram storage', () => {
       for (let i = 0; i < 200; i++) {
         const bucket = Math.max(0, Math.min(scheme.numBuckets - 1, Math.round(centre + (random() - 0.5) * 40)));
         const weight = random() * 3;
-        windowed.addToBucket(bucket, weight);
+        sparse.addToBucket(bucket, weight);
         full.add(bucket, weight);
       }
       if (centre === 500) {
-        windowed.scale(0.5);
+        sparse.scale(0.5);
         full.scale(0.5);
       }
-      for (let b = 0; b < scheme.numBuckets; b++) expect(windowed.weightOf(b)).toBe(full.weights[b]);
-      for (const p of [0.01, 0.3, 0.5, 0.9, 0.95, 0.999]) expect(windowed.percentileBucket(p)).toBe(full.percentileBucket(p));
+      for (let b = 0; b < scheme.numBuckets; b++) expect(sparse.weightOf(b)).toBe(full.weights[b]);
+      for (const p of [0.01, 0.3, 0.5, 0.9, 0.95, 0.999]) expect(sparse.percentileBucket(p)).toBe(full.percentileBucket(p));
+      // The entries are exactly the buckets with weight, lowest first.
+      const withWeight = [...full.weights.keys()].filter((b) => full.weights[b] > 0);
+      expect(Array.from({ length: sparse.entryCount }, (_, i) => sparse.entryBucket(i))).toEqual(withWeight);
+      expect(Array.from({ length: sparse.entryCount }, (_, i) => sparse.entryWeight(i))).toEqual(withWeight.map((b) => full.weights[b]));
+      expect([sparse.lowestBucket, sparse.highestBucket]).toEqual([withWeight[0], withWeight[withWeight.length - 1]]);
     }
-    expect(windowed.weightOf(-1)).toBe(0);
-    expect(windowed.weightOf(scheme.numBuckets)).toBe(0);
-    const reloaded = Histogram.fromJSON(windowed.toJSON());
+    expect(sparse.weightOf(-1)).toBe(0);
+    expect(sparse.weightOf(scheme.numBuckets)).toBe(0);
+    const reloaded = Histogram.fromJSON(sparse.toJSON());
     for (let b = 0; b < scheme.numBuckets; b++) expect(reloaded.weightOf(b)).toBeCloseTo(full.weights[b], 9);
+  });
+
+  it('treats a bucket added with weight 0 as the array form did: it bounds the walks until a scale drops it', () => {
+    const histogram = new Histogram(new LinearBuckets(0, 10, 1));
+    histogram.addToBucket(4, 2);
+    histogram.addToBucket(9, 0);
+    histogram.addToBucket(1, 0);
+    expect([histogram.lowestBucket, histogram.highestBucket, histogram.entryCount]).toEqual([1, 9, 3]);
+    // Top-down walk: the weightless top bucket is passed over (the weight above it is 0).
+    expect(histogram.percentileBucket(0.95)).toBe(4);
+    expect(histogram.percentileBucket(0.01)).toBe(4);
+    histogram.scale(0.5);
+    expect([histogram.lowestBucket, histogram.highestBucket, histogram.entryCount, histogram.totalWeight]).toEqual([4, 4, 1, 1]);
+    histogram.scale(1e-5);
+    expect([histogram.entryCount, histogram.totalWeight, histogram.isEmpty()]).toEqual([0, 0, true]);
+    expect([histogram.lowestBucket, histogram.highestBucket]).toEqual([10, 0]);
   });
 
   it('answers like an empty histogram before its first sample', () => {
