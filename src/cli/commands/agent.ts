@@ -4,10 +4,6 @@
  * Flags are checked first (exit 2); no good plan to start from is exit 1.
  */
 import type { Command } from 'commander';
-import { Agent } from '../../../host-agent/agent';
-import { createAgentMigration } from '../../../host-agent/agent-migration';
-import { createAgentKernel, openAgentStores } from '../../../host-agent/agent-parts';
-import { createLogger } from '../../../host-agent/log';
 import type { Io } from '../output';
 import { checkAgentFlags, type AgentFlags } from './agent-flags';
 
@@ -24,6 +20,12 @@ export function registerAgentCommand(program: Command, _io: Io): void {
     .option('--log-level <level>', 'fatal, error, warn, info, debug, trace or silent', process.env.SHARDFORM_LOG_LEVEL ?? 'info')
     .action(async (raw: AgentFlags) => {
       const flags = checkAgentFlags(raw, true);
+      // Loaded here, not at the top: every other command (and its --help) starts without the
+      // agent's ~600 modules, and the agent's process without the offline tools' (lazy-commands.test.ts).
+      const { Agent } = require('../../../host-agent/agent') as typeof import('../../../host-agent/agent');
+      const { createAgentMigration } = require('../../../host-agent/agent-migration') as typeof import('../../../host-agent/agent-migration');
+      const { createAgentKernel, openAgentStores } = require('../../../host-agent/agent-parts') as typeof import('../../../host-agent/agent-parts');
+      const { createLogger } = require('../../../host-agent/log') as typeof import('../../../host-agent/log');
       const logger = createLogger({ level: flags.logLevel, base: { host_id: flags.host } });
       const agent = new Agent({
         hostId: flags.host,

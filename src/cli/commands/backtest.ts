@@ -5,14 +5,12 @@
  */
 import type { Command } from 'commander';
 import { DEFAULT_INTERVAL_SECONDS } from '../../predictor/demand-model';
-import { runBacktestSuite, SUITE_MODEL_NAMES, type BacktestReport, type SuiteModelName } from '../../predictor/backtest-suite';
+import { SUITE_MODEL_NAMES, type BacktestReport, type SuiteModelName } from '../../predictor/backtest-suite';
 import { RESOURCE_NAMES, type ResourceName } from '../../predictor/series';
-import { loadTrace } from '../../traces/trace-loader';
 import type { Io } from '../output';
 import { table } from '../output';
 import { invalidFlag } from './invalid-flag';
 import { checkHorizonOnGrid, parseDurationFlag, parseIntervalFlag, parseQuantileFlag } from './predictor-flags';
-import { startProgress } from './progress';
 
 interface BacktestFlags {
   trace: string;
@@ -83,6 +81,10 @@ export function registerBacktestCommand(program: Command, io: Io): void {
       };
       const intervalSeconds = flags.interval === undefined ? DEFAULT_INTERVAL_SECONDS : parseIntervalFlag(flags.interval);
       checkHorizonOnGrid(options.horizonSeconds, intervalSeconds, flags);
+      // The trace readers and the progress bar load with the command that uses them (the agent's process has no use for them).
+      const { loadTrace } = require('../../traces/trace-loader') as typeof import('../../traces/trace-loader');
+      const { startProgress } = require('./progress') as typeof import('./progress');
+      const { runBacktestSuite } = require('../../predictor/backtest-suite') as typeof import('../../predictor/backtest-suite');
       const series = loadTrace(flags.trace, intervalSeconds);
       const progress = startProgress(series.length, `backtest ${options.resource}`);
       const { report } = runBacktestSuite(series, models, options, flags.perSeries === true, (done) => progress.update(done));

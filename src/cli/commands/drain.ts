@@ -13,7 +13,6 @@ import type { Io } from '../output';
 import { checkDrainReply, type DrainReply } from '../../contracts/agent-replies';
 import { AgentRequestError, agentClient, call } from './agent-client';
 import { checkAgentFlags } from './agent-flags';
-import { drainLocally } from '../../../host-agent/local-drain';
 
 interface DrainFlags {
   agent?: string;
@@ -75,6 +74,8 @@ export function registerDrainCommand(program: Command, io: Io): void {
         const grace = Number(graceText);
         if (!/^\d+(\.\d+)?$/.test(graceText) || !(grace >= 0 && grace <= 3600))
           throw new ShardformError('INVALID_ARGUMENT', '--grace-seconds', graceText, `--grace-seconds: ${JSON.stringify(graceText)} is not a number of seconds between 0 and 3600`);
+        // Loaded only for a local drain: it brings the agent's kernel and stores (see agent.ts).
+        const { drainLocally } = require('../../../host-agent/local-drain') as typeof import('../../../host-agent/local-drain');
         answer = await drainLocally({ hostId: checked.host, stateDir: checked.stateDir, ownerPrefix: checked.ownerPrefix, graceSeconds: grace });
       }
       io.out(render(answer));

@@ -10,16 +10,13 @@ import type { DemandVector } from '../../contracts/demand-vector';
 import { formatDuration } from '../../contracts/quantities';
 import { checkId, ShardformError, showValue } from '../../errors';
 import { DEFAULT_PREDICTOR_SETTINGS, predictSeries, type PredictorSettings } from '../../predictor/application-predictor';
-import { loadTrace } from '../../traces/trace-loader';
 import { EXIT_FAILURE } from '../exit-codes';
 import { ExitWith } from '../main';
 import type { Io } from '../output';
 import { table } from '../output';
 import { AgentRequestError, agentClient, call } from './agent-client';
 import { invalidFlag } from './invalid-flag';
-import { forecastFromHistory } from './predict-history';
 import { checkHorizonOnGrid, parseDurationFlag, parseIntervalFlag, parseQuantileFlag } from './predictor-flags';
-import { startProgress } from './progress';
 
 interface PredictFlags {
   trace?: string;
@@ -66,6 +63,9 @@ function settingsFrom(flags: PredictFlags): PredictorSettings {
 }
 
 function fromTrace(path: string, settings: PredictorSettings, app: string | undefined, horizon: string): Prediction {
+  // Loaded with the source that uses them (the agent's process has no use for trace readers or progress bars).
+  const { loadTrace } = require('../../traces/trace-loader') as typeof import('../../traces/trace-loader');
+  const { startProgress } = require('./progress') as typeof import('./progress');
   let series = loadTrace(path, settings.intervalSeconds);
   if (app !== undefined) {
     series = series.filter((s) => s.applicationId === app);
@@ -85,6 +85,7 @@ function fromTrace(path: string, settings: PredictorSettings, app: string | unde
 }
 
 async function fromHistory(path: string, settings: PredictorSettings, app: string | undefined, horizon: string): Promise<Prediction> {
+  const { forecastFromHistory } = require('./predict-history') as typeof import('./predict-history');
   const forecast = await forecastFromHistory(path, settings, app);
   return {
     vectors: [...forecast.shards, ...forecast.applications],
