@@ -50,7 +50,10 @@ export class Histogram {
   constructor(
     readonly scheme: BucketScheme,
     private readonly momentOf?: (bucket: number) => number,
-  ) {}
+  ) {
+    // Bucket indices are kept as 16-bit integers.
+    if (!(scheme.numBuckets >= 1 && scheme.numBuckets <= MAX_BUCKETS)) throw new RangeError(`a histogram has 1 to ${MAX_BUCKETS} buckets, not ${scheme.numBuckets}`);
+  }
 
   get totalWeight(): number {
     return this.total;
