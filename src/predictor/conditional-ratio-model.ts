@@ -33,6 +33,14 @@ const LOG_RATIO_WIDTH = 0.02;
 /** Effective samples a regime needs before it answers a cost-based query (the q = 0.95 rule: 2 / (1 - q)). */
 const MIN_TAIL_SAMPLES = 40;
 
+/**
+ * The log-ratio buckets and the ratio at each bucket's middle (histograms keep
+ * sum(weight * ratio) for expected slack): the same for every model, so one of each for all of
+ * them (an agent keeps twelve ratio models per shard).
+ */
+const RATIO_BUCKETS = new LinearBuckets(-LOG_RATIO_LIMIT, LOG_RATIO_LIMIT, LOG_RATIO_WIDTH);
+const ratioOfBucket = (bucket: number): number => Math.exp(RATIO_BUCKETS.bucketStart(bucket) + LOG_RATIO_WIDTH / 2);
+
 /** Smallest base a ratio is taken against: a millicore (the finest CFS quota worth setting), 1 MiB, 0.01 op/s. */
 export function baseFloorFor(resource: ResourceName): number {
   return resource === 'cpu' ? 0.001 : resource === 'memory' ? 2 ** 20 : 0.01;
@@ -72,9 +80,8 @@ export abstract class ConditionalRatioModel implements DemandModel {
   protected readonly ring: SampleRing;
   protected readonly steps: number;
   protected readonly floor: number;
-  private readonly scheme = new LinearBuckets(-LOG_RATIO_LIMIT, LOG_RATIO_LIMIT, LOG_RATIO_WIDTH);
-  /** The ratio at each bucket's middle: histograms keep sum(weight * ratio) for expected slack. */
-  private readonly ratioOf = (bucket: number) => Math.exp(this.scheme.bucketStart(bucket) + LOG_RATIO_WIDTH / 2);
+  private readonly scheme = RATIO_BUCKETS;
+  private readonly ratioOf = ratioOfBucket;
   private readonly levels: Map<number, Histogram>[];
   private clock = new DecayClock(RATIO_HALF_LIFE_SECONDS);
   private lastWeight = 1;
