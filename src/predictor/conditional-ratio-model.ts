@@ -64,6 +64,17 @@ export interface FeatureSlot {
   readonly keys: Int32Array;
 }
 
+/**
+ * The slot every model's extract() writes to: update() reads it right after, so one serves
+ * them all (grown if a model has more key levels than any before it).
+ */
+let sharedSlot: FeatureSlot = { base: NaN, keys: new Int32Array(3) };
+
+// A pending row: the grid step (NaN: none), the base (NaN: none), then the regime keys, finest first.
+const ROW_STEP = 0;
+const ROW_BASE = 1;
+const ROW_KEYS = 2;
+
 interface ConditionalState extends ModelState {
   readonly ring: SampleRingState;
   readonly clock: DecayClockState;
@@ -87,11 +98,12 @@ export abstract class ConditionalRatioModel implements DemandModel {
   private lastWeight = 1;
   private firstSeconds: number | null = null;
   private lastSeconds: number | null = null;
-  // Features of the last steps+1 grid steps, indexed by step modulo steps+1.
-  private readonly pendingSteps: Float64Array;
-  private readonly pendingBases: Float64Array;
-  private readonly pendingKeys: Int32Array;
-  private readonly slot: FeatureSlot;
+  /**
+   * Features of the last steps+1 grid steps, a row each (row = step mod steps+1, ROW_KEYS +
+   * keyLevels values), kept until their label is known; undefined (no rows) before the first
+   * sample. One array, not three: an agent keeps twelve ratio models per shard.
+   */
+  private pending: Float64Array | undefined;
   private bestCosts = new Float64Array(0);
 
   protected constructor(
@@ -103,10 +115,15 @@ export abstract class ConditionalRatioModel implements DemandModel {
     this.floor = baseFloorFor(options.resource);
     this.ring = new SampleRing(Math.max(ringCapacity, this.steps + 1), options.intervalSeconds);
     this.levels = Array.from({ length: keyLevels + 1 }, () => new Map<number, Histogram>());
-    this.pendingSteps = new Float64Array(this.steps + 1).fill(NaN);
-    this.pendingBases = new Float64Array(this.steps + 1).fill(NaN);
-    this.pendingKeys = new Int32Array((this.steps + 1) * keyLevels);
-    this.slot = { base: NaN, keys: new Int32Array(keyLevels) };
+    if (sharedSlot.keys.length < keyLevels) sharedSlot = { base: NaN, keys: new Int32Array(keyLevels) };
+  }
+
+  /** steps+1 rows of nothing pending (keys 0). */
+  private emptyRows(): Float64Array {
+    const stride = ROW_KEYS + this.keyLevels;
+    const rows = new Float64Array((this.steps + 1) * stride);
+    for (let row = 0; row < rows.length; row += stride) rows[row + ROW_STEP] = rows[row + ROW_BASE] = NaN;
+    return rows;
   }
 
   /** Called after the newest sample is in the ring (and any subclass state updated): write base and keys, or return false. */
@@ -120,29 +137,31 @@ export abstract class ConditionalRatioModel implements DemandModel {
   update(sample: ResourceSample): void {
     const advance = this.ring.push(sample.atSeconds, sample.value);
     if (advance < 0) return;
+    const pending = this.pending ?? (this.pending = this.emptyRows());
     this.observe(advance, sample.value);
     const step = this.ring.newestStep as number;
-    if (advance > 0) this.resolveLabel(step, sample.atSeconds);
+    if (advance > 0) this.resolveLabel(step, sample.atSeconds, pending);
     if (sample.value === sample.value) {
       if (this.firstSeconds === null) this.firstSeconds = sample.atSeconds;
       this.lastSeconds = sample.atSeconds;
     }
-    const i = step % (this.steps + 1);
-    this.pendingSteps[i] = step;
-    this.slot.base = NaN;
-    if (this.extract(this.slot) && this.slot.base === this.slot.base) {
-      this.pendingBases[i] = Math.max(this.slot.base, this.floor);
-      for (let l = 0; l < this.keyLevels; l++) this.pendingKeys[i * this.keyLevels + l] = this.slot.keys[l];
+    const row = (step % (this.steps + 1)) * (ROW_KEYS + this.keyLevels);
+    pending[row + ROW_STEP] = step;
+    const slot = sharedSlot;
+    slot.base = NaN;
+    if (this.extract(slot) && slot.base === slot.base) {
+      pending[row + ROW_BASE] = Math.max(slot.base, this.floor);
+      for (let l = 0; l < this.keyLevels; l++) pending[row + ROW_KEYS + l] = slot.keys[l];
     } else {
-      this.pendingBases[i] = NaN;
+      pending[row + ROW_BASE] = NaN;
     }
   }
 
-  private resolveLabel(step: number, atSeconds: number): void {
+  private resolveLabel(step: number, atSeconds: number, pending: Float64Array): void {
     const from = step - this.steps;
-    const i = ((from % (this.steps + 1)) + this.steps + 1) % (this.steps + 1);
-    if (this.pendingSteps[i] !== from) return;
-    const base = this.pendingBases[i];
+    const row = (((from % (this.steps + 1)) + this.steps + 1) % (this.steps + 1)) * (ROW_KEYS + this.keyLevels);
+    if (pending[row + ROW_STEP] !== from) return;
+    const base = pending[row + ROW_BASE];
     if (base !== base) return;
     const peak = this.ring.completeMax(0, this.steps - 1);
     if (peak !== peak) return;
@@ -152,7 +171,7 @@ export abstract class ConditionalRatioModel implements DemandModel {
     });
     this.lastWeight = weight;
     for (let l = 0; l <= this.keyLevels; l++) {
-      const key = l < this.keyLevels ? this.pendingKeys[i * this.keyLevels + l] : 0;
+      const key = l < this.keyLevels ? pending[row + ROW_KEYS + l] : 0;
       let histogram = this.levels[l].get(key);
       if (histogram === undefined) {
         histogram = new Histogram(this.scheme, this.ratioOf);
@@ -216,19 +235,21 @@ export abstract class ConditionalRatioModel implements DemandModel {
 
   private currentBase(): number {
     const step = this.ring.newestStep as number;
-    return this.pendingBases[step % (this.steps + 1)];
+    // Only asked once answering() found a histogram for the newest step, so its row is there.
+    return (this.pending as Float64Array)[(step % (this.steps + 1)) * (ROW_KEYS + this.keyLevels) + ROW_BASE];
   }
 
   /** The finest regime histogram with at least `samples` effective samples, for the newest step. */
   private answering(samples: number): Histogram | undefined {
     const step = this.ring.newestStep;
-    if (step === null) return undefined;
-    const i = step % (this.steps + 1);
-    const base = this.pendingBases[i];
-    if (this.pendingSteps[i] !== step || base !== base) return undefined;
+    const pending = this.pending;
+    if (step === null || pending === undefined) return undefined;
+    const row = (step % (this.steps + 1)) * (ROW_KEYS + this.keyLevels);
+    const base = pending[row + ROW_BASE];
+    if (pending[row + ROW_STEP] !== step || base !== base) return undefined;
     const needed = samples * this.lastWeight;
     for (let l = 0; l <= this.keyLevels; l++) {
-      const key = l < this.keyLevels ? this.pendingKeys[i * this.keyLevels + l] : 0;
+      const key = l < this.keyLevels ? pending[row + ROW_KEYS + l] : 0;
       const histogram = this.levels[l].get(key);
       if (histogram !== undefined && histogram.totalWeight >= needed) return histogram;
     }
@@ -257,16 +278,26 @@ export abstract class ConditionalRatioModel implements DemandModel {
       ring: this.ring.toJSON(),
       clock: this.clock.toJSON(),
       levels: this.levels.map((level) => [...level.entries()].map(([key, h]) => [key, h.toJSON()] as const)),
+      // The rows' parts as three arrays (the format from before they shared one).
       pending: {
-        steps: Array.from(this.pendingSteps, (s) => (Number.isNaN(s) ? -1 : s)),
-        bases: Array.from(this.pendingBases, (b) => (Number.isNaN(b) ? null : b)),
-        keys: Array.from(this.pendingKeys),
+        steps: this.rowParts(ROW_STEP, 1, (s) => (Number.isNaN(s) ? -1 : s)),
+        bases: this.rowParts(ROW_BASE, 1, (b) => (Number.isNaN(b) ? null : b)),
+        keys: this.rowParts(ROW_KEYS, this.keyLevels, (k) => k),
       },
       firstSeconds: this.firstSeconds,
       lastSeconds: this.lastSeconds,
       lastWeight: this.lastWeight,
       extra: this.extraState(),
     };
+  }
+
+  /** `count` values at `offset` of every pending row, one row after the other. */
+  private rowParts<T>(offset: number, count: number, save: (value: number) => T): T[] {
+    const rows = this.pending ?? this.emptyRows();
+    const stride = ROW_KEYS + this.keyLevels;
+    const values: T[] = [];
+    for (let row = 0; row < rows.length; row += stride) for (let k = 0; k < count; k++) values.push(save(rows[row + offset + k]));
+    return values;
   }
 
   /** Loads state saved by toJSON into a freshly constructed model of the same kind and options. */
@@ -277,9 +308,18 @@ export abstract class ConditionalRatioModel implements DemandModel {
     state.levels.forEach((level, l) => {
       for (const [key, h] of level) this.levels[l].set(key, Histogram.fromJSON(h, this.ratioOf));
     });
-    state.pending.steps.forEach((s, i) => (this.pendingSteps[i] = s < 0 ? NaN : s));
-    state.pending.bases.forEach((b, i) => (this.pendingBases[i] = b === null ? NaN : b));
-    state.pending.keys.forEach((k, i) => (this.pendingKeys[i] = k));
+    const pending = this.emptyRows();
+    const stride = ROW_KEYS + this.keyLevels;
+    const rows = this.steps + 1;
+    // Values past the rows are dropped, as the typed arrays they were kept in before did.
+    const at = (row: number, offset: number) => (row < rows ? row * stride + offset : pending.length);
+    state.pending.steps.forEach((s, i) => (pending[at(i, ROW_STEP)] = s < 0 ? NaN : s));
+    state.pending.bases.forEach((b, i) => (pending[at(i, ROW_BASE)] = b === null ? NaN : b));
+    // `| 0`: what the Int32Array keys were kept in made of a saved value.
+    state.pending.keys.forEach((k, i) => (pending[at(Math.floor(i / this.keyLevels), ROW_KEYS + (i % this.keyLevels))] = k | 0));
+    // Kept only if it holds something: a saved new model stays as small as a new one.
+    const empty = this.emptyRows();
+    if (!pending.every((v, i) => Object.is(v, empty[i]))) this.pending = pending;
     this.firstSeconds = state.firstSeconds;
     this.lastSeconds = state.lastSeconds;
     this.lastWeight = state.lastWeight;
