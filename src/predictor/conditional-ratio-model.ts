@@ -93,7 +93,8 @@ export abstract class ConditionalRatioModel implements DemandModel {
   protected readonly floor: number;
   private readonly scheme = RATIO_BUCKETS;
   private readonly ratioOf = ratioOfBucket;
-  private readonly levels: Map<number, Histogram>[];
+  /** Per key level (the pooled one last), the regime histograms by key; undefined until the first label. */
+  private levels: Map<number, Histogram>[] | undefined;
   private clock = new DecayClock(RATIO_HALF_LIFE_SECONDS);
   private lastWeight = 1;
   private firstSeconds: number | null = null;
@@ -114,7 +115,6 @@ export abstract class ConditionalRatioModel implements DemandModel {
     this.steps = horizonSteps(options);
     this.floor = baseFloorFor(options.resource);
     this.ring = new SampleRing(Math.max(ringCapacity, this.steps + 1), options.intervalSeconds);
-    this.levels = Array.from({ length: keyLevels + 1 }, () => new Map<number, Histogram>());
     if (sharedSlot.keys.length < keyLevels) sharedSlot = { base: NaN, keys: new Int32Array(keyLevels) };
   }
 
@@ -167,18 +167,23 @@ export abstract class ConditionalRatioModel implements DemandModel {
     if (peak !== peak) return;
     const bucket = this.scheme.bucketOf(Math.log(Math.max(peak, this.floor * 1e-3) / base));
     const weight = this.clock.weightAt(atSeconds, (factor) => {
-      for (const level of this.levels) for (const histogram of level.values()) histogram.scale(factor);
+      for (const level of this.levels ?? []) for (const histogram of level.values()) histogram.scale(factor);
     });
     this.lastWeight = weight;
+    const levels = this.levelMaps();
     for (let l = 0; l <= this.keyLevels; l++) {
       const key = l < this.keyLevels ? pending[row + ROW_KEYS + l] : 0;
-      let histogram = this.levels[l].get(key);
+      let histogram = levels[l].get(key);
       if (histogram === undefined) {
         histogram = new Histogram(this.scheme, this.ratioOf);
-        this.levels[l].set(key, histogram);
+        levels[l].set(key, histogram);
       }
       histogram.addToBucket(bucket, weight);
     }
+  }
+
+  private levelMaps(): Map<number, Histogram>[] {
+    return this.levels ?? (this.levels = Array.from({ length: this.keyLevels + 1 }, () => new Map<number, Histogram>()));
   }
 
   predict(horizonSeconds: number, quantile: number): number {
@@ -243,14 +248,15 @@ export abstract class ConditionalRatioModel implements DemandModel {
   private answering(samples: number): Histogram | undefined {
     const step = this.ring.newestStep;
     const pending = this.pending;
-    if (step === null || pending === undefined) return undefined;
+    const levels = this.levels;
+    if (step === null || pending === undefined || levels === undefined) return undefined;
     const row = (step % (this.steps + 1)) * (ROW_KEYS + this.keyLevels);
     const base = pending[row + ROW_BASE];
     if (pending[row + ROW_STEP] !== step || base !== base) return undefined;
     const needed = samples * this.lastWeight;
     for (let l = 0; l <= this.keyLevels; l++) {
       const key = l < this.keyLevels ? pending[row + ROW_KEYS + l] : 0;
-      const histogram = this.levels[l].get(key);
+      const histogram = levels[l].get(key);
       if (histogram !== undefined && histogram.totalWeight >= needed) return histogram;
     }
     return undefined;
@@ -277,7 +283,7 @@ export abstract class ConditionalRatioModel implements DemandModel {
       options: this.options,
       ring: this.ring.toJSON(),
       clock: this.clock.toJSON(),
-      levels: this.levels.map((level) => [...level.entries()].map(([key, h]) => [key, h.toJSON()] as const)),
+      levels: this.levels?.map((level) => [...level.entries()].map(([key, h]) => [key, h.toJSON()] as const)) ?? Array.from({ length: this.keyLevels + 1 }, () => []),
       // The rows' parts as three arrays (the format from before they shared one).
       pending: {
         steps: this.rowParts(ROW_STEP, 1, (s) => (Number.isNaN(s) ? -1 : s)),
@@ -306,7 +312,7 @@ export abstract class ConditionalRatioModel implements DemandModel {
     Object.assign(this, { ring });
     this.clock = DecayClock.fromJSON(state.clock);
     state.levels.forEach((level, l) => {
-      for (const [key, h] of level) this.levels[l].set(key, Histogram.fromJSON(h, this.ratioOf));
+      for (const [key, h] of level) this.levelMaps()[l].set(key, Histogram.fromJSON(h, this.ratioOf));
     });
     const pending = this.emptyRows();
     const stride = ROW_KEYS + this.keyLevels;
