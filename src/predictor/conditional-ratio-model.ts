@@ -70,6 +70,8 @@ export interface FeatureSlot {
  */
 let sharedSlot: FeatureSlot = { base: NaN, keys: new Int32Array(3) };
 
+let sharedBestCosts: Float64Array = new Float64Array(0);
+
 // A pending row: the grid step (NaN: none), the base (NaN: none), then the regime keys, finest first.
 const ROW_STEP = 0;
 const ROW_BASE = 1;
@@ -105,7 +107,19 @@ export abstract class ConditionalRatioModel implements DemandModel {
    * sample. One array, not three: an agent keeps twelve ratio models per shard.
    */
   private pending: Float64Array | undefined;
-  private bestCosts = new Float64Array(0);
+
+  /**
+   * predictAtCosts' scratch (the least cost per price so far): one for every model, as the
+   * method is not re-entrant; a field of its own cost each of the twelve ratio models per shard
+   * a typed array from its first sample on.
+   */
+  private get bestCosts(): Float64Array {
+    return sharedBestCosts;
+  }
+
+  private set bestCosts(scratch: Float64Array) {
+    sharedBestCosts = scratch;
+  }
 
   protected constructor(
     readonly options: ModelOptions,
