@@ -70,6 +70,9 @@ export interface FeatureSlot {
  */
 let sharedSlot: FeatureSlot = { base: NaN, keys: new Int32Array(3) };
 
+/** A ratio model's clock before its first label (only ever saved, never moved). */
+const NEW_CLOCK = new DecayClock(RATIO_HALF_LIFE_SECONDS);
+
 let sharedBestCosts: Float64Array = new Float64Array(0);
 
 // A pending row: the grid step (NaN: none), the base (NaN: none), then the regime keys, finest first.
@@ -97,7 +100,8 @@ export abstract class ConditionalRatioModel implements DemandModel {
   private readonly ratioOf = ratioOfBucket;
   /** Per key level (the pooled one last), the regime histograms by key; undefined until the first label. */
   private levels: Map<number, Histogram>[] | undefined;
-  private clock = new DecayClock(RATIO_HALF_LIFE_SECONDS);
+  /** Made with the first label (what a new one saves is NEW_CLOCK's state). */
+  private clock: DecayClock | undefined;
   private lastWeight = 1;
   private firstSeconds: number | null = null;
   private lastSeconds: number | null = null;
@@ -180,7 +184,8 @@ export abstract class ConditionalRatioModel implements DemandModel {
     const peak = this.ring.completeMax(0, this.steps - 1);
     if (peak !== peak) return;
     const bucket = this.scheme.bucketOf(Math.log(Math.max(peak, this.floor * 1e-3) / base));
-    const weight = this.clock.weightAt(atSeconds, (factor) => {
+    const clock = this.clock ?? (this.clock = new DecayClock(RATIO_HALF_LIFE_SECONDS));
+    const weight = clock.weightAt(atSeconds, (factor) => {
       for (const level of this.levels ?? []) for (const histogram of level.values()) histogram.scale(factor);
     });
     this.lastWeight = weight;
@@ -296,7 +301,7 @@ export abstract class ConditionalRatioModel implements DemandModel {
       model: this.name,
       options: this.options,
       ring: this.ring.toJSON(),
-      clock: this.clock.toJSON(),
+      clock: (this.clock ?? NEW_CLOCK).toJSON(),
       levels: this.levels?.map((level) => [...level.entries()].map(([key, h]) => [key, h.toJSON()] as const)) ?? Array.from({ length: this.keyLevels + 1 }, () => []),
       // The rows' parts as three arrays (the format from before they shared one).
       pending: {
