@@ -73,6 +73,7 @@ let sharedSlot: FeatureSlot = { base: NaN, keys: new Int32Array(3) };
 /** A ratio model's clock before its first label (only ever saved, never moved). */
 const NEW_CLOCK = new DecayClock(RATIO_HALF_LIFE_SECONDS);
 
+/** What bestCosts reads and writes. */
 let sharedBestCosts: Float64Array = new Float64Array(0);
 
 // A pending row: the grid step (NaN: none), the base (NaN: none), then the regime keys, finest first.
@@ -114,8 +115,8 @@ export abstract class ConditionalRatioModel implements DemandModel {
 
   /**
    * predictAtCosts' scratch (the least cost per price so far): one for every model, as the
-   * method is not re-entrant; a field of its own cost each of the twelve ratio models per shard
-   * a typed array from its first sample on.
+   * method is not re-entrant. As a field it cost each of the twelve ratio models per shard a
+   * typed array of its own.
    */
   private get bestCosts(): Float64Array {
     return sharedBestCosts;
@@ -144,7 +145,11 @@ export abstract class ConditionalRatioModel implements DemandModel {
     return rows;
   }
 
-  /** Called after the newest sample is in the ring (and any subclass state updated): write base and keys, or return false. */
+  /**
+   * Called after the newest sample is in the ring (and any subclass state updated): write base
+   * and every one of the model's keys, or return false. The slot is shared by all models, so a
+   * key left unwritten would be another model's.
+   */
   protected abstract extract(slot: FeatureSlot): boolean;
   /** Subclass state beyond the ring (e.g. smoothing levels). */
   protected abstract extraState(): unknown;
