@@ -88,6 +88,17 @@ export interface AutoState extends ModelState {
 
 // Per pair: decayed points, violations, slack sum, peak sum.
 const STAT_FIELDS = 4;
+// A pending row: the grid step (NaN: none), the pair auto answered with (-1: none), then every pair's prediction.
+const ROW_STEP = 0;
+const ROW_SELECTED = 1;
+const ROW_PAIRS = 2;
+
+/**
+ * The prices of update's one-walk query and its answers: scratch, shared by every selector
+ * (update is not re-entrant; the candidates never call back into a selector).
+ */
+const COSTS = new Float64Array(COST_FACTORS.length);
+const COST_OUT = new Float64Array(COST_FACTORS.length);
 
 const PAIR_LISTS = new Map<string, readonly Pair[]>();
 
@@ -115,14 +126,27 @@ function pairListFor(candidates: readonly DemandModel[]): readonly Pair[] {
   return list;
 }
 
+/** Whether the rows equal empty ones value for value (NaN for NaN). */
+function isEmptyRows(rows: Float64Array, empty: Float64Array): boolean {
+  return rows.every((v, i) => Object.is(v, empty[i]));
+}
+
 export class AutoSelector implements DemandModel {
   readonly name = 'auto';
   private readonly steps: number;
   private readonly ring: SampleRing;
   private readonly pairs: number;
-  private readonly stats: Float64Array;
-  private readonly pending: Float64Array;
-  private readonly pendingSteps: Float64Array;
+  /**
+   * Per pair, STAT_FIELDS decayed sums; undefined (all 0) until the first point is scored, a
+   * horizon after the first sample: an agent keeps four selectors per shard, and a new or idle
+   * shard's would otherwise hold 82 pairs of zeros each.
+   */
+  private stats: Float64Array | undefined;
+  /**
+   * The last steps+1 grid steps' rows (row = step mod steps+1, ROW_PAIRS + pairs values each),
+   * kept until the peak that followed can score them; undefined (no rows) before the first sample.
+   */
+  private pending: Float64Array | undefined;
   private readonly decay: number;
   private readonly minScored: number;
   private readonly baselineIndex: number;
@@ -140,8 +164,6 @@ export class AutoSelector implements DemandModel {
   private baselinePoints = 0;
   private baselineViolations = 0;
   private readonly targetDecay: number;
-  private readonly costs = new Float64Array(COST_FACTORS.length);
-  private readonly costOut = new Float64Array(COST_FACTORS.length);
   /**
    * Violation budget accounting over auto's *own* answers, with the target's 30-day memory:
    * ownBudget = sum of the target at each point auto answered, ownViolations = how many of them
@@ -157,8 +179,6 @@ export class AutoSelector implements DemandModel {
   private ownPoints = 0;
   private ownViolations = 0;
   private ownBudget = 0;
-  /** The pair auto answered with at each of the last steps+1 grid steps (-1: none). */
-  private readonly pendingSelected: Int32Array;
 
   constructor(
     readonly options: ModelOptions,
@@ -175,10 +195,6 @@ export class AutoSelector implements DemandModel {
     this.ring = new SampleRing(this.steps + 1, options.intervalSeconds);
     this.pairList = pairListFor(candidates);
     this.pairs = this.pairList.length;
-    this.stats = new Float64Array(this.pairs * STAT_FIELDS);
-    this.pending = new Float64Array((this.steps + 1) * this.pairs).fill(NaN);
-    this.pendingSteps = new Float64Array(this.steps + 1).fill(NaN);
-    this.pendingSelected = new Int32Array(this.steps + 1).fill(-1);
     this.decay = Math.pow(2, -options.intervalSeconds / SELECTION_HALF_LIFE_SECONDS);
     this.targetDecay = Math.pow(2, -options.intervalSeconds / TARGET_HALF_LIFE_SECONDS);
     // A decayed count's ceiling is 1 / (1 - decay); require a day's worth of it.
@@ -218,22 +234,32 @@ export class AutoSelector implements DemandModel {
     if (sample.value === sample.value && advance > 0) {
       this.level = this.level === this.level ? this.level * this.decay + sample.value * (1 - this.decay) : sample.value;
     }
-    if (advance > 0) this.score(step);
-    const i = step % (this.steps + 1);
-    this.pendingSteps[i] = step;
+    const pending = this.pending ?? (this.pending = this.emptyRows());
+    if (advance > 0) this.score(step, pending);
+    const row = (step % (this.steps + 1)) * (ROW_PAIRS + this.pairs);
+    const predictions = row + ROW_PAIRS;
+    pending[row + ROW_STEP] = step;
     for (let pair = 0; pair < this.pairs; pair++) {
       const p = this.pairList[pair];
-      if (p.kind === 'level') this.pending[i * this.pairs + pair] = this.predictPair(pair, this.quantile);
-      else if (p.kind === 'blend') this.pending[i * this.pairs + pair] = this.meanOf(p.members as readonly number[], (m) => this.pending[i * this.pairs + m]);
+      if (p.kind === 'level') pending[predictions + pair] = this.predictPair(pair, this.quantile);
+      else if (p.kind === 'blend') pending[predictions + pair] = this.meanOf(p.members as readonly number[], (m) => pending[predictions + m]);
       else if (p.factor === COST_FACTORS[0]) {
         // All prices of one model in one walk.
-        for (let k = 0; k < COST_FACTORS.length; k++) this.costs[k] = COST_FACTORS[k] * this.level;
-        (this.candidates[p.candidate] as ConditionalRatioModel).predictAtCosts(this.options.horizonSeconds, this.costs, this.costOut);
-        for (let k = 0; k < COST_FACTORS.length; k++) this.pending[i * this.pairs + pair + k] = this.costOut[k];
+        for (let k = 0; k < COST_FACTORS.length; k++) COSTS[k] = COST_FACTORS[k] * this.level;
+        (this.candidates[p.candidate] as ConditionalRatioModel).predictAtCosts(this.options.horizonSeconds, COSTS, COST_OUT);
+        for (let k = 0; k < COST_FACTORS.length; k++) pending[predictions + pair + k] = COST_OUT[k];
       }
     }
     this.select();
-    this.pendingSelected[i] = this.stats[this.baselineIndex * STAT_FIELDS] >= this.minScored ? this.selected : -1;
+    pending[row + ROW_SELECTED] = this.stats !== undefined && this.stats[this.baselineIndex * STAT_FIELDS] >= this.minScored ? this.selected : -1;
+  }
+
+  /** steps+1 rows of nothing pending. */
+  private emptyRows(): Float64Array {
+    const stride = ROW_PAIRS + this.pairs;
+    const rows = new Float64Array((this.steps + 1) * stride).fill(NaN);
+    for (let row = 0; row < rows.length; row += stride) rows[row + ROW_SELECTED] = -1;
+    return rows;
   }
 
   /** The violation rate auto aims at on this application now: q's, capped by the baseline's long-run rate. */
@@ -260,31 +286,33 @@ export class AutoSelector implements DemandModel {
     return (model as ConditionalRatioModel).predictAtCost(this.options.horizonSeconds, pair.factor * this.level);
   }
 
-  private score(step: number): void {
+  private score(step: number, pending: Float64Array): void {
     const from = step - this.steps;
-    const i = ((from % (this.steps + 1)) + this.steps + 1) % (this.steps + 1);
-    if (this.pendingSteps[i] !== from) return;
+    const row = (((from % (this.steps + 1)) + this.steps + 1) % (this.steps + 1)) * (ROW_PAIRS + this.pairs);
+    const predictions = row + ROW_PAIRS;
+    if (pending[row + ROW_STEP] !== from) return;
     const peak = this.ring.completeMax(0, this.steps - 1);
     if (peak !== peak) return;
+    const stats = this.stats ?? (this.stats = new Float64Array(this.pairs * STAT_FIELDS));
     for (let pair = 0; pair < this.pairs; pair++) {
-      const prediction = this.pending[i * this.pairs + pair];
+      const prediction = pending[predictions + pair];
       if (!(prediction >= 0)) continue;
       const s = pair * STAT_FIELDS;
       if (pair === this.baselineIndex) {
         this.baselinePoints = this.baselinePoints * this.targetDecay + 1;
         this.baselineViolations = this.baselineViolations * this.targetDecay + (peak > prediction ? 1 : 0);
       }
-      this.stats[s] = this.stats[s] * this.decay + 1;
-      this.stats[s + 1] = this.stats[s + 1] * this.decay + (peak > prediction ? 1 : 0);
-      this.stats[s + 2] = this.stats[s + 2] * this.decay + Math.max(prediction - peak, 0);
-      this.stats[s + 3] = this.stats[s + 3] * this.decay + peak;
+      stats[s] = stats[s] * this.decay + 1;
+      stats[s + 1] = stats[s + 1] * this.decay + (peak > prediction ? 1 : 0);
+      stats[s + 2] = stats[s + 2] * this.decay + Math.max(prediction - peak, 0);
+      stats[s + 3] = stats[s + 3] * this.decay + peak;
     }
     // Budget accounting over the points auto itself answered once selecting.
-    const chosen = this.pendingSelected[i];
-    this.pendingSelected[i] = -1;
+    const chosen = pending[row + ROW_SELECTED];
+    pending[row + ROW_SELECTED] = -1;
     if (chosen < 0) return;
     this.ownPoints = this.ownPoints * this.targetDecay + 1;
-    this.ownViolations = this.ownViolations * this.targetDecay + (peak > this.pending[i * this.pairs + chosen] ? 1 : 0);
+    this.ownViolations = this.ownViolations * this.targetDecay + (peak > pending[predictions + chosen] ? 1 : 0);
     this.ownBudget = this.ownBudget * this.targetDecay + this.target();
   }
 
@@ -305,7 +333,9 @@ export class AutoSelector implements DemandModel {
 
   private select(): void {
     const b = this.baselineIndex * STAT_FIELDS;
-    if (this.stats[b] < this.minScored) {
+    const stats = this.stats;
+    // No stats yet: 0 points, fewer than minScored (> 0).
+    if (stats === undefined || stats[b] < this.minScored) {
       this.selected = this.baselineIndex;
       return;
     }
@@ -316,9 +346,9 @@ export class AutoSelector implements DemandModel {
     let fewestRate = Infinity;
     for (let pair = 0; pair < this.pairs; pair++) {
       const s = pair * STAT_FIELDS;
-      if (this.stats[s] < this.minScored) continue;
-      const rate = this.stats[s + 1] / this.stats[s];
-      const slack = this.stats[s + 3] > 0 ? this.stats[s + 2] / this.stats[s + 3] : this.stats[s + 2];
+      if (stats[s] < this.minScored) continue;
+      const rate = stats[s + 1] / stats[s];
+      const slack = stats[s + 3] > 0 ? stats[s + 2] / stats[s + 3] : stats[s + 2];
       if (rate <= target && slack < bestSlack) {
         best = pair;
         bestSlack = slack;
@@ -352,9 +382,10 @@ export class AutoSelector implements DemandModel {
       capByBaseline: this.capByBaseline,
       candidates: this.candidates.map((c) => c.toJSON()),
       ring: this.ring.toJSON(),
-      stats: Array.from(this.stats),
-      pending: Array.from(this.pending, (p) => (Number.isNaN(p) ? null : p)),
-      pendingSteps: Array.from(this.pendingSteps, (s) => (Number.isNaN(s) ? -1 : s)),
+      stats: this.stats === undefined ? new Array<number>(this.pairs * STAT_FIELDS).fill(0) : Array.from(this.stats),
+      // The rows' parts as three arrays (the format from before they shared one).
+      pending: this.rowParts(ROW_PAIRS, this.pairs, (p) => (Number.isNaN(p) ? null : p)),
+      pendingSteps: this.rowParts(ROW_STEP, 1, (s) => (Number.isNaN(s) ? -1 : s)),
       selected: this.selected,
       level: this.level === this.level ? this.level : null,
       baselinePoints: this.baselinePoints,
@@ -362,8 +393,17 @@ export class AutoSelector implements DemandModel {
       ownPoints: this.ownPoints,
       ownViolations: this.ownViolations,
       ownBudget: this.ownBudget,
-      pendingSelected: Array.from(this.pendingSelected),
+      pendingSelected: this.rowParts(ROW_SELECTED, 1, (selected) => selected),
     };
+  }
+
+  /** `count` values at `offset` of every pending row, one row after the other. */
+  private rowParts<T>(offset: number, count: number, save: (value: number) => T): T[] {
+    const rows = this.pending ?? this.emptyRows();
+    const stride = ROW_PAIRS + this.pairs;
+    const values: T[] = [];
+    for (let row = 0; row < rows.length; row += stride) for (let k = 0; k < count; k++) values.push(save(rows[row + offset + k]));
+    return values;
   }
 
   static fromJSON(state: AutoState): AutoSelector {
@@ -372,11 +412,17 @@ export class AutoSelector implements DemandModel {
     // State saved before blends existed has fewer pairs: they are a prefix of today's (blends come
     // last), so their scores carry over and the blends start unscored.
     const savedPairs = state.stats.length / STAT_FIELDS;
-    state.stats.forEach((v, i) => (auto.stats[i] = v));
-    state.pending.forEach((v, i) => (auto.pending[Math.floor(i / savedPairs) * auto.pairs + (i % savedPairs)] = v === null ? NaN : v));
-    state.pendingSteps.forEach((v, i) => (auto.pendingSteps[i] = v < 0 ? NaN : v));
+    const stats = new Float64Array(auto.pairs * STAT_FIELDS);
+    state.stats.forEach((v, i) => (stats[i] = v));
+    const pending = auto.emptyRows();
+    const stride = ROW_PAIRS + auto.pairs;
+    const rows = auto.steps + 1;
+    // (A typed array ignores writes past its end, as it did when these were three arrays; the size checks follow.)
+    const at = (row: number, offset: number) => (row < rows ? row * stride + offset : pending.length);
+    state.pending.forEach((v, i) => (pending[at(Math.floor(i / savedPairs), ROW_PAIRS + (i % savedPairs))] = v === null ? NaN : v));
+    state.pendingSteps.forEach((v, i) => (pending[at(i, ROW_STEP)] = v < 0 ? NaN : v));
     checkState(Number.isInteger(state.selected) && state.selected >= 0 && state.selected < auto.pairs, 'selected', state.selected, `a pair of the selection (0 to ${auto.pairs - 1})`);
-    checkState(state.stats.length <= auto.stats.length && state.pendingSteps.length <= auto.pendingSteps.length, 'stats', state.stats.length, 'the selection\'s own size');
+    checkState(state.stats.length <= stats.length && state.pendingSteps.length <= rows, 'stats', state.stats.length, 'the selection\'s own size');
     auto.selected = state.selected;
     auto.level = state.level ?? NaN;
     auto.baselinePoints = state.baselinePoints;
@@ -384,7 +430,11 @@ export class AutoSelector implements DemandModel {
     auto.ownPoints = state.ownPoints ?? 0;
     auto.ownViolations = state.ownViolations ?? 0;
     auto.ownBudget = state.ownBudget ?? 0;
-    state.pendingSelected?.forEach((v, i) => (auto.pendingSelected[i] = v));
+    // `| 0`: what an Int32Array, where these were kept before, made of a saved value.
+    state.pendingSelected?.forEach((v, i) => (pending[at(i, ROW_SELECTED)] = v | 0));
+    // Kept only if they hold something: a saved fresh selector stays as small as a new one.
+    if (stats.some((v) => v !== 0)) auto.stats = stats;
+    if (!isEmptyRows(pending, auto.emptyRows())) auto.pending = pending;
     return auto;
   }
 }

@@ -33,6 +33,14 @@ const LOG_RATIO_WIDTH = 0.02;
 /** Effective samples a regime needs before it answers a cost-based query (the q = 0.95 rule: 2 / (1 - q)). */
 const MIN_TAIL_SAMPLES = 40;
 
+/**
+ * The log-ratio buckets and the ratio at each bucket's middle (histograms keep
+ * sum(weight * ratio) for expected slack): the same for every model, so one of each for all of
+ * them (an agent keeps twelve ratio models per shard).
+ */
+const RATIO_BUCKETS = new LinearBuckets(-LOG_RATIO_LIMIT, LOG_RATIO_LIMIT, LOG_RATIO_WIDTH);
+const ratioOfBucket = (bucket: number): number => Math.exp(RATIO_BUCKETS.bucketStart(bucket) + LOG_RATIO_WIDTH / 2);
+
 /** Smallest base a ratio is taken against: a millicore (the finest CFS quota worth setting), 1 MiB, 0.01 op/s. */
 export function baseFloorFor(resource: ResourceName): number {
   return resource === 'cpu' ? 0.001 : resource === 'memory' ? 2 ** 20 : 0.01;
@@ -56,6 +64,23 @@ export interface FeatureSlot {
   readonly keys: Int32Array;
 }
 
+/**
+ * The slot every model's extract() writes to: update() reads it right after, so one serves
+ * them all (grown if a model has more key levels than any before it).
+ */
+let sharedSlot: FeatureSlot = { base: NaN, keys: new Int32Array(3) };
+
+/** A ratio model's clock before its first label (only ever saved, never moved). */
+const NEW_CLOCK = new DecayClock(RATIO_HALF_LIFE_SECONDS);
+
+/** What bestCosts reads and writes. */
+let sharedBestCosts: Float64Array = new Float64Array(0);
+
+// A pending row: the grid step (NaN: none), the base (NaN: none), then the regime keys, finest first.
+const ROW_STEP = 0;
+const ROW_BASE = 1;
+const ROW_KEYS = 2;
+
 interface ConditionalState extends ModelState {
   readonly ring: SampleRingState;
   readonly clock: DecayClockState;
@@ -72,20 +97,34 @@ export abstract class ConditionalRatioModel implements DemandModel {
   protected readonly ring: SampleRing;
   protected readonly steps: number;
   protected readonly floor: number;
-  private readonly scheme = new LinearBuckets(-LOG_RATIO_LIMIT, LOG_RATIO_LIMIT, LOG_RATIO_WIDTH);
-  /** The ratio at each bucket's middle: histograms keep sum(weight * ratio) for expected slack. */
-  private readonly ratioOf = (bucket: number) => Math.exp(this.scheme.bucketStart(bucket) + LOG_RATIO_WIDTH / 2);
-  private readonly levels: Map<number, Histogram>[];
-  private clock = new DecayClock(RATIO_HALF_LIFE_SECONDS);
+  private readonly scheme = RATIO_BUCKETS;
+  private readonly ratioOf = ratioOfBucket;
+  /** Per key level (the pooled one last), the regime histograms by key; undefined until the first label. */
+  private levels: Map<number, Histogram>[] | undefined;
+  /** Made with the first label (what a new one saves is NEW_CLOCK's state). */
+  private clock: DecayClock | undefined;
   private lastWeight = 1;
   private firstSeconds: number | null = null;
   private lastSeconds: number | null = null;
-  // Features of the last steps+1 grid steps, indexed by step modulo steps+1.
-  private readonly pendingSteps: Float64Array;
-  private readonly pendingBases: Float64Array;
-  private readonly pendingKeys: Int32Array;
-  private readonly slot: FeatureSlot;
-  private bestCosts = new Float64Array(0);
+  /**
+   * Features of the last steps+1 grid steps, a row each (row = step mod steps+1, ROW_KEYS +
+   * keyLevels values), kept until their label is known; undefined (no rows) before the first
+   * sample. One array, not three: an agent keeps twelve ratio models per shard.
+   */
+  private pending: Float64Array | undefined;
+
+  /**
+   * predictAtCosts' scratch (the least cost per price so far): one for every model, as the
+   * method is not re-entrant. As a field it cost each of the twelve ratio models per shard a
+   * typed array of its own.
+   */
+  private get bestCosts(): Float64Array {
+    return sharedBestCosts;
+  }
+
+  private set bestCosts(scratch: Float64Array) {
+    sharedBestCosts = scratch;
+  }
 
   protected constructor(
     readonly options: ModelOptions,
@@ -95,14 +134,22 @@ export abstract class ConditionalRatioModel implements DemandModel {
     this.steps = horizonSteps(options);
     this.floor = baseFloorFor(options.resource);
     this.ring = new SampleRing(Math.max(ringCapacity, this.steps + 1), options.intervalSeconds);
-    this.levels = Array.from({ length: keyLevels + 1 }, () => new Map<number, Histogram>());
-    this.pendingSteps = new Float64Array(this.steps + 1).fill(NaN);
-    this.pendingBases = new Float64Array(this.steps + 1).fill(NaN);
-    this.pendingKeys = new Int32Array((this.steps + 1) * keyLevels);
-    this.slot = { base: NaN, keys: new Int32Array(keyLevels) };
+    if (sharedSlot.keys.length < keyLevels) sharedSlot = { base: NaN, keys: new Int32Array(keyLevels) };
   }
 
-  /** Called after the newest sample is in the ring (and any subclass state updated): write base and keys, or return false. */
+  /** steps+1 rows of nothing pending (keys 0). */
+  private emptyRows(): Float64Array {
+    const stride = ROW_KEYS + this.keyLevels;
+    const rows = new Float64Array((this.steps + 1) * stride);
+    for (let row = 0; row < rows.length; row += stride) rows[row + ROW_STEP] = rows[row + ROW_BASE] = NaN;
+    return rows;
+  }
+
+  /**
+   * Called after the newest sample is in the ring (and any subclass state updated): write base
+   * and every one of the model's keys, or return false. The slot is shared by all models, so a
+   * key left unwritten would be another model's.
+   */
   protected abstract extract(slot: FeatureSlot): boolean;
   /** Subclass state beyond the ring (e.g. smoothing levels). */
   protected abstract extraState(): unknown;
@@ -113,46 +160,54 @@ export abstract class ConditionalRatioModel implements DemandModel {
   update(sample: ResourceSample): void {
     const advance = this.ring.push(sample.atSeconds, sample.value);
     if (advance < 0) return;
+    const pending = this.pending ?? (this.pending = this.emptyRows());
     this.observe(advance, sample.value);
     const step = this.ring.newestStep as number;
-    if (advance > 0) this.resolveLabel(step, sample.atSeconds);
+    if (advance > 0) this.resolveLabel(step, sample.atSeconds, pending);
     if (sample.value === sample.value) {
       if (this.firstSeconds === null) this.firstSeconds = sample.atSeconds;
       this.lastSeconds = sample.atSeconds;
     }
-    const i = step % (this.steps + 1);
-    this.pendingSteps[i] = step;
-    this.slot.base = NaN;
-    if (this.extract(this.slot) && this.slot.base === this.slot.base) {
-      this.pendingBases[i] = Math.max(this.slot.base, this.floor);
-      for (let l = 0; l < this.keyLevels; l++) this.pendingKeys[i * this.keyLevels + l] = this.slot.keys[l];
+    const row = (step % (this.steps + 1)) * (ROW_KEYS + this.keyLevels);
+    pending[row + ROW_STEP] = step;
+    const slot = sharedSlot;
+    slot.base = NaN;
+    if (this.extract(slot) && slot.base === slot.base) {
+      pending[row + ROW_BASE] = Math.max(slot.base, this.floor);
+      for (let l = 0; l < this.keyLevels; l++) pending[row + ROW_KEYS + l] = slot.keys[l];
     } else {
-      this.pendingBases[i] = NaN;
+      pending[row + ROW_BASE] = NaN;
     }
   }
 
-  private resolveLabel(step: number, atSeconds: number): void {
+  private resolveLabel(step: number, atSeconds: number, pending: Float64Array): void {
     const from = step - this.steps;
-    const i = ((from % (this.steps + 1)) + this.steps + 1) % (this.steps + 1);
-    if (this.pendingSteps[i] !== from) return;
-    const base = this.pendingBases[i];
+    const row = (((from % (this.steps + 1)) + this.steps + 1) % (this.steps + 1)) * (ROW_KEYS + this.keyLevels);
+    if (pending[row + ROW_STEP] !== from) return;
+    const base = pending[row + ROW_BASE];
     if (base !== base) return;
     const peak = this.ring.completeMax(0, this.steps - 1);
     if (peak !== peak) return;
     const bucket = this.scheme.bucketOf(Math.log(Math.max(peak, this.floor * 1e-3) / base));
-    const weight = this.clock.weightAt(atSeconds, (factor) => {
-      for (const level of this.levels) for (const histogram of level.values()) histogram.scale(factor);
+    const clock = this.clock ?? (this.clock = new DecayClock(RATIO_HALF_LIFE_SECONDS));
+    const weight = clock.weightAt(atSeconds, (factor) => {
+      for (const level of this.levels ?? []) for (const histogram of level.values()) histogram.scale(factor);
     });
     this.lastWeight = weight;
+    const levels = this.levelMaps();
     for (let l = 0; l <= this.keyLevels; l++) {
-      const key = l < this.keyLevels ? this.pendingKeys[i * this.keyLevels + l] : 0;
-      let histogram = this.levels[l].get(key);
+      const key = l < this.keyLevels ? pending[row + ROW_KEYS + l] : 0;
+      let histogram = levels[l].get(key);
       if (histogram === undefined) {
         histogram = new Histogram(this.scheme, this.ratioOf);
-        this.levels[l].set(key, histogram);
+        levels[l].set(key, histogram);
       }
       histogram.addToBucket(bucket, weight);
     }
+  }
+
+  private levelMaps(): Map<number, Histogram>[] {
+    return this.levels ?? (this.levels = Array.from({ length: this.keyLevels + 1 }, () => new Map<number, Histogram>()));
   }
 
   predict(horizonSeconds: number, quantile: number): number {
@@ -212,20 +267,23 @@ export abstract class ConditionalRatioModel implements DemandModel {
 
   private currentBase(): number {
     const step = this.ring.newestStep as number;
-    return this.pendingBases[step % (this.steps + 1)];
+    // Only asked once answering() found a histogram for the newest step, so its row is there.
+    return (this.pending as Float64Array)[(step % (this.steps + 1)) * (ROW_KEYS + this.keyLevels) + ROW_BASE];
   }
 
   /** The finest regime histogram with at least `samples` effective samples, for the newest step. */
   private answering(samples: number): Histogram | undefined {
     const step = this.ring.newestStep;
-    if (step === null) return undefined;
-    const i = step % (this.steps + 1);
-    const base = this.pendingBases[i];
-    if (this.pendingSteps[i] !== step || base !== base) return undefined;
+    const pending = this.pending;
+    const levels = this.levels;
+    if (step === null || pending === undefined || levels === undefined) return undefined;
+    const row = (step % (this.steps + 1)) * (ROW_KEYS + this.keyLevels);
+    const base = pending[row + ROW_BASE];
+    if (pending[row + ROW_STEP] !== step || base !== base) return undefined;
     const needed = samples * this.lastWeight;
     for (let l = 0; l <= this.keyLevels; l++) {
-      const key = l < this.keyLevels ? this.pendingKeys[i * this.keyLevels + l] : 0;
-      const histogram = this.levels[l].get(key);
+      const key = l < this.keyLevels ? pending[row + ROW_KEYS + l] : 0;
+      const histogram = levels[l].get(key);
       if (histogram !== undefined && histogram.totalWeight >= needed) return histogram;
     }
     return undefined;
@@ -251,12 +309,13 @@ export abstract class ConditionalRatioModel implements DemandModel {
       model: this.name,
       options: this.options,
       ring: this.ring.toJSON(),
-      clock: this.clock.toJSON(),
-      levels: this.levels.map((level) => [...level.entries()].map(([key, h]) => [key, h.toJSON()] as const)),
+      clock: (this.clock ?? NEW_CLOCK).toJSON(),
+      levels: this.levels?.map((level) => [...level.entries()].map(([key, h]) => [key, h.toJSON()] as const)) ?? Array.from({ length: this.keyLevels + 1 }, () => []),
+      // The rows' parts as three arrays (the format from before they shared one).
       pending: {
-        steps: Array.from(this.pendingSteps, (s) => (Number.isNaN(s) ? -1 : s)),
-        bases: Array.from(this.pendingBases, (b) => (Number.isNaN(b) ? null : b)),
-        keys: Array.from(this.pendingKeys),
+        steps: this.rowParts(ROW_STEP, 1, (s) => (Number.isNaN(s) ? -1 : s)),
+        bases: this.rowParts(ROW_BASE, 1, (b) => (Number.isNaN(b) ? null : b)),
+        keys: this.rowParts(ROW_KEYS, this.keyLevels, (k) => k),
       },
       firstSeconds: this.firstSeconds,
       lastSeconds: this.lastSeconds,
@@ -265,17 +324,35 @@ export abstract class ConditionalRatioModel implements DemandModel {
     };
   }
 
+  /** `count` values at `offset` of every pending row, one row after the other. */
+  private rowParts<T>(offset: number, count: number, save: (value: number) => T): T[] {
+    const rows = this.pending ?? this.emptyRows();
+    const stride = ROW_KEYS + this.keyLevels;
+    const values: T[] = [];
+    for (let row = 0; row < rows.length; row += stride) for (let k = 0; k < count; k++) values.push(save(rows[row + offset + k]));
+    return values;
+  }
+
   /** Loads state saved by toJSON into a freshly constructed model of the same kind and options. */
   protected restore(state: ConditionalState): this {
     const ring = SampleRing.fromJSON(state.ring);
     Object.assign(this, { ring });
     this.clock = DecayClock.fromJSON(state.clock);
     state.levels.forEach((level, l) => {
-      for (const [key, h] of level) this.levels[l].set(key, Histogram.fromJSON(h, this.ratioOf));
+      for (const [key, h] of level) this.levelMaps()[l].set(key, Histogram.fromJSON(h, this.ratioOf));
     });
-    state.pending.steps.forEach((s, i) => (this.pendingSteps[i] = s < 0 ? NaN : s));
-    state.pending.bases.forEach((b, i) => (this.pendingBases[i] = b === null ? NaN : b));
-    state.pending.keys.forEach((k, i) => (this.pendingKeys[i] = k));
+    const pending = this.emptyRows();
+    const stride = ROW_KEYS + this.keyLevels;
+    const rows = this.steps + 1;
+    // Values past the rows are dropped, as the typed arrays they were kept in before did.
+    const at = (row: number, offset: number) => (row < rows ? row * stride + offset : pending.length);
+    state.pending.steps.forEach((s, i) => (pending[at(i, ROW_STEP)] = s < 0 ? NaN : s));
+    state.pending.bases.forEach((b, i) => (pending[at(i, ROW_BASE)] = b === null ? NaN : b));
+    // `| 0`: what the Int32Array keys were kept in made of a saved value.
+    state.pending.keys.forEach((k, i) => (pending[at(Math.floor(i / this.keyLevels), ROW_KEYS + (i % this.keyLevels))] = k | 0));
+    // Kept only if it holds something: a saved new model stays as small as a new one.
+    const empty = this.emptyRows();
+    if (!pending.every((v, i) => Object.is(v, empty[i]))) this.pending = pending;
     this.firstSeconds = state.firstSeconds;
     this.lastSeconds = state.lastSeconds;
     this.lastWeight = state.lastWeight;

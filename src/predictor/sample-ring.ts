@@ -19,9 +19,12 @@ export interface SampleRingState {
 /** First storage of a ring, in samples (grown by doubling up to the capacity). */
 const INITIAL_SLOTS = 16;
 
+/** The storage of every ring before its first sample (nothing is written to it: it has no slots). */
+const NO_SLOTS = new Float64Array(0);
+
 export class SampleRing {
   /** Until `wrapped`, slot i holds step `origin + i`; after, step s is in slot s mod capacity. */
-  private values = new Float64Array(0);
+  private values = NO_SLOTS;
   private origin = 0;
   private wrapped = false;
   /** Grid step of the newest sample (atSeconds / interval, rounded), or null before the first. */

@@ -38,6 +38,14 @@ interface VpaState extends ModelState {
   readonly lastSeconds: number | null;
 }
 
+/** One scheme per resource for every new model's histogram (a scheme is immutable). */
+const SCHEMES: Readonly<Record<ResourceName, BucketScheme>> = {
+  cpu: vpaBucketsFor('cpu'),
+  memory: vpaBucketsFor('memory'),
+  read: vpaBucketsFor('read'),
+  write: vpaBucketsFor('write'),
+};
+
 export class VpaModel implements DemandModel {
   readonly name = 'vpa';
   private firstSeconds: number | null = null;
@@ -45,20 +53,26 @@ export class VpaModel implements DemandModel {
 
   constructor(
     readonly options: ModelOptions,
-    private readonly histogram = new Histogram(vpaBucketsFor(options.resource)),
-    private readonly clock = new DecayClock(VPA_HALF_LIFE_SECONDS),
+    /**
+     * Histogram and clock are made with the first sample (until then the model saves an empty
+     * histogram and a new clock): an agent keeps four vpa models per shard, idle ones too.
+     */
+    private histogram?: Histogram,
+    private clock?: DecayClock,
   ) {}
 
   update(sample: ResourceSample): void {
     if (!(sample.value >= 0)) return;
-    const weight = this.clock.weightAt(sample.atSeconds, (factor) => this.histogram.scale(factor));
-    this.histogram.addSample(sample.value, weight);
+    const histogram = this.histogram ?? (this.histogram = new Histogram(SCHEMES[this.options.resource]));
+    const clock = this.clock ?? (this.clock = new DecayClock(VPA_HALF_LIFE_SECONDS));
+    const weight = clock.weightAt(sample.atSeconds, (factor) => histogram.scale(factor));
+    histogram.addSample(sample.value, weight);
     if (this.firstSeconds === null) this.firstSeconds = sample.atSeconds;
     this.lastSeconds = sample.atSeconds;
   }
 
   predict(_horizonSeconds: number, quantile: number): number {
-    if (this.histogram.isEmpty()) return NaN;
+    if (this.histogram === undefined || this.histogram.isEmpty()) return NaN;
     return this.histogram.percentile(quantile) * (1 + VPA_SAFETY_MARGIN);
   }
 
@@ -70,8 +84,8 @@ export class VpaModel implements DemandModel {
     return {
       model: this.name,
       options: this.options,
-      histogram: this.histogram.toJSON(),
-      clock: this.clock.toJSON(),
+      histogram: (this.histogram ?? new Histogram(SCHEMES[this.options.resource])).toJSON(),
+      clock: (this.clock ?? new DecayClock(VPA_HALF_LIFE_SECONDS)).toJSON(),
       firstSeconds: this.firstSeconds,
       lastSeconds: this.lastSeconds,
     };

@@ -71,6 +71,26 @@ describe('demand vectors', () => {
     expect(new ApplicationPredictor('empty').vector()).toBeNull();
   });
 
+  it('a predictor saved new or after a few samples loads and gives the vectors and state of one never saved', () => {
+    const settings = { ...DEFAULT_PREDICTOR_SETTINGS, minHistorySeconds: 3600 };
+    const values = dailySineWithNoise(2 * DAY_STEPS, 4);
+    const feed = (p: ApplicationPredictor, i: number) => p.update(START_SECONDS + i * INTERVAL, { cpu: values[i], memory: values[i] * 1e9, read: values[i] * 100, write: NaN });
+    for (const fed of [0, 1, 3, 4, 5]) {
+      const original = new ApplicationPredictor('app', settings, { cpuCores: 4, memoryBytes: 8e9 }, 'app-0');
+      for (let i = 0; i < fed; i++) feed(original, i);
+      const state = JSON.parse(JSON.stringify(original.toJSON()));
+      const restored = ApplicationPredictor.fromJSON(state, { cpuCores: 4, memoryBytes: 8e9 });
+      expect(restored.toJSON()).toEqual(state);
+      for (let i = fed; i < values.length; i++) {
+        feed(original, i);
+        feed(restored, i);
+        expect(restored.vector()).toEqual(original.vector());
+      }
+      expect(restored.toJSON()).toEqual(original.toJSON());
+      expect(original.vector()?.model).toMatch(/^auto\(/);
+    }
+  });
+
   it('every vector emitted over a month of synthetic history validates', () => {
     const predictor = new ApplicationPredictor('month', DEFAULT_PREDICTOR_SETTINGS, { cpuCores: 4 });
     const values = dailySineWithNoise(10 * DAY_STEPS, 2);

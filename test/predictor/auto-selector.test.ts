@@ -135,6 +135,38 @@ describe('auto selection', () => {
     }
   });
 
+  it('saves a new selector, before and after its first samples, in the format it always had, and loads it to go on as one never saved', () => {
+    const values = bursty(3, 1);
+    const rows = 900 / INTERVAL + 1;
+    for (const fed of [0, 1, 3, rows, rows + 1]) {
+      const original = auto(options);
+      for (let i = 0; i < fed; i++) original.update({ atSeconds: START_SECONDS + i * INTERVAL, value: values[i] });
+      const state = JSON.parse(JSON.stringify(original.toJSON())) as AutoState;
+      const pairs = original.settings.length;
+      expect(state.stats).toHaveLength(pairs * 4);
+      expect(state.pending).toHaveLength(rows * pairs);
+      expect(state.pendingSteps).toHaveLength(rows);
+      expect(state.pendingSelected).toHaveLength(rows);
+      if (fed === 0) {
+        expect(state.stats.every((v) => v === 0)).toBe(true);
+        expect(state.pending.every((v) => v === null)).toBe(true);
+        expect(state.pendingSteps.every((v) => v === -1)).toBe(true);
+        expect(state.pendingSelected?.every((v) => v === -1)).toBe(true);
+      } else {
+        expect(state.pendingSteps.filter((s) => s >= 0)).toHaveLength(Math.min(fed, rows));
+      }
+      const restored = AutoSelector.fromJSON(state);
+      expect(restored.toJSON()).toEqual(state);
+      for (let i = fed; i < values.length; i++) {
+        const sample = { atSeconds: START_SECONDS + i * INTERVAL, value: values[i] };
+        original.update(sample);
+        restored.update(sample);
+        expect(restored.predict(900, 0.95)).toBe(original.predict(900, 0.95));
+      }
+      expect(restored.toJSON()).toEqual(original.toJSON());
+    }
+  });
+
   it('scores an equal-weight blend of every model at each price: the mean of the ratio models at that price and vpa at q', () => {
     const candidates = MODEL_NAMES.map((n) => createModel(n, options));
     const model = new AutoSelector(options, candidates, 0.95);

@@ -109,6 +109,38 @@ describe.each(ALL)('%s state and time', (name) => {
     }
   });
 
+  it('saves a new model, before and after its first samples, in the format it always had, and loads it to go on as one never saved', () => {
+    const values = dailySineWithNoise(DAY_STEPS, 6);
+    const rows = 900 / INTERVAL + 1;
+    for (const fed of [0, 1, 3, rows, rows + 1]) {
+      const original = createModel(name, options);
+      feed(original, values, fed);
+      const state = JSON.parse(JSON.stringify(original.toJSON()));
+      if (name === 'vpa') {
+        expect(state.histogram.scheme).toEqual({ kind: 'exponential', firstBucketSize: 0.01, ratio: 1.05, maxValue: 1e6 });
+        expect(state.histogram.buckets.length > 0).toBe(fed > 0);
+      } else {
+        const keyLevels = state.levels.length - 1;
+        expect(state.pending.steps).toHaveLength(rows);
+        expect(state.pending.bases).toHaveLength(rows);
+        expect(state.pending.keys).toHaveLength(rows * keyLevels);
+        if (fed === 0) {
+          expect(state.pending).toEqual({ steps: Array(rows).fill(-1), bases: Array(rows).fill(null), keys: Array(rows * keyLevels).fill(0) });
+          expect(state.levels).toEqual(Array(keyLevels + 1).fill([]));
+        }
+      }
+      const restored = modelFromJSON(state);
+      expect(restored.toJSON()).toEqual(state);
+      for (let i = fed; i < values.length; i++) {
+        const sample = { atSeconds: START_SECONDS + i * INTERVAL, value: values[i] };
+        original.update(sample);
+        restored.update(sample);
+        expect(restored.predict(900, 0.95)).toBe(original.predict(900, 0.95));
+      }
+      expect(restored.toJSON()).toEqual(original.toJSON());
+    }
+  });
+
   it('treats a gap as missing data, not as zero load', () => {
     const values = constant(2, 4 * DAY_STEPS);
     for (let i = 2 * DAY_STEPS; i < 2 * DAY_STEPS + 370; i++) values[i] = NaN; // a ~31 h gap
