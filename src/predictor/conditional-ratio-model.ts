@@ -73,8 +73,11 @@ let sharedSlot: FeatureSlot = { base: NaN, keys: new Int32Array(3) };
 /** A ratio model's clock before its first label (only ever saved, never moved). */
 const NEW_CLOCK = new DecayClock(RATIO_HALF_LIFE_SECONDS);
 
-/** What bestCosts reads and writes. */
-let sharedBestCosts: Float64Array = new Float64Array(0);
+/**
+ * predictAtCosts' scratch (the least cost per price so far): one for every model, as the method
+ * is not re-entrant; a field cost each of the twelve ratio models per shard a typed array.
+ */
+let bestCostScratch = new Float64Array(0);
 
 // A pending row: the grid step (NaN: none), the base (NaN: none), then the regime keys, finest first.
 const ROW_STEP = 0;
@@ -97,8 +100,6 @@ export abstract class ConditionalRatioModel implements DemandModel {
   protected readonly ring: SampleRing;
   protected readonly steps: number;
   protected readonly floor: number;
-  private readonly scheme = RATIO_BUCKETS;
-  private readonly ratioOf = ratioOfBucket;
   /** Per key level (the pooled one last), the regime histograms by key; undefined until the first label. */
   private levels: Map<number, Histogram>[] | undefined;
   /** Made with the first label (what a new one saves is NEW_CLOCK's state). */
@@ -112,19 +113,6 @@ export abstract class ConditionalRatioModel implements DemandModel {
    * sample. One array, not three: an agent keeps twelve ratio models per shard.
    */
   private pending: Float64Array | undefined;
-
-  /**
-   * predictAtCosts' scratch (the least cost per price so far): one for every model, as the
-   * method is not re-entrant. As a field it cost each of the twelve ratio models per shard a
-   * typed array of its own.
-   */
-  private get bestCosts(): Float64Array {
-    return sharedBestCosts;
-  }
-
-  private set bestCosts(scratch: Float64Array) {
-    sharedBestCosts = scratch;
-  }
 
   protected constructor(
     readonly options: ModelOptions,
@@ -188,7 +176,7 @@ export abstract class ConditionalRatioModel implements DemandModel {
     if (base !== base) return;
     const peak = this.ring.completeMax(0, this.steps - 1);
     if (peak !== peak) return;
-    const bucket = this.scheme.bucketOf(Math.log(Math.max(peak, this.floor * 1e-3) / base));
+    const bucket = RATIO_BUCKETS.bucketOf(Math.log(Math.max(peak, this.floor * 1e-3) / base));
     const clock = this.clock ?? (this.clock = new DecayClock(RATIO_HALF_LIFE_SECONDS));
     const weight = clock.weightAt(atSeconds, (factor) => {
       for (const level of this.levels ?? []) for (const histogram of level.values()) histogram.scale(factor);
@@ -199,7 +187,7 @@ export abstract class ConditionalRatioModel implements DemandModel {
       const key = l < this.keyLevels ? pending[row + ROW_KEYS + l] : 0;
       let histogram = levels[l].get(key);
       if (histogram === undefined) {
-        histogram = new Histogram(this.scheme, this.ratioOf);
+        histogram = new Histogram(RATIO_BUCKETS, ratioOfBucket);
         levels[l].set(key, histogram);
       }
       histogram.addToBucket(bucket, weight);
@@ -239,7 +227,7 @@ export abstract class ConditionalRatioModel implements DemandModel {
     if (histogram === undefined) return;
     const base = this.currentBase();
     const total = histogram.totalWeight;
-    const bestCost = this.bestCosts.length === costs.length ? this.bestCosts : (this.bestCosts = new Float64Array(costs.length));
+    const bestCost = bestCostScratch.length === costs.length ? bestCostScratch : (bestCostScratch = new Float64Array(costs.length));
     bestCost.fill(Infinity);
     let above = 0;
     let aboveMoment = 0;
@@ -250,7 +238,7 @@ export abstract class ConditionalRatioModel implements DemandModel {
       const b = histogram.entryBucket(i);
       const weight = histogram.entryWeight(i);
       if (weight > 0 || i === top) {
-        const prediction = base * Math.exp(this.scheme.bucketStart(b + 1));
+        const prediction = base * Math.exp(RATIO_BUCKETS.bucketStart(b + 1));
         const slack = prediction * (total - above) - base * (histogram.momentSum - aboveMoment);
         for (let k = 0; k < costs.length; k++) {
           const cost = slack + costs[k] * above;
@@ -261,7 +249,7 @@ export abstract class ConditionalRatioModel implements DemandModel {
         }
       }
       above += weight;
-      aboveMoment += weight * this.ratioOf(b);
+      aboveMoment += weight * ratioOfBucket(b);
     }
   }
 
@@ -339,7 +327,7 @@ export abstract class ConditionalRatioModel implements DemandModel {
     Object.assign(this, { ring });
     this.clock = DecayClock.fromJSON(state.clock);
     state.levels.forEach((level, l) => {
-      for (const [key, h] of level) this.levelMaps()[l].set(key, Histogram.fromJSON(h, this.ratioOf));
+      for (const [key, h] of level) this.levelMaps()[l].set(key, Histogram.fromJSON(h, ratioOfBucket, RATIO_BUCKETS));
     });
     const pending = this.emptyRows();
     const stride = ROW_KEYS + this.keyLevels;

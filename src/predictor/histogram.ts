@@ -194,8 +194,12 @@ export class Histogram {
     return { scheme: this.scheme.toJSON(), buckets };
   }
 
-  static fromJSON(state: HistogramState, momentOf?: (bucket: number) => number): Histogram {
-    const scheme = bucketSchemeFromJSON(state.scheme);
+  /**
+   * `shared`: the scheme the caller's new histograms use; a state saved with the same one gets
+   * that object, not a copy of its own (a restored shard has hundreds of histograms).
+   */
+  static fromJSON(state: HistogramState, momentOf?: (bucket: number) => number, shared?: BucketScheme): Histogram {
+    const scheme = shared !== undefined && sameScheme(shared.toJSON(), state.scheme) ? shared : bucketSchemeFromJSON(state.scheme);
     checkState(scheme.numBuckets >= 1 && scheme.numBuckets <= MAX_BUCKETS, 'scheme', state.scheme, `a bucket scheme of 1 to ${MAX_BUCKETS} buckets`);
     const histogram = new Histogram(scheme, momentOf);
     for (const [bucket, weight] of state.buckets) {
@@ -205,4 +209,10 @@ export class Histogram {
     }
     return histogram;
   }
+}
+
+function sameScheme(a: BucketSchemeState, b: BucketSchemeState | undefined): boolean {
+  return a.kind === 'exponential'
+    ? b?.kind === 'exponential' && a.firstBucketSize === b.firstBucketSize && a.ratio === b.ratio && a.maxValue === b.maxValue
+    : b?.kind === 'linear' && a.min === b.min && a.max === b.max && a.width === b.width;
 }

@@ -92,7 +92,7 @@ export class VpaModel implements DemandModel {
   }
 
   static fromJSON(state: VpaState): VpaModel {
-    const model = new VpaModel(state.options, Histogram.fromJSON(state.histogram), DecayClock.fromJSON(state.clock));
+    const model = new VpaModel(state.options, Histogram.fromJSON(state.histogram, undefined, Object.hasOwn(SCHEMES, state.options?.resource) ? SCHEMES[state.options.resource] : undefined), DecayClock.fromJSON(state.clock));
     model.firstSeconds = state.firstSeconds;
     model.lastSeconds = state.lastSeconds;
     return model;

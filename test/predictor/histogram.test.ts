@@ -84,4 +84,17 @@ describe('histogram storage', () => {
     expect(histogram.weightOf(3)).toBe(0);
     expect(histogram.toJSON().buckets).toEqual([]);
   });
+
+  it('loads a state onto the shared scheme when it was saved with that scheme, onto its own otherwise', () => {
+    const shared = new LinearBuckets(-6.9, 6.9, 0.02);
+    const saved = new Histogram(new LinearBuckets(-6.9, 6.9, 0.02));
+    saved.addToBucket(300, 2);
+    expect(Histogram.fromJSON(saved.toJSON(), undefined, shared).scheme).toBe(shared);
+    const other = new Histogram(new LinearBuckets(0, 10, 1));
+    other.addToBucket(3, 1);
+    const loaded = Histogram.fromJSON(other.toJSON(), undefined, shared);
+    expect(loaded.scheme).not.toBe(shared);
+    expect(loaded.scheme.numBuckets).toBe(11);
+    expect(loaded.percentile(0.5)).toBe(4);
+  });
 });
