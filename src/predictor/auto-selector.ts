@@ -32,6 +32,7 @@
 import { checkState, horizonSteps, type DemandModel, type ModelOptions, type ModelState, type ResourceSample } from './demand-model';
 import { ConditionalRatioModel } from './conditional-ratio-model';
 import { modelFromJSON } from './model-registry';
+import { rowParts, sameRows, setRowParts } from './pending-rows';
 import { SampleRing, type SampleRingState } from './sample-ring';
 
 /** Stricter levels, as fractions of the allowed violation 1 - q. */
@@ -124,11 +125,6 @@ function pairListFor(candidates: readonly DemandModel[]): readonly Pair[] {
   }
   PAIR_LISTS.set(key, list);
   return list;
-}
-
-/** Whether the rows equal empty ones value for value (NaN for NaN). */
-function isEmptyRows(rows: Float64Array, empty: Float64Array): boolean {
-  return rows.every((v, i) => Object.is(v, empty[i]));
 }
 
 export class AutoSelector implements DemandModel {
@@ -397,13 +393,9 @@ export class AutoSelector implements DemandModel {
     };
   }
 
-  /** `count` values at `offset` of every pending row, one row after the other. */
+  /** The saved form of one part of the pending rows. */
   private rowParts<T>(offset: number, count: number, save: (value: number) => T): T[] {
-    const rows = this.pending ?? this.emptyRows();
-    const stride = ROW_PAIRS + this.pairs;
-    const values: T[] = [];
-    for (let row = 0; row < rows.length; row += stride) for (let k = 0; k < count; k++) values.push(save(rows[row + offset + k]));
-    return values;
+    return rowParts(this.pending ?? this.emptyRows(), ROW_PAIRS + this.pairs, offset, count, save);
   }
 
   static fromJSON(state: AutoState): AutoSelector {
@@ -417,10 +409,8 @@ export class AutoSelector implements DemandModel {
     const pending = auto.emptyRows();
     const stride = ROW_PAIRS + auto.pairs;
     const rows = auto.steps + 1;
-    // (A typed array ignores writes past its end, as it did when these were three arrays; the size checks follow.)
-    const at = (row: number, offset: number) => (row < rows ? row * stride + offset : pending.length);
-    state.pending.forEach((v, i) => (pending[at(Math.floor(i / savedPairs), ROW_PAIRS + (i % savedPairs))] = v === null ? NaN : v));
-    state.pendingSteps.forEach((v, i) => (pending[at(i, ROW_STEP)] = v < 0 ? NaN : v));
+    setRowParts(pending, stride, ROW_PAIRS, savedPairs, state.pending, (v) => (v === null ? NaN : v));
+    setRowParts(pending, stride, ROW_STEP, 1, state.pendingSteps, (v) => (v < 0 ? NaN : v));
     checkState(Number.isInteger(state.selected) && state.selected >= 0 && state.selected < auto.pairs, 'selected', state.selected, `a pair of the selection (0 to ${auto.pairs - 1})`);
     checkState(state.stats.length <= stats.length && state.pendingSteps.length <= rows, 'stats', state.stats.length, 'the selection\'s own size');
     auto.selected = state.selected;
@@ -431,10 +421,10 @@ export class AutoSelector implements DemandModel {
     auto.ownViolations = state.ownViolations ?? 0;
     auto.ownBudget = state.ownBudget ?? 0;
     // `| 0`: what an Int32Array, where these were kept before, made of a saved value.
-    state.pendingSelected?.forEach((v, i) => (pending[at(i, ROW_SELECTED)] = v | 0));
+    setRowParts(pending, stride, ROW_SELECTED, 1, state.pendingSelected ?? [], (v) => v | 0);
     // Kept only if they hold something: a saved fresh selector stays as small as a new one.
     if (stats.some((v) => v !== 0)) auto.stats = stats;
-    if (!isEmptyRows(pending, auto.emptyRows())) auto.pending = pending;
+    if (!sameRows(pending, auto.emptyRows())) auto.pending = pending;
     return auto;
   }
 }

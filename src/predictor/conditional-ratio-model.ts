@@ -23,6 +23,7 @@ import { LinearBuckets } from './bucket-scheme';
 import { DecayClock, type DecayClockState } from './decay-clock';
 import { horizonSteps, type DemandModel, type ModelOptions, type ModelState, type ResourceSample } from './demand-model';
 import { Histogram, type HistogramState } from './histogram';
+import { rowParts, sameRows, setRowParts } from './pending-rows';
 import { SampleRing, type SampleRingState } from './sample-ring';
 import type { ResourceName } from './series';
 import { ShardformError } from '../errors';
@@ -312,13 +313,9 @@ export abstract class ConditionalRatioModel implements DemandModel {
     };
   }
 
-  /** `count` values at `offset` of every pending row, one row after the other. */
+  /** The saved form of one part of the pending rows. */
   private rowParts<T>(offset: number, count: number, save: (value: number) => T): T[] {
-    const rows = this.pending ?? this.emptyRows();
-    const stride = ROW_KEYS + this.keyLevels;
-    const values: T[] = [];
-    for (let row = 0; row < rows.length; row += stride) for (let k = 0; k < count; k++) values.push(save(rows[row + offset + k]));
-    return values;
+    return rowParts(this.pending ?? this.emptyRows(), ROW_KEYS + this.keyLevels, offset, count, save);
   }
 
   /** Loads state saved by toJSON into a freshly constructed model of the same kind and options. */
@@ -331,16 +328,12 @@ export abstract class ConditionalRatioModel implements DemandModel {
     });
     const pending = this.emptyRows();
     const stride = ROW_KEYS + this.keyLevels;
-    const rows = this.steps + 1;
-    // Values past the rows are dropped, as the typed arrays they were kept in before did.
-    const at = (row: number, offset: number) => (row < rows ? row * stride + offset : pending.length);
-    state.pending.steps.forEach((s, i) => (pending[at(i, ROW_STEP)] = s < 0 ? NaN : s));
-    state.pending.bases.forEach((b, i) => (pending[at(i, ROW_BASE)] = b === null ? NaN : b));
+    setRowParts(pending, stride, ROW_STEP, 1, state.pending.steps, (s) => (s < 0 ? NaN : s));
+    setRowParts(pending, stride, ROW_BASE, 1, state.pending.bases, (b) => (b === null ? NaN : b));
     // `| 0`: what the Int32Array keys were kept in made of a saved value.
-    state.pending.keys.forEach((k, i) => (pending[at(Math.floor(i / this.keyLevels), ROW_KEYS + (i % this.keyLevels))] = k | 0));
+    setRowParts(pending, stride, ROW_KEYS, this.keyLevels, state.pending.keys, (k) => k | 0);
     // Kept only if it holds something: a saved new model stays as small as a new one.
-    const empty = this.emptyRows();
-    if (!pending.every((v, i) => Object.is(v, empty[i]))) this.pending = pending;
+    if (!sameRows(pending, this.emptyRows())) this.pending = pending;
     this.firstSeconds = state.firstSeconds;
     this.lastSeconds = state.lastSeconds;
     this.lastWeight = state.lastWeight;

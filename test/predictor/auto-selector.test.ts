@@ -4,7 +4,7 @@ import { backtestSeries, DEFAULT_WARMUP_SECONDS } from '../../src/predictor/back
 import type { ModelOptions } from '../../src/predictor/demand-model';
 import { createModel, MODEL_NAMES } from '../../src/predictor/model-registry';
 import { BacktestMetrics } from '../../src/predictor/backtest-metrics';
-import { DAY_STEPS, dailySineWithNoise, INTERVAL, random, seriesOf, START_SECONDS } from './synthetic';
+import { DAY_STEPS, dailySineWithNoise, expectGoesOnAlike, INTERVAL, random, seriesOf, START_SECONDS } from './synthetic';
 
 const options: ModelOptions = { resource: 'cpu', intervalSeconds: INTERVAL, horizonSeconds: 900 };
 const auto = (o: ModelOptions) => new AutoSelector(o, MODEL_NAMES.map((n) => createModel(n, o)), 0.95);
@@ -157,13 +157,7 @@ describe('auto selection', () => {
       }
       const restored = AutoSelector.fromJSON(state);
       expect(restored.toJSON()).toEqual(state);
-      for (let i = fed; i < values.length; i++) {
-        const sample = { atSeconds: START_SECONDS + i * INTERVAL, value: values[i] };
-        original.update(sample);
-        restored.update(sample);
-        expect(restored.predict(900, 0.95)).toBe(original.predict(900, 0.95));
-      }
-      expect(restored.toJSON()).toEqual(original.toJSON());
+      expectGoesOnAlike(original, restored, values, fed);
     }
   });
 

@@ -1,4 +1,5 @@
 /** Synthetic series with known answers for model tests (seeded, so every run sees the same numbers). */
+import type { DemandModel } from '../../src/predictor/demand-model';
 import type { ApplicationSeries } from '../../src/predictor/series';
 import { seededRandom } from '../../src/predictor/seeded-random';
 
@@ -41,4 +42,18 @@ export function seriesOf(cpuCores: Float64Array, applicationId = 'synthetic'): A
     writeOps: cpuCores.map((c) => c * 50),
     source: 'synthetic',
   };
+}
+
+/**
+ * Feeds `values` from index `from` to a model and to its copy restored from saved state, checking
+ * after each sample that both predict the same, and at the end that both save the same.
+ */
+export function expectGoesOnAlike(original: DemandModel, restored: DemandModel, values: Float64Array, from: number): void {
+  for (let i = from; i < values.length; i++) {
+    const sample = { atSeconds: START_SECONDS + i * INTERVAL, value: values[i] };
+    original.update(sample);
+    restored.update(sample);
+    expect(restored.predict(900, 0.95)).toBe(original.predict(900, 0.95));
+  }
+  expect(restored.toJSON()).toEqual(original.toJSON());
 }
