@@ -6,12 +6,10 @@
 import { AutoSelector } from './auto-selector';
 import type { BacktestFigures } from './backtest-metrics';
 import { backtestSeries, poolBacktests, type BacktestOptions, type ModelFactory, type SeriesBacktest } from './backtest';
-import { createModel, MODEL_NAMES, type ModelName } from './model-registry';
+import { createModel, MODEL_NAMES, type SuiteModelName } from './model-registry';
 import type { ApplicationSeries, ResourceName } from './series';
 
-/** `auto`: selection never less safe than vpa per application; `auto-calibrated`: calibrated at q only. */
-export type SuiteModelName = ModelName | 'auto' | 'auto-calibrated';
-export const SUITE_MODEL_NAMES: readonly SuiteModelName[] = [...MODEL_NAMES, 'auto-calibrated', 'auto'];
+export { SUITE_MODEL_NAMES, type SuiteModelName } from './model-registry';
 
 export interface BacktestReport {
   readonly resource: ResourceName;

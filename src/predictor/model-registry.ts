@@ -13,6 +13,14 @@ import { VpaModel } from './vpa-model';
 export const MODEL_NAMES = ['vpa', 'recent-peak', 'seasonal-peak', 'holt'] as const;
 export type ModelName = (typeof MODEL_NAMES)[number];
 
+/**
+ * What a backtest can run: every model, `auto` (the selection, never less safe than vpa per
+ * application) and `auto-calibrated` (calibrated at q only). Here, not in backtest-suite.ts, so
+ * the CLI can list them without loading the backtest (lazy-commands.test.ts).
+ */
+export type SuiteModelName = ModelName | 'auto' | 'auto-calibrated';
+export const SUITE_MODEL_NAMES: readonly SuiteModelName[] = [...MODEL_NAMES, 'auto-calibrated', 'auto'];
+
 export function isModelName(name: string): name is ModelName {
   return (MODEL_NAMES as readonly string[]).includes(name);
 }

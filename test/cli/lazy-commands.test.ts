@@ -19,4 +19,12 @@ describe('lazy command modules', () => {
     }
     expect(loaded.filter((path) => path.startsWith('node_modules/cli-progress/'))).toEqual([]);
   }, 30_000);
+
+  it('leaves the offline tools out of the agent: what its command loads when it runs', () => {
+    const loaded = loadedAfter(['./src/cli/main.ts', './host-agent/agent.ts', './host-agent/agent-migration.ts', './host-agent/agent-parts.ts', './host-agent/log.ts']);
+    expect(loaded).toContain('host-agent/agent.ts');
+    for (const offline of ['src/predictor/backtest-suite.ts', 'src/predictor/backtest.ts', 'src/traces/trace-loader.ts', 'src/cli/commands/progress.ts', 'src/cli/commands/predict-history.ts', 'host-agent/local-drain.ts']) {
+      expect(loaded).not.toContain(offline);
+    }
+  }, 30_000);
 });

@@ -5,7 +5,8 @@
  */
 import type { Command } from 'commander';
 import { DEFAULT_INTERVAL_SECONDS } from '../../predictor/demand-model';
-import { SUITE_MODEL_NAMES, type BacktestReport, type SuiteModelName } from '../../predictor/backtest-suite';
+import type { BacktestReport } from '../../predictor/backtest-suite';
+import { SUITE_MODEL_NAMES, type SuiteModelName } from '../../predictor/model-registry';
 import { RESOURCE_NAMES, type ResourceName } from '../../predictor/series';
 import type { Io } from '../output';
 import { table } from '../output';
