@@ -146,7 +146,33 @@ export class SampleRing {
     checkState(typeof state.intervalSeconds === 'number' && state.intervalSeconds > 0, 'ring.intervalSeconds', state.intervalSeconds, 'an interval > 0');
     checkState(state.values.every((v) => v === null || typeof v === 'number'), 'ring.values', state.values.find((v) => v !== null && typeof v !== 'number'), 'a number or null');
     const ring = new SampleRing(state.capacity, state.intervalSeconds);
-    ring.lastStep = state.lastStep;
+    const last = state.lastStep;
+    if (last === null) {
+      // toJSON writes no value before the first sample; one here would surface after the next.
+      checkState(state.values.every((v) => v === null), 'ring.values', state.values.find((v) => v !== null), 'null before the first sample (lastStep null)');
+      return ring;
+    }
+    ring.lastStep = last;
+    // Stored like a ring that has not wrapped yet, from the oldest step that has a value, while
+    // that spans less than the capacity: a saved new shard's ring stays as small as it was (the
+    // steps before it read as missing either way).
+    let oldest = last;
+    for (let ago = state.capacity - 1; ago > 0; ago--) {
+      if (state.values[ring.index(last - ago)] !== null) {
+        oldest = last - ago;
+        break;
+      }
+    }
+    const size = Math.max(last - oldest + 1, INITIAL_SLOTS);
+    if (size < state.capacity) {
+      ring.origin = oldest;
+      ring.values = new Float64Array(size).fill(NaN);
+      for (let step = oldest; step <= last; step++) {
+        const v = state.values[ring.index(step)];
+        if (v !== null) ring.values[step - oldest] = v;
+      }
+      return ring;
+    }
     ring.values = new Float64Array(state.capacity);
     ring.wrapped = true;
     state.values.forEach((v, i) => (ring.values[i] = v === null ? NaN : v));
