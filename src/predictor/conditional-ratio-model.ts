@@ -322,7 +322,7 @@ export abstract class ConditionalRatioModel implements DemandModel {
   protected restore(state: ConditionalState): this {
     const ring = SampleRing.fromJSON(state.ring);
     Object.assign(this, { ring });
-    this.clock = DecayClock.fromJSON(state.clock);
+    this.clock = DecayClock.fromJSON(state.clock, RATIO_HALF_LIFE_SECONDS);
     state.levels.forEach((level, l) => {
       for (const [key, h] of level) this.levelMaps()[l].set(key, Histogram.fromJSON(h, ratioOfBucket, RATIO_BUCKETS));
     });

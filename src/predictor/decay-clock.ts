@@ -39,8 +39,9 @@ export class DecayClock {
     return { halfLifeSeconds: this.halfLifeSeconds, referenceSeconds: this.referenceSeconds };
   }
 
-  static fromJSON(state: DecayClockState): DecayClock {
-    checkState(typeof state.halfLifeSeconds === 'number' && state.halfLifeSeconds > 0, 'clock.halfLifeSeconds', state.halfLifeSeconds, 'a half-life > 0');
+  /** `halfLifeSeconds`: the model's own; a state saved with another is not this model's (and 1e-300 or Infinity break the weights). */
+  static fromJSON(state: DecayClockState, halfLifeSeconds: number): DecayClock {
+    checkState(state?.halfLifeSeconds === halfLifeSeconds, 'clock.halfLifeSeconds', state?.halfLifeSeconds, `the model's half-life, ${halfLifeSeconds}`);
     checkState(typeof state.referenceSeconds === 'number' && Math.abs(state.referenceSeconds) <= 1e11, 'clock.referenceSeconds', state.referenceSeconds, 'a Unix time');
     return new DecayClock(state.halfLifeSeconds, state.referenceSeconds);
   }

@@ -175,7 +175,9 @@ export class Histogram {
     let kept = 0;
     for (let i = 0; i < this.count; i++) {
       const w = this.weights[i] * factor;
-      if (w < EPSILON) continue;
+      // Not `w < EPSILON`: a NaN weight (a factor of NaN, or 0 x Infinity) is dropped too, as the
+      // array form left it out of the total and the range.
+      if (!(w >= EPSILON)) continue;
       const bucket = this.buckets[i];
       this.buckets[kept] = bucket;
       this.weights[kept] = w;
@@ -195,11 +197,13 @@ export class Histogram {
   }
 
   /**
-   * `shared`: the scheme the caller's new histograms use; a state saved with the same one gets
-   * that object, not a copy of its own (a restored shard has hundreds of histograms).
+   * `expected`: the scheme the caller's own histograms use. The state must have been saved with
+   * it (anything else is another model's, or built to be slow: up to 10,000 buckets per
+   * histogram), and the histogram gets that object, not a copy (a restored shard has hundreds).
    */
-  static fromJSON(state: HistogramState, momentOf?: (bucket: number) => number, shared?: BucketScheme): Histogram {
-    const scheme = shared !== undefined && sameScheme(shared.toJSON(), state.scheme) ? shared : bucketSchemeFromJSON(state.scheme);
+  static fromJSON(state: HistogramState, momentOf?: (bucket: number) => number, expected?: BucketScheme): Histogram {
+    if (expected !== undefined) checkState(sameScheme(expected.toJSON(), state?.scheme), 'scheme', state?.scheme, `the model's bucket scheme ${JSON.stringify(expected.toJSON())}`);
+    const scheme = expected ?? bucketSchemeFromJSON(state.scheme);
     checkState(scheme.numBuckets >= 1 && scheme.numBuckets <= MAX_BUCKETS, 'scheme', state.scheme, `a bucket scheme of 1 to ${MAX_BUCKETS} buckets`);
     const histogram = new Histogram(scheme, momentOf);
     for (const [bucket, weight] of state.buckets) {

@@ -9,7 +9,7 @@
  */
 import { ExponentialBuckets, VPA_CPU_BUCKETS, VPA_MEMORY_BUCKETS, type BucketScheme } from './bucket-scheme';
 import { DecayClock, type DecayClockState } from './decay-clock';
-import type { DemandModel, ModelOptions, ModelState, ResourceSample } from './demand-model';
+import { checkState, type DemandModel, type ModelOptions, type ModelState, type ResourceSample } from './demand-model';
 import { Histogram, type HistogramState } from './histogram';
 import type { ResourceName } from './series';
 
@@ -92,7 +92,9 @@ export class VpaModel implements DemandModel {
   }
 
   static fromJSON(state: VpaState): VpaModel {
-    const model = new VpaModel(state.options, Histogram.fromJSON(state.histogram, undefined, Object.hasOwn(SCHEMES, state.options?.resource) ? SCHEMES[state.options.resource] : undefined), DecayClock.fromJSON(state.clock));
+    const resource = state.options?.resource;
+    checkState(Object.hasOwn(SCHEMES, resource), 'options.resource', resource, `one of ${Object.keys(SCHEMES).join(', ')}`);
+    const model = new VpaModel(state.options, Histogram.fromJSON(state.histogram, undefined, SCHEMES[resource]), DecayClock.fromJSON(state.clock, VPA_HALF_LIFE_SECONDS));
     model.firstSeconds = state.firstSeconds;
     model.lastSeconds = state.lastSeconds;
     return model;

@@ -85,16 +85,25 @@ describe('histogram storage', () => {
     expect(histogram.toJSON().buckets).toEqual([]);
   });
 
-  it('loads a state onto the shared scheme when it was saved with that scheme, onto its own otherwise', () => {
-    const shared = new LinearBuckets(-6.9, 6.9, 0.02);
+  it('loads a state onto the scheme its model expects, and refuses one saved with another', () => {
+    const expected = new LinearBuckets(-6.9, 6.9, 0.02);
     const saved = new Histogram(new LinearBuckets(-6.9, 6.9, 0.02));
     saved.addToBucket(300, 2);
-    expect(Histogram.fromJSON(saved.toJSON(), undefined, shared).scheme).toBe(shared);
+    expect(Histogram.fromJSON(saved.toJSON(), undefined, expected).scheme).toBe(expected);
+    // Another model's, or one built to be slow to load (up to 10,000 buckets each).
     const other = new Histogram(new LinearBuckets(0, 10, 1));
     other.addToBucket(3, 1);
-    const loaded = Histogram.fromJSON(other.toJSON(), undefined, shared);
-    expect(loaded.scheme).not.toBe(shared);
-    expect(loaded.scheme.numBuckets).toBe(11);
-    expect(loaded.percentile(0.5)).toBe(4);
+    expect(() => Histogram.fromJSON(other.toJSON(), undefined, expected)).toThrow('state.scheme: {"kind":"linear","min":0,"max":10,"width":1} is not the model\'s bucket scheme');
+    expect(Histogram.fromJSON(other.toJSON()).percentile(0.5)).toBe(4);
+  });
+
+  it('drops a weight that scaling made NaN, as the array form left it out of the total and the range', () => {
+    const histogram = new Histogram(new LinearBuckets(0, 10, 1));
+    histogram.addToBucket(2, 0);
+    histogram.addToBucket(5, 3);
+    histogram.scale(Infinity); // 0 x Infinity = NaN for bucket 2
+    expect([histogram.entryCount, histogram.lowestBucket, histogram.totalWeight]).toEqual([1, 5, Infinity]);
+    histogram.scale(NaN);
+    expect([histogram.entryCount, histogram.totalWeight, histogram.isEmpty()]).toEqual([0, 0, true]);
   });
 });
