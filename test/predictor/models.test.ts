@@ -135,6 +135,20 @@ describe.each(ALL)('%s state and time', (name) => {
     }
   });
 
+  it('refuses a state whose clock has another half-life or whose histograms another bucket scheme, naming the field', () => {
+    const model = createModel(name, options);
+    feed(model, dailySineWithNoise(DAY_STEPS, 4), DAY_STEPS);
+    const state = JSON.parse(JSON.stringify(model.toJSON()));
+    // 1e-300 or Infinity (JSON's 1e400) would make every weight NaN or 0.
+    expect(() => modelFromJSON({ ...state, clock: { ...state.clock, halfLifeSeconds: 1e-300 } })).toThrow('state.clock.halfLifeSeconds: 1e-300 is not the model\'s half-life');
+    const foreign = { kind: 'linear', min: 0, max: 10_000, width: 1 };
+    const withForeignScheme =
+      name === 'vpa'
+        ? { ...state, histogram: { ...state.histogram, scheme: foreign } }
+        : { ...state, levels: state.levels.map((level: [number, { buckets: unknown }][]) => level.map(([key, h]) => [key, { ...h, scheme: foreign }])) };
+    expect(() => modelFromJSON(withForeignScheme)).toThrow('state.scheme: {"kind":"linear","min":0,"max":10000,"width":1} is not the model\'s bucket scheme');
+  });
+
   it('treats a gap as missing data, not as zero load', () => {
     const values = constant(2, 4 * DAY_STEPS);
     for (let i = 2 * DAY_STEPS; i < 2 * DAY_STEPS + 370; i++) values[i] = NaN; // a ~31 h gap
