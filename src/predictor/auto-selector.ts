@@ -412,7 +412,11 @@ export class AutoSelector implements DemandModel {
     setRowParts(pending, stride, ROW_PAIRS, savedPairs, state.pending, (v) => (v === null ? NaN : v));
     setRowParts(pending, stride, ROW_STEP, 1, state.pendingSteps, (v) => (v < 0 ? NaN : v));
     checkState(Number.isInteger(state.selected) && state.selected >= 0 && state.selected < auto.pairs, 'selected', state.selected, `a pair of the selection (0 to ${auto.pairs - 1})`);
-    checkState(state.stats.length <= stats.length && state.pendingSteps.length <= rows, 'stats', state.stats.length, 'the selection\'s own size');
+    checkState(state.stats.length <= stats.length && state.stats.length % STAT_FIELDS === 0 && state.pendingSteps.length <= rows, 'stats', state.stats.length, `the selection's own size (a multiple of ${STAT_FIELDS}, at most ${stats.length})`);
+    // The pair answered with at each pending step scores auto's own budget once its peak is known:
+    // one that is not a pair would read another row's prediction.
+    const strayPair = state.pendingSelected?.find((v) => !(Number.isInteger(v) && v >= -1 && v < savedPairs));
+    checkState(strayPair === undefined, 'pendingSelected', strayPair, `-1 or a saved pair (0 to ${savedPairs - 1})`);
     auto.selected = state.selected;
     auto.level = state.level ?? NaN;
     auto.baselinePoints = state.baselinePoints;

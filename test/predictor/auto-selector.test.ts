@@ -121,6 +121,18 @@ describe('auto selection', () => {
     }
   });
 
+  it('refuses a saved state whose pending answers name no pair, or whose scores are not whole rows', () => {
+    const values = dailySineWithNoise(2 * DAY_STEPS, 5);
+    const model = auto(options);
+    for (let i = 0; i < values.length; i++) model.update({ atSeconds: START_SECONDS + i * INTERVAL, value: values[i] });
+    const state = JSON.parse(JSON.stringify(model.toJSON())) as AutoState;
+    const pairs = model.settings.length;
+    expect(() => AutoSelector.fromJSON({ ...state, pendingSelected: [-1, pairs, -1, -1] })).toThrow(`state.pendingSelected: ${pairs} is not -1 or a saved pair`);
+    expect(() => AutoSelector.fromJSON({ ...state, pendingSelected: [0.5, -1, -1, -1] })).toThrow('state.pendingSelected: 0.5');
+    expect(() => AutoSelector.fromJSON({ ...state, stats: state.stats.slice(1) })).toThrow('state.stats');
+    expect(AutoSelector.fromJSON(state).toJSON()).toEqual(state);
+  });
+
   it('survives a JSON round trip of its state', () => {
     const values = dailySineWithNoise(10 * DAY_STEPS, 9);
     const original = auto(options);
