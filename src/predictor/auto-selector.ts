@@ -32,7 +32,7 @@
 import { checkState, horizonSteps, type DemandModel, type ModelOptions, type ModelState, type ResourceSample } from './demand-model';
 import { ConditionalRatioModel } from './conditional-ratio-model';
 import { modelFromJSON } from './model-registry';
-import { rowParts, sameRows, setRowParts } from './pending-rows';
+import { emptyRows, rowParts, sameRows, setRowParts } from './pending-rows';
 import { SampleRing, type SampleRingState } from './sample-ring';
 
 /** Stricter levels, as fractions of the allowed violation 1 - q. */
@@ -250,12 +250,9 @@ export class AutoSelector implements DemandModel {
     pending[row + ROW_SELECTED] = this.stats !== undefined && this.stats[this.baselineIndex * STAT_FIELDS] >= this.minScored ? this.selected : -1;
   }
 
-  /** steps+1 rows of nothing pending. */
+  /** steps+1 rows of nothing pending: no step, no pair answered (-1), no predictions. */
   private emptyRows(): Float64Array {
-    const stride = ROW_PAIRS + this.pairs;
-    const rows = new Float64Array((this.steps + 1) * stride).fill(NaN);
-    for (let row = 0; row < rows.length; row += stride) rows[row + ROW_SELECTED] = -1;
-    return rows;
+    return emptyRows(this.steps + 1, ROW_PAIRS + this.pairs, [NaN, -1], NaN);
   }
 
   /** The violation rate auto aims at on this application now: q's, capped by the baseline's long-run rate. */
@@ -370,6 +367,8 @@ export class AutoSelector implements DemandModel {
   }
 
   toJSON(): AutoState {
+    const rows = this.pending ?? this.emptyRows();
+    const stride = ROW_PAIRS + this.pairs;
     return {
       model: this.name,
       options: this.options,
@@ -380,8 +379,8 @@ export class AutoSelector implements DemandModel {
       ring: this.ring.toJSON(),
       stats: this.stats === undefined ? new Array<number>(this.pairs * STAT_FIELDS).fill(0) : Array.from(this.stats),
       // The rows' parts as three arrays (the format from before they shared one).
-      pending: this.rowParts(ROW_PAIRS, this.pairs, (p) => (Number.isNaN(p) ? null : p)),
-      pendingSteps: this.rowParts(ROW_STEP, 1, (s) => (Number.isNaN(s) ? -1 : s)),
+      pending: rowParts(rows, stride, ROW_PAIRS, this.pairs, (p) => (Number.isNaN(p) ? null : p)),
+      pendingSteps: rowParts(rows, stride, ROW_STEP, 1, (s) => (Number.isNaN(s) ? -1 : s)),
       selected: this.selected,
       level: this.level === this.level ? this.level : null,
       baselinePoints: this.baselinePoints,
@@ -389,13 +388,8 @@ export class AutoSelector implements DemandModel {
       ownPoints: this.ownPoints,
       ownViolations: this.ownViolations,
       ownBudget: this.ownBudget,
-      pendingSelected: this.rowParts(ROW_SELECTED, 1, (selected) => selected),
+      pendingSelected: rowParts(rows, stride, ROW_SELECTED, 1, (selected) => selected),
     };
-  }
-
-  /** The saved form of one part of the pending rows. */
-  private rowParts<T>(offset: number, count: number, save: (value: number) => T): T[] {
-    return rowParts(this.pending ?? this.emptyRows(), ROW_PAIRS + this.pairs, offset, count, save);
   }
 
   static fromJSON(state: AutoState): AutoSelector {

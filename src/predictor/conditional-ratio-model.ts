@@ -23,7 +23,7 @@ import { LinearBuckets } from './bucket-scheme';
 import { DecayClock, type DecayClockState } from './decay-clock';
 import { horizonSteps, type DemandModel, type ModelOptions, type ModelState, type ResourceSample } from './demand-model';
 import { Histogram, type HistogramState } from './histogram';
-import { rowParts, sameRows, setRowParts } from './pending-rows';
+import { emptyRows, rowParts, sameRows, setRowParts } from './pending-rows';
 import { SampleRing, type SampleRingState } from './sample-ring';
 import type { ResourceName } from './series';
 import { ShardformError } from '../errors';
@@ -126,12 +126,9 @@ export abstract class ConditionalRatioModel implements DemandModel {
     if (sharedSlot.keys.length < keyLevels) sharedSlot = { base: NaN, keys: new Int32Array(keyLevels) };
   }
 
-  /** steps+1 rows of nothing pending (keys 0). */
+  /** steps+1 rows of nothing pending: no step, no base, keys 0. */
   private emptyRows(): Float64Array {
-    const stride = ROW_KEYS + this.keyLevels;
-    const rows = new Float64Array((this.steps + 1) * stride);
-    for (let row = 0; row < rows.length; row += stride) rows[row + ROW_STEP] = rows[row + ROW_BASE] = NaN;
-    return rows;
+    return emptyRows(this.steps + 1, ROW_KEYS + this.keyLevels, [NaN, NaN], 0);
   }
 
   /**
@@ -294,6 +291,8 @@ export abstract class ConditionalRatioModel implements DemandModel {
   }
 
   toJSON(): ConditionalState {
+    const rows = this.pending ?? this.emptyRows();
+    const stride = ROW_KEYS + this.keyLevels;
     return {
       model: this.name,
       options: this.options,
@@ -302,9 +301,9 @@ export abstract class ConditionalRatioModel implements DemandModel {
       levels: this.levels?.map((level) => [...level.entries()].map(([key, h]) => [key, h.toJSON()] as const)) ?? Array.from({ length: this.keyLevels + 1 }, () => []),
       // The rows' parts as three arrays (the format from before they shared one).
       pending: {
-        steps: this.rowParts(ROW_STEP, 1, (s) => (Number.isNaN(s) ? -1 : s)),
-        bases: this.rowParts(ROW_BASE, 1, (b) => (Number.isNaN(b) ? null : b)),
-        keys: this.rowParts(ROW_KEYS, this.keyLevels, (k) => k),
+        steps: rowParts(rows, stride, ROW_STEP, 1, (s) => (Number.isNaN(s) ? -1 : s)),
+        bases: rowParts(rows, stride, ROW_BASE, 1, (b) => (Number.isNaN(b) ? null : b)),
+        keys: rowParts(rows, stride, ROW_KEYS, this.keyLevels, (k) => k),
       },
       firstSeconds: this.firstSeconds,
       lastSeconds: this.lastSeconds,
@@ -313,10 +312,6 @@ export abstract class ConditionalRatioModel implements DemandModel {
     };
   }
 
-  /** The saved form of one part of the pending rows. */
-  private rowParts<T>(offset: number, count: number, save: (value: number) => T): T[] {
-    return rowParts(this.pending ?? this.emptyRows(), ROW_KEYS + this.keyLevels, offset, count, save);
-  }
 
   /** Loads state saved by toJSON into a freshly constructed model of the same kind and options. */
   protected restore(state: ConditionalState): this {

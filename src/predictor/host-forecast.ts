@@ -84,7 +84,11 @@ export class HostForecast {
       this.shards.set(info.shardId, { info, ...this.open(key, info.applicationId, info.shardId, info.allocation, saved, report) });
     }
     const members = new Map<string, string[]>();
-    for (const info of shards) members.set(info.applicationId, [...(members.get(info.applicationId) ?? []), info.shardId]);
+    for (const info of shards) {
+      const ids = members.get(info.applicationId);
+      if (ids) ids.push(info.shardId);
+      else members.set(info.applicationId, [info.shardId]);
+    }
     for (const [applicationId] of this.applications) {
       if ((members.get(applicationId)?.length ?? 0) < 2) {
         this.applications.delete(applicationId);

@@ -5,6 +5,13 @@
  * array (the format from before the parts shared one array).
  */
 
+/** `count` rows of `stride` values with nothing pending: each row starts with `head`, the rest is `fill`. */
+export function emptyRows(count: number, stride: number, head: readonly number[], fill: number): Float64Array {
+  const rows = new Float64Array(count * stride).fill(fill);
+  for (let row = 0; row < rows.length; row += stride) rows.set(head, row);
+  return rows;
+}
+
 /** `count` values at `offset` of every row, one row after the other, each through `save`. */
 export function rowParts<T>(rows: Float64Array, stride: number, offset: number, count: number, save: (value: number) => T): T[] {
   const values: T[] = [];
