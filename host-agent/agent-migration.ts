@@ -44,6 +44,8 @@ export interface AgentMigrationContext {
   shards(): ShardStatus[];
   /** Told every migration this host drove to its end (done or aborted), after the log line and metrics. */
   onFinished?(record: MigrationRecord): void;
+  /** Told when a migration ended with an error and may be left unfinished in the journal: run recovery again soon. */
+  onRecoveryNeeded?(): void;
 }
 
 export interface AgentMigration {
@@ -107,6 +109,7 @@ export async function createAgentMigration(ctx: AgentMigrationContext): Promise<
       reportFinished(record, ctx);
       ctx.onFinished?.(record);
     },
+    onRecoveryNeeded: () => ctx.onRecoveryNeeded?.(),
   });
   return { plugins: service.plugins, recover: () => service.recover() };
 }

@@ -309,6 +309,11 @@ export class Agent implements DrainControl {
       onFinished: (record) => {
         if (record.state === 'done') void this.handOverForecast(record.shardId, record.destination).catch(() => {});
       },
+      // A migration whose abort could not clean up (the destination unreachable) stays unfinished
+      // in the journal, its shard perhaps held: the reconcile timer retries it, as after a restart.
+      onRecoveryNeeded: () => {
+        this.recoveryPending = true;
+      },
     });
     this.migration = migration;
     await this.recoverMigrations();
@@ -326,7 +331,8 @@ export class Agent implements DrainControl {
       for (const f of failed) {
         this.logger.error({ migration_id: f.id, shard_id: f.shardId, state: f.state, error: f.error }, `migration ${f.id} could not be recovered now; ${f.shardId} stays held, retrying`);
       }
-      this.recoveryPending = failed.length > 0;
+      // Not `= failed.length > 0`: a migration that failed during this pass asked for another.
+      if (failed.length > 0) this.recoveryPending = true;
     } catch (error) {
       this.recoveryPending = true;
       this.logger.error({ error: (error as Error).message }, 'migration recovery did not run (journal unreadable); held shards stay held, retrying');

@@ -48,6 +48,12 @@ export interface MigrationServiceDeps {
   readonly onFinished?: (record: MigrationRecord) => void;
   /** Writes made with the `committed` journal record (the agent: the shard's assignment). */
   readonly commitWrites?: (record: MigrationRecord) => Promise<readonly TxnOp[]>;
+  /**
+   * Told when a migration this host drove ended with an error. Its journal record may be left
+   * unfinished (an abort that could not reach the destination to clean up, or to destroy a
+   * restored copy before resuming the source): `recover()` must run again to finish it.
+   */
+  readonly onRecoveryNeeded?: () => void;
 }
 
 
@@ -128,6 +134,9 @@ export function createMigrationService(deps: MigrationServiceDeps): {
             preCopy: strategy === 'restart' ? false : (input.preCopy ?? app?.migration.preCopy ?? false),
             timeoutSeconds: input.timeoutSeconds ?? app?.migration.timeoutSeconds,
           });
+        } catch (error) {
+          deps.onRecoveryNeeded?.();
+          throw error;
         } finally {
           inFlight.delete(input.id);
         }

@@ -1,10 +1,11 @@
 import type { FastifyInstance } from 'fastify';
 import { buildMigrationApp } from '../../host-agent/api/migration-app';
 import { migrationControlRoutes } from '../../host-agent/api/migration-control-routes';
+import { MigrationError } from '../../host-agent/migration/migration-error';
 import { advance, abortRecord, planMigration, type MigrationRecord, type NewMigration } from '../../host-agent/migration/migration-record';
 import { runCli, tempDir } from '../helpers/cli';
 
-/** A source agent whose migrations are scripted: done for web-0, aborted for web-1. */
+/** A source agent whose migrations are scripted: done for web-0, aborted for web-1, failed part-way for web-4. */
 async function fakeSourceAgent(): Promise<{ app: FastifyInstance; url: string; started: NewMigration[] }> {
   const started: NewMigration[] = [];
   const app = await buildMigrationApp({
@@ -26,6 +27,7 @@ async function fakeSourceAgent(): Promise<{ app: FastifyInstance; url: string; s
             record = advance(record, 'pre-copy', '2026-11-25T05:00:00.150Z', { rounds: [{ round: 1, bytes: 2 * 2 ** 20 }] });
             record = { ...record, rounds: [...record.rounds, { round: 2, bytes: 2 ** 20 }] };
           }
+          if (input.shardId === 'web-4') throw new MigrationError('TRANSFER_FAILED', 'abort at http://10.0.0.2:7101 failed: connect ECONNREFUSED 10.0.0.2:7101');
           if (input.shardId === 'web-1') return abortRecord(record, 'prepared: out of capacity: 0 cpu cores free, shard web-1 needs 1', '2026-11-25T05:00:00.200Z');
           record = advance(record, 'frozen', '2026-11-25T05:00:00.200Z');
           record = advance(record, 'dumped', '2026-11-25T05:00:00.203Z');
@@ -79,6 +81,13 @@ describe('shardform migrate', () => {
     const result = await runCli('migrate', 'web-1', '--to', 'host-2', '--agent', agent.url, '--token-file', tokenFile);
     expect(result.code).toBe(1);
     expect(result.stdout.trim()).toBe('shard web-1 stays on host-1: migration mig-web-1 aborted: prepared: out of capacity: 0 cpu cores free, shard web-1 needs 1');
+  });
+
+  it('exits 1 when the migration failed part-way, and says the agent finishes it on its own', async () => {
+    const result = await runCli('migrate', 'web-4', '--to', 'host-2', '--agent', agent.url, '--token-file', tokenFile);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain('agent answered 500: abort at http://10.0.0.2:7101 failed: connect ECONNREFUSED 10.0.0.2:7101');
+    expect(result.stderr).toContain('the agent finishes or undoes this migration on its own (retried every reconcile, 10 s); GET /v1/migrations on it shows where it stands');
   });
 
   it('exits 1 with the agent\'s refusal for an unknown destination or shard', async () => {

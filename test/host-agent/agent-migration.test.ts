@@ -126,4 +126,19 @@ describe('Agent with migration (wiring over fakes)', () => {
     for (let i = 0; i < 200 && order.filter((o) => o === 'apply').length < applies + 3; i += 1) await new Promise((r) => setTimeout(r, 20));
     expect(order.filter((o) => o === 'recover')).toHaveLength(3);
   });
+
+  it('runs recovery again after a live migration failed (its abort may have left it unfinished), once', async () => {
+    const { order, contexts } = await start([]);
+    expect(order.filter((o) => o === 'recover')).toHaveLength(1);
+    const applies = order.filter((o) => o === 'apply').length;
+    for (let i = 0; i < 200 && order.filter((o) => o === 'apply').length < applies + 2; i += 1) await new Promise((r) => setTimeout(r, 20));
+    expect(order.filter((o) => o === 'recover')).toHaveLength(1); // nothing asked for it
+
+    contexts[0]!.onRecoveryNeeded!();
+    for (let i = 0; i < 200 && order.filter((o) => o === 'recover').length < 2; i += 1) await new Promise((r) => setTimeout(r, 20));
+    expect(order.filter((o) => o === 'recover')).toHaveLength(2);
+    const after = order.filter((o) => o === 'apply').length;
+    for (let i = 0; i < 200 && order.filter((o) => o === 'apply').length < after + 3; i += 1) await new Promise((r) => setTimeout(r, 20));
+    expect(order.filter((o) => o === 'recover')).toHaveLength(2); // it finished: no more passes
+  });
 });

@@ -1,8 +1,8 @@
 /**
  * `shardform migrate SHARD --to HOST --agent URL`: asks the agent of the host that runs the
  * shard to migrate it and prints the outcome. Exit 0 when the shard runs on HOST, 1 when the
- * migration aborted (the shard still runs where it was; the reason is printed) or the agent
- * refused, 2 for bad flags.
+ * migration aborted (the shard runs where it was; the reason is printed), failed part-way (the
+ * agent finishes or undoes it on its own; said so) or the agent refused, 2 for bad flags.
  */
 import type { Command } from 'commander';
 import { checkId } from '../../errors';
@@ -51,6 +51,9 @@ export function registerMigrateCommand(program: Command, io: Io): void {
       } catch (error) {
         if (error instanceof AgentRequestError) {
           io.err(`error: ${error.message}`);
+          // A 500 is a migration that failed part-way (e.g. its abort could not reach the destination):
+          // the journal holds it, and the source agent's recovery finishes it.
+          if (error.status === 500) io.err(`the agent finishes or undoes this migration on its own (retried every reconcile, 10 s); GET /v1/migrations on it shows where it stands`);
           throw new ExitWith(EXIT_FAILURE);
         }
         throw error;

@@ -1,0 +1,274 @@
+/**
+ * Crash campaign: real agents SIGKILLed at random instants of real migrations.
+ *
+ * Two `shardform agent` processes on two netns hosts move one counting shard back and forth.
+ * In each round a migration starts (with or without pre-copy) and, after a random delay that
+ * spans the whole migration, the source agent, the destination agent or both are killed, then
+ * started again. A watcher samples both hosts' cgroups all along. What must hold:
+ * - the shard never runs on both hosts at once (a copy runs when its cgroup is not frozen and
+ *   holds a process that can run its own code: not stopped, dead, exiting, being killed, nor
+ *   held by CRIU — see processState);
+ * - once both agents are back, every migration finishes (done, or aborted with its cleanup
+ *   complete), the shard runs on exactly one host, supervised there, and counts on;
+ * - its state is never lost: the counter never falls back to a fresh start.
+ *
+ * SHARDFORM_CRASH_ROUNDS (default 6) and SHARDFORM_CRASH_SEED (default 1) make a longer or
+ * another campaign; a failure names the seed, the round and what was killed when, and keeps the
+ * agents' logs. SHARDFORM_CRASH_TRACE=FILE writes every reading of the watcher there.
+ * (The seed fixes the kill instants relative to a measured migration; the machine's timing
+ * still varies, so two runs of one seed are alike, not identical.)
+ */
+import { appendFileSync, copyFileSync, existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { detectCgroupDriver } from '../../../host-agent/cgroups/detect';
+import type { CgroupDriver } from '../../../host-agent/cgroups/driver';
+import { MigrationJournal } from '../../../host-agent/migration/migration-journal';
+import { placeShards } from '../../../policies/initial-placement';
+import type { Plan } from '../../../src/contracts/plan-schema';
+import { EmbeddedStore } from '../../../src/store/embedded-store';
+import { requireCriu, requirePython } from '../../helpers/criu-prerequisite';
+import { pidsOf } from '../../helpers/migration-hosts';
+import { netnsAgents, realPython, type NetnsAgent, type NetnsAgents } from '../../helpers/netns-agents';
+import { useNetnsHosts } from '../../helpers/netns-hosts';
+import { describePrivileged, requireCgroups, requireNetns } from '../../helpers/privileged';
+
+const ROUNDS = boundedInteger('SHARDFORM_CRASH_ROUNDS', 6, 1, 500);
+const SEED = boundedInteger('SHARDFORM_CRASH_SEED', 1, 0, 2 ** 31 - 1);
+const TRACE = process.env.SHARDFORM_CRASH_TRACE;
+jest.setTimeout(120_000 + ROUNDS * 90_000);
+
+const MiB = 2 ** 20;
+const SHARD = 'counter-0';
+const WORKLOAD_MIB = 16;
+
+type Victim = 'source' | 'destination' | 'both';
+
+describePrivileged('crash campaign: agents killed at random instants of migrations, the shard runs exactly once', [requireCgroups, requireNetns, requireCriu, requirePython], () => {
+  const hosts = useNetnsHosts(2, 'cc');
+  let fleet: NetnsAgents | undefined;
+  let store: EmbeddedStore | undefined;
+
+  afterAll(async () => {
+    await store?.close();
+    await fleet?.cleanup();
+  });
+
+  it(`keeps the shard running exactly once through ${ROUNDS} killed migrations (seed ${SEED})`, async () => {
+    const random = mulberry32(SEED);
+    const f = (fleet = netnsAgents('cc', hosts().hosts));
+    const stateFile = join(f.dir, 'counter.state');
+    const plan: Plan = f.plan(1, (p) => {
+      p.applications = [
+        {
+          id: 'counter',
+          pool: 'local',
+          command: [realPython(), join(__dirname, '..', '..', 'helpers', 'workload.py'), stateFile, String(WORKLOAD_MIB)],
+          env: {},
+          stateDirectory: join(f.dir, 'counter-state'),
+          granularity: { cpuCores: 0.5, memoryBytes: 256 * MiB, readIops: 0, writeIops: 0 },
+          shardUnits: 1,
+          shards: { min: 1, initial: 1, max: 1 },
+          migration: { strategy: 'checkpoint', timeoutSeconds: 60, preCopy: false },
+          labels: {},
+        },
+      ];
+    });
+    f.writePlan(plan);
+    store = new EmbeddedStore({ path: (plan.store as { path: string }).path });
+    const journal = new MigrationJournal(store);
+    const cgroups = new Map(f.agents.map((a) => [a, detectCgroupDriver({ hostId: a.host.id, ownerPrefix: f.ownerPrefix })]));
+    const first = placeShards(plan).assignments.find((a) => a.shardId === SHARD)!;
+    let home = f.agents.find((a) => a.host.id === first.hostId)!;
+
+    for (const agent of f.agents) agent.start();
+    await bothListening(f);
+    await f.waitFor('the shard to run', async () => ((await shardsOf(home)).some((s) => s.shardId === SHARD && s.state === 'running') ? true : undefined));
+    await f.waitFor('the counter to pass 30', async () => (counter(stateFile) > 30 ? true : undefined));
+
+    const watch = watchCopies(f.agents, cgroups);
+    const floor = counter(stateFile);
+    const story: string[] = [];
+    try {
+      // Round 0 kills nothing: it measures how long a migration takes, so later kills land anywhere in one.
+      const started = Date.now();
+      const away = other(f, home);
+      const response = await home.api('/v1/migrations', { method: 'POST', body: JSON.stringify({ shardId: SHARD, to: away.host.id }) });
+      expect(response).toMatchObject({ status: 200, body: { state: 'done' } });
+      const span = Math.max(Date.now() - started, 300);
+      home = away;
+      story.push(`round 0: moved to ${home.host.id} in ${span} ms`);
+
+      for (let round = 1; round <= ROUNDS; round += 1) {
+        const destination = other(f, home);
+        const victim: Victim = (['source', 'destination', 'both'] as const)[Math.floor(random() * 3)]!;
+        const preCopy = random() < 0.5;
+        const delayMs = Math.floor(random() * span * (preCopy ? 2.5 : 1.3));
+        const pauseMs = Math.floor(random() * 1500);
+        story.push(`round ${round}: ${home.host.id} → ${destination.host.id}${preCopy ? ' with pre-copy' : ''}, kill ${victim} after ${delayMs} ms, restart after ${pauseMs} ms more`);
+
+        const migration = home.api('/v1/migrations', { method: 'POST', body: JSON.stringify({ shardId: SHARD, to: destination.host.id, preCopy }) }).catch((error: Error) => ({ status: 0, body: error.message }));
+        await sleep(delayMs);
+        const killed = victim === 'both' ? [home, destination] : [victim === 'source' ? home : destination];
+        await Promise.all(killed.map((a) => a.stop('SIGKILL')));
+        const answer = await migration;
+        story.push(`  the migration request answered ${answer.status} ${JSON.stringify(answer.body).slice(0, 160)}`);
+        await sleep(pauseMs);
+        for (const agent of killed) agent.start();
+        await bothListening(f);
+
+        home = await settled(f, journal, cgroups, stateFile, story);
+        story.push(`  settled: runs on ${home.host.id}, counter ${counter(stateFile)}`);
+        expect(watch.overlaps()).toEqual([]);
+        expect(counter(stateFile)).toBeGreaterThanOrEqual(floor);
+      }
+    } catch (error) {
+      // The agents' logs outlive the fleet's directory, for whoever reads the failure.
+      const kept = mkdtempSync(join(tmpdir(), `shardform-crash-campaign-${SEED}-`));
+      for (const agent of f.agents) if (existsSync(agent.logFile)) copyFileSync(agent.logFile, join(kept, `${agent.host.id}.log`));
+      throw new Error(`crash campaign failed (seed ${SEED}, rerun with SHARDFORM_CRASH_SEED=${SEED}; agent logs kept in ${kept}):\n${story.join('\n')}\n${(error as Error).message}`);
+    } finally {
+      watch.stop();
+    }
+    expect(watch.samples()).toBeGreaterThan(ROUNDS * 10); // the watcher really watched
+    expect(watch.overlaps()).toEqual([]);
+  });
+});
+
+/** Waits until every migration is finished and the shard runs, supervised, on exactly one host, counting on; returns that host. */
+async function settled(f: NetnsAgents, journal: MigrationJournal, cgroups: Map<NetnsAgent, CgroupDriver>, stateFile: string, story: string[]): Promise<NetnsAgent> {
+  // Recovery retries with every periodic reconcile (10 s): a few of those, not forever.
+  await f.waitFor('every migration to finish (done, or aborted with its cleanup complete)', async () => ((await journal.unfinished('test-fleet')).length === 0 ? true : undefined), 600, 100);
+  const finished = (await journal.list('test-fleet')).map((e) => e.record).sort((a, b) => (a.history[0]?.at ?? '').localeCompare(b.history[0]?.at ?? ''));
+  const last = finished[finished.length - 1]!;
+  story.push(`  journal: ${last.id} ${last.state}${last.abort ? ` from ${last.abort.from} (${last.abort.reason.slice(0, 120)})` : ''}`);
+  const home = await f.waitFor('the shard to run, supervised, on exactly one host', async () => {
+    const listed = await Promise.all(f.agents.map(async (a) => ({ agent: a, shard: (await shardsOf(a)).find((s) => s.shardId === SHARD) })));
+    const running = listed.filter((l) => l.shard?.state === 'running');
+    const elsewhere = listed.filter((l) => l.shard !== undefined && l.shard.state !== 'running');
+    return running.length === 1 && elsewhere.length === 0 ? running[0]!.agent : undefined;
+  }, 600, 100);
+  const away = f.agents.find((a) => a !== home)!;
+  expect(pidsOf(cgroups.get(away)!.procsFiles(SHARD))).toEqual([]);
+  expect(pidsOf(cgroups.get(home)!.procsFiles(SHARD)).length).toBeGreaterThan(0);
+  const now = counter(stateFile);
+  await f.waitFor(`the counter to count on past ${now}`, async () => (counter(stateFile) > now + 20 ? true : undefined));
+  return home;
+}
+
+/**
+ * Samples, every ~20 ms, whether each host runs a copy of the shard. Readings alternate between
+ * the hosts; an overlap is a running reading of one host between two running readings of the
+ * other, so a copy that stops just as the other starts is not one.
+ */
+function watchCopies(agents: readonly NetnsAgent[], cgroups: Map<NetnsAgent, CgroupDriver>) {
+  const found: string[] = [];
+  const readings: { host: string; running: string[]; at: number }[] = [];
+  let count = 0;
+  let stopped = false;
+  /** What runs of the shard on `agent`'s host: pids (with their state) able to run user code; none while frozen. */
+  const running = async (agent: NetnsAgent): Promise<string[]> => {
+    const driver = cgroups.get(agent)!;
+    if (!(await driver.exists(SHARD).catch(() => false))) return [];
+    const live = pidsOf(driver.procsFiles(SHARD)).flatMap((pid) => {
+      const state = processState(pid);
+      return state?.runs ? [state.what] : [];
+    });
+    return live.length > 0 && !(await driver.isFrozen(SHARD).catch(() => true)) ? live : [];
+  };
+  const loop = (async () => {
+    while (!stopped) {
+      for (const agent of agents) {
+        readings.push({ host: agent.host.id, running: await running(agent).catch(() => []), at: Date.now() });
+        if (TRACE) appendFileSync(TRACE, `${new Date().toISOString()} ${agent.host.id} ${readings[readings.length - 1]!.running.join(' ')}\n`);
+        count += 1;
+        const [a, b, c] = readings.slice(-3);
+        if (a && b && c && a.running.length && b.running.length && c.running.length && a.host === c.host && a.host !== b.host) {
+          const when = (r: typeof a) => `${new Date(r.at).toISOString()} (${r.running.join(' ')})`;
+          found.push(`${b.host} ran at ${when(b)} while ${a.host} ran from ${when(a)} to ${when(c)}`);
+        }
+        if (readings.length > 3) readings.shift();
+      }
+      await sleep(20);
+    }
+  })();
+  return {
+    overlaps: () => [...found],
+    samples: () => count,
+    stop: () => {
+      stopped = true;
+      return loop;
+    },
+  };
+}
+
+/**
+ * Whether a process can run its own code now, and what it is. It cannot when it is stopped,
+ * dead, exiting (PF_EXITING: killed, it never returns to user space) or has SIGKILL pending,
+ * or when CRIU holds it (traced by CRIU's dump or restore, or CRIU itself: the restore runs
+ * inside the destination cgroup, its shim joins it first). Undefined once it is gone.
+ */
+function processState(pid: number): { runs: boolean; what: string } | undefined {
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const field = (name: string) => new RegExp(`^${name}:\\s*(\\S+)`, 'm').exec(status)?.[1] ?? '';
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const flags = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[6]);
+    const PF_EXITING = 0x4;
+    const SIGKILL = 1n << 8n;
+    const killed = ['SigPnd', 'ShdPnd'].some((name) => (BigInt(`0x${field(name) || '0'}`) & SIGKILL) !== 0n);
+    const tracer = Number(field('TracerPid'));
+    const isCriu = (p: number) => {
+      const argv = readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0');
+      return argv[0] === 'shardform-join' || argv.some((arg) => /(^|\/)criu(\/|$)/.test(arg));
+    };
+    const held = isCriu(pid) || (tracer > 0 && isCriu(tracer));
+    const state = field('State');
+    const runs = !/^[TtZX]/.test(state) && (flags & PF_EXITING) === 0 && !killed && !held;
+    return { runs, what: `${pid}:${state}:${field('Name')}${tracer > 0 ? `:traced-by-${tracer}` : ''}` };
+  } catch {
+    return undefined;
+  }
+}
+
+async function bothListening(f: NetnsAgents): Promise<void> {
+  for (const agent of f.agents) await f.waitFor(`${agent.host.id} to listen`, async () => ((await agent.api('/healthz')).status === 200 ? true : undefined));
+}
+
+async function shardsOf(agent: NetnsAgent): Promise<{ shardId: string; state: string }[]> {
+  return (await agent.api<{ shards: { shardId: string; state: string }[] }>('/v1/shards')).body.shards;
+}
+
+function other(f: NetnsAgents, agent: NetnsAgent): NetnsAgent {
+  return f.agents.find((a) => a !== agent)!;
+}
+
+function counter(stateFile: string): number {
+  if (!existsSync(stateFile)) return 0;
+  const value = Number(readFileSync(stateFile, 'utf8'));
+  return Number.isFinite(value) ? value : 0;
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** A small seeded generator: the same seed kills at the same instants. */
+function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function boundedInteger(name: string, fallback: number, min: number, max: number): number {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value < min || value > max) throw new Error(`${name} must be an integer from ${min} to ${max}, got ${JSON.stringify(raw)}`);
+  return value;
+}
