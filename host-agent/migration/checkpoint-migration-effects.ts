@@ -8,6 +8,7 @@ import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { CgroupDriver } from '../cgroups/driver';
 import type { CriuCheckpointer } from '../checkpoint/criu-checkpointer';
+import { criuCheckpointing, type CheckpointTarget } from '../checkpoint/criu-at-work';
 import { imageBytes, listImageFiles, type ImageFile } from '../checkpoint/image-manifest';
 import type { DesiredShard } from '../reconcile/desired-shard';
 import type { ShardHandover } from '../reconcile/shard-handover';
@@ -42,6 +43,8 @@ export interface CheckpointEffectsDeps {
   readonly shadow?: ShadowPreCopy;
   /** Disk room for images and the size of a shard's image; default statfs and /proc (image-space.ts). */
   readonly space?: ImageSpace;
+  /** CRIU processes still checkpointing a shard; default scans /proc (criu-at-work.ts). */
+  readonly criuAtWork?: (target: CheckpointTarget) => Promise<number[]>;
 }
 
 export class CheckpointMigrationEffects implements MigrationEffects {
@@ -273,6 +276,14 @@ export class CheckpointMigrationEffects implements MigrationEffects {
     // The cgroup is gone when this host rebooted since (cgroups do not survive a boot).
     const exists = await this.deps.driver.exists(id);
     if (exists) {
+      // A dump left running by this agent's previous run would stop the shard again when it
+      // finishes (--leave-stopped): resume only once it is done (recovery retries).
+      const root = await (this.deps.findRoot ?? findNamespaceInit)(await this.deps.driver.pids(id));
+      const freezeCgroup = this.freezerDir(id);
+      const busy = await (this.deps.criuAtWork ?? criuCheckpointing)({ ...(root ? { rootPid: root.pid } : {}), ...(freezeCgroup ? { freezeCgroup } : {}) });
+      if (busy.length > 0) {
+        throw new MigrationError('TIMEOUT', `shard ${id} is still being checkpointed by CRIU (pid ${busy.join(', ')}, left running by an earlier run of this agent); it resumes once CRIU is done (retried), or kill that pid to resume it now`);
+      }
       await this.deps.driver.thaw(id);
       // `criu dump --leave-stopped` leaves the tasks ptrace-stopped: thawing is not enough.
       for (const pid of await this.deps.driver.pids(id)) {

@@ -40,7 +40,7 @@ const AT = '2026-11-25T05:00:00.000Z';
 
 const GiB = 2 ** 30;
 
-function setUp(root: string, opts: { shadow?: ShadowPreCopy; dumpFails?: string; freeBytes?: number; imageBytes?: number; cgroup?: boolean; root?: boolean } = {}) {
+function setUp(root: string, opts: { shadow?: ShadowPreCopy; dumpFails?: string; freeBytes?: number; imageBytes?: number; cgroup?: boolean; root?: boolean; criuAtWork?: () => number[] } = {}) {
   const calls: string[] = [];
   const prepared: PrepareBody[] = [];
   const client = {
@@ -99,6 +99,7 @@ function setUp(root: string, opts: { shadow?: ShadowPreCopy; dumpFails?: string;
     client: () => client,
     imagesRoot: root,
     findRoot: async () => (opts.root === false ? undefined : { pid: 4242 }),
+    criuAtWork: async (target) => (calls.push(`criuAtWork ${target.rootPid ?? '-'} ${target.freezeCgroup ?? '-'}`), opts.criuAtWork?.() ?? []),
     ...(opts.shadow ? { shadow: opts.shadow } : {}),
     space: { free: () => opts.freeBytes ?? 100 * GiB, imageBytes: async () => opts.imageBytes ?? GiB },
   });
@@ -259,7 +260,21 @@ describe('checkpoint migration effects (source side)', () => {
     const record = { ...planMigration({ id: 'm2', fleet: 'f', shardId: 'web-1', applicationId: 'web', source: 'host-1', destination: 'host-2' }, AT), abort: { reason: 'dumped: boom', from: 'dumped' as const, cleanup: 'pending' as const } };
     await effects.destroyDestination(record);
     await effects.resumeSource(record);
-    expect(calls).toEqual(['client.abort m2 web-1 dumped: boom', 'driver.thaw web-1', 'handover.adopt web-1']);
+    expect(calls).toEqual(['client.abort m2 web-1 dumped: boom', 'criuAtWork 4242 /sys/fs/cgroup/freezer/shardform/host-1/web-0', 'driver.thaw web-1', 'handover.adopt web-1']);
+  });
+
+  it('does not resume a source that a CRIU dump left by the previous agent still holds: it would stop it again when done', async () => {
+    let working = [31337];
+    const { calls, effects } = setUp(join(dir.path, 'criu-at-work'), { criuAtWork: () => working });
+    const record = { ...planMigration({ id: 'm8', fleet: 'f', shardId: 'web-8', applicationId: 'web', source: 'host-1', destination: 'host-2' }, AT), abort: { reason: 'recovered in state frozen before commit', from: 'frozen' as const, cleanup: 'pending' as const } };
+    await expect(effects.resumeSource(record)).rejects.toMatchObject({
+      code: 'TIMEOUT',
+      message: 'shard web-8 is still being checkpointed by CRIU (pid 31337, left running by an earlier run of this agent); it resumes once CRIU is done (retried), or kill that pid to resume it now',
+    });
+    expect(calls.filter((c) => c.startsWith('driver.') || c.startsWith('handover.'))).toEqual([]); // nothing touched
+    working = [];
+    await effects.resumeSource(record);
+    expect(calls.slice(-2)).toEqual(['driver.thaw web-8', 'handover.adopt web-8']);
   });
 
   it('gives a source whose run is gone back to reconcile instead of failing every retry: the host rebooted (no cgroup), or the workload ended while held', async () => {
@@ -269,7 +284,7 @@ describe('checkpoint migration effects (source side)', () => {
     expect(rebooted.calls).toEqual(['handover.discard web-7']);
     const ended = setUp(join(dir.path, 'ended'), { root: false });
     await ended.effects.resumeSource(record);
-    expect(ended.calls).toEqual(['driver.thaw web-7', 'handover.discard web-7']);
+    expect(ended.calls).toEqual(['criuAtWork - /sys/fs/cgroup/freezer/shardform/host-1/web-0', 'driver.thaw web-7', 'handover.discard web-7']);
   });
 
   it('refuses to restore when this agent sent no image (a restarted agent aborts instead)', async () => {

@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CheckpointError } from '../../../host-agent/checkpoint/checkpoint-error';
 import { requireCriu as locate } from '../../../host-agent/checkpoint/criu';
+import { criuCheckpointing } from '../../../host-agent/checkpoint/criu-at-work';
 import { CriuCheckpointer } from '../../../host-agent/checkpoint/criu-checkpointer';
 import { buildManifest, verifyManifest } from '../../../host-agent/checkpoint/image-manifest';
 import { requireCriu, requirePython } from '../../helpers/criu-prerequisite';
@@ -103,6 +104,26 @@ describePrivileged('CRIU checkpointer (real CRIU, cgroups, PID namespaces)', [re
     const stopped = readCounter(state);
     for (const pid of source.pids()) process.kill(pid, 'SIGCONT');
     await waitFor('the source to count again', () => readCounter(state), (n) => n > stopped + 10);
+  });
+
+  it('a dump in progress is found by the shard it checkpoints (what recovery waits for), and no longer once it is done', async () => {
+    const source = cgroup('at-work');
+    const rootPid = await startWorkload(source, join(work, 'at-work'), 64);
+    await source.freeze();
+    let done = false;
+    const dumping = criu.dump({ rootPid, freezeCgroup: source.freezer }, join(work, 'at-work-images')).finally(() => (done = true));
+    let seen: number[] = [];
+    let byCgroupOnly: number[] = [];
+    // CRIU is spawned once the image directory exists: look until it is found or the dump ended.
+    for (let i = 0; i < 2000 && !done && seen.length === 0; i += 1) {
+      seen = await criuCheckpointing({ rootPid, freezeCgroup: source.freezer });
+      byCgroupOnly = await criuCheckpointing({ freezeCgroup: source.freezer });
+    }
+    await dumping;
+    expect(seen).toHaveLength(1);
+    expect(byCgroupOnly).toEqual(seen);
+    expect(await criuCheckpointing({ rootPid: rootPid + 1, freezeCgroup: `${source.freezer}-other` })).toEqual([]);
+    expect(await criuCheckpointing({ rootPid, freezeCgroup: source.freezer })).toEqual([]);
   });
 
   it('names the fix when the workload was started without a session of its own inside the namespace', async () => {
