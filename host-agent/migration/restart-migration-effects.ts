@@ -25,7 +25,7 @@ import type { MigrationEffects } from './migration-effects';
 import { MigrationError } from './migration-error';
 import type { MigrationRecord } from './migration-record';
 import { prepareRequest } from './prepare-request';
-import { packState, STATE_ARCHIVE } from './state-archive';
+import { packState, reclaimStateDir, STATE_ARCHIVE } from './state-archive';
 
 export interface RestartEffectsDeps {
   readonly driver: Pick<CgroupDriver, 'pids' | 'exists'>;
@@ -115,7 +115,13 @@ export class RestartMigrationEffects implements MigrationEffects {
   async resumeSource(record: MigrationRecord): Promise<void> {
     if (!(await this.deps.driver.exists(record.shardId))) await this.deps.handover.discard(record.shardId);
     else if ((await this.deps.driver.pids(record.shardId)).length > 0) await this.deps.handover.adopt(record.shardId);
-    else await this.deps.handover.startHeld(record.shardId);
+    else {
+      // On a file system both hosts share, a destination that died while swapping in the state
+      // directory left the source's own aside: put it back before starting from it.
+      const desired = await this.deps.describe(record.shardId).catch(() => undefined); // no longer in the plan: nothing to start from
+      if (desired) await reclaimStateDir(join(desired.stateDirectory, record.shardId), record.id);
+      await this.deps.handover.startHeld(record.shardId);
+    }
     await this.forget(record);
   }
 

@@ -6,6 +6,7 @@
  * (tar(1), "--absolute-names" is off by default).
  */
 import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { mkdir, rename, rm } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { MigrationError } from './migration-error';
@@ -25,9 +26,17 @@ export async function packState(dir: string, archive: string): Promise<void> {
   }
 }
 
+/** Where unpackState keeps the directory it replaces until the new content is in place. */
+export function replacedStateDir(dir: string, tag: string): string {
+  return `${dir}.previous-${tag}`;
+}
+
 /**
  * Unpacks `archive` as the new content of `dir`: into a sibling directory first, then swapped in,
- * so a broken archive leaves `dir` as it was.
+ * so a broken archive leaves `dir` as it was. The old `dir` is renamed aside, not removed, before
+ * the new one is renamed in: a crash there leaves both whole (reclaimStateDir puts the old one
+ * back), where removing it first could leave it half deleted. On a file system both hosts share,
+ * that old `dir` is the source's own state.
  */
 export async function unpackState(archive: string, dir: string, tag: string): Promise<void> {
   const incoming = `${dir}.incoming-${tag}`;
@@ -39,6 +48,23 @@ export async function unpackState(archive: string, dir: string, tag: string): Pr
     await rm(incoming, { recursive: true, force: true });
     throw new MigrationError('TRANSFER_FAILED', `cannot unpack the state directory into ${dir}: ${(error as Error).message}`);
   }
-  await rm(dir, { recursive: true, force: true });
+  const previous = replacedStateDir(dir, tag);
+  await rm(previous, { recursive: true, force: true });
+  await rename(dir, previous).catch((error: NodeJS.ErrnoException) => {
+    if (error.code !== 'ENOENT') throw error;
+  });
   await rename(incoming, dir);
+  await rm(previous, { recursive: true, force: true });
+}
+
+/**
+ * Puts back the state directory an unpackState of migration `tag` had moved aside when it
+ * stopped before the new one was in place (`dir` missing, its previous copy there); resolves to
+ * whether it did. The source calls it before starting a shard again from its state directory.
+ */
+export async function reclaimStateDir(dir: string, tag: string): Promise<boolean> {
+  const previous = replacedStateDir(dir, tag);
+  if (existsSync(dir) || !existsSync(previous)) return false;
+  await rename(previous, dir);
+  return true;
 }

@@ -1,4 +1,4 @@
-import { mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ImageFile } from '../../../host-agent/checkpoint/image-manifest';
@@ -6,7 +6,7 @@ import { MigrationDriver } from '../../../host-agent/migration/migration-driver'
 import { MigrationJournal } from '../../../host-agent/migration/migration-journal';
 import { planMigration, type NewMigration } from '../../../host-agent/migration/migration-record';
 import { RestartMigrationEffects } from '../../../host-agent/migration/restart-migration-effects';
-import { packState, STATE_ARCHIVE, unpackState } from '../../../host-agent/migration/state-archive';
+import { packState, reclaimStateDir, replacedStateDir, STATE_ARCHIVE, unpackState } from '../../../host-agent/migration/state-archive';
 import type { DesiredShard } from '../../../host-agent/reconcile/desired-shard';
 import { FakeClock, MemoryJournalStore } from '../../helpers/migration-fakes';
 
@@ -102,6 +102,22 @@ describe('restart migration (stop, move the state directory, start)', () => {
   });
 });
 
+describe('restart migration, the destination died while swapping in the state directory (shared file system)', () => {
+  it('the source puts its state directory back before starting again', async () => {
+    const { work, calls, effects } = setUp();
+    try {
+      const dir = join(work, 'state', 'db-0');
+      renameSync(dir, replacedStateDir(dir, 'm1'));
+      const record = { ...planMigration({ ...INPUT }, '2026-11-25T05:00:00.000Z'), abort: { reason: 'recovered in state restored before commit', from: 'restored' as const, cleanup: 'pending' as const } };
+      await effects.resumeSource(record);
+      expect(calls).toEqual(['source.startHeld']);
+      expect(readFileSync(join(dir, 'counter'), 'utf8')).toBe('41');
+    } finally {
+      rmSync(work, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('restart migration, the source host rebooted before the commit', () => {
   it('gives the shard back to reconcile (no cgroup to start it in) rather than failing every retry', async () => {
     const { work, calls, effects } = setUp({ sourceCgroup: false });
@@ -127,6 +143,31 @@ describe('state archive', () => {
       expect(readFileSync(join(work, 'to', 'sub', 'wal'), 'utf8')).toHaveLength(5000);
       expect(existsSync(join(work, 'to', 'stale'))).toBe(false);
       expect(existsSync(join(work, 'to.incoming-m1'))).toBe(false);
+    } finally {
+      rmSync(work, { recursive: true, force: true });
+    }
+  });
+
+  it('moves the old directory aside rather than removing it first, and a source puts it back if the swap stopped half-way', async () => {
+    const work = mkdtempSync(join(tmpdir(), 'sf-archive-'));
+    try {
+      // What a destination that died between its two renames leaves on a shared file system.
+      mkdirSync(replacedStateDir(join(work, 'to'), 'm1'), { recursive: true });
+      writeFileSync(join(replacedStateDir(join(work, 'to'), 'm1'), 'counter'), '41');
+      expect(await reclaimStateDir(join(work, 'to'), 'm2')).toBe(false); // another migration's: not touched
+      expect(await reclaimStateDir(join(work, 'to'), 'm1')).toBe(true);
+      expect(readFileSync(join(work, 'to', 'counter'), 'utf8')).toBe('41');
+      expect(await reclaimStateDir(join(work, 'to'), 'm1')).toBe(false); // in place: nothing to do
+
+      // A whole unpack leaves neither the incoming nor the previous directory behind; into a missing directory too.
+      mkdirSync(join(work, 'from'));
+      writeFileSync(join(work, 'from', 'counter'), '42');
+      await packState(join(work, 'from'), join(work, 'state.tar'));
+      await unpackState(join(work, 'state.tar'), join(work, 'to'), 'm1');
+      await unpackState(join(work, 'state.tar'), join(work, 'fresh'), 'm1');
+      expect(readFileSync(join(work, 'to', 'counter'), 'utf8')).toBe('42');
+      expect(readFileSync(join(work, 'fresh', 'counter'), 'utf8')).toBe('42');
+      expect(readdirSync(work).sort()).toEqual(['fresh', 'from', 'state.tar', 'to']);
     } finally {
       rmSync(work, { recursive: true, force: true });
     }
