@@ -54,8 +54,28 @@ export interface OpenOptions {
   readonly synchronous: 'full' | 'normal';
 }
 
-/** Opens (creating if needed) a store file; safe to call from several processes at once. */
+/**
+ * Opens (creating if needed) a store file; safe to call from several processes at once.
+ *
+ * busy_timeout does not cover everything opening does: switching a new file to WAL needs an
+ * exclusive lock, and SQLite answers SQLITE_BUSY at once, without waiting, where waiting could
+ * deadlock. Two agents opening one new shared file at the same instant then failed with
+ * "database is locked" (reproduced: 8 processes at once, 2 rounds in 10 lost some). Opening
+ * is retried with a short jittered pause until `busyTimeoutMs` has passed.
+ */
 export function openStoreDatabase(path: string, options: OpenOptions): Database.Database {
+  const deadline = Date.now() + Math.max(0, options.busyTimeoutMs);
+  for (let attempt = 1; ; attempt += 1) {
+    try {
+      return openOnce(path, options);
+    } catch (error) {
+      if ((error as { code?: string }).code !== 'SQLITE_BUSY' || Date.now() >= deadline) throw error;
+      pause(Math.min(5 * attempt, 50) + Math.floor(Math.random() * 10));
+    }
+  }
+}
+
+function openOnce(path: string, options: OpenOptions): Database.Database {
   const db = new Database(path);
   try {
     db.pragma(`busy_timeout = ${Math.max(0, Math.floor(options.busyTimeoutMs))}`);
@@ -75,4 +95,9 @@ export function openStoreDatabase(path: string, options: OpenOptions): Database.
     db.close();
     throw error;
   }
+}
+
+/** Blocks this thread for `ms` (opening is synchronous, like the rest of better-sqlite3). */
+function pause(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 }
