@@ -427,7 +427,9 @@ export class ShardKeeper implements ShardManager, ShardHandover, RestartHandover
       const s = this.supervisors.get(shardId) ?? (desired ? this.newSupervisor(desired, true) : undefined);
       if (!s) throw shardUnknown(shardId);
       return s.exclusive(async () => {
-        await s.update({ held: false, ...(desired ? { desired } : {}) });
+        // Kept held, the record says so before the run starts: an agent killed meanwhile must not
+        // find an uncommitted copy unheld (it would adopt and supervise it).
+        await s.update({ held: opts.keepHeld === true, ...(desired ? { desired } : {}) });
         await s.startRun(desired);
         // In the same turn of the keeper's queue: no reconcile pass sees the run unheld.
         if (opts.keepHeld) await s.hold();

@@ -301,6 +301,26 @@ describe('ShardKeeper (fake driver and launcher)', () => {
     expect(await k.adopt('web-4')).toMatchObject({ state: 'running', pid: 1000, adopted: true });
   });
 
+  it('restart strategy, destination: an agent killed while the held run starts finds it held, not a run to supervise', async () => {
+    const k = keeper();
+    await k.start();
+    await k.prepareIncoming(desired('web-5'));
+    // "SIGKILL" as the workload is launched: a new keeper reads the records as they are then.
+    let afterCrash: ShardKeeper | undefined;
+    const launch = launcher.launch.bind(launcher);
+    launcher.launch = async (request) => {
+      const run = await launch(request);
+      afterCrash = keeper();
+      await afterCrash.start();
+      return run;
+    };
+    await k.startHeld('web-5', desired('web-5'), { keepHeld: true });
+    launcher.launch = launch;
+    expect(afterCrash!.status()).toMatchObject([{ shardId: 'web-5', state: 'held' }]);
+    // Not committed: reconcile leaves the held copy alone (the source's abort or commit decides).
+    expect(await afterCrash!.apply([])).toEqual({ actions: [], converged: true });
+  });
+
   it('drains: stops every shard and removes every cgroup, including leftovers without a record', async () => {
     const k = keeper();
     await k.start();
