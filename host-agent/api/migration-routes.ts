@@ -21,7 +21,7 @@ import { HostAgentError } from '../errors';
 import type { DesiredShard } from '../reconcile/desired-shard';
 import type { RestartHandover, ShardHandover } from '../reconcile/shard-handover';
 import { STATE_ARCHIVE, unpackState } from '../migration/state-archive';
-import type { IncomingMigrations } from '../migration/incoming-migrations';
+import type { IncomingMigration, IncomingMigrations } from '../migration/incoming-migrations';
 import { MigrationError, type MigrationErrorCode } from '../migration/migration-error';
 import { AbortBody, CommitBody, ImageFileHeaders, ImageFileParams, MigrationParams, PrepareBody, RestoreBody, RoundParams, VerifyRoundBody } from './migration-schemas';
 
@@ -199,9 +199,14 @@ export const migrationRoutes =
           await symlink(join('..', String(manifest.parent)), link);
         }
         const final = rounds[rounds.length - 1]!;
-        migration.pid = await deps.restorer.restore(incoming.roundDir(migration, final.round), { procsFiles: migration.procsFiles });
-        migration.state = 'restored';
-        return { migrationId: migration.id, state: migration.state, pid: migration.pid };
+        return settle(migration, async () => {
+          const pid = await deps.restorer.restore(incoming.roundDir(migration, final.round), { procsFiles: migration.procsFiles });
+          // Aborted meanwhile: the abort, waiting for this restore, destroys the copy once it returns.
+          if (migration.state !== 'prepared') throw new MigrationError('INVALID_TRANSITION', `migration ${migration.id} was aborted while it was restored; the copy is destroyed`);
+          migration.pid = pid;
+          migration.state = 'restored';
+          return { migrationId: migration.id, state: migration.state, pid: migration.pid };
+        });
       },
     );
 
@@ -218,14 +223,20 @@ export const migrationRoutes =
         if (!final.files.some((f) => f.name === STATE_ARCHIVE)) throw new MigrationError('INVALID_MIGRATION', `round ${final.round} has no ${STATE_ARCHIVE}`);
         incoming.checkComplete(migration, final.round, final.files);
         const { desired } = migration;
-        await (deps.restarter.unpack ?? unpackState)(join(incoming.roundDir(migration, final.round), STATE_ARCHIVE), join(desired.stateDirectory, desired.shardId), migration.id);
-        // Held until the commit (then adopted like a restored shard): until then the assignment
-        // still names the source, and a reconcile pass here would stop an unheld run.
-        const status = await deps.restarter.handover.startHeld(desired.shardId, desired, { keepHeld: true });
-        migration.pid = status.pid;
-        migration.started = true;
-        migration.state = 'restored';
-        return { migrationId: migration.id, state: migration.state, pid: migration.pid ?? null };
+        const restarter = deps.restarter;
+        return settle(migration, async () => {
+          await (restarter.unpack ?? unpackState)(join(incoming.roundDir(migration, final.round), STATE_ARCHIVE), join(desired.stateDirectory, desired.shardId), migration.id);
+          // An abort that came during the unpack waits for this request: start nothing, it destroys the rest.
+          if (migration.state !== 'prepared') throw new MigrationError('INVALID_TRANSITION', `migration ${migration.id} was aborted while its state directory was unpacked; nothing was started`);
+          // Held until the commit (then adopted like a restored shard): until then the assignment
+          // still names the source, and a reconcile pass here would stop an unheld run.
+          const status = await restarter.handover.startHeld(desired.shardId, desired, { keepHeld: true });
+          migration.pid = status.pid;
+          migration.started = true;
+          if (migration.state !== 'prepared') throw new MigrationError('INVALID_TRANSITION', `migration ${migration.id} was aborted while its shard was started; the copy is destroyed`);
+          migration.state = 'restored';
+          return { migrationId: migration.id, state: migration.state, pid: migration.pid ?? null };
+        });
       },
     );
 
@@ -236,6 +247,13 @@ export const migrationRoutes =
      * source's release at every retry (its copy stopped, this one held: running nowhere). The
      * held shard goes to reconcile instead, which starts it again here, as after any reboot.
      */
+    /** Runs a restore or start of `migration`, recorded so that an abort arriving meanwhile waits for it. */
+    const settle = <T>(migration: IncomingMigration, work: () => Promise<T>): Promise<T> => {
+      const running = work();
+      migration.settling = running.catch(() => undefined);
+      return running;
+    };
+
     const supervise = async (shardId: string, desired?: DesiredShard): Promise<number | undefined> => {
       try {
         return (await deps.handover.adopt(shardId, desired)).pid;
@@ -278,9 +296,14 @@ export const migrationRoutes =
           throw new MigrationError('INVALID_MIGRATION', `migration ${migration.id} brings shard ${migration.desired.shardId}, not ${request.body.shardId}`);
         }
         // Idempotent, also after an agent restart forgot the migration: the copy and the images
-        // that arrived are destroyed either way.
+        // that arrived are destroyed either way. Marked first, so a restore or start in flight
+        // stops short or, if it already started the shard, is destroyed below once it returns:
+        // nothing started here outlives this answer, after which the source may run again.
+        if (migration) {
+          migration.state = 'aborted';
+          await migration.settling;
+        }
         await deps.handover.discard(request.body.shardId);
-        if (migration) migration.state = 'aborted';
         await rm(incoming.dirOf(request.params.id), { recursive: true, force: true });
         return { migrationId: request.params.id, state: 'aborted' };
       },

@@ -32,6 +32,8 @@ export interface IncomingMigration {
   started?: boolean;
   /** The source's estimate of the image, reserved on this host's disk until the migration ends. */
   imageBytes?: number;
+  /** A restore or start in progress: an abort waits for it before destroying the copy. */
+  settling?: Promise<unknown>;
 }
 
 /** What this host offers to shards and what its shards already hold. */

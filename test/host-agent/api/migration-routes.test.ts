@@ -239,6 +239,68 @@ describe('migration routes (destination agent)', () => {
     expect(dest.handover.calls).toEqual(['prepareIncoming web-0', 'adopt web-0']);
   });
 
+  it('an abort that arrives while the state is being unpacked or started waits for it, then destroys whatever started: never a run after the abort answered', async () => {
+    const events: string[] = [];
+    let finishUnpack: (() => void) | undefined;
+    const discard = dest.handover.discard.bind(dest.handover);
+    dest.handover.discard = async (shardId: string) => (events.push(`discard ${shardId}`), discard(shardId));
+    await app.close();
+    app = await buildMigrationApp({
+      token: dest.deps.token,
+      plugins: [
+        migrationRoutes({
+          ...dest.deps,
+          restarter: {
+            handover: {
+              stopHeld: async () => {},
+              startHeld: async (shardId) => (events.push(`startHeld ${shardId}`), { shardId, applicationId: 'web', state: 'held', pid: 777, restarts: 0, adopted: false, frozen: false, limits: {} }),
+            },
+            unpack: () => new Promise<void>((resolve) => (finishUnpack = () => (events.push('unpacked'), resolve()))),
+          },
+        }),
+      ],
+    });
+    await prepare();
+    const tar = Buffer.from('a tar of the state directory');
+    await upload('mig-1', 1, 'state.tar', tar);
+    const rounds = [{ round: 1, parent: null, files: [{ name: 'state.tar', bytes: tar.length, sha256: sha(tar) }] }];
+    const start = app.inject({ method: 'POST', url: '/v1/migrations/mig-1/start', headers: AUTH, payload: { rounds } });
+    for (let i = 0; i < 100 && !finishUnpack; i += 1) await new Promise((r) => setImmediate(r));
+    const abort = app.inject({ method: 'POST', url: '/v1/migrations/mig-1/abort', headers: AUTH, payload: { shardId: 'web-0', reason: 'start timed out' } }).then((r) => (events.push('abort answered'), r));
+    for (let i = 0; i < 20; i += 1) await new Promise((r) => setImmediate(r));
+    expect(events).toEqual([]); // the abort waits for the unpack in flight
+    finishUnpack!();
+    const [started, aborted] = await Promise.all([start, abort]);
+    expect(aborted.statusCode).toBe(200);
+    expect(started.statusCode).toBe(409);
+    expect(started.json().message).toBe('migration mig-1 was aborted while its state directory was unpacked; nothing was started');
+    expect(events).toEqual(['unpacked', 'discard web-0', 'abort answered']);
+  });
+
+  it('an abort that arrives while CRIU restores waits for the restore, then destroys the restored copy', async () => {
+    const events: string[] = [];
+    let finishRestore: (() => void) | undefined;
+    const discard = dest.handover.discard.bind(dest.handover);
+    dest.handover.discard = async (shardId: string) => (events.push(`discard ${shardId}`), discard(shardId));
+    dest.restorer.restore = () => new Promise<number>((resolve) => (finishRestore = () => (events.push('restored'), resolve(4242))));
+    await prepare();
+    const data = Buffer.from('pages');
+    await upload('mig-1', 1, 'pages-1.img', data);
+    const restore = app.inject({ method: 'POST', url: '/v1/migrations/mig-1/restore', headers: AUTH, payload: { rounds: [{ round: 1, parent: null, files: [{ name: 'pages-1.img', bytes: data.length, sha256: sha(data) }] }] } });
+    for (let i = 0; i < 100 && !finishRestore; i += 1) await new Promise((r) => setImmediate(r));
+    const abort = app.inject({ method: 'POST', url: '/v1/migrations/mig-1/abort', headers: AUTH, payload: { shardId: 'web-0', reason: 'restore timed out' } }).then((r) => (events.push('abort answered'), r));
+    for (let i = 0; i < 20; i += 1) await new Promise((r) => setImmediate(r));
+    expect(events).toEqual([]);
+    finishRestore!();
+    const [restored, aborted] = await Promise.all([restore, abort]);
+    expect(aborted.statusCode).toBe(200);
+    expect(restored.statusCode).toBe(409);
+    expect(restored.json().message).toBe('migration mig-1 was aborted while it was restored; the copy is destroyed');
+    expect(events).toEqual(['restored', 'discard web-0', 'abort answered']);
+    // The late restore did not undo the abort: a commit is refused.
+    expect((await app.inject({ method: 'POST', url: '/v1/migrations/mig-1/commit', headers: AUTH, payload: { shardId: 'web-0' } })).statusCode).toBe(409);
+  });
+
   it('refuses to start a restart-strategy shard on a host without a shard keeper', async () => {
     await prepare();
     const refused = await app.inject({ method: 'POST', url: '/v1/migrations/mig-1/start', headers: AUTH, payload: { rounds: [{ round: 1, parent: null, files: [{ name: 'state.tar', bytes: 1, sha256: sha('x') }] }] } });
