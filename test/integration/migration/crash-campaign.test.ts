@@ -1,8 +1,9 @@
 /**
  * Crash campaign: real agents SIGKILLed at random instants of real migrations.
  *
- * Two `shardform agent` processes on two netns hosts move one counting shard back and forth.
- * In each round a migration starts (with or without pre-copy) and, after a random delay that
+ * Two `shardform agent` processes on two netns hosts move one counting shard back and forth, by
+ * checkpoint (CRIU) in one campaign and by restart (stop, state directory, start) in another.
+ * In each round a migration starts (checkpoint: with or without pre-copy) and, after a random delay that
  * spans the whole migration, the source agent, the destination agent or both are killed, then
  * started again. A watcher samples both hosts' cgroups all along. What must hold:
  * - the shard never runs on both hosts at once (a copy runs when its cgroup is not frozen and
@@ -29,6 +30,7 @@ import type { Plan } from '../../../src/contracts/plan-schema';
 import { EmbeddedStore } from '../../../src/store/embedded-store';
 import { requireCriu, requirePython } from '../../helpers/criu-prerequisite';
 import { pidsOf } from '../../helpers/migration-hosts';
+import { PERSISTENT_COUNTER } from '../../helpers/persistent-counter';
 import { netnsAgents, realPython, type NetnsAgent, type NetnsAgents } from '../../helpers/netns-agents';
 import { useNetnsHosts } from '../../helpers/netns-hosts';
 import { describePrivileged, requireCgroups, requireNetns } from '../../helpers/privileged';
@@ -36,7 +38,7 @@ import { describePrivileged, requireCgroups, requireNetns } from '../../helpers/
 const ROUNDS = boundedInteger('SHARDFORM_CRASH_ROUNDS', 6, 1, 500);
 const SEED = boundedInteger('SHARDFORM_CRASH_SEED', 1, 0, 2 ** 31 - 1);
 const TRACE = process.env.SHARDFORM_CRASH_TRACE;
-jest.setTimeout(120_000 + ROUNDS * 90_000);
+jest.setTimeout(120_000 + ROUNDS * 90_000); // per test: one campaign per strategy
 
 const MiB = 2 ** 20;
 const SHARD = 'counter-0';
@@ -49,27 +51,41 @@ describePrivileged('crash campaign: agents killed at random instants of migratio
   let fleet: NetnsAgents | undefined;
   let store: EmbeddedStore | undefined;
 
-  afterAll(async () => {
+  afterEach(async () => {
     await store?.close();
     await fleet?.cleanup();
+    store = undefined;
+    fleet = undefined;
   });
 
-  it(`keeps the shard running exactly once through ${ROUNDS} killed migrations (seed ${SEED})`, async () => {
+  it(`checkpoint (CRIU, with and without pre-copy): the shard runs exactly once through ${ROUNDS} killed migrations (seed ${SEED})`, async () => {
+    fleet = netnsAgents('cc', hosts().hosts);
+    const stateFile = join(fleet.dir, 'counter.state');
+    await campaign(fleet, 'checkpoint', [realPython(), join(__dirname, '..', '..', 'helpers', 'workload.py'), stateFile, String(WORKLOAD_MIB)], () => stateFile);
+  });
+
+  it(`restart (stop, state directory, start; one file system for both hosts): the shard runs exactly once through ${ROUNDS} killed migrations (seed ${SEED})`, async () => {
+    fleet = netnsAgents('cr', hosts().hosts);
+    await campaign(fleet, 'restart', [realPython(), '-c', PERSISTENT_COUNTER], (stateDirectory) => join(stateDirectory, SHARD, 'counter'));
+  });
+
+  /** Runs the rounds against a counting shard of `strategy` whose counter `stateFileIn(stateDirectory)` holds. */
+  async function campaign(f: NetnsAgents, strategy: 'checkpoint' | 'restart', command: string[], stateFileIn: (stateDirectory: string) => string): Promise<void> {
     const random = mulberry32(SEED);
-    const f = (fleet = netnsAgents('cc', hosts().hosts));
-    const stateFile = join(f.dir, 'counter.state');
+    const stateDirectory = join(f.dir, 'counter-state');
+    const stateFile = stateFileIn(stateDirectory);
     const plan: Plan = f.plan(1, (p) => {
       p.applications = [
         {
           id: 'counter',
           pool: 'local',
-          command: [realPython(), join(__dirname, '..', '..', 'helpers', 'workload.py'), stateFile, String(WORKLOAD_MIB)],
+          command,
           env: {},
-          stateDirectory: join(f.dir, 'counter-state'),
+          stateDirectory,
           granularity: { cpuCores: 0.5, memoryBytes: 256 * MiB, readIops: 0, writeIops: 0 },
           shardUnits: 1,
           shards: { min: 1, initial: 1, max: 1 },
-          migration: { strategy: 'checkpoint', timeoutSeconds: 60, preCopy: false },
+          migration: { strategy, timeoutSeconds: 60, preCopy: false },
           labels: {},
         },
       ];
@@ -94,15 +110,15 @@ describePrivileged('crash campaign: agents killed at random instants of migratio
       const started = Date.now();
       const away = other(f, home);
       const response = await home.api('/v1/migrations', { method: 'POST', body: JSON.stringify({ shardId: SHARD, to: away.host.id }) });
-      expect(response).toMatchObject({ status: 200, body: { state: 'done' } });
+      expect(response).toMatchObject({ status: 200, body: { state: 'done', strategy } });
       const span = Math.max(Date.now() - started, 300);
       home = away;
-      story.push(`round 0: moved to ${home.host.id} in ${span} ms`);
+      story.push(`round 0: ${strategy}, moved to ${home.host.id} in ${span} ms`);
 
       for (let round = 1; round <= ROUNDS; round += 1) {
         const destination = other(f, home);
         const victim: Victim = (['source', 'destination', 'both'] as const)[Math.floor(random() * 3)]!;
-        const preCopy = random() < 0.5;
+        const preCopy = strategy === 'checkpoint' && random() < 0.5;
         const delayMs = Math.floor(random() * span * (preCopy ? 2.5 : 1.3));
         const pauseMs = Math.floor(random() * 1500);
         story.push(`round ${round}: ${home.host.id} → ${destination.host.id}${preCopy ? ' with pre-copy' : ''}, kill ${victim} after ${delayMs} ms, restart after ${pauseMs} ms more`);
@@ -124,15 +140,15 @@ describePrivileged('crash campaign: agents killed at random instants of migratio
       }
     } catch (error) {
       // The agents' logs outlive the fleet's directory, for whoever reads the failure.
-      const kept = mkdtempSync(join(tmpdir(), `shardform-crash-campaign-${SEED}-`));
+      const kept = mkdtempSync(join(tmpdir(), `shardform-crash-campaign-${strategy}-${SEED}-`));
       for (const agent of f.agents) if (existsSync(agent.logFile)) copyFileSync(agent.logFile, join(kept, `${agent.host.id}.log`));
-      throw new Error(`crash campaign failed (seed ${SEED}, rerun with SHARDFORM_CRASH_SEED=${SEED}; agent logs kept in ${kept}):\n${story.join('\n')}\n${(error as Error).message}`);
+      throw new Error(`crash campaign (${strategy}) failed (seed ${SEED}, rerun with SHARDFORM_CRASH_SEED=${SEED}; agent logs kept in ${kept}):\n${story.join('\n')}\n${(error as Error).message}`);
     } finally {
-      watch.stop();
+      await watch.stop();
     }
     expect(watch.samples()).toBeGreaterThan(ROUNDS * 10); // the watcher really watched
     expect(watch.overlaps()).toEqual([]);
-  });
+  }
 });
 
 /** Waits until every migration is finished and the shard runs, supervised, on exactly one host, counting on; returns that host. */

@@ -13,6 +13,7 @@ import type { Plan, UnsignedPlan } from '../../../src/contracts/plan-schema';
 import { BIN } from '../../helpers/cli';
 import { requireCriu, requirePython } from '../../helpers/criu-prerequisite';
 import { pidsOf } from '../../helpers/migration-hosts';
+import { PERSISTENT_COUNTER, TCP_CONNECTION } from '../../helpers/persistent-counter';
 import { netnsAgents, realPython, type NetnsAgent, type NetnsAgents } from '../../helpers/netns-agents';
 import { useNetnsHosts } from '../../helpers/netns-hosts';
 import { describePrivileged, requireCgroups, requireNetns } from '../../helpers/privileged';
@@ -166,32 +167,6 @@ describePrivileged('migration between two real agents (netns hosts, shared store
     expect(destination.logLines().some((l) => l.msg === `predictor of ${SHARD} taken over from its previous host` || l.msg === `predictor of ${SHARD} kept for when it runs here`)).toBe(true);
     await f.waitFor('the destination to forecast the shard', async () => ((await destination.api<Predictions>('/v1/predictions')).body.shards.some((v) => v.shard_id === SHARD) ? true : undefined));
   });
-
-  // Keeps its counter in memory and in $SHARDFORM_STATE_DIR/counter (every 100 ms and on SIGTERM);
-  // starts from the file, so a stop and a start elsewhere with the same state directory counts on.
-  const PERSISTENT_COUNTER = [
-    'import os, signal, sys, time',
-    "path = os.path.join(os.environ['SHARDFORM_STATE_DIR'], 'counter')",
-    'counter = int(open(path).read()) if os.path.exists(path) else 0',
-    'def save():',
-    "    open(path + '.tmp', 'w').write(str(counter)); os.replace(path + '.tmp', path)",
-    'def stop(*_):',
-    '    save(); sys.exit(0)',
-    'signal.signal(signal.SIGTERM, stop)',
-    'last = 0.0',
-    'while True:',
-    '    counter += 1',
-    '    if time.monotonic() - last >= 0.1:',
-    '        save(); last = time.monotonic()',
-    '    time.sleep(0.01)',
-  ].join('\n');
-
-  // A connection to itself over loopback: established on both ends, owned by the workload.
-  const TCP_CONNECTION = [
-    'import socket',
-    "server = socket.socket(); server.bind(('127.0.0.1', 0)); server.listen(1)",
-    'client = socket.create_connection(server.getsockname()); peer, _ = server.accept()',
-  ].join('\n');
 
   /** Runs a restart migration of `command` (declared `strategy`) through the agents and checks where it runs after. */
   async function restartMigration(label: string, command: string[], strategy: 'checkpoint' | 'restart'): Promise<void> {
