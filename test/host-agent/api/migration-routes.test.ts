@@ -200,9 +200,8 @@ describe('migration routes (destination agent)', () => {
     expect(existsSync(dest.incoming.dirOf('mig-6'))).toBe(false);
   });
 
-  it('starts a restart-strategy shard only from an intact state archive, held until the commit adopts it', async () => {
-    const started: { shardId: string; keepHeld?: boolean }[] = [];
-    const unpacked: { archive: string; dir: string }[] = [];
+  /** Rebuilds the app with a restart-strategy keeper whose held starts (run 777) and unpacks are the test's. */
+  async function withRestarter(onStart: (shardId: string, opts?: { keepHeld?: boolean }) => void, unpack: (archive: string, into: string) => Promise<void>): Promise<void> {
     await app.close();
     app = await buildMigrationApp({
       token: dest.deps.token,
@@ -212,13 +211,22 @@ describe('migration routes (destination agent)', () => {
           restarter: {
             handover: {
               stopHeld: async () => {},
-              startHeld: async (shardId, _desired, opts) => (started.push({ shardId, ...opts }), { shardId, applicationId: 'web', state: 'held', pid: 777, restarts: 0, adopted: false, frozen: false, limits: {} }),
+              startHeld: async (shardId, _desired, opts) => (onStart(shardId, opts), { shardId, applicationId: 'web', state: 'held', pid: 777, restarts: 0, adopted: false, frozen: false, limits: {} }),
             },
-            unpack: async (archive, into) => void unpacked.push({ archive, dir: into }),
+            unpack,
           },
         }),
       ],
     });
+  }
+
+  it('starts a restart-strategy shard only from an intact state archive, held until the commit adopts it', async () => {
+    const started: { shardId: string; keepHeld?: boolean }[] = [];
+    const unpacked: { archive: string; dir: string }[] = [];
+    await withRestarter(
+      (shardId, opts) => started.push({ shardId, ...opts }),
+      async (archive, into) => void unpacked.push({ archive, dir: into }),
+    );
     await prepare();
     const tar = Buffer.from('a tar of the state directory');
     const rounds = [{ round: 1, parent: null, files: [{ name: 'state.tar', bytes: tar.length, sha256: sha(tar) }] }];
@@ -244,22 +252,10 @@ describe('migration routes (destination agent)', () => {
     let finishUnpack: (() => void) | undefined;
     const discard = dest.handover.discard.bind(dest.handover);
     dest.handover.discard = async (shardId: string) => (events.push(`discard ${shardId}`), discard(shardId));
-    await app.close();
-    app = await buildMigrationApp({
-      token: dest.deps.token,
-      plugins: [
-        migrationRoutes({
-          ...dest.deps,
-          restarter: {
-            handover: {
-              stopHeld: async () => {},
-              startHeld: async (shardId) => (events.push(`startHeld ${shardId}`), { shardId, applicationId: 'web', state: 'held', pid: 777, restarts: 0, adopted: false, frozen: false, limits: {} }),
-            },
-            unpack: () => new Promise<void>((resolve) => (finishUnpack = () => (events.push('unpacked'), resolve()))),
-          },
-        }),
-      ],
-    });
+    await withRestarter(
+      (shardId) => events.push(`startHeld ${shardId}`),
+      () => new Promise<void>((resolve) => (finishUnpack = () => (events.push('unpacked'), resolve()))),
+    );
     await prepare();
     const tar = Buffer.from('a tar of the state directory');
     await upload('mig-1', 1, 'state.tar', tar);

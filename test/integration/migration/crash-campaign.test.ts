@@ -27,6 +27,7 @@ import type { CgroupDriver } from '../../../host-agent/cgroups/driver';
 import { MigrationJournal } from '../../../host-agent/migration/migration-journal';
 import { placeShards } from '../../../policies/initial-placement';
 import type { Plan } from '../../../src/contracts/plan-schema';
+import { seededRandom } from '../../../src/predictor/seeded-random';
 import { EmbeddedStore } from '../../../src/store/embedded-store';
 import { requireCriu, requirePython } from '../../helpers/criu-prerequisite';
 import { pidsOf } from '../../helpers/migration-hosts';
@@ -71,7 +72,7 @@ describePrivileged('crash campaign: agents killed at random instants of migratio
 
   /** Runs the rounds against a counting shard of `strategy` whose counter `stateFileIn(stateDirectory)` holds. */
   async function campaign(f: NetnsAgents, strategy: 'checkpoint' | 'restart', command: string[], stateFileIn: (stateDirectory: string) => string): Promise<void> {
-    const random = mulberry32(SEED);
+    const random = seededRandom(SEED); // the same seed kills at the same instants
     const stateDirectory = join(f.dir, 'counter-state');
     const stateFile = stateFileIn(stateDirectory);
     const plan: Plan = f.plan(1, (p) => {
@@ -267,18 +268,6 @@ function counter(stateFile: string): number {
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-/** A small seeded generator: the same seed kills at the same instants. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 function boundedInteger(name: string, fallback: number, min: number, max: number): number {
