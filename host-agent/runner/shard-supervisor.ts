@@ -370,7 +370,12 @@ export class ShardSupervisor {
     this.stateValue = 'stopping';
     const id = this.shardId;
     if (await this.deps.driver.exists(id)) {
-      if (this.frozenValue || (await this.deps.driver.isFrozen(id).catch(() => false))) await this.deps.driver.thaw(id);
+      // A graceful stop thaws first, so the workload can run its SIGTERM handler. Without grace
+      // (a migrated source released, a discard) a frozen shard is killed while frozen: killAll
+      // signals first and thaws after where the freezer needs it, so no instruction of the
+      // workload runs in between — the source must not run on beside its restored copy.
+      const frozen = this.frozenValue || (await this.deps.driver.isFrozen(id).catch(() => false));
+      if (frozen && graceSeconds > 0) await this.deps.driver.thaw(id);
       this.frozenValue = false;
       if ((await this.deps.driver.pids(id)).length > 0) {
         if (graceSeconds > 0) {

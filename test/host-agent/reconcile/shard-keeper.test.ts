@@ -267,6 +267,41 @@ describe('ShardKeeper (fake driver and launcher)', () => {
     expect(sink.ofType('restarting')).toEqual([]);
   });
 
+  it('discards a frozen shard (a released migration source) by killing it while frozen, never thawing it first', async () => {
+    const k = keeper();
+    await k.start();
+    await k.apply([desired('web-0')]);
+    await k.release('web-0');
+    await driver.freeze('web-0');
+    const order: string[] = [];
+    const thaw = driver.thaw.bind(driver);
+    driver.thaw = async (id) => (order.push('thaw'), thaw(id));
+    const onKill = driver.onKill;
+    driver.onKill = (id, signal) => (order.push(`kill ${signal}`), onKill?.(id, signal));
+    await k.discard('web-0');
+    expect(order[0]).toBe('kill SIGKILL');
+    expect(order).not.toContain('thaw'); // the driver's killAll thaws after signalling where its freezer needs it
+    expect(driver.cgroups.has('web-0')).toBe(false);
+  });
+
+  it('a graceful stop of a frozen shard thaws it first, so the workload can handle SIGTERM', async () => {
+    const k = keeper();
+    await k.start();
+    await k.apply([desired('web-0')]);
+    await driver.freeze('web-0');
+    const order: string[] = [];
+    const thaw = driver.thaw.bind(driver);
+    driver.thaw = async (id) => (order.push('thaw'), thaw(id));
+    const onKill = driver.onKill;
+    driver.onKill = (id, signal) => (order.push(`kill ${signal}`), onKill?.(id, signal));
+    const graceful = new ShardKeeper({ driver, sink, stateDirectory: join(dir, 'agent'), launcher, probe: launcher, pollIntervalMs: 20, graceSeconds: 1 });
+    keepers.push(graceful);
+    await k.close();
+    await graceful.start();
+    await graceful.apply([]);
+    expect(order.slice(0, 2)).toEqual(['thaw', 'kill SIGTERM']);
+  });
+
   it('prepares an incoming shard held and empty, then adopts what was restored into it', async () => {
     const k = keeper();
     await k.start();

@@ -19,7 +19,7 @@
  * (The seed fixes the kill instants relative to a measured migration; the machine's timing
  * still varies, so two runs of one seed are alike, not identical.)
  */
-import { appendFileSync, copyFileSync, existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { appendFileSync, copyFileSync, existsSync, mkdtempSync, readFileSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { detectCgroupDriver } from '../../../host-agent/cgroups/detect';
@@ -35,6 +35,7 @@ import { PERSISTENT_COUNTER } from '../../helpers/persistent-counter';
 import { netnsAgents, realPython, type NetnsAgent, type NetnsAgents } from '../../helpers/netns-agents';
 import { useNetnsHosts } from '../../helpers/netns-hosts';
 import { describePrivileged, requireCgroups, requireNetns } from '../../helpers/privileged';
+import { namespaceInitPid, WORKLOAD } from '../../helpers/scratch-cgroup';
 
 const ROUNDS = boundedInteger('SHARDFORM_CRASH_ROUNDS', 6, 1, 500);
 const SEED = boundedInteger('SHARDFORM_CRASH_SEED', 1, 0, 2 ** 31 - 1);
@@ -62,7 +63,7 @@ describePrivileged('crash campaign: agents killed at random instants of migratio
   it(`checkpoint (CRIU, with and without pre-copy): the shard runs exactly once through ${ROUNDS} killed migrations (seed ${SEED})`, async () => {
     fleet = netnsAgents('cc', hosts().hosts);
     const stateFile = join(fleet.dir, 'counter.state');
-    await campaign(fleet, 'checkpoint', [realPython(), join(__dirname, '..', '..', 'helpers', 'workload.py'), stateFile, String(WORKLOAD_MIB)], () => stateFile);
+    await campaign(fleet, 'checkpoint', [realPython(), WORKLOAD, stateFile, String(WORKLOAD_MIB)], () => stateFile, `${stateFile}.sha256`);
   });
 
   it(`restart (stop, state directory, start; one file system for both hosts): the shard runs exactly once through ${ROUNDS} killed migrations (seed ${SEED})`, async () => {
@@ -70,8 +71,12 @@ describePrivileged('crash campaign: agents killed at random instants of migratio
     await campaign(fleet, 'restart', [realPython(), '-c', PERSISTENT_COUNTER], (stateDirectory) => join(stateDirectory, SHARD, 'counter'));
   });
 
-  /** Runs the rounds against a counting shard of `strategy` whose counter `stateFileIn(stateDirectory)` holds. */
-  async function campaign(f: NetnsAgents, strategy: 'checkpoint' | 'restart', command: string[], stateFileIn: (stateDirectory: string) => string): Promise<void> {
+  /**
+   * Runs the rounds against a counting shard of `strategy` whose counter `stateFileIn(stateDirectory)`
+   * holds. With `digestFile` (workload.py: the sha256 of its memory, written again on SIGUSR1),
+   * the memory must also come through every round unchanged.
+   */
+  async function campaign(f: NetnsAgents, strategy: 'checkpoint' | 'restart', command: string[], stateFileIn: (stateDirectory: string) => string, digestFile?: string): Promise<void> {
     const random = seededRandom(SEED); // the same seed kills at the same instants
     const stateDirectory = join(f.dir, 'counter-state');
     const stateFile = stateFileIn(stateDirectory);
@@ -105,6 +110,7 @@ describePrivileged('crash campaign: agents killed at random instants of migratio
 
     const watch = watchCopies(f.agents, cgroups);
     const floor = counter(stateFile);
+    const digest = digestFile ? readFileSync(digestFile, 'utf8') : undefined;
     const story: string[] = [];
     try {
       // Round 0 kills nothing: it measures how long a migration takes, so later kills land anywhere in one.
@@ -138,6 +144,7 @@ describePrivileged('crash campaign: agents killed at random instants of migratio
         story.push(`  settled: runs on ${home.host.id}, counter ${counter(stateFile)}`);
         expect(watch.overlaps()).toEqual([]);
         expect(counter(stateFile)).toBeGreaterThanOrEqual(floor);
+        if (digestFile) expect(await memoryDigest(f, cgroups.get(home)!, digestFile)).toBe(digest);
       }
     } catch (error) {
       // The agents' logs outlive the fleet's directory, for whoever reads the failure.
@@ -221,7 +228,7 @@ function watchCopies(agents: readonly NetnsAgent[], cgroups: Map<NetnsAgent, Cgr
 
 /**
  * Whether a process can run its own code now, and what it is. It cannot when it is stopped,
- * dead, exiting (PF_EXITING: killed, it never returns to user space) or has SIGKILL pending,
+ * dead, exiting (PF_EXITING: killed, it never returns to user space) or has SIGKILL or SIGSTOP pending,
  * or when CRIU holds it (traced by CRIU's dump or restore, or CRIU itself: the restore runs
  * inside the destination cgroup, its shim joins it first). Undefined once it is gone.
  */
@@ -232,8 +239,12 @@ function processState(pid: number): { runs: boolean; what: string } | undefined 
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     const flags = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[6]);
     const PF_EXITING = 0x4;
+    const pending = BigInt(`0x${field('SigPnd') || '0'}`) | BigInt(`0x${field('ShdPnd') || '0'}`);
+    // SIGKILL: never returns to user space; SIGSTOP (CRIU's --leave-stopped, seen just after a
+    // thaw): stops before it does.
     const SIGKILL = 1n << 8n;
-    const killed = ['SigPnd', 'ShdPnd'].some((name) => (BigInt(`0x${field(name) || '0'}`) & SIGKILL) !== 0n);
+    const SIGSTOP = 1n << 18n;
+    const killed = (pending & (SIGKILL | SIGSTOP)) !== 0n;
     const tracer = Number(field('TracerPid'));
     const isCriu = (p: number) => {
       const argv = readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0');
@@ -242,10 +253,20 @@ function processState(pid: number): { runs: boolean; what: string } | undefined 
     const held = isCriu(pid) || (tracer > 0 && isCriu(tracer));
     const state = field('State');
     const runs = !/^[TtZX]/.test(state) && (flags & PF_EXITING) === 0 && !killed && !held;
-    return { runs, what: `${pid}:${state}:${field('Name')}${tracer > 0 ? `:traced-by-${tracer}` : ''}` };
+    return { runs, what: `${pid}:${state}:${field('Name')}${tracer > 0 ? `:traced-by-${tracer}` : ''}${pending !== 0n ? `:pending-${pending.toString(16)}` : ''}:flags-${flags.toString(16)}` };
   } catch {
     return undefined;
   }
+}
+
+/** Has the running workload (the namespace init on its host) write the sha256 of its memory again, and reads it. */
+async function memoryDigest(f: NetnsAgents, driver: CgroupDriver, digestFile: string): Promise<string> {
+  const root = namespaceInitPid({ pids: () => pidsOf(driver.procsFiles(SHARD)) });
+  if (root === undefined) throw new Error('no workload to ask for its memory digest');
+  const before = statSync(digestFile).ino; // written by rename: a new inode each time
+  process.kill(root, 'SIGUSR1');
+  await f.waitFor('the workload to write its memory digest', async () => (statSync(digestFile).ino !== before ? true : undefined));
+  return readFileSync(digestFile, 'utf8');
 }
 
 async function bothListening(f: NetnsAgents): Promise<void> {
