@@ -101,6 +101,8 @@ export class Agent implements DrainControl {
   private migration: AgentMigration | undefined;
   /** Some migration could not be recovered (the other agent unreachable): retried on the reconcile timer. */
   private recoveryPending = false;
+  /** The recovery pass running now, if any. */
+  private recovering: Promise<void> | undefined;
   /** Reconcile passes and drains change the same shards: they take turns. */
   private kernelTurn: Promise<unknown> = Promise.resolve();
   address: string | undefined;
@@ -320,8 +322,25 @@ export class Agent implements DrainControl {
     return migration;
   }
 
-  /** Runs migration recovery; marks it pending (retried on the reconcile timer) while some migration cannot finish. */
-  private async recoverMigrations(): Promise<void> {
+  /**
+   * Runs migration recovery; marks it pending (retried on the reconcile timer) while some
+   * migration cannot finish. One pass at a time: a pass can outlast the timer (an abort to a
+   * host that does not answer waits out its request timeout), and two passes working from
+   * their own reads of the journal could both act on one migration. Asked for during a pass,
+   * another runs at the next tick.
+   */
+  private recoverMigrations(): Promise<void> {
+    if (this.recovering) {
+      this.recoveryPending = true;
+      return this.recovering;
+    }
+    this.recovering = this.recoverOnce().finally(() => {
+      this.recovering = undefined;
+    });
+    return this.recovering;
+  }
+
+  private async recoverOnce(): Promise<void> {
     const migration = this.migration;
     if (!migration || this.stopped) return;
     this.recoveryPending = false;

@@ -135,7 +135,9 @@ export function createMigrationService(deps: MigrationServiceDeps): {
             timeoutSeconds: input.timeoutSeconds ?? app?.migration.timeoutSeconds,
           });
         } catch (error) {
-          deps.onRecoveryNeeded?.();
+          // Refused before anything was journaled, or another driver owns the record: nothing to recover here.
+          const code = (error as MigrationError).code;
+          if (!(error instanceof MigrationError && (code === 'REFUSED' || code === 'JOURNAL_CONFLICT'))) deps.onRecoveryNeeded?.();
           throw error;
         } finally {
           inFlight.delete(input.id);
@@ -152,14 +154,19 @@ export function createMigrationService(deps: MigrationServiceDeps): {
     recover: async () => {
       const mine = (await journal.unfinished(fleet())).filter((e) => e.record.source === deps.hostId && !inFlight.has(e.record.id));
       const report: RecoveryReport = { recovered: [], failed: [] };
-      for (const entry of mine) {
-        inFlight.add(entry.record.id);
+      for (const listed of mine) {
+        if (inFlight.has(listed.record.id)) continue; // taken up meanwhile (a new migration of it, or another pass)
+        inFlight.add(listed.record.id);
         try {
+          // Read again right before acting: the list is as old as the recoveries before this one,
+          // and a step replayed from a stale record (an abort, a resume) could undo a newer one.
+          const entry = await journal.load(listed.record.fleet, listed.record.id);
+          if (!entry || entry.record.state === 'done' || (entry.record.state === 'aborted' && entry.record.abort?.cleanup === 'complete')) continue;
           report.recovered.push(await driver.recover(entry));
         } catch (error) {
-          report.failed.push({ id: entry.record.id, shardId: entry.record.shardId, state: entry.record.state, error: (error as Error).message });
+          report.failed.push({ id: listed.record.id, shardId: listed.record.shardId, state: listed.record.state, error: (error as Error).message });
         } finally {
-          inFlight.delete(entry.record.id);
+          inFlight.delete(listed.record.id);
         }
       }
       return report;

@@ -52,7 +52,7 @@ describe('Agent with migration (wiring over fakes)', () => {
   });
   afterAll(() => dir.remove());
 
-  async function start(recoveries: RecoveryReport[]) {
+  async function start(recoveries: RecoveryReport[], gate?: { held?: Promise<void>; running: number; most: number }) {
     const plan = examplePlan((p) => {
       p.security = { auth: 'token', tokenFile };
     });
@@ -76,6 +76,12 @@ describe('Agent with migration (wiring over fakes)', () => {
         plugins: [route],
         recover: async () => {
           order.push('recover');
+          if (gate) {
+            gate.running += 1;
+            gate.most = Math.max(gate.most, gate.running);
+            await gate.held;
+            gate.running -= 1;
+          }
           return recoveries.shift() ?? { recovered: [], failed: [] };
         },
       };
@@ -125,6 +131,24 @@ describe('Agent with migration (wiring over fakes)', () => {
     const applies = order.filter((o) => o === 'apply').length;
     for (let i = 0; i < 200 && order.filter((o) => o === 'apply').length < applies + 3; i += 1) await new Promise((r) => setTimeout(r, 20));
     expect(order.filter((o) => o === 'recover')).toHaveLength(3);
+  });
+
+  it('runs one recovery pass at a time: asked for during a long pass, the next runs after it', async () => {
+    const gate: { held?: Promise<void>; running: number; most: number } = { running: 0, most: 0 };
+    const { order, contexts } = await start([], gate);
+    let open!: () => void;
+    gate.held = new Promise<void>((resolve) => (open = resolve));
+    contexts[0]!.onRecoveryNeeded!();
+    for (let i = 0; i < 200 && order.filter((o) => o === 'recover').length < 2; i += 1) await new Promise((r) => setTimeout(r, 20));
+    // The pass is held (an abort waiting out its timeout); more asks and several timer ticks pass.
+    contexts[0]!.onRecoveryNeeded!();
+    const applies = order.filter((o) => o === 'apply').length;
+    for (let i = 0; i < 200 && order.filter((o) => o === 'apply').length < applies + 4; i += 1) await new Promise((r) => setTimeout(r, 20));
+    expect(order.filter((o) => o === 'recover')).toHaveLength(2);
+    open();
+    for (let i = 0; i < 200 && order.filter((o) => o === 'recover').length < 3; i += 1) await new Promise((r) => setTimeout(r, 20));
+    expect(order.filter((o) => o === 'recover')).toHaveLength(3); // the one asked for during the pass
+    expect(gate.most).toBe(1);
   });
 
   it('runs recovery again after a live migration failed (its abort may have left it unfinished), once', async () => {

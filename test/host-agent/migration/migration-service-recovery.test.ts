@@ -12,6 +12,7 @@ import { createMigrationService } from '../../../host-agent/migration/migration-
 import type { DesiredShard } from '../../../host-agent/reconcile/desired-shard';
 import { FakeHandover } from '../../helpers/migration-destination-fakes';
 import { MemoryJournalStore } from '../../helpers/migration-fakes';
+import { abortRecord, advance, planMigration } from '../../../host-agent/migration/migration-record';
 import { examplePlan } from '../../helpers/plan-fixture';
 import { FakeDriver } from '../fakes';
 
@@ -32,6 +33,13 @@ describe('migration service: a failed migration asks for recovery', () => {
     const desired: DesiredShard = { shardId: 'web-0', applicationId: 'web', limits: { cpuCores: 0.5 }, command: ['/bin/true'], env: {}, stateDirectory: dir };
     const store = new MemoryJournalStore();
     const onRecoveryNeeded = jest.fn();
+    /** Reads of the journal (store.get) wait for this gate when set: a recovery pass held mid-way. */
+    const gate: { held?: Promise<void> } = {};
+    const get = store.get.bind(store);
+    store.get = async (key) => {
+      await gate.held;
+      return get(key);
+    };
     const built = createMigrationService({
       hostId: 'host-a',
       plan: () => plan,
@@ -48,7 +56,7 @@ describe('migration service: a failed migration asks for recovery', () => {
     });
     const app = Fastify();
     for (const plugin of built.plugins) await app.register(plugin);
-    return { app, onRecoveryNeeded, journal: built.journal, fleet: plan.fleet };
+    return { app, onRecoveryNeeded, journal: built.journal, fleet: plan.fleet, recover: built.recover, gate };
   }
 
   it('a migration whose abort cannot reach the destination is left unfinished, and recovery is asked for', async () => {
@@ -62,10 +70,33 @@ describe('migration service: a failed migration asks for recovery', () => {
     await app.close();
   });
 
+  it('recovery reads each migration again before acting: one finished meanwhile (by another pass) is not replayed', async () => {
+    const { journal, fleet, recover, gate } = await service();
+    const aborted = (id: string, shardId: string) =>
+      abortRecord(advance(planMigration({ id, fleet, shardId, applicationId: 'web', source: 'host-a', destination: 'host-b' }, '2026-11-28T01:00:00.000Z'), 'prepared', '2026-11-28T01:00:01.000Z'), 'prepared: boom', '2026-11-28T01:00:02.000Z');
+    await journal.create(aborted('m-a', 'web-1'));
+    const cEntry = await journal.create(aborted('m-c', 'web-2'));
+    let open!: () => void;
+    gate.held = new Promise<void>((resolve) => (open = resolve));
+    const pass = recover(); // lists both, then waits reading m-a
+    await new Promise((r) => setImmediate(r));
+    // Meanwhile m-c is finished elsewhere (another pass): its cleanup is complete.
+    await journal.save(cEntry, { ...cEntry.record, abort: { ...cEntry.record.abort!, cleanup: 'complete' } });
+    open();
+    const report = await pass;
+    expect(report.failed.map((f) => f.id)).toEqual(['m-a']); // host-b unreachable: retried later
+    expect([...report.recovered, ...report.failed].map((r) => r.id)).not.toContain('m-c');
+  });
+
   it('a request refused before any migration starts asks for nothing', async () => {
-    const { app, onRecoveryNeeded } = await service();
+    const { app, onRecoveryNeeded, journal, fleet } = await service();
     const reply = await app.inject({ method: 'POST', url: '/v1/migrations', payload: { shardId: 'web-0', to: 'host-z' } });
     expect(reply.statusCode).toBe(409);
+    // Refused by the driver too: the shard is still in another migration.
+    await journal.create(planMigration({ id: 'm-busy', fleet, shardId: 'web-0', applicationId: 'web', source: 'host-a', destination: 'host-b' }, '2026-11-28T01:00:00.000Z'));
+    const busy = await app.inject({ method: 'POST', url: '/v1/migrations', payload: { shardId: 'web-0', to: 'host-b' } });
+    expect(busy.statusCode).toBe(409);
+    expect(busy.json().message).toMatch(/m-busy/);
     expect(onRecoveryNeeded).not.toHaveBeenCalled();
     await app.close();
   });
