@@ -20,7 +20,7 @@ import { CheckpointError } from '../checkpoint/checkpoint-error';
 import { HostAgentError } from '../errors';
 import type { DesiredShard } from '../reconcile/desired-shard';
 import type { RestartHandover, ShardHandover } from '../reconcile/shard-handover';
-import { STATE_ARCHIVE, unpackState } from '../migration/state-archive';
+import { STATE_ARCHIVE, tidyStateDir, unpackState } from '../migration/state-archive';
 import type { IncomingMigration, IncomingMigrations } from '../migration/incoming-migrations';
 import { MigrationError, type MigrationErrorCode } from '../migration/migration-error';
 import { AbortBody, CommitBody, ImageFileHeaders, ImageFileParams, MigrationParams, PrepareBody, RestoreBody, RoundParams, VerifyRoundBody } from './migration-schemas';
@@ -283,6 +283,7 @@ export const migrationRoutes =
       const pid = await supervise(migration.desired.shardId, migration.desired);
       migration.state = 'committed';
       await rm(migration.dir, { recursive: true, force: true });
+      await tidyStateDir(join(migration.desired.stateDirectory, migration.desired.shardId), migration.id);
       return { migrationId: migration.id, state: migration.state, pid: pid ?? null };
     });
 
@@ -305,6 +306,9 @@ export const migrationRoutes =
         }
         await deps.handover.discard(request.body.shardId);
         await rm(incoming.dirOf(request.params.id), { recursive: true, force: true });
+        // What an unpack of this migration left beside the state directory (restart strategy);
+        // an old directory set aside with no new one in place stays, for the source to take back.
+        if (migration) await tidyStateDir(join(migration.desired.stateDirectory, migration.desired.shardId), migration.id);
         return { migrationId: request.params.id, state: 'aborted' };
       },
     );

@@ -113,15 +113,14 @@ export class RestartMigrationEffects implements MigrationEffects {
    * which creates and starts it here (nothing was committed, it is still assigned here).
    */
   async resumeSource(record: MigrationRecord): Promise<void> {
+    // On a file system both hosts share, a destination that died while swapping in the state
+    // directory left the source's own aside: put it back before anything starts from it (here,
+    // or reconcile after a reboot).
+    const desired = await this.deps.describe(record.shardId).catch(() => undefined); // no longer in the plan: nothing to start from
+    if (desired) await reclaimStateDir(join(desired.stateDirectory, record.shardId), record.id);
     if (!(await this.deps.driver.exists(record.shardId))) await this.deps.handover.discard(record.shardId);
     else if ((await this.deps.driver.pids(record.shardId)).length > 0) await this.deps.handover.adopt(record.shardId);
-    else {
-      // On a file system both hosts share, a destination that died while swapping in the state
-      // directory left the source's own aside: put it back before starting from it.
-      const desired = await this.deps.describe(record.shardId).catch(() => undefined); // no longer in the plan: nothing to start from
-      if (desired) await reclaimStateDir(join(desired.stateDirectory, record.shardId), record.id);
-      await this.deps.handover.startHeld(record.shardId);
-    }
+    else await this.deps.handover.startHeld(record.shardId);
     await this.forget(record);
   }
 

@@ -50,10 +50,21 @@ export async function unpackState(archive: string, dir: string, tag: string): Pr
   }
   const previous = replacedStateDir(dir, tag);
   await rm(previous, { recursive: true, force: true });
-  await rename(dir, previous).catch((error: NodeJS.ErrnoException) => {
-    if (error.code !== 'ENOENT') throw error;
-  });
-  await rename(incoming, dir);
+  const hadOne = await rename(dir, previous).then(
+    () => true,
+    (error: NodeJS.ErrnoException) => {
+      if (error.code !== 'ENOENT') throw error;
+      return false;
+    },
+  );
+  try {
+    await rename(incoming, dir);
+  } catch (error) {
+    // Not swapped in: the old directory goes back where it was, the new one away.
+    if (hadOne) await rename(previous, dir).catch(() => undefined);
+    await rm(incoming, { recursive: true, force: true });
+    throw new MigrationError('TRANSFER_FAILED', `cannot put the unpacked state directory in place at ${dir}: ${(error as Error).message}`);
+  }
   await rm(previous, { recursive: true, force: true });
 }
 
@@ -64,7 +75,18 @@ export async function unpackState(archive: string, dir: string, tag: string): Pr
  */
 export async function reclaimStateDir(dir: string, tag: string): Promise<boolean> {
   const previous = replacedStateDir(dir, tag);
-  if (existsSync(dir) || !existsSync(previous)) return false;
-  await rename(previous, dir);
-  return true;
+  const reclaimed = !existsSync(dir) && existsSync(previous);
+  if (reclaimed) await rename(previous, dir);
+  await tidyStateDir(dir, tag);
+  return reclaimed;
+}
+
+/**
+ * Removes what an unpackState of migration `tag` left beside `dir` when it stopped part-way:
+ * its unpacked copy, and the old directory once `dir` is in place. Both sides call it at the
+ * end of a migration (on a shared file system the destination's leftovers are beside the source's).
+ */
+export async function tidyStateDir(dir: string, tag: string): Promise<void> {
+  await rm(`${dir}.incoming-${tag}`, { recursive: true, force: true });
+  if (existsSync(dir)) await rm(replacedStateDir(dir, tag), { recursive: true, force: true });
 }

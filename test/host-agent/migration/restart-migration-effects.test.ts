@@ -6,7 +6,7 @@ import { MigrationDriver } from '../../../host-agent/migration/migration-driver'
 import { MigrationJournal } from '../../../host-agent/migration/migration-journal';
 import { planMigration, type NewMigration } from '../../../host-agent/migration/migration-record';
 import { RestartMigrationEffects } from '../../../host-agent/migration/restart-migration-effects';
-import { packState, reclaimStateDir, replacedStateDir, STATE_ARCHIVE, unpackState } from '../../../host-agent/migration/state-archive';
+import { packState, reclaimStateDir, replacedStateDir, STATE_ARCHIVE, tidyStateDir, unpackState } from '../../../host-agent/migration/state-archive';
 import type { DesiredShard } from '../../../host-agent/reconcile/desired-shard';
 import { FakeClock, MemoryJournalStore } from '../../helpers/migration-fakes';
 
@@ -118,6 +118,22 @@ describe('restart migration, the destination died while swapping in the state di
   });
 });
 
+describe('restart migration, the destination died mid-swap and the source host rebooted', () => {
+  it('the state directory is put back before reconcile starts the shard afresh from it', async () => {
+    const { work, calls, effects } = setUp({ sourceCgroup: false });
+    try {
+      const dir = join(work, 'state', 'db-0');
+      renameSync(dir, replacedStateDir(dir, 'm1'));
+      const record = { ...planMigration({ ...INPUT }, '2026-11-25T05:00:00.000Z'), abort: { reason: 'recovered in state restored before commit', from: 'restored' as const, cleanup: 'pending' as const } };
+      await effects.resumeSource(record);
+      expect(calls).toEqual(['source.discard']);
+      expect(readFileSync(join(dir, 'counter'), 'utf8')).toBe('41');
+    } finally {
+      rmSync(work, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('restart migration, the source host rebooted before the commit', () => {
   it('gives the shard back to reconcile (no cgroup to start it in) rather than failing every retry', async () => {
     const { work, calls, effects } = setUp({ sourceCgroup: false });
@@ -168,6 +184,52 @@ describe('state archive', () => {
       expect(readFileSync(join(work, 'to', 'counter'), 'utf8')).toBe('42');
       expect(readFileSync(join(work, 'fresh', 'counter'), 'utf8')).toBe('42');
       expect(readdirSync(work).sort()).toEqual(['fresh', 'from', 'state.tar', 'to']);
+    } finally {
+      rmSync(work, { recursive: true, force: true });
+    }
+  });
+
+  it('puts the old directory back when the new one cannot be renamed in', async () => {
+    const work = mkdtempSync(join(tmpdir(), 'sf-archive-'));
+    try {
+      mkdirSync(join(work, 'from'));
+      writeFileSync(join(work, 'from', 'counter'), '42');
+      await packState(join(work, 'from'), join(work, 'state.tar'));
+      mkdirSync(join(work, 'to'));
+      writeFileSync(join(work, 'to', 'counter'), '41');
+      // The second rename (the new directory in) fails, as it would with something recreated in its way.
+      const rename = jest.requireActual<typeof import('node:fs/promises')>('node:fs/promises').rename;
+      let renames = 0;
+      const fsPromises = require('node:fs/promises') as typeof import('node:fs/promises');
+      const spy = jest.spyOn(fsPromises, 'rename').mockImplementation(async (from, to) => {
+        renames += 1;
+        if (renames === 2) throw Object.assign(new Error(`ENOTEMPTY: directory not empty, rename '${String(from)}' -> '${String(to)}'`), { code: 'ENOTEMPTY' });
+        return rename(from, to);
+      });
+      try {
+        await expect(unpackState(join(work, 'state.tar'), join(work, 'to'), 'm1')).rejects.toThrow(/cannot put the unpacked state directory in place at .*ENOTEMPTY/);
+      } finally {
+        spy.mockRestore();
+      }
+      expect(readFileSync(join(work, 'to', 'counter'), 'utf8')).toBe('41');
+      expect(readdirSync(work).sort()).toEqual(['from', 'state.tar', 'to']);
+    } finally {
+      rmSync(work, { recursive: true, force: true });
+    }
+  });
+
+  it('tidies what an unpack stopped part-way left: its copy, and the old directory once a new one is in place', async () => {
+    const work = mkdtempSync(join(tmpdir(), 'sf-archive-'));
+    try {
+      const dir = join(work, 'to');
+      mkdirSync(`${dir}.incoming-m1`);
+      mkdirSync(replacedStateDir(dir, 'm1'));
+      mkdirSync(replacedStateDir(dir, 'm2')); // another migration's: not touched
+      await tidyStateDir(dir, 'm1');
+      expect(readdirSync(work).sort()).toEqual(['to.previous-m1', 'to.previous-m2']); // no `to`: the old one is all there is
+      mkdirSync(dir);
+      await tidyStateDir(dir, 'm1');
+      expect(readdirSync(work).sort()).toEqual(['to', 'to.previous-m2']);
     } finally {
       rmSync(work, { recursive: true, force: true });
     }
