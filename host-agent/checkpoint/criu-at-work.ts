@@ -11,6 +11,7 @@
  */
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { readProcStat } from '../runner/proc-info';
 
 export interface CheckpointTarget {
   /** The shard's PID-namespace init, when it has one. */
@@ -19,17 +20,34 @@ export interface CheckpointTarget {
   readonly freezeCgroup?: string;
 }
 
-/** Pids (ascending) of CRIU dump / pre-dump processes whose target is `target`; `procRoot` for tests. */
-export async function criuCheckpointing(target: CheckpointTarget, procRoot = '/proc'): Promise<number[]> {
+export interface CriuAtWork {
+  readonly pid: number;
+  /** How long it has run, when /proc tells (its start time against the uptime). */
+  readonly ageSeconds?: number;
+}
+
+/**
+ * Clock ticks per second of /proc/<pid>/stat's start time (USER_HZ): 100 on every architecture
+ * Linux runs us on (x86, arm64); node has no sysconf to ask.
+ */
+const USER_HZ = 100;
+
+/** CRIU dump / pre-dump processes (pids ascending) whose target is `target`; `procRoot` for tests. */
+export async function criuCheckpointing(target: CheckpointTarget, procRoot = '/proc'): Promise<CriuAtWork[]> {
   if (target.rootPid === undefined && target.freezeCgroup === undefined) return [];
   const entries = await readdir(procRoot).catch(() => [] as string[]);
-  const found: number[] = [];
+  const found: CriuAtWork[] = [];
+  let uptime: number | undefined;
   for (const entry of entries) {
     if (!/^\d+$/.test(entry)) continue;
     const cmdline = await readFile(join(procRoot, entry, 'cmdline'), 'utf8').catch(() => '');
-    if (cmdline !== '' && checkpoints(cmdline.split('\0'), target)) found.push(Number(entry));
+    if (cmdline === '' || !checkpoints(cmdline.split('\0'), target)) continue;
+    uptime ??= Number((await readFile(join(procRoot, 'uptime'), 'utf8').catch(() => '')).split(' ')[0]);
+    const started = (await readProcStat(Number(entry), procRoot))?.startTime;
+    const ageSeconds = started !== undefined && Number.isFinite(uptime) ? Math.max(0, uptime - started / USER_HZ) : undefined;
+    found.push({ pid: Number(entry), ...(ageSeconds !== undefined ? { ageSeconds } : {}) });
   }
-  return found.sort((a, b) => a - b);
+  return found.sort((a, b) => a.pid - b.pid);
 }
 
 /** Whether `argv` is CRIU (run directly or through a loader) dumping or pre-dumping `target`. */

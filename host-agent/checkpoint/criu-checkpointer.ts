@@ -52,6 +52,9 @@ export interface CriuRun {
 const JOIN_CGROUPS_THEN_EXEC =
   'n=$1; shift; i=0; while [ "$i" -lt "$n" ]; do echo $$ > "$1" || exit 125; shift; i=$((i+1)); done; exec "$@"';
 
+/** How long one CRIU run may take before the agent kills it (default of `timeoutMs`). */
+export const CRIU_TIMEOUT_MS = 120_000;
+
 export class CriuCheckpointer {
   private readonly timeoutMs: number;
   private readonly verbosity: number;
@@ -60,7 +63,7 @@ export class CriuCheckpointer {
     readonly criu: CriuInstallation,
     opts: CheckpointerOptions = {},
   ) {
-    this.timeoutMs = opts.timeoutMs ?? 120_000;
+    this.timeoutMs = opts.timeoutMs ?? CRIU_TIMEOUT_MS;
     this.verbosity = opts.verbosity ?? 4;
   }
 

@@ -8,7 +8,8 @@ import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { CgroupDriver } from '../cgroups/driver';
 import type { CriuCheckpointer } from '../checkpoint/criu-checkpointer';
-import { criuCheckpointing, type CheckpointTarget } from '../checkpoint/criu-at-work';
+import { criuCheckpointing, type CheckpointTarget, type CriuAtWork } from '../checkpoint/criu-at-work';
+import { CRIU_TIMEOUT_MS } from '../checkpoint/criu-checkpointer';
 import { imageBytes, listImageFiles, type ImageFile } from '../checkpoint/image-manifest';
 import type { DesiredShard } from '../reconcile/desired-shard';
 import type { ShardHandover } from '../reconcile/shard-handover';
@@ -44,7 +45,7 @@ export interface CheckpointEffectsDeps {
   /** Disk room for images and the size of a shard's image; default statfs and /proc (image-space.ts). */
   readonly space?: ImageSpace;
   /** CRIU processes still checkpointing a shard; default scans /proc (criu-at-work.ts). */
-  readonly criuAtWork?: (target: CheckpointTarget) => Promise<number[]>;
+  readonly criuAtWork?: (target: CheckpointTarget) => Promise<CriuAtWork[]>;
 }
 
 export class CheckpointMigrationEffects implements MigrationEffects {
@@ -282,7 +283,23 @@ export class CheckpointMigrationEffects implements MigrationEffects {
       const freezeCgroup = this.freezerDir(id);
       const busy = await (this.deps.criuAtWork ?? criuCheckpointing)({ ...(root ? { rootPid: root.pid } : {}), ...(freezeCgroup ? { freezeCgroup } : {}) });
       if (busy.length > 0) {
-        throw new MigrationError('TIMEOUT', `shard ${id} is still being checkpointed by CRIU (pid ${busy.join(', ')}, left running by an earlier run of this agent); it resumes once CRIU is done (retried), or kill that pid to resume it now`);
+        // The agent that started it would have killed it at CRIU's timeout; so do we, once it is
+        // that old (killed mid-dump, the workload runs on: docs/migration.md), rather than wait forever.
+        const overdue = busy.filter((c) => c.ageSeconds !== undefined && c.ageSeconds * 1000 > CRIU_TIMEOUT_MS);
+        for (const { pid } of overdue) {
+          try {
+            process.kill(pid, 'SIGKILL');
+          } catch {
+            // ended meanwhile
+          }
+        }
+        const pids = busy.map((c) => c.pid).join(', ');
+        throw new MigrationError(
+          'TIMEOUT',
+          overdue.length > 0
+            ? `shard ${id} was still being checkpointed by CRIU (pid ${pids}, left running by an earlier run of this agent) past CRIU's ${CRIU_TIMEOUT_MS / 1000} s timeout: killed; it resumes at the next try`
+            : `shard ${id} is still being checkpointed by CRIU (pid ${pids}, left running by an earlier run of this agent); it resumes once CRIU is done or at its ${CRIU_TIMEOUT_MS / 1000} s timeout (retried), or kill that pid to resume it now`,
+        );
       }
       await this.deps.driver.thaw(id);
       // `criu dump --leave-stopped` leaves the tasks ptrace-stopped: thawing is not enough.

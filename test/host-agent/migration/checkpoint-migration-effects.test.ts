@@ -40,7 +40,7 @@ const AT = '2026-11-25T05:00:00.000Z';
 
 const GiB = 2 ** 30;
 
-function setUp(root: string, opts: { shadow?: ShadowPreCopy; dumpFails?: string; freeBytes?: number; imageBytes?: number; cgroup?: boolean; root?: boolean; criuAtWork?: () => number[] } = {}) {
+function setUp(root: string, opts: { shadow?: ShadowPreCopy; dumpFails?: string; freeBytes?: number; imageBytes?: number; cgroup?: boolean; root?: boolean; criuAtWork?: () => { pid: number; ageSeconds?: number }[] } = {}) {
   const calls: string[] = [];
   const prepared: PrepareBody[] = [];
   const client = {
@@ -264,12 +264,17 @@ describe('checkpoint migration effects (source side)', () => {
   });
 
   it('does not resume a source that a CRIU dump left by the previous agent still holds: it would stop it again when done', async () => {
-    let working = [31337];
+    let working: { pid: number; ageSeconds?: number }[] = [{ pid: 31337, ageSeconds: 3 }];
     const { calls, effects } = setUp(join(dir.path, 'criu-at-work'), { criuAtWork: () => working });
     const record = { ...planMigration({ id: 'm8', fleet: 'f', shardId: 'web-8', applicationId: 'web', source: 'host-1', destination: 'host-2' }, AT), abort: { reason: 'recovered in state frozen before commit', from: 'frozen' as const, cleanup: 'pending' as const } };
     await expect(effects.resumeSource(record)).rejects.toMatchObject({
       code: 'TIMEOUT',
-      message: 'shard web-8 is still being checkpointed by CRIU (pid 31337, left running by an earlier run of this agent); it resumes once CRIU is done (retried), or kill that pid to resume it now',
+      message: 'shard web-8 is still being checkpointed by CRIU (pid 31337, left running by an earlier run of this agent); it resumes once CRIU is done or at its 120 s timeout (retried), or kill that pid to resume it now',
+    });
+    // Past CRIU's timeout it is killed, as the agent that started it would have (a pid that no longer exists here).
+    working = [{ pid: 2 ** 22 + 1, ageSeconds: 121 }];
+    await expect(effects.resumeSource(record)).rejects.toMatchObject({
+      message: `shard web-8 was still being checkpointed by CRIU (pid ${2 ** 22 + 1}, left running by an earlier run of this agent) past CRIU's 120 s timeout: killed; it resumes at the next try`,
     });
     expect(calls.filter((c) => c.startsWith('driver.') || c.startsWith('handover.'))).toEqual([]); // nothing touched
     working = [];

@@ -112,8 +112,8 @@ describePrivileged('CRIU checkpointer (real CRIU, cgroups, PID namespaces)', [re
     await source.freeze();
     let done = false;
     const dumping = criu.dump({ rootPid, freezeCgroup: source.freezer }, join(work, 'at-work-images')).finally(() => (done = true));
-    let seen: number[] = [];
-    let byCgroupOnly: number[] = [];
+    let seen: { pid: number; ageSeconds?: number }[] = [];
+    let byCgroupOnly: { pid: number; ageSeconds?: number }[] = [];
     // CRIU is spawned once the image directory exists: look until it is found or the dump ended.
     for (let i = 0; i < 2000 && !done && seen.length === 0; i += 1) {
       seen = await criuCheckpointing({ rootPid, freezeCgroup: source.freezer });
@@ -121,7 +121,9 @@ describePrivileged('CRIU checkpointer (real CRIU, cgroups, PID namespaces)', [re
     }
     await dumping;
     expect(seen).toHaveLength(1);
-    expect(byCgroupOnly).toEqual(seen);
+    expect(byCgroupOnly.map((c) => c.pid)).toEqual(seen.map((c) => c.pid));
+    expect(seen[0]!.ageSeconds).toBeGreaterThanOrEqual(0); // /proc gives its age
+    expect(seen[0]!.ageSeconds).toBeLessThan(120);
     expect(await criuCheckpointing({ rootPid: rootPid + 1, freezeCgroup: `${source.freezer}-other` })).toEqual([]);
     expect(await criuCheckpointing({ rootPid, freezeCgroup: source.freezer })).toEqual([]);
   });
