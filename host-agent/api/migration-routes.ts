@@ -192,14 +192,16 @@ export const migrationRoutes =
           }
           incoming.checkComplete(migration, manifest.round, manifest.files);
         }
-        for (const manifest of rounds) {
-          if (manifest.parent === null) continue;
-          const link = join(incoming.roundDir(migration, manifest.round), 'parent');
-          await rm(link, { force: true });
-          await symlink(join('..', String(manifest.parent)), link);
-        }
         const final = rounds[rounds.length - 1]!;
+        // Recorded before its first await: an abort arriving from here on waits for it.
         return settle(migration, async () => {
+          for (const manifest of rounds) {
+            if (manifest.parent === null) continue;
+            const link = join(incoming.roundDir(migration, manifest.round), 'parent');
+            await rm(link, { force: true });
+            await symlink(join('..', String(manifest.parent)), link);
+          }
+          if (migration.state !== 'prepared') throw new MigrationError('INVALID_TRANSITION', `migration ${migration.id} was aborted before it was restored; nothing was restored`);
           const pid = await deps.restorer.restore(incoming.roundDir(migration, final.round), { procsFiles: migration.procsFiles });
           // Aborted meanwhile: the abort, waiting for this restore, destroys the copy once it returns.
           if (migration.state !== 'prepared') throw new MigrationError('INVALID_TRANSITION', `migration ${migration.id} was aborted while it was restored; the copy is destroyed`);
@@ -224,6 +226,7 @@ export const migrationRoutes =
         incoming.checkComplete(migration, final.round, final.files);
         const { desired } = migration;
         const restarter = deps.restarter;
+        // Recorded before its first await: an abort arriving from here on waits for it.
         return settle(migration, async () => {
           await (restarter.unpack ?? unpackState)(join(incoming.roundDir(migration, final.round), STATE_ARCHIVE), join(desired.stateDirectory, desired.shardId), migration.id);
           // An abort that came during the unpack waits for this request: start nothing, it destroys the rest.

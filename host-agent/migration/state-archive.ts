@@ -13,6 +13,12 @@ import { MigrationError } from './migration-error';
 
 const execFileAsync = promisify(execFile);
 
+/**
+ * A tar that hangs (a stuck network file system) is killed after 15 min: an abort waits for
+ * the unpack in flight, and must not wait forever. Generous: state directories can be large.
+ */
+const TAR_OPTIONS = { maxBuffer: 1 << 20, timeout: 15 * 60_000, killSignal: 'SIGKILL' as const };
+
 /** The tar file name inside a migration round (matches the upload route's file-name pattern). */
 export const STATE_ARCHIVE = 'state.tar';
 
@@ -20,7 +26,7 @@ export const STATE_ARCHIVE = 'state.tar';
 export async function packState(dir: string, archive: string): Promise<void> {
   await mkdir(dir, { recursive: true });
   try {
-    await execFileAsync('tar', ['--create', '--file', archive, '--directory', dir, '.'], { maxBuffer: 1 << 20 });
+    await execFileAsync('tar', ['--create', '--file', archive, '--directory', dir, '.'], TAR_OPTIONS);
   } catch (error) {
     throw new MigrationError('TRANSFER_FAILED', `cannot pack the state directory ${dir}: ${(error as Error).message}`);
   }
@@ -43,7 +49,7 @@ export async function unpackState(archive: string, dir: string, tag: string): Pr
   await rm(incoming, { recursive: true, force: true });
   await mkdir(incoming, { recursive: true });
   try {
-    await execFileAsync('tar', ['--extract', '--file', archive, '--directory', incoming], { maxBuffer: 1 << 20 });
+    await execFileAsync('tar', ['--extract', '--file', archive, '--directory', incoming], TAR_OPTIONS);
   } catch (error) {
     await rm(incoming, { recursive: true, force: true });
     throw new MigrationError('TRANSFER_FAILED', `cannot unpack the state directory into ${dir}: ${(error as Error).message}`);

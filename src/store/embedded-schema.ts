@@ -61,7 +61,8 @@ export interface OpenOptions {
  * exclusive lock, and SQLite answers SQLITE_BUSY at once, without waiting, where waiting could
  * deadlock. Two agents opening one new shared file at the same instant then failed with
  * "database is locked" (reproduced: 8 processes at once, 2 rounds in 10 lost some). Opening
- * is retried with a short jittered pause until `busyTimeoutMs` has passed.
+ * is retried with a short jittered pause until `busyTimeoutMs` has passed (an attempt started
+ * just before then may itself wait up to busy_timeout: opening blocks for at most about twice it).
  */
 export function openStoreDatabase(path: string, options: OpenOptions): Database.Database {
   const deadline = Date.now() + Math.max(0, options.busyTimeoutMs);
@@ -69,7 +70,8 @@ export function openStoreDatabase(path: string, options: OpenOptions): Database.
     try {
       return openOnce(path, options);
     } catch (error) {
-      if ((error as { code?: string }).code !== 'SQLITE_BUSY' || Date.now() >= deadline) throw error;
+      // SQLITE_BUSY and its extended codes (SQLITE_BUSY_RECOVERY: another opener recovering the WAL).
+      if (!String((error as { code?: string }).code).startsWith('SQLITE_BUSY') || Date.now() >= deadline) throw error;
       pause(Math.min(5 * attempt, 50) + Math.floor(Math.random() * 10));
     }
   }

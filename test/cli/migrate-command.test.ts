@@ -87,7 +87,7 @@ describe('shardform migrate', () => {
     const result = await runCli('migrate', 'web-4', '--to', 'host-2', '--agent', agent.url, '--token-file', tokenFile);
     expect(result.code).toBe(1);
     expect(result.stderr).toContain('agent answered 500: abort at http://10.0.0.2:7101 failed: connect ECONNREFUSED 10.0.0.2:7101');
-    expect(result.stderr).toContain('the agent finishes or undoes this migration on its own (retried every reconcile, 10 s); GET /v1/migrations on it shows where it stands');
+    expect(result.stderr).toContain('if the migration was journaled, the agent finishes or undoes it on its own (retried every reconcile, 10 s); GET /v1/migrations on it shows where it stands');
   });
 
   it('exits 1 with the agent\'s refusal for an unknown destination or shard', async () => {

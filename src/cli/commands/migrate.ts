@@ -53,7 +53,7 @@ export function registerMigrateCommand(program: Command, io: Io): void {
           io.err(`error: ${error.message}`);
           // A 500 is a migration that failed part-way (e.g. its abort could not reach the destination):
           // the journal holds it, and the source agent's recovery finishes it.
-          if (error.status === 500) io.err(`the agent finishes or undoes this migration on its own (retried every reconcile, 10 s); GET /v1/migrations on it shows where it stands`);
+          if (error.status === 500) io.err(`if the migration was journaled, the agent finishes or undoes it on its own (retried every reconcile, 10 s); GET /v1/migrations on it shows where it stands`);
           throw new ExitWith(EXIT_FAILURE);
         }
         throw error;
