@@ -13,9 +13,12 @@
  *   complete), the shard runs on exactly one host, supervised there, and counts on;
  * - its state is never lost: the counter never falls back to a fresh start.
  *
+ * SHARDFORM_CRASH_PARTITIONS=1 adds rounds that cut the destination's link for 2-15 s instead
+ * of killing anything (slow: requests wait out their timeouts).
  * SHARDFORM_CRASH_ROUNDS (default 6) and SHARDFORM_CRASH_SEED (default 1) make a longer or
  * another campaign; a failure names the seed, the round and what was killed when, and keeps the
- * agents' logs. SHARDFORM_CRASH_TRACE=FILE writes every reading of the watcher there.
+ * agents' logs. SHARDFORM_CRASH_TRACE=FILE writes every reading of the watcher there, and the
+ * story of the rounds (lines starting with #).
  * (The seed fixes the kill instants relative to a measured migration; the machine's timing
  * still varies, so two runs of one seed are alike, not identical.)
  */
@@ -23,6 +26,7 @@ import { appendFileSync, copyFileSync, existsSync, mkdtempSync, readdirSync, rea
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { detectCgroupDriver } from '../../../host-agent/cgroups/detect';
+import { cutLink, restoreLink } from '../../../src/dev/netns-hosts';
 import type { CgroupDriver } from '../../../host-agent/cgroups/driver';
 import { MigrationJournal } from '../../../host-agent/migration/migration-journal';
 import { placeShards } from '../../../policies/initial-placement';
@@ -46,7 +50,10 @@ const MiB = 2 ** 20;
 const SHARD = 'counter-0';
 const WORKLOAD_MIB = 16;
 
-type Victim = 'source' | 'destination' | 'both';
+/** With SHARDFORM_CRASH_PARTITIONS=1 some rounds cut the destination's link instead (2-15 s; slow: timeouts). */
+const PARTITIONS = process.env.SHARDFORM_CRASH_PARTITIONS === '1';
+
+type Victim = 'source' | 'destination' | 'both' | 'partition';
 
 describePrivileged('crash campaign: agents killed at random instants of migrations, the shard runs exactly once', [requireCgroups, requireNetns, requireCriu, requirePython], () => {
   const hosts = useNetnsHosts(2, 'cc');
@@ -123,7 +130,8 @@ describePrivileged('crash campaign: agents killed at random instants of migratio
 
       for (let round = 1; round <= ROUNDS; round += 1) {
         const destination = other(f, home);
-        const victim: Victim = (['source', 'destination', 'both'] as const)[Math.floor(random() * 3)]!;
+        const victims = PARTITIONS ? (['source', 'destination', 'both', 'partition'] as const) : (['source', 'destination', 'both'] as const);
+        const victim: Victim = victims[Math.floor(random() * victims.length)]!;
         const preCopy = strategy === 'checkpoint' && random() < 0.5;
         const delayMs = Math.floor(random() * span * (preCopy ? 2.5 : 1.3));
         const pauseMs = Math.floor(random() * 1500);
@@ -134,12 +142,25 @@ describePrivileged('crash campaign: agents killed at random instants of migratio
 
         const migration = home.api('/v1/migrations', { method: 'POST', body: JSON.stringify({ shardId: SHARD, to: destination.host.id, preCopy }) }).catch((error: Error) => ({ status: 0, body: error.message }));
         await sleep(delayMs);
-        const killed = victim === 'both' ? [home, destination] : [victim === 'source' ? home : destination];
-        await Promise.all(killed.map((a) => a.stop('SIGKILL')));
-        const answer = await migration;
-        story.push(`  the migration request answered ${answer.status} ${JSON.stringify(answer.body).slice(0, 160)}`);
-        await sleep(pauseMs);
-        for (const agent of killed) agent.start();
+        if (victim === 'partition') {
+          const cutMs = 2000 + Math.floor(random() * 13_000);
+          story.push(`  link of ${destination.host.id} cut for ${cutMs} ms`);
+          await cutLink(destination.host);
+          try {
+            await sleep(cutMs);
+          } finally {
+            await restoreLink(destination.host);
+          }
+          const answer = await migration;
+          story.push(`  the migration request answered ${answer.status} ${JSON.stringify(answer.body).slice(0, 160)}`);
+        } else {
+          const killed = victim === 'both' ? [home, destination] : [victim === 'source' ? home : destination];
+          await Promise.all(killed.map((a) => a.stop('SIGKILL')));
+          const answer = await migration;
+          story.push(`  the migration request answered ${answer.status} ${JSON.stringify(answer.body).slice(0, 160)}`);
+          await sleep(pauseMs);
+          for (const agent of killed) agent.start();
+        }
         await bothListening(f);
 
         home = await settled(f, journal, cgroups, stateFile, story);
@@ -157,6 +178,7 @@ describePrivileged('crash campaign: agents killed at random instants of migratio
       throw new Error(`crash campaign (${strategy}) failed (seed ${SEED}, rerun with SHARDFORM_CRASH_SEED=${SEED}; agent logs kept in ${kept}):\n${story.join('\n')}\n${(error as Error).message}`);
     } finally {
       await watch.stop();
+      if (TRACE) appendFileSync(TRACE, `${story.map((line) => `# ${line}`).join('\n')}\n`);
     }
     expect(watch.samples()).toBeGreaterThan(ROUNDS * 10); // the watcher really watched
     expect(watch.overlaps()).toEqual([]);
