@@ -384,6 +384,9 @@ export class ShardSupervisor {
         }
         await this.killLeftovers();
       }
+      // Killed while frozen, the cgroup may still be (v2 kills frozen tasks without a thaw); it
+      // is empty now, and a next run in it (a replace) must not start frozen.
+      if (frozen && graceSeconds <= 0) await this.deps.driver.thaw(id);
     }
     this.stateValue = 'stopped';
     this.adoptedValue = false;

@@ -279,9 +279,25 @@ describe('ShardKeeper (fake driver and launcher)', () => {
     const onKill = driver.onKill;
     driver.onKill = (id, signal) => (order.push(`kill ${signal}`), onKill?.(id, signal));
     await k.discard('web-0');
-    expect(order[0]).toBe('kill SIGKILL');
-    expect(order).not.toContain('thaw'); // the driver's killAll thaws after signalling where its freezer needs it
+    // The driver's killAll thaws after signalling where its freezer needs it; the supervisor's own thaw comes once it is empty.
+    expect(order).toEqual(['kill SIGKILL', 'thaw']);
     expect(driver.cgroups.has('web-0')).toBe(false);
+  });
+
+  it('replaces a frozen shard without grace: killed while frozen, then thawed empty, so the new run does not start frozen', async () => {
+    const k = keeper();
+    await k.start();
+    await k.apply([desired('web-0')]);
+    await driver.freeze('web-0');
+    const order: string[] = [];
+    const thaw = driver.thaw.bind(driver);
+    driver.thaw = async (id) => (order.push(`thaw, ${driver.cgroups.get(id)!.pids.length} pids`), thaw(id));
+    const onKill = driver.onKill;
+    driver.onKill = (id, signal) => (order.push(`kill ${signal}`), onKill?.(id, signal));
+    await k.apply([desired('web-0', { command: ['/bin/other'] })]);
+    expect(order).toEqual(['kill SIGKILL', 'thaw, 0 pids']);
+    expect(driver.cgroups.get('web-0')?.frozen).toBe(false);
+    expect(k.status()[0]).toMatchObject({ state: 'running' });
   });
 
   it('a graceful stop of a frozen shard thaws it first, so the workload can handle SIGTERM', async () => {
