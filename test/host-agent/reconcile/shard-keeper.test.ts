@@ -267,17 +267,23 @@ describe('ShardKeeper (fake driver and launcher)', () => {
     expect(sink.ofType('restarting')).toEqual([]);
   });
 
+  /** The driver's thaws and kills, in order (`withPids`: how many pids a thaw found). */
+  function recordThawsAndKills(withPids = false): string[] {
+    const order: string[] = [];
+    const thaw = driver.thaw.bind(driver);
+    driver.thaw = async (id) => (order.push(withPids ? `thaw, ${driver.cgroups.get(id)!.pids.length} pids` : 'thaw'), thaw(id));
+    const onKill = driver.onKill;
+    driver.onKill = (id, signal) => (order.push(`kill ${signal}`), onKill?.(id, signal));
+    return order;
+  }
+
   it('discards a frozen shard (a released migration source) by killing it while frozen, never thawing it first', async () => {
     const k = keeper();
     await k.start();
     await k.apply([desired('web-0')]);
     await k.release('web-0');
     await driver.freeze('web-0');
-    const order: string[] = [];
-    const thaw = driver.thaw.bind(driver);
-    driver.thaw = async (id) => (order.push('thaw'), thaw(id));
-    const onKill = driver.onKill;
-    driver.onKill = (id, signal) => (order.push(`kill ${signal}`), onKill?.(id, signal));
+    const order = recordThawsAndKills();
     await k.discard('web-0');
     // The driver's killAll thaws after signalling where its freezer needs it; the supervisor's own thaw comes once it is empty.
     expect(order).toEqual(['kill SIGKILL', 'thaw']);
@@ -289,11 +295,7 @@ describe('ShardKeeper (fake driver and launcher)', () => {
     await k.start();
     await k.apply([desired('web-0')]);
     await driver.freeze('web-0');
-    const order: string[] = [];
-    const thaw = driver.thaw.bind(driver);
-    driver.thaw = async (id) => (order.push(`thaw, ${driver.cgroups.get(id)!.pids.length} pids`), thaw(id));
-    const onKill = driver.onKill;
-    driver.onKill = (id, signal) => (order.push(`kill ${signal}`), onKill?.(id, signal));
+    const order = recordThawsAndKills(true);
     await k.apply([desired('web-0', { command: ['/bin/other'] })]);
     expect(order).toEqual(['kill SIGKILL', 'thaw, 0 pids']);
     expect(driver.cgroups.get('web-0')?.frozen).toBe(false);
@@ -305,11 +307,7 @@ describe('ShardKeeper (fake driver and launcher)', () => {
     await k.start();
     await k.apply([desired('web-0')]);
     await driver.freeze('web-0');
-    const order: string[] = [];
-    const thaw = driver.thaw.bind(driver);
-    driver.thaw = async (id) => (order.push('thaw'), thaw(id));
-    const onKill = driver.onKill;
-    driver.onKill = (id, signal) => (order.push(`kill ${signal}`), onKill?.(id, signal));
+    const order = recordThawsAndKills();
     const graceful = new ShardKeeper({ driver, sink, stateDirectory: join(dir, 'agent'), launcher, probe: launcher, pollIntervalMs: 20, graceSeconds: 1 });
     keepers.push(graceful);
     await k.close();
