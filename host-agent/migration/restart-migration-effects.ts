@@ -116,7 +116,12 @@ export class RestartMigrationEffects implements MigrationEffects {
     // On a file system both hosts share, a destination that died while swapping in the state
     // directory left the source's own aside: put it back before anything starts from it (here,
     // or reconcile after a reboot).
-    const desired = await this.deps.describe(record.shardId).catch(() => undefined); // no longer in the plan: nothing to start from
+    // Only "not one this host should run" (no longer in the plan here) skips it; any other failure
+    // (the store unreadable) is retried rather than starting the shard without its state.
+    const desired = await this.deps.describe(record.shardId).catch((error: unknown) => {
+      if (error instanceof MigrationError && error.code === 'INVALID_MIGRATION') return undefined;
+      throw error;
+    });
     if (desired) await reclaimStateDir(join(desired.stateDirectory, record.shardId), record.id);
     if (!(await this.deps.driver.exists(record.shardId))) await this.deps.handover.discard(record.shardId);
     else if ((await this.deps.driver.pids(record.shardId)).length > 0) await this.deps.handover.adopt(record.shardId);

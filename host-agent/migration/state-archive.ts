@@ -7,7 +7,8 @@
  */
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, rename, rm } from 'node:fs/promises';
+import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { MigrationError } from './migration-error';
 
@@ -54,6 +55,8 @@ export async function unpackState(archive: string, dir: string, tag: string): Pr
     await rm(incoming, { recursive: true, force: true });
     throw new MigrationError('TRANSFER_FAILED', `cannot unpack the state directory into ${dir}: ${(error as Error).message}`);
   }
+  // Marks the unpacked copy as this migration's: only with the mark in `dir` may the old one be removed.
+  await writeFile(join(incoming, unpackedMark(tag)), '');
   const previous = replacedStateDir(dir, tag);
   await rm(previous, { recursive: true, force: true });
   const hadOne = await rename(dir, previous).then(
@@ -67,11 +70,18 @@ export async function unpackState(archive: string, dir: string, tag: string): Pr
     await rename(incoming, dir);
   } catch (error) {
     // Not swapped in: the old directory goes back where it was, the new one away.
+    // If that fails too, both stay: whatever is at `dir` has no mark, so nothing removes the old one.
     if (hadOne) await rename(previous, dir).catch(() => undefined);
     await rm(incoming, { recursive: true, force: true });
     throw new MigrationError('TRANSFER_FAILED', `cannot put the unpacked state directory in place at ${dir}: ${(error as Error).message}`);
   }
   await rm(previous, { recursive: true, force: true });
+  await rm(join(dir, unpackedMark(tag)), { force: true });
+}
+
+/** The file that marks a state directory as unpacked by migration `tag` until its swap is finished. */
+function unpackedMark(tag: string): string {
+  return `.shardform-unpacked-${tag}`;
 }
 
 /**
@@ -89,10 +99,15 @@ export async function reclaimStateDir(dir: string, tag: string): Promise<boolean
 
 /**
  * Removes what an unpackState of migration `tag` left beside `dir` when it stopped part-way:
- * its unpacked copy, and the old directory once `dir` is in place. Both sides call it at the
+ * its unpacked copy, and the old directory once `dir` is its new copy (marked so). Both sides call it at the
  * end of a migration (on a shared file system the destination's leftovers are beside the source's).
  */
 export async function tidyStateDir(dir: string, tag: string): Promise<void> {
   await rm(`${dir}.incoming-${tag}`, { recursive: true, force: true });
-  if (existsSync(dir)) await rm(replacedStateDir(dir, tag), { recursive: true, force: true });
+  // The old directory goes only when `dir` is this migration's unpacked copy (its mark is in it):
+  // anything else at `dir` may be in the way of a swap that failed, and the old one the real state.
+  if (existsSync(join(dir, unpackedMark(tag)))) {
+    await rm(replacedStateDir(dir, tag), { recursive: true, force: true });
+    await rm(join(dir, unpackedMark(tag)), { force: true });
+  }
 }

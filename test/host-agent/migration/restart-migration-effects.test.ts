@@ -13,7 +13,7 @@ import { FakeClock, MemoryJournalStore } from '../../helpers/migration-fakes';
 const INPUT: NewMigration = { id: 'm1', fleet: 'f', shardId: 'db-0', applicationId: 'db', source: 'host-1', destination: 'host-2', strategy: 'restart', timeoutSeconds: 60 };
 
 /** Records every hand-over and destination call in order; `failOn` makes one of them throw. */
-function setUp(opts: { failOn?: string; sourcePids?: number[]; sourceCgroup?: boolean } = {}) {
+function setUp(opts: { failOn?: string; sourcePids?: number[]; sourceCgroup?: boolean; describeFails?: Error } = {}) {
   const work = mkdtempSync(join(tmpdir(), 'sf-restart-'));
   const desired: DesiredShard = { shardId: 'db-0', applicationId: 'db', limits: { cpuCores: 1 }, command: ['/bin/db'], env: {}, stateDirectory: join(work, 'state') };
   mkdirSync(join(work, 'state', 'db-0'), { recursive: true });
@@ -39,7 +39,10 @@ function setUp(opts: { failOn?: string; sourcePids?: number[]; sourceCgroup?: bo
       adopt: async (id) => (await step('source.adopt'), { shardId: id, applicationId: 'db', state: 'running', restarts: 0, adopted: true, frozen: false, limits: {} }),
       discard: async () => step('source.discard'),
     },
-    describe: async () => desired,
+    describe: async () => {
+      if (opts.describeFails) throw opts.describeFails;
+      return desired;
+    },
     client: () => ({
       prepare: async () => step('dest.prepare'),
       uploadRound: async (_id: string, _round: number, dir: string, files: readonly { name: string; bytes: number }[]) => {
@@ -118,6 +121,19 @@ describe('restart migration, the destination died while swapping in the state di
   });
 });
 
+describe('restart migration, resuming the source while its definition cannot be read', () => {
+  it('starts nothing and fails (recovery retries), rather than starting the shard without a state directory left aside', async () => {
+    const { work, calls, effects } = setUp({ describeFails: new Error('store unavailable: etcd request timed out') });
+    try {
+      const record = { ...planMigration({ ...INPUT }, '2026-11-25T05:00:00.000Z'), abort: { reason: 'recovered in state restored before commit', from: 'restored' as const, cleanup: 'pending' as const } };
+      await expect(effects.resumeSource(record)).rejects.toThrow('etcd request timed out');
+      expect(calls).toEqual([]);
+    } finally {
+      rmSync(work, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('restart migration, the destination died mid-swap and the source host rebooted', () => {
   it('the state directory is put back before reconcile starts the shard afresh from it', async () => {
     const { work, calls, effects } = setUp({ sourceCgroup: false });
@@ -143,6 +159,8 @@ describe('restart migration, the source host rebooted before the commit', () => 
     expect(calls).toEqual(['source.discard']);
   });
 });
+
+const fsPromises = require('node:fs/promises') as typeof import('node:fs/promises');
 
 describe('state archive', () => {
   it('carries a state directory (files, sub-directories) into a directory whose old content it replaces', async () => {
@@ -200,7 +218,6 @@ describe('state archive', () => {
       // The second rename (the new directory in) fails, as it would with something recreated in its way.
       const rename = jest.requireActual<typeof import('node:fs/promises')>('node:fs/promises').rename;
       let renames = 0;
-      const fsPromises = require('node:fs/promises') as typeof import('node:fs/promises');
       const spy = jest.spyOn(fsPromises, 'rename').mockImplementation(async (from, to) => {
         renames += 1;
         if (renames === 2) throw Object.assign(new Error(`ENOTEMPTY: directory not empty, rename '${String(from)}' -> '${String(to)}'`), { code: 'ENOTEMPTY' });
@@ -213,6 +230,27 @@ describe('state archive', () => {
       }
       expect(readFileSync(join(work, 'to', 'counter'), 'utf8')).toBe('41');
       expect(readdirSync(work).sort()).toEqual(['from', 'state.tar', 'to']);
+
+      // Worse: the rename back fails too (something recreated at `to`). The old directory stays
+      // aside, and a later tidy must not take what is at `to` for the new copy.
+      let failing = 0;
+      const both = jest.spyOn(fsPromises, 'rename').mockImplementation(async (from, to) => {
+        failing += 1;
+        if (failing === 2) {
+          mkdirSync(join(work, 'to'));
+          writeFileSync(join(work, 'to', 'stray'), 'x');
+          throw Object.assign(new Error('ENOTEMPTY: directory not empty'), { code: 'ENOTEMPTY' });
+        }
+        if (failing === 3) throw Object.assign(new Error('ENOTEMPTY: directory not empty'), { code: 'ENOTEMPTY' });
+        return rename(from, to);
+      });
+      try {
+        await expect(unpackState(join(work, 'state.tar'), join(work, 'to'), 'm1')).rejects.toThrow(/cannot put the unpacked state directory in place/);
+      } finally {
+        both.mockRestore();
+      }
+      await tidyStateDir(join(work, 'to'), 'm1');
+      expect(readFileSync(join(replacedStateDir(join(work, 'to'), 'm1'), 'counter'), 'utf8')).toBe('41'); // the real state is kept
     } finally {
       rmSync(work, { recursive: true, force: true });
     }
@@ -227,9 +265,15 @@ describe('state archive', () => {
       mkdirSync(replacedStateDir(dir, 'm2')); // another migration's: not touched
       await tidyStateDir(dir, 'm1');
       expect(readdirSync(work).sort()).toEqual(['to.previous-m1', 'to.previous-m2']); // no `to`: the old one is all there is
+      // Something at `to` that is not this migration's copy (in the way of a failed swap): the old one may be the real state.
       mkdirSync(dir);
       await tidyStateDir(dir, 'm1');
+      expect(readdirSync(work).sort()).toEqual(['to', 'to.previous-m1', 'to.previous-m2']);
+      // This migration's copy, swapped in before the unpack stopped (its mark still in it): the old one goes, and the mark.
+      writeFileSync(join(dir, '.shardform-unpacked-m1'), '');
+      await tidyStateDir(dir, 'm1');
       expect(readdirSync(work).sort()).toEqual(['to', 'to.previous-m2']);
+      expect(readdirSync(dir)).toEqual([]);
     } finally {
       rmSync(work, { recursive: true, force: true });
     }
