@@ -24,6 +24,8 @@ export interface CriuAtWork {
   readonly pid: number;
   /** How long it has run, when /proc tells (its start time against the uptime). */
   readonly ageSeconds?: number;
+  /** Its start time (stat field 22): with the pid, its identity, to re-check before a kill. */
+  readonly startTime?: number;
 }
 
 /**
@@ -45,7 +47,7 @@ export async function criuCheckpointing(target: CheckpointTarget, procRoot = '/p
     uptime ??= Number((await readFile(join(procRoot, 'uptime'), 'utf8').catch(() => '')).split(' ')[0]);
     const started = (await readProcStat(Number(entry), procRoot))?.startTime;
     const ageSeconds = started !== undefined && Number.isFinite(uptime) ? Math.max(0, uptime - started / USER_HZ) : undefined;
-    found.push({ pid: Number(entry), ...(ageSeconds !== undefined ? { ageSeconds } : {}) });
+    found.push({ pid: Number(entry), ...(ageSeconds !== undefined ? { ageSeconds } : {}), ...(started !== undefined ? { startTime: started } : {}) });
   }
   return found.sort((a, b) => a.pid - b.pid);
 }

@@ -13,7 +13,7 @@ import { CRIU_TIMEOUT_MS } from '../checkpoint/criu-checkpointer';
 import { imageBytes, listImageFiles, type ImageFile } from '../checkpoint/image-manifest';
 import type { DesiredShard } from '../reconcile/desired-shard';
 import type { ShardHandover } from '../reconcile/shard-handover';
-import { findNamespaceInit } from '../runner/proc-info';
+import { findNamespaceInit, isSameProcessAlive } from '../runner/proc-info';
 import type { RoundManifest } from '../api/migration-schemas';
 import type { MigrationClient } from './migration-client';
 import type { MigrationEffects } from './migration-effects';
@@ -286,7 +286,9 @@ export class CheckpointMigrationEffects implements MigrationEffects {
         // The agent that started it would have killed it at CRIU's timeout; so do we, once it is
         // that old (killed mid-dump, the workload runs on: docs/migration.md), rather than wait forever.
         const overdue = busy.filter((c) => c.ageSeconds !== undefined && c.ageSeconds * 1000 > CRIU_TIMEOUT_MS);
-        for (const { pid } of overdue) {
+        for (const { pid, startTime } of overdue) {
+          // Still the same process (a pid can be reused once it ended): same start time.
+          if (startTime === undefined || !(await isSameProcessAlive(pid, startTime))) continue;
           try {
             process.kill(pid, 'SIGKILL');
           } catch {
@@ -297,7 +299,7 @@ export class CheckpointMigrationEffects implements MigrationEffects {
         throw new MigrationError(
           'TIMEOUT',
           overdue.length > 0
-            ? `shard ${id} was still being checkpointed by CRIU (pid ${pids}, left running by an earlier run of this agent) past CRIU's ${CRIU_TIMEOUT_MS / 1000} s timeout: killed; it resumes at the next try`
+            ? `shard ${id} was still being checkpointed by CRIU (pid ${pids}, left running by an earlier run of this agent) past CRIU's ${CRIU_TIMEOUT_MS / 1000} s timeout: killed (or gone); it resumes at the next try`
             : `shard ${id} is still being checkpointed by CRIU (pid ${pids}, left running by an earlier run of this agent); it resumes once CRIU is done or at its ${CRIU_TIMEOUT_MS / 1000} s timeout (retried), or kill that pid to resume it now`,
         );
       }

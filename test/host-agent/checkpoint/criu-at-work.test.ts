@@ -38,7 +38,7 @@ describe('CRIU still checkpointing a shard', () => {
       writeFileSync(join(dir.path, 'uptime'), '1000.50 1900.00\n');
       // Started 500 s after boot (50000 ticks at 100 Hz); 120's stat is unreadable: no age.
       writeFileSync(join(dir.path, '35', 'stat'), `35 (criu) S 1 35 35 0 -1 4194560 0 0 0 0 0 0 0 0 20 0 1 0 50000 0 0\n`);
-      expect(await criuCheckpointing({ rootPid: 4242, freezeCgroup: FREEZER }, dir.path)).toEqual([{ pid: 35, ageSeconds: 500.5 }, { pid: 120 }]);
+      expect(await criuCheckpointing({ rootPid: 4242, freezeCgroup: FREEZER }, dir.path)).toEqual([{ pid: 35, ageSeconds: 500.5, startTime: 50000 }, { pid: 120 }]);
       expect(await criuCheckpointing({ freezeCgroup: FREEZER }, dir.path)).toEqual([{ pid: 120 }]);
       expect(await criuCheckpointing({}, dir.path)).toEqual([]);
       expect(await criuCheckpointing({ rootPid: 4242 }, join(dir.path, 'missing'))).toEqual([]);

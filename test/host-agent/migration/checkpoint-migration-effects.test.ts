@@ -1,4 +1,6 @@
+import { spawn } from 'node:child_process';
 import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { readProcStat } from '../../../host-agent/runner/proc-info';
 import { join } from 'node:path';
 import { CheckpointMigrationEffects } from '../../../host-agent/migration/checkpoint-migration-effects';
 import type { MigrationClient } from '../../../host-agent/migration/migration-client';
@@ -40,7 +42,7 @@ const AT = '2026-11-25T05:00:00.000Z';
 
 const GiB = 2 ** 30;
 
-function setUp(root: string, opts: { shadow?: ShadowPreCopy; dumpFails?: string; freeBytes?: number; imageBytes?: number; cgroup?: boolean; root?: boolean; criuAtWork?: () => { pid: number; ageSeconds?: number }[] } = {}) {
+function setUp(root: string, opts: { shadow?: ShadowPreCopy; dumpFails?: string; freeBytes?: number; imageBytes?: number; cgroup?: boolean; root?: boolean; criuAtWork?: () => { pid: number; ageSeconds?: number; startTime?: number }[] } = {}) {
   const calls: string[] = [];
   const prepared: PrepareBody[] = [];
   const client = {
@@ -264,18 +266,30 @@ describe('checkpoint migration effects (source side)', () => {
   });
 
   it('does not resume a source that a CRIU dump left by the previous agent still holds: it would stop it again when done', async () => {
-    let working: { pid: number; ageSeconds?: number }[] = [{ pid: 31337, ageSeconds: 3 }];
+    let working: { pid: number; ageSeconds?: number; startTime?: number }[] = [{ pid: 31337, ageSeconds: 3 }];
     const { calls, effects } = setUp(join(dir.path, 'criu-at-work'), { criuAtWork: () => working });
     const record = { ...planMigration({ id: 'm8', fleet: 'f', shardId: 'web-8', applicationId: 'web', source: 'host-1', destination: 'host-2' }, AT), abort: { reason: 'recovered in state frozen before commit', from: 'frozen' as const, cleanup: 'pending' as const } };
     await expect(effects.resumeSource(record)).rejects.toMatchObject({
       code: 'TIMEOUT',
       message: 'shard web-8 is still being checkpointed by CRIU (pid 31337, left running by an earlier run of this agent); it resumes once CRIU is done or at its 120 s timeout (retried), or kill that pid to resume it now',
     });
-    // Past CRIU's timeout it is killed, as the agent that started it would have (a pid that no longer exists here).
-    working = [{ pid: 2 ** 22 + 1, ageSeconds: 121 }];
-    await expect(effects.resumeSource(record)).rejects.toMatchObject({
-      message: `shard web-8 was still being checkpointed by CRIU (pid ${2 ** 22 + 1}, left running by an earlier run of this agent) past CRIU's 120 s timeout: killed; it resumes at the next try`,
-    });
+    // Past CRIU's timeout it is killed, as the agent that started it would have: a real process
+    // stands in for the orphaned CRIU; a pid whose start time differs (reused) is left alone.
+    const orphan = spawn('sleep', ['100'], { stdio: 'ignore' });
+    const exited = new Promise<string | null>((resolve) => orphan.once('exit', (_code, signal) => resolve(signal)));
+    try {
+      const started = (await readProcStat(orphan.pid!))!.startTime;
+      working = [{ pid: orphan.pid!, ageSeconds: 121, startTime: started + 1 }];
+      await expect(effects.resumeSource(record)).rejects.toMatchObject({ message: expect.stringContaining('killed (or gone)') });
+      expect(orphan.exitCode === null && orphan.signalCode === null).toBe(true); // not the same process: spared
+      working = [{ pid: orphan.pid!, ageSeconds: 121, startTime: started }];
+      await expect(effects.resumeSource(record)).rejects.toMatchObject({
+        message: `shard web-8 was still being checkpointed by CRIU (pid ${orphan.pid}, left running by an earlier run of this agent) past CRIU's 120 s timeout: killed (or gone); it resumes at the next try`,
+      });
+      expect(await exited).toBe('SIGKILL');
+    } finally {
+      orphan.kill('SIGKILL');
+    }
     expect(calls.filter((c) => c.startsWith('driver.') || c.startsWith('handover.'))).toEqual([]); // nothing touched
     working = [];
     await effects.resumeSource(record);
