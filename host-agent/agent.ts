@@ -81,6 +81,9 @@ export interface AgentOptions {
 /** Present (value 'true') while the host is drained; read at start so a restart keeps shards stopped. */
 export const DRAINED_KEY = (hostId: string) => `/hosts/${hostId}/drained`;
 
+/** How long stop() waits for a migration recovery pass in progress before closing what it uses. */
+const RECOVERY_STOP_WAIT_MS = 15_000;
+
 export class Agent implements DrainControl {
   readonly metrics = new AgentMetrics();
   private planSource!: PlanSource;
@@ -244,6 +247,14 @@ export class Agent implements DrainControl {
     await this.sampler?.stop();
     await this.forecast?.stop();
     await this.reconciles.idle();
+    // A recovery pass in progress acts on the keeper and the store closed below: let it end, for
+    // a while (its HTTP calls can wait out their timeouts; the next agent redoes what is left).
+    if (this.recovering) {
+      let timer: NodeJS.Timeout | undefined;
+      const ended = await Promise.race([this.recovering.then(() => true), new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), RECOVERY_STOP_WAIT_MS)))]);
+      clearTimeout(timer);
+      if (!ended) this.logger.warn({ waited_ms: RECOVERY_STOP_WAIT_MS }, 'stopping while a migration recovery pass still runs; the next start finishes it');
+    }
     await this.kernel?.manager.close();
     this.kernel?.driver.close();
     await this.events?.flush();

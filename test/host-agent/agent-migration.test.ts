@@ -151,6 +151,23 @@ describe('Agent with migration (wiring over fakes)', () => {
     expect(gate.most).toBe(1);
   });
 
+  it('stop waits for a recovery pass in progress before closing what it uses', async () => {
+    const gate: { held?: Promise<void>; running: number; most: number } = { running: 0, most: 0 };
+    const { order, contexts } = await start([], gate);
+    let open!: () => void;
+    gate.held = new Promise<void>((resolve) => (open = resolve));
+    contexts[0]!.onRecoveryNeeded!();
+    for (let i = 0; i < 200 && gate.running === 0; i += 1) await new Promise((r) => setTimeout(r, 20));
+    expect(gate.running).toBe(1);
+    const stopping = agent!.stop().then(() => order.push('stopped'));
+    for (let i = 0; i < 5; i += 1) await new Promise((r) => setTimeout(r, 20));
+    expect(order).not.toContain('stopped');
+    open();
+    await stopping;
+    expect(gate.running).toBe(0); // the pass had ended when stop closed the keeper and the stores
+    agent = undefined;
+  });
+
   it('runs recovery again after a live migration failed (its abort may have left it unfinished), once', async () => {
     const { order, contexts } = await start([]);
     expect(order.filter((o) => o === 'recover')).toHaveLength(1);
