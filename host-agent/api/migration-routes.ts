@@ -179,6 +179,13 @@ export const migrationRoutes =
       },
     );
 
+    /** Runs a restore or start of `migration`, recorded so that an abort arriving meanwhile waits for it. */
+    const settle = <T>(migration: IncomingMigration, work: () => Promise<T>): Promise<T> => {
+      const running = work();
+      migration.settling = running.catch(() => undefined);
+      return running;
+    };
+
     app.post<{ Params: MigrationParams; Body: RestoreBody }>(
       '/v1/migrations/:id/restore',
       { schema: { params: MigrationParams, body: RestoreBody } },
@@ -250,13 +257,6 @@ export const migrationRoutes =
      * source's release at every retry (its copy stopped, this one held: running nowhere). The
      * held shard goes to reconcile instead, which starts it again here, as after any reboot.
      */
-    /** Runs a restore or start of `migration`, recorded so that an abort arriving meanwhile waits for it. */
-    const settle = <T>(migration: IncomingMigration, work: () => Promise<T>): Promise<T> => {
-      const running = work();
-      migration.settling = running.catch(() => undefined);
-      return running;
-    };
-
     const supervise = async (shardId: string, desired?: DesiredShard): Promise<number | undefined> => {
       try {
         return (await deps.handover.adopt(shardId, desired)).pid;

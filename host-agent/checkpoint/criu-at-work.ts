@@ -44,7 +44,7 @@ export async function criuCheckpointing(target: CheckpointTarget, procRoot = '/p
     if (!/^\d+$/.test(entry)) continue;
     const cmdline = await readFile(join(procRoot, entry, 'cmdline'), 'utf8').catch(() => '');
     if (cmdline === '' || !checkpoints(cmdline.split('\0'), target)) continue;
-    uptime ??= Number((await readFile(join(procRoot, 'uptime'), 'utf8').catch(() => '')).split(' ')[0]);
+    uptime ??= Number.parseFloat(await readFile(join(procRoot, 'uptime'), 'utf8').catch(() => '')); // NaN when unreadable: no age
     const started = (await readProcStat(Number(entry), procRoot))?.startTime;
     const ageSeconds = started !== undefined && Number.isFinite(uptime) ? Math.max(0, uptime - started / USER_HZ) : undefined;
     found.push({ pid: Number(entry), ...(ageSeconds !== undefined ? { ageSeconds } : {}), ...(started !== undefined ? { startTime: started } : {}) });

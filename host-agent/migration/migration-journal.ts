@@ -6,7 +6,7 @@
 import type { Store, TxnOp } from '../../src/store/store';
 import { isMigrationState } from './migration-state';
 import { MigrationError } from './migration-error';
-import type { MigrationRecord } from './migration-record';
+import { recoveryAction, type MigrationRecord } from './migration-record';
 
 /** The part of the Store the journal needs (so fakes stay small). */
 export type JournalStore = Pick<Store, 'get' | 'txn' | 'list'>;
@@ -72,8 +72,6 @@ export class MigrationJournal {
 
   /** Migrations that still need a driver: not done, and not aborted with cleanup complete. */
   async unfinished(fleet: string): Promise<JournalEntry[]> {
-    return (await this.list(fleet)).filter(
-      ({ record }) => record.state !== 'done' && !(record.state === 'aborted' && record.abort?.cleanup === 'complete'),
-    );
+    return (await this.list(fleet)).filter(({ record }) => recoveryAction(record).kind !== 'nothing');
   }
 }

@@ -23,7 +23,7 @@ import { MigrationClient } from './migration-client';
 import { MigrationDriver } from './migration-driver';
 import { MigrationError } from './migration-error';
 import { MigrationJournal, type JournalStore } from './migration-journal';
-import type { MigrationRecord } from './migration-record';
+import { recoveryAction, type MigrationRecord } from './migration-record';
 
 export interface MigrationServiceDeps {
   readonly hostId: string;
@@ -152,7 +152,7 @@ export function createMigrationService(deps: MigrationServiceDeps): {
     // Only migrations this host started: the source drives them (the destination follows its requests).
     // One migration that cannot finish now (the other agent unreachable) does not keep the others from finishing.
     recover: async () => {
-      const mine = (await journal.unfinished(fleet())).filter((e) => e.record.source === deps.hostId && !inFlight.has(e.record.id));
+      const mine = (await journal.unfinished(fleet())).filter((e) => e.record.source === deps.hostId);
       const report: RecoveryReport = { recovered: [], failed: [] };
       for (const listed of mine) {
         if (inFlight.has(listed.record.id)) continue; // taken up meanwhile (a new migration of it, or another pass)
@@ -161,7 +161,7 @@ export function createMigrationService(deps: MigrationServiceDeps): {
           // Read again right before acting: the list is as old as the recoveries before this one,
           // and a step replayed from a stale record (an abort, a resume) could undo a newer one.
           const entry = await journal.load(listed.record.fleet, listed.record.id);
-          if (!entry || entry.record.state === 'done' || (entry.record.state === 'aborted' && entry.record.abort?.cleanup === 'complete')) continue;
+          if (!entry || recoveryAction(entry.record).kind === 'nothing') continue;
           report.recovered.push(await driver.recover(entry));
         } catch (error) {
           report.failed.push({ id: listed.record.id, shardId: listed.record.shardId, state: listed.record.state, error: (error as Error).message });

@@ -115,9 +115,8 @@ export class RestartMigrationEffects implements MigrationEffects {
   async resumeSource(record: MigrationRecord): Promise<void> {
     // On a file system both hosts share, a destination that died while swapping in the state
     // directory left the source's own aside: put it back before anything starts from it (here,
-    // or reconcile after a reboot).
-    // Only "not one this host should run" (no longer in the plan here) skips it; any other failure
-    // (the store unreadable) is retried rather than starting the shard without its state.
+    // or reconcile after a reboot). Only "not one this host should run" skips that; any other
+    // failure (the store unreadable) is retried rather than starting the shard without its state.
     const desired = await this.deps.describe(record.shardId).catch((error: unknown) => {
       if (error instanceof MigrationError && error.code === 'INVALID_MIGRATION') return undefined;
       throw error;

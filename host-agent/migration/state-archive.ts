@@ -99,8 +99,9 @@ export async function reclaimStateDir(dir: string, tag: string): Promise<boolean
 
 /**
  * Removes what an unpackState of migration `tag` left beside `dir` when it stopped part-way:
- * its unpacked copy, and the old directory once `dir` is its new copy (marked so). Both sides call it at the
- * end of a migration (on a shared file system the destination's leftovers are beside the source's).
+ * its unpacked copy, and the old directory once `dir` is its new copy (marked so). Both sides
+ * call it at the end of a migration (on a shared file system the destination's leftovers are
+ * beside the source's).
  */
 export async function tidyStateDir(dir: string, tag: string): Promise<void> {
   await rm(`${dir}.incoming-${tag}`, { recursive: true, force: true });
