@@ -12,19 +12,34 @@ import Database from 'better-sqlite3';
 import { statSync } from 'node:fs';
 import { ID_PATTERN } from '../errors';
 import type { MetricBucket, MetricHistory, MetricQuery, MetricRetention, MetricSample } from './metric-history';
+import { openRetryingWhileBusy } from './sqlite-open';
 import { storeError } from './store-error';
 
 export const DEFAULT_BUCKET_SECONDS = 300;
 
-/** A connection to a history file (created if missing) with the pragmas history writes want; the agent's saved model states share it. */
+/**
+ * A connection to a history file (created if missing) with the pragmas history writes want; the
+ * agent's saved model states share it. Safe to call from several processes at once, like the
+ * store's own open (see sqlite-open.ts): the tables are created in the same retried step.
+ */
 export function openHistoryDatabase(path: string): Database.Database {
-  const db = new Database(path);
-  db.pragma('busy_timeout = 5000');
-  db.pragma('journal_mode = WAL');
-  // NORMAL, not FULL: a power cut may lose the last samples, never corrupt the file, and
-  // samples arrive every few seconds; the migration journal (the store) stays FULL.
-  db.pragma('synchronous = NORMAL');
-  return db;
+  const busyTimeoutMs = 5000;
+  return openRetryingWhileBusy(() => {
+    const db = new Database(path);
+    try {
+      db.pragma(`busy_timeout = ${busyTimeoutMs}`);
+      db.pragma('journal_mode = WAL');
+      // NORMAL, not FULL: a power cut may lose the last samples, never corrupt the file, and
+      // samples arrive every few seconds; the migration journal (the store) stays FULL.
+      db.pragma('synchronous = NORMAL');
+      // IMMEDIATE takes the write lock first, so two processes creating the tables serialize.
+      db.transaction(() => db.exec(TABLES)).immediate();
+      return db;
+    } catch (error) {
+      db.close();
+      throw error;
+    }
+  }, busyTimeoutMs);
 }
 
 const TABLES = `

@@ -1,12 +1,14 @@
 /**
- * Opening a new shared store file while another process holds a lock on it. Switching a new
+ * Opening a new SQLite file (the embedded store's, a metric history) while another process holds a lock on it. Switching a new
  * file to WAL needs an exclusive lock, and SQLite answers SQLITE_BUSY at once there instead of
  * waiting out busy_timeout; two agents starting together on one new shared file lost the race
  * ("database is locked", seen in the netns migration tests).
  */
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
+import type Database from 'better-sqlite3';
 import { openStoreDatabase } from '../../src/store/embedded-schema';
+import { openHistoryDatabase } from '../../src/store/sqlite-metric-history';
 import { tempDir } from '../helpers/cli';
 
 /** A process that opens `path` (rollback journal, as a new file starts) and holds its write lock for `holdMs`, as the other opener does while switching to WAL. */
@@ -25,18 +27,29 @@ function holdWriteLock(path: string, holdMs: number): Promise<{ released: Promis
   });
 }
 
-describe('embedded store: opening a new file another process has locked', () => {
-  const dir = tempDir('embedded-open-race');
+const openers: [string, (path: string, busyTimeoutMs: number) => Database.Database][] = [
+  ['embedded store', (path, busyTimeoutMs) => openStoreDatabase(path, { busyTimeoutMs, synchronous: 'full' })],
+  // Its busy timeout is fixed at 5 s: the failing case below is the store's alone.
+  ['metric history', (path) => openHistoryDatabase(path)],
+];
+
+describe.each(openers)('%s: opening a new file another process has locked', (what, open) => {
+  const dir = tempDir('sqlite-open-race');
   afterAll(() => dir.remove());
 
   it('waits for the lock (within busy_timeout) instead of failing with "database is locked"', async () => {
-    const path = join(dir.path, 'store.db');
+    const path = join(dir.path, `${what.replace(' ', '-')}.db`);
     const { released } = await holdWriteLock(path, 300);
-    const db = openStoreDatabase(path, { busyTimeoutMs: 5000, synchronous: 'full' });
+    const db = open(path, 5000);
     expect(db.pragma('journal_mode', { simple: true })).toBe('wal');
     db.close();
     await released;
   });
+});
+
+describe('embedded store: opening a locked file', () => {
+  const dir = tempDir('sqlite-open-race');
+  afterAll(() => dir.remove());
 
   it('still fails, naming the lock, once busy_timeout has passed', async () => {
     const path = join(dir.path, 'held.db');
