@@ -13,6 +13,11 @@
  *   complete), the shard runs on exactly one host, supervised there, and counts on;
  * - its state is never lost: the counter never falls back to a fresh start.
  *
+ * Two more faults take turns with the kills: the workload itself is SIGKILLed wherever it has
+ * processes (the supervisor starts it again; a checkpointed workload's memory starts afresh, so
+ * its counter may start over in those rounds), and the images file system of one host (each
+ * agent's is a tmpfs of its own here) fills up, leaving a few KiB, until the migration answers.
+ *
  * SHARDFORM_CRASH_PARTITIONS=1 adds rounds that cut the destination's link for 2-15 s instead
  * of killing anything (slow: requests wait out their timeouts).
  * SHARDFORM_CRASH_ROUNDS (default 6) and SHARDFORM_CRASH_SEED (default 1) make a longer or
@@ -22,7 +27,8 @@
  * (The seed fixes the kill instants relative to a measured migration; the machine's timing
  * still varies, so two runs of one seed are alike, not identical.)
  */
-import { appendFileSync, copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { appendFileSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statfsSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { detectCgroupDriver } from '../../../host-agent/cgroups/detect';
@@ -53,7 +59,10 @@ const WORKLOAD_MIB = 16;
 /** With SHARDFORM_CRASH_PARTITIONS=1 some rounds cut the destination's link instead (2-15 s; slow: timeouts). */
 const PARTITIONS = process.env.SHARDFORM_CRASH_PARTITIONS === '1';
 
-type Victim = 'source' | 'destination' | 'both' | 'partition';
+type Victim = 'source' | 'destination' | 'both' | 'workload' | 'disk' | 'partition';
+
+/** Room for every image of a 16 MiB shard, with pre-copy's three and the 64 MiB margin the room checks keep (images/). */
+const IMAGES_TMPFS_MIB = 512;
 
 describePrivileged('crash campaign: agents killed at random instants of migrations, the shard runs exactly once', [requireCgroups, requireNetns, requireCriu, requirePython], () => {
   const hosts = useNetnsHosts(2, 'cc');
@@ -62,6 +71,8 @@ describePrivileged('crash campaign: agents killed at random instants of migratio
 
   afterEach(async () => {
     await store?.close();
+    // Lazily: an agent still running may hold files there; the fleet's cleanup kills it.
+    for (const agent of fleet?.agents ?? []) spawnSync('umount', ['-l', imagesRoot(agent)], { stdio: 'ignore' });
     await fleet?.cleanup();
     store = undefined;
     fleet = undefined;
@@ -110,6 +121,11 @@ describePrivileged('crash campaign: agents killed at random instants of migratio
     const first = placeShards(plan).assignments.find((a) => a.shardId === SHARD)!;
     let home = f.agents.find((a) => a.host.id === first.hostId)!;
 
+    // Each agent's images on a file system of its own, so a round can fill one host's.
+    for (const agent of f.agents) {
+      mkdirSync(imagesRoot(agent), { recursive: true });
+      execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${IMAGES_TMPFS_MIB}m`, 'shardform-crash-images', imagesRoot(agent)]);
+    }
     for (const agent of f.agents) agent.start();
     await bothListening(f);
     await f.waitFor('the shard to run', async () => ((await shardsOf(home)).some((s) => s.shardId === SHARD && s.state === 'running') ? true : undefined));
@@ -130,7 +146,7 @@ describePrivileged('crash campaign: agents killed at random instants of migratio
 
       for (let round = 1; round <= ROUNDS; round += 1) {
         const destination = other(f, home);
-        const victims = PARTITIONS ? (['source', 'destination', 'both', 'partition'] as const) : (['source', 'destination', 'both'] as const);
+        const victims: readonly Victim[] = ['source', 'destination', 'both', 'workload', 'disk', ...(PARTITIONS ? (['partition'] as const) : [])];
         const victim: Victim = victims[Math.floor(random() * victims.length)]!;
         const preCopy = strategy === 'checkpoint' && random() < 0.5;
         const delayMs = Math.floor(random() * span * (preCopy ? 2.5 : 1.3));
@@ -138,7 +154,8 @@ describePrivileged('crash campaign: agents killed at random instants of migratio
         story.push(`round ${round}: ${home.host.id} → ${destination.host.id}${preCopy ? ' with pre-copy' : ''}, kill ${victim} after ${delayMs} ms, restart after ${pauseMs} ms more`);
         // Both workloads only count up, from memory (checkpoint) or their state directory (restart):
         // after the round the counter is at least where it was before, whatever the round undid.
-        const before = counter(stateFile);
+        // A checkpointed workload killed in the round starts afresh: its counter with it.
+        const before = victim === 'workload' && strategy === 'checkpoint' ? 0 : counter(stateFile);
 
         const migration = home.api('/v1/migrations', { method: 'POST', body: JSON.stringify({ shardId: SHARD, to: destination.host.id, preCopy }) }).catch((error: Error) => ({ status: 0, body: error.message }));
         await sleep(delayMs);
@@ -153,6 +170,22 @@ describePrivileged('crash campaign: agents killed at random instants of migratio
           }
           const answer = await migration;
           story.push(`  the migration request answered ${answer.status} ${JSON.stringify(answer.body).slice(0, 160)}`);
+        } else if (victim === 'workload') {
+          const killed = killWorkload(f.agents, cgroups);
+          story.push(`  killed the workload: ${killed.join(', ') || 'nothing (no process)'}`);
+          const answer = await migration;
+          story.push(`  the migration request answered ${answer.status} ${JSON.stringify(answer.body).slice(0, 160)}`);
+        } else if (victim === 'disk') {
+          const full = random() < 0.5 ? destination : home;
+          const filler = join(imagesRoot(full), 'filler');
+          const left = fillUp(imagesRoot(full), filler);
+          story.push(`  filled the images file system of ${full.host.id} (${full === home ? 'source' : 'destination'}), ${left} bytes left`);
+          try {
+            const answer = await migration;
+            story.push(`  the migration request answered ${answer.status} ${JSON.stringify(answer.body).slice(0, 160)}`);
+          } finally {
+            rmSync(filler, { force: true });
+          }
         } else {
           const killed = victim === 'both' ? [home, destination] : [victim === 'source' ? home : destination];
           await Promise.all(killed.map((a) => a.stop('SIGKILL')));
@@ -185,6 +218,38 @@ describePrivileged('crash campaign: agents killed at random instants of migratio
   }
 });
 
+/** Where an agent keeps migration images (its state directory's `migrations`). */
+function imagesRoot(agent: NetnsAgent): string {
+  return join(agent.stateDir, 'migrations');
+}
+
+/** Takes all but 64 KiB of the free space of `dir`'s file system with one file; returns what is left. */
+function fillUp(dir: string, filler: string): number {
+  const free = () => {
+    const s = statfsSync(dir);
+    return s.bavail * s.bsize;
+  };
+  execFileSync('fallocate', ['-l', String(Math.max(0, free() - 64 * 1024)), filler]);
+  return free();
+}
+
+/** SIGKILLs every process of the shard on either host, except CRIU (its restore runs in the destination's cgroup); returns what it killed. */
+function killWorkload(agents: readonly NetnsAgent[], cgroups: Map<NetnsAgent, CgroupDriver>): string[] {
+  const killed: string[] = [];
+  for (const agent of agents) {
+    for (const pid of pidsOf(cgroups.get(agent)!.procsFiles(SHARD))) {
+      try {
+        if (isCriu(pid)) continue;
+        process.kill(pid, 'SIGKILL');
+        killed.push(`${agent.host.id}:${pid}`);
+      } catch {
+        // gone meanwhile
+      }
+    }
+  }
+  return killed;
+}
+
 /** Waits until every migration is finished and the shard runs, supervised, on exactly one host, counting on; returns that host. */
 async function settled(f: NetnsAgents, journal: MigrationJournal, cgroups: Map<NetnsAgent, CgroupDriver>, stateFile: string, story: string[]): Promise<NetnsAgent> {
   // Recovery retries with every periodic reconcile (10 s): a few of those, not forever.
@@ -196,11 +261,13 @@ async function settled(f: NetnsAgents, journal: MigrationJournal, cgroups: Map<N
     const listed = await Promise.all(f.agents.map(async (a) => ({ agent: a, shard: (await shardsOf(a)).find((s) => s.shardId === SHARD) })));
     const running = listed.filter((l) => l.shard?.state === 'running');
     const elsewhere = listed.filter((l) => l.shard !== undefined && l.shard.state !== 'running');
-    return running.length === 1 && elsewhere.length === 0 ? running[0]!.agent : undefined;
+    if (running.length !== 1 || elsewhere.length !== 0) return undefined;
+    // The agent polls an adopted run's liveness (every 2 s): a run killed since still reads
+    // as running there for a moment, so its processes decide too.
+    const [there, away] = [running[0]!.agent, f.agents.find((a) => a !== running[0]!.agent)!];
+    const pids = (agent: NetnsAgent) => pidsOf(cgroups.get(agent)!.procsFiles(SHARD)).length;
+    return pids(there) > 0 && pids(away) === 0 ? there : undefined;
   }, 600, 100);
-  const away = f.agents.find((a) => a !== home)!;
-  expect(pidsOf(cgroups.get(away)!.procsFiles(SHARD))).toEqual([]);
-  expect(pidsOf(cgroups.get(home)!.procsFiles(SHARD)).length).toBeGreaterThan(0);
   const now = counter(stateFile);
   await f.waitFor(`the counter to count on past ${now}`, async () => (counter(stateFile) > now + 20 ? true : undefined));
   return home;
@@ -272,10 +339,6 @@ function processState(pid: number): { runs: boolean; what: string } | undefined 
     const SIGSTOP = 1n << 18n;
     const killed = (pending & (SIGKILL | SIGSTOP)) !== 0n;
     const tracer = Number(field('TracerPid'));
-    const isCriu = (p: number) => {
-      const argv = readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0');
-      return argv[0] === 'shardform-join' || argv.some((arg) => /(^|\/)criu(\/|$)/.test(arg));
-    };
     const held = isCriu(pid) || (tracer > 0 && isCriu(tracer));
     const state = field('State');
     const runs = !/^[TtZX]/.test(state) && (flags & PF_EXITING) === 0 && !killed && !held;
@@ -283,6 +346,12 @@ function processState(pid: number): { runs: boolean; what: string } | undefined 
   } catch {
     return undefined;
   }
+}
+
+/** Whether `pid` is CRIU or the shim a restore starts it through (which joins the shard's cgroup first). */
+function isCriu(pid: number): boolean {
+  const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+  return argv[0] === 'shardform-join' || argv.some((arg) => /(^|\/)criu(\/|$)/.test(arg));
 }
 
 /** Has the running workload (the namespace init on its host) write the sha256 of its memory again, and reads it. */
