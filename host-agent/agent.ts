@@ -321,6 +321,9 @@ export class Agent implements DrainControl {
       shards: () => this.kernel.manager.status(),
       onFinished: (record) => {
         if (record.state === 'done') void this.handOverForecast(record.shardId, record.destination).catch(() => {});
+        // An abort may have handed the shard back to reconcile (its workload ended while held, or
+        // the host rebooted): start it now rather than at the next tick (measured: 9 s down).
+        else void this.reconcile();
       },
       // A migration whose abort could not clean up (the destination unreachable) stays unfinished
       // in the journal, its shard perhaps held: the reconcile timer retries it, as after a restart.

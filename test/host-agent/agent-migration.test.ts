@@ -52,7 +52,7 @@ describe('Agent with migration (wiring over fakes)', () => {
   });
   afterAll(() => dir.remove());
 
-  async function start(recoveries: RecoveryReport[], gate?: { held?: Promise<void>; running: number; most: number }) {
+  async function start(recoveries: RecoveryReport[], gate?: { held?: Promise<void>; running: number; most: number }, reconcileEverySeconds = 0.05) {
     const plan = examplePlan((p) => {
       p.security = { auth: 'token', tokenFile };
     });
@@ -99,7 +99,7 @@ describe('Agent with migration (wiring over fakes)', () => {
       },
       migration,
       planPollSeconds: 0,
-      reconcileEverySeconds: 0.05,
+      reconcileEverySeconds,
     });
     await agent.start();
     return { order, contexts, manager };
@@ -181,5 +181,17 @@ describe('Agent with migration (wiring over fakes)', () => {
     const after = order.filter((o) => o === 'apply').length;
     for (let i = 0; i < 200 && order.filter((o) => o === 'apply').length < after + 3; i += 1) await new Promise((r) => setTimeout(r, 20));
     expect(order.filter((o) => o === 'recover')).toHaveLength(2); // it finished: no more passes
+  });
+
+  it('reconciles at once when a migration ends aborted (the shard may have been handed back to reconcile), not after a done one', async () => {
+    const { order, contexts } = await start([], undefined, 3600);
+    const applies = () => order.filter((o) => o === 'apply').length;
+    const before = applies();
+    contexts[0]!.onFinished!(recordIn('done'));
+    for (let i = 0; i < 5; i += 1) await new Promise((r) => setTimeout(r, 20));
+    expect(applies()).toBe(before);
+    contexts[0]!.onFinished!(recordIn('aborted'));
+    for (let i = 0; i < 200 && applies() === before; i += 1) await new Promise((r) => setTimeout(r, 20));
+    expect(applies()).toBe(before + 1);
   });
 });

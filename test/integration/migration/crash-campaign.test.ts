@@ -17,6 +17,8 @@
  * processes (the supervisor starts it again; a checkpointed workload's memory starts afresh, so
  * its counter may start over in those rounds), and the images file system of one host (each
  * agent's is a tmpfs of its own here) fills up, leaving a few KiB, until the migration answers.
+ * A third takes the shared store's write lock for 2-9 s (its busy timeout is 5 s): the journal
+ * cannot be written for a while, as when the store is away.
  *
  * SHARDFORM_CRASH_PARTITIONS=1 adds rounds that cut the destination's link for 2-15 s instead
  * of killing anything (slow: requests wait out their timeouts).
@@ -30,6 +32,7 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import { appendFileSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statfsSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import Database from 'better-sqlite3';
 import { join } from 'node:path';
 import { detectCgroupDriver } from '../../../host-agent/cgroups/detect';
 import { cutLink, restoreLink } from '../../../src/dev/netns-hosts';
@@ -59,7 +62,7 @@ const WORKLOAD_MIB = 16;
 /** With SHARDFORM_CRASH_PARTITIONS=1 some rounds cut the destination's link instead (2-15 s; slow: timeouts). */
 const PARTITIONS = process.env.SHARDFORM_CRASH_PARTITIONS === '1';
 
-type Victim = 'source' | 'destination' | 'both' | 'workload' | 'disk' | 'partition';
+type Victim = 'source' | 'destination' | 'both' | 'workload' | 'disk' | 'store' | 'partition';
 
 /** Room for every image of a 16 MiB shard, with pre-copy's three and the 64 MiB margin the room checks keep (images/). */
 const IMAGES_TMPFS_MIB = 512;
@@ -146,7 +149,7 @@ describePrivileged('crash campaign: agents killed at random instants of migratio
 
       for (let round = 1; round <= ROUNDS; round += 1) {
         const destination = other(f, home);
-        const victims: readonly Victim[] = ['source', 'destination', 'both', 'workload', 'disk', ...(PARTITIONS ? (['partition'] as const) : [])];
+        const victims: readonly Victim[] = ['source', 'destination', 'both', 'workload', 'disk', 'store', ...(PARTITIONS ? (['partition'] as const) : [])];
         const victim: Victim = victims[Math.floor(random() * victims.length)]!;
         const preCopy = strategy === 'checkpoint' && random() < 0.5;
         const delayMs = Math.floor(random() * span * (preCopy ? 2.5 : 1.3));
@@ -186,6 +189,20 @@ describePrivileged('crash campaign: agents killed at random instants of migratio
           } finally {
             rmSync(filler, { force: true });
           }
+        } else if (victim === 'store') {
+          const holdMs = 2000 + Math.floor(random() * 7000);
+          const lock = new Database((plan.store as { path: string }).path);
+          try {
+            lock.pragma('busy_timeout = 10000');
+            lock.exec('BEGIN IMMEDIATE'); // the write lock: readers go on, writers wait, then fail
+            story.push(`  took the store's write lock for ${holdMs} ms`);
+            await sleep(holdMs);
+            lock.exec('COMMIT');
+          } finally {
+            lock.close();
+          }
+          const answer = await migration;
+          story.push(`  the migration request answered ${answer.status} ${JSON.stringify(answer.body).slice(0, 160)}`);
         } else {
           const killed = victim === 'both' ? [home, destination] : [victim === 'source' ? home : destination];
           await Promise.all(killed.map((a) => a.stop('SIGKILL')));
@@ -223,14 +240,20 @@ function imagesRoot(agent: NetnsAgent): string {
   return join(agent.stateDir, 'migrations');
 }
 
-/** Takes all but 64 KiB of the free space of `dir`'s file system with one file; returns what is left. */
+/** Takes all but 64 KiB of the free space of `dir`'s file system with one file (or about that); returns what is left. */
 function fillUp(dir: string, filler: string): number {
   const free = () => {
     const s = statfsSync(dir);
     return s.bavail * s.bsize;
   };
-  execFileSync('fallocate', ['-l', String(Math.max(0, free() - 64 * 1024)), filler]);
-  return free();
+  // An agent writing there meanwhile (a dump, an upload) can take what was free: try again.
+  for (let attempt = 1; attempt <= 20; attempt += 1) {
+    if (free() <= 64 * 1024) return free();
+    const r = spawnSync('fallocate', ['-l', String(Math.max(0, free() - 64 * 1024)), filler], { encoding: 'utf8' });
+    if (r.status === 0) return free();
+    rmSync(filler, { force: true });
+  }
+  throw new Error(`could not fill ${dir}: fallocate kept failing`);
 }
 
 /** SIGKILLs every process of the shard on either host, except CRIU (its restore runs in the destination's cgroup); returns what it killed. */
