@@ -20,6 +20,7 @@
 import { spawn } from 'node:child_process';
 import { mkdir, readFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
+import { freeBytesUnder } from '../migration/image-space';
 import { CheckpointError } from './checkpoint-error';
 import { criuCommandLine, type CriuInstallation } from './criu';
 
@@ -28,7 +29,12 @@ export interface CheckpointerOptions {
   timeoutMs?: number;
   /** criu log verbosity 0-4; default 4 (logs are the only way to debug a failed restore). */
   verbosity?: number;
+  /** Free bytes of the file system under a directory (statfs; a test passes its own). */
+  freeBytes?: (dir: string) => number | undefined;
 }
+
+/** Below this much free space under an image directory, a CRIU failure that says nothing is put down to the disk. */
+const NEARLY_FULL_BYTES = 2 ** 20;
 
 export interface DumpTarget {
   /** Host pid of the PID-namespace init of the shard's workload. */
@@ -58,6 +64,7 @@ export const CRIU_TIMEOUT_MS = 120_000;
 export class CriuCheckpointer {
   private readonly timeoutMs: number;
   private readonly verbosity: number;
+  private readonly freeBytes: (dir: string) => number | undefined;
 
   constructor(
     readonly criu: CriuInstallation,
@@ -65,6 +72,7 @@ export class CriuCheckpointer {
   ) {
     this.timeoutMs = opts.timeoutMs ?? CRIU_TIMEOUT_MS;
     this.verbosity = opts.verbosity ?? 4;
+    this.freeBytes = opts.freeBytes ?? freeBytesUnder;
   }
 
   /** `criu check`: passes when the kernel offers what a basic dump/restore needs. */
@@ -149,9 +157,18 @@ export class CriuCheckpointer {
     }
     throw new CheckpointError(
       'CRIU_FAILED',
-      `criu ${action} failed (${run.signal ? `signal ${run.signal}` : `exit ${run.exitCode}`}): ${why || run.output.trim() || 'no output'}; log: ${logFile}`,
+      `criu ${action} failed (${run.signal ? `signal ${run.signal}` : `exit ${run.exitCode}`}): ${why || run.output.trim() || `no output${this.fullDiskHint(dir)}`}; log: ${logFile}`,
       logFile,
     );
+  }
+
+  /**
+   * CRIU that cannot write its log says nothing at all (a full disk under the images, seen in the
+   * crash campaign: "exit 1: no output", and an empty log): name the disk when it is nearly full.
+   */
+  private fullDiskHint(dir: string): string {
+    const free = this.freeBytes(dir);
+    return free !== undefined && free < NEARLY_FULL_BYTES ? ` (the file system under ${dir} has ${free} bytes free: CRIU could not write its log there)` : '';
   }
 
   /** Spawns criu (through the join-cgroups shim when procs files are given) and collects its output. */
