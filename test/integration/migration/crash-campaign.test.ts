@@ -291,8 +291,11 @@ async function settled(f: NetnsAgents, journal: MigrationJournal, cgroups: Map<N
     const pids = (agent: NetnsAgent) => pidsOf(cgroups.get(agent)!.procsFiles(SHARD)).length;
     return pids(there) > 0 && pids(away) === 0 ? there : undefined;
   }, 600, 100);
-  const now = counter(stateFile);
-  await f.waitFor(`the counter to count on past ${now}`, async () => (counter(stateFile) > now + 20 ? true : undefined));
+  // Counting on: first a new value (a workload started afresh after a kill writes 1, 2, ...
+  // over the last value of the run before), then 20 more from there.
+  const seen = counter(stateFile);
+  const next = await f.waitFor(`the counter to change from ${seen}`, async () => (counter(stateFile) !== seen ? counter(stateFile) : undefined));
+  await f.waitFor(`the counter to count on past ${next}`, async () => (counter(stateFile) > next + 20 ? true : undefined));
   return home;
 }
 
