@@ -296,36 +296,46 @@ export const migrationRoutes =
     };
 
     app.post<{ Params: MigrationParams; Body: CommitBody }>('/v1/migrations/:id/commit', { schema: { params: MigrationParams, body: CommitBody } }, async (request) => {
-      const migration = incoming.get(request.params.id);
+      const id = request.params.id;
+      const migration = incoming.get(id);
+      const known = incoming.status(id);
       const shardId = request.body.shardId;
-      if (!migration) {
+      if (!known) {
         // This agent restarted after the restore (or start) and forgot the migration; the journal
         // says committed, so the shard it holds is the one to supervise now (idempotent). What
         // it received before the restart is of no use any more.
-        if (!shardId) throw new MigrationError('NOT_FOUND', `no incoming migration ${request.params.id} on this host (prepare it first)`);
+        if (!shardId) throw new MigrationError('NOT_FOUND', `no incoming migration ${id} on this host (prepare it first)`);
         const pid = await supervise(shardId);
-        await tidyUp(request.params.id, shardId, undefined, request.log);
-        return { migrationId: request.params.id, state: 'committed', pid: pid ?? null };
+        await tidyUp(id, shardId, undefined, request.log);
+        return { migrationId: id, state: 'committed', pid: pid ?? null };
       }
-      if (shardId && shardId !== migration.desired.shardId) throw new MigrationError('INVALID_MIGRATION', `migration ${migration.id} brings shard ${migration.desired.shardId}, not ${shardId}`);
-      if (migration.state === 'committed') return { migrationId: migration.id, state: migration.state, pid: migration.pid ?? null };
-      if (migration.state !== 'restored') throw new MigrationError('INVALID_TRANSITION', `migration ${migration.id} is ${migration.state}, not restored`);
-      // Restored (checkpoint) or started and kept held (restart): supervised from now on.
-      const pid = await supervise(migration.desired.shardId, migration.desired);
-      migration.state = 'committed';
-      await tidyUp(migration.id, migration.desired.shardId, migration.desired, request.log);
-      return { migrationId: migration.id, state: migration.state, pid: pid ?? null };
+      if (shardId && shardId !== known.shardId) throw new MigrationError('INVALID_MIGRATION', `migration ${id} brings shard ${known.shardId}, not ${shardId}`);
+      if (known.state !== 'restored' && known.state !== 'committed') throw new MigrationError('INVALID_TRANSITION', `migration ${id} is ${known.state}, not restored`);
+      // Finished here (its entry dropped): answered as the first time, nothing done again.
+      if (!migration) return { migrationId: id, state: 'committed', pid: known.pid ?? null };
+      if (migration.state === 'restored') {
+        // Restored (checkpoint) or started and kept held (restart): supervised from now on.
+        migration.pid = await supervise(migration.desired.shardId, migration.desired);
+        migration.state = 'committed';
+      }
+      // Also at a retry after a cleanup that failed: it runs again, and the migration finishes once it is done.
+      await tidyUp(id, migration.desired.shardId, migration.desired, request.log);
+      incoming.finish(migration);
+      return { migrationId: id, state: 'committed', pid: migration.pid ?? null };
     });
 
     app.post<{ Params: MigrationParams; Body: AbortBody }>(
       '/v1/migrations/:id/abort',
       { schema: { params: MigrationParams, body: AbortBody } },
       async (request) => {
-        const migration = incoming.get(request.params.id);
-        if (migration?.state === 'committed') throw new MigrationError('INVALID_TRANSITION', `migration ${migration.id} is committed here; it cannot be aborted`);
-        if (migration && migration.desired.shardId !== request.body.shardId) {
-          throw new MigrationError('INVALID_MIGRATION', `migration ${migration.id} brings shard ${migration.desired.shardId}, not ${request.body.shardId}`);
-        }
+        const id = request.params.id;
+        const migration = incoming.get(id);
+        const known = incoming.status(id);
+        // Also once its entry is dropped: the shard it brought runs here, and discarding by shard id would kill it.
+        if (known?.state === 'committed') throw new MigrationError('INVALID_TRANSITION', `migration ${id} is committed here; it cannot be aborted`);
+        if (known && known.shardId !== request.body.shardId) throw new MigrationError('INVALID_MIGRATION', `migration ${id} brings shard ${known.shardId}, not ${request.body.shardId}`);
+        // Its abort finished here, copy and leftovers gone: nothing again (a later migration may be bringing the same shard).
+        if (known && !migration) return { migrationId: id, state: 'aborted' };
         // Idempotent, also after an agent restart forgot the migration: the copy and the images
         // that arrived are destroyed either way. Marked first, so a restore or start in flight
         // stops short or, if it already started the shard, is destroyed below once it returns:
@@ -335,8 +345,9 @@ export const migrationRoutes =
           await migration.settling;
         }
         await deps.handover.discard(request.body.shardId);
-        await tidyUp(request.params.id, request.body.shardId, migration?.desired, request.log);
-        return { migrationId: request.params.id, state: 'aborted' };
+        await tidyUp(id, request.body.shardId, migration?.desired, request.log);
+        if (migration) incoming.finish(migration);
+        return { migrationId: id, state: 'aborted' };
       },
     );
 

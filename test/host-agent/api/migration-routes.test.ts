@@ -162,6 +162,28 @@ describe('migration routes (destination agent)', () => {
     expect(dest.handover.calls).not.toContain('discard web-0');
   });
 
+  it('drops a committed migration from memory, and still answers a retried commit as committed and refuses an abort that would kill its shard', async () => {
+    await prepare();
+    const data = Buffer.from('pages');
+    await upload('mig-1', 1, 'pages-1.img', data);
+    await app.inject({ method: 'POST', url: '/v1/migrations/mig-1/restore', headers: AUTH, payload: { rounds: [{ round: 1, parent: null, files: [{ name: 'pages-1.img', bytes: data.length, sha256: sha(data) }] }] } });
+    const commit = () => app.inject({ method: 'POST', url: '/v1/migrations/mig-1/commit', headers: AUTH, payload: { shardId: 'web-0' } });
+    expect((await commit()).json()).toEqual({ migrationId: 'mig-1', state: 'committed', pid: 4242 });
+    expect(dest.incoming.get('mig-1')).toBeUndefined();
+    expect(dest.incoming.status('mig-1')).toEqual({ shardId: 'web-0', state: 'committed', pid: 4242 });
+
+    expect((await commit()).json()).toEqual({ migrationId: 'mig-1', state: 'committed', pid: 4242 });
+    const abort = await app.inject({ method: 'POST', url: '/v1/migrations/mig-1/abort', headers: AUTH, payload: { shardId: 'web-0', reason: 'late' } });
+    expect(abort.statusCode).toBe(409);
+    expect(abort.json()).toMatchObject({ error: 'INVALID_TRANSITION', message: 'migration mig-1 is committed here; it cannot be aborted' });
+    const other = await app.inject({ method: 'POST', url: '/v1/migrations/mig-1/commit', headers: AUTH, payload: { shardId: 'web-5' } });
+    expect(other.json()).toMatchObject({ error: 'INVALID_MIGRATION', message: 'migration mig-1 brings shard web-0, not web-5' });
+    const again = await prepare('mig-1');
+    expect(again.json()).toMatchObject({ error: 'INVALID_TRANSITION', message: 'migration mig-1 is committed here; it cannot be prepared again' });
+    // The retries touched nothing: one adopt, no discard.
+    expect(dest.handover.calls).toEqual(['prepareIncoming web-0', 'adopt web-0']);
+  });
+
   it('commits a migration it forgot (agent restart after the restore) by supervising the shard it holds', async () => {
     const commit = await app.inject({ method: 'POST', url: '/v1/migrations/mig-9/commit', headers: AUTH, payload: { shardId: 'web-0' } });
     expect(commit.json()).toEqual({ migrationId: 'mig-9', state: 'committed', pid: 4242 });
@@ -374,9 +396,20 @@ describe('migration routes (destination agent)', () => {
   it('aborts idempotently, discarding the copy even for a migration it no longer knows', async () => {
     await prepare();
     const abort = () => app.inject({ method: 'POST', url: '/v1/migrations/mig-1/abort', headers: AUTH, payload: { shardId: 'web-0', reason: 'transfer broke' } });
+    const discard = dest.handover.discard.bind(dest.handover);
+    dest.handover.discard = async (shardId: string) => {
+      await discard(shardId);
+      if (dest.handover.calls.filter((c) => c === 'discard web-0').length === 1) throw new Error('EBUSY');
+    };
+    // The first discard fails: the abort is not finished, and its retry does it all again.
+    expect((await abort()).statusCode).toBe(500);
+    expect(dest.incoming.get('mig-1')?.state).toBe('aborted');
     expect((await abort()).json()).toEqual({ migrationId: 'mig-1', state: 'aborted' });
-    expect((await abort()).statusCode).toBe(200);
+    expect(dest.incoming.get('mig-1')).toBeUndefined();
+    // Finished: a retry answers the same and discards nothing (a later migration may bring web-0).
+    expect((await abort()).json()).toEqual({ migrationId: 'mig-1', state: 'aborted' });
     expect(dest.handover.calls).toEqual(['prepareIncoming web-0', 'discard web-0', 'discard web-0']);
+    expect((await app.inject({ method: 'POST', url: '/v1/migrations/mig-1/commit', headers: AUTH, payload: { shardId: 'web-0' } })).json()).toMatchObject({ error: 'INVALID_TRANSITION', message: 'migration mig-1 is aborted, not restored' });
     const unknown = await app.inject({ method: 'POST', url: '/v1/migrations/mig-7/abort', headers: AUTH, payload: { shardId: 'web-7', reason: 'agent restarted' } });
     expect(unknown.statusCode).toBe(200);
     expect(dest.handover.calls).toContain('discard web-7');
