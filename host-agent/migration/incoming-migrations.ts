@@ -60,8 +60,14 @@ export const KEPT_OUTCOMES = 1024;
 /** What this host offers to shards and what its shards already hold. */
 export interface CapacityView {
   capacity(): { cpuCores: number; memoryBytes: number };
-  /** Sum of the limits of the shards this host runs (not counting incoming migrations). */
+  /** Sum of the limits of the shards this host holds (the agent: also the held cgroups of shards arriving or leaving). */
   allocated(): { cpuCores: number; memoryBytes: number };
+  /**
+   * What allocated() counts for one shard, if anything: the agent counts an arriving shard's held
+   * cgroup from the moment the keeper creates it. Absent: it counts no arriving shard (the
+   * standalone server).
+   */
+  allocatedTo?(shardId: string): { cpuCores: number; memoryBytes: number } | undefined;
 }
 
 function need(limits: ShardLimits): { cpuCores: number; memoryBytes: number } {
@@ -107,8 +113,12 @@ export class IncomingMigrations {
     let memory = used.memoryBytes;
     for (const m of this.migrations.values()) {
       if (m.id === exceptId || m.state === 'aborted' || m.state === 'committed') continue;
-      cpu += need(m.desired.limits).cpuCores;
-      memory += need(m.desired.limits).memoryBytes;
+      // A reservation counts once: allocated() may already count its held cgroup (the keeper
+      // creates it after the entry, and refuses a shard it runs, so under this id it is this
+      // migration's); only what the entry needs beyond that is added, never less than the entry.
+      const counted = this.capacity.allocatedTo?.(m.desired.shardId);
+      cpu += Math.max(0, need(m.desired.limits).cpuCores - (counted?.cpuCores ?? 0));
+      memory += Math.max(0, need(m.desired.limits).memoryBytes - (counted?.memoryBytes ?? 0));
     }
     const wanted = need(desired.limits);
     const freeCpu = Math.max(0, total.cpuCores - cpu);

@@ -13,6 +13,38 @@ const shard = (shardId: string, cpuCores = 1, memoryBytes = GiB): DesiredShard =
 });
 
 describe('IncomingMigrations', () => {
+  describe('capacity', () => {
+    it('counts a reservation once, by the larger of the entry and what the view already counts for its shard', () => {
+      const held = new Map<string, { cpuCores: number; memoryBytes: number }>();
+      const incoming = new IncomingMigrations('/images', {
+        capacity: () => ({ cpuCores: 4, memoryBytes: 8 * GiB }),
+        allocated: () => [...held.values()].reduce((a, h) => ({ cpuCores: a.cpuCores + h.cpuCores, memoryBytes: a.memoryBytes + h.memoryBytes }), { cpuCores: 0, memoryBytes: 0 }),
+        allocatedTo: (shardId) => held.get(shardId),
+      });
+      incoming.prepare('mig-1', 'host-1', shard('web-1', 2, 2 * GiB));
+      expect(incoming.refusal(shard('web-9', 2.5, GiB))).toBe('out of capacity: 2 cpu cores free, shard web-9 needs 2.5');
+      held.set('web-1', { cpuCores: 2, memoryBytes: 2 * GiB }); // its held cgroup, as the entry
+      expect(incoming.refusal(shard('web-9', 2.5, GiB))).toBe('out of capacity: 2 cpu cores free, shard web-9 needs 2.5');
+      expect(incoming.refusal(shard('web-9', 2, GiB))).toBeUndefined();
+      held.set('web-1', { cpuCores: 0.5, memoryBytes: 6 * GiB }); // a held cgroup with other limits (an older hold the keeper reuses)
+      expect(incoming.refusal(shard('web-9', 2, GiB))).toBeUndefined();
+      expect(incoming.refusal(shard('web-9', 2, 3 * GiB))).toBe(`out of capacity: ${2 * GiB} memory bytes free, shard web-9 needs ${3 * GiB}`);
+      expect(incoming.refusal(shard('web-9', 2.5, GiB))).toBe('out of capacity: 2 cpu cores free, shard web-9 needs 2.5');
+    });
+
+    it('counts every reservation on the standalone server, whose view knows no held cgroups, and what was committed there', () => {
+      const incoming = IncomingMigrations.withFixedCapacity('/images', { cpuCores: 2, memoryBytes: 4 * GiB });
+      incoming.prepare('mig-1', 'host-1', shard('web-1', 1, GiB));
+      incoming.prepare('mig-2', 'host-1', shard('web-2', 0.5, GiB));
+      expect(incoming.refusal(shard('web-9', 0.75, GiB))).toBe('out of capacity: 0.5 cpu cores free, shard web-9 needs 0.75');
+      const first = incoming.get('mig-1')!;
+      first.state = 'committed';
+      incoming.finish(first);
+      expect(incoming.refusal(shard('web-9', 0.75, GiB))).toBe('out of capacity: 0.5 cpu cores free, shard web-9 needs 0.75');
+      expect(incoming.refusal(shard('web-9', 0.5, GiB))).toBeUndefined();
+    });
+  });
+
   describe('finished migrations', () => {
     /** Prepares, commits (or aborts) and finishes migration `id`, as the routes do. */
     const finishOne = (incoming: IncomingMigrations, id: string, state: 'committed' | 'aborted', desired = shard(`s-${id}`, 0.001, 1)) => {
