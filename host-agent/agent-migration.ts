@@ -20,6 +20,7 @@ import type { AgentMetrics } from './metrics/agent-metrics';
 import { assignmentOnCommit } from './migration/migration-assignment';
 import { MigrationError } from './migration/migration-error';
 import { downtimeStepsByName, type MigrationRecord } from './migration/migration-record';
+import type { CapacityView } from './migration/incoming-migrations';
 import { createMigrationService, type MigrationServiceDeps, type RecoveryReport } from './migration/migration-service';
 import { summarize } from './migration/migration-summary';
 import type { DesiredShard } from './reconcile/desired-shard';
@@ -79,10 +80,6 @@ export async function createAgentMigration(ctx: AgentMigrationContext): Promise<
     if (!desired) throw new MigrationError('INVALID_MIGRATION', `shard ${shardId} is not one this host should run`);
     return desired;
   };
-  const thisHost = () => ctx.plan()?.pools.flatMap((p) => p.hosts).find((h) => h.id === ctx.hostId);
-  const sum = (shards: readonly ShardStatus[]) =>
-    shards.reduce((acc, s) => ({ cpuCores: acc.cpuCores + (s.limits.cpuCores ?? 0), memoryBytes: acc.memoryBytes + (s.limits.memoryBytes ?? 0) }), { cpuCores: 0, memoryBytes: 0 });
-
   const service = createMigrationService({
     hostId: ctx.hostId,
     plan: () => ctx.plan(),
@@ -94,14 +91,7 @@ export async function createAgentMigration(ctx: AgentMigrationContext): Promise<
     checkpointer,
     describe,
     applicationOf: (shardId) => ctx.shards().find((s) => s.shardId === shardId && s.state !== 'held')?.applicationId,
-    capacity: {
-      capacity: () => {
-        const host = thisHost();
-        return { cpuCores: host?.capacity.cpuCores ?? 0, memoryBytes: host?.capacity.memoryBytes ?? 0 };
-      },
-      // Held shards (arriving or leaving) are counted: their cgroups exist with their limits.
-      allocated: () => sum(ctx.shards()),
-    },
+    capacity: agentCapacityView(ctx),
     token: () => ctx.token(),
     imagesRoot: join(ctx.stateDir, 'migrations'),
     commitWrites: async (record) => [assignmentOnCommit(record, await describe(record.shardId), new Date().toISOString())],
@@ -112,6 +102,24 @@ export async function createAgentMigration(ctx: AgentMigrationContext): Promise<
     onRecoveryNeeded: () => ctx.onRecoveryNeeded?.(),
   });
   return { plugins: service.plugins, recover: () => service.recover() };
+}
+
+/** This host's capacity in the plan, and what the keeper's shards hold, held ones included. */
+export function agentCapacityView(ctx: Pick<AgentMigrationContext, 'hostId' | 'plan' | 'shards'>): CapacityView {
+  const sum = (shards: readonly ShardStatus[]) =>
+    shards.reduce((acc, s) => ({ cpuCores: acc.cpuCores + (s.limits.cpuCores ?? 0), memoryBytes: acc.memoryBytes + (s.limits.memoryBytes ?? 0) }), { cpuCores: 0, memoryBytes: 0 });
+  return {
+    capacity: () => {
+      const host = ctx.plan()?.pools.flatMap((p) => p.hosts).find((h) => h.id === ctx.hostId);
+      return { cpuCores: host?.capacity.cpuCores ?? 0, memoryBytes: host?.capacity.memoryBytes ?? 0 };
+    },
+    // Held shards (arriving or leaving) are counted: their cgroups exist with their limits.
+    allocated: () => sum(ctx.shards()),
+    allocatedTo: (shardId) => {
+      const shard = ctx.shards().find((s) => s.shardId === shardId);
+      return shard && sum([shard]);
+    },
+  };
 }
 
 /** One log line and the metrics of a finished migration (never throws: the migration is over). */

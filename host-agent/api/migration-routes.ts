@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { TSchema } from '@sinclair/typebox';
-import type { FastifyError, FastifyInstance, FastifyPluginAsync, FastifySchemaCompiler } from 'fastify';
+import type { FastifyBaseLogger, FastifyError, FastifyInstance, FastifyPluginAsync, FastifySchemaCompiler } from 'fastify';
 import { compileSchema } from '../../src/contracts/schema-validator';
 import { formatFieldError, type FieldError } from '../../src/errors';
 import { CheckpointError } from '../checkpoint/checkpoint-error';
@@ -22,6 +22,7 @@ import type { DesiredShard } from '../reconcile/desired-shard';
 import type { RestartHandover, ShardHandover } from '../reconcile/shard-handover';
 import { STATE_ARCHIVE, tidyStateDir, unpackState } from '../migration/state-archive';
 import type { IncomingMigration, IncomingMigrations } from '../migration/incoming-migrations';
+import { readIncomingRecord, writeIncomingRecord } from '../migration/incoming-record';
 import { MigrationError, type MigrationErrorCode } from '../migration/migration-error';
 import { AbortBody, CommitBody, ImageFileHeaders, ImageFileParams, MigrationParams, PrepareBody, RestoreBody, RoundParams, VerifyRoundBody } from './migration-schemas';
 
@@ -118,6 +119,8 @@ export const migrationRoutes =
           throw error;
         }
         await mkdir(migration.dir, { recursive: true });
+        // For the commit or abort of an agent that restarted meanwhile and forgot the migration.
+        await writeIncomingRecord(migration.dir, migration.id, migration.desired);
         return { migrationId: migration.id, hostId: deps.hostId, shardId: shard.shardId, state: migration.state };
       },
     );
@@ -267,38 +270,72 @@ export const migrationRoutes =
       }
     };
 
-    app.post<{ Params: MigrationParams; Body: CommitBody }>('/v1/migrations/:id/commit', { schema: { params: MigrationParams, body: CommitBody } }, async (request) => {
-      const migration = incoming.get(request.params.id);
-      const shardId = request.body.shardId;
-      if (!migration) {
-        // This agent restarted after the restore (or start) and forgot the migration; the journal
-        // says committed, so the shard it holds is the one to supervise now (idempotent). The
-        // images it received before the restart are of no use any more.
-        if (!shardId) throw new MigrationError('NOT_FOUND', `no incoming migration ${request.params.id} on this host (prepare it first)`);
-        const pid = await supervise(shardId);
-        await rm(incoming.dirOf(request.params.id), { recursive: true, force: true });
-        return { migrationId: request.params.id, state: 'committed', pid: pid ?? null };
+    /**
+     * The end of migration `id` here, committed or aborted: what an unpack of it left beside the
+     * shard's state directory (restart strategy; an old directory set aside with no new one in
+     * place stays, for the source to take back), then the images it received. A migration this
+     * agent forgot (it restarted) names its state directory in the record prepare wrote: tidied
+     * before the images directory holding that record goes, so one that fails leaves it for a retry.
+     */
+    const tidyUp = async (id: string, shardId: string, desired: Pick<DesiredShard, 'shardId' | 'stateDirectory'> | undefined, log: FastifyBaseLogger): Promise<void> => {
+      const dir = incoming.dirOf(id);
+      let known = desired;
+      if (!known) {
+        const { record, problem } = await readIncomingRecord(dir, id);
+        if (problem) log.warn({ migration_id: id, shard_id: shardId }, `migration ${id}: ${problem}; what an unpack left beside the state directory stays`);
+        // The journal (this request) and the record disagree on the shard, so one of them is not
+        // this migration; the tidy removes directories, and does not on evidence that contradicts itself.
+        if (record && record.shardId !== shardId) {
+          log.warn({ migration_id: id, shard_id: shardId }, `migration ${id}: its record names shard ${record.shardId} in ${record.stateDirectory}, the request ${shardId}; nothing beside either state directory is removed`);
+        } else {
+          known = record;
+        }
       }
-      if (shardId && shardId !== migration.desired.shardId) throw new MigrationError('INVALID_MIGRATION', `migration ${migration.id} brings shard ${migration.desired.shardId}, not ${shardId}`);
-      if (migration.state === 'committed') return { migrationId: migration.id, state: migration.state, pid: migration.pid ?? null };
-      if (migration.state !== 'restored') throw new MigrationError('INVALID_TRANSITION', `migration ${migration.id} is ${migration.state}, not restored`);
-      // Restored (checkpoint) or started and kept held (restart): supervised from now on.
-      const pid = await supervise(migration.desired.shardId, migration.desired);
-      migration.state = 'committed';
-      await rm(migration.dir, { recursive: true, force: true });
-      await tidyStateDir(join(migration.desired.stateDirectory, migration.desired.shardId), migration.id);
-      return { migrationId: migration.id, state: migration.state, pid: pid ?? null };
+      if (known) await tidyStateDir(join(known.stateDirectory, known.shardId), id);
+      await rm(dir, { recursive: true, force: true });
+    };
+
+    app.post<{ Params: MigrationParams; Body: CommitBody }>('/v1/migrations/:id/commit', { schema: { params: MigrationParams, body: CommitBody } }, async (request) => {
+      const id = request.params.id;
+      const migration = incoming.get(id);
+      const known = incoming.status(id);
+      const shardId = request.body.shardId;
+      if (!known) {
+        // This agent restarted after the restore (or start) and forgot the migration; the journal
+        // says committed, so the shard it holds is the one to supervise now (idempotent). What
+        // it received before the restart is of no use any more.
+        if (!shardId) throw new MigrationError('NOT_FOUND', `no incoming migration ${id} on this host (prepare it first)`);
+        const pid = await supervise(shardId);
+        await tidyUp(id, shardId, undefined, request.log);
+        return { migrationId: id, state: 'committed', pid: pid ?? null };
+      }
+      if (shardId && shardId !== known.shardId) throw new MigrationError('INVALID_MIGRATION', `migration ${id} brings shard ${known.shardId}, not ${shardId}`);
+      if (known.state !== 'restored' && known.state !== 'committed') throw new MigrationError('INVALID_TRANSITION', `migration ${id} is ${known.state}, not restored`);
+      // Finished here (its entry dropped): answered as the first time, nothing done again.
+      if (!migration) return { migrationId: id, state: 'committed', pid: known.pid ?? null };
+      if (migration.state === 'restored') {
+        // Restored (checkpoint) or started and kept held (restart): supervised from now on.
+        migration.pid = await supervise(migration.desired.shardId, migration.desired);
+        migration.state = 'committed';
+      }
+      // Also at a retry after a cleanup that failed: it runs again, and the migration finishes once it is done.
+      await tidyUp(id, migration.desired.shardId, migration.desired, request.log);
+      incoming.finish(migration);
+      return { migrationId: id, state: 'committed', pid: migration.pid ?? null };
     });
 
     app.post<{ Params: MigrationParams; Body: AbortBody }>(
       '/v1/migrations/:id/abort',
       { schema: { params: MigrationParams, body: AbortBody } },
       async (request) => {
-        const migration = incoming.get(request.params.id);
-        if (migration?.state === 'committed') throw new MigrationError('INVALID_TRANSITION', `migration ${migration.id} is committed here; it cannot be aborted`);
-        if (migration && migration.desired.shardId !== request.body.shardId) {
-          throw new MigrationError('INVALID_MIGRATION', `migration ${migration.id} brings shard ${migration.desired.shardId}, not ${request.body.shardId}`);
-        }
+        const id = request.params.id;
+        const migration = incoming.get(id);
+        const known = incoming.status(id);
+        // Also once its entry is dropped: the shard it brought runs here, and discarding by shard id would kill it.
+        if (known?.state === 'committed') throw new MigrationError('INVALID_TRANSITION', `migration ${id} is committed here; it cannot be aborted`);
+        if (known && known.shardId !== request.body.shardId) throw new MigrationError('INVALID_MIGRATION', `migration ${id} brings shard ${known.shardId}, not ${request.body.shardId}`);
+        // Its abort finished here, copy and leftovers gone: nothing again (a later migration may be bringing the same shard).
+        if (known && !migration) return { migrationId: id, state: 'aborted' };
         // Idempotent, also after an agent restart forgot the migration: the copy and the images
         // that arrived are destroyed either way. Marked first, so a restore or start in flight
         // stops short or, if it already started the shard, is destroyed below once it returns:
@@ -308,11 +345,9 @@ export const migrationRoutes =
           await migration.settling;
         }
         await deps.handover.discard(request.body.shardId);
-        await rm(incoming.dirOf(request.params.id), { recursive: true, force: true });
-        // What an unpack of this migration left beside the state directory (restart strategy);
-        // an old directory set aside with no new one in place stays, for the source to take back.
-        if (migration) await tidyStateDir(join(migration.desired.stateDirectory, migration.desired.shardId), migration.id);
-        return { migrationId: request.params.id, state: 'aborted' };
+        await tidyUp(id, request.body.shardId, migration?.desired, request.log);
+        if (migration) incoming.finish(migration);
+        return { migrationId: id, state: 'aborted' };
       },
     );
 

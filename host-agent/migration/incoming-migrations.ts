@@ -2,6 +2,8 @@
  * The destination's side of migrations in flight: which shard each incoming migration brings,
  * where its image rounds land, which files arrived intact (size and sha256 checked while they
  * were written), and the capacity it reserved. Decisions only; files are written by the routes.
+ * A migration that finished here (commit or abort done, cleanup included) leaves only its outcome,
+ * so a long-lived agent does not keep every migration it ever received.
  */
 import { join } from 'node:path';
 import type { ShardLimits } from '../cgroups/driver';
@@ -36,11 +38,36 @@ export interface IncomingMigration {
   settling?: Promise<unknown>;
 }
 
+/** What commit and abort answer from: the shard, the state, the pid (the commit's answer). */
+export interface IncomingStatus {
+  readonly shardId: string;
+  readonly state: IncomingState;
+  readonly pid?: number;
+}
+
+/** What a migration that finished here answers a retry with, once its entry is dropped: a few dozen bytes, not the entry's few KB. */
+export interface IncomingOutcome extends IncomingStatus {
+  readonly state: 'committed' | 'aborted';
+}
+
+/**
+ * Outcomes kept, oldest dropped first. The source retries a commit or abort only until it gets
+ * an answer (recovery, every 10 s): a retry that arrives after a thousand other migrations
+ * finished here is far beyond any host's pace.
+ */
+export const KEPT_OUTCOMES = 1024;
+
 /** What this host offers to shards and what its shards already hold. */
 export interface CapacityView {
   capacity(): { cpuCores: number; memoryBytes: number };
-  /** Sum of the limits of the shards this host runs (not counting incoming migrations). */
+  /** Sum of the limits of the shards this host holds (the agent: also the held cgroups of shards arriving or leaving). */
   allocated(): { cpuCores: number; memoryBytes: number };
+  /**
+   * What allocated() counts for one shard, if anything: the agent counts an arriving shard's held
+   * cgroup from the moment the keeper creates it. Absent: it counts no arriving shard (the
+   * standalone server).
+   */
+  allocatedTo?(shardId: string): { cpuCores: number; memoryBytes: number } | undefined;
 }
 
 function need(limits: ShardLimits): { cpuCores: number; memoryBytes: number } {
@@ -49,12 +76,24 @@ function need(limits: ShardLimits): { cpuCores: number; memoryBytes: number } {
 
 export class IncomingMigrations {
   private readonly migrations = new Map<string, IncomingMigration>();
+  private readonly outcomes = new Map<string, IncomingOutcome>();
+  /** What the committed migrations whose entries were dropped hold (committedAllocation). */
+  private readonly committedDropped = { cpuCores: 0, memoryBytes: 0 };
 
   constructor(
     private readonly imagesRoot: string,
     private readonly capacity: CapacityView,
     private readonly space: Pick<ImageSpace, 'free'> = systemImageSpace,
   ) {}
+
+  /**
+   * For a host whose shards all arrived by migration (the standalone destination server): it
+   * offers `capacity`, and holds what the migrations committed here hold.
+   */
+  static withFixedCapacity(imagesRoot: string, capacity: { cpuCores: number; memoryBytes: number }): IncomingMigrations {
+    const incoming: IncomingMigrations = new IncomingMigrations(imagesRoot, { capacity: () => capacity, allocated: () => incoming.committedAllocation() });
+    return incoming;
+  }
 
   get(id: string): IncomingMigration | undefined {
     return this.migrations.get(id);
@@ -74,8 +113,12 @@ export class IncomingMigrations {
     let memory = used.memoryBytes;
     for (const m of this.migrations.values()) {
       if (m.id === exceptId || m.state === 'aborted' || m.state === 'committed') continue;
-      cpu += need(m.desired.limits).cpuCores;
-      memory += need(m.desired.limits).memoryBytes;
+      // A reservation counts once: allocated() may already count its held cgroup (the keeper
+      // creates it after the entry, and refuses a shard it runs, so under this id it is this
+      // migration's); only what the entry needs beyond that is added, never less than the entry.
+      const counted = this.capacity.allocatedTo?.(m.desired.shardId);
+      cpu += Math.max(0, need(m.desired.limits).cpuCores - (counted?.cpuCores ?? 0));
+      memory += Math.max(0, need(m.desired.limits).memoryBytes - (counted?.memoryBytes ?? 0));
     }
     const wanted = need(desired.limits);
     const freeCpu = Math.max(0, total.cpuCores - cpu);
@@ -102,6 +145,8 @@ export class IncomingMigrations {
   /** Reserves capacity (and disk, given the image's size) for a new incoming migration; REFUSED with the reason when it does not fit. Idempotent per id. */
   prepare(id: string, source: string, desired: DesiredShard, imageBytes?: number): IncomingMigration {
     const existing = this.migrations.get(id);
+    // Its shard runs here now: a prepare again would fail on it and drop what refuses its abort.
+    if ((existing ?? this.outcomes.get(id))?.state === 'committed') throw new MigrationError('INVALID_TRANSITION', `migration ${id} is committed here; it cannot be prepared again`);
     if (existing && existing.state !== 'aborted') {
       if (existing.desired.shardId !== desired.shardId) throw new MigrationError('INVALID_MIGRATION', `migration ${id} already brings shard ${existing.desired.shardId}`);
       return existing;
@@ -143,8 +188,7 @@ export class IncomingMigrations {
 
   /** What shards that arrived here (committed) hold: for a host whose capacity view knows nothing else. */
   committedAllocation(): { cpuCores: number; memoryBytes: number } {
-    let cpuCores = 0;
-    let memoryBytes = 0;
+    let { cpuCores, memoryBytes } = this.committedDropped;
     for (const m of this.migrations.values()) {
       if (m.state !== 'committed') continue;
       cpuCores += need(m.desired.limits).cpuCores;
@@ -153,8 +197,37 @@ export class IncomingMigrations {
     return { cpuCores, memoryBytes };
   }
 
+  /** A prepare that failed: as if it never came. */
   forget(id: string): void {
     this.migrations.delete(id);
+  }
+
+  /**
+   * The commit or abort of `migration` is done here, cleanup included (an abort waited for what
+   * was settling): its entry goes, its outcome stays for retries (KEPT_OUTCOMES). One whose
+   * cleanup failed is not finished: its entry stays, and the retry cleans up again.
+   */
+  finish(migration: IncomingMigration): void {
+    const { id, state } = migration;
+    if (state !== 'committed' && state !== 'aborted') throw new MigrationError('INVALID_TRANSITION', `migration ${id} is ${state}; only a committed or aborted one can finish`);
+    if (this.migrations.get(id) !== migration) return;
+    this.migrations.delete(id);
+    if (state === 'committed') {
+      this.committedDropped.cpuCores += need(migration.desired.limits).cpuCores;
+      this.committedDropped.memoryBytes += need(migration.desired.limits).memoryBytes;
+    }
+    this.outcomes.delete(id); // re-inserted last: a re-prepared id is as new as its end
+    this.outcomes.set(id, { shardId: migration.desired.shardId, state, ...(migration.pid !== undefined ? { pid: migration.pid } : {}) });
+    for (const oldest of this.outcomes.keys()) {
+      if (this.outcomes.size <= KEPT_OUTCOMES) break;
+      this.outcomes.delete(oldest);
+    }
+  }
+
+  /** Migration `id` as this host knows it: in flight (its entry), or finished (its outcome, while kept). */
+  status(id: string): IncomingStatus | undefined {
+    const m = this.migrations.get(id);
+    return m ? { shardId: m.desired.shardId, state: m.state, ...(m.pid !== undefined ? { pid: m.pid } : {}) } : this.outcomes.get(id);
   }
 }
 

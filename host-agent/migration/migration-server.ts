@@ -42,7 +42,7 @@ async function main(): Promise<void> {
   // As the agent does at start: CRIU loads its kernel probe instead of probing in every restore.
   if (kdatCacheWanted()) await keepCriuKdatCache(criu);
   const checkpointer = new CriuCheckpointer(criu);
-  const incoming: IncomingMigrations = new IncomingMigrations(images, { capacity: () => capacity, allocated: () => incoming.committedAllocation() });
+  const incoming = IncomingMigrations.withFixedCapacity(images, capacity);
   const token = readFileSync(tokenFile, 'utf8').trim();
   const app = await buildMigrationApp({
     token: () => token,

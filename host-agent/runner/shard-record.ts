@@ -1,14 +1,13 @@
 /**
  * What the agent persists per shard under its state directory, so a restarted agent (after
  * SIGKILL, a crash or an upgrade) adopts the same workloads with the same pids and keeps
- * counting restarts: `<agentStateDir>/shards/<shardId>.json`. Written atomically (write a
- * temporary file, fsync, rename(2) over the old one: rename is atomic within a file system),
+ * counting restarts: `<agentStateDir>/shards/<shardId>.json`. Written atomically (atomic-file.ts),
  * so a crash mid-write leaves the previous record, never a torn one.
  */
-import { randomBytes } from 'node:crypto';
-import { mkdir, open, readFile, readdir, rename, rm } from 'node:fs/promises';
+import { mkdir, readFile, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ID_PATTERN } from '../../src/errors';
+import { writeFileAtomically } from '../atomic-file';
 import type { ShardLimits } from '../cgroups/driver';
 import type { DesiredShard } from '../reconcile/desired-shard';
 import type { ShardExit } from './shard-status';
@@ -48,16 +47,7 @@ export class ShardRecordStore {
 
   async save(record: ShardRecord): Promise<void> {
     await mkdir(this.directory, { recursive: true });
-    const target = this.file(record.shardId);
-    const temp = `${target}.${randomBytes(4).toString('hex')}.tmp`;
-    const handle = await open(temp, 'w', 0o600);
-    try {
-      await handle.writeFile(`${JSON.stringify(record, null, 2)}\n`);
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-    await rename(temp, target);
+    await writeFileAtomically(this.file(record.shardId), `${JSON.stringify(record, null, 2)}\n`);
   }
 
   async load(shardId: string): Promise<ShardRecord | undefined> {

@@ -7,7 +7,12 @@ import { renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { FastifyPluginAsync } from 'fastify';
 import { Agent } from '../../host-agent/agent';
-import type { AgentMigration, AgentMigrationContext } from '../../host-agent/agent-migration';
+import { agentCapacityView, type AgentMigration, type AgentMigrationContext } from '../../host-agent/agent-migration';
+import { buildMigrationApp } from '../../host-agent/api/migration-app';
+import { migrationRoutes } from '../../host-agent/api/migration-routes';
+import { IncomingMigrations } from '../../host-agent/migration/incoming-migrations';
+import type { DesiredShard } from '../../host-agent/reconcile/desired-shard';
+import type { ShardStatus } from '../../host-agent/runner/shard-status';
 import { createLogger, memoryLogDestination } from '../../host-agent/log';
 import type { RecoveryReport } from '../../host-agent/migration/migration-service';
 import type { ShardHandover } from '../../host-agent/reconcile/shard-handover';
@@ -15,6 +20,7 @@ import { serializePlan } from '../../src/contracts/plan';
 import { tempDir } from '../helpers/cli';
 import { examplePlan } from '../helpers/plan-fixture';
 import { FakeDriver, FakeShardManager, MemoryHistory } from '../helpers/agent-fakes';
+import { FakeRestorer, prepareBody } from '../helpers/migration-destination-fakes';
 import { MemoryJournalStore, recordIn } from '../helpers/migration-fakes';
 
 const TOKEN = 'agent-test-token-0123456789';
@@ -193,5 +199,53 @@ describe('Agent with migration (wiring over fakes)', () => {
     contexts[0]!.onFinished!(recordIn('aborted'));
     for (let i = 0; i < 200 && applies() === before; i += 1) await new Promise((r) => setTimeout(r, 20));
     expect(applies()).toBe(before + 1);
+  });
+});
+
+describe('the agent\'s capacity view for incoming migrations', () => {
+  const dir = tempDir('agent-capacity');
+  afterAll(() => dir.remove());
+  const GiB = 2 ** 30;
+  const status = (shardId: string, state: ShardStatus['state'], cpuCores: number): ShardStatus => ({ shardId, applicationId: 'web', state, restarts: 0, adopted: false, frozen: false, limits: { cpuCores, memoryBytes: GiB } });
+
+  it('counts a prepared migration once, before and after the keeper created its held cgroup', async () => {
+    // host-a offers 2 cores (the example plan) and runs web-0 with 0.5.
+    const shards: ShardStatus[] = [status('web-0', 'running', 0.5)];
+    let gate: Promise<void> | undefined;
+    let reached!: () => void;
+    const inKeeper = new Promise<void>((resolve) => (reached = resolve));
+    const handover = {
+      // As the keeper: the held cgroup appears in its status only once prepareIncoming runs, after the entry.
+      prepareIncoming: async (desired: DesiredShard) => {
+        reached();
+        await gate;
+        shards.push(status(desired.shardId, 'held', desired.limits.cpuCores ?? 0));
+        return { procsFiles: [], paths: {} };
+      },
+      adopt: async () => status('x', 'running', 0),
+      discard: async () => {},
+    };
+    const plan = examplePlan();
+    const incoming = new IncomingMigrations(join(dir.path, 'images'), agentCapacityView({ hostId: 'host-a', plan: () => plan, shards: () => shards }), { free: () => undefined });
+    const app = await buildMigrationApp({ token: () => TOKEN, plugins: [migrationRoutes({ hostId: 'host-a', incoming, handover, restorer: new FakeRestorer() })] });
+    const prepare = (id: string, shardId: string, cpuCores: number) =>
+      app.inject({ method: 'POST', url: `/v1/migrations/${id}/prepare`, headers: { authorization: `Bearer ${TOKEN}` }, payload: { ...prepareBody(shardId), shard: { ...prepareBody(shardId).shard, limits: { cpuCores, memoryBytes: GiB } } } });
+    try {
+      let open!: () => void;
+      gate = new Promise<void>((resolve) => (open = resolve));
+      const first = prepare('mig-1', 'web-1', 1);
+      await inKeeper;
+      // The entry exists, the held cgroup not yet: the reservation counts (0.5 of 2 cores left).
+      expect(incoming.refusal({ ...prepareBody('web-2').shard, limits: { cpuCores: 0.75 } })).toBe('out of capacity: 0.5 cpu cores free, shard web-2 needs 0.75');
+      open();
+      expect((await first).statusCode).toBe(200);
+      expect(shards.map((s) => `${s.shardId} ${s.state}`)).toEqual(['web-0 running', 'web-1 held']);
+      // Entry and held cgroup are one reservation: room for exactly one more 0.5-core shard, and no more.
+      expect((await prepare('mig-2', 'web-2', 0.5)).statusCode).toBe(200);
+      const third = await prepare('mig-3', 'web-3', 0.25);
+      expect(third.json()).toMatchObject({ error: 'REFUSED', message: 'out of capacity: 0 cpu cores free, shard web-3 needs 0.25' });
+    } finally {
+      await app.close();
+    }
   });
 });

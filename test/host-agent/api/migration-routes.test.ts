@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { buildMigrationApp } from '../../../host-agent/api/migration-app';
@@ -15,9 +15,11 @@ describe('migration routes (destination agent)', () => {
   const dir = tempDir('shardform-migration-routes');
   let app: FastifyInstance;
   let dest: ReturnType<typeof fakeDestination>;
+  let imagesRoot: string;
 
   beforeEach(async () => {
-    dest = fakeDestination(join(dir.path, `images-${Math.random().toString(36).slice(2)}`), { cpuCores: 2, memoryBytes: 4 * 2 ** 30 }, { cpuCores: 1.5, memoryBytes: 1 << 30 });
+    imagesRoot = join(dir.path, `images-${Math.random().toString(36).slice(2)}`);
+    dest = fakeDestination(imagesRoot, { cpuCores: 2, memoryBytes: 4 * 2 ** 30 }, { cpuCores: 1.5, memoryBytes: 1 << 30 });
     app = await buildMigrationApp({ token: dest.deps.token, plugins: [migrationRoutes(dest.deps)] });
   });
   afterEach(async () => app.close());
@@ -160,6 +162,28 @@ describe('migration routes (destination agent)', () => {
     expect(dest.handover.calls).not.toContain('discard web-0');
   });
 
+  it('drops a committed migration from memory, and still answers a retried commit as committed and refuses an abort that would kill its shard', async () => {
+    await prepare();
+    const data = Buffer.from('pages');
+    await upload('mig-1', 1, 'pages-1.img', data);
+    await app.inject({ method: 'POST', url: '/v1/migrations/mig-1/restore', headers: AUTH, payload: { rounds: [{ round: 1, parent: null, files: [{ name: 'pages-1.img', bytes: data.length, sha256: sha(data) }] }] } });
+    const commit = () => app.inject({ method: 'POST', url: '/v1/migrations/mig-1/commit', headers: AUTH, payload: { shardId: 'web-0' } });
+    expect((await commit()).json()).toEqual({ migrationId: 'mig-1', state: 'committed', pid: 4242 });
+    expect(dest.incoming.get('mig-1')).toBeUndefined();
+    expect(dest.incoming.status('mig-1')).toEqual({ shardId: 'web-0', state: 'committed', pid: 4242 });
+
+    expect((await commit()).json()).toEqual({ migrationId: 'mig-1', state: 'committed', pid: 4242 });
+    const abort = await app.inject({ method: 'POST', url: '/v1/migrations/mig-1/abort', headers: AUTH, payload: { shardId: 'web-0', reason: 'late' } });
+    expect(abort.statusCode).toBe(409);
+    expect(abort.json()).toMatchObject({ error: 'INVALID_TRANSITION', message: 'migration mig-1 is committed here; it cannot be aborted' });
+    const other = await app.inject({ method: 'POST', url: '/v1/migrations/mig-1/commit', headers: AUTH, payload: { shardId: 'web-5' } });
+    expect(other.json()).toMatchObject({ error: 'INVALID_MIGRATION', message: 'migration mig-1 brings shard web-0, not web-5' });
+    const again = await prepare('mig-1');
+    expect(again.json()).toMatchObject({ error: 'INVALID_TRANSITION', message: 'migration mig-1 is committed here; it cannot be prepared again' });
+    // The retries touched nothing: one adopt, no discard.
+    expect(dest.handover.calls).toEqual(['prepareIncoming web-0', 'adopt web-0']);
+  });
+
   it('commits a migration it forgot (agent restart after the restore) by supervising the shard it holds', async () => {
     const commit = await app.inject({ method: 'POST', url: '/v1/migrations/mig-9/commit', headers: AUTH, payload: { shardId: 'web-0' } });
     expect(commit.json()).toEqual({ migrationId: 'mig-9', state: 'committed', pid: 4242 });
@@ -198,6 +222,71 @@ describe('migration routes (destination agent)', () => {
     expect((await app.inject({ method: 'POST', url: '/v1/migrations/mig-6/abort', headers: AUTH, payload: { shardId: 'web-6', reason: 'agent restarted' } })).statusCode).toBe(200);
     expect(existsSync(dest.incoming.dirOf('mig-5'))).toBe(false);
     expect(existsSync(dest.incoming.dirOf('mig-6'))).toBe(false);
+  });
+
+  /** The destination agent restarted: its incoming migrations forgotten, its images directory as it was. */
+  async function restartDestination(): Promise<void> {
+    await app.close();
+    dest = fakeDestination(imagesRoot, { cpuCores: 8, memoryBytes: 64 * 2 ** 30 });
+    app = await buildMigrationApp({ token: dest.deps.token, plugins: [migrationRoutes(dest.deps)] });
+  }
+
+  /** A shard's state directory under a temp application state directory, with `counter` in it. */
+  function stateDir(stateDirectory: string, name: string, counter: string, mark?: string): string {
+    const path = join(stateDirectory, name);
+    mkdirSync(path, { recursive: true });
+    writeFileSync(join(path, 'counter'), counter);
+    if (mark) writeFileSync(join(path, `.shardform-unpacked-${mark}`), '');
+    return path;
+  }
+
+  it('after a restart, tidies what an unpack left beside the state directory at the commit or abort of a migration it forgot, never the state itself', async () => {
+    await restartDestination();
+    const stateDirectory = join(dir.path, `state-${Math.random().toString(36).slice(2)}`);
+    const body = (shardId: string) => ({ ...prepareBody(shardId), shard: { ...prepareBody(shardId).shard, stateDirectory } });
+    expect((await prepare('mig-1', body('web-0'))).statusCode).toBe(200);
+    expect((await prepare('mig-2', body('web-1'))).statusCode).toBe(200);
+    // mig-1 stopped after its copy was swapped in (still marked), before the old one was removed;
+    // mig-2 stopped while extracting, beside a state directory that is not its copy.
+    stateDir(stateDirectory, 'web-0', '42', 'mig-1');
+    stateDir(stateDirectory, 'web-0.previous-mig-1', '41');
+    stateDir(stateDirectory, 'web-1', '41');
+    stateDir(stateDirectory, 'web-1.previous-mig-2', '40');
+    stateDir(stateDirectory, 'web-1.incoming-mig-2', 'half');
+    await restartDestination();
+
+    const commit = await app.inject({ method: 'POST', url: '/v1/migrations/mig-1/commit', headers: AUTH, payload: { shardId: 'web-0' } });
+    expect(commit.json()).toEqual({ migrationId: 'mig-1', state: 'committed', pid: 4242 });
+    const abort = await app.inject({ method: 'POST', url: '/v1/migrations/mig-2/abort', headers: AUTH, payload: { shardId: 'web-1', reason: 'agent restarted' } });
+    expect(abort.json()).toEqual({ migrationId: 'mig-2', state: 'aborted' });
+    expect(readdirSync(stateDirectory).sort()).toEqual(['web-0', 'web-1', 'web-1.previous-mig-2']);
+    expect(readdirSync(join(stateDirectory, 'web-0'))).toEqual(['counter']);
+    expect(readFileSync(join(stateDirectory, 'web-0', 'counter'), 'utf8')).toBe('42');
+    expect(readFileSync(join(stateDirectory, 'web-1', 'counter'), 'utf8')).toBe('41');
+    // Unmarked at web-1, the old directory may be the real state: only the source takes it back.
+    expect(readFileSync(join(stateDirectory, 'web-1.previous-mig-2', 'counter'), 'utf8')).toBe('40');
+    expect(existsSync(dest.incoming.dirOf('mig-1'))).toBe(false);
+    expect(existsSync(dest.incoming.dirOf('mig-2'))).toBe(false);
+  });
+
+  it('after a restart, tidies nothing on a record that names another shard than the request, or that it cannot read, and still answers', async () => {
+    await restartDestination();
+    const stateDirectory = join(dir.path, `state-${Math.random().toString(36).slice(2)}`);
+    expect((await prepare('mig-3', { ...prepareBody('web-3'), shard: { ...prepareBody('web-3').shard, stateDirectory } })).statusCode).toBe(200);
+    stateDir(stateDirectory, 'web-3.incoming-mig-3', 'half');
+    mkdirSync(dest.incoming.dirOf('mig-4'), { recursive: true });
+    writeFileSync(join(dest.incoming.dirOf('mig-4'), 'migration.json'), '{"version":1,"migrationId":"mig-4","shardId":"web-4"');
+    stateDir(stateDirectory, 'web-4.incoming-mig-4', 'half');
+    await restartDestination();
+
+    const abort = await app.inject({ method: 'POST', url: '/v1/migrations/mig-3/abort', headers: AUTH, payload: { shardId: 'web-9', reason: 'confused' } });
+    expect(abort.json()).toEqual({ migrationId: 'mig-3', state: 'aborted' });
+    const commit = await app.inject({ method: 'POST', url: '/v1/migrations/mig-4/commit', headers: AUTH, payload: { shardId: 'web-4' } });
+    expect(commit.json()).toEqual({ migrationId: 'mig-4', state: 'committed', pid: 4242 });
+    expect(readdirSync(stateDirectory).sort()).toEqual(['web-3.incoming-mig-3', 'web-4.incoming-mig-4']);
+    expect(dest.handover.calls).toEqual(['discard web-9', 'adopt web-4']);
+    expect(existsSync(dest.incoming.dirOf('mig-3'))).toBe(false);
+    expect(existsSync(dest.incoming.dirOf('mig-4'))).toBe(false);
   });
 
   /** Rebuilds the app with a restart-strategy keeper whose held starts (run 777) and unpacks are the test's. */
@@ -307,9 +396,20 @@ describe('migration routes (destination agent)', () => {
   it('aborts idempotently, discarding the copy even for a migration it no longer knows', async () => {
     await prepare();
     const abort = () => app.inject({ method: 'POST', url: '/v1/migrations/mig-1/abort', headers: AUTH, payload: { shardId: 'web-0', reason: 'transfer broke' } });
+    const discard = dest.handover.discard.bind(dest.handover);
+    dest.handover.discard = async (shardId: string) => {
+      await discard(shardId);
+      if (dest.handover.calls.filter((c) => c === 'discard web-0').length === 1) throw new Error('EBUSY');
+    };
+    // The first discard fails: the abort is not finished, and its retry does it all again.
+    expect((await abort()).statusCode).toBe(500);
+    expect(dest.incoming.get('mig-1')?.state).toBe('aborted');
     expect((await abort()).json()).toEqual({ migrationId: 'mig-1', state: 'aborted' });
-    expect((await abort()).statusCode).toBe(200);
+    expect(dest.incoming.get('mig-1')).toBeUndefined();
+    // Finished: a retry answers the same and discards nothing (a later migration may bring web-0).
+    expect((await abort()).json()).toEqual({ migrationId: 'mig-1', state: 'aborted' });
     expect(dest.handover.calls).toEqual(['prepareIncoming web-0', 'discard web-0', 'discard web-0']);
+    expect((await app.inject({ method: 'POST', url: '/v1/migrations/mig-1/commit', headers: AUTH, payload: { shardId: 'web-0' } })).json()).toMatchObject({ error: 'INVALID_TRANSITION', message: 'migration mig-1 is aborted, not restored' });
     const unknown = await app.inject({ method: 'POST', url: '/v1/migrations/mig-7/abort', headers: AUTH, payload: { shardId: 'web-7', reason: 'agent restarted' } });
     expect(unknown.statusCode).toBe(200);
     expect(dest.handover.calls).toContain('discard web-7');

@@ -1,0 +1,19 @@
+/**
+ * Replaces a file whole or not at all: write a temporary file beside it, fsync, rename(2) over
+ * the old one (rename is atomic within a file system), so a crash mid-write leaves the previous
+ * file, or none, never a torn one.
+ */
+import { randomBytes } from 'node:crypto';
+import { open, rename } from 'node:fs/promises';
+
+export async function writeFileAtomically(target: string, text: string, mode = 0o600): Promise<void> {
+  const temp = `${target}.${randomBytes(4).toString('hex')}.tmp`;
+  const handle = await open(temp, 'w', mode);
+  try {
+    await handle.writeFile(text);
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+  await rename(temp, target);
+}

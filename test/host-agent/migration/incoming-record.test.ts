@@ -1,0 +1,36 @@
+import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { readIncomingRecord, writeIncomingRecord } from '../../../host-agent/migration/incoming-record';
+import { tempDir } from '../../helpers/cli';
+
+describe('incoming migration record (what a restarted destination needs to tidy)', () => {
+  const dir = tempDir('shardform-incoming-record');
+  afterAll(() => dir.remove());
+  const migrationDir = (id: string) => {
+    const path = join(dir.path, id);
+    mkdirSync(path, { recursive: true });
+    return path;
+  };
+
+  it('reads back what prepare wrote, leaving no temporary file', async () => {
+    const path = migrationDir('mig-1');
+    await writeIncomingRecord(path, 'mig-1', { shardId: 'web-0', stateDirectory: '/var/lib/web' });
+    expect(await readIncomingRecord(path, 'mig-1')).toEqual({ record: { version: 1, migrationId: 'mig-1', shardId: 'web-0', stateDirectory: '/var/lib/web' } });
+    expect(readdirSync(path)).toEqual(['migration.json']);
+  });
+
+  it('knows nothing, without a problem, when there is no record', async () => {
+    expect(await readIncomingRecord(join(dir.path, 'never-prepared'), 'mig-2')).toEqual({});
+  });
+
+  it('knows nothing, and says why, from a torn, invalid or another migration\'s record', async () => {
+    const path = migrationDir('mig-3');
+    const file = join(path, 'migration.json');
+    writeFileSync(file, '{"version":1,"migrationId":"mig-3"');
+    expect((await readIncomingRecord(path, 'mig-3')).problem).toMatch(new RegExp(`^${file} is not JSON: `));
+    writeFileSync(file, JSON.stringify({ version: 1, migrationId: 'mig-3', shardId: 'web-0', stateDirectory: 'relative/dir' }));
+    expect(await readIncomingRecord(path, 'mig-3')).toEqual({ problem: `${file} is not a migration record: stateDirectory: must match pattern "^/" (got "relative/dir")` });
+    writeFileSync(file, JSON.stringify({ version: 1, migrationId: 'mig-9', shardId: 'web-0', stateDirectory: '/var/lib/web' }));
+    expect(await readIncomingRecord(path, 'mig-3')).toEqual({ problem: `${file} is the record of migration mig-9, not mig-3` });
+  });
+});
