@@ -105,23 +105,36 @@ export const migrationRoutes =
     app.addContentTypeParser('application/octet-stream', (_request, payload, done) => done(null, payload));
     const { incoming } = deps;
 
+    /** Runs the prepare, restore or start of `migration`, recorded so that an abort arriving meanwhile waits for it. */
+    const settle = <T>(migration: IncomingMigration, work: () => Promise<T>): Promise<T> => {
+      const running = work();
+      migration.settling = running.catch(() => undefined);
+      return running;
+    };
+
     app.post<{ Params: MigrationParams; Body: PrepareBody }>(
       '/v1/migrations/:id/prepare',
       { schema: { params: MigrationParams, body: PrepareBody } },
       async (request) => {
         const { shard, source, imageBytes } = request.body;
         const migration = incoming.prepare(request.params.id, source, { ...shard, limits: { ...shard.limits } }, imageBytes);
-        try {
-          const cgroup = await deps.handover.prepareIncoming(migration.desired);
-          migration.procsFiles = cgroup.procsFiles;
-        } catch (error) {
-          incoming.forget(migration.id);
-          throw error;
-        }
-        await mkdir(migration.dir, { recursive: true });
-        // For the commit or abort of an agent that restarted meanwhile and forgot the migration.
-        await writeIncomingRecord(migration.dir, migration.id, migration.desired);
-        return { migrationId: migration.id, hostId: deps.hostId, shardId: shard.shardId, state: migration.state };
+        // Recorded before its first await: an abort arriving meanwhile (the source's prepare timed
+        // out) waits for the held cgroup and the images directory, then removes them; else they
+        // would be made after the abort answered and stay, the held shard counting against capacity.
+        return settle(migration, async () => {
+          try {
+            const cgroup = await deps.handover.prepareIncoming(migration.desired);
+            migration.procsFiles = cgroup.procsFiles;
+          } catch (error) {
+            if (migration.state === 'prepared') incoming.forget(migration.id);
+            throw error;
+          }
+          await mkdir(migration.dir, { recursive: true });
+          // For the commit or abort of an agent that restarted meanwhile and forgot the migration.
+          await writeIncomingRecord(migration.dir, migration.id, migration.desired);
+          if (migration.state !== 'prepared') throw new MigrationError('INVALID_TRANSITION', `migration ${migration.id} was aborted while it was prepared; what it made is removed`);
+          return { migrationId: migration.id, hostId: deps.hostId, shardId: shard.shardId, state: migration.state };
+        });
       },
     );
 
@@ -156,6 +169,12 @@ export const migrationRoutes =
           await rm(partial, { force: true });
           throw new MigrationError('TRANSFER_FAILED', `image file ${round}/${request.params.name} broke off after ${bytes} bytes: ${(error as Error).message}`);
         }
+        if (migration.state !== 'prepared') {
+          // Aborted while this file arrived: the abort removed (or is removing) the images; this
+          // request may have made their directory again, so nothing of it stays.
+          await rm(incoming.dirOf(migration.id), { recursive: true, force: true });
+          throw new MigrationError('INVALID_TRANSITION', `migration ${migration.id} was aborted while image file ${round}/${request.params.name} arrived; it is not kept`);
+        }
         const sha256 = hash.digest('hex');
         if (bytes !== expectedBytes || (expectedSha !== undefined && sha256 !== expectedSha)) {
           await rm(partial, { force: true });
@@ -182,13 +201,7 @@ export const migrationRoutes =
       },
     );
 
-    /** Runs a restore or start of `migration`, recorded so that an abort arriving meanwhile waits for it. */
-    const settle = <T>(migration: IncomingMigration, work: () => Promise<T>): Promise<T> => {
-      const running = work();
-      migration.settling = running.catch(() => undefined);
-      return running;
-    };
-
+    
     app.post<{ Params: MigrationParams; Body: RestoreBody }>(
       '/v1/migrations/:id/restore',
       { schema: { params: MigrationParams, body: RestoreBody } },

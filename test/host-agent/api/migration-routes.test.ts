@@ -362,6 +362,49 @@ describe('migration routes (destination agent)', () => {
     expect(events).toEqual(['unpacked', 'discard web-0', 'abort answered']);
   });
 
+  it('an abort that arrives while prepare makes the held cgroup waits for it, then removes it: nothing prepared outlives the abort', async () => {
+    let finishPrepare: (() => void) | undefined;
+    const prepareIncoming = dest.handover.prepareIncoming.bind(dest.handover);
+    dest.handover.prepareIncoming = (desired) => new Promise((resolve) => (finishPrepare = () => resolve(prepareIncoming(desired))));
+    const prepared = prepare();
+    for (let i = 0; i < 100 && !finishPrepare; i += 1) await new Promise((r) => setImmediate(r));
+    const abort = app.inject({ method: 'POST', url: '/v1/migrations/mig-1/abort', headers: AUTH, payload: { shardId: 'web-0', reason: 'prepare timed out' } }).then((r) => (dest.handover.calls.push('abort answered'), r));
+    for (let i = 0; i < 20; i += 1) await new Promise((r) => setImmediate(r));
+    expect(dest.handover.calls).toEqual([]);
+    finishPrepare!();
+    const [late, aborted] = await Promise.all([prepared, abort]);
+    expect(aborted.statusCode).toBe(200);
+    expect(late.statusCode).toBe(409);
+    expect(late.json().message).toBe('migration mig-1 was aborted while it was prepared; what it made is removed');
+    expect(dest.handover.calls).toEqual(['prepareIncoming web-0', 'discard web-0', 'abort answered']);
+    expect(existsSync(dest.incoming.dirOf('mig-1'))).toBe(false);
+  });
+
+  it('an image file that was still arriving when the abort came is not kept, even where it made the directory again', async () => {
+    await prepare();
+    const data = Buffer.alloc(1 << 20, 3);
+    // The body arrives slowly: the abort answers while it streams.
+    const { PassThrough } = await import('node:stream');
+    const body = new PassThrough();
+    const uploading = app.inject({
+      method: 'PUT',
+      url: '/v1/migrations/mig-1/rounds/1/files/pages-1.img',
+      headers: { ...AUTH, 'content-type': 'application/octet-stream', 'content-length': String(data.length), 'x-shardform-sha256': sha(data) },
+      payload: body,
+    });
+    body.write(data.subarray(0, 1000));
+    const partial = join(dest.incoming.dirOf('mig-1'), '1', 'pages-1.img.partial');
+    for (let i = 0; i < 200 && !existsSync(partial); i += 1) await new Promise((r) => setTimeout(r, 5));
+    expect(existsSync(partial)).toBe(true);
+    const aborted = await app.inject({ method: 'POST', url: '/v1/migrations/mig-1/abort', headers: AUTH, payload: { shardId: 'web-0', reason: 'source gave up' } });
+    expect(aborted.statusCode).toBe(200);
+    body.end(data.subarray(1000));
+    const late = await uploading;
+    expect(late.statusCode).toBe(409);
+    expect(late.json().message).toBe('migration mig-1 was aborted while image file 1/pages-1.img arrived; it is not kept');
+    expect(existsSync(dest.incoming.dirOf('mig-1'))).toBe(false);
+  });
+
   it('an abort that arrives while CRIU restores waits for the restore, then destroys the restored copy', async () => {
     const events: string[] = [];
     let finishRestore: (() => void) | undefined;
