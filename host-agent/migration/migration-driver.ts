@@ -27,6 +27,9 @@ export interface MigrationDriverOptions {
   commitWrites?: (record: MigrationRecord) => Promise<readonly TxnOp[]>;
 }
 
+/** States whose step stops the source (or follows one that did) and precede any restore. */
+const STOPPED_BEFORE_RESTORE: ReadonlySet<MigrationState> = new Set(['frozen', 'dumped', 'transferred']);
+
 /** Upper bound on journal writes of one run: every state once, plus pre-copy rounds, plus abort. */
 const MAX_STEPS = 32;
 
@@ -124,7 +127,7 @@ export class MigrationDriver {
           return this.abort(entry, `committing: ${(error as Error).message}`);
         }
       }
-      entry = await this.journal.save(entry, nextRecord, alongside);
+      entry = await this.saveOrResume(entry, nextRecord, alongside);
     }
     return this.abort(entry, `did not finish within ${MAX_STEPS} steps`);
   }
@@ -181,8 +184,26 @@ export class MigrationDriver {
   }
 
   private async abort(entry: JournalEntry, reason: string): Promise<MigrationRecord> {
-    const aborted = await this.journal.save(entry, abortRecord(entry.record, reason, this.at()));
+    const aborted = await this.saveOrResume(entry, abortRecord(entry.record, reason, this.at()));
     return this.cleanUpAbort(aborted);
+  }
+
+  /**
+   * Saves the next record. When the journal cannot be written (the store away: a lock held past
+   * its busy timeout, etcd unreachable) while the source is stopped and no restore was asked
+   * for, the source resumes at once instead of staying frozen for as long as the store is away
+   * (the crash campaign measured 8.7 s frozen behind an 8.3 s store lock). The record stays as
+   * it was, so recovery, retried on the agent's timer, aborts it later and resumes again
+   * (idempotent). From `restored` on, never: the destination may run the shard.
+   */
+  private async saveOrResume(entry: JournalEntry, next: MigrationRecord, alongside?: readonly TxnOp[]): Promise<JournalEntry> {
+    try {
+      return await this.journal.save(entry, next, alongside);
+    } catch (error) {
+      const conflict = error instanceof MigrationError && error.code === 'JOURNAL_CONFLICT';
+      if (!conflict && STOPPED_BEFORE_RESTORE.has(entry.record.state)) await this.effects.resumeSource(entry.record).catch(() => undefined);
+      throw error;
+    }
   }
 
   /**

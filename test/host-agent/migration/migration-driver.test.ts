@@ -127,6 +127,62 @@ describe('migration driver', () => {
     expect(record).toMatchObject({ state: 'done', release: 'complete' });
   });
 
+  it('resumes the stopped source at once when the journal cannot be written before any restore; recovery aborts it later', async () => {
+    const { driver, effects, store, journal } = setUp();
+    const away = new MigrationError('STORE_UNAVAILABLE' as never, 'store.path: SQLite failed (SQLITE_BUSY); nothing was written');
+    const txn = store.txn.bind(store);
+    let storeAway = false;
+    store.txn = async (...args) => {
+      if (storeAway) throw away;
+      return txn(...args);
+    };
+    effects.onCall = (effect) => {
+      if (effect === 'dump') storeAway = true; // the write of `transferred` fails
+    };
+    await expect(driver.migrate(INPUT)).rejects.toBe(away);
+    expect(effects.effects()).toEqual(['prepare', 'freeze', 'dump', 'resumeSource']);
+    const entry = await journal.load('f', 'm1');
+    expect(entry?.record.state).toBe('dumped'); // nothing written: recovery decides
+
+    storeAway = false;
+    effects.onCall = undefined;
+    const record = await driver.recover(entry!);
+    expect(record).toMatchObject({ state: 'aborted', abort: { from: 'dumped', cleanup: 'complete' } });
+    expect(effects.effects().slice(4)).toEqual(['resumeSource', 'destroyDestination']);
+    expect(effects.effects()).not.toContain('restore');
+  });
+
+  it('keeps the source stopped when the journal cannot be written once a restore was asked for (the destination may run it)', async () => {
+    const { driver, effects, store, journal } = setUp();
+    const txn = store.txn.bind(store);
+    let storeAway = false;
+    store.txn = async (...args) => {
+      if (storeAway) throw new Error('etcd unreachable');
+      return txn(...args);
+    };
+    effects.onCall = (effect) => {
+      if (effect === 'restore') storeAway = true; // the write of `committed` fails
+    };
+    await expect(driver.migrate(INPUT)).rejects.toThrow('etcd unreachable');
+    expect(effects.effects()).not.toContain('resumeSource');
+    expect((await journal.load('f', 'm1'))?.record.state).toBe('restored');
+  });
+
+  it('does not resume a source that was never stopped when the journal cannot be written (prepared, pre-copy)', async () => {
+    const { driver, effects, store } = setUp();
+    const txn = store.txn.bind(store);
+    let storeAway = false;
+    store.txn = async (...args) => {
+      if (storeAway) throw new Error('etcd unreachable');
+      return txn(...args);
+    };
+    effects.onCall = (effect) => {
+      if (effect === 'prepare') storeAway = true; // the write of `frozen` fails
+    };
+    await expect(driver.migrate(INPUT)).rejects.toThrow('etcd unreachable');
+    expect(effects.effects()).toEqual(['prepare']);
+  });
+
   it('stops without acting when another driver wrote the journal meanwhile', async () => {
     const { driver, effects, store } = setUp();
     effects.onCall = async (effect) => {
