@@ -101,6 +101,11 @@ export function createMigrationService(deps: MigrationServiceDeps): {
         driver: deps.driver,
         handover: { release: (id) => deps.handover.release(id), adopt: (id) => deps.handover.adopt(id), discard: (id) => deps.handover.discard(id), stopHeld: (id) => restartHandover.stopHeld(id), startHeld: (id, d) => restartHandover.startHeld(id, d) },
         describe: (shardId) => deps.describe(shardId),
+        stateDirectoryOf: async (record) => {
+          const plan = deps.plan();
+          if (!plan) throw new MigrationError('INVALID_TRANSITION', `migration ${record.id}: no plan loaded yet to find the state directory of ${record.applicationId}`);
+          return plan.applications.find((a) => a.id === record.applicationId)?.stateDirectory;
+        },
         client,
         imagesRoot: `${deps.imagesRoot}/outgoing`,
         onFinished: deps.onFinished,

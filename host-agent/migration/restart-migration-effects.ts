@@ -31,6 +31,11 @@ export interface RestartEffectsDeps {
   readonly driver: Pick<CgroupDriver, 'pids' | 'exists'>;
   readonly handover: Pick<ShardHandover, 'release' | 'adopt' | 'discard'> & RestartHandover;
   describe(shardId: string): Promise<DesiredShard>;
+  /**
+   * The state directory of the migration's application in the plan (undefined when the
+   * application left it), whatever the placement: a drained host describes no shard.
+   */
+  stateDirectoryOf(record: MigrationRecord): Promise<string | undefined>;
   client(hostId: string): Pick<MigrationClient, 'prepare' | 'uploadRound' | 'start' | 'commit' | 'abort'>;
   /** `<imagesRoot>/<migration id>/1/state.tar`. */
   readonly imagesRoot: string;
@@ -115,13 +120,11 @@ export class RestartMigrationEffects implements MigrationEffects {
   async resumeSource(record: MigrationRecord): Promise<void> {
     // On a file system both hosts share, a destination that died while swapping in the state
     // directory left the source's own aside: put it back before anything starts from it (here,
-    // or reconcile after a reboot). Only "not one this host should run" skips that; any other
-    // failure (the store unreadable) is retried rather than starting the shard without its state.
-    const desired = await this.deps.describe(record.shardId).catch((error: unknown) => {
-      if (error instanceof MigrationError && error.code === 'INVALID_MIGRATION') return undefined;
-      throw error;
-    });
-    if (desired) await reclaimStateDir(join(desired.stateDirectory, record.shardId), record.id);
+    // reconcile after a reboot, or after a drain is lifted). Found from the application, not
+    // the placement (a drained host describes no shard: before 2026-11-28 it then started the
+    // shard without its state); a failure to find it is retried rather than starting without.
+    const stateDirectory = await this.deps.stateDirectoryOf(record);
+    if (stateDirectory) await reclaimStateDir(join(stateDirectory, record.shardId), record.id);
     if (!(await this.deps.driver.exists(record.shardId))) await this.deps.handover.discard(record.shardId);
     else if ((await this.deps.driver.pids(record.shardId)).length > 0) await this.deps.handover.adopt(record.shardId);
     else await this.deps.handover.startHeld(record.shardId);

@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ImageFile } from '../../../host-agent/checkpoint/image-manifest';
 import { MigrationDriver } from '../../../host-agent/migration/migration-driver';
+import { MigrationError } from '../../../host-agent/migration/migration-error';
 import { MigrationJournal } from '../../../host-agent/migration/migration-journal';
 import { planMigration, type NewMigration } from '../../../host-agent/migration/migration-record';
 import { RestartMigrationEffects } from '../../../host-agent/migration/restart-migration-effects';
@@ -13,7 +14,7 @@ import { FakeClock, MemoryJournalStore } from '../../helpers/migration-fakes';
 const INPUT: NewMigration = { id: 'm1', fleet: 'f', shardId: 'db-0', applicationId: 'db', source: 'host-1', destination: 'host-2', strategy: 'restart', timeoutSeconds: 60 };
 
 /** Records every hand-over and destination call in order; `failOn` makes one of them throw. */
-function setUp(opts: { failOn?: string; sourcePids?: number[]; sourceCgroup?: boolean; describeFails?: Error } = {}) {
+function setUp(opts: { failOn?: string; sourcePids?: number[]; sourceCgroup?: boolean; describeFails?: Error; stateDirectoryFails?: Error } = {}) {
   const work = mkdtempSync(join(tmpdir(), 'sf-restart-'));
   const desired: DesiredShard = { shardId: 'db-0', applicationId: 'db', limits: { cpuCores: 1 }, command: ['/bin/db'], env: {}, stateDirectory: join(work, 'state') };
   mkdirSync(join(work, 'state', 'db-0'), { recursive: true });
@@ -42,6 +43,10 @@ function setUp(opts: { failOn?: string; sourcePids?: number[]; sourceCgroup?: bo
     describe: async () => {
       if (opts.describeFails) throw opts.describeFails;
       return desired;
+    },
+    stateDirectoryOf: async () => {
+      if (opts.stateDirectoryFails) throw opts.stateDirectoryFails;
+      return desired.stateDirectory;
     },
     client: () => ({
       prepare: async () => step('dest.prepare'),
@@ -121,12 +126,28 @@ describe('restart migration, the destination died while swapping in the state di
   });
 });
 
-describe('restart migration, resuming the source while its definition cannot be read', () => {
+describe('restart migration, the destination died mid-swap and the source host is drained', () => {
+  it('the source puts its state directory back although it describes no shard (drained), so it is there when the drain is lifted', async () => {
+    const { work, calls, effects } = setUp({ describeFails: new MigrationError('INVALID_MIGRATION', 'shard db-0 is not one this host should run') });
+    try {
+      const dir = join(work, 'state', 'db-0');
+      renameSync(dir, replacedStateDir(dir, 'm1'));
+      const record = { ...planMigration({ ...INPUT }, '2026-11-25T05:00:00.000Z'), abort: { reason: 'recovered in state restored before commit', from: 'restored' as const, cleanup: 'pending' as const } };
+      await effects.resumeSource(record);
+      expect(calls).toEqual(['source.startHeld']); // the drain stops it again, with its state in place
+      expect(readFileSync(join(dir, 'counter'), 'utf8')).toBe('41');
+    } finally {
+      rmSync(work, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('restart migration, resuming the source while its state directory cannot be found', () => {
   it('starts nothing and fails (recovery retries), rather than starting the shard without a state directory left aside', async () => {
-    const { work, calls, effects } = setUp({ describeFails: new Error('store unavailable: etcd request timed out') });
+    const { work, calls, effects } = setUp({ stateDirectoryFails: new Error('no plan loaded yet') });
     try {
       const record = { ...planMigration({ ...INPUT }, '2026-11-25T05:00:00.000Z'), abort: { reason: 'recovered in state restored before commit', from: 'restored' as const, cleanup: 'pending' as const } };
-      await expect(effects.resumeSource(record)).rejects.toThrow('etcd request timed out');
+      await expect(effects.resumeSource(record)).rejects.toThrow('no plan loaded yet');
       expect(calls).toEqual([]);
     } finally {
       rmSync(work, { recursive: true, force: true });
