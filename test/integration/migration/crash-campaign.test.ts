@@ -154,7 +154,8 @@ describePrivileged('crash campaign: agents killed at random instants of migratio
         const preCopy = strategy === 'checkpoint' && random() < 0.5;
         const delayMs = Math.floor(random() * span * (preCopy ? 2.5 : 1.3));
         const pauseMs = Math.floor(random() * 1500);
-        story.push(`round ${round}: ${home.host.id} → ${destination.host.id}${preCopy ? ' with pre-copy' : ''}, kill ${victim} after ${delayMs} ms, restart after ${pauseMs} ms more`);
+        const kills = victim === 'source' || victim === 'destination' || victim === 'both';
+        story.push(`round ${round}: ${home.host.id} → ${destination.host.id}${preCopy ? ' with pre-copy' : ''}, ${kills ? `kill ${victim}` : victim} after ${delayMs} ms${kills ? `, restart after ${pauseMs} ms more` : ''}`);
         // Both workloads only count up, from memory (checkpoint) or their state directory (restart):
         // after the round the counter is at least where it was before, whatever the round undid.
         // A checkpointed workload killed in the round starts afresh: its counter with it.
