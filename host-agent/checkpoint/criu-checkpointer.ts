@@ -21,6 +21,7 @@ import { spawn } from 'node:child_process';
 import { mkdir, readFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { freeBytesUnder } from '../migration/image-space';
+import { readProcStat } from '../runner/proc-info';
 import { CheckpointError } from './checkpoint-error';
 import { criuCommandLine, type CriuInstallation } from './criu';
 
@@ -140,6 +141,14 @@ export class CriuCheckpointer {
     await this.runOrThrow('restore', dir, criuArgs, target.procsFiles);
     const pid = Number.parseInt((await readFile(pidFile, 'utf8')).trim(), 10);
     if (!Number.isInteger(pid) || pid <= 0) throw new CheckpointError('CRIU_FAILED', `criu restore wrote no pid to ${pidFile}`);
+    // A restored tree that died at once (an instruction or a library this host lacks) fails the
+    // restore, so the migration aborts and the source's stopped copy runs on, instead of a
+    // commit that kills that copy and leaves reconcile to start the shard afresh here. It costs
+    // one read of /proc; a crash after this point is the destination's to restart.
+    const stat = await readProcStat(pid);
+    if (!stat || stat.state === 'Z' || stat.state === 'X') {
+      throw new CheckpointError('CRIU_FAILED', `criu restore succeeded, but the restored process ${pid} had already exited; log: ${join(dir, 'criu-restore.log')}`, join(dir, 'criu-restore.log'));
+    }
     return pid;
   }
 

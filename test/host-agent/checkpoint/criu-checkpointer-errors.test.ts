@@ -1,6 +1,7 @@
 /**
- * How a failed CRIU run is reported when CRIU says nothing (no root: a stand-in that exits 1
- * without output or log, as CRIU does when it cannot write its log on a full disk).
+ * What counts as a failed CRIU run, and how it is reported (no root: stand-ins for criu). One
+ * that exits 1 without output or log, as CRIU does when it cannot write its log on a full disk;
+ * one that "restores" a process that has already exited.
  */
 import { CriuCheckpointer } from '../../../host-agent/checkpoint/criu-checkpointer';
 import type { CriuInstallation } from '../../../host-agent/checkpoint/criu';
@@ -28,3 +29,27 @@ describe('CriuCheckpointer: a failure CRIU says nothing about', () => {
     await expect(attempt).rejects.toThrow(/failed \(exit 1\): no output; log: /);
   });
 });
+
+/** `sh -c '<script>' criu restore -D <dir> --restore-detached --pidfile <file> ...`: the pid file is $6. */
+const restoring = (script: string): CriuInstallation => ({ kind: 'system', version: '4.1', file: '/bin/sh', prefixArgs: ['-c', script, 'criu'] });
+
+describe('CriuCheckpointer: a restore whose process is already gone', () => {
+  const dir = tempDir('criu-restored-exited');
+  afterAll(() => dir.remove());
+
+  it('fails the restore (the migration then aborts and the source runs on) when the restored process exited at once', async () => {
+    // A process that has certainly exited: a child of this shell, waited for.
+    const criu = new CriuCheckpointer(restoring('sh -c "exit 0" & child=$!; wait $child; echo $child > "$6"'));
+    await expect(criu.restore(dir.path, { procsFiles: [] })).rejects.toMatchObject({
+      code: 'CRIU_FAILED',
+      message: expect.stringMatching(/^criu restore succeeded, but the restored process \d+ had already exited; log: /),
+    });
+  });
+
+  it('returns the pid of a restored process that runs', async () => {
+    // This test's own process stands in for the restored one: it certainly runs.
+    const criu = new CriuCheckpointer(restoring(`echo ${process.pid} > "$6"`));
+    await expect(criu.restore(dir.path, { procsFiles: [] })).resolves.toBe(process.pid);
+  });
+});
+
