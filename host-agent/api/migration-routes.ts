@@ -105,11 +105,26 @@ export const migrationRoutes =
     app.addContentTypeParser('application/octet-stream', (_request, payload, done) => done(null, payload));
     const { incoming } = deps;
 
-    /** Runs the prepare, restore or start of `migration`, recorded so that an abort arriving meanwhile waits for it. */
+    /**
+     * Runs the prepare, restore or start of `migration`, recorded so that an abort arriving
+     * meanwhile waits for it, and for anything else still settling (never only the latest).
+     */
     const settle = <T>(migration: IncomingMigration, work: () => Promise<T>): Promise<T> => {
       const running = work();
-      migration.settling = running.catch(() => undefined);
+      const before = migration.settling;
+      const done = running.then(() => undefined, () => undefined);
+      migration.settling = before ? Promise.all([before, done]) : done;
       return running;
+    };
+
+    /** The restore or start of `migration` in flight, answered to a repeated request as to the first; a failed one may be asked again. */
+    const restoreOnce = <T>(migration: IncomingMigration, work: () => Promise<T>): Promise<T> => {
+      const restoring = settle(migration, work);
+      migration.restoring = restoring;
+      restoring.catch(() => {
+        if (migration.restoring === restoring) migration.restoring = undefined;
+      });
+      return restoring;
     };
 
     app.post<{ Params: MigrationParams; Body: PrepareBody }>(
@@ -117,11 +132,17 @@ export const migrationRoutes =
       { schema: { params: MigrationParams, body: PrepareBody } },
       async (request) => {
         const { shard, source, imageBytes } = request.body;
+        const before = incoming.get(request.params.id);
         const migration = incoming.prepare(request.params.id, source, { ...shard, limits: { ...shard.limits } }, imageBytes);
+        if (migration === before) {
+          // A repeated prepare answers as the first, once that is done: the held cgroup is made once.
+          await migration.preparing;
+          return { migrationId: migration.id, hostId: deps.hostId, shardId: shard.shardId, state: migration.state };
+        }
         // Recorded before its first await: an abort arriving meanwhile (the source's prepare timed
         // out) waits for the held cgroup and the images directory, then removes them; else they
         // would be made after the abort answered and stay, the held shard counting against capacity.
-        return settle(migration, async () => {
+        migration.preparing = settle(migration, async () => {
           try {
             const cgroup = await deps.handover.prepareIncoming(migration.desired);
             migration.procsFiles = cgroup.procsFiles;
@@ -135,6 +156,7 @@ export const migrationRoutes =
           if (migration.state !== 'prepared') throw new MigrationError('INVALID_TRANSITION', `migration ${migration.id} was aborted while it was prepared; what it made is removed`);
           return { migrationId: migration.id, hostId: deps.hostId, shardId: shard.shardId, state: migration.state };
         });
+        return migration.preparing;
       },
     );
 
@@ -201,12 +223,12 @@ export const migrationRoutes =
       },
     );
 
-    
     app.post<{ Params: MigrationParams; Body: RestoreBody }>(
       '/v1/migrations/:id/restore',
       { schema: { params: MigrationParams, body: RestoreBody } },
       async (request) => {
         const migration = incoming.require(request.params.id);
+        if (migration.restoring) return migration.restoring;
         if (migration.state !== 'prepared') throw new MigrationError('INVALID_TRANSITION', `migration ${migration.id} is ${migration.state}, not prepared`);
         const { rounds } = request.body;
         for (const manifest of rounds) {
@@ -217,7 +239,7 @@ export const migrationRoutes =
         }
         const final = rounds[rounds.length - 1]!;
         // Recorded before its first await: an abort arriving from here on waits for it.
-        return settle(migration, async () => {
+        return restoreOnce(migration, async () => {
           for (const manifest of rounds) {
             if (manifest.parent === null) continue;
             const link = join(incoming.roundDir(migration, manifest.round), 'parent');
@@ -242,6 +264,7 @@ export const migrationRoutes =
       async (request) => {
         const migration = incoming.require(request.params.id);
         if (!deps.restarter) throw new MigrationError('REFUSED', `host ${deps.hostId} cannot start shards for the restart strategy (no shard keeper here)`);
+        if (migration.restoring) return migration.restoring;
         if (migration.state === 'restored' && migration.started) return { migrationId: migration.id, state: migration.state, pid: migration.pid ?? null };
         if (migration.state !== 'prepared') throw new MigrationError('INVALID_TRANSITION', `migration ${migration.id} is ${migration.state}, not prepared`);
         const final = request.body.rounds[request.body.rounds.length - 1]!;
@@ -250,7 +273,7 @@ export const migrationRoutes =
         const { desired } = migration;
         const restarter = deps.restarter;
         // Recorded before its first await: an abort arriving from here on waits for it.
-        return settle(migration, async () => {
+        return restoreOnce(migration, async () => {
           await (restarter.unpack ?? unpackState)(join(incoming.roundDir(migration, final.round), STATE_ARCHIVE), join(desired.stateDirectory, desired.shardId), migration.id);
           // An abort that came during the unpack waits for this request: start nothing, it destroys the rest.
           if (migration.state !== 'prepared') throw new MigrationError('INVALID_TRANSITION', `migration ${migration.id} was aborted while its state directory was unpacked; nothing was started`);
@@ -348,7 +371,10 @@ export const migrationRoutes =
         if (known?.state === 'committed') throw new MigrationError('INVALID_TRANSITION', `migration ${id} is committed here; it cannot be aborted`);
         if (known && known.shardId !== request.body.shardId) throw new MigrationError('INVALID_MIGRATION', `migration ${id} brings shard ${known.shardId}, not ${request.body.shardId}`);
         // Its abort finished here, copy and leftovers gone: nothing again (a later migration may be bringing the same shard).
-        if (known && !migration) return { migrationId: id, state: 'aborted' };
+        if (known && !migration && !('cleanupPending' in known && known.cleanupPending)) return { migrationId: id, state: 'aborted' };
+        // Not known here (never prepared, or forgotten in a restart): remembered as aborted before
+        // the first await, so a prepare that arrives late is refused rather than holding a cgroup.
+        if (!migration) incoming.abortingUnknown(id, request.body.shardId);
         // Idempotent, also after an agent restart forgot the migration: the copy and the images
         // that arrived are destroyed either way. Marked first, so a restore or start in flight
         // stops short or, if it already started the shard, is destroyed below once it returns:
@@ -360,6 +386,7 @@ export const migrationRoutes =
         await deps.handover.discard(request.body.shardId);
         await tidyUp(id, request.body.shardId, migration?.desired, request.log);
         if (migration) incoming.finish(migration);
+        else incoming.unknownAbortDone(id);
         return { migrationId: id, state: 'aborted' };
       },
     );

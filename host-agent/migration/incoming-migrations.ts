@@ -34,8 +34,12 @@ export interface IncomingMigration {
   started?: boolean;
   /** The source's estimate of the image, reserved on this host's disk until the migration ends. */
   imageBytes?: number;
-  /** A restore or start in progress: an abort waits for it before destroying the copy. */
+  /** What is in progress (prepare, restore or start): an abort waits for all of it before destroying the copy. */
   settling?: Promise<unknown>;
+  /** The first prepare's work: a repeated prepare waits for it rather than making the held cgroup again. */
+  preparing?: Promise<unknown>;
+  /** The restore or start in flight: a repeated one answers with it rather than restoring twice. */
+  restoring?: Promise<unknown>;
 }
 
 /** What commit and abort answer from: the shard, the state, the pid (the commit's answer). */
@@ -48,6 +52,8 @@ export interface IncomingStatus {
 /** What a migration that finished here answers a retry with, once its entry is dropped: a few dozen bytes, not the entry's few KB. */
 export interface IncomingOutcome extends IncomingStatus {
   readonly state: 'committed' | 'aborted';
+  /** An abort of a migration this host did not know, not done yet (or failed): a retry does it again. */
+  readonly cleanupPending?: boolean;
 }
 
 /**
@@ -142,12 +148,18 @@ export class IncomingMigrations {
     return imageSpaceShortfall({ dir: this.imagesRoot, free: free === undefined ? undefined : Math.max(0, free - reserved), imageBytes, what: `the image of shard ${desired.shardId}` });
   }
 
-  /** Reserves capacity (and disk, given the image's size) for a new incoming migration; REFUSED with the reason when it does not fit. Idempotent per id. */
+  /**
+   * Reserves capacity (and disk, given the image's size) for a new incoming migration; REFUSED
+   * with the reason when it does not fit. Idempotent per id while it is prepared; a migration
+   * that ended here (or whose abort came first) is never prepared again: a source never re-uses
+   * an id, and a prepare that arrives after its abort would hold a cgroup nobody removes.
+   */
   prepare(id: string, source: string, desired: DesiredShard, imageBytes?: number): IncomingMigration {
     const existing = this.migrations.get(id);
-    // Its shard runs here now: a prepare again would fail on it and drop what refuses its abort.
-    if ((existing ?? this.outcomes.get(id))?.state === 'committed') throw new MigrationError('INVALID_TRANSITION', `migration ${id} is committed here; it cannot be prepared again`);
-    if (existing && existing.state !== 'aborted') {
+    const ended = (existing ?? this.outcomes.get(id))?.state;
+    // Committed: its shard runs here now, and a prepare again would fail on it and drop what refuses its abort.
+    if (ended === 'committed' || ended === 'aborted') throw new MigrationError('INVALID_TRANSITION', `migration ${id} is ${ended} here; it cannot be prepared again`);
+    if (existing) {
       if (existing.desired.shardId !== desired.shardId) throw new MigrationError('INVALID_MIGRATION', `migration ${id} already brings shard ${existing.desired.shardId}`);
       return existing;
     }
@@ -216,8 +228,28 @@ export class IncomingMigrations {
       this.committedDropped.cpuCores += need(migration.desired.limits).cpuCores;
       this.committedDropped.memoryBytes += need(migration.desired.limits).memoryBytes;
     }
-    this.outcomes.delete(id); // re-inserted last: a re-prepared id is as new as its end
-    this.outcomes.set(id, { shardId: migration.desired.shardId, state, ...(migration.pid !== undefined ? { pid: migration.pid } : {}) });
+    this.remember(id, { shardId: migration.desired.shardId, state, ...(migration.pid !== undefined ? { pid: migration.pid } : {}) });
+  }
+
+  /**
+   * An abort of a migration this host does not know (never prepared here, or forgotten in a
+   * restart) begins: remembered like a finished one from now on, so a prepare that arrives after
+   * it (the source's timed out, then the source aborted) is refused instead of holding a cgroup
+   * for good. Its cleanup is pending until `unknownAbortDone`.
+   */
+  abortingUnknown(id: string, shardId: string): void {
+    if (this.migrations.has(id)) return;
+    this.remember(id, { shardId, state: 'aborted', cleanupPending: true });
+  }
+
+  unknownAbortDone(id: string): void {
+    const outcome = this.outcomes.get(id);
+    if (outcome?.state === 'aborted' && outcome.cleanupPending) this.outcomes.set(id, { shardId: outcome.shardId, state: 'aborted' });
+  }
+
+  private remember(id: string, outcome: IncomingOutcome): void {
+    this.outcomes.delete(id); // re-inserted last: the newest end
+    this.outcomes.set(id, outcome);
     for (const oldest of this.outcomes.keys()) {
       if (this.outcomes.size <= KEPT_OUTCOMES) break;
       this.outcomes.delete(oldest);

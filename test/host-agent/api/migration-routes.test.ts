@@ -405,6 +405,43 @@ describe('migration routes (destination agent)', () => {
     expect(existsSync(dest.incoming.dirOf('mig-1'))).toBe(false);
   });
 
+  it('a repeated prepare or restore during a restore neither makes the held cgroup again, nor restores twice, nor lets an abort answer before the restore is done', async () => {
+    const events: string[] = [];
+    let finishRestore: (() => void) | undefined;
+    const discard = dest.handover.discard.bind(dest.handover);
+    dest.handover.discard = async (shardId: string) => (events.push(`discard ${shardId}`), discard(shardId));
+    dest.restorer.restore = () => new Promise<number>((resolve) => (events.push('restore started'), (finishRestore = () => (events.push('restored'), resolve(4242)))));
+    await prepare();
+    const data = Buffer.from('pages');
+    await upload('mig-1', 1, 'pages-1.img', data);
+    const body = { rounds: [{ round: 1, parent: null, files: [{ name: 'pages-1.img', bytes: data.length, sha256: sha(data) }] }] };
+    const restore = app.inject({ method: 'POST', url: '/v1/migrations/mig-1/restore', headers: AUTH, payload: body });
+    for (let i = 0; i < 100 && !finishRestore; i += 1) await new Promise((r) => setImmediate(r));
+    const again = await prepare(); // a retried prepare, arriving late
+    expect(again.statusCode).toBe(200);
+    const restoreAgain = app.inject({ method: 'POST', url: '/v1/migrations/mig-1/restore', headers: AUTH, payload: body });
+    const abort = app.inject({ method: 'POST', url: '/v1/migrations/mig-1/abort', headers: AUTH, payload: { shardId: 'web-0', reason: 'restore timed out' } }).then((r) => (events.push('abort answered'), r));
+    for (let i = 0; i < 20; i += 1) await new Promise((r) => setImmediate(r));
+    expect(events).toEqual(['restore started']);
+    finishRestore!();
+    const [first, second, aborted] = await Promise.all([restore, restoreAgain, abort]);
+    expect(aborted.statusCode).toBe(200);
+    expect([first.statusCode, second.statusCode]).toEqual([409, 409]);
+    expect(events).toEqual(['restore started', 'restored', 'discard web-0', 'abort answered']);
+    expect(dest.handover.calls.filter((c) => c.startsWith('prepareIncoming'))).toEqual(['prepareIncoming web-0']);
+  });
+
+  it('a prepare that arrives after its abort (the source\'s prepare timed out first) is refused and holds nothing', async () => {
+    const aborted = await app.inject({ method: 'POST', url: '/v1/migrations/mig-1/abort', headers: AUTH, payload: { shardId: 'web-0', reason: 'prepare timed out' } });
+    expect(aborted.statusCode).toBe(200);
+    const late = await prepare();
+    expect(late.statusCode).toBe(409);
+    expect(late.json()).toMatchObject({ error: 'INVALID_TRANSITION', message: 'migration mig-1 is aborted here; it cannot be prepared again' });
+    expect(dest.handover.calls).toEqual(['discard web-0']);
+    // The shard itself may still come, by a migration of its own.
+    expect((await prepare('mig-2')).statusCode).toBe(200);
+  });
+
   it('an abort that arrives while CRIU restores waits for the restore, then destroys the restored copy', async () => {
     const events: string[] = [];
     let finishRestore: (() => void) | undefined;

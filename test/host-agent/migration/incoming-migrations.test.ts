@@ -76,18 +76,23 @@ describe('IncomingMigrations', () => {
       for (let i = 4; i <= KEPT_OUTCOMES + 4; i += 1) finishOne(incoming, `mig-${i}`, 'aborted');
       expect(incoming.status('mig-1')).toBeUndefined();
       expect(incoming.committedAllocation()).toEqual({ cpuCores: 1.25, memoryBytes: 2 * GiB });
-      expect(() => incoming.prepare('mig-9', 'host-1', shard('web-9', 1, GiB))).toThrow('out of capacity: 0.75 cpu cores free, shard web-9 needs 1');
+      expect(() => incoming.prepare('mig-new', 'host-1', shard('web-9', 1, GiB))).toThrow('out of capacity: 0.75 cpu cores free, shard web-9 needs 1');
     });
 
-    it('refuses to prepare again a migration committed here, and to finish one still in flight', () => {
+    it('refuses to prepare again a migration that ended here, or whose abort came first, and to finish one still in flight', () => {
       const incoming = IncomingMigrations.withFixedCapacity('/images', { cpuCores: 2, memoryBytes: 4 * GiB });
       finishOne(incoming, 'mig-1', 'committed', shard('web-0'));
       expect(() => incoming.prepare('mig-1', 'host-1', shard('web-0'))).toThrow('migration mig-1 is committed here; it cannot be prepared again');
-      // An aborted one may be prepared again, as before it finished.
       finishOne(incoming, 'mig-2', 'aborted', shard('web-1'));
-      expect(incoming.prepare('mig-2', 'host-1', shard('web-1')).state).toBe('prepared');
-      expect(incoming.status('mig-2')).toEqual({ shardId: 'web-1', state: 'prepared' }); // in flight again: its entry answers
-      expect(() => incoming.finish(incoming.get('mig-2')!)).toThrow('migration mig-2 is prepared; only a committed or aborted one can finish');
+      expect(() => incoming.prepare('mig-2', 'host-1', shard('web-1'))).toThrow('migration mig-2 is aborted here; it cannot be prepared again');
+      // An abort of an id never prepared here (the source's prepare timed out before it arrived).
+      incoming.abortingUnknown('mig-3', 'web-2');
+      expect(incoming.status('mig-3')).toEqual({ shardId: 'web-2', state: 'aborted', cleanupPending: true });
+      incoming.unknownAbortDone('mig-3');
+      expect(incoming.status('mig-3')).toEqual({ shardId: 'web-2', state: 'aborted' });
+      expect(() => incoming.prepare('mig-3', 'host-1', shard('web-2'))).toThrow('migration mig-3 is aborted here; it cannot be prepared again');
+      expect(incoming.prepare('mig-4', 'host-1', shard('web-2')).state).toBe('prepared'); // the shard itself may come, by another migration
+      expect(() => incoming.finish(incoming.get('mig-4')!)).toThrow('migration mig-4 is prepared; only a committed or aborted one can finish');
     });
   });
 });
