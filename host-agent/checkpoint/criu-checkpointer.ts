@@ -177,7 +177,8 @@ export class CriuCheckpointer {
    */
   private fullDiskHint(dir: string): string {
     const free = this.freeBytes(dir);
-    return free !== undefined && free < NEARLY_FULL_BYTES ? ` (the file system under ${dir} has ${free} bytes free: CRIU could not write its log there)` : '';
+    // Free space for unprivileged writers (statfs bavail): CRIU, as root, may still have had the reserve.
+    return free !== undefined && free < NEARLY_FULL_BYTES ? ` (the file system under ${dir} has ${free} bytes free: CRIU may not have been able to write its log there)` : '';
   }
 
   /** Spawns criu (through the join-cgroups shim when procs files are given) and collects its output. */

@@ -38,8 +38,9 @@ export async function writeIncomingRecord(dir: string, migrationId: string, desi
 
 /**
  * The record of migration `migrationId` in `dir`: none when there is none (never prepared here,
- * or already finished), and none with the `problem` when it cannot be used. Never throws: a
- * commit or abort goes on without it.
+ * or already finished), and none with the `problem` when its content cannot be used (a commit
+ * or abort goes on without it). A file that cannot be read now (EIO, EMFILE) throws instead:
+ * the commit or abort fails and is retried, rather than removing the record with the images.
  */
 export async function readIncomingRecord(dir: string, migrationId: string): Promise<{ record?: IncomingRecord; problem?: string }> {
   const path = join(dir, FILE);
@@ -47,8 +48,8 @@ export async function readIncomingRecord(dir: string, migrationId: string): Prom
   try {
     text = await readFile(path, 'utf8');
   } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    return code === 'ENOENT' ? {} : { problem: `cannot read ${path}: ${code ?? (error as Error).message}` };
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return {};
+    throw error;
   }
   let data: unknown;
   try {

@@ -201,7 +201,12 @@ export class MigrationDriver {
       return await this.journal.save(entry, next, alongside);
     } catch (error) {
       const conflict = error instanceof MigrationError && error.code === 'JOURNAL_CONFLICT';
-      if (!conflict && STOPPED_BEFORE_RESTORE.has(entry.record.state)) await this.effects.resumeSource(entry.record).catch(() => undefined);
+      if (!conflict && STOPPED_BEFORE_RESTORE.has(entry.record.state)) {
+        await this.effects.resumeSource(entry.record).catch((resumeError: unknown) => {
+          // Said with the error this run ends with: the shard stays stopped until recovery.
+          if (error instanceof Error) error.message += `; resuming the source meanwhile failed too, recovery retries: ${(resumeError as Error).message}`;
+        });
+      }
       throw error;
     }
   }

@@ -32,8 +32,10 @@ export function openHistoryDatabase(path: string): Database.Database {
       // NORMAL, not FULL: a power cut may lose the last samples, never corrupt the file, and
       // samples arrive every few seconds; the migration journal (the store) stays FULL.
       db.pragma('synchronous = NORMAL');
-      // IMMEDIATE takes the write lock first, so two processes creating the tables serialize.
-      db.transaction(() => db.exec(TABLES)).immediate();
+      // IMMEDIATE takes the write lock first, so two processes creating the tables serialize;
+      // only when one is missing, so an existing history opens while another connection writes.
+      const tables = db.prepare<[], string>("SELECT name FROM sqlite_master WHERE type = 'table'").pluck().all();
+      if (HISTORY_TABLES.some((table) => !tables.includes(table))) db.transaction(() => db.exec(TABLES)).immediate();
       return db;
     } catch (error) {
       db.close();

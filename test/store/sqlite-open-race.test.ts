@@ -12,7 +12,7 @@ import { openHistoryDatabase } from '../../src/store/sqlite-metric-history';
 import { tempDir } from '../helpers/cli';
 
 /** A process that opens `path` (rollback journal, as a new file starts) and holds its write lock for `holdMs`, as the other opener does while switching to WAL. */
-function holdWriteLock(path: string, holdMs: number): Promise<{ released: Promise<void> }> {
+function holdWriteLock(path: string, holdMs: number): Promise<{ released: Promise<void>; release: () => void }> {
   const script = `
     const db = require('better-sqlite3')(process.argv[1]);
     db.exec('CREATE TABLE IF NOT EXISTS t(x)');
@@ -22,7 +22,7 @@ function holdWriteLock(path: string, holdMs: number): Promise<{ released: Promis
   const child = spawn(process.execPath, ['-e', script, path, String(holdMs)], { cwd: join(__dirname, '..', '..'), stdio: ['ignore', 'pipe', 'inherit'] });
   const released = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   return new Promise((resolve, reject) => {
-    child.stdout.once('data', () => resolve({ released }));
+    child.stdout.once('data', () => resolve({ released, release: () => child.kill() }));
     child.once('exit', (code) => reject(new Error(`lock holder exited (${code}) before locking`)));
   });
 }
@@ -44,6 +44,24 @@ describe.each(openers)('%s: opening a new file another process has locked', (wha
     expect(db.pragma('journal_mode', { simple: true })).toBe('wal');
     db.close();
     await released;
+  });
+});
+
+describe('metric history: opening an existing file while another process writes to it', () => {
+  const dir = tempDir('sqlite-open-race');
+  afterAll(() => dir.remove());
+
+  it('does not wait for the write lock when its tables are there', async () => {
+    const path = join(dir.path, 'existing-history.db');
+    openHistoryDatabase(path).close();
+    const { released, release } = await holdWriteLock(path, 8000);
+    try {
+      // Taking the lock, it would wait out its busy timeout (5 s) and fail: the lock is held for 8.
+      openHistoryDatabase(path).close();
+    } finally {
+      release();
+      await released;
+    }
   });
 });
 

@@ -19,6 +19,12 @@ describe('incoming migration record (what a restarted destination needs to tidy)
     expect(readdirSync(path)).toEqual(['migration.json']);
   });
 
+  it('fails, for the commit or abort to be retried, when the record is there but cannot be read now', async () => {
+    const path = migrationDir('mig-4');
+    mkdirSync(join(path, 'migration.json')); // EISDIR, as an EIO or EMFILE would fail the read
+    await expect(readIncomingRecord(path, 'mig-4')).rejects.toMatchObject({ code: 'EISDIR' });
+  });
+
   it('knows nothing, without a problem, when there is no record', async () => {
     expect(await readIncomingRecord(join(dir.path, 'never-prepared'), 'mig-2')).toEqual({});
   });

@@ -152,6 +152,21 @@ describe('migration driver', () => {
     expect(effects.effects()).not.toContain('restore');
   });
 
+  it('says so when that early resume fails too: the shard stays stopped until recovery', async () => {
+    const { driver, effects, store } = setUp();
+    const txn = store.txn.bind(store);
+    let storeAway = false;
+    store.txn = async (...args) => {
+      if (storeAway) throw new Error('etcd unreachable');
+      return txn(...args);
+    };
+    effects.onCall = (effect) => {
+      if (effect === 'freeze') storeAway = true;
+    };
+    effects.fail.set('resumeSource', new Error('cgroup busy'));
+    await expect(driver.migrate(INPUT)).rejects.toThrow('etcd unreachable; resuming the source meanwhile failed too, recovery retries: cgroup busy');
+  });
+
   it('keeps the source stopped when the journal cannot be written once a restore was asked for (the destination may run it)', async () => {
     const { driver, effects, store, journal } = setUp();
     const txn = store.txn.bind(store);

@@ -14,14 +14,17 @@ import { FakeClock, MemoryJournalStore } from '../../helpers/migration-fakes';
 const INPUT: NewMigration = { id: 'm1', fleet: 'f', shardId: 'db-0', applicationId: 'db', source: 'host-1', destination: 'host-2', strategy: 'restart', timeoutSeconds: 60 };
 
 /** Records every hand-over and destination call in order; `failOn` makes one of them throw. */
-function setUp(opts: { failOn?: string; sourcePids?: number[]; sourceCgroup?: boolean; describeFails?: Error; stateDirectoryFails?: Error } = {}) {
+/** `storeAwayAfter`: from that step on, the journal store and describe (which reads it) fail, as with etcd unreachable. */
+function setUp(opts: { failOn?: string; sourcePids?: number[]; sourceCgroup?: boolean; describeFails?: Error; stateDirectoryFails?: Error; storeAwayAfter?: string } = {}) {
   const work = mkdtempSync(join(tmpdir(), 'sf-restart-'));
   const desired: DesiredShard = { shardId: 'db-0', applicationId: 'db', limits: { cpuCores: 1 }, command: ['/bin/db'], env: {}, stateDirectory: join(work, 'state') };
   mkdirSync(join(work, 'state', 'db-0'), { recursive: true });
   writeFileSync(join(work, 'state', 'db-0', 'counter'), '41');
   const calls: string[] = [];
+  let storeAway = false;
   const step = async (name: string) => {
     calls.push(name);
+    if (opts.storeAwayAfter === name) storeAway = true;
     if (opts.failOn === name) throw new Error(`${name} failed`);
   };
   let uploaded: { dir: string; files: readonly { name: string; bytes: number }[] } | undefined;
@@ -42,6 +45,7 @@ function setUp(opts: { failOn?: string; sourcePids?: number[]; sourceCgroup?: bo
     },
     describe: async () => {
       if (opts.describeFails) throw opts.describeFails;
+      if (storeAway) throw new Error('etcd unreachable');
       return desired;
     },
     stateDirectoryOf: async () => {
@@ -62,7 +66,13 @@ function setUp(opts: { failOn?: string; sourcePids?: number[]; sourceCgroup?: bo
     }),
     imagesRoot: join(work, 'images'),
   });
-  const journal = new MigrationJournal(new MemoryJournalStore());
+  const store = new MemoryJournalStore();
+  const txn = store.txn.bind(store);
+  store.txn = async (...args) => {
+    if (storeAway) throw new Error('etcd unreachable');
+    return txn(...args);
+  };
+  const journal = new MigrationJournal(store);
   const driver = new MigrationDriver({ journal, effects, now: new FakeClock().now });
   return { work, calls, driver, effects, uploaded: () => uploaded };
 }
@@ -81,6 +91,13 @@ describe('restart migration (stop, move the state directory, start)', () => {
     expect(record.bytesSent).toBe(uploaded()!.files[0]!.bytes);
     expect(record).toMatchObject({ strategy: 'restart', rounds: [] });
     expect(existsSync(join(work, 'images', 'm1'))).toBe(false);
+  });
+
+  it('starts the stopped source again at once when the journal cannot be written after the stop, the store being away', async () => {
+    const { work, calls, driver } = setUp({ storeAwayAfter: 'stopHeld' });
+    dirs.push(work);
+    await expect(driver.migrate(INPUT)).rejects.toThrow('etcd unreachable');
+    expect(calls).toEqual(['dest.prepare', 'release', 'stopHeld', 'source.startHeld']);
   });
 
   it('asks for no pre-copy even when the record wants it', async () => {
