@@ -22,6 +22,11 @@ export interface EtcdStoreOptions {
   readonly prefix: string;
   /** How long to wait for a connection before a call fails. @default 5000 */
   readonly dialTimeoutMs?: number;
+  /**
+   * How long one call (not a watch or keep-alive stream) may take before it fails with
+   * STORE_UNAVAILABLE, like the embedded store's busy timeout. @default 5000
+   */
+  readonly requestTimeoutMs?: number;
 }
 
 const READ_ATTEMPTS = 3;
@@ -57,6 +62,10 @@ export class EtcdStore implements Store {
       hosts: [...options.endpoints],
       dialTimeout: options.dialTimeoutMs ?? 5000,
       faultHandling: { global: NO_RETRY },
+      // Without a deadline a call to an etcd that stopped answering on an open connection (hung,
+      // or cut off by a partition) waits for TCP to give up, many minutes: measured, a put still
+      // waiting after 30 s. A journal write waits like that with the shard frozen.
+      defaultCallOptions: (context) => (context.isStream ? {} : { deadline: Date.now() + (options.requestTimeoutMs ?? 5000) }),
     });
   }
 

@@ -12,6 +12,8 @@ import { Etcd3 } from 'etcd3';
 
 export interface EtcdServer {
   readonly endpoint: string;
+  /** etcd's pid: SIGSTOP makes it hang on open connections, as a partition does. */
+  readonly pid: number;
   stop(): Promise<void>;
 }
 
@@ -73,5 +75,5 @@ export async function startEtcd(): Promise<EtcdServer> {
   } finally {
     probe.close();
   }
-  return { endpoint: client, stop };
+  return { endpoint: client, pid: child.pid!, stop };
 }

@@ -1,10 +1,12 @@
 /**
  * The store contract against a real etcd (Debian's etcd-server), plus what only etcd shows:
- * keys really live under the configured prefix, and leader keys carry etcd's own lease.
+ * keys really live under the configured prefix, leader keys carry etcd's own lease, and a call
+ * to an etcd that hangs fails within its deadline.
  */
 import { Etcd3 } from 'etcd3';
-import { describePrivileged, requireCommand } from '../helpers/privileged';
+import { EtcdStore } from '../../src/store/etcd-store';
 import { openStore } from '../../src/store/open-store';
+import { describePrivileged, requireCommand } from '../helpers/privileged';
 import type { Store } from '../../src/store';
 import { describeStoreContract, type StoreHarness } from '../store/store-contract';
 import { type EtcdServer, startEtcd } from './etcd-server';
@@ -69,6 +71,21 @@ describePrivileged('etcd store', [requireCommand('etcd', 'apt-get install etcd-s
       await leadership.resign();
       await leadership.lost;
       await store.close();
+    });
+
+    it('fails a call to an etcd that stopped answering on an open connection, rather than waiting for TCP to give up', async () => {
+      const hung = await startEtcd();
+      const store = new EtcdStore({ endpoints: [hung.endpoint], prefix: '/hung', requestTimeoutMs: 300 });
+      try {
+        await store.put('/fleet/demo/a', '1'); // the connection is open
+        process.kill(hung.pid, 'SIGSTOP');
+        await expect(store.put('/fleet/demo/a', '2')).rejects.toMatchObject({ code: 'STORE_UNAVAILABLE', message: expect.stringContaining('DEADLINE_EXCEEDED') });
+        await expect(store.get('/fleet/demo/a')).rejects.toMatchObject({ code: 'STORE_UNAVAILABLE' });
+      } finally {
+        process.kill(hung.pid, 'SIGCONT');
+        await store.close();
+        await hung.stop();
+      }
     });
 
     it('fails a call to an unreachable etcd with STORE_UNAVAILABLE naming the endpoints', async () => {
