@@ -185,10 +185,14 @@ export class EtcdStore implements Store {
   /** One keep-alive round trip on etcd's bidirectional LeaseKeepAlive stream. */
   private async keepAlive(id: string): Promise<void> {
     const stream = await this.call(() => this.client.leaseClient.leaseKeepAlive());
+    let timer: NodeJS.Timeout | undefined;
     try {
       const res = await new Promise<{ TTL: string }>((resolve, reject) => {
         stream.on('data', resolve);
         stream.on('error', reject);
+        // A stream has no call deadline: this round trip gets the same one, so a hung etcd is a lost renewal, not a wait forever.
+        const ms = this.options.requestTimeoutMs ?? 5000;
+        timer = setTimeout(() => reject(new Error(`DEADLINE_EXCEEDED: no keep-alive answer within ${ms} ms`)), ms);
         stream.write({ ID: id });
       });
       // etcd answers TTL 0 (rather than an error) for a lease that no longer exists.
@@ -196,6 +200,7 @@ export class EtcdStore implements Store {
     } catch (error) {
       throw this.translate(error);
     } finally {
+      clearTimeout(timer);
       stream.end();
     }
   }

@@ -78,8 +78,12 @@ describePrivileged('etcd store', [requireCommand('etcd', 'apt-get install etcd-s
       const store = new EtcdStore({ endpoints: [hung.endpoint], prefix: '/hung', requestTimeoutMs: 300 });
       try {
         await store.put('/fleet/demo/a', '1'); // the connection is open
+        const lease = await store.grantLease(5);
         process.kill(hung.pid, 'SIGSTOP');
+        // The lease keep-alive is a stream, without a call deadline: its round trip has one.
+        await expect(lease.keepAlive()).rejects.toMatchObject({ code: 'STORE_UNAVAILABLE', message: expect.stringContaining('DEADLINE_EXCEEDED') });
         await expect(store.put('/fleet/demo/a', '2')).rejects.toMatchObject({ code: 'STORE_UNAVAILABLE', message: expect.stringContaining('DEADLINE_EXCEEDED') });
+        // (After a few failures the client's circuit breaker fails calls at once for a while.)
         await expect(store.get('/fleet/demo/a')).rejects.toMatchObject({ code: 'STORE_UNAVAILABLE' });
       } finally {
         process.kill(hung.pid, 'SIGCONT');
