@@ -18,7 +18,11 @@ export class MemoryJournalStore implements JournalStore {
     return [...this.data.values()].filter((kv) => kv.key.startsWith(prefix)).sort((a, b) => a.key.localeCompare(b.key));
   }
 
+  /** Set: every transaction fails with it, writing nothing (the store away: etcd unreachable, a lock held past its timeout). */
+  writesFail?: Error;
+
   async txn(compares: readonly TxnCompare[], success: readonly TxnOp[], failure: readonly TxnOp[] = []): Promise<TxnResult> {
+    if (this.writesFail) throw this.writesFail;
     const holds = compares.every((c) => {
       const kv = this.data.get(c.key);
       return 'modRevision' in c ? (kv?.modRevision ?? 0) === c.modRevision : kv?.value === c.value;

@@ -130,21 +130,15 @@ describe('migration driver', () => {
   it('resumes the stopped source at once when the journal cannot be written before any restore; recovery aborts it later', async () => {
     const { driver, effects, store, journal } = setUp();
     const away = new MigrationError('STORE_UNAVAILABLE' as never, 'store.path: SQLite failed (SQLITE_BUSY); nothing was written');
-    const txn = store.txn.bind(store);
-    let storeAway = false;
-    store.txn = async (...args) => {
-      if (storeAway) throw away;
-      return txn(...args);
-    };
     effects.onCall = (effect) => {
-      if (effect === 'dump') storeAway = true; // the write of `transferred` fails
+      if (effect === 'dump') store.writesFail = away; // the write of `transferred` fails
     };
     await expect(driver.migrate(INPUT)).rejects.toBe(away);
     expect(effects.effects()).toEqual(['prepare', 'freeze', 'dump', 'resumeSource']);
     const entry = await journal.load('f', 'm1');
     expect(entry?.record.state).toBe('dumped'); // nothing written: recovery decides
 
-    storeAway = false;
+    store.writesFail = undefined;
     effects.onCall = undefined;
     const record = await driver.recover(entry!);
     expect(record).toMatchObject({ state: 'aborted', abort: { from: 'dumped', cleanup: 'complete' } });
@@ -154,14 +148,8 @@ describe('migration driver', () => {
 
   it('says so when that early resume fails too: the shard stays stopped until recovery', async () => {
     const { driver, effects, store } = setUp();
-    const txn = store.txn.bind(store);
-    let storeAway = false;
-    store.txn = async (...args) => {
-      if (storeAway) throw new Error('etcd unreachable');
-      return txn(...args);
-    };
     effects.onCall = (effect) => {
-      if (effect === 'freeze') storeAway = true;
+      if (effect === 'freeze') store.writesFail = new Error('etcd unreachable');
     };
     effects.fail.set('resumeSource', new Error('cgroup busy'));
     await expect(driver.migrate(INPUT)).rejects.toThrow('etcd unreachable; resuming the source meanwhile failed too, recovery retries: cgroup busy');
@@ -169,14 +157,8 @@ describe('migration driver', () => {
 
   it('keeps the source stopped when the journal cannot be written once a restore was asked for (the destination may run it)', async () => {
     const { driver, effects, store, journal } = setUp();
-    const txn = store.txn.bind(store);
-    let storeAway = false;
-    store.txn = async (...args) => {
-      if (storeAway) throw new Error('etcd unreachable');
-      return txn(...args);
-    };
     effects.onCall = (effect) => {
-      if (effect === 'restore') storeAway = true; // the write of `committed` fails
+      if (effect === 'restore') store.writesFail = new Error('etcd unreachable'); // the write of `committed` fails
     };
     await expect(driver.migrate(INPUT)).rejects.toThrow('etcd unreachable');
     expect(effects.effects()).not.toContain('resumeSource');
@@ -185,14 +167,8 @@ describe('migration driver', () => {
 
   it('does not resume a source that was never stopped when the journal cannot be written (prepared, pre-copy)', async () => {
     const { driver, effects, store } = setUp();
-    const txn = store.txn.bind(store);
-    let storeAway = false;
-    store.txn = async (...args) => {
-      if (storeAway) throw new Error('etcd unreachable');
-      return txn(...args);
-    };
     effects.onCall = (effect) => {
-      if (effect === 'prepare') storeAway = true; // the write of `frozen` fails
+      if (effect === 'prepare') store.writesFail = new Error('etcd unreachable'); // the write of `frozen` fails
     };
     await expect(driver.migrate(INPUT)).rejects.toThrow('etcd unreachable');
     expect(effects.effects()).toEqual(['prepare']);

@@ -24,7 +24,10 @@ function setUp(opts: { failOn?: string; sourcePids?: number[]; sourceCgroup?: bo
   let storeAway = false;
   const step = async (name: string) => {
     calls.push(name);
-    if (opts.storeAwayAfter === name) storeAway = true;
+    if (opts.storeAwayAfter === name) {
+      storeAway = true;
+      store.writesFail = new Error('etcd unreachable');
+    }
     if (opts.failOn === name) throw new Error(`${name} failed`);
   };
   let uploaded: { dir: string; files: readonly { name: string; bytes: number }[] } | undefined;
@@ -67,11 +70,6 @@ function setUp(opts: { failOn?: string; sourcePids?: number[]; sourceCgroup?: bo
     imagesRoot: join(work, 'images'),
   });
   const store = new MemoryJournalStore();
-  const txn = store.txn.bind(store);
-  store.txn = async (...args) => {
-    if (storeAway) throw new Error('etcd unreachable');
-    return txn(...args);
-  };
   const journal = new MigrationJournal(store);
   const driver = new MigrationDriver({ journal, effects, now: new FakeClock().now });
   return { work, calls, driver, effects, uploaded: () => uploaded };
