@@ -17,22 +17,23 @@ export interface EtcdServer {
   stop(): Promise<void>;
 }
 
-async function freePort(): Promise<number> {
+async function freePort(host: string): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
     server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
+    server.listen(0, host, () => {
       const address = server.address();
       server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
     });
   });
 }
 
-export async function startEtcd(): Promise<EtcdServer> {
+/** `host`: the address it listens on (loopback; a netns test bridge's for agents in namespaces). */
+export async function startEtcd(host = '127.0.0.1'): Promise<EtcdServer> {
   const dataDir = mkdtempSync(join(tmpdir(), 'shardform-etcd-'));
-  const [clientPort, peerPort] = [await freePort(), await freePort()];
-  const client = `http://127.0.0.1:${clientPort}`;
-  const peer = `http://127.0.0.1:${peerPort}`;
+  const [clientPort, peerPort] = [await freePort(host), await freePort(host)];
+  const client = `http://${host}:${clientPort}`;
+  const peer = `http://${host}:${peerPort}`;
   const output: string[] = [];
   const child: ChildProcess = spawn(
     'etcd',

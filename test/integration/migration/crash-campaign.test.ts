@@ -17,8 +17,9 @@
  * processes (the supervisor starts it again; a checkpointed workload's memory starts afresh, so
  * its counter may start over in those rounds), and the images file system of one host (each
  * agent's is a tmpfs of its own here) fills up, leaving a few KiB, until the migration answers.
- * A third takes the shared store's write lock for 2-9 s (its busy timeout is 5 s): the journal
- * cannot be written for a while, as when the store is away.
+ * A third takes the store away for 2-9 s: the shared embedded store's write lock (its busy
+ * timeout is 5 s), or, in a third campaign whose agents share an etcd, etcd itself hangs
+ * (SIGSTOP: connections stay open and nothing answers, as in a partition).
  *
  * SHARDFORM_CRASH_PARTITIONS=1 adds rounds that cut the destination's link for 2-15 s instead
  * of killing anything (slow: requests wait out their timeouts).
@@ -41,13 +42,15 @@ import { MigrationJournal } from '../../../host-agent/migration/migration-journa
 import { placeShards } from '../../../policies/initial-placement';
 import type { Plan } from '../../../src/contracts/plan-schema';
 import { seededRandom } from '../../../src/predictor/seeded-random';
-import { EmbeddedStore } from '../../../src/store/embedded-store';
+import { openStore } from '../../../src/store/open-store';
+import type { Store } from '../../../src/store/store';
+import { startEtcd, type EtcdServer } from '../etcd-server';
 import { requireCriu, requirePython } from '../../helpers/criu-prerequisite';
 import { pidsOf } from '../../helpers/migration-hosts';
 import { PERSISTENT_COUNTER } from '../../helpers/persistent-counter';
 import { netnsAgents, realPython, type NetnsAgent, type NetnsAgents } from '../../helpers/netns-agents';
 import { useNetnsHosts } from '../../helpers/netns-hosts';
-import { describePrivileged, requireCgroups, requireNetns } from '../../helpers/privileged';
+import { describePrivileged, requireCgroups, requireCommand, requireNetns } from '../../helpers/privileged';
 import { namespaceInitPid, WORKLOAD } from '../../helpers/scratch-cgroup';
 
 const ROUNDS = boundedInteger('SHARDFORM_CRASH_ROUNDS', 6, 1, 500);
@@ -67,13 +70,17 @@ type Victim = 'source' | 'destination' | 'both' | 'workload' | 'disk' | 'store' 
 /** Room for every image of a 16 MiB shard, with pre-copy's three and the 64 MiB margin the room checks keep (images/). */
 const IMAGES_TMPFS_MIB = 512;
 
-describePrivileged('crash campaign: agents killed at random instants of migrations, the shard runs exactly once', [requireCgroups, requireNetns, requireCriu, requirePython], () => {
+describePrivileged('crash campaign: agents killed at random instants of migrations, the shard runs exactly once', [requireCgroups, requireNetns, requireCriu, requirePython, requireCommand('etcd', 'apt-get install etcd-server')], () => {
   const hosts = useNetnsHosts(2, 'cc');
   let fleet: NetnsAgents | undefined;
-  let store: EmbeddedStore | undefined;
+  let store: Store | undefined;
+  let etcd: EtcdServer | undefined;
 
   afterEach(async () => {
     await store?.close();
+    if (etcd) process.kill(etcd.pid, 'SIGCONT'); // a failure may have left it stopped
+    await etcd?.stop();
+    etcd = undefined;
     // Lazily: an agent still running may hold files there; the fleet's cleanup kills it.
     for (const agent of fleet?.agents ?? []) spawnSync('umount', ['-l', imagesRoot(agent)], { stdio: 'ignore' });
     await fleet?.cleanup();
@@ -87,6 +94,13 @@ describePrivileged('crash campaign: agents killed at random instants of migratio
     await campaign(fleet, 'checkpoint', [realPython(), WORKLOAD, stateFile, String(WORKLOAD_MIB)], () => stateFile, `${stateFile}.sha256`);
   });
 
+  it(`checkpoint, the agents sharing an etcd that hangs among the faults: the shard runs exactly once through ${ROUNDS} killed migrations (seed ${SEED})`, async () => {
+    etcd = await startEtcd(hosts().gateway); // on the bridge: the agents reach it from their namespaces
+    fleet = netnsAgents('ce', hosts().hosts);
+    const stateFile = join(fleet.dir, 'counter.state');
+    await campaign(fleet, 'checkpoint', [realPython(), WORKLOAD, stateFile, String(WORKLOAD_MIB)], () => stateFile, `${stateFile}.sha256`, etcd);
+  });
+
   it(`restart (stop, state directory, start; one file system for both hosts): the shard runs exactly once through ${ROUNDS} killed migrations (seed ${SEED})`, async () => {
     fleet = netnsAgents('cr', hosts().hosts);
     await campaign(fleet, 'restart', [realPython(), '-c', PERSISTENT_COUNTER], (stateDirectory) => join(stateDirectory, SHARD, 'counter'));
@@ -95,9 +109,10 @@ describePrivileged('crash campaign: agents killed at random instants of migratio
   /**
    * Runs the rounds against a counting shard of `strategy` whose counter `stateFileIn(stateDirectory)`
    * holds. With `digestFile` (workload.py: the sha256 of its memory, written again on SIGUSR1),
-   * the memory must also come through every round unchanged.
+   * the memory must also come through every round unchanged. With `sharedEtcd` the agents' store
+   * is that etcd rather than one embedded file.
    */
-  async function campaign(f: NetnsAgents, strategy: 'checkpoint' | 'restart', command: string[], stateFileIn: (stateDirectory: string) => string, digestFile?: string): Promise<void> {
+  async function campaign(f: NetnsAgents, strategy: 'checkpoint' | 'restart', command: string[], stateFileIn: (stateDirectory: string) => string, digestFile?: string, sharedEtcd?: EtcdServer): Promise<void> {
     const random = seededRandom(SEED); // the same seed kills at the same instants
     const stateDirectory = join(f.dir, 'counter-state');
     const stateFile = stateFileIn(stateDirectory);
@@ -116,9 +131,10 @@ describePrivileged('crash campaign: agents killed at random instants of migratio
           labels: {},
         },
       ];
+      if (sharedEtcd) p.store = { kind: 'etcd', endpoints: [sharedEtcd.endpoint], prefix: '/crash-campaign' };
     });
     f.writePlan(plan);
-    store = new EmbeddedStore({ path: (plan.store as { path: string }).path });
+    store = openStore(plan.store);
     const journal = new MigrationJournal(store);
     const cgroups = new Map(f.agents.map((a) => [a, detectCgroupDriver({ hostId: a.host.id, ownerPrefix: f.ownerPrefix })]));
     const first = placeShards(plan).assignments.find((a) => a.shardId === SHARD)!;
@@ -190,6 +206,17 @@ describePrivileged('crash campaign: agents killed at random instants of migratio
           } finally {
             rmSync(filler, { force: true });
           }
+        } else if (victim === 'store' && sharedEtcd) {
+          const holdMs = 2000 + Math.floor(random() * 7000);
+          process.kill(sharedEtcd.pid, 'SIGSTOP'); // connections stay open, nothing answers
+          story.push(`  etcd hung for ${holdMs} ms`);
+          try {
+            await sleep(holdMs);
+          } finally {
+            process.kill(sharedEtcd.pid, 'SIGCONT');
+          }
+          const answer = await migration;
+          story.push(`  the migration request answered ${answer.status} ${JSON.stringify(answer.body).slice(0, 160)}`);
         } else if (victim === 'store') {
           const holdMs = 2000 + Math.floor(random() * 7000);
           const lock = new Database((plan.store as { path: string }).path);
