@@ -228,7 +228,8 @@ export const migrationRoutes =
       { schema: { params: MigrationParams, body: RestoreBody } },
       async (request) => {
         const migration = incoming.require(request.params.id);
-        if (migration.restoring) return migration.restoring;
+        // While it is the answer: not once an abort or commit moved the migration on.
+        if (migration.restoring && (migration.state === 'prepared' || migration.state === 'restored')) return migration.restoring;
         if (migration.state !== 'prepared') throw new MigrationError('INVALID_TRANSITION', `migration ${migration.id} is ${migration.state}, not prepared`);
         const { rounds } = request.body;
         for (const manifest of rounds) {
@@ -264,7 +265,8 @@ export const migrationRoutes =
       async (request) => {
         const migration = incoming.require(request.params.id);
         if (!deps.restarter) throw new MigrationError('REFUSED', `host ${deps.hostId} cannot start shards for the restart strategy (no shard keeper here)`);
-        if (migration.restoring) return migration.restoring;
+        // While it is the answer: not once an abort or commit moved the migration on.
+        if (migration.restoring && (migration.state === 'prepared' || migration.state === 'restored')) return migration.restoring;
         if (migration.state === 'restored' && migration.started) return { migrationId: migration.id, state: migration.state, pid: migration.pid ?? null };
         if (migration.state !== 'prepared') throw new MigrationError('INVALID_TRANSITION', `migration ${migration.id} is ${migration.state}, not prepared`);
         const final = request.body.rounds[request.body.rounds.length - 1]!;

@@ -21,7 +21,7 @@ import { spawn } from 'node:child_process';
 import { mkdir, readFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { freeBytesUnder } from '../migration/image-space';
-import { readProcStat } from '../runner/proc-info';
+import { parseProcStat } from '../runner/proc-info';
 import { CheckpointError } from './checkpoint-error';
 import { criuCommandLine, type CriuInstallation } from './criu';
 
@@ -145,8 +145,7 @@ export class CriuCheckpointer {
     // restore, so the migration aborts and the source's stopped copy runs on, instead of a
     // commit that kills that copy and leaves reconcile to start the shard afresh here. It costs
     // one read of /proc; a crash after this point is the destination's to restart.
-    const stat = await readProcStat(pid);
-    if (!stat || stat.state === 'Z' || stat.state === 'X') {
+    if (await restoredProcessGone(pid)) {
       throw new CheckpointError('CRIU_FAILED', `criu restore succeeded, but the restored process ${pid} had already exited; log: ${join(dir, 'criu-restore.log')}`, join(dir, 'criu-restore.log'));
     }
     return pid;
@@ -211,6 +210,20 @@ export class CriuCheckpointer {
 }
 
 /** The last few `Error` lines of a CRIU log, for one readable message. */
+/**
+ * Whether the process CRIU restored is gone: no such pid, or dead (Z, X). A /proc read that
+ * fails otherwise (too many open files) says nothing, and a good restore is not failed on it.
+ */
+async function restoredProcessGone(pid: number): Promise<boolean> {
+  try {
+    const state = parseProcStat(await readFile(`/proc/${pid}/stat`, 'utf8'))?.state;
+    return state === 'Z' || state === 'X';
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    return code === 'ENOENT' || code === 'ESRCH';
+  }
+}
+
 async function lastErrors(logFile: string): Promise<string> {
   const text = await readFile(logFile, 'utf8').catch(() => '');
   const errors = text

@@ -36,11 +36,15 @@ export async function writeIncomingRecord(dir: string, migrationId: string, desi
   await writeFileAtomically(join(dir, FILE), `${JSON.stringify(record)}\n`);
 }
 
+/** Read errors that pass: the commit or abort fails and is retried rather than going on without the record. */
+const TRANSIENT_READ_ERRORS = new Set(['EMFILE', 'ENFILE', 'EAGAIN', 'EINTR', 'ENOMEM']);
+
 /**
  * The record of migration `migrationId` in `dir`: none when there is none (never prepared here,
- * or already finished), and none with the `problem` when its content cannot be used (a commit
- * or abort goes on without it). A file that cannot be read now (EIO, EMFILE) throws instead:
- * the commit or abort fails and is retried, rather than removing the record with the images.
+ * or already finished), and none with the `problem` when it cannot be used (a commit or abort
+ * goes on without it: a lasting error such as EIO must not fail an abort for good, since the
+ * source resumes its shard only once the abort answers). A read error that passes (too many
+ * open files) throws instead, for a retry that can still tidy.
  */
 export async function readIncomingRecord(dir: string, migrationId: string): Promise<{ record?: IncomingRecord; problem?: string }> {
   const path = join(dir, FILE);
@@ -48,8 +52,10 @@ export async function readIncomingRecord(dir: string, migrationId: string): Prom
   try {
     text = await readFile(path, 'utf8');
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return {};
-    throw error;
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return {};
+    if (code !== undefined && TRANSIENT_READ_ERRORS.has(code)) throw error;
+    return { problem: `cannot read ${path}: ${code ?? (error as Error).message}` };
   }
   let data: unknown;
   try {

@@ -57,10 +57,15 @@ export class RestartMigrationEffects implements MigrationEffects {
     return join(this.deps.imagesRoot, record.id, String(ROUND));
   }
 
-  /** The shard's own state directory, as the runner gives it (SHARDFORM_STATE_DIR). */
+  /**
+   * The shard's own state directory, as the runner gives it (SHARDFORM_STATE_DIR). From the plan
+   * in memory, not the store: the pack runs with the workload stopped, where a store that hangs
+   * would hold it stopped for a deadline or more.
+   */
   private async stateDir(record: MigrationRecord): Promise<string> {
-    const desired = await this.deps.describe(record.shardId);
-    return join(desired.stateDirectory, desired.shardId);
+    const stateDirectory = await this.deps.stateDirectoryOf(record);
+    if (!stateDirectory) throw new MigrationError('INVALID_MIGRATION', `migration ${record.id}: application ${record.applicationId} is no longer in the plan; its state directory is unknown`);
+    return join(stateDirectory, record.shardId);
   }
 
   async prepare(record: MigrationRecord): Promise<void> {

@@ -205,13 +205,18 @@ export class EtcdStore implements Store {
     }
   }
 
-  /** Reads are safe to repeat: a few attempts ride out a leader change or a reconnect. */
+  /**
+   * Reads are safe to repeat: a few attempts ride out a leader change or a reconnect. Not one
+   * that ran out its deadline: etcd is not answering, and three of them would make a read take
+   * three deadlines (15 s) and open the client's circuit breaker (fails everything for 5 s more).
+   */
   private async read<T>(fn: () => Promise<T>): Promise<T> {
     for (let attempt = 1; ; attempt++) {
       try {
         return await this.call(fn);
       } catch (error) {
-        if (attempt >= READ_ATTEMPTS || (error as StoreError).code !== 'STORE_UNAVAILABLE') throw error;
+        const timedOut = (error as Error).message.includes('DEADLINE_EXCEEDED');
+        if (attempt >= READ_ATTEMPTS || (error as StoreError).code !== 'STORE_UNAVAILABLE' || timedOut) throw error;
         await new Promise((r) => setTimeout(r, 50 * attempt));
       }
     }

@@ -32,10 +32,11 @@ export function openHistoryDatabase(path: string): Database.Database {
       // NORMAL, not FULL: a power cut may lose the last samples, never corrupt the file, and
       // samples arrive every few seconds; the migration journal (the store) stays FULL.
       db.pragma('synchronous = NORMAL');
-      // IMMEDIATE takes the write lock first, so two processes creating the tables serialize;
-      // only when one is missing, so an existing history opens while another connection writes.
-      const tables = db.prepare<[], string>("SELECT name FROM sqlite_master WHERE type = 'table'").pluck().all();
-      if (HISTORY_TABLES.some((table) => !tables.includes(table))) db.transaction(() => db.exec(TABLES)).immediate();
+      // IMMEDIATE takes the write lock first, so two processes creating the schema serialize;
+      // only when a table or index is missing, so an existing history opens while another
+      // connection writes (and an index added in a later version is still created).
+      const present = db.prepare<[], string>("SELECT name FROM sqlite_master WHERE type IN ('table', 'index')").pluck().all();
+      if (SCHEMA_OBJECTS.some((name) => !present.includes(name))) db.transaction(() => db.exec(TABLES)).immediate();
       return db;
     } catch (error) {
       db.close();
@@ -119,6 +120,8 @@ export interface ShardSpan {
 }
 
 const HISTORY_TABLES = ['metric_raw', 'metric_bucket'] as const;
+/** Every table and index TABLES creates, read from it so the two never disagree. */
+const SCHEMA_OBJECTS = [...TABLES.matchAll(/CREATE (?:TABLE|INDEX) IF NOT EXISTS (\w+)/g)].map((m) => m[1]!);
 
 const REQUIRED_NUMBERS = ['atSeconds', 'cpuCores', 'cpuThrottledRatio', 'memoryBytes', 'readOps', 'writeOps', 'readBytesPerSecond', 'writeBytesPerSecond'] as const;
 const OPTIONAL_NUMBERS = ['cpuPressure', 'memoryPressure', 'ioPressure'] as const;

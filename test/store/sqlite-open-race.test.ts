@@ -63,6 +63,16 @@ describe('metric history: opening an existing file while another process writes 
       await released;
     }
   });
+
+  it('still creates what is missing (an index a later version added) in an existing history', () => {
+    const path = join(dir.path, 'older-history.db');
+    const db = openHistoryDatabase(path);
+    db.exec('DROP INDEX metric_bucket_by_time');
+    db.close();
+    const reopened = openHistoryDatabase(path);
+    expect(reopened.prepare("SELECT name FROM sqlite_master WHERE name = 'metric_bucket_by_time'").pluck().get()).toBe('metric_bucket_by_time');
+    reopened.close();
+  });
 });
 
 describe('embedded store: opening a locked file', () => {

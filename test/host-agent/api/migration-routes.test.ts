@@ -431,6 +431,23 @@ describe('migration routes (destination agent)', () => {
     expect(dest.handover.calls.filter((c) => c.startsWith('prepareIncoming'))).toEqual(['prepareIncoming web-0']);
   });
 
+  it('a repeated restore after an abort whose cleanup failed is refused, not answered with the destroyed copy', async () => {
+    await prepare();
+    const data = Buffer.from('pages');
+    await upload('mig-1', 1, 'pages-1.img', data);
+    const body = { rounds: [{ round: 1, parent: null, files: [{ name: 'pages-1.img', bytes: data.length, sha256: sha(data) }] }] };
+    expect((await app.inject({ method: 'POST', url: '/v1/migrations/mig-1/restore', headers: AUTH, payload: body })).statusCode).toBe(200);
+    const discard = dest.handover.discard.bind(dest.handover);
+    dest.handover.discard = async (shardId: string) => {
+      await discard(shardId);
+      throw Object.assign(new Error('cgroup busy'), { code: 'EBUSY' });
+    };
+    expect((await app.inject({ method: 'POST', url: '/v1/migrations/mig-1/abort', headers: AUTH, payload: { shardId: 'web-0', reason: 'x' } })).statusCode).toBe(500);
+    const again = await app.inject({ method: 'POST', url: '/v1/migrations/mig-1/restore', headers: AUTH, payload: body });
+    expect(again.statusCode).toBe(409);
+    expect(again.json().message).toBe('migration mig-1 is aborted, not prepared');
+  });
+
   it('a prepare that arrives after its abort (the source\'s prepare timed out first) is refused and holds nothing', async () => {
     const aborted = await app.inject({ method: 'POST', url: '/v1/migrations/mig-1/abort', headers: AUTH, payload: { shardId: 'web-0', reason: 'prepare timed out' } });
     expect(aborted.statusCode).toBe(200);

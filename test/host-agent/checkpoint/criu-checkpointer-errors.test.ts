@@ -46,6 +46,19 @@ describe('CriuCheckpointer: a restore whose process is already gone', () => {
     });
   });
 
+  it('does not fail a restore when /proc cannot be read for another reason (too many open files)', async () => {
+    const criu = new CriuCheckpointer(restoring('sh -c "exit 0" & child=$!; wait $child; echo $child > "$6"'));
+    const fsPromises = require('node:fs/promises') as typeof import('node:fs/promises');
+    const readFile = fsPromises.readFile;
+    const spy = jest.spyOn(fsPromises, 'readFile').mockImplementation(((path: string, ...rest: unknown[]) =>
+      /^\/proc\/\d+\/stat$/.test(String(path)) ? Promise.reject(Object.assign(new Error('EMFILE: too many open files'), { code: 'EMFILE' })) : (readFile as (...a: unknown[]) => Promise<unknown>)(path, ...rest)) as typeof readFile);
+    try {
+      await expect(criu.restore(dir.path, { procsFiles: [] })).resolves.toEqual(expect.any(Number));
+    } finally {
+      spy.mockRestore();
+    }
+  });
+
   it('returns the pid of a restored process that runs', async () => {
     // This test's own process stands in for the restored one: it certainly runs.
     const criu = new CriuCheckpointer(restoring(`echo ${process.pid} > "$6"`));

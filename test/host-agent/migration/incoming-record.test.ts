@@ -19,10 +19,23 @@ describe('incoming migration record (what a restarted destination needs to tidy)
     expect(readdirSync(path)).toEqual(['migration.json']);
   });
 
-  it('fails, for the commit or abort to be retried, when the record is there but cannot be read now', async () => {
+  it('says why when the record is there but cannot be read (EIO, EISDIR): the commit or abort goes on without it', async () => {
     const path = migrationDir('mig-4');
-    mkdirSync(join(path, 'migration.json')); // EISDIR, as an EIO or EMFILE would fail the read
-    await expect(readIncomingRecord(path, 'mig-4')).rejects.toMatchObject({ code: 'EISDIR' });
+    mkdirSync(join(path, 'migration.json'));
+    expect(await readIncomingRecord(path, 'mig-4')).toEqual({ problem: `cannot read ${join(path, 'migration.json')}: EISDIR` });
+  });
+
+  it('fails, for the commit or abort to be retried, on a read error that passes (too many open files)', async () => {
+    const path = migrationDir('mig-5');
+    await writeIncomingRecord(path, 'mig-5', { shardId: 'web-0', stateDirectory: '/var/lib/web' });
+    const fsPromises = require('node:fs/promises') as typeof import('node:fs/promises');
+    const spy = jest.spyOn(fsPromises, 'readFile').mockRejectedValueOnce(Object.assign(new Error('EMFILE: too many open files'), { code: 'EMFILE' }));
+    try {
+      await expect(readIncomingRecord(path, 'mig-5')).rejects.toMatchObject({ code: 'EMFILE' });
+    } finally {
+      spy.mockRestore();
+    }
+    expect((await readIncomingRecord(path, 'mig-5')).record?.shardId).toBe('web-0');
   });
 
   it('knows nothing, without a problem, when there is no record', async () => {

@@ -15,15 +15,17 @@ const INPUT: NewMigration = { id: 'm1', fleet: 'f', shardId: 'db-0', application
 
 /** Records every hand-over and destination call in order; `failOn` makes one of them throw. */
 /** `storeAwayAfter`: from that step on, the journal store and describe (which reads it) fail, as with etcd unreachable. */
-function setUp(opts: { failOn?: string; sourcePids?: number[]; sourceCgroup?: boolean; describeFails?: Error; stateDirectoryFails?: Error; storeAwayAfter?: string } = {}) {
+function setUp(opts: { failOn?: string; sourcePids?: number[]; sourceCgroup?: boolean; describeFails?: Error; stateDirectoryFails?: Error; storeAwayAfter?: string; describeFailsAfter?: string } = {}) {
   const work = mkdtempSync(join(tmpdir(), 'sf-restart-'));
   const desired: DesiredShard = { shardId: 'db-0', applicationId: 'db', limits: { cpuCores: 1 }, command: ['/bin/db'], env: {}, stateDirectory: join(work, 'state') };
   mkdirSync(join(work, 'state', 'db-0'), { recursive: true });
   writeFileSync(join(work, 'state', 'db-0', 'counter'), '41');
   const calls: string[] = [];
   let storeAway = false;
+  let describeAway = false;
   const step = async (name: string) => {
     calls.push(name);
+    if (opts.describeFailsAfter === name) describeAway = true;
     if (opts.storeAwayAfter === name) {
       storeAway = true;
       store.writesFail = new Error('etcd unreachable');
@@ -48,7 +50,7 @@ function setUp(opts: { failOn?: string; sourcePids?: number[]; sourceCgroup?: bo
     },
     describe: async () => {
       if (opts.describeFails) throw opts.describeFails;
-      if (storeAway) throw new Error('etcd unreachable');
+      if (storeAway || describeAway) throw new Error('etcd unreachable');
       return desired;
     },
     stateDirectoryOf: async () => {
@@ -96,6 +98,14 @@ describe('restart migration (stop, move the state directory, start)', () => {
     dirs.push(work);
     await expect(driver.migrate(INPUT)).rejects.toThrow('etcd unreachable');
     expect(calls).toEqual(['dest.prepare', 'release', 'stopHeld', 'source.startHeld']);
+  });
+
+  it('packs the state directory found from the plan, not the store: the workload is stopped meanwhile', async () => {
+    const { work, calls, driver } = setUp({ describeFailsAfter: 'stopHeld' });
+    dirs.push(work);
+    const record = await driver.migrate(INPUT);
+    expect(record.state).toBe('done');
+    expect(calls).toContain('dest.upload');
   });
 
   it('asks for no pre-copy even when the record wants it', async () => {
