@@ -36,6 +36,9 @@ export interface JournalEntry {
  */
 export const HISTORY_LIMIT = 1000;
 
+/** Finished records older versions left under the active prefix moved per `unfinished()` call (a txn each). */
+export const MOVES_PER_LISTING = 50;
+
 /** etcd refuses a txn of more than 128 operations by default (`--max-txn-ops`); a pruned record is two. */
 const PRUNED_PER_TXN = 50;
 
@@ -146,9 +149,29 @@ export class MigrationJournal {
     return [...active, ...finished].map(entry);
   }
 
-  /** Migrations that still need a driver: not done, and not aborted with cleanup complete. Lists only the active prefix. */
+  /**
+   * Migrations that still need a driver: not done, and not aborted with cleanup complete. Lists
+   * only the active prefix. Finished records older versions left there are moved to the history
+   * on the way, MOVES_PER_LISTING per call, best effort (a move that fails is retried next call).
+   */
   async unfinished(fleet: string): Promise<JournalEntry[]> {
-    return (await this.store.list(migrationKey(fleet, ''))).map(entry).filter((e) => !isFinished(e.record));
+    const active = (await this.store.list(migrationKey(fleet, ''))).map(entry);
+    const left = active.filter((e) => isFinished(e.record)).slice(0, MOVES_PER_LISTING);
+    if (left.length > 0) await this.moveQuietly(fleet, left);
+    return active.filter((e) => !isFinished(e.record));
+  }
+
+  private async moveQuietly(fleet: string, finished: readonly JournalEntry[]): Promise<void> {
+    try {
+      for (const { record, modRevision } of finished) {
+        // Lost CAS: someone else moved it (or, impossibly for a finished record, wrote it): skip.
+        await this.store.txn([{ key: migrationKey(record.fleet, record.id), modRevision }], moveToHistory(record));
+      }
+    } catch {
+      // The store away: the records stay where they are and are only filtered out.
+      return;
+    }
+    await this.pruneQuietly(fleet);
   }
 
   /** A prune that fails leaves the history over its limit until the next finished migration prunes it. */

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { EmbeddedStore } from '../../../src/store/embedded-store';
 import type { KeyValue, TxnCompare, TxnOp } from '../../../src/store/store';
 import { MigrationDriver } from '../../../host-agent/migration/migration-driver';
-import { HISTORY_LIMIT, MigrationJournal, historyIdKey, historyKey, migrationKey } from '../../../host-agent/migration/migration-journal';
+import { HISTORY_LIMIT, MOVES_PER_LISTING, MigrationJournal, historyIdKey, historyKey, migrationKey } from '../../../host-agent/migration/migration-journal';
 import { abortRecord, advance, planMigration, type MigrationRecord, type NewMigration } from '../../../host-agent/migration/migration-record';
 import type { MigrationState } from '../../../host-agent/migration/migration-state';
 import { FakeClock, FakeEffects, MemoryJournalStore, recordIn } from '../../helpers/migration-fakes';
@@ -233,6 +233,46 @@ describe('migration journal: the history is bounded', () => {
   });
 });
 
+describe('migration journal: finished records older versions left under the active prefix', () => {
+  async function oldLayout(store: MemoryJournalStore, count: number): Promise<void> {
+    for (let i = 0; i < count; i += 1) {
+      const id = `old-${String(i).padStart(3, '0')}`;
+      const record = i % 2 === 0 ? doneAt(planned(id), i) : abortedAt(planned(id), i, 'complete');
+      await store.clobber(migrationKey('f', id), JSON.stringify(record));
+    }
+  }
+
+  it(`are moved to the history by unfinished(), ${MOVES_PER_LISTING} per call, and stay findable`, async () => {
+    const { store, journal } = setUp();
+    await oldLayout(store, 120);
+    await journal.create(abortedAt(planned('new-pending'), 500, 'pending'));
+    expect((await journal.unfinished('f')).map((e) => e.record.id)).toEqual(['new-pending']);
+    expect(store.keys(ACTIVE)).toHaveLength(121 - MOVES_PER_LISTING);
+    await journal.unfinished('f');
+    await journal.unfinished('f');
+    expect(store.keys(ACTIVE)).toEqual([migrationKey('f', 'new-pending')]);
+    expect(await journal.list('f')).toHaveLength(121);
+    expect((await journal.load('f', 'old-007'))?.record).toMatchObject({ state: 'aborted', abort: { cleanup: 'complete' } });
+  });
+
+  it('are pruned with the rest once moved', async () => {
+    const { store, journal } = setUp(10);
+    await oldLayout(store, 30);
+    await journal.unfinished('f');
+    expect(store.keys(ACTIVE)).toEqual([]);
+    expect((await journal.list('f')).map((e) => e.record.id)).toEqual(Array.from({ length: 10 }, (_, i) => `old-0${20 + i}`));
+  });
+
+  it('stay where they are when the store cannot be written, and unfinished() still answers', async () => {
+    const { store, journal } = setUp();
+    await oldLayout(store, 3);
+    await journal.create(planned('new-flying'));
+    store.writesFail = new Error('etcd unreachable');
+    expect((await journal.unfinished('f')).map((e) => e.record.id)).toEqual(['new-flying']);
+    expect(store.keys(ACTIVE)).toHaveLength(4);
+  });
+});
+
 describe('migration journal on the embedded store', () => {
   const dir = mkdtempSync(join(tmpdir(), 'sf-journal-'));
   const store = new EmbeddedStore({ path: join(dir, 'store.db') });
@@ -245,10 +285,13 @@ describe('migration journal on the embedded store', () => {
     const journal = new MigrationJournal(store, { historyLimit: 1 });
     const effects = new FakeEffects(journal);
     const driver = new MigrationDriver({ journal, effects, now: new FakeClock().now });
+    await store.put(migrationKey('f', 'old-1'), JSON.stringify(doneAt(planned('old-1'), -10)));
     expect((await driver.migrate(INPUT)).state).toBe('done');
     expect(await journal.unfinished('f')).toEqual([]);
     expect((await store.list(ACTIVE)).length).toBe(0);
-    await finish(journal, 'm0', -10);
+    // m1 finished at the fake clock's 05:00:00, after old-1 (04:59:50): old-1 was pruned.
+    expect((await journal.list('f')).map((e) => e.record.id)).toEqual(['m1']);
+    await finish(journal, 'm0', -20);
     expect((await journal.list('f')).map((e) => e.record.id)).toEqual(['m1']);
     expect((await journal.load('f', 'm1'))?.record.state).toBe('done');
   });
