@@ -1,7 +1,8 @@
 /**
- * One migration as the journal keeps it (`/fleet/<fleet>/migrations/<id>` in the store), and
- * the pure functions that move it from state to state. Time is passed in (`at`): nothing here
- * reads a clock, so tests and recovery are exact.
+ * One migration as the journal keeps it (`/fleet/<fleet>/migrations/<id>` in the store while in
+ * flight, then in its history: migration-journal.ts), and the pure functions that move it from
+ * state to state. Time is passed in (`at`): nothing here reads a clock, so tests and recovery
+ * are exact.
  */
 import { canTransition, isCommitted, type MigrationState } from './migration-state';
 import { MigrationError } from './migration-error';

@@ -14,8 +14,9 @@ export class MemoryJournalStore implements JournalStore {
     return this.data.get(key);
   }
 
+  /** In byte order, as etcd (not localeCompare, which puts `-` and `.` elsewhere). */
   async list(prefix: string): Promise<KeyValue[]> {
-    return [...this.data.values()].filter((kv) => kv.key.startsWith(prefix)).sort((a, b) => a.key.localeCompare(b.key));
+    return [...this.data.values()].filter((kv) => kv.key.startsWith(prefix)).sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
   }
 
   /** Set: every transaction fails with it, writing nothing (the store away: etcd unreachable, a lock held past its timeout). */

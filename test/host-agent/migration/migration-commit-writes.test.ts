@@ -1,6 +1,6 @@
 import { assignmentOnCommit } from '../../../host-agent/migration/migration-assignment';
 import { MigrationDriver } from '../../../host-agent/migration/migration-driver';
-import { MigrationJournal, migrationKey } from '../../../host-agent/migration/migration-journal';
+import { MigrationJournal } from '../../../host-agent/migration/migration-journal';
 import type { NewMigration } from '../../../host-agent/migration/migration-record';
 import { assignmentKey, parseAssignments } from '../../../host-agent/plan-source/shard-assignment';
 import type { DesiredShard } from '../../../host-agent/reconcile/desired-shard';
@@ -15,18 +15,18 @@ function setUp(commitWrites: ConstructorParameters<typeof MigrationDriver>[0]['c
   const effects = new FakeEffects(journal);
   const clock = new FakeClock();
   const driver = new MigrationDriver({ journal, effects, now: clock.now, commitWrites });
-  return { store, effects, driver };
+  return { store, journal, effects, driver };
 }
 
 describe('the commit moves the shard with the journal', () => {
   it('writes the assignment to the destination in the same transaction as `committed`', async () => {
-    const { store, driver } = setUp(async (record) => [assignmentOnCommit(record, DESIRED, '2026-01-01T00:00:00.000Z')]);
+    const { store, journal, driver } = setUp(async (record) => [assignmentOnCommit(record, DESIRED, '2026-01-01T00:00:00.000Z')]);
     const record = await driver.migrate(INPUT);
     expect(record.state).toBe('done');
     const assignment = store.data.get(assignmentKey('f', 'web-0'))!;
     const committedAt = record.history.findIndex((h) => h.state === 'committed');
     // Same revision as the `committed` record: the journal's next writes (released, done) came after.
-    expect(assignment.modRevision).toBe(store.data.get(migrationKey('f', 'm1'))!.modRevision - (record.history.length - 1 - committedAt));
+    expect(assignment.modRevision).toBe((await journal.load('f', 'm1'))!.modRevision - (record.history.length - 1 - committedAt));
     const parsed = parseAssignments([assignment]);
     expect(parsed.problems).toEqual([]);
     expect(parsed.assignments.get('web-0')).toEqual({ shardId: 'web-0', applicationId: 'web', hostId: 'host-2', limits: { cpuCores: 0.5, memoryBytes: 256 << 20 }, by: 'migration', at: '2026-01-01T00:00:00.000Z' });

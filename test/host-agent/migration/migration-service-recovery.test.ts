@@ -8,6 +8,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { CgroupDriver } from '../../../host-agent/cgroups/driver';
+import { migrationKey } from '../../../host-agent/migration/migration-journal';
 import { createMigrationService } from '../../../host-agent/migration/migration-service';
 import type { DesiredShard } from '../../../host-agent/reconcile/desired-shard';
 import { FakeHandover } from '../../helpers/migration-destination-fakes';
@@ -56,7 +57,7 @@ describe('migration service: a failed migration asks for recovery', () => {
     });
     const app = Fastify();
     for (const plugin of built.plugins) await app.register(plugin);
-    return { app, onRecoveryNeeded, journal: built.journal, fleet: plan.fleet, recover: built.recover, gate };
+    return { app, onRecoveryNeeded, journal: built.journal, fleet: plan.fleet, recover: built.recover, gate, store };
   }
 
   it('a migration whose abort cannot reach the destination is left unfinished, and recovery is asked for', async () => {
@@ -86,6 +87,15 @@ describe('migration service: a failed migration asks for recovery', () => {
     const report = await pass;
     expect(report.failed.map((f) => f.id)).toEqual(['m-a']); // host-b unreachable: retried later
     expect([...report.recovered, ...report.failed].map((r) => r.id)).not.toContain('m-c');
+  });
+
+  it('a recovery pass moves migrations an older version left finished among those in flight to the history', async () => {
+    const { journal, fleet, recover, store } = await service();
+    const aborted = abortRecord(advance(planMigration({ id: 'm-old', fleet, shardId: 'web-1', applicationId: 'web', source: 'host-b', destination: 'host-a' }, '2026-11-28T01:00:00.000Z'), 'prepared', '2026-11-28T01:00:01.000Z'), 'prepared: boom', '2026-11-28T01:00:02.000Z');
+    await store.clobber(migrationKey(fleet, 'm-old'), JSON.stringify({ ...aborted, abort: { ...aborted.abort!, cleanup: 'complete' } }));
+    expect(await recover()).toEqual({ recovered: [], failed: [] });
+    expect(await store.list(migrationKey(fleet, ''))).toEqual([]);
+    expect((await journal.load(fleet, 'm-old'))?.record.abort?.cleanup).toBe('complete');
   });
 
   it('a request refused before any migration starts asks for nothing', async () => {
