@@ -12,8 +12,10 @@ import { Etcd3 } from 'etcd3';
 
 export interface EtcdServer {
   readonly endpoint: string;
-  /** etcd's pid: SIGSTOP makes it hang on open connections, as a partition does. */
+  /** etcd's pid (a new one after a restart): SIGSTOP makes it hang on open connections, as a partition does. */
   readonly pid: number;
+  /** SIGKILLs etcd and starts it again on its data directory and ports: what it had committed is there again. */
+  restartAfterKill(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -35,46 +37,69 @@ export async function startEtcd(host = '127.0.0.1'): Promise<EtcdServer> {
   const client = `http://${host}:${clientPort}`;
   const peer = `http://${host}:${peerPort}`;
   const output: string[] = [];
-  const child: ChildProcess = spawn(
-    'etcd',
-    [
-      '--name', 'test',
-      '--data-dir', join(dataDir, 'data'),
-      '--listen-client-urls', client, '--advertise-client-urls', client,
-      '--listen-peer-urls', peer, '--initial-advertise-peer-urls', peer,
-      '--initial-cluster', `test=${peer}`,
-      '--heartbeat-interval', '50', '--election-timeout', '500',
-      '--logger', 'zap', '--log-level', 'warn',
-    ],
-    { stdio: ['ignore', 'pipe', 'pipe'] },
-  );
-  child.stdout?.on('data', (d: Buffer) => output.push(d.toString()));
-  child.stderr?.on('data', (d: Buffer) => output.push(d.toString()));
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  let child: ChildProcess;
+  let exited: Promise<void>;
+  const running = () => child.exitCode === null && child.signalCode === null;
+
+  /** Starts etcd on the data directory (a new member the first time, the same one after a kill) and waits until it answers. */
+  const launch = async () => {
+    child = spawn(
+      'etcd',
+      [
+        '--name', 'test',
+        '--data-dir', join(dataDir, 'data'),
+        '--listen-client-urls', client, '--advertise-client-urls', client,
+        '--listen-peer-urls', peer, '--initial-advertise-peer-urls', peer,
+        '--initial-cluster', `test=${peer}`,
+        '--heartbeat-interval', '50', '--election-timeout', '500',
+        '--logger', 'zap', '--log-level', 'warn',
+      ],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    child.stdout?.on('data', (d: Buffer) => output.push(d.toString()));
+    child.stderr?.on('data', (d: Buffer) => output.push(d.toString()));
+    exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+    const probe = new Etcd3({ hosts: client, dialTimeout: 500 });
+    try {
+      for (let attempt = 0; ; attempt++) {
+        if (child.exitCode !== null) throw new Error(`etcd exited with ${child.exitCode}: ${output.join('').slice(-2000)}`);
+        try {
+          await probe.get('/ready-probe').string();
+          return;
+        } catch (error) {
+          if (attempt > 200) throw new Error(`etcd did not become ready: ${(error as Error).message}\n${output.join('').slice(-2000)}`);
+          await new Promise((r) => setTimeout(r, 100));
+        }
+      }
+    } finally {
+      probe.close();
+    }
+  };
   const stop = async () => {
-    if (child.exitCode === null && child.signalCode === null) {
+    if (running()) {
       child.kill('SIGTERM');
       await exited;
     }
     rmSync(dataDir, { recursive: true, force: true });
   };
-  const probe = new Etcd3({ hosts: client, dialTimeout: 500 });
   try {
-    for (let attempt = 0; ; attempt++) {
-      if (child.exitCode !== null) throw new Error(`etcd exited with ${child.exitCode}: ${output.join('').slice(-2000)}`);
-      try {
-        await probe.get('/ready-probe').string();
-        break;
-      } catch (error) {
-        if (attempt > 200) throw new Error(`etcd did not become ready: ${(error as Error).message}\n${output.join('').slice(-2000)}`);
-        await new Promise((r) => setTimeout(r, 100));
-      }
-    }
+    await launch();
   } catch (error) {
     await stop();
     throw error;
-  } finally {
-    probe.close();
   }
-  return { endpoint: client, pid: child.pid!, stop };
+  return {
+    endpoint: client,
+    get pid() {
+      return child.pid!;
+    },
+    async restartAfterKill() {
+      if (running()) {
+        child.kill('SIGKILL');
+        await exited;
+      }
+      await launch();
+    },
+    stop,
+  };
 }

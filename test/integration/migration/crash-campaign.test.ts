@@ -19,7 +19,8 @@
  * agent's is a tmpfs of its own here) fills up, leaving a few KiB, until the migration answers.
  * A third takes the store away for 2-9 s: the shared embedded store's write lock (its busy
  * timeout is 5 s), or, in a third campaign whose agents share an etcd, etcd itself hangs
- * (SIGSTOP: connections stay open and nothing answers, as in a partition).
+ * (SIGSTOP: connections stay open and nothing answers, as in a partition) or is killed and
+ * started again on its data.
  *
  * SHARDFORM_CRASH_PARTITIONS=1 adds rounds that cut the destination's link for 2-15 s instead
  * of killing anything (slow: requests wait out their timeouts).
@@ -78,7 +79,11 @@ describePrivileged('crash campaign: agents killed at random instants of migratio
 
   afterEach(async () => {
     await store?.close();
-    if (etcd) process.kill(etcd.pid, 'SIGCONT'); // a failure may have left it stopped
+    try {
+      if (etcd) process.kill(etcd.pid, 'SIGCONT'); // a failure may have left it stopped
+    } catch {
+      // killed by the round, not started again
+    }
     await etcd?.stop();
     etcd = undefined;
     // Lazily: an agent still running may hold files there; the fleet's cleanup kills it.
@@ -208,12 +213,19 @@ describePrivileged('crash campaign: agents killed at random instants of migratio
           }
         } else if (victim === 'store' && sharedEtcd) {
           const holdMs = 2000 + Math.floor(random() * 7000);
-          process.kill(sharedEtcd.pid, 'SIGSTOP'); // connections stay open, nothing answers
-          story.push(`  etcd hung for ${holdMs} ms`);
-          try {
+          if (random() < 0.5) {
+            process.kill(sharedEtcd.pid, 'SIGSTOP'); // connections stay open, nothing answers
+            story.push(`  etcd hung for ${holdMs} ms`);
+            try {
+              await sleep(holdMs);
+            } finally {
+              process.kill(sharedEtcd.pid, 'SIGCONT');
+            }
+          } else {
+            process.kill(sharedEtcd.pid, 'SIGKILL'); // connections refused until it is back, with what it had committed
+            story.push(`  etcd killed, started again after ${holdMs} ms`);
             await sleep(holdMs);
-          } finally {
-            process.kill(sharedEtcd.pid, 'SIGCONT');
+            await sharedEtcd.restartAfterKill();
           }
           const answer = await migration;
           story.push(`  the migration request answered ${answer.status} ${JSON.stringify(answer.body).slice(0, 160)}`);
