@@ -60,11 +60,17 @@ function historyPrefix(fleet: string): string {
   return `/fleet/${fleet}/migration-history/`;
 }
 
-/** When the record entered its final state, as fixed-width UTC ISO 8601 (sorts as it reads). */
+/**
+ * When the record entered its final state (for an abort: when it was aborted, its cleanup may
+ * have completed later), as fixed-width UTC ISO 8601 (sorts as it reads).
+ */
 function finishedAt(record: MigrationRecord): string {
-  const ms = Date.parse(record.history.at(-1)?.at ?? '');
-  // Unreadable: sort first (pruned first) rather than fail the write that finishes the migration.
-  return new Date(Number.isNaN(ms) ? 0 : ms).toISOString();
+  const last = Array.isArray(record.history) ? record.history.at(-1)?.at : undefined;
+  const ms = Date.parse(typeof last === 'string' ? last : '');
+  // Unreadable, or outside the years ISO 8601 writes in four digits: sort first (pruned first)
+  // rather than fail the write that finishes the migration, or the move of an old record.
+  const valid = !Number.isNaN(ms) && ms >= 0 && ms < Date.UTC(10000, 0, 1);
+  return new Date(valid ? ms : 0).toISOString();
 }
 
 export function isFinished(record: MigrationRecord): boolean {
@@ -128,7 +134,9 @@ export class MigrationJournal {
     if (!result.succeeded) {
       throw new MigrationError('JOURNAL_CONFLICT', `migration ${record.id}: the journal changed since revision ${previous.modRevision}; not writing ${record.state}`);
     }
-    if (finished) await this.pruneQuietly(record.fleet);
+    // Never the record just finished: its answer and a lookup right after must still find it
+    // (an abort whose cleanup completed late is filed under its abort time, among the oldest).
+    if (finished) await this.pruneQuietly(record.fleet, record.id);
     return { record, modRevision: result.revision };
   }
 
@@ -143,10 +151,16 @@ export class MigrationJournal {
     return finished && entry(finished);
   }
 
-  /** Every migration kept: in flight (in id order), then the history (oldest first). */
+  /**
+   * Every migration kept: in flight (in id order), then the history (oldest first). Two reads:
+   * the active prefix first, so one that finishes in between is read twice (in flight, then
+   * moved) rather than missed, and its history copy is the one kept.
+   */
   async list(fleet: string): Promise<JournalEntry[]> {
-    const [active, finished] = await Promise.all([this.store.list(migrationKey(fleet, '')), this.store.list(historyPrefix(fleet))]);
-    return [...active, ...finished].map(entry);
+    const active = (await this.store.list(migrationKey(fleet, ''))).map(entry);
+    const finished = (await this.store.list(historyPrefix(fleet))).map(entry);
+    const moved = new Set(finished.map((e) => e.record.id));
+    return [...active.filter((e) => !moved.has(e.record.id)), ...finished];
   }
 
   /**
@@ -162,37 +176,46 @@ export class MigrationJournal {
   }
 
   private async moveQuietly(fleet: string, finished: readonly JournalEntry[]): Promise<void> {
-    try {
-      for (const { record, modRevision } of finished) {
+    for (const { record, modRevision } of finished) {
+      try {
         // Lost CAS: someone else moved it (or, impossibly for a finished record, wrote it): skip.
         await this.store.txn([{ key: migrationKey(record.fleet, record.id), modRevision }], moveToHistory(record));
+      } catch (error) {
+        // The store away: the records stay where they are and are only filtered out. Anything
+        // else is this record's own (a key it cannot have): the next ones still move.
+        const code = (error as { code?: string }).code;
+        if (code === 'STORE_UNAVAILABLE' || code === 'STORE_CLOSED') return;
       }
-    } catch {
-      // The store away: the records stay where they are and are only filtered out.
-      return;
     }
     await this.pruneQuietly(fleet);
   }
 
   /** A prune that fails leaves the history over its limit until the next finished migration prunes it. */
-  private async pruneQuietly(fleet: string): Promise<void> {
-    await this.prune(fleet).catch(() => {});
+  private async pruneQuietly(fleet: string, keep?: string): Promise<void> {
+    await this.prune(fleet, keep).catch(() => {});
   }
 
   /**
    * Deletes the oldest finished records beyond the history limit. Reads only the small id
    * index (about 150 bytes a record), and deletes only keys under the history prefixes: never
-   * a migration in flight.
+   * a migration in flight. Each index entry is deleted only if unchanged since it was read: a
+   * prune working from an old read must not delete the entry of a newer migration of the same
+   * id (its record would be left unfindable and never pruned).
    */
-  private async prune(fleet: string): Promise<void> {
+  private async prune(fleet: string, keep?: string): Promise<void> {
+    const keptId = keep === undefined ? undefined : historyIdKey(fleet, keep);
     const index = (await this.store.list(historyIdKey(fleet, ''))).filter((kv) => kv.value.startsWith(historyPrefix(fleet)));
-    const oldest = index.sort((a, b) => (a.value < b.value ? -1 : a.value > b.value ? 1 : 0)).slice(0, Math.max(0, index.length - this.historyLimit));
+    const sorted = index.sort((a, b) => (a.value < b.value ? -1 : a.value > b.value ? 1 : 0));
+    // The kept one, when among the oldest, holds the history one over its limit until the next prune.
+    const oldest = sorted.slice(0, Math.max(0, index.length - this.historyLimit)).filter((kv) => kv.key !== keptId);
     for (let i = 0; i < oldest.length; i += PRUNED_PER_TXN) {
-      const ops = oldest.slice(i, i + PRUNED_PER_TXN).flatMap((kv): TxnOp[] => [
+      const group = oldest.slice(i, i + PRUNED_PER_TXN);
+      const ops = group.flatMap((kv): TxnOp[] => [
         { kind: 'delete', key: kv.value },
         { kind: 'delete', key: kv.key },
       ]);
-      await this.store.txn([], ops);
+      // A lost compare leaves this group for the next prune.
+      await this.store.txn(group.map((kv) => ({ key: kv.key, modRevision: kv.modRevision })), ops);
     }
   }
 }

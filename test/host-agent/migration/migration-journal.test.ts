@@ -195,6 +195,31 @@ describe('migration journal: the history is bounded', () => {
     expect((await journal.list('f')).map((e) => e.record.id)).toEqual(['m-flying', 'm-pending', 'm4', 'm5']);
   });
 
+  it('deletes an index entry only if unchanged since the prune read it (a newer migration of the id keeps its entry)', async () => {
+    const { store, journal } = setUp(2);
+    for (const [i, seconds] of [10, 20, 30].entries()) await finish(journal, `m${i}`, seconds);
+    const prune = store.txns.filter((t) => t.success.some((op) => op.kind === 'delete' && op.key === historyIdKey('f', 'm0')));
+    expect(prune).toHaveLength(1);
+    expect(prune[0]!.compares).toEqual([{ key: historyIdKey('f', 'm0'), modRevision: expect.any(Number) }]);
+  });
+
+  it('list() shows a migration that finishes between its two reads once, from the history', async () => {
+    const { store, journal } = setUp();
+    const entry = await journal.create(planned('m1'));
+    const list = store.list.bind(store);
+    let moved = false;
+    store.list = async (prefix: string) => {
+      const kvs = await list(prefix);
+      // The active prefix was read; the migration finishes before the history is read.
+      if (prefix === ACTIVE && !moved) {
+        moved = true;
+        await journal.save(entry, doneAt(entry.record, 5));
+      }
+      return kvs;
+    };
+    expect((await journal.list('f')).map((e) => [e.record.id, e.record.state])).toEqual([['m1', 'done']]);
+  });
+
   it('a prune that fails does not fail the migration; the next finish prunes', async () => {
     const { store, journal, driver } = setUp(1);
     await finish(journal, 'm0', -10);
@@ -263,6 +288,18 @@ describe('migration journal: finished records older versions left under the acti
     expect((await journal.list('f')).map((e) => e.record.id)).toEqual(Array.from({ length: 10 }, (_, i) => `old-0${20 + i}`));
   });
 
+  it('one that cannot be moved (a key the store refuses) does not hold back the ones after it', async () => {
+    const { store, journal } = setUp();
+    await oldLayout(store, 6);
+    const txn = store.txn.bind(store);
+    store.txn = async (compares, success, failure) => {
+      if (success.some((op) => op.key === historyIdKey('f', 'old-000'))) throw Object.assign(new Error('key refused'), { code: 'INVALID_KEY' });
+      return txn(compares, success, failure);
+    };
+    await journal.unfinished('f');
+    expect(store.keys(ACTIVE)).toEqual([migrationKey('f', 'old-000')]);
+  });
+
   it('stay where they are when the store cannot be written, and unfinished() still answers', async () => {
     const { store, journal } = setUp();
     await oldLayout(store, 3);
@@ -291,8 +328,12 @@ describe('migration journal on the embedded store', () => {
     expect((await store.list(ACTIVE)).length).toBe(0);
     // m1 finished at the fake clock's 05:00:00, after old-1 (04:59:50): old-1 was pruned.
     expect((await journal.list('f')).map((e) => e.record.id)).toEqual(['m1']);
+    // An older one finishing (a late abort cleanup) is kept by its own write, one over the limit,
+    // and is the first to go at the next finish.
     await finish(journal, 'm0', -20);
-    expect((await journal.list('f')).map((e) => e.record.id)).toEqual(['m1']);
+    expect((await journal.list('f')).map((e) => e.record.id)).toEqual(['m0', 'm1']);
     expect((await journal.load('f', 'm1'))?.record.state).toBe('done');
+    await finish(journal, 'm2', 10);
+    expect((await journal.list('f')).map((e) => e.record.id)).toEqual(['m2']);
   });
 });
