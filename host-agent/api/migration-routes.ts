@@ -267,7 +267,6 @@ export const migrationRoutes =
         if (!deps.restarter) throw new MigrationError('REFUSED', `host ${deps.hostId} cannot start shards for the restart strategy (no shard keeper here)`);
         // While it is the answer: not once an abort or commit moved the migration on.
         if (migration.restoring && (migration.state === 'prepared' || migration.state === 'restored')) return migration.restoring;
-        if (migration.state === 'restored' && migration.started) return { migrationId: migration.id, state: migration.state, pid: migration.pid ?? null };
         if (migration.state !== 'prepared') throw new MigrationError('INVALID_TRANSITION', `migration ${migration.id} is ${migration.state}, not prepared`);
         const final = request.body.rounds[request.body.rounds.length - 1]!;
         if (!final.files.some((f) => f.name === STATE_ARCHIVE)) throw new MigrationError('INVALID_MIGRATION', `round ${final.round} has no ${STATE_ARCHIVE}`);
@@ -283,7 +282,6 @@ export const migrationRoutes =
           // still names the source, and a reconcile pass here would stop an unheld run.
           const status = await restarter.handover.startHeld(desired.shardId, desired, { keepHeld: true });
           migration.pid = status.pid;
-          migration.started = true;
           if (migration.state !== 'prepared') throw new MigrationError('INVALID_TRANSITION', `migration ${migration.id} was aborted while its shard was started; the copy is destroyed`);
           migration.state = 'restored';
           return { migrationId: migration.id, state: migration.state, pid: migration.pid ?? null };

@@ -209,7 +209,6 @@ export class CriuCheckpointer {
   }
 }
 
-/** The last few `Error` lines of a CRIU log, for one readable message. */
 /**
  * Whether the process CRIU restored is gone: no such pid, or dead (Z, X). A /proc read that
  * fails otherwise (too many open files) says nothing, and a good restore is not failed on it.
@@ -224,6 +223,7 @@ async function restoredProcessGone(pid: number): Promise<boolean> {
   }
 }
 
+/** The last few `Error` lines of a CRIU log, for one readable message. */
 async function lastErrors(logFile: string): Promise<string> {
   const text = await readFile(logFile, 'utf8').catch(() => '');
   const errors = text

@@ -30,8 +30,6 @@ export interface IncomingMigration {
   /** `<round>/<file name>` → what arrived. */
   readonly received: Map<string, FileReceipt>;
   pid?: number;
-  /** Started here from its state directory (restart strategy) rather than restored by CRIU. */
-  started?: boolean;
   /** The source's estimate of the image, reserved on this host's disk until the migration ends. */
   imageBytes?: number;
   /** What is in progress (prepare, restore or start): an abort waits for all of it before destroying the copy. */

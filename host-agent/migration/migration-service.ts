@@ -22,8 +22,8 @@ import { IncomingMigrations, type CapacityView } from './incoming-migrations';
 import { MigrationClient } from './migration-client';
 import { MigrationDriver } from './migration-driver';
 import { MigrationError } from './migration-error';
-import { MigrationJournal, type JournalStore } from './migration-journal';
-import { recoveryAction, type MigrationRecord } from './migration-record';
+import { isFinished, MigrationJournal, type JournalStore } from './migration-journal';
+import type { MigrationRecord } from './migration-record';
 
 export interface MigrationServiceDeps {
   readonly hostId: string;
@@ -166,7 +166,7 @@ export function createMigrationService(deps: MigrationServiceDeps): {
           // Read again right before acting: the list is as old as the recoveries before this one,
           // and a step replayed from a stale record (an abort, a resume) could undo a newer one.
           const entry = await journal.load(listed.record.fleet, listed.record.id);
-          if (!entry || recoveryAction(entry.record).kind === 'nothing') continue;
+          if (!entry || isFinished(entry.record)) continue;
           report.recovered.push(await driver.recover(entry));
         } catch (error) {
           report.failed.push({ id: listed.record.id, shardId: listed.record.shardId, state: listed.record.state, error: (error as Error).message });
