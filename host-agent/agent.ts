@@ -20,6 +20,7 @@ import { checkListenable, listen, parseListenAddress, type ListenAddress } from 
 import type { CgroupDriver } from './cgroups/driver';
 import { CoalescedTask } from './coalesced-task';
 import { EventLog } from './event-log';
+import { HostClaim } from './host-claim';
 import type { AgentLogger } from './log';
 import { AgentMetrics } from './metrics/agent-metrics';
 import { desiredShardsForHost } from './plan-source/desired-shards';
@@ -38,7 +39,7 @@ import type { DesiredShard } from './reconcile/desired-shard';
 import type { RestartHandover, ShardHandover } from './reconcile/shard-handover';
 
 /** `txn` is what migration's journal needs (compare-and-swap); an agent whose store lacks it does not migrate. */
-export type AgentStore = Pick<Store, 'get' | 'put' | 'delete' | 'list'> & Partial<Pick<Store, 'watch' | 'txn'>>;
+export type AgentStore = Pick<Store, 'get' | 'put' | 'delete' | 'list'> & Partial<Pick<Store, 'watch' | 'txn' | 'grantLease'>>;
 
 export interface AgentStores {
   readonly store: AgentStore;
@@ -73,6 +74,8 @@ export interface AgentOptions {
   /** Live migration (agent-migration.ts in production): its routes join the authenticated API, its recovery runs before the first reconcile. */
   readonly migration?: (ctx: AgentMigrationContext) => Promise<AgentMigration>;
   readonly planPollSeconds?: number;
+  /** The host claim's lease (host-claim.ts); default 15 s. */
+  readonly hostClaimTtlSeconds?: number;
   /** Periodic reconcile even without triggers (converges after partial failures); default 10 s. */
   readonly reconcileEverySeconds?: number;
   readonly env?: NodeJS.ProcessEnv;
@@ -100,6 +103,12 @@ export class Agent implements DrainControl {
   private reconcileTimer: NodeJS.Timeout | undefined;
   private unwatch: (() => Promise<void>) | undefined;
   private stopped = false;
+  private claim: HostClaim | undefined;
+  private markHalted!: (error: Error) => void;
+  /** Resolves when the agent stopped itself (another agent took its host id over): the process should exit non-zero. */
+  readonly halted = new Promise<Error>((resolve) => {
+    this.markHalted = resolve;
+  });
   private readonly reconciles = new CoalescedTask(() => this.reconcileOnce());
   private migration: AgentMigration | undefined;
   /** Some migration could not be recovered (the other agent unreachable): retried on the reconcile timer. */
@@ -141,6 +150,9 @@ export class Agent implements DrainControl {
     await this.planSource.start();
 
     this.stores = await this.options.openStores({ stateDir, logger, plan });
+    // Before anything on the host is touched: a second agent for this host id must not adopt,
+    // restart or start the shards the first one runs.
+    this.claim = await this.claimHost(address);
     this.events = new EventLog({ hostId, store: this.stores.store, logger });
     await this.events.load();
     this.kernel = await this.options.createKernel({ hostId, stateDir, events: this.events, logger });
@@ -258,8 +270,33 @@ export class Agent implements DrainControl {
     await this.kernel?.manager.close();
     this.kernel?.driver.close();
     await this.events?.flush();
+    // Last before the store closes: nothing acts for this host any more, the next agent may start.
+    await this.claim?.release();
     await this.stores?.close();
     this.logger.info('agent stopped; shards keep running');
+  }
+
+  private async claimHost(address: ListenAddress): Promise<HostClaim | undefined> {
+    const { store } = this.stores;
+    if (!store.grantLease || !store.txn) {
+      this.logger.warn('host claim disabled: the store has no leases or transactions; nothing stops a second agent for this host id');
+      return undefined;
+    }
+    return HostClaim.acquire({
+      store: { get: (k) => store.get(k), txn: store.txn.bind(store), grantLease: store.grantLease.bind(store) },
+      hostId: this.options.hostId,
+      address: address.text,
+      ...(this.options.hostClaimTtlSeconds ? { ttlSeconds: this.options.hostClaimTtlSeconds } : {}),
+      logger: this.logger,
+      onHeld: (held) => this.metrics.hostClaimHeld.set(held ? 1 : 0),
+      onTakenOver: (_holder, message) => void this.halt(new ShardformError('HOST_CLAIMED', '--host', this.options.hostId, message)),
+    });
+  }
+
+  /** Stops for good on a condition the agent cannot repair (another agent for its host id); shards keep running. */
+  private async halt(error: Error): Promise<void> {
+    await this.stop().catch((stopError: Error) => this.logger.error({ error: stopError.message }, 'stopping after a fatal condition failed'));
+    this.markHalted(error);
   }
 
   private async reconcileOnce(): Promise<ReconcileReport | undefined> {

@@ -14,7 +14,9 @@ export type ShardformErrorCode =
   | 'INVALID_ARGUMENT'
   /** A construct was given props it cannot use (constructs/, thrown at construction). */
   | 'INVALID_PROPS'
-  | 'UNREADABLE_FILE';
+  | 'UNREADABLE_FILE'
+  /** Another live agent holds this host id in the store (host-agent/host-claim.ts). */
+  | 'HOST_CLAIMED';
 
 export class ShardformError extends Error {
   constructor(

@@ -33,6 +33,7 @@ export class AgentMetrics {
   private readonly shards = new Map<string, ShardSnapshot>();
 
   readonly planGeneration: Gauge;
+  readonly hostClaimHeld: Gauge;
   readonly planRejected: Counter<'reason'>;
   readonly planInfo: Gauge<'fleet' | 'digest'>;
   readonly reconcileDuration: Histogram<'outcome'>;
@@ -58,6 +59,11 @@ export class AgentMetrics {
 
     this.planGeneration = new Gauge({ name: 'shardform_plan_generation', help: 'Generation of the plan the agent is running (0 before the first good plan).', registers });
     this.planGeneration.set(0);
+    this.hostClaimHeld = new Gauge({
+      name: 'shardform_host_claim_held',
+      help: 'Whether this agent holds its host id in the store (1), or lost it and is claiming it again (0): one agent per host id.',
+      registers,
+    });
     this.planRejected = new Counter({
       name: 'shardform_plan_rejected_total',
       help: 'Plans refused by the agent, by reason (invalid, generation-backwards, generation-not-increased, unreadable, unusable-here).',

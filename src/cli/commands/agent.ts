@@ -1,7 +1,8 @@
 /**
  * `shardform agent --plan P --host ID [...]`: runs the host agent in the foreground until SIGTERM
  * or SIGINT, which stop the agent only: shards keep running and the next agent adopts them.
- * Flags are checked first (exit 2); no good plan to start from is exit 1.
+ * Flags are checked first (exit 2); no good plan to start from, or another live agent holding
+ * this host id (host-claim.ts), is exit 1.
  */
 import type { Command } from 'commander';
 import type { Io } from '../output';
@@ -50,8 +51,13 @@ export function registerAgentCommand(program: Command, _io: Io): void {
       const stopping = new Promise<string>((resolve) => {
         for (const signal of ['SIGTERM', 'SIGINT'] as const) process.once(signal, () => resolve(signal));
       });
-      const signal = await stopping;
-      logger.info({ signal }, 'stopping the agent (shards keep running)');
+      // Or the agent stops itself: another agent took its host id over (exit 1, naming it).
+      const ended = await Promise.race([stopping, agent.halted]);
+      if (ended instanceof Error) {
+        logger.flush();
+        throw ended;
+      }
+      logger.info({ signal: ended }, 'stopping the agent (shards keep running)');
       await agent.stop();
       logger.flush();
     });
