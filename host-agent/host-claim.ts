@@ -165,8 +165,10 @@ export class HostClaim {
     const lease = this.lease;
     if (!lease || this.released) return;
     const { store, hostId } = this.options;
+    const everyMs = (lease.ttlSeconds * 1000) / 3;
     const renew = async (): Promise<void> => {
       if (this.released || lease !== this.lease) return;
+      const startedAt = Date.now();
       let lost: string | undefined;
       try {
         await lease.keepAlive();
@@ -178,7 +180,9 @@ export class HostClaim {
       }
       if (this.released || lease !== this.lease) return;
       if (lost === undefined) {
-        this.renewal = setTimeout(() => void renew(), (lease.ttlSeconds * 1000) / 3);
+        // At a fixed rate, not a fixed pause: a slow round (each call may take the store's 5 s
+        // deadline) must not push the next renewal past the ttl.
+        this.renewal = setTimeout(() => void renew(), Math.max(0, everyMs - (Date.now() - startedAt)));
         return;
       }
       this.lease = undefined;
@@ -187,7 +191,7 @@ export class HostClaim {
       this.options.logger.error({ reason: lost }, `host claim lost (${lost}); still supervising the shards here, claiming again`);
       this.regaining = this.regain();
     };
-    this.renewal = setTimeout(() => void renew(), (lease.ttlSeconds * 1000) / 3);
+    this.renewal = setTimeout(() => void renew(), everyMs);
   }
 
   /** After a loss: claims again once the key is free; reports a takeover if another agent got it. */
