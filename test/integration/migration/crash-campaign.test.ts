@@ -386,7 +386,7 @@ function watchCopies(agents: readonly NetnsAgent[], cgroups: Map<NetnsAgent, Cgr
 }
 
 /**
- * Whether a process can run its own code now, and what it is. It cannot when it is stopped,
+ * Whether a process can run the workload's code now, and what it is. It cannot when it is stopped,
  * dead, exiting (PF_EXITING: killed, it never returns to user space) or has SIGKILL or SIGSTOP pending,
  * or when CRIU holds it (traced by CRIU's dump or restore, or CRIU itself: the restore runs
  * inside the destination cgroup, its shim joins it first). Undefined once it is gone.
@@ -406,9 +406,13 @@ function processState(pid: number): { runs: boolean; what: string } | undefined 
     const killed = (pending & (SIGKILL | SIGSTOP)) !== 0n;
     const tracer = Number(field('TracerPid'));
     const held = isCriu(pid) || (tracer > 0 && isCriu(tracer));
+    // The workload's code runs only inside the shard's own PID namespace; a process of the
+    // shard's cgroup outside it (one NSpid level) is the launcher (`unshare --pid --fork`,
+    // waiting for its child), which a release leaves for a moment after killing the workload.
+    const launcher = field('NSpid') !== '' && /^NSpid:\s*\d+\s*$/m.test(status);
     const state = field('State');
-    const runs = !/^[TtZX]/.test(state) && (flags & PF_EXITING) === 0 && !killed && !held;
-    return { runs, what: `${pid}:${state}:${field('Name')}${tracer > 0 ? `:traced-by-${tracer}` : ''}${pending !== 0n ? `:pending-${pending.toString(16)}` : ''}:flags-${flags.toString(16)}` };
+    const runs = !/^[TtZX]/.test(state) && (flags & PF_EXITING) === 0 && !killed && !held && !launcher;
+    return { runs, what: `${pid}:${state}:${field('Name')}${launcher ? ':launcher' : ''}${tracer > 0 ? `:traced-by-${tracer}` : ''}${pending !== 0n ? `:pending-${pending.toString(16)}` : ''}:flags-${flags.toString(16)}` };
   } catch {
     return undefined;
   }
