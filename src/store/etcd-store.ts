@@ -27,9 +27,20 @@ export interface EtcdStoreOptions {
    * STORE_UNAVAILABLE, like the embedded store's busy timeout. @default 5000
    */
   readonly requestTimeoutMs?: number;
+  /** Keys per page of a `list`. @default 64 */
+  readonly listPageKeys?: number;
 }
 
 const READ_ATTEMPTS = 3;
+/**
+ * Keys per page of a list. Values are at most 1.5 MiB (etcd's default request limit; ours are at
+ * most 1 MiB), so a page of 64 fits in `MAX_ANSWER_BYTES` whatever it holds: no answer is ever
+ * refused as too large, which etcd3 would count as a connection failure (reset the channel, and
+ * after three in a row open its circuit breaker). Records are ~1 KB: a page is ~64 KB.
+ */
+const LIST_PAGE_KEYS = 64;
+/** The largest answer the client takes (grpc-js's default is 4 MiB). */
+const MAX_ANSWER_BYTES = 128 * 1024 * 1024;
 
 /**
  * etcd3 retries every call on a "recoverable" gRPC error by default. For a write that is
@@ -56,12 +67,16 @@ export class EtcdStore implements Store {
     if (!Array.isArray(options.endpoints) || options.endpoints.length === 0) {
       throw storeError('INVALID_SETTINGS', 'store.endpoints', options.endpoints, 'no etcd endpoint', 'list at least one client URL, e.g. http://127.0.0.1:2379');
     }
+    if (options.listPageKeys !== undefined && (!Number.isInteger(options.listPageKeys) || options.listPageKeys < 1)) {
+      throw storeError('INVALID_SETTINGS', 'listPageKeys', options.listPageKeys, 'not a page size', 'use a whole number >= 1, e.g. 64');
+    }
     if (options.prefix !== '/') checkKey(options.prefix.replace(/\/$/, ''), 'store.prefix');
     this.root = options.prefix.replace(/\/+$/, '');
     this.client = new Etcd3({
       hosts: [...options.endpoints],
       dialTimeout: options.dialTimeoutMs ?? 5000,
       faultHandling: { global: NO_RETRY },
+      grpcOptions: { 'grpc.max_receive_message_length': MAX_ANSWER_BYTES },
       // Without a deadline a call to an etcd that stopped answering on an open connection (hung,
       // or cut off by a partition) waits for TCP to give up, many minutes: measured, a put still
       // waiting after 30 s. A journal write waits like that with the shard frozen.
@@ -75,10 +90,34 @@ export class EtcdStore implements Store {
     return res.kvs[0] && this.toKeyValue(res.kvs[0]);
   }
 
+  /**
+   * In pages of at most `listPageKeys` keys, every page read at the revision of the first (one
+   * snapshot, as a single range would be). One range answer is one gRPC message: unpaged, a
+   * prefix holding more than grpc-js's default 4 MiB (3 000-4 000 journal records, or four values
+   * near the 1 MiB limit) could not be listed at all, and every read of it would fail. A snapshot
+   * compacted away between pages starts the listing over.
+   */
   async list(prefix: string): Promise<KeyValue[]> {
     checkPrefix(prefix);
-    const res = await this.read(() => this.client.kv.range({ key: this.full(prefix), range_end: this.full(prefixEnd(prefix)) }));
-    return res.kvs.map((kv) => this.toKeyValue(kv));
+    const end = this.full(prefixEnd(prefix));
+    const limit = this.options.listPageKeys ?? LIST_PAGE_KEYS;
+    for (let attempt = 1; ; attempt++) {
+      const found: KeyValue[] = [];
+      let from = this.full(prefix);
+      let revision: string | undefined;
+      try {
+        for (;;) {
+          const res = await this.read(() => this.client.kv.range({ key: from, range_end: end, limit, ...(revision ? { revision } : {}) }));
+          revision ??= res.header.revision;
+          for (const kv of res.kvs) found.push(this.toKeyValue(kv));
+          const last = res.kvs.at(-1);
+          if (!res.more || !last) return found;
+          from = Buffer.concat([last.key, Buffer.from([0])]); // the next key after the last one read
+        }
+      } catch (error) {
+        if ((error as StoreError).code !== 'COMPACTED' || revision === undefined || attempt >= READ_ATTEMPTS) throw error;
+      }
+    }
   }
 
   async put(key: string, value: string, opts: { leaseId?: string } = {}): Promise<number> {

@@ -95,6 +95,86 @@ describePrivileged('etcd store', [requireCommand('etcd', 'apt-get install etcd-s
       }
     });
 
+    describe('list in pages', () => {
+      /** Counts the range calls of a store and runs `between` after the first one answered. */
+      const spyPages = (store: EtcdStore, between?: () => Promise<void>) => {
+        const kv = (store as unknown as { client: Etcd3 }).client.kv;
+        const range = kv.range.bind(kv);
+        const calls: { limit?: string | number }[] = [];
+        jest.spyOn(kv, 'range').mockImplementation(async (request, options) => {
+          calls.push({ limit: request.limit });
+          const answer = await range(request, options);
+          if (calls.length === 1) await between?.();
+          return answer;
+        });
+        return calls;
+      };
+
+      it('lists a prefix over many pages, in key order, as one snapshot taken at the first page', async () => {
+        const store = new EtcdStore({ endpoints: [server.endpoint], prefix: '/paged', listPageKeys: 3 });
+        try {
+          const keys = Array.from({ length: 20 }, (_, i) => `/fleet/demo/k-${String(i).padStart(2, '0')}`);
+          for (const key of keys) await store.put(key, key);
+          await store.put('/fleet/demo0', 'outside');
+          await store.put('/fleet/demp', 'outside');
+          // After the first page: the last key deleted and a new one written. A snapshot still
+          // holds the one and not the other; a listing of the live keys would show the opposite.
+          const calls = spyPages(store, async () => {
+            await store.delete(keys[19]!);
+            await store.put('/fleet/demo/k-99', 'late');
+          });
+          const listed = await store.list('/fleet/demo/');
+          expect(listed.map((kv) => kv.key)).toEqual(keys);
+          expect(listed.every((kv) => kv.value === kv.key)).toBe(true);
+          expect(calls).toHaveLength(7);
+          expect((await store.list('/fleet/demo/')).map((kv) => kv.key)).toEqual([...keys.slice(0, 19), '/fleet/demo/k-99']);
+        } finally {
+          await store.close();
+        }
+      });
+
+      it('lists values past grpc-js\'s default 4 MiB answer limit, which one range could not answer', async () => {
+        const store = new EtcdStore({ endpoints: [server.endpoint], prefix: '/large' });
+        try {
+          const big = (i: number) => String(i).repeat(1_000_000);
+          for (let i = 0; i < 70; i++) await store.put(`/fleet/demo/big-${String(i).padStart(2, '0')}`, big(i % 10));
+          // The unpaged read of a client with the default limit, as before: refused.
+          const plain = new Etcd3({ hosts: server.endpoint });
+          await expect(plain.getAll().prefix('/large/fleet/demo/').keys()).resolves.toHaveLength(70);
+          await expect(plain.getAll().prefix('/large/fleet/demo/').strings()).rejects.toThrow(/larger than max|RESOURCE_EXHAUSTED/i);
+          plain.close();
+          const calls = spyPages(store);
+          const listed = await store.list('/fleet/demo/');
+          expect(listed.map((kv) => kv.key)).toEqual(Array.from({ length: 70 }, (_, i) => `/fleet/demo/big-${String(i).padStart(2, '0')}`));
+          expect(listed.every((kv, i) => kv.value === big(i % 10))).toBe(true);
+          // Two pages of at most 64 values of 1 MB: 64 MB, within the client's 128 MiB.
+          expect(calls.map((c) => Number(c.limit))).toEqual([64, 64]);
+        } finally {
+          await store.close();
+        }
+      });
+
+      it('starts the listing over when its snapshot is compacted away between pages', async () => {
+        const store = new EtcdStore({ endpoints: [server.endpoint], prefix: '/compacted', listPageKeys: 2 });
+        try {
+          for (let i = 0; i < 5; i++) await store.put(`/fleet/demo/k-${i}`, String(i));
+          const calls = spyPages(store, async () => {
+            await store.put('/fleet/demo/k-5', '5');
+            const revision = (await raw.get('/compacted/fleet/demo/k-5').exec()).header.revision;
+            await raw.kv.compact({ revision, physical: true });
+          });
+          expect((await store.list('/fleet/demo/')).map((kv) => kv.value)).toEqual(['0', '1', '2', '3', '4', '5']);
+          expect(calls.length).toBe(2 + 3); // the first page, the compacted second; then three pages afresh
+        } finally {
+          await store.close();
+        }
+      });
+
+      it('refuses a page size that is not a whole number >= 1', () => {
+        expect(() => new EtcdStore({ endpoints: [server.endpoint], prefix: '/x', listPageKeys: 0 })).toThrow(expect.objectContaining({ code: 'INVALID_SETTINGS', field: 'listPageKeys' }));
+      });
+    });
+
     it('fails a call to an unreachable etcd with STORE_UNAVAILABLE naming the endpoints', async () => {
       const store = openStore({ kind: 'etcd', endpoints: ['http://127.0.0.1:9'], prefix: '/x' });
       await expect(store.get('/fleet/demo/a')).rejects.toMatchObject({ code: 'STORE_UNAVAILABLE', field: 'store.endpoints' });
