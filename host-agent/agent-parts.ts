@@ -14,6 +14,7 @@ import { storeError } from '../src/store/store-error';
 import type { Plan } from '../src/contracts/plan-schema';
 import type { AgentKernel, AgentStores } from './agent';
 import { detectCgroupDriver } from './cgroups/detect';
+import { CgroupRootLock } from './cgroup-root-lock';
 import type { AgentLogger } from './log';
 import { ShardKeeper } from './reconcile/shard-keeper';
 import type { ShardEventSink } from './shard-event';
@@ -57,21 +58,28 @@ function openPlanStore(settings: Plan['store'], stateDir: string): Store {
   }
 }
 
-export function createAgentKernel(options: { ownerPrefix: string; cgroupRoot?: string; graceSeconds?: number }) {
+export function createAgentKernel(options: { ownerPrefix: string; cgroupRoot?: string; graceSeconds?: number; lockDir?: string }) {
   return async (ctx: { hostId: string; stateDir: string; events: ShardEventSink; logger: AgentLogger }): Promise<AgentKernel> => {
-    const driver = detectCgroupDriver({ hostId: ctx.hostId, ownerPrefix: options.ownerPrefix, ...(options.cgroupRoot ? { root: options.cgroupRoot } : {}) });
-    // The keeper's tick (adopted-run exits, OOM counters, log caps) every 2 s rather than 1 s:
-    // exits of runs this agent started arrive as child events anyway, and adopted exits are
-    // seen within 2 s. The OOM counter comes from the sampler's reading while that is at most
-    // 5 ticks (10 s) old, and idle logs are checked every 5 ticks, so an idle host's tick
-    // reads next to nothing (docs/agent.md "Benchmark").
-    const manager = new ShardKeeper({
-      driver,
-      sink: ctx.events,
-      stateDirectory: ctx.stateDir,
-      pollIntervalMs: 2000,
-      ...(options.graceSeconds !== undefined ? { graceSeconds: options.graceSeconds } : {}),
-    });
-    return { driver, manager, handover: manager, restartHandover: manager };
+    // Before the cgroups are read: a second agent for these cgroups on this machine adopts nothing.
+    const lock = await CgroupRootLock.acquire({ hostId: ctx.hostId, ownerPrefix: options.ownerPrefix, stateDir: ctx.stateDir, ...(options.lockDir ? { dir: options.lockDir } : {}) });
+    try {
+      const driver = detectCgroupDriver({ hostId: ctx.hostId, ownerPrefix: options.ownerPrefix, ...(options.cgroupRoot ? { root: options.cgroupRoot } : {}) });
+      // The keeper's tick (adopted-run exits, OOM counters, log caps) every 2 s rather than 1 s:
+      // exits of runs this agent started arrive as child events anyway, and adopted exits are
+      // seen within 2 s. The OOM counter comes from the sampler's reading while that is at most
+      // 5 ticks (10 s) old, and idle logs are checked every 5 ticks, so an idle host's tick
+      // reads next to nothing (docs/agent.md "Benchmark").
+      const manager = new ShardKeeper({
+        driver,
+        sink: ctx.events,
+        stateDirectory: ctx.stateDir,
+        pollIntervalMs: 2000,
+        ...(options.graceSeconds !== undefined ? { graceSeconds: options.graceSeconds } : {}),
+      });
+      return { driver, manager, handover: manager, restartHandover: manager, release: () => lock.release() };
+    } catch (error) {
+      lock.release();
+      throw error;
+    }
   };
 }

@@ -20,7 +20,7 @@ import { checkListenable, listen, parseListenAddress, type ListenAddress } from 
 import type { CgroupDriver } from './cgroups/driver';
 import { CoalescedTask } from './coalesced-task';
 import { EventLog } from './event-log';
-import { HostClaim } from './host-claim';
+import { HostClaim, claimStoreOf } from './host-claim';
 import type { AgentLogger } from './log';
 import { AgentMetrics } from './metrics/agent-metrics';
 import { desiredShardsForHost } from './plan-source/desired-shards';
@@ -56,6 +56,8 @@ export interface AgentKernel {
   readonly handover?: ShardHandover;
   /** Stop/start of held shards for the restart strategy (the ShardKeeper); without it restart migrations are refused. */
   readonly restartHandover?: RestartHandover;
+  /** Lets another agent take these cgroups (cgroup-root-lock.ts), after the manager and driver closed. */
+  release?(): void;
 }
 
 export interface AgentOptions {
@@ -269,6 +271,7 @@ export class Agent implements DrainControl {
     }
     await this.kernel?.manager.close();
     this.kernel?.driver.close();
+    this.kernel?.release?.();
     await this.events?.flush();
     // Last before the store closes: nothing acts for this host any more, the next agent may start.
     await this.claim?.release();
@@ -277,13 +280,13 @@ export class Agent implements DrainControl {
   }
 
   private async claimHost(address: ListenAddress): Promise<HostClaim | undefined> {
-    const { store } = this.stores;
-    if (!store.grantLease || !store.txn) {
+    const store = claimStoreOf(this.stores.store);
+    if (!store) {
       this.logger.warn('host claim disabled: the store has no leases or transactions; nothing stops a second agent for this host id');
       return undefined;
     }
     return HostClaim.acquire({
-      store: { get: (k) => store.get(k), txn: store.txn.bind(store), grantLease: store.grantLease.bind(store) },
+      store,
       hostId: this.options.hostId,
       address: address.text,
       ...(this.options.hostClaimTtlSeconds ? { ttlSeconds: this.options.hostClaimTtlSeconds } : {}),

@@ -33,6 +33,13 @@ const RETRY_MS = 1000;
 
 export type ClaimStore = Pick<Store, 'get' | 'txn' | 'grantLease'>;
 
+/** The store's claim operations, if it has leases and transactions (the embedded store and etcd do; test fakes may not). */
+export function claimStoreOf(store: Pick<Store, 'get'> & Partial<Pick<Store, 'txn' | 'grantLease'>>): ClaimStore | undefined {
+  const { txn, grantLease } = store;
+  if (!txn || !grantLease) return undefined;
+  return { get: (key) => store.get(key), txn: txn.bind(store), grantLease: grantLease.bind(store) };
+}
+
 /** Who holds a host id: enough for an operator to find the other agent, and for an agent on the same machine to tell whether it still runs. */
 export interface Claimant {
   readonly machine: string;

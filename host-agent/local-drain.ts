@@ -2,33 +2,61 @@
  * Draining a host whose agent is not running (`shardform drain --host ID --state-dir DIR`): the
  * same steps a starting agent takes to find its shards (last good plan -> store; adopt what runs
  * in the cgroups), then a clean stop of each, and the drain recorded in the store so the next
- * agent keeps them stopped.
+ * agent keeps them stopped. It holds the host's claim while it works, as an agent would: with an
+ * agent running for the host it refuses (drain through the agent), and no agent starts meanwhile.
  */
 import { ShardformError } from '../src/errors';
 import { DRAINED_KEY } from './agent';
 import { createAgentKernel, openAgentStores } from './agent-parts';
 import { EventLog } from './event-log';
+import { HostClaim, claimStoreOf } from './host-claim';
 import { createLogger } from './log';
 import { loadLastGoodPlan } from './plan-source/last-good-plan';
 import type { ReconcileReport } from './reconcile/shard-manager';
 
-export async function drainLocally(options: { hostId: string; stateDir: string; ownerPrefix: string; graceSeconds: number }): Promise<ReconcileReport & { drained: true }> {
+export async function drainLocally(options: {
+  hostId: string;
+  stateDir: string;
+  ownerPrefix: string;
+  graceSeconds: number;
+}): Promise<ReconcileReport & { drained: true }> {
   const saved = loadLastGoodPlan(options.stateDir);
   if (!saved.plan)
     throw new ShardformError('INVALID_ARGUMENT', '--state-dir', options.stateDir, `--state-dir: ${options.stateDir} holds no plan of an agent (${saved.problem ?? 'last-good-plan.json missing'}); is it the agent's state directory?`);
   const logger = createLogger({ level: 'warn', base: { host_id: options.hostId } });
   const stores = await openAgentStores({ stateDir: options.stateDir, logger, plan: saved.plan });
+  let claim: HostClaim | undefined;
   try {
+    // The host's claim and the cgroups' lock, as an agent's start takes them: with an agent
+    // running, its keeper would restart what this stops (it reads the drain only when it
+    // starts), and an agent starting meanwhile would adopt shards being stopped. A running
+    // agent is drained through it instead.
+    const claimStore = claimStoreOf(stores.store);
+    if (!claimStore) throw new Error('the agent stores have no leases or transactions');
+    claim = await HostClaim.acquire({ store: claimStore, hostId: options.hostId, logger }).catch(drainThroughTheAgent);
     const events = new EventLog({ hostId: options.hostId, store: stores.store, logger });
     await events.load();
-    const { manager } = await createAgentKernel({ ownerPrefix: options.ownerPrefix, graceSeconds: options.graceSeconds })({ ...options, events, logger });
-    await stores.store.put(DRAINED_KEY(options.hostId), 'true');
-    await manager.start();
-    const report = await manager.drain({ graceSeconds: options.graceSeconds });
-    await manager.close();
-    await events.flush();
-    return { ...report, drained: true };
+    const kernel = await createAgentKernel({ ownerPrefix: options.ownerPrefix, graceSeconds: options.graceSeconds })({ ...options, events, logger }).catch(drainThroughTheAgent);
+    try {
+      await stores.store.put(DRAINED_KEY(options.hostId), 'true');
+      await kernel.manager.start();
+      const report = await kernel.manager.drain({ graceSeconds: options.graceSeconds });
+      await kernel.manager.close();
+      await events.flush();
+      return { ...report, drained: true };
+    } finally {
+      kernel.release?.();
+    }
   } finally {
+    await claim?.release();
     await stores.close();
   }
+}
+
+/** An agent holds the host: say how to drain it instead. */
+function drainThroughTheAgent(error: unknown): never {
+  if (error instanceof ShardformError && error.code === 'HOST_CLAIMED') {
+    throw new ShardformError('HOST_CLAIMED', error.field, error.value, `${error.message.replace(/; stop it first.*$/, '')}; drain through it: shardform drain --agent URL`);
+  }
+  throw error;
 }

@@ -9,6 +9,7 @@ import { existsSync, mkdtempSync, openSync, readdirSync, readFileSync, renameSyn
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { DEFAULT_LOCK_DIR } from '../../host-agent/cgroup-root-lock';
 import { serializePlan } from '../../src/contracts/plan';
 import type { Plan, UnsignedPlan } from '../../src/contracts/plan-schema';
 import { BIN } from './cli';
@@ -133,7 +134,7 @@ export async function agentRun(label: string, options: { prefix?: 'sfit' | 'sfbe
   return run;
 }
 
-/** SIGKILLs every process left in cgroups under `<hierarchy>/<ownerPrefix>` and removes the directories, deepest first. */
+/** SIGKILLs every process left in cgroups under `<hierarchy>/<ownerPrefix>` and removes the directories, deepest first, and the prefix's lock files. */
 export function removeOwnedCgroups(ownerPrefix: string): void {
   if (!/^sfit-|^sfbench-/.test(ownerPrefix)) throw new Error(`refusing to clean a prefix this helper did not create: ${ownerPrefix}`);
   const tops = readdirSync(CGROUP_ROOT, { withFileTypes: true })
@@ -172,4 +173,7 @@ export function removeOwnedCgroups(ownerPrefix: string): void {
       }
     }
   }
+  // The agents' cgroup-root locks (cgroup-root-lock.ts), their holders dead by now.
+  const lockDir = process.env.SHARDFORM_LOCK_DIR ?? DEFAULT_LOCK_DIR;
+  if (existsSync(lockDir)) for (const name of readdirSync(lockDir)) if (name.startsWith(`${ownerPrefix}.`)) rmSync(join(lockDir, name), { force: true });
 }

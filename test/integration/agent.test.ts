@@ -10,6 +10,7 @@ import { describePrivileged, requireCgroups } from '../helpers/privileged';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { detectCgroupDriver } from '../../host-agent/cgroups';
+import { lastGoodPlanPath } from '../../host-agent/plan-source/last-good-plan';
 import { openFilesUnder } from '../helpers/open-files';
 
 /** Alive = has a /proc entry and is not a zombie (a reparented zombie waits for a reaper we do not control). */
@@ -128,6 +129,22 @@ describePrivileged('shardform agent (real process, real cgroups)', [requireCgrou
       return text.includes('shardform_shard_cpu_limit_cores{shard_id="web-0",application_id="web"} 1\n') ? text : undefined;
     });
     expect(metrics).toBeDefined();
+  });
+
+  it('a local drain while the agent runs is refused, naming the agent, and stops nothing; a second agent for the host too', async () => {
+    const refused = runBin(['drain', '--host', 'host-a', '--state-dir', run.stateDir, '--owner-prefix', run.ownerPrefix, '--grace-seconds', '1']);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(new RegExp(`^error: --host: another agent holds host "host-a": pid ${run.child!.pid} on .+, since .+; drain through it: shardform drain --agent URL\n$`));
+    for (const pid of Object.values(firstPids)) expect(alive(pid)).toBe(true);
+    // Another agent for host-a, on another address, into another state directory (so another
+    // embedded store: the store's claim cannot see the first), from the plan the first runs
+    // (the plan file holds a refused one by now): refused by the cgroups' lock, before adopting.
+    // Without it, this agent started both shards again in the same cgroups and killed the first's.
+    const second = runBin(['agent', '--plan', lastGoodPlanPath(run.stateDir), '--host', 'host-a', '--listen', '127.0.0.1:0', '--state-dir', `${run.stateDir}-second`, '--owner-prefix', run.ownerPrefix], { timeoutMs: 20_000 });
+    expect(second.code).toBe(1);
+    expect(second.stderr).toMatch(new RegExp(`error: --host: another agent runs for host "host-a" on this machine, in the same cgroups \\(${run.ownerPrefix}/host-a\\): pid ${run.child!.pid}, since [^,]+, state directory ${run.stateDir}; stop it first`));
+    for (const pid of Object.values(firstPids)) expect(alive(pid)).toBe(true);
+    expect(((await run.api<{ shards: Shard[] }>('/v1/shards')).body.shards).map((s) => s.pid).sort()).toEqual(Object.values(firstPids).sort());
   });
 
   it('SIGTERM stops the agent only; a local drain then stops every shard and removes the cgroups', async () => {
