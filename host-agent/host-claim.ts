@@ -24,6 +24,7 @@ import { ShardformError } from '../src/errors';
 import type { Lease, Store } from '../src/store/store';
 import { StoreError } from '../src/store/store-error';
 import type { AgentLogger } from './log';
+import { isSameProcessAlive, parseProcStat } from './runner/proc-info';
 
 export const HOST_CLAIM_KEY = (hostId: string) => `/hosts/${hostId}/agent`;
 /** Long enough for two missed renewals (a slow disk, a store failing over); a crashed agent on another machine blocks a start this long at most. */
@@ -46,7 +47,7 @@ export interface Claimant {
   /** `/proc/sys/kernel/random/boot_id`: the same machine since its last boot. */
   readonly bootId: string;
   readonly pid: number;
-  /** The process's start time (clock ticks since boot, `/proc/<pid>/stat`): a reused pid has another. */
+  /** The process's start time (clock ticks since boot, `/proc/<pid>/stat`; runner/proc-info.ts): a reused pid has another. */
   readonly startTicks: number;
   /** Tells two agents of one process apart (tests). */
   readonly instance: string;
@@ -62,8 +63,6 @@ export interface HostClaimOptions {
   readonly ttlSeconds?: number;
   /** How long a start waits for a claim held elsewhere to expire before refusing; default one ttl and a renewal. */
   readonly waitMs?: number;
-  /** Whether a process of this boot is still the one that claimed (tests replace /proc). */
-  readonly isRunning?: (pid: number, startTicks: number) => boolean;
   /** Called once if, after losing the claim, another agent is found holding it. */
   readonly onTakenOver?: (holder: Claimant | undefined, message: string) => void;
   /** Claim held (1) or not (0), for the agent's gauge. */
@@ -94,7 +93,7 @@ export class HostClaim {
       const holder = await claim.tryClaim();
       if (!holder) break;
       // A live agent of this machine refuses at once; one elsewhere may be gone, which its lease tells.
-      if (Date.now() >= deadline || claim.liveHere(holder.claimant) === true) throw claimedError(options.hostId, holder.claimant, holder.value);
+      if (Date.now() >= deadline || (await claim.liveHere(holder.claimant)) === true) throw claimedError(options.hostId, holder.claimant, holder.value);
       if (!waited) options.logger.warn({ holder: holder.claimant ?? holder.value, wait_ms: deadline - Date.now() }, 'another agent holds this host id; waiting for its claim to expire');
       waited = true;
       await sleep(Math.min(RETRY_MS, Math.max(0, deadline - Date.now())));
@@ -146,7 +145,7 @@ export class HostClaim {
     // Released between the txn and the read: try again (a few times; the caller retries later).
     if (!current) return attempt < 3 ? this.tryClaim(attempt + 1) : { value: '(released while being read)' };
     const claimant = parseClaimant(current.value);
-    if (claimant && this.liveHere(claimant) === false) {
+    if (claimant && (await this.liveHere(claimant)) === false) {
       // A stale claim of this machine (its agent was killed): delete it if unchanged since read.
       const removed = await store.txn([{ key, modRevision: current.modRevision }], [{ kind: 'delete', key }]);
       if (removed.succeeded) this.options.logger.warn({ holder: claimant }, 'took over the host claim of an agent of this machine that no longer runs');
@@ -156,10 +155,10 @@ export class HostClaim {
   }
 
   /** Whether the holder is a live process of this boot: undefined when it is not of this boot (cannot tell). */
-  private liveHere(holder: Claimant | undefined): boolean | undefined {
+  private async liveHere(holder: Claimant | undefined): Promise<boolean | undefined> {
     if (!holder || holder.bootId !== this.claimant.bootId) return undefined;
     if (holder.pid === this.claimant.pid && holder.startTicks === this.claimant.startTicks) return holder.instance !== this.claimant.instance;
-    return (this.options.isRunning ?? isRunning)(holder.pid, holder.startTicks);
+    return isSameProcessAlive(holder.pid, holder.startTicks);
   }
 
   /**
@@ -258,11 +257,19 @@ function thisProcess(address: string | undefined): Claimant {
     machine: hostname(),
     bootId: readBootId(),
     pid: process.pid,
-    startTicks: startTicksOf(process.pid) ?? 0,
+    startTicks: ownStartTicks(),
     instance: randomBytes(6).toString('hex'),
     ...(address ? { address } : {}),
     since: new Date().toISOString(),
   };
+}
+
+function ownStartTicks(): number {
+  try {
+    return parseProcStat(readFileSync('/proc/self/stat', 'utf8'))?.startTime ?? 0;
+  } catch {
+    return 0;
+  }
 }
 
 function readBootId(): string {
@@ -271,28 +278,6 @@ function readBootId(): string {
   } catch {
     return `unknown-${hostname()}`;
   }
-}
-
-/** Field 22 of /proc/<pid>/stat, read after the command name (which may hold spaces and parentheses). */
-export function startTicksOf(pid: number): number | undefined {
-  return procStat(pid)?.startTicks;
-}
-
-function procStat(pid: number): { state: string; startTicks: number } | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    const startTicks = Number(fields[19]);
-    return Number.isInteger(startTicks) ? { state: fields[0] ?? '?', startTicks } : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-/** The same process, and not a zombie (a killed agent its parent has not reaped yet is gone too). */
-function isRunning(pid: number, startTicks: number): boolean {
-  const stat = procStat(pid);
-  return stat !== undefined && stat.startTicks === startTicks && stat.state !== 'Z' && stat.state !== 'X';
 }
 
 function sleep(ms: number): Promise<void> {

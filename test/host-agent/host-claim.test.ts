@@ -6,12 +6,20 @@
  */
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { HOST_CLAIM_KEY, HostClaim, startTicksOf, type Claimant } from '../../host-agent/host-claim';
+import { HOST_CLAIM_KEY, HostClaim, type Claimant } from '../../host-agent/host-claim';
+import { parseProcStat } from '../../host-agent/runner/proc-info';
 import { createLogger, memoryLogDestination } from '../../host-agent/log';
 import type { EmbeddedStore } from '../../src/store/embedded-store';
 import { embeddedHarness, type EmbeddedHarness } from '../store/embedded-harness';
 
 const bootId = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+const startTicksOf = (pid: number): number | undefined => {
+  try {
+    return parseProcStat(readFileSync(`/proc/${pid}/stat`, 'utf8'))?.startTime;
+  } catch {
+    return undefined;
+  }
+};
 
 async function until(what: string, condition: () => boolean, timeoutMs = 8000): Promise<void> {
   for (const end = Date.now() + timeoutMs; !condition(); ) {
