@@ -23,6 +23,7 @@ export function keepLeaseAlive(lease: Lease, opts: { intervalMs?: number } = {})
   });
   const renew = async (): Promise<void> => {
     if (stopped) return;
+    const startedAt = Date.now();
     try {
       await lease.keepAlive();
     } catch (error) {
@@ -34,7 +35,9 @@ export function keepLeaseAlive(lease: Lease, opts: { intervalMs?: number } = {})
         return;
       }
     }
-    if (!stopped) timer = setTimeout(() => void renew(), intervalMs);
+    // At a fixed rate, not a fixed pause: a renewal that took its whole deadline (5 s on etcd)
+    // must not push the next one past the ttl.
+    if (!stopped) timer = setTimeout(() => void renew(), Math.max(0, intervalMs - (Date.now() - startedAt)));
   };
   timer = setTimeout(() => void renew(), intervalMs);
   return {

@@ -35,4 +35,21 @@ describe('keepLeaseAlive', () => {
     await lease.revoke();
     expect(await keeper.lost).toMatchObject({ code: 'LEASE_LOST' });
   });
+
+  it('renews at a fixed rate: a slow renewal does not push the next one later by its own length', async () => {
+    jest.useFakeTimers();
+    try {
+      const startedAt: number[] = [];
+      // Each renewal takes 800 ms of the 1 s interval (a store answering slowly).
+      const slow = { id: '1', ttlSeconds: 3, revoke: async () => {}, keepAlive: () => new Promise<void>((resolve) => { startedAt.push(Date.now()); setTimeout(resolve, 800); }) };
+      const keeper = keepLeaseAlive(slow);
+      const t0 = Date.now();
+      await jest.advanceTimersByTimeAsync(5_000);
+      keeper.stop();
+      // Started every 1 s (3 s ttl / 3), not every 1.8 s: five renewals in 5 s, the ttl never reached.
+      expect(startedAt.map((t) => t - t0)).toEqual([1000, 2000, 3000, 4000, 5000]);
+    } finally {
+      jest.useRealTimers();
+    }
+  });
 });
