@@ -58,28 +58,31 @@ function openPlanStore(settings: Plan['store'], stateDir: string): Store {
   }
 }
 
-export function createAgentKernel(options: { ownerPrefix: string; cgroupRoot?: string; graceSeconds?: number; lockDir?: string }) {
+/**
+ * The cgroups' lock of an agent (cgroup-root-lock.ts): taken first, before the store's host
+ * claim, so that a second agent of this machine stops there and never touches the claim (it
+ * could otherwise take a claim the first had just lost, and make it halt).
+ */
+export function lockAgentCgroups(options: { ownerPrefix: string; lockDir?: string }) {
+  return (ctx: { hostId: string; stateDir: string }): Promise<CgroupRootLock> =>
+    CgroupRootLock.acquire({ hostId: ctx.hostId, ownerPrefix: options.ownerPrefix, stateDir: ctx.stateDir, ...(options.lockDir ? { dir: options.lockDir } : {}) });
+}
+
+export function createAgentKernel(options: { ownerPrefix: string; cgroupRoot?: string; graceSeconds?: number }) {
   return async (ctx: { hostId: string; stateDir: string; events: ShardEventSink; logger: AgentLogger }): Promise<AgentKernel> => {
-    // Before the cgroups are read: a second agent for these cgroups on this machine adopts nothing.
-    const lock = await CgroupRootLock.acquire({ hostId: ctx.hostId, ownerPrefix: options.ownerPrefix, stateDir: ctx.stateDir, ...(options.lockDir ? { dir: options.lockDir } : {}) });
-    try {
-      const driver = detectCgroupDriver({ hostId: ctx.hostId, ownerPrefix: options.ownerPrefix, ...(options.cgroupRoot ? { root: options.cgroupRoot } : {}) });
-      // The keeper's tick (adopted-run exits, OOM counters, log caps) every 2 s rather than 1 s:
-      // exits of runs this agent started arrive as child events anyway, and adopted exits are
-      // seen within 2 s. The OOM counter comes from the sampler's reading while that is at most
-      // 5 ticks (10 s) old, and idle logs are checked every 5 ticks, so an idle host's tick
-      // reads next to nothing (docs/agent.md "Benchmark").
-      const manager = new ShardKeeper({
-        driver,
-        sink: ctx.events,
-        stateDirectory: ctx.stateDir,
-        pollIntervalMs: 2000,
-        ...(options.graceSeconds !== undefined ? { graceSeconds: options.graceSeconds } : {}),
-      });
-      return { driver, manager, handover: manager, restartHandover: manager, release: () => lock.release() };
-    } catch (error) {
-      lock.release();
-      throw error;
-    }
+    const driver = detectCgroupDriver({ hostId: ctx.hostId, ownerPrefix: options.ownerPrefix, ...(options.cgroupRoot ? { root: options.cgroupRoot } : {}) });
+    // The keeper's tick (adopted-run exits, OOM counters, log caps) every 2 s rather than 1 s:
+    // exits of runs this agent started arrive as child events anyway, and adopted exits are
+    // seen within 2 s. The OOM counter comes from the sampler's reading while that is at most
+    // 5 ticks (10 s) old, and idle logs are checked every 5 ticks, so an idle host's tick
+    // reads next to nothing (docs/agent.md "Benchmark").
+    const manager = new ShardKeeper({
+      driver,
+      sink: ctx.events,
+      stateDirectory: ctx.stateDir,
+      pollIntervalMs: 2000,
+      ...(options.graceSeconds !== undefined ? { graceSeconds: options.graceSeconds } : {}),
+    });
+    return { driver, manager, handover: manager, restartHandover: manager };
   };
 }

@@ -56,8 +56,6 @@ export interface AgentKernel {
   readonly handover?: ShardHandover;
   /** Stop/start of held shards for the restart strategy (the ShardKeeper); without it restart migrations are refused. */
   readonly restartHandover?: RestartHandover;
-  /** Lets another agent take these cgroups (cgroup-root-lock.ts), after the manager and driver closed. */
-  release?(): void;
 }
 
 export interface AgentOptions {
@@ -71,6 +69,8 @@ export interface AgentOptions {
   readonly logger: AgentLogger;
   readonly openStores: (ctx: { stateDir: string; logger: AgentLogger; plan: Plan }) => Promise<AgentStores>;
   readonly createKernel: (ctx: { hostId: string; stateDir: string; events: ShardEventSink; logger: AgentLogger }) => Promise<AgentKernel>;
+  /** One agent per cgroup root on this machine (agent-parts.ts lockAgentCgroups); taken before the store's host claim, released last. */
+  readonly lockCgroups?: (ctx: { hostId: string; stateDir: string }) => Promise<{ release(): void }>;
   /** Extra authenticated API route groups. */
   readonly apiPlugins?: (ctx: { agent: Agent }) => FastifyPluginAsync[];
   /** Live migration (agent-migration.ts in production): its routes join the authenticated API, its recovery runs before the first reconcile. */
@@ -106,6 +106,11 @@ export class Agent implements DrainControl {
   private unwatch: (() => Promise<void>) | undefined;
   private stopped = false;
   private claim: HostClaim | undefined;
+  private cgroupLock: { release(): void } | undefined;
+  /** The start in progress or done: a halt waits for it, so it never stops half a start. */
+  private starting: Promise<void> | undefined;
+  /** A reconcile pass skipped for a lost host claim has been logged (once per loss). */
+  private skipLogged = false;
   private markHalted!: (error: Error) => void;
   /** Resolves when the agent stopped itself (another agent took its host id over): the process should exit non-zero. */
   readonly halted = new Promise<Error>((resolve) => {
@@ -132,7 +137,12 @@ export class Agent implements DrainControl {
   }
 
   /** Starts everything; resolves when the API listens. Throws (changing nothing on the host) without a good plan. */
-  async start(): Promise<void> {
+  start(): Promise<void> {
+    this.starting ??= this.startEverything();
+    return this.starting;
+  }
+
+  private async startEverything(): Promise<void> {
     const { hostId, stateDir, logger } = this.options;
     const fetcher = typeof this.options.plan === 'string' ? planFetcherFor(this.options.plan) : this.options.plan;
     this.planSource = new PlanSource({ fetcher, stateDir, logger, metrics: this.metrics, pollIntervalSeconds: this.options.planPollSeconds });
@@ -151,9 +161,10 @@ export class Agent implements DrainControl {
     this.planSource.requireUsableHere((next) => this.tokenProblem(next));
     await this.planSource.start();
 
+    // Before anything on the host is touched: a second agent for these cgroups (this machine) or
+    // this host id (the store) must not adopt, restart or start the shards the first one runs.
+    this.cgroupLock = await this.options.lockCgroups?.({ hostId, stateDir });
     this.stores = await this.options.openStores({ stateDir, logger, plan });
-    // Before anything on the host is touched: a second agent for this host id must not adopt,
-    // restart or start the shards the first one runs.
     this.claim = await this.claimHost(address);
     this.events = new EventLog({ hostId, store: this.stores.store, logger });
     await this.events.load();
@@ -250,17 +261,31 @@ export class Agent implements DrainControl {
     await this.reconcile();
   }
 
-  /** Stops supervising and serving; workloads keep running for the next agent to adopt. */
+  /**
+   * Stops supervising and serving; workloads keep running for the next agent to adopt. Every
+   * step is tried even if one before it failed (the first failure is thrown at the end): a step
+   * left undone would keep a timer alive — the process would not exit, still holding the host
+   * claim and the cgroups' lock, and every restart would be refused.
+   */
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
+    let failure: { error: unknown } | undefined;
+    const step = async (what: string, fn: () => unknown): Promise<void> => {
+      try {
+        await fn();
+      } catch (error) {
+        this.logger.error({ step: what, error: (error as Error).message }, 'a step of stopping the agent failed; going on with the rest');
+        failure ??= { error };
+      }
+    };
     if (this.reconcileTimer) clearInterval(this.reconcileTimer);
-    await this.planSource?.stop();
-    await this.unwatch?.();
-    await this.app?.close();
-    await this.sampler?.stop();
-    await this.forecast?.stop();
-    await this.reconciles.idle();
+    await step('plan source', () => this.planSource?.stop());
+    await step('assignment watch', () => this.unwatch?.());
+    await step('api', () => this.app?.close());
+    await step('sampler', () => this.sampler?.stop());
+    await step('forecast', () => this.forecast?.stop());
+    await step('reconcile', () => this.reconciles.idle());
     // A recovery pass in progress acts on the keeper and the store closed below: let it end, for
     // a while (its HTTP calls can wait out their timeouts; the next agent redoes what is left).
     if (this.recovering) {
@@ -269,13 +294,14 @@ export class Agent implements DrainControl {
       clearTimeout(timer);
       if (!ended) this.logger.warn({ waited_ms: RECOVERY_STOP_WAIT_MS }, 'stopping while a migration recovery pass still runs; the next start finishes it');
     }
-    await this.kernel?.manager.close();
-    this.kernel?.driver.close();
-    this.kernel?.release?.();
-    await this.events?.flush();
-    // Last before the store closes: nothing acts for this host any more, the next agent may start.
-    await this.claim?.release();
-    await this.stores?.close();
+    await step('shard manager', () => this.kernel?.manager.close());
+    await step('cgroup driver', () => this.kernel?.driver.close());
+    await step('event log', () => this.events?.flush());
+    // Last: nothing acts for this host any more, the next agent may start.
+    await step('host claim', () => this.claim?.release());
+    await step('stores', () => this.stores?.close());
+    await step('cgroups lock', () => this.cgroupLock?.release());
+    if (failure) throw failure.error;
     this.logger.info('agent stopped; shards keep running');
   }
 
@@ -291,13 +317,17 @@ export class Agent implements DrainControl {
       address: address.text,
       ...(this.options.hostClaimTtlSeconds ? { ttlSeconds: this.options.hostClaimTtlSeconds } : {}),
       logger: this.logger,
-      onHeld: (held) => this.metrics.hostClaimHeld.set(held ? 1 : 0),
+      onHeld: (held) => {
+        this.metrics.hostClaimHeld.set(held ? 1 : 0);
+        if (held) this.skipLogged = false;
+      },
       onTakenOver: (_holder, message) => void this.halt(new ShardformError('HOST_CLAIMED', '--host', this.options.hostId, message)),
     });
   }
 
   /** Stops for good on a condition the agent cannot repair (another agent for its host id); shards keep running. */
   private async halt(error: Error): Promise<void> {
+    await this.starting?.catch(() => undefined);
     await this.stop().catch((stopError: Error) => this.logger.error({ error: stopError.message }, 'stopping after a fatal condition failed'));
     this.markHalted(error);
   }
@@ -305,6 +335,13 @@ export class Agent implements DrainControl {
   private async reconcileOnce(): Promise<ReconcileReport | undefined> {
     const plan = this.plan();
     if (!plan || this.stopped) return undefined;
+    // Without the host claim another agent may hold this host: start and stop nothing from the
+    // plan until it is held again (the keeper still restarts what crashes here).
+    if (this.claim && !this.claim.held()) {
+      if (!this.skipLogged) this.logger.warn('host claim not held: reconcile passes start and stop no shard until it is held again');
+      this.skipLogged = true;
+      return undefined;
+    }
     const end = this.metrics.reconcileDuration.startTimer();
     try {
       const desired = await this.desiredShards(plan, true);

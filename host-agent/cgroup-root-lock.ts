@@ -66,7 +66,12 @@ export class CgroupRootLock {
       );
     }
     const holder: Holder = { pid: process.pid, since: new Date().toISOString(), ...(options.stateDir ? { stateDir: options.stateDir } : {}) };
-    await writeFileAtomically(`${path.replace(/\.lock$/, '')}.holder.json`, `${JSON.stringify(holder)}\n`);
+    try {
+      await writeFileAtomically(`${path.replace(/\.lock$/, '')}.holder.json`, `${JSON.stringify(holder)}\n`);
+    } catch (error) {
+      db.close(); // not held by a start that fails
+      throw error;
+    }
     return new CgroupRootLock(db, path);
   }
 

@@ -9,7 +9,7 @@
  * - A claim held by a live agent refuses the start (HOST_CLAIMED, naming the holder: machine,
  *   pid, address, since when). A holder on another machine may be an agent that died without
  *   releasing: its lease runs out within one ttl, so a start waits that long before refusing.
- * - A holder on this machine (same boot id) is checked at once: if its process is gone (or the
+ * - A holder on this machine (same boot id and PID namespace) is checked at once: if its process is gone (or the
  *   pid now belongs to a process started later), the claim is stale — a SIGKILLed agent — and is
  *   taken over without waiting. A live one refuses the start at once.
  * - Lost while running (the lease expired: the store was unreachable for longer than the ttl, or
@@ -18,7 +18,7 @@
  *   holds it by then, the host has two agents: `onTakenOver` fires, and the agent stops.
  */
 import { hostname } from 'node:os';
-import { readFileSync } from 'node:fs';
+import { readFileSync, readlinkSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { ShardformError } from '../src/errors';
 import type { Lease, Store } from '../src/store/store';
@@ -44,8 +44,14 @@ export function claimStoreOf(store: Pick<Store, 'get'> & Partial<Pick<Store, 'tx
 /** Who holds a host id: enough for an operator to find the other agent, and for an agent on the same machine to tell whether it still runs. */
 export interface Claimant {
   readonly machine: string;
-  /** `/proc/sys/kernel/random/boot_id`: the same machine since its last boot. */
+  /** `/proc/sys/kernel/random/boot_id`: the same kernel since its last boot. */
   readonly bootId: string;
+  /**
+   * `/proc/self/ns/pid` (`pid:[4026531836]`): containers share the host's boot id but not its
+   * PID namespace, where another namespace's pid means nothing. Only a holder of the same boot
+   * and the same PID namespace is checked by pid; any other is waited out by its lease.
+   */
+  readonly pidNamespace: string;
   readonly pid: number;
   /** The process's start time (clock ticks since boot, `/proc/<pid>/stat`; runner/proc-info.ts): a reused pid has another. */
   readonly startTicks: number;
@@ -75,6 +81,10 @@ export class HostClaim {
   /** The modRevision of the claim this agent wrote: any other means it is not ours any more. */
   private claimRevision: number | undefined;
   private regaining: Promise<void> | undefined;
+  /** When the last successful renewal (or the claim) was sent, monotonic ms. */
+  private renewedAt = 0;
+  /** held() went false while renewals failed, and that was reported. */
+  private expiryReported = false;
   private released = false;
   private takenOver = false;
 
@@ -103,9 +113,14 @@ export class HostClaim {
     return claim;
   }
 
-  /** True while the claim's lease is kept (not lost, not released). */
+  /**
+   * True while the claim is surely this agent's: its lease neither lost nor released, and a
+   * renewal sent less than one ttl ago succeeded (the lease runs at least a ttl from when that
+   * request left). A store that stops answering renewals does not say the lease expired, but
+   * after one ttl it may have, and another agent may hold the key.
+   */
   held(): boolean {
-    return this.lease !== undefined && !this.released;
+    return this.lease !== undefined && !this.released && performance.now() - this.renewedAt < this.lease.ttlSeconds * 1000;
   }
 
   /** Gives the claim up (stop): the next agent starts at once instead of waiting one ttl. */
@@ -127,6 +142,7 @@ export class HostClaim {
   private async tryClaim(attempt = 1): Promise<{ claimant?: Claimant; value: string } | undefined> {
     const { store, hostId } = this.options;
     const key = HOST_CLAIM_KEY(hostId);
+    const sentAt = performance.now();
     const lease = await store.grantLease(this.options.ttlSeconds ?? HOST_CLAIM_TTL_SECONDS);
     let claimed = false;
     try {
@@ -138,6 +154,8 @@ export class HostClaim {
     }
     if (claimed) {
       this.lease = lease;
+      this.renewedAt = sentAt;
+      this.expiryReported = false;
       this.options.onHeld?.(true);
       return undefined;
     }
@@ -156,7 +174,7 @@ export class HostClaim {
 
   /** Whether the holder is a live process of this boot: undefined when it is not of this boot (cannot tell). */
   private async liveHere(holder: Claimant | undefined): Promise<boolean | undefined> {
-    if (!holder || holder.bootId !== this.claimant.bootId) return undefined;
+    if (!holder || holder.bootId !== this.claimant.bootId || holder.pidNamespace !== this.claimant.pidNamespace) return undefined;
     if (holder.pid === this.claimant.pid && holder.startTicks === this.claimant.startTicks) return holder.instance !== this.claimant.instance;
     return isSameProcessAlive(holder.pid, holder.startTicks);
   }
@@ -175,16 +193,31 @@ export class HostClaim {
     const renew = async (): Promise<void> => {
       if (this.released || lease !== this.lease) return;
       const startedAt = Date.now();
+      const sentAt = performance.now();
       let lost: string | undefined;
+      let renewed = false;
       try {
         await lease.keepAlive();
         const current = await store.get(HOST_CLAIM_KEY(hostId));
         if (current?.modRevision !== this.claimRevision) lost = current ? 'its key was rewritten by someone else' : 'its key was deleted';
+        else renewed = true;
       } catch (error) {
         if (error instanceof StoreError && error.code === 'STORE_CLOSED') return;
         if (error instanceof StoreError && error.code === 'LEASE_LOST') lost = 'its lease expired';
       }
       if (this.released || lease !== this.lease) return;
+      if (renewed) {
+        this.renewedAt = sentAt;
+        if (this.expiryReported) {
+          this.expiryReported = false;
+          this.options.logger.info('host claim renewed again');
+          this.options.onHeld?.(true);
+        }
+      } else if (lost === undefined && !this.held() && !this.expiryReported) {
+        this.expiryReported = true;
+        this.options.logger.error({ ttl_seconds: lease.ttlSeconds }, 'host claim not renewed for its ttl (the store is not answering): it may have expired; reconcile passes start and stop nothing until it is renewed');
+        this.options.onHeld?.(false);
+      }
       if (lost === undefined) {
         // At a fixed rate, not a fixed pause: a slow round (each call may take the store's 5 s
         // deadline) must not push the next renewal past the ttl.
@@ -256,6 +289,7 @@ function thisProcess(address: string | undefined): Claimant {
   return {
     machine: hostname(),
     bootId: readBootId(),
+    pidNamespace: readPidNamespace(),
     pid: process.pid,
     startTicks: ownStartTicks(),
     instance: randomBytes(6).toString('hex'),
@@ -269,6 +303,14 @@ function ownStartTicks(): number {
     return parseProcStat(readFileSync('/proc/self/stat', 'utf8'))?.startTime ?? 0;
   } catch {
     return 0;
+  }
+}
+
+function readPidNamespace(): string {
+  try {
+    return readlinkSync('/proc/self/ns/pid');
+  } catch {
+    return 'unknown';
   }
 }
 

@@ -6,8 +6,8 @@
  * agent running for the host it refuses (drain through the agent), and no agent starts meanwhile.
  */
 import { ShardformError } from '../src/errors';
-import { DRAINED_KEY } from './agent';
-import { createAgentKernel, openAgentStores } from './agent-parts';
+import { DRAINED_KEY, type AgentStores } from './agent';
+import { createAgentKernel, lockAgentCgroups, openAgentStores } from './agent-parts';
 import { EventLog } from './event-log';
 import { HostClaim, claimStoreOf } from './host-claim';
 import { createLogger } from './log';
@@ -24,32 +24,31 @@ export async function drainLocally(options: {
   if (!saved.plan)
     throw new ShardformError('INVALID_ARGUMENT', '--state-dir', options.stateDir, `--state-dir: ${options.stateDir} holds no plan of an agent (${saved.problem ?? 'last-good-plan.json missing'}); is it the agent's state directory?`);
   const logger = createLogger({ level: 'warn', base: { host_id: options.hostId } });
-  const stores = await openAgentStores({ stateDir: options.stateDir, logger, plan: saved.plan });
+  // The cgroups' lock and the host's claim, as an agent's start takes them (lock first): with
+  // an agent running, its keeper would restart what this stops (it reads the drain only when it
+  // starts), and an agent starting meanwhile would adopt shards being stopped. A running agent
+  // is drained through it instead.
+  const lock = await lockAgentCgroups({ ownerPrefix: options.ownerPrefix })(options).catch(drainThroughTheAgent);
+  let stores: AgentStores | undefined;
   let claim: HostClaim | undefined;
   try {
-    // The host's claim and the cgroups' lock, as an agent's start takes them: with an agent
-    // running, its keeper would restart what this stops (it reads the drain only when it
-    // starts), and an agent starting meanwhile would adopt shards being stopped. A running
-    // agent is drained through it instead.
+    stores = await openAgentStores({ stateDir: options.stateDir, logger, plan: saved.plan });
     const claimStore = claimStoreOf(stores.store);
     if (!claimStore) throw new Error('the agent stores have no leases or transactions');
     claim = await HostClaim.acquire({ store: claimStore, hostId: options.hostId, logger }).catch(drainThroughTheAgent);
     const events = new EventLog({ hostId: options.hostId, store: stores.store, logger });
     await events.load();
-    const kernel = await createAgentKernel({ ownerPrefix: options.ownerPrefix, graceSeconds: options.graceSeconds })({ ...options, events, logger }).catch(drainThroughTheAgent);
-    try {
-      await stores.store.put(DRAINED_KEY(options.hostId), 'true');
-      await kernel.manager.start();
-      const report = await kernel.manager.drain({ graceSeconds: options.graceSeconds });
-      await kernel.manager.close();
-      await events.flush();
-      return { ...report, drained: true };
-    } finally {
-      kernel.release?.();
-    }
+    const { manager } = await createAgentKernel({ ownerPrefix: options.ownerPrefix, graceSeconds: options.graceSeconds })({ ...options, events, logger });
+    await stores.store.put(DRAINED_KEY(options.hostId), 'true');
+    await manager.start();
+    const report = await manager.drain({ graceSeconds: options.graceSeconds });
+    await manager.close();
+    await events.flush();
+    return { ...report, drained: true };
   } finally {
     await claim?.release();
-    await stores.close();
+    await stores?.close();
+    lock.release();
   }
 }
 

@@ -10,11 +10,19 @@ import { HOST_CLAIM_KEY } from '../../host-agent/host-claim';
 import { createLogger, memoryLogDestination } from '../../host-agent/log';
 import { serializePlan } from '../../src/contracts/plan';
 import { EmbeddedStore } from '../../src/store/embedded-store';
+import { storeError } from '../../src/store/store-error';
 import { tempDir } from '../helpers/cli';
 import { examplePlan } from '../helpers/plan-fixture';
 import { FakeDriver, FakeShardManager, MemoryHistory } from '../helpers/agent-fakes';
 
 const TOKEN = 'agent-test-token-0123456789';
+
+async function until(what: string, condition: () => boolean | Promise<boolean>, timeoutMs = 15_000): Promise<void> {
+  for (const end = Date.now() + timeoutMs; !(await condition()); ) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
 
 describe('Agent: one agent per host id', () => {
   const dir = tempDir('agent-claim');
@@ -28,7 +36,7 @@ describe('Agent: one agent per host id', () => {
     dir.remove();
   });
 
-  const agentFor = (name: string) => {
+  const agentFor = (name: string, wrap: (store: EmbeddedStore) => EmbeddedStore = (store) => store) => {
     const manager = new FakeShardManager();
     const createKernel = jest.fn(async () => ({ driver: Object.assign(new FakeDriver(), { hostRoot: 'shardform/host-a' }) as never, manager }));
     const logs = memoryLogDestination();
@@ -42,7 +50,7 @@ describe('Agent: one agent per host id', () => {
       openStores: async () => {
         const store = new EmbeddedStore({ path: join(dir.path, 'store.db'), pollIntervalMs: 20 });
         stores.push(store);
-        return { store, history: new MemoryHistory(), close: () => store.close() };
+        return { store: wrap(store), history: new MemoryHistory(), close: () => store.close() };
       },
       createKernel,
       planPollSeconds: 0,
@@ -71,6 +79,49 @@ describe('Agent: one agent per host id', () => {
     await third.agent.start();
     expect(third.manager.calls[0]?.method).toBe('start');
     await third.agent.stop();
+  });
+
+  it('while its claim cannot be renewed (the store away for a ttl) it starts and stops nothing from the plan; once renewed it does again', async () => {
+    let away = false;
+    const { agent, manager } = agentFor('away', (store) =>
+      // The store as the agent sees it: every call fails while "away".
+      new Proxy(store, {
+        get(target, name, receiver) {
+          const value = Reflect.get(target, name, receiver) as unknown;
+          if (typeof value !== 'function' || name === 'close') return value;
+          return (...args: unknown[]) => (away ? Promise.reject(storeError('STORE_UNAVAILABLE', 'store', 'embedded', 'away (test)')) : (value as (...a: unknown[]) => unknown).apply(target, args));
+        },
+      }),
+    );
+    await agent.start();
+    const applies = () => manager.calls.filter((c) => c.method === 'apply').length;
+    const held = async () => (await agent.metrics.registry.getSingleMetricAsString('shardform_host_claim_held')).trim().endsWith(' 1');
+    const before = applies();
+    away = true;
+    await until('the claim to count as not held', async () => !(await held()));
+    expect(await agent.reconcile()).toBeUndefined();
+    expect(applies()).toBe(before);
+    away = false;
+    // The lease ran out meanwhile: the next renewal finds it gone, and the key is claimed again.
+    await until('the claim held again', held);
+    await agent.reconcile();
+    expect(applies()).toBe(before + 1);
+    await agent.stop();
+  });
+
+  it('a step of stop that fails does not keep the claim: every later step runs, then the failure is thrown', async () => {
+    const { agent, manager } = agentFor('failing-stop');
+    await agent.start();
+    manager.close = async () => {
+      throw new Error('close failed (test)');
+    };
+    await expect(agent.stop()).rejects.toThrow('close failed (test)');
+    const check = new EmbeddedStore({ path: join(dir.path, 'store.db') });
+    stores.push(check);
+    expect(await check.get(HOST_CLAIM_KEY('host-a'))).toBeUndefined();
+    const next = agentFor('after-failing-stop');
+    await next.agent.start();
+    await next.agent.stop();
   });
 
   it('stops itself when another agent took its host id over, saying who; its shards are left running', async () => {

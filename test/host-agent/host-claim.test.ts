@@ -5,7 +5,7 @@
  * while running is taken again when free, and a takeover by another agent is reported.
  */
 import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readFileSync, readlinkSync } from 'node:fs';
 import { HOST_CLAIM_KEY, HostClaim, type Claimant } from '../../host-agent/host-claim';
 import { parseProcStat } from '../../host-agent/runner/proc-info';
 import { createLogger, memoryLogDestination } from '../../host-agent/log';
@@ -13,6 +13,7 @@ import type { EmbeddedStore } from '../../src/store/embedded-store';
 import { embeddedHarness, type EmbeddedHarness } from '../store/embedded-harness';
 
 const bootId = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+const pidNamespace = readlinkSync('/proc/self/ns/pid');
 const startTicksOf = (pid: number): number | undefined => {
   try {
     return parseProcStat(readFileSync(`/proc/${pid}/stat`, 'utf8'))?.startTime;
@@ -42,7 +43,7 @@ describe('HostClaim: one agent per host id', () => {
   /** Writes a claim as another agent would, on its own lease. */
   const holdAs = async (claimant: Partial<Claimant>, ttlSeconds = 3) => {
     const lease = await store.grantLease(ttlSeconds);
-    const value = { machine: 'other-machine', bootId: 'b0b0b0b0-0000-4000-8000-000000000000', pid: 4242, startTicks: 99, instance: 'other', since: '2026-11-28T00:00:00.000Z', ...claimant };
+    const value = { machine: 'other-machine', bootId: 'b0b0b0b0-0000-4000-8000-000000000000', pidNamespace: 'pid:[4026531836]', pid: 4242, startTicks: 99, instance: 'other', since: '2026-11-28T00:00:00.000Z', ...claimant };
     const result = await store.txn([{ key: HOST_CLAIM_KEY('host-a'), modRevision: 0 }], [{ kind: 'put', key: HOST_CLAIM_KEY('host-a'), value: JSON.stringify(value), leaseId: lease.id }]);
     expect(result.succeeded).toBe(true);
     return lease;
@@ -61,7 +62,7 @@ describe('HostClaim: one agent per host id', () => {
   it('claims the host id with who holds it, and a second agent is refused at once, named; after release the next one claims', async () => {
     const first = await acquire({ address: '10.0.0.1:7100' });
     expect(first.held()).toBe(true);
-    expect(await holder()).toMatchObject({ bootId, pid: process.pid, startTicks: startTicksOf(process.pid), address: '10.0.0.1:7100' });
+    expect(await holder()).toMatchObject({ bootId, pidNamespace, pid: process.pid, startTicks: startTicksOf(process.pid), address: '10.0.0.1:7100' });
     const started = Date.now();
     // A live agent of this machine (here: the same process, another agent instance) is not waited for.
     await expect(acquire({ waitMs: 60_000 })).rejects.toMatchObject({
@@ -95,7 +96,7 @@ describe('HostClaim: one agent per host id', () => {
     child.kill('SIGKILL');
     await new Promise((resolve) => child.once('exit', resolve));
     await until('the child to be reaped', () => startTicksOf(child.pid!) === undefined);
-    await holdAs({ machine: 'this', bootId, pid: child.pid!, startTicks: ticks }, 600);
+    await holdAs({ machine: 'this', bootId, pidNamespace, pid: child.pid!, startTicks: ticks }, 600);
     const started = Date.now();
     const claim = await acquire({ waitMs: 60_000 });
     expect(Date.now() - started).toBeLessThan(5_000);
@@ -109,7 +110,7 @@ describe('HostClaim: one agent per host id', () => {
     try {
       await until('the child to start', () => startTicksOf(hung) !== undefined);
       process.kill(hung, 'SIGSTOP');
-      await holdAs({ machine: 'this', bootId, pid: hung, startTicks: startTicksOf(hung)! }, 600);
+      await holdAs({ machine: 'this', bootId, pidNamespace, pid: hung, startTicks: startTicksOf(hung)! }, 600);
       await expect(acquire({ waitMs: 60_000 })).rejects.toMatchObject({ code: 'HOST_CLAIMED' });
       process.kill(hung, 'SIGKILL');
       await until('the zombie', () => readFileSync(`/proc/${hung}/stat`, 'utf8').split(') ')[1]!.startsWith('Z'));
@@ -120,8 +121,14 @@ describe('HostClaim: one agent per host id', () => {
     }
 
     // A live pid with another start time: the pid was reused, the agent is gone.
-    await holdAs({ machine: 'this', bootId, pid: process.pid, startTicks: startTicksOf(process.pid)! + 1 }, 600);
+    await holdAs({ machine: 'this', bootId, pidNamespace, pid: process.pid, startTicks: startTicksOf(process.pid)! + 1 }, 600);
     expect((await acquire({ waitMs: 60_000 })).held()).toBe(true);
+  });
+
+  it('a holder of this boot in another PID namespace (a container) is not judged by pid: it is waited out, not taken over', async () => {
+    // Its pid means nothing here (this one is surely not running here); only its lease can tell.
+    await holdAs({ machine: 'container', bootId, pidNamespace: 'pid:[4026532999]', pid: 2 ** 22 + 7, startTicks: 1 }, 600);
+    await expect(acquire({ waitMs: 300 })).rejects.toMatchObject({ code: 'HOST_CLAIMED', message: expect.stringContaining('pid 4194311 on container') });
   });
 
   it('a claim held elsewhere whose value cannot be read is waited out and shown raw', async () => {

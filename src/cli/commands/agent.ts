@@ -25,7 +25,7 @@ export function registerAgentCommand(program: Command, _io: Io): void {
       // agent's ~600 modules, and the agent's process without the offline tools' (lazy-commands.test.ts).
       const { Agent } = require('../../../host-agent/agent') as typeof import('../../../host-agent/agent');
       const { createAgentMigration } = require('../../../host-agent/agent-migration') as typeof import('../../../host-agent/agent-migration');
-      const { createAgentKernel, openAgentStores } = require('../../../host-agent/agent-parts') as typeof import('../../../host-agent/agent-parts');
+      const { createAgentKernel, lockAgentCgroups, openAgentStores } = require('../../../host-agent/agent-parts') as typeof import('../../../host-agent/agent-parts');
       const { createLogger } = require('../../../host-agent/log') as typeof import('../../../host-agent/log');
       const logger = createLogger({ level: flags.logLevel, base: { host_id: flags.host } });
       const agent = new Agent({
@@ -37,6 +37,7 @@ export function registerAgentCommand(program: Command, _io: Io): void {
         logger,
         openStores: openAgentStores,
         createKernel: createAgentKernel({ ownerPrefix: flags.ownerPrefix }),
+        lockCgroups: lockAgentCgroups({ ownerPrefix: flags.ownerPrefix }),
         migration: createAgentMigration,
       });
       try {
