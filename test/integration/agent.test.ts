@@ -134,7 +134,9 @@ describePrivileged('shardform agent (real process, real cgroups)', [requireCgrou
   it('a local drain while the agent runs is refused, naming the agent, and stops nothing; a second agent for the host too', async () => {
     const refused = runBin(['drain', '--host', 'host-a', '--state-dir', run.stateDir, '--owner-prefix', run.ownerPrefix, '--grace-seconds', '1']);
     expect(refused.code).toBe(1);
-    expect(refused.stderr).toMatch(new RegExp(`^error: --host: another agent holds host "host-a": pid ${run.child!.pid} on .+, since .+; drain through it: shardform drain --agent URL\n$`));
+    expect(refused.stderr).toMatch(
+      new RegExp(`^error: --host: another agent runs for host "host-a" on this machine, in the same cgroups \\(${run.ownerPrefix}/host-a\\): pid ${run.child!.pid}, since [^,]+, state directory ${run.stateDir}; drain through it: shardform drain --agent URL\n$`),
+    );
     for (const pid of Object.values(firstPids)) expect(alive(pid)).toBe(true);
     // Another agent for host-a, on another address, into another state directory (so another
     // embedded store: the store's claim cannot see the first), from the plan the first runs
