@@ -63,9 +63,8 @@ function openPlanStore(settings: Plan['store'], stateDir: string): Store {
  * claim, so that a second agent of this machine stops there and never touches the claim (it
  * could otherwise take a claim the first had just lost, and make it halt).
  */
-export function lockAgentCgroups(options: { ownerPrefix: string; lockDir?: string }) {
-  return (ctx: { hostId: string; stateDir: string }): Promise<CgroupRootLock> =>
-    CgroupRootLock.acquire({ hostId: ctx.hostId, ownerPrefix: options.ownerPrefix, stateDir: ctx.stateDir, ...(options.lockDir ? { dir: options.lockDir } : {}) });
+export function lockAgentCgroups(options: { ownerPrefix: string }) {
+  return (ctx: { hostId: string; stateDir: string }): Promise<CgroupRootLock> => CgroupRootLock.acquire({ hostId: ctx.hostId, ownerPrefix: options.ownerPrefix, stateDir: ctx.stateDir });
 }
 
 export function createAgentKernel(options: { ownerPrefix: string; cgroupRoot?: string; graceSeconds?: number }) {

@@ -136,7 +136,11 @@ export class Agent implements DrainControl {
     return this.planSource?.current();
   }
 
-  /** Starts everything; resolves when the API listens. Throws (changing nothing on the host) without a good plan. */
+  /**
+   * Starts everything; resolves when the API listens. Throws without a good plan (changing
+   * nothing on the host) or when another agent holds the host; after a failed start, stop()
+   * lets go of what was taken (the cgroups' lock, the stores), as the CLI does.
+   */
   start(): Promise<void> {
     this.starting ??= this.startEverything();
     return this.starting;
@@ -332,21 +336,30 @@ export class Agent implements DrainControl {
     this.markHalted(error);
   }
 
+  /**
+   * Without the host claim another agent may hold this host: start and stop nothing from the
+   * plan until it is held again (the keeper still restarts what crashes here).
+   */
+  private mayActOnPlan(): boolean {
+    if (this.stopped) return false;
+    if (!this.claim || this.claim.held()) return true;
+    if (!this.skipLogged) this.logger.warn('host claim not held: reconcile passes start and stop no shard until it is held again');
+    this.skipLogged = true;
+    return false;
+  }
+
   private async reconcileOnce(): Promise<ReconcileReport | undefined> {
     const plan = this.plan();
     if (!plan || this.stopped) return undefined;
-    // Without the host claim another agent may hold this host: start and stop nothing from the
-    // plan until it is held again (the keeper still restarts what crashes here).
-    if (this.claim && !this.claim.held()) {
-      if (!this.skipLogged) this.logger.warn('host claim not held: reconcile passes start and stop no shard until it is held again');
-      this.skipLogged = true;
-      return undefined;
-    }
+    if (!this.mayActOnPlan()) return undefined;
     const end = this.metrics.reconcileDuration.startTimer();
     try {
       const desired = await this.desiredShards(plan, true);
       this.metrics.shardsDesired.set(desired.length);
-      const report = await this.exclusive(() => this.kernel.manager.apply(desired));
+      // Asked again once it is this pass's turn: the claim may have lapsed while the store was
+      // read or a drain held the shards (a review reproduced an apply after the lapse).
+      const report = await this.exclusive(async () => (this.mayActOnPlan() ? this.kernel.manager.apply(desired) : undefined));
+      if (!report) return undefined;
       this.logReport('reconcile', report);
       end({ outcome: report.converged ? 'converged' : 'partial' });
       return report;

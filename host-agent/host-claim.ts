@@ -29,6 +29,8 @@ import { isSameProcessAlive, parseProcStat } from './runner/proc-info';
 export const HOST_CLAIM_KEY = (hostId: string) => `/hosts/${hostId}/agent`;
 /** Long enough for two missed renewals (a slow disk, a store failing over); a crashed agent on another machine blocks a start this long at most. */
 export const HOST_CLAIM_TTL_SECONDS = 15;
+/** A PID namespace that could not be read: never judged equal to another. */
+const UNKNOWN = 'unknown';
 /** How often a start waiting for a claim to expire, or a running agent that lost its claim, looks again. */
 const RETRY_MS = 1000;
 
@@ -174,7 +176,7 @@ export class HostClaim {
 
   /** Whether the holder is a live process of this boot: undefined when it is not of this boot (cannot tell). */
   private async liveHere(holder: Claimant | undefined): Promise<boolean | undefined> {
-    if (!holder || holder.bootId !== this.claimant.bootId || holder.pidNamespace !== this.claimant.pidNamespace) return undefined;
+    if (!holder || holder.bootId !== this.claimant.bootId || holder.pidNamespace !== this.claimant.pidNamespace || holder.pidNamespace === UNKNOWN) return undefined;
     if (holder.pid === this.claimant.pid && holder.startTicks === this.claimant.startTicks) return holder.instance !== this.claimant.instance;
     return isSameProcessAlive(holder.pid, holder.startTicks);
   }
@@ -310,7 +312,7 @@ function readPidNamespace(): string {
   try {
     return readlinkSync('/proc/self/ns/pid');
   } catch {
-    return 'unknown';
+    return UNKNOWN; // two such agents cannot tell they share a namespace: judged by lease, not pid
   }
 }
 

@@ -38,13 +38,18 @@ export async function drainLocally(options: {
     claim = await HostClaim.acquire({ store: claimStore, hostId: options.hostId, logger }).catch(drainThroughTheAgent);
     const events = new EventLog({ hostId: options.hostId, store: stores.store, logger });
     await events.load();
-    const { manager } = await createAgentKernel({ ownerPrefix: options.ownerPrefix, graceSeconds: options.graceSeconds })({ ...options, events, logger });
-    await stores.store.put(DRAINED_KEY(options.hostId), 'true');
-    await manager.start();
-    const report = await manager.drain({ graceSeconds: options.graceSeconds });
-    await manager.close();
-    await events.flush();
-    return { ...report, drained: true };
+    const { manager, driver } = await createAgentKernel({ ownerPrefix: options.ownerPrefix, graceSeconds: options.graceSeconds })({ ...options, events, logger });
+    try {
+      await stores.store.put(DRAINED_KEY(options.hostId), 'true');
+      await manager.start();
+      const report = await manager.drain({ graceSeconds: options.graceSeconds });
+      await events.flush();
+      return { ...report, drained: true };
+    } finally {
+      // Before the claim and the lock go: nothing of this drain acts once another may start.
+      await manager.close();
+      driver.close();
+    }
   } finally {
     await claim?.release();
     await stores?.close();
