@@ -87,7 +87,9 @@ describePrivileged('etcd store', [requireCommand('etcd', 'apt-get install etcd-s
         // breaker (three failures in a row) stays closed, so calls work again as soon as etcd does.
         await expect(store.get('/fleet/demo/a')).rejects.toMatchObject({ code: 'STORE_UNAVAILABLE', message: expect.stringContaining('DEADLINE_EXCEEDED') });
         process.kill(hung.pid, 'SIGCONT');
-        expect(await store.get('/fleet/demo/a')).toMatchObject({ value: '1' });
+        // The put past its deadline has an unknown outcome (docs/store.md): etcd may still apply
+        // it from its socket once it runs again (seen once in CI). Either way the read answers.
+        expect(['1', '2']).toContain((await store.get('/fleet/demo/a'))?.value);
       } finally {
         process.kill(hung.pid, 'SIGCONT');
         await store.close();
