@@ -47,6 +47,8 @@ export interface AgentMigrationContext {
   onFinished?(record: MigrationRecord): void;
   /** Told when a migration ended with an error and may be left unfinished in the journal: run recovery again soon. */
   onRecoveryNeeded?(): void;
+  /** Why this agent must not start or take in migrations now (its host claim is not held), or undefined. */
+  notActingReason?(): string | undefined;
 }
 
 export interface AgentMigration {
@@ -100,6 +102,7 @@ export async function createAgentMigration(ctx: AgentMigrationContext): Promise<
       ctx.onFinished?.(record);
     },
     onRecoveryNeeded: () => ctx.onRecoveryNeeded?.(),
+    notActingReason: () => ctx.notActingReason?.(),
   });
   return { plugins: service.plugins, recover: () => service.recover() };
 }

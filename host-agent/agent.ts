@@ -105,12 +105,16 @@ export class Agent implements DrainControl {
   private reconcileTimer: NodeJS.Timeout | undefined;
   private unwatch: (() => Promise<void>) | undefined;
   private stopped = false;
+  /** The stop in progress or done: every caller waits for the same one. */
+  private stopping: Promise<void> | undefined;
   private claim: HostClaim | undefined;
   private cgroupLock: { release(): void } | undefined;
   /** The start in progress or done: a halt waits for it, so it never stops half a start. */
   private starting: Promise<void> | undefined;
   /** A reconcile pass skipped for a lost host claim has been logged (once per loss). */
   private skipLogged = false;
+  /** A recovery pass postponed for a lost host claim has been logged (once per loss). */
+  private recoveryPostponedLogged = false;
   private markHalted!: (error: Error) => void;
   /** Resolves when the agent stopped itself (another agent took its host id over): the process should exit non-zero. */
   readonly halted = new Promise<Error>((resolve) => {
@@ -167,15 +171,18 @@ export class Agent implements DrainControl {
 
     // Before anything on the host is touched: a second agent for these cgroups (this machine) or
     // this host id (the store) must not adopt, restart or start the shards the first one runs.
+    this.throwIfStopped();
     this.cgroupLock = await this.options.lockCgroups?.({ hostId, stateDir });
     this.stores = await this.options.openStores({ stateDir, logger, plan });
     this.claim = await this.claimHost(address);
+    this.throwIfStopped();
     this.events = new EventLog({ hostId, store: this.stores.store, logger });
     await this.events.load();
     this.kernel = await this.options.createKernel({ hostId, stateDir, events: this.events, logger });
     logger.info({ layout: this.kernel.driver.layout, cgroup_root: this.kernel.driver.hostRoot }, `cgroup layout: ${this.kernel.driver.layout}`);
     this.drained = (await this.stores.store.get(DRAINED_KEY(hostId)))?.value === 'true';
 
+    this.throwIfStopped();
     const adopted = await this.kernel.manager.start();
     this.logReport('adopt', adopted);
     // Built before migration recovery, which may finish a migration and hand its shard's predictor over.
@@ -236,8 +243,14 @@ export class Agent implements DrainControl {
       logger,
       plugins: [...(this.options.apiPlugins?.({ agent: this }) ?? []), ...(migration?.plugins ?? [])],
     });
+    this.throwIfStopped();
     this.address = await listen(this.app, address);
     logger.info({ address: this.address, generation: plan.generation, drained: this.drained }, 'agent listening');
+  }
+
+  /** Ends a start that stop() overtook: its later steps would only make what stop has to undo. */
+  private throwIfStopped(): void {
+    if (this.stopped) throw new Error(`the agent of host ${this.options.hostId} was stopped while it started`);
   }
 
   /** One reconcile pass now (coalesced with any pass in progress). */
@@ -271,9 +284,17 @@ export class Agent implements DrainControl {
    * left undone would keep a timer alive — the process would not exit, still holding the host
    * claim and the cgroups' lock, and every restart would be refused.
    */
-  async stop(): Promise<void> {
-    if (this.stopped) return;
+  stop(): Promise<void> {
+    if (this.stopping) return this.stopping.catch(() => undefined); // the first caller hears of a failure
+    this.stopping = this.stopEverything();
+    return this.stopping;
+  }
+
+  private async stopEverything(): Promise<void> {
     this.stopped = true;
+    // A start in progress ends first (it acts on nothing once `stopped` is set): stopping half of
+    // it would leave what its later steps make (the timers, the listener, the claim) running.
+    await this.starting?.catch(() => undefined);
     let failure: { error: unknown } | undefined;
     const step = async (what: string, fn: () => unknown): Promise<void> => {
       try {
@@ -323,7 +344,7 @@ export class Agent implements DrainControl {
       logger: this.logger,
       onHeld: (held) => {
         this.metrics.hostClaimHeld.set(held ? 1 : 0);
-        if (held) this.skipLogged = false;
+        if (held) this.skipLogged = this.recoveryPostponedLogged = false;
       },
       onTakenOver: (_holder, message) => void this.halt(new ShardformError('HOST_CLAIMED', '--host', this.options.hostId, message)),
     });
@@ -346,6 +367,13 @@ export class Agent implements DrainControl {
     if (!this.skipLogged) this.logger.warn('host claim not held: reconcile passes start and stop no shard until it is held again');
     this.skipLogged = true;
     return false;
+  }
+
+  /** Why migrations must not start, arrive or be recovered now, or undefined (see mayActOnPlan). */
+  private notActingReason(): string | undefined {
+    if (this.stopped) return `the agent of host ${this.options.hostId} is stopping`;
+    if (this.claim && !this.claim.held()) return `the agent of host ${this.options.hostId} does not hold its host claim now (another agent may act for it); try again once it does`;
+    return undefined;
   }
 
   private async reconcileOnce(): Promise<ReconcileReport | undefined> {
@@ -420,6 +448,7 @@ export class Agent implements DrainControl {
       onRecoveryNeeded: () => {
         this.recoveryPending = true;
       },
+      notActingReason: () => this.notActingReason(),
     });
     this.migration = migration;
     await this.recoverMigrations();
@@ -447,6 +476,14 @@ export class Agent implements DrainControl {
   private async recoverOnce(): Promise<void> {
     const migration = this.migration;
     if (!migration || this.stopped) return;
+    // Recovery resumes, discards and restores shards: not while another agent may act for this host.
+    const notActing = this.notActingReason();
+    if (notActing) {
+      this.recoveryPending = true;
+      if (!this.recoveryPostponedLogged) this.logger.warn({ reason: notActing }, 'migration recovery postponed until the host claim is held again; held shards stay held');
+      this.recoveryPostponedLogged = true;
+      return;
+    }
     this.recoveryPending = false;
     try {
       const { recovered, failed } = await migration.recover();

@@ -85,8 +85,8 @@ export class HostClaim {
   private regaining: Promise<void> | undefined;
   /** When the last successful renewal (or the claim) was sent, monotonic ms. */
   private renewedAt = 0;
-  /** held() went false while renewals failed, and that was reported. */
-  private expiryReported = false;
+  /** What onHeld was last told: a change of held() is reported at the end of a renewal round. */
+  private reportedHeld = false;
   private released = false;
   private takenOver = false;
 
@@ -157,7 +157,7 @@ export class HostClaim {
     if (claimed) {
       this.lease = lease;
       this.renewedAt = sentAt;
-      this.expiryReported = false;
+      this.reportedHeld = true;
       this.options.onHeld?.(true);
       return undefined;
     }
@@ -208,19 +208,17 @@ export class HostClaim {
         if (error instanceof StoreError && error.code === 'LEASE_LOST') lost = 'its lease expired';
       }
       if (this.released || lease !== this.lease) return;
-      if (renewed) {
-        this.renewedAt = sentAt;
-        if (this.expiryReported) {
-          this.expiryReported = false;
-          this.options.logger.info('host claim renewed again');
-          this.options.onHeld?.(true);
-        }
-      } else if (lost === undefined && !this.held() && !this.expiryReported) {
-        this.expiryReported = true;
-        this.options.logger.error({ ttl_seconds: lease.ttlSeconds }, 'host claim not renewed for its ttl (the store is not answering): it may have expired; reconcile passes start and stop nothing until it is renewed');
-        this.options.onHeld?.(false);
-      }
+      if (renewed) this.renewedAt = sentAt;
       if (lost === undefined) {
+        // Told whichever way held() changed. A renewal that succeeds only after more than a ttl
+        // leaves it false (the lease may have lapsed meanwhile), until a prompt one follows.
+        const held = this.held();
+        if (held !== this.reportedHeld) {
+          this.reportedHeld = held;
+          if (held) this.options.logger.info('host claim renewed again');
+          else this.options.logger.error({ ttl_seconds: lease.ttlSeconds }, 'host claim not renewed within its ttl (the store is not answering in time): it may have expired; reconcile passes start and stop nothing until it is renewed');
+          this.options.onHeld?.(held);
+        }
         // At a fixed rate, not a fixed pause: a slow round (each call may take the store's 5 s
         // deadline) must not push the next renewal past the ttl.
         this.renewal = setTimeout(() => void renew(), Math.max(0, everyMs - (Date.now() - startedAt)));
@@ -228,6 +226,7 @@ export class HostClaim {
       }
       this.lease = undefined;
       await lease.revoke().catch(() => undefined);
+      this.reportedHeld = false;
       this.options.onHeld?.(false);
       this.options.logger.error({ reason: lost }, `host claim lost (${lost}); still supervising the shards here, claiming again`);
       this.regaining = this.regain();

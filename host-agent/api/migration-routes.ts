@@ -38,6 +38,12 @@ export interface MigrationRouteDeps {
     /** Unpacks a state archive as the new content of a directory; default unpackState (GNU tar). */
     unpack?(archive: string, dir: string, tag: string): Promise<void>;
   };
+  /**
+   * Why this agent must not take a shard in now (it does not hold its host's claim: another
+   * agent may act for this host), or undefined. Asked before a prepare and before a restore or
+   * start begins; a refusal makes the source abort and resume its copy.
+   */
+  readonly notActingReason?: () => string | undefined;
 }
 
 /** Largest image file accepted (CRIU's pages-*.img of a big shard). */
@@ -104,6 +110,10 @@ export const migrationRoutes =
     // Image files stream straight to disk: the body is handed over unparsed.
     app.addContentTypeParser('application/octet-stream', (_request, payload, done) => done(null, payload));
     const { incoming } = deps;
+    const refuseIfNotActing = (): void => {
+      const reason = deps.notActingReason?.();
+      if (reason) throw new MigrationError('REFUSED', reason);
+    };
 
     /**
      * Runs the prepare, restore or start of `migration`, recorded so that an abort arriving
@@ -133,6 +143,7 @@ export const migrationRoutes =
       async (request) => {
         const { shard, source, imageBytes } = request.body;
         const before = incoming.get(request.params.id);
+        if (!before) refuseIfNotActing();
         const migration = incoming.prepare(request.params.id, source, { ...shard, limits: { ...shard.limits } }, imageBytes);
         if (migration === before) {
           // A repeated prepare answers as the first, once that is done: the held cgroup is made once.
@@ -231,6 +242,7 @@ export const migrationRoutes =
         // While it is the answer: not once an abort or commit moved the migration on.
         if (migration.restoring && (migration.state === 'prepared' || migration.state === 'restored')) return migration.restoring;
         if (migration.state !== 'prepared') throw new MigrationError('INVALID_TRANSITION', `migration ${migration.id} is ${migration.state}, not prepared`);
+        refuseIfNotActing();
         const { rounds } = request.body;
         for (const manifest of rounds) {
           if (manifest.parent !== null && !rounds.some((r) => r.round === manifest.parent)) {
@@ -268,6 +280,7 @@ export const migrationRoutes =
         // While it is the answer: not once an abort or commit moved the migration on.
         if (migration.restoring && (migration.state === 'prepared' || migration.state === 'restored')) return migration.restoring;
         if (migration.state !== 'prepared') throw new MigrationError('INVALID_TRANSITION', `migration ${migration.id} is ${migration.state}, not prepared`);
+        refuseIfNotActing();
         const final = request.body.rounds[request.body.rounds.length - 1]!;
         if (!final.files.some((f) => f.name === STATE_ARCHIVE)) throw new MigrationError('INVALID_MIGRATION', `round ${final.round} has no ${STATE_ARCHIVE}`);
         incoming.checkComplete(migration, final.round, final.files);

@@ -54,6 +54,12 @@ export interface MigrationServiceDeps {
    * restored copy before resuming the source): `recover()` must run again to finish it.
    */
   readonly onRecoveryNeeded?: () => void;
+  /**
+   * Why this agent must not start or take in a migration now (it does not hold its host's
+   * claim), or undefined. New migrations, prepares and restores are refused while it says so;
+   * the agent also keeps recovery from running then.
+   */
+  readonly notActingReason?: () => string | undefined;
 }
 
 
@@ -116,7 +122,14 @@ export function createMigrationService(deps: MigrationServiceDeps): {
   const incoming = new IncomingMigrations(`${deps.imagesRoot}/incoming`, deps.capacity);
   const fleet = () => deps.plan()?.fleet ?? '';
   const plugins = [
-    migrationRoutes({ hostId: deps.hostId, incoming, handover: deps.handover, restorer: deps.checkpointer, ...(restartHandover ? { restarter: { handover: restartHandover } } : {}) }),
+    migrationRoutes({
+      hostId: deps.hostId,
+      incoming,
+      handover: deps.handover,
+      restorer: deps.checkpointer,
+      ...(restartHandover ? { restarter: { handover: restartHandover } } : {}),
+      ...(deps.notActingReason ? { notActingReason: deps.notActingReason } : {}),
+    }),
     migrationControlRoutes({
       hostId: deps.hostId,
       fleet: fleet(),
@@ -124,6 +137,8 @@ export function createMigrationService(deps: MigrationServiceDeps): {
       list: async () => (await journal.list(fleet())).map((e) => e.record),
       applicationOf: (shardId) => deps.applicationOf(shardId),
       migrate: async (input) => {
+        const notActing = deps.notActingReason?.();
+        if (notActing) throw new MigrationError('REFUSED', notActing);
         // The plan's per-application migration settings, unless the request says otherwise.
         const app = deps.plan()?.applications.find((a) => a.id === input.applicationId);
         const declared = app?.migration.strategy ?? 'checkpoint';

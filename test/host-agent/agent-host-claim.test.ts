@@ -5,7 +5,8 @@
  * over stops itself (shards keep running) and says who has it.
  */
 import { join } from 'node:path';
-import { Agent } from '../../host-agent/agent';
+import { Agent, type AgentOptions } from '../../host-agent/agent';
+import type { AgentMigrationContext } from '../../host-agent/agent-migration';
 import { HOST_CLAIM_KEY } from '../../host-agent/host-claim';
 import { createLogger, memoryLogDestination } from '../../host-agent/log';
 import { serializePlan } from '../../src/contracts/plan';
@@ -24,6 +25,24 @@ async function until(what: string, condition: () => boolean | Promise<boolean>, 
   }
 }
 
+/** The store as an agent sees it: every call but close fails while `away` (a partition, a hung server). */
+function awayableStore() {
+  const state = {
+    away: false,
+    wrap: (store: EmbeddedStore): EmbeddedStore =>
+      new Proxy(store, {
+        get(target, name, receiver) {
+          const value = Reflect.get(target, name, receiver) as unknown;
+          if (typeof value !== 'function' || name === 'close') return value;
+          return (...args: unknown[]) => (state.away ? Promise.reject(storeError('STORE_UNAVAILABLE', 'store', 'embedded', 'away (test)')) : (value as (...a: unknown[]) => unknown).apply(target, args));
+        },
+      }),
+  };
+  return state;
+}
+
+const heldOf = (agent: Agent) => async () => (await agent.metrics.registry.getSingleMetricAsString('shardform_host_claim_held')).trim().endsWith(' 1');
+
 describe('Agent: one agent per host id', () => {
   const dir = tempDir('agent-claim');
   const tokenFile = dir.file('token', TOKEN);
@@ -36,7 +55,7 @@ describe('Agent: one agent per host id', () => {
     dir.remove();
   });
 
-  const agentFor = (name: string, wrap: (store: EmbeddedStore) => EmbeddedStore = (store) => store) => {
+  const agentFor = (name: string, wrap: (store: EmbeddedStore) => EmbeddedStore = (store) => store, extra: Partial<AgentOptions> = {}) => {
     const manager = new FakeShardManager();
     const createKernel = jest.fn(async () => ({ driver: Object.assign(new FakeDriver(), { hostRoot: 'shardform/host-a' }) as never, manager }));
     const logs = memoryLogDestination();
@@ -56,6 +75,7 @@ describe('Agent: one agent per host id', () => {
       planPollSeconds: 0,
       reconcileEverySeconds: 3600,
       hostClaimTtlSeconds: 3,
+      ...extra,
     });
     agents.push(agent);
     return { agent, manager, createKernel, logs };
@@ -82,31 +102,78 @@ describe('Agent: one agent per host id', () => {
   });
 
   it('while its claim cannot be renewed (the store away for a ttl) it starts and stops nothing from the plan; once renewed it does again', async () => {
-    let away = false;
-    const { agent, manager } = agentFor('away', (store) =>
-      // The store as the agent sees it: every call fails while "away".
-      new Proxy(store, {
-        get(target, name, receiver) {
-          const value = Reflect.get(target, name, receiver) as unknown;
-          if (typeof value !== 'function' || name === 'close') return value;
-          return (...args: unknown[]) => (away ? Promise.reject(storeError('STORE_UNAVAILABLE', 'store', 'embedded', 'away (test)')) : (value as (...a: unknown[]) => unknown).apply(target, args));
-        },
-      }),
-    );
+    const store = awayableStore();
+    const { agent, manager } = agentFor('away', store.wrap);
     await agent.start();
     const applies = () => manager.calls.filter((c) => c.method === 'apply').length;
-    const held = async () => (await agent.metrics.registry.getSingleMetricAsString('shardform_host_claim_held')).trim().endsWith(' 1');
+    const held = heldOf(agent);
     const before = applies();
-    away = true;
+    store.away = true;
     await until('the claim to count as not held', async () => !(await held()));
     expect(await agent.reconcile()).toBeUndefined();
     expect(applies()).toBe(before);
-    away = false;
+    store.away = false;
     // The lease ran out meanwhile: the next renewal finds it gone, and the key is claimed again.
     await until('the claim held again', held);
     await agent.reconcile();
     expect(applies()).toBe(before + 1);
     await agent.stop();
+  });
+
+  it('while its claim is not held it starts, takes in and recovers no migration; recovery runs once it is held again', async () => {
+    const store = awayableStore();
+    let context: AgentMigrationContext | undefined;
+    const recover = jest.fn(async () => ({ recovered: [], failed: [] }));
+    const { agent, logs } = agentFor('migrations', store.wrap, {
+      reconcileEverySeconds: 0.2,
+      // Migration is built only for a keeper that can hand shards over; the fake's is never called.
+      createKernel: async () => ({ driver: Object.assign(new FakeDriver(), { hostRoot: 'shardform/host-a' }) as never, manager: new FakeShardManager(), handover: {} as never }),
+      migration: async (ctx) => {
+        context = ctx;
+        return { plugins: [], recover };
+      },
+    });
+    await agent.start();
+    expect(recover).toHaveBeenCalledTimes(1); // at start, with the claim held
+    expect(context!.notActingReason!()).toBeUndefined();
+
+    store.away = true;
+    await until('the claim to count as not held', async () => !(await heldOf(agent)()));
+    expect(context!.notActingReason!()).toBe('the agent of host host-a does not hold its host claim now (another agent may act for it); try again once it does');
+    // A migration ended unfinished meanwhile: recovery is asked for, and postponed while the claim is not held.
+    context!.onRecoveryNeeded!();
+    await until('the postponement logged', () => logs.lines().some((l) => String(l.msg).startsWith('migration recovery postponed')));
+    await new Promise((resolve) => setTimeout(resolve, 600));
+    expect(recover).toHaveBeenCalledTimes(1);
+    expect(logs.lines().filter((l) => String(l.msg).startsWith('migration recovery postponed'))).toHaveLength(1);
+
+    store.away = false;
+    await until('the claim held again', heldOf(agent));
+    await until('recovery run again', () => recover.mock.calls.length === 2);
+    expect(context!.notActingReason!()).toBeUndefined();
+    await agent.stop();
+    expect(context!.notActingReason!()).toBe('the agent of host host-a is stopping');
+  });
+
+  it('a stop during the start ends the start before it takes anything; stops asked for together are one stop', async () => {
+    const early = agentFor('stopped-early');
+    const starting = early.agent.start();
+    await early.agent.stop();
+    await expect(starting).rejects.toThrow('the agent of host host-a was stopped while it started');
+    expect(early.createKernel).not.toHaveBeenCalled();
+
+    const { agent, manager } = agentFor('stopped-twice');
+    await agent.start();
+    const [first, second] = [agent.stop(), agent.stop()];
+    // The second resolves only once the stop is done, not at once.
+    await second;
+    expect(manager.calls.filter((c) => c.method === 'close')).toHaveLength(1);
+    await first;
+    expect(manager.calls.filter((c) => c.method === 'close')).toHaveLength(1);
+    // Nothing of either is left: the next agent for the host starts at once.
+    const next = agentFor('after-stops');
+    await next.agent.start();
+    await next.agent.stop();
   });
 
   it('a step of stop that fails does not keep the claim: every later step runs, then the failure is thrown', async () => {

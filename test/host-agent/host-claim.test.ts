@@ -150,6 +150,37 @@ describe('HostClaim: one agent per host id', () => {
     expect(logs.lines().some((l) => l.msg === 'host claim held again')).toBe(true);
   });
 
+  it('a renewal that succeeds only after more than a ttl reports not held, then held again once a prompt one follows', async () => {
+    const held: boolean[] = [];
+    let slowOnce = false;
+    // The store as the claim sees it: one renewal answers after 3.5 s (the ttl is 3 s), as a store
+    // that hung and came back would; the lease itself never lapses (the harness's clock stands).
+    const slowStore = new Proxy(store, {
+      get(target, name, receiver) {
+        if (name !== 'grantLease') return Reflect.get(target, name, receiver) as unknown;
+        return async (ttl: number) => {
+          const lease = await target.grantLease(ttl);
+          return Object.assign(Object.create(Object.getPrototypeOf(lease) as object) as typeof lease, lease, {
+            keepAlive: async () => {
+              if (slowOnce) {
+                slowOnce = false;
+                await new Promise((resolve) => setTimeout(resolve, 3500));
+              }
+              return lease.keepAlive();
+            },
+            revoke: () => lease.revoke(),
+          });
+        };
+      },
+    });
+    const claim = await acquire({ store: slowStore, onHeld: (h) => held.push(h) });
+    slowOnce = true;
+    await until('held again', () => held.length === 3 && claim.held());
+    expect(held).toEqual([true, false, true]);
+    expect(logs.lines().some((l) => l.msg === 'host claim renewed again')).toBe(true);
+    expect((await holder()).instance).toBe(claim.claimant.instance);
+  });
+
   it('a claim key deleted behind the agent\'s back (etcdctl del) counts as lost, and is claimed again', async () => {
     const held: boolean[] = [];
     const claim = await acquire({ onHeld: (h) => held.push(h) });

@@ -162,6 +162,37 @@ describe('migration routes (destination agent)', () => {
     expect(dest.handover.calls).not.toContain('discard web-0');
   });
 
+  it('refuses a new prepare or a restore while this agent does not hold its host claim, holding nothing, and takes them once it does', async () => {
+    let notActing: string | undefined = 'the agent of host host-2 does not hold its host claim now';
+    await app.close();
+    app = await buildMigrationApp({ token: dest.deps.token, plugins: [migrationRoutes({ ...dest.deps, notActingReason: () => notActing })] });
+
+    const refused = await prepare();
+    expect(refused.statusCode).toBe(409);
+    expect(refused.json()).toEqual({ statusCode: 409, error: 'REFUSED', message: 'the agent of host host-2 does not hold its host claim now' });
+    expect(dest.handover.calls).toEqual([]);
+    expect(dest.incoming.get('mig-1')).toBeUndefined();
+
+    notActing = undefined;
+    expect((await prepare()).statusCode).toBe(200);
+    const pages = Buffer.from('pages');
+    await upload('mig-1', 1, 'pages-1.img', pages);
+    const rounds = [{ round: 1, parent: null, files: [{ name: 'pages-1.img', bytes: pages.length, sha256: sha(pages) }] }];
+    // Lost between the prepare and the restore: the restore is refused (the source aborts and resumes).
+    notActing = 'the agent of host host-2 does not hold its host claim now';
+    expect((await prepare()).statusCode).toBe(200); // a repeated prepare of what it holds already still answers
+    const restore = await app.inject({ method: 'POST', url: '/v1/migrations/mig-1/restore', headers: AUTH, payload: { rounds } });
+    expect(restore.statusCode).toBe(409);
+    expect(restore.json().error).toBe('REFUSED');
+    expect(dest.restorer.restored).toEqual([]);
+    expect(dest.handover.calls).toEqual(['prepareIncoming web-0']);
+
+    notActing = undefined;
+    const again = await app.inject({ method: 'POST', url: '/v1/migrations/mig-1/restore', headers: AUTH, payload: { rounds } });
+    expect(again.statusCode).toBe(200);
+    expect(dest.restorer.restored).toHaveLength(1);
+  });
+
   it('drops a committed migration from memory, and still answers a retried commit as committed and refuses an abort that would kill its shard', async () => {
     await prepare();
     const data = Buffer.from('pages');

@@ -21,7 +21,7 @@ describe('migration service: a failed migration asks for recovery', () => {
   const dir = mkdtempSync(join(tmpdir(), 'sf-service-'));
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-  async function service() {
+  async function service(notActingReason?: () => string | undefined) {
     // host-b's agent is "down": nothing listens on that loopback port.
     const plan = examplePlan((p) => {
       p.pools[0]!.hosts = [
@@ -54,6 +54,7 @@ describe('migration service: a failed migration asks for recovery', () => {
       token: () => 'service-test-token-0123456789',
       imagesRoot: join(dir, 'images'),
       onRecoveryNeeded,
+      ...(notActingReason ? { notActingReason } : {}),
     });
     const app = Fastify();
     for (const plugin of built.plugins) await app.register(plugin);
@@ -108,6 +109,22 @@ describe('migration service: a failed migration asks for recovery', () => {
     expect(busy.statusCode).toBe(409);
     expect(busy.json().message).toMatch(/m-busy/);
     expect(onRecoveryNeeded).not.toHaveBeenCalled();
+    await app.close();
+  });
+
+  it('a migration asked for while the agent does not hold its host claim is refused before anything is journaled', async () => {
+    let notActing: string | undefined = 'the agent of host host-a does not hold its host claim now';
+    const { app, onRecoveryNeeded, journal, fleet } = await service(() => notActing);
+    const reply = await app.inject({ method: 'POST', url: '/v1/migrations', payload: { shardId: 'web-0', to: 'host-b' } });
+    expect(reply.statusCode).toBe(409);
+    expect(reply.json()).toMatchObject({ error: 'REFUSED', message: 'the agent of host host-a does not hold its host claim now' });
+    expect(await journal.list(fleet)).toEqual([]);
+    expect(onRecoveryNeeded).not.toHaveBeenCalled();
+    // Held again: the same request gets as far as the destination (down here), so it is journaled.
+    notActing = undefined;
+    const next = await app.inject({ method: 'POST', url: '/v1/migrations', payload: { shardId: 'web-0', to: 'host-b' } });
+    expect(next.statusCode).toBe(500);
+    expect(await journal.list(fleet)).toHaveLength(1);
     await app.close();
   });
 });
