@@ -48,7 +48,8 @@ export class StaticHostPool extends HostPool {
 
   /** Adds an existing host; counts until synthesis (the plan is rendered lazily). */
   addHost(host: StaticHost): this {
-    const checks = PropChecker.for(this);
+    // Not PropChecker.for(this): a bad host must not take the pool out of the tree.
+    const checks = new PropChecker(this.node.path);
     this.checkHost(checks, `addHost(${typeof host?.id === 'string' ? host.id : '?'})`, host);
     checks.throwIfAny();
     return this;

@@ -214,6 +214,27 @@ describe('eager prop checks (constructor)', () => {
     );
   });
 
+  it('leaves nothing half-built in the tree when a constructor throws and the caller goes on', () => {
+    const { app, fleet, edge } = smallFleet();
+    new ShardedApplication(fleet, 'web', { pool: edge, command, granularity: { cpu: '500m', memory: '1GiB' } });
+    expect(() => new ShardedApplication(fleet, 'broken', { pool: edge, command: [], granularity: { cpu: 1, memory: '1GiB' } })).toThrow(InvalidPropsError);
+    const half = [
+      { id: 'host-y', address: '10.0.0.8', capacity: { cpu: 1, memory: '1GiB' } },
+      { id: 'Host Z', address: '10.0.0.9', capacity: { cpu: 1, memory: '1GiB' } },
+    ];
+    expect(() => new StaticHostPool(fleet, 'half', { hosts: half })).toThrow(InvalidPropsError);
+    expect(() => new ProactiveMigration(fleet, 'hot', { threshold: 2 })).toThrow(InvalidPropsError);
+    expect(() => new StaticHostPool(app, 'loose')).toThrow('must be created inside a ShardFleet');
+    // A bad host is refused without taking its pool out of the tree.
+    expect(() => edge.addHost({ id: 'Bad', address: '10.0.0.7', capacity: { cpu: 1, memory: '1GiB' } })).toThrow(InvalidPropsError);
+    expect(fleet.node.tryFindChild('broken') ?? fleet.node.tryFindChild('half') ?? fleet.node.tryFindChild('hot') ?? app.node.tryFindChild('loose')).toBeUndefined();
+    expect(synthErrors(fleet)).toEqual([]);
+    const plan = fleet.plan();
+    expect(plan.pools.map((p) => p.id)).toEqual(['edge']);
+    expect(plan.applications.map((a) => a.id)).toEqual(['web']);
+    expect(plan.policies).toEqual([]);
+  });
+
   it('refuses a member created outside a fleet', () => {
     const { app } = smallFleet();
     expect(thrown(() => new StaticHostPool(app, 'loose'))).toBe("loose: must be created inside a ShardFleet (new ShardFleet(app, 'my-fleet')), not directly in the app");
