@@ -60,23 +60,42 @@ export function granularityProblem(app: Pick<Application, 'id' | 'granularity'>,
 }
 
 /**
+ * "a shard larger than every host": a shard's limits (granularity x shardUnits) must fit on one
+ * host of the pool, or no shard of the application can ever run (even with shards.min 0).
+ * Returns a message or undefined.
+ */
+export function shardSizeProblem(app: Pick<Application, 'id' | 'granularity' | 'shardUnits'>, pool: Pool): string | undefined {
+  const capacities = eligibleHostCapacities(pool);
+  if (capacities.length === 0) return undefined;
+  const limits = shardLimits(app);
+  if (capacities.some((host) => fitsHost(host, limits))) return undefined;
+  return (
+    `one shard (${app.shardUnits} x granularity = ${show('cpuCores', limits.cpuCores)} + ${formatBytes(limits.memoryBytes)}) ` +
+    `fits no host of pool '${pool.id}'; lower shardUnits or move ${app.id} to a pool with larger hosts`
+  );
+}
+
+/** IOPS of 0 on a host mean "not limited", so they cannot run out. */
+function fitsHost(host: Capacity, need: Capacity): boolean {
+  return RESOURCES.every((r) => ((r === 'readIops' || r === 'writeIops') && host[r] === 0 ? true : need[r] <= host[r] + 1e-9));
+}
+
+/**
  * "minimum shards that cannot fit the pool's total capacity": sums every application of the
  * pool at its minimum shard count (bin packing per host, first-fit decreasing) and reports the
  * application that no longer fits. Returns a message per application that does not fit.
  */
-export function minimumShardsProblems(apps: readonly Application[], pool: Pool): Map<string, string> {
+export function minimumShardsProblems(apps: readonly Application[], pool: Pool, count: 'min' | 'initial' = 'min'): Map<string, string> {
   const problems = new Map<string, string>();
   const free = eligibleHostCapacities(pool).map((c) => ({ ...c }));
   if (free.length === 0) return problems;
   const demands = apps
     .filter((app) => app.pool === pool.id)
-    .flatMap((app) => Array.from({ length: app.shards.min }, () => ({ app, limits: shardLimits(app) })))
+    .flatMap((app) => Array.from({ length: app.shards[count] }, () => ({ app, limits: shardLimits(app) })))
     .sort((a, b) => b.limits.memoryBytes - a.limits.memoryBytes || b.limits.cpuCores - a.limits.cpuCores);
-  const fits = (host: Capacity, need: Capacity) =>
-    RESOURCES.every((r) => (r === 'readIops' || r === 'writeIops') && host[r] === 0 ? true : need[r] <= host[r] + 1e-9);
   const unplaced = new Map<string, number>();
   for (const { app, limits } of demands) {
-    const host = free.find((candidate) => fits(candidate, limits));
+    const host = free.find((candidate) => fitsHost(candidate, limits));
     if (!host) {
       unplaced.set(app.id, (unplaced.get(app.id) ?? 0) + 1);
       continue;
@@ -87,14 +106,14 @@ export function minimumShardsProblems(apps: readonly Application[], pool: Pool):
     (sum, c) => ({ cpuCores: sum.cpuCores + c.cpuCores, memoryBytes: sum.memoryBytes + c.memoryBytes }),
     { cpuCores: 0, memoryBytes: 0 },
   );
-  for (const [appId, count] of unplaced) {
+  for (const [appId, missing] of unplaced) {
     const app = apps.find((a) => a.id === appId)!;
     problems.set(
       appId,
-      `${app.shards.min} shards of ${show('cpuCores', shardLimits(app).cpuCores)} + ${formatBytes(shardLimits(app).memoryBytes)} ` +
+      `${app.shards[count]} shards of ${show('cpuCores', shardLimits(app).cpuCores)} + ${formatBytes(shardLimits(app).memoryBytes)} ` +
         `do not fit pool '${pool.id}' (${Math.round(total.cpuCores * 1000) / 1000} cores, ${formatBytes(total.memoryBytes)} across ` +
-        `${hostCount(pool)} hosts, shared with the pool's other applications): ${count} cannot be placed; ` +
-        `lower shards.min to ${app.shards.min - count} or add capacity`,
+        `${hostCount(pool)} hosts, shared with the pool's other applications${count === 'initial' ? ' at their initial counts' : ''}): ${missing} cannot be placed; ` +
+        `lower shards.${count} to ${app.shards[count] - missing} or add capacity`,
     );
   }
   return problems;
@@ -172,10 +191,19 @@ export function semanticPlanErrors(plan: Plan): FieldError[] {
       errors.push({ field: `applications[${i}].shards`, message: 'needs min <= initial <= max', value: app.shards });
     const granularity = granularityProblem(app, pool);
     if (granularity) errors.push({ field: `applications[${i}].granularity`, message: granularity });
+    const shard = granularity ? undefined : shardSizeProblem(app, pool);
+    if (shard) errors.push({ field: `applications[${i}].shardUnits`, message: shard, value: app.shardUnits });
   });
   for (const pool of plan.pools) {
-    for (const [appId, message] of minimumShardsProblems(plan.applications, pool)) {
+    // Initial shards are what every agent places at start (policies/initial-placement.ts); the
+    // minimum is a subset, so an application is reported for one of the two.
+    const minimum = minimumShardsProblems(plan.applications, pool);
+    const initial = minimumShardsProblems(plan.applications, pool, 'initial');
+    for (const [appId, message] of minimum) {
       errors.push({ field: `applications[${plan.applications.findIndex((a) => a.id === appId)}].shards.min`, message });
+    }
+    for (const [appId, message] of initial) {
+      if (!minimum.has(appId)) errors.push({ field: `applications[${plan.applications.findIndex((a) => a.id === appId)}].shards.initial`, message });
     }
   }
 

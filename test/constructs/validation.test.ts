@@ -36,6 +36,26 @@ describe('synth-time validation (whole tree)', () => {
     ]);
   });
 
+  it('reports a shard that fits no host, and initial shards that do not fit the pool', () => {
+    const { fleet, edge } = smallFleet();
+    // Each quantum fits every host, but 8 of them (8 cores) fit none: no shard could ever run.
+    new ShardedApplication(fleet, 'big', { pool: edge, command, granularity: { cpu: 1, memory: '256MiB' }, shardUnits: 8, shards: { min: 0, initial: 0, max: 2 } });
+    // The minimum fits; the shards every agent places at start do not.
+    new ShardedApplication(fleet, 'many', { pool: edge, command, granularity: { cpu: 1, memory: '1GiB' }, shards: { min: 1, initial: 8, max: 8 } });
+    expect(synthErrors(fleet)).toEqual([
+      "[test-fleet/big] big/shardUnits: one shard (8 x granularity = 8 cores + 2GiB) fits no host of pool 'edge'; lower shardUnits or move big to a pool with larger hosts",
+      "[test-fleet/many] many/shards.initial: 8 shards of 1 cores + 1GiB do not fit pool 'edge' (6 cores, 12GiB across 2 hosts, shared with the pool's other applications at their initial counts): 2 cannot be placed; lower shards.initial to 6 or add capacity",
+    ]);
+  });
+
+  it('refuses a cpu granularity below the smallest CFS quota an agent can set', () => {
+    const { fleet } = smallFleet();
+    expect(thrown(() => new ShardedApplication(fleet, 'tiny', { command, granularity: { cpu: '5m', memory: '64MiB' } }))).toBe(
+      'test-fleet/tiny/granularity.cpu: "5m" is below the smallest CPU limit a shard can have (0.01 cores: the kernel\'s 1ms CFS quota per 100ms period); use at least "10m"',
+    );
+    expect(() => new ShardedApplication(fleet, 'small', { command, granularity: { cpu: '10m', memory: '64MiB' } })).not.toThrow();
+  });
+
   it('reports hard anti-affinity that needs more hosts than exist, and lets a soft rule pass', () => {
     const { fleet, edge } = smallFleet();
     const web = new ShardedApplication(fleet, 'web', { pool: edge, command, granularity: { cpu: '250m', memory: '256MiB' }, shards: { min: 3, initial: 3, max: 3 } });

@@ -57,6 +57,7 @@ describe('plan contract', () => {
     ['an unknown policy field', (p) => (p.policies[0].aggressive = true), 'policies[0].aggressive', 'is not a known field'],
     ['an unknown store kind', (p) => (p.store = { kind: 'redis', path: '/x' }), 'store.kind', 'must be one of "embedded", "etcd"'],
     ['an agent port of 70000', (p) => (p.agent.port = 70000), 'agent.port', 'must be <= 65535'],
+    ['a cpu granularity below the kernel\'s smallest quota', (p) => (p.applications[0].granularity.cpuCores = 0.005), 'applications[0].granularity.cpuCores', 'must be >= 0.01'],
     ['a secret in the security block', (p) => (p.security.token = 's3cret'), 'security.token', 'is not a known field'],
   ];
 
@@ -80,6 +81,18 @@ describe('plan contract', () => {
       (p) => (p.applications[0].shards = { min: 20, initial: 20, max: 20 }),
       'applications[0].shards.min',
       "20 shards of 0.5 cores + 1GiB do not fit pool 'local' (4 cores, 16GiB across 2 hosts, shared with the pool's other applications): 12 cannot be placed; lower shards.min to 8 or add capacity",
+    ],
+    [
+      'a shard larger than every host, even with no minimum shards',
+      (p) => (p.applications[0].shardUnits = 8) && (p.applications[0].shards = { min: 0, initial: 0, max: 2 }),
+      'applications[0].shardUnits',
+      "one shard (8 x granularity = 4 cores + 8GiB) fits no host of pool 'local'; lower shardUnits or move web to a pool with larger hosts",
+    ],
+    [
+      'initial shards that do not fit the pool',
+      (p) => (p.applications[0].shards = { min: 1, initial: 10, max: 10 }),
+      'applications[0].shards.initial',
+      "10 shards of 0.5 cores + 1GiB do not fit pool 'local' (4 cores, 16GiB across 2 hosts, shared with the pool's other applications at their initial counts): 2 cannot be placed; lower shards.initial to 8 or add capacity",
     ],
     [
       'a hard anti-affinity needing more hosts than exist',
