@@ -119,18 +119,63 @@ export function minimumShardsProblems(apps: readonly Application[], pool: Pool, 
   return problems;
 }
 
-/** "hard anti-affinity that needs more hosts than exist": every shard of the rule needs its own host (scope). */
-export function antiAffinityProblem(
-  shardsNeedingSeparation: number,
-  pools: readonly Pool[],
-  scope: string,
-): string | undefined {
-  const domains = countScopeDomains(pools, scope);
-  if (shardsNeedingSeparation > domains) {
+/**
+ * "hard anti-affinity that needs more hosts than exist": every minimum shard of the rule needs
+ * its own domain (host, pool or label value), and an application's shards only ever run in its
+ * own pool, so domains are counted over the pools of the governed applications, and each
+ * application's shards must fit the domains of its own pool.
+ */
+export function antiAffinityProblem(governed: readonly Application[], pools: readonly Pool[], scope: string): string | undefined {
+  const needed = governed.reduce((n, a) => n + a.shards.min, 0);
+  const used = pools.filter((pool) => governed.some((app) => app.pool === pool.id));
+  const domains = countScopeDomains(used, scope);
+  if (needed > domains) {
     return (
-      `hard anti-affinity with scope '${scope}' needs ${shardsNeedingSeparation} separate domains for the minimum shards ` +
-      `of its applications, but only ${domains} exist; add hosts, lower shards.min or make the rule soft`
+      `hard anti-affinity with scope '${scope}' needs ${needed} separate domains for the minimum shards of its applications, ` +
+      `but only ${domains} exist; add hosts, lower shards.min or make the rule soft`
     );
+  }
+  // Applications in several pools: the total can fit while one application's own pool is too small.
+  for (const app of governed) {
+    const own = countScopeDomains(pools.filter((pool) => pool.id === app.pool), scope);
+    if (app.shards.min > own) {
+      return (
+        `hard anti-affinity with scope '${scope}' needs ${app.shards.min} separate domains for the minimum shards of '${app.id}', ` +
+        `but its pool '${app.pool}' has only ${own}; add hosts, lower shards.min or make the rule soft`
+      );
+    }
+  }
+  return undefined;
+}
+
+/**
+ * "hard affinity that cannot hold": with scope host or pool every placed shard of the rule
+ * shares one host (pool), so the governed applications must be in one pool, and with scope host
+ * their initial shards must fit one host together. Label scopes may span pools and are not judged.
+ */
+export function affinityProblem(governed: readonly Application[], pools: readonly Pool[], scope: string): string | undefined {
+  const placed = governed.filter((app) => app.shards.initial > 0);
+  if (scope !== 'host' && scope !== 'pool') return undefined;
+  const poolIds = [...new Set(placed.map((app) => app.pool))].sort();
+  if (poolIds.length > 1) {
+    return (
+      `hard affinity with scope '${scope}' keeps every shard of ${placed.map((a) => `'${a.id}'`).join(', ')} in one ${scope}, ` +
+      `but they run in pools ${poolIds.map((id) => `'${id}'`).join(', ')}; put them in one pool, use a label scope or make the rule soft`
+    );
+  }
+  if (scope === 'host' && poolIds.length === 1) {
+    const pool = pools.find((p) => p.id === poolIds[0]);
+    const capacities = pool ? eligibleHostCapacities(pool) : [];
+    const need: Capacity = { cpuCores: 0, memoryBytes: 0, readIops: 0, writeIops: 0 };
+    for (const app of placed) for (const r of RESOURCES) need[r] += shardLimits(app)[r] * app.shards.initial;
+    need.cpuCores = Math.round(need.cpuCores * 1000) / 1000;
+    if (capacities.length > 0 && !capacities.some((host) => fitsHost(host, need))) {
+      return (
+        `hard affinity with scope 'host' puts the initial shards of ${placed.map((a) => `'${a.id}'`).join(', ')} on one host ` +
+        `(${show('cpuCores', need.cpuCores)} + ${formatBytes(need.memoryBytes)}), larger than any host of pool '${poolIds[0]}'; ` +
+        `lower shards.initial, use larger hosts or make the rule soft`
+      );
+    }
   }
   return undefined;
 }
@@ -212,10 +257,9 @@ export function semanticPlanErrors(plan: Plan): FieldError[] {
       if (!appIds.has(appId))
         errors.push({ field: `policies[${i}].applications[${j}]`, message: 'unknown application', value: appId });
     });
-    if (policy.kind === 'anti-affinity' && policy.mode === 'hard') {
+    if ((policy.kind === 'anti-affinity' || policy.kind === 'affinity') && policy.mode === 'hard') {
       const governed = plan.applications.filter((a) => policy.applications.length === 0 || policy.applications.includes(a.id));
-      const shards = governed.reduce((n, a) => n + a.shards.min, 0);
-      const problem = antiAffinityProblem(shards, plan.pools, policy.scope);
+      const problem = (policy.kind === 'anti-affinity' ? antiAffinityProblem : affinityProblem)(governed, plan.pools, policy.scope);
       if (problem) errors.push({ field: `policies[${i}].scope`, message: problem, value: policy.scope });
     }
   });

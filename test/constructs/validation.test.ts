@@ -1,5 +1,6 @@
 import { Construct } from 'constructs';
 import {
+  Affinity,
   AntiAffinity,
   ProactiveMigration,
   ShardFleet,
@@ -63,6 +64,38 @@ describe('synth-time validation (whole tree)', () => {
     new AntiAffinity(fleet, 'apart-soft', { applications: [web], scope: 'host', mode: 'soft' });
     expect(synthErrors(fleet)).toEqual([
       "[test-fleet/apart] apart/scope: hard anti-affinity with scope 'host' needs 3 separate domains for the minimum shards of its applications, but only 2 exist; add hosts, lower shards.min or make the rule soft",
+    ]);
+  });
+
+  it("counts anti-affinity domains only in the governed applications' own pools", () => {
+    const { fleet, edge } = smallFleet();
+    const core = new StaticHostPool(fleet, 'core');
+    for (const n of [1, 2, 3]) core.addHost({ id: `core-${n}`, address: `10.0.0.${n}`, capacity: { cpu: 2, memory: '4GiB' } });
+    const web = new ShardedApplication(fleet, 'web', { pool: edge, command, granularity: { cpu: '250m', memory: '256MiB' }, shards: { min: 3, initial: 3, max: 3 } });
+    const api = new ShardedApplication(fleet, 'api', { pool: core, command, granularity: { cpu: '250m', memory: '256MiB' }, shards: { min: 2, initial: 2, max: 2 } });
+    // Pool 'core' has 3 more hosts, but web's shards only ever run on edge's 2.
+    new AntiAffinity(fleet, 'apart', { applications: [web], scope: 'host', mode: 'hard' });
+    // One pool is one domain: two shards of one application are always in the same pool.
+    new AntiAffinity(fleet, 'pools-apart', { applications: [api], scope: 'pool', mode: 'hard' });
+    expect(synthErrors(fleet)).toEqual([
+      "[test-fleet/apart] apart/scope: hard anti-affinity with scope 'host' needs 3 separate domains for the minimum shards of its applications, but only 2 exist; add hosts, lower shards.min or make the rule soft",
+      "[test-fleet/pools-apart] pools-apart/scope: hard anti-affinity with scope 'pool' needs 2 separate domains for the minimum shards of its applications, but only 1 exist; add hosts, lower shards.min or make the rule soft",
+    ]);
+  });
+
+  it('reports a hard affinity that cannot hold: applications in different pools, or more than one host holds', () => {
+    const { fleet, edge } = smallFleet();
+    const core = new StaticHostPool(fleet, 'core').addHost({ id: 'core-1', address: '10.0.0.1', capacity: { cpu: 2, memory: '4GiB' } });
+    const web = new ShardedApplication(fleet, 'web', { pool: edge, command, granularity: { cpu: 1, memory: '1GiB' }, shards: { min: 1, initial: 3, max: 3 } });
+    const cache = new ShardedApplication(fleet, 'cache', { pool: edge, command, granularity: { cpu: 1, memory: '1GiB' }, shards: { min: 1, initial: 2, max: 2 } });
+    const db = new ShardedApplication(fleet, 'db', { pool: core, command, granularity: { cpu: '500m', memory: '1GiB' } });
+    new Affinity(fleet, 'together', { applications: [web, db], scope: 'host', mode: 'hard' });
+    new Affinity(fleet, 'too-big', { applications: [web, cache], scope: 'host', mode: 'hard' });
+    new Affinity(fleet, 'soft', { applications: [web, db], scope: 'host', mode: 'soft' });
+    new Affinity(fleet, 'zone', { applications: [web, db], scope: 'label:zone', mode: 'hard' });
+    expect(synthErrors(fleet)).toEqual([
+      "[test-fleet/together] together/scope: hard affinity with scope 'host' keeps every shard of 'db', 'web' in one host, but they run in pools 'core', 'edge'; put them in one pool, use a label scope or make the rule soft",
+      "[test-fleet/too-big] too-big/scope: hard affinity with scope 'host' puts the initial shards of 'cache', 'web' on one host (5 cores + 5GiB), larger than any host of pool 'edge'; lower shards.initial, use larger hosts or make the rule soft",
     ]);
   });
 

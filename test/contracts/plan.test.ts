@@ -134,6 +134,38 @@ describe('plan contract', () => {
     expect(errorsOf(edit)).toEqual(expect.arrayContaining([expect.objectContaining({ field, message })]));
   });
 
+  it("counts anti-affinity domains in the governed applications' own pools, and refuses hard affinity across pools", () => {
+    const second = (p: any) => {
+      p.pools.push({ ...p.pools[0], id: 'core', hosts: [1, 2, 3].map((n) => ({ ...p.pools[0].hosts[0], id: `core-${n}`, address: `10.0.0.${n}` })) });
+      p.applications.push({ ...p.applications[0], id: 'db', pool: 'core', shards: { min: 1, initial: 1, max: 1 } });
+    };
+    expect(
+      errorsOf((p) => {
+        second(p);
+        p.applications[0].shards = { min: 3, initial: 3, max: 3 };
+        p.policies.push({ kind: 'anti-affinity', id: 'apart', applications: ['web', 'db'], scope: 'host', mode: 'hard', weight: 100 });
+      }),
+    ).toEqual([
+      {
+        field: 'policies[1].scope',
+        message: "hard anti-affinity with scope 'host' needs 3 separate domains for the minimum shards of 'web', but its pool 'local' has only 2; add hosts, lower shards.min or make the rule soft",
+        value: 'host',
+      },
+    ]);
+    expect(
+      errorsOf((p) => {
+        second(p);
+        p.policies.push({ kind: 'affinity', id: 'together', applications: ['web', 'db'], scope: 'pool', mode: 'hard', weight: 100 });
+      }),
+    ).toEqual([
+      {
+        field: 'policies[1].scope',
+        message: "hard affinity with scope 'pool' keeps every shard of 'web', 'db' in one pool, but they run in pools 'core', 'local'; put them in one pool, use a label scope or make the rule soft",
+        value: 'pool',
+      },
+    ]);
+  });
+
   it('counts label scopes by distinct label values across hosts', () => {
     const errors = errorsOf((p) => {
       p.policies.push({ kind: 'anti-affinity', id: 'zones', applications: ['web'], scope: 'label:zone', mode: 'hard', weight: 100 });
