@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { Lazy, Manifest, TerraformOutput, TerraformStack, type IStackSynthesizer, type ISynthesisSession } from 'cdktf';
 import type { Construct, IConstruct } from 'constructs';
 import { checkPlan, serializePlan, signPlan } from '../src/contracts/plan';
+import { agentEndpoint } from '../src/contracts/plan-checks';
 import type { Plan, SecuritySettings, StoreSettings } from '../src/contracts/plan-schema';
 import type { Quantity } from '../src/contracts/quantities';
 import { ValidationFailedError, showValue } from '../src/errors';
@@ -285,6 +286,17 @@ export class ShardFleet extends TerraformStack implements FleetScope {
     report('application', applications.map((a) => ({ id: a.applicationId, path: a.node.path })));
     report('policy', policies.map((p) => ({ id: p.policyId, path: p.node.path })));
     report('host', plan.pools.flatMap((pool) => pool.hosts.map((host) => ({ id: host.id, path: `pool '${pool.id}'` }))));
+    // Two hosts at one address (the agent port filled in) would be two agents on one socket.
+    const firstAt = new Map<string, string>();
+    for (const pool of plan.pools) {
+      for (const host of pool.hosts) {
+        const endpoint = agentEndpoint(host.address, plan.agent.port);
+        if (endpoint === undefined) continue;
+        const seen = firstAt.get(endpoint);
+        if (seen !== undefined) problems.push(problemAt(this, 'hosts', `host '${host.id}' of pool '${pool.id}' has the agent address ${showValue(host.address)} (${endpoint}) of ${seen}; each host needs its own address or port`));
+        else firstAt.set(endpoint, `host '${host.id}' of pool '${pool.id}'`);
+      }
+    }
     return problems;
   }
 }

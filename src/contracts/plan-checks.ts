@@ -19,6 +19,19 @@ export function hostCount(pool: Pick<Pool, 'hosts' | 'discovery'>): number {
   return pool.hosts.length > 0 ? pool.hosts.length : (pool.discovery?.maxHosts ?? 0);
 }
 
+/**
+ * Where a host's agent listens, as `host:port` with the plan's agent port filled in, or
+ * undefined when the address is not one an agent can serve (host-agent/api/listen.ts): a name or
+ * IPv4, or an IPv6 in brackets, with an optional port from 1 to 65535.
+ */
+export function agentEndpoint(address: string, defaultPort: number): string | undefined {
+  const match = /^(?:\[([0-9a-fA-F:.]+)\]|([A-Za-z0-9.-]+))(?::([0-9]{1,5}))?$/.exec(address);
+  if (!match) return undefined;
+  const port = match[3] === undefined ? defaultPort : Number(match[3]);
+  if (port < 1 || port > 65535) return undefined;
+  return match[1] !== undefined ? `[${match[1].toLowerCase()}]:${port}` : `${match[2]!.toLowerCase()}:${port}`;
+}
+
 type Resource = 'cpuCores' | 'memoryBytes' | 'readIops' | 'writeIops';
 const RESOURCES: readonly Resource[] = ['cpuCores', 'memoryBytes', 'readIops', 'writeIops'];
 const show = (resource: Resource, amount: number) =>
@@ -210,6 +223,22 @@ export function semanticPlanErrors(plan: Plan): FieldError[] {
   duplicates('host', plan.pools.flatMap((p, i) => p.hosts.map((h, j) => ({ id: h.id, field: `pools[${i}].hosts[${j}].id` }))));
   duplicates('application', plan.applications.map((a, i) => ({ id: a.id, field: `applications[${i}].id` })));
   duplicates('policy', plan.policies.map((p, i) => ({ id: p.id, field: `policies[${i}].id` })));
+
+  // Two hosts at one address would be two agents on one socket: the second cannot start.
+  const endpoints = new Map<string, string>();
+  plan.pools.forEach((pool, i) =>
+    pool.hosts.forEach((host, j) => {
+      const field = `pools[${i}].hosts[${j}].address`;
+      const endpoint = agentEndpoint(host.address, plan.agent.port);
+      if (endpoint === undefined) {
+        errors.push({ field, message: 'is not an agent address; use a host name or IP (IPv6 in brackets) with an optional :port from 1 to 65535', value: host.address });
+        return;
+      }
+      const first = endpoints.get(endpoint);
+      if (first) errors.push({ field, message: `duplicate agent address ${endpoint} (first used at ${first})`, value: host.address });
+      else endpoints.set(endpoint, field);
+    }),
+  );
 
   plan.pools.forEach((pool, i) => {
     if (pool.kind === 'static' && pool.hosts.length === 0)

@@ -159,6 +159,18 @@ describe('synth-time validation (whole tree)', () => {
     ]);
   });
 
+  it('reports two hosts at one agent address, across pools and with the agent port left out', () => {
+    const { fleet } = smallFleet();
+    const core = new StaticHostPool(fleet, 'core');
+    core.addHost({ id: 'host-c', address: '127.0.0.1:7101', capacity: { cpu: 2, memory: '4GiB' } });
+    core.addHost({ id: 'host-d', address: 'NODE-1', capacity: { cpu: 2, memory: '4GiB' } });
+    core.addHost({ id: 'host-e', address: 'node-1:7100', capacity: { cpu: 2, memory: '4GiB' } });
+    expect(synthErrors(fleet)).toEqual([
+      "[test-fleet] test-fleet/hosts: host 'host-e' of pool 'core' has the agent address \"node-1:7100\" (node-1:7100) of host 'host-d' of pool 'core'; each host needs its own address or port",
+      "[test-fleet] test-fleet/hosts: host 'host-a' of pool 'edge' has the agent address \"127.0.0.1:7101\" (127.0.0.1:7101) of host 'host-c' of pool 'core'; each host needs its own address or port",
+    ]);
+  });
+
   it('reports a static pool without hosts', () => {
     const { fleet } = smallFleet();
     new StaticHostPool(fleet, 'empty');
@@ -213,10 +225,19 @@ describe('eager prop checks (constructor)', () => {
   it('rejects a host with a bad address or capacity', () => {
     const { edge } = smallFleet();
     expect(thrown(() => edge.addHost({ id: 'host-c', address: 'http://x/', capacity: { cpu: '0', memory: '2XB' } })).split('\n')).toEqual([
-      'test-fleet/edge/addHost(host-c).address: "http://x/" is not a host address; use a host name or IP, optionally with :port (e.g. "127.0.0.1:7101")',
+      'test-fleet/edge/addHost(host-c).address: "http://x/" is not a host address; use a host name or IP (IPv6 in brackets), optionally with :port from 1 to 65535 (e.g. "127.0.0.1:7101")',
       'test-fleet/edge/addHost(host-c).capacity.cpu: "0" must be more than 0 cores (e.g. "500m" or 1)',
       'test-fleet/edge/addHost(host-c).capacity.memory: "2XB" is not a byte quantity such as "512MiB", "2GiB", "1G" or a whole number of bytes',
     ]);
+  });
+
+  it('rejects host addresses no agent can listen on: a port out of range, a bare IPv6, stray colons', () => {
+    const { edge } = smallFleet();
+    const capacity = { cpu: 1, memory: '1GiB' };
+    for (const address of ['node-1:99999', 'node-1:0', '::1', ':::', 'a:b:c']) {
+      expect(thrown(() => edge.addHost({ id: 'host-c', address, capacity }))).toContain(`addHost(host-c).address: ${JSON.stringify(address)} is not a host address`);
+    }
+    expect(() => edge.addHost({ id: 'host-v6', address: '[::1]:7109', capacity })).not.toThrow();
   });
 
   it('rejects bad placement scopes, modes, weights and migration strategies', () => {

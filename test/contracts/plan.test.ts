@@ -67,6 +67,9 @@ describe('plan contract', () => {
 
   const semanticCases: [string, (p: any) => void, string, string][] = [
     ['a duplicate host id', (p) => (p.pools[0].hosts[1].id = 'host-a'), 'pools[0].hosts[1].id', 'duplicate host id (first used at pools[0].hosts[0].id)'],
+    ['two hosts at one agent address', (p) => (p.pools[0].hosts[1].address = '127.0.0.1:7101'), 'pools[0].hosts[1].address', 'duplicate agent address 127.0.0.1:7101 (first used at pools[0].hosts[0].address)'],
+    ['a host address whose default port is another host\'s', (p) => (p.pools[0].hosts[0].address = 'node-1') && (p.pools[0].hosts[1].address = 'node-1:7100'), 'pools[0].hosts[1].address', 'duplicate agent address node-1:7100 (first used at pools[0].hosts[0].address)'],
+    ['a host address with a port out of range', (p) => (p.pools[0].hosts[0].address = 'node-1:70000'), 'pools[0].hosts[0].address', 'is not an agent address; use a host name or IP (IPv6 in brackets) with an optional :port from 1 to 65535'],
     ['an application in an unknown pool', (p) => (p.applications[0].pool = 'nowhere'), 'applications[0].pool', 'unknown pool; known pools: local'],
     ['shards initial above max', (p) => (p.applications[0].shards = { min: 1, initial: 5, max: 4 }), 'applications[0].shards', 'needs min <= initial <= max'],
     ['a policy naming an unknown application', (p) => (p.policies[0].applications = ['api']), 'policies[0].applications[0]', 'unknown application'],
