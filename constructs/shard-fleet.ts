@@ -218,17 +218,20 @@ export class ShardFleet extends TerraformStack implements FleetScope {
 
   private checkGeneration(checks: PropChecker, fromProps: number | undefined): number | undefined {
     const fromContext: unknown = this.node.tryGetContext(GENERATION_CONTEXT_KEY);
+    // The prop is checked even when the context wins: a bad one must not wait for the day the pipeline stops setting it.
+    const prop = fromProps === undefined ? undefined : checks.integer('generation', fromProps, 1);
     if (fromContext !== undefined) {
       // Context arrives as JSON (CDKTF_CONTEXT_JSON) or from code; accept "7" as well as 7.
       const value = typeof fromContext === 'string' && /^\d+$/.test(fromContext) ? Number(fromContext) : fromContext;
-      const ok = typeof value === 'number' && Number.isInteger(value) && value >= 1;
+      // Past 2^53 a number is rounded ("9007199254740993" is read as ...992): a bump could compare equal to the last generation.
+      const ok = typeof value === 'number' && Number.isSafeInteger(value) && value >= 1;
       if (!ok) {
-        checks.fail(`context[${GENERATION_CONTEXT_KEY}]`, fromContext, 'is not a generation; use a whole number 1 or more');
+        checks.fail(`context[${GENERATION_CONTEXT_KEY}]`, fromContext, `is not a generation; use a whole number from 1 to ${Number.MAX_SAFE_INTEGER}`);
         return undefined;
       }
       return value as number;
     }
-    return checks.integer('generation', fromProps ?? 1, 1);
+    return fromProps === undefined ? 1 : prop;
   }
 
   private checkStore(checks: PropChecker, store: StoreOptions, fleet: string): StoreSettings | undefined {
