@@ -11,6 +11,8 @@ import { Lazy, Manifest, TerraformOutput, TerraformStack, type IStackSynthesizer
 import type { Construct, IConstruct } from 'constructs';
 import { checkPlan, serializePlan, signPlan } from '../src/contracts/plan';
 import { agentEndpoint } from '../src/contracts/plan-checks';
+import { compileSchema } from '../src/contracts/schema-validator';
+import { Type } from '@sinclair/typebox';
 import type { Plan, SecuritySettings, StoreSettings } from '../src/contracts/plan-schema';
 import type { Quantity } from '../src/contracts/quantities';
 import { ValidationFailedError, showValue } from '../src/errors';
@@ -94,6 +96,7 @@ export interface ShardFleetProps {
 }
 
 const MODEL = /^[a-z0-9-]{1,32}$/;
+const checkEndpoint = compileSchema(Type.String({ format: 'uri' }));
 const ENV_NAME = /^[A-Z_][A-Z0-9_]*$/;
 
 export class ShardFleet extends TerraformStack implements FleetScope {
@@ -148,6 +151,8 @@ export class ShardFleet extends TerraformStack implements FleetScope {
     this.settings = { fleet: fleet!, generation: generation!, predictor, store: store!, security: security!, agent };
 
     this.node.addValidation({ validate: () => this.duplicateIds() });
+    // Without this the synth fails on the plan schema inside a token resolution ("pools: must NOT have fewer than 1 items").
+    this.node.addValidation({ validate: () => (this.analysis().pools.length === 0 ? [problemAt(this, 'pools', 'a fleet needs at least one pool; declare a StaticHostPool or an AwsHostPool in it')] : []) });
     new TerraformOutput(this, 'plan-digest', { value: Lazy.stringValue({ produce: (context) => (context.preparing ? '' : this.planDigest()) }), description: 'sha256 of the shard plan' });
     new TerraformOutput(this, 'plan-generation', { value: this.generation, description: 'generation of the shard plan' });
 
@@ -243,7 +248,8 @@ export class ShardFleet extends TerraformStack implements FleetScope {
       const endpoints = Array.isArray(store.endpoints) ? store.endpoints : [];
       checks.require(endpoints.length > 0, 'store.endpoints', store.endpoints, 'is empty; list at least one etcd endpoint (e.g. "http://10.0.0.5:2379")');
       endpoints.forEach((endpoint, i) => {
-        checks.require(typeof endpoint === 'string' && /^[a-z][a-z0-9+.-]*:\/\/\S+$/.test(endpoint), `store.endpoints[${i}]`, endpoint, 'is not a URL; use e.g. "http://10.0.0.5:2379"');
+        // The plan schema's own format check, so a URL it refuses ("http://[bad") fails here and not as a resolution error at synth.
+        checks.require(typeof endpoint === 'string' && /^[a-z][a-z0-9+.-]*:\/\/\S+$/.test(endpoint) && checkEndpoint(endpoint).ok, `store.endpoints[${i}]`, endpoint, 'is not a URL; use e.g. "http://10.0.0.5:2379"');
       });
       const prefix = checks.absolutePath('store.prefix', store.prefix ?? `/shardform/${fleet}`);
       return prefix === undefined ? undefined : { kind: 'etcd', endpoints: [...endpoints], prefix };

@@ -1,3 +1,4 @@
+import { Testing } from 'cdktf';
 import { Construct } from 'constructs';
 import {
   Affinity,
@@ -169,6 +170,20 @@ describe('synth-time validation (whole tree)', () => {
       "[test-fleet] test-fleet/hosts: host 'host-e' of pool 'core' has the agent address \"node-1:7100\" (node-1:7100) of host 'host-d' of pool 'core'; each host needs its own address or port",
       "[test-fleet] test-fleet/hosts: host 'host-a' of pool 'edge' has the agent address \"127.0.0.1:7101\" (127.0.0.1:7101) of host 'host-c' of pool 'core'; each host needs its own address or port",
     ]);
+  });
+
+  it('reports a fleet without pools as a validation, not a plan resolution error', () => {
+    const app = Testing.app();
+    const fleet = new ShardFleet(app, 'bare', { fleet: 'bare' });
+    expect(synthErrors(fleet)).toEqual(['[bare] bare/pools: a fleet needs at least one pool; declare a StaticHostPool or an AwsHostPool in it']);
+  });
+
+  it('refuses an etcd endpoint the plan schema would refuse, and a bad migration timeout as INVALID_PROPS', () => {
+    const { app } = smallFleet();
+    expect(thrown(() => new ShardFleet(app, 'etcd', { store: { kind: 'etcd', endpoints: ['http://[bad'] } }))).toBe(
+      'etcd/store.endpoints[0]: "http://[bad" is not a URL; use e.g. "http://10.0.0.5:2379"',
+    );
+    expect(() => MigrationStrategy.checkpoint({ timeout: 'soon' })).toThrow(expect.objectContaining({ code: 'INVALID_PROPS', field: 'migration.timeout', value: 'soon' }));
   });
 
   it('reports a static pool without hosts', () => {
