@@ -26,8 +26,7 @@ export class AntiAffinity extends PlacementRule {
     if (this.mode !== 'hard') return [];
     const { plan } = this.fleet.analysis();
     const governed = new Set(this.applications.map((a) => a.applicationId));
-    const shards = plan.applications.filter((a) => governed.size === 0 || governed.has(a.id)).reduce((n, a) => n + a.shards.min, 0);
-    const problem = antiAffinityProblem(shards, plan.pools, this.scope.name);
+    const problem = antiAffinityProblem(plan.applications.filter((a) => governed.size === 0 || governed.has(a.id)), plan.pools, this.scope.name);
     return problem ? [problemAt(this, 'scope', problem)] : [];
   }
 }

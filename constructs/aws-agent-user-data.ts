@@ -45,6 +45,9 @@ export function renderAgentUserData(v: AgentUserDataValues): string {
     `SHARDFORM_FLEET=${v.fleet}`,
     `SHARDFORM_POOL=${v.pool}`,
     `SHARDFORM_PORT=${v.agentPort}`,
+    // The plan lists no hosts for an AWS pool, so the agent cannot take its address from it
+    // ("--host i-... is not a host of the plan; pass --listen"): every interface, the fleet's port.
+    `SHARDFORM_LISTEN=:${v.agentPort}`,
     'AWS_DEFAULT_REGION=$REGION',
     'ENV',
     "cat > /usr/local/sbin/shardform-fetch-plan <<'SCRIPT'",
@@ -67,7 +70,8 @@ export function renderAgentUserData(v: AgentUserDataValues): string {
     '[Service]',
     'EnvironmentFile=/etc/shardform/agent.env',
     'ExecStartPre=/usr/local/sbin/shardform-fetch-plan',
-    'ExecStart=/usr/local/bin/shardform agent --plan $SHARDFORM_PLAN_FILE --host $SHARDFORM_HOST_ID',
+    // systemd expands $NAME only as a whole word (${NAME} is Terraform's), hence SHARDFORM_LISTEN.
+    'ExecStart=/usr/local/bin/shardform agent --plan $SHARDFORM_PLAN_FILE --host $SHARDFORM_HOST_ID --listen $SHARDFORM_LISTEN',
     'Restart=always',
     'RestartSec=5',
     '[Install]',

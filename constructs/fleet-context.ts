@@ -37,6 +37,8 @@ export function fleetOf(construct: IConstruct): FleetScope {
   for (let scope: IConstruct | undefined = construct; scope; scope = scope.node.scope) {
     if (isFleet(scope)) return scope;
   }
+  // Thrown from the member's constructor after it joined its scope: leave nothing half-built there.
+  construct.node.scope?.node.tryRemoveChild(construct.node.id);
   throw new ShardformError(
     'INVALID_PROPS',
     construct.node.path,

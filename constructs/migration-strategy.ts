@@ -48,7 +48,14 @@ export class MigrationStrategy {
   }
 
   private static timeout(value: Quantity | undefined): number {
-    const seconds = parseDurationSeconds(value ?? DEFAULT_TIMEOUT, 'migration.timeout');
+    let seconds: number;
+    try {
+      seconds = parseDurationSeconds(value ?? DEFAULT_TIMEOUT, 'migration.timeout');
+    } catch (error) {
+      // A prop like any other: INVALID_PROPS, not the parser's INVALID_QUANTITY.
+      if (error instanceof ShardformError) throw new ShardformError('INVALID_PROPS', error.field, error.value, error.message);
+      throw error;
+    }
     if (seconds < 1) throw new ShardformError('INVALID_PROPS', 'migration.timeout', value, `migration.timeout: ${showValue(value)} is too short; use at least 1s`);
     return seconds;
   }

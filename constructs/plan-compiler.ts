@@ -42,6 +42,8 @@ export interface FleetAnalysis {
   planPool(pool: HostPool): Pool;
   /** application id -> why its minimum shards do not fit its pool (plan-checks' rule). */
   readonly minimumShards: ReadonlyMap<string, string>;
+  /** application id -> why its initial shards do not fit its pool, when its minimum does. */
+  readonly initialShards: ReadonlyMap<string, string>;
   /** References the plan cannot express (unbound applications, another fleet's objects). */
   readonly referenceProblems: readonly FieldError[];
 }
@@ -90,7 +92,11 @@ export function analyzeFleet(fleet: IConstruct, settings: FleetSettings): FleetA
   };
 
   const minimumShards = new Map<string, string>();
-  for (const pool of plan.pools) for (const [id, message] of minimumShardsProblems(plan.applications, pool)) minimumShards.set(id, message);
+  const initialShards = new Map<string, string>();
+  for (const pool of plan.pools) {
+    for (const [id, message] of minimumShardsProblems(plan.applications, pool)) minimumShards.set(id, message);
+    for (const [id, message] of minimumShardsProblems(plan.applications, pool, 'initial')) if (!minimumShards.has(id)) initialShards.set(id, message);
+  }
 
   return {
     plan,
@@ -99,6 +105,7 @@ export function analyzeFleet(fleet: IConstruct, settings: FleetSettings): FleetA
     policies,
     planPool: (pool) => planPools.get(pool) ?? pool.toPlanPool(),
     minimumShards,
+    initialShards,
     referenceProblems,
   };
 }

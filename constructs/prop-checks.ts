@@ -32,10 +32,16 @@ export class PropChecker {
   private readonly problems: string[] = [];
   private first: { property: string; value: unknown } | undefined;
 
-  constructor(private readonly path: string) {}
+  /**
+   * @param construct the construct being built, when these are its constructor's checks:
+   *   `throwIfAny()` then takes it out of the tree, so a caught error leaves nothing half-built
+   *   for the synth to compile.
+   */
+  constructor(private readonly path: string, private readonly construct?: IConstruct) {}
 
+  /** The checks of `construct`'s constructor (a failure detaches it from its scope). */
   static for(construct: IConstruct): PropChecker {
-    return new PropChecker(construct.node.path);
+    return new PropChecker(construct.node.path, construct);
   }
 
   /** Records a failure: `<path>/<property>: <value> <reason>`. */
@@ -136,7 +142,11 @@ export class PropChecker {
   }
 
   throwIfAny(): void {
-    if (this.first) throw new InvalidPropsError(this.path, this.problems, this.first.property, this.first.value);
+    if (!this.first) return;
+    // The construct joined its scope in super(); a caller that catches the error must not find
+    // it there at synth with its fields unset (a crash) or partly filled (a pool with some hosts).
+    if (this.construct) this.construct.node.scope?.node.tryRemoveChild(this.construct.node.id);
+    throw new InvalidPropsError(this.path, this.problems, this.first.property, this.first.value);
   }
 }
 

@@ -10,6 +10,9 @@ import { join } from 'node:path';
 import { Lazy, Manifest, TerraformOutput, TerraformStack, type IStackSynthesizer, type ISynthesisSession } from 'cdktf';
 import type { Construct, IConstruct } from 'constructs';
 import { checkPlan, serializePlan, signPlan } from '../src/contracts/plan';
+import { agentEndpoint } from '../src/contracts/plan-checks';
+import { compileSchema } from '../src/contracts/schema-validator';
+import { Type } from '@sinclair/typebox';
 import type { Plan, SecuritySettings, StoreSettings } from '../src/contracts/plan-schema';
 import type { Quantity } from '../src/contracts/quantities';
 import { ValidationFailedError, showValue } from '../src/errors';
@@ -93,6 +96,7 @@ export interface ShardFleetProps {
 }
 
 const MODEL = /^[a-z0-9-]{1,32}$/;
+const checkEndpoint = compileSchema(Type.String({ format: 'uri' }));
 const ENV_NAME = /^[A-Z_][A-Z0-9_]*$/;
 
 export class ShardFleet extends TerraformStack implements FleetScope {
@@ -147,6 +151,8 @@ export class ShardFleet extends TerraformStack implements FleetScope {
     this.settings = { fleet: fleet!, generation: generation!, predictor, store: store!, security: security!, agent };
 
     this.node.addValidation({ validate: () => this.duplicateIds() });
+    // Without this the synth fails on the plan schema inside a token resolution ("pools: must NOT have fewer than 1 items").
+    this.node.addValidation({ validate: () => (this.analysis().pools.length === 0 ? [problemAt(this, 'pools', 'a fleet needs at least one pool; declare a StaticHostPool or an AwsHostPool in it')] : []) });
     new TerraformOutput(this, 'plan-digest', { value: Lazy.stringValue({ produce: (context) => (context.preparing ? '' : this.planDigest()) }), description: 'sha256 of the shard plan' });
     new TerraformOutput(this, 'plan-generation', { value: this.generation, description: 'generation of the shard plan' });
 
@@ -217,17 +223,20 @@ export class ShardFleet extends TerraformStack implements FleetScope {
 
   private checkGeneration(checks: PropChecker, fromProps: number | undefined): number | undefined {
     const fromContext: unknown = this.node.tryGetContext(GENERATION_CONTEXT_KEY);
+    // The prop is checked even when the context wins: a bad one must not wait for the day the pipeline stops setting it.
+    const prop = fromProps === undefined ? undefined : checks.integer('generation', fromProps, 1);
     if (fromContext !== undefined) {
       // Context arrives as JSON (CDKTF_CONTEXT_JSON) or from code; accept "7" as well as 7.
       const value = typeof fromContext === 'string' && /^\d+$/.test(fromContext) ? Number(fromContext) : fromContext;
-      const ok = typeof value === 'number' && Number.isInteger(value) && value >= 1;
+      // Past 2^53 a number is rounded ("9007199254740993" is read as ...992): a bump could compare equal to the last generation.
+      const ok = typeof value === 'number' && Number.isSafeInteger(value) && value >= 1;
       if (!ok) {
-        checks.fail(`context[${GENERATION_CONTEXT_KEY}]`, fromContext, 'is not a generation; use a whole number 1 or more');
+        checks.fail(`context[${GENERATION_CONTEXT_KEY}]`, fromContext, `is not a generation; use a whole number from 1 to ${Number.MAX_SAFE_INTEGER}`);
         return undefined;
       }
       return value as number;
     }
-    return checks.integer('generation', fromProps ?? 1, 1);
+    return fromProps === undefined ? 1 : prop;
   }
 
   private checkStore(checks: PropChecker, store: StoreOptions, fleet: string): StoreSettings | undefined {
@@ -239,7 +248,8 @@ export class ShardFleet extends TerraformStack implements FleetScope {
       const endpoints = Array.isArray(store.endpoints) ? store.endpoints : [];
       checks.require(endpoints.length > 0, 'store.endpoints', store.endpoints, 'is empty; list at least one etcd endpoint (e.g. "http://10.0.0.5:2379")');
       endpoints.forEach((endpoint, i) => {
-        checks.require(typeof endpoint === 'string' && /^[a-z][a-z0-9+.-]*:\/\/\S+$/.test(endpoint), `store.endpoints[${i}]`, endpoint, 'is not a URL; use e.g. "http://10.0.0.5:2379"');
+        // The plan schema's own format check, so a URL it refuses ("http://[bad") fails here and not as a resolution error at synth.
+        checks.require(typeof endpoint === 'string' && /^[a-z][a-z0-9+.-]*:\/\/\S+$/.test(endpoint) && checkEndpoint(endpoint).ok, `store.endpoints[${i}]`, endpoint, 'is not a URL; use e.g. "http://10.0.0.5:2379"');
       });
       const prefix = checks.absolutePath('store.prefix', store.prefix ?? `/shardform/${fleet}`);
       return prefix === undefined ? undefined : { kind: 'etcd', endpoints: [...endpoints], prefix };
@@ -285,6 +295,17 @@ export class ShardFleet extends TerraformStack implements FleetScope {
     report('application', applications.map((a) => ({ id: a.applicationId, path: a.node.path })));
     report('policy', policies.map((p) => ({ id: p.policyId, path: p.node.path })));
     report('host', plan.pools.flatMap((pool) => pool.hosts.map((host) => ({ id: host.id, path: `pool '${pool.id}'` }))));
+    // Two hosts at one address (the agent port filled in) would be two agents on one socket.
+    const firstAt = new Map<string, string>();
+    for (const pool of plan.pools) {
+      for (const host of pool.hosts) {
+        const endpoint = agentEndpoint(host.address, plan.agent.port);
+        if (endpoint === undefined) continue;
+        const seen = firstAt.get(endpoint);
+        if (seen !== undefined) problems.push(problemAt(this, 'hosts', `host '${host.id}' of pool '${pool.id}' has the agent address ${showValue(host.address)} (${endpoint}) of ${seen}; each host needs its own address or port`));
+        else firstAt.set(endpoint, `host '${host.id}' of pool '${pool.id}'`);
+      }
+    }
     return problems;
   }
 }

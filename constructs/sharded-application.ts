@@ -6,7 +6,8 @@
 import { Construct } from 'constructs';
 import type { Application, Granularity } from '../src/contracts/plan-schema';
 import type { Quantity } from '../src/contracts/quantities';
-import { granularityProblem } from '../src/contracts/plan-checks';
+import { granularityProblem, shardSizeProblem } from '../src/contracts/plan-checks';
+import { MIN_SHARD_CPU_CORES } from '../src/contracts/plan-schema';
 import { fleetOf, type FleetScope } from './fleet-context';
 import type { HostPool } from './host-pool';
 import { MigrationStrategy } from './migration-strategy';
@@ -191,8 +192,12 @@ export class ShardedApplication extends Construct {
     const problems: string[] = [];
     const granularity = granularityProblem(this.spec, planPool);
     if (granularity) problems.push(problemAt(this, 'granularity', granularity));
+    const shard = granularity ? undefined : shardSizeProblem(this.spec, planPool);
+    if (shard) problems.push(problemAt(this, 'shardUnits', shard));
     const minimum = analysis.minimumShards.get(this.applicationId);
     if (minimum) problems.push(problemAt(this, 'shards.min', minimum));
+    const initial = analysis.initialShards.get(this.applicationId);
+    if (initial) problems.push(problemAt(this, 'shards.initial', initial));
     return problems;
   }
 
@@ -214,7 +219,9 @@ export class ShardedApplication extends Construct {
       checks.fail('granularity', granularity, "is not a granularity; use { cpu: '500m', memory: '1GiB' }");
       return undefined;
     }
-    const cpuCores = checks.cpu('granularity.cpu', granularity.cpu);
+    let cpuCores = checks.cpu('granularity.cpu', granularity.cpu);
+    // Agents refuse a CFS quota below the kernel's 1 ms per 100 ms period.
+    if (cpuCores !== undefined && !checks.require(cpuCores >= MIN_SHARD_CPU_CORES, 'granularity.cpu', granularity.cpu, `is below the smallest CPU limit a shard can have (${MIN_SHARD_CPU_CORES} cores: the kernel's 1ms CFS quota per 100ms period); use at least "10m"`)) cpuCores = undefined;
     const memoryBytes = checks.bytes('granularity.memory', granularity.memory);
     const readIops = checks.integer('granularity.readIops', granularity.readIops ?? 0, 0);
     const writeIops = checks.integer('granularity.writeIops', granularity.writeIops ?? 0, 0);

@@ -4,6 +4,7 @@
  * the plan is the whole deliverable.
  */
 import type { Construct } from 'constructs';
+import { agentEndpoint } from '../src/contracts/plan-checks';
 import type { Host, Pool } from '../src/contracts/plan-schema';
 import { parseCapacity, type HostCapacity } from './host-capacity';
 import { HostPool, type HostPoolProps } from './host-pool';
@@ -32,7 +33,6 @@ export interface StaticHostPoolProps extends HostPoolProps {
   readonly hosts?: readonly StaticHost[];
 }
 
-const ADDRESS = /^[A-Za-z0-9.:\[\]-]{1,253}$/;
 
 export class StaticHostPool extends HostPool {
   private readonly hosts: Host[] = [];
@@ -48,7 +48,8 @@ export class StaticHostPool extends HostPool {
 
   /** Adds an existing host; counts until synthesis (the plan is rendered lazily). */
   addHost(host: StaticHost): this {
-    const checks = PropChecker.for(this);
+    // Not PropChecker.for(this): a bad host must not take the pool out of the tree.
+    const checks = new PropChecker(this.node.path);
     this.checkHost(checks, `addHost(${typeof host?.id === 'string' ? host.id : '?'})`, host);
     checks.throwIfAny();
     return this;
@@ -76,7 +77,8 @@ export class StaticHostPool extends HostPool {
       return;
     }
     const id = checks.id(`${property}.id`, host.id);
-    const address = checks.require(typeof host.address === 'string' && ADDRESS.test(host.address), `${property}.address`, host.address, 'is not a host address; use a host name or IP, optionally with :port (e.g. "127.0.0.1:7101")');
+    // Any port stands in for the fleet's agent port here; duplicates are found at synth.
+    const address = checks.require(typeof host.address === 'string' && host.address.length <= 253 && agentEndpoint(host.address, 1) !== undefined, `${property}.address`, host.address, 'is not a host address; use a host name or IP (IPv6 in brackets), optionally with :port from 1 to 65535 (e.g. "127.0.0.1:7101")');
     const capacity = parseCapacity(checks, `${property}.capacity`, host.capacity);
     const labels = checks.labels(`${property}.labels`, host.labels ?? {});
     if (id !== undefined && address && capacity && checks.ok) this.hosts.push({ id, address: host.address, capacity, labels });

@@ -66,12 +66,19 @@ function domainOf(state: HostState, scope: string): string {
   return `label:${state.host.labels[key] ?? state.pool.labels[key] ?? `(none:${state.host.id})`}`;
 }
 
+/**
+ * Code-unit order, never `localeCompare`: the collation of the machine's locale would make agents
+ * disagree (with LANG=da_DK.UTF-8, "aa-1" sorts after "zz-1"), and every agent must compute the
+ * same placement from the same plan.
+ */
+const byId = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
+
 const governs = (policy: Policy, app: Application) => policy.applications.length === 0 || policy.applications.includes(app.id);
 
 export function placeShards(plan: Plan): Placement {
   const hosts: HostState[] = [...plan.pools]
-    .sort((a, b) => a.id.localeCompare(b.id))
-    .flatMap((pool) => [...pool.hosts].sort((a, b) => a.id.localeCompare(b.id)).map((host) => ({ host, pool, free: { ...host.capacity } })));
+    .sort((a, b) => byId(a.id, b.id))
+    .flatMap((pool) => [...pool.hosts].sort((a, b) => byId(a.id, b.id)).map((host) => ({ host, pool, free: { ...host.capacity } })));
   const assignments: ShardAssignment[] = [];
   const unplaced: { shardId: string; applicationId: string; reason: string }[] = [];
   /** policy id -> domains already holding one of its shards */
@@ -79,7 +86,7 @@ export function placeShards(plan: Plan): Placement {
   const rules = plan.policies.filter((p): p is Extract<Policy, { kind: 'affinity' | 'anti-affinity' }> => p.kind === 'affinity' || p.kind === 'anti-affinity');
 
   // Largest shards first (first-fit decreasing packs better); ties by id for determinism.
-  const apps = [...plan.applications].sort((a, b) => shardLimits(b).memoryBytes - shardLimits(a).memoryBytes || a.id.localeCompare(b.id));
+  const apps = [...plan.applications].sort((a, b) => shardLimits(b).memoryBytes - shardLimits(a).memoryBytes || byId(a.id, b.id));
   for (const app of apps) {
     const limits = shardLimits(app);
     const costPolicy = plan.policies.find((p) => p.kind === 'cost-aware-placement' && governs(p, app));
@@ -127,7 +134,7 @@ export function placeShards(plan: Plan): Placement {
       assignments.push({ shardId, applicationId: app.id, index, hostId: best.host.id, limits });
     }
   }
-  assignments.sort((a, b) => a.shardId.localeCompare(b.shardId));
+  assignments.sort((a, b) => byId(a.shardId, b.shardId));
   return { assignments, unplaced };
 }
 

@@ -74,9 +74,16 @@ export const PoolSchema = Type.Object(
   { additionalProperties: false },
 );
 
+/**
+ * The smallest CPU a shard can be limited to: the kernel's minimum CFS quota is 1 ms per period
+ * (sched-bwc.rst) and agents use the default 100 ms period, so 0.01 core; below it an agent
+ * cannot write the shard's cpu.max / cpu.cfs_quota_us and refuses the shard.
+ */
+export const MIN_SHARD_CPU_CORES = 0.01;
+
 export const GranularitySchema = Type.Object(
   {
-    cpuCores: Type.Number({ exclusiveMinimum: 0 }),
+    cpuCores: Type.Number({ minimum: MIN_SHARD_CPU_CORES }),
     memoryBytes: Type.Integer({ minimum: 1 }),
     readIops: Type.Integer({ minimum: 0 }),
     writeIops: Type.Integer({ minimum: 0 }),

@@ -51,7 +51,9 @@ describe('AwsHostPool', () => {
     expect(userData.startsWith('${base64encode("#!/bin/bash\\n')).toBe(true);
     const [bucketName] = only(synth, 'aws_s3_bucket');
     expect(userData).toContain(`SHARDFORM_PLAN_S3=s3://\${aws_s3_bucket.${bucketName}.bucket}/shardform/demo/shard-plan.json`);
-    expect(userData).toContain('ExecStart=/usr/local/bin/shardform agent --plan $SHARDFORM_PLAN_FILE --host $SHARDFORM_HOST_ID');
+    // An AWS pool's hosts are not in the plan, so the agent cannot find its address there: it must be told where to listen.
+    expect(userData).toContain('ExecStart=/usr/local/bin/shardform agent --plan $SHARDFORM_PLAN_FILE --host $SHARDFORM_HOST_ID --listen $SHARDFORM_LISTEN\\n');
+    expect(userData).toContain('SHARDFORM_LISTEN=:7100\\n');
     expect(userData).toContain('AWS_DEFAULT_REGION=$REGION');
     expect(userData).not.toMatch(/\$\{(?!aws_s3_bucket\.|base64encode\()/);
     expect(json).toHaveResourceWithProperties(AutoscalingGroup, {

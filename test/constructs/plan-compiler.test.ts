@@ -90,7 +90,18 @@ describe('plan compiler', () => {
     expect(smallFleet({ fleet: 'test' }, { 'shardform:generation': '12' }).fleet.plan().generation).toBe(12);
     expect(smallFleet({ fleet: 'test' }).fleet.plan().generation).toBe(1);
     expect(thrown(() => smallFleet({ fleet: 'test' }, { 'shardform:generation': 'tomorrow' }))).toBe(
-      'test-fleet/context[shardform:generation]: "tomorrow" is not a generation; use a whole number 1 or more',
+      'test-fleet/context[shardform:generation]: "tomorrow" is not a generation; use a whole number from 1 to 9007199254740991',
+    );
+  });
+
+  it('refuses a context generation past 2^53 (it would be rounded) and checks the prop even when the context wins', () => {
+    // Read as 9007199254740992: the next bump would compare equal to this one.
+    expect(thrown(() => smallFleet({ fleet: 'test' }, { 'shardform:generation': '9007199254740993' }))).toBe(
+      'test-fleet/context[shardform:generation]: "9007199254740993" is not a generation; use a whole number from 1 to 9007199254740991',
+    );
+    expect(thrown(() => smallFleet({ fleet: 'test' }, { 'shardform:generation': 1e21 }))).toContain('1e+21 is not a generation');
+    expect(thrown(() => smallFleet({ fleet: 'test', generation: -5 }, { 'shardform:generation': 3 }))).toBe(
+      'test-fleet/generation: -5 is not valid; use a whole number 1 or more',
     );
   });
 

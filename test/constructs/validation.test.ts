@@ -1,5 +1,7 @@
+import { Testing } from 'cdktf';
 import { Construct } from 'constructs';
 import {
+  Affinity,
   AntiAffinity,
   ProactiveMigration,
   ShardFleet,
@@ -36,6 +38,26 @@ describe('synth-time validation (whole tree)', () => {
     ]);
   });
 
+  it('reports a shard that fits no host, and initial shards that do not fit the pool', () => {
+    const { fleet, edge } = smallFleet();
+    // Each quantum fits every host, but 8 of them (8 cores) fit none: no shard could ever run.
+    new ShardedApplication(fleet, 'big', { pool: edge, command, granularity: { cpu: 1, memory: '256MiB' }, shardUnits: 8, shards: { min: 0, initial: 0, max: 2 } });
+    // The minimum fits; the shards every agent places at start do not.
+    new ShardedApplication(fleet, 'many', { pool: edge, command, granularity: { cpu: 1, memory: '1GiB' }, shards: { min: 1, initial: 8, max: 8 } });
+    expect(synthErrors(fleet)).toEqual([
+      "[test-fleet/big] big/shardUnits: one shard (8 x granularity = 8 cores + 2GiB) fits no host of pool 'edge'; lower shardUnits or move big to a pool with larger hosts",
+      "[test-fleet/many] many/shards.initial: 8 shards of 1 cores + 1GiB do not fit pool 'edge' (6 cores, 12GiB across 2 hosts, shared with the pool's other applications at their initial counts): 2 cannot be placed; lower shards.initial to 6 or add capacity",
+    ]);
+  });
+
+  it('refuses a cpu granularity below the smallest CFS quota an agent can set', () => {
+    const { fleet } = smallFleet();
+    expect(thrown(() => new ShardedApplication(fleet, 'tiny', { command, granularity: { cpu: '5m', memory: '64MiB' } }))).toBe(
+      'test-fleet/tiny/granularity.cpu: "5m" is below the smallest CPU limit a shard can have (0.01 cores: the kernel\'s 1ms CFS quota per 100ms period); use at least "10m"',
+    );
+    expect(() => new ShardedApplication(fleet, 'small', { command, granularity: { cpu: '10m', memory: '64MiB' } })).not.toThrow();
+  });
+
   it('reports hard anti-affinity that needs more hosts than exist, and lets a soft rule pass', () => {
     const { fleet, edge } = smallFleet();
     const web = new ShardedApplication(fleet, 'web', { pool: edge, command, granularity: { cpu: '250m', memory: '256MiB' }, shards: { min: 3, initial: 3, max: 3 } });
@@ -43,6 +65,38 @@ describe('synth-time validation (whole tree)', () => {
     new AntiAffinity(fleet, 'apart-soft', { applications: [web], scope: 'host', mode: 'soft' });
     expect(synthErrors(fleet)).toEqual([
       "[test-fleet/apart] apart/scope: hard anti-affinity with scope 'host' needs 3 separate domains for the minimum shards of its applications, but only 2 exist; add hosts, lower shards.min or make the rule soft",
+    ]);
+  });
+
+  it("counts anti-affinity domains only in the governed applications' own pools", () => {
+    const { fleet, edge } = smallFleet();
+    const core = new StaticHostPool(fleet, 'core');
+    for (const n of [1, 2, 3]) core.addHost({ id: `core-${n}`, address: `10.0.0.${n}`, capacity: { cpu: 2, memory: '4GiB' } });
+    const web = new ShardedApplication(fleet, 'web', { pool: edge, command, granularity: { cpu: '250m', memory: '256MiB' }, shards: { min: 3, initial: 3, max: 3 } });
+    const api = new ShardedApplication(fleet, 'api', { pool: core, command, granularity: { cpu: '250m', memory: '256MiB' }, shards: { min: 2, initial: 2, max: 2 } });
+    // Pool 'core' has 3 more hosts, but web's shards only ever run on edge's 2.
+    new AntiAffinity(fleet, 'apart', { applications: [web], scope: 'host', mode: 'hard' });
+    // One pool is one domain: two shards of one application are always in the same pool.
+    new AntiAffinity(fleet, 'pools-apart', { applications: [api], scope: 'pool', mode: 'hard' });
+    expect(synthErrors(fleet)).toEqual([
+      "[test-fleet/apart] apart/scope: hard anti-affinity with scope 'host' needs 3 separate domains for the minimum shards of its applications, but only 2 exist; add hosts, lower shards.min or make the rule soft",
+      "[test-fleet/pools-apart] pools-apart/scope: hard anti-affinity with scope 'pool' needs 2 separate domains for the minimum shards of its applications, but only 1 exist; add hosts, lower shards.min or make the rule soft",
+    ]);
+  });
+
+  it('reports a hard affinity that cannot hold: applications in different pools, or more than one host holds', () => {
+    const { fleet, edge } = smallFleet();
+    const core = new StaticHostPool(fleet, 'core').addHost({ id: 'core-1', address: '10.0.0.1', capacity: { cpu: 2, memory: '4GiB' } });
+    const web = new ShardedApplication(fleet, 'web', { pool: edge, command, granularity: { cpu: 1, memory: '1GiB' }, shards: { min: 1, initial: 3, max: 3 } });
+    const cache = new ShardedApplication(fleet, 'cache', { pool: edge, command, granularity: { cpu: 1, memory: '1GiB' }, shards: { min: 1, initial: 2, max: 2 } });
+    const db = new ShardedApplication(fleet, 'db', { pool: core, command, granularity: { cpu: '500m', memory: '1GiB' } });
+    new Affinity(fleet, 'together', { applications: [web, db], scope: 'host', mode: 'hard' });
+    new Affinity(fleet, 'too-big', { applications: [web, cache], scope: 'host', mode: 'hard' });
+    new Affinity(fleet, 'soft', { applications: [web, db], scope: 'host', mode: 'soft' });
+    new Affinity(fleet, 'zone', { applications: [web, db], scope: 'label:zone', mode: 'hard' });
+    expect(synthErrors(fleet)).toEqual([
+      "[test-fleet/together] together/scope: hard affinity with scope 'host' keeps every shard of 'db', 'web' in one host, but they run in pools 'core', 'edge'; put them in one pool, use a label scope or make the rule soft",
+      "[test-fleet/too-big] too-big/scope: hard affinity with scope 'host' puts the initial shards of 'cache', 'web' on one host (5 cores + 5GiB), larger than any host of pool 'edge'; lower shards.initial, use larger hosts or make the rule soft",
     ]);
   });
 
@@ -106,6 +160,32 @@ describe('synth-time validation (whole tree)', () => {
     ]);
   });
 
+  it('reports two hosts at one agent address, across pools and with the agent port left out', () => {
+    const { fleet } = smallFleet();
+    const core = new StaticHostPool(fleet, 'core');
+    core.addHost({ id: 'host-c', address: '127.0.0.1:7101', capacity: { cpu: 2, memory: '4GiB' } });
+    core.addHost({ id: 'host-d', address: 'NODE-1', capacity: { cpu: 2, memory: '4GiB' } });
+    core.addHost({ id: 'host-e', address: 'node-1:7100', capacity: { cpu: 2, memory: '4GiB' } });
+    expect(synthErrors(fleet)).toEqual([
+      "[test-fleet] test-fleet/hosts: host 'host-e' of pool 'core' has the agent address \"node-1:7100\" (node-1:7100) of host 'host-d' of pool 'core'; each host needs its own address or port",
+      "[test-fleet] test-fleet/hosts: host 'host-a' of pool 'edge' has the agent address \"127.0.0.1:7101\" (127.0.0.1:7101) of host 'host-c' of pool 'core'; each host needs its own address or port",
+    ]);
+  });
+
+  it('reports a fleet without pools as a validation, not a plan resolution error', () => {
+    const app = Testing.app();
+    const fleet = new ShardFleet(app, 'bare', { fleet: 'bare' });
+    expect(synthErrors(fleet)).toEqual(['[bare] bare/pools: a fleet needs at least one pool; declare a StaticHostPool or an AwsHostPool in it']);
+  });
+
+  it('refuses an etcd endpoint the plan schema would refuse, and a bad migration timeout as INVALID_PROPS', () => {
+    const { app } = smallFleet();
+    expect(thrown(() => new ShardFleet(app, 'etcd', { store: { kind: 'etcd', endpoints: ['http://[bad'] } }))).toBe(
+      'etcd/store.endpoints[0]: "http://[bad" is not a URL; use e.g. "http://10.0.0.5:2379"',
+    );
+    expect(() => MigrationStrategy.checkpoint({ timeout: 'soon' })).toThrow(expect.objectContaining({ code: 'INVALID_PROPS', field: 'migration.timeout', value: 'soon' }));
+  });
+
   it('reports a static pool without hosts', () => {
     const { fleet } = smallFleet();
     new StaticHostPool(fleet, 'empty');
@@ -160,10 +240,19 @@ describe('eager prop checks (constructor)', () => {
   it('rejects a host with a bad address or capacity', () => {
     const { edge } = smallFleet();
     expect(thrown(() => edge.addHost({ id: 'host-c', address: 'http://x/', capacity: { cpu: '0', memory: '2XB' } })).split('\n')).toEqual([
-      'test-fleet/edge/addHost(host-c).address: "http://x/" is not a host address; use a host name or IP, optionally with :port (e.g. "127.0.0.1:7101")',
+      'test-fleet/edge/addHost(host-c).address: "http://x/" is not a host address; use a host name or IP (IPv6 in brackets), optionally with :port from 1 to 65535 (e.g. "127.0.0.1:7101")',
       'test-fleet/edge/addHost(host-c).capacity.cpu: "0" must be more than 0 cores (e.g. "500m" or 1)',
       'test-fleet/edge/addHost(host-c).capacity.memory: "2XB" is not a byte quantity such as "512MiB", "2GiB", "1G" or a whole number of bytes',
     ]);
+  });
+
+  it('rejects host addresses no agent can listen on: a port out of range, a bare IPv6, stray colons', () => {
+    const { edge } = smallFleet();
+    const capacity = { cpu: 1, memory: '1GiB' };
+    for (const address of ['node-1:99999', 'node-1:0', '::1', ':::', 'a:b:c']) {
+      expect(thrown(() => edge.addHost({ id: 'host-c', address, capacity }))).toContain(`addHost(host-c).address: ${JSON.stringify(address)} is not a host address`);
+    }
+    expect(() => edge.addHost({ id: 'host-v6', address: '[::1]:7109', capacity })).not.toThrow();
   });
 
   it('rejects bad placement scopes, modes, weights and migration strategies', () => {
@@ -212,6 +301,27 @@ describe('eager prop checks (constructor)', () => {
     expect(thrown(() => new ShardFleet(app, 'far', { predictor: { horizon: '365d' } }))).toBe(
       'far/predictor.horizon: "365d" is not at most 10000 steps of predictor.interval "5m" (34d17h20m); use a shorter horizon or a coarser interval',
     );
+  });
+
+  it('leaves nothing half-built in the tree when a constructor throws and the caller goes on', () => {
+    const { app, fleet, edge } = smallFleet();
+    new ShardedApplication(fleet, 'web', { pool: edge, command, granularity: { cpu: '500m', memory: '1GiB' } });
+    expect(() => new ShardedApplication(fleet, 'broken', { pool: edge, command: [], granularity: { cpu: 1, memory: '1GiB' } })).toThrow(InvalidPropsError);
+    const half = [
+      { id: 'host-y', address: '10.0.0.8', capacity: { cpu: 1, memory: '1GiB' } },
+      { id: 'Host Z', address: '10.0.0.9', capacity: { cpu: 1, memory: '1GiB' } },
+    ];
+    expect(() => new StaticHostPool(fleet, 'half', { hosts: half })).toThrow(InvalidPropsError);
+    expect(() => new ProactiveMigration(fleet, 'hot', { threshold: 2 })).toThrow(InvalidPropsError);
+    expect(() => new StaticHostPool(app, 'loose')).toThrow('must be created inside a ShardFleet');
+    // A bad host is refused without taking its pool out of the tree.
+    expect(() => edge.addHost({ id: 'Bad', address: '10.0.0.7', capacity: { cpu: 1, memory: '1GiB' } })).toThrow(InvalidPropsError);
+    expect(fleet.node.tryFindChild('broken') ?? fleet.node.tryFindChild('half') ?? fleet.node.tryFindChild('hot') ?? app.node.tryFindChild('loose')).toBeUndefined();
+    expect(synthErrors(fleet)).toEqual([]);
+    const plan = fleet.plan();
+    expect(plan.pools.map((p) => p.id)).toEqual(['edge']);
+    expect(plan.applications.map((a) => a.id)).toEqual(['web']);
+    expect(plan.policies).toEqual([]);
   });
 
   it('refuses a member created outside a fleet', () => {

@@ -57,6 +57,7 @@ describe('plan contract', () => {
     ['an unknown policy field', (p) => (p.policies[0].aggressive = true), 'policies[0].aggressive', 'is not a known field'],
     ['an unknown store kind', (p) => (p.store = { kind: 'redis', path: '/x' }), 'store.kind', 'must be one of "embedded", "etcd"'],
     ['an agent port of 70000', (p) => (p.agent.port = 70000), 'agent.port', 'must be <= 65535'],
+    ['a cpu granularity below the kernel\'s smallest quota', (p) => (p.applications[0].granularity.cpuCores = 0.005), 'applications[0].granularity.cpuCores', 'must be >= 0.01'],
     ['a secret in the security block', (p) => (p.security.token = 's3cret'), 'security.token', 'is not a known field'],
   ];
 
@@ -66,6 +67,9 @@ describe('plan contract', () => {
 
   const semanticCases: [string, (p: any) => void, string, string][] = [
     ['a duplicate host id', (p) => (p.pools[0].hosts[1].id = 'host-a'), 'pools[0].hosts[1].id', 'duplicate host id (first used at pools[0].hosts[0].id)'],
+    ['two hosts at one agent address', (p) => (p.pools[0].hosts[1].address = '127.0.0.1:7101'), 'pools[0].hosts[1].address', 'duplicate agent address 127.0.0.1:7101 (first used at pools[0].hosts[0].address)'],
+    ['a host address whose default port is another host\'s', (p) => (p.pools[0].hosts[0].address = 'node-1') && (p.pools[0].hosts[1].address = 'node-1:7100'), 'pools[0].hosts[1].address', 'duplicate agent address node-1:7100 (first used at pools[0].hosts[0].address)'],
+    ['a host address with a port out of range', (p) => (p.pools[0].hosts[0].address = 'node-1:70000'), 'pools[0].hosts[0].address', 'is not an agent address; use a host name or IP (IPv6 in brackets) with an optional :port from 1 to 65535'],
     ['an application in an unknown pool', (p) => (p.applications[0].pool = 'nowhere'), 'applications[0].pool', 'unknown pool; known pools: local'],
     ['shards initial above max', (p) => (p.applications[0].shards = { min: 1, initial: 5, max: 4 }), 'applications[0].shards', 'needs min <= initial <= max'],
     ['a policy naming an unknown application', (p) => (p.policies[0].applications = ['api']), 'policies[0].applications[0]', 'unknown application'],
@@ -80,6 +84,18 @@ describe('plan contract', () => {
       (p) => (p.applications[0].shards = { min: 20, initial: 20, max: 20 }),
       'applications[0].shards.min',
       "20 shards of 0.5 cores + 1GiB do not fit pool 'local' (4 cores, 16GiB across 2 hosts, shared with the pool's other applications): 12 cannot be placed; lower shards.min to 8 or add capacity",
+    ],
+    [
+      'a shard larger than every host, even with no minimum shards',
+      (p) => (p.applications[0].shardUnits = 8) && (p.applications[0].shards = { min: 0, initial: 0, max: 2 }),
+      'applications[0].shardUnits',
+      "one shard (8 x granularity = 4 cores + 8GiB) fits no host of pool 'local'; lower shardUnits or move web to a pool with larger hosts",
+    ],
+    [
+      'initial shards that do not fit the pool',
+      (p) => (p.applications[0].shards = { min: 1, initial: 10, max: 10 }),
+      'applications[0].shards.initial',
+      "10 shards of 0.5 cores + 1GiB do not fit pool 'local' (4 cores, 16GiB across 2 hosts, shared with the pool's other applications at their initial counts): 2 cannot be placed; lower shards.initial to 8 or add capacity",
     ],
     [
       'a hard anti-affinity needing more hosts than exist',
@@ -119,6 +135,38 @@ describe('plan contract', () => {
 
   it.each(semanticCases)('rejects %s with its exact message', (_name, edit, field, message) => {
     expect(errorsOf(edit)).toEqual(expect.arrayContaining([expect.objectContaining({ field, message })]));
+  });
+
+  it("counts anti-affinity domains in the governed applications' own pools, and refuses hard affinity across pools", () => {
+    const second = (p: any) => {
+      p.pools.push({ ...p.pools[0], id: 'core', hosts: [1, 2, 3].map((n) => ({ ...p.pools[0].hosts[0], id: `core-${n}`, address: `10.0.0.${n}` })) });
+      p.applications.push({ ...p.applications[0], id: 'db', pool: 'core', shards: { min: 1, initial: 1, max: 1 } });
+    };
+    expect(
+      errorsOf((p) => {
+        second(p);
+        p.applications[0].shards = { min: 3, initial: 3, max: 3 };
+        p.policies.push({ kind: 'anti-affinity', id: 'apart', applications: ['web', 'db'], scope: 'host', mode: 'hard', weight: 100 });
+      }),
+    ).toEqual([
+      {
+        field: 'policies[1].scope',
+        message: "hard anti-affinity with scope 'host' needs 3 separate domains for the minimum shards of 'web', but its pool 'local' has only 2; add hosts, lower shards.min or make the rule soft",
+        value: 'host',
+      },
+    ]);
+    expect(
+      errorsOf((p) => {
+        second(p);
+        p.policies.push({ kind: 'affinity', id: 'together', applications: ['web', 'db'], scope: 'pool', mode: 'hard', weight: 100 });
+      }),
+    ).toEqual([
+      {
+        field: 'policies[1].scope',
+        message: "hard affinity with scope 'pool' keeps every shard of 'web', 'db' in one pool, but they run in pools 'core', 'local'; put them in one pool, use a label scope or make the rule soft",
+        value: 'pool',
+      },
+    ]);
   });
 
   it('counts label scopes by distinct label values across hosts', () => {

@@ -59,6 +59,27 @@ describe('initial placement', () => {
     expect(shardsForHost(examplePlan(), 'host-z')).toEqual([]);
   });
 
+  it("does not depend on the machine's locale: every agent must compute the same placement", () => {
+    const plan = examplePlan((p) => {
+      p.pools[0].hosts = [
+        { ...p.pools[0].hosts[0], id: 'zz-host' },
+        { ...p.pools[0].hosts[0], id: 'aa-host' },
+      ];
+      p.applications[0].shards = { min: 1, initial: 1, max: 1 };
+    });
+    const placed = placeShards(plan).assignments.map((a) => a.hostId);
+    // A Danish collation (LANG=da_DK.UTF-8) sorts "aa" after "z"; reversing localeCompare stands in for it.
+    const localeCompare = jest.spyOn(String.prototype, 'localeCompare').mockImplementation(function (this: string, other: string) {
+      return this < other ? 1 : this > other ? -1 : 0;
+    });
+    try {
+      expect(placeShards(plan).assignments.map((a) => a.hostId)).toEqual(placed);
+    } finally {
+      localeCompare.mockRestore();
+    }
+    expect(placed).toEqual(['aa-host']);
+  });
+
   it('makes valid, unique shard ids from long application ids', () => {
     const long = 'a'.repeat(63);
     const id = shardIdFor(long, 12);
