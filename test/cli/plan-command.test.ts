@@ -95,6 +95,14 @@ describe('shardform plan / vector commands', () => {
     expect((await runCli('plan', 'diff', validPlan, biggerPlan, '--exit-code')).code).toBe(1);
   });
 
+  it('diff: a plan that is invalid or not JSON exits 2, never the 1 of --exit-code that means "they differ"', async () => {
+    const invalid = await runCli('plan', 'diff', validPlan, invalidPlan, '--exit-code');
+    expect(invalid).toMatchObject({ code: 2, stdout: '' });
+    expect(invalid.stderr).toContain(`${invalidPlan}: generation: must be >= 1 (got 0)`);
+    expect(await runCli('plan', 'diff', notJson, validPlan, '--exit-code')).toMatchObject({ code: 2, stdout: '' });
+    expect((await runCli('plan', 'diff', validPlan, invalidPlan)).code).toBe(2);
+  });
+
   it('vector validate: exit codes for valid, invalid and unreadable files', async () => {
     const good = dir.file('v.json', JSON.stringify({ timestamp: '2024-10-27T10:00:00Z', application_id: 'app123', resources: { cpu: { cores: 8 }, memory: { gb: 16 } } }));
     const bad = dir.file('vs.json', JSON.stringify([JSON.parse(require('node:fs').readFileSync(good, 'utf8')), { application_id: 'x' }]));
