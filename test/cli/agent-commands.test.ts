@@ -95,6 +95,21 @@ describe('shardform shards / drain / agent (CLI)', () => {
     expect(r.stderr).toContain('--token-file: required (or set SHARDFORM_TOKEN)');
   });
 
+  it('refuses an empty --token-file with exit 2, also when SHARDFORM_TOKEN is set', async () => {
+    process.env.SHARDFORM_TOKEN = TOKEN;
+    try {
+      for (const args of [['shards', 'ls', '--agent', url], ['predict', '--agent', url], ['drain', '--agent', url]]) {
+        const r = await runCli(...args, '--token-file', '');
+        expect(r).toMatchObject({ code: 2, stdout: '' });
+        expect(r.stderr).toContain('--token-file: "" is empty; give the file holding the fleet token');
+      }
+    } finally {
+      delete process.env.SHARDFORM_TOKEN;
+    }
+    const after = await runCli('shards', 'ls', '--agent', url, '--token-file', tokenFile);
+    expect(after.stdout).not.toContain('(host drained)');
+  });
+
   it('exits 1 when the agent cannot be reached', async () => {
     const r = await runCli('shards', 'ls', '--agent', 'http://127.0.0.1:1', '--token-file', tokenFile);
     expect(r.code).toBe(1);
