@@ -110,6 +110,16 @@ describe('shardform predict and backtest', () => {
     }
   });
 
+  it('backtest refuses to report figures of nothing: a warm-up longer than the trace, or a resource never measured, exit 2', async () => {
+    const long = await runCli('backtest', '--trace', trace, '--warmup', '30d', '--json');
+    expect(long).toMatchObject({ code: 2, stdout: '' });
+    expect(long.stderr).toContain(`--warmup: "30d" leaves nothing to score: no point of cpu in ${trace}`);
+    expect(long.stderr).toContain('(the longest series spans 8d23h55m)');
+    const unmeasured = dir.file('no-reads.csv', genericTrace().replace(/^(\d+,\w+,[^,]*,[^,]*),[^,]*,/gm, '$1,,'));
+    expect((await runCli('backtest', '--trace', unmeasured, '--resource', 'read')).code).toBe(2);
+    expect((await runCli('backtest', '--trace', unmeasured, '--resource', 'write', '--models', 'vpa')).code).toBe(0);
+  });
+
   it('backtest --per-series prints a table per series beside the pooled one', async () => {
     const result = await runCli('backtest', '--trace', trace, '--models', 'vpa,holt', '--per-series');
     expect(result.code).toBe(0);
