@@ -1,5 +1,5 @@
 import Database from 'better-sqlite3';
-import { statSync } from 'node:fs';
+import { mkdirSync, statSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
@@ -87,6 +87,16 @@ describe('shardform predict and backtest', () => {
     expect(result.code).toBe(0);
     expect(JSON.parse(result.stdout).map((v: { application_id: string }) => v.application_id)).toEqual(['web']);
     expect(result.stderr).toContain('cpu-only: no demand vector: its cpu or memory was never measured and no allocation is known');
+  });
+
+  it('a directory with one application in two files exits 1 naming both, instead of two vectors of one id', async () => {
+    const twice = join(dir.path, 'twice');
+    mkdirSync(twice);
+    writeFileSync(join(twice, 'a.csv'), genericTrace());
+    writeFileSync(join(twice, 'b.csv'), genericTrace());
+    const result = await runCli('predict', '--trace', twice, '--json');
+    expect(result).toMatchObject({ code: 1, stdout: '' });
+    expect(result.stderr).toContain(`--trace: ${JSON.stringify(twice)} has application "web" in both ${join(twice, 'a.csv')} and ${join(twice, 'b.csv')}`);
   });
 
   it('a malformed trace exits 1 with file, line and field', async () => {
