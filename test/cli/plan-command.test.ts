@@ -46,6 +46,12 @@ describe('shardform plan / vector commands', () => {
     expect(result.stderr).toBe(`error: cannot read ${dir.path}/missing.json: ENOENT\n`);
   });
 
+  it.each([[['plan', 'validate']], [['plan', 'show', '--json']], [['vector', 'validate']]])('%j with an empty file name exits 2 saying so', async (args) => {
+    const result = await runCli(...args, '');
+    expect(result).toMatchObject({ code: 2, stdout: '' });
+    expect(result.stderr).toBe('error: <file>: "" is not a file name; give the path of the JSON file\n');
+  });
+
   it('exits 2 on usage errors: unknown command, missing argument, unknown flag', async () => {
     expect((await runCli('plan', 'frobnicate')).code).toBe(2);
     expect((await runCli('plan', 'validate')).code).toBe(2);
