@@ -14,7 +14,7 @@
 import { basename } from 'node:path';
 import type { ApplicationSeries } from '../predictor/series';
 import { resampleToGrid, type RawSample } from './resample';
-import { checkUnixSeconds, traceError } from './trace-error';
+import { checkUnixSeconds, parseDecimal, traceError } from './trace-error';
 
 export const BITBRAINS_HEADER_PREFIX = 'Timestamp [ms];';
 const FIELDS = [
@@ -56,7 +56,7 @@ export function parseBitbrains(text: string, file: string, intervalSeconds: numb
     const cells = line.split(';');
     if (cells.length !== FIELDS.length) throw traceError(file, l + 1, 'row', line, `a row of ${FIELDS.length} fields separated by ";" (it has ${cells.length})`);
     const numbers = cells.map((cell, i) => {
-      const value = Number(cell.trim());
+      const value = parseDecimal(cell.trim());
       if (cell.trim() === '' || !Number.isFinite(value) || value < 0) throw traceError(file, l + 1, FIELDS[i], cell.trim(), 'a finite non-negative number');
       return value;
     });

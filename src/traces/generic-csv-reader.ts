@@ -15,7 +15,7 @@
 import { ID_PATTERN } from '../errors';
 import type { ApplicationSeries } from '../predictor/series';
 import { resampleToGrid, type RawSample } from './resample';
-import { checkUnixSeconds, traceError } from './trace-error';
+import { checkUnixSeconds, parseDecimal, traceError } from './trace-error';
 
 export const GENERIC_COLUMNS = ['timestamp', 'application_id', 'cpu_cores', 'memory_bytes', 'read_ops', 'write_ops'] as const;
 export const GENERIC_HEADER = GENERIC_COLUMNS.join(',');
@@ -23,15 +23,21 @@ export const GENERIC_HEADER = GENERIC_COLUMNS.join(',');
 /** RFC 3339 requires the offset (`Z` or `+hh:mm`); without one, Date.parse would read the machine's local time. */
 const RFC3339 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/i;
 
+/** Date.parse rolls an impossible date over (`2023-02-31` is March 3rd, `T24:00:00` the next day): refused instead. */
+function onCalendar(text: string): boolean {
+  const [year, month, day, hour] = text.slice(0, 13).split(/[-T]/i).map(Number);
+  return month >= 1 && month <= 12 && day >= 1 && day <= new Date(Date.UTC(year, month, 0)).getUTCDate() && hour <= 23;
+}
+
 function parseTimestamp(text: string, file: string, line: number): number {
-  const seconds = /^\d+(\.\d+)?$/.test(text) ? Number(text) : RFC3339.test(text) ? Date.parse(text) / 1000 : NaN;
+  const seconds = /^\d+(\.\d+)?$/.test(text) ? Number(text) : RFC3339.test(text) && onCalendar(text) ? Date.parse(text) / 1000 : NaN;
   if (!(seconds >= 0)) throw traceError(file, line, 'timestamp', text, 'Unix seconds or an RFC 3339 date-time with its offset (e.g. 2023-11-14T22:18:20Z), from 1970 on');
   return checkUnixSeconds(seconds, file, line, 'timestamp', text);
 }
 
 function parseMeasure(text: string, field: string, file: string, line: number): number {
   if (text === '') return NaN;
-  const value = Number(text);
+  const value = parseDecimal(text);
   if (!Number.isFinite(value) || value < 0) throw traceError(file, line, field, text, 'a non-negative number (or empty for not measured)');
   return value;
 }

@@ -13,3 +13,11 @@ export function checkUnixSeconds(seconds: number, file: string, line: number, fi
   if (seconds > MAX_UNIX_SECONDS) throw traceError(file, line, field, text, 'Unix seconds (this value looks like milliseconds)');
   return seconds;
 }
+
+/**
+ * A trace's number cell in decimal (`12`, `0.5`, `.5`, `1e3`), else NaN: Number() would also read
+ * `0x10` as 16, `0b11` and `0o17`, and `Infinity`, turning a corrupted cell into a plausible load.
+ */
+export function parseDecimal(text: string): number {
+  return /^(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$/.test(text) ? Number(text) : NaN;
+}

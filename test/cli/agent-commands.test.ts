@@ -75,6 +75,10 @@ describe('shardform shards / drain / agent (CLI)', () => {
     [['shards', 'ls', '--agent', ''], '--agent: "" is empty; give the agent URL'],
     [['migrate', 'web-0', '--to', 'host-b', '--agent', ''], '--agent: "" is empty; give the agent URL'],
     [['drain', '--agent', ''], '--agent: "" is empty; give the agent URL'],
+    [['drain', '--host', ''], '--host: "" is not a valid id'],
+    [['drain'], '--agent / --host: give one: --agent URL to drain through the running agent, or --host ID'],
+    [['drain', '--undo'], '--agent / --host: give one'],
+    [['drain', '--agent', 'URL', '--host', ''], '--host: give either --agent (drain through the agent) or --host (local drain), not both'],
     [['agent', '--plan', 'p.json', '--host', 'Host_A'], '--host: "Host_A" is not a valid id'],
     [['agent', '--host', 'host-a'], '--plan: required'],
     [['agent', '--plan', 'gopher://x/plan', '--host', 'host-a'], '--plan: "gopher://x/plan" is not a file path or an http(s) URL'],
@@ -93,6 +97,21 @@ describe('shardform shards / drain / agent (CLI)', () => {
     const r = await runCli('shards', 'ls', '--agent', url);
     expect(r.code).toBe(2);
     expect(r.stderr).toContain('--token-file: required (or set SHARDFORM_TOKEN)');
+  });
+
+  it('refuses an empty --token-file with exit 2, also when SHARDFORM_TOKEN is set', async () => {
+    process.env.SHARDFORM_TOKEN = TOKEN;
+    try {
+      for (const args of [['shards', 'ls', '--agent', url], ['predict', '--agent', url], ['drain', '--agent', url]]) {
+        const r = await runCli(...args, '--token-file', '');
+        expect(r).toMatchObject({ code: 2, stdout: '' });
+        expect(r.stderr).toContain('--token-file: "" is empty; give the file holding the fleet token');
+      }
+    } finally {
+      delete process.env.SHARDFORM_TOKEN;
+    }
+    const after = await runCli('shards', 'ls', '--agent', url, '--token-file', tokenFile);
+    expect(after.stdout).not.toContain('(host drained)');
   });
 
   it('exits 1 when the agent cannot be reached', async () => {

@@ -46,6 +46,12 @@ describe('shardform plan / vector commands', () => {
     expect(result.stderr).toBe(`error: cannot read ${dir.path}/missing.json: ENOENT\n`);
   });
 
+  it.each([[['plan', 'validate']], [['plan', 'show', '--json']], [['vector', 'validate']]])('%j with an empty file name exits 2 saying so', async (args) => {
+    const result = await runCli(...args, '');
+    expect(result).toMatchObject({ code: 2, stdout: '' });
+    expect(result.stderr).toBe('error: <file>: "" is not a file name; give the path of the JSON file\n');
+  });
+
   it('exits 2 on usage errors: unknown command, missing argument, unknown flag', async () => {
     expect((await runCli('plan', 'frobnicate')).code).toBe(2);
     expect((await runCli('plan', 'validate')).code).toBe(2);
@@ -93,6 +99,14 @@ describe('shardform plan / vector commands', () => {
     expect(same).toMatchObject({ code: 0 });
     expect(same.stdout).toContain('no changes');
     expect((await runCli('plan', 'diff', validPlan, biggerPlan, '--exit-code')).code).toBe(1);
+  });
+
+  it('diff: a plan that is invalid or not JSON exits 2, never the 1 of --exit-code that means "they differ"', async () => {
+    const invalid = await runCli('plan', 'diff', validPlan, invalidPlan, '--exit-code');
+    expect(invalid).toMatchObject({ code: 2, stdout: '' });
+    expect(invalid.stderr).toContain(`${invalidPlan}: generation: must be >= 1 (got 0)`);
+    expect(await runCli('plan', 'diff', notJson, validPlan, '--exit-code')).toMatchObject({ code: 2, stdout: '' });
+    expect((await runCli('plan', 'diff', validPlan, invalidPlan)).code).toBe(2);
   });
 
   it('vector validate: exit codes for valid, invalid and unreadable files', async () => {

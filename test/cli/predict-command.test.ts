@@ -1,5 +1,5 @@
 import Database from 'better-sqlite3';
-import { statSync } from 'node:fs';
+import { mkdirSync, statSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
@@ -89,6 +89,16 @@ describe('shardform predict and backtest', () => {
     expect(result.stderr).toContain('cpu-only: no demand vector: its cpu or memory was never measured and no allocation is known');
   });
 
+  it('a directory with one application in two files exits 1 naming both, instead of two vectors of one id', async () => {
+    const twice = join(dir.path, 'twice');
+    mkdirSync(twice);
+    writeFileSync(join(twice, 'a.csv'), genericTrace());
+    writeFileSync(join(twice, 'b.csv'), genericTrace());
+    const result = await runCli('predict', '--trace', twice, '--json');
+    expect(result).toMatchObject({ code: 1, stdout: '' });
+    expect(result.stderr).toContain(`--trace: ${JSON.stringify(twice)} has application "web" in both ${join(twice, 'a.csv')} and ${join(twice, 'b.csv')}`);
+  });
+
   it('a malformed trace exits 1 with file, line and field', async () => {
     const bad = dir.file('bad.csv', `${GENERIC_HEADER}\n${T},web,x,1,1,1\n`);
     const result = await runCli('predict', '--trace', bad);
@@ -108,6 +118,16 @@ describe('shardform predict and backtest', () => {
       expect(figures.violation).toBeGreaterThanOrEqual(0);
       expect(figures.violation).toBeLessThanOrEqual(1);
     }
+  });
+
+  it('backtest refuses to report figures of nothing: a warm-up longer than the trace, or a resource never measured, exit 2', async () => {
+    const long = await runCli('backtest', '--trace', trace, '--warmup', '30d', '--json');
+    expect(long).toMatchObject({ code: 2, stdout: '' });
+    expect(long.stderr).toContain(`--warmup: "30d" leaves nothing to score: no point of cpu in ${trace}`);
+    expect(long.stderr).toContain('(the longest series spans 8d23h55m)');
+    const unmeasured = dir.file('no-reads.csv', genericTrace().replace(/^(\d+,\w+,[^,]*,[^,]*),[^,]*,/gm, '$1,,'));
+    expect((await runCli('backtest', '--trace', unmeasured, '--resource', 'read')).code).toBe(2);
+    expect((await runCli('backtest', '--trace', unmeasured, '--resource', 'write', '--models', 'vpa')).code).toBe(0);
   });
 
   it('backtest --per-series prints a table per series beside the pooled one', async () => {

@@ -59,6 +59,7 @@ describe('Bitbrains GWA-T-12 reader', () => {
 
   it.each([
     ['a non-numeric CPU usage', (t: string) => t.replace('585.2', 'abc'), 'line 2: field "CPU usage [MHZ]": "abc"'],
+    ['a hexadecimal CPU usage', (t: string) => t.replace('585.2', '0x249'), 'line 2: field "CPU usage [MHZ]": "0x249"'],
     ['a negative memory', (t: string) => t.replace('1048576', '-5'), 'line 2: field "Memory usage [KB]": "-5"'],
     ['a missing field', (t: string) => t.replace(/;\t2\n$/, '\n'), 'line 3: field "row"'],
     ['millisecond timestamps', (t: string) => t.replace(String(START - 1), String((START - 1) * 1000)), 'line 2: field "Timestamp [ms]"'],

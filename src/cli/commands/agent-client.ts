@@ -45,7 +45,10 @@ export function agentClient(flags: AgentClientFlags, env: NodeJS.ProcessEnv = pr
 }
 
 function readToken(tokenFile: string | undefined, env: NodeJS.ProcessEnv): string {
-  if (tokenFile) {
+  // `--token-file ''` (an unset variable in a script) is a given, bad file: never a quiet fall-back to $SHARDFORM_TOKEN.
+  if (tokenFile !== undefined && tokenFile.trim() === '')
+    throw new ShardformError('INVALID_ARGUMENT', '--token-file', tokenFile, `--token-file: ${showValue(tokenFile)} is empty; give the file holding the fleet token`);
+  if (tokenFile !== undefined) {
     try {
       const token = readFileSync(tokenFile, 'utf8').split('\n')[0].trim();
       if (token) return token;

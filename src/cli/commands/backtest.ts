@@ -7,7 +7,9 @@ import type { Command } from 'commander';
 import { DEFAULT_INTERVAL_SECONDS } from '../../predictor/demand-model';
 import type { BacktestReport } from '../../predictor/backtest-suite';
 import { SUITE_MODEL_NAMES, type SuiteModelName } from '../../predictor/model-registry';
-import { RESOURCE_NAMES, type ResourceName } from '../../predictor/series';
+import { RESOURCE_NAMES, sampleCount, type ResourceName } from '../../predictor/series';
+import { formatDuration } from '../../contracts/quantities';
+import { ShardformError, showValue } from '../../errors';
 import type { Io } from '../output';
 import { table } from '../output';
 import { invalidFlag } from './invalid-flag';
@@ -90,6 +92,17 @@ export function registerBacktestCommand(program: Command, io: Io): void {
       const progress = startProgress(series.length, `backtest ${options.resource}`);
       const { report } = runBacktestSuite(series, models, options, flags.perSeries === true, (done) => progress.update(done));
       progress.stop();
+      // No point scored gives 0 % violation for every model: a perfect-looking report of nothing.
+      if (Object.values(report.models).every((figures) => figures.points === 0)) {
+        const longest = Math.max(...series.map((s) => (sampleCount(s) - 1) * s.intervalSeconds));
+        throw new ShardformError(
+          'INVALID_ARGUMENT',
+          '--warmup',
+          flags.warmup,
+          `--warmup: ${showValue(flags.warmup)} leaves nothing to score: no point of ${options.resource} in ${flags.trace} has that much history before it and a measured peak over the next ${flags.horizon} ` +
+            `(the longest series spans ${formatDuration(longest)}); use a shorter --warmup, a longer trace, or a --resource the trace measures`,
+        );
+      }
       io.out(flags.json ? JSON.stringify(report) : formatBacktestTable(report));
     });
 }

@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { isAbsolute } from 'node:path';
 import { checkHostReadiness, REQUIRED_CHECKS, type HostReadiness } from '../../../host-agent/doctor/host-readiness';
 import { EXIT_FAILURE } from '../exit-codes';
 import { ExitWith } from '../main';
@@ -26,9 +27,12 @@ export function registerDoctorCommand(program: Command, io: Io): void {
     .option('--criu-prefix <dir>', 'private CRIU prefix (default /opt/shardform/criu)')
     .option('--cgroup-root <dir>', 'where cgroup hierarchies are mounted', '/sys/fs/cgroup')
     .action(async (opts: { json?: boolean; criuPrefix?: string; cgroupRoot: string }) => {
-      // An empty directory would be probed as the current one and reported as the host's verdict.
-      if (opts.criuPrefix?.trim() === '') throw invalidFlag('--criu-prefix', opts.criuPrefix, 'a directory');
-      if (opts.cgroupRoot.trim() === '') throw invalidFlag('--cgroup-root', opts.cgroupRoot, 'a directory');
+      // An empty or relative directory would be probed from wherever doctor runs and reported as the
+      // host's verdict; the agent refuses a relative SHARDFORM_CRIU_PREFIX (agent-flags.ts), so the doctor does too.
+      if (opts.criuPrefix !== undefined && !isAbsolute(opts.criuPrefix)) throw invalidFlag('--criu-prefix', opts.criuPrefix, 'an absolute directory');
+      const envPrefix = process.env.SHARDFORM_CRIU_PREFIX;
+      if (opts.criuPrefix === undefined && envPrefix !== undefined && !isAbsolute(envPrefix)) throw invalidFlag('SHARDFORM_CRIU_PREFIX', envPrefix, 'an absolute directory (default /opt/shardform/criu)');
+      if (!isAbsolute(opts.cgroupRoot)) throw invalidFlag('--cgroup-root', opts.cgroupRoot, 'an absolute directory');
       const readiness = await checkHostReadiness({ criuPrefix: opts.criuPrefix, cgroupRoot: opts.cgroupRoot });
       io.out(opts.json ? JSON.stringify(readiness, null, 2) : renderReadiness(readiness));
       if (!readiness.canCheckpoint) throw new ExitWith(EXIT_FAILURE);

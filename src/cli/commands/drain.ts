@@ -51,10 +51,17 @@ export function registerDrainCommand(program: Command, io: Io): void {
     .option('--grace-seconds <n>', 'SIGTERM-to-SIGKILL grace per shard (local drain; default 10)')
     .option('--undo', 'lift the drain (through the agent)')
     .action(async (flags: DrainFlags) => {
-      // `--agent ''` is a given (bad) agent URL, refused by agentClient, not a request for a local drain.
-      if (flags.agent !== undefined && flags.host) throw new ShardformError('INVALID_ARGUMENT', '--host', flags.host, '--host: give either --agent (drain through the agent) or --host (local drain), not both');
+      // `--agent ''` and `--host ''` are given (bad) values, refused as such, never taken for the other mode.
+      if (flags.agent !== undefined && flags.host !== undefined) throw new ShardformError('INVALID_ARGUMENT', '--host', flags.host, '--host: give either --agent (drain through the agent) or --host (local drain), not both');
+      if (flags.agent === undefined && flags.host === undefined)
+        throw new ShardformError(
+          'INVALID_ARGUMENT',
+          '--agent',
+          undefined,
+          '--agent / --host: give one: --agent URL to drain through the running agent, or --host ID (with --state-dir if not the default) to drain locally when no agent runs',
+        );
       let answer: DrainAnswer;
-      if (flags.agent !== undefined || !flags.host) {
+      if (flags.agent !== undefined) {
         // The agent drains with its own state directory, cgroups and grace: a value given here would be ignored.
         for (const [key, flag] of LOCAL_DRAIN_FLAGS) {
           const value = flags[key];

@@ -6,7 +6,7 @@ import type { Capacity, Plan, Policy } from '../../contracts/plan-schema';
 import { poolAllocations } from '../../contracts/plan-summary';
 import { formatBytes, formatDuration } from '../../contracts/quantities';
 import { formatFieldError, showValue } from '../../errors';
-import { EXIT_FAILURE } from '../exit-codes';
+import { EXIT_FAILURE, EXIT_USAGE } from '../exit-codes';
 import { ExitWith } from '../main';
 import { table, type Io } from '../output';
 import { readJsonFile } from '../read-json';
@@ -140,10 +140,20 @@ export function registerPlanCommands(program: Command, io: Io): void {
     .argument('<old>', 'the plan currently applied')
     .argument('<new>', 'the proposed plan')
     .option('--json', 'print the changes as one JSON object')
-    .option('--exit-code', 'exit 1 when the plans differ (like git diff --exit-code)')
+    .option('--exit-code', 'exit 1 when the plans differ (like git diff --exit-code); an unreadable or invalid plan is 2')
     .description('what changed between two plans, by pool, host, application, policy and settings')
     .action((oldFile: string, newFile: string, options: { json?: boolean; exitCode?: boolean }) => {
-      const diff = diffPlans(readPlan(oldFile, io), readPlan(newFile, io));
+      // Exit 1 means "the plans differ" (--exit-code): a plan that cannot be compared is 2, as
+      // documented, so `plan diff --exit-code old new || apply` never mistakes a broken plan for a change.
+      const read = (file: string) => {
+        try {
+          return readPlan(file, io);
+        } catch (error) {
+          if (error instanceof ExitWith && error.code === EXIT_FAILURE) throw new ExitWith(EXIT_USAGE);
+          throw error;
+        }
+      };
+      const diff = diffPlans(read(oldFile), read(newFile));
       io.out(options.json ? JSON.stringify(diff) : renderDiff(diff));
       if (options.exitCode && diff.changes.length > 0) throw new ExitWith(EXIT_FAILURE);
     });

@@ -67,6 +67,15 @@ function fromTrace(path: string, settings: PredictorSettings, app: string | unde
   const { loadTrace } = require('../../traces/trace-loader') as typeof import('../../traces/trace-loader');
   const { startProgress } = require('./progress') as typeof import('./progress');
   let series = loadTrace(path, settings.intervalSeconds);
+  // One vector per application: the same one in two files of a directory gave two vectors of one id, no telling which is which.
+  const seen = new Map<string, string>();
+  for (const s of series) {
+    const id = s.shardId ?? s.applicationId;
+    const other = seen.get(id);
+    if (other !== undefined)
+      throw new ShardformError('INVALID_TRACE', '--trace', path, `--trace: ${showValue(path)} has application ${showValue(id)} in both ${other} and ${s.source}; merge its rows into one file, or give --trace one file`);
+    seen.set(id, s.source);
+  }
   if (app !== undefined) {
     series = series.filter((s) => s.applicationId === app);
     if (series.length === 0) throw invalidFlag('--app', app, `an application in ${path}`);
