@@ -3,8 +3,9 @@
  * and a weight for soft rules. Kept apart from the two constructs so each stays one concept.
  */
 import type { Construct } from 'constructs';
-import type { AffinityPolicy, AntiAffinityPolicy } from '../src/contracts/plan-schema';
+import type { AffinityPolicy, AntiAffinityPolicy, Application, Pool } from '../src/contracts/plan-schema';
 import { PlacementScope, type PlacementScopeName } from './placement-scope';
+import { problemAt } from './prop-checks';
 import { ShardPolicy, type ShardPolicyProps } from './shard-policy';
 
 export interface PlacementRuleProps extends ShardPolicyProps {
@@ -44,5 +45,21 @@ export abstract class PlacementRule extends ShardPolicy {
 
   protected rule<K extends 'affinity' | 'anti-affinity'>(kind: K, applicationIds: string[]): (K extends 'affinity' ? AffinityPolicy : AntiAffinityPolicy) {
     return { kind, id: this.policyId, applications: applicationIds, scope: this.scope.name, mode: this.mode, weight: this.weight } as K extends 'affinity' ? AffinityPolicy : AntiAffinityPolicy;
+  }
+
+  /**
+   * Validates at synth that a hard rule can hold, with the rule the plan checks use (`problem`
+   * gets the applications it governs, the pools and the scope).
+   */
+  protected validateHardRule(problem: (governed: readonly Application[], pools: readonly Pool[], scope: string) => string | undefined): void {
+    this.node.addValidation({
+      validate: () => {
+        if (this.mode !== 'hard') return [];
+        const { plan } = this.fleet.analysis();
+        const governed = new Set(this.applications.map((a) => a.applicationId));
+        const found = problem(plan.applications.filter((a) => governed.size === 0 || governed.has(a.id)), plan.pools, this.scope.name);
+        return found ? [problemAt(this, 'scope', found)] : [];
+      },
+    });
   }
 }
