@@ -108,16 +108,21 @@ describePrivileged('CRIU checkpointer (real CRIU, cgroups, PID namespaces)', [re
 
   it('a dump in progress is found by the shard it checkpoints (what recovery waits for), and no longer once it is done', async () => {
     const source = cgroup('at-work');
-    const rootPid = await startWorkload(source, join(work, 'at-work'), 64);
+    // 256 MiB: a dump long enough for several looks (64 MiB was dumped between two looks once in CI).
+    const rootPid = await startWorkload(source, join(work, 'at-work'), 256);
     await source.freeze();
     let done = false;
     const dumping = criu.dump({ rootPid, freezeCgroup: source.freezer }, join(work, 'at-work-images')).finally(() => (done = true));
     let seen: { pid: number; ageSeconds?: number }[] = [];
     let byCgroupOnly: { pid: number; ageSeconds?: number }[] = [];
     // CRIU is spawned once the image directory exists: look until it is found or the dump ended.
-    for (let i = 0; i < 2000 && !done && seen.length === 0; i += 1) {
-      seen = await criuCheckpointing({ rootPid, freezeCgroup: source.freezer });
+    for (let i = 0; i < 2000 && !done && seen.length === 0; i += 1) seen = await criuCheckpointing({ rootPid, freezeCgroup: source.freezer });
+    // Found: CRIU is held (SIGSTOP) while the other look runs, so the dump cannot end between the two.
+    for (const c of seen) process.kill(c.pid, 'SIGSTOP');
+    try {
       byCgroupOnly = await criuCheckpointing({ freezeCgroup: source.freezer });
+    } finally {
+      for (const c of seen) process.kill(c.pid, 'SIGCONT');
     }
     await dumping;
     expect(seen).toHaveLength(1);
