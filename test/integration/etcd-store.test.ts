@@ -3,6 +3,7 @@
  * keys really live under the configured prefix, leader keys carry etcd's own lease, and a call
  * to an etcd that hangs fails within its deadline.
  */
+import { readdirSync, readFileSync } from 'node:fs';
 import { Etcd3 } from 'etcd3';
 import { EtcdStore } from '../../src/store/etcd-store';
 import { openStore } from '../../src/store/open-store';
@@ -13,6 +14,26 @@ import { type EtcdServer, startEtcd } from './etcd-server';
 
 jest.setTimeout(60_000);
 
+
+/**
+ * Resolves once every thread of `pid` is stopped: kill() returns when SIGSTOP is queued, and a
+ * request sent in between was once answered (CI, a keep-alive that resolved).
+ */
+async function allThreadsStopped(pid: number): Promise<void> {
+  const stateOf = (tid: string) => {
+    try {
+      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+      return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+    } catch {
+      return 'T'; // the thread ended
+    }
+  };
+  for (let i = 0; i < 200; i += 1) {
+    if (readdirSync(`/proc/${pid}/task`).every((tid) => stateOf(tid) === 'T')) return;
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  throw new Error(`etcd (pid ${pid}) did not stop within 2 s of SIGSTOP`);
+}
 describePrivileged('etcd store', [requireCommand('etcd', 'apt-get install etcd-server')], () => {
   let server: EtcdServer;
   let run = 0;
@@ -80,6 +101,7 @@ describePrivileged('etcd store', [requireCommand('etcd', 'apt-get install etcd-s
         await store.put('/fleet/demo/a', '1'); // the connection is open
         const lease = await store.grantLease(5);
         process.kill(hung.pid, 'SIGSTOP');
+        await allThreadsStopped(hung.pid);
         // The lease keep-alive is a stream, without a call deadline: its round trip has one.
         await expect(lease.keepAlive()).rejects.toMatchObject({ code: 'STORE_UNAVAILABLE', message: expect.stringContaining('DEADLINE_EXCEEDED') });
         await expect(store.put('/fleet/demo/a', '2')).rejects.toMatchObject({ code: 'STORE_UNAVAILABLE', message: expect.stringContaining('DEADLINE_EXCEEDED') });
