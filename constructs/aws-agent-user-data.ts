@@ -30,7 +30,11 @@ export function renderAgentUserData(v: AgentUserDataValues): string {
     'set -euo pipefail',
     'export DEBIAN_FRONTEND=noninteractive',
     'apt-get update -q',
-    'apt-get install -y -q nodejs npm awscli curl',
+    // Debian 13: nodejs 20 (the agent needs >= 20.3; Debian 12 ships 18) and CRIU 4 (checkpoint migrations).
+    'apt-get install -y -q nodejs npm awscli curl criu',
+    // A custom imageId may bring an older Node: fail here, in the boot log, not in a restart loop of the unit.
+    'NODE_MAJOR=$(node -p process.versions.node | cut -d. -f1)',
+    '[ $NODE_MAJOR -ge 20 ] || { echo shardform: the agent needs Node.js 20 or newer, this image has $(node --version) >&2; exit 1; }',
     `npm install --global --omit=dev '${v.agentPackage}'`,
     `mkdir -p /etc/shardform '${v.stateDirectory}'`,
     // IMDSv2 (the launch template requires tokens): the instance id is the host id.

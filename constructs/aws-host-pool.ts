@@ -60,7 +60,7 @@ export interface AwsHostPoolProps extends HostPoolProps {
   readonly vpcId?: string;
   /** Subnets the auto scaling group launches into. @default every subnet of the VPC */
   readonly subnetIds?: string[];
-  /** AMI of the hosts. @default the latest Debian 12 amd64 AMI published by Debian (owner 136693071363) */
+  /** AMI of the hosts. @default the latest Debian 13 amd64 AMI published by Debian (owner 136693071363): Node.js 20 and CRIU 4 from its own packages. Another image must bring Node.js >= 20.3 and `apt-get`. */
   readonly imageId?: string;
   /**
    * npm package spec the user data installs the agent from (`shardform@0.1.0`, a tarball URL).
@@ -146,7 +146,7 @@ export class AwsHostPool extends HostPool {
         mostRecent: true,
         owners: ['136693071363'],
         filter: [
-          { name: 'name', values: ['debian-12-amd64-*'] },
+          { name: 'name', values: ['debian-13-amd64-*'] },
           { name: 'architecture', values: ['x86_64'] },
         ],
       }).id;

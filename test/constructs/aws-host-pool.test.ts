@@ -1,3 +1,7 @@
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { TerraformVariable, Testing } from 'cdktf';
 // The matchers' types (declare global jest.Matchers) live in the jest adapter module.
 import 'cdktf/lib/testing/adapters/jest';
@@ -9,6 +13,7 @@ import { S3Object } from '@cdktf/provider-aws/lib/s3-object';
 import { VpcSecurityGroupIngressRule } from '@cdktf/provider-aws/lib/vpc-security-group-ingress-rule';
 import { checkPlan } from '../../src/contracts/plan';
 import { AntiAffinity, AwsHostPool, ShardFleet, ShardedApplication } from '../../constructs';
+import { renderAgentUserData } from '../../constructs/aws-agent-user-data';
 import { synthErrors, thrown } from './fixture';
 
 Testing.setupJest();
@@ -67,6 +72,36 @@ describe('AwsHostPool', () => {
       ],
     });
     expect(pool.discoveryTagValue).toBe('demo.ec2');
+  });
+
+  it('boots Debian 13 (Node.js 20, CRIU 4), and stops the boot script when a custom image brings an older Node', () => {
+    const { fleet } = awsFleet();
+    const synth = JSON.parse(Testing.synth(fleet)) as Synthesized & { data: Record<string, Record<string, { filter: { name: string; values: string[] }[] }>> };
+    const [ami] = Object.values(synth.data.aws_ami ?? {});
+    expect(ami!.filter).toContainEqual({ name: 'name', values: ['debian-13-amd64-*'] });
+
+    const script = renderAgentUserData({ planS3Uri: 's3://b/k', fleet: 'demo', pool: 'ec2', agentPort: 7100, agentPackage: 'shardform@0.1.0', stateDirectory: '/var/lib/shardform' });
+    expect(script).toContain('apt-get install -y -q nodejs npm awscli curl criu\n');
+    // Run the script's own Node check against a fake `node` of each version.
+    const guard = script.split('\n').filter((line) => line.includes('NODE_MAJOR')).join('\n');
+    expect(guard).not.toBe('');
+    const runGuard = (version: string) => {
+      const bin = mkdtempSync(join(tmpdir(), 'fake-node-'));
+      try {
+        writeFileSync(join(bin, 'node'), `#!/bin/sh\ncase "$1" in --version) echo v${version};; *) echo ${version};; esac\n`, { mode: 0o755 });
+        return spawnSync('/bin/bash', ['-euo', 'pipefail', '-c', `${guard}\necho booted`], { env: { PATH: `${bin}:/usr/bin:/bin` }, encoding: 'utf8' });
+      } finally {
+        rmSync(bin, { recursive: true, force: true });
+      }
+    };
+    const old = runGuard('18.19.0');
+    expect(old.status).toBe(1);
+    expect(old.stdout).not.toContain('booted');
+    expect(old.stderr).toContain('the agent needs Node.js 20 or newer, this image has v18.19.0');
+    for (const version of ['20.19.2', '22.11.0']) {
+      const ok = runGuard(version);
+      expect({ version, status: ok.status, stdout: ok.stdout }).toEqual({ version, status: 0, stdout: 'booted\n' });
+    }
   });
 
   it('opens the agent port only to members of the fleet\'s own security group', () => {
