@@ -9,6 +9,7 @@
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { DemandVector } from '../../src/contracts/demand-vector';
+import { SHARDFORM_VERSION } from '../../src/version';
 import type { PressureStall, ShardLimits, ShardUsage } from '../cgroups/driver';
 
 export interface ShardSnapshot {
@@ -70,6 +71,10 @@ export class AgentMetrics {
       labelNames: ['reason'],
       registers,
     });
+    new Gauge({ name: 'shardform_build_info', help: 'The agent build (value 1), labelled by Shardform and Node.js version.', labelNames: ['version', 'node'], registers }).set(
+      { version: SHARDFORM_VERSION, node: process.versions.node },
+      1,
+    );
     this.planInfo = new Gauge({ name: 'shardform_plan_info', help: 'The running plan (value 1), labelled by fleet and digest.', labelNames: ['fleet', 'digest'], registers });
     this.reconcileDuration = new Histogram({
       name: 'shardform_reconcile_duration_seconds',

@@ -4,6 +4,7 @@
  */
 import { Command, CommanderError } from 'commander';
 import { ShardformError, type ShardformErrorCode } from '../errors';
+import { SHARDFORM_VERSION } from '../version';
 import { EXIT_FAILURE, EXIT_USAGE } from './exit-codes';
 import { processIo, type Io } from './output';
 import { registerPlanCommands } from './commands/plan';
@@ -27,6 +28,7 @@ export class ExitWith extends Error {
 export function buildProgram(io: Io = processIo): Command {
   const program = new Command('shardform')
     .description('Resource shards as code: plans, host agents, prediction and migration.')
+    .version(SHARDFORM_VERSION, '-V, --version', 'print the version of shardform')
     .showHelpAfterError()
     .exitOverride()
     .configureOutput({ writeOut: (s) => io.out(s), writeErr: (s) => io.err(s) });

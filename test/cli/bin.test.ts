@@ -1,7 +1,9 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { serializePlan } from '../../src/contracts/plan';
 import { EXIT_BROKEN_PIPE } from '../../src/cli/exit-codes';
 import { examplePlan } from '../helpers/plan-fixture';
-import { runBinWithClosedStdout, tempDir } from '../helpers/cli';
+import { runBin, runBinWithClosedStdout, tempDir } from '../helpers/cli';
 
 describe('the shardform executable', () => {
   const dir = tempDir('shardform-bin');
@@ -17,4 +19,9 @@ describe('the shardform executable', () => {
     },
     60_000,
   );
+
+  it.each([['--version'], ['-V']])('prints the package version for %s and exits 0', (flag) => {
+    const { version } = JSON.parse(readFileSync(join(__dirname, '../../package.json'), 'utf8')) as { version: string };
+    expect(runBin([flag])).toEqual({ code: 0, stdout: `${version}\n`, stderr: '' });
+  });
 });

@@ -1,6 +1,10 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { apiFixture, AUTH, GiB, TOKEN, type ApiFixture } from './api-fixture';
 import { usage } from '../../helpers/agent-fakes';
 import { createLogger, memoryLogDestination } from '../../../host-agent/log';
+
+const packageVersion = (JSON.parse(readFileSync(join(__dirname, '../../../package.json'), 'utf8')) as { version: string }).version;
 
 describe('agent API', () => {
   let f: ApiFixture;
@@ -15,7 +19,7 @@ describe('agent API', () => {
     it('serves /healthz without a token', async () => {
       const res = await f.app.inject({ method: 'GET', url: '/healthz' });
       expect(res.statusCode).toBe(200);
-      expect(res.json()).toEqual({ status: 'ok', hostId: 'host-a', cgroupLayout: 'hybrid', generation: 1, drained: false });
+      expect(res.json()).toEqual({ status: 'ok', hostId: 'host-a', version: packageVersion, cgroupLayout: 'hybrid', generation: 1, drained: false });
     });
 
     it.each(['/v1/plan', '/v1/shards', '/v1/shards/web-0', '/v1/shards/web-0/history', '/v1/events', '/metrics'])('answers 401 on %s without a token', async (url) => {

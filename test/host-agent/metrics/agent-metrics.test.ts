@@ -1,3 +1,5 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { AgentMetrics } from '../../../host-agent/metrics/agent-metrics';
 import { usage } from '../../helpers/agent-fakes';
 
@@ -43,6 +45,8 @@ describe('AgentMetrics', () => {
     const text = await metrics.text();
     expect(text).toContain('shardform_plan_generation 7');
     expect(text).toContain('shardform_plan_info{fleet="f",digest="sha256:ab"} 1');
+    const { version } = JSON.parse(readFileSync(join(__dirname, '../../../package.json'), 'utf8')) as { version: string };
+    expect(text).toContain(`shardform_build_info{version="${version}",node="${process.versions.node}"} 1`);
     expect(text).toContain('process_cpu_seconds_total');
     expect(text).toContain('process_resident_memory_bytes');
     expect(text).toContain('nodejs_eventloop_lag_seconds');
