@@ -93,6 +93,19 @@ describe('shardform shards / drain / agent (CLI)', () => {
     expect(r.stderr).toContain(message);
   });
 
+  it.each([
+    ['shards', 'ls', '--agent', 'http://admin:s3cret@127.0.0.1:7100'],
+    ['drain', '--agent', 'https://admin:s3cret@agent.example:7100/'],
+    ['migrate', 'web-0', '--to', 'host-b', '--agent', 'http://s3cret@127.0.0.1:7100'],
+    ['shards', 'ls', '--agent', 'ftp://admin:s3cret@127.0.0.1/x'],
+  ])('refuses credentials in %j with exit 2, never printing them', async (...args) => {
+    const r = await runCli(...args, '--token-file', tokenFile);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/--agent: "(http|https|ftp):\/\/\*\*\*@/);
+    expect(r.stderr).not.toContain('s3cret');
+    expect(r.stderr).not.toContain('admin');
+  });
+
   it('refuses a missing token with exit 2 before any request', async () => {
     const r = await runCli('shards', 'ls', '--agent', url);
     expect(r.code).toBe(2);

@@ -21,6 +21,8 @@ export class AgentRequestError extends Error {
 
 export function agentClient(flags: AgentClientFlags, env: NodeJS.ProcessEnv = process.env): AxiosInstance {
   if (flags.agent === undefined) throw new ShardformError('INVALID_ARGUMENT', '--agent', flags.agent, '--agent: required; give the agent URL, e.g. --agent http://127.0.0.1:7100');
+  // Errors show the URL with any user:password hidden: they end up in CI logs and terminals.
+  const shown = hideCredentials(flags.agent);
   if (flags.agent.trim() === '') throw new ShardformError('INVALID_ARGUMENT', '--agent', flags.agent, `--agent: ${showValue(flags.agent)} is empty; give the agent URL, e.g. --agent http://127.0.0.1:7100`);
   let base: URL;
   try {
@@ -29,7 +31,16 @@ export function agentClient(flags: AgentClientFlags, env: NodeJS.ProcessEnv = pr
     base = new URL('invalid:');
   }
   if (base.protocol !== 'http:' && base.protocol !== 'https:')
-    throw new ShardformError('INVALID_ARGUMENT', '--agent', flags.agent, `--agent: ${showValue(flags.agent)} is not an http(s) URL; e.g. http://127.0.0.1:7100`);
+    throw new ShardformError('INVALID_ARGUMENT', '--agent', shown, `--agent: ${showValue(shown)} is not an http(s) URL; e.g. http://127.0.0.1:7100`);
+  // Credentials in the URL would make axios send Basic auth in place of the fleet token (a 401),
+  // and would be printed by every later error: refuse them, without repeating them.
+  if (base.username !== '' || base.password !== '' || /^[^/?#]*\/\/[^/?#]*@/.test(flags.agent))
+    throw new ShardformError(
+      'INVALID_ARGUMENT',
+      '--agent',
+      shown,
+      `--agent: ${showValue(shown)} has user credentials; the agent API takes the fleet token (--token-file or SHARDFORM_TOKEN), not a user in the URL`,
+    );
   // Request paths are appended to the base: a query or fragment (even an empty `?` or `#`, which
   // URL drops from .search/.hash but keeps in the text) would end up before them.
   if (/[?#]/.test(flags.agent))
@@ -42,6 +53,11 @@ export function agentClient(flags: AgentClientFlags, env: NodeJS.ProcessEnv = pr
     validateStatus: () => true,
     maxRedirects: 0,
   });
+}
+
+/** `scheme://user:password@host...` → `scheme://***@host...`; any other text unchanged. */
+export function hideCredentials(url: string): string {
+  return url.replace(/^([A-Za-z][A-Za-z0-9+.-]*:\/\/)[^/?#]*@/, '$1***@');
 }
 
 function readToken(tokenFile: string | undefined, env: NodeJS.ProcessEnv): string {
