@@ -55,10 +55,13 @@ export function parseCpuCores(value: Quantity, field = 'cpu'): number {
   if (typeof value === 'number') return finiteNonNegative(field, value, expected);
   const match = /^\s*(\d+(?:\.\d+)?)(m?)\s*$/.exec(String(value));
   if (!match) throw invalid(field, value, expected);
-  const cores = Number(match[1]) / (match[2] === 'm' ? 1000 : 1);
-  if (!Number.isFinite(cores)) throw invalid(field, value, expected);
-  // Kernel CFS quotas are whole microseconds per period; a millicore is the finest that survives.
-  return Math.round(cores * 1000) / 1000;
+  const millicores = Number(match[1]) * (match[2] === 'm' ? 1 : 1000);
+  if (!Number.isFinite(millicores)) throw invalid(field, value, expected);
+  // A millicore is the finest CPU quantity (as in Kubernetes): rounding "0.0004" to 0 or "1.5m" to
+  // 2m in silence would set a limit nobody wrote.
+  if (Math.abs(millicores - Math.round(millicores)) > 1e-6)
+    throw invalid(field, value, 'a whole number of millicores (1m = 0.001 cores): CPU quantities are no finer than 1m');
+  return Math.round(millicores) / 1000;
 }
 
 /** Durations: `15m`, `1h30m`, `90s`, `250ms`, `7d`, or a number of seconds. Returns seconds. */

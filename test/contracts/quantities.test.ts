@@ -15,6 +15,9 @@ describe('quantities', () => {
     ['0.25', 0.25],
     [2, 2],
     ['1500m', 1.5],
+    ['0.001', 0.001],
+    ['1.0m', 0.001],
+    ['0.125', 0.125],
   ])('parses cpu %p', (text, cores) => expect(parseCpuCores(text)).toBe(cores));
 
   it.each([
@@ -35,6 +38,9 @@ describe('quantities', () => {
     expect(() => parseDurationSeconds('', 'hot/horizon')).toThrow('hot/horizon: "" is not a duration');
     expect(() => parseCpuCores(-1, 'cpu')).toThrow('cpu: -1 is not a CPU quantity');
     expect(() => parseBytes(1.5, 'memory')).toThrow('memory: 1.5 is not a byte quantity');
+    for (const finer of ['0.0004', '1.5m', '0.0015', '2.0001']) {
+      expect(() => parseCpuCores(finer, '--cpu')).toThrow(`--cpu: "${finer}" is not a whole number of millicores (1m = 0.001 cores)`);
+    }
   });
 
   it('refuses digits too many for a finite number, naming the text', () => {
