@@ -18,6 +18,9 @@ export interface MigrationSummary {
   /** How pre-copy found changed pages (`criu` soft-dirty pre-dumps, `shadow` page comparison), when it ran. */
   readonly preCopyMethod: MigrationRecord['preCopyMethod'] | null;
   readonly abortReason: string | null;
+  /** When the migration was planned, and when its last step was journaled (ISO 8601). */
+  readonly startedAt: string | null;
+  readonly updatedAt: string | null;
 }
 
 export function summarize(record: MigrationRecord): MigrationSummary {
@@ -36,5 +39,7 @@ export function summarize(record: MigrationRecord): MigrationSummary {
     preCopySkipped: record.preCopySkipped ?? null,
     preCopyMethod: record.rounds.length > 0 ? (record.preCopyMethod ?? null) : null,
     abortReason: record.abort?.reason ?? null,
+    startedAt: record.history[0]?.at ?? null,
+    updatedAt: record.history.at(-1)?.at ?? null,
   };
 }

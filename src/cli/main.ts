@@ -11,7 +11,7 @@ import { registerPlanCommands } from './commands/plan';
 import { registerVectorCommands } from './commands/vector';
 import { registerDoctorCommand } from './commands/doctor';
 import { registerDevCommands } from './commands/dev';
-import { registerMigrateCommand } from './commands/migrate';
+import { registerMigrateCommand, registerMigrationsCommand } from './commands/migrate';
 import { registerAgentCommand } from './commands/agent';
 import { registerShardsCommands } from './commands/shards';
 import { registerDrainCommand } from './commands/drain';
@@ -37,6 +37,7 @@ export function buildProgram(io: Io = processIo): Command {
   registerDoctorCommand(program, io);
   registerDevCommands(program, io);
   registerMigrateCommand(program, io);
+  registerMigrationsCommand(program, io);
   registerAgentCommand(program, io);
   registerShardsCommands(program, io);
   registerDrainCommand(program, io);

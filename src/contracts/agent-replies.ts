@@ -74,8 +74,14 @@ export const MigrationSummarySchema = Type.Object({
   preCopySkipped: Nullable(Type.String()),
   preCopyMethod: Nullable(Type.String()),
   abortReason: Nullable(Type.String()),
+  // Optional: agents before 2026-11-29 do not send them.
+  startedAt: Type.Optional(Nullable(Type.String())),
+  updatedAt: Type.Optional(Nullable(Type.String())),
 });
 export type MigrationSummaryReply = Static<typeof MigrationSummarySchema>;
+
+/** `GET /v1/migrations`: every migration of the fleet in the journal, newest first. */
+export const MigrationListSchema = Type.Object({ migrations: Type.Array(MigrationSummarySchema) });
 
 /**
  * `GET /v1/predictions`: the host's forecast under its plan's predictor settings
@@ -101,4 +107,5 @@ export const checkShardView = compileSchema(ShardViewSchema);
 export const checkShardDetail = compileSchema(ShardDetailSchema);
 export const checkDrainReply = compileSchema(DrainReplySchema);
 export const checkMigrationSummary = compileSchema(MigrationSummarySchema);
+export const checkMigrationList = compileSchema(MigrationListSchema);
 export const checkPredictionsReply = compileSchema(PredictionsReplySchema);

@@ -6,8 +6,10 @@ import { advance, abortRecord, planMigration, type MigrationRecord, type NewMigr
 import { runCli, tempDir } from '../helpers/cli';
 
 /** A source agent whose migrations are scripted: done for web-0, aborted for web-1, failed part-way for web-4. */
-async function fakeSourceAgent(): Promise<{ app: FastifyInstance; url: string; started: NewMigration[] }> {
+async function fakeSourceAgent(): Promise<{ app: FastifyInstance; url: string; started: NewMigration[]; journal: MigrationRecord[] }> {
   const started: NewMigration[] = [];
+  /** What GET /v1/migrations lists: every record a migration returned, and any a test adds. */
+  const journal: MigrationRecord[] = [];
   const app = await buildMigrationApp({
     token: () => 'cli-token',
     plugins: [
@@ -17,31 +19,37 @@ async function fakeSourceAgent(): Promise<{ app: FastifyInstance; url: string; s
         peers: () => ['host-1', 'host-2'],
         applicationOf: (shardId) => (shardId.startsWith('web-') ? 'web' : undefined),
         newId: (shardId) => `mig-${shardId}`,
+        list: async () => [...journal],
         migrate: async (input) => {
-          started.push(input);
-          let record: MigrationRecord = planMigration({ ...input, ...(input.shardId === 'web-2' ? { strategy: 'restart' as const } : {}) }, '2026-11-25T05:00:00.000Z');
-          record = advance(record, 'prepared', '2026-11-25T05:00:00.100Z');
-          if (input.shardId === 'web-3') {
-            // Pre-copied by comparing page contents (a kernel without dirty-page tracking).
-            record = advance(record, 'pre-copy', '2026-11-25T05:00:00.100Z', { preCopyMethod: 'shadow' });
-            record = advance(record, 'pre-copy', '2026-11-25T05:00:00.150Z', { rounds: [{ round: 1, bytes: 2 * 2 ** 20 }] });
-            record = { ...record, rounds: [...record.rounds, { round: 2, bytes: 2 ** 20 }] };
-          }
-          if (input.shardId === 'web-4') throw new MigrationError('TRANSFER_FAILED', 'abort at http://10.0.0.2:7101 failed: connect ECONNREFUSED 10.0.0.2:7101');
-          if (input.shardId === 'web-1') return abortRecord(record, 'prepared: out of capacity: 0 cpu cores free, shard web-1 needs 1', '2026-11-25T05:00:00.200Z');
-          record = advance(record, 'frozen', '2026-11-25T05:00:00.200Z');
-          record = advance(record, 'dumped', '2026-11-25T05:00:00.203Z');
-          record = advance(record, 'transferred', '2026-11-25T05:00:00.380Z');
-          record = advance(record, 'restored', '2026-11-25T05:00:00.430Z');
-          record = advance(record, 'committed', '2026-11-25T05:00:00.650Z', { bytesSent: 3 * 2 ** 20 });
-          record = advance(advance(record, 'released', '2026-11-25T05:00:00.700Z'), 'done', '2026-11-25T05:00:00.800Z');
+          const record = await scripted(input);
+          journal.push(record);
           return record;
         },
       }),
     ],
   });
+  async function scripted(input: NewMigration): Promise<MigrationRecord> {
+    started.push(input);
+    let record: MigrationRecord = planMigration({ ...input, ...(input.shardId === 'web-2' ? { strategy: 'restart' as const } : {}) }, '2026-11-25T05:00:00.000Z');
+    record = advance(record, 'prepared', '2026-11-25T05:00:00.100Z');
+    if (input.shardId === 'web-3') {
+      // Pre-copied by comparing page contents (a kernel without dirty-page tracking).
+      record = advance(record, 'pre-copy', '2026-11-25T05:00:00.100Z', { preCopyMethod: 'shadow' });
+      record = advance(record, 'pre-copy', '2026-11-25T05:00:00.150Z', { rounds: [{ round: 1, bytes: 2 * 2 ** 20 }] });
+      record = { ...record, rounds: [...record.rounds, { round: 2, bytes: 2 ** 20 }] };
+    }
+    if (input.shardId === 'web-4') throw new MigrationError('TRANSFER_FAILED', 'abort at http://10.0.0.2:7101 failed: connect ECONNREFUSED 10.0.0.2:7101');
+    if (input.shardId === 'web-1') return abortRecord(record, 'prepared: out of capacity: 0 cpu cores free, shard web-1 needs 1', '2026-11-25T05:00:00.200Z');
+    record = advance(record, 'frozen', '2026-11-25T05:00:00.200Z');
+    record = advance(record, 'dumped', '2026-11-25T05:00:00.203Z');
+    record = advance(record, 'transferred', '2026-11-25T05:00:00.380Z');
+    record = advance(record, 'restored', '2026-11-25T05:00:00.430Z');
+    record = advance(record, 'committed', '2026-11-25T05:00:00.650Z', { bytesSent: 3 * 2 ** 20 });
+    record = advance(advance(record, 'released', '2026-11-25T05:00:00.700Z'), 'done', '2026-11-25T05:00:00.800Z');
+    return record;
+  }
   const url = await app.listen({ host: '127.0.0.1', port: 0 });
-  return { app, url, started };
+  return { app, url, started, journal };
 }
 
 describe('shardform migrate', () => {
@@ -87,7 +95,7 @@ describe('shardform migrate', () => {
     const result = await runCli('migrate', 'web-4', '--to', 'host-2', '--agent', agent.url, '--token-file', tokenFile);
     expect(result.code).toBe(1);
     expect(result.stderr).toContain('agent answered 500: abort at http://10.0.0.2:7101 failed: connect ECONNREFUSED 10.0.0.2:7101');
-    expect(result.stderr).toContain('if the migration was journaled, the agent finishes or undoes it on its own (retried every reconcile, 10 s); GET /v1/migrations on it shows where it stands');
+    expect(result.stderr).toContain('if the migration was journaled, the agent finishes or undoes it on its own (retried every reconcile, 10 s); shardform migrations --agent URL shows where it stands');
   });
 
   it('exits 1 with the agent\'s refusal for an unknown destination or shard', async () => {
@@ -107,5 +115,39 @@ describe('shardform migrate', () => {
     expect(bad.code).toBe(2);
     expect(bad.stderr).toContain('"Web_0" is not a valid id');
     expect(agent.started.length).toBe(count);
+  });
+
+  describe('shardform migrations', () => {
+    it('lists the journal newest first: done, aborted, and one still under way with the step it reached', async () => {
+      agent.journal.length = 0;
+      for (const shard of ['web-0', 'web-1']) await runCli('migrate', shard, '--to', 'host-2', '--agent', agent.url, '--token-file', tokenFile);
+      const underWay = advance(advance(planMigration({ id: 'mig-web-9', fleet: 'demo', shardId: 'web-9', applicationId: 'web', source: 'host-1', destination: 'host-2' }, '2026-11-26T01:00:00.000Z'), 'prepared', '2026-11-26T01:00:00.100Z'), 'frozen', '2026-11-26T01:00:00.200Z');
+      agent.journal.push(underWay);
+
+      const listed = await runCli('migrations', '--agent', agent.url, '--token-file', tokenFile);
+      expect(listed).toMatchObject({ code: 0, stderr: '' });
+      const lines = listed.stdout.trim().split('\n');
+      expect(lines[0]).toMatch(/^MIGRATION +SHARD +FROM +TO +STRATEGY +STATE +STARTED +DOWNTIME +TOTAL +SENT +ROUNDS +REASON$/);
+      // Newest first: the one under way started a day after the others.
+      expect(lines[1]!.split(/ +/).slice(0, 7)).toEqual(['mig-web-9', 'web-9', 'host-1', 'host-2', 'checkpoint', 'frozen', '2026-11-26T01:00:00.000Z']);
+      expect(listed.stdout).toMatch(/mig-web-0 +web-0 +host-1 +host-2 +checkpoint +done +2026-11-25T05:00:00.000Z +450 ms +800 ms +3MiB +0 +-/);
+      expect(listed.stdout).toMatch(/mig-web-1 +web-1 .* aborted .* prepared: out of capacity: 0 cpu cores free, shard web-1 needs 1/);
+
+      const json = await runCli('migrations', '--agent', agent.url, '--token-file', tokenFile, '--shard', 'web-1', '--json');
+      expect(json.code).toBe(0);
+      expect((JSON.parse(json.stdout) as { migrations: { id: string; startedAt: string }[] }).migrations).toEqual([expect.objectContaining({ id: 'mig-web-1', state: 'aborted', startedAt: '2026-11-25T05:00:00.000Z' })]);
+      const one = await runCli('migrations', '--agent', agent.url, '--token-file', tokenFile, '--limit', '1');
+      expect(one.stdout.trim().split('\n')).toHaveLength(2);
+    });
+
+    it.each([
+      [['--limit', '0'], '--limit: "0" is not a whole number of migrations of 1 or more'],
+      [['--limit', '2.5'], '--limit: "2.5" is not a whole number'],
+      [['--shard', 'Web_0'], '--shard: "Web_0" is not a valid id'],
+    ])('refuses %j with exit 2 before any request', async (flags, message) => {
+      const r = await runCli('migrations', '--agent', agent.url, '--token-file', tokenFile, ...flags);
+      expect(r.code).toBe(2);
+      expect(r.stderr).toContain(message);
+    });
   });
 });

@@ -5,12 +5,12 @@
  * agent finishes or undoes it on its own; said so) or the agent refused, 2 for bad flags.
  */
 import type { Command } from 'commander';
-import { checkId } from '../../errors';
-import { checkMigrationSummary, type MigrationSummaryReply as MigrationSummary } from '../../contracts/agent-replies';
+import { checkId, ShardformError, showValue } from '../../errors';
+import { checkMigrationList, checkMigrationSummary, type MigrationSummaryReply as MigrationSummary } from '../../contracts/agent-replies';
 import { formatBytes } from '../../contracts/quantities';
 import { EXIT_FAILURE } from '../exit-codes';
 import { ExitWith } from '../main';
-import type { Io } from '../output';
+import { table, type Io } from '../output';
 import { AgentRequestError, agentClient, call, type AgentClientFlags } from './agent-client';
 
 export function renderMigration(s: MigrationSummary): string {
@@ -53,12 +53,73 @@ export function registerMigrateCommand(program: Command, io: Io): void {
           io.err(`error: ${error.message}`);
           // A 500 is a migration that failed part-way (e.g. its abort could not reach the destination):
           // the journal holds it, and the source agent's recovery finishes it.
-          if (error.status === 500) io.err(`if the migration was journaled, the agent finishes or undoes it on its own (retried every reconcile, 10 s); GET /v1/migrations on it shows where it stands`);
+          if (error.status === 500) io.err(`if the migration was journaled, the agent finishes or undoes it on its own (retried every reconcile, 10 s); shardform migrations --agent URL shows where it stands`);
           throw new ExitWith(EXIT_FAILURE);
         }
         throw error;
       }
       io.out(flags.json ? JSON.stringify(summary, null, 2) : renderMigration(summary));
       if (summary.state !== 'done') throw new ExitWith(EXIT_FAILURE);
+    });
+}
+
+/** What `shardform migrations` shows of a migration still under way or aborted: its reason, cut to fit a line. */
+const REASON_CHARS = 100;
+
+export function renderMigrationList(migrations: readonly MigrationSummary[]): string {
+  if (migrations.length === 0) return '(no migrations)';
+  const ms = (v: number | null) => (v === null ? '-' : `${v} ms`);
+  const reason = (s: MigrationSummary) => {
+    const text = s.abortReason ?? s.preCopySkipped ?? '';
+    return text.length > REASON_CHARS ? `${text.slice(0, REASON_CHARS - 3)}...` : text || '-';
+  };
+  return table(
+    ['MIGRATION', 'SHARD', 'FROM', 'TO', 'STRATEGY', 'STATE', 'STARTED', 'DOWNTIME', 'TOTAL', 'SENT', 'ROUNDS', 'REASON'],
+    migrations.map((s) => [
+      s.id,
+      s.shardId,
+      s.source,
+      s.destination,
+      s.strategy,
+      s.state,
+      s.startedAt ?? '-',
+      ms(s.downtimeMs),
+      ms(s.durationMs),
+      formatBytes(s.bytesSent),
+      String(s.rounds),
+      reason(s),
+    ]),
+  );
+}
+
+function parseLimit(value: string): number {
+  const limit = /^[0-9]+$/.test(value.trim()) ? Number(value) : NaN;
+  if (!Number.isSafeInteger(limit) || limit < 1)
+    throw new ShardformError('INVALID_ARGUMENT', '--limit', value, `--limit: ${showValue(value)} is not a whole number of migrations of 1 or more`);
+  return limit;
+}
+
+export function registerMigrationsCommand(program: Command, io: Io): void {
+  program
+    .command('migrations')
+    .requiredOption('--agent <url>', 'API base URL of any agent of the fleet (the journal is the fleet\'s)')
+    .option('--token-file <file>', 'file holding the fleet token (default: $SHARDFORM_TOKEN)')
+    .option('--shard <id>', 'only the migrations of this shard')
+    .option('--limit <n>', 'at most this many, newest first', '20')
+    .option('--json', 'print the migrations as JSON')
+    .description('list the fleet\'s migrations, newest first: done, aborted, and those still under way with the step they reached')
+    .action(async (flags: AgentClientFlags & { shard?: string; limit: string; json?: boolean }) => {
+      const shardId = flags.shard === undefined ? undefined : checkId('--shard', flags.shard);
+      const limit = parseLimit(flags.limit);
+      let reply;
+      try {
+        reply = await call(agentClient(flags), 'GET', '/v1/migrations', checkMigrationList);
+      } catch (error) {
+        if (!(error instanceof AgentRequestError)) throw error;
+        io.err(`error: ${error.message}`);
+        throw new ExitWith(EXIT_FAILURE);
+      }
+      const shown = reply.migrations.filter((m) => shardId === undefined || m.shardId === shardId).slice(0, limit);
+      io.out(flags.json ? JSON.stringify({ migrations: shown }, null, 2) : renderMigrationList(shown));
     });
 }
