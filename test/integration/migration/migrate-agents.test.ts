@@ -152,6 +152,11 @@ describePrivileged('migration between two real agents (netns hosts, shared store
     // The API, the metrics and the log say what happened.
     const listed = (await source.api<{ migrations: { id: string; state: string; destination: string }[] }>('/v1/migrations')).body.migrations;
     expect(listed[0]).toMatchObject({ id: summary.id, state: 'done', destination: destination.host.id });
+    // ... and so does `shardform migrations`, reading the real route, from either agent (the journal is the fleet's).
+    for (const agent of [source, destination]) {
+      const { stdout: table } = await execFileAsync(process.execPath, [BIN, 'migrations', '--agent', agent.url, '--token-file', f.tokenFile, '--shard', SHARD], { timeout: 30_000 });
+      expect(table.split('\n')[1]!.split(/ +/).slice(0, 6)).toEqual([summary.id, SHARD, source.host.id, destination.host.id, 'checkpoint', 'done']);
+    }
     const text = await metricsOf(source);
     expect(metric(text, 'shardform_migrations_total{outcome="done"}')).toBe(1);
     expect(metric(text, 'shardform_migration_downtime_seconds_count')).toBe(1);
