@@ -23,7 +23,10 @@ export function checkResize(app: Pick<Application, 'id' | 'granularity'>, reques
   const check = (field: 'cpuCores' | 'memoryBytes', value: number | undefined, quantum: number, show: (n: number) => string) => {
     if (value === undefined) return;
     const units = value / quantum;
-    if (value <= 0 || Math.abs(units - Math.round(units)) > 1e-6) {
+    // At least one quantum: a value within the tolerance of 0 units is no size. Whole numbers
+    // (bytes) must divide exactly; the tolerance is only for decimal fractions of cores.
+    const whole = Number.isSafeInteger(value) && Number.isSafeInteger(quantum) ? value % quantum === 0 : Math.abs(units - Math.round(units)) <= 1e-6;
+    if (!(value > 0) || Math.round(units) < 1 || !whole) {
       const below = Math.max(1, Math.floor(units));
       throw new ShardformError(
         'INVALID_ARGUMENT',

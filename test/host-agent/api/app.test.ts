@@ -133,6 +133,19 @@ describe('agent API', () => {
       expect(f.kv.data.size).toBe(0);
     });
 
+    it.each([
+      // 1e-7 cores is 2e-7 units of 0.5: within the float tolerance of 0 units, which is no size at all.
+      [{ cpuCores: 1e-7 }, 'cpuCores', "cpuCores: 1e-7 is not a whole multiple of web's granularity (0.5 cores); use e.g. 0.5 cores or 1 cores"],
+      // Bytes are integers: one byte over 1 GiB is not a multiple, however small the fraction.
+      [{ memoryBytes: GiB + 512 }, 'memoryBytes', `memoryBytes: ${GiB + 512} is not a whole multiple of web's granularity (${GiB} bytes); use e.g. ${GiB} bytes or ${2 * GiB} bytes`],
+    ])('refuses %j (no whole multiple of at least one quantum) before recording or applying anything', async (payload, field, message) => {
+      const res = await f.app.inject({ method: 'POST', url: '/v1/shards/web-0/resize', headers: AUTH, payload });
+      expect(res.statusCode).toBe(400);
+      expect(res.json()).toMatchObject({ error: 'INVALID_ARGUMENT', message, errors: [{ field }] });
+      expect(f.manager.calls).toEqual([]);
+      expect(f.kv.data.size).toBe(0);
+    });
+
     it('answers 404 for resizing a shard that is not here', async () => {
       const res = await f.app.inject({ method: 'POST', url: '/v1/shards/web-9/resize', headers: AUTH, payload: { cpuCores: 1 } });
       expect(res.statusCode).toBe(404);
