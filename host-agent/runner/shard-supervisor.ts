@@ -148,13 +148,16 @@ export class ShardSupervisor {
     this.stateValue = 'starting';
     this.adoptedValue = false;
     this.checkLogsSoon();
-    await this.killLeftovers();
     const shardState = join(d.stateDirectory, d.shardId);
-    await mkdir(shardState, { recursive: true });
-    const oomKills = await this.oomKills();
-    await this.update({ oomKillsSeen: oomKills ?? this.recordValue.oomKillsSeen, pid: undefined, pidStartTime: undefined });
     let run: LaunchedRun;
+    // Everything up to the launch can fail too (leftovers that will not die, a state directory
+    // that cannot be made, a record that cannot be saved): the shard must then read 'stopped',
+    // not 'starting', or reconcile counts it as running and never plans the start again.
     try {
+      await this.killLeftovers();
+      await mkdir(shardState, { recursive: true });
+      const oomKills = await this.oomKills();
+      await this.update({ oomKillsSeen: oomKills ?? this.recordValue.oomKillsSeen, pid: undefined, pidStartTime: undefined });
       run = await this.deps.launcher.launch({
         shardId: d.shardId,
         command: d.command,

@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { DesiredShard } from '../../../host-agent/reconcile/desired-shard';
@@ -91,6 +91,20 @@ describe('ShardKeeper (fake driver and launcher)', () => {
     expect((await k.apply([desired('web-0')])).actions.at(-1)).toEqual({ kind: 'start', shardId: 'web-0', ok: false, error: 'spawn failed (injected)' });
     expect(k.status()[0]?.state).toBe('stopped');
     expect((await k.apply([desired('web-0')])).actions).toEqual([{ kind: 'start', shardId: 'web-0', ok: true }]);
+  });
+
+  it('retries a start that failed before the spawn (state directory not creatable) on the next pass, not counting it as running', async () => {
+    const k = keeper();
+    await k.start();
+    writeFileSync(join(dir, 'not-a-dir'), '');
+    const bad = desired('web-0', { stateDirectory: join(dir, 'not-a-dir') });
+    const first = await k.apply([bad]);
+    expect(first.actions.at(-1)).toMatchObject({ kind: 'start', shardId: 'web-0', ok: false });
+    expect(k.status()[0]?.state).toBe('stopped');
+    // Same plan, next pass: the start is planned (and fails) again, the host is not reported converged.
+    const second = await k.apply([bad]);
+    expect(second).toMatchObject({ actions: [{ kind: 'start', shardId: 'web-0', ok: false }], converged: false });
+    expect(launcher.runs).toHaveLength(0);
   });
 
   it('restarts a crashed workload with back-off, counts restarts and enters crash-loop at the ceiling', async () => {
