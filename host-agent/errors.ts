@@ -126,13 +126,13 @@ export function shardBusy(shardId: string, dir: string, pids: readonly number[])
   );
 }
 
-export function freezeTimeout(shardId: string, file: string, wanted: string, seen: string): HostAgentError {
+export function freezeTimeout(shardId: string, file: string, wanted: string, seen: string, withdrawn = false): HostAgentError {
   return new HostAgentError(
     'FREEZE_TIMEOUT',
     shardId,
     file,
     seen,
-    `shard ${shardId}: ${file} still reads ${showValue(seen)}, not yet ${wanted}; a task may be in uninterruptible sleep (retry, or kill the shard)`,
+    `shard ${shardId}: ${file} still reads ${showValue(seen)}, not yet ${wanted}${withdrawn ? '; the freeze request was withdrawn, so the shard runs on' : ''}; a task may be in uninterruptible sleep (retry, or kill the shard)`,
   );
 }
 
