@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { apiFixture, AUTH, GiB, TOKEN, type ApiFixture } from './api-fixture';
 import { usage } from '../../helpers/agent-fakes';
 import { createLogger, memoryLogDestination } from '../../../host-agent/log';
+import { HostAgentError } from '../../../host-agent/errors';
 
 const packageVersion = (JSON.parse(readFileSync(join(__dirname, '../../../package.json'), 'utf8')) as { version: string }).version;
 
@@ -144,6 +145,21 @@ describe('agent API', () => {
       expect(res.json()).toMatchObject({ error: 'INVALID_ARGUMENT', message, errors: [{ field }] });
       expect(f.manager.calls).toEqual([]);
       expect(f.kv.data.size).toBe(0);
+    });
+
+    it('a resize the kernel refuses puts the recorded assignment back, so reconcile does not retry it on every pass', async () => {
+      await f.kv.put('/fleet/test-fleet/assignments/web-0', JSON.stringify({ shardId: 'web-0', applicationId: 'web', hostId: 'host-a', limits: { memoryBytes: 2 * GiB }, by: 'api', at: '2026-11-25T00:00:00.000Z' }));
+      const before = await f.kv.get('/fleet/test-fleet/assignments/web-0');
+      const refused = new HostAgentError('CGROUP_WRITE_FAILED', 'web-0', 'memory.limit_in_bytes', String(GiB), 'shard web-0: writing "1073741824" to memory.limit_in_bytes failed (EBUSY)');
+      jest.spyOn(f.manager, 'resize').mockRejectedValueOnce(refused);
+      const res = await f.app.inject({ method: 'POST', url: '/v1/shards/web-0/resize', headers: AUTH, payload: { memoryBytes: GiB } });
+      expect(res.statusCode).toBeGreaterThanOrEqual(400);
+      expect((await f.kv.get('/fleet/test-fleet/assignments/web-0'))?.value).toBe(before?.value);
+
+      // With no assignment before, none is left behind.
+      jest.spyOn(f.manager, 'resize').mockRejectedValueOnce(refused);
+      await f.app.inject({ method: 'POST', url: '/v1/shards/web-1/resize', headers: AUTH, payload: { memoryBytes: GiB } });
+      expect(await f.kv.get('/fleet/test-fleet/assignments/web-1')).toBeUndefined();
     });
 
     it('answers 404 for resizing a shard that is not here', async () => {
