@@ -217,6 +217,20 @@ export class ShardSupervisor {
     await this.runEnded(undefined);
   }
 
+  /**
+   * Found on agent start with no run recorded but failures counted: the last run ended and was
+   * reported (exited, restarting) by the agent before, which then went away while the shard
+   * waited in back-off. The wait starts over from now at the same attempt; the exit is not
+   * reported again, nor counted again, and lastExit keeps its known status.
+   */
+  resumeBackoff(): void {
+    ++this.token;
+    const decision = nextRestart(this.deps.backoff, this.recordValue.consecutiveFailures - 1, 0);
+    this.stateValue = decision.crashLoop ? 'crash-loop' : 'backoff';
+    this.adoptedValue = false;
+    this.scheduleRestart(decision.delaySeconds);
+  }
+
   private async onChildExit(token: number, exit: RunExit): Promise<void> {
     if (token !== this.token || this.closed) return;
     this.launched = undefined;

@@ -263,6 +263,26 @@ describe('ShardKeeper (fake driver and launcher)', () => {
     expect(await k2.apply([desired('web-0'), desired('web-1')])).toEqual({ actions: [], converged: true });
   });
 
+  it('a new keeper resumes a shard waiting in back-off without reporting its exit again or losing its exit status', async () => {
+    const slow = { baseSeconds: 60, ceilingSeconds: 300, resetAfterSeconds: 600 };
+    const k1 = keeper(slow);
+    await k1.start();
+    await k1.apply([desired('web-0')]);
+    launcher.exit(launcher.latest('web-0')!.pid, { exitCode: 3, signal: null });
+    await waitFor(() => k1.status()[0]?.state === 'backoff', 'web-0 in back-off');
+    await k1.close();
+    expect(sink.ofType('exited', 'web-0')).toHaveLength(1);
+
+    const k2 = keeper(slow);
+    await k2.start();
+    // The exit was reported once, by the keeper that saw it; the new one neither repeats it nor
+    // overwrites the known exit code with "unknown", nor counts a second failure.
+    expect(sink.ofType('exited', 'web-0')).toHaveLength(1);
+    expect(k2.status()[0]).toMatchObject({ state: 'backoff', lastExit: { exitCode: 3, signal: null } });
+    expect(sink.ofType('restarting', 'web-0').at(-1)?.detail).toMatchObject({ attempt: 1 });
+    expect(launcher.runs).toHaveLength(1);
+  });
+
   it('hands a shard over: release stops supervision, apply leaves it alone, adopt resumes it, discard removes it', async () => {
     const k = keeper();
     await k.start();
