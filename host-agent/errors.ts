@@ -126,13 +126,13 @@ export function shardBusy(shardId: string, dir: string, pids: readonly number[])
   );
 }
 
-export function freezeTimeout(shardId: string, file: string, wanted: string, seen: string): HostAgentError {
+export function freezeTimeout(shardId: string, file: string, wanted: string, seen: string, withdrawn = false): HostAgentError {
   return new HostAgentError(
     'FREEZE_TIMEOUT',
     shardId,
     file,
     seen,
-    `shard ${shardId}: ${file} still reads ${showValue(seen)}, not yet ${wanted}; a task may be in uninterruptible sleep (retry, or kill the shard)`,
+    `shard ${shardId}: ${file} still reads ${showValue(seen)}, not yet ${wanted}${withdrawn ? '; the freeze request was withdrawn, so the shard runs on' : ''}; a task may be in uninterruptible sleep (retry, or kill the shard)`,
   );
 }
 
@@ -160,6 +160,16 @@ export const shardExists = (shardId: string): HostAgentError =>
 
 export const workloadStartFailed = (shardId: string, command: readonly string[], why: string): HostAgentError =>
   new HostAgentError('WORKLOAD_START_FAILED', shardId, 'command', command, `shard ${showValue(shardId)}: cannot start ${showValue(command)}: ${why}`);
+
+/** spawn(2) reports a missing cwd as ENOENT of the program (/bin/sh): name the directory instead. */
+export const workingDirectoryMissing = (shardId: string, command: readonly string[], dir: string): HostAgentError =>
+  new HostAgentError(
+    'WORKLOAD_START_FAILED',
+    shardId,
+    'workingDirectory',
+    dir,
+    `shard ${showValue(shardId)}: cannot start ${showValue(command)}: its working directory ${dir} does not exist; create it, or change workingDirectory in the plan`,
+  );
 
 export const invalidOption = (field: string, value: unknown, valid: string): HostAgentError =>
   new HostAgentError('INVALID_OPTION', undefined, field, value, `${field}: ${showValue(value)} is invalid; ${valid}`);

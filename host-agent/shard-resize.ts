@@ -6,7 +6,7 @@
  */
 import { ShardformError } from '../src/errors';
 import type { Application, Plan } from '../src/contracts/plan-schema';
-import type { Store } from '../src/store/store';
+import type { Store, TxnOp } from '../src/store/store';
 import type { ShardLimits } from './cgroups/driver';
 import type { ShardManager } from './reconcile/shard-manager';
 import type { ShardStatus } from './runner/shard-status';
@@ -23,7 +23,10 @@ export function checkResize(app: Pick<Application, 'id' | 'granularity'>, reques
   const check = (field: 'cpuCores' | 'memoryBytes', value: number | undefined, quantum: number, show: (n: number) => string) => {
     if (value === undefined) return;
     const units = value / quantum;
-    if (value <= 0 || Math.abs(units - Math.round(units)) > 1e-6) {
+    // At least one quantum: a value within the tolerance of 0 units is no size. Whole numbers
+    // (bytes) must divide exactly; the tolerance is only for decimal fractions of cores.
+    const whole = Number.isSafeInteger(value) && Number.isSafeInteger(quantum) ? value % quantum === 0 : Math.abs(units - Math.round(units)) <= 1e-6;
+    if (!(value > 0) || Math.round(units) < 1 || !whole) {
       const below = Math.max(1, Math.floor(units));
       throw new ShardformError(
         'INVALID_ARGUMENT',
@@ -40,7 +43,8 @@ export function checkResize(app: Pick<Application, 'id' | 'granularity'>, reques
 
 export interface ShardResizerOptions {
   readonly manager: Pick<ShardManager, 'status' | 'resize'>;
-  readonly store: Pick<Store, 'get' | 'put'>;
+  /** With `txn` the assignment of a failed resize is put back by compare-and-swap; without, by a read then a write. */
+  readonly store: Pick<Store, 'get' | 'put' | 'delete'> & Partial<Pick<Store, 'txn'>>;
   readonly plan: () => Plan | undefined;
   readonly hostId: string;
   readonly clock?: () => Date;
@@ -70,9 +74,30 @@ export class ShardResizer {
       by: 'api',
       at: (this.options.clock?.() ?? new Date()).toISOString(),
     };
-    await store.put(key, JSON.stringify(assignment));
+    const revision = await store.put(key, JSON.stringify(assignment));
     const limits: ShardLimits = { ...(request.cpuCores !== undefined ? { cpuCores: request.cpuCores } : {}), ...(request.memoryBytes !== undefined ? { memoryBytes: request.memoryBytes } : {}) };
-    await manager.resize(shardId, limits);
+    try {
+      await manager.resize(shardId, limits);
+    } catch (error) {
+      // The resize failed (e.g. cgroup v1 refuses a memory limit below usage with EBUSY): the
+      // assignment goes back to what it was, or reconcile would try the refused size on every
+      // pass. Only if nobody has written it since (a put returns the key's new modRevision).
+      await this.putBack(key, revision, existing?.value).catch(() => undefined);
+      throw error;
+    }
     return manager.status().find((s) => s.shardId === shardId) ?? status;
+  }
+
+  /** Restores the assignment `value` (undefined: none) unless the key changed after our write at `revision`. */
+  private async putBack(key: string, revision: number, value: string | undefined): Promise<void> {
+    const { store } = this.options;
+    const op: TxnOp = value !== undefined ? { kind: 'put', key, value } : { kind: 'delete', key };
+    if (store.txn) {
+      await store.txn([{ key, modRevision: revision }], [op]);
+      return;
+    }
+    if ((await store.get(key))?.modRevision !== revision) return;
+    if (value !== undefined) await store.put(key, value);
+    else await store.delete(key);
   }
 }

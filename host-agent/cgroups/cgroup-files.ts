@@ -24,6 +24,14 @@ export interface CgroupWrite {
    * without swap accounting. Any other failure still fails.
    */
   readonly ifPresent?: boolean;
+  /**
+   * Writes to make first when the kernel refuses this one with EINVAL, after which it is written
+   * once more. For pairs of files the kernel keeps in an order (v1 memory.limit_in_bytes <=
+   * memory.memsw.limit_in_bytes): the write that keeps the order is tried, and the other file is
+   * moved out of the way only when it is in the way, so a refusal for any other reason (EBUSY:
+   * below usage) leaves both files as they were.
+   */
+  readonly retryAfter?: readonly CgroupWrite[];
 }
 
 /**
@@ -59,7 +67,10 @@ export async function applyWrites(
       await writeCgroupFile(shardId, join(dir, w.file), w.value);
     } catch (err) {
       const errno = ((err as Error).cause as NodeJS.ErrnoException | undefined)?.code;
-      if (!(w.ifPresent && errno === 'ENOENT')) throw err;
+      if (w.ifPresent && errno === 'ENOENT') continue;
+      if (!(w.retryAfter && errno === 'EINVAL')) throw err;
+      await applyWrites(shardId, dirs, w.retryAfter);
+      await applyWrites(shardId, dirs, [{ hierarchy: w.hierarchy, file: w.file, value: w.value }]);
     }
   }
 }

@@ -11,6 +11,11 @@ export const DEFAULT_CPU_PERIOD_MICROS = 100_000;
 /** sched-bwc.rst: "The minimum quota allowed for the quota or period is 1ms. There is also an upper bound on the period length of 1s." */
 export const MIN_CPU_MICROS = 1_000;
 export const MAX_CPU_PERIOD_MICROS = 1_000_000;
+/**
+ * kernel/sched/core.c max_cfs_runtime: MAX_BW (2^44 - 1, "more than 203 days") microseconds;
+ * tg_set_cfs_bandwidth refuses a larger quota with EINVAL, for cpu.max and cpu.cfs_quota_us alike.
+ */
+export const MAX_CPU_QUOTA_MICROS = 2 ** 44 - 1;
 
 export interface CheckedLimits {
   /** quotaMicros null = unlimited. */
@@ -45,6 +50,11 @@ export function checkLimits(shardId: string, limits: ShardLimits): CheckedLimits
       const quotaMicros = Math.round(cpuCores * periodMicros);
       if (quotaMicros < MIN_CPU_MICROS) {
         throw invalidLimits(shardId, 'cpuCores', cpuCores, `the quota ${quotaMicros}us per ${periodMicros}us period is below the kernel's 1000us minimum; use at least ${MIN_CPU_MICROS / periodMicros} cores`);
+      }
+      if (quotaMicros > MAX_CPU_QUOTA_MICROS) {
+        // Checked here, not left to the kernel: v1 writes the period before the quota, so a refused
+        // quota would leave the old quota over the new period, a different core count.
+        throw invalidLimits(shardId, 'cpuCores', cpuCores, `a quota above the kernel's maximum of ${MAX_CPU_QUOTA_MICROS}us per period; use at most ${Math.floor(MAX_CPU_QUOTA_MICROS / periodMicros)} cores with a ${periodMicros}us period`);
       }
       out.cpu = { quotaMicros, periodMicros };
     }

@@ -202,7 +202,11 @@ export class ShardCgroupDriver implements CgroupDriver {
       seen = now.text;
       await sleep(POLL_MS);
     }
-    throw freezeTimeout(files.shardId, files.path(freezer.hierarchy, freezer.stateFile), wanted, seen);
+    // A freeze that did not settle is withdrawn: left requested, the kernel would go on freezing
+    // tasks after the caller was told it failed (a shard half-stopped, reported as running). A
+    // thaw that did not settle stays requested: running is the state to fall back to.
+    const withdrawn = frozen && (await applyWrites(files.shardId, this.paths(files.shardId), [freezer.request(false)]).then(() => true, () => false));
+    throw freezeTimeout(files.shardId, files.path(freezer.hierarchy, freezer.stateFile), wanted, seen, withdrawn);
   }
 
   async killAll(shardId: string, signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {

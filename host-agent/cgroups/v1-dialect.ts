@@ -43,12 +43,18 @@ export function v1LimitWrites(limits: CheckedLimits, features: V1Features): Cgro
   if (limits.memoryBytes !== undefined) {
     const value = String(limits.memoryBytes ?? -1);
     if (features.memsw) {
-      // memory.rst 2.4: memsw.limit_in_bytes must stay >= limit_in_bytes, so raising and
-      // lowering need opposite orders. Lifting memsw first makes one order valid for both,
-      // without reading the current value: memsw=-1, limit=N, memsw=N.
-      writes.push({ hierarchy: 'memory', file: 'memory.memsw.limit_in_bytes', value: '-1' });
-      writes.push({ hierarchy: 'memory', file: 'memory.limit_in_bytes', value });
-      if (limits.memoryBytes !== null) writes.push({ hierarchy: 'memory', file: 'memory.memsw.limit_in_bytes', value });
+      // memory.rst 2.4: memsw.limit_in_bytes must stay >= limit_in_bytes (EINVAL otherwise), and
+      // a limit below what the group holds is refused with EBUSY once reclaim fails. Lowering
+      // needs limit then memsw, raising memsw then limit. The limit is written first; only when
+      // the kernel refuses it with EINVAL (raising past memsw) is memsw raised and the limit
+      // written again. A refused lowering thus changes neither file. (Lifting memsw to -1 first
+      // made one order fit both, but left memory+swap unlimited when the limit then failed.)
+      const memsw = { hierarchy: 'memory', file: 'memory.memsw.limit_in_bytes', value };
+      if (limits.memoryBytes === null) {
+        writes.push(memsw, { hierarchy: 'memory', file: 'memory.limit_in_bytes', value });
+      } else {
+        writes.push({ hierarchy: 'memory', file: 'memory.limit_in_bytes', value, retryAfter: [memsw] }, memsw);
+      }
     } else {
       writes.push({ hierarchy: 'memory', file: 'memory.limit_in_bytes', value });
     }

@@ -125,10 +125,16 @@ export class ShardKeeper implements ShardManager, ShardHandover, RestartHandover
             if (main) {
               await s.adoptRun(main.pid, main.startTime, { reason: 'agent-start' });
               actions.push({ kind: 'adopt', shardId: record.shardId, ok: true });
-            } else {
+            } else if (record.pid !== undefined) {
               await s.runEndedWhileAway();
               actions.push({ kind: 'restart', shardId: record.shardId, ok: true });
+            } else if (record.consecutiveFailures > 0) {
+              // No run recorded: the last one's end was already reported, and the shard waited in
+              // back-off when the agent went away. Reporting it again would count it twice.
+              s.resumeBackoff();
+              actions.push({ kind: 'restart', shardId: record.shardId, ok: true });
             }
+            // Neither: no run was ever recorded here (never started, or stopped); apply decides.
           } catch (e) {
             actions.push(this.failed(s, 'adopt', e));
           }

@@ -148,13 +148,16 @@ export class ShardSupervisor {
     this.stateValue = 'starting';
     this.adoptedValue = false;
     this.checkLogsSoon();
-    await this.killLeftovers();
     const shardState = join(d.stateDirectory, d.shardId);
-    await mkdir(shardState, { recursive: true });
-    const oomKills = await this.oomKills();
-    await this.update({ oomKillsSeen: oomKills ?? this.recordValue.oomKillsSeen, pid: undefined, pidStartTime: undefined });
     let run: LaunchedRun;
+    // Everything up to the launch can fail too (leftovers that will not die, a state directory
+    // that cannot be made, a record that cannot be saved): the shard must then read 'stopped',
+    // not 'starting', or reconcile counts it as running and never plans the start again.
     try {
+      await this.killLeftovers();
+      await mkdir(shardState, { recursive: true });
+      const oomKills = await this.oomKills();
+      await this.update({ oomKillsSeen: oomKills ?? this.recordValue.oomKillsSeen, pid: undefined, pidStartTime: undefined });
       run = await this.deps.launcher.launch({
         shardId: d.shardId,
         command: d.command,
@@ -212,6 +215,20 @@ export class ShardSupervisor {
     this.runStartedAtMs = this.recordValue.startedAt ? Date.parse(this.recordValue.startedAt) : this.deps.clock().getTime();
     this.stateValue = 'running';
     await this.runEnded(undefined);
+  }
+
+  /**
+   * Found on agent start with no run recorded but failures counted: the last run ended and was
+   * reported (exited, restarting) by the agent before, which then went away while the shard
+   * waited in back-off. The wait starts over from now at the same attempt; the exit is not
+   * reported again, nor counted again, and lastExit keeps its known status.
+   */
+  resumeBackoff(): void {
+    ++this.token;
+    const decision = nextRestart(this.deps.backoff, this.recordValue.consecutiveFailures - 1, 0);
+    this.stateValue = decision.crashLoop ? 'crash-loop' : 'backoff';
+    this.adoptedValue = false;
+    this.scheduleRestart(decision.delaySeconds);
   }
 
   private async onChildExit(token: number, exit: RunExit): Promise<void> {

@@ -21,7 +21,8 @@
  * matters if it ever had to fork).
  */
 import { spawn } from 'node:child_process';
-import { workloadStartFailed } from '../errors';
+import { existsSync } from 'node:fs';
+import { workingDirectoryMissing, workloadStartFailed } from '../errors';
 import { findNamespaceInit } from './proc-info';
 import type { ShardLogPaths } from './shard-logs';
 import { openShardLogs } from './shard-logs';
@@ -113,12 +114,22 @@ export class UnshareLauncher implements WorkloadLauncher {
         resolve({ exitCode: code, signal });
       });
     });
+    // Handled from here on: a spawn failure (missing cwd, EAGAIN) rejects `started` on the next
+    // tick, while logs.close() below is still awaited, and an unhandled rejection ends the agent
+    // (Node's default --unhandled-rejections=throw), taking every shard's supervision with it.
+    const startFailure = started.then(
+      () => undefined,
+      (e: unknown) => e as NodeJS.ErrnoException,
+    );
     // The child has its own copies of the fds now; the agent keeps none.
     await logs.close();
-    try {
-      await started;
-    } catch (e) {
-      throw workloadStartFailed(request.shardId, request.command, (e as Error).message);
+    const e = await startFailure;
+    if (e !== undefined) {
+      // Node reports a missing cwd as "spawn /bin/sh ENOENT" (the chdir in the child fails).
+      if (e.code === 'ENOENT' && !existsSync(request.workingDirectory)) {
+        throw workingDirectoryMissing(request.shardId, request.command, request.workingDirectory);
+      }
+      throw workloadStartFailed(request.shardId, request.command, e.message);
     }
     // The agent must not wait for the workload when it exits itself.
     child.unref();

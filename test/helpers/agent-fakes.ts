@@ -8,7 +8,7 @@ import type { DesiredShard } from '../../host-agent/reconcile/desired-shard';
 import type { ReconcileReport, ShardManager } from '../../host-agent/reconcile/shard-manager';
 import type { ShardStatus } from '../../host-agent/runner/shard-status';
 import type { MetricHistory, MetricQuery, MetricRetention, MetricSample } from '../../src/store/metric-history';
-import type { KeyValue, Store } from '../../src/store/store';
+import type { KeyValue, Store, TxnCompare, TxnOp, TxnResult } from '../../src/store/store';
 
 export function usage(partial: Partial<ShardUsage> = {}): ShardUsage {
   return {
@@ -123,7 +123,7 @@ export class FakeShardManager implements ShardManager {
 }
 
 /** The key-value part of the Store contract, in memory (revisions as etcd counts them). */
-export class MemoryKv implements Pick<Store, 'get' | 'put' | 'delete' | 'list'> {
+export class MemoryKv implements Pick<Store, 'get' | 'put' | 'delete' | 'list' | 'txn'> {
   private revision = 0;
   readonly data = new Map<string, KeyValue>();
 
@@ -147,6 +147,15 @@ export class MemoryKv implements Pick<Store, 'get' | 'put' | 'delete' | 'list'> 
 
   async list(prefix: string): Promise<KeyValue[]> {
     return [...this.data.values()].filter((kv) => kv.key.startsWith(prefix)).sort((a, b) => a.key.localeCompare(b.key));
+  }
+
+  async txn(compares: readonly TxnCompare[], success: readonly TxnOp[], failure: readonly TxnOp[] = []): Promise<TxnResult> {
+    const holds = compares.every((c) => ('value' in c ? this.data.get(c.key)?.value === c.value : (this.data.get(c.key)?.modRevision ?? 0) === c.modRevision));
+    for (const op of holds ? success : failure) {
+      if (op.kind === 'put') await this.put(op.key, op.value);
+      else await this.delete(op.key);
+    }
+    return { succeeded: holds, revision: this.revision };
   }
 }
 

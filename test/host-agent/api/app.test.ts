@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { apiFixture, AUTH, GiB, TOKEN, type ApiFixture } from './api-fixture';
 import { usage } from '../../helpers/agent-fakes';
 import { createLogger, memoryLogDestination } from '../../../host-agent/log';
+import { HostAgentError } from '../../../host-agent/errors';
 
 const packageVersion = (JSON.parse(readFileSync(join(__dirname, '../../../package.json'), 'utf8')) as { version: string }).version;
 
@@ -131,6 +132,34 @@ describe('agent API', () => {
       });
       expect(f.manager.calls).toEqual([]);
       expect(f.kv.data.size).toBe(0);
+    });
+
+    it.each([
+      // 1e-7 cores is 2e-7 units of 0.5: within the float tolerance of 0 units, which is no size at all.
+      [{ cpuCores: 1e-7 }, 'cpuCores', "cpuCores: 1e-7 is not a whole multiple of web's granularity (0.5 cores); use e.g. 0.5 cores or 1 cores"],
+      // Bytes are integers: one byte over 1 GiB is not a multiple, however small the fraction.
+      [{ memoryBytes: GiB + 512 }, 'memoryBytes', `memoryBytes: ${GiB + 512} is not a whole multiple of web's granularity (${GiB} bytes); use e.g. ${GiB} bytes or ${2 * GiB} bytes`],
+    ])('refuses %j (no whole multiple of at least one quantum) before recording or applying anything', async (payload, field, message) => {
+      const res = await f.app.inject({ method: 'POST', url: '/v1/shards/web-0/resize', headers: AUTH, payload });
+      expect(res.statusCode).toBe(400);
+      expect(res.json()).toMatchObject({ error: 'INVALID_ARGUMENT', message, errors: [{ field }] });
+      expect(f.manager.calls).toEqual([]);
+      expect(f.kv.data.size).toBe(0);
+    });
+
+    it('a resize the kernel refuses puts the recorded assignment back, so reconcile does not retry it on every pass', async () => {
+      await f.kv.put('/fleet/test-fleet/assignments/web-0', JSON.stringify({ shardId: 'web-0', applicationId: 'web', hostId: 'host-a', limits: { memoryBytes: 2 * GiB }, by: 'api', at: '2026-11-25T00:00:00.000Z' }));
+      const before = await f.kv.get('/fleet/test-fleet/assignments/web-0');
+      const refused = new HostAgentError('CGROUP_WRITE_FAILED', 'web-0', 'memory.limit_in_bytes', String(GiB), 'shard web-0: writing "1073741824" to memory.limit_in_bytes failed (EBUSY)');
+      jest.spyOn(f.manager, 'resize').mockRejectedValueOnce(refused);
+      const res = await f.app.inject({ method: 'POST', url: '/v1/shards/web-0/resize', headers: AUTH, payload: { memoryBytes: GiB } });
+      expect(res.statusCode).toBeGreaterThanOrEqual(400);
+      expect((await f.kv.get('/fleet/test-fleet/assignments/web-0'))?.value).toBe(before?.value);
+
+      // With no assignment before, none is left behind.
+      jest.spyOn(f.manager, 'resize').mockRejectedValueOnce(refused);
+      await f.app.inject({ method: 'POST', url: '/v1/shards/web-1/resize', headers: AUTH, payload: { memoryBytes: GiB } });
+      expect(await f.kv.get('/fleet/test-fleet/assignments/web-1')).toBeUndefined();
     });
 
     it('answers 404 for resizing a shard that is not here', async () => {

@@ -51,6 +51,9 @@ describe('checkLimits', () => {
     [{ cpuCores: 0 }, 'cpuCores', 'shard s: limits.cpuCores 0 is invalid; use a positive number of cores (0.5 = half a core), or null for no limit'],
     [{ cpuCores: Number.NaN }, 'cpuCores', 'shard s: limits.cpuCores NaN is invalid; use a positive number of cores (0.5 = half a core), or null for no limit'],
     [{ cpuCores: 0.005 }, 'cpuCores', "shard s: limits.cpuCores 0.005 is invalid; the quota 500us per 100000us period is below the kernel's 1000us minimum; use at least 0.01 cores"],
+    // sched-bwc: quota above max_cfs_runtime (2^44-1 us) is EINVAL; on v1 the period was already written by then.
+    [{ cpuCores: 2e9, cpuPeriodMicros: 10000 }, 'cpuCores', "shard s: limits.cpuCores 2000000000 is invalid; a quota above the kernel's maximum of 17592186044415us per period; use at most 1759218604 cores with a 10000us period"],
+    [{ cpuCores: 1e300 }, 'cpuCores', "shard s: limits.cpuCores 1e+300 is invalid; a quota above the kernel's maximum of 17592186044415us per period; use at most 175921860 cores with a 100000us period"],
     [{ cpuCores: 1, cpuPeriodMicros: 500 }, 'cpuPeriodMicros', 'shard s: limits.cpuPeriodMicros 500 is invalid; use a whole number of microseconds from 1000 to 1000000'],
     [{ cpuPeriodMicros: 50000 }, 'cpuPeriodMicros', 'shard s: limits.cpuPeriodMicros 50000 is invalid; give cpuCores with it (the quota is derived from cores x period)'],
     [{ memoryBytes: 1.5 }, 'memoryBytes', 'shard s: limits.memoryBytes 1.5 is invalid; use a positive whole number of bytes, or null for no limit'],

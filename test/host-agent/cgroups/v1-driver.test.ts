@@ -45,14 +45,15 @@ describe('cgroup v1 driver (fixture tree)', () => {
     expect(writes.map((w) => [w.file, w.value])).toEqual(expected);
   });
 
-  it('caps memory+swap at the memory limit: memsw lifted, limit set, memsw set, in one order for raise and lower', () => {
+  it('caps memory+swap at the memory limit: limit first (memsw raised and the limit retried only on EINVAL), then memsw; never lifted to -1 on the way', () => {
     const writes = (bytes: number | null, memsw: boolean): string[][] =>
       v1LimitWrites(checkLimits('db-1', { memoryBytes: bytes }), { memsw }).map((w) => [w.file, w.value]);
     expect(writes(64 * 2 ** 20, true)).toEqual([
-      ['memory.memsw.limit_in_bytes', '-1'],
       ['memory.limit_in_bytes', '67108864'],
       ['memory.memsw.limit_in_bytes', '67108864'],
     ]);
+    const [limit] = v1LimitWrites(checkLimits('db-1', { memoryBytes: 64 * 2 ** 20 }), { memsw: true });
+    expect(limit?.retryAfter?.map((w) => [w.file, w.value])).toEqual([['memory.memsw.limit_in_bytes', '67108864']]);
     expect(writes(null, true)).toEqual([
       ['memory.memsw.limit_in_bytes', '-1'],
       ['memory.limit_in_bytes', '-1'],

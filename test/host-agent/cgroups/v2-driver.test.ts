@@ -177,15 +177,17 @@ describe('cgroup v2 driver (fixture tree)', () => {
     expect(await driver.isFrozen('web-1')).toBe(true);
   });
 
-  it('fails with FREEZE_TIMEOUT naming the shard and cgroup.events when the kernel never reports frozen', async () => {
-    await created();
+  it('fails with FREEZE_TIMEOUT naming the shard and cgroup.events when the kernel never reports frozen, and withdraws the freeze request', async () => {
+    const dir = await created();
     const impatient = new ShardCgroupDriver(dialectFor(probeCgroupLayout(fx.root)), driver.probe, { root: fx.root, hostId: 'host-a', freezeTimeoutMs: 30 });
     await expect(impatient.freeze('web-1')).rejects.toMatchObject({
       code: 'FREEZE_TIMEOUT',
       shardId: 'web-1',
       field: join(fx.root, SHARD, 'cgroup.events'),
-      message: `shard web-1: ${join(fx.root, SHARD, 'cgroup.events')} still reads "populated 0, frozen 0", not yet frozen; a task may be in uninterruptible sleep (retry, or kill the shard)`,
+      message: `shard web-1: ${join(fx.root, SHARD, 'cgroup.events')} still reads "populated 0, frozen 0", not yet frozen; the freeze request was withdrawn, so the shard runs on; a task may be in uninterruptible sleep (retry, or kill the shard)`,
     });
+    // Not left asking the kernel to freeze a shard the caller was told is not frozen.
+    expect(fx.read(join(dir, 'cgroup.freeze'))).toBe('0');
   });
 
   it('kills through cgroup.kill when the kernel has it', async () => {

@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { DesiredShard } from '../../../host-agent/reconcile/desired-shard';
@@ -91,6 +91,20 @@ describe('ShardKeeper (fake driver and launcher)', () => {
     expect((await k.apply([desired('web-0')])).actions.at(-1)).toEqual({ kind: 'start', shardId: 'web-0', ok: false, error: 'spawn failed (injected)' });
     expect(k.status()[0]?.state).toBe('stopped');
     expect((await k.apply([desired('web-0')])).actions).toEqual([{ kind: 'start', shardId: 'web-0', ok: true }]);
+  });
+
+  it('retries a start that failed before the spawn (state directory not creatable) on the next pass, not counting it as running', async () => {
+    const k = keeper();
+    await k.start();
+    writeFileSync(join(dir, 'not-a-dir'), '');
+    const bad = desired('web-0', { stateDirectory: join(dir, 'not-a-dir') });
+    const first = await k.apply([bad]);
+    expect(first.actions.at(-1)).toMatchObject({ kind: 'start', shardId: 'web-0', ok: false });
+    expect(k.status()[0]?.state).toBe('stopped');
+    // Same plan, next pass: the start is planned (and fails) again, the host is not reported converged.
+    const second = await k.apply([bad]);
+    expect(second).toMatchObject({ actions: [{ kind: 'start', shardId: 'web-0', ok: false }], converged: false });
+    expect(launcher.runs).toHaveLength(0);
   });
 
   it('restarts a crashed workload with back-off, counts restarts and enters crash-loop at the ceiling', async () => {
@@ -247,6 +261,26 @@ describe('ShardKeeper (fake driver and launcher)', () => {
     launcher.exit(1000);
     await waitFor(() => (k2.status()[0]?.pid ?? 0) > 1001, 'web-0 restarted after its adopted run ended');
     expect(await k2.apply([desired('web-0'), desired('web-1')])).toEqual({ actions: [], converged: true });
+  });
+
+  it('a new keeper resumes a shard waiting in back-off without reporting its exit again or losing its exit status', async () => {
+    const slow = { baseSeconds: 60, ceilingSeconds: 300, resetAfterSeconds: 600 };
+    const k1 = keeper(slow);
+    await k1.start();
+    await k1.apply([desired('web-0')]);
+    launcher.exit(launcher.latest('web-0')!.pid, { exitCode: 3, signal: null });
+    await waitFor(() => k1.status()[0]?.state === 'backoff', 'web-0 in back-off');
+    await k1.close();
+    expect(sink.ofType('exited', 'web-0')).toHaveLength(1);
+
+    const k2 = keeper(slow);
+    await k2.start();
+    // The exit was reported once, by the keeper that saw it; the new one neither repeats it nor
+    // overwrites the known exit code with "unknown", nor counts a second failure.
+    expect(sink.ofType('exited', 'web-0')).toHaveLength(1);
+    expect(k2.status()[0]).toMatchObject({ state: 'backoff', lastExit: { exitCode: 3, signal: null } });
+    expect(sink.ofType('restarting', 'web-0').at(-1)?.detail).toMatchObject({ attempt: 1 });
+    expect(launcher.runs).toHaveLength(1);
   });
 
   it('hands a shard over: release stops supervision, apply leaves it alone, adopt resumes it, discard removes it', async () => {
