@@ -33,7 +33,7 @@ import { peerUrls } from './peer-urls';
 import { ForecastLoop } from './prediction/forecast-loop';
 import { Sampler } from './sampler/sampler';
 import type { ShardEventSink } from './shard-event';
-import { ShardResizer } from './shard-resize';
+import { resizeStoreOf, ShardResizer } from './shard-resize';
 import type { AgentMigration, AgentMigrationContext } from './agent-migration';
 import type { DesiredShard } from './reconcile/desired-shard';
 import type { RestartHandover, ShardHandover } from './reconcile/shard-handover';
@@ -232,7 +232,7 @@ export class Agent implements DrainControl {
       hostId,
       driver: this.kernel.driver,
       manager: this.kernel.manager,
-      resizer: new ShardResizer({ manager: this.kernel.manager, store: this.stores.store, plan: () => this.plan(), hostId }),
+      resizer: new ShardResizer({ manager: this.kernel.manager, store: resizeStoreOf(this.stores.store), plan: () => this.plan(), hostId }),
       history: this.stores.history,
       forecast: this.forecast,
       events: this.events,

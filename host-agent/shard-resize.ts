@@ -10,7 +10,8 @@ import type { Store, TxnOp } from '../src/store/store';
 import type { ShardLimits } from './cgroups/driver';
 import type { ShardManager } from './reconcile/shard-manager';
 import type { ShardStatus } from './runner/shard-status';
-import { noPlan, unknownShard } from './api/api-errors';
+import { ApiError, noPlan, unknownShard } from './api/api-errors';
+import { shardHeld } from './errors';
 import { assignmentKey, parseAssignments, type ShardAssignment } from './plan-source/shard-assignment';
 
 export interface ResizeRequest {
@@ -43,11 +44,24 @@ export function checkResize(app: Pick<Application, 'id' | 'granularity'>, reques
 
 export interface ShardResizerOptions {
   readonly manager: Pick<ShardManager, 'status' | 'resize'>;
-  /** With `txn` the assignment of a failed resize is put back by compare-and-swap; without, by a read then a write. */
-  readonly store: Pick<Store, 'get' | 'put' | 'delete'> & Partial<Pick<Store, 'txn'>>;
+  /** The assignment is written, and put back after a failed resize, by compare-and-swap only. */
+  readonly store: Pick<Store, 'get' | 'txn'>;
   readonly plan: () => Plan | undefined;
   readonly hostId: string;
   readonly clock?: () => Date;
+}
+
+/** What a resize needs of the agent's store; one without transactions (only test doubles) refuses resizes rather than write blind. */
+export function resizeStoreOf(store: Pick<Store, 'get'> & Partial<Pick<Store, 'txn'>>): Pick<Store, 'get' | 'txn'> {
+  const { txn } = store;
+  return {
+    get: (key) => store.get(key),
+    txn: txn
+      ? txn.bind(store)
+      : async () => {
+          throw new Error('resizing a shard needs a store with transactions (etcd or the embedded store)');
+        },
+  };
 }
 
 export class ShardResizer {
@@ -63,9 +77,16 @@ export class ShardResizer {
     if (!app) throw unknownShard(shardId);
     checkResize(app, request);
 
+    // A shard a migration holds (frozen, dumped, arriving or leaving) is the migration's to move.
+    if (status.state === 'held') throw shardHeld(shardId, 'resize');
+
     const key = assignmentKey(plan.fleet, shardId);
     const existing = await store.get(key);
     const previous = existing ? parseAssignments([existing]).assignments.get(shardId) : undefined;
+    // The store says the shard belongs elsewhere (a migration committed it to another host): a
+    // write naming this host would pull it back here and start it twice.
+    if (previous && previous.hostId !== hostId)
+      throw new ApiError(409, 'CONFLICT', `shard ${JSON.stringify(shardId)} is assigned to host ${previous.hostId} (by ${previous.by}); resize it through that host's agent`);
     const assignment: ShardAssignment = {
       shardId,
       applicationId: app.id,
@@ -74,7 +95,12 @@ export class ShardResizer {
       by: 'api',
       at: (this.options.clock?.() ?? new Date()).toISOString(),
     };
-    const revision = await store.put(key, JSON.stringify(assignment));
+    // Written only over what was read: a migration's commit (or another resize) in between
+    // wins, and this resize changes nothing.
+    const written = await store.txn([{ key, modRevision: existing?.modRevision ?? 0 }], [{ kind: 'put', key, value: JSON.stringify(assignment) }]);
+    if (!written.succeeded)
+      throw new ApiError(409, 'CONFLICT', `the assignment of shard ${JSON.stringify(shardId)} changed while it was resized (a migration or another resize); nothing was changed, ask again`);
+    const revision = written.revision;
     const limits: ShardLimits = { ...(request.cpuCores !== undefined ? { cpuCores: request.cpuCores } : {}), ...(request.memoryBytes !== undefined ? { memoryBytes: request.memoryBytes } : {}) };
     try {
       await manager.resize(shardId, limits);
@@ -92,12 +118,6 @@ export class ShardResizer {
   private async putBack(key: string, revision: number, value: string | undefined): Promise<void> {
     const { store } = this.options;
     const op: TxnOp = value !== undefined ? { kind: 'put', key, value } : { kind: 'delete', key };
-    if (store.txn) {
-      await store.txn([{ key, modRevision: revision }], [op]);
-      return;
-    }
-    if ((await store.get(key))?.modRevision !== revision) return;
-    if (value !== undefined) await store.put(key, value);
-    else await store.delete(key);
+    await store.txn([{ key, modRevision: revision }], [op]);
   }
 }

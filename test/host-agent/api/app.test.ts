@@ -162,6 +162,39 @@ describe('agent API', () => {
       expect(await f.kv.get('/fleet/test-fleet/assignments/web-1')).toBeUndefined();
     });
 
+    it('refuses to resize a shard a migration holds, and one the store assigns to another host, changing nothing', async () => {
+      f.manager.seed('web-2', 'web', { cpuCores: 0.5, memoryBytes: GiB }, { state: 'held' });
+      const held = await f.app.inject({ method: 'POST', url: '/v1/shards/web-2/resize', headers: AUTH, payload: { cpuCores: 1 } });
+      expect(held.statusCode).toBe(409);
+      expect(held.json()).toMatchObject({ error: 'SHARD_HELD', message: expect.stringContaining('held by migration; cannot resize it') });
+
+      const moved = JSON.stringify({ shardId: 'web-1', applicationId: 'web', hostId: 'host-b', limits: { cpuCores: 0.5 }, by: 'migration', at: '2026-11-25T00:00:00.000Z' });
+      await f.kv.put('/fleet/test-fleet/assignments/web-1', moved);
+      const elsewhere = await f.app.inject({ method: 'POST', url: '/v1/shards/web-1/resize', headers: AUTH, payload: { cpuCores: 1 } });
+      expect(elsewhere.statusCode).toBe(409);
+      expect(elsewhere.json()).toMatchObject({ error: 'CONFLICT', message: 'shard "web-1" is assigned to host host-b (by migration); resize it through that host\'s agent' });
+      expect((await f.kv.get('/fleet/test-fleet/assignments/web-1'))?.value).toBe(moved);
+      expect(f.kv.data.has('/fleet/test-fleet/assignments/web-2')).toBe(false);
+      expect(f.manager.calls).toEqual([]);
+    });
+
+    it('never writes over a migration that commits the shard elsewhere between its read and its write', async () => {
+      const key = '/fleet/test-fleet/assignments/web-0';
+      const committed = JSON.stringify({ shardId: 'web-0', applicationId: 'web', hostId: 'host-b', limits: { cpuCores: 0.5 }, by: 'migration', at: '2026-11-25T00:00:01.000Z' });
+      const get = f.kv.get.bind(f.kv);
+      // The commit lands right after the resize read the (absent) assignment.
+      jest.spyOn(f.kv, 'get').mockImplementationOnce(async (k: string) => {
+        const read = await get(k);
+        await f.kv.put(key, committed);
+        return read;
+      });
+      const res = await f.app.inject({ method: 'POST', url: '/v1/shards/web-0/resize', headers: AUTH, payload: { cpuCores: 1 } });
+      expect(res.statusCode).toBe(409);
+      expect(res.json()).toMatchObject({ error: 'CONFLICT', message: expect.stringContaining('changed while it was resized') });
+      expect((await f.kv.get(key))?.value).toBe(committed);
+      expect(f.manager.calls).toEqual([]);
+    });
+
     it('answers 404 for resizing a shard that is not here', async () => {
       const res = await f.app.inject({ method: 'POST', url: '/v1/shards/web-9/resize', headers: AUTH, payload: { cpuCores: 1 } });
       expect(res.statusCode).toBe(404);
