@@ -51,6 +51,29 @@ export interface ShardResizerOptions {
   readonly clock?: () => Date;
 }
 
+/**
+ * Why growing `shard` as `request` asks would take more than this host has beside its other shards
+ * (held ones, arriving or leaving, included), or undefined. Shrinking is always allowed, even on a
+ * host already over its capacity; a host the plan does not list (a discovered cloud host) is not
+ * checked. Like Kubernetes' in-place resize, a size the node cannot hold is refused, not queued.
+ */
+export function capacityRefusal(plan: Plan, hostId: string, shard: ShardStatus, shards: readonly ShardStatus[], request: ResizeRequest): string | undefined {
+  const host = plan.pools.flatMap((pool) => pool.hosts).find((h) => h.id === hostId);
+  if (!host) return undefined;
+  const others = shards.filter((s) => s.shardId !== shard.shardId);
+  const check = (resource: 'cpuCores' | 'memoryBytes', unit: string) => {
+    const wanted = request[resource];
+    const current = shard.limits[resource] ?? 0;
+    if (wanted === undefined || wanted <= current) return undefined;
+    const held = others.reduce((sum, s) => sum + (s.limits[resource] ?? 0), 0);
+    const free = host.capacity[resource] - held;
+    if (wanted <= free + 1e-9) return undefined;
+    const show = (n: number) => (resource === 'cpuCores' ? String(Math.round(n * 1000) / 1000) : String(n));
+    return `host ${hostId} cannot hold shard ${shard.shardId} at ${show(wanted)} ${unit}: its capacity is ${show(host.capacity[resource])}, its other shards hold ${show(held)}, so at most ${show(Math.max(0, free))} is free for it; migrate a shard away first`;
+  };
+  return check('cpuCores', 'cpu cores') ?? check('memoryBytes', 'memory bytes');
+}
+
 /** What a resize needs of the agent's store; one without transactions (only test doubles) refuses resizes rather than write blind. */
 export function resizeStoreOf(store: Pick<Store, 'get'> & Partial<Pick<Store, 'txn'>>): Pick<Store, 'get' | 'txn'> {
   const { txn } = store;
@@ -79,6 +102,8 @@ export class ShardResizer {
 
     // A shard a migration holds (frozen, dumped, arriving or leaving) is the migration's to move.
     if (status.state === 'held') throw shardHeld(shardId, 'resize');
+    const overCapacity = capacityRefusal(plan, hostId, status, manager.status(), request);
+    if (overCapacity) throw new ApiError(409, 'CONFLICT', overCapacity);
 
     const key = assignmentKey(plan.fleet, shardId);
     const existing = await store.get(key);

@@ -178,6 +178,25 @@ describe('agent API', () => {
       expect(f.manager.calls).toEqual([]);
     });
 
+    it('refuses to grow a shard past what the host has beside its other shards, and always lets one shrink', async () => {
+      // host-a: 2 cores, 8 GiB; web-1 holds 0.5 core and 1 GiB, so web-0 may grow to 1.5 cores and 7 GiB.
+      const tooBig = await f.app.inject({ method: 'POST', url: '/v1/shards/web-0/resize', headers: AUTH, payload: { cpuCores: 2 } });
+      expect(tooBig.statusCode).toBe(409);
+      expect(tooBig.json()).toMatchObject({
+        error: 'CONFLICT',
+        message: 'host host-a cannot hold shard web-0 at 2 cpu cores: its capacity is 2, its other shards hold 0.5, so at most 1.5 is free for it; migrate a shard away first',
+      });
+      const tooMuchMemory = await f.app.inject({ method: 'POST', url: '/v1/shards/web-0/resize', headers: AUTH, payload: { cpuCores: 1, memoryBytes: 8 * GiB } });
+      expect(tooMuchMemory.json()).toMatchObject({ error: 'CONFLICT', message: expect.stringContaining(`at ${8 * GiB} memory bytes`) });
+      expect(f.manager.calls).toEqual([]);
+      expect(f.kv.data.size).toBe(0);
+
+      expect((await f.app.inject({ method: 'POST', url: '/v1/shards/web-0/resize', headers: AUTH, payload: { cpuCores: 1.5, memoryBytes: 7 * GiB } })).statusCode).toBe(200);
+      // Over capacity already (another shard arrived): shrinking still goes through.
+      f.manager.seed('web-2', 'web', { cpuCores: 1, memoryBytes: GiB });
+      expect((await f.app.inject({ method: 'POST', url: '/v1/shards/web-0/resize', headers: AUTH, payload: { cpuCores: 1 } })).statusCode).toBe(200);
+    });
+
     it('never writes over a migration that commits the shard elsewhere between its read and its write', async () => {
       const key = '/fleet/test-fleet/assignments/web-0';
       const committed = JSON.stringify({ shardId: 'web-0', applicationId: 'web', hostId: 'host-b', limits: { cpuCores: 0.5 }, by: 'migration', at: '2026-11-25T00:00:01.000Z' });
