@@ -90,7 +90,16 @@ export function resizeStoreOf(store: Pick<Store, 'get'> & Partial<Pick<Store, 't
 export class ShardResizer {
   constructor(private readonly options: ShardResizerOptions) {}
 
-  async resize(shardId: string, request: ResizeRequest): Promise<ShardStatus> {
+  /** Resizes run one at a time: two growing shards checked side by side could each fit alone and not together. */
+  private turn: Promise<unknown> = Promise.resolve();
+
+  resize(shardId: string, request: ResizeRequest): Promise<ShardStatus> {
+    const mine = this.turn.then(() => this.resizeNow(shardId, request));
+    this.turn = mine.catch(() => undefined);
+    return mine;
+  }
+
+  private async resizeNow(shardId: string, request: ResizeRequest): Promise<ShardStatus> {
     const { manager, store, hostId } = this.options;
     const status = manager.status().find((s) => s.shardId === shardId);
     if (!status) throw unknownShard(shardId);

@@ -197,6 +197,18 @@ describe('agent API', () => {
       expect((await f.app.inject({ method: 'POST', url: '/v1/shards/web-0/resize', headers: AUTH, payload: { cpuCores: 1 } })).statusCode).toBe(200);
     });
 
+    it('checks concurrent resizes one after the other, so two that fit alone cannot oversubscribe the host together', async () => {
+      // Free beside the other: web-0 may go to 1.5 cores, web-1 too — but not both at once (2 cores in all).
+      // The kernel write takes a while, as it can: the second check must wait for the first resize.
+      const resize = f.manager.resize.bind(f.manager);
+      jest.spyOn(f.manager, 'resize').mockImplementation(async (...args) => {
+        await new Promise((resolve) => setTimeout(resolve, 50));
+        return resize(...args);
+      });
+      const answers = await Promise.all(['web-0', 'web-1'].map((id) => f.app.inject({ method: 'POST', url: `/v1/shards/${id}/resize`, headers: AUTH, payload: { cpuCores: 1.5 } })));
+      expect(answers.map((a) => a.statusCode).sort()).toEqual([200, 409]);
+    });
+
     it('never writes over a migration that commits the shard elsewhere between its read and its write', async () => {
       const key = '/fleet/test-fleet/assignments/web-0';
       const committed = JSON.stringify({ shardId: 'web-0', applicationId: 'web', hostId: 'host-b', limits: { cpuCores: 0.5 }, by: 'migration', at: '2026-11-25T00:00:01.000Z' });
