@@ -202,9 +202,26 @@ export class EtcdStore implements Store {
     return {
       close: async () => {
         if (!this.watchers.delete(entry)) return;
-        await watcher.cancel().catch(() => undefined);
+        await this.cancelWatcher(watcher);
       },
     };
+  }
+
+  /**
+   * Cancels a watch, waiting for etcd's answer at most one call deadline: etcd3 waits for it
+   * forever, so closing a watch (or the store) on an etcd that hangs never returned, and an
+   * agent shutting down behind a partition hung with it.
+   */
+  private async cancelWatcher(watcher: EtcdWatcher): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, this.options.requestTimeoutMs ?? 5000);
+    });
+    try {
+      await Promise.race([watcher.cancel().catch(() => undefined), deadline]);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   /** Throws COMPACTED when the changes after `after` in [start, end) are no longer in etcd's history. */
@@ -253,7 +270,7 @@ export class EtcdStore implements Store {
     const closing = storeError('STORE_CLOSED', 'store', 'etcd', 'the store was closed');
     for (const entry of [...this.watchers]) {
       this.watchers.delete(entry);
-      await entry.watcher.cancel().catch(() => undefined);
+      await this.cancelWatcher(entry.watcher);
       entry.onError?.(closing);
     }
     this.client.close();

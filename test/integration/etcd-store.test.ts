@@ -127,6 +127,27 @@ describePrivileged('etcd store', [requireCommand('etcd', 'apt-get install etcd-s
       }
     });
 
+    it('closes a watch and the store on an etcd that stopped answering, within a call deadline', async () => {
+      const hung = await startEtcd();
+      const store = new EtcdStore({ endpoints: [hung.endpoint], prefix: '/hung', requestTimeoutMs: 300 });
+      try {
+        const errors: Error[] = [];
+        const watcher = await store.watch('/fleet/demo/', () => undefined);
+        await store.watch('/fleet/other/', () => undefined, { onError: (e) => errors.push(e) });
+        process.kill(hung.pid, 'SIGSTOP');
+        await allThreadsStopped(hung.pid);
+        const settled = async (promise: Promise<unknown>) =>
+          Promise.race([promise.then(() => 'settled'), new Promise((r) => setTimeout(() => r('still waiting after 5 s'), 5000))]);
+        expect(await settled(watcher.close())).toBe('settled');
+        expect(await settled(store.close())).toBe('settled');
+        expect(errors).toEqual([expect.objectContaining({ code: 'STORE_CLOSED' })]);
+      } finally {
+        process.kill(hung.pid, 'SIGCONT');
+        await store.close();
+        await hung.stop();
+      }
+    });
+
     describe('list in pages', () => {
       /** Counts the range calls of a store and runs `between` after the first one answered. */
       const spyPages = (store: EtcdStore, between?: () => Promise<void>) => {
