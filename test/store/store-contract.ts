@@ -328,6 +328,13 @@ export function describeStoreContract(name: string, makeHarness: () => Promise<S
         expect(await store.leader(election)).toBeUndefined();
       });
 
+      it.each(['null', '"host-a"', '{"candidate": 5}'])('refuses a leader key holding %s with INVALID_VALUE naming the key', async (value) => {
+        await store.put(election, value);
+        const error = await rejection(store.leader(election));
+        expect(error).toMatchObject({ code: 'INVALID_VALUE', field: election });
+        expect(error.message).toContain('not a leader record');
+      });
+
       it('rejects a waiting campaign with CAMPAIGN_ABORTED when its signal aborts', async () => {
         const first = await store.campaign(election, 'host-a', { ttlSeconds: harness.ttlSeconds });
         const abort = new AbortController();
