@@ -41,16 +41,19 @@ export class EventLog implements ShardEventSink {
     if (!this.options.store) return;
     const kvs = await this.options.store.list(this.prefix);
     for (const kv of kvs.slice(-this.keep)) {
-      try {
-        const event = JSON.parse(kv.value) as SequencedEvent;
-        if (typeof event.seq === 'number' && event.seq >= this.nextSeq) {
-          this.window.push(event);
-          this.nextSeq = event.seq + 1;
-        }
-      } catch {
-        // A damaged entry is skipped; the sequence continues after the newest readable one.
+      // A damaged entry is skipped; the sequence continues after the newest readable one. Its
+      // seq must be the one its key says: a seq of 1e300 (or 2.5) made every later key invalid
+      // (`.../events/1e+300`), so no event was ever persisted again.
+      const event = parseEvent(kv.value);
+      if (event && kv.key === this.keyOf(event.seq) && event.seq >= this.nextSeq) {
+        this.window.push(event);
+        this.nextSeq = event.seq + 1;
       }
     }
+  }
+
+  private keyOf(seq: number): string {
+    return `${this.prefix}${String(seq).padStart(SEQ_WIDTH, '0')}`;
   }
 
   emit(event: ShardEvent): void {
@@ -79,13 +82,30 @@ export class EventLog implements ShardEventSink {
   private persist(event: SequencedEvent): void {
     const store = this.options.store;
     if (!store) return;
-    const key = `${this.prefix}${String(event.seq).padStart(SEQ_WIDTH, '0')}`;
+    const key = this.keyOf(event.seq);
     const stale = event.seq - this.keep;
     this.writes = this.writes
       .then(async () => {
         await store.put(key, JSON.stringify(event));
-        if (stale > 0) await store.delete(`${this.prefix}${String(stale).padStart(SEQ_WIDTH, '0')}`);
+        if (stale > 0) await store.delete(this.keyOf(stale));
       })
       .catch((error: Error) => this.options.logger.warn({ shard_id: event.shardId, error: error.message }, 'cannot persist shard event'));
   }
+}
+
+/** A stored event as this log writes it, or undefined (not JSON, wrong shape, seq not a whole number from 1). */
+function parseEvent(value: string): SequencedEvent | undefined {
+  let event: unknown;
+  try {
+    event = JSON.parse(value);
+  } catch {
+    return undefined;
+  }
+  if (typeof event !== 'object' || event === null) return undefined;
+  const e = event as Record<string, unknown>;
+  const valid =
+    Number.isSafeInteger(e.seq) && (e.seq as number) >= 1 &&
+    typeof e.type === 'string' && typeof e.shardId === 'string' && typeof e.applicationId === 'string' &&
+    typeof e.at === 'string' && typeof e.detail === 'object' && e.detail !== null;
+  return valid ? (event as SequencedEvent) : undefined;
 }

@@ -57,8 +57,14 @@ export async function campaign(
 
 export async function currentLeader(store: Store, election: string): Promise<{ candidate: string; term: number } | undefined> {
   checkKey(election, 'election');
-  const kv = await getJson<LeaderRecord>(store, election);
-  return kv && { candidate: kv.value.candidate, term: kv.modRevision };
+  const kv = await getJson<unknown>(store, election);
+  if (!kv) return undefined;
+  const candidate = (kv.value as Partial<LeaderRecord> | null)?.candidate;
+  // Written by campaign() as {"candidate": "<name>"}; anything else names the key rather than crashing on it.
+  if (typeof candidate !== 'string') {
+    throw storeError('INVALID_VALUE', election, kv.value, 'not a leader record', 'the key was written by something other than campaign(); delete it');
+  }
+  return { candidate, term: kv.modRevision };
 }
 
 function checkCandidate(candidate: unknown): void {

@@ -209,8 +209,20 @@ export class EmbeddedStore implements Store, ChangeSource {
     return this.meta('compacted');
   }
 
+  /**
+   * One read transaction (one WAL snapshot), checking the compaction point in it: the poller
+   * reads that point first, and another process compacting in between left only the newer
+   * rows to read, delivered as if nothing was missing.
+   */
   changes(prefix: string, after: number, upTo: number): WatchEvent[] {
-    return this.sql.changes.all(after, upTo, prefix, prefixEnd(prefix)).map((row) =>
+    const rows = this.db.transaction(() => {
+      const compacted = this.compacted();
+      if (after < compacted) {
+        throw storeError('COMPACTED', 'watch', prefix, `fell behind: revisions up to ${compacted} were compacted before delivery`, 're-read the state and watch again');
+      }
+      return this.sql.changes.all(after, upTo, prefix, prefixEnd(prefix));
+    }).deferred();
+    return rows.map((row) =>
       row.type === 'put'
         ? { type: 'put', key: row.key, value: row.value ?? '', modRevision: row.revision }
         : { type: 'delete', key: row.key, modRevision: row.revision },

@@ -16,7 +16,7 @@ export interface ChangeSource {
   revision(): number;
   /** Highest revision no longer in the change log. */
   compacted(): number;
-  /** Changes under `prefix` with after < revision <= upTo, in (revision, seq) order. */
+  /** Changes under `prefix` with after < revision <= upTo, in (revision, seq) order; COMPACTED when some are gone. */
   changes(prefix: string, after: number, upTo: number): WatchEvent[];
 }
 

@@ -157,29 +157,84 @@ export class EtcdStore implements Store {
       throw storeError('INVALID_ARGUMENT', 'opts.fromRevision', opts.fromRevision, 'not a revision', 'use a whole number >= 0');
     }
     this.open();
-    let builder = this.client.watch().inRange({ start: this.full(prefix), end: this.full(prefixEnd(prefix)) });
+    const start = this.full(prefix);
+    const end = this.full(prefixEnd(prefix));
+    // etcd accepts a watch from a compacted revision and only cancels it afterwards, with no
+    // reason: refuse it here with COMPACTED, as the embedded store does.
+    if (opts.fromRevision !== undefined) await this.refuseIfCompacted(start, end, opts.fromRevision);
+    let builder = this.client.watch().inRange({ start, end });
     // etcd's start revision is inclusive; ours is exclusive ("changes after fromRevision").
     if (opts.fromRevision !== undefined) builder = builder.startRevision(String(opts.fromRevision + 1));
     const watcher = await this.call(() => builder.create());
+    /**
+     * The last revision delivered (or, with no event, known to hold none for us): a reconnect
+     * resumes after it. etcd3 resumes after the revision in the header of the last answer,
+     * which is the *current* revision while etcd replays history (the create answer, and each
+     * batch of a replay longer than 1000 revisions): a stream cut mid-replay lost the rest.
+     */
+    let delivered = opts.fromRevision ?? Number(watcher.request.start_revision) - 1;
+    const resumeAfterDelivered = (): void => {
+      watcher.request.start_revision = String(delivered + 1);
+    };
+    resumeAfterDelivered();
     const entry = { watcher, onError: opts.onError };
     this.watchers.add(entry);
+    watcher.on('connected', resumeAfterDelivered);
     watcher.on('data', (res) => {
       for (const event of res.events) {
         const key = this.strip(event.kv.key);
         const modRevision = Number(event.kv.mod_revision);
+        delivered = Math.max(delivered, modRevision);
         onEvent(event.type === 'Put' ? { type: 'put', key, value: event.kv.value.toString(), modRevision } : { type: 'delete', key, modRevision });
       }
+      // An answer without events is a progress notification, only sent once the watch has caught up.
+      if (res.events.length === 0) delivered = Math.max(delivered, Number(res.header.revision));
+      resumeAfterDelivered();
     });
     watcher.on('error', (error) => {
       this.watchers.delete(entry);
-      opts.onError?.(this.translate(error));
+      // etcd cancels a watch whose next revision was compacted (at a reconnect, say) without a reason.
+      void this.refuseIfCompacted(start, end, delivered).then(
+        () => opts.onError?.(this.translate(error)),
+        (refused: Error) => opts.onError?.((refused as StoreError).code === 'COMPACTED' ? refused : this.translate(error)),
+      );
     });
     return {
       close: async () => {
         if (!this.watchers.delete(entry)) return;
-        await watcher.cancel().catch(() => undefined);
+        await this.cancelWatcher(watcher);
       },
     };
+  }
+
+  /**
+   * Cancels a watch, waiting for etcd's answer at most one call deadline: etcd3 waits for it
+   * forever, so closing a watch (or the store) on an etcd that hangs never returned, and an
+   * agent shutting down behind a partition hung with it.
+   */
+  private async cancelWatcher(watcher: EtcdWatcher): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, this.options.requestTimeoutMs ?? 5000);
+    });
+    try {
+      await Promise.race([watcher.cancel().catch(() => undefined), deadline]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** Throws COMPACTED when the changes after `after` in [start, end) are no longer in etcd's history. */
+  private async refuseIfCompacted(start: Buffer, end: Buffer, after: number): Promise<void> {
+    try {
+      await this.call(() => this.client.kv.range({ key: start, range_end: end, revision: String(after + 1), limit: 1, keys_only: true }));
+    } catch (error) {
+      if ((error as StoreError).code === 'COMPACTED') {
+        throw storeError('COMPACTED', 'fromRevision', after, `etcd compacted the revisions after it (${(error as Error).message})`, 're-read the state and watch from now');
+      }
+      // A future revision (nothing written after `after` yet) is not compacted; other failures show when the watch is made.
+      if (!(error as Error).message.includes('future revision')) throw error;
+    }
   }
 
   async grantLease(ttlSeconds: number): Promise<Lease> {
@@ -215,7 +270,7 @@ export class EtcdStore implements Store {
     const closing = storeError('STORE_CLOSED', 'store', 'etcd', 'the store was closed');
     for (const entry of [...this.watchers]) {
       this.watchers.delete(entry);
-      await entry.watcher.cancel().catch(() => undefined);
+      await this.cancelWatcher(entry.watcher);
       entry.onError?.(closing);
     }
     this.client.close();

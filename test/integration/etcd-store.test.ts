@@ -9,7 +9,7 @@ import { EtcdStore } from '../../src/store/etcd-store';
 import { openStore } from '../../src/store/open-store';
 import { describePrivileged, requireCommand } from '../helpers/privileged';
 import type { Store } from '../../src/store';
-import { describeStoreContract, type StoreHarness } from '../store/store-contract';
+import { describeStoreContract, eventually, type StoreHarness } from '../store/store-contract';
 import { type EtcdServer, startEtcd } from './etcd-server';
 
 jest.setTimeout(60_000);
@@ -59,6 +59,14 @@ describePrivileged('etcd store', [requireCommand('etcd', 'apt-get install etcd-s
         return store;
       },
       passTime: (seconds) => new Promise((r) => setTimeout(r, seconds * 1000)),
+      compact: async (revision) => {
+        const raw = new Etcd3({ hosts: server.endpoint });
+        try {
+          await raw.kv.compact({ revision: String(revision), physical: true });
+        } finally {
+          raw.close();
+        }
+      },
       close: async () => {
         for (const store of stores) await store.close();
       },
@@ -112,6 +120,27 @@ describePrivileged('etcd store', [requireCommand('etcd', 'apt-get install etcd-s
         // The put past its deadline has an unknown outcome (docs/store.md): etcd may still apply
         // it from its socket once it runs again (seen once in CI). Either way the read answers.
         expect(['1', '2']).toContain((await store.get('/fleet/demo/a'))?.value);
+      } finally {
+        process.kill(hung.pid, 'SIGCONT');
+        await store.close();
+        await hung.stop();
+      }
+    });
+
+    it('closes a watch and the store on an etcd that stopped answering, within a call deadline', async () => {
+      const hung = await startEtcd();
+      const store = new EtcdStore({ endpoints: [hung.endpoint], prefix: '/hung', requestTimeoutMs: 300 });
+      try {
+        const errors: Error[] = [];
+        const watcher = await store.watch('/fleet/demo/', () => undefined);
+        await store.watch('/fleet/other/', () => undefined, { onError: (e) => errors.push(e) });
+        process.kill(hung.pid, 'SIGSTOP');
+        await allThreadsStopped(hung.pid);
+        const settled = async (promise: Promise<unknown>) =>
+          Promise.race([promise.then(() => 'settled'), new Promise((r) => setTimeout(() => r('still waiting after 5 s'), 5000))]);
+        expect(await settled(watcher.close())).toBe('settled');
+        expect(await settled(store.close())).toBe('settled');
+        expect(errors).toEqual([expect.objectContaining({ code: 'STORE_CLOSED' })]);
       } finally {
         process.kill(hung.pid, 'SIGCONT');
         await store.close();
@@ -197,6 +226,32 @@ describePrivileged('etcd store', [requireCommand('etcd', 'apt-get install etcd-s
       it('refuses a page size that is not a whole number >= 1', () => {
         expect(() => new EtcdStore({ endpoints: [server.endpoint], prefix: '/x', listPageKeys: 0 })).toThrow(expect.objectContaining({ code: 'INVALID_SETTINGS', field: 'listPageKeys' }));
       });
+    });
+
+    it('loses no event of a replay longer than 1000 revisions when its stream is cut mid-replay', async () => {
+      // etcd replays at most 1000 revisions per answer, one answer per 100 ms sync, each with the
+      // *current* revision in its header; etcd3 alone resumed after that header and lost the rest.
+      const store = openStore({ kind: 'etcd', endpoints: [server.endpoint], prefix: `/replay-${process.pid}` });
+      const writes = 1500;
+      try {
+        const from = await store.put('/fleet/demo/start', 'x');
+        for (let i = 0; i < writes; i += 50) {
+          await Promise.all(Array.from({ length: 50 }, (_, j) => store.put(`/fleet/demo/k/${i + j}`, String(i + j))));
+        }
+        const seen: number[] = [];
+        let restart: Promise<void> | undefined;
+        const watcher = await store.watch('/fleet/demo/k/', (event) => {
+          seen.push(event.modRevision);
+          restart ??= server.restartAfterKill(); // kills etcd synchronously, before the next batch
+        }, { fromRevision: from });
+        await eventually(() => restart !== undefined, 'the first batch');
+        await restart;
+        await eventually(() => seen.length >= writes, `all ${writes} events (seen ${seen.length})`, 1500);
+        expect(seen).toEqual(Array.from({ length: writes }, (_, i) => from + 1 + i));
+        await watcher.close();
+      } finally {
+        await store.close();
+      }
     });
 
     it('fails a call to an unreachable etcd with STORE_UNAVAILABLE naming the endpoints', async () => {

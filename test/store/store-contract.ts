@@ -16,6 +16,8 @@ export interface StoreHarness {
   readonly ttlSeconds: number;
   /** True when passTime is exact (a manual clock), so expiry boundaries can be asserted. */
   readonly exactTime: boolean;
+  /** Drops the change history before `revision`, as etcd's compaction does (a watch may start from revision - 1). */
+  compact(revision: number): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -185,6 +187,22 @@ export function describeStoreContract(name: string, makeHarness: () => Promise<S
         await new Promise((r) => setTimeout(r, 100));
         expect(seen).toHaveLength(1);
       });
+
+      it('refuses a watch from a compacted revision with COMPACTED, and still watches from the compaction point', async () => {
+        const r1 = await store.put('/fleet/demo/a', '1');
+        const r2 = await store.put('/fleet/demo/a', '2');
+        const r3 = await store.put('/fleet/demo/a', '3');
+        await harness.compact(r3);
+        const errors: Error[] = [];
+        const error = await rejection(store.watch('/fleet/demo/', () => undefined, { fromRevision: r1, onError: (e) => errors.push(e) }));
+        expect(error).toMatchObject({ code: 'COMPACTED', field: 'fromRevision', value: r1 });
+        const seen: WatchEvent[] = [];
+        const watcher = await store.watch('/fleet/demo/', (e) => seen.push(e), { fromRevision: r2 });
+        await eventually(() => seen.length === 1, 'the put after the compaction point');
+        expect(seen[0]).toMatchObject({ type: 'put', value: '3', modRevision: r3 });
+        await watcher.close();
+        expect(errors).toEqual([]);
+      });
     });
 
     describe('leases', () => {
@@ -308,6 +326,13 @@ export function describeStoreContract(name: string, makeHarness: () => Promise<S
         expect((await store.txn([first.fence()], [])).succeeded).toBe(false);
         await won.resign();
         expect(await store.leader(election)).toBeUndefined();
+      });
+
+      it.each(['null', '"host-a"', '{"candidate": 5}'])('refuses a leader key holding %s with INVALID_VALUE naming the key', async (value) => {
+        await store.put(election, value);
+        const error = await rejection(store.leader(election));
+        expect(error).toMatchObject({ code: 'INVALID_VALUE', field: election });
+        expect(error.message).toContain('not a leader record');
       });
 
       it('rejects a waiting campaign with CAMPAIGN_ABORTED when its signal aborts', async () => {

@@ -1,0 +1,45 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { EventLog } from '../../host-agent/event-log';
+import { silentLogger } from '../../host-agent/log';
+import { EmbeddedStore } from '../../src/store/embedded-store';
+
+describe('EventLog', () => {
+  let dir: string;
+  let store: EmbeddedStore;
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), 'shardform-events-'));
+    store = new EmbeddedStore({ path: join(dir, 'store.db') });
+  });
+  afterEach(async () => {
+    await store.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  const event = (seq: number) => ({ type: 'started', shardId: 'web-0', applicationId: 'web', at: '2026-11-25T00:00:00.000Z', detail: {}, seq });
+  const key = (seq: number) => `/hosts/host-a/events/${String(seq).padStart(12, '0')}`;
+
+  it.each([
+    ['a seq past 2^53', 1e300],
+    ['a fractional seq', 2.5],
+    ['a seq other than its key says', 7],
+  ])('skips a stored event with %s, and keeps persisting after the newest good one', async (_what, badSeq) => {
+    await store.put(key(1), JSON.stringify(event(1)));
+    await store.put(key(2), JSON.stringify(event(badSeq)));
+    const log = new EventLog({ hostId: 'host-a', store, logger: silentLogger() });
+    await log.load();
+    expect(log.since(0).map((e) => e.seq)).toEqual([1]);
+    log.emit({ type: 'stopped', shardId: 'web-0', applicationId: 'web', at: '2026-11-25T00:01:00.000Z', detail: {} });
+    await log.flush();
+    expect(JSON.parse((await store.get(key(2)))?.value ?? 'null')).toMatchObject({ type: 'stopped', seq: 2 });
+  });
+
+  it('skips a stored value that is JSON but not an event', async () => {
+    await store.put(key(1), JSON.stringify(event(1)));
+    await store.put(key(2), JSON.stringify({ seq: 2, shardId: 42 }));
+    const log = new EventLog({ hostId: 'host-a', store, logger: silentLogger() });
+    await log.load();
+    expect(log.since(0).map((e) => e.seq)).toEqual([1]);
+  });
+});
