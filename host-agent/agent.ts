@@ -12,7 +12,7 @@ import type { Plan } from '../src/contracts/plan-schema';
 import { ShardformError, type FieldError } from '../src/errors';
 import type { MetricHistory, MetricRetention } from '../src/store/metric-history';
 import type { ModelStateStore } from '../src/store/sqlite-model-states';
-import type { Store } from '../src/store/store';
+import type { Store, Watcher } from '../src/store/store';
 import { buildApp } from './api/app';
 import type { DrainControl } from './api/api-deps';
 import { readFleetToken } from './api/fleet-token';
@@ -547,11 +547,47 @@ export class Agent implements DrainControl {
     }
   }
 
+  /**
+   * Reconciles on every change of the fleet's assignments. A watch the store ends (etcd
+   * compacted past it, a connection lost for good) is opened again, after a reconcile that
+   * catches up on what it missed; without that the agent would notice moves only every 10 s.
+   */
   private async watchAssignments(fleet: string): Promise<void> {
     const store = this.stores.store;
     if (!store.watch) return;
-    const watcher = await store.watch(assignmentsPrefix(fleet), () => void this.reconcile());
-    this.unwatch = () => watcher.close();
+    let retry: NodeJS.Timeout | undefined;
+    let watcher: Watcher | undefined;
+    let ended = false;
+    // Try `attempt` (1, 2, ...) of opening it again: 1 s, 2 s, 4 s ... at most 30 s after the last.
+    const again = (attempt: number) => {
+      if (this.stopped || ended) return;
+      retry = setTimeout(() => void open(attempt), Math.min(30_000, 1000 * 2 ** (attempt - 1)));
+      retry.unref();
+    };
+    const open = async (attempt: number): Promise<void> => {
+      try {
+        watcher = await store.watch!(assignmentsPrefix(fleet), () => void this.reconcile(), {
+          onError: (error) => {
+            if (this.stopped || ended) return;
+            this.logger.warn({ error: error.message, code: (error as { code?: unknown }).code }, 'the assignment watch ended; reconciling now and watching again');
+            void this.reconcile();
+            again(1);
+          },
+        });
+        if (attempt > 0) this.logger.info({ attempt }, 'watching the assignments again');
+        if (ended) await watcher.close();
+      } catch (error) {
+        if (attempt === 0) throw error; // the first watch fails the start, as before
+        this.logger.warn({ error: (error as Error).message, attempt }, 'cannot watch the assignments yet; trying again');
+        again(attempt + 1);
+      }
+    };
+    await open(0);
+    this.unwatch = async () => {
+      ended = true;
+      if (retry) clearTimeout(retry);
+      await watcher?.close();
+    };
   }
 
   private retention(): MetricRetention | undefined {
