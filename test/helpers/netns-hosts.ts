@@ -9,6 +9,15 @@ import { createNetnsHosts, inHost, removeLeftoverNetnsHosts, removeNetnsHosts, t
 
 const execFileAsync = promisify(execFile);
 
+/**
+ * A tag of this test run only: `prefix` (1-2 characters) and four from the pid, so the same suite
+ * run by two people on one machine builds two sets instead of replacing the other's.
+ */
+export function runTag(prefix: string): string {
+  if (!/^[a-z]{1,2}$/.test(prefix)) throw new Error(`runTag: ${JSON.stringify(prefix)} must be 1-2 of a-z`);
+  return `${prefix}${(process.pid % 36 ** 4).toString(36).padStart(4, '0')}`;
+}
+
 export function useNetnsHosts(count: number, tag: string): () => NetnsHostSet {
   let set: NetnsHostSet | undefined;
   beforeAll(async () => {

@@ -1,0 +1,48 @@
+import { execFileSync } from 'node:child_process';
+import { createNetnsHosts, planNetnsHosts, removeNetnsHosts, type NetnsHostSet } from '../../../src/dev/netns-hosts';
+import { runTag } from '../../helpers/netns-hosts';
+import { describePrivileged, requireNetns } from '../../helpers/privileged';
+
+jest.setTimeout(60_000);
+
+const ours = (tag: string) => {
+  const names = [...execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' }).split('\n'), ...execFileSync('ip', ['-o', 'link', 'show'], { encoding: 'utf8' }).split('\n')];
+  return names.filter((l) => l.includes(`-${tag}-`) || l.includes(`sfb-${tag}`));
+};
+const deviceFor = (address: string) => /\bdev (\S+)/.exec(execFileSync('ip', ['-4', 'route', 'get', address], { encoding: 'utf8' }))?.[1];
+
+describePrivileged('test hosts do not collide with what the machine already has', [requireNetns], () => {
+  // Tags of this run only: other runs on the machine use other ones.
+  const first = runTag('c');
+  const second = runTag('d');
+  const created: string[] = [];
+  afterAll(async () => {
+    for (const tag of created) await removeNetnsHosts(tag);
+  });
+
+  it('refuses a /24 already used on this machine, naming it and its interface, and leaves nothing behind', async () => {
+    created.push(first, second);
+    const a = await createNetnsHosts({ count: 1, tag: first, ownerPid: process.pid });
+    const octet = Number(a.subnet.split('.')[2]);
+    await expect(createNetnsHosts({ count: 2, tag: second, subnetOctet: octet, ownerPid: process.pid })).rejects.toMatchObject({
+      code: 'SUBNET_IN_USE',
+      message: expect.stringContaining(`subnetOctet: 10.213.${octet}.0/24 is already used on this machine (${a.gateway}/24 on sfb-${first})`),
+    });
+    expect(ours(second)).toEqual([]);
+    expect(deviceFor(a.hosts[0]!.address)).toBe(`sfb-${first}`);
+  });
+
+  it('gives a set whose tag derives the /24 of an existing set the next free one, so both stay reachable', async () => {
+    const a = planNetnsHosts({ count: 1, tag: first });
+    // A tag of this run whose default /24 is the first set's.
+    const stem = runTag('e').slice(0, 4);
+    const chars = 'abcdefghijklmnopqrstuvwxyz0123456789';
+    const twin = [...chars].flatMap((x) => [...chars].map((y) => `${stem}${x}${y}`)).find((t) => planNetnsHosts({ count: 1, tag: t }).subnet === a.subnet);
+    expect(twin).toBeDefined();
+    created.push(twin!);
+    const b: NetnsHostSet = await createNetnsHosts({ count: 1, tag: twin!, ownerPid: process.pid });
+    expect(b.subnet).not.toBe(a.subnet);
+    expect(deviceFor(a.hosts[0]!.address)).toBe(`sfb-${first}`);
+    expect(deviceFor(b.hosts[0]!.address)).toBe(`sfb-${twin}`);
+  });
+});
