@@ -104,13 +104,14 @@ export function planNetnsHosts(opts: NetnsHostsOptions): NetnsHostSet {
 }
 
 /**
- * Creates the set (replacing one with the same tag); on failure removes what it made. Its /24 is
+ * Creates the set (replacing one with the same tag, unless another live process owns it); on failure removes what it made. Its /24 is
  * the first one no interface or route of this machine already uses, starting from the tag's
  * (or exactly `subnetOctet`'s, refused when in use): two bridges with one subnet would send the
  * root namespace's packets for both sets to the older one.
  */
 export async function createNetnsHosts(opts: NetnsHostsOptions): Promise<NetnsHostSet> {
   const planned = planNetnsHosts(opts);
+  refuseLiveOwner(planned.tag, opts.ownerPid);
   await removeNetnsHosts(planned.tag);
   try {
     if (opts.ownerPid !== undefined) {
@@ -223,20 +224,39 @@ export async function removeNetnsHosts(tag: string): Promise<void> {
   rmSync(join(OWNER_DIR, `${tag}.owner`), { force: true });
 }
 
-function ownerAlive(tag: string): boolean {
+/** The live process that owns the set `tag`, if any. */
+function liveOwner(tag: string): number | undefined {
   let pid: number;
   try {
     pid = Number(readFileSync(join(OWNER_DIR, `${tag}.owner`), 'utf8').trim());
   } catch {
-    return false;
+    return undefined;
   }
-  if (!Number.isInteger(pid) || pid <= 0) return false;
+  if (!Number.isInteger(pid) || pid <= 0) return undefined;
   try {
     process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
+    return pid;
+  } catch (error) {
+    // EPERM: alive, only not ours to signal.
+    return (error as NodeJS.ErrnoException).code === 'EPERM' ? pid : undefined;
   }
+}
+
+const ownerAlive = (tag: string) => liveOwner(tag) !== undefined;
+
+/**
+ * Throws when the set `tag` belongs to another live process: the same suite run twice on one
+ * machine would otherwise pull the first run's hosts away in the middle of its tests.
+ */
+export function refuseLiveOwner(tag: string, ownerPid?: number, field = 'tag'): void {
+  const owner = liveOwner(checkNetnsTag(tag, field));
+  if (owner === undefined || owner === ownerPid || owner === process.pid) return;
+  throw new ShardformError(
+    'NETNS_HOSTS_IN_USE',
+    field,
+    tag,
+    `${field}: test hosts '${tag}' belong to process ${owner}, which is still running; use another tag, or stop it (shardform dev hosts down --tag ${tag} removes them anyway)`,
+  );
 }
 
 /** The tag of a namespace or interface of ours, from its name. */

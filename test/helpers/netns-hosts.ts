@@ -18,7 +18,9 @@ export function runTag(prefix: string): string {
   return `${prefix}${(process.pid % 36 ** 4).toString(36).padStart(4, '0')}`;
 }
 
-export function useNetnsHosts(count: number, tag: string): () => NetnsHostSet {
+/** `prefix` (1-2 of a-z) names the suite; the set's tag is runTag(prefix), this run's only. */
+export function useNetnsHosts(count: number, prefix: string): () => NetnsHostSet {
+  const tag = runTag(prefix);
   let set: NetnsHostSet | undefined;
   beforeAll(async () => {
     await removeLeftoverNetnsHosts();

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { checkNetnsTag, createNetnsHosts, MAX_HOSTS, removeLeftoverNetnsHosts, removeNetnsHosts } from '../../dev/netns-hosts';
+import { checkNetnsTag, createNetnsHosts, MAX_HOSTS, refuseLiveOwner, removeLeftoverNetnsHosts, removeNetnsHosts } from '../../dev/netns-hosts';
 import { ShardformError } from '../../errors';
 import { table, type Io } from '../output';
 
@@ -17,12 +17,14 @@ export function registerDevCommands(program: Command, io: Io): void {
   const hosts = dev.command('hosts').description('test hosts as network namespaces joined by a bridge');
   hosts
     .command('up')
-    .description('create N hosts (replacing a set with the same tag) and print their addresses')
+    .description('create N hosts (replacing a set with the same tag, unless a live test run owns it) and print their addresses')
     .option('--count <n>', 'how many hosts', '2')
     .option('--tag <tag>', 'names the set (1-6 of a-z0-9)', 'dev')
     .option('--json', 'print the set as JSON')
     .action(async (opts: { count: string; tag: string; json?: boolean }) => {
-      const set = await createNetnsHosts({ count: parseCount(opts.count), tag: checkNetnsTag(opts.tag, '--tag') });
+      const count = parseCount(opts.count);
+      refuseLiveOwner(checkNetnsTag(opts.tag, '--tag'), undefined, '--tag');
+      const set = await createNetnsHosts({ count, tag: opts.tag });
       if (opts.json) {
         io.out(JSON.stringify(set, null, 2));
         return;

@@ -1,5 +1,7 @@
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { createNetnsHosts, planNetnsHosts, removeNetnsHosts, type NetnsHostSet } from '../../../src/dev/netns-hosts';
+import { runCli } from '../../helpers/cli';
 import { runTag } from '../../helpers/netns-hosts';
 import { describePrivileged, requireNetns } from '../../helpers/privileged';
 
@@ -44,5 +46,29 @@ describePrivileged('test hosts do not collide with what the machine already has'
     expect(b.subnet).not.toBe(a.subnet);
     expect(deviceFor(a.hosts[0]!.address)).toBe(`sfb-${first}`);
     expect(deviceFor(b.hosts[0]!.address)).toBe(`sfb-${twin}`);
+  });
+
+  it('does not replace a set whose owner is another live process (a parallel run of the same suite), and says whose it is', async () => {
+    const tag = runTag('f');
+    created.push(tag);
+    const owner = spawn('sleep', ['60'], { stdio: 'ignore' });
+    try {
+      await createNetnsHosts({ count: 2, tag, ownerPid: owner.pid });
+      await expect(createNetnsHosts({ count: 1, tag, ownerPid: process.pid })).rejects.toMatchObject({
+        code: 'NETNS_HOSTS_IN_USE',
+        message: `tag: test hosts '${tag}' belong to process ${owner.pid}, which is still running; use another tag, or stop it (shardform dev hosts down --tag ${tag} removes them anyway)`,
+      });
+      const cli = await runCli('dev', 'hosts', 'up', '--tag', tag);
+      expect(cli.code).toBe(1);
+      expect(cli.stderr).toContain(`--tag: test hosts '${tag}' belong to process ${owner.pid}`);
+      expect(ours(tag).filter((l) => l.startsWith('shardform-'))).toHaveLength(2);
+    } finally {
+      owner.kill('SIGKILL');
+      await once(owner, 'exit');
+    }
+    // Its owner gone, the set is a leftover: replaced.
+    const replaced = await createNetnsHosts({ count: 1, tag, ownerPid: process.pid });
+    expect(replaced.hosts).toHaveLength(1);
+    expect(ours(tag).filter((l) => l.startsWith('shardform-'))).toHaveLength(1);
   });
 });
