@@ -62,6 +62,8 @@ export interface NetnsHostsOptions {
    * parallel test runs on one machine do not remove each other's hosts. Default: none.
    */
   ownerPid?: number;
+  /** Stops a creation half-way (SIGINT, SIGTERM): what was made is removed and the promise rejects. */
+  signal?: AbortSignal;
 }
 
 async function ip(args: readonly string[]): Promise<string> {
@@ -118,10 +120,12 @@ export async function createNetnsHosts(opts: NetnsHostsOptions): Promise<NetnsHo
       mkdirSync(OWNER_DIR, { recursive: true });
       writeFileSync(join(OWNER_DIR, `${planned.tag}.owner`), String(opts.ownerPid));
     }
+    opts.signal?.throwIfAborted();
     await ip(['link', 'add', planned.bridge, 'type', 'bridge']);
     const set = await claimSubnet(planned, opts.subnetOctet !== undefined);
     await ip(['link', 'set', set.bridge, 'up']);
     for (const host of set.hosts) {
+      opts.signal?.throwIfAborted();
       const inner = `${host.link}i`;
       await ip(['netns', 'add', host.netns]);
       await ip(['link', 'add', host.link, 'type', 'veth', 'peer', 'name', inner]);
@@ -133,6 +137,7 @@ export async function createNetnsHosts(opts: NetnsHostsOptions): Promise<NetnsHo
       await ip(['-n', host.netns, 'link', 'set', 'eth0', 'up']);
       await ip(['-n', host.netns, 'link', 'set', 'lo', 'up']);
     }
+    opts.signal?.throwIfAborted();
     return set;
   } catch (error) {
     await removeNetnsHosts(planned.tag);

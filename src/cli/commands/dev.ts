@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
-import { checkNetnsTag, createNetnsHosts, MAX_HOSTS, refuseLiveOwner, removeLeftoverNetnsHosts, removeNetnsHosts } from '../../dev/netns-hosts';
+import { checkNetnsTag, createNetnsHosts, MAX_HOSTS, refuseLiveOwner, removeLeftoverNetnsHosts, removeNetnsHosts, type NetnsHostSet } from '../../dev/netns-hosts';
+import { ExitWith } from '../main';
 import { ShardformError } from '../../errors';
 import { table, type Io } from '../output';
 
@@ -24,7 +25,28 @@ export function registerDevCommands(program: Command, io: Io): void {
     .action(async (opts: { count: string; tag: string; json?: boolean }) => {
       const count = parseCount(opts.count);
       refuseLiveOwner(checkNetnsTag(opts.tag, '--tag'), undefined, '--tag');
-      const set = await createNetnsHosts({ count, tag: opts.tag });
+      // Ctrl-C or a SIGTERM half-way must not leave half a set behind: stop, remove it, exit as killed.
+      const interrupt = new AbortController();
+      let received: NodeJS.Signals | undefined;
+      const onSignal = (signal: NodeJS.Signals) => {
+        received = signal;
+        interrupt.abort();
+      };
+      process.on('SIGINT', onSignal).on('SIGTERM', onSignal);
+      let set: NetnsHostSet | undefined;
+      try {
+        set = await createNetnsHosts({ count, tag: opts.tag, signal: interrupt.signal });
+      } catch (error) {
+        if (received === undefined) throw error;
+      } finally {
+        process.off('SIGINT', onSignal).off('SIGTERM', onSignal);
+      }
+      // (set is undefined only when a signal stopped the creation.)
+      if (received !== undefined || set === undefined) {
+        await removeNetnsHosts(opts.tag);
+        io.err(`interrupted (${received}): removed test hosts '${opts.tag}'`);
+        throw new ExitWith(received === 'SIGTERM' ? 143 : 130);
+      }
       if (opts.json) {
         io.out(JSON.stringify(set, null, 2));
         return;

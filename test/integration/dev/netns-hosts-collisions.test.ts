@@ -1,7 +1,7 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { createNetnsHosts, planNetnsHosts, removeNetnsHosts, type NetnsHostSet } from '../../../src/dev/netns-hosts';
-import { runCli } from '../../helpers/cli';
+import { BIN, runCli } from '../../helpers/cli';
 import { runTag } from '../../helpers/netns-hosts';
 import { describePrivileged, requireNetns } from '../../helpers/privileged';
 
@@ -70,5 +70,25 @@ describePrivileged('test hosts do not collide with what the machine already has'
     const replaced = await createNetnsHosts({ count: 1, tag, ownerPid: process.pid });
     expect(replaced.hosts).toHaveLength(1);
     expect(ours(tag).filter((l) => l.startsWith('shardform-'))).toHaveLength(1);
+  });
+
+  it.each([
+    ['SIGINT', 130],
+    ['SIGTERM', 143],
+  ] as const)('`dev hosts up` stopped by %s half-way removes what it made and exits %i', async (signal, code) => {
+    const tag = runTag(signal === 'SIGINT' ? 'g' : 'h');
+    created.push(tag);
+    const up = spawn(process.execPath, [BIN, 'dev', 'hosts', 'up', '--count', '32', '--tag', tag], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    up.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const exited = once(up, 'exit');
+    // Bounded by attempts: the third namespace is there long before the 32nd.
+    for (let i = 0; i < 400 && !ours(tag).some((l) => l.startsWith(`shardform-${tag}-host-3`)); i += 1) await new Promise((r) => setTimeout(r, 25));
+    expect(ours(tag).some((l) => l.startsWith(`shardform-${tag}-host-3`))).toBe(true);
+    up.kill(signal);
+    const [exitCode] = await exited;
+    expect(exitCode).toBe(code);
+    expect(stderr).toContain(`interrupted (${signal}): removed test hosts '${tag}'`);
+    expect(ours(tag)).toEqual([]);
   });
 });
