@@ -29,8 +29,12 @@ export function checkNetnsTag(tag: string, field = 'tag'): string {
   return tag;
 }
 
-/** `<tag>.owner` holds the pid of the process that owns a set (a test run); none for the CLI's. */
+/**
+ * `<tag>.owner` holds the pid of the process that owns a set (a test run), or KEPT_UNTIL_DOWN for
+ * a set made by `shardform dev hosts up`.
+ */
 export const OWNER_DIR = '/run/shardform/netns-hosts';
+const KEPT_UNTIL_DOWN = 'kept-until-down';
 
 export interface NetnsHost {
   /** `host-1`, `host-2`, ... */
@@ -62,6 +66,11 @@ export interface NetnsHostsOptions {
    * parallel test runs on one machine do not remove each other's hosts. Default: none.
    */
   ownerPid?: number;
+  /**
+   * A set somebody works with by hand (`shardform dev hosts up`): leftover cleanup never removes
+   * it, not even while it is being built; only `down` (or `up` with the same tag) does.
+   */
+  keptUntilDown?: boolean;
   /** Stops a creation half-way (SIGINT, SIGTERM): what was made is removed and the promise rejects. */
   signal?: AbortSignal;
 }
@@ -116,9 +125,9 @@ export async function createNetnsHosts(opts: NetnsHostsOptions): Promise<NetnsHo
   refuseLiveOwner(planned.tag, opts.ownerPid);
   await removeNetnsHosts(planned.tag);
   try {
-    if (opts.ownerPid !== undefined) {
+    if (opts.ownerPid !== undefined || opts.keptUntilDown) {
       mkdirSync(OWNER_DIR, { recursive: true });
-      writeFileSync(join(OWNER_DIR, `${planned.tag}.owner`), String(opts.ownerPid));
+      writeFileSync(join(OWNER_DIR, `${planned.tag}.owner`), opts.keptUntilDown ? KEPT_UNTIL_DOWN : String(opts.ownerPid));
     }
     opts.signal?.throwIfAborted();
     await ip(['link', 'add', planned.bridge, 'type', 'bridge']);
@@ -229,14 +238,17 @@ export async function removeNetnsHosts(tag: string): Promise<void> {
   rmSync(join(OWNER_DIR, `${tag}.owner`), { force: true });
 }
 
-/** The live process that owns the set `tag`, if any. */
-function liveOwner(tag: string): number | undefined {
-  let pid: number;
+function ownerRecord(tag: string): string | undefined {
   try {
-    pid = Number(readFileSync(join(OWNER_DIR, `${tag}.owner`), 'utf8').trim());
+    return readFileSync(join(OWNER_DIR, `${tag}.owner`), 'utf8').trim();
   } catch {
     return undefined;
   }
+}
+
+/** The live process that owns the set `tag`, if any. */
+function liveOwner(tag: string): number | undefined {
+  const pid = Number(ownerRecord(tag));
   if (!Number.isInteger(pid) || pid <= 0) return undefined;
   try {
     process.kill(pid, 0);
@@ -247,7 +259,8 @@ function liveOwner(tag: string): number | undefined {
   }
 }
 
-const ownerAlive = (tag: string) => liveOwner(tag) !== undefined;
+/** Leftover cleanup spares a set made by hand and one whose owner runs. */
+const spared = (tag: string) => ownerRecord(tag) === KEPT_UNTIL_DOWN || liveOwner(tag) !== undefined;
 
 /**
  * Throws when the set `tag` belongs to another live process: the same suite run twice on one
@@ -275,12 +288,13 @@ export function tagOf(name: string): string | undefined {
 
 /**
  * Removes the sets on this machine that crashed runs left behind, found by name prefix:
- * every set whose owner process is gone (or that has none), or every set with `all`.
+ * every set whose owner process is gone (or that has none) and that `shardform dev hosts up` did
+ * not make, or every set with `all`.
  * Returns the names removed.
  */
 export async function removeLeftoverNetnsHosts(opts: { all?: boolean } = {}): Promise<string[]> {
   const names = [...(await listNetns()), ...(await listLinks())].filter((n) => tagOf(n) !== undefined);
-  const tags = [...new Set(names.map((n) => tagOf(n) as string))].filter((tag) => opts.all || !ownerAlive(tag));
+  const tags = [...new Set(names.map((n) => tagOf(n) as string))].filter((tag) => opts.all || !spared(tag));
   for (const tag of tags) await removeNetnsHosts(tag);
   return names.filter((n) => tags.includes(tagOf(n) as string));
 }

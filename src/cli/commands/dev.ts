@@ -35,7 +35,7 @@ export function registerDevCommands(program: Command, io: Io): void {
       process.on('SIGINT', onSignal).on('SIGTERM', onSignal);
       let set: NetnsHostSet | undefined;
       try {
-        set = await createNetnsHosts({ count, tag: opts.tag, signal: interrupt.signal });
+        set = await createNetnsHosts({ count, tag: opts.tag, keptUntilDown: true, signal: interrupt.signal });
       } catch (error) {
         if (received === undefined) throw error;
       } finally {
@@ -58,7 +58,7 @@ export function registerDevCommands(program: Command, io: Io): void {
     .command('down')
     .description('remove the set (or, with --all, every shardform test host on this machine)')
     .option('--tag <tag>', 'the set to remove', 'dev')
-    .option('--all', 'remove every set, including leftovers of crashed runs')
+    .option('--all', 'remove every set, including those of running tests and leftovers of crashed runs')
     .action(async (opts: { tag: string; all?: boolean }) => {
       if (opts.all) {
         const removed = await removeLeftoverNetnsHosts({ all: true });
