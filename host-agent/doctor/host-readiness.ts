@@ -8,6 +8,7 @@ import { execFile } from 'node:child_process';
 import { existsSync, readdirSync, statfsSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { probeCgroupLayout } from '../cgroups/probe';
 import { locateCriu } from '../checkpoint/criu';
 import { CriuCheckpointer } from '../checkpoint/criu-checkpointer';
 import { CRIU_RUN_DIR, isKdatKept, TMPFS_MAGIC } from '../checkpoint/criu-kdat-cache';
@@ -27,7 +28,11 @@ export interface HostReadiness {
   readonly checks: readonly ReadinessCheck[];
 }
 
-/** Which hierarchies are mounted under `root`, in words (pure apart from reading the directory). */
+/**
+ * Which hierarchies are mounted under `root`, in words, and whether the agent can run on them:
+ * the verdict is the agent's own probe (probeCgroupLayout), so the doctor never passes a host the
+ * agent refuses at start, nor fails one it runs on (a hybrid host freezes through cgroup2).
+ */
 export function describeCgroupLayout(root = '/sys/fs/cgroup'): { ok: boolean; detail: string } {
   if (existsSync(join(root, 'cgroup.controllers'))) return { ok: true, detail: `v2 (unified) at ${root}` };
   let entries: string[] = [];
@@ -37,12 +42,14 @@ export function describeCgroupLayout(root = '/sys/fs/cgroup'): { ok: boolean; de
     return { ok: false, detail: `no cgroup hierarchy at ${root}` };
   }
   const v1 = entries.filter((e) => existsSync(join(root, e, 'cgroup.procs')) && e !== 'unified' && e !== 'systemd').sort();
-  const needed = ['cpu', 'memory', 'freezer'].filter((c) => !v1.includes(c));
-  const unified = existsSync(join(root, 'unified', 'cgroup.procs'));
-  if (v1.length === 0) return { ok: false, detail: `no cgroup controllers mounted under ${root}` };
+  const unified = existsSync(join(root, 'unified', 'cgroup.controllers'));
   const layout = unified ? `hybrid: v1 ${v1.join(',')} + unified at ${join(root, 'unified')}` : `v1: ${v1.join(',')}`;
-  if (needed.length > 0) return { ok: false, detail: `${layout}; missing v1 controller(s) ${needed.join(',')}` };
-  return { ok: true, detail: layout };
+  try {
+    const probe = probeCgroupLayout(root);
+    return { ok: true, detail: probe.layout === 'hybrid' ? `${layout} (freezes through it)` : layout };
+  } catch (error) {
+    return { ok: false, detail: v1.length === 0 && !unified ? (error as Error).message : `${layout}; ${(error as Error).message}` };
+  }
 }
 
 /** Checks that a failing one stops this host from checkpointing; the others cost time or features only. */
