@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs CRIU >= 4 for the checkpoint adapter (host-agent/checkpoint/criu.ts). Idempotent.
+# Installs CRIU >= 4 for the checkpoint adapter (host-agent/checkpoint/criu.ts). Idempotent; a
+# run stopped half-way is finished by the next one (<prefix>/.installed is written last).
 #
 # 1. A system criu whose major version is >= 4 (Debian 13, Ubuntu 24.04): nothing to do.
 # 2. Otherwise (Debian 12 ships 3.17, which fails on recent kernels with a vdso error) CRIU and
@@ -108,8 +109,11 @@ libs="$staging/lib/$triplet:$staging/usr/lib/$triplet:$staging/lib:$staging/usr/
 version="$("$staging/$loader" --library-path "$libs" "$staging/usr/sbin/criu" --version | head -n1)"
 log "unpacked $version"
 
-# Swap the staged tree in, keeping the private apt directory.
+# Swap the staged tree in, keeping the private apt directory. The marker goes first and comes
+# back last: a run stopped in between (an old tree half removed, a new one half moved in) leaves a
+# prefix that neither this script nor criu.ts takes for an installed CRIU.
 mkdir -p "$prefix"
+rm -f "$prefix/.installed"
 for entry in "$staging"/*; do
   name="$(basename "$entry")"
   rm -rf "${prefix:?}/$name"
