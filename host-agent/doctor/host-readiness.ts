@@ -83,6 +83,18 @@ export function describeCriuKdatCache(runDir = CRIU_RUN_DIR, fsType?: number): {
   return { ok: true, detail: existsSync(cache) ? `CRIU's kernel probe is kept in ${cache}` : `${runDir} is a tmpfs: CRIU keeps its kernel probe in ${cache} from its next run` };
 }
 
+/**
+ * Why `criu check` failed, from its output: its Error lines, else everything it said — its last
+ * line alone is often only a hint (`setcap ...` after "CRIU needs to have the CAP_SYS_ADMIN or the
+ * CAP_CHECKPOINT_RESTORE capability:").
+ */
+export function criuCheckFailure(lines: readonly string[]): string {
+  const errors = lines.filter((l) => /^(Error|BUG)\b/.test(l)).slice(-3);
+  const said = (errors.length > 0 ? errors.join(' | ') : lines.join(' ')).replace(/\s+/g, ' ');
+  if (!said) return 'it printed nothing';
+  return said.length > 400 ? `${said.slice(0, 397)}...` : said;
+}
+
 async function probeNetns(): Promise<ReadinessCheck> {
   try {
     await execFileAsync('ip', ['netns', 'list'], { timeout: 10_000 });
@@ -104,8 +116,8 @@ export async function checkHostReadiness(opts: { cgroupRoot?: string; criuPrefix
     checks.push({ name: 'criu', ok: true, detail: `${criu.kind} criu ${criu.version} (${criu.kind === 'private' ? criu.prefixArgs[criu.prefixArgs.length - 1] : criu.file})` });
     const checkpointer = new CriuCheckpointer(criu, { timeoutMs: 60_000 });
     const check = await checkpointer.check();
-    const lastLine = check.output.split('\n').filter((l) => l.trim() && !/kdat cache/.test(l)).pop() ?? '';
-    checks.push({ name: 'criu-check', ok: check.ok, detail: check.ok ? lastLine || 'criu check passed' : `criu check failed: ${lastLine}` });
+    const lines = check.output.split('\n').map((l) => l.trim()).filter((l) => l && !/kdat cache/.test(l));
+    checks.push({ name: 'criu-check', ok: check.ok, detail: check.ok ? lines.pop() || 'criu check passed' : `criu check failed: ${criuCheckFailure(lines)}` });
     const preCopy = await checkpointer.supportsPreCopy();
     const shadow = systemShadowPreCopy.available();
     checks.push(

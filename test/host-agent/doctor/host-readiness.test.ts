@@ -1,4 +1,4 @@
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describeCgroupLayout, describeCriuKdatCache } from '../../../host-agent/doctor/host-readiness';
 import { renderReadiness } from '../../../src/cli/commands/doctor';
@@ -71,6 +71,31 @@ describe('host readiness', () => {
     writeFileSync(join(run, 'criu.kdat'), 'kdat');
     expect(describeCriuKdatCache(run, TMPFS)).toEqual({ ok: true, detail: `CRIU's kernel probe is kept in ${join(run, 'criu.kdat')}` });
     expect(describeCriuKdatCache(join(dir.path, 'no-run'))).toMatchObject({ ok: false, detail: expect.stringMatching(/^cannot stat .*no-run: ENOENT/) });
+  });
+
+  it('exits 1 and gives the reason `criu check` printed, not only its last line', async () => {
+    const bin = join(dir.path, 'failing-criu');
+    mkdirSync(bin);
+    // What CRIU 4.1.1 prints for `criu check` without root: the reason, then a hint on a line of its own.
+    writeFileSync(
+      join(bin, 'criu'),
+      `#!/bin/sh\n[ "$1" = --version ] && { echo 'Version: 4.1.1'; exit 0; }\necho 'CRIU needs to have the CAP_SYS_ADMIN or the CAP_CHECKPOINT_RESTORE capability: '\necho 'setcap cap_checkpoint_restore+eip /usr/sbin/criu'\nexit 1\n`,
+    );
+    chmodSync(join(bin, 'criu'), 0o755);
+    const path = process.env.PATH;
+    process.env.PATH = `${bin}:${path}`;
+    try {
+      const result = await runCli('doctor', '--json');
+      expect(result.code).toBe(1);
+      const check = JSON.parse(result.stdout).checks.find((c: { name: string }) => c.name === 'criu-check');
+      expect(check).toEqual({
+        name: 'criu-check',
+        ok: false,
+        detail: 'criu check failed: CRIU needs to have the CAP_SYS_ADMIN or the CAP_CHECKPOINT_RESTORE capability: setcap cap_checkpoint_restore+eip /usr/sbin/criu',
+      });
+    } finally {
+      process.env.PATH = path;
+    }
   });
 
   it('exits 1 and names the missing CRIU when the prefix holds none and PATH has no criu', async () => {
