@@ -12,6 +12,12 @@ function parseCount(value: string): number {
   return count;
 }
 
+/** Namespaces, bridges and the owner records need root: say so at once, before anything is half done. */
+function requireRoot(action: 'up' | 'down'): void {
+  if (process.getuid?.() === 0) return;
+  throw new ShardformError('NEEDS_ROOT', 'uid', process.getuid?.(), `dev hosts ${action} needs root (it creates and removes network namespaces, interfaces and /run/shardform/netns-hosts); run it as root`);
+}
+
 /** `shardform dev hosts up|down`: test hosts as network namespaces on this machine (root). */
 export function registerDevCommands(program: Command, io: Io): void {
   const dev = program.command('dev').description('development helpers');
@@ -24,6 +30,8 @@ export function registerDevCommands(program: Command, io: Io): void {
     .option('--json', 'print the set as JSON')
     .action(async (opts: { count: string; tag: string; json?: boolean }) => {
       const count = parseCount(opts.count);
+      checkNetnsTag(opts.tag, '--tag');
+      requireRoot('up');
       refuseLiveOwner(checkNetnsTag(opts.tag, '--tag'), undefined, '--tag');
       // Ctrl-C or a SIGTERM half-way must not leave half a set behind: stop, remove it, exit as killed.
       const interrupt = new AbortController();
@@ -60,6 +68,8 @@ export function registerDevCommands(program: Command, io: Io): void {
     .option('--tag <tag>', 'the set to remove', 'dev')
     .option('--all', 'remove every set, including those of running tests and leftovers of crashed runs')
     .action(async (opts: { tag: string; all?: boolean }) => {
+      if (!opts.all) checkNetnsTag(opts.tag, '--tag');
+      requireRoot('down');
       if (opts.all) {
         const removed = await removeLeftoverNetnsHosts({ all: true });
         io.out(`removed ${removed.length} namespace(s) and interface(s)`);

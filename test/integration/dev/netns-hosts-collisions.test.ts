@@ -1,4 +1,4 @@
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import { createNetnsHosts, planNetnsHosts, removeNetnsHosts, type NetnsHostSet } from '../../../src/dev/netns-hosts';
 import { BIN, runCli } from '../../helpers/cli';
@@ -90,5 +90,21 @@ describePrivileged('test hosts do not collide with what the machine already has'
     expect(exitCode).toBe(code);
     expect(stderr).toContain(`interrupted (${signal}): removed test hosts '${tag}'`);
     expect(ours(tag)).toEqual([]);
+  });
+
+  it('`dev hosts up|down` run without root say so in one line, exit 1 and leave an existing set alone', async () => {
+    const tag = runTag('i');
+    created.push(tag);
+    await createNetnsHosts({ count: 1, tag, ownerPid: process.pid });
+    for (const action of ['up', 'down']) {
+      const r = spawnSync('runuser', ['-u', 'nobody', '--', process.execPath, BIN, 'dev', 'hosts', action, '--tag', tag], { encoding: 'utf8', cwd: '/' });
+      expect({ action, code: r.status, stdout: r.stdout, stderr: r.stderr }).toEqual({
+        action,
+        code: 1,
+        stdout: '',
+        stderr: `error: dev hosts ${action} needs root (it creates and removes network namespaces, interfaces and /run/shardform/netns-hosts); run it as root\n`,
+      });
+    }
+    expect(ours(tag).filter((l) => l.startsWith('shardform-'))).toHaveLength(1);
   });
 });
