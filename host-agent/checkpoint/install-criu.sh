@@ -26,6 +26,14 @@ major_of() { # "Version: 4.1.1" or "4.1" -> 4
   sed -n 's/^[^0-9]*\([0-9][0-9]*\)\..*/\1/p' | head -n1
 }
 
+# One run at a time per prefix (two CI jobs on one machine): they would share the staging tree and
+# the private apt directory, and one swapped its tree in while the other was moving it. The lock is
+# on the prefix directory itself, so it leaves no file behind; the second run then finds it installed.
+command -v flock >/dev/null || { log "needs flock (util-linux)"; exit 1; }
+mkdir -p "$prefix"
+exec 9<"$prefix"
+flock 9
+
 if [ "${SHARDFORM_CRIU_FORCE:-0}" != 1 ]; then
   if command -v criu >/dev/null 2>&1; then
     major="$(criu --version 2>/dev/null | major_of || true)"

@@ -3,7 +3,8 @@
  * stopped half-way leaves behind must not pass for an installed CRIU, neither to the script's
  * next run nor to locateCriu.
  */
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import { once } from 'node:events';
 import { chmodSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { locateCriu } from '../../../host-agent/checkpoint/criu';
@@ -26,6 +27,10 @@ printf '#!/bin/sh\\nshift 2\\nexec "$@"\\n' > "$d/usr/lib64/ld-linux-x86-64.so.2
 chmod +x "$d/usr/sbin/criu" "$d/usr/lib64/ld-linux-x86-64.so.2"
 echo lib > "$d/${LIB}"
 echo conf > "$d/etc/criu/default.conf"`,
+  // mv that takes its time, so two runs swap their trees in at the same moment.
+  mv: `#!/bin/sh
+[ -n "$SLOW_MV" ] && sleep "$SLOW_MV"
+exec /bin/mv "$@"`,
   // rm that, asked to remove $STOP_RM_AT, is stopped after deleting one library of it (as a kill would).
   rm: `#!/bin/sh
 for a in "$@"; do
@@ -68,5 +73,20 @@ describeX64('install-criu.sh stopped half-way', () => {
     expect(again.status).toBe(0);
     expect(existsSync(join(prefix, LIB))).toBe(true);
     expect(await locateCriu({ prefix, searchPath: [] })).toMatchObject({ found: true, criu: { kind: 'private', version: '4.1.1' } });
+  });
+
+  it('two runs at once (two CI jobs on one machine) both end with one complete installation', async () => {
+    const shared = join(dir.path, 'shared');
+    const run = () => {
+      const child = spawn('bash', [SCRIPT], { env: { PATH: `${bin}:/usr/bin:/bin`, SHARDFORM_CRIU_PREFIX: shared, SLOW_MV: '0.2' }, stdio: ['ignore', 'ignore', 'pipe'] });
+      let stderr = '';
+      child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+      return once(child, 'exit').then(([code]) => ({ code, stderr }));
+    };
+    const results = await Promise.all([run(), run()]);
+    expect(results.map((r) => r.code)).toEqual([0, 0]);
+    expect(existsSync(join(shared, LIB))).toBe(true);
+    expect(existsSync(`${shared}.staging`)).toBe(false);
+    expect(await locateCriu({ prefix: shared, searchPath: [] })).toMatchObject({ found: true, criu: { kind: 'private', version: '4.1.1' } });
   });
 });
