@@ -115,10 +115,10 @@ export function planNetnsHosts(opts: NetnsHostsOptions): NetnsHostSet {
 }
 
 /**
- * Creates the set (replacing one with the same tag, unless another live process owns it); on failure removes what it made. Its /24 is
- * the first one no interface or route of this machine already uses, starting from the tag's
- * (or exactly `subnetOctet`'s, refused when in use): two bridges with one subnet would send the
- * root namespace's packets for both sets to the older one.
+ * Creates the set (replacing one with the same tag, unless another live process owns it); on
+ * failure or abort removes what it made. Its /24 is the first one no interface or route of this
+ * machine already uses, starting from the tag's (or exactly `subnetOctet`'s, refused when in use):
+ * two bridges with one subnet would send the root namespace's packets for both sets to the older one.
  */
 export async function createNetnsHosts(opts: NetnsHostsOptions): Promise<NetnsHostSet> {
   const planned = planNetnsHosts(opts);
