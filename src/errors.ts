@@ -16,7 +16,12 @@ export type ShardformErrorCode =
   | 'INVALID_PROPS'
   | 'UNREADABLE_FILE'
   /** Another live agent holds this host id in the store (host-agent/host-claim.ts). */
-  | 'HOST_CLAIMED';
+  | 'HOST_CLAIMED'
+  /** Test hosts (src/dev/netns-hosts.ts): their /24 is already used on this machine, or their tag by another live process. */
+  | 'SUBNET_IN_USE'
+  | 'NETNS_HOSTS_IN_USE'
+  /** A command that changes the machine (network namespaces) was run without root. */
+  | 'NEEDS_ROOT';
 
 export class ShardformError extends Error {
   constructor(

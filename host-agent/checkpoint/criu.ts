@@ -59,12 +59,15 @@ export function criuMajor(version: string): number {
   return Number.parseInt(version.split('.')[0] ?? '0', 10);
 }
 
-/** How the private prefix would be run, if its files are there (pure apart from existsSync). */
+/** How the private prefix would be run, if install-criu.sh completed there (pure apart from existsSync). */
 export function privateInstallation(prefix: string, arch: string = process.arch): Omit<CriuInstallation, 'version'> | string {
   const layout = LOADERS[arch];
   if (!layout) return `no private CRIU layout for architecture ${arch}`;
   const binary = join(prefix, 'usr/sbin/criu');
   if (!existsSync(binary)) return `no private CRIU at ${binary}`;
+  // install-criu.sh writes the marker last and removes it before touching the tree.
+  const marker = join(prefix, '.installed');
+  if (!existsSync(marker)) return `private CRIU at ${prefix} is not completely installed (no ${marker}: an install was stopped half-way); run host-agent/checkpoint/install-criu.sh again`;
   const loader = layout.loader.map((l) => join(prefix, l)).find((l) => existsSync(l));
   if (!loader) return `private CRIU at ${prefix} has no dynamic loader (${layout.loader.join(' or ')})`;
   const libraryPath = [`usr/lib/${layout.triplet}`, `lib/${layout.triplet}`, 'usr/lib', 'lib'].map((d) => join(prefix, d)).join(':');

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs CRIU >= 4 for the checkpoint adapter (host-agent/checkpoint/criu.ts). Idempotent.
+# Installs CRIU >= 4 for the checkpoint adapter (host-agent/checkpoint/criu.ts). Idempotent; a
+# run stopped half-way is finished by the next one (<prefix>/.installed is written last).
 #
 # 1. A system criu whose major version is >= 4 (Debian 13, Ubuntu 24.04): nothing to do.
 # 2. Otherwise (Debian 12 ships 3.17, which fails on recent kernels with a vdso error) CRIU and
@@ -24,6 +25,14 @@ log() { echo "install-criu: $*" >&2; }
 major_of() { # "Version: 4.1.1" or "4.1" -> 4
   sed -n 's/^[^0-9]*\([0-9][0-9]*\)\..*/\1/p' | head -n1
 }
+
+# One run at a time per prefix (two CI jobs on one machine): they would share the staging tree and
+# the private apt directory, and one swapped its tree in while the other was moving it. The lock is
+# on the prefix directory itself, so it leaves no file behind; the second run then finds it installed.
+command -v flock >/dev/null || { log "needs flock (util-linux)"; exit 1; }
+mkdir -p "$prefix"
+exec 9<"$prefix"
+flock 9
 
 if [ "${SHARDFORM_CRIU_FORCE:-0}" != 1 ]; then
   if command -v criu >/dev/null 2>&1; then
@@ -108,8 +117,11 @@ libs="$staging/lib/$triplet:$staging/usr/lib/$triplet:$staging/lib:$staging/usr/
 version="$("$staging/$loader" --library-path "$libs" "$staging/usr/sbin/criu" --version | head -n1)"
 log "unpacked $version"
 
-# Swap the staged tree in, keeping the private apt directory.
+# Swap the staged tree in, keeping the private apt directory. The marker goes first and comes
+# back last: a run stopped in between (an old tree half removed, a new one half moved in) leaves a
+# prefix that neither this script nor criu.ts takes for an installed CRIU.
 mkdir -p "$prefix"
+rm -f "$prefix/.installed"
 for entry in "$staging"/*; do
   name="$(basename "$entry")"
   rm -rf "${prefix:?}/$name"

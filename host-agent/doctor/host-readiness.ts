@@ -8,6 +8,7 @@ import { execFile } from 'node:child_process';
 import { existsSync, readdirSync, statfsSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { probeCgroupLayout } from '../cgroups/probe';
 import { locateCriu } from '../checkpoint/criu';
 import { CriuCheckpointer } from '../checkpoint/criu-checkpointer';
 import { CRIU_RUN_DIR, isKdatKept, TMPFS_MAGIC } from '../checkpoint/criu-kdat-cache';
@@ -27,7 +28,11 @@ export interface HostReadiness {
   readonly checks: readonly ReadinessCheck[];
 }
 
-/** Which hierarchies are mounted under `root`, in words (pure apart from reading the directory). */
+/**
+ * Which hierarchies are mounted under `root`, in words, and whether the agent can run on them:
+ * the verdict is the agent's own probe (probeCgroupLayout), so the doctor never passes a host the
+ * agent refuses at start, nor fails one it runs on (a hybrid host freezes through cgroup2).
+ */
 export function describeCgroupLayout(root = '/sys/fs/cgroup'): { ok: boolean; detail: string } {
   if (existsSync(join(root, 'cgroup.controllers'))) return { ok: true, detail: `v2 (unified) at ${root}` };
   let entries: string[] = [];
@@ -37,12 +42,14 @@ export function describeCgroupLayout(root = '/sys/fs/cgroup'): { ok: boolean; de
     return { ok: false, detail: `no cgroup hierarchy at ${root}` };
   }
   const v1 = entries.filter((e) => existsSync(join(root, e, 'cgroup.procs')) && e !== 'unified' && e !== 'systemd').sort();
-  const needed = ['cpu', 'memory', 'freezer'].filter((c) => !v1.includes(c));
-  const unified = existsSync(join(root, 'unified', 'cgroup.procs'));
-  if (v1.length === 0) return { ok: false, detail: `no cgroup controllers mounted under ${root}` };
+  const unified = existsSync(join(root, 'unified', 'cgroup.controllers'));
   const layout = unified ? `hybrid: v1 ${v1.join(',')} + unified at ${join(root, 'unified')}` : `v1: ${v1.join(',')}`;
-  if (needed.length > 0) return { ok: false, detail: `${layout}; missing v1 controller(s) ${needed.join(',')}` };
-  return { ok: true, detail: layout };
+  try {
+    const probe = probeCgroupLayout(root);
+    return { ok: true, detail: probe.layout === 'hybrid' ? `${layout} (freezes through it)` : layout };
+  } catch (error) {
+    return { ok: false, detail: v1.length === 0 && !unified ? (error as Error).message : `${layout}; ${(error as Error).message}` };
+  }
 }
 
 /** Checks that a failing one stops this host from checkpointing; the others cost time or features only. */
@@ -76,6 +83,18 @@ export function describeCriuKdatCache(runDir = CRIU_RUN_DIR, fsType?: number): {
   return { ok: true, detail: existsSync(cache) ? `CRIU's kernel probe is kept in ${cache}` : `${runDir} is a tmpfs: CRIU keeps its kernel probe in ${cache} from its next run` };
 }
 
+/**
+ * Why `criu check` failed, from its output: its Error lines, else everything it said — its last
+ * line alone is often only a hint (`setcap ...` after "CRIU needs to have the CAP_SYS_ADMIN or the
+ * CAP_CHECKPOINT_RESTORE capability:").
+ */
+export function criuCheckFailure(lines: readonly string[]): string {
+  const errors = lines.filter((l) => /^(Error|BUG)\b/.test(l)).slice(-3);
+  const said = (errors.length > 0 ? errors.join(' | ') : lines.join(' ')).replace(/\s+/g, ' ');
+  if (!said) return 'it printed nothing';
+  return said.length > 400 ? `${said.slice(0, 397)}...` : said;
+}
+
 async function probeNetns(): Promise<ReadinessCheck> {
   try {
     await execFileAsync('ip', ['netns', 'list'], { timeout: 10_000 });
@@ -97,8 +116,8 @@ export async function checkHostReadiness(opts: { cgroupRoot?: string; criuPrefix
     checks.push({ name: 'criu', ok: true, detail: `${criu.kind} criu ${criu.version} (${criu.kind === 'private' ? criu.prefixArgs[criu.prefixArgs.length - 1] : criu.file})` });
     const checkpointer = new CriuCheckpointer(criu, { timeoutMs: 60_000 });
     const check = await checkpointer.check();
-    const lastLine = check.output.split('\n').filter((l) => l.trim() && !/kdat cache/.test(l)).pop() ?? '';
-    checks.push({ name: 'criu-check', ok: check.ok, detail: check.ok ? lastLine || 'criu check passed' : `criu check failed: ${lastLine}` });
+    const lines = check.output.split('\n').map((l) => l.trim()).filter((l) => l && !/kdat cache/.test(l));
+    checks.push({ name: 'criu-check', ok: check.ok, detail: check.ok ? lines.pop() || 'criu check passed' : `criu check failed: ${criuCheckFailure(lines)}` });
     const preCopy = await checkpointer.supportsPreCopy();
     const shadow = systemShadowPreCopy.available();
     checks.push(

@@ -1,7 +1,8 @@
 /**
  * Test hosts on one machine: N network namespaces joined by a Linux bridge, each with its own
- * address in a private /24 (default 10.213.<k>.0/24, the bridge at .1 so the root namespace
- * can reach every agent, host i at .(10+i)). No default route and no NAT: traffic stays
+ * address in a private /24 (10.213.<k>.0/24, k derived from the tag or the next one no interface
+ * or route of the machine uses; the bridge at .1 so the root namespace can reach every agent,
+ * host i at .(10+i)). No default route and no NAT: traffic stays
  * between these namespaces, the bridge and loopback. Used by `shardform dev hosts up|down`
  * and by test/helpers/netns-hosts.ts.
  *
@@ -28,8 +29,12 @@ export function checkNetnsTag(tag: string, field = 'tag'): string {
   return tag;
 }
 
-/** `<tag>.owner` holds the pid of the process that owns a set (a test run); none for the CLI's. */
+/**
+ * `<tag>.owner` holds the pid of the process that owns a set (a test run), or KEPT_UNTIL_DOWN for
+ * a set made by `shardform dev hosts up`.
+ */
 export const OWNER_DIR = '/run/shardform/netns-hosts';
+const KEPT_UNTIL_DOWN = 'kept-until-down';
 
 export interface NetnsHost {
   /** `host-1`, `host-2`, ... */
@@ -54,13 +59,20 @@ export interface NetnsHostsOptions {
   count: number;
   /** Up to 6 of a-z0-9; names every namespace and interface of the set. Default 'dev'. */
   tag?: string;
-  /** Third octet of 10.213.<k>.0/24; default derived from the tag. */
+  /** Third octet of 10.213.<k>.0/24, refused when in use; default derived from the tag, else the next free one. */
   subnetOctet?: number;
   /**
    * The process owning the set: leftover cleanup spares sets whose owner is alive, so
    * parallel test runs on one machine do not remove each other's hosts. Default: none.
    */
   ownerPid?: number;
+  /**
+   * A set somebody works with by hand (`shardform dev hosts up`): leftover cleanup never removes
+   * it, not even while it is being built; only `down` (or `up` with the same tag) does.
+   */
+  keptUntilDown?: boolean;
+  /** Stops a creation half-way (SIGINT, SIGTERM): what was made is removed and the promise rejects. */
+  signal?: AbortSignal;
 }
 
 async function ip(args: readonly string[]): Promise<string> {
@@ -102,19 +114,27 @@ export function planNetnsHosts(opts: NetnsHostsOptions): NetnsHostSet {
   };
 }
 
-/** Creates the set (replacing one with the same tag); on failure removes what it made. */
+/**
+ * Creates the set (replacing one with the same tag, unless another live process owns it); on
+ * failure or abort removes what it made. Its /24 is the first one no interface or route of this
+ * machine already uses, starting from the tag's (or exactly `subnetOctet`'s, refused when in use):
+ * two bridges with one subnet would send the root namespace's packets for both sets to the older one.
+ */
 export async function createNetnsHosts(opts: NetnsHostsOptions): Promise<NetnsHostSet> {
-  const set = planNetnsHosts(opts);
-  await removeNetnsHosts(set.tag);
+  const planned = planNetnsHosts(opts);
+  refuseLiveOwner(planned.tag, opts.ownerPid);
+  await removeNetnsHosts(planned.tag);
   try {
-    if (opts.ownerPid !== undefined) {
+    if (opts.ownerPid !== undefined || opts.keptUntilDown) {
       mkdirSync(OWNER_DIR, { recursive: true });
-      writeFileSync(join(OWNER_DIR, `${set.tag}.owner`), String(opts.ownerPid));
+      writeFileSync(join(OWNER_DIR, `${planned.tag}.owner`), opts.keptUntilDown ? KEPT_UNTIL_DOWN : String(opts.ownerPid));
     }
-    await ip(['link', 'add', set.bridge, 'type', 'bridge']);
-    await ip(['addr', 'add', `${set.gateway}/24`, 'dev', set.bridge]);
+    opts.signal?.throwIfAborted();
+    await ip(['link', 'add', planned.bridge, 'type', 'bridge']);
+    const set = await claimSubnet(planned, opts.subnetOctet !== undefined);
     await ip(['link', 'set', set.bridge, 'up']);
     for (const host of set.hosts) {
+      opts.signal?.throwIfAborted();
       const inner = `${host.link}i`;
       await ip(['netns', 'add', host.netns]);
       await ip(['link', 'add', host.link, 'type', 'veth', 'peer', 'name', inner]);
@@ -126,11 +146,87 @@ export async function createNetnsHosts(opts: NetnsHostsOptions): Promise<NetnsHo
       await ip(['-n', host.netns, 'link', 'set', 'eth0', 'up']);
       await ip(['-n', host.netns, 'link', 'set', 'lo', 'up']);
     }
+    opts.signal?.throwIfAborted();
     return set;
   } catch (error) {
-    await removeNetnsHosts(set.tag);
+    await removeNetnsHosts(planned.tag);
     throw error;
   }
+}
+
+/** An IPv4 network of this (root) namespace: an interface's address or a route, with the interface's index. */
+interface NetworkInUse {
+  readonly cidr: string;
+  readonly dev: string;
+  readonly index: number | undefined;
+}
+
+const ipv4ToNumber = (address: string) => address.split('.').reduce((n, octet) => n * 256 + Number(octet), 0);
+
+/** Whether two IPv4 networks (`a.b.c.d/len`, a bare address being /32) share an address (pure). */
+export function networksOverlap(a: string, b: string): boolean {
+  const [addrA = '', lenA = '32'] = a.split('/');
+  const [addrB = '', lenB = '32'] = b.split('/');
+  const len = Math.min(Number(lenA), Number(lenB));
+  const block = 2 ** (32 - len);
+  return Math.floor(ipv4ToNumber(addrA) / block) === Math.floor(ipv4ToNumber(addrB) / block);
+}
+
+async function networksInUse(): Promise<{ networks: NetworkInUse[]; indexes: Map<string, number> }> {
+  const indexes = new Map<string, number>();
+  for (const line of (await ip(['-o', 'link', 'show'])).split('\n')) {
+    const match = /^(\d+):\s+([^:@\s]+)/.exec(line);
+    if (match) indexes.set(match[2] as string, Number(match[1]));
+  }
+  const networks: NetworkInUse[] = [];
+  for (const line of (await ip(['-o', '-4', 'addr', 'show'])).split('\n')) {
+    const match = /^\d+:\s+(\S+)\s+inet\s+(\S+)/.exec(line);
+    if (match) networks.push({ cidr: match[2] as string, dev: match[1] as string, index: indexes.get(match[1] as string) });
+  }
+  for (const line of (await ip(['-4', 'route', 'show'])).split('\n')) {
+    const words = line.trim().split(/\s+/);
+    const cidr = ['unreachable', 'blackhole', 'prohibit', 'throw'].includes(words[0] ?? '') ? words[1] : words[0];
+    // The default route (any /0) covers every address without using any of them.
+    if (!cidr || !/^\d+\.\d+\.\d+\.\d+(\/\d+)?$/.test(cidr) || cidr.endsWith('/0')) continue;
+    const dev = words.includes('dev') ? (words[words.indexOf('dev') + 1] ?? '') : '';
+    networks.push({ cidr, dev, index: indexes.get(dev) });
+  }
+  return { networks, indexes };
+}
+
+/**
+ * What else uses `subnet` on this machine, in words, or undefined. The bridge's own entries do
+ * not count, nor those of a newer interface: two sets created at the same moment may pick the
+ * same /24, and the older bridge keeps it while the newer one moves on (it sees ours as older).
+ */
+async function subnetUser(subnet: string, bridge: string): Promise<string | undefined> {
+  const { networks, indexes } = await networksInUse();
+  const ours = indexes.get(bridge) ?? Number.MAX_SAFE_INTEGER;
+  const user = networks.find((n) => n.dev !== bridge && networksOverlap(n.cidr, subnet) && !(n.index !== undefined && n.index > ours));
+  return user && `${user.cidr}${user.dev ? ` on ${user.dev}` : ''}`;
+}
+
+/** Gives the new bridge the first free /24 (see createNetnsHosts) and returns the set planned on it. */
+async function claimSubnet(planned: NetnsHostSet, exact: boolean): Promise<NetnsHostSet> {
+  const first = Number(planned.subnet.split('.')[2]);
+  // Every octet the tag hash can give (20-219), from the tag's own onwards.
+  const octets = exact ? [first] : Array.from({ length: 200 }, (_, i) => 20 + ((first - 20 + i) % 200));
+  let lastUser = '';
+  for (const octet of octets) {
+    const set = planNetnsHosts({ count: planned.hosts.length, tag: planned.tag, subnetOctet: octet });
+    const before = await subnetUser(set.subnet, set.bridge);
+    if (before === undefined) {
+      await ip(['addr', 'add', `${set.gateway}/24`, 'dev', set.bridge]);
+      const after = await subnetUser(set.subnet, set.bridge);
+      if (after === undefined) return set;
+      await ip(['addr', 'del', `${set.gateway}/24`, 'dev', set.bridge]);
+      lastUser = after;
+    } else {
+      lastUser = before;
+    }
+    if (exact) throw new ShardformError('SUBNET_IN_USE', 'subnetOctet', octet, `subnetOctet: ${set.subnet} is already used on this machine (${lastUser}); choose another octet`);
+  }
+  throw new ShardformError('SUBNET_IN_USE', 'subnet', planned.subnet, `test hosts '${planned.tag}': every /24 from 10.213.20.0 to 10.213.219.0 is already used on this machine (the last: ${lastUser})`);
 }
 
 /** Removes every namespace and interface of the set `tag`. Idempotent. */
@@ -142,20 +238,43 @@ export async function removeNetnsHosts(tag: string): Promise<void> {
   rmSync(join(OWNER_DIR, `${tag}.owner`), { force: true });
 }
 
-function ownerAlive(tag: string): boolean {
-  let pid: number;
+function ownerRecord(tag: string): string | undefined {
   try {
-    pid = Number(readFileSync(join(OWNER_DIR, `${tag}.owner`), 'utf8').trim());
+    return readFileSync(join(OWNER_DIR, `${tag}.owner`), 'utf8').trim();
   } catch {
-    return false;
+    return undefined;
   }
-  if (!Number.isInteger(pid) || pid <= 0) return false;
+}
+
+/** The live process that owns the set `tag`, if any. */
+function liveOwner(tag: string): number | undefined {
+  const pid = Number(ownerRecord(tag));
+  if (!Number.isInteger(pid) || pid <= 0) return undefined;
   try {
     process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
+    return pid;
+  } catch (error) {
+    // EPERM: alive, only not ours to signal.
+    return (error as NodeJS.ErrnoException).code === 'EPERM' ? pid : undefined;
   }
+}
+
+/** Leftover cleanup spares a set made by hand and one whose owner runs. */
+const spared = (tag: string) => ownerRecord(tag) === KEPT_UNTIL_DOWN || liveOwner(tag) !== undefined;
+
+/**
+ * Throws when the set `tag` belongs to another live process: the same suite run twice on one
+ * machine would otherwise pull the first run's hosts away in the middle of its tests.
+ */
+export function refuseLiveOwner(tag: string, ownerPid?: number, field = 'tag'): void {
+  const owner = liveOwner(checkNetnsTag(tag, field));
+  if (owner === undefined || owner === ownerPid || owner === process.pid) return;
+  throw new ShardformError(
+    'NETNS_HOSTS_IN_USE',
+    field,
+    tag,
+    `${field}: test hosts '${tag}' belong to process ${owner}, which is still running; use another tag, or stop it (shardform dev hosts down --tag ${tag} removes them anyway)`,
+  );
 }
 
 /** The tag of a namespace or interface of ours, from its name. */
@@ -169,12 +288,13 @@ export function tagOf(name: string): string | undefined {
 
 /**
  * Removes the sets on this machine that crashed runs left behind, found by name prefix:
- * every set whose owner process is gone (or that has none), or every set with `all`.
+ * every set whose owner process is gone (or that has none) and that `shardform dev hosts up` did
+ * not make, or every set with `all`.
  * Returns the names removed.
  */
 export async function removeLeftoverNetnsHosts(opts: { all?: boolean } = {}): Promise<string[]> {
   const names = [...(await listNetns()), ...(await listLinks())].filter((n) => tagOf(n) !== undefined);
-  const tags = [...new Set(names.map((n) => tagOf(n) as string))].filter((tag) => opts.all || !ownerAlive(tag));
+  const tags = [...new Set(names.map((n) => tagOf(n) as string))].filter((tag) => opts.all || !spared(tag));
   for (const tag of tags) await removeNetnsHosts(tag);
   return names.filter((n) => tags.includes(tagOf(n) as string));
 }

@@ -9,7 +9,18 @@ import { createNetnsHosts, inHost, removeLeftoverNetnsHosts, removeNetnsHosts, t
 
 const execFileAsync = promisify(execFile);
 
-export function useNetnsHosts(count: number, tag: string): () => NetnsHostSet {
+/**
+ * A tag of this test run only: `prefix` (1-2 characters) and four from the pid, so the same suite
+ * run by two people on one machine builds two sets instead of replacing the other's.
+ */
+export function runTag(prefix: string): string {
+  if (!/^[a-z]{1,2}$/.test(prefix)) throw new Error(`runTag: ${JSON.stringify(prefix)} must be 1-2 of a-z`);
+  return `${prefix}${(process.pid % 36 ** 4).toString(36).padStart(4, '0')}`;
+}
+
+/** `prefix` (1-2 of a-z) names the suite; the set's tag is runTag(prefix), this run's only. */
+export function useNetnsHosts(count: number, prefix: string): () => NetnsHostSet {
+  const tag = runTag(prefix);
   let set: NetnsHostSet | undefined;
   beforeAll(async () => {
     await removeLeftoverNetnsHosts();

@@ -9,6 +9,7 @@ function fakePrefix(root: string, versionOutput: string): string {
   mkdirSync(join(prefix, 'usr/sbin'), { recursive: true });
   mkdirSync(join(prefix, 'usr/lib64'), { recursive: true });
   writeFileSync(join(prefix, 'usr/sbin/criu'), '');
+  writeFileSync(join(prefix, '.installed'), `${versionOutput}\n`);
   const loader = join(prefix, 'usr/lib64/ld-linux-x86-64.so.2');
   writeFileSync(loader, `#!/bin/sh\nprintf '%s\\n' '${versionOutput}'\n`);
   chmodSync(loader, 0o755);

@@ -1,4 +1,4 @@
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describeCgroupLayout, describeCriuKdatCache } from '../../../host-agent/doctor/host-readiness';
 import { renderReadiness } from '../../../src/cli/commands/doctor';
@@ -21,13 +21,27 @@ describe('host readiness', () => {
     expect(describeCgroupLayout(v2)).toEqual({ ok: true, detail: `v2 (unified) at ${v2}` });
 
     const hybrid = join(dir.path, 'hybrid');
-    for (const c of ['cpu', 'memory', 'freezer', 'unified', 'systemd']) hierarchy(hybrid, c);
-    expect(describeCgroupLayout(hybrid)).toEqual({ ok: true, detail: `hybrid: v1 cpu,freezer,memory + unified at ${join(hybrid, 'unified')}` });
+    for (const c of ['cpu', 'cpuacct', 'memory', 'blkio', 'freezer', 'unified', 'systemd']) hierarchy(hybrid, c);
+    writeFileSync(join(hybrid, 'unified', 'cgroup.controllers'), '');
+    expect(describeCgroupLayout(hybrid)).toEqual({ ok: true, detail: `hybrid: v1 blkio,cpu,cpuacct,freezer,memory + unified at ${join(hybrid, 'unified')} (freezes through it)` });
 
     const noFreezer = join(dir.path, 'v1');
-    for (const c of ['cpu', 'memory']) hierarchy(noFreezer, c);
-    expect(describeCgroupLayout(noFreezer)).toEqual({ ok: false, detail: 'v1: cpu,memory; missing v1 controller(s) freezer' });
+    for (const c of ['cpu', 'cpuacct', 'memory', 'blkio']) hierarchy(noFreezer, c);
+    expect(describeCgroupLayout(noFreezer)).toEqual({ ok: false, detail: `v1: blkio,cpu,cpuacct,memory; ${noFreezer}: v1 controller freezer not mounted; mount cgroup2 at ${noFreezer} (or the v1 cpu, cpuacct, memory, blkio and freezer controllers under it)` });
     expect(describeCgroupLayout(join(dir.path, 'absent'))).toEqual({ ok: false, detail: `no cgroup hierarchy at ${join(dir.path, 'absent')}` });
+  });
+
+  it('agrees with the agent\'s own layout probe: what the agent refuses is a no, what it runs on is a yes', () => {
+    // Without v1 blkio and cpuacct the agent refuses to start (probeCgroupLayout): the doctor said ok.
+    const noBlkio = join(dir.path, 'no-blkio');
+    for (const c of ['cpu', 'memory', 'freezer', 'unified']) hierarchy(noBlkio, c);
+    writeFileSync(join(noBlkio, 'unified', 'cgroup.controllers'), '');
+    expect(describeCgroupLayout(noBlkio)).toMatchObject({ ok: false, detail: expect.stringContaining(`${noBlkio}: v1 controllers cpuacct, blkio not mounted`) });
+    // A hybrid host freezes through the unified hierarchy and needs no v1 freezer: the doctor said no.
+    const hybridNoFreezer = join(dir.path, 'hybrid-no-freezer');
+    for (const c of ['cpu', 'cpuacct', 'memory', 'blkio', 'unified']) hierarchy(hybridNoFreezer, c);
+    writeFileSync(join(hybridNoFreezer, 'unified', 'cgroup.controllers'), '');
+    expect(describeCgroupLayout(hybridNoFreezer)).toEqual({ ok: true, detail: `hybrid: v1 blkio,cpu,cpuacct,memory + unified at ${join(hybridNoFreezer, 'unified')} (freezes through it)` });
   });
 
   it('says why a host cannot checkpoint, naming each failed check but not optional ones', () => {
@@ -57,6 +71,31 @@ describe('host readiness', () => {
     writeFileSync(join(run, 'criu.kdat'), 'kdat');
     expect(describeCriuKdatCache(run, TMPFS)).toEqual({ ok: true, detail: `CRIU's kernel probe is kept in ${join(run, 'criu.kdat')}` });
     expect(describeCriuKdatCache(join(dir.path, 'no-run'))).toMatchObject({ ok: false, detail: expect.stringMatching(/^cannot stat .*no-run: ENOENT/) });
+  });
+
+  it('exits 1 and gives the reason `criu check` printed, not only its last line', async () => {
+    const bin = join(dir.path, 'failing-criu');
+    mkdirSync(bin);
+    // What CRIU 4.1.1 prints for `criu check` without root: the reason, then a hint on a line of its own.
+    writeFileSync(
+      join(bin, 'criu'),
+      `#!/bin/sh\n[ "$1" = --version ] && { echo 'Version: 4.1.1'; exit 0; }\necho 'CRIU needs to have the CAP_SYS_ADMIN or the CAP_CHECKPOINT_RESTORE capability: '\necho 'setcap cap_checkpoint_restore+eip /usr/sbin/criu'\nexit 1\n`,
+    );
+    chmodSync(join(bin, 'criu'), 0o755);
+    const path = process.env.PATH;
+    process.env.PATH = `${bin}:${path}`;
+    try {
+      const result = await runCli('doctor', '--json');
+      expect(result.code).toBe(1);
+      const check = JSON.parse(result.stdout).checks.find((c: { name: string }) => c.name === 'criu-check');
+      expect(check).toEqual({
+        name: 'criu-check',
+        ok: false,
+        detail: 'criu check failed: CRIU needs to have the CAP_SYS_ADMIN or the CAP_CHECKPOINT_RESTORE capability: setcap cap_checkpoint_restore+eip /usr/sbin/criu',
+      });
+    } finally {
+      process.env.PATH = path;
+    }
   });
 
   it('exits 1 and names the missing CRIU when the prefix holds none and PATH has no criu', async () => {

@@ -1,7 +1,7 @@
 import { once } from 'node:events';
-import { execFileSync } from 'node:child_process';
-import { cutLink, removeLeftoverNetnsHosts, restoreLink, spawnInHost } from '../../../src/dev/netns-hosts';
-import { nodeInHost, useNetnsHosts } from '../../helpers/netns-hosts';
+import { execFileSync, spawn } from 'node:child_process';
+import { createNetnsHosts, cutLink, removeLeftoverNetnsHosts, restoreLink, spawnInHost } from '../../../src/dev/netns-hosts';
+import { nodeInHost, runTag, useNetnsHosts } from '../../helpers/netns-hosts';
 import { describePrivileged, requireNetns } from '../../helpers/privileged';
 import { runCli } from '../../helpers/cli';
 
@@ -49,23 +49,33 @@ describePrivileged('test hosts as network namespaces', [requireNetns], () => {
     expect(reply).toBe(`hello from ${b.address}`);
   });
 
-  it('`shardform dev hosts up|down` creates and removes a set, and down --all removes leftovers', async () => {
-    const up = await runCli('dev', 'hosts', 'up', '--count', '2', '--tag', 'cli', '--json');
+  it('`shardform dev hosts up|down` creates and removes a set; leftover cleanup removes sets of dead test runs and spares those made by `up`', async () => {
+    // Tags of this run only: the same suite may run beside it on this machine.
+    const [cli, left] = [runTag('k'), runTag('l')];
+    const up = await runCli('dev', 'hosts', 'up', '--count', '2', '--tag', cli, '--json');
     expect(up.code).toBe(0);
     const set = JSON.parse(up.stdout);
-    expect(set.hosts.map((h: { netns: string }) => h.netns)).toEqual(['shardform-cli-host-1', 'shardform-cli-host-2']);
-    expect(netnsNames()).toContain('shardform-cli-host-2');
-    expect((await runCli('dev', 'hosts', 'down', '--tag', 'cli')).code).toBe(0);
-    expect(netnsNames()).not.toContain('shardform-cli');
+    expect(set.hosts.map((h: { netns: string }) => h.netns)).toEqual([`shardform-${cli}-host-1`, `shardform-${cli}-host-2`]);
+    expect(netnsNames()).toContain(`shardform-${cli}-host-2`);
+    expect((await runCli('dev', 'hosts', 'down', '--tag', cli)).code).toBe(0);
+    expect(netnsNames()).not.toContain(`shardform-${cli}`);
 
-    await runCli('dev', 'hosts', 'up', '--count', '1', '--tag', 'left');
+    // A set whose owner (a test run) is gone is a leftover; one made by `up` is somebody's, kept until `down`.
+    const dead = spawn('true');
+    await once(dead, 'exit');
+    await createNetnsHosts({ count: 1, tag: left, ownerPid: dead.pid });
+    expect((await runCli('dev', 'hosts', 'up', '--count', '1', '--tag', cli)).code).toBe(0);
     const removed = await removeLeftoverNetnsHosts();
-    expect(removed).toEqual(expect.arrayContaining(['shardform-left-host-1', 'sfb-left']));
-    expect(netnsNames()).not.toContain('shardform-left');
+    expect(removed).toEqual(expect.arrayContaining([`shardform-${left}-host-1`, `sfb-${left}`]));
+    expect(netnsNames()).not.toContain(`shardform-${left}`);
+    expect(removed.some((n) => n.includes(`-${cli}-`) || n === `sfb-${cli}`)).toBe(false);
+    expect(netnsNames()).toContain(`shardform-${cli}-host-1`);
+    expect((await runCli('dev', 'hosts', 'down', '--tag', cli)).code).toBe(0);
+    expect(netnsNames()).not.toContain(`shardform-${cli}`);
     // this suite's own set belongs to a live process: leftover cleanup spares it
-    expect(removed.some((n) => n.includes('-nt-') || n === 'sfb-nt')).toBe(false);
-    expect(netnsNames()).toContain('shardform-nt-host-1');
-    // the suite's own set was removed too (leftover cleanup is by prefix): recreate it for afterAll to remove
+    const own = hosts().tag;
+    expect(removed.some((n) => n.includes(`-${own}-`) || n === `sfb-${own}`)).toBe(false);
+    expect(netnsNames()).toContain(`shardform-${own}-host-1`);
   });
 });
 
