@@ -16,7 +16,7 @@
  */
 import { execFile } from 'node:child_process';
 import { existsSync, lstatSync, mkdirSync, readFileSync, statfsSync, statSync, truncateSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { criuCommandLine, type CriuInstallation } from './criu';
 
 export const TMPFS_MAGIC = 0x01021994;
@@ -77,6 +77,30 @@ function privateDirectory(dir: string): boolean {
   return info.isDirectory() && info.uid === process.getuid?.() && (info.mode & 0o022) === 0;
 }
 
+/**
+ * Whether the mount at `target` is a bind of `<keepDir>/criu.kdat` that has been deleted: the
+ * kernel shows its root as `.../<keepDir's name>/criu.kdat//deleted` on the keep directory's own
+ * file system (same device).
+ */
+export function orphanedKeptMount(target: string, keepDir: string, mountinfo = '/proc/self/mountinfo'): boolean {
+  try {
+    const dev = statSync(keepDir).dev;
+    const lines = readFileSync(mountinfo, 'utf8').split('\n');
+    // The last mount at a path is the one seen there.
+    const entry = lines
+      .map((line) => line.split(' '))
+      .filter((fields) => fields[4] === target)
+      .pop();
+    if (!entry) return false;
+    const [major, minor] = entry[2]!.split(':').map(Number) as [number, number];
+    // Linux's new_encode_dev, as stat's st_dev reports it.
+    const encoded = (minor & 0xff) | (major << 8) | ((minor & ~0xff) << 12);
+    return encoded === dev && entry[3]!.endsWith(`/${basename(keepDir)}/criu.kdat//deleted`);
+  } catch {
+    return false;
+  }
+}
+
 const sameFile = (a: string, b: string) => {
   try {
     const [x, y] = [statSync(a), statSync(b)];
@@ -106,8 +130,15 @@ export async function keepCriuKdatCache(criu: CriuInstallation, opts: KdatCacheO
     if (!privateDirectory(keepDir)) return { ok: false, detail: `${keepDir} is not a directory only this user can write (a link, or made by somebody else): left alone` };
     if (fsTypeOf(keepDir) !== TMPFS_MAGIC) return { ok: false, detail: `${keepDir} is not a tmpfs: a probe kept there would outlive a reboot` };
     // Something on a tmpfs already at the target: ours (probed again below, in place) or not ours (left alone).
-    const mountedAlready = existsSync(target) && fsTypeOf(target) === TMPFS_MAGIC;
-    if (mountedAlready && !sameFile(target, kept)) return { ok: false, detail: `${target} is a mount of another file than ${kept}: left alone` };
+    let mountedAlready = existsSync(target) && fsTypeOf(target) === TMPFS_MAGIC;
+    if (mountedAlready && !sameFile(target, kept)) {
+      // Ours, orphaned: a bind of our kept file that was deleted since (/dev/shm cleaned). Left in
+      // place it would hide every new probe until reboot: unmounted, and kept again below.
+      if (!orphanedKeptMount(target, keepDir)) return { ok: false, detail: `${target} is a mount of another file than ${kept}: left alone` };
+      const unmounted = await run('umount', [target]);
+      if (unmounted.code !== 0) return { ok: false, detail: `cannot unmount ${target}, a bind of a deleted ${kept}: ${unmounted.stderr || `exit ${unmounted.code}`}` };
+      mountedAlready = false;
+    }
 
     // CRIU writes the probe only to a tmpfs /run: give it one, in a mount namespace of its own.
     const check = criuCommandLine(criu, ['check']);

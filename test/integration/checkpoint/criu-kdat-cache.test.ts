@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { requireCriu as requireCriuInstallation, type CriuInstallation } from '../../../host-agent/checkpoint/criu';
 import { CriuCheckpointer } from '../../../host-agent/checkpoint/criu-checkpointer';
-import { CRIU_RUN_DIR, DEFAULT_KDAT_KEEP_DIR, isKdatKept, keepCriuKdatCache, TMPFS_MAGIC } from '../../../host-agent/checkpoint/criu-kdat-cache';
+import { CRIU_RUN_DIR, DEFAULT_KDAT_KEEP_DIR, isKdatKept, keepCriuKdatCache, orphanedKeptMount, TMPFS_MAGIC } from '../../../host-agent/checkpoint/criu-kdat-cache';
 import { describeCriuKdatCache } from '../../../host-agent/doctor/host-readiness';
 import { requireCriu } from '../../helpers/criu-prerequisite';
 import { describePrivileged, requireCommand, requireRoot } from '../../helpers/privileged';
@@ -53,6 +53,26 @@ describePrivileged('keeping CRIU\'s kernel probe on a tmpfs', [requireRoot, requ
     // What a reboot leaves: the bind mount gone, an empty file, which CRIU calls stale and replaces by probing.
     execFileSync('umount', [join(runDir, 'criu.kdat')]);
     expect(statSync(join(runDir, 'criu.kdat')).size).toBe(0);
+  });
+
+  it('takes back its own mount when the kept file was deleted under it (/dev/shm cleaned), and only its own', async () => {
+    const runDir = join(work, 'run-orphan');
+    mkdirSync(runDir);
+    const target = join(runDir, 'criu.kdat');
+    try {
+      expect((await keepCriuKdatCache(criu, { runDir, keepDir })).ok).toBe(true);
+      rmSync(keepDir, { recursive: true, force: true });
+      expect(isMountPoint(target)).toBe(true);
+      expect(orphanedKeptMount(target, '/dev/shm')).toBe(false); // another keep directory's name
+      mkdirSync(keepDir, { mode: 0o700 });
+      expect(orphanedKeptMount(target, keepDir)).toBe(true);
+      expect(await keepCriuKdatCache(criu, { runDir, keepDir })).toEqual({ ok: true, detail: expect.stringContaining(`bind-mounted at ${target}`) });
+      expect(readFileSync(target).equals(readFileSync(join(keepDir, 'criu.kdat')))).toBe(true);
+      expect(readFileSync(target).length).toBeGreaterThan(100);
+      expect(orphanedKeptMount(target, keepDir)).toBe(false);
+    } finally {
+      while (isMountPoint(target)) execFileSync('umount', [target]);
+    }
   });
 
   it('does nothing where /run is a tmpfs (CRIU keeps the probe itself), and refuses a keep directory that would outlive a reboot', async () => {
