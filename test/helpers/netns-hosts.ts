@@ -27,7 +27,9 @@ export function useNetnsHosts(count: number, prefix: string): () => NetnsHostSet
     set = await createNetnsHosts({ count, tag, ownerPid: process.pid });
   });
   afterAll(async () => {
-    await removeNetnsHosts(tag);
+    // Only a set this run made: a refused create (another live run holds the tag) leaves that one be;
+    // a create that failed half-way removed its own part already.
+    if (set) await removeNetnsHosts(tag);
   });
   return () => {
     if (!set) throw new Error(`netns hosts '${tag}' were not created (see beforeAll)`);
