@@ -106,6 +106,24 @@ describe('shardform shards / drain / agent (CLI)', () => {
     expect(r.stderr).not.toContain('admin');
   });
 
+  it.each([
+    // Forms the URL parser reads a user from though they are not `scheme://user@`, and passwords
+    // with an unencoded `/` or `#` (no URL at all): each was echoed whole in the error.
+    ['http:/admin:s3cret@127.0.0.1:7100', 'http:/***@127.0.0.1:7100'],
+    ['http:admin:s3cret@127.0.0.1:7100', 'http:***@127.0.0.1:7100'],
+    ['http:\\\\admin:s3cret@127.0.0.1:7100', 'http:\\\\***@127.0.0.1:7100'],
+    [' http://admin:s3cret@127.0.0.1:7100', 'http://***@127.0.0.1:7100'],
+    ['http://admin:s3/cret@127.0.0.1:7100', 'http://***@127.0.0.1:7100'],
+    ['http://admin:s3#cret@127.0.0.1:7100', 'http://***@127.0.0.1:7100'],
+    ['admin:s3cret@127.0.0.1:7100', '***@127.0.0.1:7100'],
+  ])('refuses --agent %j with exit 2, showing it as %j', async (agent, shown) => {
+    const r = await runCli('shards', 'ls', '--agent', agent, '--token-file', tokenFile);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(`--agent: ${JSON.stringify(shown)} `);
+    expect(r.stderr).not.toContain('s3');
+    expect(r.stderr).not.toContain('admin');
+  });
+
   it('refuses a missing token with exit 2 before any request', async () => {
     const r = await runCli('shards', 'ls', '--agent', url);
     expect(r.code).toBe(2);

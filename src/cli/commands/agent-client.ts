@@ -55,9 +55,19 @@ export function agentClient(flags: AgentClientFlags, env: NodeJS.ProcessEnv = pr
   });
 }
 
-/** `scheme://user:password@host...` → `scheme://***@host...`; any other text unchanged. */
+/**
+ * `scheme://user:password@host...` → `scheme://***@host...`; text without `@` unchanged.
+ * Everything between the scheme and the last `@` is hidden, not only a well-formed userinfo:
+ * the URL parser also reads credentials from `http:/u:p@h`, `http:u:p@h`, `http:\\u:p@h` and
+ * text with leading blanks, and a password with an unencoded `/`, `?` or `#` makes the text no URL
+ * at all; each of those was echoed whole. Hiding a path's `@` too only shortens an error message.
+ */
 export function hideCredentials(url: string): string {
-  return url.replace(/^([A-Za-z][A-Za-z0-9+.-]*:\/\/)[^/?#]*@/, '$1***@');
+  const at = url.lastIndexOf('@');
+  if (at < 0) return url;
+  // A scheme is kept when slashes follow it (or it is http/https): in `admin:pw@host` `admin:` is the user.
+  const scheme = /^\s*(?:https?:[\\/]*|[A-Za-z][A-Za-z0-9+.-]*:[\\/]+)?/i.exec(url)![0];
+  return `${scheme.trimStart()}***${url.slice(at)}`;
 }
 
 function readToken(tokenFile: string | undefined, env: NodeJS.ProcessEnv): string {
