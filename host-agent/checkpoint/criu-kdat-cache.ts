@@ -86,19 +86,32 @@ export function orphanedKeptMount(target: string, keepDir: string, mountinfo = '
   try {
     const dev = statSync(keepDir).dev;
     const lines = readFileSync(mountinfo, 'utf8').split('\n');
-    // The last mount at a path is the one seen there.
+    // The last mount at a path is the one seen there. Paths are escaped (space as \040, see
+    // proc(5) and the kernel's show_mountinfo/mangle): compared unescaped.
     const entry = lines
       .map((line) => line.split(' '))
-      .filter((fields) => fields[4] === target)
+      .filter((fields) => fields.length > 4 && unescapeMountinfo(fields[4]!) === target)
       .pop();
     if (!entry) return false;
     const [major, minor] = entry[2]!.split(':').map(Number) as [number, number];
-    // Linux's new_encode_dev, as stat's st_dev reports it.
-    const encoded = (minor & 0xff) | (major << 8) | ((minor & ~0xff) << 12);
-    return encoded === dev && entry[3]!.endsWith(`/${basename(keepDir)}/criu.kdat//deleted`);
+    return deviceNumber(major, minor) === dev && unescapeMountinfo(entry[3]!).endsWith(`/${basename(keepDir)}/criu.kdat//deleted`);
   } catch {
     return false;
   }
+}
+
+/** A path field of /proc/self/mountinfo as the path it is: the kernel writes space, tab, newline and backslash as octal escapes. */
+export function unescapeMountinfo(field: string): string {
+  return field.replace(/\\([0-7]{3})/g, (_, octal: string) => String.fromCharCode(parseInt(octal, 8)));
+}
+
+/**
+ * `major:minor` as Node's stat reports st_dev (glibc's makedev over statx's major and minor).
+ * In arithmetic, not 32-bit bitwise operators: a minor of 2^19 or more (anonymous devices go up
+ * to 2^20 - 1) or a major of 2^12 or more came out negative or wrong, and never matched.
+ */
+export function deviceNumber(major: number, minor: number): number {
+  return (minor % 0x100) + (major % 0x1000) * 0x100 + Math.floor(minor / 0x100) * 0x100000 + Math.floor(major / 0x1000) * 2 ** 44;
 }
 
 const sameFile = (a: string, b: string) => {

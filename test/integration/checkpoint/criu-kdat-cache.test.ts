@@ -75,6 +75,24 @@ describePrivileged('keeping CRIU\'s kernel probe on a tmpfs', [requireRoot, requ
     }
   });
 
+  it('takes back its own orphaned mount at paths with a space (escaped as \\040 in mountinfo)', async () => {
+    const runDir = join(work, 'run orphan');
+    const spacedKeep = join('/dev/shm', `shardform kdat-test-${process.pid}`);
+    mkdirSync(runDir);
+    const target = join(runDir, 'criu.kdat');
+    try {
+      expect((await keepCriuKdatCache(criu, { runDir, keepDir: spacedKeep })).ok).toBe(true);
+      rmSync(spacedKeep, { recursive: true, force: true });
+      mkdirSync(spacedKeep, { mode: 0o700 });
+      expect(orphanedKeptMount(target, spacedKeep)).toBe(true);
+      expect(await keepCriuKdatCache(criu, { runDir, keepDir: spacedKeep })).toEqual({ ok: true, detail: expect.stringContaining(`bind-mounted at ${target}`) });
+      expect(readFileSync(target).equals(readFileSync(join(spacedKeep, 'criu.kdat')))).toBe(true);
+    } finally {
+      while (isMountPoint(target)) execFileSync('umount', [target]);
+      rmSync(spacedKeep, { recursive: true, force: true });
+    }
+  });
+
   it('does nothing where /run is a tmpfs (CRIU keeps the probe itself), and refuses a keep directory that would outlive a reboot', async () => {
     const runDir = join(work, 'run-tmpfs');
     mkdirSync(runDir);
