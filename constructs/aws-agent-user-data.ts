@@ -33,8 +33,9 @@ export function renderAgentUserData(v: AgentUserDataValues): string {
     // Debian 13: nodejs 20 (the agent needs >= 20.3; Debian 12 ships 18) and CRIU 4 (checkpoint migrations).
     'apt-get install -y -q nodejs npm awscli curl criu',
     // A custom imageId may bring an older Node: fail here, in the boot log, not in a restart loop of the unit.
-    'NODE_MAJOR=$(node -p process.versions.node | cut -d. -f1)',
-    '[ $NODE_MAJOR -ge 20 ] || { echo shardform: the agent needs Node.js 20 or newer, this image has $(node --version) >&2; exit 1; }',
+    // 20.3, not 20: package.json's engines (20.0-20.2 passed a major-only check, then failed in the unit).
+    'NODE_MAJOR=$(node -p process.versions.node | cut -d. -f1); NODE_MINOR=$(node -p process.versions.node | cut -d. -f2)',
+    '[ $NODE_MAJOR -gt 20 ] || { [ $NODE_MAJOR -eq 20 ] && [ $NODE_MINOR -ge 3 ]; } || { echo shardform: the agent needs Node.js 20.3 or newer, this image has $(node --version) >&2; exit 1; }',
     `npm install --global --omit=dev '${v.agentPackage}'`,
     `mkdir -p /etc/shardform '${v.stateDirectory}'`,
     // IMDSv2 (the launch template requires tokens): the instance id is the host id.

@@ -94,11 +94,13 @@ describe('AwsHostPool', () => {
         rmSync(bin, { recursive: true, force: true });
       }
     };
-    const old = runGuard('18.19.0');
-    expect(old.status).toBe(1);
-    expect(old.stdout).not.toContain('booted');
-    expect(old.stderr).toContain('the agent needs Node.js 20 or newer, this image has v18.19.0');
-    for (const version of ['20.19.2', '22.11.0']) {
+    // package.json's engines: >= 20.3.
+    for (const version of ['18.19.0', '20.2.0', '20.0.0']) {
+      const old = runGuard(version);
+      expect({ version, status: old.status, stdout: old.stdout }).toEqual({ version, status: 1, stdout: '' });
+      expect(old.stderr).toContain(`the agent needs Node.js 20.3 or newer, this image has v${version}`);
+    }
+    for (const version of ['20.3.0', '20.19.2', '22.11.0', '22.0.0']) {
       const ok = runGuard(version);
       expect({ version, status: ok.status, stdout: ok.stdout }).toEqual({ version, status: 0, stdout: 'booted\n' });
     }
