@@ -49,6 +49,8 @@ export interface AgentMigrationContext {
   onRecoveryNeeded?(): void;
   /** Why this agent must not start or take in migrations now (its host claim is not held), or undefined. */
   notActingReason?(): string | undefined;
+  /** What a resize in progress is growing its shard by, counted as held (ShardResizer.growing). */
+  resizing?(): { cpuCores: number; memoryBytes: number };
 }
 
 export interface AgentMigration {
@@ -56,6 +58,8 @@ export interface AgentMigration {
   readonly plugins: FastifyPluginAsync[];
   /** Finishes or undoes the migrations this host was driving when it stopped; run once, before the first reconcile. */
   recover(): Promise<RecoveryReport>;
+  /** Capacity reserved by migrations arriving here beyond their held cgroups: a resize counts it as held. */
+  reserved?(): { cpuCores: number; memoryBytes: number };
 }
 
 type Checkpointer = MigrationServiceDeps['checkpointer'];
@@ -104,11 +108,11 @@ export async function createAgentMigration(ctx: AgentMigrationContext): Promise<
     onRecoveryNeeded: () => ctx.onRecoveryNeeded?.(),
     notActingReason: () => ctx.notActingReason?.(),
   });
-  return { plugins: service.plugins, recover: () => service.recover() };
+  return { plugins: service.plugins, recover: () => service.recover(), reserved: () => service.reserved() };
 }
 
 /** This host's capacity in the plan, and what the keeper's shards hold, held ones included. */
-export function agentCapacityView(ctx: Pick<AgentMigrationContext, 'hostId' | 'plan' | 'shards'>): CapacityView {
+export function agentCapacityView(ctx: Pick<AgentMigrationContext, 'hostId' | 'plan' | 'shards' | 'resizing'>): CapacityView {
   const sum = (shards: readonly ShardStatus[]) =>
     shards.reduce((acc, s) => ({ cpuCores: acc.cpuCores + (s.limits.cpuCores ?? 0), memoryBytes: acc.memoryBytes + (s.limits.memoryBytes ?? 0) }), { cpuCores: 0, memoryBytes: 0 });
   return {
@@ -117,7 +121,12 @@ export function agentCapacityView(ctx: Pick<AgentMigrationContext, 'hostId' | 'p
       return { cpuCores: host?.capacity.cpuCores ?? 0, memoryBytes: host?.capacity.memoryBytes ?? 0 };
     },
     // Held shards (arriving or leaving) are counted: their cgroups exist with their limits.
-    allocated: () => sum(ctx.shards()),
+    // A resize in progress too: checked before its awaits, it has not reached the cgroup yet.
+    allocated: () => {
+      const held = sum(ctx.shards());
+      const growing = ctx.resizing?.();
+      return growing ? { cpuCores: held.cpuCores + growing.cpuCores, memoryBytes: held.memoryBytes + growing.memoryBytes } : held;
+    },
     allocatedTo: (shardId) => {
       const shard = ctx.shards().find((s) => s.shardId === shardId);
       return shard && sum([shard]);

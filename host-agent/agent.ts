@@ -122,6 +122,8 @@ export class Agent implements DrainControl {
   });
   private readonly reconciles = new CoalescedTask(() => this.reconcileOnce());
   private migration: AgentMigration | undefined;
+  /** Resizes on request; a migration's prepare counts the growth of one in progress. */
+  private resizer: ShardResizer | undefined;
   /** Some migration could not be recovered (the other agent unreachable): retried on the reconcile timer. */
   private recoveryPending = false;
   /** The recovery pass running now, if any. */
@@ -232,7 +234,13 @@ export class Agent implements DrainControl {
       hostId,
       driver: this.kernel.driver,
       manager: this.kernel.manager,
-      resizer: new ShardResizer({ manager: this.kernel.manager, store: resizeStoreOf(this.stores.store), plan: () => this.plan(), hostId }),
+      resizer: (this.resizer = new ShardResizer({
+        manager: this.kernel.manager,
+        store: resizeStoreOf(this.stores.store),
+        plan: () => this.plan(),
+        hostId,
+        reserved: () => this.migration?.reserved?.() ?? { cpuCores: 0, memoryBytes: 0 },
+      })),
       history: this.stores.history,
       forecast: this.forecast,
       events: this.events,
@@ -449,6 +457,7 @@ export class Agent implements DrainControl {
         this.recoveryPending = true;
       },
       notActingReason: () => this.notActingReason(),
+      resizing: () => this.resizer?.growing() ?? { cpuCores: 0, memoryBytes: 0 },
     });
     this.migration = migration;
     await this.recoverMigrations();

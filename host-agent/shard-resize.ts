@@ -49,6 +49,11 @@ export interface ShardResizerOptions {
   readonly plan: () => Plan | undefined;
   readonly hostId: string;
   readonly clock?: () => Date;
+  /**
+   * Capacity migrations arriving here have reserved beyond their held cgroups (the keeper makes
+   * those after the reservation): counted as held, or a resize could take what a prepare promised.
+   */
+  readonly reserved?: () => { cpuCores: number; memoryBytes: number };
 }
 
 /**
@@ -57,7 +62,14 @@ export interface ShardResizerOptions {
  * host already over its capacity; a host the plan does not list (a discovered cloud host) is not
  * checked. Like Kubernetes' in-place resize, a size the node cannot hold is refused, not queued.
  */
-export function capacityRefusal(plan: Plan, hostId: string, shard: ShardStatus, shards: readonly ShardStatus[], request: ResizeRequest): string | undefined {
+export function capacityRefusal(
+  plan: Plan,
+  hostId: string,
+  shard: ShardStatus,
+  shards: readonly ShardStatus[],
+  request: ResizeRequest,
+  reserved: { cpuCores: number; memoryBytes: number } = { cpuCores: 0, memoryBytes: 0 },
+): string | undefined {
   const host = plan.pools.flatMap((pool) => pool.hosts).find((h) => h.id === hostId);
   if (!host) return undefined;
   const others = shards.filter((s) => s.shardId !== shard.shardId);
@@ -65,7 +77,7 @@ export function capacityRefusal(plan: Plan, hostId: string, shard: ShardStatus, 
     const wanted = request[resource];
     const current = shard.limits[resource] ?? 0;
     if (wanted === undefined || wanted <= current) return undefined;
-    const held = others.reduce((sum, s) => sum + (s.limits[resource] ?? 0), 0);
+    const held = others.reduce((sum, s) => sum + (s.limits[resource] ?? 0), reserved[resource]);
     const free = host.capacity[resource] - held;
     if (wanted <= free + 1e-9) return undefined;
     const show = (n: number) => (resource === 'cpuCores' ? String(Math.round(n * 1000) / 1000) : String(n));
@@ -92,6 +104,16 @@ export class ShardResizer {
 
   /** Resizes run one at a time: two growing shards checked side by side could each fit alone and not together. */
   private turn: Promise<unknown> = Promise.resolve();
+  /** What the resize in progress grows its shard by, from its capacity check until its cgroup write ends. */
+  private inFlight: { cpuCores: number; memoryBytes: number } | undefined;
+
+  /**
+   * What a resize in progress is growing its shard by and the cgroup does not show yet: a
+   * migration's prepare counts it as held (agentCapacityView), as this resize counts prepares.
+   */
+  growing(): { cpuCores: number; memoryBytes: number } {
+    return this.inFlight ?? { cpuCores: 0, memoryBytes: 0 };
+  }
 
   resize(shardId: string, request: ResizeRequest): Promise<ShardStatus> {
     const mine = this.turn.then(() => this.resizeNow(shardId, request));
@@ -100,7 +122,7 @@ export class ShardResizer {
   }
 
   private async resizeNow(shardId: string, request: ResizeRequest): Promise<ShardStatus> {
-    const { manager, store, hostId } = this.options;
+    const { manager, hostId } = this.options;
     const status = manager.status().find((s) => s.shardId === shardId);
     if (!status) throw unknownShard(shardId);
     const plan = this.options.plan();
@@ -111,8 +133,20 @@ export class ShardResizer {
 
     // A shard a migration holds (frozen, dumped, arriving or leaving) is the migration's to move.
     if (status.state === 'held') throw shardHeld(shardId, 'resize');
-    const overCapacity = capacityRefusal(plan, hostId, status, manager.status(), request);
+    const overCapacity = capacityRefusal(plan, hostId, status, manager.status(), request, this.options.reserved?.());
     if (overCapacity) throw new ApiError(409, 'CONFLICT', overCapacity);
+    // Published in the same tick as the check: a prepare during the awaits below sees it.
+    const growth = (resource: 'cpuCores' | 'memoryBytes') => Math.max(0, (request[resource] ?? 0) - (status.limits[resource] ?? 0));
+    this.inFlight = { cpuCores: growth('cpuCores'), memoryBytes: growth('memoryBytes') };
+    try {
+      return await this.write(shardId, request, plan, app, status);
+    } finally {
+      this.inFlight = undefined;
+    }
+  }
+
+  private async write(shardId: string, request: ResizeRequest, plan: Plan, app: Application, status: ShardStatus): Promise<ShardStatus> {
+    const { manager, store, hostId } = this.options;
 
     const key = assignmentKey(plan.fleet, shardId);
     const existing = await store.get(key);

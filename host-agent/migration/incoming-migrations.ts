@@ -109,21 +109,32 @@ export class IncomingMigrations {
     return found;
   }
 
-  /** Why this host cannot take `desired` now, or undefined when it can (pure over the capacity view). */
-  refusal(desired: DesiredShard, exceptId?: string): string | undefined {
-    const total = this.capacity.capacity();
-    const used = this.capacity.allocated();
-    let cpu = used.cpuCores;
-    let memory = used.memoryBytes;
+  /**
+   * What the migrations arriving here have reserved beyond what allocated() already counts of
+   * them (their held cgroups exist only once the keeper made them): a resize must count it too.
+   */
+  reservedBeyondAllocated(exceptId?: string): { cpuCores: number; memoryBytes: number } {
+    let cpuCores = 0;
+    let memoryBytes = 0;
     for (const m of this.migrations.values()) {
       if (m.id === exceptId || m.state === 'aborted' || m.state === 'committed') continue;
       // A reservation counts once: allocated() may already count its held cgroup (the keeper
       // creates it after the entry, and refuses a shard it runs, so under this id it is this
       // migration's); only what the entry needs beyond that is added, never less than the entry.
       const counted = this.capacity.allocatedTo?.(m.desired.shardId);
-      cpu += Math.max(0, need(m.desired.limits).cpuCores - (counted?.cpuCores ?? 0));
-      memory += Math.max(0, need(m.desired.limits).memoryBytes - (counted?.memoryBytes ?? 0));
+      cpuCores += Math.max(0, need(m.desired.limits).cpuCores - (counted?.cpuCores ?? 0));
+      memoryBytes += Math.max(0, need(m.desired.limits).memoryBytes - (counted?.memoryBytes ?? 0));
     }
+    return { cpuCores, memoryBytes };
+  }
+
+  /** Why this host cannot take `desired` now, or undefined when it can (pure over the capacity view). */
+  refusal(desired: DesiredShard, exceptId?: string): string | undefined {
+    const total = this.capacity.capacity();
+    const used = this.capacity.allocated();
+    const reserved = this.reservedBeyondAllocated(exceptId);
+    const cpu = used.cpuCores + reserved.cpuCores;
+    const memory = used.memoryBytes + reserved.memoryBytes;
     const wanted = need(desired.limits);
     const freeCpu = Math.max(0, total.cpuCores - cpu);
     const freeMemory = Math.max(0, total.memoryBytes - memory);

@@ -74,6 +74,8 @@ export function createMigrationService(deps: MigrationServiceDeps): {
   driver: MigrationDriver;
   journal: MigrationJournal;
   recover(): Promise<RecoveryReport>;
+  /** Capacity reserved by migrations arriving here beyond their held cgroups (see IncomingMigrations). */
+  reserved(): { cpuCores: number; memoryBytes: number };
 } {
   const peers = () => {
     const plan = deps.plan();
@@ -169,6 +171,7 @@ export function createMigrationService(deps: MigrationServiceDeps): {
     plugins,
     driver,
     journal,
+    reserved: () => incoming.reservedBeyondAllocated(),
     // Only migrations this host started: the source drives them (the destination follows its requests).
     // One migration that cannot finish now (the other agent unreachable) does not keep the others from finishing.
     recover: async () => {

@@ -1,0 +1,53 @@
+/**
+ * A resize and a migration arriving on the same host check the same capacity: neither may take
+ * what the other was granted while it is still on its way to the cgroup.
+ */
+import { agentCapacityView } from '../../host-agent/agent-migration';
+import { IncomingMigrations } from '../../host-agent/migration/incoming-migrations';
+import { ShardResizer } from '../../host-agent/shard-resize';
+import { FakeShardManager, MemoryKv } from '../helpers/agent-fakes';
+import { examplePlan } from '../helpers/plan-fixture';
+
+const GiB = 2 ** 30;
+const arriving = (cpuCores: number) => ({ shardId: 'web-9', applicationId: 'web', limits: { cpuCores, memoryBytes: GiB }, command: ['sleep', '1'], env: {}, stateDirectory: '/var/lib/web' });
+
+function host() {
+  // host-a: 2 cores, 8 GiB (test/helpers/plan-fixture.ts); web-0 holds 0.5 core.
+  const plan = examplePlan();
+  const manager = new FakeShardManager();
+  manager.seed('web-0', 'web', { cpuCores: 0.5, memoryBytes: GiB });
+  const kv = new MemoryKv();
+  let resizer: ShardResizer | undefined;
+  const incoming = new IncomingMigrations('/nonexistent/images', agentCapacityView({ hostId: 'host-a', plan: () => plan, shards: () => manager.status(), resizing: () => resizer!.growing() }), { free: () => undefined });
+  resizer = new ShardResizer({ manager, store: kv, plan: () => plan, hostId: 'host-a', reserved: () => incoming.reservedBeyondAllocated() });
+  return { plan, manager, kv, incoming, resizer };
+}
+
+describe('resizing a shard beside migrations arriving on its host', () => {
+  it('refuses a prepare while a resize that takes the room is on its way to the cgroup', async () => {
+    const { kv, incoming, resizer, manager } = host();
+    let open!: () => void;
+    const gate = new Promise<void>((resolve) => (open = resolve));
+    const get = kv.get.bind(kv);
+    jest.spyOn(kv, 'get').mockImplementationOnce(async (key: string) => {
+      await gate; // the store read takes a while, as etcd's can
+      return get(key);
+    });
+    const resized = resizer.resize('web-0', { cpuCores: 2 });
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(() => incoming.prepare('mig-1', 'host-b', arriving(1.5))).toThrow('out of capacity: 0 cpu cores free, shard web-9 needs 1.5');
+    open();
+    await resized;
+    expect(manager.status().find((s) => s.shardId === 'web-0')!.limits.cpuCores).toBe(2);
+    expect(resizer.growing()).toEqual({ cpuCores: 0, memoryBytes: 0 });
+  });
+
+  it('refuses to grow into what a prepared migration reserved before its held cgroup exists', async () => {
+    const { incoming, resizer, kv, manager } = host();
+    incoming.prepare('mig-1', 'host-b', arriving(1)); // the keeper has not made its cgroup yet
+    await expect(resizer.resize('web-0', { cpuCores: 1.5 })).rejects.toThrow('host host-a cannot hold shard web-0 at 1.5 cpu cores: its capacity is 2, its other shards hold 1, so at most 1 is free for it');
+    expect(kv.data.size).toBe(0);
+    expect(manager.calls.filter((c) => c.method === 'resize')).toEqual([]);
+    expect((await resizer.resize('web-0', { cpuCores: 1 })).limits.cpuCores).toBe(1);
+  });
+});
