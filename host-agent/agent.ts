@@ -240,6 +240,7 @@ export class Agent implements DrainControl {
         plan: () => this.plan(),
         hostId,
         reserved: () => this.migration?.reserved?.() ?? { cpuCores: 0, memoryBytes: 0 },
+        logger: this.logger,
       })),
       history: this.stores.history,
       forecast: this.forecast,

@@ -12,6 +12,7 @@ import type { ShardManager } from './reconcile/shard-manager';
 import type { ShardStatus } from './runner/shard-status';
 import { ApiError, noPlan, unknownShard } from './api/api-errors';
 import { shardHeld } from './errors';
+import type { AgentLogger } from './log';
 import { assignmentKey, parseAssignments, type ShardAssignment } from './plan-source/shard-assignment';
 
 export interface ResizeRequest {
@@ -49,6 +50,8 @@ export interface ShardResizerOptions {
   readonly plan: () => Plan | undefined;
   readonly hostId: string;
   readonly clock?: () => Date;
+  /** Where a put-back that failed too is reported (the refused size then stays recorded). */
+  readonly logger?: Pick<AgentLogger, 'error'>;
   /**
    * Capacity migrations arriving here have reserved beyond their held cgroups (the keeper makes
    * those after the reservation): counted as held, or a resize could take what a prepare promised.
@@ -176,7 +179,12 @@ export class ShardResizer {
       // The resize failed (e.g. cgroup v1 refuses a memory limit below usage with EBUSY): the
       // assignment goes back to what it was, or reconcile would try the refused size on every
       // pass. Only if nobody has written it since (a put returns the key's new modRevision).
-      await this.putBack(key, revision, existing?.value).catch(() => undefined);
+      await this.putBack(key, revision, existing?.value).catch((putBackError: unknown) =>
+        this.options.logger?.error(
+          { part: 'resize', shard_id: shardId, key, error: (putBackError as Error).message, resize_error: (error as Error).message },
+          'a refused resize could not put the previous assignment back: the refused size stays recorded and reconcile retries it; resize the shard again',
+        ),
+      );
       throw error;
     }
     return manager.status().find((s) => s.shardId === shardId) ?? status;

@@ -5,6 +5,7 @@
 import { agentCapacityView } from '../../host-agent/agent-migration';
 import { IncomingMigrations } from '../../host-agent/migration/incoming-migrations';
 import { ShardResizer } from '../../host-agent/shard-resize';
+import { createLogger, memoryLogDestination } from '../../host-agent/log';
 import { FakeShardManager, MemoryKv } from '../helpers/agent-fakes';
 import { examplePlan } from '../helpers/plan-fixture';
 
@@ -51,3 +52,20 @@ describe('resizing a shard beside migrations arriving on its host', () => {
     expect((await resizer.resize('web-0', { cpuCores: 1 })).limits.cpuCores).toBe(1);
   });
 });
+
+describe('a refused resize whose put-back fails too', () => {
+  it('says so in the log, naming the shard and both errors', async () => {
+    const { kv, manager, plan } = host();
+    const logs = memoryLogDestination();
+    const resizer = new ShardResizer({ manager, store: kv, plan: () => plan, hostId: 'host-a', logger: createLogger({ level: 'info', destination: logs }) });
+    jest.spyOn(manager, 'resize').mockRejectedValueOnce(new Error('EBUSY: memory below usage'));
+    const txn = kv.txn.bind(kv);
+    // The write goes through; the compare-and-swap that would put it back does not.
+    jest.spyOn(kv, 'txn').mockImplementationOnce(txn).mockRejectedValueOnce(new Error('store unavailable'));
+    await expect(resizer.resize('web-0', { cpuCores: 1 })).rejects.toThrow('EBUSY: memory below usage');
+    expect(logs.lines()).toEqual([
+      expect.objectContaining({ level: 'error', shard_id: 'web-0', error: 'store unavailable', resize_error: 'EBUSY: memory below usage', msg: expect.stringContaining('could not put the previous assignment back') }),
+    ]);
+  });
+});
+
