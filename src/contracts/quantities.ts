@@ -52,11 +52,15 @@ export function parseBytes(value: Quantity, field = 'memory'): number {
 /** CPU cores: `500m` (millicores), `0.5`, `2`. */
 export function parseCpuCores(value: Quantity, field = 'cpu'): number {
   const expected = 'a CPU quantity such as "500m", "0.5" or 2 (cores)';
-  if (typeof value === 'number') return finiteNonNegative(field, value, expected);
-  const match = /^\s*(\d+(?:\.\d+)?)(m?)\s*$/.exec(String(value));
-  if (!match) throw invalid(field, value, expected);
-  const millicores = Number(match[1]) * (match[2] === 'm' ? 1 : 1000);
-  if (!Number.isFinite(millicores)) throw invalid(field, value, expected);
+  let millicores: number;
+  if (typeof value === 'number') {
+    millicores = finiteNonNegative(field, value, expected) * 1000;
+  } else {
+    const match = /^\s*(\d+(?:\.\d+)?)(m?)\s*$/.exec(String(value));
+    if (!match) throw invalid(field, value, expected);
+    millicores = Number(match[1]) * (match[2] === 'm' ? 1 : 1000);
+    if (!Number.isFinite(millicores)) throw invalid(field, value, expected);
+  }
   // A millicore is the finest CPU quantity (as in Kubernetes): rounding "0.0004" to 0 or "1.5m" to
   // 2m in silence would set a limit nobody wrote.
   if (Math.abs(millicores - Math.round(millicores)) > 1e-6)

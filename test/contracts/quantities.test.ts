@@ -41,6 +41,9 @@ describe('quantities', () => {
     for (const finer of ['0.0004', '1.5m', '0.0015', '2.0001']) {
       expect(() => parseCpuCores(finer, '--cpu')).toThrow(`--cpu: "${finer}" is not a whole number of millicores (1m = 0.001 cores)`);
     }
+    // A number in code is held to the same rule as the text: 0.0004 is no more a size than "0.0004".
+    expect(() => parseCpuCores(0.0004, 'web/granularity.cpu')).toThrow('web/granularity.cpu: 0.0004 is not a whole number of millicores (1m = 0.001 cores)');
+    expect(parseCpuCores(0.125, 'cpu')).toBe(0.125);
   });
 
   it('refuses digits too many for a finite number, naming the text', () => {
