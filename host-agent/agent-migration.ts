@@ -10,6 +10,7 @@
 import { join } from 'node:path';
 import type { FastifyPluginAsync } from 'fastify';
 import type { Plan } from '../src/contracts/plan-schema';
+import { planHost } from '../src/contracts/plan';
 import type { JournalStore } from './migration/migration-journal';
 import type { CgroupDriver } from './cgroups/driver';
 import { locateCriu } from './checkpoint/criu';
@@ -117,7 +118,8 @@ export function agentCapacityView(ctx: Pick<AgentMigrationContext, 'hostId' | 'p
     shards.reduce((acc, s) => ({ cpuCores: acc.cpuCores + (s.limits.cpuCores ?? 0), memoryBytes: acc.memoryBytes + (s.limits.memoryBytes ?? 0) }), { cpuCores: 0, memoryBytes: 0 });
   return {
     capacity: () => {
-      const host = ctx.plan()?.pools.flatMap((p) => p.hosts).find((h) => h.id === ctx.hostId);
+      const plan = ctx.plan();
+      const host = plan && planHost(plan, ctx.hostId);
       return { cpuCores: host?.capacity.cpuCores ?? 0, memoryBytes: host?.capacity.memoryBytes ?? 0 };
     },
     // Held shards (arriving or leaving) are counted: their cgroups exist with their limits.

@@ -9,6 +9,7 @@
  */
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
 import type { Plan } from '../src/contracts/plan-schema';
+import { planHost } from '../src/contracts/plan';
 import { ShardformError, type FieldError } from '../src/errors';
 import type { MetricHistory, MetricRetention } from '../src/store/metric-history';
 import type { ModelStateStore } from '../src/store/sqlite-model-states';
@@ -607,7 +608,7 @@ export class Agent implements DrainControl {
 
   private listenAddress(plan: Plan): ListenAddress {
     if (this.options.listen) return parseListenAddress(this.options.listen, '--listen', plan.agent.port);
-    const host = plan.pools.flatMap((pool) => pool.hosts).find((h) => h.id === this.options.hostId);
+    const host = planHost(plan, this.options.hostId);
     if (!host)
       throw new ShardformError('INVALID_ARGUMENT', '--host', this.options.hostId, `--host: ${JSON.stringify(this.options.hostId)} is not a host of the plan; pass --listen to say where to serve`);
     return parseListenAddress(host.address, `pools[].hosts[${host.id}].address`, plan.agent.port);

@@ -6,6 +6,7 @@
  */
 import { ShardformError } from '../src/errors';
 import type { Application, Plan } from '../src/contracts/plan-schema';
+import { planHost } from '../src/contracts/plan';
 import type { Store, TxnOp } from '../src/store/store';
 import type { ShardLimits } from './cgroups/driver';
 import type { ShardManager } from './reconcile/shard-manager';
@@ -73,7 +74,7 @@ export function capacityRefusal(
   request: ResizeRequest,
   reserved: { cpuCores: number; memoryBytes: number } = { cpuCores: 0, memoryBytes: 0 },
 ): string | undefined {
-  const host = plan.pools.flatMap((pool) => pool.hosts).find((h) => h.id === hostId);
+  const host = planHost(plan, hostId);
   if (!host) return undefined;
   const others = shards.filter((s) => s.shardId !== shard.shardId);
   const check = (resource: 'cpuCores' | 'memoryBytes', unit: string) => {

@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import { ShardformError, ValidationFailedError, type FieldError } from '../errors';
 import { canonicalJson, sha256Hex } from './canonical-json';
 import { semanticPlanErrors } from './plan-checks';
-import { PlanSchema, type Plan, type UnsignedPlan } from './plan-schema';
+import { PlanSchema, type Host, type Plan, type UnsignedPlan } from './plan-schema';
 import { compileSchema } from './schema-validator';
 
 export const checkPlanSchema = compileSchema(PlanSchema);
@@ -62,4 +62,9 @@ export function readTextFile(path: string): string {
 
 export function loadPlanFile(path: string): Plan {
   return parsePlanText(readTextFile(path), path);
+}
+
+/** The host `hostId` as the plan lists it in one of its pools; undefined for a host the plan does not list (a discovered cloud host). */
+export function planHost(plan: Pick<Plan, 'pools'>, hostId: string): Host | undefined {
+  return plan.pools.flatMap((pool) => pool.hosts).find((host) => host.id === hostId);
 }

@@ -30,9 +30,9 @@ export function registerDevCommands(program: Command, io: Io): void {
     .option('--json', 'print the set as JSON')
     .action(async (opts: { count: string; tag: string; json?: boolean }) => {
       const count = parseCount(opts.count);
-      checkNetnsTag(opts.tag, '--tag');
+      const tag = checkNetnsTag(opts.tag, '--tag');
       requireRoot('up');
-      refuseLiveOwner(checkNetnsTag(opts.tag, '--tag'), undefined, '--tag');
+      refuseLiveOwner(tag, undefined, '--tag');
       // Ctrl-C or a SIGTERM half-way must not leave half a set behind: stop, remove it, exit as killed.
       const interrupt = new AbortController();
       let received: NodeJS.Signals | undefined;
