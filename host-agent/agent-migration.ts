@@ -10,7 +10,6 @@
 import { join } from 'node:path';
 import type { FastifyPluginAsync } from 'fastify';
 import type { Plan } from '../src/contracts/plan-schema';
-import { planHost } from '../src/contracts/plan';
 import type { JournalStore } from './migration/migration-journal';
 import type { CgroupDriver } from './cgroups/driver';
 import { locateCriu } from './checkpoint/criu';
@@ -21,7 +20,7 @@ import type { AgentMetrics } from './metrics/agent-metrics';
 import { assignmentOnCommit } from './migration/migration-assignment';
 import { MigrationError } from './migration/migration-error';
 import { downtimeStepsByName, type MigrationRecord } from './migration/migration-record';
-import type { CapacityView } from './migration/incoming-migrations';
+import type { CapacityView } from './host-capacity';
 import { createMigrationService, type MigrationServiceDeps, type RecoveryReport } from './migration/migration-service';
 import { summarize } from './migration/migration-summary';
 import type { DesiredShard } from './reconcile/desired-shard';
@@ -50,8 +49,8 @@ export interface AgentMigrationContext {
   onRecoveryNeeded?(): void;
   /** Why this agent must not start or take in migrations now (its host claim is not held), or undefined. */
   notActingReason?(): string | undefined;
-  /** What a resize in progress is growing its shard by, counted as held (ShardResizer.growing). */
-  resizing?(): { cpuCores: number; memoryBytes: number };
+  /** This host's capacity and what its shards hold (host-capacity.ts), the view a resize is judged by too. */
+  readonly capacity: CapacityView;
 }
 
 export interface AgentMigration {
@@ -98,7 +97,7 @@ export async function createAgentMigration(ctx: AgentMigrationContext): Promise<
     checkpointer,
     describe,
     applicationOf: (shardId) => ctx.shards().find((s) => s.shardId === shardId && s.state !== 'held')?.applicationId,
-    capacity: agentCapacityView(ctx),
+    capacity: ctx.capacity,
     token: () => ctx.token(),
     imagesRoot: join(ctx.stateDir, 'migrations'),
     commitWrites: async (record) => [assignmentOnCommit(record, await describe(record.shardId), new Date().toISOString())],
@@ -110,30 +109,6 @@ export async function createAgentMigration(ctx: AgentMigrationContext): Promise<
     notActingReason: () => ctx.notActingReason?.(),
   });
   return { plugins: service.plugins, recover: () => service.recover(), reserved: () => service.reserved() };
-}
-
-/** This host's capacity in the plan, and what the keeper's shards hold, held ones included. */
-export function agentCapacityView(ctx: Pick<AgentMigrationContext, 'hostId' | 'plan' | 'shards' | 'resizing'>): CapacityView {
-  const sum = (shards: readonly ShardStatus[]) =>
-    shards.reduce((acc, s) => ({ cpuCores: acc.cpuCores + (s.limits.cpuCores ?? 0), memoryBytes: acc.memoryBytes + (s.limits.memoryBytes ?? 0) }), { cpuCores: 0, memoryBytes: 0 });
-  return {
-    capacity: () => {
-      const plan = ctx.plan();
-      const host = plan && planHost(plan, ctx.hostId);
-      return { cpuCores: host?.capacity.cpuCores ?? 0, memoryBytes: host?.capacity.memoryBytes ?? 0 };
-    },
-    // Held shards (arriving or leaving) are counted: their cgroups exist with their limits.
-    // A resize in progress too: checked before its awaits, it has not reached the cgroup yet.
-    allocated: () => {
-      const held = sum(ctx.shards());
-      const growing = ctx.resizing?.();
-      return growing ? { cpuCores: held.cpuCores + growing.cpuCores, memoryBytes: held.memoryBytes + growing.memoryBytes } : held;
-    },
-    allocatedTo: (shardId) => {
-      const shard = ctx.shards().find((s) => s.shardId === shardId);
-      return shard && sum([shard]);
-    },
-  };
 }
 
 /** One log line and the metrics of a finished migration (never throws: the migration is over). */

@@ -35,6 +35,7 @@ import { ForecastLoop } from './prediction/forecast-loop';
 import { Sampler } from './sampler/sampler';
 import type { ShardEventSink } from './shard-event';
 import { resizeStoreOf, ShardResizer } from './shard-resize';
+import { agentCapacityView, NO_RESOURCES, type CapacityView } from './host-capacity';
 import type { AgentMigration, AgentMigrationContext } from './agent-migration';
 import type { DesiredShard } from './reconcile/desired-shard';
 import type { RestartHandover, ShardHandover } from './reconcile/shard-handover';
@@ -125,6 +126,8 @@ export class Agent implements DrainControl {
   private migration: AgentMigration | undefined;
   /** Resizes on request; a migration's prepare counts the growth of one in progress. */
   private resizer: ShardResizer | undefined;
+  /** This host's capacity and what its shards hold: what a resize and a migration's prepare are both judged by. */
+  private readonly capacity: CapacityView;
   /** Some migration could not be recovered (the other agent unreachable): retried on the reconcile timer. */
   private recoveryPending = false;
   /** The recovery pass running now, if any. */
@@ -133,7 +136,14 @@ export class Agent implements DrainControl {
   private kernelTurn: Promise<unknown> = Promise.resolve();
   address: string | undefined;
 
-  constructor(private readonly options: AgentOptions) {}
+  constructor(private readonly options: AgentOptions) {
+    this.capacity = agentCapacityView({
+      hostId: options.hostId,
+      plan: () => this.plan(),
+      shards: () => this.kernel?.manager.status() ?? [],
+      resizing: () => this.resizer?.growing() ?? NO_RESOURCES,
+    });
+  }
 
   get logger(): AgentLogger {
     return this.options.logger;
@@ -240,7 +250,8 @@ export class Agent implements DrainControl {
         store: resizeStoreOf(this.stores.store),
         plan: () => this.plan(),
         hostId,
-        reserved: () => this.migration?.reserved?.() ?? { cpuCores: 0, memoryBytes: 0 },
+        capacity: this.capacity,
+        reserved: () => this.migration?.reserved?.() ?? NO_RESOURCES,
         logger: this.logger,
       })),
       history: this.stores.history,
@@ -459,7 +470,7 @@ export class Agent implements DrainControl {
         this.recoveryPending = true;
       },
       notActingReason: () => this.notActingReason(),
-      resizing: () => this.resizer?.growing() ?? { cpuCores: 0, memoryBytes: 0 },
+      capacity: this.capacity,
     });
     this.migration = migration;
     await this.recoverMigrations();

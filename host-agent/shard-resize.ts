@@ -6,11 +6,11 @@
  */
 import { ShardformError } from '../src/errors';
 import type { Application, Plan } from '../src/contracts/plan-schema';
-import { planHost } from '../src/contracts/plan';
 import type { Store, TxnOp } from '../src/store/store';
 import type { ShardLimits } from './cgroups/driver';
 import type { ShardManager } from './reconcile/shard-manager';
 import type { ShardStatus } from './runner/shard-status';
+import { fits, NO_RESOURCES, roomFor, unknownCapacity, type CapacityView, type Resources } from './host-capacity';
 import { ApiError, noPlan, unknownShard } from './api/api-errors';
 import { shardHeld } from './errors';
 import type { AgentLogger } from './log';
@@ -50,6 +50,8 @@ export interface ShardResizerOptions {
   readonly store: Pick<Store, 'get' | 'txn'>;
   readonly plan: () => Plan | undefined;
   readonly hostId: string;
+  /** This host's capacity and what its shards hold: the view a migration's prepare uses too. */
+  readonly capacity: CapacityView;
   readonly clock?: () => Date;
   /** Where a put-back that failed too is reported (the refused size then stays recorded). */
   readonly logger?: Pick<AgentLogger, 'error'>;
@@ -57,35 +59,27 @@ export interface ShardResizerOptions {
    * Capacity migrations arriving here have reserved beyond their held cgroups (the keeper makes
    * those after the reservation): counted as held, or a resize could take what a prepare promised.
    */
-  readonly reserved?: () => { cpuCores: number; memoryBytes: number };
+  readonly reserved?: () => Resources;
 }
 
 /**
  * Why growing `shard` as `request` asks would take more than this host has beside its other shards
- * (held ones, arriving or leaving, included), or undefined. Shrinking is always allowed, even on a
- * host already over its capacity; a host the plan does not list (a discovered cloud host) is not
- * checked. Like Kubernetes' in-place resize, a size the node cannot hold is refused, not queued.
+ * (held ones, arriving or leaving, included) and what arriving migrations reserved, or undefined.
+ * The same room a migration's prepare is judged by (host-capacity.ts). Shrinking is always
+ * allowed, even on a host already over its capacity or whose capacity is unknown; growing on a
+ * host the plan does not list is refused. Like Kubernetes' in-place resize, a size the node
+ * cannot hold is refused, not queued.
  */
-export function capacityRefusal(
-  plan: Plan,
-  hostId: string,
-  shard: ShardStatus,
-  shards: readonly ShardStatus[],
-  request: ResizeRequest,
-  reserved: { cpuCores: number; memoryBytes: number } = { cpuCores: 0, memoryBytes: 0 },
-): string | undefined {
-  const host = planHost(plan, hostId);
-  if (!host) return undefined;
-  const others = shards.filter((s) => s.shardId !== shard.shardId);
-  const check = (resource: 'cpuCores' | 'memoryBytes', unit: string) => {
+export function capacityRefusal(view: CapacityView, hostId: string, shard: ShardStatus, request: ResizeRequest, reserved: Resources = NO_RESOURCES): string | undefined {
+  const grows = (resource: keyof Resources) => (request[resource] ?? 0) > (shard.limits[resource] ?? 0);
+  if (!grows('cpuCores') && !grows('memoryBytes')) return undefined;
+  const room = roomFor(view, reserved, shard.shardId);
+  if (!room) return `host ${hostId} cannot grow shard ${shard.shardId}: ${unknownCapacity(hostId)}`;
+  const check = (resource: keyof Resources, unit: string) => {
     const wanted = request[resource];
-    const current = shard.limits[resource] ?? 0;
-    if (wanted === undefined || wanted <= current) return undefined;
-    const held = others.reduce((sum, s) => sum + (s.limits[resource] ?? 0), reserved[resource]);
-    const free = host.capacity[resource] - held;
-    if (wanted <= free + 1e-9) return undefined;
+    if (wanted === undefined || !grows(resource) || fits(wanted, room.free[resource], resource)) return undefined;
     const show = (n: number) => (resource === 'cpuCores' ? String(Math.round(n * 1000) / 1000) : String(n));
-    return `host ${hostId} cannot hold shard ${shard.shardId} at ${show(wanted)} ${unit}: its capacity is ${show(host.capacity[resource])}, its other shards hold ${show(held)}, so at most ${show(Math.max(0, free))} is free for it; migrate a shard away first`;
+    return `host ${hostId} cannot hold shard ${shard.shardId} at ${show(wanted)} ${unit}: its capacity is ${show(room.capacity[resource])}, its other shards hold ${show(room.held[resource])}, so at most ${show(room.free[resource])} is free for it; migrate a shard away first`;
   };
   return check('cpuCores', 'cpu cores') ?? check('memoryBytes', 'memory bytes');
 }
@@ -137,7 +131,7 @@ export class ShardResizer {
 
     // A shard a migration holds (frozen, dumped, arriving or leaving) is the migration's to move.
     if (status.state === 'held') throw shardHeld(shardId, 'resize');
-    const overCapacity = capacityRefusal(plan, hostId, status, manager.status(), request, this.options.reserved?.());
+    const overCapacity = capacityRefusal(this.options.capacity, hostId, status, request, this.options.reserved?.());
     if (overCapacity) throw new ApiError(409, 'CONFLICT', overCapacity);
     // Published in the same tick as the check: a prepare during the awaits below sees it.
     const growth = (resource: 'cpuCores' | 'memoryBytes') => Math.max(0, (request[resource] ?? 0) - (status.limits[resource] ?? 0));

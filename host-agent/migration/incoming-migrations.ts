@@ -8,6 +8,7 @@
 import { join } from 'node:path';
 import type { ShardLimits } from '../cgroups/driver';
 import type { DesiredShard } from '../reconcile/desired-shard';
+import { fits, roomFor, unknownCapacity, type CapacityView } from '../host-capacity';
 import { imageSpaceShortfall, systemImageSpace, type ImageSpace } from './image-space';
 import { MigrationError } from './migration-error';
 
@@ -60,19 +61,6 @@ export interface IncomingOutcome extends IncomingStatus {
  * finished here is far beyond any host's pace.
  */
 export const KEPT_OUTCOMES = 1024;
-
-/** What this host offers to shards and what its shards already hold. */
-export interface CapacityView {
-  capacity(): { cpuCores: number; memoryBytes: number };
-  /** Sum of the limits of the shards this host holds (the agent: also the held cgroups of shards arriving or leaving). */
-  allocated(): { cpuCores: number; memoryBytes: number };
-  /**
-   * What allocated() counts for one shard, if anything: the agent counts an arriving shard's held
-   * cgroup from the moment the keeper creates it. Absent: it counts no arriving shard (the
-   * standalone server).
-   */
-  allocatedTo?(shardId: string): { cpuCores: number; memoryBytes: number } | undefined;
-}
 
 function need(limits: ShardLimits): { cpuCores: number; memoryBytes: number } {
   return { cpuCores: limits.cpuCores ?? 0, memoryBytes: limits.memoryBytes ?? 0 };
@@ -130,16 +118,11 @@ export class IncomingMigrations {
 
   /** Why this host cannot take `desired` now, or undefined when it can (pure over the capacity view). */
   refusal(desired: DesiredShard, exceptId?: string): string | undefined {
-    const total = this.capacity.capacity();
-    const used = this.capacity.allocated();
-    const reserved = this.reservedBeyondAllocated(exceptId);
-    const cpu = used.cpuCores + reserved.cpuCores;
-    const memory = used.memoryBytes + reserved.memoryBytes;
+    const room = roomFor(this.capacity, this.reservedBeyondAllocated(exceptId));
+    if (!room) return `out of capacity: ${unknownCapacity()}`;
     const wanted = need(desired.limits);
-    const freeCpu = Math.max(0, total.cpuCores - cpu);
-    const freeMemory = Math.max(0, total.memoryBytes - memory);
-    if (wanted.cpuCores > freeCpu + 1e-9) return `out of capacity: ${round(freeCpu)} cpu cores free, shard ${desired.shardId} needs ${wanted.cpuCores}`;
-    if (wanted.memoryBytes > freeMemory) return `out of capacity: ${freeMemory} memory bytes free, shard ${desired.shardId} needs ${wanted.memoryBytes}`;
+    if (!fits(wanted.cpuCores, room.free.cpuCores, 'cpuCores')) return `out of capacity: ${round(room.free.cpuCores)} cpu cores free, shard ${desired.shardId} needs ${wanted.cpuCores}`;
+    if (!fits(wanted.memoryBytes, room.free.memoryBytes, 'memoryBytes')) return `out of capacity: ${room.free.memoryBytes} memory bytes free, shard ${desired.shardId} needs ${wanted.memoryBytes}`;
     return undefined;
   }
 

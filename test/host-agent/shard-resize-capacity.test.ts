@@ -2,7 +2,7 @@
  * A resize and a migration arriving on the same host check the same capacity: neither may take
  * what the other was granted while it is still on its way to the cgroup.
  */
-import { agentCapacityView } from '../../host-agent/agent-migration';
+import { agentCapacityView } from '../../host-agent/host-capacity';
 import { IncomingMigrations } from '../../host-agent/migration/incoming-migrations';
 import { ShardResizer } from '../../host-agent/shard-resize';
 import { createLogger, memoryLogDestination } from '../../host-agent/log';
@@ -19,9 +19,10 @@ function host() {
   manager.seed('web-0', 'web', { cpuCores: 0.5, memoryBytes: GiB });
   const kv = new MemoryKv();
   let resizer: ShardResizer | undefined;
-  const incoming = new IncomingMigrations('/nonexistent/images', agentCapacityView({ hostId: 'host-a', plan: () => plan, shards: () => manager.status(), resizing: () => resizer!.growing() }), { free: () => undefined });
-  resizer = new ShardResizer({ manager, store: kv, plan: () => plan, hostId: 'host-a', reserved: () => incoming.reservedBeyondAllocated() });
-  return { plan, manager, kv, incoming, resizer };
+  const capacity = agentCapacityView({ hostId: 'host-a', plan: () => plan, shards: () => manager.status(), resizing: () => resizer!.growing() });
+  const incoming = new IncomingMigrations('/nonexistent/images', capacity, { free: () => undefined });
+  resizer = new ShardResizer({ manager, store: kv, plan: () => plan, hostId: 'host-a', capacity, reserved: () => incoming.reservedBeyondAllocated() });
+  return { plan, manager, kv, incoming, resizer, capacity };
 }
 
 describe('resizing a shard beside migrations arriving on its host', () => {
@@ -55,9 +56,9 @@ describe('resizing a shard beside migrations arriving on its host', () => {
 
 describe('a refused resize whose put-back fails too', () => {
   it('says so in the log, naming the shard and both errors', async () => {
-    const { kv, manager, plan } = host();
+    const { kv, manager, plan, capacity } = host();
     const logs = memoryLogDestination();
-    const resizer = new ShardResizer({ manager, store: kv, plan: () => plan, hostId: 'host-a', logger: createLogger({ level: 'info', destination: logs }) });
+    const resizer = new ShardResizer({ manager, store: kv, plan: () => plan, hostId: 'host-a', capacity, logger: createLogger({ level: 'info', destination: logs }) });
     jest.spyOn(manager, 'resize').mockRejectedValueOnce(new Error('EBUSY: memory below usage'));
     const txn = kv.txn.bind(kv);
     // The write goes through; the compare-and-swap that would put it back does not.
@@ -69,3 +70,32 @@ describe('a refused resize whose put-back fails too', () => {
   });
 });
 
+
+describe('one room for a resize and a prepare (host-capacity.ts)', () => {
+  it('judges growing a shard by d as it judges a new shard of size d arriving', async () => {
+    // web-0 holds 0.5 of host-a's 2 cores; a prepared migration reserves 0.75 more.
+    const { incoming, resizer } = host();
+    incoming.prepare('mig-1', 'host-b', arriving(0.75));
+    for (const grow of [0.5, 1, 1.5]) {
+      const prepareRefused = incoming.refusal({ ...arriving(grow), shardId: 'web-8' }) !== undefined;
+      const resizeRefused = await resizer.resize('web-0', { cpuCores: 0.5 + grow }).then(
+        () => false,
+        () => true,
+      );
+      expect({ grow, resizeRefused }).toEqual({ grow, resizeRefused: prepareRefused });
+      await resizer.resize('web-0', { cpuCores: 0.5 }).catch(() => undefined);
+    }
+  });
+
+  it('on a host the plan does not list, refuses growing and arriving alike, and still lets a shard shrink', async () => {
+    const plan = examplePlan();
+    const manager = new FakeShardManager();
+    manager.seed('web-0', 'web', { cpuCores: 1, memoryBytes: GiB });
+    const capacity = agentCapacityView({ hostId: 'host-z', plan: () => plan, shards: () => manager.status() });
+    const incoming = new IncomingMigrations('/nonexistent/images', capacity, { free: () => undefined });
+    const resizer = new ShardResizer({ manager, store: new MemoryKv(), plan: () => plan, hostId: 'host-z', capacity });
+    expect(incoming.refusal(arriving(0.25))).toBe('out of capacity: the plan does not list this host, so its capacity is unknown');
+    await expect(resizer.resize('web-0', { cpuCores: 1.5 })).rejects.toThrow('host host-z cannot grow shard web-0: the plan does not list host host-z, so its capacity is unknown');
+    expect((await resizer.resize('web-0', { cpuCores: 0.5 })).limits.cpuCores).toBe(0.5);
+  });
+});

@@ -6,6 +6,7 @@ import { EventLog } from '../../../host-agent/event-log';
 import { silentLogger } from '../../../host-agent/log';
 import { AgentMetrics } from '../../../host-agent/metrics/agent-metrics';
 import type { PlanStatus } from '../../../host-agent/plan-source/plan-source';
+import { agentCapacityView } from '../../../host-agent/host-capacity';
 import { ShardResizer } from '../../../host-agent/shard-resize';
 import type { Plan } from '../../../src/contracts/plan-schema';
 import { examplePlan } from '../../helpers/plan-fixture';
@@ -48,7 +49,7 @@ export async function apiFixture(overrides: Partial<ApiDeps> = {}): Promise<ApiF
     hostId: 'host-a',
     driver,
     manager,
-    resizer: new ShardResizer({ manager, store: kv, plan: () => plan, hostId: 'host-a', clock: () => new Date('2026-11-25T01:00:00Z') }),
+    resizer: new ShardResizer({ manager, store: kv, plan: () => plan, hostId: 'host-a', capacity: agentCapacityView({ hostId: 'host-a', plan: () => plan, shards: () => manager.status() }), clock: () => new Date('2026-11-25T01:00:00Z') }),
     history,
     events,
     plan: { status: () => status, current: () => plan },
