@@ -6,6 +6,7 @@
  */
 import { execFile } from 'node:child_process';
 import { existsSync, readdirSync, statfsSync } from 'node:fs';
+import { release } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { probeCgroupLayout } from '../cgroups/probe';
@@ -17,7 +18,7 @@ import { systemShadowPreCopy } from '../migration/memory-shadow';
 const execFileAsync = promisify(execFile);
 
 export interface ReadinessCheck {
-  readonly name: 'root' | 'criu' | 'criu-check' | 'pre-copy' | 'criu-cache' | 'cgroups' | 'netns';
+  readonly name: 'root' | 'criu' | 'criu-check' | 'pre-copy' | 'criu-cache' | 'cgroups' | 'cgroup-freeze' | 'netns';
   readonly ok: boolean;
   readonly detail: string;
 }
@@ -52,8 +53,39 @@ export function describeCgroupLayout(root = '/sys/fs/cgroup'): { ok: boolean; de
   }
 }
 
+/**
+ * Whether shards can be frozen here (a migration freezes its shard before the final dump; a
+ * drain and `freeze` do too). cgroup2's `cgroup.freeze` came with Linux 5.2 and exists in every
+ * cgroup but the root, so a child of the unified mount shows it; with no child to look at, the
+ * kernel's release decides. A v1 host freezes through the freezer controller the layout probe
+ * already requires.
+ */
+export function describeCgroupFreeze(root = '/sys/fs/cgroup', kernelRelease = release()): { ok: boolean; detail: string } {
+  let probe;
+  try {
+    probe = probeCgroupLayout(root);
+  } catch (error) {
+    return { ok: false, detail: `no cgroup layout the agent runs on: ${(error as Error).message}` };
+  }
+  if (probe.layout === 'v1') return { ok: true, detail: `v1 freezer (freezer.state) at ${probe.mounts.freezer}` };
+  const unified = probe.mounts.unified as string;
+  let child: string | undefined;
+  try {
+    child = readdirSync(unified, { withFileTypes: true }).find((e) => e.isDirectory())?.name;
+  } catch (error) {
+    return { ok: false, detail: `cannot read ${unified}: ${(error as Error).message}` };
+  }
+  const missing = `shards cannot be frozen, so no checkpoint migration, drain or freeze works here (cgroup.freeze needs Linux 5.2 or later; this kernel is ${kernelRelease})`;
+  if (child !== undefined) {
+    const file = join(unified, child, 'cgroup.freeze');
+    return existsSync(file) ? { ok: true, detail: `cgroup2 freezer (cgroup.freeze, seen in ${join(unified, child)})` } : { ok: false, detail: `${file} does not exist: ${missing}` };
+  }
+  const [major = 0, minor = 0] = kernelRelease.split(/[.-]/).map(Number);
+  return major > 5 || (major === 5 && minor >= 2) ? { ok: true, detail: `cgroup2 freezer (cgroup.freeze; Linux ${kernelRelease})` } : { ok: false, detail: `${unified} has no cgroup to look at and ${missing}` };
+}
+
 /** Checks that a failing one stops this host from checkpointing; the others cost time or features only. */
-export const REQUIRED_CHECKS: ReadonlySet<ReadinessCheck['name']> = new Set(['root', 'criu', 'criu-check', 'cgroups']);
+export const REQUIRED_CHECKS: ReadonlySet<ReadinessCheck['name']> = new Set(['root', 'criu', 'criu-check', 'cgroups', 'cgroup-freeze']);
 
 /**
  * Whether CRIU loads its kernel probe (`criu.kdat`) in `runDir` instead of probing at every run:
@@ -133,6 +165,7 @@ export async function checkHostReadiness(opts: { cgroupRoot?: string; criuPrefix
   }
   const cgroups = describeCgroupLayout(opts.cgroupRoot);
   checks.push({ name: 'cgroups', ...cgroups });
+  if (cgroups.ok) checks.push({ name: 'cgroup-freeze', ...describeCgroupFreeze(opts.cgroupRoot) });
   checks.push(await probeNetns());
 
   const canCheckpoint = checks.filter((c) => REQUIRED_CHECKS.has(c.name)).every((c) => c.ok) && checks.some((c) => c.name === 'criu-check');

@@ -7,7 +7,7 @@
  */
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 
 export const SCRATCH_PREFIX = 'shardform-test';
 const ROOT = '/sys/fs/cgroup';
@@ -101,6 +101,12 @@ function openScratchCgroup(name: string): ScratchCgroup {
           } catch {
             await sleep(50);
           }
+        }
+        // The shared parent goes with its last child (another suite's child keeps it: ENOTEMPTY).
+        try {
+          rmdirSync(dirname(dir));
+        } catch {
+          // still in use, or already gone
         }
       }
     },

@@ -1,6 +1,6 @@
 import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { describeCgroupLayout, describeCriuKdatCache } from '../../../host-agent/doctor/host-readiness';
+import { describeCgroupFreeze, describeCgroupLayout, describeCriuKdatCache } from '../../../host-agent/doctor/host-readiness';
 import { renderReadiness } from '../../../src/cli/commands/doctor';
 import { runCli, tempDir } from '../../helpers/cli';
 import { requireCriu } from '../../helpers/criu-prerequisite';
@@ -42,6 +42,30 @@ describe('host readiness', () => {
     for (const c of ['cpu', 'cpuacct', 'memory', 'blkio', 'unified']) hierarchy(hybridNoFreezer, c);
     writeFileSync(join(hybridNoFreezer, 'unified', 'cgroup.controllers'), '');
     expect(describeCgroupLayout(hybridNoFreezer)).toEqual({ ok: true, detail: `hybrid: v1 blkio,cpu,cpuacct,memory + unified at ${join(hybridNoFreezer, 'unified')} (freezes through it)` });
+  });
+
+  it('says whether shards can be frozen: cgroup.freeze in a child of the unified mount, else the kernel release', () => {
+    const v2 = join(dir.path, 'freeze-v2');
+    mkdirSync(join(v2, 'system.slice'), { recursive: true });
+    writeFileSync(join(v2, 'cgroup.controllers'), 'cpu memory io');
+    // Linux 5.0: cgroup2 without cgroup.freeze (it came with 5.2).
+    expect(describeCgroupFreeze(v2, '5.0.21-generic')).toEqual({
+      ok: false,
+      detail: `${join(v2, 'system.slice', 'cgroup.freeze')} does not exist: shards cannot be frozen, so no checkpoint migration, drain or freeze works here (cgroup.freeze needs Linux 5.2 or later; this kernel is 5.0.21-generic)`,
+    });
+    writeFileSync(join(v2, 'system.slice', 'cgroup.freeze'), '0');
+    expect(describeCgroupFreeze(v2, '6.1.0')).toEqual({ ok: true, detail: `cgroup2 freezer (cgroup.freeze, seen in ${join(v2, 'system.slice')})` });
+
+    // A hybrid host freezes through its unified hierarchy; an empty one leaves the kernel release to decide.
+    const hybrid = join(dir.path, 'freeze-hybrid');
+    for (const c of ['cpu', 'cpuacct', 'memory', 'blkio', 'freezer', 'unified']) hierarchy(hybrid, c);
+    writeFileSync(join(hybrid, 'unified', 'cgroup.controllers'), '');
+    expect(describeCgroupFreeze(hybrid, '5.1.9')).toMatchObject({ ok: false, detail: expect.stringContaining('has no cgroup to look at and shards cannot be frozen') });
+    expect(describeCgroupFreeze(hybrid, '5.10.0-28-amd64')).toEqual({ ok: true, detail: 'cgroup2 freezer (cgroup.freeze; Linux 5.10.0-28-amd64)' });
+
+    const v1 = join(dir.path, 'freeze-v1');
+    for (const c of ['cpu', 'cpuacct', 'memory', 'blkio', 'freezer']) hierarchy(v1, c);
+    expect(describeCgroupFreeze(v1, '4.19.0')).toEqual({ ok: true, detail: `v1 freezer (freezer.state) at ${join(v1, 'freezer')}` });
   });
 
   it('says why a host cannot checkpoint, naming each failed check but not optional ones', () => {
@@ -117,7 +141,7 @@ describePrivileged('shardform doctor on a host with CRIU', [requireCgroups, requ
     expect(result.code).toBe(0);
     const report = JSON.parse(result.stdout);
     expect(report.canCheckpoint).toBe(true);
-    expect(report.checks.map((c: { name: string }) => c.name)).toEqual(['root', 'criu', 'criu-check', 'pre-copy', 'criu-cache', 'cgroups', 'netns']);
+    expect(report.checks.map((c: { name: string }) => c.name)).toEqual(['root', 'criu', 'criu-check', 'pre-copy', 'criu-cache', 'cgroups', 'cgroup-freeze', 'netns']);
     // CRIU's pre-dumps where the kernel tracks dirty pages, else the page-content shadow: Linux always has one.
     expect(report.checks.find((c: { name: string }) => c.name === 'pre-copy')).toMatchObject({ ok: true, detail: expect.stringMatching(/^(dirty-page tracking available|by page contents \(shadow\): )/) });
   });
