@@ -229,13 +229,62 @@ async function claimSubnet(planned: NetnsHostSet, exact: boolean): Promise<Netns
   throw new ShardformError('SUBNET_IN_USE', 'subnet', planned.subnet, `test hosts '${planned.tag}': every /24 from 10.213.20.0 to 10.213.219.0 is already used on this machine (the last: ${lastUser})`);
 }
 
-/** Removes every namespace and interface of the set `tag`. Idempotent. */
-export async function removeNetnsHosts(tag: string): Promise<void> {
+/** What is left of the set `tag`: its namespaces and its root-side interfaces. */
+async function setMembers(tag: string): Promise<{ namespaces: string[]; links: string[] }> {
+  return {
+    namespaces: (await listNetns()).filter((n) => n.startsWith(`${NETNS_PREFIX}${tag}-host-`)),
+    links: (await listLinks()).filter((l) => l === `${BRIDGE_PREFIX}${tag}` || l.startsWith(`${VETH_PREFIX}${tag}-`)),
+  };
+}
+
+/**
+ * Removes every namespace and interface of the set `tag`, and stops what still runs in its
+ * namespaces first (SIGTERM, then SIGKILL after `graceMs`): `ip netns delete` only drops the
+ * name, and an agent left inside would run on, unreachable, in a namespace nobody can name.
+ * Then checks that nothing is left (a namespace's interfaces go asynchronously, so it looks a few
+ * times) and throws naming what stayed. Idempotent. Returns the pids it stopped.
+ */
+export async function removeNetnsHosts(tag: string, opts: { graceMs?: number } = {}): Promise<number[]> {
   checkNetnsTag(tag);
-  const namespaces = (await listNetns()).filter((n) => n.startsWith(`${NETNS_PREFIX}${tag}-host-`));
-  const links = (await listLinks()).filter((l) => l === `${BRIDGE_PREFIX}${tag}` || l.startsWith(`${VETH_PREFIX}${tag}-`));
-  await removeAll(namespaces, links);
+  const { namespaces, links } = await setMembers(tag);
+  const stopped: number[] = [];
+  for (const netns of namespaces) stopped.push(...(await stopProcessesIn(netns, opts.graceMs ?? 5_000)));
+  let failures = await removeAll(namespaces, links);
+  let left = await setMembers(tag);
+  for (let attempt = 0; attempt < 20 && left.namespaces.length + left.links.length > 0; attempt += 1) {
+    await sleep(100);
+    failures = await removeAll(left.namespaces, left.links);
+    left = await setMembers(tag);
+  }
+  const names = [...left.namespaces, ...left.links];
+  if (names.length > 0) throw new Error(`test hosts '${tag}': could not remove ${names.join(', ')}${failures.length > 0 ? `: ${failures.join('; ')}` : ''}`);
   rmSync(join(OWNER_DIR, `${tag}.owner`), { force: true });
+  return stopped;
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+function signal(pid: number, name: NodeJS.Signals | 0): boolean {
+  try {
+    process.kill(pid, name);
+    return true;
+  } catch {
+    return false; // gone already
+  }
+}
+
+/** Stops the processes in `netns` (never this one): SIGTERM, then SIGKILL to those alive after `graceMs`. */
+async function stopProcessesIn(netns: string, graceMs: number): Promise<number[]> {
+  const listed = await ip(['netns', 'pids', netns]).catch(() => '');
+  const pids = listed
+    .split(/\s+/)
+    .map(Number)
+    .filter((pid) => Number.isInteger(pid) && pid > 0 && pid !== process.pid);
+  const signalled = pids.filter((pid) => signal(pid, 'SIGTERM'));
+  const alive = () => signalled.filter((pid) => signal(pid, 0));
+  for (const started = Date.now(); alive().length > 0 && Date.now() - started < graceMs; ) await sleep(50);
+  for (const pid of alive()) signal(pid, 'SIGKILL');
+  return signalled;
 }
 
 function ownerRecord(tag: string): string | undefined {
@@ -295,14 +344,20 @@ export function tagOf(name: string): string | undefined {
 export async function removeLeftoverNetnsHosts(opts: { all?: boolean } = {}): Promise<string[]> {
   const names = [...(await listNetns()), ...(await listLinks())].filter((n) => tagOf(n) !== undefined);
   const tags = [...new Set(names.map((n) => tagOf(n) as string))].filter((tag) => opts.all || !spared(tag));
-  for (const tag of tags) await removeNetnsHosts(tag);
+  // One set that will not go does not keep the others: each is tried, then the failures are told together.
+  const failures: string[] = [];
+  for (const tag of tags) await removeNetnsHosts(tag).catch((error: Error) => failures.push(error.message));
+  if (failures.length > 0) throw new Error(failures.join('; '));
   return names.filter((n) => tags.includes(tagOf(n) as string));
 }
 
-async function removeAll(namespaces: readonly string[], links: readonly string[]): Promise<void> {
+/** Deletes what it is given; returns the errors (an interface its namespace took with it fails here, harmlessly). */
+async function removeAll(namespaces: readonly string[], links: readonly string[]): Promise<string[]> {
+  const failures: string[] = [];
   // Deleting a namespace deletes the veth end inside it, and with it the bridge end.
-  for (const netns of namespaces) await ip(['netns', 'delete', netns]).catch(() => undefined);
-  for (const link of links) await ip(['link', 'delete', link]).catch(() => undefined);
+  for (const netns of namespaces) await ip(['netns', 'delete', netns]).catch((error: Error) => failures.push(error.message));
+  for (const link of links) await ip(['link', 'delete', link]).catch((error: Error) => failures.push(error.message));
+  return failures;
 }
 
 async function listNetns(): Promise<string[]> {

@@ -75,7 +75,7 @@ export function registerDevCommands(program: Command, io: Io): void {
         io.out(`removed ${removed.length} namespace(s) and interface(s)`);
         return;
       }
-      await removeNetnsHosts(checkNetnsTag(opts.tag, '--tag'));
-      io.out(`removed test hosts '${opts.tag}'`);
+      const stopped = await removeNetnsHosts(checkNetnsTag(opts.tag, '--tag'));
+      io.out(`removed test hosts '${opts.tag}'${stopped.length > 0 ? ` (stopped ${stopped.length} process(es) still running in them: ${stopped.join(', ')})` : ''}`);
     });
 }

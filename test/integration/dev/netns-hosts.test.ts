@@ -77,6 +77,28 @@ describePrivileged('test hosts as network namespaces', [requireNetns], () => {
     expect(removed.some((n) => n.includes(`-${own}-`) || n === `sfb-${own}`)).toBe(false);
     expect(netnsNames()).toContain(`shardform-${own}-host-1`);
   });
+
+  it('`down` stops what still runs in the hosts (a nameless namespace would keep it running, unreachable) and leaves nothing of the set', async () => {
+    const tag = runTag('p');
+    expect((await runCli('dev', 'hosts', 'up', '--count', '1', '--tag', tag)).code).toBe(0);
+    // In its own session, as somebody at a shell would start it, and deaf to SIGTERM (an ignored
+    // signal stays ignored across exec): only SIGKILL stops it.
+    const left = spawn('ip', ['netns', 'exec', `shardform-${tag}-host-1`, 'sh', '-c', "trap '' TERM; exec sleep 1000"], { detached: true, stdio: 'ignore' });
+    left.unref();
+    let pids = '';
+    for (let attempt = 0; attempt < 50 && !pids.trim(); attempt += 1) {
+      pids = execFileSync('ip', ['netns', 'pids', `shardform-${tag}-host-1`], { encoding: 'utf8' });
+      if (!pids.trim()) await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    const inside = pids.trim().split(/\s+/).map(Number);
+    expect(inside.length).toBeGreaterThan(0);
+    const down = await runCli('dev', 'hosts', 'down', '--tag', tag);
+    expect(down.code).toBe(0);
+    expect(down.stdout).toContain(`removed test hosts '${tag}' (stopped ${inside.length} process(es) still running in them`);
+    for (const pid of inside) expect(() => process.kill(pid, 0)).toThrow();
+    expect(netnsNames()).not.toContain(`shardform-${tag}`);
+    expect(execFileSync('ip', ['-o', 'link', 'show'], { encoding: 'utf8' })).not.toMatch(new RegExp(`sf[bv]-${tag}\\b`));
+  });
 });
 
 describe('shardform dev hosts (flags)', () => {
