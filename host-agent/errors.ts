@@ -19,6 +19,8 @@ export type HostAgentErrorCode =
   | 'SHARD_NOT_FOUND'
   /** The shard's cgroup still has processes (rmdir gave EBUSY, or they survived SIGKILL). */
   | 'SHARD_BUSY'
+  /** A memory limit below what the shard uses and the kernel cannot reclaim (v1: EBUSY; v2: refused before the write, which would OOM-kill). */
+  | 'MEMORY_IN_USE'
   /** The kernel did not report the requested freezer state in time. */
   | 'FREEZE_TIMEOUT'
   /** No cgroup hierarchy we can drive was found under the root. */
@@ -83,6 +85,18 @@ export function writeFailed(shardId: string, file: string, value: string, cause:
     `shard ${shardId}: writing ${showValue(value)} to ${file} failed (${errnoOf(cause)})`,
     { cause },
   );
+}
+
+/**
+ * A memory limit the shard's memory in use does not fit under: `inUse` is what the driver read
+ * (v2's working set), or undefined when the kernel said so itself (v1's EBUSY after reclaim).
+ */
+export function memoryInUse(shardId: string, file: string, limitBytes: number, inUse: number | undefined, cause?: unknown): HostAgentError {
+  const why =
+    inUse === undefined
+      ? `the kernel refused it (EBUSY): the shard uses more, and reclaim could not free enough`
+      : `the shard uses ${inUse} bytes that cannot be reclaimed (memory.current less inactive file cache, ${file}), and the kernel would OOM-kill it`;
+  return new HostAgentError('MEMORY_IN_USE', shardId, file, limitBytes, `shard ${shardId}: a memory limit of ${limitBytes} bytes is below what it uses: ${why}; free memory in the workload first, or keep a larger limit`, cause === undefined ? undefined : { cause });
 }
 
 export function readFailed(shardId: string, file: string, cause: unknown): HostAgentError {

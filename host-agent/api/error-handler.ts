@@ -13,6 +13,7 @@ const HOST_AGENT_STATUS: Partial<Record<HostAgentErrorCode, number>> = {
   SHARD_HELD: 409,
   SHARD_NOT_RUNNING: 409,
   SHARD_EXISTS: 409,
+  MEMORY_IN_USE: 409,
 };
 
 export function installErrorHandler(app: FastifyInstance, logger?: AgentLogger): void {

@@ -60,4 +60,11 @@ export interface CgroupDialect {
   readonly pressureHierarchy?: string;
   /** Where cgroup.kill may live (cgroup v2, kernel 5.14+); signalling each pid otherwise. */
   readonly killHierarchy?: string;
+  /**
+   * Memory a limit cannot take back without killing (cgroup v2 only): usage less the inactive
+   * file cache the kernel reclaims first — the working set, as the kubelet counts it. v2 OOM-kills
+   * under a `memory.max` below it, where v1 refuses the limit with EBUSY; the driver refuses such a
+   * limit first, so both layouts say no instead of one of them killing the workload.
+   */
+  memoryInUse?(files: ShardFileReader): { file: string; bytes: number };
 }

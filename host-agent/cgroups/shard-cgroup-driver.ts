@@ -8,7 +8,7 @@ import { mkdir, readdir, rmdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ID_PATTERN, checkId } from '../../src/errors';
-import { freezeTimeout, HostAgentError, shardBusy, shardNotFound } from '../errors';
+import { freezeTimeout, HostAgentError, memoryInUse, shardBusy, shardNotFound } from '../errors';
 import {
   applyWrites,
   KeptShardFileReader,
@@ -167,11 +167,29 @@ export class ShardCgroupDriver implements CgroupDriver {
     }
   }
 
+  /**
+   * Writes `limits`. A memory limit below what the shard cannot give back is refused
+   * (MEMORY_IN_USE) on both layouts and changes nothing: v1's kernel refuses it with EBUSY once
+   * reclaim fails; v2's would OOM-kill, so the working set is checked before the writes.
+   */
   async setLimits(shardId: string, limits: ShardLimits): Promise<void> {
     const id = checkId('shardId', shardId);
-    const writes = this.dialect.limitWrites(checkLimits(id, limits));
+    const checked = checkLimits(id, limits);
+    const writes = this.dialect.limitWrites(checked);
     await this.mustExist(id);
-    await applyWrites(id, this.paths(id), writes);
+    const memoryBytes = checked.memoryBytes;
+    if (typeof memoryBytes === 'number' && this.dialect.memoryInUse) {
+      const inUse = this.dialect.memoryInUse(shardFileReader(id, this.paths(id)));
+      if (memoryBytes < inUse.bytes) throw memoryInUse(id, inUse.file, memoryBytes, inUse.bytes);
+    }
+    try {
+      await applyWrites(id, this.paths(id), writes);
+    } catch (err) {
+      const errno = ((err as Error).cause as NodeJS.ErrnoException | undefined)?.code;
+      const field = (err as HostAgentError).field;
+      if (typeof memoryBytes === 'number' && errno === 'EBUSY' && typeof field === 'string' && field.endsWith('/memory.limit_in_bytes')) throw memoryInUse(id, field, memoryBytes, undefined, err);
+      throw err;
+    }
   }
 
   async readLimits(shardId: string): Promise<ShardLimits> {

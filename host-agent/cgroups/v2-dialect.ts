@@ -117,5 +117,10 @@ export function v2Dialect(mount: string): CgroupDialect {
     freezer: unifiedFreezer(U),
     pressureHierarchy: U,
     killHierarchy: U,
+    memoryInUse: (files) => {
+      const current = readParsed(files, U, 'memory.current', parseSingle);
+      const inactiveFile = readParsed(files, U, 'memory.stat', (text) => flatKeyedValue(text, 'inactive_file') ?? 0);
+      return { file: files.path(U, 'memory.current'), bytes: Math.max(0, current - inactiveFile) };
+    },
   };
 }

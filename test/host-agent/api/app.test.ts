@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { apiFixture, AUTH, GiB, TOKEN, type ApiFixture } from './api-fixture';
 import { usage } from '../../helpers/agent-fakes';
 import { createLogger, memoryLogDestination } from '../../../host-agent/log';
-import { HostAgentError } from '../../../host-agent/errors';
+import { memoryInUse } from '../../../host-agent/errors';
 
 const packageVersion = (JSON.parse(readFileSync(join(__dirname, '../../../package.json'), 'utf8')) as { version: string }).version;
 
@@ -150,10 +150,12 @@ describe('agent API', () => {
     it('a resize the kernel refuses puts the recorded assignment back, so reconcile does not retry it on every pass', async () => {
       await f.kv.put('/fleet/test-fleet/assignments/web-0', JSON.stringify({ shardId: 'web-0', applicationId: 'web', hostId: 'host-a', limits: { memoryBytes: 2 * GiB }, by: 'api', at: '2026-11-25T00:00:00.000Z' }));
       const before = await f.kv.get('/fleet/test-fleet/assignments/web-0');
-      const refused = new HostAgentError('CGROUP_WRITE_FAILED', 'web-0', 'memory.limit_in_bytes', String(GiB), 'shard web-0: writing "1073741824" to memory.limit_in_bytes failed (EBUSY)');
+      const refused = memoryInUse('web-0', '/sys/fs/cgroup/memory/shardform/host-a/web-0/memory.limit_in_bytes', GiB, undefined);
       jest.spyOn(f.manager, 'resize').mockRejectedValueOnce(refused);
       const res = await f.app.inject({ method: 'POST', url: '/v1/shards/web-0/resize', headers: AUTH, payload: { memoryBytes: GiB } });
-      expect(res.statusCode).toBeGreaterThanOrEqual(400);
+      // The caller's to fix (free memory, or a larger size), not the agent's failure.
+      expect(res.statusCode).toBe(409);
+      expect(res.json()).toMatchObject({ error: 'MEMORY_IN_USE', message: expect.stringContaining('a memory limit of 1073741824 bytes is below what it uses: the kernel refused it (EBUSY)') });
       expect((await f.kv.get('/fleet/test-fleet/assignments/web-0'))?.value).toBe(before?.value);
 
       // With no assignment before, none is left behind.

@@ -77,6 +77,7 @@ export const V2_SHARD_FILES: Record<string, string> = {
   'memory.max': 'max\n',
   'memory.current': '0\n',
   'memory.peak': '0\n',
+  'memory.stat': 'anon 0\nfile 0\nactive_anon 0\ninactive_anon 0\nactive_file 0\ninactive_file 0\n',
   'memory.events': 'low 0\nhigh 0\nmax 0\noom 0\noom_kill 0\noom_group_kill 0\n',
   'io.max': '',
   'io.stat': '',

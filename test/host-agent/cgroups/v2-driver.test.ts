@@ -77,6 +77,20 @@ describe('cgroup v2 driver (fixture tree)', () => {
     expect(fx.read(join(dir, 'cpu.max'))).toBe('150000 100000');
   });
 
+  it('refuses a memory limit below the working set (usage less inactive file cache) and writes nothing: v2 would OOM-kill where v1 says EBUSY', async () => {
+    const MiB = 2 ** 20;
+    // 300 MiB in use, 120 MiB of it inactive file cache the kernel reclaims first: 180 MiB cannot be taken back.
+    const dir = await created({ 'memory.max': String(512 * MiB), 'memory.current': String(300 * MiB), 'memory.stat': `anon ${170 * MiB}\nfile ${130 * MiB}\nactive_file ${10 * MiB}\ninactive_file ${120 * MiB}\n` });
+    const refused = driver.setLimits('web-1', { cpuCores: 1, memoryBytes: 128 * MiB });
+    await expect(refused).rejects.toMatchObject({ code: 'MEMORY_IN_USE', shardId: 'web-1', field: join(dir, 'memory.current'), value: 128 * MiB });
+    await expect(refused).rejects.toThrow(`shard web-1: a memory limit of ${128 * MiB} bytes is below what it uses: the shard uses ${180 * MiB} bytes that cannot be reclaimed`);
+    expect(fx.read(join(dir, 'memory.max'))).toBe(String(512 * MiB));
+    expect(fx.read(join(dir, 'cpu.max'))).toBe('max 100000\n');
+    // Down to the working set is the kernel's to reclaim: written.
+    await driver.setLimits('web-1', { memoryBytes: 180 * MiB });
+    expect(fx.read(join(dir, 'memory.max'))).toBe(String(180 * MiB));
+  });
+
   it('denies a memory-limited shard swap where the kernel accounts swap, and skips that write where it does not', async () => {
     const dir = await created({ 'memory.swap.max': 'max\n' });
     await driver.setLimits('web-1', { memoryBytes: 2 ** 30 });
