@@ -253,11 +253,13 @@ export class ShardKeeper implements ShardManager, ShardHandover, RestartHandover
   private async removeShard(shardId: string): Promise<void> {
     const s = this.supervisors.get(shardId) ?? this.newSupervisor(orphan(shardId), false);
     await s.exclusive(async () => {
-      s.close();
       await s.killLeftovers();
       const existed = await this.driver.exists(shardId);
       if (existed) await this.driver.remove(shardId);
       await this.records.delete(shardId);
+      // Closed only once it is gone: a removal that fails leaves the shard to the next pass, which
+      // may start it again (the plan wants it back) and needs it supervised (restarts, exits).
+      s.close();
       this.supervisors.delete(shardId);
       // Last, once no sampler pass or API request can ask for it any more (they read the shards
       // in status()): whatever a reading opened while the removal was under way is closed too.

@@ -210,6 +210,23 @@ describe('ShardKeeper (fake driver and launcher)', () => {
     forget.mockRestore();
   });
 
+  it('still supervises a shard desired again after its removal failed: a crash of the new run is restarted', async () => {
+    const k = keeper();
+    await k.start();
+    await k.apply([desired('web-0')]);
+    driver.failNext.set('remove', 1);
+    expect((await k.apply([])).actions).toEqual([
+      { kind: 'stop', shardId: 'web-0', ok: true },
+      { kind: 'remove', shardId: 'web-0', ok: false, error: 'remove(web-0): injected failure' },
+    ]);
+    // The plan wants it back (a plan reverted, an undrain): started, and supervised as any run.
+    expect((await k.apply([desired('web-0')])).actions).toEqual([{ kind: 'start', shardId: 'web-0', ok: true }]);
+    const pid = launcher.latest('web-0')!.pid;
+    launcher.exit(pid, { exitCode: 3, signal: null });
+    await waitFor(() => launcher.latest('web-0')!.pid !== pid, 'the crashed run restarted');
+    expect(sink.ofType('exited', 'web-0')).toHaveLength(1);
+  });
+
   it('resizes in place: same pid, limits written, resized event', async () => {
     const k = keeper();
     await k.start();
