@@ -160,7 +160,8 @@ export class ShardKeeper implements ShardManager, ShardHandover, RestartHandover
     this.ticking = true;
     try {
       const due: Promise<unknown>[] = [];
-      for (const s of this.supervisors.values()) if (s.tick()) due.push(s.exclusive(() => s.check()).catch(() => undefined));
+      // A check that fails (a record that cannot be saved) is reported, naming the shard; the next tick checks again.
+      for (const s of this.supervisors.values()) if (s.tick()) due.push(s.exclusive(() => s.check()).catch((e) => this.failed(s, 'check', e)));
       await Promise.all(due);
     } finally {
       this.ticking = false;

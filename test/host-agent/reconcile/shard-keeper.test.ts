@@ -5,6 +5,7 @@ import type { DesiredShard } from '../../../host-agent/reconcile/desired-shard';
 import { ShardKeeper } from '../../../host-agent/reconcile/shard-keeper';
 import { MemoryEventSink } from '../../../host-agent/shard-event';
 import { HostAgentError } from '../../../host-agent/errors';
+import { ShardRecordStore } from '../../../host-agent/runner/shard-record';
 import { FakeDriver, FakeLauncher, waitFor } from '../fakes';
 
 describe('ShardKeeper (fake driver and launcher)', () => {
@@ -178,6 +179,19 @@ describe('ShardKeeper (fake driver and launcher)', () => {
     driver.cgroups.get('web-0')!.oomKills = 2;
     await waitFor(() => sink.ofType('oom-killed', 'web-0').length > 0, 'the OOM kill read by the tick');
     expect(sink.ofType('oom-killed', 'web-0')[0]?.detail).toMatchObject({ oomKills: 2, stillRunning: true });
+  });
+
+  it('reports a check of the tick that fails as a failed event naming the shard, rather than dropping it', async () => {
+    const k = keeper();
+    await k.start();
+    await k.apply([desired('web-0')]);
+    // The OOM kill the tick reports cannot be recorded (the state directory's disk is full).
+    const save = jest.spyOn(ShardRecordStore.prototype, 'save').mockRejectedValueOnce(new Error('ENOSPC: no space left on device'));
+    k.noteOomKills('web-0', 1, Date.now() / 1000);
+    await waitFor(() => save.mock.calls.length > 0, 'the tick recording the OOM kill');
+    await waitFor(() => sink.ofType('failed', 'web-0').length > 0, 'a failed event');
+    save.mockRestore();
+    expect(sink.ofType('failed', 'web-0')[0]).toMatchObject({ applicationId: 'web', detail: { action: 'check', message: 'ENOSPC: no space left on device' } });
   });
 
   it('checks idle logs less and less often (at most every 5th tick), counted in ticks', async () => {
