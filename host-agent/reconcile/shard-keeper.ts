@@ -229,6 +229,9 @@ export class ShardKeeper implements ShardManager, ShardHandover, RestartHandover
           await sup.exclusive(async () => {
             await sup.stop(this.graceSeconds);
             sup.emit('stopped', { reason: 'replaced' });
+            // A new workload: the old one's failures say nothing about it (Kubernetes keys its
+            // back-off by the container's spec too), so its first crash restarts after the base delay.
+            await sup.update({ consecutiveFailures: 0 });
             await sup.startRun(step.desired);
           });
           break;

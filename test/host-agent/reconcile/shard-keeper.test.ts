@@ -127,6 +127,24 @@ describe('ShardKeeper (fake driver and launcher)', () => {
     expect(k.status()[0]).toMatchObject({ restarts: 3, lastExit: { exitCode: 3, signal: null, oomKilled: false } });
   });
 
+  it('starts the back-off over for a replaced workload: the failures of the old command do not count against the new one', async () => {
+    const k = keeper();
+    await k.start();
+    await k.apply([desired('web-0')]);
+    for (let i = 0; i < 3; i += 1) {
+      const pid = launcher.latest('web-0')!.pid;
+      launcher.exit(pid, { exitCode: 3, signal: null });
+      await waitFor(() => launcher.latest('web-0')!.pid !== pid, `restart ${i + 1}`);
+    }
+    expect(sink.ofType('crash-loop', 'web-0')).toHaveLength(1);
+    // The operator fixes the command; the new one crashes once.
+    expect((await k.apply([desired('web-0', { command: ['/bin/sleep', '2000'] })])).actions).toEqual([{ kind: 'replace', shardId: 'web-0', ok: true }]);
+    launcher.exit(launcher.latest('web-0')!.pid, { exitCode: 1, signal: null });
+    await waitFor(() => sink.ofType('exited', 'web-0').length === 4, 'the new run exited');
+    expect(sink.ofType('restarting', 'web-0').at(-1)?.detail).toEqual({ attempt: 1, delaySeconds: 0.01 });
+    expect(sink.ofType('crash-loop', 'web-0')).toHaveLength(1);
+  });
+
   it('shows crash-loop and the next restart time in status while it waits at the ceiling', async () => {
     const now = new Date('2026-11-25T05:00:00.000Z');
     const k = new ShardKeeper({ driver, sink, stateDirectory: join(dir, 'agent'), launcher, probe: launcher, clock: () => now, backoff: { baseSeconds: 30, ceilingSeconds: 30, resetAfterSeconds: 60 }, graceSeconds: 0 });
