@@ -22,7 +22,7 @@ import type { DesiredShard } from './desired-shard';
 import type { ObservedShard, ReconcileAction } from './reconcile-plan';
 import { planReconcile, workloadSpec } from './reconcile-plan';
 import type { IncomingShard, RestartHandover, ShardHandover } from './shard-handover';
-import type { ReconcileReport, ShardManager } from './shard-manager';
+import type { DesiredShardsRead, ReconcileReport, ShardManager } from './shard-manager';
 
 export interface ShardKeeperOptions {
   readonly driver: CgroupDriver;
@@ -168,8 +168,10 @@ export class ShardKeeper implements ShardManager, ShardHandover, RestartHandover
     }
   }
 
-  apply(desired: readonly DesiredShard[]): Promise<ReconcileReport> {
+  apply(wanted: readonly DesiredShard[] | DesiredShardsRead): Promise<ReconcileReport> {
     return this.exclusive(async () => {
+      const desired = typeof wanted === 'function' ? await wanted() : wanted;
+      if (!desired) return { actions: [], converged: false };
       const observed = await this.observe();
       const actions: Action[] = [];
       for (const steps of planReconcile(desired, observed)) {
