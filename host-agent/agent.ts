@@ -403,12 +403,18 @@ export class Agent implements DrainControl {
     if (!this.mayActOnPlan()) return undefined;
     const end = this.metrics.reconcileDuration.startTimer();
     try {
-      const desired = await this.desiredShards(plan, true);
-      this.metrics.shardsDesired.set(desired.length);
-      // Asked again once it is this pass's turn: the claim may have lapsed while the store was
-      // read or a drain held the shards (a review reproduced an apply after the lapse).
-      const report = await this.exclusive(async () => (this.mayActOnPlan() ? this.kernel.manager.apply(desired) : undefined));
-      if (!report) return undefined;
+      let acted = false;
+      // Read in the keeper's turn, after any hand-over queued before it (DesiredShardsRead), and
+      // the claim asked again after the read: it may have lapsed while the store was read or a
+      // drain held the shards (a review reproduced an apply after the lapse).
+      const readDesired = async () => {
+        const desired = await this.desiredShards(plan, true);
+        this.metrics.shardsDesired.set(desired.length);
+        acted = this.mayActOnPlan();
+        return acted ? desired : undefined;
+      };
+      const report = await this.exclusive(async () => (this.mayActOnPlan() ? this.kernel.manager.apply(readDesired) : undefined));
+      if (!report || !acted) return undefined;
       this.logReport('reconcile', report);
       end({ outcome: report.converged ? 'converged' : 'partial' });
       return report;

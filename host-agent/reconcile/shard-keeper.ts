@@ -22,7 +22,7 @@ import type { DesiredShard } from './desired-shard';
 import type { ObservedShard, ReconcileAction } from './reconcile-plan';
 import { planReconcile, workloadSpec } from './reconcile-plan';
 import type { IncomingShard, RestartHandover, ShardHandover } from './shard-handover';
-import type { ReconcileReport, ShardManager } from './shard-manager';
+import type { DesiredShardsRead, ReconcileReport, ShardManager } from './shard-manager';
 
 export interface ShardKeeperOptions {
   readonly driver: CgroupDriver;
@@ -160,15 +160,18 @@ export class ShardKeeper implements ShardManager, ShardHandover, RestartHandover
     this.ticking = true;
     try {
       const due: Promise<unknown>[] = [];
-      for (const s of this.supervisors.values()) if (s.tick()) due.push(s.exclusive(() => s.check()).catch(() => undefined));
+      // A check that fails (a record that cannot be saved) is reported, naming the shard; the next tick checks again.
+      for (const s of this.supervisors.values()) if (s.tick()) due.push(s.exclusive(() => s.check()).catch((e) => this.failed(s, 'check', e)));
       await Promise.all(due);
     } finally {
       this.ticking = false;
     }
   }
 
-  apply(desired: readonly DesiredShard[]): Promise<ReconcileReport> {
+  apply(wanted: readonly DesiredShard[] | DesiredShardsRead): Promise<ReconcileReport> {
     return this.exclusive(async () => {
+      const desired = typeof wanted === 'function' ? await wanted() : wanted;
+      if (!desired) return { actions: [], converged: false };
       const observed = await this.observe();
       const actions: Action[] = [];
       for (const steps of planReconcile(desired, observed)) {
@@ -228,6 +231,9 @@ export class ShardKeeper implements ShardManager, ShardHandover, RestartHandover
           await sup.exclusive(async () => {
             await sup.stop(this.graceSeconds);
             sup.emit('stopped', { reason: 'replaced' });
+            // A new workload: the old one's failures say nothing about it (Kubernetes keys its
+            // back-off by the container's spec too), so its first crash restarts after the base delay.
+            await sup.update({ consecutiveFailures: 0 });
             await sup.startRun(step.desired);
           });
           break;
@@ -253,11 +259,13 @@ export class ShardKeeper implements ShardManager, ShardHandover, RestartHandover
   private async removeShard(shardId: string): Promise<void> {
     const s = this.supervisors.get(shardId) ?? this.newSupervisor(orphan(shardId), false);
     await s.exclusive(async () => {
-      s.close();
       await s.killLeftovers();
       const existed = await this.driver.exists(shardId);
       if (existed) await this.driver.remove(shardId);
       await this.records.delete(shardId);
+      // Closed only once it is gone: a removal that fails leaves the shard to the next pass, which
+      // may start it again (the plan wants it back) and needs it supervised (restarts, exits).
+      s.close();
       this.supervisors.delete(shardId);
       // Last, once no sampler pass or API request can ask for it any more (they read the shards
       // in status()): whatever a reading opened while the removal was under way is closed too.

@@ -9,14 +9,27 @@ export interface ReconcileReport {
 }
 
 /**
+ * Reads the desired shards at the pass's turn. A list read before it may be stale by then: a
+ * migration that committed meanwhile moved a shard (its assignment) and handed it over (discard
+ * on the source, adopt on the destination), and acting on the old list would start it again on
+ * the source or stop it on the destination. Undefined: act on nothing this pass (the report is
+ * then empty and not converged).
+ */
+export type DesiredShardsRead = () => Promise<readonly DesiredShard[] | undefined>;
+
+/**
  * The kernel side of the agent as the daemon (host-agent/agent.ts) sees it: cgroups plus
  * the processes in them. Implemented by ShardKeeper (shard-keeper.ts).
  */
 export interface ShardManager {
   /** Adopts whatever already runs in this host's cgroups (agent restart) and starts watching exits. */
   start(): Promise<ReconcileReport>;
-  /** Converges the host to `desired`: creates, resizes in place, starts, stops and removes. Idempotent. */
-  apply(desired: readonly DesiredShard[]): Promise<ReconcileReport>;
+  /**
+   * Converges the host to `desired`: creates, resizes in place, starts, stops and removes. Idempotent.
+   * Given a function, calls it once the pass has its turn, after every hand-over queued before it
+   * (DesiredShardsRead).
+   */
+  apply(desired: readonly DesiredShard[] | DesiredShardsRead): Promise<ReconcileReport>;
   /** Changes limits in place; the workload keeps running (same pid). */
   resize(shardId: string, limits: ShardLimits): Promise<void>;
   freeze(shardId: string): Promise<void>;

@@ -5,7 +5,7 @@
  */
 import type { CgroupDriver, ShardLimits, ShardUsage } from '../../host-agent/cgroups/driver';
 import type { DesiredShard } from '../../host-agent/reconcile/desired-shard';
-import type { ReconcileReport, ShardManager } from '../../host-agent/reconcile/shard-manager';
+import type { DesiredShardsRead, ReconcileReport, ShardManager } from '../../host-agent/reconcile/shard-manager';
 import type { ShardStatus } from '../../host-agent/runner/shard-status';
 import type { MetricHistory, MetricQuery, MetricRetention, MetricSample } from '../../src/store/metric-history';
 import type { KeyValue, Store, TxnCompare, TxnOp, TxnResult } from '../../src/store/store';
@@ -68,7 +68,9 @@ export class FakeShardManager implements ShardManager {
     return { actions: [], converged: true };
   }
 
-  async apply(desired: readonly DesiredShard[]): Promise<ReconcileReport> {
+  async apply(wanted: readonly DesiredShard[] | DesiredShardsRead): Promise<ReconcileReport> {
+    const desired = typeof wanted === 'function' ? await wanted() : wanted;
+    if (!desired) return { actions: [], converged: false };
     this.calls.push({ method: 'apply', args: [desired] });
     if (this.applyError) throw this.applyError;
     const actions: { kind: string; shardId: string; ok: boolean }[] = [];

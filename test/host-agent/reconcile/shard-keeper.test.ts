@@ -5,6 +5,7 @@ import type { DesiredShard } from '../../../host-agent/reconcile/desired-shard';
 import { ShardKeeper } from '../../../host-agent/reconcile/shard-keeper';
 import { MemoryEventSink } from '../../../host-agent/shard-event';
 import { HostAgentError } from '../../../host-agent/errors';
+import { ShardRecordStore } from '../../../host-agent/runner/shard-record';
 import { FakeDriver, FakeLauncher, waitFor } from '../fakes';
 
 describe('ShardKeeper (fake driver and launcher)', () => {
@@ -126,6 +127,24 @@ describe('ShardKeeper (fake driver and launcher)', () => {
     expect(k.status()[0]).toMatchObject({ restarts: 3, lastExit: { exitCode: 3, signal: null, oomKilled: false } });
   });
 
+  it('starts the back-off over for a replaced workload: the failures of the old command do not count against the new one', async () => {
+    const k = keeper();
+    await k.start();
+    await k.apply([desired('web-0')]);
+    for (let i = 0; i < 3; i += 1) {
+      const pid = launcher.latest('web-0')!.pid;
+      launcher.exit(pid, { exitCode: 3, signal: null });
+      await waitFor(() => launcher.latest('web-0')!.pid !== pid, `restart ${i + 1}`);
+    }
+    expect(sink.ofType('crash-loop', 'web-0')).toHaveLength(1);
+    // The operator fixes the command; the new one crashes once.
+    expect((await k.apply([desired('web-0', { command: ['/bin/sleep', '2000'] })])).actions).toEqual([{ kind: 'replace', shardId: 'web-0', ok: true }]);
+    launcher.exit(launcher.latest('web-0')!.pid, { exitCode: 1, signal: null });
+    await waitFor(() => sink.ofType('exited', 'web-0').length === 4, 'the new run exited');
+    expect(sink.ofType('restarting', 'web-0').at(-1)?.detail).toEqual({ attempt: 1, delaySeconds: 0.01 });
+    expect(sink.ofType('crash-loop', 'web-0')).toHaveLength(1);
+  });
+
   it('shows crash-loop and the next restart time in status while it waits at the ceiling', async () => {
     const now = new Date('2026-11-25T05:00:00.000Z');
     const k = new ShardKeeper({ driver, sink, stateDirectory: join(dir, 'agent'), launcher, probe: launcher, clock: () => now, backoff: { baseSeconds: 30, ceilingSeconds: 30, resetAfterSeconds: 60 }, graceSeconds: 0 });
@@ -180,6 +199,19 @@ describe('ShardKeeper (fake driver and launcher)', () => {
     expect(sink.ofType('oom-killed', 'web-0')[0]?.detail).toMatchObject({ oomKills: 2, stillRunning: true });
   });
 
+  it('reports a check of the tick that fails as a failed event naming the shard, rather than dropping it', async () => {
+    const k = keeper();
+    await k.start();
+    await k.apply([desired('web-0')]);
+    // The OOM kill the tick reports cannot be recorded (the state directory's disk is full).
+    const save = jest.spyOn(ShardRecordStore.prototype, 'save').mockRejectedValueOnce(new Error('ENOSPC: no space left on device'));
+    k.noteOomKills('web-0', 1, Date.now() / 1000);
+    await waitFor(() => save.mock.calls.length > 0, 'the tick recording the OOM kill');
+    await waitFor(() => sink.ofType('failed', 'web-0').length > 0, 'a failed event');
+    save.mockRestore();
+    expect(sink.ofType('failed', 'web-0')[0]).toMatchObject({ applicationId: 'web', detail: { action: 'check', message: 'ENOSPC: no space left on device' } });
+  });
+
   it('checks idle logs less and less often (at most every 5th tick), counted in ticks', async () => {
     const k = keeper();
     await k.start();
@@ -208,6 +240,23 @@ describe('ShardKeeper (fake driver and launcher)', () => {
     await k.apply([]);
     expect(driver.forgotten.sort()).toEqual(['web-0', 'web-1']);
     forget.mockRestore();
+  });
+
+  it('still supervises a shard desired again after its removal failed: a crash of the new run is restarted', async () => {
+    const k = keeper();
+    await k.start();
+    await k.apply([desired('web-0')]);
+    driver.failNext.set('remove', 1);
+    expect((await k.apply([])).actions).toEqual([
+      { kind: 'stop', shardId: 'web-0', ok: true },
+      { kind: 'remove', shardId: 'web-0', ok: false, error: 'remove(web-0): injected failure' },
+    ]);
+    // The plan wants it back (a plan reverted, an undrain): started, and supervised as any run.
+    expect((await k.apply([desired('web-0')])).actions).toEqual([{ kind: 'start', shardId: 'web-0', ok: true }]);
+    const pid = launcher.latest('web-0')!.pid;
+    launcher.exit(pid, { exitCode: 3, signal: null });
+    await waitFor(() => launcher.latest('web-0')!.pid !== pid, 'the crashed run restarted');
+    expect(sink.ofType('exited', 'web-0')).toHaveLength(1);
   });
 
   it('resizes in place: same pid, limits written, resized event', async () => {
