@@ -127,6 +127,26 @@ export class ShardSupervisor {
     await this.deps.records.save(this.recordValue);
   }
 
+  /**
+   * Records `patch` where the run has already changed (it ended, was OOM-killed, is restarted)
+   * and supervision must go on whatever the disk says: in memory at once, on disk if it can. A
+   * save that fails (the state directory's disk full) is a failed event naming the shard, and the
+   * next save writes the whole record. Thrown, it left the shard `running` with no process and no
+   * restart, and, from an exit or the restart timer, rejected with nobody to catch it.
+   */
+  private async recordOrReport(patch: Partial<Omit<ShardRecord, 'version' | 'shardId'>>, what: string): Promise<void> {
+    try {
+      await this.update(patch);
+    } catch (e) {
+      this.emit('failed', { action: 'record', what, message: (e as Error).message });
+    }
+  }
+
+  /** Work started from an exit or a timer has no caller to throw to: what still fails becomes a failed event. */
+  private reportUnexpected(action: string): (e: unknown) => void {
+    return (e) => this.emit('failed', { action, message: (e as Error).message });
+  }
+
   emit(type: ShardEventType, detail: Record<string, unknown> = {}): void {
     this.deps.sink.emit({ type, shardId: this.shardId, applicationId: this.recordValue.desired.applicationId, at: this.deps.clock().toISOString(), detail });
   }
@@ -185,7 +205,7 @@ export class ShardSupervisor {
     const startedAt = this.deps.clock().toISOString();
     await this.update({ pid: run.pid, pidStartTime: run.startTime, startedAt });
     this.emit('started', { pid: run.pid ?? null, restarts: this.recordValue.restarts });
-    void run.exit.then((exit) => this.exclusive(() => this.onChildExit(token, exit)));
+    void run.exit.then((exit) => this.exclusive(() => this.onChildExit(token, exit))).catch(this.reportUnexpected('exit'));
   }
 
   /** Takes over a live run found in the cgroup (agent restart, or migration's hand-over). */
@@ -310,7 +330,7 @@ export class ShardSupervisor {
 
   private async reportOom(kills: number, stillRunning: boolean): Promise<void> {
     const newKills = kills - this.recordValue.oomKillsSeen;
-    await this.update({ oomKillsSeen: kills });
+    await this.recordOrReport({ oomKillsSeen: kills }, 'oom-killed');
     this.emit('oom-killed', { oomKills: kills, newKills, memoryBytes: this.recordValue.appliedLimits?.memoryBytes ?? null, stillRunning });
   }
 
@@ -334,7 +354,7 @@ export class ShardSupervisor {
     const lastExit: ShardExit = { exitCode: code, signal, at: now.toISOString(), oomKilled: this.oomDuringRun };
     this.emit('exited', { exitCode: code, signal, runSeconds, statusKnown: exit !== undefined, ...(inferred ? { signalInferred: true } : {}), oomKilled: this.oomDuringRun });
     const decision = nextRestart(this.deps.backoff, this.recordValue.consecutiveFailures, runSeconds);
-    await this.update({ lastExit, consecutiveFailures: decision.attempt, pid: undefined, pidStartTime: undefined });
+    await this.recordOrReport({ lastExit, consecutiveFailures: decision.attempt, pid: undefined, pidStartTime: undefined }, 'exited');
     this.stateValue = decision.crashLoop ? 'crash-loop' : 'backoff';
     this.adoptedValue = false;
     this.emit(decision.crashLoop ? 'crash-loop' : 'restarting', { attempt: decision.attempt, delaySeconds: decision.delaySeconds });
@@ -350,7 +370,7 @@ export class ShardSupervisor {
       void this.exclusive(async () => {
         if (token !== this.token || this.closed) return;
         this.nextRestartAt = undefined;
-        await this.update({ restarts: this.recordValue.restarts + 1 });
+        await this.recordOrReport({ restarts: this.recordValue.restarts + 1 }, 'restarts');
         try {
           await this.startRun();
         } catch (e) {
@@ -360,7 +380,7 @@ export class ShardSupervisor {
           this.stateValue = 'running';
           await this.runEnded({ exitCode: null, signal: null });
         }
-      });
+      }).catch(this.reportUnexpected('restart'));
     }, delaySeconds * 1000);
     this.timer.unref();
   }

@@ -209,7 +209,22 @@ describe('ShardKeeper (fake driver and launcher)', () => {
     await waitFor(() => save.mock.calls.length > 0, 'the tick recording the OOM kill');
     await waitFor(() => sink.ofType('failed', 'web-0').length > 0, 'a failed event');
     save.mockRestore();
-    expect(sink.ofType('failed', 'web-0')[0]).toMatchObject({ applicationId: 'web', detail: { action: 'check', message: 'ENOSPC: no space left on device' } });
+    // The supervisor reports the record it could not save itself (recordOrReport) and goes on.
+    expect(sink.ofType('failed', 'web-0')[0]).toMatchObject({ applicationId: 'web', detail: { action: 'record', what: 'oom-killed', message: 'ENOSPC: no space left on device' } });
+  });
+
+  it('restarts a workload whose exit cannot be recorded (disk full), saying so, rather than leaving it running with no process', async () => {
+    const k = keeper();
+    await k.start();
+    await k.apply([desired('web-0')]);
+    const first = launcher.runs[0]!.pid;
+    const save = jest.spyOn(ShardRecordStore.prototype, 'save').mockRejectedValueOnce(new Error('ENOSPC: no space left on device'));
+    launcher.exit(first);
+    await waitFor(() => launcher.runs.length === 2, 'the restart');
+    save.mockRestore();
+    expect(sink.ofType('failed', 'web-0')[0]).toMatchObject({ detail: { action: 'record', what: 'exited', message: 'ENOSPC: no space left on device' } });
+    expect(sink.ofType('restarting', 'web-0')).toHaveLength(1);
+    await waitFor(() => k.status()[0]?.state === 'running' && k.status()[0]?.pid === launcher.runs[1]!.pid, 'the new run supervised');
   });
 
   it('checks idle logs less and less often (at most every 5th tick), counted in ticks', async () => {
