@@ -24,6 +24,23 @@ import { planReconcile, workloadSpec } from './reconcile-plan';
 import type { IncomingShard, RestartHandover, ShardHandover } from './shard-handover';
 import type { DesiredShardsRead, ReconcileReport, ShardManager } from './shard-manager';
 
+/** Shards a reconcile pass converges at once (systemd and the kubelet stop units and pods in parallel too). */
+export const RECONCILE_PARALLEL = 16;
+
+/** Runs `work` over `items`, at most `limit` at a time; results in the items' order. */
+async function inBatches<T, R>(items: readonly T[], limit: number, work: (item: T) => Promise<R>): Promise<R[]> {
+  const results = new Array<R>(items.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const index = next++;
+      results[index] = await work(items[index] as T);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return results;
+}
+
 export interface ShardKeeperOptions {
   readonly driver: CgroupDriver;
   readonly sink: ShardEventSink;
@@ -173,14 +190,21 @@ export class ShardKeeper implements ShardManager, ShardHandover, RestartHandover
       const desired = typeof wanted === 'function' ? await wanted() : wanted;
       if (!desired) return { actions: [], converged: false };
       const observed = await this.observe();
-      const actions: Action[] = [];
-      for (const steps of planReconcile(desired, observed)) {
+      // Shards converge side by side (up to RECONCILE_PARALLEL at a time), each through its own
+      // steps in order: one after another, a plan that removed ten shards whose workloads wait
+      // out the stop's grace held every start, resize and hand-over behind them for 10 x 10 s.
+      // The report keeps the plan's order (shards by id).
+      const groups = planReconcile(desired, observed);
+      const results = await inBatches(groups, RECONCILE_PARALLEL, async (steps) => {
+        const done: Action[] = [];
         for (const step of steps) {
           const result = await this.execute(step, desired);
-          actions.push(result);
+          done.push(result);
           if (!result.ok) break; // later steps of this shard depend on this one; next pass retries
         }
-      }
+        return done;
+      });
+      const actions = results.flat();
       return { actions, converged: actions.every((a) => a.ok) };
     });
   }

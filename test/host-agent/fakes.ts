@@ -19,14 +19,17 @@ export class FakeDriver implements CgroupDriver {
   readonly layout = 'v2' as const;
   readonly hostRoot = 'shardform/test-host';
   readonly cgroups = new Map<string, FakeCgroup>();
-  /** Method name -> how many next calls throw. */
+  /** Method name, or `method:shardId` for one shard's calls -> how many next calls throw. */
   readonly failNext = new Map<string, number>();
 
   private maybeFail(method: string, shardId: string): void {
-    const n = this.failNext.get(method) ?? 0;
-    if (n > 0) {
-      this.failNext.set(method, n - 1);
-      throw new Error(`${method}(${shardId}): injected failure`);
+    // One shard's key first: a pass converges shards side by side, so "the next call" may be any shard's.
+    for (const key of [`${method}:${shardId}`, method]) {
+      const n = this.failNext.get(key) ?? 0;
+      if (n > 0) {
+        this.failNext.set(key, n - 1);
+        throw new Error(`${method}(${shardId}): injected failure`);
+      }
     }
   }
   private get(shardId: string): FakeCgroup {

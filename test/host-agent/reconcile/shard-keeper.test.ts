@@ -66,7 +66,7 @@ describe('ShardKeeper (fake driver and launcher)', () => {
   it('reports a failed action, leaves the rest of that shard for the next pass, and converges then', async () => {
     const k = keeper();
     await k.start();
-    driver.failNext.set('setLimits', 1);
+    driver.failNext.set('setLimits:web-0', 1);
     const first = await k.apply([desired('web-0'), desired('web-1')]);
     expect(first.converged).toBe(false);
     expect(first.actions.filter((a) => a.shardId === 'web-0')).toEqual([
@@ -316,13 +316,14 @@ describe('ShardKeeper (fake driver and launcher)', () => {
       { kind: 'adopt', shardId: 'web-0', ok: true },
       { kind: 'restart', shardId: 'web-1', ok: true },
     ]);
-    expect(k2.status()[0]).toMatchObject({ shardId: 'web-0', state: 'running', pid: 1000, adopted: true });
-    expect(sink.ofType('adopted', 'web-0')[0]?.detail).toMatchObject({ pid: 1000, sameRun: true });
+    const web0 = launcher.latest('web-0')!.pid;
+    expect(k2.status()[0]).toMatchObject({ shardId: 'web-0', state: 'running', pid: web0, adopted: true });
+    expect(sink.ofType('adopted', 'web-0')[0]?.detail).toMatchObject({ pid: web0, sameRun: true });
     expect(sink.ofType('exited', 'web-1')[0]?.detail).toMatchObject({ exitCode: null, signal: null, statusKnown: false });
     await waitFor(() => k2.status()[1]?.state === 'running', 'web-1 restarted');
     expect(k2.status()[1]?.restarts).toBe(1);
     // the adopted run is watched by polling: its end is noticed and it is restarted
-    launcher.exit(1000);
+    launcher.exit(web0);
     await waitFor(() => (k2.status()[0]?.pid ?? 0) > 1001, 'web-0 restarted after its adopted run ended');
     expect(await k2.apply([desired('web-0'), desired('web-1')])).toEqual({ actions: [], converged: true });
   });
@@ -345,6 +346,27 @@ describe('ShardKeeper (fake driver and launcher)', () => {
     expect(k2.status()[0]).toMatchObject({ state: 'backoff', lastExit: { exitCode: 3, signal: null } });
     expect(sink.ofType('restarting', 'web-0').at(-1)?.detail).toMatchObject({ attempt: 1 });
     expect(launcher.runs).toHaveLength(1);
+  });
+
+  it('stops the shards a plan removed side by side: each waits out its own grace, not the others\' in turn', async () => {
+    const k = new ShardKeeper({ driver, sink, stateDirectory: join(dir, 'agent'), launcher, probe: launcher, pollIntervalMs: 20, graceSeconds: 0.2 });
+    keepers.push(k);
+    await k.start();
+    await k.apply([desired('web-0'), desired('web-1'), desired('web-2')]);
+    // The fake workloads ignore SIGTERM (a PID-namespace init without a handler): each stop lasts its whole grace.
+    const signals: string[] = [];
+    const kill = driver.onKill!;
+    driver.onKill = (shardId, signal) => {
+      signals.push(`${signal} ${shardId}`);
+      kill(shardId, signal);
+    };
+    const report = await k.apply([]);
+    expect(report.converged).toBe(true);
+    // One after another, web-0 was SIGKILLed before web-1 got its SIGTERM.
+    const firstKill = signals.findIndex((s) => s.startsWith('SIGKILL'));
+    expect(signals.slice(0, firstKill).sort()).toEqual(['SIGTERM web-0', 'SIGTERM web-1', 'SIGTERM web-2']);
+    // The report keeps the shards' order.
+    expect(report.actions.map((a) => `${a.kind} ${a.shardId}`)).toEqual(['stop web-0', 'remove web-0', 'stop web-1', 'remove web-1', 'stop web-2', 'remove web-2']);
   });
 
   it('hands a shard over: release stops supervision, apply leaves it alone, adopt resumes it, discard removes it', async () => {
