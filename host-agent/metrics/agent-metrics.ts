@@ -154,10 +154,15 @@ export class AgentMetrics {
     this.predictions = vectors;
   }
 
-  /** Drops shards that are no longer on this host. */
+  /** Drops shards that are no longer on this host, their predictions too. */
   retainShards(shardIds: Iterable<string>): void {
     const keep = new Set(shardIds);
     for (const id of [...this.shards.keys()]) if (!keep.has(id)) this.shards.delete(id);
+    // The forecast publishes once per pass (up to a minute apart, never while its passes fail):
+    // until then a shard that left would still be scraped with its last prediction.
+    if (this.predictions.some((v) => v.shard_id !== undefined && !keep.has(v.shard_id))) {
+      this.predictions = this.predictions.filter((v) => v.shard_id === undefined || keep.has(v.shard_id));
+    }
   }
 
   /** Records the running plan (generation gauge and info). */

@@ -133,10 +133,15 @@ export class ForecastLoop {
       }
       return why;
     }
-    const application = (state as { applicationId?: unknown } | null)?.applicationId;
-    const checked = forecast.restore(state, typeof application === 'string' ? application : '', shardId, undefined);
+    const given = (state as { applicationId?: unknown } | null)?.applicationId;
+    const application = typeof given === 'string' ? given : '';
+    const checked = forecast.restore(state, application, shardId, undefined);
     if (typeof checked === 'string') return checked;
     if (!(checked.historySeconds() > 0)) return 'it has no history';
+    // A shard that ran here before and comes back: what is kept for it is replaced only by more
+    // history, as adopt() does for a tracked shard (a host that got it without its predictor
+    // would otherwise hand back hours in place of the weeks learnt here).
+    if (!(checked.historySeconds() > this.keptHistorySeconds(forecast, key, application, shardId))) return 'the predictor here has as much history already';
     // What is kept is the state as this code writes it (not the request body, extra fields and all).
     const clean = checked.toJSON();
     if (this.options.states) {
@@ -257,6 +262,19 @@ export class ForecastLoop {
     } catch (error) {
       this.options.logger.warn({ error: (error as Error).message }, 'predictor state not saved; a restart rebuilds it from the history');
     }
+  }
+
+  /** History behind the state kept here for a shard not tracked yet; 0 when there is none it could load. */
+  private keptHistorySeconds(forecast: HostForecast, key: ForecastKey, applicationId: string, shardId: string): number {
+    let kept: unknown;
+    try {
+      kept = this.imported.get(key) ?? this.options.states?.read(key);
+    } catch {
+      return 0;
+    }
+    if (kept === undefined) return 0;
+    const predictor = forecast.restore(kept, applicationId, shardId, undefined);
+    return typeof predictor === 'string' ? 0 : predictor.historySeconds();
   }
 
   private savedState(key: ForecastKey): unknown {

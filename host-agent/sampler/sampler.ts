@@ -115,7 +115,10 @@ export class Sampler {
 
   private compactIfDue(nowSeconds: number, retention: MetricRetention): { folded: number; deleted: number } | undefined {
     const every = this.options.compactEverySeconds ?? 300;
-    if (this.lastCompactSeconds !== undefined && nowSeconds - this.lastCompactSeconds < every) return undefined;
+    // A last compaction in the future means the clock stepped back: waiting for it to come round
+    // again would leave raw samples unfolded for as long as the step.
+    const last = this.lastCompactSeconds;
+    if (last !== undefined && nowSeconds >= last && nowSeconds - last < every) return undefined;
     this.lastCompactSeconds = nowSeconds;
     const result = this.options.history.compact(nowSeconds, retention);
     if (result.folded > 0 || result.deleted > 0) this.options.logger.debug(result, 'metric history compacted');

@@ -38,6 +38,22 @@ describe('AgentMetrics', () => {
     expect(text).not.toContain('shardform_shard_memory_limit_bytes{');
   });
 
+  it('drops the predicted demand of a shard that left with its usage, not only at the next forecast pass', async () => {
+    const metrics = new AgentMetrics({ processMetrics: false });
+    const vector = (shardId: string) => ({
+      timestamp: '2026-11-25T00:15:00Z',
+      application_id: 'web',
+      shard_id: shardId,
+      resources: { cpu: { cores: 0.5 }, memory: { gb: 1 }, io: { read_ops: 0, write_ops: 0 } },
+    });
+    for (const shardId of ['web-0', 'web-1']) metrics.observeShard({ shardId, applicationId: 'web', usage: usage(), limits: {}, restarts: 0 });
+    metrics.observePredictions([vector('web-0'), vector('web-1')]);
+    metrics.retainShards(['web-0']);
+    const text = await metrics.text();
+    expect(text).toContain('shardform_shard_predicted_cpu_cores{shard_id="web-0",application_id="web"} 0.5');
+    expect(text).not.toContain('shard_id="web-1"');
+  });
+
   it('reports the plan generation and the agent\'s own process metrics', async () => {
     const metrics = new AgentMetrics();
     expect(await metrics.text()).toContain('shardform_plan_generation 0');

@@ -187,6 +187,33 @@ describe('ForecastLoop (the agent\'s demand forecast)', () => {
     await loop.stop();
   });
 
+  it('keeps the saved predictor of a shard that left and comes back when the state handed back has less history', async () => {
+    // Host B got web-0 without its predictor (the hand-over is best effort) and learnt 20 minutes there.
+    const b = setup();
+    b.history.append(rows(T + HOURS * 3600 - 1200, T + HOURS * 3600));
+    const bLoop = b.loop();
+    await bLoop.pass();
+    const fromB = JSON.parse(JSON.stringify(bLoop.stateOf('web-0')));
+    await bLoop.stop();
+
+    // This host learnt web-0 for 10 hours, saved it, and web-0 left.
+    const s = setup();
+    s.history.append(rows(T, T + HOURS * 3600));
+    const shards = [...SHARDS];
+    const loop = new ForecastLoop({ history: s.history, states: s.states, shards: () => shards, plan: () => s.plan(), logger: createLogger({ level: 'info', destination: s.logs }), clock: () => s.now() });
+    await loop.pass();
+    const learnt = loop.view().shards.find((v) => v.shard_id === 'web-0');
+    shards.splice(0, 1);
+    await loop.pass();
+
+    // web-0 migrates back; B hands over what it has before this host tracks web-0 again.
+    expect(loop.importState('web-0', fromB)).toBe('the predictor here has as much history already');
+    shards.unshift(SHARDS[0]);
+    await loop.pass();
+    expect(loop.view().shards.find((v) => v.shard_id === 'web-0')).toEqual(learnt);
+    await loop.stop();
+  });
+
   it('forgets the saved state of a shard that left a day after its last save, not before', async () => {
     const s = setup();
     s.history.append(rows(T, T + HOURS * 3600));

@@ -92,4 +92,14 @@ describe('Sampler', () => {
       { nowSeconds: 1060, retention },
     ]);
   });
+
+  it('goes on compacting after the clock steps back instead of waiting until it passes the last compaction again', async () => {
+    const retention = { rawRetentionSeconds: 3600, historyRetentionSeconds: 86400 };
+    await sampler.sampleOnce(100_000, retention);
+    // The clock was a day ahead and is corrected (NTP step after boot, a bad RTC).
+    await sampler.sampleOnce(100_000 - 86400, retention);
+    await sampler.sampleOnce(100_000 - 86400 + 30, retention);
+    await sampler.sampleOnce(100_000 - 86400 + 60, retention);
+    expect(history.compactions.map((c) => c.nowSeconds)).toEqual([100_000, 100_000 - 86400, 100_000 - 86400 + 60]);
+  });
 });
