@@ -29,6 +29,15 @@ describe('ShardKeeper (fake driver and launcher)', () => {
     return k;
   };
 
+  /** Crashes the shard's run `times` times (exit 3), waiting for each restart. */
+  const crashAndRestart = async (shardId: string, times: number) => {
+    for (let i = 0; i < times; i += 1) {
+      const pid = launcher.latest(shardId)!.pid;
+      launcher.exit(pid, { exitCode: 3, signal: null });
+      await waitFor(() => launcher.latest(shardId)!.pid !== pid, `restart ${i + 1}`);
+    }
+  };
+
   beforeEach(() => {
     dir = mkdtempSync(join(tmpdir(), 'keeper-'));
     driver = new FakeDriver();
@@ -112,11 +121,7 @@ describe('ShardKeeper (fake driver and launcher)', () => {
     const k = keeper();
     await k.start();
     await k.apply([desired('web-0')]);
-    for (let i = 0; i < 3; i += 1) {
-      const pid = launcher.latest('web-0')!.pid;
-      launcher.exit(pid, { exitCode: 3, signal: null });
-      await waitFor(() => launcher.latest('web-0')!.pid !== pid, `restart ${i + 1}`);
-    }
+    await crashAndRestart('web-0', 3);
     expect(sink.ofType('restarting', 'web-0').map((e) => e.detail)).toEqual([
       { attempt: 1, delaySeconds: 0.01 },
       { attempt: 2, delaySeconds: 0.02 },
@@ -131,11 +136,7 @@ describe('ShardKeeper (fake driver and launcher)', () => {
     const k = keeper();
     await k.start();
     await k.apply([desired('web-0')]);
-    for (let i = 0; i < 3; i += 1) {
-      const pid = launcher.latest('web-0')!.pid;
-      launcher.exit(pid, { exitCode: 3, signal: null });
-      await waitFor(() => launcher.latest('web-0')!.pid !== pid, `restart ${i + 1}`);
-    }
+    await crashAndRestart('web-0', 3);
     expect(sink.ofType('crash-loop', 'web-0')).toHaveLength(1);
     // The operator fixes the command; the new one crashes once.
     expect((await k.apply([desired('web-0', { command: ['/bin/sleep', '2000'] })])).actions).toEqual([{ kind: 'replace', shardId: 'web-0', ok: true }]);
