@@ -144,7 +144,12 @@ export class PlanSource {
     let judgement =
       outcome.kind === 'failed' ? unreadable(outcome.message, fetcher.source, now) : judgePlanText(outcome.text, this.plan, fetcher.source, now);
     const problem = judgement.kind === 'accept' ? this.usableHere?.(judgement.plan) : undefined;
-    if (judgement.kind === 'accept' && problem) judgement = unusableHere(judgement.plan, problem, fetcher.source, now);
+    if (judgement.kind === 'accept' && problem) {
+      judgement = unusableHere(judgement.plan, problem, fetcher.source, now);
+      // The refusal is about this host, not the document: judge the same document again at the
+      // next check, or fixing the host (its token file) would change nothing until the plan does.
+      fetcher.forget();
+    }
     if (judgement.kind === 'reject') this.refuse(judgement.rejection);
     if (judgement.kind === 'accept') {
       const plan = judgement.plan;
