@@ -84,7 +84,7 @@ export class PlanSource {
   async start(): Promise<PlanJudgement> {
     const first = this.first ?? (await this.load());
     this.saving = true;
-    if (this.unsaved) saveLastGoodPlan(this.options.stateDir, this.unsaved);
+    if (this.unsaved) await saveLastGoodPlan(this.options.stateDir, this.unsaved);
     this.unsaved = undefined;
     const interval = this.options.pollIntervalSeconds ?? 5;
     if (this.options.watch ?? true) this.stopWatch = this.options.fetcher.watch(() => void this.check().catch(() => {}));
@@ -154,7 +154,7 @@ export class PlanSource {
     if (judgement.kind === 'accept') {
       const plan = judgement.plan;
       const previous = this.plan?.generation;
-      if (this.saving) saveLastGoodPlan(this.options.stateDir, plan);
+      if (this.saving) await saveLastGoodPlan(this.options.stateDir, plan);
       else this.unsaved = plan;
       this.adopt(plan, 'source', now);
       logger.info({ generation: plan.generation, digest: plan.digest, previous_generation: previous, source: fetcher.source }, 'plan applied');
