@@ -253,6 +253,8 @@ describe('agent API', () => {
       ['to=-5', 'query.to'],
       ['resolution=5 minutes', 'query.resolution'],
       ['step=5', 'query.step'],
+      ['resolution=0', 'query.resolution'],
+      ['resolution=0m', 'query.resolution'],
     ])('answers 400 to ?%s naming %s', async (query, field) => {
       const res = await f.app.inject({ method: 'GET', url: `/v1/shards/web-0/history?${query}`, headers: AUTH });
       expect(res.statusCode).toBe(400);
