@@ -9,7 +9,8 @@ import { requireFleetToken } from './auth';
 import { installErrorHandler } from './error-handler';
 
 export async function buildMigrationApp(deps: { token: () => string | undefined; plugins: readonly FastifyPluginAsync[] }): Promise<FastifyInstance> {
-  const app = fastify({ logger: false, bodyLimit: 1024 * 1024 });
+  // As buildApp: close() ends requests in flight, so a source that died mid-upload cannot hold a SIGTERM.
+  const app = fastify({ logger: false, bodyLimit: 1024 * 1024, forceCloseConnections: true });
   installErrorHandler(app);
   await app.register(async (scope) => {
     requireFleetToken(scope, deps.token);

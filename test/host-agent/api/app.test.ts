@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { apiFixture, AUTH, GiB, TOKEN, type ApiFixture } from './api-fixture';
+import { apiFixture, AUTH, GiB, stalledRequest, TOKEN, type ApiFixture } from './api-fixture';
 import { usage } from '../../helpers/agent-fakes';
 import { createLogger, memoryLogDestination } from '../../../host-agent/log';
 import { HostAgentError } from '../../../host-agent/errors';
@@ -326,6 +326,14 @@ describe('agent API', () => {
       expect(res.json()).toMatchObject({ error: 'INTERNAL', message: 'keeper state unreadable' });
       expect(logs.lines()).toEqual([expect.objectContaining({ level: 'error', part: 'api', url: '/v1/shards', msg: 'request failed' })]);
       await g.app.close();
+    });
+
+    it('closes with a caller stalled in the middle of a body (the agent\'s stop does not wait for it)', async () => {
+      const g = await apiFixture();
+      const socket = await stalledRequest(g.app, `POST /v1/shards/web-0/resize HTTP/1.1\r\nHost: agent\r\nAuthorization: ${AUTH.authorization}\r\nContent-Type: application/json\r\n`);
+      const dropped = new Promise((resolve) => socket.once('close', resolve));
+      await g.app.close();
+      await dropped;
     });
 
     it('registers extra route groups (migration) inside the authenticated scope', async () => {

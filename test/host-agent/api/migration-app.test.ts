@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import { buildMigrationApp } from '../../../host-agent/api/migration-app';
+import { stalledRequest } from './api-fixture';
 
 const TOKEN = 'migration-app-token-0123456789';
 
@@ -22,5 +23,13 @@ describe('buildMigrationApp', () => {
       expect(res.statusCode).toBe(401);
       expect(res.json().error).toBe('UNAUTHORIZED');
     }
+  });
+
+  it('closes with a source stalled in the middle of an upload (a dev destination\'s SIGTERM does not wait for it)', async () => {
+    const g = await buildMigrationApp({ token: () => TOKEN, plugins: [async (scope) => void scope.put('/v1/migrations/mig-1', async () => ({ ok: true }))] });
+    const socket = await stalledRequest(g, `PUT /v1/migrations/mig-1 HTTP/1.1\r\nHost: agent\r\nAuthorization: Bearer ${TOKEN}\r\nContent-Type: application/json\r\n`);
+    const dropped = new Promise((resolve) => socket.once('close', resolve));
+    await g.close();
+    await dropped;
   });
 });
