@@ -24,6 +24,9 @@ export async function buildApp(deps: ApiDeps): Promise<FastifyInstance> {
     bodyLimit: 64 * 1024,
     // Ids are case-sensitive and a trailing slash is a different URL; no guessing.
     routerOptions: { ignoreTrailingSlash: false, caseSensitive: true },
+    // close() ends requests in flight too: a peer that died mid-upload (no FIN, no TCP keepalive)
+    // would otherwise hold the agent's stop, its host claim and its cgroups' lock forever.
+    forceCloseConnections: true,
   });
   app.setValidatorCompiler(validatorCompiler);
   installErrorHandler(app, deps.logger);

@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { TSchema } from '@sinclair/typebox';
-import type { FastifyBaseLogger, FastifyError, FastifyInstance, FastifyPluginAsync, FastifySchemaCompiler } from 'fastify';
+import { errorCodes, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyPluginAsync, type FastifySchemaCompiler } from 'fastify';
 import { compileSchema } from '../../src/contracts/schema-validator';
 import { formatFieldError, type FieldError } from '../../src/errors';
 import { CheckpointError } from '../checkpoint/checkpoint-error';
@@ -107,8 +107,11 @@ export const migrationRoutes =
   async (app) => {
     app.setValidatorCompiler(validatorCompiler);
     installErrors(app);
-    // Image files stream straight to disk: the body is handed over unparsed.
-    app.addContentTypeParser('application/octet-stream', (_request, payload, done) => done(null, payload));
+    // Image files stream straight to disk: the body is handed over unparsed. Fastify checks a
+    // route's bodyLimit only for bodies it reads itself, so a stream's declared length is checked here.
+    app.addContentTypeParser('application/octet-stream', (request, payload, done) =>
+      Number(request.headers['content-length']) > request.routeOptions.bodyLimit ? done(new errorCodes.FST_ERR_CTP_BODY_TOO_LARGE(), undefined) : done(null, payload),
+    );
     const { incoming } = deps;
     const refuseIfNotActing = (): void => {
       const reason = deps.notActingReason?.();

@@ -15,7 +15,8 @@ export const HistoryQuery = Type.Object(
   {
     from: Type.Optional(Type.String({ pattern: UNIX_SECONDS, description: 'Unix seconds; default to - 3600.' })),
     to: Type.Optional(Type.String({ pattern: UNIX_SECONDS, description: 'Unix seconds; default now.' })),
-    resolution: Type.Optional(Type.String({ pattern: '^[0-9]{1,9}(s|m|h|d)?$', description: 'Bucket width: seconds, or 30s, 5m, 1h, 1d.' })),
+    // A bucket is at least one unit wide: 0 would be taken as "no resolution" and answer raw samples.
+    resolution: Type.Optional(Type.String({ pattern: '^0*[1-9][0-9]{0,8}(s|m|h|d)?$', description: 'Bucket width: seconds, or 30s, 5m, 1h, 1d.' })),
   },
   { additionalProperties: false },
 );

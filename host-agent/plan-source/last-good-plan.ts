@@ -1,10 +1,12 @@
 /**
  * The last plan the agent accepted, kept in its state directory so a restart starts from it
  * (and refuses an older plan the source may still serve) even while the source is down.
- * Written atomically (temp file + rename) so a crash never leaves half a plan.
+ * Written atomically (temp file, fsync, rename: atomic-file.ts) so a crash never leaves half a plan.
  */
-import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
+import { writeFileAtomically } from '../atomic-file';
 import { checkPlan, serializePlan } from '../../src/contracts/plan';
 import type { Plan } from '../../src/contracts/plan-schema';
 import { formatFieldError } from '../../src/errors';
@@ -15,12 +17,9 @@ export function lastGoodPlanPath(stateDir: string): string {
   return join(stateDir, LAST_GOOD_PLAN_FILE);
 }
 
-export function saveLastGoodPlan(stateDir: string, plan: Plan): void {
-  mkdirSync(stateDir, { recursive: true });
-  const target = lastGoodPlanPath(stateDir);
-  const temp = `${target}.${process.pid}.tmp`;
-  writeFileSync(temp, serializePlan(plan), { mode: 0o600 });
-  renameSync(temp, target);
+export async function saveLastGoodPlan(stateDir: string, plan: Plan): Promise<void> {
+  await mkdir(stateDir, { recursive: true });
+  await writeFileAtomically(lastGoodPlanPath(stateDir), serializePlan(plan));
 }
 
 /** The saved plan; `problem` says why none could be used (missing is not a problem). */

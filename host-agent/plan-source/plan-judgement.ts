@@ -77,9 +77,9 @@ export function judgePlan(data: unknown, running: Plan | undefined, source: stri
 }
 
 /**
- * A valid plan this host cannot run (its fleet token cannot be read here): refused like a bad
- * plan. Accepting it would make it the last good plan, which the agent would then refuse at its
- * next start.
+ * A valid plan this host cannot run (its fleet token cannot be read here, or its state directory
+ * cannot keep it as the last good plan): refused like a bad plan. Accepting it would make it the
+ * last good plan, which the agent would then refuse at its next start (or not know at all).
  */
 export function unusableHere(plan: Plan, problem: FieldError, source: string, at: Date): PlanJudgement {
   return reject({

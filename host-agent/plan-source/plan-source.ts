@@ -9,7 +9,7 @@ import type { Plan } from '../../src/contracts/plan-schema';
 import { CoalescedTask } from '../coalesced-task';
 import type { AgentLogger } from '../log';
 import type { AgentMetrics } from '../metrics/agent-metrics';
-import { loadLastGoodPlan, saveLastGoodPlan } from './last-good-plan';
+import { lastGoodPlanPath, loadLastGoodPlan, saveLastGoodPlan } from './last-good-plan';
 import { FilePlanFetcher } from './file-plan-fetcher';
 import { isUrl, type PlanFetcher } from './plan-fetcher';
 import type { FieldError } from '../../src/errors';
@@ -84,7 +84,7 @@ export class PlanSource {
   async start(): Promise<PlanJudgement> {
     const first = this.first ?? (await this.load());
     this.saving = true;
-    if (this.unsaved) saveLastGoodPlan(this.options.stateDir, this.unsaved);
+    if (this.unsaved) await saveLastGoodPlan(this.options.stateDir, this.unsaved);
     this.unsaved = undefined;
     const interval = this.options.pollIntervalSeconds ?? 5;
     if (this.options.watch ?? true) this.stopWatch = this.options.fetcher.watch(() => void this.check().catch(() => {}));
@@ -143,19 +143,42 @@ export class PlanSource {
     if (outcome.kind === 'unchanged') return { kind: 'unchanged' };
     let judgement =
       outcome.kind === 'failed' ? unreadable(outcome.message, fetcher.source, now) : judgePlanText(outcome.text, this.plan, fetcher.source, now);
-    const problem = judgement.kind === 'accept' ? this.usableHere?.(judgement.plan) : undefined;
-    if (judgement.kind === 'accept' && problem) judgement = unusableHere(judgement.plan, problem, fetcher.source, now);
+    const problem = judgement.kind === 'accept' ? (this.usableHere?.(judgement.plan) ?? (await this.keep(judgement.plan))) : undefined;
+    if (judgement.kind === 'accept' && problem) {
+      judgement = unusableHere(judgement.plan, problem, fetcher.source, now);
+      // The refusal is about this host, not the document: judge the same document again at the
+      // next check, or fixing the host (its token file, its disk) would change nothing until the plan does.
+      fetcher.forget();
+    }
     if (judgement.kind === 'reject') this.refuse(judgement.rejection);
     if (judgement.kind === 'accept') {
       const plan = judgement.plan;
       const previous = this.plan?.generation;
-      if (this.saving) saveLastGoodPlan(this.options.stateDir, plan);
-      else this.unsaved = plan;
       this.adopt(plan, 'source', now);
       logger.info({ generation: plan.generation, digest: plan.digest, previous_generation: previous, source: fetcher.source }, 'plan applied');
       for (const listener of this.listeners) listener(plan);
     }
     return judgement;
+  }
+
+  /**
+   * Saves a plan about to be applied as the last good plan (before start(), holds it for start()).
+   * A plan that cannot be saved is not applied: a restart would not know it ran, and would take
+   * an older one the source may still serve.
+   */
+  private async keep(plan: Plan): Promise<FieldError | undefined> {
+    if (!this.saving) {
+      this.unsaved = plan;
+      return undefined;
+    }
+    try {
+      await saveLastGoodPlan(this.options.stateDir, plan);
+      return undefined;
+    } catch (error) {
+      const path = lastGoodPlanPath(this.options.stateDir);
+      const why = (error as NodeJS.ErrnoException).code ?? (error as Error).message;
+      return { field: '--state-dir', message: `cannot save it as the last good plan ${path}: ${why}`, value: path };
+    }
   }
 
   private refuse(rejection: PlanRejection): void {

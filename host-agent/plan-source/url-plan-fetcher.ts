@@ -1,7 +1,7 @@
 /**
  * A plan behind an http(s) URL, polled with ETag / If-None-Match (RFC 9110 §13.1.2): an
- * unchanged plan costs one 304 and no parsing. Timeouts and a size cap are bounded so a slow
- * or hostile server cannot stall or bloat the agent.
+ * unchanged plan costs one 304 and no parsing. A whole-request timeout and a size cap bound it,
+ * so a slow or hostile server cannot stall or bloat the agent.
  */
 import axios, { type AxiosInstance } from 'axios';
 import type { FetchOutcome, PlanFetcher } from './plan-fetcher';
@@ -17,6 +17,7 @@ export class UrlPlanFetcher implements PlanFetcher {
   readonly source: string;
   private etag: string | undefined;
   private readonly http: AxiosInstance;
+  private readonly timeoutMs: number;
 
   constructor(
     private readonly url: string,
@@ -27,8 +28,8 @@ export class UrlPlanFetcher implements PlanFetcher {
     parsed.password = '';
     this.source = parsed.toString();
     const maxBytes = options.maxBytes ?? 16 * 2 ** 20;
+    this.timeoutMs = options.timeoutMs ?? 5000;
     this.http = axios.create({
-      timeout: options.timeoutMs ?? 5000,
       maxContentLength: maxBytes,
       maxBodyLength: maxBytes,
       maxRedirects: 3,
@@ -42,6 +43,9 @@ export class UrlPlanFetcher implements PlanFetcher {
   async fetch(): Promise<FetchOutcome> {
     try {
       const response = await this.http.get<string>(this.url, {
+        // axios' own `timeout` is the socket's idle timeout (req.setTimeout): a server that sends a
+        // byte now and then never trips it. The signal bounds the whole request, body included.
+        signal: AbortSignal.timeout(this.timeoutMs),
         headers: { Accept: 'application/json', ...(this.etag ? { 'If-None-Match': this.etag } : {}) },
       });
       if (response.status === 304) return { kind: 'unchanged' };
@@ -50,6 +54,7 @@ export class UrlPlanFetcher implements PlanFetcher {
       this.etag = typeof etag === 'string' ? etag : undefined;
       return { kind: 'content', text: String(response.data) };
     } catch (error) {
+      if (axios.isCancel(error)) return { kind: 'failed', message: `no complete answer within ${this.timeoutMs} ms` };
       const e = error as { code?: string; message?: string };
       return { kind: 'failed', message: e.code ? `${e.code}: ${e.message}` : String(e.message) };
     }

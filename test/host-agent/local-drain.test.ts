@@ -31,7 +31,7 @@ describe('drainLocally with the host held by an agent', () => {
   it('refuses, naming the agent and saying to drain through it, before any cgroup; lets the cgroups\' lock go', async () => {
     const stateDir = join(dir.path, 'state');
     const storePath = join(dir.path, 'store.db');
-    saveLastGoodPlan(stateDir, examplePlan((p) => void (p.store = { kind: 'embedded', path: storePath })));
+    await saveLastGoodPlan(stateDir, examplePlan((p) => void (p.store = { kind: 'embedded', path: storePath })));
     // A live agent of this machine holds host-a in the store (this very process, another agent instance).
     const store = new EmbeddedStore({ path: storePath });
     try {

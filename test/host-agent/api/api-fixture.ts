@@ -1,4 +1,5 @@
 /** Builds the API over fakes: a fake shard manager and driver, an in-memory store and history, real everything else. */
+import { connect, type Socket } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import { buildApp } from '../../../host-agent/api/app';
 import type { ApiDeps } from '../../../host-agent/api/api-deps';
@@ -69,4 +70,20 @@ export async function apiFixture(overrides: Partial<ApiDeps> = {}): Promise<ApiF
     ...overrides,
   });
   return { app, plan, manager, driver, kv, history, events, metrics, drained };
+}
+
+/**
+ * Listens on a loopback port and sends `head` plus the start of a body that never comes: a caller
+ * that stalls mid-request (a peer that died mid-upload). Resolves with the socket once the app
+ * has the request.
+ */
+export async function stalledRequest(app: FastifyInstance, head: string): Promise<Socket> {
+  const address = await app.listen({ host: '127.0.0.1', port: 0 });
+  const socket = connect(Number(new URL(address).port), '127.0.0.1');
+  await new Promise((resolve) => socket.once('connect', resolve));
+  socket.on('error', () => {});
+  const received = new Promise((resolve) => app.server.once('request', resolve));
+  socket.write(`${head}Content-Length: 1000\r\n\r\n{`);
+  await received;
+  return socket;
 }

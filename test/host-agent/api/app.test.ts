@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { apiFixture, AUTH, GiB, TOKEN, type ApiFixture } from './api-fixture';
+import { apiFixture, AUTH, GiB, stalledRequest, TOKEN, type ApiFixture } from './api-fixture';
 import { usage } from '../../helpers/agent-fakes';
 import { createLogger, memoryLogDestination } from '../../../host-agent/log';
 import { memoryInUse } from '../../../host-agent/errors';
@@ -255,6 +255,8 @@ describe('agent API', () => {
       ['to=-5', 'query.to'],
       ['resolution=5 minutes', 'query.resolution'],
       ['step=5', 'query.step'],
+      ['resolution=0', 'query.resolution'],
+      ['resolution=0m', 'query.resolution'],
     ])('answers 400 to ?%s naming %s', async (query, field) => {
       const res = await f.app.inject({ method: 'GET', url: `/v1/shards/web-0/history?${query}`, headers: AUTH });
       expect(res.statusCode).toBe(400);
@@ -326,6 +328,14 @@ describe('agent API', () => {
       expect(res.json()).toMatchObject({ error: 'INTERNAL', message: 'keeper state unreadable' });
       expect(logs.lines()).toEqual([expect.objectContaining({ level: 'error', part: 'api', url: '/v1/shards', msg: 'request failed' })]);
       await g.app.close();
+    });
+
+    it('closes with a caller stalled in the middle of a body (the agent\'s stop does not wait for it)', async () => {
+      const g = await apiFixture();
+      const socket = await stalledRequest(g.app, `POST /v1/shards/web-0/resize HTTP/1.1\r\nHost: agent\r\nAuthorization: ${AUTH.authorization}\r\nContent-Type: application/json\r\n`);
+      const dropped = new Promise((resolve) => socket.once('close', resolve));
+      await g.app.close();
+      await dropped;
     });
 
     it('registers extra route groups (migration) inside the authenticated scope', async () => {

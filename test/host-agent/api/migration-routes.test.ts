@@ -3,7 +3,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, writeFi
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { buildMigrationApp } from '../../../host-agent/api/migration-app';
-import { migrationRoutes } from '../../../host-agent/api/migration-routes';
+import { MAX_IMAGE_FILE_BYTES, migrationRoutes } from '../../../host-agent/api/migration-routes';
 import { shardNotFound, shardNotRunning } from '../../../host-agent/errors';
 import { tempDir } from '../../helpers/cli';
 import { fakeDestination, prepareBody } from '../../helpers/migration-destination-fakes';
@@ -39,7 +39,7 @@ describe('migration routes (destination agent)', () => {
   it('refuses requests without the fleet token or with a wrong one, changing nothing', async () => {
     const none = await app.inject({ method: 'POST', url: '/v1/migrations/mig-1/prepare', payload: prepareBody() });
     expect(none.statusCode).toBe(401);
-    expect(none.json()).toMatchObject({ error: 'UNAUTHORIZED', message: 'missing bearer token' });
+    expect(none.json()).toMatchObject({ error: 'UNAUTHORIZED', message: expect.stringContaining('missing bearer token') });
     const wrong = await app.inject({ method: 'POST', url: '/v1/migrations/mig-1/prepare', headers: { authorization: 'Bearer nope' }, payload: prepareBody() });
     expect(wrong.statusCode).toBe(401);
     expect((await upload('mig-1', 1, 'pages-1.img', Buffer.from('x'))).statusCode).toBe(404);
@@ -60,6 +60,19 @@ describe('migration routes (destination agent)', () => {
     const traversal = await app.inject({ method: 'PUT', url: '/v1/migrations/mig-1/rounds/1/files/..%2F..%2Fetc%2Fpasswd', headers: { ...AUTH, 'content-type': 'application/octet-stream', 'x-shardform-sha256': sha('x') }, payload: 'x' });
     expect(traversal.statusCode).toBe(400);
     expect(dest.handover.calls).toEqual([]);
+  });
+
+  it('answers 413 to an image file larger than the route takes, before writing anything', async () => {
+    await prepare();
+    const tooBig = await app.inject({
+      method: 'PUT',
+      url: '/v1/migrations/mig-1/rounds/1/files/pages-1.img',
+      headers: { ...AUTH, 'content-type': 'application/octet-stream', 'content-length': String(MAX_IMAGE_FILE_BYTES + 1) },
+      payload: 'x',
+    });
+    expect(tooBig.statusCode).toBe(413);
+    expect(tooBig.json()).toMatchObject({ error: 'FST_ERR_CTP_BODY_TOO_LARGE' });
+    expect(existsSync(join(imagesRoot, 'mig-1', '1'))).toBe(false);
   });
 
   it('prepares: reserves capacity and asks the keeper for a held cgroup', async () => {

@@ -1,4 +1,4 @@
-import { writeFileSync, renameSync, readFileSync, existsSync } from 'node:fs';
+import { writeFileSync, renameSync, readFileSync, existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { memoryLogDestination, createLogger } from '../../../host-agent/log';
 import { AgentMetrics } from '../../../host-agent/metrics/agent-metrics';
@@ -7,6 +7,7 @@ import { lastGoodPlanPath } from '../../../host-agent/plan-source/last-good-plan
 import { PlanSource } from '../../../host-agent/plan-source/plan-source';
 import { serializePlan } from '../../../src/contracts/plan';
 import type { Plan } from '../../../src/contracts/plan-schema';
+import type { FieldError } from '../../../src/errors';
 import { tempDir } from '../../helpers/cli';
 import { examplePlan } from '../../helpers/plan-fixture';
 
@@ -177,6 +178,47 @@ describe('PlanSource (file)', () => {
     expect((await source.start()).kind).toBe('reject');
     expect(source.current()).toBeUndefined();
     expect(existsSync(lastGoodPlanPath(s.stateDir))).toBe(false);
+    await source.stop();
+  });
+
+  it('judges a plan refused as unusable here again at every check, so fixing the host is enough to apply it', async () => {
+    s = setup();
+    s.write(generation(1));
+    const source = s.source();
+    await source.start();
+    let problem: FieldError | undefined = { field: 'security.tokenFile', message: 'security.tokenFile: cannot read /etc/shardform/token: ENOENT', value: '/etc/shardform/token' };
+    source.requireUsableHere(() => problem);
+    s.write(generation(2, (p) => (p.applications[0].shards.initial = 1)));
+    expect(await source.check()).toMatchObject({ kind: 'reject', rejection: { reason: 'unusable-here', generation: 2 } });
+    expect(await source.check()).toMatchObject({ kind: 'reject', rejection: { reason: 'unusable-here', generation: 2 } });
+    problem = undefined; // the operator put the token file in place; the plan file is untouched
+    expect((await source.check()).kind).toBe('accept');
+    expect(source.current()?.generation).toBe(2);
+    expect(source.status().rejectedTotal).toBe(1);
+    await source.stop();
+  });
+
+  it('refuses a plan it cannot save as the last good plan, saying why, and applies it at a check once it can', async () => {
+    s = setup();
+    s.write(generation(1));
+    const source = s.source();
+    await source.start();
+    // The state directory cannot take the file (as on a full or read-only disk): rename(2) over a directory fails.
+    const saved = lastGoodPlanPath(s.stateDir);
+    rmSync(saved);
+    mkdirSync(join(saved, 'in-the-way'), { recursive: true });
+    s.write(generation(2, (p) => (p.applications[0].shards.initial = 1)));
+    expect(await source.check()).toMatchObject({
+      kind: 'reject',
+      rejection: { reason: 'unusable-here', generation: 2, errors: [{ field: '--state-dir', value: saved, message: expect.stringContaining('EISDIR') }] },
+    });
+    expect(source.current()?.generation).toBe(1);
+    expect(s.logs.lines()).toContainEqual(expect.objectContaining({ level: 'warn', reason: 'unusable-here', rejected_generation: 2 }));
+    expect(readdirSync(s.stateDir)).toEqual(['last-good-plan.json']); // no temporary file left per try
+    rmSync(saved, { recursive: true });
+    expect((await source.check()).kind).toBe('accept');
+    expect(source.current()?.generation).toBe(2);
+    expect(JSON.parse(readFileSync(saved, 'utf8')).generation).toBe(2);
     await source.stop();
   });
 

@@ -1,5 +1,6 @@
 import fastify, { type FastifyInstance } from 'fastify';
 import { createHash } from 'node:crypto';
+import { createServer } from 'node:http';
 import { createLogger, memoryLogDestination } from '../../../host-agent/log';
 import { AgentMetrics } from '../../../host-agent/metrics/agent-metrics';
 import { PlanSource } from '../../../host-agent/plan-source/plan-source';
@@ -85,5 +86,25 @@ describe('PlanSource (http URL with ETag)', () => {
     expect(await s.check()).toMatchObject({ kind: 'reject', rejection: { reason: 'unreadable', message: expect.stringMatching(/ECONNREFUSED|ECONNRESET/) } });
     expect(s.current()?.generation).toBe(1);
     await s.stop();
+  });
+
+  it('gives up on a server that sends the plan a byte at a time, however long each byte keeps the socket alive', async () => {
+    // One byte every 50 ms for 2 s: never idle for the 200 ms timeout, never done within it.
+    const plan = serializePlan(examplePlan());
+    const trickler = createServer((_request, response) => {
+      response.writeHead(200, { 'content-type': 'application/json' });
+      let sent = 0;
+      const timer = setInterval(() => (++sent < 40 ? response.write(' ') : (clearInterval(timer), response.end(plan))), 50);
+      response.on('close', () => clearInterval(timer));
+    });
+    await new Promise<void>((resolve) => trickler.listen(0, '127.0.0.1', resolve));
+    const { port } = trickler.address() as { port: number };
+    try {
+      const fetcher = new UrlPlanFetcher(`http://127.0.0.1:${port}/plan.json`, { timeoutMs: 200 });
+      expect(await fetcher.fetch()).toEqual({ kind: 'failed', message: 'no complete answer within 200 ms' });
+    } finally {
+      trickler.closeAllConnections();
+      await new Promise((resolve) => trickler.close(resolve));
+    }
   });
 });
