@@ -65,9 +65,10 @@ export function parseNestedKeyed(text: string): Map<string, Map<string, number>>
  * (blkio.throttle.io_serviced / io_service_bytes). Returns read and write summed over devices.
  * Scans the text in place (the sampler's hot path): no split, no regex, no array per line.
  */
-export function parseBlkioRecursive(text: string): { read: number; write: number } {
+export function parseBlkioRecursive(text: string): { read: number; write: number; devices: number } {
   let read = 0;
   let write = 0;
+  let devices = 0; // one Read line per device
   for (let start = 0; start < text.length; ) {
     const end = lineEnd(text, start);
     // Three fields "MAJ:MIN Op N"; the closing "Total N" has two and is skipped.
@@ -76,13 +77,16 @@ export function parseBlkioRecursive(text: string): { read: number; write: number
       const second = text.indexOf(' ', first + 1);
       if (second >= 0 && second < end) {
         const op = text.slice(first + 1, second);
-        if (op === 'Read') read += toNumber(text.slice(second + 1, end), '"MAJ:MIN Op N" lines');
+        if (op === 'Read') {
+          read += toNumber(text.slice(second + 1, end), '"MAJ:MIN Op N" lines');
+          devices += 1;
+        }
         else if (op === 'Write') write += toNumber(text.slice(second + 1, end), '"MAJ:MIN Op N" lines');
       }
     }
     start = end + 1;
   }
-  return { read, write };
+  return { read, write, devices };
 }
 
 /** Index of the newline ending the line that starts at `start` (or the text's length). */
@@ -110,8 +114,14 @@ export function flatKeyedValue(text: string, key: string): number | undefined {
  * io.stat (cgroup-v2.rst "IO Interface Files", nested keyed `MAJ:MIN rbytes=.. wbytes=.. rios=..
  * wios=..`): the four counters summed over devices, scanned in place.
  */
-export function parseIoStatTotals(text: string): { rbytes: number; wbytes: number; rios: number; wios: number } {
-  const totals = { rbytes: 0, wbytes: 0, rios: 0, wios: 0 };
+export function parseIoStatTotals(text: string): { rbytes: number; wbytes: number; rios: number; wios: number; devices: number } {
+  const totals = { rbytes: 0, wbytes: 0, rios: 0, wios: 0, devices: 0 };
+  // One line per device.
+  for (let start = 0; start < text.length; ) {
+    const end = lineEnd(text, start);
+    if (end > start) totals.devices += 1;
+    start = end + 1;
+  }
   for (let eq = text.indexOf('='); eq >= 0; eq = text.indexOf('=', eq + 1)) {
     const keyStart = text.lastIndexOf(' ', eq) + 1;
     const key = text.slice(keyStart, eq);

@@ -46,6 +46,11 @@ export interface ShardUsage {
   ioWriteOps: number;
   ioReadBytes: number;
   ioWriteBytes: number;
+  /**
+   * How many devices the io counters above are summed over (io.stat lines, blkio devices): a
+   * device that leaves takes its share out of the sums, which must not be read as a reset.
+   */
+  ioDevices?: number;
   /** Processes killed by the OOM killer in this cgroup since it was created. */
   oomKills: number;
   /** PSI, where the kernel offers it (v2, or the unified hierarchy of a hybrid host). */

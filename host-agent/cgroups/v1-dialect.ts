@@ -97,7 +97,7 @@ function readV1OomKills(files: ShardFileReader): number {
   return readParsed(files, 'memory', 'memory.oom_control', oomKillOf);
 }
 
-const NO_IO = { read: 0, write: 0 } as const;
+const NO_IO = { read: 0, write: 0, devices: 0 } as const;
 
 function readV1Usage(files: ShardFileReader): ShardUsage {
   // cpu.stat (sched-bwc.rst): nr_periods, nr_throttled, throttled_time in nanoseconds.
@@ -119,6 +119,7 @@ function readV1Usage(files: ShardFileReader): ShardUsage {
     ioWriteOps: serviced.write,
     ioReadBytes: bytes.read,
     ioWriteBytes: bytes.write,
+    ioDevices: serviced.devices,
     oomKills,
     pressure: {},
   };

@@ -96,6 +96,7 @@ function readV2Usage(files: ShardFileReader): ShardUsage {
     ioWriteOps: io?.wios ?? 0,
     ioReadBytes: io?.rbytes ?? 0,
     ioWriteBytes: io?.wbytes ?? 0,
+    ioDevices: io?.devices ?? 0,
     oomKills,
     pressure: {},
   };

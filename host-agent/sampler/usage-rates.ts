@@ -4,7 +4,9 @@
  *
  * Counter resets (the cgroup was recreated, a counter wrapped) follow Prometheus' rate():
  * a counter that went down restarted from zero, so the increase over the interval is the new
- * value itself.
+ * value itself. The io counters are sums over devices: when the set of devices changed (one
+ * detached), a sum that went down lost that device's share, and reading it as a reset would give
+ * one interval the whole history as its rate; such an interval counts only what went up.
  */
 import type { ShardLimits, ShardUsage } from '../cgroups/driver';
 import type { MetricSample } from '../../src/store/metric-history';
@@ -36,6 +38,8 @@ export function usageSample(
   const a = previous.usage;
   const b = current.usage;
   const rate = (before: number, after: number) => counterIncrease(before, after) / seconds;
+  const devicesChanged = a.ioDevices !== undefined && b.ioDevices !== undefined && a.ioDevices !== b.ioDevices;
+  const ioRate = devicesChanged ? (before: number, after: number) => Math.max(0, after - before) / seconds : rate;
   // Periods that elapsed in the interval; throttled periods over that is the share of
   // scheduling periods in which the shard hit its quota.
   const periods = seconds / ((shard.limits.cpuPeriodMicros ?? DEFAULT_CPU_PERIOD_MICROS) / 1e6);
@@ -47,10 +51,10 @@ export function usageSample(
     cpuCores: rate(a.cpuUsageSeconds, b.cpuUsageSeconds),
     cpuThrottledRatio: Math.min(1, throttled / periods),
     memoryBytes: b.memoryCurrentBytes,
-    readOps: rate(a.ioReadOps, b.ioReadOps),
-    writeOps: rate(a.ioWriteOps, b.ioWriteOps),
-    readBytesPerSecond: rate(a.ioReadBytes, b.ioReadBytes),
-    writeBytesPerSecond: rate(a.ioWriteBytes, b.ioWriteBytes),
+    readOps: ioRate(a.ioReadOps, b.ioReadOps),
+    writeOps: ioRate(a.ioWriteOps, b.ioWriteOps),
+    readBytesPerSecond: ioRate(a.ioReadBytes, b.ioReadBytes),
+    writeBytesPerSecond: ioRate(a.ioWriteBytes, b.ioWriteBytes),
   };
   // Assigned rather than spread in: one object per sample, no temporaries (one per shard per interval).
   if (b.pressure.cpu) sample.cpuPressure = b.pressure.cpu.someAvg10;

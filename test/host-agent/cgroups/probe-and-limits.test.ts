@@ -76,7 +76,7 @@ describe('cgroup file parsers', () => {
   });
 
   it('sums v1 blkio reads and writes over devices, skipping Sync/Async/Total', () => {
-    expect(parseBlkioRecursive('8:0 Read 1\n8:0 Write 2\n8:0 Sync 3\n8:0 Total 3\n9:0 Read 4\nTotal 7\n')).toEqual({ read: 5, write: 2 });
+    expect(parseBlkioRecursive('8:0 Read 1\n8:0 Write 2\n8:0 Sync 3\n8:0 Total 3\n9:0 Read 4\nTotal 7\n')).toEqual({ read: 5, write: 2, devices: 2 });
   });
 
   it('parses PSI whatever the order of its lines and fields', () => {
@@ -100,8 +100,9 @@ describe('cgroup file parsers', () => {
 
   it('sums io.stat counters over devices, ignoring the discard and other keys', () => {
     const text = '254:0 rbytes=4096 wbytes=8192 rios=1 wios=2 dbytes=9 dios=9\n8:0 rbytes=100 wbytes=0 rios=3 wios=0 dbytes=0 dios=0\n';
-    expect(parseIoStatTotals(text)).toEqual({ rbytes: 4196, wbytes: 8192, rios: 4, wios: 2 });
-    expect(parseIoStatTotals('')).toEqual({ rbytes: 0, wbytes: 0, rios: 0, wios: 0 });
+    expect(parseIoStatTotals(text)).toEqual({ rbytes: 4196, wbytes: 8192, rios: 4, wios: 2, devices: 2 });
+    expect(parseIoStatTotals(text.trimEnd())).toMatchObject({ devices: 2 }); // no newline after the last line
+    expect(parseIoStatTotals('')).toEqual({ rbytes: 0, wbytes: 0, rios: 0, wios: 0, devices: 0 });
     expect(() => parseIoStatTotals('8:0 rios=x\n')).toThrow('"MAJ:MIN key=value ..." lines');
   });
 

@@ -110,6 +110,7 @@ describe('cgroup v1 driver (fixture tree)', () => {
       memoryPeakBytes: 8388608,
       ioReadOps: 11,
       ioWriteOps: 5,
+      ioDevices: 2,
       ioReadBytes: 40960,
       ioWriteBytes: 20480,
       oomKills: 1,

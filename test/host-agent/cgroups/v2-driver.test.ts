@@ -137,6 +137,7 @@ describe('cgroup v2 driver (fixture tree)', () => {
       memoryPeakBytes: 20971520,
       ioReadOps: 4,
       ioWriteOps: 2,
+      ioDevices: 2,
       ioReadBytes: 4196,
       ioWriteBytes: 8192,
       oomKills: 2,

@@ -31,6 +31,15 @@ describe('usage rates', () => {
     expect(s).toMatchObject({ cpuCores: 0.5, readOps: 2 });
   });
 
+  it('does not read a device leaving the io sums as a reset: that interval counts only what went up', () => {
+    // Two devices, 1e9 reads between them; one is detached, the other read 10 more in 2 s.
+    const before = usage({ ioReadOps: 1e9, ioReadBytes: 4e12, ioDevices: 2 });
+    const after = usage({ ioReadOps: 6e8 + 10, ioReadBytes: 2e12, ioDevices: 1 });
+    expect(usageSample(shard, { atSeconds: 0, usage: before }, { atSeconds: 2, usage: after })).toMatchObject({ readOps: 0, readBytesPerSecond: 0 });
+    // The same drop with the same devices is a reset (the cgroup was recreated), as before.
+    expect(usageSample(shard, { atSeconds: 0, usage: { ...before, ioDevices: 1 } }, { atSeconds: 2, usage: { ...after, ioReadOps: 10 } })).toMatchObject({ readOps: 5 });
+  });
+
   it('gives no sample for an empty or backwards interval', () => {
     expect(usageSample(shard, { atSeconds: 10, usage: usage() }, { atSeconds: 10, usage: usage({ cpuUsageSeconds: 1 }) })).toBeUndefined();
     expect(usageSample(shard, { atSeconds: 10, usage: usage() }, { atSeconds: 9, usage: usage() })).toBeUndefined();
