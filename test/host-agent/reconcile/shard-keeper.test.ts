@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import type { DesiredShard } from '../../../host-agent/reconcile/desired-shard';
 import { ShardKeeper } from '../../../host-agent/reconcile/shard-keeper';
 import { MemoryEventSink } from '../../../host-agent/shard-event';
-import { HostAgentError } from '../../../host-agent/errors';
+import { HostAgentError, memoryInUse } from '../../../host-agent/errors';
 import { ShardRecordStore } from '../../../host-agent/runner/shard-record';
 import { FakeDriver, FakeLauncher, waitFor } from '../fakes';
 
@@ -144,6 +144,26 @@ describe('ShardKeeper (fake driver and launcher)', () => {
     await waitFor(() => sink.ofType('exited', 'web-0').length === 4, 'the new run exited');
     expect(sink.ofType('restarting', 'web-0').at(-1)?.detail).toEqual({ attempt: 1, delaySeconds: 0.01 });
     expect(sink.ofType('crash-loop', 'web-0')).toHaveLength(1);
+  });
+
+  it('replaces a workload with one that needs less memory: the smaller limit is written between the stop and the new start', async () => {
+    const k = keeper();
+    await k.start();
+    await k.apply([desired('web-0')]);
+    // As the driver does (MEMORY_IN_USE): a memory limit below what the running workload uses is refused.
+    const setLimits = driver.setLimits.bind(driver);
+    jest.spyOn(driver, 'setLimits').mockImplementation(async (shardId, limits) => {
+      const inUse = (await driver.pids(shardId)).length > 0 ? 48 * 2 ** 20 : 0;
+      if (typeof limits.memoryBytes === 'number' && limits.memoryBytes < inUse) throw memoryInUse(shardId, 'memory.current', limits.memoryBytes, inUse);
+      await setLimits(shardId, limits);
+    });
+    const smaller = desired('web-0', { command: ['/bin/sleep', '2000'], limits: { cpuCores: 0.5, memoryBytes: 32 * 2 ** 20 } });
+    const first = await k.apply([smaller]);
+    const second = await k.apply([smaller]);
+    expect({ first: first.converged, second: second.converged }).toEqual({ first: true, second: true });
+    expect(launcher.requests.at(-1)?.command).toEqual(['/bin/sleep', '2000']);
+    expect(driver.cgroups.get('web-0')?.limits.memoryBytes).toBe(32 * 2 ** 20);
+    expect(k.status()[0]).toMatchObject({ state: 'running', limits: { memoryBytes: 32 * 2 ** 20 } });
   });
 
   it('shows crash-loop and the next restart time in status while it waits at the ceiling', async () => {
