@@ -248,6 +248,24 @@ describe('ShardKeeper (fake driver and launcher)', () => {
     await waitFor(() => k.status()[0]?.state === 'running' && k.status()[0]?.pid === launcher.runs[1]!.pid, 'the new run supervised');
   });
 
+  it('supervises a run whose pid cannot be recorded (disk full): its exit is still restarted', async () => {
+    const k = keeper();
+    await k.start();
+    // The saves of a start: the definition, the cleared run, then the new run's pid, which fails.
+    const original = ShardRecordStore.prototype.save;
+    const save = jest.spyOn(ShardRecordStore.prototype, 'save').mockImplementation(async function (this: ShardRecordStore, record) {
+      if (record.pid !== undefined) throw new Error('ENOSPC: no space left on device');
+      return original.call(this, record);
+    });
+    await k.apply([desired('web-0')]);
+    save.mockRestore();
+    expect(launcher.runs).toHaveLength(1);
+    expect(sink.ofType('failed', 'web-0')[0]?.detail).toMatchObject({ message: 'ENOSPC: no space left on device' });
+    launcher.exit(launcher.runs[0]!.pid, { exitCode: 3, signal: null });
+    await waitFor(() => launcher.runs.length === 2, 'the restart of the run that exited');
+    expect(sink.ofType('exited', 'web-0')).toHaveLength(1);
+  });
+
   it('checks idle logs less and less often (at most every 5th tick), counted in ticks', async () => {
     const k = keeper();
     await k.start();
