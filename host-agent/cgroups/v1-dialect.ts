@@ -35,11 +35,9 @@ function limitOrNull(bytes: number): number | null {
 
 export function v1LimitWrites(limits: CheckedLimits, features: V1Features): CgroupWrite[] {
   const writes: CgroupWrite[] = [];
-  if (limits.cpu) {
-    // Period first, so the quota is never read against a stale period; -1 = no limit (sched-bwc.rst).
-    writes.push({ hierarchy: 'cpu', file: 'cpu.cfs_period_us', value: String(limits.cpu.periodMicros) });
-    writes.push({ hierarchy: 'cpu', file: 'cpu.cfs_quota_us', value: String(limits.cpu.quotaMicros ?? -1) });
-  }
+  // Memory first: it is the one limit the kernel refuses for what the shard holds (EBUSY below
+  // usage, MEMORY_IN_USE), and refused before any other write, the refusal changes nothing. After
+  // the cpu writes it left a new quota in the kernel that no record or assignment knew of.
   if (limits.memoryBytes !== undefined) {
     const value = String(limits.memoryBytes ?? -1);
     if (features.memsw) {
@@ -58,6 +56,11 @@ export function v1LimitWrites(limits: CheckedLimits, features: V1Features): Cgro
     } else {
       writes.push({ hierarchy: 'memory', file: 'memory.limit_in_bytes', value });
     }
+  }
+  if (limits.cpu) {
+    // Period first, so the quota is never read against a stale period; -1 = no limit (sched-bwc.rst).
+    writes.push({ hierarchy: 'cpu', file: 'cpu.cfs_period_us', value: String(limits.cpu.periodMicros) });
+    writes.push({ hierarchy: 'cpu', file: 'cpu.cfs_quota_us', value: String(limits.cpu.quotaMicros ?? -1) });
   }
   if (limits.io) {
     // blkio-controller.rst: "echo "8:16  10" > blkio.throttle.read_iops_device"; 0 removes the rule.

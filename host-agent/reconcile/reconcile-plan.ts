@@ -30,8 +30,11 @@ export type ReconcileAction =
   | { readonly kind: 'create'; readonly shardId: string; readonly desired: DesiredShard }
   | { readonly kind: 'set-limits'; readonly shardId: string; readonly limits: ShardLimits }
   | { readonly kind: 'start'; readonly shardId: string; readonly desired: DesiredShard }
-  /** The command, env, directories or application changed: stop the old run, start the new one. */
-  | { readonly kind: 'replace'; readonly shardId: string; readonly desired: DesiredShard }
+  /**
+   * The command, env, directories or application changed: stop the old run, start the new one.
+   * `limits`: written between the two (they changed too).
+   */
+  | { readonly kind: 'replace'; readonly shardId: string; readonly desired: DesiredShard; readonly limits?: ShardLimits }
   | { readonly kind: 'stop'; readonly shardId: string }
   | { readonly kind: 'remove'; readonly shardId: string };
 
@@ -93,12 +96,17 @@ export function planReconcile(desired: readonly DesiredShard[], observed: readon
       if (have && have.run !== 'none') steps.push({ kind: 'stop', shardId });
       steps.push({ kind: 'remove', shardId });
     } else {
-      if (!have?.cgroup) steps.push({ kind: 'create', shardId, desired: want });
-      if (!have?.cgroup || !limitsApplied(want.limits, have.appliedLimits)) steps.push({ kind: 'set-limits', shardId, limits: want.limits });
       const run = have?.run ?? 'none';
       const specChanged = have?.spec !== undefined && !sameSpec(have.spec, workloadSpec(want));
+      const replacing = run !== 'none' && specChanged && have?.cgroup === true;
+      const limitsDue = !have?.cgroup || !limitsApplied(want.limits, have.appliedLimits);
+      if (!have?.cgroup) steps.push({ kind: 'create', shardId, desired: want });
+      // A replaced workload gets its new limits once the old run has stopped: written before, a
+      // memory limit below what the old run uses is refused (MEMORY_IN_USE), the replace behind
+      // it never came, and a plan giving a shard a leaner workload never converged.
+      if (limitsDue && !replacing) steps.push({ kind: 'set-limits', shardId, limits: want.limits });
       if (run === 'none') steps.push({ kind: 'start', shardId, desired: want });
-      else if (specChanged) steps.push({ kind: 'replace', shardId, desired: want });
+      else if (specChanged) steps.push({ kind: 'replace', shardId, desired: want, ...(limitsDue && replacing ? { limits: want.limits } : {}) });
       // running or waiting with the same spec: the supervisor owns restarts, nothing to do.
     }
     if (steps.length > 0) plan.push(steps);

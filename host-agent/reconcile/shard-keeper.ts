@@ -237,11 +237,7 @@ export class ShardKeeper implements ShardManager, ShardHandover, RestartHandover
           const want = desired.find((d) => d.shardId === id);
           if (!s && want) s = this.newSupervisor(want, false);
           if (!s) throw shardUnknown(id);
-          const had = s.record.appliedLimits !== undefined;
-          await this.driver.setLimits(id, step.limits);
-          const limits = step.limits;
-          await s.update({ appliedLimits: limits, desired: { ...s.record.desired, limits } });
-          if (had) s.emit('resized', { limits });
+          await this.writeLimits(s, step.limits);
           break;
         }
         case 'start': {
@@ -255,6 +251,8 @@ export class ShardKeeper implements ShardManager, ShardHandover, RestartHandover
           await sup.exclusive(async () => {
             await sup.stop(this.graceSeconds);
             sup.emit('stopped', { reason: 'replaced' });
+            // Stopped, the shard holds no more than what the old run left behind: a smaller memory limit fits now.
+            if (step.limits) await this.writeLimits(sup, step.limits);
             // A new workload: the old one's failures say nothing about it (Kubernetes keys its
             // back-off by the container's spec too), so its first crash restarts after the base delay.
             await sup.update({ consecutiveFailures: 0 });
@@ -277,6 +275,14 @@ export class ShardKeeper implements ShardManager, ShardHandover, RestartHandover
     } catch (e) {
       return this.failed(s, step.kind, e, id);
     }
+  }
+
+  /** Writes `limits` to the shard's cgroup and records them as applied (a change of applied ones is a resize). */
+  private async writeLimits(s: ShardSupervisor, limits: ShardLimits): Promise<void> {
+    const had = s.record.appliedLimits !== undefined;
+    await this.driver.setLimits(s.shardId, limits);
+    await s.update({ appliedLimits: limits, desired: { ...s.record.desired, limits } });
+    if (had) s.emit('resized', { limits });
   }
 
   /** Kills what is left, removes the cgroup, forgets the record. */

@@ -203,7 +203,10 @@ export class ShardSupervisor {
     this.oomDuringRun = false;
     this.stateValue = 'running';
     const startedAt = this.deps.clock().toISOString();
-    await this.update({ pid: run.pid, pidStartTime: run.startTime, startedAt });
+    // The run exists now and its exit must be watched whatever the disk says: a thrown save left
+    // it 'running' with no exit handler, so its end was never noticed nor restarted. On disk the
+    // record then says no run (saved above), which a restarted agent adopts by the cgroup's pids.
+    await this.recordOrReport({ pid: run.pid, pidStartTime: run.startTime, startedAt }, 'started');
     this.emit('started', { pid: run.pid ?? null, restarts: this.recordValue.restarts });
     void run.exit.then((exit) => this.exclusive(() => this.onChildExit(token, exit))).catch(this.reportUnexpected('exit'));
   }

@@ -1,4 +1,4 @@
-import { rmSync } from 'node:fs';
+import { promises as fsPromises, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { detectCgroupDriver, type DetectedCgroupDriver } from '../../../host-agent/cgroups';
 import { checkLimits } from '../../../host-agent/cgroups/limits-check';
@@ -171,5 +171,23 @@ describe('cgroup v1 driver (fixture tree)', () => {
     } finally {
       nosw.cleanup();
     }
+  });
+
+  it('refuses a memory limit the kernel will not take (EBUSY) as MEMORY_IN_USE and leaves the other limits as they were', async () => {
+    await created({ cpu: { 'cpu.cfs_quota_us': '50000' }, memory: { 'memory.limit_in_bytes': String(512 * 2 ** 20) } });
+    // memory.rst 2.4: a limit below what the group holds is refused with EBUSY once reclaim fails.
+    const real = fsPromises.open;
+    const open = jest.spyOn(fsPromises, 'open').mockImplementation(async (path, ...rest) => {
+      if (String(path).endsWith('/memory.limit_in_bytes') && rest[0] !== undefined && rest[0] !== 'r') throw Object.assign(new Error('EBUSY: resource busy or locked, write'), { code: 'EBUSY' });
+      return real(path, ...(rest as [number]));
+    });
+    try {
+      const refused = driver.setLimits('db-1', { cpuCores: 2, memoryBytes: 64 * 2 ** 20 });
+      await expect(refused).rejects.toMatchObject({ code: 'MEMORY_IN_USE', shardId: 'db-1' });
+    } finally {
+      open.mockRestore();
+    }
+    expect(file('memory', 'memory.limit_in_bytes')).toBe(String(512 * 2 ** 20));
+    expect(file('cpu', 'cpu.cfs_quota_us')).toBe('50000');
   });
 });

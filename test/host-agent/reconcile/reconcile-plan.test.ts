@@ -42,6 +42,12 @@ describe('planReconcile', () => {
     expect(planReconcile([desired('web-0', { env: { A: '1' } })], [observed('web-0', { spec: { ...workloadSpec(desired('web-0')), env: { A: '1' } } })])).toEqual([]);
   });
 
+  it('writes the new limits of a replaced workload inside the replace (after the old run stopped), not before it', () => {
+    const limits = { cpuCores: 0.5, memoryBytes: 32 * 2 ** 20 };
+    const want = desired('web-0', { command: ['/bin/sleep', '5'], limits });
+    expect(planReconcile([want], [observed('web-0')])).toEqual([[{ kind: 'replace', shardId: 'web-0', desired: want, limits }]]);
+  });
+
   it('stops and removes shards that are no longer desired, including leftover cgroups with no record', () => {
     const plan = planReconcile([], [observed('web-0'), observed('old-1', { run: 'none', spec: undefined, appliedLimits: undefined })]);
     expect(kinds(plan)).toEqual([['remove:old-1'], ['stop:web-0', 'remove:web-0']]);

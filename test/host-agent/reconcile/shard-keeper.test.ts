@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import type { DesiredShard } from '../../../host-agent/reconcile/desired-shard';
 import { ShardKeeper } from '../../../host-agent/reconcile/shard-keeper';
 import { MemoryEventSink } from '../../../host-agent/shard-event';
-import { HostAgentError } from '../../../host-agent/errors';
+import { HostAgentError, memoryInUse } from '../../../host-agent/errors';
 import { ShardRecordStore } from '../../../host-agent/runner/shard-record';
 import { FakeDriver, FakeLauncher, waitFor } from '../fakes';
 
@@ -146,6 +146,26 @@ describe('ShardKeeper (fake driver and launcher)', () => {
     expect(sink.ofType('crash-loop', 'web-0')).toHaveLength(1);
   });
 
+  it('replaces a workload with one that needs less memory: the smaller limit is written between the stop and the new start', async () => {
+    const k = keeper();
+    await k.start();
+    await k.apply([desired('web-0')]);
+    // As the driver does (MEMORY_IN_USE): a memory limit below what the running workload uses is refused.
+    const setLimits = driver.setLimits.bind(driver);
+    jest.spyOn(driver, 'setLimits').mockImplementation(async (shardId, limits) => {
+      const inUse = (await driver.pids(shardId)).length > 0 ? 48 * 2 ** 20 : 0;
+      if (typeof limits.memoryBytes === 'number' && limits.memoryBytes < inUse) throw memoryInUse(shardId, 'memory.current', limits.memoryBytes, inUse);
+      await setLimits(shardId, limits);
+    });
+    const smaller = desired('web-0', { command: ['/bin/sleep', '2000'], limits: { cpuCores: 0.5, memoryBytes: 32 * 2 ** 20 } });
+    const first = await k.apply([smaller]);
+    const second = await k.apply([smaller]);
+    expect({ first: first.converged, second: second.converged }).toEqual({ first: true, second: true });
+    expect(launcher.requests.at(-1)?.command).toEqual(['/bin/sleep', '2000']);
+    expect(driver.cgroups.get('web-0')?.limits.memoryBytes).toBe(32 * 2 ** 20);
+    expect(k.status()[0]).toMatchObject({ state: 'running', limits: { memoryBytes: 32 * 2 ** 20 } });
+  });
+
   it('shows crash-loop and the next restart time in status while it waits at the ceiling', async () => {
     const now = new Date('2026-11-25T05:00:00.000Z');
     const k = new ShardKeeper({ driver, sink, stateDirectory: join(dir, 'agent'), launcher, probe: launcher, clock: () => now, backoff: { baseSeconds: 30, ceilingSeconds: 30, resetAfterSeconds: 60 }, graceSeconds: 0 });
@@ -226,6 +246,24 @@ describe('ShardKeeper (fake driver and launcher)', () => {
     expect(sink.ofType('failed', 'web-0')[0]).toMatchObject({ detail: { action: 'record', what: 'exited', message: 'ENOSPC: no space left on device' } });
     expect(sink.ofType('restarting', 'web-0')).toHaveLength(1);
     await waitFor(() => k.status()[0]?.state === 'running' && k.status()[0]?.pid === launcher.runs[1]!.pid, 'the new run supervised');
+  });
+
+  it('supervises a run whose pid cannot be recorded (disk full): its exit is still restarted', async () => {
+    const k = keeper();
+    await k.start();
+    // The saves of a start: the definition, the cleared run, then the new run's pid, which fails.
+    const original = ShardRecordStore.prototype.save;
+    const save = jest.spyOn(ShardRecordStore.prototype, 'save').mockImplementation(async function (this: ShardRecordStore, record) {
+      if (record.pid !== undefined) throw new Error('ENOSPC: no space left on device');
+      return original.call(this, record);
+    });
+    await k.apply([desired('web-0')]);
+    save.mockRestore();
+    expect(launcher.runs).toHaveLength(1);
+    expect(sink.ofType('failed', 'web-0')[0]?.detail).toMatchObject({ message: 'ENOSPC: no space left on device' });
+    launcher.exit(launcher.runs[0]!.pid, { exitCode: 3, signal: null });
+    await waitFor(() => launcher.runs.length === 2, 'the restart of the run that exited');
+    expect(sink.ofType('exited', 'web-0')).toHaveLength(1);
   });
 
   it('checks idle logs less and less often (at most every 5th tick), counted in ticks', async () => {
