@@ -182,12 +182,22 @@ export class ShardCgroupDriver implements CgroupDriver {
       const inUse = this.dialect.memoryInUse(shardFileReader(id, this.paths(id)));
       if (memoryBytes < inUse.bytes) throw memoryInUse(id, inUse.file, memoryBytes, inUse.bytes);
     }
+    // v1 with swap accounting lowers memory.limit_in_bytes, then memsw: the second can be refused
+    // alone (pages the first pushed out to swap still count in memory+swap), so the limit in force
+    // before is kept to be put back.
+    const memsw = writes.find((w) => w.file === 'memory.memsw.limit_in_bytes');
+    const limitBefore = typeof memoryBytes === 'number' && memsw ? readOptional(id, join(this.paths(id).memory ?? '', 'memory.limit_in_bytes'))?.trim() : undefined;
     try {
       await applyWrites(id, this.paths(id), writes);
     } catch (err) {
       const errno = ((err as Error).cause as NodeJS.ErrnoException | undefined)?.code;
       const field = (err as HostAgentError).field;
-      if (typeof memoryBytes === 'number' && errno === 'EBUSY' && typeof field === 'string' && field.endsWith('/memory.limit_in_bytes')) throw memoryInUse(id, field, memoryBytes, undefined, err);
+      if (typeof memoryBytes !== 'number' || errno !== 'EBUSY' || typeof field !== 'string') throw err;
+      if (field.endsWith('/memory.limit_in_bytes')) throw memoryInUse(id, field, memoryBytes, undefined, err);
+      if (field.endsWith('/memory.memsw.limit_in_bytes') && limitBefore !== undefined) {
+        await applyWrites(id, this.paths(id), [{ hierarchy: memsw!.hierarchy, file: 'memory.limit_in_bytes', value: limitBefore }]);
+        throw memoryInUse(id, field, memoryBytes, undefined, err);
+      }
       throw err;
     }
   }

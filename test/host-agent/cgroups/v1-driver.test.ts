@@ -190,4 +190,20 @@ describe('cgroup v1 driver (fixture tree)', () => {
     expect(file('memory', 'memory.limit_in_bytes')).toBe(String(512 * 2 ** 20));
     expect(file('cpu', 'cpu.cfs_quota_us')).toBe('50000');
   });
+
+  it('refuses a lowering that memory+swap will not take (swapped-out pages) as MEMORY_IN_USE and puts the memory limit back', async () => {
+    await created({ memory: { 'memory.limit_in_bytes': String(512 * 2 ** 20), 'memory.memsw.limit_in_bytes': String(512 * 2 ** 20) } });
+    const real = fsPromises.open;
+    const open = jest.spyOn(fsPromises, 'open').mockImplementation(async (path, ...rest) => {
+      if (String(path).endsWith('/memory.memsw.limit_in_bytes') && rest[0] !== undefined && rest[0] !== 'r') throw Object.assign(new Error('EBUSY: resource busy or locked, write'), { code: 'EBUSY' });
+      return real(path, ...(rest as [number]));
+    });
+    try {
+      await expect(driver.setLimits('db-1', { memoryBytes: 64 * 2 ** 20 })).rejects.toMatchObject({ code: 'MEMORY_IN_USE', shardId: 'db-1', value: 64 * 2 ** 20 });
+    } finally {
+      open.mockRestore();
+    }
+    expect(file('memory', 'memory.limit_in_bytes')).toBe(String(512 * 2 ** 20));
+    expect(file('memory', 'memory.memsw.limit_in_bytes')).toBe(String(512 * 2 ** 20));
+  });
 });
