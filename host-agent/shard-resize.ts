@@ -103,14 +103,14 @@ export class ShardResizer {
   /** Resizes run one at a time: two growing shards checked side by side could each fit alone and not together. */
   private turn: Promise<unknown> = Promise.resolve();
   /** What the resize in progress grows its shard by, from its capacity check until its cgroup write ends. */
-  private inFlight: { cpuCores: number; memoryBytes: number } | undefined;
+  private inFlight: Resources | undefined;
 
   /**
    * What a resize in progress is growing its shard by and the cgroup does not show yet: a
    * migration's prepare counts it as held (agentCapacityView), as this resize counts prepares.
    */
-  growing(): { cpuCores: number; memoryBytes: number } {
-    return this.inFlight ?? { cpuCores: 0, memoryBytes: 0 };
+  growing(): Resources {
+    return this.inFlight ?? NO_RESOURCES;
   }
 
   resize(shardId: string, request: ResizeRequest): Promise<ShardStatus> {
@@ -134,7 +134,7 @@ export class ShardResizer {
     const overCapacity = capacityRefusal(this.options.capacity, hostId, status, request, this.options.reserved?.());
     if (overCapacity) throw new ApiError(409, 'CONFLICT', overCapacity);
     // Published in the same tick as the check: a prepare during the awaits below sees it.
-    const growth = (resource: 'cpuCores' | 'memoryBytes') => Math.max(0, (request[resource] ?? 0) - (status.limits[resource] ?? 0));
+    const growth = (resource: keyof Resources) => Math.max(0, (request[resource] ?? 0) - (status.limits[resource] ?? 0));
     this.inFlight = { cpuCores: growth('cpuCores'), memoryBytes: growth('memoryBytes') };
     try {
       return await this.write(shardId, request, plan, app, status);

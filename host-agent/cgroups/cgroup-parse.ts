@@ -80,8 +80,7 @@ export function parseBlkioRecursive(text: string): { read: number; write: number
         if (op === 'Read') {
           read += toNumber(text.slice(second + 1, end), '"MAJ:MIN Op N" lines');
           devices += 1;
-        }
-        else if (op === 'Write') write += toNumber(text.slice(second + 1, end), '"MAJ:MIN Op N" lines');
+        } else if (op === 'Write') write += toNumber(text.slice(second + 1, end), '"MAJ:MIN Op N" lines');
       }
     }
     start = end + 1;

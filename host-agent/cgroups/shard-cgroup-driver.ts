@@ -186,7 +186,8 @@ export class ShardCgroupDriver implements CgroupDriver {
     // alone (pages the first pushed out to swap still count in memory+swap), so the limit in force
     // before is kept to be put back.
     const memsw = writes.find((w) => w.file === 'memory.memsw.limit_in_bytes');
-    const limitBefore = typeof memoryBytes === 'number' && memsw ? readOptional(id, join(this.paths(id).memory ?? '', 'memory.limit_in_bytes'))?.trim() : undefined;
+    const memoryDir = memsw && this.paths(id)[memsw.hierarchy];
+    const limitBefore = typeof memoryBytes === 'number' && memoryDir ? readOptional(id, join(memoryDir, 'memory.limit_in_bytes'))?.trim() : undefined;
     try {
       await applyWrites(id, this.paths(id), writes);
     } catch (err) {

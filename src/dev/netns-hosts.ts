@@ -173,11 +173,7 @@ export function networksOverlap(a: string, b: string): boolean {
 }
 
 async function networksInUse(): Promise<{ networks: NetworkInUse[]; indexes: Map<string, number> }> {
-  const indexes = new Map<string, number>();
-  for (const line of (await ip(['-o', 'link', 'show'])).split('\n')) {
-    const match = /^(\d+):\s+([^:@\s]+)/.exec(line);
-    if (match) indexes.set(match[2] as string, Number(match[1]));
-  }
+  const indexes = await linkIndexes();
   const networks: NetworkInUse[] = [];
   for (const line of (await ip(['-o', '-4', 'addr', 'show'])).split('\n')) {
     const match = /^\d+:\s+(\S+)\s+inet\s+(\S+)/.exec(line);
@@ -368,12 +364,18 @@ async function listNetns(): Promise<string[]> {
     .filter(Boolean);
 }
 
+/** This (root) namespace's interfaces by name, with their indexes (`ip -o link show`). */
+async function linkIndexes(): Promise<Map<string, number>> {
+  const indexes = new Map<string, number>();
+  for (const line of (await ip(['-o', 'link', 'show'])).split('\n')) {
+    const match = /^(\d+):\s+([^:@\s]+)/.exec(line);
+    if (match) indexes.set(match[2] as string, Number(match[1]));
+  }
+  return indexes;
+}
+
 async function listLinks(): Promise<string[]> {
-  const out = await ip(['-o', 'link', 'show']);
-  return out
-    .split('\n')
-    .map((l) => /^\d+:\s+([^:@\s]+)/.exec(l)?.[1] ?? '')
-    .filter(Boolean);
+  return [...(await linkIndexes()).keys()];
 }
 
 /** Cuts a host off the bridge (its link goes down); packets in flight are dropped. */
