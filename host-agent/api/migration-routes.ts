@@ -44,7 +44,19 @@ export interface MigrationRouteDeps {
    * start begins; a refusal makes the source abort and resume its copy.
    */
   readonly notActingReason?: () => string | undefined;
+  /** A migration still prepared here that no request touched for this long is aborted here (ABANDON_AFTER_MS). */
+  readonly abandonAfterMs?: number;
+  /** An image upload that moves no byte for this long is broken off (UPLOAD_IDLE_MS). */
+  readonly uploadIdleMs?: number;
 }
+
+/**
+ * Far longer than a live source is ever quiet: between its requests it runs at most one CRIU
+ * pre-dump or dump (seconds per GiB), and it gives up on a request after 60 s.
+ */
+export const ABANDON_AFTER_MS = 10 * 60_000;
+/** Six times the source's own idle timeout (10 s): the source gives up first on a link that stalls. */
+export const UPLOAD_IDLE_MS = 60_000;
 
 /** Largest image file accepted (CRIU's pages-*.img of a big shard). */
 export const MAX_IMAGE_FILE_BYTES = 64 * 1024 ** 3;
@@ -137,6 +149,8 @@ export const migrationRoutes =
       restoring.catch(() => {
         if (migration.restoring === restoring) migration.restoring = undefined;
       });
+      // Quiet time counts from its end: a long restore that failed is not abandoned at once.
+      restoring.finally(() => incoming.heard(migration)).catch(() => undefined);
       return restoring;
     };
 
@@ -149,6 +163,7 @@ export const migrationRoutes =
         if (!before) refuseIfNotActing();
         const migration = incoming.prepare(request.params.id, source, { ...shard, limits: { ...shard.limits } }, imageBytes);
         if (migration === before) {
+          incoming.heard(migration);
           // A repeated prepare answers as the first, once that is done: the held cgroup is made once.
           await migration.preparing;
           return { migrationId: migration.id, hostId: deps.hostId, shardId: shard.shardId, state: migration.state };
@@ -192,18 +207,30 @@ export const migrationRoutes =
         const partial = `${path}.partial`;
         const hash = createHash('sha256');
         let bytes = 0;
+        // A link that stalls (cut, no RST) would hold this request, its file and its socket for
+        // good: a body that moves no byte for uploadIdleMs is broken off.
+        const uploadIdleMs = deps.uploadIdleMs ?? UPLOAD_IDLE_MS;
+        const stalled = () => request.raw.destroy(new Error(`no byte arrived for ${uploadIdleMs} ms`));
+        const idle = setTimeout(stalled, uploadIdleMs);
         const measure = new Transform({
           transform(chunk: Buffer, _encoding, callback) {
             hash.update(chunk);
             bytes += chunk.length;
+            idle.refresh();
+            incoming.heard(migration);
             callback(null, chunk);
           },
         });
+        migration.uploads += 1;
         try {
           await pipeline(request.body, measure, createWriteStream(partial, { highWaterMark: 8 << 20 }));
         } catch (error) {
           await rm(partial, { force: true });
           throw new MigrationError('TRANSFER_FAILED', `image file ${round}/${request.params.name} broke off after ${bytes} bytes: ${(error as Error).message}`);
+        } finally {
+          clearTimeout(idle);
+          migration.uploads -= 1;
+          incoming.heard(migration);
         }
         if (migration.state !== 'prepared') {
           // Aborted while this file arrived: the abort removed (or is removing) the images; this
@@ -231,6 +258,7 @@ export const migrationRoutes =
       { schema: { params: RoundParams, body: VerifyRoundBody } },
       async (request) => {
         const migration = incoming.require(request.params.id);
+        incoming.heard(migration);
         const round = Number(request.params.round);
         incoming.checkComplete(migration, round, request.body.files);
         return { migrationId: migration.id, round, files: request.body.files.length, bytes: request.body.files.reduce((sum, f) => sum + f.bytes, 0) };
@@ -242,6 +270,7 @@ export const migrationRoutes =
       { schema: { params: MigrationParams, body: RestoreBody } },
       async (request) => {
         const migration = incoming.require(request.params.id);
+        incoming.heard(migration);
         // While it is the answer: not once an abort or commit moved the migration on.
         if (migration.restoring && (migration.state === 'prepared' || migration.state === 'restored')) return migration.restoring;
         if (migration.state !== 'prepared') throw new MigrationError('INVALID_TRANSITION', `migration ${migration.id} is ${migration.state}, not prepared`);
@@ -279,6 +308,7 @@ export const migrationRoutes =
       { schema: { params: MigrationParams, body: RestoreBody } },
       async (request) => {
         const migration = incoming.require(request.params.id);
+        incoming.heard(migration);
         if (!deps.restarter) throw new MigrationError('REFUSED', `host ${deps.hostId} cannot start shards for the restart strategy (no shard keeper here)`);
         // While it is the answer: not once an abort or commit moved the migration on.
         if (migration.restoring && (migration.state === 'prepared' || migration.state === 'restored')) return migration.restoring;
@@ -376,36 +406,63 @@ export const migrationRoutes =
       return { migrationId: id, state: 'committed', pid: migration.pid ?? null };
     });
 
-    app.post<{ Params: MigrationParams; Body: AbortBody }>(
-      '/v1/migrations/:id/abort',
-      { schema: { params: MigrationParams, body: AbortBody } },
-      async (request) => {
-        const id = request.params.id;
-        const migration = incoming.get(id);
-        const known = incoming.status(id);
-        // Also once its entry is dropped: the shard it brought runs here, and discarding by shard id would kill it.
-        if (known?.state === 'committed') throw new MigrationError('INVALID_TRANSITION', `migration ${id} is committed here; it cannot be aborted`);
-        if (known && known.shardId !== request.body.shardId) throw new MigrationError('INVALID_MIGRATION', `migration ${id} brings shard ${known.shardId}, not ${request.body.shardId}`);
-        // Its abort finished here, copy and leftovers gone: nothing again (a later migration may be bringing the same shard).
-        if (known && !migration && !('cleanupPending' in known && known.cleanupPending)) return { migrationId: id, state: 'aborted' };
-        // Not known here (never prepared, or forgotten in a restart): remembered as aborted before
-        // the first await, so a prepare that arrives late is refused rather than holding a cgroup.
-        if (!migration) incoming.abortingUnknown(id, request.body.shardId);
-        // Idempotent, also after an agent restart forgot the migration: the copy and the images
-        // that arrived are destroyed either way. Marked first, so a restore or start in flight
-        // stops short or, if it already started the shard, is destroyed below once it returns:
-        // nothing started here outlives this answer, after which the source may run again.
-        if (migration) {
-          migration.state = 'aborted';
-          await migration.settling;
-        }
-        await deps.handover.discard(request.body.shardId);
-        await tidyUp(id, request.body.shardId, migration?.desired, request.log);
-        if (migration) incoming.finish(migration);
-        else incoming.unknownAbortDone(id);
-        return { migrationId: id, state: 'aborted' };
-      },
+    /**
+     * Aborts migration `id` here, idempotently, also after an agent restart forgot it: the copy and
+     * the images that arrived are destroyed either way. From the source's abort, or from the sweep
+     * of migrations whose source went quiet (`abandoned`).
+     */
+    const abortHere = async (id: string, shardId: string, log: FastifyBaseLogger, abandoned = false): Promise<{ migrationId: string; state: 'aborted' }> => {
+      const migration = incoming.get(id);
+      const known = incoming.status(id);
+      // Also once its entry is dropped: the shard it brought runs here, and discarding by shard id would kill it.
+      if (known?.state === 'committed') throw new MigrationError('INVALID_TRANSITION', `migration ${id} is committed here; it cannot be aborted`);
+      if (known && known.shardId !== shardId) throw new MigrationError('INVALID_MIGRATION', `migration ${id} brings shard ${known.shardId}, not ${shardId}`);
+      // Its abort finished here, copy and leftovers gone: nothing again (a later migration may be bringing the same shard).
+      if (known && !migration && !('cleanupPending' in known && known.cleanupPending)) return { migrationId: id, state: 'aborted' };
+      // Not known here (never prepared, or forgotten in a restart): remembered as aborted before
+      // the first await, so a prepare that arrives late is refused rather than holding a cgroup.
+      if (!migration) incoming.abortingUnknown(id, shardId);
+      // Marked first, so a restore or start in flight stops short or, if it already started the
+      // shard, is destroyed below once it returns: nothing started here outlives this answer,
+      // after which the source may run again.
+      if (migration) {
+        migration.state = 'aborted';
+        if (abandoned) migration.abandoned = true;
+        await migration.settling;
+      }
+      await deps.handover.discard(shardId);
+      await tidyUp(id, shardId, migration?.desired, log);
+      if (migration) incoming.finish(migration);
+      else incoming.unknownAbortDone(id);
+      return { migrationId: id, state: 'aborted' };
+    };
+
+    app.post<{ Params: MigrationParams; Body: AbortBody }>('/v1/migrations/:id/abort', { schema: { params: MigrationParams, body: AbortBody } }, async (request) =>
+      abortHere(request.params.id, request.body.shardId, request.log),
     );
+
+    /**
+     * A source that crashed and never came back, or was cut off for good, would leave its shard
+     * held here forever: a cgroup, its capacity and the images reserved. A migration still
+     * prepared (nothing restored or started, so the source cannot have committed) that hears
+     * nothing for `abandonAfterMs` is aborted here as the source would have; the source, if it
+     * comes back, finds it aborted (or unknown) at its next request and resumes its own copy.
+     */
+    const abandonAfterMs = deps.abandonAfterMs ?? ABANDON_AFTER_MS;
+    const sweeping = new Set<string>();
+    const sweep = () => {
+      for (const migration of incoming.abandoned(abandonAfterMs)) {
+        if (sweeping.has(migration.id)) continue;
+        sweeping.add(migration.id);
+        if (!migration.abandoned) app.log.warn({ migration_id: migration.id, shard_id: migration.desired.shardId, source: migration.source }, `migration ${migration.id} of shard ${migration.desired.shardId} from ${migration.source}: no request for ${Math.round(abandonAfterMs / 1000)} s before its restore; aborted here, its held copy and images removed`);
+        abortHere(migration.id, migration.desired.shardId, app.log, true)
+          .catch((error: Error) => app.log.error({ migration_id: migration.id, err: error }, `migration ${migration.id}: abort of an abandoned migration failed (retried): ${error.message}`))
+          .finally(() => sweeping.delete(migration.id));
+      }
+    };
+    const sweeper = setInterval(sweep, Math.max(10, Math.min(60_000, abandonAfterMs / 4)));
+    sweeper.unref();
+    app.addHook('onClose', async () => clearInterval(sweeper));
 
     app.get<{ Params: MigrationParams }>('/v1/migrations/:id', { schema: { params: MigrationParams } }, async (request) => {
       const migration = incoming.require(request.params.id);

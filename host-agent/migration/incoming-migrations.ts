@@ -39,6 +39,12 @@ export interface IncomingMigration {
   preparing?: Promise<unknown>;
   /** The restore or start in flight: a repeated one answers with it rather than restoring twice. */
   restoring?: Promise<unknown>;
+  /** When a request for it last came or an upload last moved a byte (`performance.now()`, immune to clock steps). */
+  lastHeard: number;
+  /** Image files arriving now. */
+  uploads: number;
+  /** Aborted here because its source went quiet (`abandoned`), not by the source: the sweep retries a failed cleanup. */
+  abandoned?: boolean;
 }
 
 /** What commit and abort answer from: the shard, the state, the pid (the commit's answer). */
@@ -163,11 +169,27 @@ export class IncomingMigrations {
     const reason = this.refusal(desired, id) ?? this.diskRefusal(desired, imageBytes, id);
     if (reason) throw new MigrationError('REFUSED', reason);
     const incoming: IncomingMigration = {
-      id, source, desired, dir: this.dirOf(id), state: 'prepared', procsFiles: [], received: new Map(),
+      id, source, desired, dir: this.dirOf(id), state: 'prepared', procsFiles: [], received: new Map(), lastHeard: performance.now(), uploads: 0,
       ...(imageBytes !== undefined ? { imageBytes } : {}),
     };
     this.migrations.set(id, incoming);
     return incoming;
+  }
+
+  /** A request for `migration` came, or its upload moved: it is not abandoned. */
+  heard(migration: IncomingMigration): void {
+    migration.lastHeard = performance.now();
+  }
+
+  /**
+   * Migrations whose source has gone quiet: still `prepared` (nothing restored or started here,
+   * so the source cannot have committed), nothing in flight for them (prepare, restore, start,
+   * an upload), and no request for `quietMs`; and those the sweep aborted whose cleanup failed.
+   */
+  abandoned(quietMs: number, now = performance.now()): IncomingMigration[] {
+    return [...this.migrations.values()].filter(
+      (m) => (m.state === 'aborted' && m.abandoned) || (m.state === 'prepared' && !m.restoring && m.uploads === 0 && now - m.lastHeard > quietMs),
+    );
   }
 
   /** Where the image rounds of migration `id` land (also for one this agent forgot when it restarted). */

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import http from 'node:http';
 import { existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
@@ -576,5 +577,94 @@ describe('migration routes (destination agent)', () => {
 
   it('refuses image files for an unknown migration or one already restored', async () => {
     expect((await upload('nope', 1, 'pages-1.img', Buffer.from('x'))).json()).toMatchObject({ statusCode: 404, error: 'NOT_FOUND' });
+  });
+});
+
+describe('migration routes: a source that goes quiet', () => {
+  const dir = tempDir('shardform-migration-quiet');
+  afterAll(() => dir.remove());
+  const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+  async function destination(opts: { abandonAfterMs?: number; uploadIdleMs?: number }) {
+    const dest = fakeDestination(join(dir.path, `images-${Math.random().toString(36).slice(2)}`), { cpuCores: 1, memoryBytes: 4 * 2 ** 30 });
+    const app = await buildMigrationApp({ token: dest.deps.token, plugins: [migrationRoutes({ ...dest.deps, ...opts })] });
+    const prepare = (id: string, shardId: string) => app.inject({ method: 'POST', url: `/v1/migrations/${id}/prepare`, headers: AUTH, payload: prepareBody(shardId) });
+    const upload = (id: string, data: Buffer) =>
+      app.inject({ method: 'PUT', url: `/v1/migrations/${id}/rounds/1/files/pages-1.img`, headers: { ...AUTH, 'content-type': 'application/octet-stream', 'x-shardform-sha256': sha(data) }, payload: data });
+    return { dest, app, prepare, upload };
+  }
+
+  it('aborts a prepared migration no request touched for abandonAfterMs: held copy, images and capacity freed; the source finds it aborted', async () => {
+    const { dest, app, prepare, upload } = await destination({ abandonAfterMs: 60 });
+    try {
+      expect((await prepare('mig-1', 'web-0')).statusCode).toBe(200);
+      const data = Buffer.from('pages');
+      expect((await upload('mig-1', data)).statusCode).toBe(201);
+      const images = dest.incoming.dirOf('mig-1');
+      expect(existsSync(images)).toBe(true);
+      // The whole host's cpu is reserved by the quiet migration.
+      expect((await prepare('mig-2', 'web-1')).json()).toMatchObject({ error: 'REFUSED' });
+      for (let i = 0; i < 200 && dest.incoming.get('mig-1'); i += 1) await sleep(10);
+      expect(dest.incoming.get('mig-1')).toBeUndefined();
+      expect(dest.handover.calls).toEqual(['prepareIncoming web-0', 'discard web-0']);
+      expect(existsSync(images)).toBe(false);
+      // The source comes back: nothing is restored, its abort is answered as done, and the room is free again.
+      const restore = await app.inject({ method: 'POST', url: '/v1/migrations/mig-1/restore', headers: AUTH, payload: { rounds: [{ round: 1, parent: null, files: [{ name: 'pages-1.img', bytes: data.length, sha256: sha(data) }] }] } });
+      expect(restore.statusCode).toBe(404);
+      expect(dest.restorer.restored).toEqual([]);
+      expect((await app.inject({ method: 'POST', url: '/v1/migrations/mig-1/abort', headers: AUTH, payload: { shardId: 'web-0', reason: 'source restarted' } })).json()).toEqual({ migrationId: 'mig-1', state: 'aborted' });
+      expect((await prepare('mig-1', 'web-0')).json()).toMatchObject({ error: 'INVALID_TRANSITION' });
+      expect((await prepare('mig-2', 'web-1')).statusCode).toBe(200);
+    } finally {
+      await app.close();
+    }
+  });
+
+  it('keeps a migration whose source keeps talking, or whose restore is in flight, and a restored one', async () => {
+    const { dest, app, prepare, upload } = await destination({ abandonAfterMs: 80 });
+    try {
+      await prepare('mig-1', 'web-0');
+      const data = Buffer.from('pages');
+      for (let i = 0; i < 8; i += 1) {
+        await sleep(30);
+        expect((await upload('mig-1', data)).statusCode).toBe(201);
+      }
+      expect(dest.incoming.get('mig-1')?.state).toBe('prepared');
+      let finishRestore: (() => void) | undefined;
+      dest.restorer.restore = () => new Promise<number>((resolve) => (finishRestore = () => resolve(4242)));
+      const rounds = [{ round: 1, parent: null, files: [{ name: 'pages-1.img', bytes: data.length, sha256: sha(data) }] }];
+      const restore = app.inject({ method: 'POST', url: '/v1/migrations/mig-1/restore', headers: AUTH, payload: { rounds } });
+      await sleep(300);
+      expect(dest.handover.calls).toEqual(['prepareIncoming web-0']);
+      finishRestore!();
+      expect((await restore).json()).toEqual({ migrationId: 'mig-1', state: 'restored', pid: 4242 });
+      // Restored: only the source may decide now (it may have committed), so the copy stays however long it is quiet.
+      await sleep(300);
+      expect(dest.incoming.get('mig-1')?.state).toBe('restored');
+      expect(dest.handover.calls).toEqual(['prepareIncoming web-0']);
+    } finally {
+      await app.close();
+    }
+  });
+
+  it('breaks off an image upload that moves no byte for uploadIdleMs, keeping nothing of it', async () => {
+    const { dest, app, prepare } = await destination({ uploadIdleMs: 100 });
+    try {
+      await prepare('mig-1', 'web-0');
+      await app.listen({ port: 0, host: '127.0.0.1' });
+      const { port } = app.server.address() as { port: number };
+      const closed = await new Promise<string>((resolve) => {
+        const request = http.request({ host: '127.0.0.1', port, method: 'PUT', path: '/v1/migrations/mig-1/rounds/1/files/pages-1.img', headers: { ...AUTH, 'content-type': 'application/octet-stream', 'content-length': '1000' } });
+        request.on('error', (error) => resolve(`error ${error.message}`));
+        request.on('response', (response) => resolve(`response ${response.statusCode}`));
+        request.write(Buffer.alloc(10)); // and nothing more: a stalled link
+      });
+      expect(closed).toBe('error socket hang up');
+      for (let i = 0; i < 100 && dest.incoming.get('mig-1')!.uploads > 0; i += 1) await sleep(10);
+      expect(dest.incoming.get('mig-1')!.uploads).toBe(0);
+      expect(readdirSync(join(dest.incoming.dirOf('mig-1'), '1'))).toEqual([]);
+    } finally {
+      await app.close();
+    }
   });
 });
