@@ -177,6 +177,7 @@ export class CheckpointMigrationEffects implements MigrationEffects {
     const upload: string[] = [];
     for (const { pid, vpid } of processes) {
       const captured = await this.shadow.capture({ pid, vpid, round, dir, previous: previous.get(vpid) });
+      if (!captured) continue; // ended since it was listed: no shadow, nothing sent (a later process of that pid is sent whole)
       next.set(vpid, captured.shadow);
       upload.push(...captured.upload);
     }

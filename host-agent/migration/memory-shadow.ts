@@ -191,8 +191,22 @@ export interface ShadowRound {
  * sent, else `<dir>/shadow-<vpid>.img`. The previous shadow is removed once compared: the source
  * keeps one copy of the shard's memory at most, and the final dump, which comes right after the
  * last round, writes into the room that copy leaves.
+ * Undefined when the process ended before its memory could be read.
  */
-export async function captureShadow(opts: { pid: number; vpid: number; round: number; dir: string; previous?: Shadow }): Promise<ShadowRound> {
+export async function captureShadow(opts: { pid: number; vpid: number; round: number; dir: string; previous?: Shadow }): Promise<ShadowRound | undefined> {
+  try {
+    return await captureRound(opts);
+  } catch (error) {
+    if (existsSync(`/proc/${opts.pid}`)) throw error;
+    // It ended since the round listed it (a short-lived child of the workload): CRIU will not
+    // dump it, so it has nothing to pre-copy and is no reason to fail the migration. What it
+    // wrote goes; its previous shadow, left in place, is removed with the others that ended.
+    for (const name of [shadowFileName(opts.vpid), `pages-${opts.vpid}.img`, `pagemap-${opts.vpid}.img`]) rmSync(join(opts.dir, name), { force: true });
+    return undefined;
+  }
+}
+
+async function captureRound(opts: { pid: number; vpid: number; round: number; dir: string; previous?: Shadow }): Promise<ShadowRound> {
   const size = pageSize();
   const pagesFile = `pages-${opts.vpid}.img`;
   const pagemapFile = `pagemap-${opts.vpid}.img`;
@@ -393,7 +407,8 @@ export interface ShadowPreCopy {
   available(): { ok: true } | { ok: false; reason: string };
   /** The processes CRIU dumps with `rootPid`: those of the shard's cgroup in its PID namespace, with their pid there. */
   processes(rootPid: number, cgroupPids: readonly number[]): Promise<{ pid: number; vpid: number }[]>;
-  capture(opts: { pid: number; vpid: number; round: number; dir: string; previous?: Shadow }): Promise<ShadowRound>;
+  /** Undefined when the process ended before it could be read (it has nothing to pre-copy). */
+  capture(opts: { pid: number; vpid: number; round: number; dir: string; previous?: Shadow }): Promise<ShadowRound | undefined>;
   /** Which pages of a frozen process still equal its shadow (run while CRIU dumps it). */
   compareFrozen(opts: { pid: number; shadow: Shadow; signal?: AbortSignal }): Promise<FrozenComparison>;
   diff(dumpDir: string, shadows: ReadonlyMap<number, Shadow>, round: number, frozen?: ReadonlyMap<number, FrozenComparison>): Promise<DumpDiff>;

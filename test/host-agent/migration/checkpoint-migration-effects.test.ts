@@ -205,6 +205,23 @@ describe('checkpoint migration effects (source side)', () => {
     ]);
   });
 
+  it('goes on with a shadow round when a process ended before it was read: the others are sent, it has no shadow', async () => {
+    const calls: string[] = [];
+    const base = fakeShadow(calls);
+    const shadow: ShadowPreCopy = { ...base, capture: async (opts) => (opts.pid === 4243 ? (calls.push('shadow.capture 4243 ended'), undefined) : base.capture(opts)) };
+    const { effects, calls: effectCalls } = setUp(join(dir.path, 'ended'), { shadow });
+    let record: MigrationRecord = { ...planMigration({ id: 'm8', fleet: 'f', shardId: 'web-8', applicationId: 'web', source: 'host-1', destination: 'host-2', preCopy: true }, AT), preCopyMethod: 'shadow' };
+    await effects.prepare(record);
+    const one = await effects.preCopyRound(record, 1);
+    record = { ...advance(advance(record, 'prepared', AT), 'pre-copy', AT), rounds: [{ round: 1, bytes: one.bytes }] };
+    await effects.freeze(record);
+    await effects.dump(record);
+    await effects.transfer(record);
+    expect(one.bytes).toBe(3 + 50);
+    expect(effectCalls).toContain('client.verifyRound m8 1 pagemap-1.img,pages-1.img');
+    expect(calls.slice(-2)).toEqual(['shadow.compareFrozen 4242 1 against round 1', 'shadow.diff 1 against round 1, compared while frozen: 1']);
+  });
+
   it('stops the frozen comparison when CRIU\'s dump fails, so the shard is resumed without waiting for it', async () => {
     const calls: string[] = [];
     const shadow: ShadowPreCopy = {

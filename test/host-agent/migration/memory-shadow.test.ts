@@ -1,4 +1,5 @@
-import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { encodePagemap, parsePagemap, PE_LAZY, PE_PARENT, PE_PRESENT, type PagemapEntry } from '../../../host-agent/checkpoint/pagemap-image';
 import { listImageFiles } from '../../../host-agent/checkpoint/image-manifest';
@@ -46,7 +47,7 @@ describe('shadow pre-copy: rounds while the shard runs', () => {
     const round2 = join(dir.path, '2');
     mkdirSync(round1);
     mkdirSync(round2);
-    const first = await captureShadow({ pid: child.pid, vpid: 1, round: 1, dir: round1 });
+    const first = (await captureShadow({ pid: child.pid, vpid: 1, round: 1, dir: round1 }))!;
     expect(first.upload).toEqual(['pagemap-1.img', 'pages-1.img']);
     const firstMap = parsePagemap(readFileSync(join(round1, 'pagemap-1.img')));
     expect(firstMap.pagesId).toBe(1);
@@ -58,7 +59,7 @@ describe('shadow pre-copy: rounds while the shard runs', () => {
     await child.write(5, 0xee);
     await child.write(6, 0xef);
     await child.write(100, 0xf0);
-    const second = await captureShadow({ pid: child.pid, vpid: 1, round: 2, dir: round2, previous: first.shadow });
+    const second = (await captureShadow({ pid: child.pid, vpid: 1, round: 2, dir: round2, previous: first.shadow }))!;
     const secondMap = parsePagemap(readFileSync(join(round2, 'pagemap-1.img')));
     const flags = flagsOf(secondMap.entries, child.data, 128);
     expect(flags.map((f, i) => (f === PE_PRESENT ? i : -1)).filter((i) => i >= 0)).toEqual([5, 6, 100]);
@@ -75,7 +76,7 @@ describe('shadow pre-copy: rounds while the shard runs', () => {
   it('compares a stopped process with its shadow: every page but those written since is unchanged', async () => {
     const round1 = join(dir.path, 'frozen-1');
     mkdirSync(round1);
-    const first = await captureShadow({ pid: child.pid, vpid: 1, round: 1, dir: round1 });
+    const first = (await captureShadow({ pid: child.pid, vpid: 1, round: 1, dir: round1 }))!;
     await child.write(7, 0xa1);
     await child.write(8, 0xa2);
     await child.write(90, 0xa3);
@@ -103,10 +104,19 @@ describe('shadow pre-copy: rounds while the shard runs', () => {
   it('stops comparing a frozen process when told to', async () => {
     const round1 = join(dir.path, 'frozen-stop');
     mkdirSync(round1);
-    const first = await captureShadow({ pid: child.pid, vpid: 1, round: 1, dir: round1 });
+    const first = (await captureShadow({ pid: child.pid, vpid: 1, round: 1, dir: round1 }))!;
     const stop = new AbortController();
     stop.abort(new Error('the dump failed'));
     await expect(compareFrozenWithShadow({ pid: child.pid, shadow: first.shadow, signal: stop.signal })).rejects.toThrow('the dump failed');
+  });
+
+  it('skips a process that ended since the round listed it (a short-lived child): nothing of it is written or sent, and the round goes on', async () => {
+    const ended = spawn('/bin/true');
+    await new Promise((resolve) => ended.on('exit', resolve));
+    const round = join(dir.path, 'ended');
+    mkdirSync(round);
+    await expect(captureShadow({ pid: ended.pid!, vpid: 7, round: 1, dir: round })).resolves.toBeUndefined();
+    expect(readdirSync(round)).toEqual([]);
   });
 
   it('finds the processes CRIU dumps: those in the root process\'s PID namespace, named by their pid there', async () => {
