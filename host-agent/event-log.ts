@@ -27,6 +27,13 @@ export class EventLog implements ShardEventSink {
   private nextSeq = 1;
   private writes: Promise<unknown> = Promise.resolve();
   private readonly keep: number;
+  /**
+   * Stored events up to this seq are deleted (or were never written). Retention deletes from
+   * here on rather than only the one event that falls out with each new one: a write or a
+   * deletion that failed (the store briefly away) left that event in the store for good, one
+   * more at every failure, and nothing ever deleted it.
+   */
+  private deletedThrough = 0;
 
   constructor(private readonly options: EventLogOptions) {
     this.keep = options.keep ?? 1000;
@@ -40,7 +47,8 @@ export class EventLog implements ShardEventSink {
   async load(): Promise<void> {
     if (!this.options.store) return;
     const kvs = await this.options.store.list(this.prefix);
-    for (const kv of kvs.slice(-this.keep)) {
+    const kept = kvs.slice(-this.keep);
+    for (const kv of kept) {
       // A damaged entry is skipped; the sequence continues after the newest readable one. Its
       // seq must be the one its key says: a seq of 1e300 (or 2.5) made every later key invalid
       // (`.../events/1e+300`), so no event was ever persisted again.
@@ -50,6 +58,12 @@ export class EventLog implements ShardEventSink {
         this.nextSeq = event.seq + 1;
       }
     }
+    // What an earlier agent could not delete (listed in key order: older than the kept ones).
+    const older = kvs.slice(0, kvs.length - kept.length);
+    await this.writeInTurn(async (store) => {
+      for (const kv of older) await store.delete(kv.key);
+    });
+    this.deletedThrough = (this.window[0]?.seq ?? this.nextSeq) - 1;
   }
 
   private keyOf(seq: number): string {
@@ -80,16 +94,26 @@ export class EventLog implements ShardEventSink {
   }
 
   private persist(event: SequencedEvent): void {
-    const store = this.options.store;
-    if (!store) return;
     const key = this.keyOf(event.seq);
     const stale = event.seq - this.keep;
+    void this.writeInTurn((store) => store.put(key, JSON.stringify(event)), event.shardId);
+    // Whether the write succeeded or not: a failed one must not keep an old event forever.
+    void this.writeInTurn(async (store) => {
+      while (this.deletedThrough < stale) {
+        await store.delete(this.keyOf(this.deletedThrough + 1));
+        this.deletedThrough += 1;
+      }
+    }, event.shardId);
+  }
+
+  /** Runs `write` after every write queued before it; a failure is logged, and the next write goes on. */
+  private writeInTurn(write: (store: NonNullable<EventLogOptions['store']>) => Promise<unknown>, shardId?: string): Promise<unknown> {
+    const store = this.options.store;
+    if (!store) return this.writes;
     this.writes = this.writes
-      .then(async () => {
-        await store.put(key, JSON.stringify(event));
-        if (stale > 0) await store.delete(this.keyOf(stale));
-      })
-      .catch((error: Error) => this.options.logger.warn({ shard_id: event.shardId, error: error.message }, 'cannot persist shard event'));
+      .then(() => write(store))
+      .catch((error: Error) => this.options.logger.warn({ ...(shardId ? { shard_id: shardId } : {}), error: error.message }, 'cannot persist shard event'));
+    return this.writes;
   }
 }
 

@@ -52,8 +52,8 @@ export class ShardRecordStore {
 
   async load(shardId: string): Promise<ShardRecord | undefined> {
     try {
-      const parsed = JSON.parse(await readFile(this.file(shardId), 'utf8')) as ShardRecord;
-      return parsed.version === SHARD_RECORD_VERSION && parsed.shardId === shardId ? parsed : undefined;
+      const parsed: unknown = JSON.parse(await readFile(this.file(shardId), 'utf8'));
+      return isShardRecord(parsed, shardId) ? parsed : undefined;
     } catch {
       return undefined;
     }
@@ -74,4 +74,34 @@ export class ShardRecordStore {
   async delete(shardId: string): Promise<void> {
     await rm(this.file(shardId), { force: true });
   }
+}
+
+/**
+ * A record of `shardId` in the shape this agent writes, checked where it is read (the file is
+ * outside data: another build, a hand edit). One that is JSON but lacks its definition or counts
+ * is no record, as an unreadable one is: trusted, it threw a TypeError out of the keeper's start
+ * (the agent could not start) or out of every reconcile pass, for the sake of one file.
+ */
+function isShardRecord(value: unknown, shardId: string): value is ShardRecord {
+  if (typeof value !== 'object' || value === null) return false;
+  const r = value as Record<string, unknown>;
+  const d = r.desired as Record<string, unknown> | null | undefined;
+  const count = (n: unknown) => Number.isSafeInteger(n) && (n as number) >= 0;
+  const optionalInteger = (n: unknown) => n === undefined || Number.isSafeInteger(n);
+  return (
+    r.version === SHARD_RECORD_VERSION &&
+    r.shardId === shardId &&
+    typeof d === 'object' && d !== null &&
+    d.shardId === shardId &&
+    typeof d.applicationId === 'string' &&
+    typeof d.stateDirectory === 'string' &&
+    (d.workingDirectory === undefined || typeof d.workingDirectory === 'string') &&
+    Array.isArray(d.command) && d.command.length > 0 && d.command.every((a) => typeof a === 'string') &&
+    typeof d.env === 'object' && d.env !== null && Object.values(d.env).every((v) => typeof v === 'string') &&
+    typeof d.limits === 'object' && d.limits !== null &&
+    count(r.restarts) && count(r.consecutiveFailures) && count(r.oomKillsSeen) &&
+    typeof r.held === 'boolean' &&
+    (r.startedAt === undefined || typeof r.startedAt === 'string') &&
+    optionalInteger(r.pid) && optionalInteger(r.pidStartTime)
+  );
 }

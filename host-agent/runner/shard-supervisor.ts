@@ -430,7 +430,10 @@ export class ShardSupervisor {
     }
     this.stateValue = 'stopped';
     this.adoptedValue = false;
-    await this.update({ pid: undefined, pidStartTime: undefined });
+    // No restart is due once stopped on purpose, so no failures are left to back off from: kept,
+    // a record with no run and failures counted reads as "waiting in back-off" to a restarted
+    // agent (ShardKeeper.start), which then started again a shard reconcile or a drain had stopped.
+    await this.update({ pid: undefined, pidStartTime: undefined, consecutiveFailures: 0 });
   }
 
   /** SIGKILL whatever is in the cgroup and wait (bounded) until the kernel has emptied it. */

@@ -42,4 +42,42 @@ describe('EventLog', () => {
     await log.load();
     expect(log.since(0).map((e) => e.seq)).toEqual([1]);
   });
+
+  /** The store, with the next `failPuts` puts and `failDeletes` deletes refused (the store briefly away). */
+  const flaky = () => {
+    const faults = { failPuts: 0, failDeletes: 0 };
+    const wrapped = {
+      put: (k: string, v: string) => (faults.failPuts-- > 0 ? Promise.reject(new Error('store away')) : store.put(k, v)),
+      delete: (k: string) => (faults.failDeletes-- > 0 ? Promise.reject(new Error('store away')) : store.delete(k)),
+      list: (prefix: string) => store.list(prefix),
+    };
+    return { faults, wrapped };
+  };
+  const emitOne = (log: EventLog) => log.emit({ type: 'started', shardId: 'web-0', applicationId: 'web', at: '2026-11-25T00:00:00.000Z', detail: {} });
+  const storedSeqs = async () => (await store.list('/hosts/host-a/events/')).map((kv) => Number(kv.key.slice(-12)));
+
+  it('keeps at most `keep` events in the store when a write or a deletion failed on the way', async () => {
+    const { faults, wrapped } = flaky();
+    const log = new EventLog({ hostId: 'host-a', store: wrapped, logger: silentLogger(), keep: 3 });
+    for (let i = 0; i < 4; i += 1) emitOne(log);
+    await log.flush();
+    faults.failPuts = 1; // event 5 is not written: event 2 must still go
+    emitOne(log);
+    await log.flush();
+    faults.failDeletes = 1; // event 3's deletion (at event 6) fails
+    emitOne(log);
+    await log.flush();
+    for (let i = 0; i < 3; i += 1) emitOne(log);
+    await log.flush();
+    expect(await storedSeqs()).toEqual([7, 8, 9]);
+  });
+
+  it('deletes, when it loads, stored events older than the ones it keeps (left by an earlier agent)', async () => {
+    for (const seq of [1, 2, 5, 6, 7, 8]) await store.put(key(seq), JSON.stringify(event(seq)));
+    const log = new EventLog({ hostId: 'host-a', store, logger: silentLogger(), keep: 3 });
+    await log.load();
+    emitOne(log);
+    await log.flush();
+    expect(await storedSeqs()).toEqual([7, 8, 9]);
+  });
 });

@@ -387,6 +387,44 @@ describe('ShardKeeper (fake driver and launcher)', () => {
     expect(launcher.runs).toHaveLength(1);
   });
 
+  it('a new keeper leaves a shard stopped on purpose stopped, even one that crashed before (its back-off ended with the stop)', async () => {
+    const k1 = keeper();
+    await k1.start();
+    await k1.apply([desired('web-0')]);
+    await crashAndRestart('web-0', 1); // one failure counted, and the shard runs again
+    driver.failNext.set('remove:web-0', 1); // stopped, but its cgroup stays (or the agent goes away before the removal)
+    expect((await k1.apply([])).actions).toEqual([
+      { kind: 'stop', shardId: 'web-0', ok: true },
+      { kind: 'remove', shardId: 'web-0', ok: false, error: 'remove(web-0): injected failure' },
+    ]);
+    await k1.close();
+    const runs = launcher.runs.length;
+
+    const k2 = keeper();
+    expect((await k2.start()).actions).toEqual([]);
+    expect(k2.status()[0]).toMatchObject({ shardId: 'web-0', state: 'stopped' });
+    // No restart of its own: the plan that removed it decides (here: remove it).
+    expect(await k2.apply([])).toEqual({ actions: [{ kind: 'remove', shardId: 'web-0', ok: true }], converged: true });
+    expect(launcher.runs).toHaveLength(runs);
+  });
+
+  it('a new keeper takes a record it cannot use (JSON, but not a shard record) for no record: the other shards are adopted and passes go on', async () => {
+    const k1 = keeper();
+    await k1.start();
+    await k1.apply([desired('web-0'), desired('web-1')]);
+    await k1.close();
+    // Right version and id, no definition (hand-edited, or written by another build).
+    writeFileSync(join(dir, 'agent', 'shards', 'web-1.json'), JSON.stringify({ version: 1, shardId: 'web-1', restarts: 0 }));
+    const k2 = keeper();
+    expect((await k2.start()).actions).toEqual([{ kind: 'adopt', shardId: 'web-0', ok: true }]);
+    const pass = await k2.apply([desired('web-0'), desired('web-1')]);
+    expect(pass.converged).toBe(true);
+    expect(k2.status().map((s) => [s.shardId, s.state])).toEqual([
+      ['web-0', 'running'],
+      ['web-1', 'running'],
+    ]);
+  });
+
   it('stops the shards a plan removed side by side: each waits out its own grace, not the others\' in turn', async () => {
     const k = new ShardKeeper({ driver, sink, stateDirectory: join(dir, 'agent'), launcher, probe: launcher, pollIntervalMs: 20, graceSeconds: 0.2 });
     keepers.push(k);
