@@ -68,6 +68,14 @@ export interface ApplicationPredictorState {
   readonly models: Readonly<Record<ResourceName, ColdStartState>>;
 }
 
+/** Readings a predictor did not learn from, by reason. */
+export interface IgnoredSamples {
+  /** Infinity or -Infinity (taken as missing). */
+  notFinite: number;
+  /** Below 0 (taken as missing). */
+  negative: number;
+}
+
 /** Whether two settings predict the same thing (saved state is only reused under equal ones). */
 export function sameSettings(a: PredictorSettings, b: PredictorSettings): boolean {
   return (
@@ -82,6 +90,7 @@ export function sameSettings(a: PredictorSettings, b: PredictorSettings): boolea
 export class ApplicationPredictor {
   private readonly models = new Map<ResourceName, ColdStart>();
   private lastSeconds = NaN;
+  private readonly ignored: IgnoredSamples = { notFinite: 0, negative: 0 };
 
   constructor(
     readonly applicationId: string,
@@ -167,10 +176,31 @@ export class ApplicationPredictor {
     return predictor;
   }
 
-  /** Feeds one grid sample of every resource (NaN = missing). */
+  /**
+   * Feeds one grid sample of every resource (NaN = missing). A reading that is not a finite
+   * non-negative number (a rate over a zero or negative interval, a corrupt row) is missing too:
+   * one Infinity made every vector invalid and the selection's price unit Infinity for good.
+   */
   update(atSeconds: number, values: Readonly<Record<ResourceName, number>>): void {
-    for (const resource of RESOURCE_NAMES) (this.models.get(resource) as ColdStart).update({ atSeconds, value: values[resource] });
+    for (const resource of RESOURCE_NAMES) {
+      let value = values[resource];
+      if (value !== value) {
+        // missing
+      } else if (!Number.isFinite(value)) {
+        this.ignored.notFinite++;
+        value = NaN;
+      } else if (value < 0) {
+        this.ignored.negative++;
+        value = NaN;
+      }
+      (this.models.get(resource) as ColdStart).update({ atSeconds, value });
+    }
     this.lastSeconds = atSeconds;
+  }
+
+  /** Readings taken as missing since this predictor was built or loaded, by reason (not saved). */
+  get ignoredSamples(): Readonly<IgnoredSamples> {
+    return { ...this.ignored };
   }
 
   /** Feeds a whole series in time order. */

@@ -91,6 +91,31 @@ describe('demand vectors', () => {
     }
   });
 
+  it('takes a reading that is not a finite non-negative number as missing, counted, so one bad reading cannot break or skew later vectors', () => {
+    // An Infinity (a rate over a zero interval) made every vector invalid for an hour and the
+    // selection's price unit Infinity for good; a negative one was learnt as a load.
+    const settings = { ...DEFAULT_PREDICTOR_SETTINGS, minHistorySeconds: 3600 };
+    const values = dailySineWithNoise(3 * DAY_STEPS, 4);
+    const bad = 2 * DAY_STEPS;
+    const run = (cpuThere: number) => {
+      const predictor = new ApplicationPredictor('app', settings, { cpuCores: 4, memoryBytes: 8e9 });
+      const vectors: unknown[] = [];
+      for (let i = 0; i < values.length; i++) {
+        predictor.update(START_SECONDS + i * INTERVAL, { cpu: i === bad ? cpuThere : values[i], memory: values[i] * 1e9, read: values[i] * 100, write: 1 });
+        if (i >= bad) vectors.push(predictor.vector());
+      }
+      return { vectors, state: predictor.toJSON(), ignored: predictor.ignoredSamples };
+    };
+    const missing = run(NaN);
+    for (const [reading, reason] of [[Infinity, 'notFinite'], [-Infinity, 'notFinite'], [-0.5, 'negative']] as const) {
+      const got = run(reading);
+      expect(got.vectors).toEqual(missing.vectors);
+      expect(got.state).toEqual(missing.state);
+      expect(got.ignored).toEqual({ notFinite: 0, negative: 0, [reason]: 1 });
+    }
+    expect(missing.ignored).toEqual({ notFinite: 0, negative: 0 });
+  });
+
   it('every vector emitted over a month of synthetic history validates', () => {
     const predictor = new ApplicationPredictor('month', DEFAULT_PREDICTOR_SETTINGS, { cpuCores: 4 });
     const values = dailySineWithNoise(10 * DAY_STEPS, 2);
