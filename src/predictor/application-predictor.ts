@@ -74,6 +74,8 @@ export interface IgnoredSamples {
   notFinite: number;
   /** Below 0 (taken as missing). */
   negative: number;
+  /** Grid samples at or before the last one fed (the clock went back): dropped whole. */
+  notAfterLast: number;
 }
 
 /** Whether two settings predict the same thing (saved state is only reused under equal ones). */
@@ -90,7 +92,7 @@ export function sameSettings(a: PredictorSettings, b: PredictorSettings): boolea
 export class ApplicationPredictor {
   private readonly models = new Map<ResourceName, ColdStart>();
   private lastSeconds = NaN;
-  private readonly ignored: IgnoredSamples = { notFinite: 0, negative: 0 };
+  private readonly ignored: IgnoredSamples = { notFinite: 0, negative: 0, notAfterLast: 0 };
 
   constructor(
     readonly applicationId: string,
@@ -182,6 +184,13 @@ export class ApplicationPredictor {
    * one Infinity made every vector invalid and the selection's price unit Infinity for good.
    */
   update(atSeconds: number, values: Readonly<Record<ResourceName, number>>): void {
+    // Time only moves forward (the ratio models' rings already ignored a step back; vpa and the
+    // prior learnt it, the vector went back in time, and one dated 1970 wiped vpa's histogram:
+    // its decay weights were rescaled by 2^19676). The next later sample goes on as before.
+    if (!(atSeconds > this.lastSeconds) && this.lastSeconds === this.lastSeconds) {
+      this.ignored.notAfterLast++;
+      return;
+    }
     for (const resource of RESOURCE_NAMES) {
       let value = values[resource];
       if (value !== value) {
