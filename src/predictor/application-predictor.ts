@@ -171,6 +171,9 @@ export class ApplicationPredictor {
       const same = (o: Partial<ModelOptions> | undefined) => o?.resource === resource && o?.intervalSeconds === interval && o?.horizonSeconds === state.settings?.horizonSeconds;
       const inner = saved.inner as ModelState & { candidates?: ModelState[] };
       checkState(same(saved.options) && same(inner?.options) && (inner?.candidates ?? []).every((c) => same(c?.options)), `models.${resource}.options`, saved.options, `the options of a ${resource} model for these settings`);
+      // The prior: a negative or infinite highest value made a negative or invalid vector, and another minimum history another cold start than the settings say.
+      checkState(saved.maxSeen === null || (Number.isFinite(saved.maxSeen) && saved.maxSeen >= 0), `models.${resource}.maxSeen`, saved.maxSeen, 'null or a value >= 0');
+      checkState(saved.minHistorySeconds === state.settings.minHistorySeconds, `models.${resource}.minHistorySeconds`, saved.minHistorySeconds, `the settings' minimum history, ${state.settings.minHistorySeconds}`);
       models[resource] = ColdStart.fromJSON(saved, (inner) => (inner.model === 'auto' ? AutoSelector.fromJSON(inner as AutoState) : modelFromJSON(inner)));
     }
     const predictor = new ApplicationPredictor(state.applicationId, state.settings, allocation, state.shardId ?? undefined, models);
