@@ -184,6 +184,17 @@ export class ForecastLoop {
       this.forecast = undefined;
       this.fedThrough = NaN;
     }
+    // Fed past the newest complete grid point by more than a horizon: the clock was ahead and
+    // stepped back. The points fed past it were time that had not come (fed as missing), and
+    // a predictor only moves forward, so it would ignore every new point until the clock got
+    // there again (days, for a clock days fast). It is rebuilt from the history instead; a step
+    // back within one horizon only delays the next points.
+    const newest = lastCompleteGridSeconds(now, settings.intervalSeconds, plan.agent.sampleIntervalSeconds + 1);
+    if (this.forecast && this.fedThrough > newest + settings.horizonSeconds) {
+      this.options.logger.warn({ fedThroughSeconds: this.fedThrough, newestSeconds: newest }, 'the clock went back behind the predictors: every predictor starts again from the history');
+      this.forecast = undefined;
+      this.fedThrough = NaN;
+    }
     const forecast = (this.forecast ??= new HostForecast(settings));
     try {
       await this.feedOnce(forecast, plan, now);
@@ -204,10 +215,13 @@ export class ForecastLoop {
   private async feedOnce(forecast: HostForecast, plan: Plan, now: number): Promise<void> {
     const settings = forecast.settings;
     const between = () => this.yieldUnlessStopped(settings);
-    const report = forecast.track(this.options.shards(), (key) => this.savedState(key), OPENS_PER_TURN);
+    const interval = settings.intervalSeconds;
+    const through = lastCompleteGridSeconds(now, interval, plan.agent.sampleIntervalSeconds + 1);
+    const saved = (key: ForecastKey) => this.savedState(key, through, settings.horizonSeconds);
+    const report = forecast.track(this.options.shards(), saved, OPENS_PER_TURN);
     while (report.deferred > 0) {
       await between();
-      const more = forecast.track(this.options.shards(), (key) => this.savedState(key), OPENS_PER_TURN);
+      const more = forecast.track(this.options.shards(), saved, OPENS_PER_TURN);
       report.created.push(...more.created);
       report.restored.push(...more.restored);
       report.rejected.push(...more.rejected);
@@ -219,8 +233,6 @@ export class ForecastLoop {
     if (report.restored.length > 0 || report.created.length > 0) {
       this.options.logger.info({ restored: report.restored.length, created: report.created.length }, 'predictors loaded');
     }
-    const interval = settings.intervalSeconds;
-    const through = lastCompleteGridSeconds(now, interval, plan.agent.sampleIntervalSeconds + 1);
     const needed = forecast.neededFromSeconds();
     this.catchingUp = needed === undefined || needed < through;
     await catchUp(forecast, this.options.history, {
@@ -277,13 +289,18 @@ export class ForecastLoop {
     return typeof predictor === 'string' ? 0 : predictor.historySeconds();
   }
 
-  private savedState(key: ForecastKey): unknown {
+  /**
+   * The state kept for `key`; one fed more than a horizon past `throughSeconds`, the newest
+   * complete grid point (saved while the clock was ahead), is refused: loaded, it would ignore
+   * every new point until the clock got there again.
+   */
+  private savedState(key: ForecastKey, throughSeconds: number, horizonSeconds: number): unknown {
     const imported = this.imported.get(key);
-    if (imported !== undefined) {
-      this.imported.delete(key);
-      return imported;
-    }
-    return this.options.states?.read(key);
+    if (imported !== undefined) this.imported.delete(key);
+    const state = imported ?? this.options.states?.read(key);
+    const last = (state as { lastSeconds?: unknown } | null | undefined)?.lastSeconds;
+    if (typeof last === 'number' && last > throughSeconds + horizonSeconds) throw new Error(`its last point (${last}) is after this host's clock (newest complete grid point ${throughSeconds})`);
+    return state;
   }
 
   /** Lets the event loop run; then ends the pass if the agent stops or the plan changed the settings it runs on. */

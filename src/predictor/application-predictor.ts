@@ -68,6 +68,16 @@ export interface ApplicationPredictorState {
   readonly models: Readonly<Record<ResourceName, ColdStartState>>;
 }
 
+/** Readings a predictor did not learn from, by reason. */
+export interface IgnoredSamples {
+  /** Infinity or -Infinity (taken as missing). */
+  notFinite: number;
+  /** Below 0 (taken as missing). */
+  negative: number;
+  /** Grid samples at or before the last one fed (the clock went back): dropped whole. */
+  notAfterLast: number;
+}
+
 /** Whether two settings predict the same thing (saved state is only reused under equal ones). */
 export function sameSettings(a: PredictorSettings, b: PredictorSettings): boolean {
   return (
@@ -82,6 +92,7 @@ export function sameSettings(a: PredictorSettings, b: PredictorSettings): boolea
 export class ApplicationPredictor {
   private readonly models = new Map<ResourceName, ColdStart>();
   private lastSeconds = NaN;
+  private readonly ignored: IgnoredSamples = { notFinite: 0, negative: 0, notAfterLast: 0 };
 
   constructor(
     readonly applicationId: string,
@@ -160,6 +171,9 @@ export class ApplicationPredictor {
       const same = (o: Partial<ModelOptions> | undefined) => o?.resource === resource && o?.intervalSeconds === interval && o?.horizonSeconds === state.settings?.horizonSeconds;
       const inner = saved.inner as ModelState & { candidates?: ModelState[] };
       checkState(same(saved.options) && same(inner?.options) && (inner?.candidates ?? []).every((c) => same(c?.options)), `models.${resource}.options`, saved.options, `the options of a ${resource} model for these settings`);
+      // The prior: a negative or infinite highest value made a negative or invalid vector, and another minimum history another cold start than the settings say.
+      checkState(saved.maxSeen === null || (Number.isFinite(saved.maxSeen) && saved.maxSeen >= 0), `models.${resource}.maxSeen`, saved.maxSeen, 'null or a value >= 0');
+      checkState(saved.minHistorySeconds === state.settings.minHistorySeconds, `models.${resource}.minHistorySeconds`, saved.minHistorySeconds, `the settings' minimum history, ${state.settings.minHistorySeconds}`);
       models[resource] = ColdStart.fromJSON(saved, (inner) => (inner.model === 'auto' ? AutoSelector.fromJSON(inner as AutoState) : modelFromJSON(inner)));
     }
     const predictor = new ApplicationPredictor(state.applicationId, state.settings, allocation, state.shardId ?? undefined, models);
@@ -167,10 +181,38 @@ export class ApplicationPredictor {
     return predictor;
   }
 
-  /** Feeds one grid sample of every resource (NaN = missing). */
+  /**
+   * Feeds one grid sample of every resource (NaN = missing). A reading that is not a finite
+   * non-negative number (a rate over a zero or negative interval, a corrupt row) is missing too:
+   * one Infinity made every vector invalid and the selection's price unit Infinity for good.
+   */
   update(atSeconds: number, values: Readonly<Record<ResourceName, number>>): void {
-    for (const resource of RESOURCE_NAMES) (this.models.get(resource) as ColdStart).update({ atSeconds, value: values[resource] });
+    // Time only moves forward (the ratio models' rings already ignored a step back; vpa and the
+    // prior learnt it, the vector went back in time, and one dated 1970 wiped vpa's histogram:
+    // its decay weights were rescaled by 2^19676). The next later sample goes on as before.
+    if (!(atSeconds > this.lastSeconds) && this.lastSeconds === this.lastSeconds) {
+      this.ignored.notAfterLast++;
+      return;
+    }
+    for (const resource of RESOURCE_NAMES) {
+      let value = values[resource];
+      if (value !== value) {
+        // missing
+      } else if (!Number.isFinite(value)) {
+        this.ignored.notFinite++;
+        value = NaN;
+      } else if (value < 0) {
+        this.ignored.negative++;
+        value = NaN;
+      }
+      (this.models.get(resource) as ColdStart).update({ atSeconds, value });
+    }
     this.lastSeconds = atSeconds;
+  }
+
+  /** Readings taken as missing since this predictor was built or loaded, by reason (not saved). */
+  get ignoredSamples(): Readonly<IgnoredSamples> {
+    return { ...this.ignored };
   }
 
   /** Feeds a whole series in time order. */

@@ -21,7 +21,7 @@
  */
 import { LinearBuckets } from './bucket-scheme';
 import { DecayClock, type DecayClockState } from './decay-clock';
-import { horizonSteps, type DemandModel, type ModelOptions, type ModelState, type ResourceSample } from './demand-model';
+import { checkState, horizonSteps, type DemandModel, type ModelOptions, type ModelState, type ResourceSample } from './demand-model';
 import { Histogram, type HistogramState } from './histogram';
 import { emptyRows, rowParts, sameRows, setRowParts } from './pending-rows';
 import { SampleRing, type SampleRingState } from './sample-ring';
@@ -331,6 +331,9 @@ export abstract class ConditionalRatioModel implements DemandModel {
     if (!sameRows(pending, this.emptyRows())) this.pending = pending;
     this.firstSeconds = state.firstSeconds;
     this.lastSeconds = state.lastSeconds;
+    // The newest label's weight scales how many samples a regime needs: 0 or less let every
+    // regime answer a q-tail from no sample, Infinity (JSON's 1e400) none ever.
+    checkState(typeof state.lastWeight === 'number' && state.lastWeight > 0 && state.lastWeight < Infinity, 'lastWeight', state.lastWeight, 'a weight > 0');
     this.lastWeight = state.lastWeight;
     this.restoreExtra(state.extra);
     return this;

@@ -10,7 +10,7 @@
  * longer than a burst before it is extrapolated.
  */
 import { ConditionalRatioModel, magnitudeClass, type ConditionalState, type FeatureSlot } from './conditional-ratio-model';
-import type { ModelOptions } from './demand-model';
+import { checkState, type ModelOptions } from './demand-model';
 import { RECENT_WINDOW_SECONDS } from './recent-peak-model';
 
 interface HoltExtra {
@@ -63,6 +63,9 @@ export class HoltModel extends ConditionalRatioModel {
 
   protected restoreExtra(extra: unknown): void {
     const state = extra as HoltExtra;
+    // An infinite level or trend (JSON's 1e400) would make every base, and so every answer, Infinity or NaN.
+    checkState(state?.level === null || Number.isFinite(state?.level), 'extra.level', state?.level, 'null or a finite number');
+    checkState(Number.isFinite(state.trend), 'extra.trend', state.trend, 'a finite number');
     this.level = state.level === null ? NaN : state.level;
     this.trend = state.trend;
   }

@@ -91,6 +91,52 @@ describe('demand vectors', () => {
     }
   });
 
+  it('takes a reading that is not a finite non-negative number as missing, counted, so one bad reading cannot break or skew later vectors', () => {
+    // An Infinity (a rate over a zero interval) made every vector invalid for an hour and the
+    // selection's price unit Infinity for good; a negative one was learnt as a load.
+    const settings = { ...DEFAULT_PREDICTOR_SETTINGS, minHistorySeconds: 3600 };
+    const values = dailySineWithNoise(3 * DAY_STEPS, 4);
+    const bad = 2 * DAY_STEPS;
+    const run = (cpuThere: number) => {
+      const predictor = new ApplicationPredictor('app', settings, { cpuCores: 4, memoryBytes: 8e9 });
+      const vectors: unknown[] = [];
+      for (let i = 0; i < values.length; i++) {
+        predictor.update(START_SECONDS + i * INTERVAL, { cpu: i === bad ? cpuThere : values[i], memory: values[i] * 1e9, read: values[i] * 100, write: 1 });
+        if (i >= bad) vectors.push(predictor.vector());
+      }
+      return { vectors, state: predictor.toJSON(), ignored: predictor.ignoredSamples };
+    };
+    const missing = run(NaN);
+    for (const [reading, reason] of [[Infinity, 'notFinite'], [-Infinity, 'notFinite'], [-0.5, 'negative']] as const) {
+      const got = run(reading);
+      expect(got.vectors).toEqual(missing.vectors);
+      expect(got.state).toEqual(missing.state);
+      expect(got.ignored).toEqual({ notFinite: 0, negative: 0, notAfterLast: 0, [reason]: 1 });
+    }
+    expect(missing.ignored).toEqual({ notFinite: 0, negative: 0, notAfterLast: 0 });
+  });
+
+  it('drops a sample at or before the last one fed (the clock went back), counted, and goes on with the next later one as if it never came', () => {
+    // vpa and the prior learnt it while the ratio models ignored it, the vector went back in
+    // time, and one dated 1970 scaled vpa's weights by 2^19676: Infinity, then NaN, its history gone.
+    const settings = { ...DEFAULT_PREDICTOR_SETTINGS, model: 'vpa' as const, minHistorySeconds: 3600 };
+    const values = dailySineWithNoise(3 * DAY_STEPS, 4);
+    const at = (i: number) => START_SECONDS + i * INTERVAL;
+    const sample = (i: number, cpu = values[i]) => ({ cpu, memory: values[i] * 1e9, read: 5, write: 1 });
+    for (const stray of [at(2 * DAY_STEPS), at(2 * DAY_STEPS) - 3600, 0]) {
+      const steady = new ApplicationPredictor('app', settings, { cpuCores: 4 });
+      const stepped = new ApplicationPredictor('app', settings, { cpuCores: 4 });
+      for (let i = 0; i < values.length; i++) {
+        steady.update(at(i), sample(i));
+        stepped.update(at(i), sample(i));
+        if (i === 2 * DAY_STEPS) stepped.update(stray, sample(i, 3.5));
+        expect(stepped.vector()).toEqual(steady.vector());
+      }
+      expect(stepped.toJSON()).toEqual(steady.toJSON());
+      expect(stepped.ignoredSamples).toEqual({ notFinite: 0, negative: 0, notAfterLast: 1 });
+    }
+  });
+
   it('every vector emitted over a month of synthetic history validates', () => {
     const predictor = new ApplicationPredictor('month', DEFAULT_PREDICTOR_SETTINGS, { cpuCores: 4 });
     const values = dailySineWithNoise(10 * DAY_STEPS, 2);

@@ -167,6 +167,12 @@ describe('host forecast', () => {
       ['a selected pair that does not exist', (s) => (cpu(s).selected = 10_000), /state\.selected: 10000 is not a pair of the selection/],
       ['a model built for another horizon', (s) => (ratioOf(s).options.horizonSeconds = 1800), /state\.models\.cpu\.options/],
       ['a half-life of zero', (s) => (vpaOf(s).clock.halfLifeSeconds = 0), /state\.clock\.halfLifeSeconds/],
+      // A weight of 0 or less let every regime answer a q-tail from no sample; Infinity (JSON's 1e400) none ever.
+      ['a ratio model\'s newest weight of -1', (s) => (ratioOf(s).lastWeight = -1), /state\.lastWeight: -1 is not a weight > 0/],
+      ['a ratio model\'s newest weight of Infinity', (s) => (ratioOf(s).lastWeight = Infinity), /state\.lastWeight/],
+      ['a holt level of Infinity', (s) => (cpu(s).candidates.find((c: { model: string }) => c.model === 'holt').extra.level = Infinity), /state\.extra\.level/],
+      ['a highest value seen below 0', (s) => (s.models.cpu.maxSeen = -1), /state\.models\.cpu\.maxSeen: -1 is not null or a value >= 0/],
+      ['a minimum history other than the settings\'', (s) => (s.models.cpu.minHistorySeconds = 0), /state\.models\.cpu\.minHistorySeconds: 0 is not the settings' minimum history, 3600/],
     ];
     for (const [, edit, reason] of cases) expect(edited(edit)).toMatch(reason);
   });

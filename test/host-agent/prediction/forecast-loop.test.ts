@@ -252,6 +252,36 @@ describe('ForecastLoop (the agent\'s demand forecast)', () => {
     await loop.stop();
   });
 
+  it('after the clock steps back behind what the predictors were fed, rebuilds them from the history instead of stalling until the clock gets there again', async () => {
+    // A clock two days fast for one pass fed every predictor two days of missing points and
+    // saved them so; once corrected, each ignored every new point for two days (and a restart
+    // loaded the saved states and did the same).
+    const s = setup();
+    s.history.append(rows(T, T + HOURS * 3600));
+    const loop = s.loop();
+    await loop.pass();
+    s.advance(2 * 86400);
+    await loop.pass();
+    s.advance(-2 * 86400 + 3600);
+    s.history.append(rows(T + HOURS * 3600, T + (HOURS + 1) * 3600));
+    await loop.pass();
+    const through = lastCompleteGridSeconds(s.now(), 300, s.plan().agent.sampleIntervalSeconds + 1);
+    const view = loop.view();
+    expect(view.fedThroughSeconds).toBe(through);
+    expect({ shards: view.shards, applications: view.applications }).toEqual(await expected(s.history, s.plan(), s.now()));
+    expect(s.logs.lines().some((l) => l.msg === 'the clock went back behind the predictors: every predictor starts again from the history')).toBe(true);
+    await loop.stop();
+
+    // States saved while the clock was ahead are not loaded by a restarted agent.
+    const stale = s.states.read('shard/web-0');
+    s.states.save([{ key: 'shard/web-0', savedAtSeconds: s.now(), state: { ...(stale as object), lastSeconds: through + 86400 } }]);
+    const restarted = s.loop();
+    await restarted.pass();
+    expect(String(s.logs.lines().filter((l) => l.predictor === 'shard/web-0').at(-1)?.reason)).toMatch(/after this host's clock/);
+    expect({ shards: restarted.view().shards, applications: restarted.view().applications }).toEqual(await expected(s.history, s.plan(), s.now()));
+    await restarted.stop();
+  });
+
   it('stop() ends a long replay at its next read, and a loop without a state store still predicts', async () => {
     const s = setup();
     s.history.append(rows(T, T + HOURS * 3600));
