@@ -30,7 +30,12 @@ export const SMALL_UPLOAD_CONCURRENCY = 12;
 /** Files below this size count as small. */
 export const SMALL_FILE_BYTES = 1 << 20;
 
-const CODES: readonly MigrationErrorCode[] = ['INVALID_MIGRATION', 'INVALID_TRANSITION', 'JOURNAL_CONFLICT', 'NOT_FOUND', 'REFUSED', 'TRANSFER_FAILED', 'TIMEOUT'];
+/**
+ * The destination's codes taken as they are. Not JOURNAL_CONFLICT: to the source's driver it
+ * means "another driver advanced this migration", on which it stops without aborting or
+ * resuming; from a destination's answer it would leave the shard frozen until recovery.
+ */
+const CODES: readonly MigrationErrorCode[] = ['INVALID_MIGRATION', 'INVALID_TRANSITION', 'NOT_FOUND', 'REFUSED', 'TRANSFER_FAILED', 'TIMEOUT'];
 
 export class MigrationClient {
   private readonly http: AxiosInstance;

@@ -117,3 +117,22 @@ describe('migration client uploads', () => {
     }
   });
 });
+
+describe('migration client errors', () => {
+  it("takes a destination's code as it is, except the source's own journal conflict, which from a destination is a failed transfer", async () => {
+    let code = 'REFUSED';
+    const server = createServer((_request, response) => response.writeHead(409, { 'content-type': 'application/json' }).end(JSON.stringify({ statusCode: 409, error: code, message: 'no' })));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const client = new MigrationClient({ baseUrl: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, token: 't' });
+      await expect(client.commit('m1')).rejects.toMatchObject({ code: 'REFUSED' });
+      // The driver stops on JOURNAL_CONFLICT without aborting or resuming (another driver has the
+      // migration): taken from a destination, it would leave the shard frozen until recovery.
+      code = 'JOURNAL_CONFLICT';
+      await expect(client.commit('m1')).rejects.toMatchObject({ code: 'TRANSFER_FAILED', message: expect.stringContaining('409 JOURNAL_CONFLICT no') });
+    } finally {
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    }
+  });
+});
