@@ -13,6 +13,7 @@ import { ProcProbe } from '../runner/process-probe';
 import type { BackoffPolicy } from '../runner/restart-backoff';
 import { DEFAULT_BACKOFF, checkBackoffPolicy } from '../runner/restart-backoff';
 import { SHARD_RECORD_VERSION, ShardRecordStore } from '../runner/shard-record';
+import { pruneRemovedShardLogs } from '../runner/shard-logs';
 import type { ShardStatus } from '../runner/shard-status';
 import { ShardSupervisor } from '../runner/shard-supervisor';
 import type { WorkloadLauncher } from '../runner/workload-launcher';
@@ -301,6 +302,9 @@ export class ShardKeeper implements ShardManager, ShardHandover, RestartHandover
       // in status()): whatever a reading opened while the removal was under way is closed too.
       this.driver.forget(shardId);
       if (existed) s.emit('removed');
+      // Its logs stay for reading, among the newest few of shards gone from here; older ones go,
+      // or every shard id that ever ran here would keep its logs on this disk for good.
+      await pruneRemovedShardLogs(this.deps.logRoot, new Set(this.supervisors.keys())).catch((error: unknown) => this.failed(s, 'prune-logs', error));
     });
   }
 

@@ -11,7 +11,7 @@
  * every keeper tick while a log grows and back off while it is idle (nextLogCheckTicks).
  */
 import { statSync } from 'node:fs';
-import { mkdir, open, truncate } from 'node:fs/promises';
+import { mkdir, open, readdir, rm, stat, truncate } from 'node:fs/promises';
 import { join } from 'node:path';
 
 export interface ShardLogPaths {
@@ -21,6 +21,38 @@ export interface ShardLogPaths {
 
 export function shardLogPaths(logRoot: string, shardId: string): ShardLogPaths {
   return { stdout: join(logRoot, shardId, 'stdout.log'), stderr: join(logRoot, shardId, 'stderr.log') };
+}
+
+/**
+ * Log directories of shards no longer on this host kept, the most recently written first: what a
+ * removed or migrated shard said last stays readable, and the directory stays bounded however
+ * many shard ids ever ran here (each directory holds up to ~4 x logMaxBytes).
+ */
+export const REMOVED_SHARD_LOGS_KEPT = 16;
+
+/**
+ * Deletes the log directories under `logRoot` of shards not in `present`, all but the `kept`
+ * most recently written (newest mtime of the files in each; an empty one counts as oldest); resolves to the shard ids deleted.
+ */
+export async function pruneRemovedShardLogs(logRoot: string, present: ReadonlySet<string>, kept = REMOVED_SHARD_LOGS_KEPT): Promise<string[]> {
+  const entries = await readdir(logRoot, { withFileTypes: true }).catch((error: NodeJS.ErrnoException) => {
+    if (error.code === 'ENOENT') return [];
+    throw error;
+  });
+  const gone: { shardId: string; written: number }[] = [];
+  for (const entry of entries) {
+    if (!entry.isDirectory() || present.has(entry.name)) continue;
+    const dir = join(logRoot, entry.name);
+    const files = await readdir(dir).catch(() => [] as string[]);
+    // The files' times, not the directory's: that one changes only when a file is made or rotated.
+    let written = 0;
+    for (const file of files) written = Math.max(written, (await stat(join(dir, file)).catch(() => undefined))?.mtimeMs ?? 0);
+    gone.push({ shardId: entry.name, written });
+  }
+  gone.sort((a, b) => b.written - a.written);
+  const deleted = gone.slice(kept).map((g) => g.shardId);
+  for (const shardId of deleted) await rm(join(logRoot, shardId), { recursive: true, force: true });
+  return deleted;
 }
 
 /** Opens both files for appending (created 0640); the caller passes the fds to spawn and closes its copies. */

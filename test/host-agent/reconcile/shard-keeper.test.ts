@@ -1,4 +1,5 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { REMOVED_SHARD_LOGS_KEPT } from '../../../host-agent/runner/shard-logs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { DesiredShard } from '../../../host-agent/reconcile/desired-shard';
@@ -294,6 +295,23 @@ describe('ShardKeeper (fake driver and launcher)', () => {
     await k.apply([]);
     expect(driver.forgotten.sort()).toEqual(['web-0', 'web-1']);
     forget.mockRestore();
+  });
+
+  it('keeps the logs of the shards it removed, only the most recently written few of them', async () => {
+    const k = keeper();
+    await k.start();
+    const ids = Array.from({ length: REMOVED_SHARD_LOGS_KEPT + 3 }, (_, i) => `web-${i}`);
+    await k.apply(ids.map((id) => desired(id)));
+    const logRoot = join(dir, 'agent', 'logs');
+    ids.forEach((id, i) => {
+      mkdirSync(join(logRoot, id), { recursive: true });
+      writeFileSync(join(logRoot, id, 'stdout.log'), id);
+      const at = Date.now() / 1000 - 1000 + i; // web-0 written longest ago
+      utimesSync(join(logRoot, id, 'stdout.log'), at, at);
+    });
+    await k.apply([desired('web-0')]);
+    // The still-present shard keeps its logs however old; of those removed, the newest stay.
+    expect(readdirSync(logRoot).sort()).toEqual(['web-0', ...ids.slice(-REMOVED_SHARD_LOGS_KEPT)].sort());
   });
 
   it('still supervises a shard desired again after its removal failed: a crash of the new run is restarted', async () => {

@@ -1,7 +1,8 @@
 import { appendFileSync, mkdtempSync, readFileSync, rmSync, statSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { capLogFile, capShardLogs, nextLogCheckTicks, openShardLogs, shardLogPaths } from '../../../host-agent/runner/shard-logs';
+import { capLogFile, capShardLogs, nextLogCheckTicks, openShardLogs, pruneRemovedShardLogs, shardLogPaths } from '../../../host-agent/runner/shard-logs';
+import { mkdirSync, readdirSync, utimesSync, writeFileSync } from 'node:fs';
 import { writeSync } from 'node:fs';
 
 describe('shard logs', () => {
@@ -52,5 +53,23 @@ describe('shard logs', () => {
     expect([next(false, 0), next(false, 1), next(false, 2), next(false, 4), next(false, 5)]).toEqual([1, 2, 4, 5, 5]);
     expect(next(true, 5)).toBe(1);
     expect(nextLogCheckTicks(false, 4, 1)).toBe(1);
+  });
+
+  it('deletes the logs of shards gone from this host beyond the most recently written few, never a present shard\'s', async () => {
+    const write = (shardId: string, secondsAgo: number, file = 'stdout.log') => {
+      mkdirSync(join(dir, shardId), { recursive: true });
+      writeFileSync(join(dir, shardId, file), 'x');
+      const at = Date.now() / 1000 - secondsAgo;
+      utimesSync(join(dir, shardId, file), at, at);
+    };
+    write('web-0', 500); // present: kept however old
+    write('gone-old', 400);
+    write('gone-mid', 300);
+    write('gone-new', 200, 'stderr.log');
+    write('gone-new', 900); // its newest file counts, not its oldest
+    write('gone-newest', 100);
+    expect((await pruneRemovedShardLogs(dir, new Set(['web-0']), 2)).sort()).toEqual(['gone-mid', 'gone-old']);
+    expect(readdirSync(dir).sort()).toEqual(['gone-new', 'gone-newest', 'web-0']);
+    expect(await pruneRemovedShardLogs(join(dir, 'missing'), new Set(), 2)).toEqual([]);
   });
 });
