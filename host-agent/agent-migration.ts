@@ -39,8 +39,12 @@ export interface AgentMigrationContext {
   readonly metrics: AgentMetrics;
   plan(): Plan | undefined;
   token(): string | undefined;
-  /** The shards this host should run now (plan + assignments), as the reconcile computes them. */
-  desiredShards(): Promise<DesiredShard[]>;
+  /**
+   * The shards this host should run now (plan + assignments), as the reconcile computes them;
+   * with `evenIfDrained`, those placed here even while the host is drained (what a migration
+   * that commits moves away).
+   */
+  desiredShards(opts?: { evenIfDrained?: boolean }): Promise<DesiredShard[]>;
   /** What the keeper supervises now. */
   shards(): ShardStatus[];
   /** Told every migration this host drove to its end (done or aborted), after the log line and metrics. */
@@ -81,8 +85,8 @@ export async function createAgentMigration(ctx: AgentMigrationContext): Promise<
     else ctx.logger.warn({ criu_kdat: kdat.detail }, 'migration: CRIU probes the kernel in every dump and restore');
   }
 
-  const describe = async (shardId: string): Promise<DesiredShard> => {
-    const desired = (await ctx.desiredShards()).find((d) => d.shardId === shardId);
+  const describe = async (shardId: string, evenIfDrained = false): Promise<DesiredShard> => {
+    const desired = (await ctx.desiredShards({ evenIfDrained })).find((d) => d.shardId === shardId);
     if (!desired) throw new MigrationError('INVALID_MIGRATION', `shard ${shardId} is not one this host should run`);
     return desired;
   };
@@ -95,12 +99,14 @@ export async function createAgentMigration(ctx: AgentMigrationContext): Promise<
     ...(ctx.restartHandover ? { restartHandover: ctx.restartHandover } : {}),
     holdsEstablishedTcp: async (shardId) => shardHoldsEstablishedTcp(await ctx.driver.pids(shardId)),
     checkpointer,
-    describe,
+    describe: (shardId) => describe(shardId),
     applicationOf: (shardId) => ctx.shards().find((s) => s.shardId === shardId && s.state !== 'held')?.applicationId,
     capacity: ctx.capacity,
     token: () => ctx.token(),
     imagesRoot: join(ctx.stateDir, 'migrations'),
-    commitWrites: async (record) => [assignmentOnCommit(record, await describe(record.shardId), new Date().toISOString())],
+    // Even on a host drained since the restore: moving the shard away is what the drain wants,
+    // and refusing here aborted a good migration and resumed the shard on the drained host.
+    commitWrites: async (record) => [assignmentOnCommit(record, await describe(record.shardId, true), new Date().toISOString())],
     onFinished: (record) => {
       reportFinished(record, ctx);
       ctx.onFinished?.(record);

@@ -425,11 +425,11 @@ export class Agent implements DrainControl {
     }
   }
 
-  /** The shards this host should run: the plan's placement, overridden by assignment records, nothing while drained. */
-  async desiredShards(plan: Plan, warn = false): Promise<DesiredShard[]> {
+  /** The shards this host should run: the plan's placement, overridden by assignment records, nothing while drained (unless `evenIfDrained`). */
+  async desiredShards(plan: Plan, warn = false, evenIfDrained = false): Promise<DesiredShard[]> {
     const { assignments, problems } = parseAssignments(await this.stores.store.list(assignmentsPrefix(plan.fleet)));
     if (warn) for (const problem of problems) this.logger.warn({ problem }, 'ignoring an invalid shard assignment');
-    return desiredShardsForHost({ plan, hostId: this.options.hostId, assignments, drained: this.drained });
+    return desiredShardsForHost({ plan, hostId: this.options.hostId, assignments, drained: this.drained && !evenIfDrained });
   }
 
   /**
@@ -459,9 +459,9 @@ export class Agent implements DrainControl {
       metrics: this.metrics,
       plan: () => this.plan(),
       token: () => this.token,
-      desiredShards: async () => {
+      desiredShards: async (opts) => {
         const current = this.plan();
-        return current ? this.desiredShards(current) : [];
+        return current ? this.desiredShards(current, false, opts?.evenIfDrained === true) : [];
       },
       shards: () => this.kernel.manager.status(),
       onFinished: (record) => {

@@ -122,6 +122,15 @@ describe('Agent with migration (wiring over fakes)', () => {
     expect((await contexts[0]!.desiredShards()).map((d) => d.shardId)).toEqual(['web-0']);
   });
 
+  it('describes the shards placed here to a migration that commits on a drained host, and to nothing else', async () => {
+    const { contexts } = await start([]);
+    await agent!.drain();
+    expect(await contexts[0]!.desiredShards()).toEqual([]);
+    // The commit's assignment needs the shard's definition: moving it away is what the drain
+    // wants (refused, a good migration aborted and resumed the shard on the drained host).
+    expect((await contexts[0]!.desiredShards({ evenIfDrained: true })).map((d) => d.shardId)).toEqual(['web-0']);
+  });
+
   it('serves the migration routes behind the fleet token only', async () => {
     await start([]);
     expect((await fetch(`${agent!.address}/v1/migrations`)).status).toBe(401);
