@@ -64,7 +64,20 @@ function openPlanStore(settings: Plan['store'], stateDir: string): Store {
  * could otherwise take a claim the first had just lost, and make it halt).
  */
 export function lockAgentCgroups(options: { ownerPrefix: string }) {
-  return (ctx: { hostId: string; stateDir: string }): Promise<CgroupRootLock> => CgroupRootLock.acquire({ hostId: ctx.hostId, ownerPrefix: options.ownerPrefix, stateDir: ctx.stateDir });
+  return async (ctx: { hostId: string; stateDir: string }): Promise<{ release(): void }> => {
+    const cgroups = await CgroupRootLock.acquire({ hostId: ctx.hostId, ownerPrefix: options.ownerPrefix, stateDir: ctx.stateDir });
+    // And its state directory: shard records, logs and the embedded store are this host's alone.
+    const stateDir = await CgroupRootLock.acquireStateDir({ stateDir: ctx.stateDir, hostId: ctx.hostId }).catch((error: unknown) => {
+      cgroups.release();
+      throw error;
+    });
+    return {
+      release: () => {
+        stateDir.release();
+        cgroups.release();
+      },
+    };
+  };
 }
 
 export function createAgentKernel(options: { ownerPrefix: string; cgroupRoot?: string; graceSeconds?: number }) {

@@ -34,6 +34,7 @@ export interface CgroupRootLockOptions {
 interface Holder {
   readonly pid: number;
   readonly since: string;
+  readonly hostId?: string;
   readonly stateDir?: string;
 }
 
@@ -48,6 +49,38 @@ export class CgroupRootLock {
     const dir = options.dir ?? process.env.SHARDFORM_LOCK_DIR ?? DEFAULT_LOCK_DIR;
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     const path = join(dir, `${options.ownerPrefix}.${options.hostId}.lock`);
+    const holder: Holder = { pid: process.pid, since: new Date().toISOString(), hostId: options.hostId, ...(options.stateDir ? { stateDir: options.stateDir } : {}) };
+    return CgroupRootLock.take(path, holder, (who) =>
+      new ShardformError(
+        'HOST_CLAIMED',
+        '--host',
+        options.hostId,
+        `--host: another agent runs for host "${options.hostId}" on this machine, in the same cgroups (${options.ownerPrefix}/${options.hostId}): ${who}; stop it first (lock ${path})`,
+      ),
+    );
+  }
+
+  /**
+   * One agent per state directory, whatever its host: two agents (of different hosts) sharing
+   * one would each take the other's shard records for shards it does not run and delete them,
+   * killing the other's shards at its next restart. `<state dir>/agent.lock`, the same kind of
+   * lock as the cgroups'; throws HOST_CLAIMED naming the holder's host.
+   */
+  static async acquireStateDir(options: { stateDir: string; hostId: string }): Promise<CgroupRootLock> {
+    mkdirSync(options.stateDir, { recursive: true, mode: 0o700 });
+    const path = join(options.stateDir, 'agent.lock');
+    const holder: Holder = { pid: process.pid, since: new Date().toISOString(), hostId: options.hostId, stateDir: options.stateDir };
+    return CgroupRootLock.take(path, holder, (who, held) =>
+      new ShardformError(
+        'HOST_CLAIMED',
+        '--state-dir',
+        options.stateDir,
+        `--state-dir: another agent${held?.hostId ? ` (host "${held.hostId}")` : ''} uses state directory ${options.stateDir}: ${who}; stop it first, or give each host its own state directory (lock ${path})`,
+      ),
+    );
+  }
+
+  private static async take(path: string, holder: Holder, refused: (who: string, held: Holder | undefined) => Error): Promise<CgroupRootLock> {
     const db = new Database(path, { timeout: 0 });
     try {
       db.pragma('locking_mode = EXCLUSIVE');
@@ -56,16 +89,10 @@ export class CgroupRootLock {
     } catch (error) {
       db.close();
       if ((error as { code?: string }).code !== 'SQLITE_BUSY') throw error;
-      const holder = readHolder(path);
-      const who = holder ? `pid ${holder.pid}, since ${holder.since}${holder.stateDir ? `, state directory ${holder.stateDir}` : ''}` : 'a process holding the lock';
-      throw new ShardformError(
-        'HOST_CLAIMED',
-        '--host',
-        options.hostId,
-        `--host: another agent runs for host "${options.hostId}" on this machine, in the same cgroups (${options.ownerPrefix}/${options.hostId}): ${who}; stop it first (lock ${path})`,
-      );
+      const held = readHolder(path);
+      const who = held ? `pid ${held.pid}, since ${held.since}${held.stateDir ? `, state directory ${held.stateDir}` : ''}` : 'a process holding the lock';
+      throw refused(who, held);
     }
-    const holder: Holder = { pid: process.pid, since: new Date().toISOString(), ...(options.stateDir ? { stateDir: options.stateDir } : {}) };
     try {
       await writeFileAtomically(`${path.replace(/\.lock$/, '')}.holder.json`, `${JSON.stringify(holder)}\n`);
     } catch (error) {

@@ -5,6 +5,7 @@
  */
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
+import { lockAgentCgroups } from '../../host-agent/agent-parts';
 import { CgroupRootLock } from '../../host-agent/cgroup-root-lock';
 import { tempDir } from '../helpers/cli';
 
@@ -28,6 +29,32 @@ describe('CgroupRootLock', () => {
     first.release(); // idempotent
     const next = await CgroupRootLock.acquire({ hostId: 'host-a', ownerPrefix: 'shardform', dir: dir.path });
     for (const lock of [other, otherPrefix, next]) lock.release();
+  });
+
+  it('refuses a second agent on the same state directory, whatever its host, naming the first; lockAgentCgroups takes both locks', async () => {
+    const stateDir = join(dir.path, 'state-shared');
+    const first = await CgroupRootLock.acquireStateDir({ stateDir, hostId: 'host-a' });
+    await expect(CgroupRootLock.acquireStateDir({ stateDir, hostId: 'host-b' })).rejects.toMatchObject({
+      code: 'HOST_CLAIMED',
+      field: '--state-dir',
+      value: stateDir,
+      message: expect.stringMatching(new RegExp(`^--state-dir: another agent \\(host "host-a"\\) uses state directory ${stateDir}: pid ${process.pid}, since [^;]+; stop it first, or give each host its own state directory \\(lock ${join(stateDir, 'agent.lock')}\\)$`)),
+    });
+    const elsewhere = await CgroupRootLock.acquireStateDir({ stateDir: join(dir.path, 'state-b'), hostId: 'host-b' });
+    first.release();
+    elsewhere.release();
+
+    process.env.SHARDFORM_LOCK_DIR = join(dir.path, 'locks');
+    try {
+      const agentA = await lockAgentCgroups({ ownerPrefix: 'shardform' })({ hostId: 'host-a', stateDir });
+      // Another host (its own cgroups) on the same state directory: refused, and holds neither lock.
+      await expect(lockAgentCgroups({ ownerPrefix: 'shardform' })({ hostId: 'host-b', stateDir })).rejects.toMatchObject({ field: '--state-dir' });
+      const hostB = await lockAgentCgroups({ ownerPrefix: 'shardform' })({ hostId: 'host-b', stateDir: join(dir.path, 'state-b') });
+      agentA.release();
+      hostB.release();
+    } finally {
+      delete process.env.SHARDFORM_LOCK_DIR;
+    }
   });
 
   it('a holder that is stopped keeps the lock; killed, the kernel drops it and the next agent takes it at once', async () => {
