@@ -142,7 +142,8 @@ describe('ShardKeeper (fake driver and launcher)', () => {
     // The operator fixes the command; the new one crashes once.
     expect((await k.apply([desired('web-0', { command: ['/bin/sleep', '2000'] })])).actions).toEqual([{ kind: 'replace', shardId: 'web-0', ok: true }]);
     launcher.exit(launcher.latest('web-0')!.pid, { exitCode: 1, signal: null });
-    await waitFor(() => sink.ofType('exited', 'web-0').length === 4, 'the new run exited');
+    // Its restart decision is emitted after the exit is recorded: waited for, not the exit alone.
+    await waitFor(() => sink.ofType('restarting', 'web-0').length === 3, 'the new run\'s restart decided');
     expect(sink.ofType('restarting', 'web-0').at(-1)?.detail).toEqual({ attempt: 1, delaySeconds: 0.01 });
     expect(sink.ofType('crash-loop', 'web-0')).toHaveLength(1);
   });
