@@ -43,8 +43,14 @@ if [ "${SHARDFORM_CRIU_FORCE:-0}" != 1 ]; then
     fi
   fi
   if [ -x "$prefix/usr/sbin/criu" ] && [ -f "$prefix/.installed" ]; then
-    log "private criu already installed in $prefix"
-    exit 0
+    # The marker holds the installed `criu --version`: a CRIU older than 4 (from a suite that still
+    # had 3.x) is replaced, not kept for good as "installed" while criu.ts refuses it.
+    major="$(major_of <"$prefix/.installed" || true)"
+    if [ -n "$major" ] && [ "$major" -ge 4 ]; then
+      log "private criu already installed in $prefix"
+      exit 0
+    fi
+    log "private criu in $prefix is $(head -n1 "$prefix/.installed"), older than 4; reinstalling"
   fi
 fi
 
@@ -116,6 +122,12 @@ done
 libs="$staging/lib/$triplet:$staging/usr/lib/$triplet:$staging/lib:$staging/usr/lib"
 version="$("$staging/$loader" --library-path "$libs" "$staging/usr/sbin/criu" --version | head -n1)"
 log "unpacked $version"
+major="$(printf '%s\n' "$version" | major_of)"
+if [ -z "$major" ] || [ "$major" -lt 4 ]; then
+  log "$suite's criu is ${version#Version: }, not CRIU >= 4 (criu.ts would refuse it); set SHARDFORM_CRIU_SUITE to a suite that has it"
+  rm -rf "$staging"
+  exit 1
+fi
 
 # Swap the staged tree in, keeping the private apt directory. The marker goes first and comes
 # back last: a run stopped in between (an old tree half removed, a new one half moved in) leaves a

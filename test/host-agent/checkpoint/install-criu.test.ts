@@ -22,7 +22,7 @@ exit 0`,
   'dpkg-deb': `#!/bin/sh
 d="$3"
 mkdir -p "$d/usr/sbin" "$d/usr/lib64" "$d/usr/lib/x86_64-linux-gnu" "$d/etc/criu"
-printf '#!/bin/sh\\necho "Version: 4.1.1"\\n' > "$d/usr/sbin/criu"
+printf '#!/bin/sh\\necho "Version: %s"\\n' "\${STUB_CRIU_VERSION:-4.1.1}" > "$d/usr/sbin/criu"
 printf '#!/bin/sh\\nshift 2\\nexec "$@"\\n' > "$d/usr/lib64/ld-linux-x86-64.so.2"
 chmod +x "$d/usr/sbin/criu" "$d/usr/lib64/ld-linux-x86-64.so.2"
 echo lib > "$d/${LIB}"
@@ -73,6 +73,23 @@ describeX64('install-criu.sh stopped half-way', () => {
     expect(again.status).toBe(0);
     expect(existsSync(join(prefix, LIB))).toBe(true);
     expect(await locateCriu({ prefix, searchPath: [] })).toMatchObject({ found: true, criu: { kind: 'private', version: '4.1.1' } });
+  });
+
+  it('replaces a private CRIU older than 4 left by an earlier run instead of calling it installed', async () => {
+    const older = join(dir.path, 'older');
+    const first = install({ SHARDFORM_CRIU_PREFIX: older, STUB_CRIU_VERSION: '3.17.1' });
+    expect(first.status).not.toBe(0);
+    expect(first.stderr).toContain('is 3.17.1, not CRIU >= 4');
+    expect(existsSync(join(older, '.installed'))).toBe(false);
+
+    // A prefix installed by a run that did not check (or from a suite that still had 3.x).
+    mkdirSync(join(older, 'usr/sbin'), { recursive: true });
+    writeFileSync(join(older, 'usr/sbin/criu'), '#!/bin/sh\necho "Version: 3.17.1"\n', { mode: 0o755 });
+    writeFileSync(join(older, '.installed'), 'Version: 3.17.1\n');
+    const again = install({ SHARDFORM_CRIU_PREFIX: older });
+    expect(again.stderr).not.toContain('already installed');
+    expect(again.status).toBe(0);
+    expect(await locateCriu({ prefix: older, searchPath: [] })).toMatchObject({ found: true, criu: { kind: 'private', version: '4.1.1' } });
   });
 
   it('two runs at once (two CI jobs on one machine) both end with one complete installation', async () => {
