@@ -132,11 +132,16 @@ export class ShardKeeper implements ShardManager, ShardHandover, RestartHandover
     return this.exclusive(async () => {
       const actions: Action[] = [];
       const cgroups = new Set(await this.driver.list());
+      const interrupted: ShardSupervisor[] = [];
       for (const record of await this.records.loadAll()) {
         if (this.supervisors.has(record.shardId)) continue;
         const s = new ShardSupervisor(this.deps, record);
         this.supervisors.set(record.shardId, s);
         if (record.held || !cgroups.has(record.shardId)) continue; // held: migration's; no cgroup: apply decides
+        if (record.stopping) {
+          interrupted.push(s);
+          continue;
+        }
         await s.exclusive(async () => {
           try {
             const main = await this.deps.probe.findMain(await this.driver.pids(record.shardId));
@@ -158,6 +163,19 @@ export class ShardKeeper implements ShardManager, ShardHandover, RestartHandover
           }
         });
       }
+      // The agent went away in the middle of a stop (reconcile, replace, drain): the stop is
+      // finished (SIGTERM again, grace, SIGKILL; at once when the run has ended), not adopted nor
+      // restarted, and apply decides the rest. Side by side, like a pass: graces do not add up.
+      const finished = await inBatches(interrupted, RECONCILE_PARALLEL, async (s): Promise<Action> => {
+        try {
+          await s.exclusive(() => s.stop(this.graceSeconds));
+          s.emit('stopped', { reason: 'interrupted-stop' });
+          return { kind: 'stop', shardId: s.shardId, ok: true };
+        } catch (e) {
+          return this.failed(s, 'stop', e);
+        }
+      });
+      actions.push(...finished);
       this.startTicker();
       return { actions, converged: actions.every((a) => a.ok) };
     });
