@@ -388,6 +388,15 @@ export class ShardKeeper implements ShardManager, ShardHandover, RestartHandover
     const grace = opts.graceSeconds ?? this.graceSeconds;
     return this.exclusive(async () => {
       const ids = new Set([...this.supervisors.keys(), ...(await this.driver.list())]);
+      // A keeper never started (the local drain: no agent runs) knows its shards by their records
+      // only; each gets a supervisor here, to be stopped cleanly, and none is adopted or restarted.
+      // Started first, it scheduled restarts (1 s at least) of runs that had ended, which came due
+      // before the drain's turn when finding the shards took longer: launched, then drained.
+      for (const record of await this.records.loadAll()) {
+        if (this.supervisors.has(record.shardId)) continue;
+        this.supervisors.set(record.shardId, new ShardSupervisor(this.deps, record));
+        ids.add(record.shardId);
+      }
       // In parallel: the grace periods run concurrently rather than adding up.
       const results = await Promise.all(
         [...ids].sort().map(async (shardId): Promise<Action[]> => {
