@@ -3,6 +3,16 @@
  * sequence number (the `since` cursor of GET /v1/events), is logged as one JSON line with
  * shard_id and application_id, kept in a bounded in-memory window and written to the store
  * under `/hosts/<host-id>/events/<seq>` so the history survives an agent restart.
+ *
+ * Numbers never go backwards, across restarts too: a cursor a client holds never names a later
+ * event (Kubernetes' resourceVersion, journald's cursors). The store records a high-water mark,
+ * `/hosts/<host-id>/event-seq`, and an event is served only once its number is at or below a
+ * mark the store has taken; the next agent numbers from above the mark. Numbering from above
+ * the newest *stored* event alone gave numbers already served to new events when the writes of
+ * the newest ones had failed (the store away) before the agent restarted, and a client polling
+ * with that cursor missed the new events. The mark reserves SEQ_BLOCK numbers at a time, like
+ * a cached sequence (PostgreSQL `CREATE SEQUENCE ... CACHE`): one write per block, a store
+ * outage holds events back only once the block is used up, and a restart skips the unused rest.
  */
 import type { Store } from '../src/store/store';
 import type { AgentLogger } from './log';
@@ -14,13 +24,15 @@ export interface SequencedEvent extends ShardEvent {
 
 export interface EventLogOptions {
   readonly hostId: string;
-  readonly store?: Pick<Store, 'put' | 'list' | 'delete'>;
+  readonly store?: Pick<Store, 'put' | 'list' | 'delete' | 'get'>;
   readonly logger: AgentLogger;
   /** Events kept in memory and in the store; default 1000. */
   readonly keep?: number;
 }
 
 const SEQ_WIDTH = 12;
+/** Numbers the high-water mark reserves at a time; a new block is asked for halfway through one. */
+const SEQ_BLOCK = 100;
 
 export class EventLog implements ShardEventSink {
   private readonly window: SequencedEvent[] = [];
@@ -34,6 +46,9 @@ export class EventLog implements ShardEventSink {
    * more at every failure, and nothing ever deleted it.
    */
   private deletedThrough = 0;
+  /** The high-water mark the store has taken: events above it are not served yet. */
+  private reservedThrough = 0;
+  private reserving = false;
 
   constructor(private readonly options: EventLogOptions) {
     this.keep = options.keep ?? 1000;
@@ -41,6 +56,10 @@ export class EventLog implements ShardEventSink {
 
   private get prefix(): string {
     return `/hosts/${this.options.hostId}/events/`;
+  }
+
+  private get markKey(): string {
+    return `/hosts/${this.options.hostId}/event-seq`;
   }
 
   /** Restores the window and the sequence from the store (agent restart). */
@@ -64,6 +83,12 @@ export class EventLog implements ShardEventSink {
       for (const kv of older) await store.delete(kv.key);
     });
     this.deletedThrough = (this.window[0]?.seq ?? this.nextSeq) - 1;
+    // Every number up to the mark may have been served by an earlier agent, stored or not.
+    const mark = Number((await this.options.store.get(this.markKey))?.value);
+    if (Number.isSafeInteger(mark) && mark >= this.nextSeq) this.nextSeq = mark + 1;
+    this.reservedThrough = this.nextSeq - 1;
+    this.reserve();
+    await this.writes;
   }
 
   private keyOf(seq: number): string {
@@ -72,6 +97,7 @@ export class EventLog implements ShardEventSink {
 
   emit(event: ShardEvent): void {
     const sequenced: SequencedEvent = { ...event, seq: this.nextSeq++ };
+    this.reserve();
     this.window.push(sequenced);
     if (this.window.length > this.keep) this.window.splice(0, this.window.length - this.keep);
     const level = event.type === 'failed' || event.type === 'oom-killed' || event.type === 'crash-loop' ? 'warn' : 'info';
@@ -79,18 +105,50 @@ export class EventLog implements ShardEventSink {
     this.persist(sequenced);
   }
 
-  /** Events with seq > `since`, oldest first, at most `limit`. */
+  /**
+   * Events with seq > `since`, oldest first, at most `limit`; only those whose number the store's
+   * mark covers. Asks again for a mark the store refused, so events held back while it was away
+   * come out once it is back even if no new event comes to ask.
+   */
   since(since: number, limit = 500): SequencedEvent[] {
-    return this.window.filter((e) => e.seq > since).slice(0, limit);
+    this.reserve();
+    const through = this.servedThrough;
+    return this.window.filter((e) => e.seq > since && e.seq <= through).slice(0, limit);
   }
 
+  /** The newest seq served (or that would be): the cursor after every event there is. */
   get lastSeq(): number {
-    return this.nextSeq - 1;
+    return this.servedThrough;
+  }
+
+  private get servedThrough(): number {
+    // Without a store nothing survives a restart, numbers included: nothing to wait for.
+    return this.options.store ? Math.min(this.reservedThrough, this.nextSeq - 1) : this.nextSeq - 1;
   }
 
   /** Resolves when every event emitted so far has been written (shutdown, tests). */
   async flush(): Promise<void> {
     await this.writes;
+  }
+
+  /**
+   * Writes a mark SEQ_BLOCK past the newest number given when the mark taken is less than half a
+   * block ahead of it. One at a time; a refused one is asked for again by the next emit or poll.
+   */
+  private reserve(): void {
+    const newest = this.nextSeq - 1;
+    if (!this.options.store || this.reserving || newest <= this.reservedThrough - SEQ_BLOCK / 2) return;
+    this.reserving = true;
+    const through = newest + SEQ_BLOCK;
+    let taken = false;
+    void this.writeInTurn(async (store) => {
+      await store.put(this.markKey, String(through));
+      this.reservedThrough = through;
+      taken = true;
+    }).then(() => {
+      this.reserving = false;
+      if (taken) this.reserve(); // a burst may have used up half the block meanwhile
+    });
   }
 
   private persist(event: SequencedEvent): void {

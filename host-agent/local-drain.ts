@@ -1,12 +1,13 @@
 /**
  * Draining a host whose agent is not running (`shardform drain --host ID --state-dir DIR`): the
- * same steps a starting agent takes to find its shards (last good plan -> store; adopt what runs
- * in the cgroups), then a clean stop of each, and the drain recorded in the store so the next
- * agent keeps them stopped. It holds the host's claim while it works, as an agent would: with an
+ * same steps a starting agent takes to find its store (last good plan -> store), then a clean
+ * stop of each shard found by its record or cgroup, and the drain recorded in the store so the
+ * next agent keeps them stopped. Nothing is adopted or supervised: a drain never starts a
+ * workload (the keeper's start would schedule restarts of runs that ended). It holds the host's claim while it works, as an agent would: with an
  * agent running for the host it refuses (drain through the agent), and no agent starts meanwhile.
  */
 import { ShardformError } from '../src/errors';
-import { DRAINED_KEY, type AgentStores } from './agent';
+import { DRAINED_KEY, type AgentOptions, type AgentStores } from './agent';
 import { createAgentKernel, lockAgentCgroups, openAgentStores } from './agent-parts';
 import { EventLog } from './event-log';
 import { HostClaim, claimStoreOf } from './host-claim';
@@ -14,12 +15,16 @@ import { createLogger } from './log';
 import { loadLastGoodPlan } from './plan-source/last-good-plan';
 import type { ReconcileReport } from './reconcile/shard-manager';
 
-export async function drainLocally(options: {
-  hostId: string;
-  stateDir: string;
-  ownerPrefix: string;
-  graceSeconds: number;
-}): Promise<ReconcileReport & { drained: true }> {
+export async function drainLocally(
+  options: {
+    hostId: string;
+    stateDir: string;
+    ownerPrefix: string;
+    graceSeconds: number;
+  },
+  /** The shards' kernel; tests give one over fakes. @default the agent's (createAgentKernel) */
+  deps: { createKernel?: AgentOptions['createKernel'] } = {},
+): Promise<ReconcileReport & { drained: true }> {
   const saved = loadLastGoodPlan(options.stateDir);
   if (!saved.plan)
     throw new ShardformError('INVALID_ARGUMENT', '--state-dir', options.stateDir, `--state-dir: ${options.stateDir} holds no plan of an agent (${saved.problem ?? 'last-good-plan.json missing'}); is it the agent's state directory?`);
@@ -38,10 +43,10 @@ export async function drainLocally(options: {
     claim = await HostClaim.acquire({ store: claimStore, hostId: options.hostId, logger }).catch(drainThroughTheAgent);
     const events = new EventLog({ hostId: options.hostId, store: stores.store, logger });
     await events.load();
-    const { manager, driver } = await createAgentKernel({ ownerPrefix: options.ownerPrefix, graceSeconds: options.graceSeconds })({ ...options, events, logger });
+    const createKernel = deps.createKernel ?? createAgentKernel({ ownerPrefix: options.ownerPrefix, graceSeconds: options.graceSeconds });
+    const { manager, driver } = await createKernel({ ...options, events, logger });
     try {
       await stores.store.put(DRAINED_KEY(options.hostId), 'true');
-      await manager.start();
       const report = await manager.drain({ graceSeconds: options.graceSeconds });
       await events.flush();
       return { ...report, drained: true };

@@ -132,11 +132,16 @@ export class ShardKeeper implements ShardManager, ShardHandover, RestartHandover
     return this.exclusive(async () => {
       const actions: Action[] = [];
       const cgroups = new Set(await this.driver.list());
+      const interrupted: ShardSupervisor[] = [];
       for (const record of await this.records.loadAll()) {
         if (this.supervisors.has(record.shardId)) continue;
         const s = new ShardSupervisor(this.deps, record);
         this.supervisors.set(record.shardId, s);
         if (record.held || !cgroups.has(record.shardId)) continue; // held: migration's; no cgroup: apply decides
+        if (record.stopping) {
+          interrupted.push(s);
+          continue;
+        }
         await s.exclusive(async () => {
           try {
             const main = await this.deps.probe.findMain(await this.driver.pids(record.shardId));
@@ -158,6 +163,19 @@ export class ShardKeeper implements ShardManager, ShardHandover, RestartHandover
           }
         });
       }
+      // The agent went away in the middle of a stop (reconcile, replace, drain): the stop is
+      // finished (SIGTERM again, grace, SIGKILL; at once when the run has ended), not adopted nor
+      // restarted, and apply decides the rest. Side by side, like a pass: graces do not add up.
+      const finished = await inBatches(interrupted, RECONCILE_PARALLEL, async (s): Promise<Action> => {
+        try {
+          await s.exclusive(() => s.stop(this.graceSeconds));
+          s.emit('stopped', { reason: 'interrupted-stop' });
+          return { kind: 'stop', shardId: s.shardId, ok: true };
+        } catch (e) {
+          return this.failed(s, 'stop', e);
+        }
+      });
+      actions.push(...finished);
       this.startTicker();
       return { actions, converged: actions.every((a) => a.ok) };
     });
@@ -370,6 +388,15 @@ export class ShardKeeper implements ShardManager, ShardHandover, RestartHandover
     const grace = opts.graceSeconds ?? this.graceSeconds;
     return this.exclusive(async () => {
       const ids = new Set([...this.supervisors.keys(), ...(await this.driver.list())]);
+      // A keeper never started (the local drain: no agent runs) knows its shards by their records
+      // only; each gets a supervisor here, to be stopped cleanly, and none is adopted or restarted.
+      // Started first, it scheduled restarts (1 s at least) of runs that had ended, which came due
+      // before the drain's turn when finding the shards took longer: launched, then drained.
+      for (const record of await this.records.loadAll()) {
+        if (this.supervisors.has(record.shardId)) continue;
+        this.supervisors.set(record.shardId, new ShardSupervisor(this.deps, record));
+        ids.add(record.shardId);
+      }
       // In parallel: the grace periods run concurrently rather than adding up.
       const results = await Promise.all(
         [...ids].sort().map(async (shardId): Promise<Action[]> => {

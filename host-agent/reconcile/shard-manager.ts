@@ -34,7 +34,11 @@ export interface ShardManager {
   resize(shardId: string, limits: ShardLimits): Promise<void>;
   freeze(shardId: string): Promise<void>;
   thaw(shardId: string): Promise<void>;
-  /** Stops every shard cleanly (SIGTERM, grace, SIGKILL) and removes their cgroups. */
+  /**
+   * Stops every shard cleanly (SIGTERM, grace, SIGKILL) and removes their cgroups. Also without
+   * start() first (the local drain): the shards are then found by their records and cgroups, and
+   * none is adopted, supervised or restarted on the way.
+   */
   drain(opts?: { graceSeconds?: number }): Promise<ReconcileReport>;
   status(): ShardStatus[];
   /** The sampler's reading of a shard's OOM counter, so the manager need not read it again (optional). */

@@ -34,6 +34,12 @@ export interface ShardRecord {
   readonly oomKillsSeen: number;
   /** Migration holds the shard: the keeper neither restarts, stops nor removes it. */
   readonly held: boolean;
+  /**
+   * A stop on purpose is under way: set before the first signal, cleared once the stop is done (or
+   * a new run starts). A new agent that finds it finishes the stop rather than taking the end of
+   * the run for a crash to restart (ShardKeeper.start).
+   */
+  readonly stopping?: boolean;
 }
 
 export class ShardRecordStore {
@@ -101,6 +107,7 @@ function isShardRecord(value: unknown, shardId: string): value is ShardRecord {
     typeof d.limits === 'object' && d.limits !== null &&
     count(r.restarts) && count(r.consecutiveFailures) && count(r.oomKillsSeen) &&
     typeof r.held === 'boolean' &&
+    (r.stopping === undefined || typeof r.stopping === 'boolean') &&
     (r.startedAt === undefined || typeof r.startedAt === 'string') &&
     optionalInteger(r.pid) && optionalInteger(r.pidStartTime)
   );

@@ -177,7 +177,7 @@ export class ShardSupervisor {
       await this.killLeftovers();
       await mkdir(shardState, { recursive: true });
       const oomKills = await this.oomKills();
-      await this.update({ oomKillsSeen: oomKills ?? this.recordValue.oomKillsSeen, pid: undefined, pidStartTime: undefined });
+      await this.update({ oomKillsSeen: oomKills ?? this.recordValue.oomKillsSeen, pid: undefined, pidStartTime: undefined, stopping: undefined });
       run = await this.deps.launcher.launch({
         shardId: d.shardId,
         command: d.command,
@@ -226,6 +226,7 @@ export class ShardSupervisor {
       pid,
       pidStartTime: startTime,
       held: false,
+      stopping: undefined,
       startedAt: sameRun && this.recordValue.startedAt ? this.recordValue.startedAt : this.deps.clock().toISOString(),
     });
     this.frozenValue = await this.deps.driver.isFrozen(this.shardId).catch(() => false);
@@ -408,6 +409,9 @@ export class ShardSupervisor {
     this.launched?.detach();
     this.launched = undefined;
     this.stateValue = 'stopping';
+    // On disk before the first signal: an agent killed from here until the stop is recorded done
+    // left a record naming a run, whose end the next agent took for a crash and restarted.
+    await this.update({ stopping: true });
     const id = this.shardId;
     if (await this.deps.driver.exists(id)) {
       // A graceful stop thaws first, so the workload can run its SIGTERM handler. Without grace
@@ -433,7 +437,7 @@ export class ShardSupervisor {
     // No restart is due once stopped on purpose, so no failures are left to back off from: kept,
     // a record with no run and failures counted reads as "waiting in back-off" to a restarted
     // agent (ShardKeeper.start), which then started again a shard reconcile or a drain had stopped.
-    await this.update({ pid: undefined, pidStartTime: undefined, consecutiveFailures: 0 });
+    await this.update({ pid: undefined, pidStartTime: undefined, consecutiveFailures: 0, stopping: undefined });
   }
 
   /** SIGKILL whatever is in the cgroup and wait (bounded) until the kernel has emptied it. */

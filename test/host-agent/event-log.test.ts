@@ -50,6 +50,7 @@ describe('EventLog', () => {
       put: (k: string, v: string) => (faults.failPuts-- > 0 ? Promise.reject(new Error('store away')) : store.put(k, v)),
       delete: (k: string) => (faults.failDeletes-- > 0 ? Promise.reject(new Error('store away')) : store.delete(k)),
       list: (prefix: string) => store.list(prefix),
+      get: (k: string) => store.get(k),
     };
     return { faults, wrapped };
   };
@@ -79,5 +80,42 @@ describe('EventLog', () => {
     emitOne(log);
     await log.flush();
     expect(await storedSeqs()).toEqual([7, 8, 9]);
+  });
+
+  it('never gives a number a client was served to another event after a restart, even when the newest events were never stored', async () => {
+    const { faults, wrapped } = flaky();
+    const before = new EventLog({ hostId: 'host-a', store: wrapped, logger: silentLogger() });
+    await before.load();
+    for (let i = 0; i < 3; i += 1) emitOne(before);
+    await before.flush();
+    faults.failPuts = 2; // the store is away for the two newest events, then the agent restarts
+    emitOne(before);
+    emitOne(before);
+    await before.flush();
+    const cursor = before.since(0).at(-1)?.seq ?? 0;
+    expect(cursor).toBe(5);
+
+    const after = new EventLog({ hostId: 'host-a', store: wrapped, logger: silentLogger() });
+    await after.load();
+    after.emit({ type: 'stopped', shardId: 'web-0', applicationId: 'web', at: '2026-11-25T00:02:00.000Z', detail: {} });
+    await after.flush();
+    expect(after.since(cursor).map((e) => e.type)).toEqual(['stopped']);
+    expect(after.since(0).map((e) => e.seq)).toEqual([1, 2, 3, after.lastSeq]);
+  });
+
+  it('serves an event only once the store holds a mark at or above its number, and serves it once the store is back', async () => {
+    const { faults, wrapped } = flaky();
+    const log = new EventLog({ hostId: 'host-a', store: wrapped, logger: silentLogger() });
+    faults.failPuts = 1_000; // the store is away from the start: no mark taken
+    await log.load();
+    emitOne(log);
+    await log.flush();
+    expect(log.since(0)).toEqual([]);
+    expect(log.lastSeq).toBe(0);
+    faults.failPuts = 0; // back: the next poll asks for the mark again, no new event needed
+    log.since(0);
+    await log.flush();
+    expect(log.since(0).map((e) => e.seq)).toEqual([1]);
+    expect(log.lastSeq).toBe(1);
   });
 });

@@ -14,6 +14,10 @@ import { parseProcStat } from '../../host-agent/runner/proc-info';
 import { EmbeddedStore } from '../../src/store/embedded-store';
 import { tempDir } from '../helpers/cli';
 import { examplePlan } from '../helpers/plan-fixture';
+import type { DesiredShard } from '../../host-agent/reconcile/desired-shard';
+import { ShardKeeper } from '../../host-agent/reconcile/shard-keeper';
+import { MemoryEventSink, type ShardEventSink } from '../../host-agent/shard-event';
+import { FakeDriver, FakeLauncher } from './fakes';
 
 describe('drainLocally with the host held by an agent', () => {
   const dir = tempDir('local-drain');
@@ -59,5 +63,47 @@ describe('drainLocally with the host held by an agent', () => {
     } finally {
       await store.close();
     }
+  });
+});
+
+describe('drainLocally (fake driver and launcher)', () => {
+  const dir = tempDir('local-drain-fakes');
+  const saved = process.env.SHARDFORM_LOCK_DIR;
+  beforeAll(() => {
+    process.env.SHARDFORM_LOCK_DIR = join(dir.path, 'locks');
+  });
+  afterAll(() => {
+    if (saved === undefined) delete process.env.SHARDFORM_LOCK_DIR;
+    else process.env.SHARDFORM_LOCK_DIR = saved;
+    dir.remove();
+  });
+
+  it('starts no workload, not even one whose restart came due while it found the shards (a start slower than the back-off)', async () => {
+    const stateDir = join(dir.path, 'state');
+    await saveLastGoodPlan(stateDir, examplePlan((p) => void (p.store = { kind: 'embedded', path: join(dir.path, 'store.db') })));
+    const driver = new FakeDriver();
+    const launcher = new FakeLauncher(driver);
+    // The back-off scaled down from 1 s to 10 ms, and finding each shard's main process 100 ms.
+    const backoff = { baseSeconds: 0.01, ceilingSeconds: 0.04, resetAfterSeconds: 60 };
+    const keeperOf = (sink: ShardEventSink) => new ShardKeeper({ driver, sink, stateDirectory: stateDir, launcher, probe: launcher, backoff, graceSeconds: 0 });
+    const agent = keeperOf(new MemoryEventSink());
+    await agent.start();
+    const shard = (shardId: string): DesiredShard => ({ shardId, applicationId: 'web', limits: {}, command: ['/bin/sleep', '1000'], env: {}, stateDirectory: join(dir.path, 'app') });
+    await agent.apply([shard('web-0'), shard('web-1')]);
+    await agent.close(); // the agent is stopped; then web-0's workload ends while none runs
+    launcher.exit(launcher.latest('web-0')!.pid, { exitCode: 3, signal: null });
+    const findMain = launcher.findMain.bind(launcher);
+    launcher.findMain = async (pids) => {
+      await new Promise((r) => setTimeout(r, 100));
+      return findMain(pids);
+    };
+
+    const report = await drainLocally(
+      { hostId: 'host-a', stateDir, ownerPrefix: 'sfit-local-drain', graceSeconds: 0 },
+      { createKernel: async (ctx) => ({ driver, manager: keeperOf(ctx.events) }) },
+    );
+    expect(report).toMatchObject({ converged: true, drained: true });
+    expect(driver.cgroups.size).toBe(0);
+    expect(launcher.runs).toHaveLength(2);
   });
 });

@@ -427,6 +427,55 @@ describe('ShardKeeper (fake driver and launcher)', () => {
     expect(launcher.runs).toHaveLength(runs);
   });
 
+  it('a new keeper finishes a stop its predecessor was killed in, after the signal: the exit is the stop done, not a crash to restart', async () => {
+    const slow = { baseSeconds: 60, ceilingSeconds: 300, resetAfterSeconds: 600 };
+    const k1 = keeper(slow);
+    await k1.start();
+    await k1.apply([desired('web-0')]);
+    // "SIGKILL" of the agent once the workload is signalled (it exits at once), before the record
+    // drops the pid: a new keeper reads the records as they are then.
+    let afterCrash: ShardKeeper | undefined;
+    const killAll = driver.killAll.bind(driver);
+    driver.killAll = async (shardId, signal) => {
+      await killAll(shardId, signal);
+      driver.killAll = killAll;
+      afterCrash = keeper(slow);
+      await afterCrash.start();
+      throw new Error('the agent is gone');
+    };
+    await k1.apply([]);
+    expect(afterCrash!.status()).toMatchObject([{ shardId: 'web-0', state: 'stopped', restarts: 0 }]);
+    expect(sink.ofType('exited', 'web-0')).toEqual([]);
+    expect(sink.ofType('restarting', 'web-0')).toEqual([]);
+    expect(sink.ofType('stopped', 'web-0').at(-1)?.detail).toMatchObject({ reason: 'interrupted-stop' });
+    expect(await afterCrash!.apply([])).toEqual({ actions: [{ kind: 'remove', shardId: 'web-0', ok: true }], converged: true });
+    expect(launcher.runs).toHaveLength(1);
+  });
+
+  it('a new keeper finishes a stop its predecessor was killed in during the grace, rather than adopting the run it was stopping', async () => {
+    const k1 = new ShardKeeper({ driver, sink, stateDirectory: join(dir, 'agent'), launcher, probe: launcher, pollIntervalMs: 20, graceSeconds: 10 });
+    await k1.start();
+    await k1.apply([desired('web-0')]);
+    const pid = launcher.latest('web-0')!.pid;
+    // Killed right after the SIGTERM, which the workload ignores (a PID-namespace init without a handler).
+    let afterCrash: ShardKeeper | undefined;
+    const killAll = driver.killAll.bind(driver);
+    driver.killAll = async (shardId, signal) => {
+      await killAll(shardId, signal);
+      driver.killAll = killAll;
+      afterCrash = keeper();
+      await afterCrash.start();
+      throw new Error('the agent is gone');
+    };
+    await k1.apply([]);
+    await k1.close();
+    expect(afterCrash!.status()).toMatchObject([{ shardId: 'web-0', state: 'stopped' }]);
+    expect(launcher.alivePids.has(pid)).toBe(false);
+    expect(sink.ofType('adopted', 'web-0')).toEqual([]);
+    expect(sink.ofType('stopped', 'web-0').at(-1)?.detail).toMatchObject({ reason: 'interrupted-stop' });
+    expect(launcher.runs).toHaveLength(1);
+  });
+
   it('a new keeper takes a record it cannot use (JSON, but not a shard record) for no record: the other shards are adopted and passes go on', async () => {
     const k1 = keeper();
     await k1.start();
