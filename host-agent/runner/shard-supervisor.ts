@@ -410,8 +410,10 @@ export class ShardSupervisor {
     this.launched = undefined;
     this.stateValue = 'stopping';
     // On disk before the first signal: an agent killed from here until the stop is recorded done
-    // left a record naming a run, whose end the next agent took for a crash and restarted.
-    await this.update({ stopping: true });
+    // left a record naming a run, whose end the next agent took for a crash and restarted. A
+    // record that cannot be written (disk full) is reported and the stop goes on: a shard the
+    // plan removed, a drain or a migration's release must not keep running for a full disk.
+    await this.recordOrReport({ stopping: true }, 'stopping');
     const id = this.shardId;
     if (await this.deps.driver.exists(id)) {
       // A graceful stop thaws first, so the workload can run its SIGTERM handler. Without grace

@@ -250,6 +250,24 @@ describe('ShardKeeper (fake driver and launcher)', () => {
     await waitFor(() => k.status()[0]?.state === 'running' && k.status()[0]?.pid === launcher.runs[1]!.pid, 'the new run supervised');
   });
 
+  it('stops a shard the plan removed even when its stop cannot be recorded first (disk full), saying so', async () => {
+    const k = keeper();
+    await k.start();
+    await k.apply([desired('web-0')]);
+    const save = jest.spyOn(ShardRecordStore.prototype, 'save').mockImplementation(async function (record) {
+      if (record.stopping) throw new Error('ENOSPC: no space left on device');
+    });
+    try {
+      const report = await k.apply([]);
+      expect(report.actions.every((a) => a.ok)).toBe(true);
+    } finally {
+      save.mockRestore();
+    }
+    expect(driver.cgroups.has('web-0')).toBe(false);
+    expect(k.status()).toEqual([]);
+    expect(sink.ofType('failed', 'web-0')[0]).toMatchObject({ detail: { action: 'record', what: 'stopping', message: 'ENOSPC: no space left on device' } });
+  });
+
   it('supervises a run whose pid cannot be recorded (disk full): its exit is still restarted', async () => {
     const k = keeper();
     await k.start();
