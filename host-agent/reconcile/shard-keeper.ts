@@ -224,6 +224,7 @@ export class ShardKeeper implements ShardManager, ShardHandover, RestartHandover
         return done;
       });
       const actions = results.flat();
+      if (actions.some((a) => a.kind === 'remove' && a.ok)) await this.pruneLogs();
       return { actions, converged: actions.every((a) => a.ok) };
     });
   }
@@ -320,10 +321,18 @@ export class ShardKeeper implements ShardManager, ShardHandover, RestartHandover
       // in status()): whatever a reading opened while the removal was under way is closed too.
       this.driver.forget(shardId);
       if (existed) s.emit('removed');
-      // Its logs stay for reading, among the newest few of shards gone from here; older ones go,
-      // or every shard id that ever ran here would keep its logs on this disk for good.
-      await pruneRemovedShardLogs(this.deps.logRoot, new Set(this.supervisors.keys())).catch((error: unknown) => this.failed(s, 'prune-logs', error));
     });
+  }
+
+  /**
+   * Logs of shards gone from here stay for reading, among the newest few; older ones go, or every
+   * shard id that ever ran here would keep its logs on this disk for good. Called once the whole
+   * pass (apply, discard, drain) is done, in the keeper's turn: during a pass, a shard brought
+   * back beside a removal has no supervisor yet while its cgroup is made, and its logs (the very
+   * files its new run appends to) read as those of a shard gone.
+   */
+  private async pruneLogs(): Promise<void> {
+    await pruneRemovedShardLogs(this.deps.logRoot, new Set(this.supervisors.keys())).catch((error: unknown) => this.failed(undefined, 'prune-logs', error));
   }
 
   private failed(s: ShardSupervisor | undefined, action: string, e: unknown, shardId = s?.shardId ?? ''): Action {
@@ -415,6 +424,7 @@ export class ShardKeeper implements ShardManager, ShardHandover, RestartHandover
         }),
       );
       const actions = results.flat();
+      if (actions.some((a) => a.ok)) await this.pruneLogs();
       return { actions, converged: actions.every((a) => a.ok) };
     });
   }
@@ -525,6 +535,7 @@ export class ShardKeeper implements ShardManager, ShardHandover, RestartHandover
         s.emit('stopped', { reason: 'discarded' });
       }
       await this.removeShard(shardId);
+      await this.pruneLogs();
     });
   }
 }

@@ -333,6 +333,38 @@ describe('ShardKeeper (fake driver and launcher)', () => {
     expect(readdirSync(logRoot).sort()).toEqual(['web-0', ...ids.slice(-REMOVED_SHARD_LOGS_KEPT)].sort());
   });
 
+  it('keeps the logs of a shard that comes back in the pass that removes another, however old they are', async () => {
+    const k = keeper();
+    await k.start();
+    await k.apply([desired('web-0')]);
+    const logRoot = join(dir, 'agent', 'logs');
+    // web-back ran here before and is the oldest of the shards gone; the others fill the kept ones.
+    const gone = ['web-back', ...Array.from({ length: REMOVED_SHARD_LOGS_KEPT - 1 }, (_, i) => `gone-${i}`)];
+    gone.forEach((id, i) => {
+      mkdirSync(join(logRoot, id), { recursive: true });
+      writeFileSync(join(logRoot, id, 'stdout.log'), id);
+      const at = Date.now() / 1000 - 1000 + i;
+      utimesSync(join(logRoot, id, 'stdout.log'), at, at);
+    });
+    mkdirSync(join(logRoot, 'web-0'), { recursive: true });
+    writeFileSync(join(logRoot, 'web-0', 'stdout.log'), 'web-0');
+    // The pass removes web-0 and brings web-back again, side by side: web-back's cgroup is
+    // still being made when web-0's removal is done.
+    const create = driver.create.bind(driver);
+    jest.spyOn(driver, 'create').mockImplementation(async (shardId) => {
+      if (shardId === 'web-back') {
+        await waitFor(() => sink.ofType('removed', 'web-0').length > 0, 'web-0 removed');
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      return create(shardId);
+    });
+    const report = await k.apply([desired('web-back')]);
+    expect(report.converged).toBe(true);
+    expect(k.status()).toMatchObject([{ shardId: 'web-back', state: 'running' }]);
+    // web-back runs here again: its logs stay, and the 16 gone (web-0 now among them) keep theirs.
+    expect(readdirSync(logRoot).sort()).toEqual(['web-0', ...gone].sort());
+  });
+
   it('still supervises a shard desired again after its removal failed: a crash of the new run is restarted', async () => {
     const k = keeper();
     await k.start();
