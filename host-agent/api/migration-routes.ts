@@ -51,8 +51,10 @@ export interface MigrationRouteDeps {
 }
 
 /**
- * Far longer than a live source is ever quiet: between its requests it runs at most one CRIU
- * pre-dump or dump (seconds per GiB), and it gives up on a request after 60 s.
+ * Far longer than a live source is usually quiet: between its requests it runs at most one CRIU
+ * pre-dump or dump (seconds per GiB), or packs a state directory. A migration whose source sent
+ * its own time limit (prepare's `timeoutSeconds`) is given at least that: past it, the source
+ * aborts at its next step instead of going on, so the sweep never takes one it could finish.
  */
 export const ABANDON_AFTER_MS = 10 * 60_000;
 /** Six times the source's own idle timeout (10 s): the source gives up first on a link that stalls. */
@@ -158,10 +160,10 @@ export const migrationRoutes =
       '/v1/migrations/:id/prepare',
       { schema: { params: MigrationParams, body: PrepareBody } },
       async (request) => {
-        const { shard, source, imageBytes } = request.body;
+        const { shard, source, imageBytes, timeoutSeconds } = request.body;
         const before = incoming.get(request.params.id);
         if (!before) refuseIfNotActing();
-        const migration = incoming.prepare(request.params.id, source, { ...shard, limits: { ...shard.limits } }, imageBytes);
+        const migration = incoming.prepare(request.params.id, source, { ...shard, limits: { ...shard.limits } }, imageBytes, timeoutSeconds);
         if (migration === before) {
           incoming.heard(migration);
           // A repeated prepare answers as the first, once that is done: the held cgroup is made once.
@@ -445,8 +447,9 @@ export const migrationRoutes =
      * A source that crashed and never came back, or was cut off for good, would leave its shard
      * held here forever: a cgroup, its capacity and the images reserved. A migration still
      * prepared (nothing restored or started, so the source cannot have committed) that hears
-     * nothing for `abandonAfterMs` is aborted here as the source would have; the source, if it
-     * comes back, finds it aborted (or unknown) at its next request and resumes its own copy.
+     * nothing for `abandonAfterMs`, and for no less than the source's own time limit, is aborted
+     * here as the source would have; the source, if it comes back, finds it aborted (or unknown)
+     * at its next request and resumes its own copy.
      */
     const abandonAfterMs = deps.abandonAfterMs ?? ABANDON_AFTER_MS;
     const sweeping = new Set<string>();
@@ -454,7 +457,7 @@ export const migrationRoutes =
       for (const migration of incoming.abandoned(abandonAfterMs)) {
         if (sweeping.has(migration.id)) continue;
         sweeping.add(migration.id);
-        if (!migration.abandoned) app.log.warn({ migration_id: migration.id, shard_id: migration.desired.shardId, source: migration.source }, `migration ${migration.id} of shard ${migration.desired.shardId} from ${migration.source}: no request for ${Math.round(abandonAfterMs / 1000)} s before its restore; aborted here, its held copy and images removed`);
+        if (!migration.abandoned) app.log.warn({ migration_id: migration.id, shard_id: migration.desired.shardId, source: migration.source }, `migration ${migration.id} of shard ${migration.desired.shardId} from ${migration.source}: no request for ${Math.round(Math.max(abandonAfterMs, (migration.timeoutSeconds ?? 0) * 1000) / 1000)} s before its restore; aborted here, its held copy and images removed`);
         abortHere(migration.id, migration.desired.shardId, app.log, true)
           .catch((error: Error) => app.log.error({ migration_id: migration.id, err: error }, `migration ${migration.id}: abort of an abandoned migration failed (retried): ${error.message}`))
           .finally(() => sweeping.delete(migration.id));

@@ -28,6 +28,8 @@ export const PrepareBody = Type.Object(
     source: Id,
     /** The source's estimate of the image (the shard's anonymous memory): the destination checks its disk for it. */
     imageBytes: Type.Optional(Type.Integer({ minimum: 0 })),
+    /** The migration's own time limit at the source: past it the source aborts rather than go on, so the destination's sweep of quiet migrations waits at least as long. */
+    timeoutSeconds: Type.Optional(Type.Integer({ minimum: 1, maximum: 86_400 })),
     shard: Type.Object(
       {
         shardId: Id,

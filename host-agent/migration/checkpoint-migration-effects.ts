@@ -96,7 +96,7 @@ export class CheckpointMigrationEffects implements MigrationEffects {
     const desired = await this.deps.describe(record.shardId);
     const { imageBytes, short } = await this.imageSpace(record, 1, `the dump of shard ${record.shardId}`);
     if (short) throw new MigrationError('REFUSED', short);
-    await this.deps.client(record.destination).prepare(record.id, { ...prepareRequest(record.source, desired), ...(imageBytes !== undefined ? { imageBytes } : {}) });
+    await this.deps.client(record.destination).prepare(record.id, { ...prepareRequest(record.source, desired, record.timeoutSeconds), ...(imageBytes !== undefined ? { imageBytes } : {}) });
     this.rounds.set(record.id, []);
   }
 

@@ -43,6 +43,8 @@ export interface IncomingMigration {
   lastHeard: number;
   /** Image files arriving now. */
   uploads: number;
+  /** The source's time limit for the whole migration (prepare's `timeoutSeconds`), when it sent one. */
+  timeoutSeconds?: number;
   /** Aborted here because its source went quiet (`abandoned`), not by the source: the sweep retries a failed cleanup. */
   abandoned?: boolean;
 }
@@ -152,7 +154,7 @@ export class IncomingMigrations {
    * that ended here (or whose abort came first) is never prepared again: a source never re-uses
    * an id, and a prepare that arrives after its abort would hold a cgroup nobody removes.
    */
-  prepare(id: string, source: string, desired: DesiredShard, imageBytes?: number): IncomingMigration {
+  prepare(id: string, source: string, desired: DesiredShard, imageBytes?: number, timeoutSeconds?: number): IncomingMigration {
     const existing = this.migrations.get(id);
     const ended = (existing ?? this.outcomes.get(id))?.state;
     // Committed: its shard runs here now, and a prepare again would fail on it and drop what refuses its abort.
@@ -171,6 +173,7 @@ export class IncomingMigrations {
     const incoming: IncomingMigration = {
       id, source, desired, dir: this.dirOf(id), state: 'prepared', procsFiles: [], received: new Map(), lastHeard: performance.now(), uploads: 0,
       ...(imageBytes !== undefined ? { imageBytes } : {}),
+      ...(timeoutSeconds !== undefined ? { timeoutSeconds } : {}),
     };
     this.migrations.set(id, incoming);
     return incoming;
@@ -187,8 +190,11 @@ export class IncomingMigrations {
    * an upload), and no request for `quietMs`; and those the sweep aborted whose cleanup failed.
    */
   abandoned(quietMs: number, now = performance.now()): IncomingMigration[] {
+    // Never sooner than the source's own time limit: a source quiet that long is past it (it
+    // counts from before the prepare) and aborts at its next step rather than ask for a restore.
+    const limit = (m: IncomingMigration) => Math.max(quietMs, (m.timeoutSeconds ?? 0) * 1000);
     return [...this.migrations.values()].filter(
-      (m) => (m.state === 'aborted' && m.abandoned) || (m.state === 'prepared' && !m.restoring && m.uploads === 0 && now - m.lastHeard > quietMs),
+      (m) => (m.state === 'aborted' && m.abandoned) || (m.state === 'prepared' && !m.restoring && m.uploads === 0 && now - m.lastHeard > limit(m)),
     );
   }
 

@@ -2,9 +2,10 @@
 import type { PrepareBody } from '../api/migration-schemas';
 import type { DesiredShard } from '../reconcile/desired-shard';
 
-export function prepareRequest(source: string, desired: DesiredShard): PrepareBody {
+export function prepareRequest(source: string, desired: DesiredShard, timeoutSeconds?: number): PrepareBody {
   return {
     source,
+    ...(timeoutSeconds !== undefined ? { timeoutSeconds } : {}),
     shard: {
       shardId: desired.shardId,
       applicationId: desired.applicationId,

@@ -69,7 +69,7 @@ export class RestartMigrationEffects implements MigrationEffects {
   }
 
   async prepare(record: MigrationRecord): Promise<void> {
-    await this.deps.client(record.destination).prepare(record.id, prepareRequest(record.source, await this.deps.describe(record.shardId)));
+    await this.deps.client(record.destination).prepare(record.id, prepareRequest(record.source, await this.deps.describe(record.shardId), record.timeoutSeconds));
   }
 
   async preCopySupport(): Promise<{ ok: false; reason: string }> {

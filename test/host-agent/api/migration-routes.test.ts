@@ -620,6 +620,23 @@ describe('migration routes: a source that goes quiet', () => {
     }
   });
 
+  it('waits at least the time limit the source sent with its prepare, past which the source itself gives up', async () => {
+    const { dest, app } = await destination({ abandonAfterMs: 40 });
+    try {
+      const body = { ...prepareBody('web-0'), timeoutSeconds: 1 };
+      expect((await app.inject({ method: 'POST', url: '/v1/migrations/mig-1/prepare', headers: AUTH, payload: body })).statusCode).toBe(200);
+      await sleep(500);
+      expect(dest.incoming.get('mig-1')?.state).toBe('prepared');
+      for (let i = 0; i < 300 && dest.incoming.get('mig-1'); i += 1) await sleep(10);
+      expect(dest.incoming.get('mig-1')).toBeUndefined();
+      expect(dest.handover.calls).toEqual(['prepareIncoming web-0', 'discard web-0']);
+      const bad = await app.inject({ method: 'POST', url: '/v1/migrations/mig-2/prepare', headers: AUTH, payload: { ...prepareBody('web-1'), timeoutSeconds: 0 } });
+      expect(bad.json().errors[0]).toMatchObject({ field: 'timeoutSeconds', value: 0 });
+    } finally {
+      await app.close();
+    }
+  });
+
   it('keeps a migration whose source keeps talking, or whose restore is in flight, and a restored one', async () => {
     const { dest, app, prepare, upload } = await destination({ abandonAfterMs: 80 });
     try {

@@ -255,6 +255,8 @@ describe('checkpoint migration effects (source side)', () => {
     const roomy = setUp(join(dir.path, 'disk-roomy'), { freeBytes: 2 * GiB, imageBytes: GiB });
     await roomy.effects.prepare(record);
     expect(roomy.prepared.map((b) => b.imageBytes)).toEqual([GiB]);
+    // And its own time limit: the destination's sweep of quiet migrations waits at least that long.
+    expect(roomy.prepared.map((b) => b.timeoutSeconds)).toEqual([record.timeoutSeconds]);
   });
 
   it('skips shadow pre-copy, with the reason, when the disk holds the dump but not a shadow beside it', async () => {
