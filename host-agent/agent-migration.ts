@@ -104,6 +104,8 @@ export async function createAgentMigration(ctx: AgentMigrationContext): Promise<
     capacity: ctx.capacity,
     token: () => ctx.token(),
     imagesRoot: join(ctx.stateDir, 'migrations'),
+    // Where the keeper writes every shard's stdout and stderr (shard-keeper.ts).
+    logRoot: join(ctx.stateDir, 'logs'),
     // Even on a host drained since the restore: moving the shard away is what the drain wants,
     // and refusing here aborted a good migration and resumed the shard on the drained host.
     commitWrites: async (record) => [assignmentOnCommit(record, await describe(record.shardId, true), new Date().toISOString())],

@@ -17,6 +17,8 @@ import { errorCodes, type FastifyBaseLogger, type FastifyError, type FastifyInst
 import { compileSchema } from '../../src/contracts/schema-validator';
 import { formatFieldError, type FieldError } from '../../src/errors';
 import { CheckpointError } from '../checkpoint/checkpoint-error';
+import type { RestoreTarget } from '../checkpoint/criu-checkpointer';
+import { shardLogPaths } from '../runner/shard-logs';
 import { HostAgentError } from '../errors';
 import type { DesiredShard } from '../reconcile/desired-shard';
 import type { RestartHandover, ShardHandover } from '../reconcile/shard-handover';
@@ -31,7 +33,13 @@ export interface MigrationRouteDeps {
   readonly incoming: IncomingMigrations;
   readonly handover: Pick<ShardHandover, 'prepareIncoming' | 'adopt' | 'discard'>;
   /** CRIU restore of an image directory into the given cgroups; resolves to the restored root pid. */
-  readonly restorer: { restore(dir: string, target: { procsFiles: readonly string[] }): Promise<number> };
+  readonly restorer: { restore(dir: string, target: RestoreTarget): Promise<number> };
+  /**
+   * This host's shard log directory (`<state dir>/logs`): a restored shard's stdout and stderr,
+   * open on the source's files of it, are restored onto this host's instead. Absent (the
+   * standalone server): the restored processes reopen the source's paths.
+   */
+  readonly logRoot?: string;
   /** The restart strategy's destination side (POST .../start); absent: such migrations are refused. */
   readonly restarter?: {
     readonly handover: RestartHandover;
@@ -160,10 +168,10 @@ export const migrationRoutes =
       '/v1/migrations/:id/prepare',
       { schema: { params: MigrationParams, body: PrepareBody } },
       async (request) => {
-        const { shard, source, imageBytes, timeoutSeconds } = request.body;
+        const { shard, source, imageBytes, timeoutSeconds, logFiles } = request.body;
         const before = incoming.get(request.params.id);
         if (!before) refuseIfNotActing();
-        const migration = incoming.prepare(request.params.id, source, { ...shard, limits: { ...shard.limits } }, imageBytes, timeoutSeconds);
+        const migration = incoming.prepare(request.params.id, source, { ...shard, limits: { ...shard.limits } }, imageBytes, timeoutSeconds, logFiles);
         if (migration === before) {
           incoming.heard(migration);
           // A repeated prepare answers as the first, once that is done: the held cgroup is made once.
@@ -294,7 +302,13 @@ export const migrationRoutes =
             await symlink(join('..', String(manifest.parent)), link);
           }
           if (migration.state !== 'prepared') throw new MigrationError('INVALID_TRANSITION', `migration ${migration.id} was aborted before it was restored; nothing was restored`);
-          const pid = await deps.restorer.restore(incoming.roundDir(migration, final.round), { procsFiles: migration.procsFiles });
+          // The restored processes' stdout and stderr go to this host's log files of the shard,
+          // not to the paths they had on the source: another host's disk (CRIU would find no
+          // such file and fail the restore), or, on a shared one, files the source prunes later.
+          const here = deps.logRoot ? shardLogPaths(deps.logRoot, migration.desired.shardId) : undefined;
+          const from = migration.sourceLogFiles;
+          const files = here && from ? [{ dumpedPath: from.stdout, openPath: here.stdout }, { dumpedPath: from.stderr, openPath: here.stderr }] : [];
+          const pid = await deps.restorer.restore(incoming.roundDir(migration, final.round), { procsFiles: migration.procsFiles, ...(files.length > 0 ? { files } : {}) });
           // Aborted meanwhile: the abort, waiting for this restore, destroys the copy once it returns.
           if (migration.state !== 'prepared') throw new MigrationError('INVALID_TRANSITION', `migration ${migration.id} was aborted while it was restored; the copy is destroyed`);
           migration.pid = pid;

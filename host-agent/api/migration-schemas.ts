@@ -30,6 +30,11 @@ export const PrepareBody = Type.Object(
     imageBytes: Type.Optional(Type.Integer({ minimum: 0 })),
     /** The migration's own time limit at the source: past it the source aborts rather than go on, so the destination's sweep of quiet migrations waits at least as long. */
     timeoutSeconds: Type.Optional(Type.Integer({ minimum: 1, maximum: 86_400 })),
+    /**
+     * The shard's log files on the source, which its restored processes hold open as stdout and
+     * stderr: the destination restores them onto its own log files of the shard instead.
+     */
+    logFiles: Type.Optional(Type.Object({ stdout: Type.String({ pattern: '^/', maxLength: 4096 }), stderr: Type.String({ pattern: '^/', maxLength: 4096 }) }, { additionalProperties: false })),
     shard: Type.Object(
       {
         shardId: Id,

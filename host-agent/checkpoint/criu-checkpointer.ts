@@ -18,8 +18,8 @@
  *   unified one), so restored tasks inherit the destination cgroups, not the dumped paths.
  */
 import { spawn } from 'node:child_process';
-import { mkdir, readFile } from 'node:fs/promises';
-import { join, relative } from 'node:path';
+import { mkdir, open, readFile, type FileHandle } from 'node:fs/promises';
+import { dirname, join, relative } from 'node:path';
 import { freeBytesUnder } from '../migration/image-space';
 import { parseProcStat } from '../runner/proc-info';
 import { CheckpointError } from './checkpoint-error';
@@ -47,6 +47,13 @@ export interface DumpTarget {
 export interface RestoreTarget {
   /** cgroup.procs files of the destination shard, one per hierarchy (CgroupDriver.procsFiles). */
   readonly procsFiles: readonly string[];
+  /**
+   * Regular files the dumped processes held open, restored onto other files: each `openPath`
+   * is opened here (append, created 0640) and handed to CRIU as `--inherit-fd` for every
+   * descriptor that had `dumpedPath` open (the shard's log files, from the source's paths to
+   * this host's). CRIU neither looks for nor size-checks a file it is handed.
+   */
+  readonly files?: readonly { readonly dumpedPath: string; readonly openPath: string }[];
 }
 
 export interface CriuRun {
@@ -131,14 +138,27 @@ export class CriuCheckpointer {
   /** Restores the image in `dir` detached, inside the destination cgroups; resolves to the new root pid. */
   async restore(dir: string, target: RestoreTarget): Promise<number> {
     const pidFile = join(dir, 'restored.pid');
-    const criuArgs = [
-      'restore',
-      '-D', dir,
-      '--restore-detached',
-      '--pidfile', pidFile,
-      '--manage-cgroups=ignore',
-    ];
-    await this.runOrThrow('restore', dir, criuArgs, target.procsFiles);
+    const opened: FileHandle[] = [];
+    try {
+      for (const file of target.files ?? []) {
+        await mkdir(dirname(file.openPath), { recursive: true });
+        opened.push(await open(file.openPath, 'a', 0o640));
+      }
+      // Handed over as the child's fds 3, 4, ...; CRIU names a regular file by its path
+      // relative to the root, without the leading slash.
+      const inherit = (target.files ?? []).flatMap((file, i) => ['--inherit-fd', `fd[${3 + i}]:${file.dumpedPath.replace(/^\/+/, '')}`]);
+      const criuArgs = [
+        'restore',
+        '-D', dir,
+        '--restore-detached',
+        '--pidfile', pidFile,
+        '--manage-cgroups=ignore',
+        ...inherit,
+      ];
+      await this.runOrThrow('restore', dir, criuArgs, target.procsFiles, opened.map((h) => h.fd));
+    } finally {
+      await Promise.allSettled(opened.map((h) => h.close()));
+    }
     const pid = Number.parseInt((await readFile(pidFile, 'utf8')).trim(), 10);
     if (!Number.isInteger(pid) || pid <= 0) throw new CheckpointError('CRIU_FAILED', `criu restore wrote no pid to ${pidFile}`);
     // A restored tree that died at once (an instruction or a library this host lacks) fails the
@@ -151,9 +171,9 @@ export class CriuCheckpointer {
     return pid;
   }
 
-  private async runOrThrow(action: string, dir: string, args: string[], joinProcsFiles?: readonly string[]): Promise<void> {
+  private async runOrThrow(action: string, dir: string, args: string[], joinProcsFiles?: readonly string[], extraFds: readonly number[] = []): Promise<void> {
     const logFile = join(dir, `criu-${action}.log`);
-    const run = await this.run([...args, '-o', logFile, `-v${this.verbosity}`], joinProcsFiles);
+    const run = await this.run([...args, '-o', logFile, `-v${this.verbosity}`], joinProcsFiles, extraFds);
     if (run.exitCode === 0) return;
     const why = run.exitCode === 125 ? 'could not join the destination cgroups' : await lastErrors(logFile);
     if (/session leader of .* is outside of its pid namespace/.test(why)) {
@@ -180,8 +200,11 @@ export class CriuCheckpointer {
     return free !== undefined && free < NEARLY_FULL_BYTES ? ` (the file system under ${dir} has ${free} bytes free: CRIU may not have been able to write its log there)` : '';
   }
 
-  /** Spawns criu (through the join-cgroups shim when procs files are given) and collects its output. */
-  run(args: readonly string[], joinProcsFiles: readonly string[] = []): Promise<CriuRun> {
+  /**
+   * Spawns criu (through the join-cgroups shim when procs files are given) and collects its
+   * output; `extraFds` become the child's fds 3, 4, ... (the shim's exec keeps them).
+   */
+  run(args: readonly string[], joinProcsFiles: readonly string[] = [], extraFds: readonly number[] = []): Promise<CriuRun> {
     const command = criuCommandLine(this.criu, args);
     const [file, argv] =
       joinProcsFiles.length > 0
@@ -189,13 +212,13 @@ export class CriuCheckpointer {
         : [command.file, command.args];
     return new Promise((resolve, reject) => {
       // stdin is /dev/null: restored tasks must not inherit a pipe to the agent.
-      const child = spawn(file, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
+      const child = spawn(file, argv, { stdio: ['ignore', 'pipe', 'pipe', ...extraFds] });
       let output = '';
       const keep = (chunk: Buffer) => {
         if (output.length < 64_000) output += chunk.toString('utf8');
       };
-      child.stdout.on('data', keep);
-      child.stderr.on('data', keep);
+      child.stdout!.on('data', keep);
+      child.stderr!.on('data', keep);
       const timer = setTimeout(() => child.kill('SIGKILL'), this.timeoutMs);
       child.on('error', (error) => {
         clearTimeout(timer);

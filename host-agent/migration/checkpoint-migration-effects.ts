@@ -4,6 +4,7 @@
  * destination. Everything an undo needs is found again from the journal record and the
  * cgroup (never only from memory), so an agent that restarted can abort or roll forward.
  */
+import { shardLogPaths } from '../runner/shard-logs';
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { CgroupDriver } from '../cgroups/driver';
@@ -36,6 +37,8 @@ export interface CheckpointEffectsDeps {
   client(hostId: string): MigrationClient;
   /** Where this agent writes images: `<imagesRoot>/<migration id>/<round>`. */
   readonly imagesRoot: string;
+  /** The keeper's log directory (`<state dir>/logs`): the shard's stdout and stderr there are named to the destination. */
+  readonly logRoot?: string;
   /** Told when a migration ends (done or aborted): log, events, metrics. */
   readonly onFinished?: (record: MigrationRecord) => void;
   /** The PID-namespace init among a shard's pids; default reads /proc (findNamespaceInit). */
@@ -96,7 +99,12 @@ export class CheckpointMigrationEffects implements MigrationEffects {
     const desired = await this.deps.describe(record.shardId);
     const { imageBytes, short } = await this.imageSpace(record, 1, `the dump of shard ${record.shardId}`);
     if (short) throw new MigrationError('REFUSED', short);
-    await this.deps.client(record.destination).prepare(record.id, { ...prepareRequest(record.source, desired, record.timeoutSeconds), ...(imageBytes !== undefined ? { imageBytes } : {}) });
+    const logFiles = this.deps.logRoot ? shardLogPaths(this.deps.logRoot, record.shardId) : undefined;
+    await this.deps.client(record.destination).prepare(record.id, {
+      ...prepareRequest(record.source, desired, record.timeoutSeconds),
+      ...(imageBytes !== undefined ? { imageBytes } : {}),
+      ...(logFiles ? { logFiles: { stdout: logFiles.stdout, stderr: logFiles.stderr } } : {}),
+    });
     this.rounds.set(record.id, []);
   }
 

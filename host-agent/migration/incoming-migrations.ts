@@ -43,6 +43,8 @@ export interface IncomingMigration {
   lastHeard: number;
   /** Image files arriving now. */
   uploads: number;
+  /** The shard's log files on the source (prepare's `logFiles`): its restored processes hold them open. */
+  sourceLogFiles?: { readonly stdout: string; readonly stderr: string };
   /** The source's time limit for the whole migration (prepare's `timeoutSeconds`), when it sent one. */
   timeoutSeconds?: number;
   /** Aborted here because its source went quiet (`abandoned`), not by the source: the sweep retries a failed cleanup. */
@@ -154,7 +156,7 @@ export class IncomingMigrations {
    * that ended here (or whose abort came first) is never prepared again: a source never re-uses
    * an id, and a prepare that arrives after its abort would hold a cgroup nobody removes.
    */
-  prepare(id: string, source: string, desired: DesiredShard, imageBytes?: number, timeoutSeconds?: number): IncomingMigration {
+  prepare(id: string, source: string, desired: DesiredShard, imageBytes?: number, timeoutSeconds?: number, sourceLogFiles?: { stdout: string; stderr: string }): IncomingMigration {
     const existing = this.migrations.get(id);
     const ended = (existing ?? this.outcomes.get(id))?.state;
     // Committed: its shard runs here now, and a prepare again would fail on it and drop what refuses its abort.
@@ -174,6 +176,7 @@ export class IncomingMigrations {
       id, source, desired, dir: this.dirOf(id), state: 'prepared', procsFiles: [], received: new Map(), lastHeard: performance.now(), uploads: 0,
       ...(imageBytes !== undefined ? { imageBytes } : {}),
       ...(timeoutSeconds !== undefined ? { timeoutSeconds } : {}),
+      ...(sourceLogFiles ? { sourceLogFiles } : {}),
     };
     this.migrations.set(id, incoming);
     return incoming;

@@ -46,6 +46,8 @@ export interface MigrationServiceDeps {
   readonly token: () => string | undefined;
   /** Images of migrations in flight, both directions. */
   readonly imagesRoot: string;
+  /** The keeper's log directory (`<state dir>/logs`): a migrated shard's stdout and stderr move to this host's files of it. */
+  readonly logRoot?: string;
   readonly onFinished?: (record: MigrationRecord) => void;
   /** Writes made with the `committed` journal record (the agent: the shard's assignment). */
   readonly commitWrites?: (record: MigrationRecord) => Promise<readonly TxnOp[]>;
@@ -102,6 +104,7 @@ export function createMigrationService(deps: MigrationServiceDeps): {
     describe: (shardId) => deps.describe(shardId),
     client,
     imagesRoot: `${deps.imagesRoot}/outgoing`,
+    ...(deps.logRoot ? { logRoot: deps.logRoot } : {}),
     onFinished: deps.onFinished,
   });
   const restartHandover = deps.restartHandover;
@@ -130,6 +133,7 @@ export function createMigrationService(deps: MigrationServiceDeps): {
       incoming,
       handover: deps.handover,
       restorer: deps.checkpointer,
+      ...(deps.logRoot ? { logRoot: deps.logRoot } : {}),
       ...(restartHandover ? { restarter: { handover: restartHandover } } : {}),
       ...(deps.notActingReason ? { notActingReason: deps.notActingReason } : {}),
     }),

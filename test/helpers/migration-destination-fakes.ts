@@ -1,4 +1,5 @@
 /** Fakes of the destination's kernel side for the migration routes: a recording keeper hand-over and CRIU restorer. */
+import type { RestoreTarget } from '../../host-agent/checkpoint/criu-checkpointer';
 import type { DesiredShard } from '../../host-agent/reconcile/desired-shard';
 import type { ShardStatus } from '../../host-agent/runner/shard-status';
 import { IncomingMigrations } from '../../host-agent/migration/incoming-migrations';
@@ -23,11 +24,11 @@ export class FakeHandover {
 }
 
 export class FakeRestorer {
-  readonly restored: { dir: string; procsFiles: readonly string[] }[] = [];
+  readonly restored: { dir: string; procsFiles: readonly string[]; files?: RestoreTarget['files'] }[] = [];
   fail?: Error;
-  async restore(dir: string, target: { procsFiles: readonly string[] }) {
+  async restore(dir: string, target: RestoreTarget) {
     if (this.fail) throw this.fail;
-    this.restored.push({ dir, procsFiles: target.procsFiles });
+    this.restored.push({ dir, procsFiles: target.procsFiles, ...(target.files ? { files: target.files } : {}) });
     return 4242;
   }
 }

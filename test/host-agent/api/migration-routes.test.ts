@@ -528,6 +528,24 @@ describe('migration routes (destination agent)', () => {
     expect((await app.inject({ method: 'POST', url: '/v1/migrations/mig-1/commit', headers: AUTH, payload: { shardId: 'web-0' } })).statusCode).toBe(409);
   });
 
+  it("restores the shard's stdout and stderr onto this host's log files of it, not the source's paths", async () => {
+    await app.close();
+    app = await buildMigrationApp({ token: dest.deps.token, plugins: [migrationRoutes({ ...dest.deps, logRoot: '/var/lib/shardform/host-2/logs' })] });
+    const sourceLogs = { stdout: '/var/lib/shardform/host-1/logs/web-0/stdout.log', stderr: '/var/lib/shardform/host-1/logs/web-0/stderr.log' };
+    const relative = await app.inject({ method: 'POST', url: '/v1/migrations/mig-1/prepare', headers: AUTH, payload: { ...prepareBody('web-0'), logFiles: { ...sourceLogs, stdout: 'logs/stdout.log' } } });
+    expect(relative.json().errors[0]).toMatchObject({ field: 'logFiles.stdout', value: 'logs/stdout.log' });
+    const small = { ...prepareBody('web-0'), shard: { ...prepareBody('web-0').shard, limits: { cpuCores: 0.5, memoryBytes: 1 << 30 } } };
+    expect((await app.inject({ method: 'POST', url: '/v1/migrations/mig-1/prepare', headers: AUTH, payload: { ...small, logFiles: sourceLogs } })).statusCode).toBe(200);
+    const data = Buffer.from('pages');
+    await upload('mig-1', 1, 'pages-1.img', data);
+    const restored = await app.inject({ method: 'POST', url: '/v1/migrations/mig-1/restore', headers: AUTH, payload: { rounds: [{ round: 1, parent: null, files: [{ name: 'pages-1.img', bytes: data.length, sha256: sha(data) }] }] } });
+    expect(restored.statusCode).toBe(200);
+    expect(dest.restorer.restored[0]!.files).toEqual([
+      { dumpedPath: sourceLogs.stdout, openPath: '/var/lib/shardform/host-2/logs/web-0/stdout.log' },
+      { dumpedPath: sourceLogs.stderr, openPath: '/var/lib/shardform/host-2/logs/web-0/stderr.log' },
+    ]);
+  });
+
   it('refuses to start a restart-strategy shard on a host without a shard keeper', async () => {
     await prepare();
     const refused = await app.inject({ method: 'POST', url: '/v1/migrations/mig-1/start', headers: AUTH, payload: { rounds: [{ round: 1, parent: null, files: [{ name: 'state.tar', bytes: 1, sha256: sha('x') }] }] } });

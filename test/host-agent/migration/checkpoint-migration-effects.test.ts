@@ -100,6 +100,7 @@ function setUp(root: string, opts: { shadow?: ShadowPreCopy; dumpFails?: string;
     describe: async (shardId) => ({ shardId, applicationId: 'web', limits: { cpuCores: 1, memoryBytes: 1024 }, command: ['x'], env: {}, stateDirectory: '/s' }),
     client: () => client,
     imagesRoot: root,
+    logRoot: '/var/lib/shardform/host-1/logs',
     findRoot: async () => (opts.root === false ? undefined : { pid: 4242 }),
     criuAtWork: async (target) => (calls.push(`criuAtWork ${target.rootPid ?? '-'} ${target.freezeCgroup ?? '-'}`), opts.criuAtWork?.() ?? []),
     ...(opts.shadow ? { shadow: opts.shadow } : {}),
@@ -257,6 +258,8 @@ describe('checkpoint migration effects (source side)', () => {
     expect(roomy.prepared.map((b) => b.imageBytes)).toEqual([GiB]);
     // And its own time limit: the destination's sweep of quiet migrations waits at least that long.
     expect(roomy.prepared.map((b) => b.timeoutSeconds)).toEqual([record.timeoutSeconds]);
+    // And the shard's log files here, which its processes hold open: the destination restores them onto its own.
+    expect(roomy.prepared.map((b) => b.logFiles)).toEqual([{ stdout: `/var/lib/shardform/host-1/logs/${record.shardId}/stdout.log`, stderr: `/var/lib/shardform/host-1/logs/${record.shardId}/stderr.log` }]);
   });
 
   it('skips shadow pre-copy, with the reason, when the disk holds the dump but not a shadow beside it', async () => {

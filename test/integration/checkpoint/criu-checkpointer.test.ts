@@ -71,6 +71,24 @@ describePrivileged('CRIU checkpointer (real CRIU, cgroups, PID namespaces)', [re
     await waitFor('the restored counter to advance', () => readCounter(state), (n) => n > atDump + 20);
   });
 
+  it('restores with files to hand over that the dumped tree does not hold open: nothing to replace, and the restore goes on', async () => {
+    const source = cgroup('inherit-a');
+    const destination = cgroup('inherit-b');
+    const state = join(work, 'counter-inherit');
+    const rootPid = await startWorkload(source, state, 1); // its stdout and stderr are /dev/null
+    await waitFor('the counter to pass 10', () => readCounter(state), (n) => n > 10);
+    await source.freeze();
+    const images = join(work, 'inherit-images');
+    await criu.dump({ rootPid, freezeCgroup: source.freezer }, images);
+    const handed = join(work, 'inherit-logs', 'stdout.log');
+    const restoredPid = await criu.restore(images, { procsFiles: destination.procsFiles, files: [{ dumpedPath: '/var/lib/shardform/elsewhere/logs/x/stdout.log', openPath: handed }] });
+    await source.destroy();
+    expect(namespaceInitPid(destination)).toBe(restoredPid);
+    const atRestore = readCounter(state);
+    await waitFor('the restored counter to advance', () => readCounter(state), (n) => n > atRestore + 10);
+    expect(existsSync(handed)).toBe(true); // opened (created) for CRIU, even though unused
+  });
+
   it('256 MiB of touched memory has the same sha256 after restore, and the image verifies against its manifest', async () => {
     const source = cgroup('memory-a');
     const destination = cgroup('memory-b');

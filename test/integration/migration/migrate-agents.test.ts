@@ -4,7 +4,7 @@
  * `shardform migrate` as the operator runs it.
  */
 import { execFile } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, readlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { detectCgroupDriver } from '../../../host-agent/cgroups/detect';
@@ -135,6 +135,10 @@ describePrivileged('migration between two real agents (netns hosts, shared store
     expect(await destCgroups.readLimits(SHARD)).toMatchObject({ cpuCores: 0.5, memoryBytes: 256 * MiB });
     const destPids = pidsOf(destCgroups.procsFiles(SHARD));
     expect(namespaceInitPid({ pids: () => destPids })).toBe(moved!.pid);
+    // It writes its output to the destination's own log files: the source's are on another
+    // host's disk (here the same machine, which hid it), and the source prunes them later.
+    expect(readlinkSync(`/proc/${moved!.pid}/fd/1`)).toBe(join(destination.stateDir, 'logs', SHARD, 'stdout.log'));
+    expect(readlinkSync(`/proc/${moved!.pid}/fd/2`)).toBe(join(destination.stateDir, 'logs', SHARD, 'stderr.log'));
 
     // A new plan makes both agents reconcile: the source must not re-create the shard.
     const passes = metric(await metricsOf(source), 'shardform_reconcile_duration_seconds_count{outcome="converged"}') ?? 0;
