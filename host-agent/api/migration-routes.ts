@@ -52,6 +52,14 @@ export interface MigrationRouteDeps {
    * start begins; a refusal makes the source abort and resume its copy.
    */
   readonly notActingReason?: () => string | undefined;
+  /**
+   * Why the fleet's journal, as this host's store holds it, does not show migration `id` of
+   * `shardId` from `source` to this host about to prepare, or undefined. Asked before a new
+   * prepare: the source journals `prepared` before it sends one, so a store that lacks it is not
+   * the source's, and the commit's assignment would never reach this host's reconcile.
+   * Absent (the standalone server, which reconciles nothing): not checked.
+   */
+  readonly notJournaledReason?: (id: string, source: string, shardId: string) => Promise<string | undefined>;
   /** A migration still prepared here that no request touched for this long is aborted here (ABANDON_AFTER_MS). */
   readonly abandonAfterMs?: number;
   /** An image upload that moves no byte for this long is broken off (UPLOAD_IDLE_MS). */
@@ -169,8 +177,13 @@ export const migrationRoutes =
       { schema: { params: MigrationParams, body: PrepareBody } },
       async (request) => {
         const { shard, source, imageBytes, timeoutSeconds, logFiles } = request.body;
+        if (!incoming.get(request.params.id)) {
+          refuseIfNotActing();
+          const notJournaled = await deps.notJournaledReason?.(request.params.id, source, shard.shardId);
+          if (notJournaled) throw new MigrationError('REFUSED', notJournaled);
+        }
+        // Read after the journal check: a repeated prepare that arrived meanwhile answers as this one.
         const before = incoming.get(request.params.id);
-        if (!before) refuseIfNotActing();
         const migration = incoming.prepare(request.params.id, source, { ...shard, limits: { ...shard.limits } }, imageBytes, timeoutSeconds, logFiles);
         if (migration === before) {
           incoming.heard(migration);

@@ -136,6 +136,7 @@ export function createMigrationService(deps: MigrationServiceDeps): {
       ...(deps.logRoot ? { logRoot: deps.logRoot } : {}),
       ...(restartHandover ? { restarter: { handover: restartHandover } } : {}),
       ...(deps.notActingReason ? { notActingReason: deps.notActingReason } : {}),
+      notJournaledReason: (id, source, shardId) => notJournaledReason(journal, fleet(), deps.hostId, { id, source, shardId }),
     }),
     migrationControlRoutes({
       hostId: deps.hostId,
@@ -200,4 +201,39 @@ export function createMigrationService(deps: MigrationServiceDeps): {
       return report;
     },
   };
+}
+
+/**
+ * Why a prepare of migration `id` must be refused because this host's store does not hold it as
+ * the source journaled it (`prepared`, from `source`, of `shardId`, to `hostId`), or undefined.
+ * The two agents must share one store: the journal, and the shard's assignment that the commit
+ * moves to this host in the same transaction. With a store of its own here (the default embedded
+ * store, a file on each machine) the commit would be invisible to this host's reconcile, which
+ * would stop the shard it had just adopted, while the source's no longer runs it: a shard running
+ * nowhere. The test hosts share one machine and so one store file, which hid it.
+ */
+export async function notJournaledReason(
+  journal: Pick<MigrationJournal, 'load'>,
+  fleet: string,
+  hostId: string,
+  asked: { readonly id: string; readonly source: string; readonly shardId: string },
+): Promise<string | undefined> {
+  let entry;
+  try {
+    entry = await journal.load(fleet, asked.id);
+  } catch (error) {
+    return `cannot read migration ${asked.id} from this host's store to check it: ${(error as Error).message}`;
+  }
+  if (!entry) {
+    return (
+      `migration ${asked.id} of shard ${asked.shardId} from ${asked.source} is not in fleet ${fleet}'s journal in this host's store: ` +
+      `hosts ${asked.source} and ${hostId} do not share one store, and ${hostId} would never see the commit move the shard here ` +
+      `(an embedded store is a file on one machine; give a fleet of separate machines one etcd store: store.kind etcd)`
+    );
+  }
+  const r = entry.record;
+  if (r.state !== 'prepared' || r.source !== asked.source || r.destination !== hostId || r.shardId !== asked.shardId) {
+    return `migration ${asked.id} is journaled as ${r.state}, shard ${r.shardId} from ${r.source} to ${r.destination}; this prepare asks for shard ${asked.shardId} from ${asked.source} to ${hostId}`;
+  }
+  return undefined;
 }
