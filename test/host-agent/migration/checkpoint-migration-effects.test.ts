@@ -109,6 +109,18 @@ function setUp(root: string, opts: { shadow?: ShadowPreCopy; dumpFails?: string;
   return { calls, effects, prepared };
 }
 
+/** A shadow migration of `shardId` through one pre-copy round, the freeze, the final dump and the transfer; resolves to the round. */
+async function oneShadowRoundThenTransfer(effects: CheckpointMigrationEffects, id: string, shardId: string) {
+  let record: MigrationRecord = { ...planMigration({ id, fleet: 'f', shardId, applicationId: 'web', source: 'host-1', destination: 'host-2', preCopy: true }, AT), preCopyMethod: 'shadow' };
+  await effects.prepare(record);
+  const one = await effects.preCopyRound(record, 1);
+  record = { ...advance(advance(record, 'prepared', AT), 'pre-copy', AT), rounds: [{ round: 1, bytes: one.bytes }] };
+  await effects.freeze(record);
+  await effects.dump(record);
+  await effects.transfer(record);
+  return one;
+}
+
 describe('checkpoint migration effects (source side)', () => {
   const dir = tempDir('shardform-effects');
   afterAll(() => dir.remove());
@@ -192,13 +204,7 @@ describe('checkpoint migration effects (source side)', () => {
   it('does not fail the dump when a frozen process cannot be compared: the dump is compared with the shadows instead', async () => {
     const calls: string[] = [];
     const { effects } = setUp(join(dir.path, 'frozen-fails'), { shadow: fakeShadow(calls, true, 4243) });
-    let record: MigrationRecord = { ...planMigration({ id: 'm6', fleet: 'f', shardId: 'web-6', applicationId: 'web', source: 'host-1', destination: 'host-2', preCopy: true }, AT), preCopyMethod: 'shadow' };
-    await effects.prepare(record);
-    const one = await effects.preCopyRound(record, 1);
-    record = { ...advance(advance(record, 'prepared', AT), 'pre-copy', AT), rounds: [{ round: 1, bytes: one.bytes }] };
-    await effects.freeze(record);
-    await effects.dump(record);
-    await effects.transfer(record);
+    await oneShadowRoundThenTransfer(effects, 'm6', 'web-6');
     expect(calls.slice(-3)).toEqual([
       'shadow.compareFrozen 4242 1 against round 1',
       'shadow.compareFrozen 4243 2 against round 1',
@@ -211,13 +217,7 @@ describe('checkpoint migration effects (source side)', () => {
     const base = fakeShadow(calls);
     const shadow: ShadowPreCopy = { ...base, capture: async (opts) => (opts.pid === 4243 ? (calls.push('shadow.capture 4243 ended'), undefined) : base.capture(opts)) };
     const { effects, calls: effectCalls } = setUp(join(dir.path, 'ended'), { shadow });
-    let record: MigrationRecord = { ...planMigration({ id: 'm8', fleet: 'f', shardId: 'web-8', applicationId: 'web', source: 'host-1', destination: 'host-2', preCopy: true }, AT), preCopyMethod: 'shadow' };
-    await effects.prepare(record);
-    const one = await effects.preCopyRound(record, 1);
-    record = { ...advance(advance(record, 'prepared', AT), 'pre-copy', AT), rounds: [{ round: 1, bytes: one.bytes }] };
-    await effects.freeze(record);
-    await effects.dump(record);
-    await effects.transfer(record);
+    const one = await oneShadowRoundThenTransfer(effects, 'm8', 'web-8');
     expect(one.bytes).toBe(3 + 50);
     expect(effectCalls).toContain('client.verifyRound m8 1 pagemap-1.img,pages-1.img');
     expect(calls.slice(-2)).toEqual(['shadow.compareFrozen 4242 1 against round 1', 'shadow.diff 1 against round 1, compared while frozen: 1']);
