@@ -66,6 +66,15 @@ export interface CriuRun {
 const JOIN_CGROUPS_THEN_EXEC =
   'n=$1; shift; i=0; while [ "$i" -lt "$n" ]; do echo $$ > "$1" || exit 125; shift; i=$((i+1)); done; exec "$@"';
 
+/**
+ * The CPU the dump ran on is written into the image (cpuinfo.img) and the restore checks that
+ * this CPU has its instruction set. Without it CRIU checks only the FPU state, and a workload
+ * whose libraries chose instructions the destination lacks (a newer instance type's) restores,
+ * then dies of SIGILL after the commit, its memory lost; with it the restore fails and the
+ * migration aborts with the source still there.
+ */
+const CPU_CHECK = ['--cpu-cap=fpu,ins'];
+
 /** How long one CRIU run may take before the agent kills it (default of `timeoutMs`). */
 export const CRIU_TIMEOUT_MS = 120_000;
 
@@ -130,6 +139,7 @@ export class CriuCheckpointer {
       '-t', String(target.rootPid),
       '-D', dir,
       '--leave-stopped',
+      ...CPU_CHECK,
       ...(prevDir ? ['--prev-images-dir', relative(dir, prevDir), '--track-mem'] : []),
       ...(target.freezeCgroup ? ['--freeze-cgroup', target.freezeCgroup] : []),
     ]);
@@ -153,6 +163,7 @@ export class CriuCheckpointer {
         '--restore-detached',
         '--pidfile', pidFile,
         '--manage-cgroups=ignore',
+        ...CPU_CHECK,
         ...inherit,
       ];
       await this.runOrThrow('restore', dir, criuArgs, target.procsFiles, opened.map((h) => h.fd));

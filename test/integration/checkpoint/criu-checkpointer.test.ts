@@ -61,6 +61,8 @@ describePrivileged('CRIU checkpointer (real CRIU, cgroups, PID namespaces)', [re
     const atDump = readCounter(state);
     // left stopped, not killed: the source tree is still there
     expect(source.pids()).toContain(rootPid);
+    // The CPU it ran on is in the image, for the restore to check this one has its instruction set.
+    expect(existsSync(join(images, 'cpuinfo.img'))).toBe(true);
 
     const restoredPid = await criu.restore(images, { procsFiles: destination.procsFiles });
     await source.destroy();
