@@ -14,7 +14,7 @@ import { VpcSecurityGroupIngressRule } from '@cdktf/provider-aws/lib/vpc-securit
 import { checkPlan } from '../../src/contracts/plan';
 import { AntiAffinity, AwsHostPool, ShardFleet, ShardedApplication } from '../../constructs';
 import { renderAgentUserData } from '../../constructs/aws-agent-user-data';
-import { synthErrors, thrown } from './fixture';
+import { synthErrors, testApp, thrown } from './fixture';
 
 Testing.setupJest();
 
@@ -23,7 +23,7 @@ interface Synthesized {
 }
 
 function awsFleet(poolProps: ConstructorParameters<typeof AwsHostPool>[2] = {}, withProvider = true) {
-  const app = Testing.app();
+  const app = testApp();
   const fleet = new ShardFleet(app, 'aws-fleet', { fleet: 'demo', generation: 2 });
   if (withProvider) new AwsProvider(fleet, 'aws', { region: 'eu-west-1' });
   const pool = new AwsHostPool(fleet, 'ec2', { instanceType: 'm6i.large', minHosts: 2, maxHosts: 4, ...poolProps });

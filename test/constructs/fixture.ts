@@ -1,10 +1,24 @@
 /** Builds small fleets for the construct tests and reads back what cdktf reports. */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Testing, type TerraformStack } from 'cdktf';
 import { ShardFleet, StaticHostPool, type ShardFleetProps } from '../../constructs';
 
+// cdktf's Testing.app makes a new /tmp/cdktf.outdir.* per app and never removes it (some 150 a
+// test run, thousands a day); the apps of one test file get theirs under one directory instead,
+// removed after the file.
+const outRoot = mkdtempSync(join(tmpdir(), 'shardform-cdktf-'));
+afterAll(() => rmSync(outRoot, { recursive: true, force: true }));
+
+/** Testing.app with its outdir under this test file's directory (removed after the file). */
+export function testApp(options: Parameters<typeof Testing.app>[0] = {}) {
+  return Testing.app({ ...options, outdir: mkdtempSync(join(outRoot, 'out-')) });
+}
+
 /** A fleet `test` (stack `test-fleet`) with pool `edge`: host-a 2 cores/4GiB, host-b 4 cores/8GiB. */
 export function smallFleet(props: ShardFleetProps = { fleet: 'test' }, context?: Record<string, unknown>) {
-  const app = Testing.app(context ? { context } : {});
+  const app = testApp(context ? { context } : {});
   const fleet = new ShardFleet(app, 'test-fleet', props);
   const edge = new StaticHostPool(fleet, 'edge', { costPerHour: 0.1 });
   edge.addHost({ id: 'host-a', address: '127.0.0.1:7101', capacity: { cpu: 2, memory: '4GiB' } });

@@ -14,7 +14,7 @@ import {
   ShardedApplication,
   StaticHostPool,
 } from '../../constructs';
-import { smallFleet, synthErrors, thrown } from './fixture';
+import { smallFleet, synthErrors, testApp, thrown } from './fixture';
 
 const command = ['/bin/sleep', 'infinity'];
 const ROOT = join(__dirname, '..', '..');
@@ -45,7 +45,7 @@ describe('plan compiler', () => {
 
   it('gives the same bytes and digest whatever order things were declared in', () => {
     const build = (reverse: boolean) => {
-      const app = Testing.app();
+      const app = testApp();
       const fleet = new ShardFleet(app, 'f', { fleet: 'same', generation: 3 });
       const pool = new StaticHostPool(fleet, 'p');
       const hosts = ['h1', 'h2', 'h3'].map((id, i) => ({ id, address: `10.0.0.${i + 1}`, capacity: { cpu: 2, memory: '2GiB' }, labels: { zone: id, rack: 'r1' } }));

@@ -1,4 +1,3 @@
-import { Testing } from 'cdktf';
 import { Construct } from 'constructs';
 import {
   Affinity,
@@ -11,7 +10,7 @@ import {
   MigrationStrategy,
   PlacementScope,
 } from '../../constructs';
-import { smallFleet, synthErrors, thrown } from './fixture';
+import { smallFleet, synthErrors, testApp, thrown } from './fixture';
 
 const command = ['/bin/sleep', 'infinity'];
 
@@ -173,7 +172,7 @@ describe('synth-time validation (whole tree)', () => {
   });
 
   it('reports a fleet without pools as a validation, not a plan resolution error', () => {
-    const app = Testing.app();
+    const app = testApp();
     const fleet = new ShardFleet(app, 'bare', { fleet: 'bare' });
     expect(synthErrors(fleet)).toEqual(['[bare] bare/pools: a fleet needs at least one pool; declare a StaticHostPool or an AwsHostPool in it']);
   });
