@@ -18,12 +18,12 @@ import { compileSchema } from '../../src/contracts/schema-validator';
 import { formatFieldError, type FieldError } from '../../src/errors';
 import { CheckpointError } from '../checkpoint/checkpoint-error';
 import type { RestoreTarget } from '../checkpoint/criu-checkpointer';
-import { shardLogPaths } from '../runner/shard-logs';
+import { openShardLogs, shardLogPaths } from '../runner/shard-logs';
 import { HostAgentError } from '../errors';
 import type { DesiredShard } from '../reconcile/desired-shard';
 import type { RestartHandover, ShardHandover } from '../reconcile/shard-handover';
 import { STATE_ARCHIVE, tidyStateDir, unpackState } from '../migration/state-archive';
-import type { IncomingMigration, IncomingMigrations } from '../migration/incoming-migrations';
+import { quietLimitMs, type IncomingMigration, type IncomingMigrations } from '../migration/incoming-migrations';
 import { readIncomingRecord, writeIncomingRecord } from '../migration/incoming-record';
 import { MigrationError, type MigrationErrorCode } from '../migration/migration-error';
 import { AbortBody, CommitBody, ImageFileHeaders, ImageFileParams, MigrationParams, PrepareBody, RestoreBody, RoundParams, VerifyRoundBody } from './migration-schemas';
@@ -184,7 +184,7 @@ export const migrationRoutes =
         }
         // Read after the journal check: a repeated prepare that arrived meanwhile answers as this one.
         const before = incoming.get(request.params.id);
-        const migration = incoming.prepare(request.params.id, source, { ...shard, limits: { ...shard.limits } }, imageBytes, timeoutSeconds, logFiles);
+        const migration = incoming.prepare(request.params.id, source, { ...shard, limits: { ...shard.limits } }, { imageBytes, timeoutSeconds, sourceLogFiles: logFiles });
         if (migration === before) {
           incoming.heard(migration);
           // A repeated prepare answers as the first, once that is done: the held cgroup is made once.
@@ -318,10 +318,15 @@ export const migrationRoutes =
           // The restored processes' stdout and stderr go to this host's log files of the shard,
           // not to the paths they had on the source: another host's disk (CRIU would find no
           // such file and fail the restore), or, on a shared one, files the source prunes later.
-          const here = deps.logRoot ? shardLogPaths(deps.logRoot, migration.desired.shardId) : undefined;
           const from = migration.sourceLogFiles;
-          const files = here && from ? [{ dumpedPath: from.stdout, openPath: here.stdout }, { dumpedPath: from.stderr, openPath: here.stderr }] : [];
-          const pid = await deps.restorer.restore(incoming.roundDir(migration, final.round), { procsFiles: migration.procsFiles, ...(files.length > 0 ? { files } : {}) });
+          const here = deps.logRoot && from ? await openShardLogs(shardLogPaths(deps.logRoot, migration.desired.shardId)) : undefined;
+          let pid: number;
+          try {
+            const files = here && from ? [{ dumpedPath: from.stdout, fd: here.stdout }, { dumpedPath: from.stderr, fd: here.stderr }] : undefined;
+            pid = await deps.restorer.restore(incoming.roundDir(migration, final.round), { procsFiles: migration.procsFiles, ...(files ? { files } : {}) });
+          } finally {
+            await here?.close();
+          }
           // Aborted meanwhile: the abort, waiting for this restore, destroys the copy once it returns.
           if (migration.state !== 'prepared') throw new MigrationError('INVALID_TRANSITION', `migration ${migration.id} was aborted while it was restored; the copy is destroyed`);
           migration.pid = pid;
@@ -484,7 +489,7 @@ export const migrationRoutes =
       for (const migration of incoming.abandoned(abandonAfterMs)) {
         if (sweeping.has(migration.id)) continue;
         sweeping.add(migration.id);
-        if (!migration.abandoned) app.log.warn({ migration_id: migration.id, shard_id: migration.desired.shardId, source: migration.source }, `migration ${migration.id} of shard ${migration.desired.shardId} from ${migration.source}: no request for ${Math.round(Math.max(abandonAfterMs, (migration.timeoutSeconds ?? 0) * 1000) / 1000)} s before its restore; aborted here, its held copy and images removed`);
+        if (!migration.abandoned) app.log.warn({ migration_id: migration.id, shard_id: migration.desired.shardId, source: migration.source }, `migration ${migration.id} of shard ${migration.desired.shardId} from ${migration.source}: no request for ${Math.round(quietLimitMs(migration, abandonAfterMs) / 1000)} s before its restore; aborted here, its held copy and images removed`);
         abortHere(migration.id, migration.desired.shardId, app.log, true)
           .catch((error: Error) => app.log.error({ migration_id: migration.id, err: error }, `migration ${migration.id}: abort of an abandoned migration failed (retried): ${error.message}`))
           .finally(() => sweeping.delete(migration.id));

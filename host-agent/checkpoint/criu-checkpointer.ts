@@ -18,8 +18,8 @@
  *   unified one), so restored tasks inherit the destination cgroups, not the dumped paths.
  */
 import { spawn } from 'node:child_process';
-import { mkdir, open, readFile, type FileHandle } from 'node:fs/promises';
-import { dirname, join, relative } from 'node:path';
+import { mkdir, readFile } from 'node:fs/promises';
+import { join, relative } from 'node:path';
 import { freeBytesUnder } from '../migration/image-space';
 import { parseProcStat } from '../runner/proc-info';
 import { CheckpointError } from './checkpoint-error';
@@ -48,12 +48,12 @@ export interface RestoreTarget {
   /** cgroup.procs files of the destination shard, one per hierarchy (CgroupDriver.procsFiles). */
   readonly procsFiles: readonly string[];
   /**
-   * Regular files the dumped processes held open, restored onto other files: each `openPath`
-   * is opened here (append, created 0640) and handed to CRIU as `--inherit-fd` for every
-   * descriptor that had `dumpedPath` open (the shard's log files, from the source's paths to
-   * this host's). CRIU neither looks for nor size-checks a file it is handed.
+   * Regular files the dumped processes held open, restored onto other files: each open `fd`
+   * (the caller's, closed by it) is handed to CRIU as `--inherit-fd` for every descriptor that
+   * had `dumpedPath` open (the shard's log files, from the source's paths to this host's).
+   * CRIU neither looks for nor size-checks a file it is handed.
    */
-  readonly files?: readonly { readonly dumpedPath: string; readonly openPath: string }[];
+  readonly files?: readonly { readonly dumpedPath: string; readonly fd: number }[];
 }
 
 export interface CriuRun {
@@ -148,28 +148,20 @@ export class CriuCheckpointer {
   /** Restores the image in `dir` detached, inside the destination cgroups; resolves to the new root pid. */
   async restore(dir: string, target: RestoreTarget): Promise<number> {
     const pidFile = join(dir, 'restored.pid');
-    const opened: FileHandle[] = [];
-    try {
-      for (const file of target.files ?? []) {
-        await mkdir(dirname(file.openPath), { recursive: true });
-        opened.push(await open(file.openPath, 'a', 0o640));
-      }
-      // Handed over as the child's fds 3, 4, ...; CRIU names a regular file by its path
-      // relative to the root, without the leading slash.
-      const inherit = (target.files ?? []).flatMap((file, i) => ['--inherit-fd', `fd[${3 + i}]:${file.dumpedPath.replace(/^\/+/, '')}`]);
-      const criuArgs = [
-        'restore',
-        '-D', dir,
-        '--restore-detached',
-        '--pidfile', pidFile,
-        '--manage-cgroups=ignore',
-        ...CPU_CHECK,
-        ...inherit,
-      ];
-      await this.runOrThrow('restore', dir, criuArgs, target.procsFiles, opened.map((h) => h.fd));
-    } finally {
-      await Promise.allSettled(opened.map((h) => h.close()));
-    }
+    const files = target.files ?? [];
+    // Handed over as the child's fds 3, 4, ...; CRIU names a regular file by its path relative
+    // to the root, without the leading slash.
+    const inherit = files.flatMap((file, i) => ['--inherit-fd', `fd[${3 + i}]:${file.dumpedPath.replace(/^\/+/, '')}`]);
+    const criuArgs = [
+      'restore',
+      '-D', dir,
+      '--restore-detached',
+      '--pidfile', pidFile,
+      '--manage-cgroups=ignore',
+      ...CPU_CHECK,
+      ...inherit,
+    ];
+    await this.runOrThrow('restore', dir, criuArgs, target.procsFiles, files.map((file) => file.fd));
     const pid = Number.parseInt((await readFile(pidFile, 'utf8')).trim(), 10);
     if (!Number.isInteger(pid) || pid <= 0) throw new CheckpointError('CRIU_FAILED', `criu restore wrote no pid to ${pidFile}`);
     // A restored tree that died at once (an instruction or a library this host lacks) fails the

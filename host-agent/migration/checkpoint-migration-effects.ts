@@ -4,10 +4,10 @@
  * destination. Everything an undo needs is found again from the journal record and the
  * cgroup (never only from memory), so an agent that restarted can abort or roll forward.
  */
-import { shardLogPaths } from '../runner/shard-logs';
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { CgroupDriver } from '../cgroups/driver';
+import { shardLogPaths } from '../runner/shard-logs';
 import type { CriuCheckpointer } from '../checkpoint/criu-checkpointer';
 import { criuCheckpointing, type CheckpointTarget, type CriuAtWork } from '../checkpoint/criu-at-work';
 import { CRIU_TIMEOUT_MS } from '../checkpoint/criu-checkpointer';
@@ -99,11 +99,10 @@ export class CheckpointMigrationEffects implements MigrationEffects {
     const desired = await this.deps.describe(record.shardId);
     const { imageBytes, short } = await this.imageSpace(record, 1, `the dump of shard ${record.shardId}`);
     if (short) throw new MigrationError('REFUSED', short);
-    const logFiles = this.deps.logRoot ? shardLogPaths(this.deps.logRoot, record.shardId) : undefined;
     await this.deps.client(record.destination).prepare(record.id, {
       ...prepareRequest(record.source, desired, record.timeoutSeconds),
       ...(imageBytes !== undefined ? { imageBytes } : {}),
-      ...(logFiles ? { logFiles: { stdout: logFiles.stdout, stderr: logFiles.stderr } } : {}),
+      ...(this.deps.logRoot ? { logFiles: shardLogPaths(this.deps.logRoot, record.shardId) } : {}),
     });
     this.rounds.set(record.id, []);
   }

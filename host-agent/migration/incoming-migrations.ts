@@ -156,7 +156,13 @@ export class IncomingMigrations {
    * that ended here (or whose abort came first) is never prepared again: a source never re-uses
    * an id, and a prepare that arrives after its abort would hold a cgroup nobody removes.
    */
-  prepare(id: string, source: string, desired: DesiredShard, imageBytes?: number, timeoutSeconds?: number, sourceLogFiles?: { stdout: string; stderr: string }): IncomingMigration {
+  prepare(
+    id: string,
+    source: string,
+    desired: DesiredShard,
+    sent: Pick<IncomingMigration, 'imageBytes' | 'timeoutSeconds' | 'sourceLogFiles'> = {},
+  ): IncomingMigration {
+    const { imageBytes, timeoutSeconds, sourceLogFiles } = sent;
     const existing = this.migrations.get(id);
     const ended = (existing ?? this.outcomes.get(id))?.state;
     // Committed: its shard runs here now, and a prepare again would fail on it and drop what refuses its abort.
@@ -193,11 +199,8 @@ export class IncomingMigrations {
    * an upload), and no request for `quietMs`; and those the sweep aborted whose cleanup failed.
    */
   abandoned(quietMs: number, now = performance.now()): IncomingMigration[] {
-    // Never sooner than the source's own time limit: a source quiet that long is past it (it
-    // counts from before the prepare) and aborts at its next step rather than ask for a restore.
-    const limit = (m: IncomingMigration) => Math.max(quietMs, (m.timeoutSeconds ?? 0) * 1000);
     return [...this.migrations.values()].filter(
-      (m) => (m.state === 'aborted' && m.abandoned) || (m.state === 'prepared' && !m.restoring && m.uploads === 0 && now - m.lastHeard > limit(m)),
+      (m) => (m.state === 'aborted' && m.abandoned) || (m.state === 'prepared' && !m.restoring && m.uploads === 0 && now - m.lastHeard > quietLimitMs(m, quietMs)),
     );
   }
 
@@ -284,6 +287,15 @@ export class IncomingMigrations {
     const m = this.migrations.get(id);
     return m ? { shardId: m.desired.shardId, state: m.state, ...(m.pid !== undefined ? { pid: m.pid } : {}) } : this.outcomes.get(id);
   }
+}
+
+/**
+ * How long `migration` may go unheard before it counts as abandoned: `quietMs`, and never less
+ * than the source's own time limit (a source quiet that long is past it, since it counts from
+ * before the prepare, and aborts at its next step rather than ask for a restore).
+ */
+export function quietLimitMs(migration: Pick<IncomingMigration, 'timeoutSeconds'>, quietMs: number): number {
+  return Math.max(quietMs, (migration.timeoutSeconds ?? 0) * 1000);
 }
 
 function round(n: number): number {

@@ -190,7 +190,7 @@ export class ApplicationPredictor {
     // Time only moves forward (the ratio models' rings already ignored a step back; vpa and the
     // prior learnt it, the vector went back in time, and one dated 1970 wiped vpa's histogram:
     // its decay weights were rescaled by 2^19676). The next later sample goes on as before.
-    if (!(atSeconds > this.lastSeconds) && this.lastSeconds === this.lastSeconds) {
+    if (!Number.isNaN(this.lastSeconds) && !(atSeconds > this.lastSeconds)) {
       this.ignored.notAfterLast++;
       return;
     }

@@ -1,4 +1,5 @@
 /** Fakes of the destination's kernel side for the migration routes: a recording keeper hand-over and CRIU restorer. */
+import { readlinkSync } from 'node:fs';
 import type { RestoreTarget } from '../../host-agent/checkpoint/criu-checkpointer';
 import type { DesiredShard } from '../../host-agent/reconcile/desired-shard';
 import type { ShardStatus } from '../../host-agent/runner/shard-status';
@@ -24,11 +25,13 @@ export class FakeHandover {
 }
 
 export class FakeRestorer {
-  readonly restored: { dir: string; procsFiles: readonly string[]; files?: RestoreTarget['files'] }[] = [];
+  /** `files`: each handed-over descriptor as the file it is open on, read while the restore runs. */
+  readonly restored: { dir: string; procsFiles: readonly string[]; files?: { dumpedPath: string; openOn: string }[] }[] = [];
   fail?: Error;
   async restore(dir: string, target: RestoreTarget) {
     if (this.fail) throw this.fail;
-    this.restored.push({ dir, procsFiles: target.procsFiles, ...(target.files ? { files: target.files } : {}) });
+    const files = target.files?.map((f) => ({ dumpedPath: f.dumpedPath, openOn: readlinkSync(`/proc/self/fd/${f.fd}`) }));
+    this.restored.push({ dir, procsFiles: target.procsFiles, ...(files ? { files } : {}) });
     return 4242;
   }
 }

@@ -530,7 +530,8 @@ describe('migration routes (destination agent)', () => {
 
   it("restores the shard's stdout and stderr onto this host's log files of it, not the source's paths", async () => {
     await app.close();
-    app = await buildMigrationApp({ token: dest.deps.token, plugins: [migrationRoutes({ ...dest.deps, logRoot: '/var/lib/shardform/host-2/logs' })] });
+    const logRoot = join(dir.path, `logs-${Math.random().toString(36).slice(2)}`);
+    app = await buildMigrationApp({ token: dest.deps.token, plugins: [migrationRoutes({ ...dest.deps, logRoot })] });
     const sourceLogs = { stdout: '/var/lib/shardform/host-1/logs/web-0/stdout.log', stderr: '/var/lib/shardform/host-1/logs/web-0/stderr.log' };
     const relative = await app.inject({ method: 'POST', url: '/v1/migrations/mig-1/prepare', headers: AUTH, payload: { ...prepareBody('web-0'), logFiles: { ...sourceLogs, stdout: 'logs/stdout.log' } } });
     expect(relative.json().errors[0]).toMatchObject({ field: 'logFiles.stdout', value: 'logs/stdout.log' });
@@ -541,8 +542,8 @@ describe('migration routes (destination agent)', () => {
     const restored = await app.inject({ method: 'POST', url: '/v1/migrations/mig-1/restore', headers: AUTH, payload: { rounds: [{ round: 1, parent: null, files: [{ name: 'pages-1.img', bytes: data.length, sha256: sha(data) }] }] } });
     expect(restored.statusCode).toBe(200);
     expect(dest.restorer.restored[0]!.files).toEqual([
-      { dumpedPath: sourceLogs.stdout, openPath: '/var/lib/shardform/host-2/logs/web-0/stdout.log' },
-      { dumpedPath: sourceLogs.stderr, openPath: '/var/lib/shardform/host-2/logs/web-0/stderr.log' },
+      { dumpedPath: sourceLogs.stdout, openOn: join(logRoot, 'web-0', 'stdout.log') },
+      { dumpedPath: sourceLogs.stderr, openOn: join(logRoot, 'web-0', 'stderr.log') },
     ]);
   });
 

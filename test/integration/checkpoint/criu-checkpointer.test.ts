@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CheckpointError } from '../../../host-agent/checkpoint/checkpoint-error';
@@ -82,13 +82,19 @@ describePrivileged('CRIU checkpointer (real CRIU, cgroups, PID namespaces)', [re
     await source.freeze();
     const images = join(work, 'inherit-images');
     await criu.dump({ rootPid, freezeCgroup: source.freezer }, images);
-    const handed = join(work, 'inherit-logs', 'stdout.log');
-    const restoredPid = await criu.restore(images, { procsFiles: destination.procsFiles, files: [{ dumpedPath: '/var/lib/shardform/elsewhere/logs/x/stdout.log', openPath: handed }] });
-    await source.destroy();
-    expect(namespaceInitPid(destination)).toBe(restoredPid);
-    const atRestore = readCounter(state);
-    await waitFor('the restored counter to advance', () => readCounter(state), (n) => n > atRestore + 10);
-    expect(existsSync(handed)).toBe(true); // opened (created) for CRIU, even though unused
+    const handed = join(work, 'inherit-stdout.log');
+    const fd = openSync(handed, 'a');
+    try {
+      const restoredPid = await criu.restore(images, { procsFiles: destination.procsFiles, files: [{ dumpedPath: '/var/lib/shardform/elsewhere/logs/x/stdout.log', fd }] });
+      await source.destroy();
+      expect(namespaceInitPid(destination)).toBe(restoredPid);
+      const atRestore = readCounter(state);
+      await waitFor('the restored counter to advance', () => readCounter(state), (n) => n > atRestore + 10);
+      expect(existsSync(handed)).toBe(true);
+      expect(fstatSync(fd).isFile()).toBe(true); // still the caller's to close
+    } finally {
+      closeSync(fd);
+    }
   });
 
   it('256 MiB of touched memory has the same sha256 after restore, and the image verifies against its manifest', async () => {
