@@ -22,7 +22,7 @@ import { openShardLogs, shardLogPaths } from '../runner/shard-logs';
 import { HostAgentError } from '../errors';
 import type { DesiredShard } from '../reconcile/desired-shard';
 import type { RestartHandover, ShardHandover } from '../reconcile/shard-handover';
-import { STATE_ARCHIVE, tidyStateDir, unpackState } from '../migration/state-archive';
+import { reclaimStateDir, STATE_ARCHIVE, tidyStateDir, unpackState } from '../migration/state-archive';
 import { quietLimitMs, type IncomingMigration, type IncomingMigrations } from '../migration/incoming-migrations';
 import { readIncomingRecord, writeIncomingRecord } from '../migration/incoming-record';
 import { MigrationError, type MigrationErrorCode } from '../migration/migration-error';
@@ -41,11 +41,9 @@ export interface MigrationRouteDeps {
    */
   readonly logRoot?: string;
   /** The restart strategy's destination side (POST .../start); absent: such migrations are refused. */
-  readonly restarter?: {
-    readonly handover: RestartHandover;
-    /** Unpacks a state archive as the new content of a directory; default unpackState (GNU tar). */
-    unpack?(archive: string, dir: string, tag: string): Promise<void>;
-  };
+  readonly restarter?: { readonly handover: RestartHandover };
+  /** Unpacks a state archive as the new content of a directory (both strategies); default unpackState (GNU tar). */
+  readonly unpack?: (archive: string, dir: string, tag: string) => Promise<void>;
   /**
    * Why this agent must not take a shard in now (it does not hold its host's claim: another
    * agent may act for this host), or undefined. Asked before a prepare and before a restore or
@@ -143,6 +141,7 @@ export const migrationRoutes =
       Number(request.headers['content-length']) > request.routeOptions.bodyLimit ? done(new errorCodes.FST_ERR_CTP_BODY_TOO_LARGE(), undefined) : done(null, payload),
     );
     const { incoming } = deps;
+    const unpack = deps.unpack ?? unpackState;
     const refuseIfNotActing = (): void => {
       const reason = deps.notActingReason?.();
       if (reason) throw new MigrationError('REFUSED', reason);
@@ -315,6 +314,13 @@ export const migrationRoutes =
             await symlink(join('..', String(manifest.parent)), link);
           }
           if (migration.state !== 'prepared') throw new MigrationError('INVALID_TRANSITION', `migration ${migration.id} was aborted before it was restored; nothing was restored`);
+          // The shard's state directory, packed while it was frozen, is put in place first: CRIU
+          // reopens its working directory and open files there by path, and on another host's
+          // disk they would not exist (or be stale). A source older than that sends none.
+          if (final.files.some((f) => f.name === STATE_ARCHIVE)) {
+            await unpack(join(incoming.roundDir(migration, final.round), STATE_ARCHIVE), join(migration.desired.stateDirectory, migration.desired.shardId), migration.id);
+            if (migration.state !== 'prepared') throw new MigrationError('INVALID_TRANSITION', `migration ${migration.id} was aborted while its state directory was unpacked; nothing was restored`);
+          }
           // The restored processes' stdout and stderr go to this host's log files of the shard,
           // not to the paths they had on the source: another host's disk (CRIU would find no
           // such file and fail the restore), or, on a shared one, files the source prunes later.
@@ -355,7 +361,7 @@ export const migrationRoutes =
         const restarter = deps.restarter;
         // Recorded before its first await: an abort arriving from here on waits for it.
         return restoreOnce(migration, async () => {
-          await (restarter.unpack ?? unpackState)(join(incoming.roundDir(migration, final.round), STATE_ARCHIVE), join(desired.stateDirectory, desired.shardId), migration.id);
+          await unpack(join(incoming.roundDir(migration, final.round), STATE_ARCHIVE), join(desired.stateDirectory, desired.shardId), migration.id);
           // An abort that came during the unpack waits for this request: start nothing, it destroys the rest.
           if (migration.state !== 'prepared') throw new MigrationError('INVALID_TRANSITION', `migration ${migration.id} was aborted while its state directory was unpacked; nothing was started`);
           // Held until the commit (then adopted like a restored shard): until then the assignment
@@ -387,13 +393,14 @@ export const migrationRoutes =
     };
 
     /**
-     * The end of migration `id` here, committed or aborted: what an unpack of it left beside the
-     * shard's state directory (restart strategy; an old directory set aside with no new one in
-     * place stays, for the source to take back), then the images it received. A migration this
-     * agent forgot (it restarted) names its state directory in the record prepare wrote: tidied
-     * before the images directory holding that record goes, so one that fails leaves it for a retry.
+     * The end of migration `id` here: what an unpack of it did to the shard's state directory is
+     * finished at a commit (the directory it set aside goes) and undone at an abort (the set-aside
+     * one is put back, this copy removed: on a shared file system the source runs on from it), then
+     * the images it received go. A migration this agent forgot (it restarted) names its state
+     * directory in the record prepare wrote: handled before the images directory holding that
+     * record goes, so one that fails leaves it for a retry.
      */
-    const tidyUp = async (id: string, shardId: string, desired: Pick<DesiredShard, 'shardId' | 'stateDirectory'> | undefined, log: FastifyBaseLogger): Promise<void> => {
+    const tidyUp = async (id: string, ended: 'committed' | 'aborted', shardId: string, desired: Pick<DesiredShard, 'shardId' | 'stateDirectory'> | undefined, log: FastifyBaseLogger): Promise<void> => {
       const dir = incoming.dirOf(id);
       let known = desired;
       if (!known) {
@@ -407,7 +414,7 @@ export const migrationRoutes =
           known = record;
         }
       }
-      if (known) await tidyStateDir(join(known.stateDirectory, known.shardId), id);
+      if (known) await (ended === 'committed' ? tidyStateDir : reclaimStateDir)(join(known.stateDirectory, known.shardId), id);
       await rm(dir, { recursive: true, force: true });
     };
 
@@ -422,7 +429,7 @@ export const migrationRoutes =
         // it received before the restart is of no use any more.
         if (!shardId) throw new MigrationError('NOT_FOUND', `no incoming migration ${id} on this host (prepare it first)`);
         const pid = await supervise(shardId);
-        await tidyUp(id, shardId, undefined, request.log);
+        await tidyUp(id, 'committed', shardId, undefined, request.log);
         return { migrationId: id, state: 'committed', pid: pid ?? null };
       }
       if (shardId && shardId !== known.shardId) throw new MigrationError('INVALID_MIGRATION', `migration ${id} brings shard ${known.shardId}, not ${shardId}`);
@@ -435,7 +442,7 @@ export const migrationRoutes =
         migration.state = 'committed';
       }
       // Also at a retry after a cleanup that failed: it runs again, and the migration finishes once it is done.
-      await tidyUp(id, migration.desired.shardId, migration.desired, request.log);
+      await tidyUp(id, 'committed', migration.desired.shardId, migration.desired, request.log);
       incoming.finish(migration);
       return { migrationId: id, state: 'committed', pid: migration.pid ?? null };
     });
@@ -465,7 +472,7 @@ export const migrationRoutes =
         await migration.settling;
       }
       await deps.handover.discard(shardId);
-      await tidyUp(id, shardId, migration?.desired, log);
+      await tidyUp(id, 'aborted', shardId, migration?.desired, log);
       if (migration) incoming.finish(migration);
       else incoming.unknownAbortDone(id);
       return { migrationId: id, state: 'aborted' };

@@ -23,6 +23,7 @@ import type { MigrationRecord, PreCopyMethod } from './migration-record';
 import { systemShadowPreCopy, type FrozenComparison, type Shadow, type ShadowPreCopy } from './memory-shadow';
 import { imageSpaceShortfall, systemImageSpace, type ImageSpace } from './image-space';
 import { prepareRequest } from './prepare-request';
+import { packState, reclaimStateDir, STATE_ARCHIVE } from './state-archive';
 
 /** The image files the shadow comparison rewrites: each process's pagemap and pages. */
 const MEMORY_IMAGE = /^(pagemap|pages)-\d+\.img$/;
@@ -33,6 +34,13 @@ export interface CheckpointEffectsDeps {
   readonly checkpointer: Pick<CriuCheckpointer, 'supportsPreCopy' | 'preDump' | 'dump'>;
   /** The definition of a shard this host runs (what the destination recreates). */
   describe(shardId: string): Promise<DesiredShard>;
+  /**
+   * The state directory of the migration's application in the plan (undefined when the
+   * application left it), whatever the placement: a drained host describes no shard.
+   */
+  stateDirectoryOf(record: MigrationRecord): Promise<string | undefined>;
+  /** Packs a directory into a tar file; default packState (GNU tar). */
+  readonly pack?: (dir: string, archive: string) => Promise<void>;
   /** A client for the destination host's agent. */
   client(hostId: string): MigrationClient;
   /** Where this agent writes images: `<imagesRoot>/<migration id>/<round>`. */
@@ -204,25 +212,41 @@ export class CheckpointMigrationEffects implements MigrationEffects {
     return record.rounds.length + 1;
   }
 
+  /**
+   * The shard's own state directory (SHARDFORM_STATE_DIR, its working directory by default).
+   * From the plan in memory, not the store: it is packed with the shard frozen.
+   */
+  private async stateDir(record: MigrationRecord): Promise<string> {
+    const stateDirectory = await this.deps.stateDirectoryOf(record);
+    if (!stateDirectory) throw new MigrationError('INVALID_MIGRATION', `migration ${record.id}: application ${record.applicationId} is no longer in the plan; its state directory is unknown`);
+    return join(stateDirectory, record.shardId);
+  }
+
   async dump(record: MigrationRecord): Promise<{ bytes: number }> {
     const round = this.finalRound(record);
     // CRIU's pre-dumps chain the final dump to the last one; after shadow rounds CRIU dumps everything and transfer() compares.
     const previous = record.rounds.length > 0 && this.method(record) === 'criu' ? this.dir(record, record.rounds.length) : undefined;
     const dir = this.dir(record, round);
     const rootPid = await this.rootPid(record.shardId);
+    const stateDir = await this.stateDir(record);
+    await mkdir(dir, { recursive: true });
     // The shard is frozen: its memory is compared with the shadows on this core while CRIU
-    // dumps it on another, so that the comparison is mostly done when the dump is.
+    // dumps it on another, so that the comparison is mostly done when the dump is. Its state
+    // directory is packed meanwhile too: CRIU reopens the files the shard holds there (and its
+    // working directory) by path on the destination, whose disk is not this one.
     const stop = new AbortController();
     const comparing = this.compareFrozen(record, rootPid, stop.signal);
-    try {
-      await this.deps.checkpointer.dump({ rootPid, freezeCgroup: this.freezerDir(record.shardId) }, dir, previous);
-    } catch (error) {
-      // The migration aborts and the shard is resumed: no reason to make it wait for the comparison.
-      stop.abort();
-      throw error;
-    } finally {
-      await comparing;
-    }
+    const [dumped, packed] = await Promise.allSettled([
+      this.deps.checkpointer.dump({ rootPid, freezeCgroup: this.freezerDir(record.shardId) }, dir, previous).catch((error: unknown) => {
+        // The migration aborts and the shard is resumed: no reason to make it wait for the comparison.
+        stop.abort();
+        throw error;
+      }),
+      (this.deps.pack ?? packState)(stateDir, join(dir, STATE_ARCHIVE)),
+    ]);
+    await comparing;
+    if (dumped.status === 'rejected') throw dumped.reason;
+    if (packed.status === 'rejected') throw packed.reason;
     // Sizes only: the files are hashed once, while the transfer streams them (hashing is a large part of downtime).
     return { bytes: await imageBytes(dir) };
   }
@@ -282,6 +306,12 @@ export class CheckpointMigrationEffects implements MigrationEffects {
 
   async resumeSource(record: MigrationRecord): Promise<void> {
     const id = record.shardId;
+    // On a file system both hosts share, a destination that died while swapping in the state
+    // directory (or before undoing it) left its copy where the shard's state was, and the
+    // shard's own aside: put it back before the shard runs on. Retried (not skipped) when the
+    // directory cannot be found yet: resuming first would run the shard beside the wrong files.
+    const stateDirectory = await this.deps.stateDirectoryOf(record);
+    if (stateDirectory) await reclaimStateDir(join(stateDirectory, id), record.id);
     // The cgroup is gone when this host rebooted since (cgroups do not survive a boot).
     const exists = await this.deps.driver.exists(id);
     if (exists) {

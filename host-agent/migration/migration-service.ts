@@ -97,11 +97,17 @@ export function createMigrationService(deps: MigrationServiceDeps): {
   const journal = new MigrationJournal(deps.store);
   /** Migrations this process drives right now: recovery leaves them alone (it runs again while the agent runs). */
   const inFlight = new Set<string>();
+  const stateDirectoryOf = async (record: MigrationRecord): Promise<string | undefined> => {
+    const plan = deps.plan();
+    if (!plan) throw new MigrationError('INVALID_TRANSITION', `migration ${record.id}: no plan loaded yet to find the state directory of ${record.applicationId}`);
+    return plan.applications.find((a) => a.id === record.applicationId)?.stateDirectory;
+  };
   const checkpoint = new CheckpointMigrationEffects({
     driver: deps.driver,
     handover: deps.handover,
     checkpointer: deps.checkpointer,
     describe: (shardId) => deps.describe(shardId),
+    stateDirectoryOf,
     client,
     imagesRoot: `${deps.imagesRoot}/outgoing`,
     ...(deps.logRoot ? { logRoot: deps.logRoot } : {}),
@@ -113,11 +119,7 @@ export function createMigrationService(deps: MigrationServiceDeps): {
         driver: deps.driver,
         handover: { release: (id) => deps.handover.release(id), adopt: (id) => deps.handover.adopt(id), discard: (id) => deps.handover.discard(id), stopHeld: (id) => restartHandover.stopHeld(id), startHeld: (id, d) => restartHandover.startHeld(id, d) },
         describe: (shardId) => deps.describe(shardId),
-        stateDirectoryOf: async (record) => {
-          const plan = deps.plan();
-          if (!plan) throw new MigrationError('INVALID_TRANSITION', `migration ${record.id}: no plan loaded yet to find the state directory of ${record.applicationId}`);
-          return plan.applications.find((a) => a.id === record.applicationId)?.stateDirectory;
-        },
+        stateDirectoryOf,
         client,
         imagesRoot: `${deps.imagesRoot}/outgoing`,
         onFinished: deps.onFinished,

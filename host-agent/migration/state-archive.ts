@@ -40,10 +40,11 @@ export function replacedStateDir(dir: string, tag: string): string {
 
 /**
  * Unpacks `archive` as the new content of `dir`: into a sibling directory first, then swapped in,
- * so a broken archive leaves `dir` as it was. The old `dir` is renamed aside, not removed, before
- * the new one is renamed in: a crash there leaves both whole (reclaimStateDir puts the old one
- * back), where removing it first could leave it half deleted. On a file system both hosts share,
- * that old `dir` is the source's own state.
+ * so a broken archive leaves `dir` as it was. The old `dir` is renamed aside, not removed, and
+ * stays aside (marked as replaced by migration `tag`) until the migration ends: its commit drops
+ * it (tidyStateDir), its abort puts it back (reclaimStateDir). On a file system both hosts share,
+ * that old `dir` is the source's own state, which a checkpointed source still has open (its
+ * working directory, its files) and runs on if the migration aborts.
  */
 export async function unpackState(archive: string, dir: string, tag: string): Promise<void> {
   const incoming = `${dir}.incoming-${tag}`;
@@ -75,8 +76,6 @@ export async function unpackState(archive: string, dir: string, tag: string): Pr
     await rm(incoming, { recursive: true, force: true });
     throw new MigrationError('TRANSFER_FAILED', `cannot put the unpacked state directory in place at ${dir}: ${(error as Error).message}`);
   }
-  await rm(previous, { recursive: true, force: true });
-  await rm(join(dir, unpackedMark(tag)), { force: true });
 }
 
 /** The file that marks a state directory as unpacked by migration `tag` until its swap is finished. */
@@ -84,24 +83,38 @@ function unpackedMark(tag: string): string {
   return `.shardform-unpacked-${tag}`;
 }
 
+/** Where reclaimStateDir moves this migration's unpacked copy before removing it. */
+function discardedStateDir(dir: string, tag: string): string {
+  return `${dir}.discarded-${tag}`;
+}
+
 /**
- * Puts back the state directory an unpackState of migration `tag` had moved aside when it
- * stopped before the new one was in place (`dir` missing, its previous copy there); resolves to
- * whether it did. The source calls it before starting a shard again from its state directory.
+ * Undoes what an unpackState of migration `tag` did to `dir`, at its abort: its copy (marked) is
+ * moved away and removed, and the directory it had set aside is put back; resolves to whether one
+ * was put back. Also when the unpack stopped part-way (`dir` missing, the old one aside). Each
+ * step is one rename, so a crash between any two leaves what a retry finishes. Both sides call it:
+ * the destination when it aborts, the source before it runs the shard again (on a shared file
+ * system the destination's copy is beside the source's state; elsewhere there is nothing to do).
  */
 export async function reclaimStateDir(dir: string, tag: string): Promise<boolean> {
   const previous = replacedStateDir(dir, tag);
+  const discarded = discardedStateDir(dir, tag);
+  await rm(`${dir}.incoming-${tag}`, { recursive: true, force: true });
+  if (existsSync(join(dir, unpackedMark(tag)))) {
+    await rm(discarded, { recursive: true, force: true });
+    await rename(dir, discarded);
+  }
   const reclaimed = !existsSync(dir) && existsSync(previous);
   if (reclaimed) await rename(previous, dir);
-  await tidyStateDir(dir, tag);
+  await rm(discarded, { recursive: true, force: true });
   return reclaimed;
 }
 
 /**
- * Removes what an unpackState of migration `tag` left beside `dir` when it stopped part-way:
- * its unpacked copy, and the old directory once `dir` is its new copy (marked so). Both sides
- * call it at the end of a migration (on a shared file system the destination's leftovers are
- * beside the source's).
+ * Finishes an unpackState of migration `tag`, at its commit: the old directory it set aside goes
+ * once `dir` is its new copy (marked so), then the mark; what an unpack stopped part-way left
+ * beside `dir` (its unpacked copy) goes too. Called by the destination (on a shared file system
+ * its leftovers are beside the source's).
  */
 export async function tidyStateDir(dir: string, tag: string): Promise<void> {
   await rm(`${dir}.incoming-${tag}`, { recursive: true, force: true });

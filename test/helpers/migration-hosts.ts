@@ -101,6 +101,7 @@ export async function sourceSide(opts: {
     checkpointer,
     imagesRoot: opts.imagesRoot,
     describe: async () => opts.desired,
+    stateDirectoryOf: async () => opts.desired.stateDirectory,
     client: (hostId) => {
       const baseUrl = opts.destinations[hostId];
       if (!baseUrl) throw new Error(`no test destination ${hostId}`);

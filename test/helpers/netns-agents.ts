@@ -27,7 +27,12 @@ export interface NetnsAgent {
   child?: ChildProcess;
   api<T = any>(path: string, init?: RequestInit): Promise<{ status: number; body: T }>; // eslint-disable-line @typescript-eslint/no-explicit-any
   logLines(): Record<string, unknown>[];
-  start(): void;
+  /**
+   * Starts the agent. With `ownDisk`, in a mount namespace of its own where that directory is a
+   * fresh, empty tmpfs: a host whose disk is not the other hosts' (what the test hosts, sharing
+   * one machine, otherwise hide). What the agent starts or restores lives in that namespace too.
+   */
+  start(opts?: { ownDisk?: string }): void;
   stop(signal?: NodeJS.Signals): Promise<void>;
 }
 
@@ -80,9 +85,14 @@ export function netnsAgents(label: string, hosts: readonly NetnsHost[]): NetnsAg
           .filter((l) => l.startsWith('{'))
           .map((l) => JSON.parse(l) as Record<string, unknown>);
       },
-      start() {
+      start(opts = {}) {
         const out = openSync(logFile, 'a');
-        agent.child = spawnInHost(host, [process.execPath, BIN, 'agent', '--plan', planFile, '--host', host.id, '--state-dir', stateDir, '--owner-prefix', ownerPrefix], {
+        const argv = [process.execPath, BIN, 'agent', '--plan', planFile, '--host', host.id, '--state-dir', stateDir, '--owner-prefix', ownerPrefix];
+        if (opts.ownDisk) mkdirSync(opts.ownDisk, { recursive: true });
+        const disk = opts.ownDisk
+          ? ['/usr/bin/unshare', '--mount', '--propagation', 'private', '--', '/bin/sh', '-c', 'mount -t tmpfs -o size=64m shardform-test-disk "$0" && exec "$@"', opts.ownDisk]
+          : [];
+        agent.child = spawnInHost(host, [...disk, ...argv], {
           stdio: ['ignore', out, out],
           // Tests leave the host's /run alone (the agent would keep CRIU's kernel probe there).
           env: { ...process.env, SHARDFORM_LOG_LEVEL: 'info', SHARDFORM_CRIU_KDAT_CACHE: 'off' },

@@ -1,10 +1,11 @@
 import { createHash } from 'node:crypto';
 import http from 'node:http';
-import { existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { buildMigrationApp } from '../../../host-agent/api/migration-app';
 import { MAX_IMAGE_FILE_BYTES, migrationRoutes } from '../../../host-agent/api/migration-routes';
+import { packState } from '../../../host-agent/migration/state-archive';
 import { shardNotFound, shardNotRunning } from '../../../host-agent/errors';
 import { tempDir } from '../../helpers/cli';
 import { fakeDestination, prepareBody } from '../../helpers/migration-destination-fakes';
@@ -347,8 +348,8 @@ describe('migration routes (destination agent)', () => {
               stopHeld: async () => {},
               startHeld: async (shardId, _desired, opts) => (onStart(shardId, opts), { shardId, applicationId: 'web', state: 'held', pid: 777, restarts: 0, adopted: false, frozen: false, limits: {} }),
             },
-            unpack,
           },
+          unpack,
         }),
       ],
     });
@@ -526,6 +527,60 @@ describe('migration routes (destination agent)', () => {
     expect(events).toEqual(['restored', 'discard web-0', 'abort answered']);
     // The late restore did not undo the abort: a commit is refused.
     expect((await app.inject({ method: 'POST', url: '/v1/migrations/mig-1/commit', headers: AUTH, payload: { shardId: 'web-0' } })).statusCode).toBe(409);
+  });
+
+  it("restores a checkpointed shard in its own state directory: the archive sent with the image is unpacked before CRIU restores, kept at the commit, undone at an abort", async () => {
+    const stateDirectory = join(dir.path, `state-${Math.random().toString(36).slice(2)}`);
+    const from = stateDir(join(dir.path, `source-${Math.random().toString(36).slice(2)}`), 'web-0', '42');
+    const archive = join(dir.path, `state-${Math.random().toString(36).slice(2)}.tar`);
+    await packState(from, archive);
+    const tar = readFileSync(archive);
+    const old = stateDir(stateDirectory, 'web-0', '41');
+    const oldInode = statSync(old).ino;
+    const seenByRestore: string[] = [];
+    await app.close();
+    app = await buildMigrationApp({
+      token: dest.deps.token,
+      plugins: [migrationRoutes({ ...dest.deps, restorer: { restore: async (d, t) => (seenByRestore.push(readFileSync(join(old, 'counter'), 'utf8')), dest.restorer.restore(d, t)) } })],
+    });
+    const body = { ...prepareBody('web-0'), shard: { ...prepareBody('web-0').shard, stateDirectory } };
+    const image = Buffer.from('pages');
+    const rounds = [{ round: 1, parent: null, files: [{ name: 'pages-1.img', bytes: image.length, sha256: sha(image) }, { name: 'state.tar', bytes: tar.length, sha256: sha(tar) }] }];
+    const restoreOne = async (id: string) => {
+      expect((await prepare(id, body)).statusCode).toBe(200);
+      await upload(id, 1, 'pages-1.img', image);
+      await upload(id, 1, 'state.tar', tar);
+      return app.inject({ method: 'POST', url: `/v1/migrations/${id}/restore`, headers: AUTH, payload: { rounds } });
+    };
+
+    expect((await restoreOne('mig-1')).statusCode).toBe(200);
+    expect(seenByRestore).toEqual(['42']);
+    const abort = await app.inject({ method: 'POST', url: '/v1/migrations/mig-1/abort', headers: AUTH, payload: { shardId: 'web-0', reason: 'restored: commit failed' } });
+    expect(abort.json()).toEqual({ migrationId: 'mig-1', state: 'aborted' });
+    // On a shared file system that is the source's own directory, which its frozen copy holds open.
+    expect(statSync(old).ino).toBe(oldInode);
+    expect(readFileSync(join(old, 'counter'), 'utf8')).toBe('41');
+    expect(readdirSync(stateDirectory)).toEqual(['web-0']);
+
+    expect((await restoreOne('mig-2')).statusCode).toBe(200);
+    const commit = await app.inject({ method: 'POST', url: '/v1/migrations/mig-2/commit', headers: AUTH, payload: { shardId: 'web-0' } });
+    expect(commit.json()).toMatchObject({ migrationId: 'mig-2', state: 'committed' });
+    expect(readdirSync(stateDirectory)).toEqual(['web-0']);
+    expect(readdirSync(old)).toEqual(['counter']);
+    expect(readFileSync(join(old, 'counter'), 'utf8')).toBe('42');
+  });
+
+  it('after a restart, undoes at the abort of a migration it forgot the state directory its unpack had swapped in', async () => {
+    await restartDestination();
+    const stateDirectory = join(dir.path, `state-${Math.random().toString(36).slice(2)}`);
+    expect((await prepare('mig-5', { ...prepareBody('web-5'), shard: { ...prepareBody('web-5').shard, stateDirectory } })).statusCode).toBe(200);
+    stateDir(stateDirectory, 'web-5', '42', 'mig-5');
+    stateDir(stateDirectory, 'web-5.previous-mig-5', '41');
+    await restartDestination();
+    const abort = await app.inject({ method: 'POST', url: '/v1/migrations/mig-5/abort', headers: AUTH, payload: { shardId: 'web-5', reason: 'agent restarted' } });
+    expect(abort.json()).toEqual({ migrationId: 'mig-5', state: 'aborted' });
+    expect(readdirSync(stateDirectory)).toEqual(['web-5']);
+    expect(readFileSync(join(stateDirectory, 'web-5', 'counter'), 'utf8')).toBe('41');
   });
 
   it("restores the shard's stdout and stderr onto this host's log files of it, not the source's paths", async () => {

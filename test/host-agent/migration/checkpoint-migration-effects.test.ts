@@ -1,5 +1,6 @@
-import { spawn } from 'node:child_process';
-import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { execFile, spawn } from 'node:child_process';
+import { mkdirSync, readdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { promisify } from 'node:util';
 import { readProcStat } from '../../../host-agent/runner/proc-info';
 import { join } from 'node:path';
 import { CheckpointMigrationEffects } from '../../../host-agent/migration/checkpoint-migration-effects';
@@ -42,7 +43,7 @@ const AT = '2026-11-25T05:00:00.000Z';
 
 const GiB = 2 ** 30;
 
-function setUp(root: string, opts: { shadow?: ShadowPreCopy; dumpFails?: string; freeBytes?: number; imageBytes?: number; cgroup?: boolean; root?: boolean; criuAtWork?: () => { pid: number; ageSeconds?: number; startTime?: number }[] } = {}) {
+function setUp(root: string, opts: { stateDirectory?: string | null | Error; thawSees?: string; pack?: (dir: string, archive: string) => Promise<void>; shadow?: ShadowPreCopy; dumpFails?: string; freeBytes?: number; imageBytes?: number; cgroup?: boolean; root?: boolean; criuAtWork?: () => { pid: number; ageSeconds?: number; startTime?: number }[] } = {}) {
   const calls: string[] = [];
   const prepared: PrepareBody[] = [];
   const client = {
@@ -68,7 +69,7 @@ function setUp(root: string, opts: { shadow?: ShadowPreCopy; dumpFails?: string;
   const effects = new CheckpointMigrationEffects({
     driver: {
       freeze: async (id) => void calls.push(`driver.freeze ${id}`),
-      thaw: async (id) => void calls.push(`driver.thaw ${id}`),
+      thaw: async (id) => void calls.push(`driver.thaw ${id}${opts.thawSees ? ` (counter ${readFileSync(opts.thawSees, 'utf8')})` : ''}`),
       pids: async () => [],
       exists: async () => opts.cgroup ?? true,
       paths: () => ({ freezer: '/sys/fs/cgroup/freezer/shardform/host-1/web-0', unified: '/u' }),
@@ -98,6 +99,11 @@ function setUp(root: string, opts: { shadow?: ShadowPreCopy; dumpFails?: string;
       },
     },
     describe: async (shardId) => ({ shardId, applicationId: 'web', limits: { cpuCores: 1, memoryBytes: 1024 }, command: ['x'], env: {}, stateDirectory: '/s' }),
+    stateDirectoryOf: async () => {
+      if (opts.stateDirectory instanceof Error) throw opts.stateDirectory;
+      return opts.stateDirectory === null ? undefined : (opts.stateDirectory ?? join(root, 'apps'));
+    },
+    ...(opts.pack ? { pack: opts.pack } : {}),
     client: () => client,
     imagesRoot: root,
     logRoot: '/var/lib/shardform/host-1/logs',
@@ -128,18 +134,25 @@ describe('checkpoint migration effects (source side)', () => {
   it('prepares, freezes after releasing the keeper, dumps relative to the last pre-copy round, sends and restores every round', async () => {
     const root = join(dir.path, 'a');
     const { calls, effects } = setUp(root);
+    mkdirSync(join(root, 'apps', 'web-0'), { recursive: true });
+    writeFileSync(join(root, 'apps', 'web-0', 'counter'), '41');
     let record: MigrationRecord = planMigration({ id: 'm1', fleet: 'f', shardId: 'web-0', applicationId: 'web', source: 'host-1', destination: 'host-2', preCopy: true }, AT);
     await effects.prepare(record);
     const round = await effects.preCopyRound(record, 1);
     record = { ...advance(advance(record, 'prepared', AT), 'pre-copy', AT), rounds: [{ round: 1, bytes: round.bytes }] };
     await effects.freeze(record);
     const dumped = await effects.dump(record);
+    // The state directory, packed beside the final image while the shard is frozen.
+    const archive = join(root, 'm1', '2', 'state.tar');
+    const { stdout: listing } = await promisify(execFile)('tar', ['--list', '--file', archive]);
+    expect(listing.split('\n')).toContain('./counter');
+    const archiveBytes = statSync(archive).size;
     const sent = await effects.transfer(record);
     await effects.restore(record);
     await effects.releaseSource(record);
     expect(round.bytes).toBe(100);
-    expect(dumped.bytes).toBe(15); // the log is not part of the image
-    expect(sent.bytes).toBe(15);
+    expect(dumped.bytes).toBe(15 + archiveBytes); // the log is not part of the image
+    expect(sent.bytes).toBe(15 + archiveBytes);
     expect(calls).toEqual([
       'client.prepare m1 web-0 {"cpuCores":1,"memoryBytes":1024}',
       'criu.preDump /m1/1',
@@ -148,8 +161,8 @@ describe('checkpoint migration effects (source side)', () => {
       'handover.release web-0',
       'driver.freeze web-0',
       'criu.dump 4242 /sys/fs/cgroup/freezer/shardform/host-1/web-0 /m1/2 /m1/1',
-      'client.uploadFiles m1 2 core-1.img,pages-1.img',
-      'client.verifyRound m1 2 core-1.img,pages-1.img',
+      'client.uploadFiles m1 2 core-1.img,pages-1.img,state.tar',
+      'client.verifyRound m1 2 core-1.img,pages-1.img,state.tar',
       'client.restore m1 [[1,null],[2,1]]',
       'client.commit m1',
       'handover.discard web-0',
@@ -172,7 +185,7 @@ describe('checkpoint migration effects (source side)', () => {
     await effects.restore(record);
     expect(one.bytes).toBe(2 * (3 + 50)); // two processes, pagemap + every page; never the local shadow
     expect(two.bytes).toBe(2 * (3 + 7));
-    expect(sent.bytes).toBe(2 + 5); // the compared pages file and the core image
+    expect(sent.bytes).toBe(2 + 5 + statSync(join(root, 'm5', '3', 'state.tar')).size); // the compared pages file, the core image, the state directory
     expect(calls).toEqual([
       'shadow.processes 4242 ',
       'shadow.capture 4242 1 round 1 previous -',
@@ -194,9 +207,9 @@ describe('checkpoint migration effects (source side)', () => {
       'handover.release web-5',
       'driver.freeze web-5',
       'criu.dump 4242 /sys/fs/cgroup/freezer/shardform/host-1/web-0 /m5/3 -', // (the fake driver's fixed path) full dump: no CRIU parent to track dirty pages against
-      'client.uploadFiles m5 3 core-1.img', // sent while the memory images are compared
+      'client.uploadFiles m5 3 core-1.img,state.tar', // sent while the memory images are compared
       'client.uploadFiles m5 3 pages-1.img', // the compared pages, after
-      'client.verifyRound m5 3 core-1.img,pages-1.img',
+      'client.verifyRound m5 3 core-1.img,state.tar,pages-1.img',
       'client.restore m5 [[1,null],[2,1],[3,2]]',
     ]);
   });
@@ -285,6 +298,39 @@ describe('checkpoint migration effects (source side)', () => {
     await effects.destroyDestination(record);
     await effects.resumeSource(record);
     expect(calls).toEqual(['client.abort m2 web-1 dumped: boom', 'criuAtWork 4242 /sys/fs/cgroup/freezer/shardform/host-1/web-0', 'driver.thaw web-1', 'handover.adopt web-1']);
+  });
+
+  it('puts the state directory back before it thaws the source, where a destination on the same file system died with its copy swapped in', async () => {
+    const root = join(dir.path, 'reclaim');
+    const { calls, effects } = setUp(root, { thawSees: join(root, 'apps', 'web-1', 'counter') });
+    const state = join(root, 'apps', 'web-1');
+    // What the destination's unpack left: the shard's own directory aside, its marked copy in place.
+    mkdirSync(`${state}.previous-m2`, { recursive: true });
+    writeFileSync(join(`${state}.previous-m2`, 'counter'), '41');
+    mkdirSync(state);
+    writeFileSync(join(state, 'counter'), '40');
+    writeFileSync(join(state, '.shardform-unpacked-m2'), '');
+    const record = { ...planMigration({ id: 'm2', fleet: 'f', shardId: 'web-1', applicationId: 'web', source: 'host-1', destination: 'host-2' }, AT), abort: { reason: 'restored: boom', from: 'restored' as const, cleanup: 'pending' as const } };
+    await effects.resumeSource(record);
+    expect(calls).toContain('driver.thaw web-1 (counter 41)');
+    expect(readdirSync(join(root, 'apps'))).toEqual(['web-1']);
+    expect(readdirSync(state)).toEqual(['counter']);
+  });
+
+  it('resumes nothing while the state directory cannot be found (no plan yet): recovery retries rather than run the shard beside a copy', async () => {
+    const { calls, effects } = setUp(join(dir.path, 'no-plan'), { stateDirectory: new Error('no plan loaded yet') });
+    const record = { ...planMigration({ id: 'm2', fleet: 'f', shardId: 'web-1', applicationId: 'web', source: 'host-1', destination: 'host-2' }, AT), abort: { reason: 'restored: boom', from: 'restored' as const, cleanup: 'pending' as const } };
+    await expect(effects.resumeSource(record)).rejects.toThrow('no plan loaded yet');
+    expect(calls).toEqual([]);
+  });
+
+  it('fails the dump, before CRIU starts, when the application left the plan (its state directory is unknown), and when the state cannot be packed', async () => {
+    const gone = setUp(join(dir.path, 'gone'), { stateDirectory: null });
+    const record = { ...planMigration({ id: 'm4', fleet: 'f', shardId: 'web-4', applicationId: 'web', source: 'host-1', destination: 'host-2' }, AT), state: 'frozen' as const };
+    await expect(gone.effects.dump(record)).rejects.toThrow('migration m4: application web is no longer in the plan; its state directory is unknown');
+    expect(gone.calls.filter((c) => c.startsWith('criu.'))).toEqual([]);
+    const unpackable = setUp(join(dir.path, 'unpackable'), { pack: async () => { throw new Error('cannot pack the state directory /x: tar: ./db: Cannot open: Permission denied'); } });
+    await expect(unpackable.effects.dump(record)).rejects.toThrow('Permission denied');
   });
 
   it('does not resume a source that a CRIU dump left by the previous agent still holds: it would stop it again when done', async () => {

@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ImageFile } from '../../../host-agent/checkpoint/image-manifest';
@@ -239,7 +239,8 @@ describe('state archive', () => {
       expect(readFileSync(join(work, 'to', 'counter'), 'utf8')).toBe('41');
       expect(await reclaimStateDir(join(work, 'to'), 'm1')).toBe(false); // in place: nothing to do
 
-      // A whole unpack leaves neither the incoming nor the previous directory behind; into a missing directory too.
+      // A whole unpack keeps the old directory aside until its migration ends; the commit's tidy
+      // leaves neither the incoming nor the previous directory behind; into a missing directory too.
       mkdirSync(join(work, 'from'));
       writeFileSync(join(work, 'from', 'counter'), '42');
       await packState(join(work, 'from'), join(work, 'state.tar'));
@@ -247,7 +248,46 @@ describe('state archive', () => {
       await unpackState(join(work, 'state.tar'), join(work, 'fresh'), 'm1');
       expect(readFileSync(join(work, 'to', 'counter'), 'utf8')).toBe('42');
       expect(readFileSync(join(work, 'fresh', 'counter'), 'utf8')).toBe('42');
+      expect(readdirSync(work).sort()).toEqual(['fresh', 'from', 'state.tar', 'to', 'to.previous-m1']);
+      await tidyStateDir(join(work, 'to'), 'm1');
+      await tidyStateDir(join(work, 'fresh'), 'm1');
       expect(readdirSync(work).sort()).toEqual(['fresh', 'from', 'state.tar', 'to']);
+      expect(readdirSync(join(work, 'to'))).toEqual(['counter']);
+    } finally {
+      rmSync(work, { recursive: true, force: true });
+    }
+  });
+
+  it('undoes a whole unpack at an abort: the old directory back in place (a checkpointed source runs on from it), the copy gone; a crash between the steps is finished by a retry', async () => {
+    const work = mkdtempSync(join(tmpdir(), 'sf-archive-'));
+    try {
+      mkdirSync(join(work, 'from'));
+      writeFileSync(join(work, 'from', 'counter'), '42');
+      await packState(join(work, 'from'), join(work, 'state.tar'));
+      const dir = join(work, 'to');
+      mkdirSync(dir);
+      writeFileSync(join(dir, 'counter'), '41');
+      const inode = statSync(dir).ino; // a frozen source holds this directory open (its working directory)
+      await unpackState(join(work, 'state.tar'), dir, 'm1');
+      expect(readFileSync(join(dir, 'counter'), 'utf8')).toBe('42');
+      expect(await reclaimStateDir(dir, 'm2')).toBe(false); // another migration's copy: not touched
+      expect(readFileSync(join(dir, 'counter'), 'utf8')).toBe('42');
+      expect(await reclaimStateDir(dir, 'm1')).toBe(true);
+      expect(statSync(dir).ino).toBe(inode);
+      expect(readdirSync(work).sort()).toEqual(['from', 'state.tar', 'to']);
+      expect(await reclaimStateDir(dir, 'm1')).toBe(false); // done: nothing again
+
+      // Killed after the copy was moved away, before the old one was put back: the retry finishes.
+      await unpackState(join(work, 'state.tar'), dir, 'm3');
+      renameSync(dir, `${dir}.discarded-m3`);
+      expect(await reclaimStateDir(dir, 'm3')).toBe(true);
+      expect(statSync(dir).ino).toBe(inode);
+      expect(readdirSync(work).sort()).toEqual(['from', 'state.tar', 'to']);
+
+      // Into a directory that did not exist: the abort leaves none (no stale copy for a later start here).
+      await unpackState(join(work, 'state.tar'), join(work, 'fresh'), 'm4');
+      expect(await reclaimStateDir(join(work, 'fresh'), 'm4')).toBe(false);
+      expect(readdirSync(work).sort()).toEqual(['from', 'state.tar', 'to']);
     } finally {
       rmSync(work, { recursive: true, force: true });
     }

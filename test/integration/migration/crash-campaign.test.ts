@@ -258,8 +258,10 @@ describePrivileged('crash campaign: agents killed at random instants of migratio
         expect(watch.overlaps()).toEqual([]);
         expect(counter(stateFile)).toBeGreaterThanOrEqual(before);
         if (digestFile) expect(await memoryDigest(f, cgroups.get(home)!, digestFile)).toBe(digest);
-        // Nothing left beside the state directory by an unpack that stopped part-way (restart).
-        if (existsSync(stateDirectory)) expect(readdirSync(stateDirectory).filter((name) => /\.(previous|incoming)-/.test(name))).toEqual([]);
+        // Nothing left beside the shard's state directory, or in it, by an unpack (both strategies
+        // move it) that stopped part-way or was undone.
+        if (existsSync(stateDirectory)) expect(readdirSync(stateDirectory).filter((name) => /\.(previous|incoming|discarded)-/.test(name))).toEqual([]);
+        if (existsSync(join(stateDirectory, SHARD))) expect(readdirSync(join(stateDirectory, SHARD)).filter((name) => name.startsWith('.shardform-unpacked-'))).toEqual([]);
       }
     } catch (error) {
       // The agents' logs outlive the fleet's directory, for whoever reads the failure.

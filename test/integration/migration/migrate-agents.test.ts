@@ -4,7 +4,7 @@
  * `shardform migrate` as the operator runs it.
  */
 import { execFile } from 'node:child_process';
-import { existsSync, readFileSync, readlinkSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, readlinkSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { detectCgroupDriver } from '../../../host-agent/cgroups/detect';
@@ -175,6 +175,60 @@ describePrivileged('migration between two real agents (netns hosts, shared store
     await f.waitFor('the source to hand the predictor over', async () => (source.logLines().some((l) => l.msg === `predictor of ${SHARD} handed over to ${destination.host.id}`) ? true : undefined));
     expect(destination.logLines().some((l) => l.msg === `predictor of ${SHARD} taken over from its previous host` || l.msg === `predictor of ${SHARD} kept for when it runs here`)).toBe(true);
     await f.waitFor('the destination to forecast the shard', async () => ((await destination.api<Predictions>('/v1/predictions')).body.shards.some((v) => v.shard_id === SHARD) ? true : undefined));
+  });
+
+  it('moves a checkpointed shard to a host whose disk is not the source\'s: its state directory (working directory, a file it holds open) goes with it', async () => {
+    const f = (fleet = netnsAgents('md', hosts().hosts));
+    // Counts in memory; every 10th step rewrites `counter` and appends to `journal`, a file it
+    // holds open: both in its working directory, the shard's state directory.
+    const journaling = [
+      'import os, time',
+      "journal = open('journal', 'a', buffering=1)",
+      'counter = 0',
+      'while True:',
+      '    counter += 1',
+      '    if counter % 10 == 0:',
+      "        open('counter.tmp', 'w').write(str(counter)); os.replace('counter.tmp', 'counter')",
+      "        journal.write('%d\\n' % counter)",
+      '    time.sleep(0.01)',
+    ].join('\n');
+    const counter = counterPlan(f, 1, '/unused').applications[0]!;
+    const plan = f.plan(1, (p) => {
+      p.applications = [{ ...counter, command: [realPython(), '-c', journaling] }];
+    });
+    const stateDirectory = plan.applications[0]!.stateDirectory;
+    const placed = placeShards(plan).assignments.find((a) => a.shardId === SHARD)!;
+    const source = f.agents.find((a) => a.host.id === placed.hostId)!;
+    const destination = f.agents.find((a) => a.host.id !== placed.hostId)!;
+    f.writePlan(plan);
+    source.start();
+    destination.start({ ownDisk: stateDirectory });
+    for (const agent of f.agents) await f.waitFor(`${agent.host.id} to listen`, async () => ((await agent.api('/healthz')).status === 200 ? true : undefined));
+    const sourceCounter = join(stateDirectory, SHARD, 'counter');
+    await f.waitFor('the counter to pass 300', async () => (existsSync(sourceCounter) && Number(readFileSync(sourceCounter, 'utf8')) > 300 ? true : undefined));
+
+    const { stdout } = await execFileAsync(process.execPath, [BIN, 'migrate', SHARD, '--to', destination.host.id, '--agent', source.url, '--token-file', f.tokenFile, '--json'], { timeout: 150_000 });
+    const summary = JSON.parse(stdout) as { state: string; abort?: { reason: string } };
+    expect(summary).toMatchObject({ state: 'done' });
+    const leftAt = Number(readFileSync(sourceCounter, 'utf8'));
+    const moved = (await shardsOf(destination)).find((s) => s.shardId === SHARD)!;
+    expect(moved).toMatchObject({ state: 'running' });
+
+    // Its working directory and its open journal are on the destination's disk, not the source's.
+    const sourceDisk = statSync(stateDirectory).dev;
+    const cwd = `/proc/${moved.pid}/cwd`;
+    expect(statSync(cwd).dev).not.toBe(sourceDisk);
+    const fds = readdirSync(`/proc/${moved.pid}/fd`).map((fd) => `/proc/${moved.pid}/fd/${fd}`);
+    const journalFd = fds.find((fd) => readlinkSync(fd) === join(stateDirectory, SHARD, 'journal'));
+    expect(journalFd).toBeDefined();
+    expect(statSync(journalFd!).dev).toBe(statSync(cwd).dev);
+    // It counts on there, from where it was: the journal holds every step since its start, none twice.
+    await f.waitFor('the moved counter to advance', async () => (Number(readFileSync(join(cwd, 'counter'), 'utf8')) > leftAt + 100 ? true : undefined));
+    const steps = readFileSync(join(cwd, 'journal'), 'utf8').trim().split('\n').map(Number);
+    expect(steps.length).toBeGreaterThan(leftAt / 10 + 10);
+    steps.forEach((step, i) => expect(step).toBe(10 * (i + 1)));
+    // The source's copy of the directory is left as it was at the freeze.
+    expect(Number(readFileSync(sourceCounter, 'utf8'))).toBe(leftAt);
   });
 
   /** Runs a restart migration of `command` (declared `strategy`) through the agents and checks where it runs after. */
