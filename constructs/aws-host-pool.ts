@@ -22,6 +22,7 @@ import { parseCapacity, type HostCapacity } from './host-capacity';
 import { HostPool, type HostPoolProps } from './host-pool';
 import { PlanObject } from './plan-object';
 import { problemAt } from './prop-checks';
+import { sharedStoreProblem } from './shared-store';
 
 export interface AwsHostPoolProps extends HostPoolProps {
   /**
@@ -188,6 +189,13 @@ export class AwsHostPool extends HostPool {
       ],
     });
     this.node.addValidation({ validate: () => (this.region ? [] : [problemAt(this, 'region', "is not known; set region or add an AwsProvider with a literal region to the fleet")]) });
+    // Reported at the pool, about the fleet's prop: the pool is what makes the fleet span machines.
+    this.node.addValidation({
+      validate: () => {
+        const problem = sharedStoreProblem({ poolId: this.poolId, maxHosts: this.hosts.max }, this.fleet.analysis());
+        return problem ? [problemAt(this.fleet, 'store', problem)] : [];
+      },
+    });
   }
 
   /** The tag value agents of this pool carry: `<fleet>.<pool>`. */
