@@ -109,6 +109,19 @@ describe('AwsHostPool', () => {
     }
   });
 
+  it('keeps the image the launch template was created with, unless imageId names one', () => {
+    // The Debian lookup says "newest" on every plan: followed, hosts launched on later deploys would boot another image.
+    const [, looked] = only(JSON.parse(Testing.synth(awsFleet().fleet)) as Synthesized, 'aws_launch_template');
+    expect(looked.image_id).toMatch(/^\$\{data\.aws_ami\.[^.]+\.id\}$/);
+    expect(looked.lifecycle).toEqual({ ignore_changes: ['image_id'] });
+    // An explicit image is the user's decision, and changing it must reach the template.
+    const synth = JSON.parse(Testing.synth(awsFleet({ imageId: 'ami-0123456789abcdef0' }).fleet)) as Synthesized & { data?: Record<string, unknown> };
+    const [, given] = only(synth, 'aws_launch_template');
+    expect(given.image_id).toBe('ami-0123456789abcdef0');
+    expect(given).not.toHaveProperty('lifecycle');
+    expect(synth.data?.aws_ami).toBeUndefined();
+  });
+
   it('opens the agent port only to members of the fleet\'s own security group', () => {
     const { fleet } = awsFleet();
     const json = Testing.synth(fleet);
