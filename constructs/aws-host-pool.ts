@@ -22,6 +22,7 @@ import { parseCapacity, type HostCapacity } from './host-capacity';
 import { HostPool, type HostPoolProps } from './host-pool';
 import { PlanObject } from './plan-object';
 import { problemAt } from './prop-checks';
+import { sharedStoreProblem } from './shared-store';
 
 export interface AwsHostPoolProps extends HostPoolProps {
   /**
@@ -60,7 +61,16 @@ export interface AwsHostPoolProps extends HostPoolProps {
   readonly vpcId?: string;
   /** Subnets the auto scaling group launches into. @default every subnet of the VPC */
   readonly subnetIds?: string[];
-  /** AMI of the hosts. @default the latest Debian 13 amd64 AMI published by Debian (owner 136693071363): Node.js 20 and CRIU 4 from its own packages. Another image must bring Node.js >= 20.3 and `apt-get`. */
+  /**
+   * AMI of every host of the pool. Changing it changes the image of hosts launched afterwards
+   * only: hosts already running keep theirs until they are replaced, and until then a checkpoint
+   * migration between an old and a new host may fail on restore (CRIU refuses file-backed
+   * mappings whose files differ).
+   * @default the latest Debian 13 amd64 AMI published by Debian (owner 136693071363) when the
+   *   launch template is created, then kept (the launch template ignores later changes of the
+   *   lookup), so hosts launched on later deploys boot the same image. Node.js 20 and CRIU 4 come
+   *   from its own packages. Another image must bring Node.js >= 20.3 and `apt-get`.
+   */
   readonly imageId?: string;
   /**
    * npm package spec the user data installs the agent from (`shardform@0.1.0`, a tarball URL).
@@ -172,6 +182,11 @@ export class AwsHostPool extends HostPool {
         }),
       ),
       updateDefaultVersion: true,
+      // The lookup answers "newest" anew on every plan: without this, a deploy after Debian
+      // published an image moves the template to it, and the group launches new hosts on it
+      // beside hosts of the old one, where checkpoints restore only sometimes. The image is taken
+      // once, when the template is created; setting imageId is how it changes (and is never ignored).
+      ...(props.imageId === undefined ? { lifecycle: { ignoreChanges: ['image_id'] } } : {}),
       tagSpecifications: [{ resourceType: 'instance', tags: { [DISCOVERY_TAG_KEY]: tagValue, 'shardform:fleet': this.fleet.fleetName } }],
     });
     this.autoScalingGroup = new AutoscalingGroup(this, 'hosts', {
@@ -188,6 +203,13 @@ export class AwsHostPool extends HostPool {
       ],
     });
     this.node.addValidation({ validate: () => (this.region ? [] : [problemAt(this, 'region', "is not known; set region or add an AwsProvider with a literal region to the fleet")]) });
+    // Reported at the pool, about the fleet's prop: the pool is what makes the fleet span machines.
+    this.node.addValidation({
+      validate: () => {
+        const problem = sharedStoreProblem({ poolId: this.poolId, maxHosts: this.hosts.max }, this.fleet.analysis());
+        return problem ? [problemAt(this.fleet, 'store', problem)] : [];
+      },
+    });
   }
 
   /** The tag value agents of this pool carry: `<fleet>.<pool>`. */

@@ -12,7 +12,7 @@ import { AwsProvider } from '@cdktf/provider-aws/lib/provider';
 import { S3Object } from '@cdktf/provider-aws/lib/s3-object';
 import { VpcSecurityGroupIngressRule } from '@cdktf/provider-aws/lib/vpc-security-group-ingress-rule';
 import { checkPlan } from '../../src/contracts/plan';
-import { AntiAffinity, AwsHostPool, ShardFleet, ShardedApplication } from '../../constructs';
+import { AntiAffinity, AwsHostPool, ProactiveMigration, ShardFleet, ShardedApplication, StaticHostPool, type ShardFleetProps } from '../../constructs';
 import { renderAgentUserData } from '../../constructs/aws-agent-user-data';
 import { synthErrors, testApp, thrown } from './fixture';
 
@@ -22,9 +22,12 @@ interface Synthesized {
   resource: Record<string, Record<string, Record<string, unknown>>>;
 }
 
-function awsFleet(poolProps: ConstructorParameters<typeof AwsHostPool>[2] = {}, withProvider = true) {
+/** An etcd the hosts reach: a fleet of EC2 hosts needs one store (see 'refuses a fleet of EC2 hosts ...'). */
+const ETCD = { kind: 'etcd', endpoints: ['http://10.0.0.10:2379'] } as const;
+
+function awsFleet(poolProps: ConstructorParameters<typeof AwsHostPool>[2] = {}, withProvider = true, store: ShardFleetProps['store'] = ETCD) {
   const app = testApp();
-  const fleet = new ShardFleet(app, 'aws-fleet', { fleet: 'demo', generation: 2 });
+  const fleet = new ShardFleet(app, 'aws-fleet', { fleet: 'demo', generation: 2, store });
   if (withProvider) new AwsProvider(fleet, 'aws', { region: 'eu-west-1' });
   const pool = new AwsHostPool(fleet, 'ec2', { instanceType: 'm6i.large', minHosts: 2, maxHosts: 4, ...poolProps });
   const web = new ShardedApplication(fleet, 'web', { pool, command: ['/usr/bin/python3', '-m', 'http.server'], granularity: { cpu: '500m', memory: '1GiB' }, shards: { min: 2, initial: 2, max: 4 } });
@@ -104,6 +107,19 @@ describe('AwsHostPool', () => {
       const ok = runGuard(version);
       expect({ version, status: ok.status, stdout: ok.stdout }).toEqual({ version, status: 0, stdout: 'booted\n' });
     }
+  });
+
+  it('keeps the image the launch template was created with, unless imageId names one', () => {
+    // The Debian lookup says "newest" on every plan: followed, hosts launched on later deploys would boot another image.
+    const [, looked] = only(JSON.parse(Testing.synth(awsFleet().fleet)) as Synthesized, 'aws_launch_template');
+    expect(looked.image_id).toMatch(/^\$\{data\.aws_ami\.[^.]+\.id\}$/);
+    expect(looked.lifecycle).toEqual({ ignore_changes: ['image_id'] });
+    // An explicit image is the user's decision, and changing it must reach the template.
+    const synth = JSON.parse(Testing.synth(awsFleet({ imageId: 'ami-0123456789abcdef0' }).fleet)) as Synthesized & { data?: Record<string, unknown> };
+    const [, given] = only(synth, 'aws_launch_template');
+    expect(given.image_id).toBe('ami-0123456789abcdef0');
+    expect(given).not.toHaveProperty('lifecycle');
+    expect(synth.data?.aws_ami).toBeUndefined();
   });
 
   it('opens the agent port only to members of the fleet\'s own security group', () => {
@@ -202,6 +218,40 @@ describe('AwsHostPool', () => {
     const nowhere = awsFleet({}, false);
     new AwsProvider(nowhere.fleet, 'aws', { region: new TerraformVariable(nowhere.fleet, 'region', { type: 'string' }).stringValue });
     expect(synthErrors(nowhere.fleet)).toEqual(["[aws-fleet/ec2] ec2/region: is not known; set region or add an AwsProvider with a literal region to the fleet"]);
+  });
+
+  it('refuses a fleet of EC2 hosts on the embedded store at synth, naming the pool and the fix', () => {
+    // One SQLite file per host: the destination of every migration would refuse it (409 REFUSED).
+    const embedded = awsFleet({}, true, { kind: 'embedded' });
+    new ProactiveMigration(embedded.fleet, 'hot', { applications: [embedded.web] });
+    expect(synthErrors(embedded.fleet)).toEqual([
+      "[aws-fleet/ec2] aws-fleet/store: pool 'ec2' runs up to 4 EC2 hosts, and the fleet's store is embedded (\"/var/lib/shardform/store.db\", one file on each host): " +
+        "a destination refuses every migration its own store did not journal, so shards of web (checkpoint) can never migrate, and ProactiveMigration 'hot' can never act; " +
+        "set the fleet's store to { kind: 'etcd', endpoints: ['http://<etcd reachable from every host>:2379'] }",
+    ]);
+    // etcd on loopback is a store of each host's own just the same.
+    const loopback = awsFleet({}, true, { kind: 'etcd', endpoints: ['http://127.0.0.1:2379', 'http://localhost:2379'] });
+    expect(synthErrors(loopback.fleet)).toEqual([
+      "[aws-fleet/ec2] aws-fleet/store: pool 'ec2' runs up to 4 EC2 hosts, and every etcd endpoint of the fleet's store is on the host itself (\"http://127.0.0.1:2379\", \"http://localhost:2379\"): " +
+        "each host would reach an etcd of its own, so shards of web (checkpoint) can never migrate; set the fleet's store to { kind: 'etcd', endpoints: ['http://<etcd reachable from every host>:2379'] }",
+    ]);
+    // One EC2 host beside a static pool is two machines too.
+    const mixed = awsFleet({ minHosts: 1, maxHosts: 1 }, true, { kind: 'embedded' });
+    new StaticHostPool(mixed.fleet, 'local', { hosts: [{ id: 'host-a', address: '10.0.0.5', capacity: { cpu: 2, memory: '4GiB' } }] });
+    expect(synthErrors(mixed.fleet)).toEqual([
+      "[aws-fleet/ec2] aws-fleet/store: pool 'ec2' runs its EC2 host besides the hosts of pool 'local', and the fleet's store is embedded (\"/var/lib/shardform/store.db\", one file on each host): " +
+        "a destination refuses every migration its own store did not journal, so shards of web (checkpoint) can never migrate; set the fleet's store to { kind: 'etcd', endpoints: ['http://<etcd reachable from every host>:2379'] }",
+    ]);
+  });
+
+  it('accepts the embedded store where nothing can migrate, and etcd the hosts reach', () => {
+    expect(synthErrors(awsFleet().fleet)).toEqual([]);
+    expect(synthErrors(awsFleet({ minHosts: 1, maxHosts: 1 }, true, { kind: 'embedded' }).fleet)).toEqual([]);
+    const app = testApp();
+    const empty = new ShardFleet(app, 'aws-fleet', { fleet: 'demo' });
+    new AwsProvider(empty, 'aws', { region: 'eu-west-1' });
+    new AwsHostPool(empty, 'ec2', { maxHosts: 4 });
+    expect(synthErrors(empty)).toEqual([]);
   });
 
   it('rejects an instance type it cannot size, and conflicting plan buckets, at construction', () => {
