@@ -116,6 +116,7 @@ export class ShardedApplication extends Construct {
     this.pool = props?.pool;
     const checks = PropChecker.for(this);
     checks.id('id', id);
+    if (!checks.literals(props)) checks.throwIfAny();
     const command = this.checkCommand(checks, props?.command);
     const granularity = this.checkGranularity(checks, props?.granularity);
     const shardUnits = checks.integer('shardUnits', props?.shardUnits ?? 1, 1);

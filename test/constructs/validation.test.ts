@@ -1,4 +1,5 @@
 import { Construct } from 'constructs';
+import { TerraformVariable } from 'cdktf';
 import {
   Affinity,
   AntiAffinity,
@@ -326,5 +327,58 @@ describe('eager prop checks (constructor)', () => {
   it('refuses a member created outside a fleet', () => {
     const { app } = smallFleet();
     expect(thrown(() => new StaticHostPool(app, 'loose'))).toBe("loose: must be created inside a ShardFleet (new ShardFleet(app, 'my-fleet')), not directly in the app");
+  });
+});
+
+describe('unresolved cdktf tokens (the plan is read by agents, never by Terraform)', () => {
+  // cdktf numbers tokens app-wide, in creation order: the assertions do not depend on which test ran first.
+  const anyToken = (text: string) => text.replace(/TOKEN\.\d+/g, 'TOKEN.n');
+  const tokenRule = 'is an unresolved cdktf token (a TerraformVariable, a resource attribute, Fn.*); agents read the plan as written, so give a literal value known at synth';
+
+  it('refuses tokens in the argv, env, labels and paths of an application instead of writing "${TfToken[...]}" into the plan', () => {
+    const { fleet } = smallFleet();
+    const host = new TerraformVariable(fleet, 'db-host', { type: 'string' });
+    const message = thrown(
+      () =>
+        new ShardedApplication(fleet, 'web', {
+          command: ['/usr/bin/app', '--db', host.stringValue],
+          env: { DB_HOST: host.stringValue },
+          labels: { team: host.stringValue },
+          workingDirectory: `/srv/${host.stringValue}`,
+          granularity: { cpu: '500m', memory: '1GiB' },
+        }),
+    );
+    expect(anyToken(message).split('\n')).toEqual([
+      `test-fleet/web/command[2]: "\${TfToken[TOKEN.n]}" ${tokenRule}`,
+      `test-fleet/web/env.DB_HOST: "\${TfToken[TOKEN.n]}" ${tokenRule}`,
+      `test-fleet/web/labels.team: "\${TfToken[TOKEN.n]}" ${tokenRule}`,
+      `test-fleet/web/workingDirectory: "/srv/\${TfToken[TOKEN.n]}" ${tokenRule}`,
+    ]);
+    expect(fleet.node.tryFindChild('web')).toBeUndefined();
+  });
+
+  it('names a number token as a token, not as the huge negative number cdktf encodes it as', () => {
+    const { fleet, edge } = smallFleet();
+    const count = new TerraformVariable(fleet, 'count', { type: 'number' });
+    expect(anyToken(thrown(() => new ShardedApplication(fleet, 'web', { pool: edge, command, shards: { min: count.numberValue }, granularity: { cpu: '500m', memory: '1GiB' } })))).toBe(
+      `test-fleet/web/shards.min: "\${TfToken[TOKEN.n]}" ${tokenRule}`,
+    );
+  });
+
+  it('refuses tokens in hosts, pools, policies and fleet settings', () => {
+    const { fleet, edge } = smallFleet();
+    const v = new TerraformVariable(fleet, 'v', { type: 'string' });
+    const n = new TerraformVariable(fleet, 'n', { type: 'number' });
+    expect(anyToken(thrown(() => edge.addHost({ id: 'host-c', address: v.stringValue, capacity: { cpu: n.numberValue, memory: '4GiB' } }))).split('\n')).toEqual([
+      `test-fleet/edge/addHost(host-c).address: "\${TfToken[TOKEN.n]}" ${tokenRule}`,
+      `test-fleet/edge/addHost(host-c).capacity.cpu: "\${TfToken[TOKEN.n]}" ${tokenRule}`,
+    ]);
+    expect(anyToken(thrown(() => new StaticHostPool(fleet, 'core', { costPerHour: n.numberValue, labels: { zone: v.stringValue } }))).split('\n')).toEqual([
+      `test-fleet/core/costPerHour: "\${TfToken[TOKEN.n]}" ${tokenRule}`,
+      `test-fleet/core/labels.zone: "\${TfToken[TOKEN.n]}" ${tokenRule}`,
+    ]);
+    expect(anyToken(thrown(() => new ProactiveMigration(fleet, 'hot', { threshold: n.numberValue })))).toBe(`test-fleet/hot/threshold: "\${TfToken[TOKEN.n]}" ${tokenRule}`);
+    const app = testApp();
+    expect(anyToken(thrown(() => new ShardFleet(app, 'f', { security: { tokenFile: `/etc/${v.stringValue}` } })))).toBe(`f/security.tokenFile: "/etc/\${TfToken[TOKEN.n]}" ${tokenRule}`);
   });
 });
