@@ -81,6 +81,9 @@ export const PoolSchema = Type.Object(
  */
 export const MIN_SHARD_CPU_CORES = 0.01;
 
+/** The longest migration timeout: a destination agent refuses a prepare whose timeoutSeconds is longer. */
+export const MAX_MIGRATION_TIMEOUT_SECONDS = 86_400;
+
 export const GranularitySchema = Type.Object(
   {
     cpuCores: Type.Number({ minimum: MIN_SHARD_CPU_CORES }),
@@ -109,8 +112,11 @@ export const ApplicationSchema = Type.Object(
     migration: Type.Object(
       {
         strategy: StringEnum(['checkpoint', 'restart']),
-        /** Give up (and resume the source) if a migration takes longer than this. */
-        timeoutSeconds: Seconds('Migration timeout.', 1),
+        /**
+         * Give up (and resume the source) if a migration takes longer than this. Whole seconds up to
+         * a day: what a destination agent's prepare accepts (host-agent/api/migration-schemas.ts).
+         */
+        timeoutSeconds: Type.Integer({ minimum: 1, maximum: MAX_MIGRATION_TIMEOUT_SECONDS, description: 'Migration timeout.' }),
         preCopy: Type.Boolean({ description: 'Iterative pre-dumps while running before the final freeze.' }),
       },
       { additionalProperties: false },

@@ -266,6 +266,10 @@ describe('eager prop checks (constructor)', () => {
       'migration.timeout: "soon" is not a duration such as "90s", "15m", "1h30m", "7d" or a number of seconds',
     );
     expect(thrown(() => MigrationStrategy.restart({ timeout: '100ms' }))).toBe('migration.timeout: "100ms" is too short; use at least 1s');
+    // What a destination agent's prepare accepts (whole seconds, at most a day): past it every migration of the application was refused.
+    expect(thrown(() => MigrationStrategy.checkpoint({ timeout: '2d' }))).toBe('migration.timeout: "2d" is too long; use at most 1d (86400s), the longest a destination agent accepts');
+    expect(thrown(() => MigrationStrategy.restart({ timeout: '90500ms' }))).toBe('migration.timeout: "90500ms" is not whole seconds; use e.g. "90s" (agents time migrations in whole seconds)');
+    expect(MigrationStrategy.checkpoint({ timeout: '1d' }).toPlan().timeoutSeconds).toBe(86400);
     expect(thrown(() => PlacementScope.label('zone with spaces'))).toBe(
       'scope: "zone with spaces" is not a label key; use 1-63 characters of A-Z, a-z, 0-9 and . _ / -',
     );

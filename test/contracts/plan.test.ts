@@ -1,5 +1,6 @@
 import { checkPlan, parsePlanText, planDigest, serializePlan, signPlan } from '../../src/contracts/plan';
-import type { UnsignedPlan } from '../../src/contracts/plan-schema';
+import { PlanSchema, type UnsignedPlan } from '../../src/contracts/plan-schema';
+import { PrepareBody } from '../../host-agent/api/migration-schemas';
 import { examplePlan, unsignedPlan } from '../helpers/plan-fixture';
 
 const GiB = 2 ** 30;
@@ -58,6 +59,9 @@ describe('plan contract', () => {
     ['an unknown store kind', (p) => (p.store = { kind: 'redis', path: '/x' }), 'store.kind', 'must be one of "embedded", "etcd"'],
     ['an agent port of 70000', (p) => (p.agent.port = 70000), 'agent.port', 'must be <= 65535'],
     ['a cpu granularity below the kernel\'s smallest quota', (p) => (p.applications[0].granularity.cpuCores = 0.005), 'applications[0].granularity.cpuCores', 'must be >= 0.01'],
+    // The destination agent's prepare takes timeoutSeconds as a whole number up to 86400; a plan past it synthesized but every migration of the application was refused.
+    ['a migration timeout of 2 days', (p) => (p.applications[0].migration.timeoutSeconds = 172800), 'applications[0].migration.timeoutSeconds', 'must be <= 86400'],
+    ['a fractional migration timeout', (p) => (p.applications[0].migration.timeoutSeconds = 90.5), 'applications[0].migration.timeoutSeconds', 'must be integer'],
     ['a secret in the security block', (p) => (p.security.token = 's3cret'), 'security.token', 'is not a known field'],
   ];
 
@@ -191,5 +195,13 @@ describe('plan contract', () => {
   it('keeps memory byte counts exact for large hosts', () => {
     const plan = examplePlan((p) => (p.pools[0].hosts[0].capacity.memoryBytes = 1024 * GiB));
     expect(checkPlan(JSON.parse(serializePlan(plan))).ok).toBe(true);
+  });
+});
+
+describe('plan and agent API agree on the migration timeout', () => {
+  it("every timeout a plan accepts is one a destination's prepare accepts", () => {
+    const planTimeout = PlanSchema.properties.applications.items.properties.migration.properties.timeoutSeconds;
+    const prepareTimeout = PrepareBody.properties.timeoutSeconds;
+    expect({ type: planTimeout.type, minimum: planTimeout.minimum, maximum: planTimeout.maximum }).toEqual({ type: prepareTimeout.type, minimum: prepareTimeout.minimum, maximum: prepareTimeout.maximum });
   });
 });
