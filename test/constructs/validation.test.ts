@@ -328,6 +328,14 @@ describe('eager prop checks (constructor)', () => {
     expect(plan.policies).toEqual([]);
   });
 
+  it('refuses env names the agent sets for each shard', () => {
+    const { fleet } = smallFleet();
+    expect(thrown(() => new ShardedApplication(fleet, 'web', { command, env: { SHARDFORM_STATE_DIR: '/data', SHARDFORM_SHARD_ID: 'web', LOG_LEVEL: 'debug' }, granularity: { cpu: '500m', memory: '1GiB' } })).split('\n')).toEqual([
+      'test-fleet/web/env.SHARDFORM_STATE_DIR: "SHARDFORM_STATE_DIR" is set by the agent for every shard (its shard id, application id and state directory, <stateDirectory>/<shard-id>); a plan cannot override it, or the shards would share one value and a migration would move a state directory the workload never used; set stateDirectory instead',
+      'test-fleet/web/env.SHARDFORM_SHARD_ID: "SHARDFORM_SHARD_ID" is set by the agent for every shard (its shard id, application id and state directory, <stateDirectory>/<shard-id>); a plan cannot override it, or the shards would share one value and a migration would move a state directory the workload never used; set stateDirectory instead',
+    ]);
+  });
+
   it('refuses a member created outside a fleet', () => {
     const { app } = smallFleet();
     expect(thrown(() => new StaticHostPool(app, 'loose'))).toBe("loose: must be created inside a ShardFleet (new ShardFleet(app, 'my-fleet')), not directly in the app");

@@ -134,6 +134,8 @@ describe('plan contract', () => {
     ['a predictor interval finer than 1 s', (p) => (p.predictor.intervalSeconds = 0.001) && (p.predictor.horizonSeconds = 1), 'predictor.intervalSeconds', 'must be >= 1'],
     ['a predictor interval coarser than a day', (p) => (p.predictor.intervalSeconds = 2 * 86400) && (p.predictor.horizonSeconds = 2 * 86400), 'predictor.intervalSeconds', 'must be <= 86400'],
     ['token auth without a token source', (p) => (p.security = { auth: 'token' }), 'security.tokenFile', 'token auth needs tokenFile or tokenEnv (where agents read the fleet token)'],
+    // The agent sets these for each shard (runner/shard-supervisor.ts) and the plan's env was spread over them.
+    ['an env overriding the shard\'s state directory', (p) => (p.applications[0].env = { SHARDFORM_STATE_DIR: '/data' }), 'applications[0].env.SHARDFORM_STATE_DIR', 'is set by the agent for every shard (its shard id, application id and state directory, <stateDirectory>/<shard-id>); a plan cannot override it, or the shards would share one value and a migration would move a state directory the workload never used; set stateDirectory instead'],
     ['a static pool without hosts', (p) => (p.pools[0].hosts = []) && (p.applications = []) && (p.policies = []), 'pools[0].hosts', 'a static pool needs at least one host'],
   ];
 
