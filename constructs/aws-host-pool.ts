@@ -98,7 +98,7 @@ export class AwsHostPool extends HostPool {
 
   constructor(scope: Construct, id: string, props: AwsHostPoolProps = {}) {
     const instanceType = props.instanceType ?? 'm6i.large';
-    super(scope, id, props, instanceTypeFacts(instanceType)?.usdPerHour ?? 0);
+    super(scope, id, props, instanceTypeFacts(instanceType)?.usdPerHour ?? 0, ['planBucket', 'vpcId', 'subnetIds', 'imageId']);
     const checks = this.checks;
     this.instanceType = instanceType;
     const known = typeof instanceType === 'string' && !Token.isUnresolved(instanceType) && instanceTypeFacts(instanceType) !== undefined;

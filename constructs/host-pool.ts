@@ -36,12 +36,17 @@ export abstract class HostPool extends Construct {
    */
   protected readonly checks: PropChecker;
 
-  protected constructor(scope: Construct, id: string, props: HostPoolProps, defaultCostPerHour = 0) {
+  /**
+   * @param terraformOnly props that only reach Terraform resources (a VPC id, an AMI), where a
+   *   token is fine; every other prop ends up in the plan and must be a literal.
+   */
+  protected constructor(scope: Construct, id: string, props: HostPoolProps, defaultCostPerHour = 0, terraformOnly: readonly string[] = []) {
     super(scope, id);
     this.fleet = fleetOf(this);
     this.poolId = id;
     this.checks = PropChecker.for(this);
     this.checks.id('id', id);
+    if (!this.checks.literals(props, '', terraformOnly)) this.checks.throwIfAny();
     this.costPerHourUsd = this.checks.nonNegative('costPerHour', props.costPerHour ?? defaultCostPerHour) ?? 0;
     this.labels = this.checks.labels('labels', props.labels ?? {});
   }

@@ -3,7 +3,7 @@
  * (cdk8s-plus style) instead of a string plus loosely related flags: `preCopy` only means
  * something for checkpoints, so only `checkpoint()` takes it.
  */
-import type { Application } from '../src/contracts/plan-schema';
+import { MAX_MIGRATION_TIMEOUT_SECONDS, type Application } from '../src/contracts/plan-schema';
 import { parseDurationSeconds, type Quantity } from '../src/contracts/quantities';
 import { ShardformError, showValue } from '../src/errors';
 
@@ -16,6 +16,7 @@ export interface CheckpointOptions {
   readonly preCopy?: boolean;
   /**
    * Give up and resume the shard on its source host if the migration takes longer.
+   * Whole seconds, from 1s to 1d (what a destination agent accepts).
    * @default '5m'
    */
   readonly timeout?: Quantity;
@@ -24,6 +25,7 @@ export interface CheckpointOptions {
 export interface RestartOptions {
   /**
    * Give up and restart the shard on its source host if stop + move + start takes longer.
+   * Whole seconds, from 1s to 1d (what a destination agent accepts).
    * @default '5m'
    */
   readonly timeout?: Quantity;
@@ -57,6 +59,12 @@ export class MigrationStrategy {
       throw error;
     }
     if (seconds < 1) throw new ShardformError('INVALID_PROPS', 'migration.timeout', value, `migration.timeout: ${showValue(value)} is too short; use at least 1s`);
+    // A destination agent's prepare takes the timeout as whole seconds up to a day and refuses
+    // anything else, so a plan with "2d" or "90500ms" would have every migration refused.
+    if (seconds > MAX_MIGRATION_TIMEOUT_SECONDS)
+      throw new ShardformError('INVALID_PROPS', 'migration.timeout', value, `migration.timeout: ${showValue(value)} is too long; use at most 1d (${MAX_MIGRATION_TIMEOUT_SECONDS}s), the longest a destination agent accepts`);
+    if (!Number.isInteger(seconds))
+      throw new ShardformError('INVALID_PROPS', 'migration.timeout', value, `migration.timeout: ${showValue(value)} is not whole seconds; use e.g. "90s" (agents time migrations in whole seconds)`);
     return seconds;
   }
 

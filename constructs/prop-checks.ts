@@ -5,6 +5,7 @@
  * Whole-tree questions (does the shard fit the pool?) are not asked here but in
  * `node.addValidation`, because only the finished tree can answer them.
  */
+import { Token } from 'cdktf';
 import type { IConstruct } from 'constructs';
 import { ID_PATTERN, ShardformError, showValue } from '../src/errors';
 import { horizonProblem, intervalProblem } from '../src/contracts/prediction-grid';
@@ -22,6 +23,27 @@ export class InvalidPropsError extends ShardformError {
     super('INVALID_PROPS', `${path}/${firstProperty}`, firstValue, problems.join('\n'));
     this.name = 'InvalidPropsError';
   }
+}
+
+export const TOKEN_RULE = 'is an unresolved cdktf token (a TerraformVariable, a resource attribute, Fn.*); agents read the plan as written, so give a literal value known at synth';
+
+/**
+ * Where `value` holds unresolved cdktf tokens: `[path, token]` pairs, walking strings, numbers,
+ * lists and plain objects (keys too), never into constructs or value classes. The plan is written
+ * by us, not resolved by Terraform, so a token would reach agents as the text `${TfToken[TOKEN.1]}`
+ * (a string) or as -8.1e+298 (a number).
+ */
+export function unresolvedTokens(value: unknown, path: string): [string, unknown][] {
+  if (Array.isArray(value)) return value.flatMap((item, index) => unresolvedTokens(item, `${path}[${index}]`));
+  if (value !== null && typeof value === 'object') {
+    const prototype = Object.getPrototypeOf(value);
+    if (prototype !== Object.prototype && prototype !== null) return Token.isUnresolved(value) ? [[path, value]] : [];
+    return Object.entries(value).flatMap(([key, item]) => [
+      ...(Token.isUnresolved(key) ? ([[`${path}.${key}`, key]] as [string, unknown][]) : []),
+      ...unresolvedTokens(item, `${path}.${key}`),
+    ]);
+  }
+  return (typeof value === 'string' || typeof value === 'number') && Token.isUnresolved(value) ? [[path, value]] : [];
 }
 
 const ID_RULE = "ids are 1-63 characters of a-z, 0-9 and '-', starting with a letter or digit";
@@ -66,6 +88,25 @@ export class PropChecker {
       this.problems.push(`${this.path}/${error.message}`);
       return undefined;
     }
+  }
+
+  /**
+   * Refuses unresolved cdktf tokens anywhere in `props` (each key its own property, prefixed with
+   * `prefix`), except the keys in `terraformOnly`, which go to Terraform resources and never into
+   * the plan. Returns false when there were any, so a constructor can throw before the other
+   * checks report the same values again as a huge negative number or a bad quantity.
+   */
+  literals(props: object | undefined, prefix = '', terraformOnly: readonly string[] = []): boolean {
+    let ok = true;
+    for (const [key, value] of Object.entries(props ?? {})) {
+      if (terraformOnly.includes(key)) continue;
+      for (const [path, token] of unresolvedTokens(value, `${prefix}${key}`)) {
+        ok = false;
+        // A number token shows as its string form, which says "token" where -8.1e+298 would not.
+        this.fail(path, typeof token === 'number' ? Token.asString(token) : token, TOKEN_RULE);
+      }
+    }
+    return ok;
   }
 
   cpu(property: string, value: Quantity, positive = true): number | undefined {

@@ -118,6 +118,7 @@ export class ShardFleet extends TerraformStack implements FleetScope {
     super(scope, id);
     markFleet(this);
     const checks = PropChecker.for(this);
+    if (!checks.literals(props)) checks.throwIfAny();
     const fleet = checks.id('fleet', props.fleet ?? id);
     const generation = this.checkGeneration(checks, props.generation);
     const p = props.predictor ?? {};

@@ -32,6 +32,7 @@ export abstract class ShardPolicy extends Construct {
     this.policyId = id;
     this.checks = PropChecker.for(this);
     this.checks.id('id', id);
+    if (!this.checks.literals(props)) this.checks.throwIfAny();
     if (props.applications !== undefined && !Array.isArray(props.applications))
       this.checks.fail('applications', props.applications, 'is not a list; use [web, db] (ShardedApplication objects)');
     else this.governed.push(...(props.applications ?? []));

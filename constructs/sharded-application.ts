@@ -7,7 +7,7 @@ import { Construct } from 'constructs';
 import type { Application, Granularity } from '../src/contracts/plan-schema';
 import type { Quantity } from '../src/contracts/quantities';
 import { granularityProblem, shardSizeProblem } from '../src/contracts/plan-checks';
-import { MIN_SHARD_CPU_CORES } from '../src/contracts/plan-schema';
+import { AGENT_ENV_NAMES, AGENT_ENV_RULE, MIN_SHARD_CPU_CORES } from '../src/contracts/plan-schema';
 import { fleetOf, type FleetScope } from './fleet-context';
 import type { HostPool } from './host-pool';
 import { MigrationStrategy } from './migration-strategy';
@@ -79,6 +79,7 @@ export interface ShardedApplicationProps {
   /**
    * Environment of the shard processes (names `[A-Za-z_][A-Za-z0-9_]*`). Never put secrets
    * here: the plan is committed and uploaded.
+   * Not SHARDFORM_SHARD_ID, SHARDFORM_APPLICATION_ID or SHARDFORM_STATE_DIR: the agent sets them per shard.
    * @default {}
    */
   readonly env?: Readonly<Record<string, string>>;
@@ -116,6 +117,7 @@ export class ShardedApplication extends Construct {
     this.pool = props?.pool;
     const checks = PropChecker.for(this);
     checks.id('id', id);
+    if (!checks.literals(props)) checks.throwIfAny();
     const command = this.checkCommand(checks, props?.command);
     const granularity = this.checkGranularity(checks, props?.granularity);
     const shardUnits = checks.integer('shardUnits', props?.shardUnits ?? 1, 1);
@@ -123,6 +125,7 @@ export class ShardedApplication extends Construct {
     const env = props?.env ?? {};
     for (const [name, value] of Object.entries(env)) {
       checks.require(ENV_NAME.test(name), `env.${name}`, name, 'is not an environment variable name; use [A-Za-z_][A-Za-z0-9_]*');
+      checks.require(!AGENT_ENV_NAMES.includes(name), `env.${name}`, name, AGENT_ENV_RULE);
       checks.require(typeof value === 'string', `env.${name}`, value, 'is not a string; environment values are strings');
     }
     const stateDirectory = checks.absolutePath('stateDirectory', props?.stateDirectory ?? `/var/lib/shardform/apps/${id}`);

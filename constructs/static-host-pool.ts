@@ -50,6 +50,7 @@ export class StaticHostPool extends HostPool {
   addHost(host: StaticHost): this {
     // Not PropChecker.for(this): a bad host must not take the pool out of the tree.
     const checks = new PropChecker(this.node.path);
+    if (!checks.literals(host, `addHost(${typeof host?.id === 'string' ? host.id : '?'}).`)) checks.throwIfAny();
     this.checkHost(checks, `addHost(${typeof host?.id === 'string' ? host.id : '?'})`, host);
     checks.throwIfAny();
     return this;

@@ -6,7 +6,7 @@
 import type { FieldError } from '../errors';
 import { horizonProblem } from './prediction-grid';
 import { formatBytes, formatDuration } from './quantities';
-import type { Application, Capacity, Plan, Pool } from './plan-schema';
+import { AGENT_ENV_NAMES, AGENT_ENV_RULE, type Application, type Capacity, type Plan, type Pool } from './plan-schema';
 
 /** The capacities of the hosts an application can be placed on (static hosts, or the discovered host shape). */
 export function eligibleHostCapacities(pool: Pick<Pool, 'hosts' | 'hostCapacity' | 'discovery'>): Capacity[] {
@@ -260,6 +260,7 @@ export function semanticPlanErrors(plan: Plan): FieldError[] {
       errors.push({ field: `applications[${i}].pool`, message: `unknown pool; known pools: ${[...poolsById.keys()].join(', ')}`, value: app.pool });
       return;
     }
+    for (const name of Object.keys(app.env)) if (AGENT_ENV_NAMES.includes(name)) errors.push({ field: `applications[${i}].env.${name}`, message: AGENT_ENV_RULE });
     const { min, initial, max } = app.shards;
     if (!(min <= initial && initial <= max))
       errors.push({ field: `applications[${i}].shards`, message: 'needs min <= initial <= max', value: app.shards });

@@ -81,6 +81,18 @@ export const PoolSchema = Type.Object(
  */
 export const MIN_SHARD_CPU_CORES = 0.01;
 
+/**
+ * Environment variables the agent sets for each shard's processes (host-agent/runner/shard-supervisor.ts):
+ * its shard id, application id and state directory (`<stateDirectory>/<shard-id>`, the directory a
+ * migration moves). A plan's env cannot override them.
+ */
+export const AGENT_ENV_NAMES: readonly string[] = ['SHARDFORM_SHARD_ID', 'SHARDFORM_APPLICATION_ID', 'SHARDFORM_STATE_DIR'];
+export const AGENT_ENV_RULE =
+  'is set by the agent for every shard (its shard id, application id and state directory, <stateDirectory>/<shard-id>); a plan cannot override it, or the shards would share one value and a migration would move a state directory the workload never used; set stateDirectory instead';
+
+/** The longest migration timeout: a destination agent refuses a prepare whose timeoutSeconds is longer. */
+export const MAX_MIGRATION_TIMEOUT_SECONDS = 86_400;
+
 export const GranularitySchema = Type.Object(
   {
     cpuCores: Type.Number({ minimum: MIN_SHARD_CPU_CORES }),
@@ -109,8 +121,11 @@ export const ApplicationSchema = Type.Object(
     migration: Type.Object(
       {
         strategy: StringEnum(['checkpoint', 'restart']),
-        /** Give up (and resume the source) if a migration takes longer than this. */
-        timeoutSeconds: Seconds('Migration timeout.', 1),
+        /**
+         * Give up (and resume the source) if a migration takes longer than this. Whole seconds up to
+         * a day: what a destination agent's prepare accepts (host-agent/api/migration-schemas.ts).
+         */
+        timeoutSeconds: Type.Integer({ minimum: 1, maximum: MAX_MIGRATION_TIMEOUT_SECONDS, description: 'Migration timeout.' }),
         preCopy: Type.Boolean({ description: 'Iterative pre-dumps while running before the final freeze.' }),
       },
       { additionalProperties: false },

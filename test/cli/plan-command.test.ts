@@ -101,6 +101,16 @@ describe('shardform plan / vector commands', () => {
     expect((await runCli('plan', 'diff', validPlan, biggerPlan, '--exit-code')).code).toBe(1);
   });
 
+  it('diff --exit-code: 1 when only the fleet name or the generation differs — the agents get another plan', async () => {
+    const renamed = dir.file('renamed.json', serializePlan(examplePlan((p) => (p.fleet = 'prod-fleet'))));
+    const bumped = dir.file('bumped.json', serializePlan(examplePlan((p) => (p.generation = 2))));
+    const rename = await runCli('plan', 'diff', validPlan, renamed, '--exit-code');
+    expect(rename).toMatchObject({ code: 1 });
+    expect(rename.stdout).toBe('fleet test-fleet -> prod-fleet  generation 1 -> 1  (warning: content changed but generation did not increase; agents will refuse it)\nno changes besides the fleet and generation above\n');
+    const bump = await runCli('plan', 'diff', validPlan, bumped, '--exit-code');
+    expect(bump).toMatchObject({ code: 1, stdout: 'fleet test-fleet  generation 1 -> 2\nno changes besides the fleet and generation above\n' });
+  });
+
   it('diff: a plan that is invalid or not JSON exits 2, never the 1 of --exit-code that means "they differ"', async () => {
     const invalid = await runCli('plan', 'diff', validPlan, invalidPlan, '--exit-code');
     expect(invalid).toMatchObject({ code: 2, stdout: '' });

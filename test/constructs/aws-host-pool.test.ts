@@ -268,6 +268,20 @@ describe('AwsHostPool', () => {
     );
   });
 
+  it('takes tokens for what only Terraform reads (VPC, subnets, AMI, bucket) and refuses them for what the plan states', () => {
+    const app = testApp();
+    const fleet = new ShardFleet(app, 'aws-fleet', { fleet: 'demo' });
+    new AwsProvider(fleet, 'aws', { region: 'eu-west-1' });
+    const text = (name: string) => new TerraformVariable(fleet, name, { type: 'string' }).stringValue;
+    const pool = new AwsHostPool(fleet, 'ec2', { vpcId: text('vpc'), subnetIds: [text('subnet')], imageId: text('ami'), planBucket: text('bucket') });
+    new ShardedApplication(fleet, 'web', { pool, command: ['/bin/sleep', 'infinity'], granularity: { cpu: '500m', memory: '1GiB' } });
+    expect(synthErrors(fleet)).toEqual([]);
+    const minHosts = new TerraformVariable(fleet, 'min', { type: 'number' }).numberValue;
+    expect(thrown(() => new AwsHostPool(fleet, 'more', { minHosts, planBucket: text('bucket-2') })).replace(/TOKEN\.\d+/, 'TOKEN.n')).toBe(
+      'aws-fleet/more/minHosts: "${TfToken[TOKEN.n]}" is an unresolved cdktf token (a TerraformVariable, a resource attribute, Fn.*); agents read the plan as written, so give a literal value known at synth',
+    );
+  });
+
   it('matches the snapshot of a whole small stack', () => {
     const { fleet } = awsFleet();
     expect(Testing.synth(fleet)).toMatchSnapshot();

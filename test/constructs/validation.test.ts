@@ -1,4 +1,5 @@
 import { Construct } from 'constructs';
+import { TerraformVariable } from 'cdktf';
 import {
   Affinity,
   AntiAffinity,
@@ -265,6 +266,10 @@ describe('eager prop checks (constructor)', () => {
       'migration.timeout: "soon" is not a duration such as "90s", "15m", "1h30m", "7d" or a number of seconds',
     );
     expect(thrown(() => MigrationStrategy.restart({ timeout: '100ms' }))).toBe('migration.timeout: "100ms" is too short; use at least 1s');
+    // What a destination agent's prepare accepts (whole seconds, at most a day): past it every migration of the application was refused.
+    expect(thrown(() => MigrationStrategy.checkpoint({ timeout: '2d' }))).toBe('migration.timeout: "2d" is too long; use at most 1d (86400s), the longest a destination agent accepts');
+    expect(thrown(() => MigrationStrategy.restart({ timeout: '90500ms' }))).toBe('migration.timeout: "90500ms" is not whole seconds; use e.g. "90s" (agents time migrations in whole seconds)');
+    expect(MigrationStrategy.checkpoint({ timeout: '1d' }).toPlan().timeoutSeconds).toBe(86400);
     expect(thrown(() => PlacementScope.label('zone with spaces'))).toBe(
       'scope: "zone with spaces" is not a label key; use 1-63 characters of A-Z, a-z, 0-9 and . _ / -',
     );
@@ -323,8 +328,69 @@ describe('eager prop checks (constructor)', () => {
     expect(plan.policies).toEqual([]);
   });
 
+  it('refuses env names the agent sets for each shard', () => {
+    const { fleet } = smallFleet();
+    expect(thrown(() => new ShardedApplication(fleet, 'web', { command, env: { SHARDFORM_STATE_DIR: '/data', SHARDFORM_SHARD_ID: 'web', LOG_LEVEL: 'debug' }, granularity: { cpu: '500m', memory: '1GiB' } })).split('\n')).toEqual([
+      'test-fleet/web/env.SHARDFORM_STATE_DIR: "SHARDFORM_STATE_DIR" is set by the agent for every shard (its shard id, application id and state directory, <stateDirectory>/<shard-id>); a plan cannot override it, or the shards would share one value and a migration would move a state directory the workload never used; set stateDirectory instead',
+      'test-fleet/web/env.SHARDFORM_SHARD_ID: "SHARDFORM_SHARD_ID" is set by the agent for every shard (its shard id, application id and state directory, <stateDirectory>/<shard-id>); a plan cannot override it, or the shards would share one value and a migration would move a state directory the workload never used; set stateDirectory instead',
+    ]);
+  });
+
   it('refuses a member created outside a fleet', () => {
     const { app } = smallFleet();
     expect(thrown(() => new StaticHostPool(app, 'loose'))).toBe("loose: must be created inside a ShardFleet (new ShardFleet(app, 'my-fleet')), not directly in the app");
+  });
+});
+
+describe('unresolved cdktf tokens (the plan is read by agents, never by Terraform)', () => {
+  // cdktf numbers tokens app-wide, in creation order: the assertions do not depend on which test ran first.
+  const anyToken = (text: string) => text.replace(/TOKEN\.\d+/g, 'TOKEN.n');
+  const tokenRule = 'is an unresolved cdktf token (a TerraformVariable, a resource attribute, Fn.*); agents read the plan as written, so give a literal value known at synth';
+
+  it('refuses tokens in the argv, env, labels and paths of an application instead of writing "${TfToken[...]}" into the plan', () => {
+    const { fleet } = smallFleet();
+    const host = new TerraformVariable(fleet, 'db-host', { type: 'string' });
+    const message = thrown(
+      () =>
+        new ShardedApplication(fleet, 'web', {
+          command: ['/usr/bin/app', '--db', host.stringValue],
+          env: { DB_HOST: host.stringValue },
+          labels: { team: host.stringValue },
+          workingDirectory: `/srv/${host.stringValue}`,
+          granularity: { cpu: '500m', memory: '1GiB' },
+        }),
+    );
+    expect(anyToken(message).split('\n')).toEqual([
+      `test-fleet/web/command[2]: "\${TfToken[TOKEN.n]}" ${tokenRule}`,
+      `test-fleet/web/env.DB_HOST: "\${TfToken[TOKEN.n]}" ${tokenRule}`,
+      `test-fleet/web/labels.team: "\${TfToken[TOKEN.n]}" ${tokenRule}`,
+      `test-fleet/web/workingDirectory: "/srv/\${TfToken[TOKEN.n]}" ${tokenRule}`,
+    ]);
+    expect(fleet.node.tryFindChild('web')).toBeUndefined();
+  });
+
+  it('names a number token as a token, not as the huge negative number cdktf encodes it as', () => {
+    const { fleet, edge } = smallFleet();
+    const count = new TerraformVariable(fleet, 'count', { type: 'number' });
+    expect(anyToken(thrown(() => new ShardedApplication(fleet, 'web', { pool: edge, command, shards: { min: count.numberValue }, granularity: { cpu: '500m', memory: '1GiB' } })))).toBe(
+      `test-fleet/web/shards.min: "\${TfToken[TOKEN.n]}" ${tokenRule}`,
+    );
+  });
+
+  it('refuses tokens in hosts, pools, policies and fleet settings', () => {
+    const { fleet, edge } = smallFleet();
+    const v = new TerraformVariable(fleet, 'v', { type: 'string' });
+    const n = new TerraformVariable(fleet, 'n', { type: 'number' });
+    expect(anyToken(thrown(() => edge.addHost({ id: 'host-c', address: v.stringValue, capacity: { cpu: n.numberValue, memory: '4GiB' } }))).split('\n')).toEqual([
+      `test-fleet/edge/addHost(host-c).address: "\${TfToken[TOKEN.n]}" ${tokenRule}`,
+      `test-fleet/edge/addHost(host-c).capacity.cpu: "\${TfToken[TOKEN.n]}" ${tokenRule}`,
+    ]);
+    expect(anyToken(thrown(() => new StaticHostPool(fleet, 'core', { costPerHour: n.numberValue, labels: { zone: v.stringValue } }))).split('\n')).toEqual([
+      `test-fleet/core/costPerHour: "\${TfToken[TOKEN.n]}" ${tokenRule}`,
+      `test-fleet/core/labels.zone: "\${TfToken[TOKEN.n]}" ${tokenRule}`,
+    ]);
+    expect(anyToken(thrown(() => new ProactiveMigration(fleet, 'hot', { threshold: n.numberValue })))).toBe(`test-fleet/hot/threshold: "\${TfToken[TOKEN.n]}" ${tokenRule}`);
+    const app = testApp();
+    expect(anyToken(thrown(() => new ShardFleet(app, 'f', { security: { tokenFile: `/etc/${v.stringValue}` } })))).toBe(`f/security.tokenFile: "/etc/\${TfToken[TOKEN.n]}" ${tokenRule}`);
   });
 });

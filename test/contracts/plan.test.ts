@@ -1,5 +1,6 @@
 import { checkPlan, parsePlanText, planDigest, serializePlan, signPlan } from '../../src/contracts/plan';
-import type { UnsignedPlan } from '../../src/contracts/plan-schema';
+import { PlanSchema, type UnsignedPlan } from '../../src/contracts/plan-schema';
+import { PrepareBody } from '../../host-agent/api/migration-schemas';
 import { examplePlan, unsignedPlan } from '../helpers/plan-fixture';
 
 const GiB = 2 ** 30;
@@ -58,6 +59,9 @@ describe('plan contract', () => {
     ['an unknown store kind', (p) => (p.store = { kind: 'redis', path: '/x' }), 'store.kind', 'must be one of "embedded", "etcd"'],
     ['an agent port of 70000', (p) => (p.agent.port = 70000), 'agent.port', 'must be <= 65535'],
     ['a cpu granularity below the kernel\'s smallest quota', (p) => (p.applications[0].granularity.cpuCores = 0.005), 'applications[0].granularity.cpuCores', 'must be >= 0.01'],
+    // The destination agent's prepare takes timeoutSeconds as a whole number up to 86400; a plan past it synthesized but every migration of the application was refused.
+    ['a migration timeout of 2 days', (p) => (p.applications[0].migration.timeoutSeconds = 172800), 'applications[0].migration.timeoutSeconds', 'must be <= 86400'],
+    ['a fractional migration timeout', (p) => (p.applications[0].migration.timeoutSeconds = 90.5), 'applications[0].migration.timeoutSeconds', 'must be integer'],
     ['a secret in the security block', (p) => (p.security.token = 's3cret'), 'security.token', 'is not a known field'],
   ];
 
@@ -130,6 +134,8 @@ describe('plan contract', () => {
     ['a predictor interval finer than 1 s', (p) => (p.predictor.intervalSeconds = 0.001) && (p.predictor.horizonSeconds = 1), 'predictor.intervalSeconds', 'must be >= 1'],
     ['a predictor interval coarser than a day', (p) => (p.predictor.intervalSeconds = 2 * 86400) && (p.predictor.horizonSeconds = 2 * 86400), 'predictor.intervalSeconds', 'must be <= 86400'],
     ['token auth without a token source', (p) => (p.security = { auth: 'token' }), 'security.tokenFile', 'token auth needs tokenFile or tokenEnv (where agents read the fleet token)'],
+    // The agent sets these for each shard (runner/shard-supervisor.ts) and the plan's env was spread over them.
+    ['an env overriding the shard\'s state directory', (p) => (p.applications[0].env = { SHARDFORM_STATE_DIR: '/data' }), 'applications[0].env.SHARDFORM_STATE_DIR', 'is set by the agent for every shard (its shard id, application id and state directory, <stateDirectory>/<shard-id>); a plan cannot override it, or the shards would share one value and a migration would move a state directory the workload never used; set stateDirectory instead'],
     ['a static pool without hosts', (p) => (p.pools[0].hosts = []) && (p.applications = []) && (p.policies = []), 'pools[0].hosts', 'a static pool needs at least one host'],
   ];
 
@@ -191,5 +197,13 @@ describe('plan contract', () => {
   it('keeps memory byte counts exact for large hosts', () => {
     const plan = examplePlan((p) => (p.pools[0].hosts[0].capacity.memoryBytes = 1024 * GiB));
     expect(checkPlan(JSON.parse(serializePlan(plan))).ok).toBe(true);
+  });
+});
+
+describe('plan and agent API agree on the migration timeout', () => {
+  it("every timeout a plan accepts is one a destination's prepare accepts", () => {
+    const planTimeout = PlanSchema.properties.applications.items.properties.migration.properties.timeoutSeconds;
+    const prepareTimeout = PrepareBody.properties.timeoutSeconds;
+    expect({ type: planTimeout.type, minimum: planTimeout.minimum, maximum: planTimeout.maximum }).toEqual({ type: prepareTimeout.type, minimum: prepareTimeout.minimum, maximum: prepareTimeout.maximum });
   });
 });

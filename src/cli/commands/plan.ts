@@ -107,7 +107,7 @@ export function renderDiff(diff: PlanDiff): string {
     `fleet ${diff.fleet.old === diff.fleet.new ? diff.fleet.new : `${diff.fleet.old} -> ${diff.fleet.new}`}  generation ${diff.generation.old} -> ${diff.generation.new}` +
       (diff.generation.new <= diff.generation.old && diff.digest.old !== diff.digest.new ? '  (warning: content changed but generation did not increase; agents will refuse it)' : ''),
   ];
-  if (diff.changes.length === 0) lines.push('no changes');
+  if (diff.changes.length === 0) lines.push(diff.digest.old === diff.digest.new ? 'no changes' : 'no changes besides the fleet and generation above');
   for (const change of diff.changes) {
     const sign = change.change === 'added' ? '+' : change.change === 'removed' ? '-' : '~';
     lines.push(`${sign} ${change.kind} ${change.id}`);
@@ -155,6 +155,8 @@ export function registerPlanCommands(program: Command, io: Io): void {
       };
       const diff = diffPlans(read(oldFile), read(newFile));
       io.out(options.json ? JSON.stringify(diff) : renderDiff(diff));
-      if (options.exitCode && diff.changes.length > 0) throw new ExitWith(EXIT_FAILURE);
+      // Different bytes are a different plan for the agents (a renamed fleet, a bumped generation),
+      // even when no pool, host, application, policy or setting changed.
+      if (options.exitCode && diff.digest.old !== diff.digest.new) throw new ExitWith(EXIT_FAILURE);
     });
 }
