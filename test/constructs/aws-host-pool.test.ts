@@ -270,7 +270,7 @@ describe('AwsHostPool', () => {
 
   it('takes tokens for what only Terraform reads (VPC, subnets, AMI, bucket) and refuses them for what the plan states', () => {
     const app = testApp();
-    const fleet = new ShardFleet(app, 'aws-fleet', { fleet: 'demo' });
+    const fleet = new ShardFleet(app, 'aws-fleet', { fleet: 'demo', store: ETCD });
     new AwsProvider(fleet, 'aws', { region: 'eu-west-1' });
     const text = (name: string) => new TerraformVariable(fleet, name, { type: 'string' }).stringValue;
     const pool = new AwsHostPool(fleet, 'ec2', { vpcId: text('vpc'), subnetIds: [text('subnet')], imageId: text('ami'), planBucket: text('bucket') });
