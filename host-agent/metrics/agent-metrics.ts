@@ -48,6 +48,7 @@ export class AgentMetrics {
   readonly migrationDuration: Histogram<'outcome'>;
   readonly migrationBytes: Counter;
   readonly migrationPreCopyRounds: Counter;
+  readonly migrationJournalUnreadable: Gauge;
   readonly predictionPassDuration: Histogram;
   /** The latest shard vectors of the forecast (host-agent/prediction/forecast-loop.ts). */
   private predictions: readonly DemandVector[] = [];
@@ -118,6 +119,12 @@ export class AgentMetrics {
     });
     this.migrationBytes = new Counter({ name: 'shardform_migration_bytes_total', help: 'Image bytes sent to destination hosts (pre-copy rounds and final images).', registers });
     this.migrationPreCopyRounds = new Counter({ name: 'shardform_migration_precopy_rounds_total', help: 'Pre-copy rounds of finished migrations.', registers });
+    // Set by each recovery pass; above 0 pages a human (the records and their shards are left alone until one comes).
+    this.migrationJournalUnreadable = new Gauge({
+      name: 'shardform_migration_journal_unreadable_records',
+      help: 'Records in the fleet\'s migration journal that do not parse or validate, as the last recovery pass found them: skipped, their shards left as they are for a human.',
+      registers,
+    });
 
     this.predictionPassDuration = new Histogram({
       name: 'shardform_prediction_pass_duration_seconds',
