@@ -50,6 +50,7 @@ export class AgentMetrics {
   readonly migrationPreCopyRounds: Counter;
   readonly migrationJournalUnreadable: Gauge;
   readonly predictionPassDuration: Histogram;
+  readonly predictorIgnoredSamples: Counter<'application_id' | 'predictor' | 'reason'>;
   /** The latest shard vectors of the forecast (host-agent/prediction/forecast-loop.ts). */
   private predictions: readonly DemandVector[] = [];
 
@@ -130,6 +131,14 @@ export class AgentMetrics {
       name: 'shardform_prediction_pass_duration_seconds',
       help: 'Duration of one prediction pass: new grid points read from the history and fed to every predictor (a replay after a start included).',
       buckets: [0.001, 0.005, 0.025, 0.1, 0.5, 1, 5, 30, 120, 600],
+      registers,
+    });
+    // Labels bounded by the plan: its applications x 2 predictor kinds x 3 reasons (no shard id:
+    // shards come and go with migrations; the shard's application says where to look).
+    this.predictorIgnoredSamples = new Counter({
+      name: 'shardform_predictor_ignored_samples_total',
+      help: 'Readings the predictors did not learn from, by application, predictor (shard, application: the sum of its shards here) and reason (not_finite, negative: taken as missing; not_after_last: a grid point at or before the last one fed, dropped).',
+      labelNames: ['application_id', 'predictor', 'reason'],
       registers,
     });
     this.predictionGauge('shardform_shard_predicted_cpu_cores', 'Predicted peak CPU demand of the shard over the predictor horizon, at its quantile.', (v) => v.resources.cpu.cores);
