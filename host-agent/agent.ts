@@ -37,6 +37,7 @@ import type { ShardEventSink } from './shard-event';
 import { resizeStoreOf, ShardResizer } from './shard-resize';
 import { agentCapacityView, NO_RESOURCES, type CapacityView } from './host-capacity';
 import type { AgentMigration, AgentMigrationContext } from './agent-migration';
+import type { UnreadableRecord } from './migration/migration-journal';
 import type { DesiredShard } from './reconcile/desired-shard';
 import type { RestartHandover, ShardHandover } from './reconcile/shard-handover';
 
@@ -130,6 +131,8 @@ export class Agent implements DrainControl {
   private readonly capacity: CapacityView;
   /** Some migration could not be recovered (the other agent unreachable): retried on the reconcile timer. */
   private recoveryPending = false;
+  /** Unreadable journal records already logged, key → reason (logged again when it changes). */
+  private unreadableLogged = new Map<string, string>();
   /** The recovery pass running now, if any. */
   private recovering: Promise<void> | undefined;
   /** Reconcile passes and drains change the same shards: they take turns. */
@@ -514,17 +517,40 @@ export class Agent implements DrainControl {
     }
     this.recoveryPending = false;
     try {
-      const { recovered, failed } = await migration.recover();
+      const { recovered, failed, unreadable = [] } = await migration.recover();
+      this.reportUnreadable(unreadable);
       for (const record of recovered) this.logger.info({ migration_id: record.id, shard_id: record.shardId, state: record.state }, `recovered migration ${record.id}: ${record.state}`);
       for (const f of failed) {
         this.logger.error({ migration_id: f.id, shard_id: f.shardId, state: f.state, error: f.error }, `migration ${f.id} could not be recovered now; ${f.shardId} stays held, retrying`);
       }
       // Not `= failed.length > 0`: a migration that failed during this pass asked for another.
-      if (failed.length > 0) this.recoveryPending = true;
+      // Unreadable records keep recovery retrying too: the pass after a human fixed one recovers it.
+      if (failed.length > 0 || unreadable.length > 0) this.recoveryPending = true;
     } catch (error) {
       this.recoveryPending = true;
       this.logger.error({ error: (error as Error).message }, 'migration recovery did not run (journal unreadable); held shards stay held, retrying');
     }
+  }
+
+  /**
+   * Reports the journal records recovery skipped because they do not read: each logged as an
+   * error once (again if its reason changes, and when it is gone), all counted in a gauge. Their
+   * shards are left exactly as they are — held ones stay held — since what the record said
+   * (frozen here? running elsewhere?) is unknown: resuming or killing on a guess could run a
+   * shard twice or lose it.
+   */
+  private reportUnreadable(unreadable: readonly UnreadableRecord[]): void {
+    this.metrics.migrationJournalUnreadable.set(unreadable.length);
+    const now = new Map(unreadable.map((u) => [u.key, u.reason]));
+    for (const u of unreadable) {
+      if (this.unreadableLogged.get(u.key) === u.reason) continue;
+      this.logger.error(
+        { key: u.key, migration_id: u.migrationId, shard_id: u.shardId, reason: u.reason },
+        `migration journal record ${u.key} is unreadable (${u.reason}); skipped: not recovered, ${u.shardId ? `shard ${u.shardId} neither resumed nor killed, new migrations of it refused` : 'no shard touched for it (which one it names does not read)'}. Fix or delete the key by hand; recovery retries every reconcile`,
+      );
+    }
+    for (const key of this.unreadableLogged.keys()) if (!now.has(key)) this.logger.info({ key }, `migration journal record ${key} is readable again or gone`);
+    this.unreadableLogged = now;
   }
 
   /**

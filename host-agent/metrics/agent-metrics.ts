@@ -48,7 +48,9 @@ export class AgentMetrics {
   readonly migrationDuration: Histogram<'outcome'>;
   readonly migrationBytes: Counter;
   readonly migrationPreCopyRounds: Counter;
+  readonly migrationJournalUnreadable: Gauge;
   readonly predictionPassDuration: Histogram;
+  readonly predictorIgnoredSamples: Counter<'application_id' | 'predictor' | 'reason'>;
   /** The latest shard vectors of the forecast (host-agent/prediction/forecast-loop.ts). */
   private predictions: readonly DemandVector[] = [];
 
@@ -118,11 +120,25 @@ export class AgentMetrics {
     });
     this.migrationBytes = new Counter({ name: 'shardform_migration_bytes_total', help: 'Image bytes sent to destination hosts (pre-copy rounds and final images).', registers });
     this.migrationPreCopyRounds = new Counter({ name: 'shardform_migration_precopy_rounds_total', help: 'Pre-copy rounds of finished migrations.', registers });
+    // Set by each recovery pass; above 0 pages a human (the records and their shards are left alone until one comes).
+    this.migrationJournalUnreadable = new Gauge({
+      name: 'shardform_migration_journal_unreadable_records',
+      help: 'Records in the fleet\'s migration journal that do not parse or validate, as the last recovery pass found them: skipped, their shards left as they are for a human.',
+      registers,
+    });
 
     this.predictionPassDuration = new Histogram({
       name: 'shardform_prediction_pass_duration_seconds',
       help: 'Duration of one prediction pass: new grid points read from the history and fed to every predictor (a replay after a start included).',
       buckets: [0.001, 0.005, 0.025, 0.1, 0.5, 1, 5, 30, 120, 600],
+      registers,
+    });
+    // Labels bounded by the plan: its applications x 2 predictor kinds x 3 reasons (no shard id:
+    // shards come and go with migrations; the shard's application says where to look).
+    this.predictorIgnoredSamples = new Counter({
+      name: 'shardform_predictor_ignored_samples_total',
+      help: 'Readings the predictors did not learn from, by application, predictor (shard, application: the sum of its shards here) and reason (not_finite, negative: taken as missing; not_after_last: a grid point at or before the last one fed, dropped).',
+      labelNames: ['application_id', 'predictor', 'reason'],
       registers,
     });
     this.predictionGauge('shardform_shard_predicted_cpu_cores', 'Predicted peak CPU demand of the shard over the predictor horizon, at its quantile.', (v) => v.resources.cpu.cores);

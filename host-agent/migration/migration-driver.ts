@@ -68,9 +68,16 @@ export class MigrationDriver {
     if (this.migrating.has(shard)) throw new MigrationError('REFUSED', `shard ${input.shardId} is already migrating`);
     this.migrating.add(shard);
     try {
-      const busy = (await this.journal.unfinished(input.fleet)).find((e) => e.record.shardId === input.shardId && !cleanupOnlyElsewhere(e.record, input.destination));
+      const { unfinished, unreadable } = await this.journal.scan(input.fleet);
+      const busy = unfinished.find((e) => e.record.shardId === input.shardId && !cleanupOnlyElsewhere(e.record, input.destination));
       if (busy) {
         throw new MigrationError('REFUSED', `shard ${input.shardId} is still in migration ${busy.record.id} (${busy.record.state}${busy.record.abort ? `, cleanup ${busy.record.abort.cleanup}` : ''}); try again once it finished`);
+      }
+      // A record that does not read may be a migration of this shard in flight: whether its source
+      // is frozen or its copy runs elsewhere is unknown, so a human decides, not a second migration.
+      const unknown = unreadable.find((u) => u.shardId === input.shardId);
+      if (unknown) {
+        throw new MigrationError('REFUSED', `shard ${input.shardId} is named by the unreadable journal record ${unknown.key} (${unknown.reason}); fix or delete that key, then try again`);
       }
       const entry = await this.journal.create(planMigration(input, this.at()));
       return await this.runForward(entry);

@@ -4,6 +4,7 @@ export type MigrationErrorCode =
   | 'INVALID_TRANSITION' // the state table does not allow this step
   | 'JOURNAL_CONFLICT' // someone else wrote the journal record meanwhile (CAS failed)
   | 'NOT_FOUND' // no such migration
+  | 'UNREADABLE_RECORD' // the journal holds the migration, but its record does not parse or validate (left for a human)
   | 'REFUSED' // the destination refused (out of capacity, ...); the reason is in the message
   | 'TRANSFER_FAILED' // the image did not arrive intact
   | 'TIMEOUT';

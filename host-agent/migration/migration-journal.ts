@@ -12,9 +12,8 @@
  * is in flight; the history keeps the newest HISTORY_LIMIT finished migrations.
  */
 import type { KeyValue, Store, TxnOp } from '../../src/store/store';
-import { isMigrationState } from './migration-state';
 import { MigrationError } from './migration-error';
-import { recoveryAction, type MigrationRecord } from './migration-record';
+import { migrationRecordProblem, recoveryAction, type MigrationRecord } from './migration-record';
 
 /** The part of the Store the journal needs (so fakes stay small). */
 export type JournalStore = Pick<Store, 'get' | 'txn' | 'list'>;
@@ -77,21 +76,59 @@ export function isFinished(record: MigrationRecord): boolean {
   return recoveryAction(record).kind === 'nothing';
 }
 
-function parse(key: string, value: string): MigrationRecord {
-  let record: MigrationRecord;
-  try {
-    record = JSON.parse(value) as MigrationRecord;
-  } catch {
-    throw new MigrationError('NOT_FOUND', `${key}: journal record is not JSON`);
-  }
-  if (!record || typeof record.id !== 'string' || !isMigrationState(record.state)) {
-    throw new MigrationError('NOT_FOUND', `${key}: journal record has no valid id and state`);
-  }
-  return record;
+/**
+ * A record under a journal prefix that does not parse or validate (an operator's hand edit, a
+ * write cut short, a newer agent's format). Listings skip it and report it: one bad record
+ * must not stop the recovery, the migrations and the listings of every other shard. Nothing is
+ * done about it — neither aborted nor rolled forward, its shard neither resumed nor killed,
+ * its key left where it is (a newer agent may be driving it) — until a human fixes or deletes it.
+ */
+export interface UnreadableRecord {
+  readonly key: string;
+  /** The migration id the key names. */
+  readonly migrationId: string;
+  /** The shard the record names, when that much of it reads: new migrations of it are refused meanwhile. */
+  readonly shardId?: string;
+  readonly reason: string;
 }
 
+type Read = { readonly entry: JournalEntry } | { readonly unreadable: UnreadableRecord };
+
+function read(kv: KeyValue): Read {
+  const migrationId = kv.key.slice(kv.key.lastIndexOf('/') + 1);
+  let value: unknown;
+  try {
+    value = JSON.parse(kv.value);
+  } catch (error) {
+    return { unreadable: { key: kv.key, migrationId, reason: `not JSON (${(error as Error).message})` } };
+  }
+  const named = (value as { shardId?: unknown } | null)?.shardId;
+  const shardId = typeof named === 'string' && named !== '' ? { shardId: named } : {};
+  let reason = migrationRecordProblem(value);
+  const record = value as MigrationRecord;
+  // The key names the migration: a record that names another one is not this key's (copied by hand?).
+  if (!reason && kv.key !== migrationKey(record.fleet, record.id) && !(kv.key.startsWith(historyPrefix(record.fleet)) && kv.key.endsWith(`-${record.id}`))) reason = `id ${JSON.stringify(record.id)} of fleet ${JSON.stringify(record.fleet)} is not the migration its key names`;
+  if (reason) return { unreadable: { key: kv.key, migrationId, ...shardId, reason } };
+  return { entry: { record, modRevision: kv.modRevision } };
+}
+
+/** One record read by key: UNREADABLE_RECORD (naming the key and why) when it does not parse or validate. */
 function entry(kv: KeyValue): JournalEntry {
-  return { record: parse(kv.key, kv.value), modRevision: kv.modRevision };
+  const r = read(kv);
+  if ('unreadable' in r) throw new MigrationError('UNREADABLE_RECORD', `${r.unreadable.key}: journal record unreadable: ${r.unreadable.reason}`);
+  return r.entry;
+}
+
+/** The records of a listing that read, and those that do not. */
+function readAll(kvs: readonly KeyValue[]): { entries: JournalEntry[]; unreadable: UnreadableRecord[] } {
+  const entries: JournalEntry[] = [];
+  const unreadable: UnreadableRecord[] = [];
+  for (const kv of kvs) {
+    const r = read(kv);
+    if ('entry' in r) entries.push(r.entry);
+    else unreadable.push(r.unreadable);
+  }
+  return { entries, unreadable };
 }
 
 export interface MigrationJournalOptions {
@@ -157,22 +194,33 @@ export class MigrationJournal {
    * moved) rather than missed, and its history copy is the one kept.
    */
   async list(fleet: string): Promise<JournalEntry[]> {
-    const active = (await this.store.list(migrationKey(fleet, ''))).map(entry);
-    const finished = (await this.store.list(historyPrefix(fleet))).map(entry);
-    const moved = new Set(finished.map((e) => e.record.id));
-    return [...active.filter((e) => !moved.has(e.record.id)), ...finished];
+    return (await this.listAll(fleet)).entries;
+  }
+
+  /** `list()`, and the records it skipped because they do not read (UnreadableRecord). */
+  async listAll(fleet: string): Promise<{ entries: JournalEntry[]; unreadable: UnreadableRecord[] }> {
+    const active = readAll(await this.store.list(migrationKey(fleet, '')));
+    const finished = readAll(await this.store.list(historyPrefix(fleet)));
+    const moved = new Set(finished.entries.map((e) => e.record.id));
+    return { entries: [...active.entries.filter((e) => !moved.has(e.record.id)), ...finished.entries], unreadable: [...active.unreadable, ...finished.unreadable] };
   }
 
   /**
    * Migrations that still need a driver: not done, and not aborted with cleanup complete. Lists
    * only the active prefix. Finished records older versions left there are moved to the history
    * on the way, MOVES_PER_LISTING per call, best effort (a move that fails is retried next call).
+   * Records that do not read are skipped (see `scan` to hear of them).
    */
   async unfinished(fleet: string): Promise<JournalEntry[]> {
-    const active = (await this.store.list(migrationKey(fleet, ''))).map(entry);
+    return (await this.scan(fleet)).unfinished;
+  }
+
+  /** `unfinished()`, and the records under the active prefix that do not read (each maybe in flight: nobody knows). */
+  async scan(fleet: string): Promise<{ unfinished: JournalEntry[]; unreadable: UnreadableRecord[] }> {
+    const { entries: active, unreadable } = readAll(await this.store.list(migrationKey(fleet, '')));
     const left = active.filter((e) => isFinished(e.record)).slice(0, MOVES_PER_LISTING);
     if (left.length > 0) await this.moveQuietly(fleet, left);
-    return active.filter((e) => !isFinished(e.record));
+    return { unfinished: active.filter((e) => !isFinished(e.record)), unreadable };
   }
 
   private async moveQuietly(fleet: string, finished: readonly JournalEntry[]): Promise<void> {

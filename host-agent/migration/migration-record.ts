@@ -4,7 +4,7 @@
  * state to state. Time is passed in (`at`): nothing here reads a clock, so tests and recovery
  * are exact.
  */
-import { canTransition, isCommitted, type MigrationState } from './migration-state';
+import { canTransition, isCommitted, isMigrationState, MIGRATION_STATES, type MigrationState } from './migration-state';
 import { MigrationError } from './migration-error';
 
 export type PreCopyMethod = 'criu' | 'shadow';
@@ -186,4 +186,44 @@ export function durationMs(record: MigrationRecord): number | undefined {
   const start = enteredAt(record, 'planned');
   const end = enteredAt(record, 'done') ?? enteredAt(record, 'aborted');
   return start === undefined || end === undefined ? undefined : end - start;
+}
+
+/**
+ * Why `value` (a journal record as parsed from JSON) is not a MigrationRecord this version can
+ * act on, naming the field and its value; undefined when it is one. The journal is outside
+ * input (an operator's hand edit, a write cut short, a newer agent's format): checked once
+ * where it is read, so the driver and recovery trust what they get. Only the fields they use
+ * are checked; unknown fields are left alone.
+ */
+export function migrationRecordProblem(value: unknown): string | undefined {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return `the record is ${show(value)}, not an object`;
+  const r = value as Record<string, unknown>;
+  for (const field of ['id', 'fleet', 'shardId', 'applicationId', 'source', 'destination'] as const) {
+    if (typeof r[field] !== 'string' || r[field] === '') return `${field} is ${show(r[field])}, not a non-empty string`;
+  }
+  if (!isMigrationState(r.state)) return `state is ${show(r.state)}, not one of ${MIGRATION_STATES.join(', ')}`;
+  if (r.strategy !== 'checkpoint' && r.strategy !== 'restart') return `strategy is ${show(r.strategy)}, not checkpoint or restart`;
+  if (typeof r.preCopy !== 'boolean') return `preCopy is ${show(r.preCopy)}, not true or false`;
+  if (typeof r.timeoutSeconds !== 'number' || !Number.isFinite(r.timeoutSeconds) || r.timeoutSeconds < 0) return `timeoutSeconds is ${show(r.timeoutSeconds)}, not a number of seconds >= 0`;
+  if (!Array.isArray(r.history) || r.history.length === 0) return `history is ${show(r.history)}, not a non-empty list of states entered`;
+  for (const [i, h] of (r.history as unknown[]).entries()) {
+    const step = h as { state?: unknown; at?: unknown } | null;
+    if (typeof step !== 'object' || step === null || !isMigrationState(step.state)) return `history[${i}].state is ${show(step?.state)}, not a migration state`;
+    if (typeof step.at !== 'string' || Number.isNaN(Date.parse(step.at))) return `history[${i}].at is ${show(step.at)}, not an ISO 8601 time`;
+  }
+  if (!Array.isArray(r.rounds)) return `rounds is ${show(r.rounds)}, not a list`;
+  if (r.abort !== undefined) {
+    const a = r.abort as { reason?: unknown; from?: unknown; cleanup?: unknown } | null;
+    if (typeof a !== 'object' || a === null) return `abort is ${show(r.abort)}, not an object`;
+    if (a.cleanup !== 'pending' && a.cleanup !== 'complete') return `abort.cleanup is ${show(a.cleanup)}, not pending or complete`;
+    if (!isMigrationState(a.from)) return `abort.from is ${show(a.from)}, not a migration state`;
+  }
+  if (r.state === 'aborted' && r.abort === undefined) return 'state is "aborted" but abort is missing (cleanup unknown)';
+  return undefined;
+}
+
+/** A value as a message shows it: JSON, cut to 80 characters (a record can hold kilobytes). */
+function show(value: unknown): string {
+  const text = value === undefined ? 'missing' : JSON.stringify(value);
+  return text.length > 80 ? `${text.slice(0, 77)}...` : text;
 }

@@ -23,7 +23,7 @@ import type { CapacityView } from '../host-capacity';
 import { MigrationClient } from './migration-client';
 import { MigrationDriver } from './migration-driver';
 import { MigrationError } from './migration-error';
-import { isFinished, MigrationJournal, type JournalStore } from './migration-journal';
+import { isFinished, MigrationJournal, type JournalStore, type UnreadableRecord } from './migration-journal';
 import type { MigrationRecord } from './migration-record';
 
 export interface MigrationServiceDeps {
@@ -70,6 +70,8 @@ export interface MigrationServiceDeps {
 export interface RecoveryReport {
   readonly recovered: MigrationRecord[];
   readonly failed: { readonly id: string; readonly shardId: string; readonly state: MigrationRecord['state']; readonly error: string }[];
+  /** Records in the journal that do not read: left alone (not recovered, their shards not touched) for a human. */
+  readonly unreadable?: UnreadableRecord[];
 }
 
 export function createMigrationService(deps: MigrationServiceDeps): {
@@ -183,8 +185,10 @@ export function createMigrationService(deps: MigrationServiceDeps): {
     // Only migrations this host started: the source drives them (the destination follows its requests).
     // One migration that cannot finish now (the other agent unreachable) does not keep the others from finishing.
     recover: async () => {
-      const mine = (await journal.unfinished(fleet())).filter((e) => e.record.source === deps.hostId);
-      const report: RecoveryReport = { recovered: [], failed: [] };
+      const { unfinished, unreadable } = await journal.scan(fleet());
+      const mine = unfinished.filter((e) => e.record.source === deps.hostId);
+      // Every unreadable record, not only this host's: which host's it is may be what does not read.
+      const report: RecoveryReport = { recovered: [], failed: [], unreadable };
       for (const listed of mine) {
         if (inFlight.has(listed.record.id)) continue; // taken up meanwhile (a new migration of it, or another pass)
         inFlight.add(listed.record.id);

@@ -14,13 +14,20 @@
  */
 import type { DemandVector } from '../../src/contracts/demand-vector';
 import type { Plan } from '../../src/contracts/plan-schema';
-import { predictorSettingsFromPlan, sameSettings, type PredictorSettings } from '../../src/predictor/application-predictor';
+import { predictorSettingsFromPlan, sameSettings, type ApplicationPredictor, type IgnoredSamples, type PredictorSettings } from '../../src/predictor/application-predictor';
 import { catchUp, HostForecast, lastCompleteGridSeconds, type ForecastKey, type ForecastShard } from '../../src/predictor/host-forecast';
 import type { MetricHistory } from '../../src/store/metric-history';
 import type { ModelStateStore } from '../../src/store/sqlite-model-states';
 import { CoalescedTask } from '../coalesced-task';
 import type { AgentLogger } from '../log';
 import type { AgentMetrics } from '../metrics/agent-metrics';
+
+/** The reasons of ApplicationPredictor.ignoredSamples as metric label values. */
+const IGNORED_REASONS: readonly (readonly [keyof IgnoredSamples, string])[] = [
+  ['notFinite', 'not_finite'],
+  ['negative', 'negative'],
+  ['notAfterLast', 'not_after_last'],
+];
 
 /** Saved state older than this, of a predictor no longer here, is deleted (a shard that moved away and did not come back). */
 const FORGET_AFTER_SECONDS = 86400;
@@ -44,7 +51,7 @@ export interface ForecastLoopOptions {
   readonly shards: () => readonly ForecastShard[];
   readonly plan: () => Plan | undefined;
   readonly logger: AgentLogger;
-  readonly metrics?: Pick<AgentMetrics, 'observePredictions' | 'predictionPassDuration'>;
+  readonly metrics?: Pick<AgentMetrics, 'observePredictions' | 'predictionPassDuration'> & Partial<Pick<AgentMetrics, 'predictorIgnoredSamples'>>;
   /** Unix seconds; default Date.now() / 1000. */
   readonly clock?: () => number;
   readonly saveEverySeconds?: number;
@@ -73,6 +80,8 @@ export class ForecastLoop {
   /** States handed over by a migration's source for shards not tracked here yet (without a state store). */
   private readonly imported = new Map<string, unknown>();
   private lastForget = -Infinity;
+  /** What each predictor had ignored when last counted (shardform_predictor_ignored_samples_total). */
+  private readonly ignoredCounted = new WeakMap<ApplicationPredictor, Readonly<IgnoredSamples>>();
   private readonly passes = new CoalescedTask(() => this.passOnce());
   private readonly clock: () => number;
 
@@ -243,8 +252,28 @@ export class ForecastLoop {
     });
     this.fedThrough = Math.max(through, Number.isNaN(this.fedThrough) ? -Infinity : this.fedThrough);
     this.catchingUp = false;
+    this.countIgnored(forecast);
     this.options.metrics?.observePredictions(forecast.vectors().shards);
     await this.saveDue(forecast, now);
+  }
+
+  /**
+   * Adds what each predictor ignored since the last pass to the counter. A predictor counts from
+   * when it was built or loaded, and is rebuilt (new settings, the clock back, a shard back), so
+   * the counter takes differences per predictor object and stays monotonic. Every series of a
+   * predictor is there from its first pass (at 0), so rate() and alerts see it before the first.
+   */
+  private countIgnored(forecast: HostForecast): void {
+    const counter = this.options.metrics?.predictorIgnoredSamples;
+    if (!counter) return;
+    for (const { kind, predictor } of forecast.predictors()) {
+      const now = predictor.ignoredSamples;
+      const before = this.ignoredCounted.get(predictor);
+      for (const [field, reason] of IGNORED_REASONS) {
+        counter.inc({ application_id: predictor.applicationId, predictor: kind, reason }, Math.max(0, now[field] - (before?.[field] ?? 0)));
+      }
+      this.ignoredCounted.set(predictor, now);
+    }
   }
 
   /** Saves every predictor whose last save is older than saveEverySeconds (or that was never saved). */

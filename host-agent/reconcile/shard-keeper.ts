@@ -82,6 +82,15 @@ export class ShardKeeper implements ShardManager, ShardHandover, RestartHandover
   private readonly graceSeconds: number;
   private ticker?: NodeJS.Timeout;
   private ticking = false;
+  /**
+   * Set by the first apply with a desired set. Until then restarts are decided (back-off, events)
+   * but not armed: at agent start the runs that ended while it was away, or waited in back-off,
+   * may belong elsewhere now (the plan moved them, a migration's recovery is about to resume or
+   * discard them), and a restart firing before the first reconcile started a shard that the
+   * reconcile then stopped. The first reconcile decides: it stops what is not desired, and the
+   * restarts of what is are armed for what is left of their back-off.
+   */
+  private reconciled = false;
   /** Serialises keeper-wide operations (start, apply, drain, hand-over) with each other. */
   private queue: Promise<unknown> = Promise.resolve();
 
@@ -109,6 +118,7 @@ export class ShardKeeper implements ShardManager, ShardHandover, RestartHandover
       logMaxBytes,
       idleLogCheckTicks,
       sampledOomMaxAgeMs: sampledOomMaxAgeTicks * this.pollIntervalMs,
+      restartsAllowed: () => this.reconciled,
     };
   }
 
@@ -224,6 +234,10 @@ export class ShardKeeper implements ShardManager, ShardHandover, RestartHandover
         return done;
       });
       const actions = results.flat();
+      if (!this.reconciled) {
+        this.reconciled = true;
+        for (const s of this.supervisors.values()) s.releaseDeferredRestart();
+      }
       if (actions.some((a) => a.kind === 'remove' && a.ok)) await this.pruneLogs();
       return { actions, converged: actions.every((a) => a.ok) };
     });

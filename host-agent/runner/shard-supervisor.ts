@@ -33,6 +33,13 @@ export interface SupervisorDeps {
   readonly idleLogCheckTicks: number;
   /** How old the sampler's OOM counter (noteOomKills) may be to stand in for the tick's own read. */
   readonly sampledOomMaxAgeMs: number;
+  /**
+   * Whether a restart may be armed now. False from the keeper's start until its first reconcile:
+   * the shard may no longer belong here (the plan moved it, a migration holds it), so a restart
+   * decided meanwhile waits (releaseDeferredRestart) for that reconcile to keep or stop it.
+   * @default always
+   */
+  readonly restartsAllowed?: () => boolean;
 }
 
 /** The environment every workload gets under the plan's env (which wins on a clash). */
@@ -62,6 +69,8 @@ export class ShardSupervisor {
   /** The OOM counter as the sampler last read it, and when (clock ms); NaN until it has. */
   private sampledOomKills = NaN;
   private sampledOomAtMs = NaN;
+  /** The token of a restart decided while restarts were not allowed, until released (or cancelled). */
+  private deferredRestartToken: number | undefined;
 
   constructor(
     private readonly deps: SupervisorDeps,
@@ -367,8 +376,28 @@ export class ShardSupervisor {
 
   private scheduleRestart(delaySeconds: number): void {
     if (this.closed) return;
-    const token = this.token;
     this.nextRestartAt = new Date(this.deps.clock().getTime() + delaySeconds * 1000);
+    if (this.deps.restartsAllowed && !this.deps.restartsAllowed()) {
+      this.deferredRestartToken = this.token;
+      return;
+    }
+    this.armRestart(delaySeconds);
+  }
+
+  /**
+   * Arms the restart decided while restarts were not allowed (before the keeper's first
+   * reconcile), for what is left of its back-off; nothing if that reconcile stopped, replaced
+   * or removed the shard meanwhile (it changed the token, or cancelled the restart).
+   */
+  releaseDeferredRestart(): void {
+    const token = this.deferredRestartToken;
+    this.deferredRestartToken = undefined;
+    if (token === undefined || token !== this.token || this.closed || !this.nextRestartAt) return;
+    this.armRestart(Math.max(0, (this.nextRestartAt.getTime() - this.deps.clock().getTime()) / 1000));
+  }
+
+  private armRestart(delaySeconds: number): void {
+    const token = this.token;
     this.timer = setTimeout(() => {
       this.timer = undefined;
       void this.exclusive(async () => {
@@ -392,6 +421,7 @@ export class ShardSupervisor {
   private cancelTimer(): void {
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
+    this.deferredRestartToken = undefined;
     this.nextRestartAt = undefined;
   }
 

@@ -241,6 +241,12 @@ export class HostForecast {
     for (const [applicationId, tracked] of this.applications) yield entry(`application/${applicationId}`, tracked);
   }
 
+  /** Every predictor tracked, as what it predicts: one shard, or an application's unified view (two shards or more here). */
+  *predictors(): IterableIterator<{ readonly kind: 'shard' | 'application'; readonly predictor: ApplicationPredictor }> {
+    for (const tracked of this.shards.values()) yield { kind: 'shard', predictor: tracked.predictor };
+    for (const tracked of this.applications.values()) yield { kind: 'application', predictor: tracked.predictor };
+  }
+
   /** How many predictors are tracked (shards and applications). */
   get size(): number {
     return this.shards.size + this.applications.size;

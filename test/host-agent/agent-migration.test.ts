@@ -68,6 +68,7 @@ describe('Agent with migration (wiring over fakes)', () => {
     const manager = new FakeShardManager();
     const order: string[] = [];
     const contexts: AgentMigrationContext[] = [];
+    const log = memoryLogDestination();
     const originalApply = manager.apply.bind(manager);
     manager.apply = async (desired) => {
       order.push('apply');
@@ -98,7 +99,7 @@ describe('Agent with migration (wiring over fakes)', () => {
       plan: planFile,
       stateDir: join(dir.path, `state-${Math.random().toString(36).slice(2)}`),
       listen: '127.0.0.1:0',
-      logger: createLogger({ level: 'debug', destination: memoryLogDestination() }),
+      logger: createLogger({ level: 'debug', destination: log }),
       openStores: async () => ({ store: new TxnKv(), history: new MemoryHistory(), close: async () => {} }),
       createKernel: async () => {
         order.push('kernel');
@@ -109,7 +110,7 @@ describe('Agent with migration (wiring over fakes)', () => {
       reconcileEverySeconds,
     });
     await agent.start();
-    return { order, contexts, manager };
+    return { order, contexts, manager, log };
   }
 
   it('recovers after adopting and before the first reconcile, with the agent\'s store, hand-over and metrics', async () => {
@@ -147,6 +148,29 @@ describe('Agent with migration (wiring over fakes)', () => {
     const applies = order.filter((o) => o === 'apply').length;
     for (let i = 0; i < 200 && order.filter((o) => o === 'apply').length < applies + 3; i += 1) await new Promise((r) => setTimeout(r, 20));
     expect(order.filter((o) => o === 'recover')).toHaveLength(3);
+  });
+
+  it('reports an unreadable journal record loudly (error log with key and reason, gauge), once, and retries until it reads', async () => {
+    const bad = { key: '/fleet/f/migrations/m-bad', migrationId: 'm-bad', shardId: 'web-3', reason: 'state is "paused", not one of planned, ...' };
+    const { order, log } = await start([
+      { recovered: [], failed: [], unreadable: [bad] },
+      { recovered: [], failed: [], unreadable: [bad] },
+      { recovered: [], failed: [], unreadable: [] },
+    ]);
+    for (let i = 0; i < 200 && order.filter((o) => o === 'recover').length < 3; i += 1) await new Promise((r) => setTimeout(r, 20));
+    expect(order.filter((o) => o === 'recover').length).toBeGreaterThanOrEqual(3);
+    const errors = log.lines().filter((l) => l.key === bad.key && l.level === 'error');
+    expect(errors).toHaveLength(1);
+    expect(errors[0]).toMatchObject({ migration_id: 'm-bad', shard_id: 'web-3', reason: bad.reason });
+    expect(String(errors[0]!.msg)).toMatch(/shard web-3 neither resumed nor killed, new migrations of it refused\. Fix or delete the key by hand/);
+    expect(log.lines().some((l) => l.key === bad.key && String(l.msg).includes('readable again or gone'))).toBe(true);
+    expect(await agent!.metrics.text()).toMatch(/^shardform_migration_journal_unreadable_records 0$/m);
+  });
+
+  it('counts unreadable journal records in a gauge while they are there', async () => {
+    const bad = { key: '/fleet/f/migrations/m-bad', migrationId: 'm-bad', reason: 'not JSON' };
+    await start([{ recovered: [], failed: [], unreadable: [bad] }], undefined, 60);
+    expect(await agent!.metrics.text()).toMatch(/^shardform_migration_journal_unreadable_records 1$/m);
   });
 
   it('runs one recovery pass at a time: asked for during a long pass, the next runs after it', async () => {

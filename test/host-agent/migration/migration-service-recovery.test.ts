@@ -94,9 +94,20 @@ describe('migration service: a failed migration asks for recovery', () => {
     const { journal, fleet, recover, store } = await service();
     const aborted = abortRecord(advance(planMigration({ id: 'm-old', fleet, shardId: 'web-1', applicationId: 'web', source: 'host-b', destination: 'host-a' }, '2026-11-28T01:00:00.000Z'), 'prepared', '2026-11-28T01:00:01.000Z'), 'prepared: boom', '2026-11-28T01:00:02.000Z');
     await store.clobber(migrationKey(fleet, 'm-old'), JSON.stringify({ ...aborted, abort: { ...aborted.abort!, cleanup: 'complete' } }));
-    expect(await recover()).toEqual({ recovered: [], failed: [] });
+    expect(await recover()).toEqual({ recovered: [], failed: [], unreadable: [] });
     expect(await store.list(migrationKey(fleet, ''))).toEqual([]);
     expect((await journal.load(fleet, 'm-old'))?.record.abort?.cleanup).toBe('complete');
+  });
+
+  it('a recovery pass reports an unreadable record, leaves it and its shard alone, and recovers the others', async () => {
+    const { journal, fleet, recover, store } = await service();
+    const finishedElsewhere = abortRecord(advance(planMigration({ id: 'm-ok', fleet, shardId: 'web-1', applicationId: 'web', source: 'host-b', destination: 'host-a' }, '2026-11-28T01:00:00.000Z'), 'prepared', '2026-11-28T01:00:01.000Z'), 'prepared: boom', '2026-11-28T01:00:02.000Z');
+    await store.clobber(migrationKey(fleet, 'm-ok'), JSON.stringify({ ...finishedElsewhere, abort: { ...finishedElsewhere.abort!, cleanup: 'complete' } }));
+    await store.clobber(migrationKey(fleet, 'm-bad'), '{"id":"m-bad","shardId":"web-0",');
+    const report = await recover();
+    expect(report).toEqual({ recovered: [], failed: [], unreadable: [{ key: migrationKey(fleet, 'm-bad'), migrationId: 'm-bad', reason: expect.stringMatching(/^not JSON/) }] });
+    expect((await store.list(migrationKey(fleet, ''))).map((kv) => [kv.key, kv.value])).toEqual([[migrationKey(fleet, 'm-bad'), '{"id":"m-bad","shardId":"web-0",']]);
+    expect((await journal.load(fleet, 'm-ok'))?.record.abort?.cleanup).toBe('complete');
   });
 
   it('a request refused before any migration starts asks for nothing', async () => {

@@ -104,6 +104,33 @@ describe('ForecastLoop (the agent\'s demand forecast)', () => {
     await loop.stop();
   });
 
+  it('counts the readings its predictors ignored in shardform_predictor_ignored_samples_total, by application, predictor and reason, across passes', async () => {
+    const s = setup();
+    // db-0's memory reads negative for its first hour: rows the history's append refuses, so
+    // written behind its back (an older version, a hand edit). 12 grid points of 300 s.
+    s.history.append(rows(T, T + HOURS * 3600 - 3600));
+    const corrupt = (column: string, from: number, to: number) =>
+      s.db.prepare(`UPDATE metric_raw SET ${column} = -1 WHERE shard_id = 'db-0' AND at_seconds >= ? AND at_seconds < ?`).run(from, to);
+    corrupt('memory_bytes', T, T + 3600);
+    const loop = s.loop();
+    s.advance(-3600);
+    await loop.pass();
+    const first = await s.metrics.text();
+    expect(first).toContain('shardform_predictor_ignored_samples_total{application_id="db",predictor="shard",reason="negative"} 12');
+    // Every series is there at 0 from the first pass; an application predictor (web: two shards here) has its own.
+    expect(first).toContain('shardform_predictor_ignored_samples_total{application_id="web",predictor="shard",reason="negative"} 0');
+    expect(first).toContain('shardform_predictor_ignored_samples_total{application_id="web",predictor="application",reason="not_finite"} 0');
+    expect(first).not.toContain('predictor="application",reason="negative"} 12');
+    // The next pass adds what is new only (the counter is not set from the predictor's own count again).
+    s.history.append(rows(T + HOURS * 3600 - 3600, T + HOURS * 3600));
+    corrupt('cpu_cores', T + HOURS * 3600 - 3600, T + HOURS * 3600);
+    s.advance(3600);
+    await loop.pass();
+    const second = await s.metrics.text();
+    expect(second).toContain('shardform_predictor_ignored_samples_total{application_id="db",predictor="shard",reason="negative"} 24');
+    await loop.stop();
+  });
+
   it('after a restart loads the saved state and reads only the history since, giving what an unbroken agent gives', async () => {
     const s = setup();
     s.history.append(rows(T, T + HOURS * 3600));

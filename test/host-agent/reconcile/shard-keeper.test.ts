@@ -428,12 +428,69 @@ describe('ShardKeeper (fake driver and launcher)', () => {
     expect(k2.status()[0]).toMatchObject({ shardId: 'web-0', state: 'running', pid: web0, adopted: true });
     expect(sink.ofType('adopted', 'web-0')[0]?.detail).toMatchObject({ pid: web0, sameRun: true });
     expect(sink.ofType('exited', 'web-1')[0]?.detail).toMatchObject({ exitCode: null, signal: null, statusKnown: false });
+    // Restarts wait for the first reconcile (next tests); it keeps web-1 here.
+    expect(await k2.apply([desired('web-0'), desired('web-1')])).toEqual({ actions: [], converged: true });
     await waitFor(() => k2.status()[1]?.state === 'running', 'web-1 restarted');
     expect(k2.status()[1]?.restarts).toBe(1);
     // the adopted run is watched by polling: its end is noticed and it is restarted
     launcher.exit(web0);
     await waitFor(() => (k2.status()[0]?.pid ?? 0) > 1001, 'web-0 restarted after its adopted run ended');
     expect(await k2.apply([desired('web-0'), desired('web-1')])).toEqual({ actions: [], converged: true });
+  });
+
+  describe('at start, restarts wait for the first reconcile to decide', () => {
+    const fast = { baseSeconds: 0.001, ceilingSeconds: 0.004, resetAfterSeconds: 60 };
+    /** Long enough for a 1 ms back-off timer and the fake launch behind it, many times over (a margin, not a measurement). */
+    const longerThanTheBackoff = () => new Promise((r) => setTimeout(r, 150));
+
+    /** A first keeper ran web-0 and web-1; web-1's run ends while no keeper watches; a new keeper starts. */
+    async function restartedAgent() {
+      const k1 = keeper(fast);
+      await k1.start();
+      await k1.apply([desired('web-0'), desired('web-1')]);
+      await k1.close();
+      launcher.exit(launcher.latest('web-1')!.pid);
+      const k2 = keeper(fast);
+      await k2.start();
+      return k2;
+    }
+
+    it('a run that ended while no keeper watched is reported, and not restarted before the first reconcile', async () => {
+      const k = await restartedAgent();
+      expect(sink.ofType('restarting', 'web-1')).toHaveLength(1);
+      await longerThanTheBackoff();
+      expect(launcher.runs.filter((r) => r.shardId === 'web-1')).toHaveLength(1);
+      expect(k.status().find((x) => x.shardId === 'web-1')).toMatchObject({ state: 'backoff', nextRestartAt: expect.any(String) });
+      await k.apply([desired('web-0'), desired('web-1')]);
+      await waitFor(() => launcher.runs.filter((r) => r.shardId === 'web-1').length === 2, 'web-1 restarted once the reconcile kept it');
+      await longerThanTheBackoff();
+      expect(launcher.runs.filter((r) => r.shardId === 'web-1')).toHaveLength(2); // once, not twice
+    });
+
+    it('a shard the first reconcile does not want here (the plan moved it) is never started again', async () => {
+      const k = await restartedAgent();
+      await longerThanTheBackoff();
+      const report = await k.apply([desired('web-0')]);
+      expect(report.actions).toEqual([
+        { kind: 'stop', shardId: 'web-1', ok: true },
+        { kind: 'remove', shardId: 'web-1', ok: true },
+      ]);
+      await longerThanTheBackoff();
+      expect(launcher.runs.filter((r) => r.shardId === 'web-1')).toHaveLength(1);
+      expect(sink.ofType('started', 'web-1')).toHaveLength(1);
+    });
+
+    it('an adopted run that ends before the first reconcile waits for it too', async () => {
+      const k = await restartedAgent();
+      launcher.exit(launcher.latest('web-0')!.pid);
+      await waitFor(() => k.status().find((x) => x.shardId === 'web-0')?.state === 'backoff', 'the adopted run\'s end noticed');
+      await longerThanTheBackoff();
+      expect(launcher.runs.filter((r) => r.shardId === 'web-0')).toHaveLength(1);
+      await k.apply([desired('web-1')]);
+      await longerThanTheBackoff();
+      expect(launcher.runs.filter((r) => r.shardId === 'web-0')).toHaveLength(1);
+      expect(driver.cgroups.has('web-0')).toBe(false);
+    });
   });
 
   it('a new keeper resumes a shard waiting in back-off without reporting its exit again or losing its exit status', async () => {
