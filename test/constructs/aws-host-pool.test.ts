@@ -14,6 +14,8 @@ import { VpcSecurityGroupIngressRule } from '@cdktf/provider-aws/lib/vpc-securit
 import { checkPlan } from '../../src/contracts/plan';
 import { AntiAffinity, AwsHostPool, ProactiveMigration, ShardFleet, ShardedApplication, StaticHostPool, type ShardFleetProps } from '../../constructs';
 import { renderAgentUserData } from '../../constructs/aws-agent-user-data';
+import { unplacedOnDiscoveredHosts } from '../../constructs/aws-host-pool';
+import { placeShards } from '../../policies/initial-placement';
 import { synthErrors, testApp, thrown } from './fixture';
 
 Testing.setupJest();
@@ -42,6 +44,26 @@ function only(synth: Synthesized, type: string): [string, Record<string, unknown
 }
 
 describe('AwsHostPool', () => {
+  it('warns at synth that its hosts get no shards yet, naming the applications — placement uses only the hosts a plan lists, and an AWS pool lists none', () => {
+    const { app, fleet, pool } = awsFleet();
+    // The fact the warning stands on: every shard of the pool is unplaced.
+    const placement = placeShards(fleet.plan());
+    expect(placement.assignments).toEqual([]);
+    expect(placement.unplaced.map((u) => u.shardId)).toEqual(['web-0', 'web-1']);
+    app.synth();
+    const warnings = pool.node.metadata.filter((m) => m.type === '@cdktf/warn').map((m) => m.data);
+    expect(warnings).toEqual([unplacedOnDiscoveredHosts('ec2', ['web'])]);
+    expect(warnings[0]).toContain("the shards of web stay unplaced");
+    // A pool without applications has nothing to warn about.
+    const empty = testApp();
+    const bare = new ShardFleet(empty, 'aws-fleet', { fleet: 'demo', store: ETCD });
+    new AwsProvider(bare, 'aws', { region: 'eu-west-1' });
+    const idle = new AwsHostPool(bare, 'ec2', { instanceType: 'm6i.large' });
+    new ShardedApplication(bare, 'web', { pool: new StaticHostPool(bare, 'local', { hosts: [{ id: 'h1', address: '10.0.0.1', capacity: { cpu: 4, memory: '8GiB' } }] }), command: ['/bin/true'], granularity: { cpu: '500m', memory: '1GiB' } });
+    empty.synth();
+    expect(idle.node.metadata.filter((m) => m.type === '@cdktf/warn')).toEqual([]);
+  });
+
   it('declares a launch template with the instance type, IMDSv2, the instance profile, the fleet group and agent user data', () => {
     const { fleet, pool } = awsFleet();
     const json = Testing.synth(fleet);
