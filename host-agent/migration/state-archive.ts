@@ -1,9 +1,9 @@
 /**
- * The `restart` strategy's payload: a shard's state directory as one tar file, so it travels
- * through the same authenticated, size- and sha256-checked upload as a CRIU image file. GNU tar
- * (the `tar` on every host we support) does the work: it keeps modes, owners (as root) and
- * symlinks, and when extracting refuses members with `..` and strips leading `/`
- * (tar(1), "--absolute-names" is off by default).
+ * A shard's state directory as one tar file (both strategies), so it travels through the same
+ * authenticated, size- and sha256-checked upload as a CRIU image file. GNU tar (the `tar` on
+ * every host we support) does the work: it keeps modes, owners (as root) and symlinks, and when
+ * extracting refuses members with `..` and strips leading `/` (tar(1), "--absolute-names" is off
+ * by default). Unix sockets are skipped (tar: "socket ignored"); CRIU binds a restored one anew.
  */
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -20,6 +20,18 @@ const execFileAsync = promisify(execFile);
  */
 const TAR_OPTIONS = { maxBuffer: 1 << 20, timeout: 15 * 60_000, killSignal: 'SIGKILL' as const };
 
+/**
+ * What GNU tar leaves out by default, and the shard would miss on the destination:
+ * - `--numeric-owner`: owners by uid and gid. By default tar maps the owner's *name* to this
+ *   host's uid, and a user named alike on two hosts often has different uids; CRIU restores the
+ *   processes with the uids they had, which then do not own their files (EACCES).
+ * - `--xattrs --xattrs-include=*`, `--acls`: extended attributes of every namespace (file
+ *   capabilities are `security.capability`, and tar's default keeps `user.*` only) and POSIX ACLs
+ *   (a shard running as a user that an ACL lets in). Attributes the destination's file system
+ *   refuses are a warning of tar's, not a failure.
+ */
+const KEEP = ['--numeric-owner', '--xattrs', '--xattrs-include=*', '--acls'];
+
 /** The tar file name inside a migration round (matches the upload route's file-name pattern). */
 export const STATE_ARCHIVE = 'state.tar';
 
@@ -27,7 +39,7 @@ export const STATE_ARCHIVE = 'state.tar';
 export async function packState(dir: string, archive: string): Promise<void> {
   await mkdir(dir, { recursive: true });
   try {
-    await execFileAsync('tar', ['--create', '--file', archive, '--directory', dir, '.'], TAR_OPTIONS);
+    await execFileAsync('tar', ['--create', ...KEEP, '--file', archive, '--directory', dir, '.'], TAR_OPTIONS);
   } catch (error) {
     throw new MigrationError('TRANSFER_FAILED', `cannot pack the state directory ${dir}: ${(error as Error).message}`);
   }
@@ -51,7 +63,7 @@ export async function unpackState(archive: string, dir: string, tag: string): Pr
   await rm(incoming, { recursive: true, force: true });
   await mkdir(incoming, { recursive: true });
   try {
-    await execFileAsync('tar', ['--extract', '--file', archive, '--directory', incoming], TAR_OPTIONS);
+    await execFileAsync('tar', ['--extract', ...KEEP, '--file', archive, '--directory', incoming], TAR_OPTIONS);
   } catch (error) {
     await rm(incoming, { recursive: true, force: true });
     throw new MigrationError('TRANSFER_FAILED', `cannot unpack the state directory into ${dir}: ${(error as Error).message}`);

@@ -1,0 +1,46 @@
+/**
+ * What the state archive keeps of a state directory: what the shard finds on the destination
+ * after a migration (checkpoint or restart) must be what it left, as CRIU restores it: its
+ * processes with the same numeric uids, its files with the same owners, attributes and size on disk.
+ */
+import { execFile } from 'node:child_process';
+import { chownSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { packState, unpackState } from '../../../host-agent/migration/state-archive';
+
+const execFileAsync = promisify(execFile);
+const asRoot = process.getuid?.() === 0 ? it : it.skip;
+
+describe('state archive', () => {
+  let work: string;
+  beforeEach(() => {
+    work = mkdtempSync(join(tmpdir(), 'sf-archive-'));
+  });
+  afterEach(() => rmSync(work, { recursive: true, force: true }));
+
+  asRoot('keeps numeric owners, not the names, which map to other uids on another host (CRIU restores the processes by uid)', async () => {
+    // A source host where the shard's user, "daemon", is uid 4242; here "daemon" is another uid.
+    const from = join(work, 'from');
+    mkdirSync(from);
+    writeFileSync(join(from, 'db'), 'rows');
+    chownSync(join(from, 'db'), 4242, 4242);
+    chownSync(from, 4242, 4242);
+    await execFileAsync('tar', ['--create', '--file', join(work, 'state.tar'), '--owner=daemon:4242', '--group=daemon:4242', '--directory', from, '.']);
+    await unpackState(join(work, 'state.tar'), join(work, 'to'), 'm1');
+    expect(statSync(join(work, 'to', 'db')).uid).toBe(4242);
+    expect(statSync(join(work, 'to')).uid).toBe(4242);
+  });
+
+  it('keeps extended attributes (file capabilities, ACLs and user attributes live there)', async () => {
+    const from = join(work, 'from');
+    mkdirSync(from);
+    writeFileSync(join(from, 'db'), 'rows');
+    await execFileAsync('python3', ['-c', `import os; os.setxattr(${JSON.stringify(join(from, 'db'))}, 'user.shardform-test', b'kept')`]);
+    await packState(from, join(work, 'state.tar'));
+    await unpackState(join(work, 'state.tar'), join(work, 'to'), 'm1');
+    const { stdout } = await execFileAsync('python3', ['-c', `import os; print(os.getxattr(${JSON.stringify(join(work, 'to', 'db'))}, 'user.shardform-test').decode())`]);
+    expect(stdout.trim()).toBe('kept');
+  });
+});
