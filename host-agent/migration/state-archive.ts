@@ -29,6 +29,9 @@ const TAR_OPTIONS = { maxBuffer: 1 << 20, timeout: 15 * 60_000, killSignal: 'SIG
  *   capabilities are `security.capability`, and tar's default keeps `user.*` only) and POSIX ACLs
  *   (a shard running as a user that an ACL lets in). Attributes the destination's file system
  *   refuses are a warning of tar's, not a failure.
+ * - `--sparse` (packing): a sparse file is archived as the data it holds. Without it a 1 GiB
+ *   file with 4 KiB of data is a 1 GiB archive, written, sent and unpacked while the shard is
+ *   stopped, and unpacked as 1 GiB of zeros on the destination's disk.
  */
 const KEEP = ['--numeric-owner', '--xattrs', '--xattrs-include=*', '--acls'];
 
@@ -39,7 +42,7 @@ export const STATE_ARCHIVE = 'state.tar';
 export async function packState(dir: string, archive: string): Promise<void> {
   await mkdir(dir, { recursive: true });
   try {
-    await execFileAsync('tar', ['--create', ...KEEP, '--file', archive, '--directory', dir, '.'], TAR_OPTIONS);
+    await execFileAsync('tar', ['--create', '--sparse', ...KEEP, '--file', archive, '--directory', dir, '.'], TAR_OPTIONS);
   } catch (error) {
     throw new MigrationError('TRANSFER_FAILED', `cannot pack the state directory ${dir}: ${(error as Error).message}`);
   }

@@ -4,7 +4,7 @@
  * processes with the same numeric uids, its files with the same owners, attributes and size on disk.
  */
 import { execFile } from 'node:child_process';
-import { chownSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chownSync, closeSync, mkdirSync, mkdtempSync, openSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -42,5 +42,20 @@ describe('state archive', () => {
     await unpackState(join(work, 'state.tar'), join(work, 'to'), 'm1');
     const { stdout } = await execFileAsync('python3', ['-c', `import os; print(os.getxattr(${JSON.stringify(join(work, 'to', 'db'))}, 'user.shardform-test').decode())`]);
     expect(stdout.trim()).toBe('kept');
+  });
+
+  it('moves a sparse file as the data it holds, not its length: the archive and the copy stay small', async () => {
+    const from = join(work, 'from');
+    mkdirSync(from);
+    // 1 GiB long, 4 KiB of data at its end (a preallocated database file, a VM disk).
+    const fd = openSync(join(from, 'sparse.db'), 'w');
+    writeSync(fd, Buffer.alloc(4096, 1), 0, 4096, 2 ** 30 - 4096);
+    closeSync(fd);
+    await packState(from, join(work, 'state.tar'));
+    expect(statSync(join(work, 'state.tar')).size).toBeLessThan(2 ** 20);
+    await unpackState(join(work, 'state.tar'), join(work, 'to'), 'm1');
+    const copy = statSync(join(work, 'to', 'sparse.db'));
+    expect(copy.size).toBe(2 ** 30);
+    expect(copy.blocks * 512).toBeLessThan(2 ** 20);
   });
 });
