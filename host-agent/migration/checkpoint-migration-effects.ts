@@ -93,10 +93,20 @@ export class CheckpointMigrationEffects implements MigrationEffects {
     return main.pid;
   }
 
-  /** The shard's image as estimated now, and why this host's disk cannot hold `copies` of it (undefined when it can). */
+  /**
+   * The shard's image as estimated now, its state directory's archive included (packed beside
+   * the final dump, sent with it: a database can dwarf the memory), and why this host's disk
+   * cannot hold `copies` of the memory and one archive (undefined when it can).
+   */
   private async imageSpace(record: MigrationRecord, copies: number, what: string): Promise<{ imageBytes: number | undefined; short: string | undefined }> {
-    const imageBytes = await this.space.imageBytes(await this.deps.driver.pids(record.shardId));
-    return { imageBytes, short: imageSpaceShortfall({ dir: this.deps.imagesRoot, free: this.space.free(this.deps.imagesRoot), imageBytes, copies, what }) };
+    const memoryBytes = await this.space.imageBytes(await this.deps.driver.pids(record.shardId));
+    const stateDirectory = await this.deps.stateDirectoryOf(record);
+    const stateBytes = stateDirectory === undefined ? 0 : await this.space.stateBytes(join(stateDirectory, record.shardId));
+    const imageBytes = memoryBytes === undefined ? undefined : memoryBytes + (stateBytes ?? 0);
+    return {
+      imageBytes,
+      short: imageSpaceShortfall({ dir: this.deps.imagesRoot, free: this.space.free(this.deps.imagesRoot), imageBytes: memoryBytes, stateBytes: stateBytes ?? 0, copies, what }),
+    };
   }
 
   /**

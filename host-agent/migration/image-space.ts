@@ -3,11 +3,12 @@
  * runs out of disk fails only after the shard was frozen (and is then resumed), and says so in
  * a CRIU log line. The size of an image is estimated from what CRIU writes for ordinary
  * processes: their anonymous memory, resident or swapped, and shared memory
- * (`/proc/<pid>/smaps_rollup`).
+ * (`/proc/<pid>/smaps_rollup`). Beside the image goes the shard's state directory as an archive
+ * (state-archive.ts), which can be far larger than the memory (a database): it counts too.
  */
-import { readFile } from 'node:fs/promises';
+import { lstat, readdir, readFile } from 'node:fs/promises';
 import { statfsSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { dirname, join } from 'node:path';
 
 /** Room kept beyond the memory estimate: the non-memory image files, pagemaps, rounding. */
 export const IMAGE_SPACE_MARGIN = 64 * 2 ** 20;
@@ -47,6 +48,28 @@ export async function anonymousBytesOf(pids: readonly number[], procRoot = '/pro
   return total;
 }
 
+/**
+ * What the files under `dir` take on disk (allocated blocks: a sparse file counts by its data, as
+ * `tar --sparse` packs it), symlinks not followed; 0 when `dir` does not exist (packed empty),
+ * undefined when part of it cannot be read.
+ */
+export async function directoryBytes(dir: string): Promise<number | undefined> {
+  let total = 0;
+  const pending = [dir];
+  try {
+    for (let at = pending.pop(); at !== undefined; at = pending.pop()) {
+      const stat = await lstat(at);
+      total += stat.blocks * 512;
+      if (stat.isDirectory()) for (const name of await readdir(at)) pending.push(join(at, name));
+    }
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT' && total === 0) return 0;
+    // A file removed while it was walked is not worth a refusal either way: no estimate.
+    return undefined;
+  }
+  return total;
+}
+
 /** Bytes an unprivileged writer may still use on the file system of `dir` (or of its nearest existing parent). */
 export function freeBytesUnder(dir: string): number | undefined {
   for (let at = dir; ; at = dirname(at)) {
@@ -66,18 +89,21 @@ const mib = (bytes: number) => `${Math.ceil(bytes / 2 ** 20)} MiB`;
  * or undefined when they can or a figure is unknown (the check never blocks on what it cannot
  * measure).
  */
-export function imageSpaceShortfall(opts: { dir: string; free: number | undefined; imageBytes: number | undefined; copies?: number; what: string }): string | undefined {
-  const { dir, free, imageBytes, copies = 1, what } = opts;
+export function imageSpaceShortfall(opts: { dir: string; free: number | undefined; imageBytes: number | undefined; stateBytes?: number; copies?: number; what: string }): string | undefined {
+  const { dir, free, imageBytes, stateBytes = 0, copies = 1, what } = opts;
   if (free === undefined || imageBytes === undefined) return undefined;
-  const needed = copies * imageBytes + IMAGE_SPACE_MARGIN;
+  const needed = copies * imageBytes + stateBytes + IMAGE_SPACE_MARGIN;
   if (free >= needed) return undefined;
-  return `not enough disk under ${dir} for ${what}: ~${mib(needed)} needed (${copies > 1 ? `${copies} x ` : ''}${mib(imageBytes)} of memory + ${mib(IMAGE_SPACE_MARGIN)}), ${mib(free)} free`;
+  const state = stateBytes > 0 ? ` + ${mib(stateBytes)} of state directory` : '';
+  return `not enough disk under ${dir} for ${what}: ~${mib(needed)} needed (${copies > 1 ? `${copies} x ` : ''}${mib(imageBytes)} of memory${state} + ${mib(IMAGE_SPACE_MARGIN)}), ${mib(free)} free`;
 }
 
 /** How the agents measure it (faked in unit tests). */
 export interface ImageSpace {
   free(dir: string): number | undefined;
   imageBytes(pids: readonly number[]): Promise<number | undefined>;
+  /** What a state directory takes on disk (its archive's size, near enough). */
+  stateBytes(dir: string): Promise<number | undefined>;
 }
 
-export const systemImageSpace: ImageSpace = { free: freeBytesUnder, imageBytes: (pids) => anonymousBytesOf(pids) };
+export const systemImageSpace: ImageSpace = { free: freeBytesUnder, imageBytes: (pids) => anonymousBytesOf(pids), stateBytes: directoryBytes };

@@ -43,7 +43,7 @@ const AT = '2026-11-25T05:00:00.000Z';
 
 const GiB = 2 ** 30;
 
-function setUp(root: string, opts: { stateDirectory?: string | null | Error; thawSees?: string; pack?: (dir: string, archive: string) => Promise<void>; shadow?: ShadowPreCopy; dumpFails?: string; freeBytes?: number; imageBytes?: number; cgroup?: boolean; root?: boolean; criuAtWork?: () => { pid: number; ageSeconds?: number; startTime?: number }[] } = {}) {
+function setUp(root: string, opts: { stateDirectory?: string | null | Error; thawSees?: string; pack?: (dir: string, archive: string) => Promise<void>; shadow?: ShadowPreCopy; dumpFails?: string; freeBytes?: number; imageBytes?: number; stateBytes?: number; cgroup?: boolean; root?: boolean; criuAtWork?: () => { pid: number; ageSeconds?: number; startTime?: number }[] } = {}) {
   const calls: string[] = [];
   const prepared: PrepareBody[] = [];
   const client = {
@@ -110,7 +110,7 @@ function setUp(root: string, opts: { stateDirectory?: string | null | Error; tha
     findRoot: async () => (opts.root === false ? undefined : { pid: 4242 }),
     criuAtWork: async (target) => (calls.push(`criuAtWork ${target.rootPid ?? '-'} ${target.freezeCgroup ?? '-'}`), opts.criuAtWork?.() ?? []),
     ...(opts.shadow ? { shadow: opts.shadow } : {}),
-    space: { free: () => opts.freeBytes ?? 100 * GiB, imageBytes: async () => opts.imageBytes ?? GiB },
+    space: { free: () => opts.freeBytes ?? 100 * GiB, imageBytes: async () => opts.imageBytes ?? GiB, stateBytes: async () => opts.stateBytes ?? 0 },
   });
   return { calls, effects, prepared };
 }
@@ -273,6 +273,20 @@ describe('checkpoint migration effects (source side)', () => {
     expect(roomy.prepared.map((b) => b.timeoutSeconds)).toEqual([record.timeoutSeconds]);
     // And the shard's log files here, which its processes hold open: the destination restores them onto its own.
     expect(roomy.prepared.map((b) => b.logFiles)).toEqual([{ stdout: `/var/lib/shardform/host-1/logs/${record.shardId}/stdout.log`, stderr: `/var/lib/shardform/host-1/logs/${record.shardId}/stderr.log` }]);
+  });
+
+  it('counts the state directory, packed beside the dump, in the room it needs and in the image size it tells the destination', async () => {
+    const record = planMigration({ id: 'm12', fleet: 'f', shardId: 'web-12', applicationId: 'web', source: 'host-1', destination: 'host-2' }, AT);
+    // A small process with a large database in its state directory: the memory fits, the archive does not.
+    const full = setUp(join(dir.path, 'state-full'), { freeBytes: 2 * GiB, imageBytes: GiB / 4, stateBytes: 3 * GiB });
+    await expect(full.effects.prepare(record)).rejects.toMatchObject({
+      code: 'REFUSED',
+      message: `not enough disk under ${join(dir.path, 'state-full')} for the dump of shard web-12: ~3392 MiB needed (256 MiB of memory + 3072 MiB of state directory + 64 MiB), 2048 MiB free`,
+    });
+    expect(full.calls).toEqual([]);
+    const roomy = setUp(join(dir.path, 'state-roomy'), { freeBytes: 4 * GiB, imageBytes: GiB / 4, stateBytes: 3 * GiB });
+    await roomy.effects.prepare(record);
+    expect(roomy.prepared.map((b) => b.imageBytes)).toEqual([GiB / 4 + 3 * GiB]);
   });
 
   it('skips shadow pre-copy, with the reason, when the disk holds the dump but not a shadow beside it', async () => {
