@@ -74,14 +74,33 @@ export async function unpackState(archive: string, dir: string, tag: string): Pr
   // Marks the unpacked copy as this migration's: only with the mark in `dir` may the old one be removed.
   await writeFile(join(incoming, unpackedMark(tag)), '');
   const previous = replacedStateDir(dir, tag);
-  await rm(previous, { recursive: true, force: true });
-  const hadOne = await rename(dir, previous).then(
-    () => true,
-    (error: NodeJS.ErrnoException) => {
-      if (error.code !== 'ENOENT') throw error;
-      return false;
-    },
-  );
+  let hadOne = false;
+  if (existsSync(previous)) {
+    // A repeated unpack of this migration (its restore asked again): the directory it replaces
+    // was set aside by the first and stays there (on a shared file system it is the source's
+    // own); what is at `dir` is that first copy, marked, or nothing.
+    if (existsSync(dir)) {
+      if (!existsSync(join(dir, unpackedMark(tag)))) {
+        await rm(incoming, { recursive: true, force: true });
+        throw new MigrationError('TRANSFER_FAILED', `cannot put the unpacked state directory in place at ${dir}: it is not the copy an earlier unpack of migration ${tag} made, and ${previous} is set aside; both are kept`);
+      }
+      const discarded = discardedStateDir(dir, tag);
+      await rm(discarded, { recursive: true, force: true });
+      await rename(dir, discarded);
+      await rm(discarded, { recursive: true, force: true });
+    }
+  } else {
+    try {
+      await rename(dir, previous);
+      hadOne = true;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') {
+        await rm(incoming, { recursive: true, force: true });
+        // EBUSY: `dir` is a mount point; EXDEV cannot happen (a sibling), EACCES/EPERM: not ours to move.
+        throw new MigrationError('TRANSFER_FAILED', `cannot set the state directory ${dir} aside for the unpacked one: ${(error as Error).message}`);
+      }
+    }
+  }
   try {
     await rename(incoming, dir);
   } catch (error) {

@@ -4,11 +4,13 @@
  * processes with the same numeric uids, its files with the same owners, attributes and size on disk.
  */
 import { execFile } from 'node:child_process';
-import { chownSync, closeSync, mkdirSync, mkdtempSync, openSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import { chownSync, closeSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { packState, unpackState } from '../../../host-agent/migration/state-archive';
+import { packState, reclaimStateDir, replacedStateDir, unpackState } from '../../../host-agent/migration/state-archive';
+
+const fsPromises = require('node:fs/promises') as typeof import('node:fs/promises');
 
 const execFileAsync = promisify(execFile);
 const asRoot = process.getuid?.() === 0 ? it : it.skip;
@@ -57,5 +59,43 @@ describe('state archive', () => {
     const copy = statSync(join(work, 'to', 'sparse.db'));
     expect(copy.size).toBe(2 ** 30);
     expect(copy.blocks * 512).toBeLessThan(2 ** 20);
+  });
+
+  it('a repeated unpack of one migration keeps the directory the first set aside (on a shared file system the source\'s own), so an abort still puts it back', async () => {
+    const from = join(work, 'from');
+    mkdirSync(from);
+    writeFileSync(join(from, 'counter'), '42');
+    await packState(from, join(work, 'state.tar'));
+    const dir = join(work, 'to');
+    mkdirSync(dir);
+    writeFileSync(join(dir, 'counter'), '41');
+    const inode = statSync(dir).ino;
+    await unpackState(join(work, 'state.tar'), dir, 'm1');
+    await unpackState(join(work, 'state.tar'), dir, 'm1');
+    expect(readFileSync(join(dir, 'counter'), 'utf8')).toBe('42');
+    expect(statSync(replacedStateDir(dir, 'm1')).ino).toBe(inode);
+    expect(await reclaimStateDir(dir, 'm1')).toBe(true);
+    expect(statSync(dir).ino).toBe(inode);
+    expect(readFileSync(join(dir, 'counter'), 'utf8')).toBe('41');
+    expect(readdirSync(work).sort()).toEqual(['from', 'state.tar', 'to']);
+  });
+
+  it('fails as a transfer failure naming the directory, leaving it and nothing else, when the directory cannot be set aside (a mount point: EBUSY)', async () => {
+    const from = join(work, 'from');
+    mkdirSync(from);
+    await packState(from, join(work, 'state.tar'));
+    const dir = join(work, 'to');
+    mkdirSync(dir);
+    writeFileSync(join(dir, 'counter'), '41');
+    const rename = jest.spyOn(fsPromises, 'rename').mockImplementationOnce(async (a, b) => {
+      throw Object.assign(new Error(`EBUSY: resource busy or locked, rename '${String(a)}' -> '${String(b)}'`), { code: 'EBUSY' });
+    });
+    try {
+      await expect(unpackState(join(work, 'state.tar'), dir, 'm1')).rejects.toMatchObject({ code: 'TRANSFER_FAILED', message: expect.stringContaining(`cannot set the state directory ${dir} aside for the unpacked one: EBUSY`) });
+    } finally {
+      rename.mockRestore();
+    }
+    expect(readdirSync(work).sort()).toEqual(['from', 'state.tar', 'to']);
+    expect(readFileSync(join(dir, 'counter'), 'utf8')).toBe('41');
   });
 });
