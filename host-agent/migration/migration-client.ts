@@ -12,6 +12,7 @@ import type { ImageFile, ImageManifest } from '../checkpoint/image-manifest';
 import type { PrepareBody, RoundManifest } from '../api/migration-schemas';
 import { PREDICTOR_STATE_MAX_BYTES } from '../api/routes/prediction-routes';
 import { MigrationError, type MigrationErrorCode } from './migration-error';
+import { STATE_ARCHIVE, unpackAllowanceMs } from './state-archive';
 
 export interface MigrationClientOptions {
   /** `http://10.213.40.12:7100`. */
@@ -152,15 +153,28 @@ export class MigrationClient {
     return this.verifyRound(migrationId, round, await this.uploadFiles(migrationId, round, dir, files));
   }
 
+  /**
+   * The destination unpacks the state archive of `rounds` (when the final round has one), then
+   * CRIU restores; resolves to the restored pid. The request waits the control timeout plus
+   * the unpack's allowance for the archive's size: a large state directory must not make the
+   * source give up while the destination is still unpacking it (its abort would then wait for
+   * that unpack, and the shard stay frozen all along).
+   */
   async restore(migrationId: string, rounds: readonly RoundManifest[]): Promise<number> {
-    const response = await this.call('restore', () => this.http.post(`/v1/migrations/${migrationId}/restore`, { rounds }));
+    const response = await this.call('restore', () => this.http.post(`/v1/migrations/${migrationId}/restore`, { rounds }, { timeout: this.unpackingTimeoutMs(rounds) }));
     return (response.data as { pid: number }).pid;
   }
 
   /** Restart strategy: the destination unpacks the state archive of `rounds` and starts the shard; resolves to its pid. */
   async start(migrationId: string, rounds: readonly RoundManifest[]): Promise<number> {
-    const response = await this.call('start', () => this.http.post(`/v1/migrations/${migrationId}/start`, { rounds }));
+    const response = await this.call('start', () => this.http.post(`/v1/migrations/${migrationId}/start`, { rounds }, { timeout: this.unpackingTimeoutMs(rounds) }));
     return (response.data as { pid: number }).pid;
+  }
+
+  /** The control timeout, plus the unpack allowance of the final round's state archive. */
+  unpackingTimeoutMs(rounds: readonly RoundManifest[]): number {
+    const archive = rounds[rounds.length - 1]?.files.find((f) => f.name === STATE_ARCHIVE);
+    return (this.opts.requestTimeoutMs ?? 60_000) + (archive ? unpackAllowanceMs(archive.bytes) : 0);
   }
 
   async commit(migrationId: string, shardId?: string): Promise<void> {

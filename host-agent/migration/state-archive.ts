@@ -35,6 +35,15 @@ const TAR_OPTIONS = { maxBuffer: 1 << 20, timeout: 15 * 60_000, killSignal: 'SIG
  */
 const KEEP = ['--numeric-owner', '--xattrs', '--xattrs-include=*', '--acls'];
 
+/**
+ * How long a source waits for the destination to unpack an archive of `bytes`, beyond the
+ * request's own timeout: at 20 MiB/s, a fifth of what a slow disk writes, so only a hung tar
+ * is given up on; never past tar's own limit.
+ */
+export function unpackAllowanceMs(bytes: number): number {
+  return Math.min(TAR_OPTIONS.timeout, Math.ceil((bytes / (20 * 2 ** 20)) * 1000));
+}
+
 /** The tar file name inside a migration round (matches the upload route's file-name pattern). */
 export const STATE_ARCHIVE = 'state.tar';
 

@@ -136,3 +136,28 @@ describe('migration client errors', () => {
     }
   });
 });
+
+describe('migration client restore and start', () => {
+  it('waits for the unpack of a state archive beyond the control timeout, in proportion to its size', async () => {
+    // A destination that answers a restore or start after 1 s, as one unpacking ~20 MiB would.
+    const server = createServer((request, response) => {
+      request.resume();
+      request.on('end', () => setTimeout(() => response.writeHead(200, { 'content-type': 'application/json' }).end('{"pid":77}'), 1000));
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
+    try {
+      const client = new MigrationClient({ baseUrl: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, token: 't', requestTimeoutMs: 200 });
+      const rounds = (archiveBytes?: number) => [
+        { round: 1, parent: null, files: [{ name: 'pages-1.img', bytes: 64 * 2 ** 20, sha256: 'a'.repeat(64) }, ...(archiveBytes !== undefined ? [{ name: 'state.tar', bytes: archiveBytes, sha256: 'b'.repeat(64) }] : [])] },
+      ];
+      // 100 MiB of state: 5 s allowed beyond the 200 ms; the image's own size buys nothing.
+      expect(client.unpackingTimeoutMs(rounds(100 * 2 ** 20))).toBe(5200);
+      expect(client.unpackingTimeoutMs(rounds())).toBe(200);
+      expect(await client.restore('m1', rounds(100 * 2 ** 20))).toBe(77);
+      expect(await client.start('m1', rounds(100 * 2 ** 20))).toBe(77);
+      await expect(client.restore('m1', rounds())).rejects.toMatchObject({ code: 'TRANSFER_FAILED', message: expect.stringContaining('restore at') });
+    } finally {
+      await new Promise((resolve) => server.close(resolve));
+    }
+  });
+});
