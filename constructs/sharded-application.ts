@@ -12,6 +12,7 @@ import { fleetOf, type FleetScope } from './fleet-context';
 import type { HostPool } from './host-pool';
 import { MigrationStrategy } from './migration-strategy';
 import { PropChecker, problemAt } from './prop-checks';
+import { NUL_RULE } from '../src/errors';
 import type { ShardPolicy } from './shard-policy';
 
 /** The allocation quantum: every shard's limits are a whole multiple of it. */
@@ -126,10 +127,12 @@ export class ShardedApplication extends Construct {
     for (const [name, value] of Object.entries(env)) {
       checks.require(ENV_NAME.test(name), `env.${name}`, name, 'is not an environment variable name; use [A-Za-z_][A-Za-z0-9_]*');
       checks.require(!AGENT_ENV_NAMES.includes(name), `env.${name}`, name, AGENT_ENV_RULE);
-      checks.require(typeof value === 'string', `env.${name}`, value, 'is not a string; environment values are strings');
+      if (checks.require(typeof value === 'string', `env.${name}`, value, 'is not a string; environment values are strings')) checks.require(!value.includes('\0'), `env.${name}`, value, NUL_RULE);
     }
     const stateDirectory = checks.absolutePath('stateDirectory', props?.stateDirectory ?? `/var/lib/shardform/apps/${id}`);
-    if (props?.workingDirectory !== undefined) checks.absolutePath('workingDirectory', props.workingDirectory);
+    if (stateDirectory !== undefined) checks.require(!stateDirectory.includes('\0'), 'stateDirectory', stateDirectory, NUL_RULE);
+    if (props?.workingDirectory !== undefined && checks.absolutePath('workingDirectory', props.workingDirectory) !== undefined)
+      checks.require(!props.workingDirectory.includes('\0'), 'workingDirectory', props.workingDirectory, NUL_RULE);
     const migration = props?.migration ?? MigrationStrategy.checkpoint();
     if (!(migration instanceof MigrationStrategy))
       checks.fail('migration', migration, "is not a migration strategy; use MigrationStrategy.checkpoint({ preCopy: true }) or MigrationStrategy.restart()");
@@ -214,6 +217,7 @@ export class ShardedApplication extends Construct {
       checks.fail('command', command, `looks like a shell string; split it into argv, e.g. ${JSON.stringify(command[0]!.trim().split(/\s+/))}`);
       return undefined;
     }
+    command.forEach((arg, i) => checks.require(!arg.includes('\0'), `command[${i}]`, arg, NUL_RULE));
     return [...command];
   }
 

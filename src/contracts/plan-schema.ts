@@ -93,6 +93,10 @@ export const AGENT_ENV_RULE =
 /** The longest migration timeout: a destination agent refuses a prepare whose timeoutSeconds is longer. */
 export const MAX_MIGRATION_TIMEOUT_SECONDS = 86_400;
 
+/** Strings the agent hands to execve (argv, env, cwd) cannot hold a NUL byte (NUL_RULE in src/errors.ts). */
+const NUL_FREE_PATTERN = '^[^\\u0000]*$';
+const ABSOLUTE_NUL_FREE_PATH_PATTERN = '^/[^\\u0000]*$';
+
 export const GranularitySchema = Type.Object(
   {
     cpuCores: Type.Number({ minimum: MIN_SHARD_CPU_CORES }),
@@ -107,10 +111,10 @@ export const ApplicationSchema = Type.Object(
   {
     id: Id('Application id (the demand vector\'s application_id).'),
     pool: Id('The pool whose hosts run this application\'s shards.'),
-    command: Type.Array(Type.String({ minLength: 1 }), { minItems: 1, description: 'argv; never a shell string.' }),
-    env: NamedMap('^[A-Za-z_][A-Za-z0-9_]*$', Type.String(), { description: 'Environment of the shard processes.' }),
-    workingDirectory: Type.Optional(Type.String({ pattern: '^/' })),
-    stateDirectory: Type.String({ pattern: '^/', description: 'Per-shard state lives in <stateDirectory>/<shard-id>; moved on migration.' }),
+    command: Type.Array(Type.String({ minLength: 1, pattern: NUL_FREE_PATTERN }), { minItems: 1, description: 'argv; never a shell string.' }),
+    env: NamedMap('^[A-Za-z_][A-Za-z0-9_]*$', Type.String({ pattern: NUL_FREE_PATTERN }), { description: 'Environment of the shard processes.' }),
+    workingDirectory: Type.Optional(Type.String({ pattern: ABSOLUTE_NUL_FREE_PATH_PATTERN })),
+    stateDirectory: Type.String({ pattern: ABSOLUTE_NUL_FREE_PATH_PATTERN, description: 'Per-shard state lives in <stateDirectory>/<shard-id>; moved on migration.' }),
     granularity: GranularitySchema,
     /** Each shard's limits are granularity x shardUnits (the coordinator may resize in units). */
     shardUnits: Type.Integer({ minimum: 1 }),

@@ -336,6 +336,20 @@ describe('eager prop checks (constructor)', () => {
     ]);
   });
 
+  // child_process.spawn throws on a NUL byte in argv, env or cwd: the shard never started and the agent retried it forever.
+  it('refuses NUL bytes in the argv, env and directories of an application', () => {
+    const { fleet } = smallFleet();
+    const nul = '\u0000';
+    expect(
+      thrown(() => new ShardedApplication(fleet, 'web', { command: ['/bin/sleep', `inf${nul}inity`], env: { MODE: `te${nul}st` }, workingDirectory: `/srv${nul}`, stateDirectory: `/var/lib/${nul}web`, granularity: { cpu: '500m', memory: '1GiB' } })).split('\n'),
+    ).toEqual([
+      'test-fleet/web/command[1]: "inf\\u0000inity" contains a NUL byte (\\u0000), which no argv element, environment variable or path can hold (the agent could never start the process); remove it',
+      'test-fleet/web/env.MODE: "te\\u0000st" contains a NUL byte (\\u0000), which no argv element, environment variable or path can hold (the agent could never start the process); remove it',
+      'test-fleet/web/stateDirectory: "/var/lib/\\u0000web" contains a NUL byte (\\u0000), which no argv element, environment variable or path can hold (the agent could never start the process); remove it',
+      'test-fleet/web/workingDirectory: "/srv\\u0000" contains a NUL byte (\\u0000), which no argv element, environment variable or path can hold (the agent could never start the process); remove it',
+    ]);
+  });
+
   it('refuses a member created outside a fleet', () => {
     const { app } = smallFleet();
     expect(thrown(() => new StaticHostPool(app, 'loose'))).toBe("loose: must be created inside a ShardFleet (new ShardFleet(app, 'my-fleet')), not directly in the app");

@@ -62,6 +62,12 @@ describe('plan contract', () => {
     // The destination agent's prepare takes timeoutSeconds as a whole number up to 86400; a plan past it synthesized but every migration of the application was refused.
     ['a migration timeout of 2 days', (p) => (p.applications[0].migration.timeoutSeconds = 172800), 'applications[0].migration.timeoutSeconds', 'must be <= 86400'],
     ['a fractional migration timeout', (p) => (p.applications[0].migration.timeoutSeconds = 90.5), 'applications[0].migration.timeoutSeconds', 'must be integer'],
+    // child_process.spawn throws on a NUL byte in argv, env or cwd: the shard never started and the agent retried it forever.
+    ['a NUL byte in a command element', (p) => (p.applications[0].command = ['/bin/sleep', 'inf\u0000inity']), 'applications[0].command[1]', 'contains a NUL byte'],
+    ['a NUL byte in an env value', (p) => (p.applications[0].env = { MODE: 'te\u0000st' }), 'applications[0].env.MODE', 'contains a NUL byte'],
+    ['a NUL byte in an env name', (p) => (p.applications[0].env = { 'MO\u0000DE': 'test' }), 'applications[0].env.MO\u0000DE', 'is not a valid name'],
+    ['a NUL byte in the working directory', (p) => (p.applications[0].workingDirectory = '/srv\u0000/web'), 'applications[0].workingDirectory', 'contains a NUL byte'],
+    ['a NUL byte in the state directory', (p) => (p.applications[0].stateDirectory = '/var/lib/\u0000web'), 'applications[0].stateDirectory', 'contains a NUL byte'],
     ['a secret in the security block', (p) => (p.security.token = 's3cret'), 'security.token', 'is not a known field'],
   ];
 
