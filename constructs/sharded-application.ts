@@ -6,8 +6,8 @@
 import { Construct } from 'constructs';
 import type { Application, Granularity } from '../src/contracts/plan-schema';
 import type { Quantity } from '../src/contracts/quantities';
-import { granularityProblem, shardSizeProblem } from '../src/contracts/plan-checks';
-import { AGENT_ENV_NAMES, AGENT_ENV_RULE, MIN_SHARD_CPU_CORES } from '../src/contracts/plan-schema';
+import { granularityProblem, shardMemoryProblem, shardSizeProblem } from '../src/contracts/plan-checks';
+import { AGENT_ENV_NAMES, AGENT_ENV_RULE, MAX_SHARD_MEMORY_BYTES, MIN_SHARD_CPU_CORES, MIN_SHARD_MEMORY_BYTES, SHARD_MEMORY_RULE } from '../src/contracts/plan-schema';
 import { fleetOf, type FleetScope } from './fleet-context';
 import type { HostPool } from './host-pool';
 import { MigrationStrategy } from './migration-strategy';
@@ -123,6 +123,8 @@ export class ShardedApplication extends Construct {
     const granularity = this.checkGranularity(checks, props?.granularity);
     const shardUnits = checks.integer('shardUnits', props?.shardUnits ?? 1, 1);
     const shards = this.checkShards(checks, props?.shards ?? {});
+    const memory = granularity && shardUnits !== undefined ? shardMemoryProblem({ granularity, shardUnits }) : undefined;
+    if (memory) checks.fail('shardUnits', shardUnits, `is too many: ${memory}`);
     const env = props?.env ?? {};
     for (const [name, value] of Object.entries(env)) {
       checks.require(ENV_NAME.test(name), `env.${name}`, name, 'is not an environment variable name; use [A-Za-z_][A-Za-z0-9_]*');
@@ -229,7 +231,9 @@ export class ShardedApplication extends Construct {
     let cpuCores = checks.cpu('granularity.cpu', granularity.cpu);
     // Agents refuse a CFS quota below the kernel's 1 ms per 100 ms period.
     if (cpuCores !== undefined && !checks.require(cpuCores >= MIN_SHARD_CPU_CORES, 'granularity.cpu', granularity.cpu, `is below the smallest CPU limit a shard can have (${MIN_SHARD_CPU_CORES} cores: the kernel's 1ms CFS quota per 100ms period); use at least "10m"`)) cpuCores = undefined;
-    const memoryBytes = checks.bytes('granularity.memory', granularity.memory);
+    let memoryBytes = checks.bytes('granularity.memory', granularity.memory);
+    // The agent refuses these on start and on resize (host-agent/cgroups/limits-check.ts).
+    if (memoryBytes !== undefined && !checks.require(memoryBytes >= MIN_SHARD_MEMORY_BYTES && memoryBytes <= MAX_SHARD_MEMORY_BYTES, 'granularity.memory', granularity.memory, `is not a memory limit an agent can set; ${SHARD_MEMORY_RULE}`)) memoryBytes = undefined;
     const readIops = checks.integer('granularity.readIops', granularity.readIops ?? 0, 0);
     const writeIops = checks.integer('granularity.writeIops', granularity.writeIops ?? 0, 0);
     if (cpuCores === undefined || memoryBytes === undefined || readIops === undefined || writeIops === undefined) return undefined;

@@ -1,5 +1,6 @@
 /** Request schemas of the migration routes (TypeBox: one source for the JSON Schema and the type). */
 import { Type, type Static } from '@sinclair/typebox';
+import { MAX_SHARD_MEMORY_BYTES, MIN_SHARD_MEMORY_BYTES } from '../../src/contracts/plan-schema';
 import { ID_PATTERN_SOURCE } from '../../src/errors';
 
 const Id = Type.String({ pattern: ID_PATTERN_SOURCE });
@@ -43,7 +44,7 @@ export const PrepareBody = Type.Object(
           {
             cpuCores: Type.Optional(Type.Union([Type.Number({ exclusiveMinimum: 0 }), Type.Null()])),
             cpuPeriodMicros: Type.Optional(Type.Integer({ minimum: 1000, maximum: 1_000_000 })),
-            memoryBytes: Type.Optional(Type.Union([Type.Integer({ minimum: 1 }), Type.Null()])),
+            memoryBytes: Type.Optional(Type.Union([Type.Integer({ minimum: MIN_SHARD_MEMORY_BYTES, maximum: MAX_SHARD_MEMORY_BYTES }), Type.Null()])),
           },
           { additionalProperties: false },
         ),

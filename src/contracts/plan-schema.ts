@@ -93,6 +93,19 @@ export const AGENT_ENV_RULE =
 /** The longest migration timeout: a destination agent refuses a prepare whose timeoutSeconds is longer. */
 export const MAX_MIGRATION_TIMEOUT_SECONDS = 86_400;
 
+/**
+ * The range of a shard's memory limit, for the plan (granularity), the constructs, the agent's
+ * limits check on start and its resize route alike. At least one 4 KiB page: the kernel turns a
+ * memory limit into whole pages rounding down (mm/page_counter.c page_counter_memparse), so a
+ * smaller one is a limit of 0 pages and the shard is OOM-killed at its first allocation. At most
+ * 2^53 - 1: past Number.MAX_SAFE_INTEGER a JSON number no longer counts bytes exactly.
+ */
+export const MIN_SHARD_MEMORY_BYTES = 4096;
+export const MAX_SHARD_MEMORY_BYTES = Number.MAX_SAFE_INTEGER;
+export const SHARD_MEMORY_RULE =
+  `use a whole number of bytes from ${MIN_SHARD_MEMORY_BYTES} (one 4KiB page: the kernel rounds a memory limit down to whole pages, so less is a limit of 0 and the shard is OOM-killed at its first allocation) ` +
+  `to ${MAX_SHARD_MEMORY_BYTES} (2^53-1: past it a JSON number no longer counts bytes exactly)`;
+
 /** Strings the agent hands to execve (argv, env, cwd) cannot hold a NUL byte (NUL_RULE in src/errors.ts). */
 const NUL_FREE_PATTERN = '^[^\\u0000]*$';
 const ABSOLUTE_NUL_FREE_PATH_PATTERN = '^/[^\\u0000]*$';
@@ -100,7 +113,7 @@ const ABSOLUTE_NUL_FREE_PATH_PATTERN = '^/[^\\u0000]*$';
 export const GranularitySchema = Type.Object(
   {
     cpuCores: Type.Number({ minimum: MIN_SHARD_CPU_CORES }),
-    memoryBytes: Type.Integer({ minimum: 1 }),
+    memoryBytes: Type.Integer({ minimum: MIN_SHARD_MEMORY_BYTES, maximum: MAX_SHARD_MEMORY_BYTES }),
     readIops: Type.Integer({ minimum: 0 }),
     writeIops: Type.Integer({ minimum: 0 }),
   },
