@@ -1,6 +1,6 @@
 /** Request schemas of the migration routes (TypeBox: one source for the JSON Schema and the type). */
 import { Type, type Static } from '@sinclair/typebox';
-import { MAX_SHARD_MEMORY_BYTES, MIN_SHARD_MEMORY_BYTES } from '../../src/contracts/plan-schema';
+import { MAX_MIGRATION_TIMEOUT_SECONDS, MAX_SHARD_MEMORY_BYTES, MIN_SHARD_MEMORY_BYTES } from '../../src/contracts/plan-schema';
 import { ID_PATTERN_SOURCE } from '../../src/errors';
 
 const Id = Type.String({ pattern: ID_PATTERN_SOURCE });
@@ -30,7 +30,7 @@ export const PrepareBody = Type.Object(
     /** The source's estimate of the image (the shard's anonymous memory): the destination checks its disk for it. */
     imageBytes: Type.Optional(Type.Integer({ minimum: 0 })),
     /** The migration's own time limit at the source: past it the source aborts rather than go on, so the destination's sweep of quiet migrations waits at least as long. */
-    timeoutSeconds: Type.Optional(Type.Integer({ minimum: 1, maximum: 86_400 })),
+    timeoutSeconds: Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_MIGRATION_TIMEOUT_SECONDS })),
     /**
      * The shard's log files on the source, which its restored processes hold open as stdout and
      * stderr: the destination restores them onto its own log files of the shard instead.

@@ -2,6 +2,7 @@ import { checkPlan, parsePlanText, planDigest, serializePlan, signPlan } from '.
 import { PlanSchema, type UnsignedPlan } from '../../src/contracts/plan-schema';
 import { PrepareBody } from '../../host-agent/api/migration-schemas';
 import { ResizeBody } from '../../host-agent/api/schemas';
+import { StartMigrationBody } from '../../host-agent/api/migration-control-routes';
 import { examplePlan, unsignedPlan } from '../helpers/plan-fixture';
 
 const GiB = 2 ** 30;
@@ -230,5 +231,11 @@ describe('plan and agent API agree on the migration timeout', () => {
     const planTimeout = PlanSchema.properties.applications.items.properties.migration.properties.timeoutSeconds;
     const prepareTimeout = PrepareBody.properties.timeoutSeconds;
     expect({ type: planTimeout.type, minimum: planTimeout.minimum, maximum: planTimeout.maximum }).toEqual({ type: prepareTimeout.type, minimum: prepareTimeout.minimum, maximum: prepareTimeout.maximum });
+  });
+
+  it('the control route (shardform migrate --timeout) accepts the same range as a plan', () => {
+    const planTimeout = PlanSchema.properties.applications.items.properties.migration.properties.timeoutSeconds;
+    const startTimeout = StartMigrationBody.properties.timeoutSeconds;
+    expect({ type: startTimeout.type, minimum: startTimeout.minimum, maximum: startTimeout.maximum }).toEqual({ type: planTimeout.type, minimum: planTimeout.minimum, maximum: planTimeout.maximum });
   });
 });
