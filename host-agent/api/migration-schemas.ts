@@ -1,6 +1,6 @@
 /** Request schemas of the migration routes (TypeBox: one source for the JSON Schema and the type). */
 import { Type, type Static } from '@sinclair/typebox';
-import { MAX_MIGRATION_TIMEOUT_SECONDS, MAX_SHARD_MEMORY_BYTES, MIN_SHARD_MEMORY_BYTES } from '../../src/contracts/plan-schema';
+import { ABSOLUTE_NUL_FREE_PATH_PATTERN, MAX_MIGRATION_TIMEOUT_SECONDS, MAX_SHARD_MEMORY_BYTES, MIN_SHARD_MEMORY_BYTES, NUL_FREE_PATTERN } from '../../src/contracts/plan-schema';
 import { ID_PATTERN_SOURCE } from '../../src/errors';
 
 const Id = Type.String({ pattern: ID_PATTERN_SOURCE });
@@ -48,10 +48,11 @@ export const PrepareBody = Type.Object(
           },
           { additionalProperties: false },
         ),
-        command: Type.Array(Type.String({ minLength: 1 }), { minItems: 1 }),
-        env: Type.Record(Type.String({ pattern: '^[A-Za-z_][A-Za-z0-9_]*$' }), Type.String()),
-        workingDirectory: Type.Optional(Type.String({ pattern: '^/' })),
-        stateDirectory: Type.String({ pattern: '^/' }),
+        // As the plan's application (plan-schema.ts): the destination starts these with spawn.
+        command: Type.Array(Type.String({ minLength: 1, pattern: NUL_FREE_PATTERN }), { minItems: 1 }),
+        env: Type.Record(Type.String({ pattern: '^[A-Za-z_][A-Za-z0-9_]*$' }), Type.String({ pattern: NUL_FREE_PATTERN })),
+        workingDirectory: Type.Optional(Type.String({ pattern: ABSOLUTE_NUL_FREE_PATH_PATTERN })),
+        stateDirectory: Type.String({ pattern: ABSOLUTE_NUL_FREE_PATH_PATTERN }),
       },
       { additionalProperties: false },
     ),

@@ -107,8 +107,8 @@ export const SHARD_MEMORY_RULE =
   `to ${MAX_SHARD_MEMORY_BYTES} (2^53-1: past it a JSON number no longer counts bytes exactly)`;
 
 /** Strings the agent hands to execve (argv, env, cwd) cannot hold a NUL byte (NUL_RULE in src/errors.ts). */
-const NUL_FREE_PATTERN = '^[^\\u0000]*$';
-const ABSOLUTE_NUL_FREE_PATH_PATTERN = '^/[^\\u0000]*$';
+export const NUL_FREE_PATTERN = '^[^\\u0000]*$';
+export const ABSOLUTE_NUL_FREE_PATH_PATTERN = '^/[^\\u0000]*$';
 
 export const GranularitySchema = Type.Object(
   {
