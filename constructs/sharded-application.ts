@@ -6,12 +6,13 @@
 import { Construct } from 'constructs';
 import type { Application, Granularity } from '../src/contracts/plan-schema';
 import type { Quantity } from '../src/contracts/quantities';
-import { granularityProblem, shardSizeProblem } from '../src/contracts/plan-checks';
-import { AGENT_ENV_NAMES, AGENT_ENV_RULE, MIN_SHARD_CPU_CORES } from '../src/contracts/plan-schema';
+import { granularityProblem, shardMemoryProblem, shardSizeProblem } from '../src/contracts/plan-checks';
+import { AGENT_ENV_NAMES, AGENT_ENV_RULE, MAX_SHARD_MEMORY_BYTES, MIN_SHARD_CPU_CORES, MIN_SHARD_MEMORY_BYTES, SHARD_MEMORY_RULE } from '../src/contracts/plan-schema';
 import { fleetOf, type FleetScope } from './fleet-context';
 import type { HostPool } from './host-pool';
 import { MigrationStrategy } from './migration-strategy';
 import { PropChecker, problemAt } from './prop-checks';
+import { NUL_RULE } from '../src/errors';
 import type { ShardPolicy } from './shard-policy';
 
 /** The allocation quantum: every shard's limits are a whole multiple of it. */
@@ -122,14 +123,18 @@ export class ShardedApplication extends Construct {
     const granularity = this.checkGranularity(checks, props?.granularity);
     const shardUnits = checks.integer('shardUnits', props?.shardUnits ?? 1, 1);
     const shards = this.checkShards(checks, props?.shards ?? {});
+    const memory = granularity && shardUnits !== undefined ? shardMemoryProblem({ granularity, shardUnits }) : undefined;
+    if (memory) checks.fail('shardUnits', shardUnits, `is too many: ${memory}`);
     const env = props?.env ?? {};
     for (const [name, value] of Object.entries(env)) {
       checks.require(ENV_NAME.test(name), `env.${name}`, name, 'is not an environment variable name; use [A-Za-z_][A-Za-z0-9_]*');
       checks.require(!AGENT_ENV_NAMES.includes(name), `env.${name}`, name, AGENT_ENV_RULE);
-      checks.require(typeof value === 'string', `env.${name}`, value, 'is not a string; environment values are strings');
+      if (checks.require(typeof value === 'string', `env.${name}`, value, 'is not a string; environment values are strings')) checks.require(!value.includes('\0'), `env.${name}`, value, NUL_RULE);
     }
     const stateDirectory = checks.absolutePath('stateDirectory', props?.stateDirectory ?? `/var/lib/shardform/apps/${id}`);
-    if (props?.workingDirectory !== undefined) checks.absolutePath('workingDirectory', props.workingDirectory);
+    if (stateDirectory !== undefined) checks.require(!stateDirectory.includes('\0'), 'stateDirectory', stateDirectory, NUL_RULE);
+    if (props?.workingDirectory !== undefined && checks.absolutePath('workingDirectory', props.workingDirectory) !== undefined)
+      checks.require(!props.workingDirectory.includes('\0'), 'workingDirectory', props.workingDirectory, NUL_RULE);
     const migration = props?.migration ?? MigrationStrategy.checkpoint();
     if (!(migration instanceof MigrationStrategy))
       checks.fail('migration', migration, "is not a migration strategy; use MigrationStrategy.checkpoint({ preCopy: true }) or MigrationStrategy.restart()");
@@ -214,6 +219,7 @@ export class ShardedApplication extends Construct {
       checks.fail('command', command, `looks like a shell string; split it into argv, e.g. ${JSON.stringify(command[0]!.trim().split(/\s+/))}`);
       return undefined;
     }
+    command.forEach((arg, i) => checks.require(!arg.includes('\0'), `command[${i}]`, arg, NUL_RULE));
     return [...command];
   }
 
@@ -225,7 +231,9 @@ export class ShardedApplication extends Construct {
     let cpuCores = checks.cpu('granularity.cpu', granularity.cpu);
     // Agents refuse a CFS quota below the kernel's 1 ms per 100 ms period.
     if (cpuCores !== undefined && !checks.require(cpuCores >= MIN_SHARD_CPU_CORES, 'granularity.cpu', granularity.cpu, `is below the smallest CPU limit a shard can have (${MIN_SHARD_CPU_CORES} cores: the kernel's 1ms CFS quota per 100ms period); use at least "10m"`)) cpuCores = undefined;
-    const memoryBytes = checks.bytes('granularity.memory', granularity.memory);
+    let memoryBytes = checks.bytes('granularity.memory', granularity.memory);
+    // The agent refuses these on start and on resize (host-agent/cgroups/limits-check.ts).
+    if (memoryBytes !== undefined && !checks.require(memoryBytes >= MIN_SHARD_MEMORY_BYTES && memoryBytes <= MAX_SHARD_MEMORY_BYTES, 'granularity.memory', granularity.memory, `is not a memory limit an agent can set; ${SHARD_MEMORY_RULE}`)) memoryBytes = undefined;
     const readIops = checks.integer('granularity.readIops', granularity.readIops ?? 0, 0);
     const writeIops = checks.integer('granularity.writeIops', granularity.writeIops ?? 0, 0);
     if (cpuCores === undefined || memoryBytes === undefined || readIops === undefined || writeIops === undefined) return undefined;

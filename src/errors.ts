@@ -37,6 +37,13 @@ export class ShardformError extends Error {
   }
 }
 
+/**
+ * Why a string of a shard's argv, env or directories cannot hold U+0000: execve takes C strings,
+ * and Node's child_process.spawn throws ERR_INVALID_ARG_VALUE before it even tries, so the shard
+ * could never start (the agent would retry it forever). The plan schema and the constructs say it alike.
+ */
+export const NUL_RULE = 'contains a NUL byte (\\u0000), which no argv element, environment variable or path can hold (the agent could never start the process); remove it';
+
 /** One problem found by a validator; validators return every problem, not just the first. */
 export interface FieldError {
   /** JSON path of the field, e.g. `pools[1].hosts[0].address`; `(root)` for the document. */

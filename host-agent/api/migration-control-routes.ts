@@ -6,6 +6,7 @@
  */
 import { Type, type Static } from '@sinclair/typebox';
 import type { FastifyPluginAsync } from 'fastify';
+import { MAX_MIGRATION_TIMEOUT_SECONDS } from '../../src/contracts/plan-schema';
 import { compileSchema } from '../../src/contracts/schema-validator';
 import { formatFieldError, ID_PATTERN_SOURCE } from '../../src/errors';
 import { MigrationError } from '../migration/migration-error';
@@ -17,7 +18,8 @@ export const StartMigrationBody = Type.Object(
     shardId: Type.String({ pattern: ID_PATTERN_SOURCE }),
     to: Type.String({ pattern: ID_PATTERN_SOURCE }),
     preCopy: Type.Optional(Type.Boolean()),
-    timeoutSeconds: Type.Optional(Type.Integer({ minimum: 1, maximum: 3600 })),
+    /** Overrides the application's migration.timeoutSeconds; the plan's range, which a destination's prepare accepts. */
+    timeoutSeconds: Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_MIGRATION_TIMEOUT_SECONDS })),
   },
   { additionalProperties: false },
 );

@@ -1,5 +1,6 @@
 /** Request schemas of the migration routes (TypeBox: one source for the JSON Schema and the type). */
 import { Type, type Static } from '@sinclair/typebox';
+import { ABSOLUTE_NUL_FREE_PATH_PATTERN, MAX_MIGRATION_TIMEOUT_SECONDS, MAX_SHARD_MEMORY_BYTES, MIN_SHARD_MEMORY_BYTES, NUL_FREE_PATTERN } from '../../src/contracts/plan-schema';
 import { ID_PATTERN_SOURCE } from '../../src/errors';
 
 const Id = Type.String({ pattern: ID_PATTERN_SOURCE });
@@ -29,7 +30,7 @@ export const PrepareBody = Type.Object(
     /** The source's estimate of the image (the shard's anonymous memory): the destination checks its disk for it. */
     imageBytes: Type.Optional(Type.Integer({ minimum: 0 })),
     /** The migration's own time limit at the source: past it the source aborts rather than go on, so the destination's sweep of quiet migrations waits at least as long. */
-    timeoutSeconds: Type.Optional(Type.Integer({ minimum: 1, maximum: 86_400 })),
+    timeoutSeconds: Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_MIGRATION_TIMEOUT_SECONDS })),
     /**
      * The shard's log files on the source, which its restored processes hold open as stdout and
      * stderr: the destination restores them onto its own log files of the shard instead.
@@ -43,14 +44,15 @@ export const PrepareBody = Type.Object(
           {
             cpuCores: Type.Optional(Type.Union([Type.Number({ exclusiveMinimum: 0 }), Type.Null()])),
             cpuPeriodMicros: Type.Optional(Type.Integer({ minimum: 1000, maximum: 1_000_000 })),
-            memoryBytes: Type.Optional(Type.Union([Type.Integer({ minimum: 1 }), Type.Null()])),
+            memoryBytes: Type.Optional(Type.Union([Type.Integer({ minimum: MIN_SHARD_MEMORY_BYTES, maximum: MAX_SHARD_MEMORY_BYTES }), Type.Null()])),
           },
           { additionalProperties: false },
         ),
-        command: Type.Array(Type.String({ minLength: 1 }), { minItems: 1 }),
-        env: Type.Record(Type.String({ pattern: '^[A-Za-z_][A-Za-z0-9_]*$' }), Type.String()),
-        workingDirectory: Type.Optional(Type.String({ pattern: '^/' })),
-        stateDirectory: Type.String({ pattern: '^/' }),
+        // As the plan's application (plan-schema.ts): the destination starts these with spawn.
+        command: Type.Array(Type.String({ minLength: 1, pattern: NUL_FREE_PATTERN }), { minItems: 1 }),
+        env: Type.Record(Type.String({ pattern: '^[A-Za-z_][A-Za-z0-9_]*$' }), Type.String({ pattern: NUL_FREE_PATTERN })),
+        workingDirectory: Type.Optional(Type.String({ pattern: ABSOLUTE_NUL_FREE_PATH_PATTERN })),
+        stateDirectory: Type.String({ pattern: ABSOLUTE_NUL_FREE_PATH_PATTERN }),
       },
       { additionalProperties: false },
     ),

@@ -3,6 +3,7 @@
  * Query strings are strings (no coercion): numbers are checked by pattern and parsed in the route.
  */
 import { Type, type Static } from '@sinclair/typebox';
+import { MAX_SHARD_MEMORY_BYTES, MIN_SHARD_MEMORY_BYTES } from '../../src/contracts/plan-schema';
 import { ID_PATTERN_SOURCE } from '../../src/errors';
 
 /** Shard ids become cgroup paths: the pattern is checked before a handler runs, so `../../etc` never reaches the filesystem. */
@@ -44,7 +45,7 @@ export type EventsQuery = Static<typeof EventsQuery>;
 export const ResizeBody = Type.Object(
   {
     cpuCores: Type.Optional(Type.Number({ exclusiveMinimum: 0, maximum: 1024, description: 'New CPU limit in cores.' })),
-    memoryBytes: Type.Optional(Type.Integer({ minimum: 4096, maximum: 2 ** 50, description: 'New memory limit in bytes.' })),
+    memoryBytes: Type.Optional(Type.Integer({ minimum: MIN_SHARD_MEMORY_BYTES, maximum: MAX_SHARD_MEMORY_BYTES, description: 'New memory limit in bytes.' })),
   },
   { additionalProperties: false, minProperties: 1 },
 );

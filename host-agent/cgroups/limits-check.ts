@@ -4,6 +4,7 @@
  * shard, the field and the value, and nothing is written.
  */
 import { invalidLimits } from '../errors';
+import { MAX_SHARD_MEMORY_BYTES, MIN_SHARD_MEMORY_BYTES, SHARD_MEMORY_RULE } from '../../src/contracts/plan-schema';
 import type { ShardLimits } from './driver';
 
 /** Default CFS period (Documentation/scheduler/sched-bwc.rst: cpu.cfs_period_us defaults to 100ms). */
@@ -60,8 +61,8 @@ export function checkLimits(shardId: string, limits: ShardLimits): CheckedLimits
     }
   }
   if (memoryBytes !== undefined) {
-    if (memoryBytes !== null && (!Number.isSafeInteger(memoryBytes) || memoryBytes <= 0)) {
-      throw invalidLimits(shardId, 'memoryBytes', memoryBytes, 'use a positive whole number of bytes, or null for no limit');
+    if (memoryBytes !== null && (!Number.isSafeInteger(memoryBytes) || memoryBytes < MIN_SHARD_MEMORY_BYTES || memoryBytes > MAX_SHARD_MEMORY_BYTES)) {
+      throw invalidLimits(shardId, 'memoryBytes', memoryBytes, `${SHARD_MEMORY_RULE}, or null for no limit`);
     }
     out.memoryBytes = memoryBytes;
   }

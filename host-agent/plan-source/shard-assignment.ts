@@ -5,6 +5,7 @@
  * initial placement of that shard; shards without one stay where initial placement put them.
  */
 import { Type, type Static } from '@sinclair/typebox';
+import { MAX_SHARD_MEMORY_BYTES, MIN_SHARD_MEMORY_BYTES } from '../../src/contracts/plan-schema';
 import { compileSchema } from '../../src/contracts/schema-validator';
 import { ID_PATTERN_SOURCE, formatFieldError } from '../../src/errors';
 import type { KeyValue } from '../../src/store/store';
@@ -17,7 +18,7 @@ export const ShardAssignmentSchema = Type.Object(
     /** Limits that replace granularity x shardUnits; absent fields keep the plan's. */
     limits: Type.Optional(
       Type.Object(
-        { cpuCores: Type.Optional(Type.Number({ exclusiveMinimum: 0 })), memoryBytes: Type.Optional(Type.Integer({ minimum: 1 })) },
+        { cpuCores: Type.Optional(Type.Number({ exclusiveMinimum: 0 })), memoryBytes: Type.Optional(Type.Integer({ minimum: MIN_SHARD_MEMORY_BYTES, maximum: MAX_SHARD_MEMORY_BYTES })) },
         { additionalProperties: false },
       ),
     ),

@@ -6,7 +6,7 @@
 import type { FieldError } from '../errors';
 import { horizonProblem } from './prediction-grid';
 import { formatBytes, formatDuration } from './quantities';
-import { AGENT_ENV_NAMES, AGENT_ENV_RULE, type Application, type Capacity, type Plan, type Pool } from './plan-schema';
+import { AGENT_ENV_NAMES, AGENT_ENV_RULE, MAX_SHARD_MEMORY_BYTES, SHARD_MEMORY_RULE, type Application, type Capacity, type Plan, type Pool } from './plan-schema';
 
 /** The capacities of the hosts an application can be placed on (static hosts, or the discovered host shape). */
 export function eligibleHostCapacities(pool: Pick<Pool, 'hosts' | 'hostCapacity' | 'discovery'>): Capacity[] {
@@ -86,6 +86,16 @@ export function shardSizeProblem(app: Pick<Application, 'id' | 'granularity' | '
     `one shard (${app.shardUnits} x granularity = ${show('cpuCores', limits.cpuCores)} + ${formatBytes(limits.memoryBytes)}) ` +
     `fits no host of pool '${pool.id}'; lower shardUnits or move ${app.id} to a pool with larger hosts`
   );
+}
+
+/**
+ * A shard's memory limit (granularity x shardUnits) past what an agent can set: the schema bounds
+ * the granularity, not the product. Returns a message or undefined.
+ */
+export function shardMemoryProblem(app: Pick<Application, 'granularity' | 'shardUnits'>): string | undefined {
+  const memoryBytes = shardLimits(app).memoryBytes;
+  if (memoryBytes <= MAX_SHARD_MEMORY_BYTES) return undefined;
+  return `one shard (${app.shardUnits} x granularity = ${memoryBytes} bytes of memory) is not a memory limit an agent can set; ${SHARD_MEMORY_RULE}; lower shardUnits`;
 }
 
 /** IOPS of 0 on a host mean "not limited", so they cannot run out. */
@@ -266,7 +276,9 @@ export function semanticPlanErrors(plan: Plan): FieldError[] {
       errors.push({ field: `applications[${i}].shards`, message: 'needs min <= initial <= max', value: app.shards });
     const granularity = granularityProblem(app, pool);
     if (granularity) errors.push({ field: `applications[${i}].granularity`, message: granularity });
-    const shard = granularity ? undefined : shardSizeProblem(app, pool);
+    const memory = shardMemoryProblem(app);
+    if (memory) errors.push({ field: `applications[${i}].shardUnits`, message: memory, value: app.shardUnits });
+    const shard = granularity || memory ? undefined : shardSizeProblem(app, pool);
     if (shard) errors.push({ field: `applications[${i}].shardUnits`, message: shard, value: app.shardUnits });
   });
   for (const pool of plan.pools) {

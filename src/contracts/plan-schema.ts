@@ -93,10 +93,27 @@ export const AGENT_ENV_RULE =
 /** The longest migration timeout: a destination agent refuses a prepare whose timeoutSeconds is longer. */
 export const MAX_MIGRATION_TIMEOUT_SECONDS = 86_400;
 
+/**
+ * The range of a shard's memory limit, for the plan (granularity), the constructs, the agent's
+ * limits check on start and its resize route alike. At least one 4 KiB page: the kernel turns a
+ * memory limit into whole pages rounding down (mm/page_counter.c page_counter_memparse), so a
+ * smaller one is a limit of 0 pages and the shard is OOM-killed at its first allocation. At most
+ * 2^53 - 1: past Number.MAX_SAFE_INTEGER a JSON number no longer counts bytes exactly.
+ */
+export const MIN_SHARD_MEMORY_BYTES = 4096;
+export const MAX_SHARD_MEMORY_BYTES = Number.MAX_SAFE_INTEGER;
+export const SHARD_MEMORY_RULE =
+  `use a whole number of bytes from ${MIN_SHARD_MEMORY_BYTES} (one 4KiB page: the kernel rounds a memory limit down to whole pages, so less is a limit of 0 and the shard is OOM-killed at its first allocation) ` +
+  `to ${MAX_SHARD_MEMORY_BYTES} (2^53-1: past it a JSON number no longer counts bytes exactly)`;
+
+/** Strings the agent hands to execve (argv, env, cwd) cannot hold a NUL byte (NUL_RULE in src/errors.ts). */
+export const NUL_FREE_PATTERN = '^[^\\u0000]*$';
+export const ABSOLUTE_NUL_FREE_PATH_PATTERN = '^/[^\\u0000]*$';
+
 export const GranularitySchema = Type.Object(
   {
     cpuCores: Type.Number({ minimum: MIN_SHARD_CPU_CORES }),
-    memoryBytes: Type.Integer({ minimum: 1 }),
+    memoryBytes: Type.Integer({ minimum: MIN_SHARD_MEMORY_BYTES, maximum: MAX_SHARD_MEMORY_BYTES }),
     readIops: Type.Integer({ minimum: 0 }),
     writeIops: Type.Integer({ minimum: 0 }),
   },
@@ -107,10 +124,10 @@ export const ApplicationSchema = Type.Object(
   {
     id: Id('Application id (the demand vector\'s application_id).'),
     pool: Id('The pool whose hosts run this application\'s shards.'),
-    command: Type.Array(Type.String({ minLength: 1 }), { minItems: 1, description: 'argv; never a shell string.' }),
-    env: NamedMap('^[A-Za-z_][A-Za-z0-9_]*$', Type.String(), { description: 'Environment of the shard processes.' }),
-    workingDirectory: Type.Optional(Type.String({ pattern: '^/' })),
-    stateDirectory: Type.String({ pattern: '^/', description: 'Per-shard state lives in <stateDirectory>/<shard-id>; moved on migration.' }),
+    command: Type.Array(Type.String({ minLength: 1, pattern: NUL_FREE_PATTERN }), { minItems: 1, description: 'argv; never a shell string.' }),
+    env: NamedMap('^[A-Za-z_][A-Za-z0-9_]*$', Type.String({ pattern: NUL_FREE_PATTERN }), { description: 'Environment of the shard processes.' }),
+    workingDirectory: Type.Optional(Type.String({ pattern: ABSOLUTE_NUL_FREE_PATH_PATTERN })),
+    stateDirectory: Type.String({ pattern: ABSOLUTE_NUL_FREE_PATH_PATTERN, description: 'Per-shard state lives in <stateDirectory>/<shard-id>; moved on migration.' }),
     granularity: GranularitySchema,
     /** Each shard's limits are granularity x shardUnits (the coordinator may resize in units). */
     shardUnits: Type.Integer({ minimum: 1 }),

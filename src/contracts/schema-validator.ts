@@ -5,7 +5,7 @@
 import Ajv, { type ErrorObject, type ValidateFunction } from 'ajv';
 import addFormats from 'ajv-formats';
 import { Type, type TSchema, type Static, type TLiteral, type TObject, type TUnion } from '@sinclair/typebox';
-import type { FieldError } from '../errors';
+import { NUL_RULE, type FieldError } from '../errors';
 
 export const ajv = new Ajv({ strict: true, allErrors: true, allowUnionTypes: true, discriminator: true, verbose: true });
 addFormats(ajv, ['date-time', 'uri']);
@@ -75,7 +75,10 @@ export function toFieldErrors(errors: readonly ErrorObject[] | null | undefined,
         };
         break;
       default:
-        if (error.propertyName !== undefined) {
+        if (error.keyword === 'pattern' && error.propertyName === undefined && /\u0000/.test(String(valueAt(data, error.instancePath)))) {
+          // "must match pattern "^[^\u0000]*$"" does not say which character is wrong, nor why it matters.
+          fieldError = { field: base, message: NUL_RULE, value: valueAt(data, error.instancePath) };
+        } else if (error.propertyName !== undefined) {
           fieldError = { field: join(base, error.propertyName), message: `is not a valid name (${error.message ?? error.keyword})`, value: error.propertyName };
         } else {
           fieldError = { field: base, message: error.message ?? error.keyword, value: valueAt(data, error.instancePath) };

@@ -85,6 +85,25 @@ describe('shardform migrate', () => {
     );
   });
 
+  // A plan's migration.timeoutSeconds and a destination's prepare go up to a day; the control route stopped at an hour.
+  it('passes --timeout to the agent, up to the longest timeout a plan may give', async () => {
+    const result = await runCli('migrate', 'web-0', '--to', 'host-2', '--agent', agent.url, '--token-file', tokenFile, '--timeout', '2h');
+    expect(result.stderr).toBe('');
+    expect(result.code).toBe(0);
+    expect(agent.started.at(-1)).toMatchObject({ shardId: 'web-0', timeoutSeconds: 7200 });
+    const day = await runCli('migrate', 'web-0', '--to', 'host-2', '--agent', agent.url, '--token-file', tokenFile, '--timeout', '86400');
+    expect(day.code).toBe(0);
+    expect(agent.started.at(-1)).toMatchObject({ shardId: 'web-0', timeoutSeconds: 86400 });
+  });
+
+  it.each([['1d1s'], ['0s'], ['90.5s'], ['soon']])('refuses --timeout %s with exit 2 before any request', async (timeout) => {
+    const before = agent.started.length;
+    const result = await runCli('migrate', 'web-0', '--to', 'host-2', '--agent', agent.url, '--token-file', tokenFile, '--timeout', timeout);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain(`--timeout: ${JSON.stringify(timeout)} is not a migration timeout; use whole seconds from 1s to 1d (86400 s), as a plan's migration.timeoutSeconds`);
+    expect(agent.started.length).toBe(before);
+  });
+
   it('exits 1 with the reason when the migration aborted; the shard stays where it was', async () => {
     const result = await runCli('migrate', 'web-1', '--to', 'host-2', '--agent', agent.url, '--token-file', tokenFile);
     expect(result.code).toBe(1);

@@ -58,6 +58,20 @@ describe('synth-time validation (whole tree)', () => {
     expect(() => new ShardedApplication(fleet, 'small', { command, granularity: { cpu: '10m', memory: '64MiB' } })).not.toThrow();
   });
 
+  it('refuses a shard memory limit the agent would refuse: below one page, or past 2^53 bytes', () => {
+    const { fleet } = smallFleet();
+    expect(thrown(() => new ShardedApplication(fleet, 'tiny', { command, granularity: { cpu: '500m', memory: 1 } }))).toBe(
+      'test-fleet/tiny/granularity.memory: 1 is not a memory limit an agent can set; use a whole number of bytes from 4096 (one 4KiB page: the kernel rounds a memory limit down to whole pages, so less is a limit of 0 and the shard is OOM-killed at its first allocation) to 9007199254740991 (2^53-1: past it a JSON number no longer counts bytes exactly)',
+    );
+    expect(thrown(() => new ShardedApplication(fleet, 'huge', { command, granularity: { cpu: '500m', memory: 2 ** 53 } }))).toBe(
+      'test-fleet/huge/granularity.memory: 9007199254740992 is not a memory limit an agent can set; use a whole number of bytes from 4096 (one 4KiB page: the kernel rounds a memory limit down to whole pages, so less is a limit of 0 and the shard is OOM-killed at its first allocation) to 9007199254740991 (2^53-1: past it a JSON number no longer counts bytes exactly)',
+    );
+    expect(thrown(() => new ShardedApplication(fleet, 'wide', { command, granularity: { cpu: '500m', memory: 2 ** 52 }, shardUnits: 2 }))).toBe(
+      'test-fleet/wide/shardUnits: 2 is too many: one shard (2 x granularity = 9007199254740992 bytes of memory) is not a memory limit an agent can set; use a whole number of bytes from 4096 (one 4KiB page: the kernel rounds a memory limit down to whole pages, so less is a limit of 0 and the shard is OOM-killed at its first allocation) to 9007199254740991 (2^53-1: past it a JSON number no longer counts bytes exactly); lower shardUnits',
+    );
+    expect(() => new ShardedApplication(fleet, 'page', { command, granularity: { cpu: '500m', memory: '4Ki' } })).not.toThrow();
+  });
+
   it('reports hard anti-affinity that needs more hosts than exist, and lets a soft rule pass', () => {
     const { fleet, edge } = smallFleet();
     const web = new ShardedApplication(fleet, 'web', { pool: edge, command, granularity: { cpu: '250m', memory: '256MiB' }, shards: { min: 3, initial: 3, max: 3 } });
@@ -333,6 +347,20 @@ describe('eager prop checks (constructor)', () => {
     expect(thrown(() => new ShardedApplication(fleet, 'web', { command, env: { SHARDFORM_STATE_DIR: '/data', SHARDFORM_SHARD_ID: 'web', LOG_LEVEL: 'debug' }, granularity: { cpu: '500m', memory: '1GiB' } })).split('\n')).toEqual([
       'test-fleet/web/env.SHARDFORM_STATE_DIR: "SHARDFORM_STATE_DIR" is set by the agent for every shard (its shard id, application id and state directory, <stateDirectory>/<shard-id>); a plan cannot override it, or the shards would share one value and a migration would move a state directory the workload never used; set stateDirectory instead',
       'test-fleet/web/env.SHARDFORM_SHARD_ID: "SHARDFORM_SHARD_ID" is set by the agent for every shard (its shard id, application id and state directory, <stateDirectory>/<shard-id>); a plan cannot override it, or the shards would share one value and a migration would move a state directory the workload never used; set stateDirectory instead',
+    ]);
+  });
+
+  // child_process.spawn throws on a NUL byte in argv, env or cwd: the shard never started and the agent retried it forever.
+  it('refuses NUL bytes in the argv, env and directories of an application', () => {
+    const { fleet } = smallFleet();
+    const nul = '\u0000';
+    expect(
+      thrown(() => new ShardedApplication(fleet, 'web', { command: ['/bin/sleep', `inf${nul}inity`], env: { MODE: `te${nul}st` }, workingDirectory: `/srv${nul}`, stateDirectory: `/var/lib/${nul}web`, granularity: { cpu: '500m', memory: '1GiB' } })).split('\n'),
+    ).toEqual([
+      'test-fleet/web/command[1]: "inf\\u0000inity" contains a NUL byte (\\u0000), which no argv element, environment variable or path can hold (the agent could never start the process); remove it',
+      'test-fleet/web/env.MODE: "te\\u0000st" contains a NUL byte (\\u0000), which no argv element, environment variable or path can hold (the agent could never start the process); remove it',
+      'test-fleet/web/stateDirectory: "/var/lib/\\u0000web" contains a NUL byte (\\u0000), which no argv element, environment variable or path can hold (the agent could never start the process); remove it',
+      'test-fleet/web/workingDirectory: "/srv\\u0000" contains a NUL byte (\\u0000), which no argv element, environment variable or path can hold (the agent could never start the process); remove it',
     ]);
   });
 

@@ -1,6 +1,8 @@
 import { checkPlan, parsePlanText, planDigest, serializePlan, signPlan } from '../../src/contracts/plan';
 import { PlanSchema, type UnsignedPlan } from '../../src/contracts/plan-schema';
 import { PrepareBody } from '../../host-agent/api/migration-schemas';
+import { ResizeBody } from '../../host-agent/api/schemas';
+import { StartMigrationBody } from '../../host-agent/api/migration-control-routes';
 import { examplePlan, unsignedPlan } from '../helpers/plan-fixture';
 
 const GiB = 2 ** 30;
@@ -62,7 +64,17 @@ describe('plan contract', () => {
     // The destination agent's prepare takes timeoutSeconds as a whole number up to 86400; a plan past it synthesized but every migration of the application was refused.
     ['a migration timeout of 2 days', (p) => (p.applications[0].migration.timeoutSeconds = 172800), 'applications[0].migration.timeoutSeconds', 'must be <= 86400'],
     ['a fractional migration timeout', (p) => (p.applications[0].migration.timeoutSeconds = 90.5), 'applications[0].migration.timeoutSeconds', 'must be integer'],
-    ['a secret in the security block', (p) => (p.security.token = 's3cret'), 'security.token', 'is not a known field'],
+    // child_process.spawn throws on a NUL byte in argv, env or cwd: the shard never started and the agent retried it forever.
+    ['a NUL byte in a command element', (p) => (p.applications[0].command = ['/bin/sleep', 'inf\u0000inity']), 'applications[0].command[1]', 'contains a NUL byte'],
+    ['a NUL byte in an env value', (p) => (p.applications[0].env = { MODE: 'te\u0000st' }), 'applications[0].env.MODE', 'contains a NUL byte'],
+    ['a NUL byte in an env name', (p) => (p.applications[0].env = { 'MO\u0000DE': 'test' }), 'applications[0].env.MO\u0000DE', 'is not a valid name'],
+    ['a NUL byte in the working directory', (p) => (p.applications[0].workingDirectory = '/srv\u0000/web'), 'applications[0].workingDirectory', 'contains a NUL byte'],
+    ['a NUL byte in the state directory', (p) => (p.applications[0].stateDirectory = '/var/lib/\u0000web'), 'applications[0].stateDirectory', 'contains a NUL byte'],
+    // The agent refuses a memory limit below one page (resize and start alike): a 1-byte quantum synthesized, then every shard failed.
+    ['a memory granularity below one page', (p) => (p.applications[0].granularity.memoryBytes = 1), 'applications[0].granularity.memoryBytes', 'must be >= 4096'],
+    ['a memory granularity of 2^53 bytes', (p) => (p.applications[0].granularity.memoryBytes = 2 ** 53), 'applications[0].granularity.memoryBytes', 'must be <= 9007199254740991'],
+    ['a secret in the security block'
+, (p) => (p.security.token = 's3cret'), 'security.token', 'is not a known field'],
   ];
 
   it.each(schemaCases)('rejects %s, naming the field', (_name, edit, field, message) => {
@@ -136,6 +148,12 @@ describe('plan contract', () => {
     ['token auth without a token source', (p) => (p.security = { auth: 'token' }), 'security.tokenFile', 'token auth needs tokenFile or tokenEnv (where agents read the fleet token)'],
     // The agent sets these for each shard (runner/shard-supervisor.ts) and the plan's env was spread over them.
     ['an env overriding the shard\'s state directory', (p) => (p.applications[0].env = { SHARDFORM_STATE_DIR: '/data' }), 'applications[0].env.SHARDFORM_STATE_DIR', 'is set by the agent for every shard (its shard id, application id and state directory, <stateDirectory>/<shard-id>); a plan cannot override it, or the shards would share one value and a migration would move a state directory the workload never used; set stateDirectory instead'],
+    [
+      'a shard memory limit past 2^53 bytes, though its granularity is not',
+      (p) => (p.applications[0].granularity.memoryBytes = 2 ** 52) && (p.applications[0].shardUnits = 2) && (p.applications[0].shards = { min: 0, initial: 0, max: 1 }) && (p.pools[0].hosts[0].capacity.memoryBytes = 2 ** 60),
+      'applications[0].shardUnits',
+      'one shard (2 x granularity = 9007199254740992 bytes of memory) is not a memory limit an agent can set; use a whole number of bytes from 4096 (one 4KiB page: the kernel rounds a memory limit down to whole pages, so less is a limit of 0 and the shard is OOM-killed at its first allocation) to 9007199254740991 (2^53-1: past it a JSON number no longer counts bytes exactly); lower shardUnits',
+    ],
     ['a static pool without hosts', (p) => (p.pools[0].hosts = []) && (p.applications = []) && (p.policies = []), 'pools[0].hosts', 'a static pool needs at least one host'],
   ];
 
@@ -200,10 +218,24 @@ describe('plan contract', () => {
   });
 });
 
+describe('plan and agent API agree on the shard memory limit', () => {
+  it("every shard memory a plan accepts is one the agent's resize accepts, and no other", () => {
+    const granularity = PlanSchema.properties.applications.items.properties.granularity.properties.memoryBytes;
+    const resize = ResizeBody.properties.memoryBytes;
+    expect({ minimum: resize.minimum, maximum: resize.maximum }).toEqual({ minimum: granularity.minimum, maximum: granularity.maximum });
+  });
+});
+
 describe('plan and agent API agree on the migration timeout', () => {
   it("every timeout a plan accepts is one a destination's prepare accepts", () => {
     const planTimeout = PlanSchema.properties.applications.items.properties.migration.properties.timeoutSeconds;
     const prepareTimeout = PrepareBody.properties.timeoutSeconds;
     expect({ type: planTimeout.type, minimum: planTimeout.minimum, maximum: planTimeout.maximum }).toEqual({ type: prepareTimeout.type, minimum: prepareTimeout.minimum, maximum: prepareTimeout.maximum });
+  });
+
+  it('the control route (shardform migrate --timeout) accepts the same range as a plan', () => {
+    const planTimeout = PlanSchema.properties.applications.items.properties.migration.properties.timeoutSeconds;
+    const startTimeout = StartMigrationBody.properties.timeoutSeconds;
+    expect({ type: startTimeout.type, minimum: startTimeout.minimum, maximum: startTimeout.maximum }).toEqual({ type: planTimeout.type, minimum: planTimeout.minimum, maximum: planTimeout.maximum });
   });
 });

@@ -7,7 +7,8 @@
 import type { Command } from 'commander';
 import { checkId, ShardformError, showValue } from '../../errors';
 import { checkMigrationList, checkMigrationSummary, type MigrationSummaryReply as MigrationSummary } from '../../contracts/agent-replies';
-import { formatBytes } from '../../contracts/quantities';
+import { MAX_MIGRATION_TIMEOUT_SECONDS } from '../../contracts/plan-schema';
+import { formatBytes, formatDuration, parseDurationSeconds } from '../../contracts/quantities';
 import { EXIT_FAILURE } from '../exit-codes';
 import { ExitWith } from '../main';
 import { table, type Io } from '../output';
@@ -29,6 +30,28 @@ export function renderMigration(s: MigrationSummary): string {
   return `shard ${s.shardId} stays on ${s.source}: migration ${s.id} ${s.state}: ${s.abortReason ?? 'no reason recorded'}`;
 }
 
+/** `--timeout`: whole seconds in the range a plan's migration.timeoutSeconds (and so a destination's prepare) accepts. */
+export function parseMigrationTimeout(value: string): number {
+  let seconds: number | undefined;
+  try {
+    // A bare number is seconds, the unit of the plan's migration.timeoutSeconds.
+    seconds = /^\s*\d+\s*$/.test(value) ? Number(value) : parseDurationSeconds(value, '--timeout');
+  } catch (error) {
+    if (!(error instanceof ShardformError)) throw error;
+  }
+  if (seconds === undefined || !Number.isInteger(seconds) || seconds < 1 || seconds > MAX_MIGRATION_TIMEOUT_SECONDS)
+    throw new ShardformError(
+      'INVALID_ARGUMENT',
+      '--timeout',
+      value,
+      `--timeout: ${showValue(value)} is not a migration timeout; use whole seconds from 1s to ${formatDuration(MAX_MIGRATION_TIMEOUT_SECONDS)} (${MAX_MIGRATION_TIMEOUT_SECONDS} s), as a plan's migration.timeoutSeconds, e.g. 90s, 30m or 2h`,
+    );
+  return seconds;
+}
+
+/** How long past the migration's own timeout the CLI waits for the agent's answer (its abort, the summary). */
+const ANSWER_MARGIN_SECONDS = 60;
+
 export function registerMigrateCommand(program: Command, io: Io): void {
   program
     .command('migrate')
@@ -36,18 +59,22 @@ export function registerMigrateCommand(program: Command, io: Io): void {
     .requiredOption('--to <host>', 'destination host id')
     .requiredOption('--agent <url>', 'API base URL of the agent on the host that runs the shard')
     .option('--token-file <file>', 'file holding the fleet token (default: $SHARDFORM_TOKEN)')
+    .option('--timeout <duration>', "give up and resume the shard where it runs after this long (e.g. 30m, 2h; at most 1d); default: the application's migration timeout in the plan")
     .option('--pre-copy', 'pre-copy memory while the shard runs (when the kernel can track dirty pages)')
     .option('--json', "print the agent's JSON answer")
     .description('migrate a running shard to another host (checkpoint, stream, restore); exit 0 moved, 1 aborted or refused')
-    .action(async (shard: string, flags: AgentClientFlags & { to: string; preCopy?: boolean; json?: boolean }) => {
+    .action(async (shard: string, flags: AgentClientFlags & { to: string; preCopy?: boolean; json?: boolean; timeout?: string }) => {
       const shardId = checkId('<shard>', shard);
       const to = checkId('--to', flags.to);
+      const timeoutSeconds = flags.timeout === undefined ? undefined : parseMigrationTimeout(flags.timeout);
       const http = agentClient(flags);
-      // A migration of a large shard takes longer than an ordinary request.
-      http.defaults.timeout = 15 * 60_000;
+      // The agent answers when the migration is done or aborted, at the latest at its timeout: this
+      // one, or the plan's (up to MAX_MIGRATION_TIMEOUT_SECONDS), which the CLI does not know. A
+      // shorter wait (it was 15 minutes) reported a failure while a long migration went on.
+      http.defaults.timeout = ((timeoutSeconds ?? MAX_MIGRATION_TIMEOUT_SECONDS) + ANSWER_MARGIN_SECONDS) * 1000;
       let summary: MigrationSummary;
       try {
-        summary = await call(http, 'POST', '/v1/migrations', checkMigrationSummary, { shardId, to, ...(flags.preCopy ? { preCopy: true } : {}) });
+        summary = await call(http, 'POST', '/v1/migrations', checkMigrationSummary, { shardId, to, ...(flags.preCopy ? { preCopy: true } : {}), ...(timeoutSeconds !== undefined ? { timeoutSeconds } : {}) });
       } catch (error) {
         if (error instanceof AgentRequestError) {
           io.err(`error: ${error.message}`);

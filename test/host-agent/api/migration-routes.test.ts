@@ -59,6 +59,10 @@ describe('migration routes (destination agent)', () => {
     const badSize = await app.inject({ method: 'POST', url: '/v1/migrations/mig-1/prepare', headers: AUTH, payload: { ...prepareBody(), imageBytes: 'lots' } });
     expect(badSize.statusCode).toBe(400);
     expect(badSize.json().errors[0]).toMatchObject({ field: 'imageBytes', value: 'lots' });
+    // Started with spawn, which throws on a NUL byte: the destination would take the shard and never run it.
+    const nul = await app.inject({ method: 'POST', url: '/v1/migrations/mig-1/prepare', headers: AUTH, payload: { ...prepareBody(), shard: { ...prepareBody().shard, command: ['/bin/sleep', 'inf\u0000'] } } });
+    expect(nul.statusCode).toBe(400);
+    expect(nul.json().errors[0]).toMatchObject({ field: 'shard.command[1]', message: expect.stringContaining('contains a NUL byte'), value: 'inf\u0000' });
     const traversal = await app.inject({ method: 'PUT', url: '/v1/migrations/mig-1/rounds/1/files/..%2F..%2Fetc%2Fpasswd', headers: { ...AUTH, 'content-type': 'application/octet-stream', 'x-shardform-sha256': sha('x') }, payload: 'x' });
     expect(traversal.statusCode).toBe(400);
     expect(dest.handover.calls).toEqual([]);

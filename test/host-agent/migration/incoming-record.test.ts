@@ -48,7 +48,7 @@ describe('incoming migration record (what a restarted destination needs to tidy)
     writeFileSync(file, '{"version":1,"migrationId":"mig-3"');
     expect((await readIncomingRecord(path, 'mig-3')).problem).toMatch(new RegExp(`^${file} is not JSON: `));
     writeFileSync(file, JSON.stringify({ version: 1, migrationId: 'mig-3', shardId: 'web-0', stateDirectory: 'relative/dir' }));
-    expect(await readIncomingRecord(path, 'mig-3')).toEqual({ problem: `${file} is not a migration record: stateDirectory: must match pattern "^/" (got "relative/dir")` });
+    expect(await readIncomingRecord(path, 'mig-3')).toEqual({ problem: `${file} is not a migration record: stateDirectory: must match pattern "^/[^\\u0000]*$" (got "relative/dir")` });
     writeFileSync(file, JSON.stringify({ version: 1, migrationId: 'mig-9', shardId: 'web-0', stateDirectory: '/var/lib/web' }));
     expect(await readIncomingRecord(path, 'mig-3')).toEqual({ problem: `${file} is the record of migration mig-9, not mig-3` });
   });
