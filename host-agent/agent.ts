@@ -416,7 +416,9 @@ export class Agent implements DrainControl {
         acted = this.mayActOnPlan();
         return acted ? desired : undefined;
       };
-      const report = await this.exclusive(async () => (this.mayActOnPlan() ? this.kernel.manager.apply(readDesired) : undefined));
+      // Without the claim the pass still goes to the keeper, reading nothing: the first one ends its
+      // wait to restart what crashes here (shard-keeper.ts `reconciled`), which mayActOnPlan promises.
+      const report = await this.exclusive(async () => this.kernel.manager.apply(this.mayActOnPlan() ? readDesired : async () => undefined));
       if (!report || !acted) return undefined;
       this.logReport('reconcile', report);
       end({ outcome: report.converged ? 'converged' : 'partial' });
