@@ -416,7 +416,9 @@ export class Agent implements DrainControl {
         acted = this.mayActOnPlan();
         return acted ? desired : undefined;
       };
-      const report = await this.exclusive(async () => (this.mayActOnPlan() ? this.kernel.manager.apply(readDesired) : undefined));
+      // Without the claim the pass still goes to the keeper, reading nothing: the first one ends its
+      // wait to restart what crashes here (shard-keeper.ts `reconciled`), which mayActOnPlan promises.
+      const report = await this.exclusive(async () => this.kernel.manager.apply(this.mayActOnPlan() ? readDesired : async () => undefined));
       if (!report || !acted) return undefined;
       this.logReport('reconcile', report);
       end({ outcome: report.converged ? 'converged' : 'partial' });
@@ -546,7 +548,7 @@ export class Agent implements DrainControl {
       if (this.unreadableLogged.get(u.key) === u.reason) continue;
       this.logger.error(
         { key: u.key, migration_id: u.migrationId, shard_id: u.shardId, reason: u.reason },
-        `migration journal record ${u.key} is unreadable (${u.reason}); skipped: not recovered, ${u.shardId ? `shard ${u.shardId} neither resumed nor killed, new migrations of it refused` : 'no shard touched for it (which one it names does not read)'}. Fix or delete the key by hand; recovery retries every reconcile`,
+        `migration journal record ${u.key} is unreadable (${u.reason}); skipped: not recovered, ${u.shardId ? `shard ${u.shardId} neither resumed nor killed, new migrations of it refused` : 'no shard touched for it, new migrations of every shard refused (which one it names does not read)'}. Fix or delete the key by hand; recovery retries every reconcile`,
       );
     }
     for (const key of this.unreadableLogged.keys()) if (!now.has(key)) this.logger.info({ key }, `migration journal record ${key} is readable again or gone`);

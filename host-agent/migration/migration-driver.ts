@@ -75,9 +75,12 @@ export class MigrationDriver {
       }
       // A record that does not read may be a migration of this shard in flight: whether its source
       // is frozen or its copy runs elsewhere is unknown, so a human decides, not a second migration.
-      const unknown = unreadable.find((u) => u.shardId === input.shardId);
+      // One whose shard does not read either (cut short, not JSON) may be of any shard: every new
+      // migration waits for it, while recovery and the other listings go on without it.
+      const unknown = unreadable.find((u) => u.shardId === input.shardId) ?? unreadable.find((u) => u.shardId === undefined);
       if (unknown) {
-        throw new MigrationError('REFUSED', `shard ${input.shardId} is named by the unreadable journal record ${unknown.key} (${unknown.reason}); fix or delete that key, then try again`);
+        const names = unknown.shardId === undefined ? 'may be a migration of' : 'is named by';
+        throw new MigrationError('REFUSED', `shard ${input.shardId} ${names} the unreadable journal record ${unknown.key} (${unknown.reason}); fix or delete that key, then try again`);
       }
       const entry = await this.journal.create(planMigration(input, this.at()));
       return await this.runForward(entry);

@@ -14,7 +14,7 @@
  */
 import type { DemandVector } from '../../src/contracts/demand-vector';
 import type { Plan } from '../../src/contracts/plan-schema';
-import { predictorSettingsFromPlan, sameSettings, type ApplicationPredictor, type IgnoredSamples, type PredictorSettings } from '../../src/predictor/application-predictor';
+import { predictorSettingsFromPlan, sameSettings, type IgnoredSamples, type PredictorSettings } from '../../src/predictor/application-predictor';
 import { catchUp, HostForecast, lastCompleteGridSeconds, type ForecastKey, type ForecastShard } from '../../src/predictor/host-forecast';
 import type { MetricHistory } from '../../src/store/metric-history';
 import type { ModelStateStore } from '../../src/store/sqlite-model-states';
@@ -80,8 +80,13 @@ export class ForecastLoop {
   /** States handed over by a migration's source for shards not tracked here yet (without a state store). */
   private readonly imported = new Map<string, unknown>();
   private lastForget = -Infinity;
-  /** What each predictor had ignored when last counted (shardform_predictor_ignored_samples_total). */
-  private readonly ignoredCounted = new WeakMap<ApplicationPredictor, Readonly<IgnoredSamples>>();
+  /**
+   * The most each predictor key (kind, application, shard) has been counted to ignore
+   * (shardform_predictor_ignored_samples_total). Per key, not per predictor object: a predictor
+   * rebuilt (new settings, the clock back, a shard back) replays the history and drops the same
+   * readings again, which counted from 0 per object were counted twice.
+   */
+  private readonly ignoredCounted = new Map<string, Readonly<IgnoredSamples>>();
   private readonly passes = new CoalescedTask(() => this.passOnce());
   private readonly clock: () => number;
 
@@ -267,12 +272,16 @@ export class ForecastLoop {
     const counter = this.options.metrics?.predictorIgnoredSamples;
     if (!counter) return;
     for (const { kind, predictor } of forecast.predictors()) {
+      const key = `${kind}/${predictor.applicationId}/${predictor.shardId ?? ''}`;
       const now = predictor.ignoredSamples;
-      const before = this.ignoredCounted.get(predictor);
+      const before = this.ignoredCounted.get(key);
+      const most = { ...now };
       for (const [field, reason] of IGNORED_REASONS) {
+        // A rebuilt predictor counts again from 0 through what its predecessor was counted for: only beyond it is new.
         counter.inc({ application_id: predictor.applicationId, predictor: kind, reason }, Math.max(0, now[field] - (before?.[field] ?? 0)));
+        most[field] = Math.max(now[field], before?.[field] ?? 0);
       }
-      this.ignoredCounted.set(predictor, now);
+      this.ignoredCounted.set(key, most);
     }
   }
 

@@ -83,7 +83,7 @@ export class ShardKeeper implements ShardManager, ShardHandover, RestartHandover
   private ticker?: NodeJS.Timeout;
   private ticking = false;
   /**
-   * Set by the first apply with a desired set. Until then restarts are decided (back-off, events)
+   * Set by the first apply, whatever it read or did. Until then restarts are decided (back-off, events)
    * but not armed: at agent start the runs that ended while it was away, or waited in back-off,
    * may belong elsewhere now (the plan moved them, a migration's recovery is about to resume or
    * discard them), and a restart firing before the first reconcile started a shard that the
@@ -216,31 +216,48 @@ export class ShardKeeper implements ShardManager, ShardHandover, RestartHandover
 
   apply(wanted: readonly DesiredShard[] | DesiredShardsRead): Promise<ReconcileReport> {
     return this.exclusive(async () => {
-      const desired = typeof wanted === 'function' ? await wanted() : wanted;
-      if (!desired) return { actions: [], converged: false };
-      const observed = await this.observe();
-      // Shards converge side by side (up to RECONCILE_PARALLEL at a time), each through its own
-      // steps in order: one after another, a plan that removed ten shards whose workloads wait
-      // out the stop's grace held every start, resize and hand-over behind them for 10 x 10 s.
-      // The report keeps the plan's order (shards by id).
-      const groups = planReconcile(desired, observed);
-      const results = await inBatches(groups, RECONCILE_PARALLEL, async (steps) => {
-        const done: Action[] = [];
-        for (const step of steps) {
-          const result = await this.execute(step, desired);
-          done.push(result);
-          if (!result.ok) break; // later steps of this shard depend on this one; next pass retries
-        }
-        return done;
-      });
-      const actions = results.flat();
-      if (!this.reconciled) {
-        this.reconciled = true;
-        for (const s of this.supervisors.values()) s.releaseDeferredRestart();
+      try {
+        return await this.applyPass(wanted);
+      } finally {
+        // The first pass ends the wait however it went. One that read no desired set (the host
+        // claim lapsed: the agent acts on nothing from the plan) or failed to read it (the store
+        // away) leaves restarts to the keeper, as every later such pass does; kept waiting, a
+        // shard that crashed here stayed down for as long as the claim or the store did.
+        this.endRestartWait();
       }
-      if (actions.some((a) => a.kind === 'remove' && a.ok)) await this.pruneLogs();
-      return { actions, converged: actions.every((a) => a.ok) };
     });
+  }
+
+  /** Arms the restarts decided before the first pass (reconciled), for what is left of their back-off. */
+  private endRestartWait(): void {
+    if (this.reconciled) return;
+    this.reconciled = true;
+    for (const s of this.supervisors.values()) s.releaseDeferredRestart();
+  }
+
+  private async applyPass(wanted: readonly DesiredShard[] | DesiredShardsRead): Promise<ReconcileReport> {
+    const desired = typeof wanted === 'function' ? await wanted() : wanted;
+    if (!desired) return { actions: [], converged: false };
+    const observed = await this.observe();
+    // Shards converge side by side (up to RECONCILE_PARALLEL at a time), each through its own
+    // steps in order: one after another, a plan that removed ten shards whose workloads wait
+    // out the stop's grace held every start, resize and hand-over behind them for 10 x 10 s.
+    // The report keeps the plan's order (shards by id).
+    const groups = planReconcile(desired, observed);
+    const results = await inBatches(groups, RECONCILE_PARALLEL, async (steps) => {
+      const done: Action[] = [];
+      for (const step of steps) {
+        const result = await this.execute(step, desired);
+        done.push(result);
+        if (!result.ok) break; // later steps of this shard depend on this one; next pass retries
+      }
+      return done;
+    });
+    const actions = results.flat();
+    // Before the logs are pruned: the restarts of what the pass kept are armed at once.
+    this.endRestartWait();
+    if (actions.some((a) => a.kind === 'remove' && a.ok)) await this.pruneLogs();
+    return { actions, converged: actions.every((a) => a.ok) };
   }
 
   private async observe(): Promise<ObservedShard[]> {

@@ -1,6 +1,6 @@
 /** .ci/run's own steps, on a copy of the script whose dependencies are stand-ins. */
 import { spawnSync } from 'node:child_process';
-import { chmodSync, copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tempDir } from '../helpers/cli';
 
@@ -45,6 +45,24 @@ describe('.ci/run', () => {
     expect(r.status).toBe(124);
     expect(r.stderr).toMatch(/^CI timed out: npm test was still running when the overall limit of 2 s ran out \(after \d+ s\); it was stopped$/m);
     expect(r.stdout.trimEnd().split('\n').pop()).toBe('0 passed, 1 failed, 0 skipped');
+  });
+
+  it('at the limit also stops what the test run started in a session of its own (workloads, agents)', () => {
+    // A test that launched a shard's workload (UnshareLauncher spawns it detached: setsid) and
+    // then hung: that process is in another process group than `timeout`'s, which signals its own.
+    const pidFile = join(dir.path, `detached-${n + 1}.pid`);
+    const r = checkout('exit 0\n', `if [ "$1" = test ]; then setsid sleep 1000 & echo $! > ${pidFile}; sleep 1000; fi\n`)({ SHARDFORM_CI_TIMEOUT_SECONDS: '2' });
+    expect(r.status).toBe(124);
+    const pid = Number(readFileSync(pidFile, 'utf8'));
+    // Gone, or a zombie (reparented to an init that does not reap, as in some containers).
+    let state = 'gone';
+    try {
+      state = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /s, '').split(' ')[0] ?? '';
+    } catch {
+      // gone
+    }
+    if (state !== 'gone' && state !== 'Z') process.kill(pid, 'SIGKILL');
+    expect(['gone', 'Z']).toContain(state);
   });
 
   it('stops an install that hangs at the overall limit, and ends with the summary line', () => {

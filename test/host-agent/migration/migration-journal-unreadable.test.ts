@@ -81,6 +81,18 @@ describe('migration journal: a record that does not read', () => {
     expect(store.data.has(migrationKey('f', 'm-same'))).toBe(false);
   });
 
+  it('refuses new migrations of every shard while a record names no shard that reads (it may be any of them)', async () => {
+    const { store, driver, raw } = setUp();
+    // Cut short mid-write: which shard it migrates does not read, so it may be web-2's migration,
+    // frozen at its source or committed to its destination; a second one could thaw the source beside the copy.
+    await raw('m-cut', '{"id":"m-cut","fleet":"f","shardId":"web-2","sta');
+    await expect(driver.migrate({ id: 'm-second', fleet: 'f', shardId: 'web-2', applicationId: 'web', source: 'host-1', destination: 'host-2' })).rejects.toMatchObject({
+      code: 'REFUSED',
+      message: expect.stringContaining('the unreadable journal record /fleet/f/migrations/m-cut (not JSON'),
+    });
+    expect(store.data.has(migrationKey('f', 'm-second'))).toBe(false);
+  });
+
   it('a record under another migration\'s key is unreadable there (a copy by hand)', async () => {
     const { journal, raw } = setUp();
     await raw('m-copy', JSON.stringify(prepared('m-good', 'web-1')));

@@ -131,6 +131,25 @@ describe('ForecastLoop (the agent\'s demand forecast)', () => {
     await loop.stop();
   });
 
+  it('does not count again the readings a rebuilt predictor ignores as it replays the history (new settings)', async () => {
+    const s = setup();
+    s.history.append(rows(T, T + HOURS * 3600 - 3600));
+    s.db.prepare(`UPDATE metric_raw SET memory_bytes = -1 WHERE shard_id = 'db-0' AND at_seconds >= ? AND at_seconds < ?`).run(T, T + 3600);
+    const loop = s.loop();
+    s.advance(-3600);
+    await loop.pass();
+    const series = 'shardform_predictor_ignored_samples_total{application_id="db",predictor="shard",reason="negative"}';
+    expect(await s.metrics.text()).toContain(`${series} 12\n`);
+    // New settings: every predictor starts again from the history and drops the same 12 readings.
+    s.setPlan(examplePlan((p) => {
+      p.generation = 2;
+      p.predictor = { ...p.predictor, minHistorySeconds: 3600, quantile: 0.9 };
+    }));
+    await loop.pass();
+    expect(await s.metrics.text()).toContain(`${series} 12\n`);
+    await loop.stop();
+  });
+
   it('after a restart loads the saved state and reads only the history since, giving what an unbroken agent gives', async () => {
     const s = setup();
     s.history.append(rows(T, T + HOURS * 3600));

@@ -480,6 +480,23 @@ describe('ShardKeeper (fake driver and launcher)', () => {
       expect(sink.ofType('started', 'web-1')).toHaveLength(1);
     });
 
+    it('a first reconcile that reads no desired set (the host claim lapsed) still lets the keeper restart, as every later such pass does', async () => {
+      const k = await restartedAgent();
+      // The agent's read of the desired shards answers undefined while its host claim is not held:
+      // "start and stop nothing from the plan until it is held again (the keeper still restarts
+      // what crashes here)". Deferred for good, web-1 stayed down for as long as the claim did.
+      expect(await k.apply(async () => undefined)).toEqual({ actions: [], converged: false });
+      await waitFor(() => launcher.runs.filter((r) => r.shardId === 'web-1').length === 2, 'web-1 restarted');
+      await longerThanTheBackoff();
+      expect(launcher.runs.filter((r) => r.shardId === 'web-1')).toHaveLength(2);
+    });
+
+    it('a first reconcile whose read fails (the store away) still lets the keeper restart', async () => {
+      const k = await restartedAgent();
+      await expect(k.apply(async () => Promise.reject(new Error('store unreachable')))).rejects.toThrow('store unreachable');
+      await waitFor(() => launcher.runs.filter((r) => r.shardId === 'web-1').length === 2, 'web-1 restarted');
+    });
+
     it('an adopted run that ends before the first reconcile waits for it too', async () => {
       const k = await restartedAgent();
       launcher.exit(launcher.latest('web-0')!.pid);
