@@ -8,7 +8,7 @@
  */
 import { createHash } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
-import { mkdir, rename, rm, symlink } from 'node:fs/promises';
+import { mkdir, rename, rm, stat, symlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -22,7 +22,7 @@ import { openShardLogs, shardLogPaths } from '../runner/shard-logs';
 import { HostAgentError } from '../errors';
 import type { DesiredShard } from '../reconcile/desired-shard';
 import type { RestartHandover, ShardHandover } from '../reconcile/shard-handover';
-import { reclaimStateDir, STATE_ARCHIVE, tidyStateDir, unpackState } from '../migration/state-archive';
+import { reclaimStateDir, sharedStateMark, STATE_ARCHIVE, tidyStateDir, unpackState } from '../migration/state-archive';
 import { quietLimitMs, type IncomingMigration, type IncomingMigrations } from '../migration/incoming-migrations';
 import { readIncomingRecord, writeIncomingRecord } from '../migration/incoming-record';
 import { MigrationError, type MigrationErrorCode } from '../migration/migration-error';
@@ -189,7 +189,7 @@ export const migrationRoutes =
           incoming.heard(migration);
           // A repeated prepare answers as the first, once that is done: the held cgroup is made once.
           await migration.preparing;
-          return { migrationId: migration.id, hostId: deps.hostId, shardId: shard.shardId, state: migration.state };
+          return { migrationId: migration.id, hostId: deps.hostId, shardId: shard.shardId, state: migration.state, sharedStateDirectory: migration.sharedStateDirectory === true };
         }
         // Recorded before its first await: an abort arriving meanwhile (the source's prepare timed
         // out) waits for the held cgroup and the images directory, then removes them; else they
@@ -205,8 +205,14 @@ export const migrationRoutes =
           await mkdir(migration.dir, { recursive: true });
           // For the commit or abort of an agent that restarted meanwhile and forgot the migration.
           await writeIncomingRecord(migration.dir, migration.id, migration.desired);
+          // Whether this host sees the source's own state directory: then the source sends none to
+          // unpack. Asked off the event loop: on a network file system that hangs, only this request waits.
+          migration.sharedStateDirectory = await stat(join(shard.stateDirectory, shard.shardId, sharedStateMark(migration.id))).then(
+            () => true,
+            () => false,
+          );
           if (migration.state !== 'prepared') throw new MigrationError('INVALID_TRANSITION', `migration ${migration.id} was aborted while it was prepared; what it made is removed`);
-          return { migrationId: migration.id, hostId: deps.hostId, shardId: shard.shardId, state: migration.state };
+          return { migrationId: migration.id, hostId: deps.hostId, shardId: shard.shardId, state: migration.state, sharedStateDirectory: migration.sharedStateDirectory };
         });
         return migration.preparing;
       },

@@ -4,7 +4,7 @@
  * destination. Everything an undo needs is found again from the journal record and the
  * cgroup (never only from memory), so an agent that restarted can abort or roll forward.
  */
-import { mkdir, rm } from 'node:fs/promises';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { CgroupDriver } from '../cgroups/driver';
 import { shardLogPaths } from '../runner/shard-logs';
@@ -23,7 +23,7 @@ import type { MigrationRecord, PreCopyMethod } from './migration-record';
 import { systemShadowPreCopy, type FrozenComparison, type Shadow, type ShadowPreCopy } from './memory-shadow';
 import { imageSpaceShortfall, systemImageSpace, type ImageSpace } from './image-space';
 import { prepareRequest } from './prepare-request';
-import { packState, reclaimStateDir, STATE_ARCHIVE } from './state-archive';
+import { packState, reclaimStateDir, sharedStateMark, STATE_ARCHIVE } from './state-archive';
 
 /** The image files the shadow comparison rewrites: each process's pagemap and pages. */
 const MEMORY_IMAGE = /^(pagemap|pages)-\d+\.img$/;
@@ -64,6 +64,8 @@ export class CheckpointMigrationEffects implements MigrationEffects {
   private readonly rounds = new Map<string, RoundManifest[]>();
   /** The last shadow of each process, per migration (shadow pre-copy). */
   private readonly shadows = new Map<string, Map<number, Shadow>>();
+  /** Migrations whose destination sees this host's state directory of the shard (its prepare said so): nothing to pack. */
+  private readonly sharedState = new Set<string>();
   /** Per migration, what the frozen memory still shares with the last shadows (shadow pre-copy, compared during the dump). */
   private readonly frozen = new Map<string, Map<number, FrozenComparison>>();
   private readonly shadow: ShadowPreCopy;
@@ -117,11 +119,16 @@ export class CheckpointMigrationEffects implements MigrationEffects {
     const desired = await this.deps.describe(record.shardId);
     const { imageBytes, short } = await this.imageSpace(record, 1, `the dump of shard ${record.shardId}`);
     if (short) throw new MigrationError('REFUSED', short);
-    await this.deps.client(record.destination).prepare(record.id, {
+    // Marked so that a destination that sees this very directory says so, and nothing is packed.
+    const stateDir = await this.stateDir(record);
+    await mkdir(stateDir, { recursive: true });
+    await writeFile(join(stateDir, sharedStateMark(record.id)), '');
+    const { sharedStateDirectory } = await this.deps.client(record.destination).prepare(record.id, {
       ...prepareRequest(record.source, desired, record.timeoutSeconds),
       ...(imageBytes !== undefined ? { imageBytes } : {}),
       ...(this.deps.logRoot ? { logFiles: shardLogPaths(this.deps.logRoot, record.shardId) } : {}),
     });
+    if (sharedStateDirectory) this.sharedState.add(record.id);
     this.rounds.set(record.id, []);
   }
 
@@ -242,8 +249,9 @@ export class CheckpointMigrationEffects implements MigrationEffects {
     await mkdir(dir, { recursive: true });
     // The shard is frozen: its memory is compared with the shadows on this core while CRIU
     // dumps it on another, so that the comparison is mostly done when the dump is. Its state
-    // directory is packed meanwhile too: CRIU reopens the files the shard holds there (and its
-    // working directory) by path on the destination, whose disk is not this one.
+    // directory is packed meanwhile too (unless the destination sees this very directory): CRIU
+    // reopens the files the shard holds there (and its working directory) by path on the
+    // destination, whose disk may not be this one.
     const stop = new AbortController();
     const comparing = this.compareFrozen(record, rootPid, stop.signal);
     const [dumped, packed] = await Promise.allSettled([
@@ -252,7 +260,7 @@ export class CheckpointMigrationEffects implements MigrationEffects {
         stop.abort();
         throw error;
       }),
-      (this.deps.pack ?? packState)(stateDir, join(dir, STATE_ARCHIVE)),
+      this.sharedState.has(record.id) ? Promise.resolve() : (this.deps.pack ?? packState)(stateDir, join(dir, STATE_ARCHIVE)),
     ]);
     await comparing;
     if (dumped.status === 'rejected') throw dumped.reason;
@@ -304,10 +312,17 @@ export class CheckpointMigrationEffects implements MigrationEffects {
     // Committed: the destination supervises the shard from now on (idempotent), then the source copy goes.
     await this.deps.client(record.destination).commit(record.id, record.shardId);
     await this.deps.handover.discard(record.shardId);
+    await this.forget(record, await this.deps.stateDirectoryOf(record).catch(() => undefined));
+  }
+
+  /** What this agent kept of `record`: its images, its mark in the state directory (when that is known), its memory. */
+  private async forget(record: MigrationRecord, stateDirectory: string | undefined): Promise<void> {
+    if (stateDirectory) await rm(join(stateDirectory, record.shardId, sharedStateMark(record.id)), { force: true });
     await rm(join(this.deps.imagesRoot, record.id), { recursive: true, force: true });
     this.rounds.delete(record.id);
     this.shadows.delete(record.id);
     this.frozen.delete(record.id);
+    this.sharedState.delete(record.id);
   }
 
   async destroyDestination(record: MigrationRecord): Promise<void> {
@@ -370,10 +385,7 @@ export class CheckpointMigrationEffects implements MigrationEffects {
       // and leave the shard held and running nowhere.
       await this.deps.handover.discard(id);
     }
-    await rm(join(this.deps.imagesRoot, record.id), { recursive: true, force: true });
-    this.rounds.delete(record.id);
-    this.shadows.delete(record.id);
-    this.frozen.delete(record.id);
+    await this.forget(record, stateDirectory);
   }
 
   finished(record: MigrationRecord): void {

@@ -47,6 +47,8 @@ export interface IncomingMigration {
   sourceLogFiles?: { readonly stdout: string; readonly stderr: string };
   /** The source's time limit for the whole migration (prepare's `timeoutSeconds`), when it sent one. */
   timeoutSeconds?: number;
+  /** Whether prepare found the source's mark in the shard's state directory: this host sees the source's own (state-archive.ts sharedStateMark). */
+  sharedStateDirectory?: boolean;
   /** Aborted here because its source went quiet (`abandoned`), not by the source: the sweep retries a failed cleanup. */
   abandoned?: boolean;
 }

@@ -56,8 +56,13 @@ export class MigrationClient {
     this.idleTimeoutMs = opts.idleTimeoutMs ?? 10_000;
   }
 
-  async prepare(migrationId: string, body: PrepareBody): Promise<void> {
-    await this.call('prepare', () => this.http.post(`/v1/migrations/${migrationId}/prepare`, body));
+  /**
+   * Resolves to what the destination said of the shard's state directory: `sharedStateDirectory`
+   * true when it found the source's mark in it (an older destination says nothing: false).
+   */
+  async prepare(migrationId: string, body: PrepareBody): Promise<{ sharedStateDirectory: boolean }> {
+    const response = await this.call('prepare', () => this.http.post(`/v1/migrations/${migrationId}/prepare`, body));
+    return { sharedStateDirectory: (response.data as { sharedStateDirectory?: unknown } | undefined)?.sharedStateDirectory === true };
   }
 
   /**

@@ -44,6 +44,19 @@ export function unpackAllowanceMs(bytes: number): number {
   return Math.min(TAR_OPTIONS.timeout, Math.ceil((bytes / (20 * 2 ** 20)) * 1000));
 }
 
+const SHARED_MARK_PREFIX = '.shardform-migrating-';
+
+/**
+ * The file a source writes into the shard's state directory before it asks the destination to
+ * prepare migration `tag`: a destination that finds it there sees the source's own directory
+ * (NFS, or the test hosts, which share one disk), and nothing needs to be packed and unpacked.
+ * One that does not (its own disk, or a file system whose cache has not seen it yet) gets the
+ * archive. The source removes it when the migration ends.
+ */
+export function sharedStateMark(tag: string): string {
+  return `${SHARED_MARK_PREFIX}${tag}`;
+}
+
 /** The tar file name inside a migration round (matches the upload route's file-name pattern). */
 export const STATE_ARCHIVE = 'state.tar';
 
@@ -51,7 +64,8 @@ export const STATE_ARCHIVE = 'state.tar';
 export async function packState(dir: string, archive: string): Promise<void> {
   await mkdir(dir, { recursive: true });
   try {
-    await execFileAsync('tar', ['--create', '--sparse', ...KEEP, '--file', archive, '--directory', dir, '.'], TAR_OPTIONS);
+    // Not the marks of migrations: they say where a directory is, not what the shard keeps.
+    await execFileAsync('tar', ['--create', '--sparse', ...KEEP, `--exclude=./${SHARED_MARK_PREFIX}*`, '--file', archive, '--directory', dir, '.'], TAR_OPTIONS);
   } catch (error) {
     throw new MigrationError('TRANSFER_FAILED', `cannot pack the state directory ${dir}: ${(error as Error).message}`);
   }

@@ -84,8 +84,26 @@ describe('migration routes (destination agent)', () => {
   it('prepares: reserves capacity and asks the keeper for a held cgroup', async () => {
     const response = await prepare();
     expect(response.statusCode).toBe(200);
-    expect(response.json()).toEqual({ migrationId: 'mig-1', hostId: 'host-2', shardId: 'web-0', state: 'prepared' });
+    expect(response.json()).toEqual({ migrationId: 'mig-1', hostId: 'host-2', shardId: 'web-0', state: 'prepared', sharedStateDirectory: false });
     expect(dest.handover.calls).toEqual(['prepareIncoming web-0']);
+  });
+
+  it("says at prepare whether it sees the source's own state directory (the source's mark for this migration is in it), and a repeated prepare says the same", async () => {
+    const stateDirectory = join(dir.path, `state-${Math.random().toString(36).slice(2)}`);
+    const body = (shardId: string) => ({ ...prepareBody(shardId), shard: { ...prepareBody(shardId).shard, stateDirectory } });
+    mkdirSync(join(stateDirectory, 'web-0'), { recursive: true });
+    writeFileSync(join(stateDirectory, 'web-0', '.shardform-migrating-mig-1'), '');
+    writeFileSync(join(stateDirectory, 'web-0', '.shardform-migrating-mig-0'), ''); // another migration's
+    expect((await prepare('mig-1', body('web-0'))).json()).toMatchObject({ state: 'prepared', sharedStateDirectory: true });
+    expect((await prepare('mig-1', body('web-0'))).json()).toMatchObject({ state: 'prepared', sharedStateDirectory: true });
+    // Room for one shard at a time on this host.
+    const abort = (id: string, shardId: string) => app.inject({ method: 'POST', url: `/v1/migrations/${id}/abort`, headers: AUTH, payload: { shardId, reason: 'next' } });
+    await abort('mig-1', 'web-0');
+    expect((await prepare('mig-2', body('web-1'))).json()).toMatchObject({ state: 'prepared', sharedStateDirectory: false });
+    await abort('mig-2', 'web-1');
+    mkdirSync(join(stateDirectory, 'web-3'), { recursive: true });
+    writeFileSync(join(stateDirectory, 'web-3', '.shardform-migrating-mig-0'), '');
+    expect((await prepare('mig-3', body('web-3'))).json()).toMatchObject({ state: 'prepared', sharedStateDirectory: false });
   });
 
   it('refuses prepare with the reason when the shard does not fit, and changes nothing', async () => {

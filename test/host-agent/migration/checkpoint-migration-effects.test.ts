@@ -1,5 +1,5 @@
 import { execFile, spawn } from 'node:child_process';
-import { mkdirSync, readdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { readProcStat } from '../../../host-agent/runner/proc-info';
 import { join } from 'node:path';
@@ -43,13 +43,14 @@ const AT = '2026-11-25T05:00:00.000Z';
 
 const GiB = 2 ** 30;
 
-function setUp(root: string, opts: { stateDirectory?: string | null | Error; thawSees?: string; pack?: (dir: string, archive: string) => Promise<void>; shadow?: ShadowPreCopy; dumpFails?: string; freeBytes?: number; imageBytes?: number; stateBytes?: number; cgroup?: boolean; root?: boolean; criuAtWork?: () => { pid: number; ageSeconds?: number; startTime?: number }[] } = {}) {
+function setUp(root: string, opts: { sharedStateDirectory?: boolean; stateDirectory?: string | null | Error; thawSees?: string; pack?: (dir: string, archive: string) => Promise<void>; shadow?: ShadowPreCopy; dumpFails?: string; freeBytes?: number; imageBytes?: number; stateBytes?: number; cgroup?: boolean; root?: boolean; criuAtWork?: () => { pid: number; ageSeconds?: number; startTime?: number }[] } = {}) {
   const calls: string[] = [];
   const prepared: PrepareBody[] = [];
   const client = {
     prepare: async (id: string, body: PrepareBody) => {
       prepared.push(body);
       calls.push(`client.prepare ${id} ${body.shard.shardId} ${JSON.stringify(body.shard.limits)}`);
+      return { sharedStateDirectory: opts.sharedStateDirectory ?? false };
     },
     uploadFiles: async (id: string, round: number, _dir: string, files: { name: string; bytes: number }[]) => {
       calls.push(`client.uploadFiles ${id} ${round} ${files.map((f) => f.name).join(',')}`);
@@ -146,10 +147,14 @@ describe('checkpoint migration effects (source side)', () => {
     const archive = join(root, 'm1', '2', 'state.tar');
     const { stdout: listing } = await promisify(execFile)('tar', ['--list', '--file', archive]);
     expect(listing.split('\n')).toContain('./counter');
+    // The mark asked the destination whether it sees this directory; it is not the shard's state.
+    expect(readdirSync(join(root, 'apps', 'web-0')).sort()).toEqual(['.shardform-migrating-m1', 'counter']);
+    expect(listing.split('\n').filter((name) => name.includes('shardform'))).toEqual([]);
     const archiveBytes = statSync(archive).size;
     const sent = await effects.transfer(record);
     await effects.restore(record);
     await effects.releaseSource(record);
+    expect(readdirSync(join(root, 'apps', 'web-0'))).toEqual(['counter']);
     expect(round.bytes).toBe(100);
     expect(dumped.bytes).toBe(15 + archiveBytes); // the log is not part of the image
     expect(sent.bytes).toBe(15 + archiveBytes);
@@ -167,6 +172,33 @@ describe('checkpoint migration effects (source side)', () => {
       'client.commit m1',
       'handover.discard web-0',
     ]);
+  });
+
+  it('packs nothing when the destination sees this very state directory (its prepare found the mark): a shared file system', async () => {
+    const root = join(dir.path, 'shared');
+    const { calls, effects } = setUp(root, { sharedStateDirectory: true });
+    mkdirSync(join(root, 'apps', 'web-3'), { recursive: true });
+    writeFileSync(join(root, 'apps', 'web-3', 'counter'), '41');
+    const record: MigrationRecord = planMigration({ id: 'm3', fleet: 'f', shardId: 'web-3', applicationId: 'web', source: 'host-1', destination: 'host-2' }, AT);
+    await effects.prepare(record);
+    await effects.freeze(record);
+    await effects.dump(record);
+    await effects.transfer(record);
+    expect(calls).toContain('client.uploadFiles m3 1 core-1.img,pages-1.img');
+    expect(existsSync(join(root, 'm3', '1', 'state.tar'))).toBe(false);
+    await effects.restore(record);
+    await effects.releaseSource(record);
+    expect(readdirSync(join(root, 'apps', 'web-3'))).toEqual(['counter']);
+  });
+
+  it('removes its mark from the state directory when the migration aborts and the source resumes', async () => {
+    const root = join(dir.path, 'mark-on-abort');
+    const { effects } = setUp(root);
+    const record: MigrationRecord = planMigration({ id: 'm4', fleet: 'f', shardId: 'web-4', applicationId: 'web', source: 'host-1', destination: 'host-2' }, AT);
+    await effects.prepare(record);
+    expect(readdirSync(join(root, 'apps', 'web-4'))).toEqual(['.shardform-migrating-m4']);
+    await effects.resumeSource({ ...record, state: 'aborted', abort: { reason: 'prepared: refused', from: 'prepared', cleanup: 'pending' } });
+    expect(readdirSync(join(root, 'apps', 'web-4'))).toEqual([]);
   });
 
   it('pre-copies by shadow where CRIU cannot track dirty pages: only the shadow\'s image files go out, the final dump is full and then compared', async () => {

@@ -58,7 +58,7 @@ function setUp(opts: { failOn?: string; sourcePids?: number[]; sourceCgroup?: bo
       return desired.stateDirectory;
     },
     client: () => ({
-      prepare: async () => step('dest.prepare'),
+      prepare: async () => (await step('dest.prepare'), { sharedStateDirectory: false }),
       uploadRound: async (_id: string, _round: number, dir: string, files: readonly { name: string; bytes: number }[]) => {
         await step('dest.upload');
         uploaded = { dir, files };

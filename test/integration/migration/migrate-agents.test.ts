@@ -89,6 +89,9 @@ describePrivileged('migration between two real agents (netns hosts, shared store
       return now && Date.parse(now.timestamp) - Date.parse(firstForecast.timestamp) >= 5000 ? true : undefined;
     });
 
+    // The hosts share this disk: the destination sees the source's state directory, and nothing is swapped.
+    const shardState = join(plan.applications[0]!.stateDirectory, SHARD);
+    const stateInode = statSync(shardState).ino;
     // Watch the state file through the migration: the counter must never go back.
     const seen: number[] = [];
     const watcher = setInterval(() => {
@@ -139,6 +142,9 @@ describePrivileged('migration between two real agents (netns hosts, shared store
     // host's disk (here the same machine, which hid it), and the source prunes them later.
     expect(readlinkSync(`/proc/${moved!.pid}/fd/1`)).toBe(join(destination.stateDir, 'logs', SHARD, 'stdout.log'));
     expect(readlinkSync(`/proc/${moved!.pid}/fd/2`)).toBe(join(destination.stateDir, 'logs', SHARD, 'stderr.log'));
+    expect(statSync(shardState).ino).toBe(stateInode);
+    expect(readdirSync(shardState).filter((name) => name.startsWith('.shardform-'))).toEqual([]);
+    expect(readdirSync(plan.applications[0]!.stateDirectory)).toEqual([SHARD]);
 
     // A new plan makes both agents reconcile: the source must not re-create the shard.
     const passes = metric(await metricsOf(source), 'shardform_reconcile_duration_seconds_count{outcome="converged"}') ?? 0;
