@@ -304,6 +304,35 @@ describePrivileged('migration between two real agents (netns hosts, shared store
     await restartMigration('mr', [realPython(), '-c', PERSISTENT_COUNTER], 'restart');
   });
 
+  it('moves a shard declared `restart` to a host whose disk is not the source\'s: started there from its state directory, counting on', async () => {
+    const f = (fleet = netnsAgents('mo', hosts().hosts));
+    const counter = counterPlan(f, 1, '/unused').applications[0]!;
+    const plan = f.plan(1, (p) => {
+      p.applications = [{ ...counter, command: [realPython(), '-c', PERSISTENT_COUNTER], migration: { strategy: 'restart', timeoutSeconds: 120, preCopy: false } }];
+    });
+    const stateDirectory = plan.applications[0]!.stateDirectory;
+    const placed = placeShards(plan).assignments.find((a) => a.shardId === SHARD)!;
+    const source = f.agents.find((a) => a.host.id === placed.hostId)!;
+    const destination = f.agents.find((a) => a.host.id !== placed.hostId)!;
+    f.writePlan(plan);
+    source.start();
+    destination.start({ ownDisk: stateDirectory });
+    for (const agent of f.agents) await f.waitFor(`${agent.host.id} to listen`, async () => ((await agent.api('/healthz')).status === 200 ? true : undefined));
+    const sourceCounter = join(stateDirectory, SHARD, 'counter');
+    await f.waitFor('the counter to pass 30', async () => (existsSync(sourceCounter) && Number(readFileSync(sourceCounter, 'utf8')) > 30 ? true : undefined));
+
+    const { stdout } = await execFileAsync(process.execPath, [BIN, 'migrate', SHARD, '--to', destination.host.id, '--agent', source.url, '--token-file', f.tokenFile, '--json'], { timeout: 150_000 });
+    expect(JSON.parse(stdout)).toMatchObject({ state: 'done' });
+    // Saved at SIGTERM on the source; on the destination's own disk it starts from that value.
+    const savedAtStop = Number(readFileSync(sourceCounter, 'utf8'));
+    const moved = (await shardsOf(destination)).find((s) => s.shardId === SHARD)!;
+    const cwd = `/proc/${moved.pid}/cwd`;
+    expect(statSync(cwd).dev).not.toBe(statSync(stateDirectory).dev);
+    const first = await f.waitFor('the restarted counter to be saved', async () => (existsSync(join(cwd, 'counter')) ? Number(readFileSync(join(cwd, 'counter'), 'utf8')) : undefined));
+    expect(first).toBeGreaterThanOrEqual(savedAtStop);
+    await f.waitFor('the restarted counter to advance', async () => (Number(readFileSync(join(cwd, 'counter'), 'utf8')) > savedAtStop + 30 ? true : undefined));
+  });
+
   it('moves a `checkpoint` shard that holds an established TCP connection by restart instead', async () => {
     await restartMigration('mt', [realPython(), '-c', `${TCP_CONNECTION}\n${PERSISTENT_COUNTER}`], 'checkpoint');
   });
