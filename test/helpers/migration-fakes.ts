@@ -1,6 +1,7 @@
 /** Fakes for the migration state machine's unit tests: an in-memory journal store and recording effects. */
 import type { KeyValue, TxnCompare, TxnOp, TxnResult } from '../../src/store/store';
 import type { MigrationEffects } from '../../host-agent/migration/migration-effects';
+import { MigrationDriver } from '../../host-agent/migration/migration-driver';
 import { MigrationJournal, type JournalStore } from '../../host-agent/migration/migration-journal';
 import { abortRecord, advance, planMigration, type MigrationRecord, type PreCopyMethod } from '../../host-agent/migration/migration-record';
 import type { MigrationState } from '../../host-agent/migration/migration-state';
@@ -142,3 +143,12 @@ export function recordIn(state: MigrationState): MigrationRecord {
   return record;
 }
 
+/** A driver over an in-memory journal, recording effects, on a clock the test moves. */
+export function fakeDriver(): { store: MemoryJournalStore; journal: MigrationJournal; effects: FakeEffects; clock: FakeClock; driver: MigrationDriver } {
+  const store = new MemoryJournalStore();
+  const journal = new MigrationJournal(store);
+  const effects = new FakeEffects(journal);
+  const clock = new FakeClock();
+  const driver = new MigrationDriver({ journal, effects, now: clock.now });
+  return { store, journal, effects, clock, driver };
+}

@@ -1,21 +1,13 @@
-import { MigrationDriver } from '../../../host-agent/migration/migration-driver';
 import { MigrationError } from '../../../host-agent/migration/migration-error';
-import { MigrationJournal, migrationKey } from '../../../host-agent/migration/migration-journal';
+import { migrationKey } from '../../../host-agent/migration/migration-journal';
 import { type MigrationRecord, type NewMigration } from '../../../host-agent/migration/migration-record';
 import { MIGRATION_STATES, type MigrationState } from '../../../host-agent/migration/migration-state';
-import { FakeClock, FakeEffects, MemoryJournalStore, recordIn, type EffectName } from '../../helpers/migration-fakes';
+import { fakeDriver, recordIn, type EffectName } from '../../helpers/migration-fakes';
 
 const MiB = 1 << 20;
 const INPUT: NewMigration = { id: 'm1', fleet: 'f', shardId: 'web-0', applicationId: 'web', source: 'host-1', destination: 'host-2', timeoutSeconds: 60 };
 
-function setUp() {
-  const store = new MemoryJournalStore();
-  const journal = new MigrationJournal(store);
-  const effects = new FakeEffects(journal);
-  const clock = new FakeClock();
-  const driver = new MigrationDriver({ journal, effects, now: clock.now });
-  return { store, journal, effects, clock, driver };
-}
+const setUp = fakeDriver;
 
 const states = (record: MigrationRecord) => record.history.map((h) => h.state);
 

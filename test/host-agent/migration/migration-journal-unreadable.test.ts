@@ -5,11 +5,10 @@
  * shard, and GET /v1/migrations failed. Now listings skip it and report it, and nothing is done
  * about it or its shard: no abort, no roll forward, its key left as it is, for a human.
  */
-import { MigrationDriver } from '../../../host-agent/migration/migration-driver';
 import { MigrationError } from '../../../host-agent/migration/migration-error';
-import { MigrationJournal, migrationKey } from '../../../host-agent/migration/migration-journal';
+import { migrationKey } from '../../../host-agent/migration/migration-journal';
 import { advance, migrationRecordProblem, planMigration, type MigrationRecord } from '../../../host-agent/migration/migration-record';
-import { FakeClock, FakeEffects, MemoryJournalStore } from '../../helpers/migration-fakes';
+import { fakeDriver } from '../../helpers/migration-fakes';
 
 const AT = '2026-11-29T03:00:00.000Z';
 
@@ -18,11 +17,7 @@ function prepared(id: string, shardId: string): MigrationRecord {
 }
 
 function setUp() {
-  const store = new MemoryJournalStore();
-  const journal = new MigrationJournal(store);
-  const effects = new FakeEffects(journal);
-  const clock = new FakeClock();
-  const driver = new MigrationDriver({ journal, effects, now: clock.now });
+  const { store, journal, effects, driver } = fakeDriver();
   /** Writes a raw value under a migration key, as an operator's editor or a newer agent would. */
   const raw = (id: string, value: string) => store.txn([], [{ kind: 'put', key: migrationKey('f', id), value }]);
   return { store, journal, effects, driver, raw };

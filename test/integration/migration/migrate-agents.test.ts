@@ -68,6 +68,32 @@ describePrivileged('migration between two real agents (netns hosts, shared store
   };
   const metricsOf = async (agent: NetnsAgent) => (await agent.api<string>('/metrics')).body;
 
+  /**
+   * Runs `application` (the counter's, edited) on two agents whose disks differ: the destination's
+   * agent sees a fresh tmpfs over the application's state directory. Resolves once both listen.
+   */
+  async function onSeparateDisks(f: NetnsAgents, edit: (counter: Plan['applications'][number]) => Plan['applications'][number]) {
+    const counter = counterPlan(f, 1, '/unused').applications[0]!;
+    const plan = f.plan(1, (p) => {
+      p.applications = [edit(counter)];
+    });
+    const stateDirectory = plan.applications[0]!.stateDirectory;
+    const placed = placeShards(plan).assignments.find((a) => a.shardId === SHARD)!;
+    const source = f.agents.find((a) => a.host.id === placed.hostId)!;
+    const destination = f.agents.find((a) => a.host.id !== placed.hostId)!;
+    f.writePlan(plan);
+    source.start();
+    destination.start({ ownDisk: stateDirectory });
+    for (const agent of f.agents) await f.waitFor(`${agent.host.id} to listen`, async () => ((await agent.api('/healthz')).status === 200 ? true : undefined));
+    return { stateDirectory, source, destination, sourceCounter: join(stateDirectory, SHARD, 'counter') };
+  }
+
+  /** `shardform migrate SHARD --to <destination> --json`, as an operator runs it; resolves to its summary. */
+  async function migrateWithCli(f: NetnsAgents, source: NetnsAgent, destination: NetnsAgent): Promise<{ state: string }> {
+    const { stdout } = await execFileAsync(process.execPath, [BIN, 'migrate', SHARD, '--to', destination.host.id, '--agent', source.url, '--token-file', f.tokenFile, '--json'], { timeout: 150_000 });
+    return JSON.parse(stdout) as { state: string };
+  }
+
   it('moves a counting shard with `shardform migrate`: it runs only on the destination, same limits, counts on, and the source does not bring it back', async () => {
     const f = (fleet = netnsAgents('ma', hosts().hosts));
     const stateFile = join(f.dir, 'counter.state');
@@ -198,24 +224,9 @@ describePrivileged('migration between two real agents (netns hosts, shared store
       "        journal.write('%d\\n' % counter)",
       '    time.sleep(0.01)',
     ].join('\n');
-    const counter = counterPlan(f, 1, '/unused').applications[0]!;
-    const plan = f.plan(1, (p) => {
-      p.applications = [{ ...counter, command: [realPython(), '-c', journaling] }];
-    });
-    const stateDirectory = plan.applications[0]!.stateDirectory;
-    const placed = placeShards(plan).assignments.find((a) => a.shardId === SHARD)!;
-    const source = f.agents.find((a) => a.host.id === placed.hostId)!;
-    const destination = f.agents.find((a) => a.host.id !== placed.hostId)!;
-    f.writePlan(plan);
-    source.start();
-    destination.start({ ownDisk: stateDirectory });
-    for (const agent of f.agents) await f.waitFor(`${agent.host.id} to listen`, async () => ((await agent.api('/healthz')).status === 200 ? true : undefined));
-    const sourceCounter = join(stateDirectory, SHARD, 'counter');
+    const { stateDirectory, source, destination, sourceCounter } = await onSeparateDisks(f, (counter) => ({ ...counter, command: [realPython(), '-c', journaling] }));
     await f.waitFor('the counter to pass 300', async () => (existsSync(sourceCounter) && Number(readFileSync(sourceCounter, 'utf8')) > 300 ? true : undefined));
-
-    const { stdout } = await execFileAsync(process.execPath, [BIN, 'migrate', SHARD, '--to', destination.host.id, '--agent', source.url, '--token-file', f.tokenFile, '--json'], { timeout: 150_000 });
-    const summary = JSON.parse(stdout) as { state: string; abort?: { reason: string } };
-    expect(summary).toMatchObject({ state: 'done' });
+    expect(await migrateWithCli(f, source, destination)).toMatchObject({ state: 'done' });
     const leftAt = Number(readFileSync(sourceCounter, 'utf8'));
     const moved = (await shardsOf(destination)).find((s) => s.shardId === SHARD)!;
     expect(moved).toMatchObject({ state: 'running' });
@@ -306,23 +317,13 @@ describePrivileged('migration between two real agents (netns hosts, shared store
 
   it('moves a shard declared `restart` to a host whose disk is not the source\'s: started there from its state directory, counting on', async () => {
     const f = (fleet = netnsAgents('mo', hosts().hosts));
-    const counter = counterPlan(f, 1, '/unused').applications[0]!;
-    const plan = f.plan(1, (p) => {
-      p.applications = [{ ...counter, command: [realPython(), '-c', PERSISTENT_COUNTER], migration: { strategy: 'restart', timeoutSeconds: 120, preCopy: false } }];
-    });
-    const stateDirectory = plan.applications[0]!.stateDirectory;
-    const placed = placeShards(plan).assignments.find((a) => a.shardId === SHARD)!;
-    const source = f.agents.find((a) => a.host.id === placed.hostId)!;
-    const destination = f.agents.find((a) => a.host.id !== placed.hostId)!;
-    f.writePlan(plan);
-    source.start();
-    destination.start({ ownDisk: stateDirectory });
-    for (const agent of f.agents) await f.waitFor(`${agent.host.id} to listen`, async () => ((await agent.api('/healthz')).status === 200 ? true : undefined));
-    const sourceCounter = join(stateDirectory, SHARD, 'counter');
+    const { stateDirectory, source, destination, sourceCounter } = await onSeparateDisks(f, (counter) => ({
+      ...counter,
+      command: [realPython(), '-c', PERSISTENT_COUNTER],
+      migration: { strategy: 'restart', timeoutSeconds: 120, preCopy: false },
+    }));
     await f.waitFor('the counter to pass 30', async () => (existsSync(sourceCounter) && Number(readFileSync(sourceCounter, 'utf8')) > 30 ? true : undefined));
-
-    const { stdout } = await execFileAsync(process.execPath, [BIN, 'migrate', SHARD, '--to', destination.host.id, '--agent', source.url, '--token-file', f.tokenFile, '--json'], { timeout: 150_000 });
-    expect(JSON.parse(stdout)).toMatchObject({ state: 'done' });
+    expect(await migrateWithCli(f, source, destination)).toMatchObject({ state: 'done' });
     // Saved at SIGTERM on the source; on the destination's own disk it starts from that value.
     const savedAtStop = Number(readFileSync(sourceCounter, 'utf8'));
     const moved = (await shardsOf(destination)).find((s) => s.shardId === SHARD)!;
