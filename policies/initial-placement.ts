@@ -94,7 +94,11 @@ export function placeShards(plan: Plan): Placement {
     const appRules = rules.filter((rule) => governs(rule, app));
     for (let index = 0; index < app.shards.initial; index += 1) {
       const shardId = shardIdFor(app.id, index);
-      let reason = `no host in pool '${app.pool}' has ${limits.cpuCores} cores + ${limits.memoryBytes} bytes free`;
+      // A pool that lists no hosts is an AWS pool (static ones need one): blaming capacity there
+      // would send the reader looking for a host that is too small rather than for no host at all.
+      let reason = hosts.some((state) => state.pool.id === app.pool)
+        ? `no host in pool '${app.pool}' has ${limits.cpuCores} cores + ${limits.memoryBytes} bytes free`
+        : `pool '${app.pool}' lists no hosts in the plan: an AWS pool's hosts are discovered at run time, and placement uses only listed hosts`;
       const candidates = hosts.filter((state) => state.pool.id === app.pool && fits(state, limits, headroom)).filter((state) => {
         for (const rule of appRules.filter((r) => r.mode === 'hard')) {
           const taken = occupied.get(rule.id);

@@ -1,5 +1,5 @@
 import { serializePlan } from '../../src/contracts/plan';
-import { examplePlan } from '../helpers/plan-fixture';
+import { discoveredPool, examplePlan } from '../helpers/plan-fixture';
 import { runBin, runCli, tempDir } from '../helpers/cli';
 
 describe('shardform plan / vector commands', () => {
@@ -70,6 +70,16 @@ describe('shardform plan / vector commands', () => {
     expect(result.stdout).toMatch(/host-b\s+local\s+127\.0\.0\.1:7102\s+2\s+8GiB\s+1000\/500/);
     expect(result.stdout).toMatch(/web\s+local\s+0\.5 cpu \+ 1GiB\s+0\.5 cpu \+ 1GiB\s+1\/2\/4\s+checkpoint\+pre-copy\s+\/bin\/sleep infinity/);
     expect(result.stdout).toContain('migrate when predicted p95 over 15m > 80% of host; cooldown 10m');
+  });
+
+  it('show: lists the initial shards no host receives, with the reason — every shard of an AWS pool today', async () => {
+    expect((await runCli('plan', 'show', validPlan)).stdout).not.toContain('UNPLACED');
+    const awsPlan = dir.file('aws-plan.json', serializePlan(examplePlan((p) => (p.pools = [discoveredPool('local')]))));
+    const result = await runCli('plan', 'show', awsPlan);
+    expect(result).toMatchObject({ code: 0, stderr: '' });
+    expect(result.stdout).toContain('UNPLACED (initial shards no host of the plan receives: no agent runs them)');
+    expect(result.stdout).toMatch(/\nweb-0\s+web\s+local\s+pool 'local' lists no hosts in the plan: an AWS pool's hosts are discovered at run time, and placement uses only listed hosts\n/);
+    expect(result.stdout).toMatch(/\nweb-1\s+web\s+local\s+pool 'local' lists no hosts/);
   });
 
   it('diff: lists what changed by id, for people and as JSON', async () => {

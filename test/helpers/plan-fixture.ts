@@ -1,6 +1,6 @@
 /** Builds valid plans for tests; each test edits the copy it needs (no copied JSON blobs). */
 import { signPlan } from '../../src/contracts/plan';
-import { PLAN_API_VERSION, type Plan, type UnsignedPlan } from '../../src/contracts/plan-schema';
+import { PLAN_API_VERSION, type Plan, type Pool, type UnsignedPlan } from '../../src/contracts/plan-schema';
 
 const GiB = 2 ** 30;
 
@@ -51,4 +51,17 @@ export function examplePlan(edit: (plan: UnsignedPlan) => void = () => {}): Plan
   const plan = unsignedPlan();
   edit(plan);
   return signPlan(plan);
+}
+
+/** An AWS pool as AwsHostPool writes it: no hosts listed, one host's capacity, discovered by tag. */
+export function discoveredPool(id: string, fleet = 'test-fleet'): Pool {
+  return {
+    id,
+    kind: 'aws',
+    costPerHourUsd: 0.096,
+    labels: {},
+    hosts: [],
+    hostCapacity: { cpuCores: 2, memoryBytes: 8 * GiB, readIops: 0, writeIops: 0 },
+    discovery: { provider: 'aws', region: 'eu-west-1', tagKey: 'shardform:pool', tagValue: `${fleet}.${id}`, minHosts: 2, maxHosts: 4, desiredHosts: 2, instanceType: 'm6i.large' },
+  };
 }

@@ -1,5 +1,5 @@
 import { placeShards, shardIdFor, shardsForHost } from '../../policies/initial-placement';
-import { examplePlan } from '../helpers/plan-fixture';
+import { discoveredPool, examplePlan } from '../helpers/plan-fixture';
 
 const GiB = 2 ** 30;
 
@@ -52,6 +52,16 @@ describe('initial placement', () => {
     const placement = placeShards(plan);
     expect(placement.assignments).toHaveLength(2);
     expect(placement.unplaced[0]).toEqual({ shardId: 'web-2', applicationId: 'web', reason: `no host in pool 'local' has 0.5 cores + ${6 * GiB} bytes free` });
+  });
+
+  it('leaves every shard of a pool that lists no hosts (AWS) unplaced, saying why rather than blaming capacity', () => {
+    const placement = placeShards(examplePlan((p) => (p.pools = [discoveredPool('local')])));
+    expect(placement.assignments).toEqual([]);
+    const reason = "pool 'local' lists no hosts in the plan: an AWS pool's hosts are discovered at run time, and placement uses only listed hosts";
+    expect(placement.unplaced).toEqual([
+      { shardId: 'web-0', applicationId: 'web', reason },
+      { shardId: 'web-1', applicationId: 'web', reason },
+    ]);
   });
 
   it('gives each host its own shards', () => {

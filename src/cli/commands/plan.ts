@@ -10,6 +10,7 @@ import { EXIT_FAILURE, EXIT_USAGE } from '../exit-codes';
 import { ExitWith } from '../main';
 import { table, type Io } from '../output';
 import { readJsonFile } from '../read-json';
+import { placeShards } from '../../../policies/initial-placement';
 
 /** Reads a plan for a command; an invalid one prints every error and exits 1. */
 function readPlan(file: string, io: Io): Plan {
@@ -85,6 +86,7 @@ export function renderPlan(plan: Plan): string {
         ];
       }),
     ),
+    ...unplacedSection(plan),
     '',
     'POLICIES',
     plan.policies.length === 0
@@ -100,6 +102,25 @@ export function renderPlan(plan: Plan): string {
       `   agents :${plan.agent.port}, sample every ${formatDuration(plan.agent.sampleIntervalSeconds)}, auth ${plan.security.auth}`,
   ];
   return sections.join('\n');
+}
+
+/**
+ * The initial shards that the agents' placement (the same answer on every agent) gives to no
+ * host, so no agent runs them: a plan of an AWS pool has all of its shards here today. Nothing
+ * when every shard is placed.
+ */
+function unplacedSection(plan: Plan): string[] {
+  const { unplaced } = placeShards(plan);
+  if (unplaced.length === 0) return [];
+  const poolOf = new Map(plan.applications.map((app) => [app.id, app.pool]));
+  return [
+    '',
+    'UNPLACED (initial shards no host of the plan receives: no agent runs them)',
+    table(
+      ['SHARD', 'APPLICATION', 'POOL', 'REASON'],
+      unplaced.map((u) => [u.shardId, u.applicationId, poolOf.get(u.applicationId) ?? '', u.reason]),
+    ),
+  ];
 }
 
 export function renderDiff(diff: PlanDiff): string {
