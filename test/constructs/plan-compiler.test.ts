@@ -160,7 +160,7 @@ describe('the example fleet (main.ts)', () => {
 describe('the README quick start', () => {
   it('synthesizes as written (the documented API is the real one)', () => {
     const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
-    const code = /```ts\n(\/\/ main\.ts[\s\S]*?)```/.exec(readme)?.[1];
+    const code = /## Quick start: a fleet as code\n+```ts\n([\s\S]*?)```/.exec(readme)?.[1];
     expect(code).toBeDefined();
     const dir = mkdtempSync(join(tmpdir(), 'shardform-readme-'));
     try {
