@@ -19,10 +19,17 @@ export interface AgentUserDataValues {
   readonly agentPort: number;
   /** npm package spec of the agent, e.g. `shardform@0.1.0`. */
   readonly agentPackage: string;
+  /** The fleet's `agent.stateDirectory`: the plan file is kept there, each agent's state in `<it>/<instance id>`. */
   readonly stateDirectory: string;
 }
 
+/** What a path may hold to go unquoted into a root boot script, a systemd unit and an env file. */
+export const PLAIN_PATH = /^\/[A-Za-z0-9._/-]*$/;
+
 export function renderAgentUserData(v: AgentUserDataValues): string {
+  if (!PLAIN_PATH.test(v.stateDirectory)) {
+    throw new ShardformError('INVALID_PROPS', 'agent.stateDirectory', v.stateDirectory, 'must be a plain absolute path (letters, digits, . _ - /) for an AwsHostPool: it goes unquoted into the hosts\' boot script and systemd unit');
+  }
   const plan = `${v.stateDirectory}/shard-plan.json`;
   const lines = [
     '#!/bin/bash',
@@ -47,6 +54,8 @@ export function renderAgentUserData(v: AgentUserDataValues): string {
     `SHARDFORM_PLAN_S3=${v.planS3Uri}`,
     `SHARDFORM_PLAN_FILE=${plan}`,
     'SHARDFORM_HOST_ID=$INSTANCE_ID',
+    // The agent's own state (last good plan, shard records, logs, metric history), per host id.
+    `SHARDFORM_STATE_DIR=${v.stateDirectory}/$INSTANCE_ID`,
     `SHARDFORM_FLEET=${v.fleet}`,
     `SHARDFORM_POOL=${v.pool}`,
     `SHARDFORM_PORT=${v.agentPort}`,
@@ -76,7 +85,7 @@ export function renderAgentUserData(v: AgentUserDataValues): string {
     'EnvironmentFile=/etc/shardform/agent.env',
     'ExecStartPre=/usr/local/sbin/shardform-fetch-plan',
     // systemd expands $NAME only as a whole word (${NAME} is Terraform's), hence SHARDFORM_LISTEN.
-    'ExecStart=/usr/local/bin/shardform agent --plan $SHARDFORM_PLAN_FILE --host $SHARDFORM_HOST_ID --listen $SHARDFORM_LISTEN',
+    'ExecStart=/usr/local/bin/shardform agent --plan $SHARDFORM_PLAN_FILE --host $SHARDFORM_HOST_ID --listen $SHARDFORM_LISTEN --state-dir $SHARDFORM_STATE_DIR',
     'Restart=always',
     'RestartSec=5',
     '[Install]',

@@ -16,7 +16,7 @@ import { AwsProvider } from '@cdktf/provider-aws/lib/provider';
 import type { Capacity, Pool } from '../src/contracts/plan-schema';
 import type { Quantity } from '../src/contracts/quantities';
 import { AgentSecurityGroup } from './agent-security-group';
-import { renderAgentUserData } from './aws-agent-user-data';
+import { PLAIN_PATH, renderAgentUserData } from './aws-agent-user-data';
 import { INSTANCE_TYPES, instanceTypeFacts } from './aws-instance-types';
 import { parseCapacity, type HostCapacity } from './host-capacity';
 import { HostPool, type HostPoolProps } from './host-pool';
@@ -132,6 +132,9 @@ export class AwsHostPool extends HostPool {
     const existingGroup = this.fleet.node.tryFindChild('agent-security-group');
     if (existingGroup instanceof AgentSecurityGroup && props.vpcId !== undefined && existingGroup.givenVpcId !== props.vpcId)
       checks.fail('vpcId', props.vpcId, `differs from the VPC of the fleet's security group ${JSON.stringify(existingGroup.givenVpcId ?? '(default VPC)')}; every AWS pool of a fleet shares one group`);
+    // The fleet's prop, but this pool is what puts it into a boot script.
+    const stateDirectory = this.fleet.agentStateDirectory;
+    checks.require(PLAIN_PATH.test(stateDirectory), 'agent.stateDirectory', stateDirectory, `is the fleet's; an AwsHostPool's hosts get it unquoted in their boot script and systemd unit, so use a plain absolute path (letters, digits, . _ - /)`);
     checks.throwIfAny();
     this.hostCapacity = capacity;
     this.hosts = { min: min!, max: max!, desired: desired! };
@@ -178,7 +181,7 @@ export class AwsHostPool extends HostPool {
           pool: id,
           agentPort: this.fleet.agentPort,
           agentPackage,
-          stateDirectory: '/var/lib/shardform',
+          stateDirectory: this.fleet.agentStateDirectory,
         }),
       ),
       updateDefaultVersion: true,

@@ -15,6 +15,8 @@ export interface FleetScope extends IConstruct {
   readonly fleetName: string;
   /** The agent port every host listens on (security groups open it). */
   readonly agentPort: number;
+  /** Where agents the fleet launches keep their state (`agent.stateDirectory`): `<it>/<host id>`. */
+  readonly agentStateDirectory: string;
   /** The compiled plan plus the whole-tree facts validations ask about (cached during one validation pass). */
   analysis(): FleetAnalysis;
   /** The serialized plan (cached during one synthesis). */

@@ -108,6 +108,8 @@ export class ShardFleet extends TerraformStack implements FleetScope {
   readonly fleetName: string;
   readonly generation: number;
   readonly agentPort: number;
+  /** Where agents the fleet launches (AwsHostPool) keep their state: `<it>/<host id>`, and the plan file beside. */
+  readonly agentStateDirectory: string;
   private readonly settings: FleetSettings;
   /** Set during one validation pass or one synthesis, so N validations do not compile N plans. */
   private cachedAnalysis: FleetAnalysis | undefined;
@@ -149,6 +151,7 @@ export class ShardFleet extends TerraformStack implements FleetScope {
     this.fleetName = fleet!;
     this.generation = generation!;
     this.agentPort = agent.port;
+    this.agentStateDirectory = agent.stateDirectory;
     this.settings = { fleet: fleet!, generation: generation!, predictor, store: store!, security: security!, agent };
 
     this.node.addValidation({ validate: () => this.duplicateIds() });

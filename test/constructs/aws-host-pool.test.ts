@@ -82,7 +82,9 @@ describe('AwsHostPool', () => {
     const [bucketName] = only(synth, 'aws_s3_bucket');
     expect(userData).toContain(`SHARDFORM_PLAN_S3=s3://\${aws_s3_bucket.${bucketName}.bucket}/shardform/demo/shard-plan.json`);
     // An AWS pool's hosts are not in the plan, so the agent cannot find its address there: it must be told where to listen.
-    expect(userData).toContain('ExecStart=/usr/local/bin/shardform agent --plan $SHARDFORM_PLAN_FILE --host $SHARDFORM_HOST_ID --listen $SHARDFORM_LISTEN\\n');
+    expect(userData).toContain('ExecStart=/usr/local/bin/shardform agent --plan $SHARDFORM_PLAN_FILE --host $SHARDFORM_HOST_ID --listen $SHARDFORM_LISTEN --state-dir $SHARDFORM_STATE_DIR\\n');
+    // The fleet's agent.stateDirectory: the plan file there, each agent's state under its host id.
+    expect(userData).toContain('SHARDFORM_PLAN_FILE=/var/lib/shardform/shard-plan.json\\nSHARDFORM_HOST_ID=$INSTANCE_ID\\nSHARDFORM_STATE_DIR=/var/lib/shardform/$INSTANCE_ID\\n');
     expect(userData).toContain('SHARDFORM_LISTEN=:7100\\n');
     expect(userData).toContain('AWS_DEFAULT_REGION=$REGION');
     expect(userData).not.toMatch(/\$\{(?!aws_s3_bucket\.|base64encode\()/);
@@ -301,6 +303,21 @@ describe('AwsHostPool', () => {
     const minHosts = new TerraformVariable(fleet, 'min', { type: 'number' }).numberValue;
     expect(thrown(() => new AwsHostPool(fleet, 'more', { minHosts, planBucket: text('bucket-2') })).replace(/TOKEN\.\d+/, 'TOKEN.n')).toBe(
       'aws-fleet/more/minHosts: "${TfToken[TOKEN.n]}" is an unresolved cdktf token (a TerraformVariable, a resource attribute, Fn.*); agents read the plan as written, so give a literal value known at synth',
+    );
+  });
+
+  it("boots its agents with the fleet's agent.stateDirectory, refusing a path that cannot go unquoted into the boot script", () => {
+    const app = testApp();
+    const fleet = new ShardFleet(app, 'aws-fleet', { fleet: 'demo', store: ETCD, agent: { stateDirectory: '/srv/shardform' } });
+    new AwsProvider(fleet, 'aws', { region: 'eu-west-1' });
+    new AwsHostPool(fleet, 'ec2', { instanceType: 'm6i.large' });
+    const [, template] = only(JSON.parse(Testing.synth(fleet)) as Synthesized, 'aws_launch_template');
+    expect(template.user_data).toContain('SHARDFORM_PLAN_FILE=/srv/shardform/shard-plan.json\\n');
+    expect(template.user_data).toContain('SHARDFORM_STATE_DIR=/srv/shardform/$INSTANCE_ID\\n');
+    const spaced = new ShardFleet(testApp(), 'aws-fleet', { fleet: 'demo', store: ETCD, agent: { stateDirectory: '/srv/shard form' } });
+    new AwsProvider(spaced, 'aws', { region: 'eu-west-1' });
+    expect(thrown(() => new AwsHostPool(spaced, 'ec2', { instanceType: 'm6i.large' }))).toBe(
+      `aws-fleet/ec2/agent.stateDirectory: "/srv/shard form" is the fleet's; an AwsHostPool's hosts get it unquoted in their boot script and systemd unit, so use a plain absolute path (letters, digits, . _ - /)`,
     );
   });
 
