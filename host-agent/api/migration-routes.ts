@@ -26,7 +26,7 @@ import { reclaimStateDir, sharedStateMark, STATE_ARCHIVE, tidyStateDir, unpackSt
 import { quietLimitMs, type IncomingMigration, type IncomingMigrations } from '../migration/incoming-migrations';
 import { readIncomingRecord, writeIncomingRecord } from '../migration/incoming-record';
 import { MigrationError, type MigrationErrorCode } from '../migration/migration-error';
-import { AbortBody, CommitBody, ImageFileHeaders, ImageFileParams, MigrationParams, PrepareBody, RestoreBody, RoundParams, VerifyRoundBody } from './migration-schemas';
+import { AbortBody, CommitBody, ImageFileHeaders, ImageFileParams, MigrationParams, PrepareBody, RestoreBody, RoundParams, StartBody, VerifyRoundBody } from './migration-schemas';
 
 export interface MigrationRouteDeps {
   readonly hostId: string;
@@ -349,10 +349,11 @@ export const migrationRoutes =
       },
     );
 
-    // Restart strategy: the state directory arrived as one checked archive; unpack it and start the workload.
-    app.post<{ Params: MigrationParams; Body: RestoreBody }>(
+    // Restart strategy: the state directory arrived as one checked archive (or this host sees the
+    // source's own, and none was sent); unpack it and start the workload.
+    app.post<{ Params: MigrationParams; Body: StartBody }>(
       '/v1/migrations/:id/start',
-      { schema: { params: MigrationParams, body: RestoreBody } },
+      { schema: { params: MigrationParams, body: StartBody } },
       async (request) => {
         const migration = incoming.require(request.params.id);
         incoming.heard(migration);
@@ -361,14 +362,17 @@ export const migrationRoutes =
         if (migration.restoring && (migration.state === 'prepared' || migration.state === 'restored')) return migration.restoring;
         if (migration.state !== 'prepared') throw new MigrationError('INVALID_TRANSITION', `migration ${migration.id} is ${migration.state}, not prepared`);
         refuseIfNotActing();
-        const final = request.body.rounds[request.body.rounds.length - 1]!;
-        if (!final.files.some((f) => f.name === STATE_ARCHIVE)) throw new MigrationError('INVALID_MIGRATION', `round ${final.round} has no ${STATE_ARCHIVE}`);
-        incoming.checkComplete(migration, final.round, final.files);
+        const final = request.body.rounds[request.body.rounds.length - 1];
+        const archived = final?.files.some((f) => f.name === STATE_ARCHIVE) === true;
+        if (!archived && !migration.sharedStateDirectory) {
+          throw new MigrationError('INVALID_MIGRATION', `${final ? `round ${final.round} has no ${STATE_ARCHIVE}` : `no round with a ${STATE_ARCHIVE} was sent`}, and this host does not see the source's state directory of shard ${migration.desired.shardId}`);
+        }
+        if (final) incoming.checkComplete(migration, final.round, final.files);
         const { desired } = migration;
         const restarter = deps.restarter;
         // Recorded before its first await: an abort arriving from here on waits for it.
         return restoreOnce(migration, async () => {
-          await unpack(join(incoming.roundDir(migration, final.round), STATE_ARCHIVE), join(desired.stateDirectory, desired.shardId), migration.id);
+          if (final && archived) await unpack(join(incoming.roundDir(migration, final.round), STATE_ARCHIVE), join(desired.stateDirectory, desired.shardId), migration.id);
           // An abort that came during the unpack waits for this request: start nothing, it destroys the rest.
           if (migration.state !== 'prepared') throw new MigrationError('INVALID_TRANSITION', `migration ${migration.id} was aborted while its state directory was unpacked; nothing was started`);
           // Held until the commit (then adopted like a restored shard): until then the assignment

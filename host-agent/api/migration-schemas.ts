@@ -84,6 +84,13 @@ export const RestoreBody = Type.Object(
 );
 export type RestoreBody = Static<typeof RestoreBody>;
 
+/**
+ * Restart strategy: the round holding the state archive, or no round at all when the
+ * destination said at prepare that it sees the source's own state directory (nothing to unpack).
+ */
+export const StartBody = Type.Object({ rounds: Type.Array(ImageManifestSchema, { minItems: 0, maxItems: 64 }) }, { additionalProperties: false });
+export type StartBody = Static<typeof StartBody>;
+
 /** The shard lets a destination that restarted (and forgot the migration) still take it over. */
 export const CommitBody = Type.Object({ shardId: Type.Optional(Id) }, { additionalProperties: false });
 export type CommitBody = Static<typeof CommitBody>;

@@ -5,7 +5,8 @@
  *
  *   prepared     destination reserves capacity, creates the held cgroup (as for checkpoint)
  *   frozen       the source workload is stopped: SIGTERM, grace, SIGKILL (cgroup kept, shard held)
- *   dumped       the state directory is packed into one tar file
+ *   dumped       the state directory is packed into one tar file (not when the destination
+ *                said at prepare that it sees this host's directory: a shared file system)
  *   transferred  the tar is streamed and checked (size, sha256) like an image file
  *   restored     the destination unpacks it and starts the workload in its cgroup
  *   committed / released / done, aborted: as for checkpoint
@@ -14,7 +15,7 @@
  * `restored`), and an abort from `restored` destroys the destination copy before the source
  * starts again. Downtime is the same window (frozen → committed): stop, pack, send, start.
  */
-import { mkdir, rm, stat } from 'node:fs/promises';
+import { mkdir, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { CgroupDriver } from '../cgroups/driver';
 import type { RoundManifest } from '../api/migration-schemas';
@@ -25,7 +26,7 @@ import type { MigrationEffects } from './migration-effects';
 import { MigrationError } from './migration-error';
 import type { MigrationRecord } from './migration-record';
 import { prepareRequest } from './prepare-request';
-import { packState, reclaimStateDir, STATE_ARCHIVE } from './state-archive';
+import { packState, reclaimStateDir, sharedStateMark, STATE_ARCHIVE } from './state-archive';
 
 export interface RestartEffectsDeps {
   readonly driver: Pick<CgroupDriver, 'pids' | 'exists'>;
@@ -48,8 +49,13 @@ export interface RestartEffectsDeps {
 const ROUND = 1;
 
 export class RestartMigrationEffects implements MigrationEffects {
-  /** Manifest of the archive sent, per migration (a restarted agent aborts instead of needing it). */
-  private readonly sent = new Map<string, RoundManifest>();
+  /**
+   * Manifest of the archive sent, per migration (a restarted agent aborts instead of needing
+   * it); null where the destination sees this host's state directory and nothing is sent.
+   */
+  private readonly sent = new Map<string, RoundManifest | null>();
+  /** Migrations whose destination sees this host's state directory of the shard (its prepare said so). */
+  private readonly sharedState = new Set<string>();
 
   constructor(private readonly deps: RestartEffectsDeps) {}
 
@@ -69,7 +75,13 @@ export class RestartMigrationEffects implements MigrationEffects {
   }
 
   async prepare(record: MigrationRecord): Promise<void> {
-    await this.deps.client(record.destination).prepare(record.id, prepareRequest(record.source, await this.deps.describe(record.shardId), record.timeoutSeconds));
+    const desired = await this.deps.describe(record.shardId);
+    // Marked so that a destination that sees this very directory says so, and nothing is packed (state-archive.ts).
+    const stateDir = await this.stateDir(record);
+    await mkdir(stateDir, { recursive: true });
+    await writeFile(join(stateDir, sharedStateMark(record.id)), '');
+    const { sharedStateDirectory } = await this.deps.client(record.destination).prepare(record.id, prepareRequest(record.source, desired, record.timeoutSeconds));
+    if (sharedStateDirectory) this.sharedState.add(record.id);
   }
 
   async preCopySupport(): Promise<{ ok: false; reason: string }> {
@@ -86,6 +98,7 @@ export class RestartMigrationEffects implements MigrationEffects {
   }
 
   async dump(record: MigrationRecord): Promise<{ bytes: number }> {
+    if (this.sharedState.has(record.id)) return { bytes: 0 };
     const archive = join(this.dir(record), STATE_ARCHIVE);
     await rm(this.dir(record), { recursive: true, force: true });
     await mkdir(this.dir(record), { recursive: true });
@@ -94,6 +107,10 @@ export class RestartMigrationEffects implements MigrationEffects {
   }
 
   async transfer(record: MigrationRecord): Promise<{ bytes: number }> {
+    if (this.sharedState.has(record.id)) {
+      this.sent.set(record.id, null);
+      return { bytes: 0 };
+    }
     const archive = join(this.dir(record), STATE_ARCHIVE);
     const { size } = await stat(archive);
     const manifest = await this.deps.client(record.destination).uploadRound(record.id, ROUND, this.dir(record), [{ name: STATE_ARCHIVE, bytes: size }]);
@@ -103,14 +120,14 @@ export class RestartMigrationEffects implements MigrationEffects {
 
   async restore(record: MigrationRecord): Promise<void> {
     const manifest = this.sent.get(record.id);
-    if (!manifest) throw new MigrationError('INVALID_MIGRATION', `migration ${record.id}: no state archive was sent by this agent`);
-    await this.deps.client(record.destination).start(record.id, [manifest]);
+    if (manifest === undefined) throw new MigrationError('INVALID_MIGRATION', `migration ${record.id}: no state archive was sent by this agent`);
+    await this.deps.client(record.destination).start(record.id, manifest ? [manifest] : []);
   }
 
   async releaseSource(record: MigrationRecord): Promise<void> {
     await this.deps.client(record.destination).commit(record.id, record.shardId);
     await this.deps.handover.discard(record.shardId);
-    await this.forget(record);
+    await this.forget(record, await this.deps.stateDirectoryOf(record).catch(() => undefined));
   }
 
   async destroyDestination(record: MigrationRecord): Promise<void> {
@@ -133,15 +150,18 @@ export class RestartMigrationEffects implements MigrationEffects {
     if (!(await this.deps.driver.exists(record.shardId))) await this.deps.handover.discard(record.shardId);
     else if ((await this.deps.driver.pids(record.shardId)).length > 0) await this.deps.handover.adopt(record.shardId);
     else await this.deps.handover.startHeld(record.shardId);
-    await this.forget(record);
+    await this.forget(record, stateDirectory);
   }
 
   finished(record: MigrationRecord): void {
     this.deps.onFinished?.(record);
   }
 
-  private async forget(record: MigrationRecord): Promise<void> {
+  /** What this agent kept of `record`: its mark in the state directory (when that is known), its archive, its memory. */
+  private async forget(record: MigrationRecord, stateDirectory: string | undefined): Promise<void> {
+    if (stateDirectory) await rm(join(stateDirectory, record.shardId, sharedStateMark(record.id)), { force: true });
     await rm(join(this.deps.imagesRoot, record.id), { recursive: true, force: true });
     this.sent.delete(record.id);
+    this.sharedState.delete(record.id);
   }
 }

@@ -404,6 +404,32 @@ describe('migration routes (destination agent)', () => {
     expect(dest.handover.calls).toEqual(['prepareIncoming web-0', 'adopt web-0']);
   });
 
+  it("starts a restart-strategy shard without an archive only where prepare found the source's mark: this host sees the source's own state directory", async () => {
+    const started: string[] = [];
+    const unpacked: string[] = [];
+    await withRestarter(
+      (shardId) => started.push(shardId),
+      async (archive) => void unpacked.push(archive),
+    );
+    const stateDirectory = join(dir.path, `state-${Math.random().toString(36).slice(2)}`);
+    const body = (shardId: string) => ({ ...prepareBody(shardId), shard: { ...prepareBody(shardId).shard, stateDirectory, limits: { cpuCores: 0.5, memoryBytes: 1 << 30 } } });
+    expect((await app.inject({ method: 'POST', url: '/v1/migrations/mig-1/prepare', headers: AUTH, payload: body('web-0') })).json()).toMatchObject({ sharedStateDirectory: false });
+    const refused = await app.inject({ method: 'POST', url: '/v1/migrations/mig-1/start', headers: AUTH, payload: { rounds: [] } });
+    expect(refused.statusCode).toBe(400);
+    expect(refused.json()).toMatchObject({ error: 'INVALID_MIGRATION' });
+    expect(refused.json().message).toBe("no round with a state.tar was sent, and this host does not see the source's state directory of shard web-0");
+    expect(started).toEqual([]);
+    await app.inject({ method: 'POST', url: '/v1/migrations/mig-1/abort', headers: AUTH, payload: { shardId: 'web-0', reason: 'next' } });
+
+    mkdirSync(join(stateDirectory, 'web-1'), { recursive: true });
+    writeFileSync(join(stateDirectory, 'web-1', '.shardform-migrating-mig-2'), '');
+    expect((await app.inject({ method: 'POST', url: '/v1/migrations/mig-2/prepare', headers: AUTH, payload: body('web-1') })).json()).toMatchObject({ sharedStateDirectory: true });
+    const ok = await app.inject({ method: 'POST', url: '/v1/migrations/mig-2/start', headers: AUTH, payload: { rounds: [] } });
+    expect(ok.json()).toEqual({ migrationId: 'mig-2', state: 'restored', pid: 777 });
+    expect(started).toEqual(['web-1']);
+    expect(unpacked).toEqual([]);
+  });
+
   it('an abort that arrives while the state is being unpacked or started waits for it, then destroys whatever started: never a run after the abort answered', async () => {
     const events: string[] = [];
     let finishUnpack: (() => void) | undefined;

@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ImageFile } from '../../../host-agent/checkpoint/image-manifest';
@@ -15,7 +15,7 @@ const INPUT: NewMigration = { id: 'm1', fleet: 'f', shardId: 'db-0', application
 
 /** Records every hand-over and destination call in order; `failOn` makes one of them throw. */
 /** `storeAwayAfter`: from that step on, the journal store and describe (which reads it) fail, as with etcd unreachable. */
-function setUp(opts: { failOn?: string; sourcePids?: number[]; sourceCgroup?: boolean; describeFails?: Error; stateDirectoryFails?: Error; storeAwayAfter?: string; describeFailsAfter?: string } = {}) {
+function setUp(opts: { sharedStateDirectory?: boolean; failOn?: string; sourcePids?: number[]; sourceCgroup?: boolean; describeFails?: Error; stateDirectoryFails?: Error; storeAwayAfter?: string; describeFailsAfter?: string } = {}) {
   const work = mkdtempSync(join(tmpdir(), 'sf-restart-'));
   const desired: DesiredShard = { shardId: 'db-0', applicationId: 'db', limits: { cpuCores: 1 }, command: ['/bin/db'], env: {}, stateDirectory: join(work, 'state') };
   mkdirSync(join(work, 'state', 'db-0'), { recursive: true });
@@ -33,6 +33,7 @@ function setUp(opts: { failOn?: string; sourcePids?: number[]; sourceCgroup?: bo
     if (opts.failOn === name) throw new Error(`${name} failed`);
   };
   let uploaded: { dir: string; files: readonly { name: string; bytes: number }[] } | undefined;
+  let markAtPrepare: string[] = [];
   const effects = new RestartMigrationEffects({
     driver: {
       pids: async () => {
@@ -58,14 +59,18 @@ function setUp(opts: { failOn?: string; sourcePids?: number[]; sourceCgroup?: bo
       return desired.stateDirectory;
     },
     client: () => ({
-      prepare: async () => (await step('dest.prepare'), { sharedStateDirectory: false }),
+      prepare: async () => {
+        markAtPrepare = readdirSync(join(work, 'state', 'db-0')).filter((name) => name.startsWith('.shardform-'));
+        await step('dest.prepare');
+        return { sharedStateDirectory: opts.sharedStateDirectory ?? false };
+      },
       uploadRound: async (_id: string, _round: number, dir: string, files: readonly { name: string; bytes: number }[]) => {
         await step('dest.upload');
         uploaded = { dir, files };
         const sent: ImageFile[] = files.map((f) => ({ name: f.name, bytes: f.bytes, sha256: 'a'.repeat(64) }));
         return { files: sent, totalBytes: files.reduce((s, f) => s + f.bytes, 0) };
       },
-      start: async () => (await step('dest.start'), 1234),
+      start: async (_id: string, rounds: readonly unknown[]) => (await step(`dest.start${rounds.length === 0 ? ' (no archive)' : ''}`), 1234),
       commit: async () => step('dest.commit'),
       abort: async () => step('dest.abort'),
     }),
@@ -74,7 +79,7 @@ function setUp(opts: { failOn?: string; sourcePids?: number[]; sourceCgroup?: bo
   const store = new MemoryJournalStore();
   const journal = new MigrationJournal(store);
   const driver = new MigrationDriver({ journal, effects, now: new FakeClock().now });
-  return { work, calls, driver, effects, uploaded: () => uploaded };
+  return { work, calls, driver, effects, uploaded: () => uploaded, markAtPrepare: () => markAtPrepare };
 }
 
 describe('restart migration (stop, move the state directory, start)', () => {
@@ -91,6 +96,26 @@ describe('restart migration (stop, move the state directory, start)', () => {
     expect(record.bytesSent).toBe(uploaded()!.files[0]!.bytes);
     expect(record).toMatchObject({ strategy: 'restart', rounds: [] });
     expect(existsSync(join(work, 'images', 'm1'))).toBe(false);
+  });
+
+  it('sends no archive when the destination sees this very state directory (its prepare found the mark), and leaves no mark behind', async () => {
+    const { work, calls, driver, uploaded } = setUp({ sharedStateDirectory: true });
+    dirs.push(work);
+    const record = await driver.migrate(INPUT);
+    expect(record.state).toBe('done');
+    expect(calls).toEqual(['dest.prepare', 'release', 'stopHeld', 'dest.start (no archive)', 'dest.commit', 'source.discard']);
+    expect(uploaded()).toBeUndefined();
+    expect(record.bytesSent).toBe(0);
+    expect(readdirSync(join(work, 'state', 'db-0'))).toEqual(['counter']);
+  });
+
+  it('marks the state directory before it asks the destination to prepare, and removes the mark when the migration aborts', async () => {
+    const { work, driver, markAtPrepare } = setUp({ failOn: 'dest.upload' });
+    dirs.push(work);
+    const record = await driver.migrate(INPUT);
+    expect(markAtPrepare()).toEqual(['.shardform-migrating-m1']);
+    expect(record.state).toBe('aborted');
+    expect(readdirSync(join(work, 'state', 'db-0'))).toEqual(['counter']);
   });
 
   it('starts the stopped source again at once when the journal cannot be written after the stop, the store being away', async () => {
