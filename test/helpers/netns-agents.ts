@@ -6,7 +6,7 @@
  * the directories, even when the test failed.
  */
 import type { ChildProcess } from 'node:child_process';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -28,11 +28,16 @@ export interface NetnsAgent {
   api<T = any>(path: string, init?: RequestInit): Promise<{ status: number; body: T }>; // eslint-disable-line @typescript-eslint/no-explicit-any
   logLines(): Record<string, unknown>[];
   /**
-   * Starts the agent. With `ownDisk`, in a mount namespace of its own where that directory is a
-   * fresh, empty tmpfs: a host whose disk is not the other hosts' (what the test hosts, sharing
-   * one machine, otherwise hide). What the agent starts or restores lives in that namespace too.
+   * Starts the agent. With `ownDisk` (remembered for later starts), in a mount namespace of the
+   * host's own where that directory is a tmpfs: a host whose disk is not the other hosts' (what
+   * the test hosts, sharing one machine, otherwise hide). The namespace outlives the agent, as a
+   * host's disk outlives an agent restart; what the agent starts or restores lives in it too.
    */
   start(opts?: { ownDisk?: string }): void;
+  /** The directory `ownDisk` was given, if any. */
+  ownDisk?: string;
+  /** `path` as this host sees it (through its own mount namespace when it has its own disk; the agent must be running). */
+  seen(path: string): string;
   stop(signal?: NodeJS.Signals): Promise<void>;
 }
 
@@ -63,7 +68,30 @@ export function netnsAgents(label: string, hosts: readonly NetnsHost[]): NetnsAg
   writeFileSync(tokenFile, `${token}\n`, { mode: 0o600 });
   const planFile = join(dir, 'plan.json');
 
+  /** Persistent mount namespaces of the hosts with their own disk, bound under this directory. */
+  const namespaces = join(dir, 'mount-namespaces');
+  const ownDiskNamespaces = new Map<string, string>();
+
   const agents: NetnsAgent[] = hosts.map((host) => {
+    /**
+     * The host's own mount namespace, made at its first start: `dir` is a fresh tmpfs there. Bound
+     * to a file (on a private mount, which unshare requires), so later starts enter the same one.
+     */
+    const ownDiskNamespace = (disk: string): string => {
+      const existing = ownDiskNamespaces.get(host.id);
+      if (existing) return existing;
+      if (ownDiskNamespaces.size === 0) {
+        mkdirSync(namespaces, { recursive: true });
+        execFileSync('mount', ['--bind', namespaces, namespaces]);
+        execFileSync('mount', ['--make-private', namespaces]);
+      }
+      const file = join(namespaces, host.id);
+      writeFileSync(file, '');
+      mkdirSync(disk, { recursive: true });
+      execFileSync('/usr/bin/unshare', [`--mount=${file}`, '--propagation', 'private', '--', 'mount', '-t', 'tmpfs', '-o', 'size=64m', 'shardform-test-disk', disk]);
+      ownDiskNamespaces.set(host.id, file);
+      return file;
+    };
     const stateDir = join(dir, host.id);
     mkdirSync(stateDir, { recursive: true });
     const logFile = join(dir, `${host.id}.log`);
@@ -88,15 +116,18 @@ export function netnsAgents(label: string, hosts: readonly NetnsHost[]): NetnsAg
       start(opts = {}) {
         const out = openSync(logFile, 'a');
         const argv = [process.execPath, BIN, 'agent', '--plan', planFile, '--host', host.id, '--state-dir', stateDir, '--owner-prefix', ownerPrefix];
-        if (opts.ownDisk) mkdirSync(opts.ownDisk, { recursive: true });
-        const disk = opts.ownDisk
-          ? ['/usr/bin/unshare', '--mount', '--propagation', 'private', '--', '/bin/sh', '-c', 'mount -t tmpfs -o size=64m shardform-test-disk "$0" && exec "$@"', opts.ownDisk]
-          : [];
+        if (opts.ownDisk) agent.ownDisk = opts.ownDisk;
+        const disk = agent.ownDisk ? ['/usr/bin/nsenter', `--mount=${ownDiskNamespace(agent.ownDisk)}`, '--'] : [];
         agent.child = spawnInHost(host, [...disk, ...argv], {
           stdio: ['ignore', out, out],
           // Tests leave the host's /run alone (the agent would keep CRIU's kernel probe there).
           env: { ...process.env, SHARDFORM_LOG_LEVEL: 'info', SHARDFORM_CRIU_KDAT_CACHE: 'off' },
         });
+      },
+      seen(path) {
+        if (!agent.ownDisk) return path;
+        if (!agent.child?.pid || agent.child.exitCode !== null || agent.child.signalCode !== null) throw new Error(`${host.id}: its agent is not running; its own disk is seen only through it`);
+        return `/proc/${agent.child.pid}/root${path}`;
       },
       async stop(signal = 'SIGTERM') {
         const child = agent.child;
@@ -150,6 +181,9 @@ export function netnsAgents(label: string, hosts: readonly NetnsHost[]): NetnsAg
     async cleanup() {
       for (const agent of agents) await agent.stop('SIGKILL');
       removeOwnedCgroups(ownerPrefix);
+      // The hosts' own disks go with their namespaces (lazily: a process may still be leaving).
+      for (const file of ownDiskNamespaces.values()) spawnSync('umount', ['-l', file], { stdio: 'ignore' });
+      if (ownDiskNamespaces.size > 0) spawnSync('umount', ['-l', namespaces], { stdio: 'ignore' });
       rmSync(dir, { recursive: true, force: true });
     },
   };

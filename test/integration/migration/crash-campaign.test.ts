@@ -93,10 +93,11 @@ describePrivileged('crash campaign: agents killed at random instants of migratio
     fleet = undefined;
   });
 
-  it(`checkpoint (CRIU, with and without pre-copy): the shard runs exactly once through ${ROUNDS} killed migrations (seed ${SEED})`, async () => {
+  it(`checkpoint (CRIU, with and without pre-copy; the second host on a disk of its own): the shard runs exactly once through ${ROUNDS} killed migrations (seed ${SEED})`, async () => {
     fleet = netnsAgents('cc', hosts().hosts);
     const stateFile = join(fleet.dir, 'counter.state');
-    await campaign(fleet, 'checkpoint', [realPython(), WORKLOAD, stateFile, String(WORKLOAD_MIB)], () => stateFile, `${stateFile}.sha256`);
+    // Every migration crosses disks: its state directory is packed, unpacked, and undone at an abort.
+    await campaign(fleet, 'checkpoint', [realPython(), WORKLOAD, stateFile, String(WORKLOAD_MIB)], () => stateFile, `${stateFile}.sha256`, undefined, fleet.agents[1]);
   });
 
   it(`checkpoint, the agents sharing an etcd that hangs among the faults: the shard runs exactly once through ${ROUNDS} killed migrations (seed ${SEED})`, async () => {
@@ -117,7 +118,15 @@ describePrivileged('crash campaign: agents killed at random instants of migratio
    * the memory must also come through every round unchanged. With `sharedEtcd` the agents' store
    * is that etcd rather than one embedded file.
    */
-  async function campaign(f: NetnsAgents, strategy: 'checkpoint' | 'restart', command: string[], stateFileIn: (stateDirectory: string) => string, digestFile?: string, sharedEtcd?: EtcdServer): Promise<void> {
+  async function campaign(
+    f: NetnsAgents,
+    strategy: 'checkpoint' | 'restart',
+    command: string[],
+    stateFileIn: (stateDirectory: string) => string,
+    digestFile?: string,
+    sharedEtcd?: EtcdServer,
+    ownDisk?: NetnsAgent,
+  ): Promise<void> {
     const random = seededRandom(SEED); // the same seed kills at the same instants
     const stateDirectory = join(f.dir, 'counter-state');
     const stateFile = stateFileIn(stateDirectory);
@@ -150,8 +159,9 @@ describePrivileged('crash campaign: agents killed at random instants of migratio
       mkdirSync(imagesRoot(agent), { recursive: true });
       execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${IMAGES_TMPFS_MIB}m`, 'shardform-crash-images', imagesRoot(agent)]);
     }
-    for (const agent of f.agents) agent.start();
+    for (const agent of f.agents) agent.start(agent === ownDisk ? { ownDisk: stateDirectory } : {});
     await bothListening(f);
+    if (ownDisk) expect(statSync(ownDisk.seen(stateDirectory)).dev).not.toBe(statSync(stateDirectory).dev);
     await f.waitFor('the shard to run', async () => ((await shardsOf(home)).some((s) => s.shardId === SHARD && s.state === 'running') ? true : undefined));
     await f.waitFor('the counter to pass 30', async () => (counter(stateFile) > 30 ? true : undefined));
 
@@ -259,9 +269,12 @@ describePrivileged('crash campaign: agents killed at random instants of migratio
         expect(counter(stateFile)).toBeGreaterThanOrEqual(before);
         if (digestFile) expect(await memoryDigest(f, cgroups.get(home)!, digestFile)).toBe(digest);
         // Nothing left beside the shard's state directory, or in it, by an unpack (both strategies
-        // move it) that stopped part-way or was undone.
-        if (existsSync(stateDirectory)) expect(readdirSync(stateDirectory).filter((name) => /\.(previous|incoming|discarded)-/.test(name))).toEqual([]);
-        if (existsSync(join(stateDirectory, SHARD))) expect(readdirSync(join(stateDirectory, SHARD)).filter((name) => name.startsWith('.shardform-unpacked-'))).toEqual([]);
+        // move it) that stopped part-way or was undone, nor a source's mark: on either host's disk.
+        for (const agent of f.agents) {
+          const seen = agent.seen(stateDirectory);
+          if (existsSync(seen)) expect(readdirSync(seen).filter((name) => /\.(previous|incoming|discarded)-/.test(name))).toEqual([]);
+          if (existsSync(join(seen, SHARD))) expect(readdirSync(join(seen, SHARD)).filter((name) => name.startsWith('.shardform-'))).toEqual([]);
+        }
       }
     } catch (error) {
       // The agents' logs outlive the fleet's directory, for whoever reads the failure.
