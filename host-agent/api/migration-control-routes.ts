@@ -8,7 +8,8 @@ import { Type, type Static } from '@sinclair/typebox';
 import type { FastifyPluginAsync } from 'fastify';
 import { MAX_MIGRATION_TIMEOUT_SECONDS } from '../../src/contracts/plan-schema';
 import { compileSchema } from '../../src/contracts/schema-validator';
-import { formatFieldError, ID_PATTERN_SOURCE } from '../../src/errors';
+import { ID_PATTERN_SOURCE } from '../../src/errors';
+import { RequestValidationError } from './api-errors';
 import { MigrationError } from '../migration/migration-error';
 import type { MigrationRecord, NewMigration } from '../migration/migration-record';
 import { summarize } from '../migration/migration-summary';
@@ -57,7 +58,9 @@ export const migrationControlRoutes =
     app.post('/v1/migrations', async (request, reply) => {
       const body = check(request.body);
       if (!body.ok) {
-        return reply.status(400).send({ statusCode: 400, error: 'INVALID_REQUEST', message: `body is invalid: ${body.errors.map(formatFieldError).join('; ')}`, errors: body.errors });
+        // As every other route answers a bad body (docs/api.md): fields named `body.<field>`.
+        const invalid = new RequestValidationError('body', body.errors);
+        return reply.status(400).send({ statusCode: 400, error: invalid.code, message: invalid.message, errors: invalid.errors });
       }
       const { shardId, to, preCopy, timeoutSeconds } = body.value;
       const refuse = (message: string) => reply.status(409).send({ statusCode: 409, error: 'INVALID_MIGRATION', message });

@@ -110,6 +110,20 @@ describe('migration service: a failed migration asks for recovery', () => {
     expect((await journal.load(fleet, 'm-ok'))?.record.abort?.cleanup).toBe('complete');
   });
 
+  it('answers a bad body as every route does: 400 INVALID_REQUEST naming body.<field> and the value, nothing started', async () => {
+    const { app, onRecoveryNeeded } = await service();
+    const reply = await app.inject({ method: 'POST', url: '/v1/migrations', payload: { shardId: 'web-0', to: 'host-b', timeoutSeconds: 0 } });
+    expect(reply.statusCode).toBe(400);
+    expect(reply.json()).toEqual({
+      statusCode: 400,
+      error: 'INVALID_REQUEST',
+      message: expect.stringMatching(/^invalid body: body\.timeoutSeconds must be >= 1 \(got 0\)/),
+      errors: [expect.objectContaining({ field: 'body.timeoutSeconds', value: 0 })],
+    });
+    expect(onRecoveryNeeded).not.toHaveBeenCalled();
+    await app.close();
+  });
+
   it('a request refused before any migration starts asks for nothing', async () => {
     const { app, onRecoveryNeeded, journal, fleet } = await service();
     const reply = await app.inject({ method: 'POST', url: '/v1/migrations', payload: { shardId: 'web-0', to: 'host-z' } });
