@@ -16,13 +16,14 @@ const fsPromises = require('node:fs/promises') as typeof import('node:fs/promise
 
 const execFileAsync = promisify(execFile);
 
-describe('state archive', () => {
-  let work: string;
-  beforeEach(() => {
-    work = mkdtempSync(join(tmpdir(), 'sf-archive-'));
-  });
-  afterEach(() => rmSync(work, { recursive: true, force: true }));
+/** A fresh directory per test, for every block of this file. */
+let work: string;
+beforeEach(() => {
+  work = mkdtempSync(join(tmpdir(), 'sf-archive-'));
+});
+afterEach(() => rmSync(work, { recursive: true, force: true }));
 
+describe('state archive', () => {
   it('keeps extended attributes (file capabilities, ACLs and user attributes live there)', async () => {
     const from = join(work, 'from');
     mkdirSync(from);
@@ -228,12 +229,6 @@ describe('state archive', () => {
 });
 
 describePrivileged('state archive, as root', [requireRoot], () => {
-  let work: string;
-  beforeEach(() => {
-    work = mkdtempSync(join(tmpdir(), 'sf-archive-'));
-  });
-  afterEach(() => rmSync(work, { recursive: true, force: true }));
-
   it('keeps numeric owners, not the names, which map to other uids on another host (CRIU restores the processes by uid)', async () => {
     // A source host where the shard's user, "daemon", is uid 4242; here "daemon" is another uid.
     const from = join(work, 'from');
