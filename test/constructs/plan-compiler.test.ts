@@ -122,9 +122,11 @@ describe('plan compiler', () => {
   });
 
   it('does not write a plan when validation fails', () => {
-    const { fleet, edge } = smallFleet();
+    const { app, fleet, edge } = smallFleet();
     new ShardedApplication(fleet, 'web', { pool: edge, command, granularity: { cpu: 8, memory: '1GiB' } });
-    expect(thrown(() => Testing.fullSynth(fleet))).toContain('[test-fleet/web] web/granularity: cpu 8 cores exceeds');
+    // The app's own outdir (removed with the file's), not Testing.fullSynth's: a synth that throws left that one in /tmp.
+    expect(thrown(() => app.synth())).toContain('[test-fleet/web] web/granularity: cpu 8 cores exceeds');
+    expect(existsSync(join(app.outdir, 'stacks', 'test-fleet', 'shard-plan.json'))).toBe(false);
   });
 });
 
