@@ -4,7 +4,7 @@
  * destination. Everything an undo needs is found again from the journal record and the
  * cgroup (never only from memory), so an agent that restarted can abort or roll forward.
  */
-import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { CgroupDriver } from '../cgroups/driver';
 import { shardLogPaths } from '../runner/shard-logs';
@@ -23,7 +23,7 @@ import type { MigrationRecord, PreCopyMethod } from './migration-record';
 import { systemShadowPreCopy, type FrozenComparison, type Shadow, type ShadowPreCopy } from './memory-shadow';
 import { imageSpaceShortfall, systemImageSpace, type ImageSpace } from './image-space';
 import { prepareRequest } from './prepare-request';
-import { packState, reclaimStateDir, sharedStateMark, STATE_ARCHIVE } from './state-archive';
+import { markStateDir, packState, reclaimStateDir, shardStateDir, STATE_ARCHIVE, unmarkStateDir } from './state-archive';
 
 /** The image files the shadow comparison rewrites: each process's pagemap and pages. */
 const MEMORY_IMAGE = /^(pagemap|pages)-\d+\.img$/;
@@ -66,6 +66,8 @@ export class CheckpointMigrationEffects implements MigrationEffects {
   private readonly shadows = new Map<string, Map<number, Shadow>>();
   /** Migrations whose destination sees this host's state directory of the shard (its prepare said so): nothing to pack. */
   private readonly sharedState = new Set<string>();
+  /** The state directory's size on disk as measured at the prepare, per migration (undefined: could not be read). */
+  private readonly measuredState = new Map<string, number | undefined>();
   /** Per migration, what the frozen memory still shares with the last shadows (shadow pre-copy, compared during the dump). */
   private readonly frozen = new Map<string, Map<number, FrozenComparison>>();
   private readonly shadow: ShadowPreCopy;
@@ -102,13 +104,26 @@ export class CheckpointMigrationEffects implements MigrationEffects {
    */
   private async imageSpace(record: MigrationRecord, copies: number, what: string): Promise<{ imageBytes: number | undefined; short: string | undefined }> {
     const memoryBytes = await this.space.imageBytes(await this.deps.driver.pids(record.shardId));
-    const stateDirectory = await this.deps.stateDirectoryOf(record);
-    const stateBytes = stateDirectory === undefined ? 0 : await this.space.stateBytes(join(stateDirectory, record.shardId));
+    const stateBytes = await this.stateBytes(record);
     const imageBytes = memoryBytes === undefined ? undefined : memoryBytes + (stateBytes ?? 0);
     return {
       imageBytes,
       short: imageSpaceShortfall({ dir: this.deps.imagesRoot, free: this.space.free(this.deps.imagesRoot), imageBytes: memoryBytes, stateBytes: stateBytes ?? 0, copies, what }),
     };
+  }
+
+  /**
+   * What the state directory's archive will take: nothing where the destination sees this very
+   * directory (nothing is packed), else measured once per migration (a walk of the whole
+   * directory, which can hold many files) and kept for the pre-copy check after the prepare.
+   */
+  private async stateBytes(record: MigrationRecord): Promise<number | undefined> {
+    if (this.sharedState.has(record.id)) return 0;
+    if (!this.measuredState.has(record.id)) {
+      const stateDirectory = await this.deps.stateDirectoryOf(record);
+      this.measuredState.set(record.id, stateDirectory === undefined ? 0 : await this.space.stateBytes(join(stateDirectory, record.shardId)));
+    }
+    return this.measuredState.get(record.id);
   }
 
   /**
@@ -120,9 +135,7 @@ export class CheckpointMigrationEffects implements MigrationEffects {
     const { imageBytes, short } = await this.imageSpace(record, 1, `the dump of shard ${record.shardId}`);
     if (short) throw new MigrationError('REFUSED', short);
     // Marked so that a destination that sees this very directory says so, and nothing is packed.
-    const stateDir = await this.stateDir(record);
-    await mkdir(stateDir, { recursive: true });
-    await writeFile(join(stateDir, sharedStateMark(record.id)), '');
+    await markStateDir(await shardStateDir(record, this.deps.stateDirectoryOf), record.id);
     const { sharedStateDirectory } = await this.deps.client(record.destination).prepare(record.id, {
       ...prepareRequest(record.source, desired, record.timeoutSeconds),
       ...(imageBytes !== undefined ? { imageBytes } : {}),
@@ -229,23 +242,13 @@ export class CheckpointMigrationEffects implements MigrationEffects {
     return record.rounds.length + 1;
   }
 
-  /**
-   * The shard's own state directory (SHARDFORM_STATE_DIR, its working directory by default).
-   * From the plan in memory, not the store: it is packed with the shard frozen.
-   */
-  private async stateDir(record: MigrationRecord): Promise<string> {
-    const stateDirectory = await this.deps.stateDirectoryOf(record);
-    if (!stateDirectory) throw new MigrationError('INVALID_MIGRATION', `migration ${record.id}: application ${record.applicationId} is no longer in the plan; its state directory is unknown`);
-    return join(stateDirectory, record.shardId);
-  }
-
   async dump(record: MigrationRecord): Promise<{ bytes: number }> {
     const round = this.finalRound(record);
     // CRIU's pre-dumps chain the final dump to the last one; after shadow rounds CRIU dumps everything and transfer() compares.
     const previous = record.rounds.length > 0 && this.method(record) === 'criu' ? this.dir(record, record.rounds.length) : undefined;
     const dir = this.dir(record, round);
     const rootPid = await this.rootPid(record.shardId);
-    const stateDir = await this.stateDir(record);
+    const stateDir = await shardStateDir(record, this.deps.stateDirectoryOf);
     await mkdir(dir, { recursive: true });
     // The shard is frozen: its memory is compared with the shadows on this core while CRIU
     // dumps it on another, so that the comparison is mostly done when the dump is. Its state
@@ -317,12 +320,13 @@ export class CheckpointMigrationEffects implements MigrationEffects {
 
   /** What this agent kept of `record`: its images, its mark in the state directory (when that is known), its memory. */
   private async forget(record: MigrationRecord, stateDirectory: string | undefined): Promise<void> {
-    if (stateDirectory) await rm(join(stateDirectory, record.shardId, sharedStateMark(record.id)), { force: true });
+    await unmarkStateDir(stateDirectory && join(stateDirectory, record.shardId), record.id);
     await rm(join(this.deps.imagesRoot, record.id), { recursive: true, force: true });
     this.rounds.delete(record.id);
     this.shadows.delete(record.id);
     this.frozen.delete(record.id);
     this.sharedState.delete(record.id);
+    this.measuredState.delete(record.id);
   }
 
   async destroyDestination(record: MigrationRecord): Promise<void> {

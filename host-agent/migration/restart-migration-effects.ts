@@ -15,7 +15,7 @@
  * `restored`), and an abort from `restored` destroys the destination copy before the source
  * starts again. Downtime is the same window (frozen → committed): stop, pack, send, start.
  */
-import { mkdir, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { CgroupDriver } from '../cgroups/driver';
 import type { RoundManifest } from '../api/migration-schemas';
@@ -26,7 +26,7 @@ import type { MigrationEffects } from './migration-effects';
 import { MigrationError } from './migration-error';
 import type { MigrationRecord } from './migration-record';
 import { prepareRequest } from './prepare-request';
-import { packState, reclaimStateDir, sharedStateMark, STATE_ARCHIVE } from './state-archive';
+import { markStateDir, packState, reclaimStateDir, shardStateDir, STATE_ARCHIVE, unmarkStateDir } from './state-archive';
 
 export interface RestartEffectsDeps {
   readonly driver: Pick<CgroupDriver, 'pids' | 'exists'>;
@@ -63,23 +63,10 @@ export class RestartMigrationEffects implements MigrationEffects {
     return join(this.deps.imagesRoot, record.id, String(ROUND));
   }
 
-  /**
-   * The shard's own state directory, as the runner gives it (SHARDFORM_STATE_DIR). From the plan
-   * in memory, not the store: the pack runs with the workload stopped, where a store that hangs
-   * would hold it stopped for a deadline or more.
-   */
-  private async stateDir(record: MigrationRecord): Promise<string> {
-    const stateDirectory = await this.deps.stateDirectoryOf(record);
-    if (!stateDirectory) throw new MigrationError('INVALID_MIGRATION', `migration ${record.id}: application ${record.applicationId} is no longer in the plan; its state directory is unknown`);
-    return join(stateDirectory, record.shardId);
-  }
-
   async prepare(record: MigrationRecord): Promise<void> {
     const desired = await this.deps.describe(record.shardId);
-    // Marked so that a destination that sees this very directory says so, and nothing is packed (state-archive.ts).
-    const stateDir = await this.stateDir(record);
-    await mkdir(stateDir, { recursive: true });
-    await writeFile(join(stateDir, sharedStateMark(record.id)), '');
+    // Marked so that a destination that sees this very directory says so, and nothing is packed.
+    await markStateDir(await shardStateDir(record, this.deps.stateDirectoryOf), record.id);
     const { sharedStateDirectory } = await this.deps.client(record.destination).prepare(record.id, prepareRequest(record.source, desired, record.timeoutSeconds));
     if (sharedStateDirectory) this.sharedState.add(record.id);
   }
@@ -102,7 +89,7 @@ export class RestartMigrationEffects implements MigrationEffects {
     const archive = join(this.dir(record), STATE_ARCHIVE);
     await rm(this.dir(record), { recursive: true, force: true });
     await mkdir(this.dir(record), { recursive: true });
-    await (this.deps.pack ?? packState)(await this.stateDir(record), archive);
+    await (this.deps.pack ?? packState)(await shardStateDir(record, this.deps.stateDirectoryOf), archive);
     return { bytes: (await stat(archive)).size };
   }
 
@@ -159,7 +146,7 @@ export class RestartMigrationEffects implements MigrationEffects {
 
   /** What this agent kept of `record`: its mark in the state directory (when that is known), its archive, its memory. */
   private async forget(record: MigrationRecord, stateDirectory: string | undefined): Promise<void> {
-    if (stateDirectory) await rm(join(stateDirectory, record.shardId, sharedStateMark(record.id)), { force: true });
+    await unmarkStateDir(stateDirectory && join(stateDirectory, record.shardId), record.id);
     await rm(join(this.deps.imagesRoot, record.id), { recursive: true, force: true });
     this.sent.delete(record.id);
     this.sharedState.delete(record.id);

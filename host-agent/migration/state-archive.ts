@@ -11,6 +11,7 @@ import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { MigrationError } from './migration-error';
+import type { MigrationRecord } from './migration-record';
 
 const execFileAsync = promisify(execFile);
 
@@ -55,6 +56,28 @@ const SHARED_MARK_PREFIX = '.shardform-migrating-';
  */
 export function sharedStateMark(tag: string): string {
   return `${SHARED_MARK_PREFIX}${tag}`;
+}
+
+/** Marks the shard's state directory `dir` (made if absent) for migration `tag`, before its prepare. */
+export async function markStateDir(dir: string, tag: string): Promise<void> {
+  await mkdir(dir, { recursive: true });
+  await writeFile(join(dir, sharedStateMark(tag)), '');
+}
+
+/** Removes the mark of migration `tag`, at its end; nothing when the directory is not known (the application left the plan). */
+export async function unmarkStateDir(dir: string | undefined, tag: string): Promise<void> {
+  if (dir) await rm(join(dir, sharedStateMark(tag)), { force: true });
+}
+
+/**
+ * The shard's own state directory (`<stateDirectory>/<shard>`, its SHARDFORM_STATE_DIR and
+ * working directory by default), from the application in the plan in memory, not the store: it
+ * is packed with the shard stopped, where a store that hangs would hold it stopped.
+ */
+export async function shardStateDir(record: MigrationRecord, stateDirectoryOf: (record: MigrationRecord) => Promise<string | undefined>): Promise<string> {
+  const stateDirectory = await stateDirectoryOf(record);
+  if (!stateDirectory) throw new MigrationError('INVALID_MIGRATION', `migration ${record.id}: application ${record.applicationId} is no longer in the plan; its state directory is unknown`);
+  return join(stateDirectory, record.shardId);
 }
 
 /** The tar file name inside a migration round (matches the upload route's file-name pattern). */
@@ -107,10 +130,7 @@ export async function unpackState(archive: string, dir: string, tag: string): Pr
         await rm(incoming, { recursive: true, force: true });
         throw new MigrationError('TRANSFER_FAILED', `cannot put the unpacked state directory in place at ${dir}: it is not the copy an earlier unpack of migration ${tag} made, and ${previous} is set aside; both are kept`);
       }
-      const discarded = discardedStateDir(dir, tag);
-      await rm(discarded, { recursive: true, force: true });
-      await rename(dir, discarded);
-      await rm(discarded, { recursive: true, force: true });
+      await discardCopy(dir, tag);
     }
   } else {
     try {
@@ -155,16 +175,21 @@ function discardedStateDir(dir: string, tag: string): string {
  */
 export async function reclaimStateDir(dir: string, tag: string): Promise<boolean> {
   const previous = replacedStateDir(dir, tag);
-  const discarded = discardedStateDir(dir, tag);
   await rm(`${dir}.incoming-${tag}`, { recursive: true, force: true });
-  if (existsSync(join(dir, unpackedMark(tag)))) {
-    await rm(discarded, { recursive: true, force: true });
-    await rename(dir, discarded);
-  }
+  if (existsSync(join(dir, unpackedMark(tag)))) await discardCopy(dir, tag);
   const reclaimed = !existsSync(dir) && existsSync(previous);
   if (reclaimed) await rename(previous, dir);
-  await rm(discarded, { recursive: true, force: true });
+  // A copy moved away by a run that stopped before removing it.
+  await rm(discardedStateDir(dir, tag), { recursive: true, force: true });
   return reclaimed;
+}
+
+/** Moves this migration's copy at `dir` away in one rename, then removes it: stopped in between, it is only in the way of nothing. */
+async function discardCopy(dir: string, tag: string): Promise<void> {
+  const discarded = discardedStateDir(dir, tag);
+  await rm(discarded, { recursive: true, force: true });
+  await rename(dir, discarded);
+  await rm(discarded, { recursive: true, force: true });
 }
 
 /**

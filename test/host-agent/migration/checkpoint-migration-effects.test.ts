@@ -45,6 +45,7 @@ const GiB = 2 ** 30;
 
 function setUp(root: string, opts: { sharedStateDirectory?: boolean; stateDirectory?: string | null | Error; thawSees?: string; pack?: (dir: string, archive: string) => Promise<void>; shadow?: ShadowPreCopy; dumpFails?: string; freeBytes?: number; imageBytes?: number; stateBytes?: number; cgroup?: boolean; root?: boolean; criuAtWork?: () => { pid: number; ageSeconds?: number; startTime?: number }[] } = {}) {
   const calls: string[] = [];
+  let stateWalks = 0;
   const prepared: PrepareBody[] = [];
   const client = {
     prepare: async (id: string, body: PrepareBody) => {
@@ -111,9 +112,9 @@ function setUp(root: string, opts: { sharedStateDirectory?: boolean; stateDirect
     findRoot: async () => (opts.root === false ? undefined : { pid: 4242 }),
     criuAtWork: async (target) => (calls.push(`criuAtWork ${target.rootPid ?? '-'} ${target.freezeCgroup ?? '-'}`), opts.criuAtWork?.() ?? []),
     ...(opts.shadow ? { shadow: opts.shadow } : {}),
-    space: { free: () => opts.freeBytes ?? 100 * GiB, imageBytes: async () => opts.imageBytes ?? GiB, stateBytes: async () => opts.stateBytes ?? 0 },
+    space: { free: () => opts.freeBytes ?? 100 * GiB, imageBytes: async () => opts.imageBytes ?? GiB, stateBytes: async () => ((stateWalks += 1), opts.stateBytes ?? 0) },
   });
-  return { calls, effects, prepared };
+  return { calls, effects, prepared, stateWalks: () => stateWalks };
 }
 
 /** A shadow migration of `shardId` through one pre-copy round, the freeze, the final dump and the transfer; resolves to the round. */
@@ -319,6 +320,18 @@ describe('checkpoint migration effects (source side)', () => {
     const roomy = setUp(join(dir.path, 'state-roomy'), { freeBytes: 4 * GiB, imageBytes: GiB / 4, stateBytes: 3 * GiB });
     await roomy.effects.prepare(record);
     expect(roomy.prepared.map((b) => b.imageBytes)).toEqual([GiB / 4 + 3 * GiB]);
+  });
+
+  it('walks the state directory once per migration, and counts none of it where the destination sees that very directory', async () => {
+    const record = planMigration({ id: 'm13', fleet: 'f', shardId: 'web-13', applicationId: 'web', source: 'host-1', destination: 'host-2', preCopy: true }, AT);
+    const own = setUp(join(dir.path, 'walk-once'), { shadow: fakeShadow([]), freeBytes: 3.5 * GiB, imageBytes: GiB, stateBytes: GiB });
+    await own.effects.prepare(record);
+    // 3 x 1 GiB of memory and 1 GiB of state do not fit in 3.5 GiB: no shadow.
+    expect(await own.effects.preCopySupport(record)).toMatchObject({ ok: false });
+    expect(own.stateWalks()).toBe(1);
+    const shared = setUp(join(dir.path, 'walk-shared'), { shadow: fakeShadow([]), freeBytes: 3.5 * GiB, imageBytes: GiB, stateBytes: GiB, sharedStateDirectory: true });
+    await shared.effects.prepare(record);
+    expect(await shared.effects.preCopySupport(record)).toEqual({ ok: true, method: 'shadow' });
   });
 
   it('skips shadow pre-copy, with the reason, when the disk holds the dump but not a shadow beside it', async () => {
