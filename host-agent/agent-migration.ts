@@ -12,7 +12,7 @@ import type { FastifyPluginAsync } from 'fastify';
 import type { Plan } from '../src/contracts/plan-schema';
 import type { JournalStore } from './migration/migration-journal';
 import type { CgroupDriver } from './cgroups/driver';
-import { locateCriu } from './checkpoint/criu';
+import { criuSwitchOn, locateCriu } from './checkpoint/criu';
 import { CriuCheckpointer } from './checkpoint/criu-checkpointer';
 import { kdatCacheWanted, keepCriuKdatCache } from './checkpoint/criu-kdat-cache';
 import type { AgentLogger } from './log';
@@ -76,13 +76,19 @@ function refusingCheckpointer(reasons: readonly string[]): Checkpointer {
 
 export async function createAgentMigration(ctx: AgentMigrationContext): Promise<AgentMigration> {
   const located = await locateCriu();
-  const checkpointer: Checkpointer = located.found ? new CriuCheckpointer(located.criu) : refusingCheckpointer(located.reasons);
+  const criu = located.found ? new CriuCheckpointer(located.criu, { lazyPages: criuSwitchOn('SHARDFORM_CRIU_LAZY_PAGES') ? 'auto' : 'off' }) : undefined;
+  const checkpointer: Checkpointer = located.found ? (criu as CriuCheckpointer) : refusingCheckpointer(located.reasons);
   if (located.found) ctx.logger.info({ criu: located.criu.version }, 'migration: CRIU found');
   else ctx.logger.warn({ reasons: located.reasons }, 'migration: no usable CRIU; this host refuses checkpoint migrations');
   if (located.found && kdatCacheWanted()) {
     const kdat = await keepCriuKdatCache(located.criu);
     if (kdat.ok) ctx.logger.info({ criu_kdat: kdat.detail }, 'migration: CRIU loads its kernel probe');
     else ctx.logger.warn({ criu_kdat: kdat.detail }, 'migration: CRIU probes the kernel in every dump and restore');
+  }
+  // Asked now (after the kernel probe is kept), not in the first arriving shard's downtime.
+  if (criu) {
+    const lazy = await criu.usesLazyPages();
+    ctx.logger.info({ lazy_pages: lazy }, lazy ? 'migration: an arriving shard runs while its memory is filled in (lazy restore)' : 'migration: an arriving shard runs once all its memory is in (eager restore)');
   }
 
   const describe = async (shardId: string, evenIfDrained = false): Promise<DesiredShard> => {

@@ -17,7 +17,7 @@ import { errorCodes, type FastifyBaseLogger, type FastifyError, type FastifyInst
 import { compileSchema } from '../../src/contracts/schema-validator';
 import { formatFieldError, type FieldError } from '../../src/errors';
 import { CheckpointError } from '../checkpoint/checkpoint-error';
-import type { RestoreTarget } from '../checkpoint/criu-checkpointer';
+import type { RestoredTree, RestoreTarget } from '../checkpoint/criu-checkpointer';
 import { openShardLogs, shardLogPaths } from '../runner/shard-logs';
 import { HostAgentError } from '../errors';
 import type { DesiredShard } from '../reconcile/desired-shard';
@@ -32,8 +32,8 @@ export interface MigrationRouteDeps {
   readonly hostId: string;
   readonly incoming: IncomingMigrations;
   readonly handover: Pick<ShardHandover, 'prepareIncoming' | 'adopt' | 'discard'>;
-  /** CRIU restore of an image directory into the given cgroups; resolves to the restored root pid. */
-  readonly restorer: { restore(dir: string, target: RestoreTarget): Promise<number> };
+  /** CRIU restore of an image directory into the given cgroups; resolves once the restored tree runs with all its memory in. */
+  readonly restorer: { restore(dir: string, target: RestoreTarget): Promise<RestoredTree> };
   /**
    * This host's shard log directory (`<state dir>/logs`): a restored shard's stdout and stderr,
    * open on the source's files of it, are restored onto this host's instead. Absent (the
@@ -333,18 +333,21 @@ export const migrationRoutes =
           // such file and fail the restore), or, on a shared one, files the source prunes later.
           const from = migration.sourceLogFiles;
           const here = deps.logRoot && from ? await openShardLogs(shardLogPaths(deps.logRoot, migration.desired.shardId)) : undefined;
-          let pid: number;
+          let restored: RestoredTree;
           try {
             const files = here && from ? [{ dumpedPath: from.stdout, fd: here.stdout }, { dumpedPath: from.stderr, fd: here.stderr }] : undefined;
-            pid = await deps.restorer.restore(incoming.roundDir(migration, final.round), { procsFiles: migration.procsFiles, ...(files ? { files } : {}) });
+            restored = await deps.restorer.restore(incoming.roundDir(migration, final.round), { procsFiles: migration.procsFiles, ...(files ? { files } : {}) });
           } finally {
             await here?.close();
           }
+          if (restored.lazyPagesSkipped) request.log.warn({ migration: migration.id, reason: restored.lazyPagesSkipped }, 'migration: restored eagerly, the lazy restore could not start');
           // Aborted meanwhile: the abort, waiting for this restore, destroys the copy once it returns.
           if (migration.state !== 'prepared') throw new MigrationError('INVALID_TRANSITION', `migration ${migration.id} was aborted while it was restored; the copy is destroyed`);
-          migration.pid = pid;
+          migration.pid = restored.pid;
           migration.state = 'restored';
-          return { migrationId: migration.id, state: migration.state, pid: migration.pid };
+          // lazyPagesMs: how long the shard already ran here before this answer (its memory filled
+          // behind it); the source counts the downtime up to when it ran, not up to this answer.
+          return { migrationId: migration.id, state: migration.state, pid: migration.pid, lazyPagesMs: restored.lazyPagesMs };
         });
       },
     );

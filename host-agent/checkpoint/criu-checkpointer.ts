@@ -18,7 +18,7 @@
  *   unified one), so restored tasks inherit the destination cgroups, not the dumped paths.
  */
 import { spawn } from 'node:child_process';
-import { mkdir, readFile } from 'node:fs/promises';
+import { lstat, mkdir, readFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { freeBytesUnder } from '../migration/image-space';
 import { parseProcStat } from '../runner/proc-info';
@@ -32,6 +32,26 @@ export interface CheckpointerOptions {
   verbosity?: number;
   /** Free bytes of the file system under a directory (statfs; a test passes its own). */
   freeBytes?: (dir: string) => number | undefined;
+  /**
+   * Restore memory lazily: `criu lazy-pages` beside `criu restore --lazy-pages`, so the tree
+   * runs as soon as its process state is back while its private memory is filled behind it from
+   * the local image (userfaultfd). `auto` does so where `criu check --feature uffd-noncoop`
+   * passes; default `off` (eager: every page copied in before the tree runs).
+   */
+  lazyPages?: 'auto' | 'off';
+}
+
+/** What a restore made. */
+export interface RestoredTree {
+  /** Host pid of the restored PID-namespace init. */
+  readonly pid: number;
+  /**
+   * How long the tree ran before all of its memory was in: the lazy fill that followed the
+   * restore (0 for an eager one). The restore resolves only once the fill is complete.
+   */
+  readonly lazyPagesMs: number;
+  /** Why a lazy restore was wanted but this one was eager (the daemon did not come up). */
+  readonly lazyPagesSkipped?: string;
 }
 
 /** Below this much free space under an image directory, a CRIU failure that says nothing is put down to the disk. */
@@ -82,6 +102,9 @@ export class CriuCheckpointer {
   private readonly timeoutMs: number;
   private readonly verbosity: number;
   private readonly freeBytes: (dir: string) => number | undefined;
+  private readonly lazyPages: 'auto' | 'off';
+  /** Asked once: whether this kernel lets `criu lazy-pages` serve another process's faults. */
+  private lazyPagesSupport?: Promise<boolean>;
 
   constructor(
     readonly criu: CriuInstallation,
@@ -90,6 +113,7 @@ export class CriuCheckpointer {
     this.timeoutMs = opts.timeoutMs ?? CRIU_TIMEOUT_MS;
     this.verbosity = opts.verbosity ?? 4;
     this.freeBytes = opts.freeBytes ?? freeBytesUnder;
+    this.lazyPages = opts.lazyPages ?? 'off';
   }
 
   /** `criu check`: passes when the kernel offers what a basic dump/restore needs. */
@@ -145,8 +169,29 @@ export class CriuCheckpointer {
     ]);
   }
 
-  /** Restores the image in `dir` detached, inside the destination cgroups; resolves to the new root pid. */
-  async restore(dir: string, target: RestoreTarget): Promise<number> {
+  /** Whether restores here are lazy (`lazyPages: 'auto'` and the kernel has non-cooperative userfaultfd). */
+  usesLazyPages(): Promise<boolean> {
+    if (this.lazyPages === 'off') return Promise.resolve(false);
+    this.lazyPagesSupport ??= this.run(['check', '--feature', 'uffd-noncoop']).then(
+      (run) => run.exitCode === 0,
+      () => false,
+    );
+    return this.lazyPagesSupport;
+  }
+
+  /**
+   * Restores the image in `dir` detached, inside the destination cgroups; resolves to the new
+   * root pid once the tree runs with all of its memory in.
+   *
+   * Lazily where this host can: the tree runs once its process state is back (tens of ms),
+   * while `criu lazy-pages` copies its private memory in from the local image, each page on its
+   * first touch or in the background, whichever comes first. The restore resolves only when the
+   * daemon has put in the last page, so a migration commits only a complete copy. A daemon that
+   * fails or is killed before that leaves pages it never filled, which the kernel would then
+   * hand out as zeros: the tree is killed at once and the restore fails, and the migration
+   * aborts with the source's stopped copy intact.
+   */
+  async restore(dir: string, target: RestoreTarget): Promise<RestoredTree> {
     const pidFile = join(dir, 'restored.pid');
     const files = target.files ?? [];
     // Handed over as the child's fds 3, 4, ...; CRIU names a regular file by its path relative
@@ -161,17 +206,105 @@ export class CriuCheckpointer {
       ...CPU_CHECK,
       ...inherit,
     ];
-    await this.runOrThrow('restore', dir, criuArgs, target.procsFiles, files.map((file) => file.fd));
-    const pid = Number.parseInt((await readFile(pidFile, 'utf8')).trim(), 10);
-    if (!Number.isInteger(pid) || pid <= 0) throw new CheckpointError('CRIU_FAILED', `criu restore wrote no pid to ${pidFile}`);
-    // A restored tree that died at once (an instruction or a library this host lacks) fails the
-    // restore, so the migration aborts and the source's stopped copy runs on, instead of a
-    // commit that kills that copy and leaves reconcile to start the shard afresh here. It costs
-    // one read of /proc; a crash after this point is the destination's to restart.
+    // Not over a chain of pre-copy images: `criu lazy-pages` (4.1) reads a page kept in a parent
+    // image but never completes the fault, and the restored tree hangs on its first such page.
+    const daemon = (await this.usesLazyPages()) && !(await hasParentImages(dir)) ? await this.startLazyPagesDaemon(dir) : undefined;
+    if (daemon && !daemon.ok) return { ...(await this.restoreEagerly(dir, criuArgs, pidFile, target)), lazyPagesSkipped: daemon.reason };
+    if (!daemon) return this.restoreEagerly(dir, criuArgs, pidFile, target);
+    try {
+      await this.runOrThrow('restore', dir, [...criuArgs, '--lazy-pages'], target.procsFiles, files.map((file) => file.fd));
+    } catch (error) {
+      daemon.stop();
+      throw error;
+    }
+    const running = performance.now();
+    let pid: number;
+    try {
+      pid = await readRestoredPid(pidFile);
+    } catch (error) {
+      daemon.stop();
+      throw error;
+    }
+    const filled = await daemon.exited;
+    if (filled.exitCode !== 0) {
+      killQuietly(pid);
+      const log = join(dir, 'criu-lazy-pages.log');
+      const why = (await lastErrors(log)) || (filled.signal ? `signal ${filled.signal}` : `exit ${filled.exitCode}`);
+      throw new CheckpointError('CRIU_FAILED', `criu lazy-pages stopped before the restored tree's memory was all in (${why}); the restored tree ${pid} was killed; log: ${log}`, log);
+    }
+    const lazyPagesMs = Math.round(performance.now() - running);
+    await this.failIfGone(pid, dir);
+    return { pid, lazyPagesMs };
+  }
+
+  private async restoreEagerly(dir: string, criuArgs: string[], pidFile: string, target: RestoreTarget): Promise<RestoredTree> {
+    await this.runOrThrow('restore', dir, criuArgs, target.procsFiles, (target.files ?? []).map((file) => file.fd));
+    const pid = await readRestoredPid(pidFile);
+    await this.failIfGone(pid, dir);
+    return { pid, lazyPagesMs: 0 };
+  }
+
+  /**
+   * A restored tree that died at once (an instruction or a library this host lacks) fails the
+   * restore, so the migration aborts and the source's stopped copy runs on, instead of a commit
+   * that kills that copy and leaves reconcile to start the shard afresh here. It costs one read
+   * of /proc; a crash after this point is the destination's to restart.
+   */
+  private async failIfGone(pid: number, dir: string): Promise<void> {
     if (await restoredProcessGone(pid)) {
       throw new CheckpointError('CRIU_FAILED', `criu restore succeeded, but the restored process ${pid} had already exited; log: ${join(dir, 'criu-restore.log')}`, join(dir, 'criu-restore.log'));
     }
-    return pid;
+  }
+
+  /**
+   * Starts `criu lazy-pages` on `dir` and waits until it listens for the restore (`--status-fd`).
+   * Not ready (it exited, or said nothing within the CRIU timeout): `ok: false` with why, the
+   * daemon stopped, and the restore goes on eagerly — nothing was restored yet.
+   *
+   * The daemon runs in a session of its own, so an agent that stops mid-fill (a signal to its
+   * process group) does not take it along: the restored tree would then read zeros where its
+   * memory was not in yet. The fill ends by itself, bounded like every CRIU run.
+   */
+  private startLazyPagesDaemon(dir: string): Promise<{ ok: true; exited: Promise<CriuRun>; stop: () => void } | { ok: false; reason: string }> {
+    const command = criuCommandLine(this.criu, ['lazy-pages', '-D', dir, '--status-fd', '3', '-o', join(dir, 'criu-lazy-pages.log'), `-v${this.verbosity}`]);
+    return new Promise((resolve) => {
+      const child = spawn(command.file, command.args, { stdio: ['ignore', 'ignore', 'pipe', 'pipe'], detached: true });
+      let output = '';
+      child.stderr!.on('data', (chunk: Buffer) => {
+        if (output.length < 64_000) output += chunk.toString('utf8');
+      });
+      const timer = setTimeout(() => child.kill('SIGKILL'), this.timeoutMs);
+      const exited = new Promise<CriuRun>((done) => {
+        child.on('error', (error) => {
+          clearTimeout(timer);
+          done({ exitCode: null, signal: null, output: error.message });
+        });
+        child.on('close', (exitCode, signal) => {
+          clearTimeout(timer);
+          done({ exitCode, signal, output });
+        });
+      });
+      const stop = () => {
+        if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      };
+      // CRIU writes one NUL and closes the descriptor once it accepts the restore's connection.
+      const status = child.stdio[3] as NodeJS.ReadableStream;
+      let ready = false;
+      status.on('data', (chunk: Buffer) => {
+        if (!ready && chunk.includes(0)) {
+          ready = true;
+          resolve({ ok: true, exited, stop });
+        }
+      });
+      status.on('error', () => undefined);
+      status.on('end', () => {
+        if (!ready) stop();
+      });
+      void exited.then(async (run) => {
+        if (ready) return;
+        resolve({ ok: false, reason: `criu lazy-pages did not start (${(await lastErrors(join(dir, 'criu-lazy-pages.log'))) || run.output.trim() || (run.signal ? `signal ${run.signal}` : `exit ${run.exitCode}`)})` });
+      });
+    });
   }
 
   private async runOrThrow(action: string, dir: string, args: string[], joinProcsFiles?: readonly string[], extraFds: readonly number[] = []): Promise<void> {
@@ -246,6 +379,32 @@ async function restoredProcessGone(pid: number): Promise<boolean> {
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     return code === 'ENOENT' || code === 'ESRCH';
+  }
+}
+
+/** Whether the image in `dir` builds on a previous round's (pre-copy): CRIU follows its `parent` link. */
+async function hasParentImages(dir: string): Promise<boolean> {
+  try {
+    await lstat(join(dir, 'parent'));
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** The pid CRIU wrote for the restored root. */
+async function readRestoredPid(pidFile: string): Promise<number> {
+  const pid = Number.parseInt((await readFile(pidFile, 'utf8')).trim(), 10);
+  if (!Number.isInteger(pid) || pid <= 0) throw new CheckpointError('CRIU_FAILED', `criu restore wrote no pid to ${pidFile}`);
+  return pid;
+}
+
+/** SIGKILL to a restored PID-namespace init: the kernel then kills everything in its namespace. */
+function killQuietly(pid: number): void {
+  try {
+    process.kill(pid, 'SIGKILL');
+  } catch {
+    // already gone
   }
 }
 

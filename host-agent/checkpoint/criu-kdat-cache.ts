@@ -17,7 +17,7 @@
 import { execFile } from 'node:child_process';
 import { existsSync, lstatSync, mkdirSync, readFileSync, statfsSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
-import { criuCommandLine, type CriuInstallation } from './criu';
+import { criuCommandLine, criuSwitchOn, type CriuInstallation } from './criu';
 
 export const TMPFS_MAGIC = 0x01021994;
 /** Where CRIU looks (compiled in). */
@@ -56,9 +56,7 @@ const fsType = (path: string) => statfsSync(path).type;
  * is a usage error naming the variable and the value.
  */
 export function kdatCacheWanted(env: NodeJS.ProcessEnv = process.env): boolean {
-  const value = env.SHARDFORM_CRIU_KDAT_CACHE ?? 'on';
-  if (value !== 'on' && value !== 'off') throw new Error(`SHARDFORM_CRIU_KDAT_CACHE=${JSON.stringify(value)} must be on or off`);
-  return value === 'on';
+  return criuSwitchOn('SHARDFORM_CRIU_KDAT_CACHE', env);
 }
 
 /** Whether `<runDir>/criu.kdat` is the kept probe: a non-empty file on a tmpfs. */

@@ -18,6 +18,19 @@ const execFileAsync = promisify(execFile);
 export const DEFAULT_CRIU_PREFIX = '/opt/shardform/criu';
 export const MIN_CRIU_MAJOR = 4;
 
+/** The agent's on/off switches for how it uses CRIU (environment variables, each default `on`). */
+export const CRIU_SWITCHES = ['SHARDFORM_CRIU_KDAT_CACHE', 'SHARDFORM_CRIU_LAZY_PAGES'] as const;
+
+/**
+ * Whether switch `name` is on: unset or `on` is on, `off` is off; any other value is a usage
+ * error naming the variable and the value.
+ */
+export function criuSwitchOn(name: (typeof CRIU_SWITCHES)[number], env: NodeJS.ProcessEnv = process.env): boolean {
+  const value = env[name] ?? 'on';
+  if (value !== 'on' && value !== 'off') throw new Error(`${name}=${JSON.stringify(value)} must be on or off`);
+  return value === 'on';
+}
+
 export interface CriuInstallation {
   readonly kind: 'system' | 'private';
   /** `4.1.1`. */

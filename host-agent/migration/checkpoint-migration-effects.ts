@@ -17,7 +17,7 @@ import type { ShardHandover } from '../reconcile/shard-handover';
 import { findNamespaceInit, isSameProcessAlive } from '../runner/proc-info';
 import type { RoundManifest } from '../api/migration-schemas';
 import type { MigrationClient } from './migration-client';
-import type { MigrationEffects } from './migration-effects';
+import type { MigrationEffects, RestoreReport } from './migration-effects';
 import { MigrationError } from './migration-error';
 import type { MigrationRecord, PreCopyMethod } from './migration-record';
 import { systemShadowPreCopy, type FrozenComparison, type Shadow, type ShadowPreCopy } from './memory-shadow';
@@ -305,10 +305,11 @@ export class CheckpointMigrationEffects implements MigrationEffects {
     return { bytes: await this.sendRound(record, round) };
   }
 
-  async restore(record: MigrationRecord): Promise<void> {
+  async restore(record: MigrationRecord): Promise<RestoreReport> {
     const rounds = this.rounds.get(record.id);
     if (!rounds || rounds.length === 0) throw new MigrationError('INVALID_MIGRATION', `migration ${record.id}: no image was sent by this agent`);
-    await this.deps.client(record.destination).restore(record.id, rounds);
+    const { lazyPagesMs } = await this.deps.client(record.destination).restore(record.id, rounds);
+    return { lazyPagesMs };
   }
 
   async releaseSource(record: MigrationRecord): Promise<void> {

@@ -160,14 +160,18 @@ export class MigrationClient {
 
   /**
    * The destination unpacks the state archive of `rounds` (when the final round has one), then
-   * CRIU restores; resolves to the restored pid. The request waits the control timeout plus
-   * the unpack's allowance for the archive's size: a large state directory must not make the
-   * source give up while the destination is still unpacking it (its abort would then wait for
-   * that unpack, and the shard stay frozen all along).
+   * CRIU restores; resolves to the restored pid, and how long the shard already ran there while
+   * its memory was filled lazily (0 when the destination did not say, or said something that is
+   * not a number of ms from 0 to 1 day: it only shortens the downtime reported). The request waits
+   * the control timeout plus the unpack's allowance for the archive's size: a large state
+   * directory must not make the source give up while the destination is still unpacking it (its
+   * abort would then wait for that unpack, and the shard stay frozen all along).
    */
-  async restore(migrationId: string, rounds: readonly RoundManifest[]): Promise<number> {
+  async restore(migrationId: string, rounds: readonly RoundManifest[]): Promise<{ pid: number; lazyPagesMs: number }> {
     const response = await this.call('restore', () => this.http.post(`/v1/migrations/${migrationId}/restore`, { rounds }, { timeout: this.unpackingTimeoutMs(rounds) }));
-    return (response.data as { pid: number }).pid;
+    const { pid, lazyPagesMs } = response.data as { pid: number; lazyPagesMs?: unknown };
+    const lazy = typeof lazyPagesMs === 'number' && Number.isFinite(lazyPagesMs) && lazyPagesMs >= 0 && lazyPagesMs <= 86_400_000 ? Math.round(lazyPagesMs) : 0;
+    return { pid, lazyPagesMs: lazy };
   }
 
   /** Restart strategy: the destination unpacks the state archive of `rounds` and starts the shard; resolves to its pid. */

@@ -171,10 +171,11 @@ export class MigrationDriver {
         const preCopied = record.rounds.reduce((sum, r) => sum + r.bytes, 0);
         return { to: 'restored', changes: { bytesSent: preCopied + bytes } };
       }
-      case 'restored':
-        await this.effects.restore(record);
+      case 'restored': {
+        const report = await this.effects.restore(record);
         // The destination runs the shard: this write is the commit.
-        return { to: 'committed' };
+        return { to: 'committed', changes: report && report.lazyPagesMs > 0 ? { lazyPagesMs: report.lazyPagesMs } : {} };
+      }
       default:
         throw new MigrationError('INVALID_TRANSITION', `migration ${record.id}: no forward step from ${record.state}`);
     }

@@ -6,6 +6,11 @@
  */
 import type { MigrationRecord, PreCopyMethod } from './migration-record';
 
+/** What a restore says beyond "it runs": how long the shard ran while its memory was filled lazily (ms; 0 for an eager restore). */
+export interface RestoreReport {
+  readonly lazyPagesMs: number;
+}
+
 export interface MigrationEffects {
   /** Destination: validate, reserve capacity, create the shard cgroup with the same limits. Throws REFUSED with the reason. */
   prepare(record: MigrationRecord): Promise<void>;
@@ -19,8 +24,11 @@ export interface MigrationEffects {
   dump(record: MigrationRecord): Promise<{ bytes: number }>;
   /** Streams the final image to the destination, which verifies every file's sha256. */
   transfer(record: MigrationRecord): Promise<{ bytes: number }>;
-  /** Destination restores the image into the shard cgroup; resolves once it runs. */
-  restore(record: MigrationRecord): Promise<void>;
+  /**
+   * Destination restores the image into the shard cgroup; resolves once it runs with all its
+   * memory in, saying how long it already ran while that memory was filled lazily.
+   */
+  restore(record: MigrationRecord): Promise<RestoreReport | void>;
   /** Kills the stopped source, removes its cgroup and frees its capacity. Idempotent. */
   releaseSource(record: MigrationRecord): Promise<void>;
   /** Destination: kills any restored copy, removes the cgroup and images, frees the reservation. Idempotent. */

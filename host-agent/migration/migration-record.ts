@@ -43,6 +43,12 @@ export interface MigrationRecord {
   readonly finalBytes?: number;
   /** Total bytes sent: pre-copy rounds plus the final image. */
   readonly bytesSent?: number;
+  /**
+   * How long the shard already ran on the destination, its memory filled lazily behind it,
+   * before the destination answered the restore (set with `committed`): part of the restore
+   * step, not of the downtime.
+   */
+  readonly lazyPagesMs?: number;
   readonly abort?: {
     readonly reason: string;
     /** The state the migration was in when it aborted. */
@@ -148,12 +154,22 @@ export function enteredAt(record: MigrationRecord, state: MigrationState): numbe
 
 /**
  * Downtime: frozen on the source → running on the destination. The restore finishes just
- * before `committed` is written, so that write's time closes the window.
+ * before `committed` is written, so that write's time closes the window, less the time the shard
+ * already ran there while its memory was filled lazily (the destination's own measure, at most
+ * the restore step: an answer that says more is not believed past it).
  */
 export function downtimeMs(record: MigrationRecord): number | undefined {
   const frozen = enteredAt(record, 'frozen');
-  const running = enteredAt(record, 'committed');
-  return frozen === undefined || running === undefined ? undefined : running - frozen;
+  const committed = enteredAt(record, 'committed');
+  if (frozen === undefined || committed === undefined) return undefined;
+  return committed - frozen - lazyFill(record, committed);
+}
+
+/** The lazy fill that counts: within the restore step (restored → committed), 0 without one. */
+function lazyFill(record: MigrationRecord, committed: number): number {
+  const restored = enteredAt(record, 'restored');
+  const lazy = record.lazyPagesMs ?? 0;
+  return restored === undefined ? 0 : Math.max(0, Math.min(lazy, committed - restored));
 }
 
 /**
@@ -178,7 +194,7 @@ export function downtimeSteps(record: MigrationRecord): DowntimeSteps | undefine
   const at = (['frozen', 'dumped', 'transferred', 'restored', 'committed'] as const).map((state) => enteredAt(record, state));
   if (at.some((t) => t === undefined)) return undefined;
   const [frozen, dumped, transferred, restored, committed] = at as [number, number, number, number, number];
-  return { freezeMs: dumped - frozen, dumpMs: transferred - dumped, transferMs: restored - transferred, restoreMs: committed - restored };
+  return { freezeMs: dumped - frozen, dumpMs: transferred - dumped, transferMs: restored - transferred, restoreMs: committed - restored - lazyFill(record, committed) };
 }
 
 /** Planned → done (or → aborted). */
@@ -212,6 +228,7 @@ export function migrationRecordProblem(value: unknown): string | undefined {
     if (typeof step.at !== 'string' || Number.isNaN(Date.parse(step.at))) return `history[${i}].at is ${show(step.at)}, not an ISO 8601 time`;
   }
   if (!Array.isArray(r.rounds)) return `rounds is ${show(r.rounds)}, not a list`;
+  if (r.lazyPagesMs !== undefined && (typeof r.lazyPagesMs !== 'number' || !Number.isFinite(r.lazyPagesMs) || r.lazyPagesMs < 0)) return `lazyPagesMs is ${show(r.lazyPagesMs)}, not a number of milliseconds >= 0`;
   if (r.abort !== undefined) {
     const a = r.abort as { reason?: unknown; from?: unknown; cleanup?: unknown } | null;
     if (typeof a !== 'object' || a === null) return `abort is ${show(r.abort)}, not an object`;

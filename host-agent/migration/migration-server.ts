@@ -10,7 +10,7 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { detectCgroupDriver } from '../cgroups/detect';
-import { requireCriu } from '../checkpoint/criu';
+import { criuSwitchOn, requireCriu } from '../checkpoint/criu';
 import { CriuCheckpointer } from '../checkpoint/criu-checkpointer';
 import { kdatCacheWanted, keepCriuKdatCache } from '../checkpoint/criu-kdat-cache';
 import { buildMigrationApp } from '../api/migration-app';
@@ -41,7 +41,7 @@ async function main(): Promise<void> {
   const criu = await requireCriu();
   // As the agent does at start: CRIU loads its kernel probe instead of probing in every restore.
   if (kdatCacheWanted()) await keepCriuKdatCache(criu);
-  const checkpointer = new CriuCheckpointer(criu);
+  const checkpointer = new CriuCheckpointer(criu, { lazyPages: criuSwitchOn('SHARDFORM_CRIU_LAZY_PAGES') ? 'auto' : 'off' });
   const incoming = IncomingMigrations.withFixedCapacity(images, capacity);
   const token = readFileSync(tokenFile, 'utf8').trim();
   const app = await buildMigrationApp({

@@ -11,6 +11,8 @@ export interface MigrationSummary {
   readonly downtimeMs: number | null;
   /** The downtime step by step (freeze, dump, transfer, restore), once committed. */
   readonly downtimeSteps: DowntimeSteps | null;
+  /** How long the shard ran on the destination while its memory was filled lazily (after the downtime), once committed. */
+  readonly lazyPagesMs: number | null;
   readonly durationMs: number | null;
   readonly bytesSent: number;
   readonly rounds: number;
@@ -33,6 +35,7 @@ export function summarize(record: MigrationRecord): MigrationSummary {
     state: record.state,
     downtimeMs: downtimeMs(record) ?? null,
     downtimeSteps: downtimeSteps(record) ?? null,
+    lazyPagesMs: record.lazyPagesMs ?? null,
     durationMs: durationMs(record) ?? null,
     bytesSent: record.bytesSent ?? 0,
     rounds: record.rounds.length,

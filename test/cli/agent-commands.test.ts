@@ -206,6 +206,7 @@ describe('shardform shards / drain / agent (CLI)', () => {
   it.each([
     ['SHARDFORM_CRIU_PREFIX', 'opt/criu', 'SHARDFORM_CRIU_PREFIX="opt/criu" must be an absolute directory'],
     ['SHARDFORM_CRIU_KDAT_CACHE', 'maybe', 'SHARDFORM_CRIU_KDAT_CACHE="maybe" must be on or off'],
+    ['SHARDFORM_CRIU_LAZY_PAGES', 'yes', 'SHARDFORM_CRIU_LAZY_PAGES="yes" must be on or off'],
   ])('refuses a bad %s with exit 2, naming it and the value', async (name, value, message) => {
     const before = process.env[name];
     process.env[name] = value;

@@ -28,6 +28,20 @@ export const requireCriu: Prerequisite = () => {
   return `needs CRIU >= ${MIN_CRIU_MAJOR} passing \`criu check\` (bash host-agent/checkpoint/install-criu.sh)`;
 };
 
+/** The kernel lets `criu lazy-pages` serve a restored tree's page faults (non-cooperative userfaultfd). */
+export const requireLazyPages: Prerequisite = () => {
+  const criu = requireCriu();
+  if (criu) return criu;
+  const prefixed = privateInstallation(process.env.SHARDFORM_CRIU_PREFIX ?? DEFAULT_CRIU_PREFIX);
+  const [file, args] = typeof prefixed === 'string' ? ['criu', []] : [prefixed.file, [...prefixed.prefixArgs]];
+  try {
+    execFileSync(file, [...args, 'check', '--feature', 'uffd-noncoop'], { stdio: 'ignore', timeout: 30_000 });
+    return undefined;
+  } catch {
+    return 'needs a kernel with non-cooperative userfaultfd (`criu check --feature uffd-noncoop`) for lazy restores';
+  }
+};
+
 export const requirePython: Prerequisite = () => {
   try {
     execFileSync('python3', ['--version'], { stdio: 'ignore' });

@@ -28,11 +28,13 @@ export class FakeRestorer {
   /** `files`: each handed-over descriptor as the file it is open on, read while the restore runs. */
   readonly restored: { dir: string; procsFiles: readonly string[]; files?: { dumpedPath: string; openOn: string }[] }[] = [];
   fail?: Error;
+  /** What the fake answers as the lazy fill's time (a real lazy restore runs the tree this long before it resolves). */
+  lazyPagesMs = 0;
   async restore(dir: string, target: RestoreTarget) {
     if (this.fail) throw this.fail;
     const files = target.files?.map((f) => ({ dumpedPath: f.dumpedPath, openOn: readlinkSync(`/proc/self/fd/${f.fd}`) }));
     this.restored.push({ dir, procsFiles: target.procsFiles, ...(files ? { files } : {}) });
-    return 4242;
+    return { pid: 4242, lazyPagesMs: this.lazyPagesMs };
   }
 }
 

@@ -67,6 +67,8 @@ export class FakeEffects implements MigrationEffects {
   fail = new Map<EffectName, Error>();
   preCopyBytes: number[] = [];
   preCopyOk: { ok: true; method: PreCopyMethod } | { ok: false; reason: string } = { ok: true, method: 'criu' };
+  /** What restore reports of a lazy fill (undefined: nothing, as the restart strategy). */
+  lazyPagesMs?: number;
   onCall?: (effect: EffectName) => void | Promise<void>;
 
   constructor(private readonly journal: MigrationJournal) {}
@@ -107,6 +109,7 @@ export class FakeEffects implements MigrationEffects {
   }
   async restore(r: MigrationRecord) {
     await this.call('restore', r);
+    return this.lazyPagesMs === undefined ? undefined : { lazyPagesMs: this.lazyPagesMs };
   }
   async releaseSource(r: MigrationRecord) {
     await this.call('releaseSource', r);

@@ -3,7 +3,7 @@ import { statSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
 import { ID_PATTERN, ShardformError, showValue } from '../../errors';
 import { parseListenAddress } from '../../../host-agent/api/listen';
-import { kdatCacheWanted } from '../../../host-agent/checkpoint/criu-kdat-cache';
+import { CRIU_SWITCHES, criuSwitchOn } from '../../../host-agent/checkpoint/criu';
 
 export interface AgentFlags {
   plan?: string;
@@ -63,10 +63,12 @@ export function checkAgentFlags(flags: AgentFlags, needPlan = false): CheckedAge
   const logLevel = flags.logLevel ?? 'info';
   if (!LOG_LEVELS.includes(logLevel)) throw bad('--log-level', logLevel, `is not one of ${LOG_LEVELS.join(', ')}`);
   // Read by the agent's migration set-up; checked here so a typo stops the start as a usage error.
-  try {
-    kdatCacheWanted();
-  } catch (error) {
-    throw new ShardformError('INVALID_ARGUMENT', 'SHARDFORM_CRIU_KDAT_CACHE', process.env.SHARDFORM_CRIU_KDAT_CACHE, (error as Error).message);
+  for (const name of CRIU_SWITCHES) {
+    try {
+      criuSwitchOn(name);
+    } catch (error) {
+      throw new ShardformError('INVALID_ARGUMENT', name, process.env[name], (error as Error).message);
+    }
   }
   // Where the agent looks for a private CRIU; a relative or empty one would be looked up from
   // wherever the agent was started and quietly leave this host unable to checkpoint.

@@ -182,9 +182,11 @@ describe('migration routes (destination agent)', () => {
     expect(dest.restorer.restored).toEqual([]);
 
     await upload('mig-1', 2, 'core-1.img', Buffer.from('abc'));
+    // A lazy restore: the shard ran here 140 ms, its memory filled behind it, before the answer.
+    dest.restorer.lazyPagesMs = 140;
     const restored = await app.inject({ method: 'POST', url: '/v1/migrations/mig-1/restore', headers: AUTH, payload: { rounds } });
     expect(restored.statusCode).toBe(200);
-    expect(restored.json()).toEqual({ migrationId: 'mig-1', state: 'restored', pid: 4242 });
+    expect(restored.json()).toEqual({ migrationId: 'mig-1', state: 'restored', pid: 4242, lazyPagesMs: 140 });
     const migrationDir = dest.incoming.get('mig-1')!.dir;
     expect(dest.restorer.restored).toEqual([{ dir: join(migrationDir, '2'), procsFiles: ['/fake/web-0/cgroup.procs'] }]);
     expect(readlinkSync(join(migrationDir, '2', 'parent'))).toBe('../1');
@@ -504,7 +506,7 @@ describe('migration routes (destination agent)', () => {
     let finishRestore: (() => void) | undefined;
     const discard = dest.handover.discard.bind(dest.handover);
     dest.handover.discard = async (shardId: string) => (events.push(`discard ${shardId}`), discard(shardId));
-    dest.restorer.restore = () => new Promise<number>((resolve) => (events.push('restore started'), (finishRestore = () => (events.push('restored'), resolve(4242)))));
+    dest.restorer.restore = () => new Promise((resolve) => (events.push('restore started'), (finishRestore = () => (events.push('restored'), resolve({ pid: 4242, lazyPagesMs: 0 })))));
     await prepare();
     const data = Buffer.from('pages');
     await upload('mig-1', 1, 'pages-1.img', data);
@@ -558,7 +560,7 @@ describe('migration routes (destination agent)', () => {
     let finishRestore: (() => void) | undefined;
     const discard = dest.handover.discard.bind(dest.handover);
     dest.handover.discard = async (shardId: string) => (events.push(`discard ${shardId}`), discard(shardId));
-    dest.restorer.restore = () => new Promise<number>((resolve) => (finishRestore = () => (events.push('restored'), resolve(4242))));
+    dest.restorer.restore = () => new Promise((resolve) => (finishRestore = () => (events.push('restored'), resolve({ pid: 4242, lazyPagesMs: 0 }))));
     await prepare();
     const data = Buffer.from('pages');
     await upload('mig-1', 1, 'pages-1.img', data);
@@ -770,13 +772,13 @@ describe('migration routes: a source that goes quiet', () => {
       }
       expect(dest.incoming.get('mig-1')?.state).toBe('prepared');
       let finishRestore: (() => void) | undefined;
-      dest.restorer.restore = () => new Promise<number>((resolve) => (finishRestore = () => resolve(4242)));
+      dest.restorer.restore = () => new Promise((resolve) => (finishRestore = () => resolve({ pid: 4242, lazyPagesMs: 0 })));
       const rounds = [{ round: 1, parent: null, files: [{ name: 'pages-1.img', bytes: data.length, sha256: sha(data) }] }];
       const restore = app.inject({ method: 'POST', url: '/v1/migrations/mig-1/restore', headers: AUTH, payload: { rounds } });
       await sleep(300);
       expect(dest.handover.calls).toEqual(['prepareIncoming web-0']);
       finishRestore!();
-      expect((await restore).json()).toEqual({ migrationId: 'mig-1', state: 'restored', pid: 4242 });
+      expect((await restore).json()).toEqual({ migrationId: 'mig-1', state: 'restored', pid: 4242, lazyPagesMs: 0 });
       // Restored: only the source may decide now (it may have committed), so the copy stays however long it is quiet.
       await sleep(300);
       expect(dest.incoming.get('mig-1')?.state).toBe('restored');

@@ -53,7 +53,7 @@ describe('CriuCheckpointer: a restore whose process is already gone', () => {
     const spy = jest.spyOn(fsPromises, 'readFile').mockImplementation(((path: string, ...rest: unknown[]) =>
       /^\/proc\/\d+\/stat$/.test(String(path)) ? Promise.reject(Object.assign(new Error('EMFILE: too many open files'), { code: 'EMFILE' })) : (readFile as (...a: unknown[]) => Promise<unknown>)(path, ...rest)) as typeof readFile);
     try {
-      await expect(criu.restore(dir.path, { procsFiles: [] })).resolves.toEqual(expect.any(Number));
+      await expect(criu.restore(dir.path, { procsFiles: [] })).resolves.toEqual({ pid: expect.any(Number), lazyPagesMs: 0 });
     } finally {
       spy.mockRestore();
     }
@@ -62,6 +62,98 @@ describe('CriuCheckpointer: a restore whose process is already gone', () => {
   it('returns the pid of a restored process that runs', async () => {
     // This test's own process stands in for the restored one: it certainly runs.
     const criu = new CriuCheckpointer(restoring(`echo ${process.pid} > "$6"`));
-    await expect(criu.restore(dir.path, { procsFiles: [] })).resolves.toBe(process.pid);
+    await expect(criu.restore(dir.path, { procsFiles: [] })).resolves.toEqual({ pid: process.pid, lazyPagesMs: 0 });
+  });
+});
+
+/**
+ * Stand-in for criu with lazy restores: `check` answers CHECK, `lazy-pages` runs DAEMON, `restore`
+ * starts a sleeping process as the restored tree and writes its pid ($6). The daemon waits (a
+ * bounded loop) for that pid file before it "fills" and exits.
+ */
+function lazyCriu(check: number, daemon: string): CriuInstallation {
+  const script = [
+    'case "$1" in',
+    `  check) exit ${check} ;;`,
+    `  lazy-pages) dir=$3; ${daemon} ;;`,
+    '  restore) sleep 30 </dev/null >/dev/null 2>&1 & echo $! > "$6"; echo "$@" > "$3/restore-args" ;;',
+    'esac',
+  ].join('\n');
+  return { kind: 'system', version: '4.1', file: '/bin/sh', prefixArgs: ['-c', script, 'criu'] };
+}
+const READY = "printf '\\0' >&3; exec 3>&-";
+const AFTER_RESTORE = 'i=0; while [ ! -s "$dir/restored.pid" ] && [ $i -lt 500 ]; do sleep 0.01; i=$((i+1)); done';
+
+/** Whether a pid is gone or a zombie (killed; reaped by whoever adopted it). */
+function gone(pid: number): boolean {
+  try {
+    return /^\d+ \(.*\) [ZX]/.test(require('node:fs').readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return true;
+  }
+}
+
+describe('CriuCheckpointer: lazy restores (criu lazy-pages)', () => {
+  const dir = tempDir('criu-lazy');
+  const started: number[] = [];
+  afterAll(() => {
+    for (const pid of started) if (!gone(pid)) process.kill(pid, 'SIGKILL');
+    dir.remove();
+  });
+
+  it('restores with --lazy-pages beside a ready daemon, and resolves only once the daemon has filled the memory', async () => {
+    const criu = new CriuCheckpointer(lazyCriu(0, `${READY}; ${AFTER_RESTORE}; sleep 0.1; echo filled > "$dir/filled"; exit 0`), { lazyPages: 'auto' });
+    await expect(criu.usesLazyPages()).resolves.toBe(true);
+    const restored = await criu.restore(dir.path, { procsFiles: [] });
+    started.push(restored.pid);
+    expect(restored).toEqual({ pid: expect.any(Number), lazyPagesMs: expect.any(Number) });
+    expect(require('node:fs').readFileSync(`${dir.path}/restore-args`, 'utf8')).toMatch(/ --lazy-pages /);
+    // The daemon's last act came before the answer.
+    expect(require('node:fs').readFileSync(`${dir.path}/filled`, 'utf8')).toBe('filled\n');
+    expect(gone(restored.pid)).toBe(false);
+  });
+
+  it('kills the restored tree and fails when the daemon stops before the memory is all in (its unfilled pages would read as zeros)', async () => {
+    const criu = new CriuCheckpointer(lazyCriu(0, `${READY}; ${AFTER_RESTORE}; echo 'Error (criu/uffd.c:1): uffd: broken' > "$dir/criu-lazy-pages.log"; exit 1`), { lazyPages: 'auto' });
+    require('node:fs').rmSync(`${dir.path}/restored.pid`, { force: true });
+    const attempt = criu.restore(dir.path, { procsFiles: [] });
+    await expect(attempt).rejects.toMatchObject({ code: 'CRIU_FAILED', message: expect.stringMatching(/^criu lazy-pages stopped before the restored tree's memory was all in \(Error \(criu\/uffd\.c:1\): uffd: broken\); the restored tree \d+ was killed; log: /) });
+    const pid = Number(require('node:fs').readFileSync(`${dir.path}/restored.pid`, 'utf8'));
+    started.push(pid);
+    for (let i = 0; i < 200 && !gone(pid); i++) await new Promise((r) => setTimeout(r, 10));
+    expect(gone(pid)).toBe(true);
+  });
+
+  it('restores eagerly, saying why, when the daemon exits before it is ready', async () => {
+    const criu = new CriuCheckpointer(lazyCriu(0, 'echo "Error (criu/uffd.c:2): no socket" > "$dir/criu-lazy-pages.log"; exit 1'), { lazyPages: 'auto' });
+    const restored = await criu.restore(dir.path, { procsFiles: [] });
+    started.push(restored.pid);
+    expect(restored).toEqual({ pid: expect.any(Number), lazyPagesMs: 0, lazyPagesSkipped: 'criu lazy-pages did not start (Error (criu/uffd.c:2): no socket)' });
+    expect(require('node:fs').readFileSync(`${dir.path}/restore-args`, 'utf8')).not.toMatch(/--lazy-pages/);
+  });
+
+  it('restores eagerly an image that builds on pre-copy rounds (a parent link): criu lazy-pages never completes a fault on a parent page', async () => {
+    const chained = tempDir('criu-lazy-parent');
+    try {
+      require('node:fs').symlinkSync('../1', `${chained.path}/parent`);
+      const criu = new CriuCheckpointer(lazyCriu(0, `${READY}; exit 0`), { lazyPages: 'auto' });
+      const restored = await criu.restore(chained.path, { procsFiles: [] });
+      started.push(restored.pid);
+      expect(restored).toEqual({ pid: expect.any(Number), lazyPagesMs: 0 });
+      expect(require('node:fs').readFileSync(`${chained.path}/restore-args`, 'utf8')).not.toMatch(/--lazy-pages/);
+    } finally {
+      chained.remove();
+    }
+  });
+
+  it('restores eagerly where the kernel cannot (uffd-noncoop check fails), and never with lazyPages off', async () => {
+    for (const [check, mode] of [[1, 'auto'], [0, 'off']] as const) {
+      const criu = new CriuCheckpointer(lazyCriu(check, `${READY}; exit 0`), { lazyPages: mode });
+      await expect(criu.usesLazyPages()).resolves.toBe(false);
+      const restored = await criu.restore(dir.path, { procsFiles: [] });
+      started.push(restored.pid);
+      expect(restored).toEqual({ pid: expect.any(Number), lazyPagesMs: 0 });
+      expect(require('node:fs').readFileSync(`${dir.path}/restore-args`, 'utf8')).not.toMatch(/--lazy-pages/);
+    }
   });
 });

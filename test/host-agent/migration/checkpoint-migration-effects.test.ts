@@ -63,7 +63,7 @@ function setUp(root: string, opts: { sharedStateDirectory?: boolean; stateDirect
     },
     restore: async (id: string, rounds: { round: number; parent: number | null }[]) => {
       calls.push(`client.restore ${id} ${JSON.stringify(rounds.map((r) => [r.round, r.parent]))}`);
-      return 99;
+      return { pid: 99, lazyPagesMs: 0 };
     },
     commit: async (id: string) => void calls.push(`client.commit ${id}`),
     abort: async (id: string, shardId: string, reason: string) => void calls.push(`client.abort ${id} ${shardId} ${reason}`),

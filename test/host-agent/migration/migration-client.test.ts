@@ -153,9 +153,36 @@ describe('migration client restore and start', () => {
       // 100 MiB of state: 5 s allowed beyond the 200 ms; the image's own size buys nothing.
       expect(client.unpackingTimeoutMs(rounds(100 * 2 ** 20))).toBe(5200);
       expect(client.unpackingTimeoutMs(rounds())).toBe(200);
-      expect(await client.restore('m1', rounds(100 * 2 ** 20))).toBe(77);
+      expect(await client.restore('m1', rounds(100 * 2 ** 20))).toEqual({ pid: 77, lazyPagesMs: 0 });
       expect(await client.start('m1', rounds(100 * 2 ** 20))).toBe(77);
       await expect(client.restore('m1', rounds())).rejects.toMatchObject({ code: 'TRANSFER_FAILED', message: expect.stringContaining('restore at') });
+    } finally {
+      await new Promise((resolve) => server.close(resolve));
+    }
+  });
+
+  it("takes the destination's lazy fill time only when it is a number of ms from 0 to a day (it only shortens the downtime reported)", async () => {
+    let answer = '';
+    const server = createServer((request, response) => {
+      request.resume();
+      request.on('end', () => response.writeHead(200, { 'content-type': 'application/json' }).end(answer));
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
+    try {
+      const client = new MigrationClient({ baseUrl: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, token: 't' });
+      const rounds = [{ round: 1, parent: null, files: [{ name: 'pages-1.img', bytes: 1, sha256: 'a'.repeat(64) }] }];
+      const cases: [string, number][] = [
+        ['{"pid":7,"lazyPagesMs":181.6}', 182],
+        ['{"pid":7,"lazyPagesMs":0}', 0],
+        ['{"pid":7}', 0],
+        ['{"pid":7,"lazyPagesMs":-5}', 0],
+        ['{"pid":7,"lazyPagesMs":"180"}', 0],
+        ['{"pid":7,"lazyPagesMs":1e12}', 0],
+      ];
+      for (const [body, lazy] of cases) {
+        answer = body;
+        expect(await client.restore('m1', rounds)).toEqual({ pid: 7, lazyPagesMs: lazy });
+      }
     } finally {
       await new Promise((resolve) => server.close(resolve));
     }

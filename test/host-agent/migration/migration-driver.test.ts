@@ -29,6 +29,16 @@ describe('migration driver', () => {
     expect(effects.finishedRecords).toEqual([record]);
   });
 
+  it("journals with the commit how long the shard ran on the destination while its memory was filled lazily, and nothing for an eager restore", async () => {
+    const lazy = setUp();
+    lazy.effects.lazyPagesMs = 180;
+    expect((await lazy.driver.migrate(INPUT)).lazyPagesMs).toBe(180);
+    expect(lazy.effects.finishedRecords[0]?.lazyPagesMs).toBe(180);
+    const eager = setUp();
+    eager.effects.lazyPagesMs = 0;
+    expect(await eager.driver.migrate(INPUT)).not.toHaveProperty('lazyPagesMs');
+  });
+
   it('pre-copies while the dirty set shrinks, then freezes; counts every round in the bytes sent', async () => {
     const { driver, effects } = setUp();
     effects.preCopyBytes = [64 * MiB, 10 * MiB, 2 * MiB];

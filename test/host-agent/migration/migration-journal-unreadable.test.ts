@@ -106,6 +106,7 @@ describe('migrationRecordProblem', () => {
     ['no history', { ...good, history: [] }, 'history is [], not a non-empty list of states entered'],
     ['an abort without its cleanup', { ...good, state: 'aborted', abort: { reason: 'x', from: 'prepared' } }, 'abort.cleanup is missing, not pending or complete'],
     ['aborted without abort', { ...good, state: 'aborted' }, 'state is "aborted" but abort is missing (cleanup unknown)'],
+    ['a negative lazy fill', { ...good, lazyPagesMs: -3 }, 'lazyPagesMs is -3, not a number of milliseconds >= 0'],
   ])('names the field and the value: %s', (_what, value, problem) => {
     expect(migrationRecordProblem(value)).toBe(problem);
   });

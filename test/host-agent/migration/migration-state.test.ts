@@ -52,6 +52,20 @@ describe('migration state table', () => {
     expect(downtimeMs(committed)).toBe(750);
     expect(downtimeSteps(committed)).toEqual({ freezeMs: 4, dumpMs: 176, transferMs: 350, restoreMs: 220 });
   });
+
+  it('leaves out of the downtime the time the shard already ran on the destination while its memory was filled lazily, never more than the restore step', () => {
+    let record = advance(advance(base(), 'prepared', AT), 'frozen', '2026-11-25T05:00:01.000Z');
+    record = advance(record, 'dumped', '2026-11-25T05:00:01.004Z');
+    record = advance(record, 'transferred', '2026-11-25T05:00:01.180Z');
+    record = advance(record, 'restored', '2026-11-25T05:00:01.530Z');
+    const committed = advance(record, 'committed', '2026-11-25T05:00:01.750Z', { lazyPagesMs: 170 });
+    expect(downtimeMs(committed)).toBe(580);
+    expect(downtimeSteps(committed)).toEqual({ freezeMs: 4, dumpMs: 176, transferMs: 350, restoreMs: 50 });
+    // A destination that claims more than the whole restore step took is believed up to it.
+    const overclaimed = advance(record, 'committed', '2026-11-25T05:00:01.750Z', { lazyPagesMs: 5000 });
+    expect(downtimeMs(overclaimed)).toBe(530);
+    expect(downtimeSteps(overclaimed)?.restoreMs).toBe(0);
+  });
 });
 
 describe('recovery decision', () => {

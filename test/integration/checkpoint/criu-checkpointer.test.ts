@@ -1,4 +1,4 @@
-import { closeSync, existsSync, fstatSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CheckpointError } from '../../../host-agent/checkpoint/checkpoint-error';
@@ -6,7 +6,7 @@ import { requireCriu as locate } from '../../../host-agent/checkpoint/criu';
 import { criuCheckpointing } from '../../../host-agent/checkpoint/criu-at-work';
 import { CriuCheckpointer } from '../../../host-agent/checkpoint/criu-checkpointer';
 import { buildManifest, verifyManifest } from '../../../host-agent/checkpoint/image-manifest';
-import { requireCriu, requirePython } from '../../helpers/criu-prerequisite';
+import { requireCriu, requireLazyPages, requirePython } from '../../helpers/criu-prerequisite';
 import { describePrivileged, requireCgroups } from '../../helpers/privileged';
 import {
   createScratchCgroup,
@@ -64,7 +64,7 @@ describePrivileged('CRIU checkpointer (real CRIU, cgroups, PID namespaces)', [re
     // The CPU it ran on is in the image, for the restore to check this one has its instruction set.
     expect(existsSync(join(images, 'cpuinfo.img'))).toBe(true);
 
-    const restoredPid = await criu.restore(images, { procsFiles: destination.procsFiles });
+    const { pid: restoredPid } = await criu.restore(images, { procsFiles: destination.procsFiles });
     await source.destroy();
     expect(destination.pids()).toContain(restoredPid);
     expect(namespaceInitPid(destination)).toBe(restoredPid);
@@ -85,7 +85,7 @@ describePrivileged('CRIU checkpointer (real CRIU, cgroups, PID namespaces)', [re
     const handed = join(work, 'inherit-stdout.log');
     const fd = openSync(handed, 'a');
     try {
-      const restoredPid = await criu.restore(images, { procsFiles: destination.procsFiles, files: [{ dumpedPath: '/var/lib/shardform/elsewhere/logs/x/stdout.log', fd }] });
+      const { pid: restoredPid } = await criu.restore(images, { procsFiles: destination.procsFiles, files: [{ dumpedPath: '/var/lib/shardform/elsewhere/logs/x/stdout.log', fd }] });
       await source.destroy();
       expect(namespaceInitPid(destination)).toBe(restoredPid);
       const atRestore = readCounter(state);
@@ -114,7 +114,7 @@ describePrivileged('CRIU checkpointer (real CRIU, cgroups, PID namespaces)', [re
     await source.destroy();
 
     rmSync(`${state}.sha256`);
-    const restoredPid = await criu.restore(images, { procsFiles: destination.procsFiles });
+    const { pid: restoredPid } = await criu.restore(images, { procsFiles: destination.procsFiles });
     process.kill(restoredPid, 'SIGUSR1');
     const after = await waitFor('the restored digest', () => (existsSync(`${state}.sha256`) ? readFileSync(`${state}.sha256`, 'utf8') : ''), (d) => d.length === 64);
     expect(after).toBe(before);
@@ -218,3 +218,95 @@ describePrivileged('CRIU checkpointer (real CRIU, cgroups, PID namespaces)', [re
     await waitFor('the restored counter to advance', () => readCounter(state), (n) => n > atDump + 10);
   });
 });
+
+describePrivileged('CRIU checkpointer: lazy restore (real CRIU lazy-pages, userfaultfd)', [requireCgroups, requireLazyPages, requirePython], () => {
+  let work: string;
+  let criu: CriuCheckpointer;
+  const cgroups: ScratchCgroup[] = [];
+  const cgroup = (name: string) => {
+    const made = createScratchCgroup(`criu-${name}`);
+    cgroups.push(made);
+    return made;
+  };
+
+  beforeAll(async () => {
+    await removeLeftoverScratchCgroups();
+    criu = new CriuCheckpointer(await locate(), { lazyPages: 'auto' });
+    work = mkdtempSync(join(tmpdir(), 'shardform-criu-lazy-'));
+  });
+
+  afterEach(async () => {
+    for (const made of cgroups.splice(0)) await made.destroy();
+  });
+
+  afterAll(() => {
+    if (work) rmSync(work, { recursive: true, force: true });
+  });
+
+  /** A 256 MiB workload dumped from one scratch cgroup; its digest before, and a destination cgroup. */
+  async function dumped(name: string) {
+    const source = cgroup(`${name}-a`);
+    const destination = cgroup(`${name}-b`);
+    const state = join(work, name);
+    const rootPid = await startWorkload(source, state, 256);
+    const before = readFileSync(`${state}.sha256`, 'utf8');
+    const images = join(work, `${name}-images`);
+    await criu.dump({ rootPid, freezeCgroup: source.freezer }, images);
+    await source.destroy();
+    rmSync(`${state}.sha256`);
+    return { state, before, images, destination };
+  }
+
+  it('256 MiB restored lazily has the same sha256, counts on, and the restore resolves once the daemon has filled it all', async () => {
+    expect(await criu.usesLazyPages()).toBe(true);
+    const { state, before, images, destination } = await dumped('lazy');
+    const restored = await criu.restore(images, { procsFiles: destination.procsFiles });
+    expect(restored.lazyPagesMs).toBeGreaterThanOrEqual(0);
+    expect(restored.lazyPagesSkipped).toBeUndefined();
+    // The daemon is gone and said it was done: every page was put in before the answer.
+    expect(lazyDaemons(images)).toEqual([]);
+    expect(readFileSync(join(images, 'criu-lazy-pages.log'), 'utf8')).not.toMatch(/Error/);
+    process.kill(restored.pid, 'SIGUSR1');
+    const after = await waitFor('the restored digest', () => (existsSync(`${state}.sha256`) ? readFileSync(`${state}.sha256`, 'utf8') : ''), (d) => d.length === 64);
+    expect(after).toBe(before);
+    const counted = readCounter(state);
+    await waitFor('the counter to go on', () => readCounter(state), (n) => n > counted);
+  });
+
+  it('a daemon killed while it fills fails the restore and kills the restored tree (its missing pages would read as zeros)', async () => {
+    const { images, destination } = await dumped('lazy-killed');
+    const pidFile = join(images, 'restored.pid');
+    const restore = criu.restore(images, { procsFiles: destination.procsFiles });
+    // The tree runs as soon as CRIU wrote its pid; the daemon is then still filling 256 MiB.
+    let daemons: number[] = [];
+    for (let i = 0; i < 2000 && !(existsSync(pidFile) && (daemons = lazyDaemons(images)).length > 0); i++) await new Promise((r) => setTimeout(r, 2));
+    expect(daemons.length).toBe(1);
+    process.kill(daemons[0]!, 'SIGKILL');
+    await expect(restore).rejects.toMatchObject({ code: 'CRIU_FAILED', message: expect.stringMatching(/^criu lazy-pages stopped before the restored tree's memory was all in \(signal SIGKILL\); the restored tree \d+ was killed/) });
+    const pid = Number(readFileSync(pidFile, 'utf8'));
+    await waitFor('the restored tree to be killed', () => processGone(pid), (gone) => gone);
+  });
+});
+
+/** Pids of `criu lazy-pages` processes serving `images`. */
+function lazyDaemons(images: string): number[] {
+  const found: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const argv = readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0');
+      if (argv.includes('lazy-pages') && argv.includes(images)) found.push(Number(entry));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return found;
+}
+
+function processGone(pid: number): boolean {
+  try {
+    return / [ZX] /.test(readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\)/, ')'));
+  } catch {
+    return true;
+  }
+}
