@@ -42,6 +42,8 @@ interface Run {
   precopy_method?: string;
   /** Where the downtime went: each step from its journal entry to the next. */
   steps_ms: ReturnType<typeof downtimeStepsByName>;
+  /** How long the shard already ran on the destination while its memory was filled lazily (not downtime; 0 for an eager restore). */
+  lazy_pages_ms: number;
 }
 
 function stepsMs(record: Parameters<typeof downtimeSteps>[0]): Run['steps_ms'] {
@@ -117,6 +119,7 @@ async function main(): Promise<void> {
             rounds: summary.rounds,
             floor_ms: floor,
             steps_ms: stepsMs(record),
+            lazy_pages_ms: summary.lazyPagesMs ?? 0,
             ...(summary.preCopySkipped ? { precopy_skipped: summary.preCopySkipped } : {}),
             ...(summary.preCopyMethod ? { precopy_method: summary.preCopyMethod } : {}),
           });
@@ -144,7 +147,7 @@ async function main(): Promise<void> {
     const shadow = r.precopy_method === 'shadow';
     const dump = shadow ? 'dump (memory compared with the shadow beside it)' : 'dump';
     const transfer = shadow ? 'transfer (pick the changed pages + hash + stream + verify)' : 'transfer (hash + stream + verify)';
-    console.log(`${r.mib} MiB #${r.repeat}${r.precopy ? ` pre-copy (${r.precopy_method ?? 'skipped'})` : ''}: freeze ${s.freeze} ms, ${dump} ${s.dump} ms, ${transfer} ${s.transfer} ms, restore ${s.restore} ms`);
+    console.log(`${r.mib} MiB #${r.repeat}${r.precopy ? ` pre-copy (${r.precopy_method ?? 'skipped'})` : ''}: freeze ${s.freeze} ms, ${dump} ${s.dump} ms, ${transfer} ${s.transfer} ms, restore ${s.restore} ms${r.lazy_pages_ms > 0 ? ` (then ${r.lazy_pages_ms} ms running while its memory was filled)` : ''}`);
   }
   // Medians over the repetitions: the machine's load moves single runs (mostly those that move the whole image while frozen).
   const medians: { mib: number; precopy: boolean; downtime_ms: number; total_ms: number; floor_ms: number }[] = [];

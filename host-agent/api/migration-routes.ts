@@ -340,7 +340,7 @@ export const migrationRoutes =
           } finally {
             await here?.close();
           }
-          if (restored.lazyPagesSkipped) request.log.warn({ migration: migration.id, reason: restored.lazyPagesSkipped }, 'migration: restored eagerly, the lazy restore could not start');
+          if (restored.lazyPagesSkipped) request.log.info({ migration: migration.id, reason: restored.lazyPagesSkipped }, 'migration: restored eagerly (every page in before the shard runs)');
           // Aborted meanwhile: the abort, waiting for this restore, destroys the copy once it returns.
           if (migration.state !== 'prepared') throw new MigrationError('INVALID_TRANSITION', `migration ${migration.id} was aborted while it was restored; the copy is destroyed`);
           migration.pid = restored.pid;

@@ -23,6 +23,8 @@ import { join, relative } from 'node:path';
 import { freeBytesUnder } from '../migration/image-space';
 import { parseProcStat } from '../runner/proc-info';
 import { CheckpointError } from './checkpoint-error';
+import { lazyRestorableImage, type LazyImage } from './lazy-image';
+import { pageSize } from './process-memory';
 import { criuCommandLine, type CriuInstallation } from './criu';
 
 export interface CheckpointerOptions {
@@ -50,7 +52,7 @@ export interface RestoredTree {
    * restore (0 for an eager one). The restore resolves only once the fill is complete.
    */
   readonly lazyPagesMs: number;
-  /** Why a lazy restore was wanted but this one was eager (the daemon did not come up). */
+  /** Why a lazy restore was wanted but this one was eager (no lazy image of a pre-copy chain, or the daemon did not come up). */
   readonly lazyPagesSkipped?: string;
 }
 
@@ -206,13 +208,21 @@ export class CriuCheckpointer {
       ...CPU_CHECK,
       ...inherit,
     ];
-    // Not over a chain of pre-copy images: `criu lazy-pages` (4.1) reads a page kept in a parent
-    // image but never completes the fault, and the restored tree hangs on its first such page.
-    const daemon = (await this.usesLazyPages()) && !(await hasParentImages(dir)) ? await this.startLazyPagesDaemon(dir) : undefined;
-    if (daemon && !daemon.ok) return { ...(await this.restoreEagerly(dir, criuArgs, pidFile, target)), lazyPagesSkipped: daemon.reason };
-    if (!daemon) return this.restoreEagerly(dir, criuArgs, pidFile, target);
+    if (!(await this.usesLazyPages())) return this.restoreEagerly(dir, criuArgs, pidFile, target);
+    // A chain of pre-copy images cannot be restored lazily as it is (lazy-image.ts): beside it
+    // goes one that can, made without copying the memory; the chain itself stays as it was.
+    let lazyDir = dir;
+    if (await hasParentImages(dir)) {
+      const made = await lazyImageOf(dir);
+      if ('reason' in made) return { ...(await this.restoreEagerly(dir, criuArgs, pidFile, target)), lazyPagesSkipped: made.reason };
+      lazyDir = made.dir;
+    }
+    const daemon = await this.startLazyPagesDaemon(lazyDir);
+    if (!daemon.ok) return { ...(await this.restoreEagerly(dir, criuArgs, pidFile, target)), lazyPagesSkipped: daemon.reason };
+    const lazyPidFile = join(lazyDir, 'restored.pid');
+    const lazyArgs = criuArgs.map((arg) => (arg === dir ? lazyDir : arg === pidFile ? lazyPidFile : arg));
     try {
-      await this.runOrThrow('restore', dir, [...criuArgs, '--lazy-pages'], target.procsFiles, files.map((file) => file.fd));
+      await this.runOrThrow('restore', lazyDir, [...lazyArgs, '--lazy-pages'], target.procsFiles, files.map((file) => file.fd));
     } catch (error) {
       daemon.stop();
       throw error;
@@ -220,7 +230,7 @@ export class CriuCheckpointer {
     const running = performance.now();
     let pid: number;
     try {
-      pid = await readRestoredPid(pidFile);
+      pid = await readRestoredPid(lazyPidFile);
     } catch (error) {
       daemon.stop();
       throw error;
@@ -228,12 +238,12 @@ export class CriuCheckpointer {
     const filled = await daemon.exited;
     if (filled.exitCode !== 0) {
       killQuietly(pid);
-      const log = join(dir, 'criu-lazy-pages.log');
+      const log = join(lazyDir, 'criu-lazy-pages.log');
       const why = (await lastErrors(log)) || (filled.signal ? `signal ${filled.signal}` : `exit ${filled.exitCode}`);
       throw new CheckpointError('CRIU_FAILED', `criu lazy-pages stopped before the restored tree's memory was all in (${why}); the restored tree ${pid} was killed; log: ${log}`, log);
     }
     const lazyPagesMs = Math.round(performance.now() - running);
-    await this.failIfGone(pid, dir);
+    await this.failIfGone(pid, lazyDir);
     return { pid, lazyPagesMs };
   }
 
@@ -379,6 +389,15 @@ async function restoredProcessGone(pid: number): Promise<boolean> {
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     return code === 'ENOENT' || code === 'ESRCH';
+  }
+}
+
+/** lazyRestorableImage, with a failure (a malformed image, an I/O error) as the reason to restore eagerly: the chain is intact either way. */
+async function lazyImageOf(dir: string): Promise<LazyImage> {
+  try {
+    return lazyRestorableImage(dir, pageSize());
+  } catch (error) {
+    return { reason: `no lazy image could be made beside ${dir}: ${(error as Error).message}` };
   }
 }
 

@@ -1,0 +1,172 @@
+/**
+ * A pre-copy chain made lazily restorable (lazy-image.ts), on synthetic CRIU images: every page
+ * reads the same through the new image as through the chain, before and after, the chain is not
+ * changed for what it reads, and what cannot be done says why and writes nothing beside it.
+ */
+import { existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { lazyRestorableImage } from '../../../host-agent/checkpoint/lazy-image';
+import { encodePagemap, inPagesFile, parsePagemap, PE_LAZY, PE_PARENT, PE_PRESENT, type PagemapEntry } from '../../../host-agent/checkpoint/pagemap-image';
+import { tempDir } from '../../helpers/cli';
+
+const SIZE = 4096;
+const P = PE_PRESENT;
+const L = PE_LAZY;
+const UP = PE_PARENT;
+
+/** A page's content: who wrote it and where. */
+const page = (tag: string, vaddr: number) => Buffer.alloc(SIZE, `${tag}@${vaddr.toString(16)};`);
+
+/** One round of one process: entries [vaddr, pages, flags]; pages in the file are `tag`'s content. */
+function writeRound(dir: string, vpid: number, pagesId: number, tag: string, entries: [number, number, number][], parent?: string): void {
+  mkdirSync(dir, { recursive: true });
+  const data: Buffer[] = [];
+  const list: PagemapEntry[] = entries.map(([vaddr, pages, flags]) => {
+    if (inPagesFile({ vaddr, pages, flags })) for (let i = 0; i < pages; i++) data.push(page(tag, vaddr + i * SIZE));
+    return { vaddr, pages, flags };
+  });
+  writeFileSync(join(dir, `pagemap-${vpid}.img`), encodePagemap({ pagesId, entries: list }));
+  writeFileSync(join(dir, `pages-${pagesId}.img`), Buffer.concat(data));
+  if (parent && !existsSync(join(dir, 'parent'))) symlinkSync(parent, join(dir, 'parent'));
+}
+
+/** What CRIU reads for the page at `vaddr` of `vpid` from the image in `dir` (following parents), or undefined. */
+function readPage(dir: string, vpid: number, vaddr: number): string | undefined {
+  const pagemap = parsePagemap(readFileSync(join(dir, `pagemap-${vpid}.img`)));
+  let offset = 0;
+  for (const e of pagemap.entries) {
+    const end = e.vaddr + e.pages * SIZE;
+    if (vaddr >= e.vaddr && vaddr < end) {
+      if (inPagesFile(e)) return readFileSync(join(dir, `pages-${pagemap.pagesId}.img`)).subarray(offset + (vaddr - e.vaddr), offset + (vaddr - e.vaddr) + SIZE).toString();
+      if (e.flags & PE_PARENT) return readPage(resolve(dir, readlinkSync(join(dir, 'parent'))), vpid, vaddr);
+      return undefined;
+    }
+    if (inPagesFile(e)) offset += e.pages * SIZE;
+  }
+  return undefined;
+}
+
+/** Every page address the final round lists as present or in its parent. */
+function pagesOf(dir: string, vpid: number): number[] {
+  const out: number[] = [];
+  for (const e of parsePagemap(readFileSync(join(dir, `pagemap-${vpid}.img`))).entries) {
+    if (e.flags & (PE_PRESENT | PE_PARENT)) for (let i = 0; i < e.pages; i++) out.push(e.vaddr + i * SIZE);
+  }
+  return out;
+}
+
+describe('lazyRestorableImage', () => {
+  const tmp = tempDir('lazy-image');
+  afterAll(() => tmp.remove());
+  let n = 0;
+  const chainDir = () => join(tmp.path, `m${++n}`);
+
+  /**
+   * Three rounds of process 1: the root holds 0x1000-0x4000 and 0x10000; round 2 sends 0x2000
+   * again and a new page 0x8000; the final round sends 0x1000 (lazy), 0x4000 (not lazy) and a
+   * new page 0x9000, keeps the rest in its parent (lazy or not as CRIU said), and has a hole.
+   */
+  function threeRounds(base: string): string {
+    writeRound(join(base, '1'), 1, 1, 'r1', [[0x1000, 4, P], [0x10000, 1, P]]);
+    writeRound(join(base, '2'), 1, 1, 'r2', [[0x1000, 1, UP], [0x2000, 1, P], [0x3000, 2, UP], [0x8000, 1, P], [0x10000, 1, UP]], '../1');
+    const final = join(base, '3');
+    writeRound(final, 1, 7, 'r3', [[0x1000, 1, P | L], [0x2000, 2, UP | L], [0x4000, 1, P], [0x8000, 1, UP], [0x9000, 1, P | L], [0x10000, 1, UP | L], [0x20000, 2, 0]], '../2');
+    writeFileSync(join(final, 'core-1.img'), 'core');
+    writeFileSync(join(final, 'pagemap-shmem-5.img'), encodePagemap({ pagesId: 9, entries: [{ vaddr: 0, pages: 1, flags: P }] }));
+    writeFileSync(join(final, 'criu-restore.log'), 'an earlier attempt');
+    return final;
+  }
+
+  it('reads every page the same as the chain, keeps the lazy ones in its own pages file, and leaves the chain reading as before', () => {
+    const final = threeRounds(chainDir());
+    const addresses = pagesOf(final, 1);
+    const before = addresses.map((a) => readPage(final, 1, a));
+    expect(before).toEqual(['r3@1000;', 'r2@2000;', 'r1@3000;', 'r3@4000;', 'r2@8000;', 'r3@9000;', 'r1@10000;'].map((s) => s.repeat(Math.ceil(SIZE / s.length)).slice(0, SIZE)));
+
+    const made = lazyRestorableImage(final, SIZE);
+    expect(made).toEqual({ dir: `${final}.lazy` });
+    const lazy = `${final}.lazy`;
+    expect(addresses.map((a) => readPage(lazy, 1, a))).toEqual(before);
+    expect(addresses.map((a) => readPage(final, 1, a))).toEqual(before);
+
+    // Lazy pages only where the root had the page (its own file); new pages from the small parent, not lazy.
+    const entries = parsePagemap(readFileSync(join(lazy, 'pagemap-1.img'))).entries;
+    expect(entries).toEqual([
+      { vaddr: 0x1000, pages: 3, flags: P | L },
+      { vaddr: 0x4000, pages: 1, flags: P },
+      { vaddr: 0x8000, pages: 2, flags: UP },
+      { vaddr: 0x10000, pages: 1, flags: P | L },
+      { vaddr: 0x20000, pages: 2, flags: 0 },
+    ]);
+    // The root's pages file itself, no copy of the memory; the rest of the image linked, not the log.
+    expect(statSync(join(lazy, 'pages-7.img')).ino).toBe(statSync(join(dirname(final), '1', 'pages-1.img')).ino);
+    expect(statSync(join(lazy, 'core-1.img')).ino).toBe(statSync(join(final, 'core-1.img')).ino);
+    expect(existsSync(join(lazy, 'pagemap-shmem-5.img'))).toBe(true);
+    expect(existsSync(join(lazy, 'criu-restore.log'))).toBe(false);
+    expect(readlinkSync(join(lazy, 'parent'))).toBe('../3.lazy-parent');
+    expect(readdirSync(`${final}.lazy-parent`).sort()).toEqual(['pagemap-1.img', 'pages-1.img']);
+  });
+
+  it('can be made again (a retried restore): same pages, nothing left of the first', () => {
+    const final = threeRounds(chainDir());
+    const addresses = pagesOf(final, 1);
+    const before = addresses.map((a) => readPage(final, 1, a));
+    lazyRestorableImage(final, SIZE);
+    writeFileSync(join(`${final}.lazy`, 'criu-restore.log'), 'first attempt');
+    expect(lazyRestorableImage(final, SIZE)).toEqual({ dir: `${final}.lazy` });
+    expect(addresses.map((a) => readPage(`${final}.lazy`, 1, a))).toEqual(before);
+    expect(existsSync(join(`${final}.lazy`, 'criu-restore.log'))).toBe(false);
+  });
+
+  it.each<[string, (base: string) => string, RegExp]>([
+    [
+      'a page of the root the final round no longer has (memory given back)',
+      (base) => {
+        writeRound(join(base, '1'), 1, 1, 'r1', [[0x1000, 2, P]]);
+        writeRound(join(base, '2'), 1, 2, 'r2', [[0x1000, 1, UP | L]], '../1');
+        return join(base, '2');
+      },
+      /^process 1: the final round no longer has 1 page\(s\) of the root round \(memory given back\)$/,
+    ],
+    [
+      'a process the root round does not have',
+      (base) => {
+        writeRound(join(base, '1'), 1, 1, 'r1', [[0x1000, 1, P]]);
+        writeRound(join(base, '2'), 1, 2, 'r2', [[0x1000, 1, UP | L]], '../1');
+        writeRound(join(base, '2'), 4, 3, 'r2', [[0x5000, 1, P | L]]);
+        return join(base, '2');
+      },
+      /^process 4 is not in the root round 1$/,
+    ],
+    [
+      'shared memory kept in a parent',
+      (base) => {
+        writeRound(join(base, '1'), 1, 1, 'r1', [[0x1000, 1, P]]);
+        writeRound(join(base, '2'), 1, 2, 'r2', [[0x1000, 1, UP | L]], '../1');
+        writeFileSync(join(base, '2', 'pagemap-shmem-5.img'), encodePagemap({ pagesId: 9, entries: [{ vaddr: 0, pages: 1, flags: UP }] }));
+        return join(base, '2');
+      },
+      /^pagemap-shmem-5\.img keeps pages in a parent image$/,
+    ],
+    [
+      'no parent at all',
+      (base) => {
+        writeRound(join(base, '1'), 1, 1, 'r1', [[0x1000, 1, P | L]]);
+        return join(base, '1');
+      },
+      /has no parent image$/,
+    ],
+  ])('says why it cannot, and writes nothing beside the image: %s', (_what, make, reason) => {
+    const final = make(chainDir());
+    const made = lazyRestorableImage(final, SIZE);
+    expect(made).toEqual({ reason: expect.stringMatching(reason) });
+    expect(existsSync(`${final}.lazy`)).toBe(false);
+  });
+
+  it('refuses a chain whose parent links loop', () => {
+    const base = chainDir();
+    writeRound(join(base, '1'), 1, 1, 'r1', [[0x1000, 1, UP]], '../2');
+    writeRound(join(base, '2'), 1, 2, 'r2', [[0x1000, 1, UP]], '../1');
+    expect(lazyRestorableImage(join(base, '2'), SIZE)).toEqual({ reason: expect.stringMatching(/loop back to/) });
+  });
+});
