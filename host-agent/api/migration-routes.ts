@@ -176,15 +176,23 @@ export const migrationRoutes =
       '/v1/migrations/:id/prepare',
       { schema: { params: MigrationParams, body: PrepareBody } },
       async (request) => {
-        const { shard, source, imageBytes, timeoutSeconds, logFiles } = request.body;
+        const { shard, source, imageBytes, stateBytes, timeoutSeconds, logFiles } = request.body;
+        let sharedStateDirectory = false;
         if (!incoming.get(request.params.id)) {
           refuseIfNotActing();
           const notJournaled = await deps.notJournaledReason?.(request.params.id, source, shard.shardId);
           if (notJournaled) throw new MigrationError('REFUSED', notJournaled);
+          // Whether this host sees the source's own state directory: then the source sends none to
+          // unpack, and the disk check leaves it out. Asked before that check, off the event loop:
+          // on a network file system that hangs, only this request waits.
+          sharedStateDirectory = await stat(join(shard.stateDirectory, shard.shardId, sharedStateMark(request.params.id))).then(
+            () => true,
+            () => false,
+          );
         }
         // Read after the journal check: a repeated prepare that arrived meanwhile answers as this one.
         const before = incoming.get(request.params.id);
-        const migration = incoming.prepare(request.params.id, source, { ...shard, limits: { ...shard.limits } }, { imageBytes, timeoutSeconds, sourceLogFiles: logFiles });
+        const migration = incoming.prepare(request.params.id, source, { ...shard, limits: { ...shard.limits } }, { imageBytes, stateBytes, sharedStateDirectory, timeoutSeconds, sourceLogFiles: logFiles });
         if (migration === before) {
           incoming.heard(migration);
           // A repeated prepare answers as the first, once that is done: the held cgroup is made once.
@@ -205,14 +213,8 @@ export const migrationRoutes =
           await mkdir(migration.dir, { recursive: true });
           // For the commit or abort of an agent that restarted meanwhile and forgot the migration.
           await writeIncomingRecord(migration.dir, migration.id, migration.desired);
-          // Whether this host sees the source's own state directory: then the source sends none to
-          // unpack. Asked off the event loop: on a network file system that hangs, only this request waits.
-          migration.sharedStateDirectory = await stat(join(shard.stateDirectory, shard.shardId, sharedStateMark(migration.id))).then(
-            () => true,
-            () => false,
-          );
           if (migration.state !== 'prepared') throw new MigrationError('INVALID_TRANSITION', `migration ${migration.id} was aborted while it was prepared; what it made is removed`);
-          return { migrationId: migration.id, hostId: deps.hostId, shardId: shard.shardId, state: migration.state, sharedStateDirectory: migration.sharedStateDirectory };
+          return { migrationId: migration.id, hostId: deps.hostId, shardId: shard.shardId, state: migration.state, sharedStateDirectory: migration.sharedStateDirectory === true };
         });
         return migration.preparing;
       },

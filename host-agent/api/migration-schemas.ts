@@ -7,6 +7,8 @@ const Id = Type.String({ pattern: ID_PATTERN_SOURCE });
 const Sha256 = Type.String({ pattern: '^[0-9a-f]{64}$' });
 /** CRIU image file names (IMAGE_FILE_PATTERN): no slash, no leading dot. */
 const FileName = Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$' });
+/** A size on disk the source sends: bounded where a figure stops being an exact integer (2^60 would be read as another number). */
+const DiskBytes = Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER });
 
 export const MigrationParams = Type.Object({ id: Id }, { additionalProperties: false });
 export type MigrationParams = Static<typeof MigrationParams>;
@@ -27,8 +29,16 @@ export type ImageFileHeaders = Static<typeof ImageFileHeaders>;
 export const PrepareBody = Type.Object(
   {
     source: Id,
-    /** The source's estimate of the image (the shard's anonymous memory): the destination checks its disk for it. */
-    imageBytes: Type.Optional(Type.Integer({ minimum: 0 })),
+    /**
+     * The source's estimate of the image (the shard's anonymous memory): the destination checks
+     * its disk for it. A source that sends no `stateBytes` (older) counted its state directory in it.
+     */
+    imageBytes: Type.Optional(DiskBytes),
+    /**
+     * What the shard's state directory takes on the source's disk: its archive arrives beside the
+     * image unless the destination sees the source's own directory, so only then is it counted.
+     */
+    stateBytes: Type.Optional(DiskBytes),
     /** The migration's own time limit at the source: past it the source aborts rather than go on, so the destination's sweep of quiet migrations waits at least as long. */
     timeoutSeconds: Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_MIGRATION_TIMEOUT_SECONDS })),
     /**

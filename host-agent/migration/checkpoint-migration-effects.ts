@@ -97,19 +97,18 @@ export class CheckpointMigrationEffects implements MigrationEffects {
     return main.pid;
   }
 
+  /** The shard's memory image as estimated now (undefined when a process could not be read). */
+  private async memoryBytes(record: MigrationRecord): Promise<number | undefined> {
+    return this.space.imageBytes(await this.deps.driver.pids(record.shardId));
+  }
+
   /**
-   * The shard's image as estimated now, its state directory's archive included (packed beside
-   * the final dump, sent with it: a database can dwarf the memory), and why this host's disk
-   * cannot hold `copies` of the memory and one archive (undefined when it can).
+   * Why this host's disk cannot hold `copies` of a memory image of `memoryBytes` and one archive
+   * of the state directory of `stateBytes` (packed once, beside the final dump), or undefined.
    */
-  private async imageSpace(record: MigrationRecord, copies: number, what: string): Promise<{ imageBytes: number | undefined; short: string | undefined }> {
-    const memoryBytes = await this.space.imageBytes(await this.deps.driver.pids(record.shardId));
-    const stateBytes = await this.stateBytes(record);
-    const imageBytes = memoryBytes === undefined ? undefined : memoryBytes + (stateBytes ?? 0);
-    return {
-      imageBytes,
-      short: imageSpaceShortfall({ dir: this.deps.imagesRoot, free: this.space.free(this.deps.imagesRoot), imageBytes: memoryBytes, stateBytes: stateBytes ?? 0, copies, what }),
-    };
+  private imageSpace(opts: { memoryBytes: number | undefined; stateBytes: number | undefined; copies: number; what: string }): string | undefined {
+    const { memoryBytes, stateBytes, copies, what } = opts;
+    return imageSpaceShortfall({ dir: this.deps.imagesRoot, free: this.space.free(this.deps.imagesRoot), imageBytes: memoryBytes, stateBytes: stateBytes ?? 0, copies, what });
   }
 
   /**
@@ -128,21 +127,35 @@ export class CheckpointMigrationEffects implements MigrationEffects {
 
   /**
    * Refuses before anything is frozen when this host's disk cannot hold the dump; tells the
-   * destination how large the image will be, for its own disk check.
+   * destination how large the image and the state directory are, for its own disk check.
+   * Whether the state directory is packed here at all only the destination's answer tells (not
+   * when it sees this very directory: a shared file system), so this disk is checked for the
+   * memory before the prepare and for the archive beside it after (refused then, the migration
+   * aborts, which aborts the destination's prepared copy too).
    */
   async prepare(record: MigrationRecord): Promise<void> {
     const desired = await this.deps.describe(record.shardId);
-    const { imageBytes, short } = await this.imageSpace(record, 1, `the dump of shard ${record.shardId}`);
+    const what = `the dump of shard ${record.shardId}`;
+    const memoryBytes = await this.memoryBytes(record);
+    const short = this.imageSpace({ memoryBytes, stateBytes: 0, copies: 1, what });
     if (short) throw new MigrationError('REFUSED', short);
+    const stateBytes = await this.stateBytes(record);
     // Marked so that a destination that sees this very directory says so, and nothing is packed.
     await markStateDir(await shardStateDir(record, this.deps.stateDirectoryOf), record.id);
     const { sharedStateDirectory } = await this.deps.client(record.destination).prepare(record.id, {
       ...prepareRequest(record.source, desired, record.timeoutSeconds),
-      ...(imageBytes !== undefined ? { imageBytes } : {}),
+      ...(memoryBytes !== undefined ? { imageBytes: memoryBytes } : {}),
+      // Only when there is some: a destination older than the field refuses the body (400), where
+      // it would check memory alone; for a shard without state that check is the right one.
+      ...(stateBytes ? { stateBytes } : {}),
       ...(this.deps.logRoot ? { logFiles: shardLogPaths(this.deps.logRoot, record.shardId) } : {}),
     });
     if (sharedStateDirectory) this.sharedState.add(record.id);
     this.rounds.set(record.id, []);
+    if (!sharedStateDirectory && stateBytes) {
+      const packed = this.imageSpace({ memoryBytes, stateBytes, copies: 1, what });
+      if (packed) throw new MigrationError('REFUSED', packed);
+    }
   }
 
   /**
@@ -155,7 +168,8 @@ export class CheckpointMigrationEffects implements MigrationEffects {
     const shadow = this.shadow.available();
     if (!shadow.ok) return { ok: false, reason: `${criu.reason ?? 'no dirty-page tracking'}; ${shadow.reason}` };
     // The shadow, CRIU's full dump, and the rewrite of it (up to all of it when memory changes fast).
-    const { short } = await this.imageSpace(record, 3, 'a shadow beside the final dump and its rewrite');
+    // The state directory counts once (unless the destination sees it): it is packed beside the final dump, never shadowed.
+    const short = this.imageSpace({ memoryBytes: await this.memoryBytes(record), stateBytes: await this.stateBytes(record), copies: 3, what: 'a shadow beside the final dump and its rewrite' });
     return short ? { ok: false, reason: `${criu.reason ?? 'no dirty-page tracking'}, and ${short}` } : { ok: true, method: 'shadow' };
   }
 

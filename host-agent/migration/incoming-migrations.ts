@@ -31,8 +31,11 @@ export interface IncomingMigration {
   /** `<round>/<file name>` → what arrived. */
   readonly received: Map<string, FileReceipt>;
   pid?: number;
-  /** The source's estimate of the image, reserved on this host's disk until the migration ends. */
-  imageBytes?: number;
+  /**
+   * What prepare checked this host's disk for, reserved until the migration ends: the source's
+   * image estimate, and its state directory's archive unless this host sees the source's own.
+   */
+  diskBytes?: number;
   /** What is in progress (prepare, restore or start): an abort waits for all of it before destroying the copy. */
   settling?: Promise<unknown>;
   /** The first prepare's work: a repeated prepare waits for it rather than making the held cgroup again. */
@@ -139,17 +142,17 @@ export class IncomingMigrations {
   }
 
   /**
-   * Why this host's disk cannot take an image of `imageBytes` now: the free space under the
-   * images directory less what the other migrations arriving here have reserved (conservative:
-   * what they already wrote counts twice), or undefined.
+   * Why this host's disk cannot take an image of `imageBytes` and a state archive of
+   * `stateBytes` now: the free space under the images directory less what the other migrations
+   * arriving here have reserved (conservative: what they already wrote counts twice), or undefined.
    */
-  diskRefusal(desired: DesiredShard, imageBytes: number | undefined, exceptId?: string): string | undefined {
+  diskRefusal(desired: DesiredShard, imageBytes: number | undefined, stateBytes = 0, exceptId?: string): string | undefined {
     const free = this.space.free(this.imagesRoot);
     let reserved = 0;
     for (const m of this.migrations.values()) {
-      if (m.id !== exceptId && m.state !== 'aborted' && m.state !== 'committed') reserved += m.imageBytes ?? 0;
+      if (m.id !== exceptId && m.state !== 'aborted' && m.state !== 'committed') reserved += m.diskBytes ?? 0;
     }
-    return imageSpaceShortfall({ dir: this.imagesRoot, free: free === undefined ? undefined : Math.max(0, free - reserved), imageBytes, what: `the image of shard ${desired.shardId}` });
+    return imageSpaceShortfall({ dir: this.imagesRoot, free: free === undefined ? undefined : Math.max(0, free - reserved), imageBytes, stateBytes, what: `the image of shard ${desired.shardId}` });
   }
 
   /**
@@ -157,14 +160,16 @@ export class IncomingMigrations {
    * with the reason when it does not fit. Idempotent per id while it is prepared; a migration
    * that ended here (or whose abort came first) is never prepared again: a source never re-uses
    * an id, and a prepare that arrives after its abort would hold a cgroup nobody removes.
+   * `sharedStateDirectory`: this host sees the source's own state directory (its mark is
+   * there), so no archive of it arrives and `stateBytes` takes no disk here.
    */
   prepare(
     id: string,
     source: string,
     desired: DesiredShard,
-    sent: Pick<IncomingMigration, 'imageBytes' | 'timeoutSeconds' | 'sourceLogFiles'> = {},
+    sent: Pick<IncomingMigration, 'timeoutSeconds' | 'sourceLogFiles' | 'sharedStateDirectory'> & { imageBytes?: number; stateBytes?: number } = {},
   ): IncomingMigration {
-    const { imageBytes, timeoutSeconds, sourceLogFiles } = sent;
+    const { imageBytes, timeoutSeconds, sourceLogFiles, sharedStateDirectory } = sent;
     const existing = this.migrations.get(id);
     const ended = (existing ?? this.outcomes.get(id))?.state;
     // Committed: its shard runs here now, and a prepare again would fail on it and drop what refuses its abort.
@@ -178,11 +183,15 @@ export class IncomingMigrations {
         throw new MigrationError('REFUSED', `shard ${desired.shardId} is already arriving with migration ${m.id}`);
       }
     }
-    const reason = this.refusal(desired, id) ?? this.diskRefusal(desired, imageBytes, id);
+    // A source that sends no stateBytes (older) counted the state in imageBytes: checked as it was.
+    const stateBytes = sharedStateDirectory ? 0 : (sent.stateBytes ?? 0);
+    const reason = this.refusal(desired, id) ?? this.diskRefusal(desired, imageBytes, stateBytes, id);
     if (reason) throw new MigrationError('REFUSED', reason);
     const incoming: IncomingMigration = {
       id, source, desired, dir: this.dirOf(id), state: 'prepared', procsFiles: [], received: new Map(), lastHeard: performance.now(), uploads: 0,
-      ...(imageBytes !== undefined ? { imageBytes } : {}),
+      // The figure checked is the one reserved; nothing when nothing was checked (no image size).
+      ...(imageBytes !== undefined ? { diskBytes: imageBytes + stateBytes } : {}),
+      ...(sharedStateDirectory !== undefined ? { sharedStateDirectory } : {}),
       ...(timeoutSeconds !== undefined ? { timeoutSeconds } : {}),
       ...(sourceLogFiles ? { sourceLogFiles } : {}),
     };

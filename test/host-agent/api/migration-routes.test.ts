@@ -147,6 +147,54 @@ describe('migration routes (destination agent)', () => {
     }
   });
 
+  it("counts the state directory's archive on its disk only when it does not see the source's own directory, reserves what it counted, and checks an older source's image as before", async () => {
+    const GiB = 2 ** 30;
+    const root = join(dir.path, `state-disk-${Math.random().toString(36).slice(2)}`);
+    const stateDirectory = join(root, 'state');
+    const tight = fakeDestination(join(root, 'images'), { cpuCores: 8, memoryBytes: 64 * GiB }, { cpuCores: 0, memoryBytes: 0 }, 4 * GiB);
+    const tightApp = await buildMigrationApp({ token: tight.deps.token, plugins: [migrationRoutes(tight.deps)] });
+    const prepareOn = (id: string, shardId: string, sizes: { imageBytes: number; stateBytes?: number }) =>
+      tightApp.inject({ method: 'POST', url: `/v1/migrations/${id}/prepare`, headers: AUTH, payload: { ...prepareBody(shardId), shard: { ...prepareBody(shardId).shard, stateDirectory }, ...sizes } });
+    try {
+      // Shared (the source's mark is there): 3 GiB of state on the source's NFS take nothing here.
+      mkdirSync(join(stateDirectory, 'web-0'), { recursive: true });
+      writeFileSync(join(stateDirectory, 'web-0', '.shardform-migrating-mig-1'), '');
+      expect((await prepareOn('mig-1', 'web-0', { imageBytes: GiB, stateBytes: 3 * GiB })).json()).toMatchObject({ state: 'prepared', sharedStateDirectory: true });
+      expect(tight.incoming.get('mig-1')?.diskBytes).toBe(GiB);
+      // Not shared: the archive arrives and is counted, beside the 1 GiB the first one reserved.
+      const own = await prepareOn('mig-2', 'web-1', { imageBytes: GiB / 2, stateBytes: 3 * GiB });
+      expect(own.statusCode).toBe(409);
+      expect(own.json()).toMatchObject({
+        error: 'REFUSED',
+        message: `not enough disk under ${join(root, 'images')} for the image of shard web-1: ~3648 MiB needed (512 MiB of memory + 3072 MiB of state directory + 64 MiB), 3072 MiB free`,
+      });
+      expect(tight.incoming.get('mig-2')).toBeUndefined();
+      expect((await prepareOn('mig-3', 'web-2', { imageBytes: GiB / 2, stateBytes: GiB })).json()).toMatchObject({ state: 'prepared', sharedStateDirectory: false });
+      expect(tight.incoming.get('mig-3')?.diskBytes).toBe(1.5 * GiB);
+      // An older source sends no stateBytes: its imageBytes held the state, checked whole, mark or not.
+      mkdirSync(join(stateDirectory, 'web-3'), { recursive: true });
+      writeFileSync(join(stateDirectory, 'web-3', '.shardform-migrating-mig-4'), '');
+      const old = await prepareOn('mig-4', 'web-3', { imageBytes: 1.5 * GiB });
+      expect(old.json()).toMatchObject({ error: 'REFUSED', message: expect.stringContaining('~1600 MiB needed (1536 MiB of memory + 64 MiB), 1536 MiB free') });
+      expect((await prepareOn('mig-5', 'web-3', { imageBytes: GiB })).json()).toMatchObject({ state: 'prepared', sharedStateDirectory: false });
+      expect(tight.incoming.get('mig-5')?.diskBytes).toBe(GiB);
+      expect(tight.handover.calls).toEqual(['prepareIncoming web-0', 'prepareIncoming web-2', 'prepareIncoming web-3']);
+    } finally {
+      await tightApp.close();
+    }
+  });
+
+  it('refuses a stateBytes that is not a byte count, naming the field and the value, holding nothing', async () => {
+    for (const stateBytes of [-1, 'lots', 2 ** 60]) {
+      const response = await app.inject({ method: 'POST', url: '/v1/migrations/mig-1/prepare', headers: AUTH, payload: { ...prepareBody(), imageBytes: 1 << 20, stateBytes } });
+      expect(response.statusCode).toBe(400);
+      expect(response.json().errors[0]).toMatchObject({ field: 'stateBytes', value: stateBytes });
+    }
+    expect(dest.handover.calls).toEqual([]);
+    expect(dest.incoming.get('mig-1')).toBeUndefined();
+    expect(dest.incoming.status('mig-1')).toBeUndefined();
+  });
+
   it('stores an image file whose sha256 matches, and rejects a corrupted one without keeping it', async () => {
     await prepare();
     const data = Buffer.alloc(3 << 20, 7);

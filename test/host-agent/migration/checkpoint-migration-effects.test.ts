@@ -9,6 +9,13 @@ import { advance, planMigration, type MigrationRecord } from '../../../host-agen
 import type { Shadow, ShadowPreCopy } from '../../../host-agent/migration/memory-shadow';
 import type { PrepareBody } from '../../../host-agent/api/migration-schemas';
 import { tempDir } from '../../helpers/cli';
+import type { FastifyInstance } from 'fastify';
+import { buildMigrationApp } from '../../../host-agent/api/migration-app';
+import { migrationRoutes } from '../../../host-agent/api/migration-routes';
+import { MigrationDriver } from '../../../host-agent/migration/migration-driver';
+import { MigrationJournal } from '../../../host-agent/migration/migration-journal';
+import { fakeDestination } from '../../helpers/migration-destination-fakes';
+import { MemoryJournalStore } from '../../helpers/migration-fakes';
 
 /** A shadow pre-copy that writes small fake round files and records what it was asked. */
 function fakeShadow(calls: string[], available = true, failFrozen?: number): ShadowPreCopy {
@@ -40,10 +47,14 @@ function fakeShadow(calls: string[], available = true, failFrozen?: number): Sha
 }
 
 const AT = '2026-11-25T05:00:00.000Z';
+const AUTH = { authorization: 'Bearer sekret-token' };
 
 const GiB = 2 ** 30;
 
-function setUp(root: string, opts: { sharedStateDirectory?: boolean; stateDirectory?: string | null | Error; thawSees?: string; pack?: (dir: string, archive: string) => Promise<void>; shadow?: ShadowPreCopy; dumpFails?: string; freeBytes?: number; imageBytes?: number; stateBytes?: number; cgroup?: boolean; root?: boolean; criuAtWork?: () => { pid: number; ageSeconds?: number; startTime?: number }[] } = {}) {
+/** The destination routes, when a test wants the real one behind the client's prepare and abort. */
+type Destination = Pick<FastifyInstance, 'inject'>;
+
+function setUp(root: string, opts: { destination?: Destination; sharedStateDirectory?: boolean; stateDirectory?: string | null | Error; thawSees?: string; pack?: (dir: string, archive: string) => Promise<void>; shadow?: ShadowPreCopy; dumpFails?: string; freeBytes?: number; imageBytes?: number; stateBytes?: number; cgroup?: boolean; root?: boolean; criuAtWork?: () => { pid: number; ageSeconds?: number; startTime?: number }[] } = {}) {
   const calls: string[] = [];
   let stateWalks = 0;
   const prepared: PrepareBody[] = [];
@@ -51,7 +62,10 @@ function setUp(root: string, opts: { sharedStateDirectory?: boolean; stateDirect
     prepare: async (id: string, body: PrepareBody) => {
       prepared.push(body);
       calls.push(`client.prepare ${id} ${body.shard.shardId} ${JSON.stringify(body.shard.limits)}`);
-      return { sharedStateDirectory: opts.sharedStateDirectory ?? false };
+      if (!opts.destination) return { sharedStateDirectory: opts.sharedStateDirectory ?? false };
+      const answer = await opts.destination.inject({ method: 'POST', url: `/v1/migrations/${id}/prepare`, headers: AUTH, payload: body });
+      if (answer.statusCode !== 200) throw new Error(`prepare answered ${answer.statusCode}: ${answer.body}`);
+      return { sharedStateDirectory: answer.json().sharedStateDirectory === true };
     },
     uploadFiles: async (id: string, round: number, _dir: string, files: { name: string; bytes: number }[]) => {
       calls.push(`client.uploadFiles ${id} ${round} ${files.map((f) => f.name).join(',')}`);
@@ -66,7 +80,11 @@ function setUp(root: string, opts: { sharedStateDirectory?: boolean; stateDirect
       return { pid: 99, lazyPagesMs: 0 };
     },
     commit: async (id: string) => void calls.push(`client.commit ${id}`),
-    abort: async (id: string, shardId: string, reason: string) => void calls.push(`client.abort ${id} ${shardId} ${reason}`),
+    abort: async (id: string, shardId: string, reason: string) => {
+      calls.push(`client.abort ${id} ${shardId} ${reason}`);
+      const answer = await opts.destination?.inject({ method: 'POST', url: `/v1/migrations/${id}/abort`, headers: AUTH, payload: { shardId, reason } });
+      if (answer && answer.statusCode !== 200) throw new Error(`abort answered ${answer.statusCode}: ${answer.body}`);
+    },
   } as unknown as MigrationClient;
   const effects = new CheckpointMigrationEffects({
     driver: {
@@ -100,7 +118,8 @@ function setUp(root: string, opts: { sharedStateDirectory?: boolean; stateDirect
         writeFileSync(join(dir, 'criu-dump.log'), 'log');
       },
     },
-    describe: async (shardId) => ({ shardId, applicationId: 'web', limits: { cpuCores: 1, memoryBytes: 1024 }, command: ['x'], env: {}, stateDirectory: '/s' }),
+    // A destination behind the real routes takes only a memory limit a shard can have.
+    describe: async (shardId) => ({ shardId, applicationId: 'web', limits: { cpuCores: 1, memoryBytes: opts.destination ? GiB : 1024 }, command: ['x'], env: {}, stateDirectory: '/s' }),
     stateDirectoryOf: async () => {
       if (opts.stateDirectory instanceof Error) throw opts.stateDirectory;
       return opts.stateDirectory === null ? undefined : (opts.stateDirectory ?? join(root, 'apps'));
@@ -308,18 +327,50 @@ describe('checkpoint migration effects (source side)', () => {
     expect(roomy.prepared.map((b) => b.logFiles)).toEqual([{ stdout: `/var/lib/shardform/host-1/logs/${record.shardId}/stdout.log`, stderr: `/var/lib/shardform/host-1/logs/${record.shardId}/stderr.log` }]);
   });
 
-  it('counts the state directory, packed beside the dump, in the room it needs and in the image size it tells the destination', async () => {
+  it("tells the destination the memory and the state directory apart, and is not refused for a state directory it will not pack: the destination sees it (a shared file system)", async () => {
     const record = planMigration({ id: 'm12', fleet: 'f', shardId: 'web-12', applicationId: 'web', source: 'host-1', destination: 'host-2' }, AT);
-    // A small process with a large database in its state directory: the memory fits, the archive does not.
-    const full = setUp(join(dir.path, 'state-full'), { freeBytes: 2 * GiB, imageBytes: GiB / 4, stateBytes: 3 * GiB });
-    await expect(full.effects.prepare(record)).rejects.toMatchObject({
-      code: 'REFUSED',
-      message: `not enough disk under ${join(dir.path, 'state-full')} for the dump of shard web-12: ~3392 MiB needed (256 MiB of memory + 3072 MiB of state directory + 64 MiB), 2048 MiB free`,
-    });
-    expect(full.calls).toEqual([]);
-    const roomy = setUp(join(dir.path, 'state-roomy'), { freeBytes: 4 * GiB, imageBytes: GiB / 4, stateBytes: 3 * GiB });
-    await roomy.effects.prepare(record);
-    expect(roomy.prepared.map((b) => b.imageBytes)).toEqual([GiB / 4 + 3 * GiB]);
+    // A small process with a large database in its state directory, on NFS: the memory fits this disk, the state does not, and needs not.
+    const shared = setUp(join(dir.path, 'state-shared'), { freeBytes: 2 * GiB, imageBytes: GiB / 4, stateBytes: 3 * GiB, sharedStateDirectory: true });
+    await shared.effects.prepare(record);
+    expect(shared.calls).toEqual(['client.prepare m12 web-12 {"cpuCores":1,"memoryBytes":1024}']);
+    expect(shared.prepared.map((b) => [b.imageBytes, b.stateBytes])).toEqual([[GiB / 4, 3 * GiB]]);
+    // Without a state directory nothing is said of it (a destination older than the field would refuse the body).
+    const stateless = setUp(join(dir.path, 'stateless'), { freeBytes: 2 * GiB, imageBytes: GiB / 4, stateBytes: 0 });
+    await stateless.effects.prepare(record);
+    expect(stateless.prepared.map((b) => [b.imageBytes, 'stateBytes' in b])).toEqual([[GiB / 4, false]]);
+    // The memory alone still refuses before the destination is asked.
+    const full = setUp(join(dir.path, 'memory-full'), { freeBytes: GiB / 4, imageBytes: GiB / 4, stateBytes: 3 * GiB, sharedStateDirectory: true });
+    await expect(full.effects.prepare(record)).rejects.toMatchObject({ code: 'REFUSED', message: expect.stringContaining('~320 MiB needed (256 MiB of memory + 64 MiB), 256 MiB free') });
+    expect(full.calls).toEqual([]); // the destination was not asked
+  });
+
+  it('refuses after the prepare when the destination does not see the state directory and this disk cannot hold its archive beside the dump; the abort frees the destination', async () => {
+    const root = join(dir.path, 'state-own');
+    const destination = fakeDestination(join(root, 'destination'), { cpuCores: 8, memoryBytes: 64 * GiB }, { cpuCores: 0, memoryBytes: 0 }, 100 * GiB);
+    const app = await buildMigrationApp({ token: destination.deps.token, plugins: [migrationRoutes(destination.deps)] });
+    try {
+      const source = setUp(root, { destination: app, freeBytes: 2 * GiB, imageBytes: GiB / 4, stateBytes: 3 * GiB });
+      const journal = new MigrationJournal(new MemoryJournalStore());
+      const driver = new MigrationDriver({ journal, effects: source.effects, now: () => new Date(AT) });
+      const record = await driver.migrate({ id: 'm14', fleet: 'f', shardId: 'web-14', applicationId: 'web', source: 'host-1', destination: 'host-2', timeoutSeconds: 60 });
+      expect(record.state).toBe('aborted');
+      expect(record.abort).toMatchObject({
+        from: 'prepared',
+        cleanup: 'complete',
+        reason: `prepared: not enough disk under ${root} for the dump of shard web-14: ~3392 MiB needed (256 MiB of memory + 3072 MiB of state directory + 64 MiB), 2048 MiB free`,
+      });
+      // The destination was asked (memory and state apart, its own disk holds both), then its prepared copy aborted.
+      expect(source.prepared.map((b) => [b.imageBytes, b.stateBytes])).toEqual([[GiB / 4, 3 * GiB]]);
+      expect(source.calls.filter((c) => c.startsWith('client.'))).toEqual([`client.prepare m14 web-14 {"cpuCores":1,"memoryBytes":${GiB}}`, `client.abort m14 web-14 ${record.abort?.reason}`]);
+      expect(destination.handover.calls).toEqual(['prepareIncoming web-14', 'discard web-14']);
+      expect(destination.incoming.status('m14')).toEqual({ shardId: 'web-14', state: 'aborted' });
+      expect(existsSync(join(root, 'destination', 'm14'))).toBe(false);
+      // Its mark is gone from the state directory, and the shard runs on here.
+      expect(readdirSync(join(root, 'apps', 'web-14'))).toEqual([]);
+      expect(source.calls).toContain('handover.adopt web-14');
+    } finally {
+      await app.close();
+    }
   });
 
   it('walks the state directory once per migration, and counts none of it where the destination sees that very directory', async () => {
