@@ -132,15 +132,33 @@ describe('CriuCheckpointer: lazy restores (criu lazy-pages)', () => {
     expect(require('node:fs').readFileSync(`${dir.path}/restore-args`, 'utf8')).not.toMatch(/--lazy-pages/);
   });
 
-  it('restores eagerly an image that builds on pre-copy rounds (a parent link): criu lazy-pages never completes a fault on a parent page', async () => {
+  it('restores a chain of pre-copy rounds lazily from the image made beside it, or eagerly, saying why, when none can be made', async () => {
+    const { encodePagemap, PE_LAZY, PE_PARENT, PE_PRESENT } = require('../../../host-agent/checkpoint/pagemap-image') as typeof import('../../../host-agent/checkpoint/pagemap-image');
+    const fs = require('node:fs') as typeof import('node:fs');
+    const page = require('../../../host-agent/checkpoint/process-memory').pageSize() as number;
     const chained = tempDir('criu-lazy-parent');
     try {
-      require('node:fs').symlinkSync('../1', `${chained.path}/parent`);
+      // Root round 1 holds two pages; the final round 2 keeps them in its parent, or only one (memory given back).
+      const round = (name: string, entries: { vaddr: number; pages: number; flags: number }[], pages: number, parent?: string) => {
+        fs.mkdirSync(`${chained.path}/${name}`, { recursive: true });
+        fs.writeFileSync(`${chained.path}/${name}/pagemap-1.img`, encodePagemap({ pagesId: 1, entries }));
+        fs.writeFileSync(`${chained.path}/${name}/pages-1.img`, Buffer.alloc(pages * page, 1));
+        if (parent) fs.symlinkSync(parent, `${chained.path}/${name}/parent`);
+      };
+      round('1', [{ vaddr: 0x10000, pages: 2, flags: PE_PRESENT }], 2);
+      round('2', [{ vaddr: 0x10000, pages: 2, flags: PE_PARENT | PE_LAZY }], 0, '../1');
+      round('3', [{ vaddr: 0x10000, pages: 1, flags: PE_PARENT | PE_LAZY }], 0, '../1');
       const criu = new CriuCheckpointer(lazyCriu(0, `${READY}; exit 0`), { lazyPages: 'auto' });
-      const restored = await criu.restore(chained.path, { procsFiles: [] });
-      started.push(restored.pid);
-      expect(restored).toEqual({ pid: expect.any(Number), lazyPagesMs: 0 });
-      expect(require('node:fs').readFileSync(`${chained.path}/restore-args`, 'utf8')).not.toMatch(/--lazy-pages/);
+
+      const lazy = await criu.restore(`${chained.path}/2`, { procsFiles: [] });
+      started.push(lazy.pid);
+      expect(lazy).toEqual({ pid: expect.any(Number), lazyPagesMs: expect.any(Number) });
+      expect(fs.readFileSync(`${chained.path}/2.lazy/restore-args`, 'utf8')).toMatch(new RegExp(`-D ${chained.path}/2\\.lazy .*--pidfile ${chained.path}/2\\.lazy/restored\\.pid .*--lazy-pages`));
+
+      const eager = await criu.restore(`${chained.path}/3`, { procsFiles: [] });
+      started.push(eager.pid);
+      expect(eager).toEqual({ pid: expect.any(Number), lazyPagesMs: 0, lazyPagesSkipped: 'process 1: the final round no longer has 1 page(s) of the root round (memory given back)' });
+      expect(fs.readFileSync(`${chained.path}/3/restore-args`, 'utf8')).not.toMatch(/--lazy-pages/);
     } finally {
       chained.remove();
     }
