@@ -18,7 +18,7 @@
  *   unified one), so restored tasks inherit the destination cgroups, not the dumped paths.
  */
 import { spawn } from 'node:child_process';
-import { lstat, mkdir, readFile } from 'node:fs/promises';
+import { lstat, mkdir, readFile, rm } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { freeBytesUnder } from '../migration/image-space';
 import { parseProcStat } from '../runner/proc-info';
@@ -26,6 +26,8 @@ import { CheckpointError } from './checkpoint-error';
 import { lazyRestorableImage, type LazyImage } from './lazy-image';
 import { pageSize } from './process-memory';
 import { criuCommandLine, type CriuInstallation } from './criu';
+import { inCgroups, JOIN_FAILED_EXIT } from './join-cgroups';
+import { FILLED_MARK, startLazyFillGuard, type LazyFillGuard } from './lazy-fill-guard';
 
 export interface CheckpointerOptions {
   /** Kill criu if one invocation takes longer than this; default 120 s. */
@@ -84,10 +86,6 @@ export interface CriuRun {
   readonly output: string;
 }
 
-/** Joins every cgroup.procs given as the first N arguments, then execs the rest (bounded loop). */
-const JOIN_CGROUPS_THEN_EXEC =
-  'n=$1; shift; i=0; while [ "$i" -lt "$n" ]; do echo $$ > "$1" || exit 125; shift; i=$((i+1)); done; exec "$@"';
-
 /**
  * The CPU the dump ran on is written into the image (cpuinfo.img) and the restore checks that
  * this CPU has its instruction set. Without it CRIU checks only the FPU state, and a workload
@@ -96,6 +94,9 @@ const JOIN_CGROUPS_THEN_EXEC =
  * migration aborts with the source still there.
  */
 const CPU_CHECK = ['--cpu-cap=fpu,ins'];
+
+/** How long the guard of a lazy fill waits, once the daemon ended, for the agent to say the fill was complete. */
+const LAZY_FILL_GRACE_MS = 2_000;
 
 /** How long one CRIU run may take before the agent kills it (default of `timeoutMs`). */
 export const CRIU_TIMEOUT_MS = 120_000;
@@ -217,30 +218,46 @@ export class CriuCheckpointer {
       if ('reason' in made) return { ...(await this.restoreEagerly(dir, criuArgs, pidFile, target)), lazyPagesSkipped: made.reason };
       lazyDir = made.dir;
     }
+    const lazyPidFile = join(lazyDir, 'restored.pid');
+    // What an earlier attempt here left would confuse the guard (and CRIU will not overwrite a pid file).
+    await rm(lazyPidFile, { force: true });
+    await rm(join(lazyDir, FILLED_MARK), { force: true });
     const daemon = await this.startLazyPagesDaemon(lazyDir);
     if (!daemon.ok) return { ...(await this.restoreEagerly(dir, criuArgs, pidFile, target)), lazyPagesSkipped: daemon.reason };
-    const lazyPidFile = join(lazyDir, 'restored.pid');
-    const lazyArgs = criuArgs.map((arg) => (arg === dir ? lazyDir : arg === pidFile ? lazyPidFile : arg));
+    let guard: LazyFillGuard;
     try {
-      await this.runOrThrow('restore', lazyDir, [...lazyArgs, '--lazy-pages'], target.procsFiles, files.map((file) => file.fd));
+      guard = await startLazyFillGuard({ daemonPid: daemon.pid, dir: lazyDir, procsFiles: target.procsFiles, graceMs: LAZY_FILL_GRACE_MS, maxWatchMs: this.timeoutMs });
     } catch (error) {
       daemon.stop();
-      throw error;
+      return { ...(await this.restoreEagerly(dir, criuArgs, pidFile, target)), lazyPagesSkipped: (error as Error).message };
     }
-    const running = performance.now();
+    const lazyArgs = criuArgs.map((arg) => (arg === dir ? lazyDir : arg === pidFile ? lazyPidFile : arg));
     let pid: number;
+    let running: number;
     try {
+      await this.runOrThrow('restore', lazyDir, [...lazyArgs, '--lazy-pages'], target.procsFiles, files.map((file) => file.fd));
+      running = performance.now();
       pid = await readRestoredPid(lazyPidFile);
     } catch (error) {
       daemon.stop();
+      guard.stop();
       throw error;
     }
     const filled = await daemon.exited;
     if (filled.exitCode !== 0) {
       killQuietly(pid);
+      guard.stop();
       const log = join(lazyDir, 'criu-lazy-pages.log');
       const why = (await lastErrors(log)) || (filled.signal ? `signal ${filled.signal}` : `exit ${filled.exitCode}`);
       throw new CheckpointError('CRIU_FAILED', `criu lazy-pages stopped before the restored tree's memory was all in (${why}); the restored tree ${pid} was killed; log: ${log}`, log);
+    }
+    try {
+      await guard.filled();
+    } catch (error) {
+      // The guard killed the complete copy (or will): fail the same way.
+      killQuietly(pid);
+      guard.stop();
+      throw new CheckpointError('CRIU_FAILED', `the restored tree ${pid} was killed: ${(error as Error).message}`);
     }
     const lazyPagesMs = Math.round(performance.now() - running);
     await this.failIfGone(pid, lazyDir);
@@ -273,9 +290,12 @@ export class CriuCheckpointer {
    *
    * The daemon runs in a session of its own, so an agent that stops mid-fill (a signal to its
    * process group) does not take it along: the restored tree would then read zeros where its
-   * memory was not in yet. The fill ends by itself, bounded like every CRIU run.
+   * memory was not in yet. A service manager that kills the agent's whole cgroup does take it
+   * along, which the fill's guard answers (lazy-fill-guard.ts). The fill ends by itself, bounded
+   * like every CRIU run. It stays in the agent's cgroup, not the shard's: its buffer can be as
+   * large as the shard's largest mapping, on top of the shard's own memory.
    */
-  private startLazyPagesDaemon(dir: string): Promise<{ ok: true; exited: Promise<CriuRun>; stop: () => void } | { ok: false; reason: string }> {
+  private startLazyPagesDaemon(dir: string): Promise<{ ok: true; pid: number; exited: Promise<CriuRun>; stop: () => void } | { ok: false; reason: string }> {
     const command = criuCommandLine(this.criu, ['lazy-pages', '-D', dir, '--status-fd', '3', '-o', join(dir, 'criu-lazy-pages.log'), `-v${this.verbosity}`]);
     return new Promise((resolve) => {
       const child = spawn(command.file, command.args, { stdio: ['ignore', 'ignore', 'pipe', 'pipe'], detached: true });
@@ -303,7 +323,7 @@ export class CriuCheckpointer {
       status.on('data', (chunk: Buffer) => {
         if (!ready && chunk.includes(0)) {
           ready = true;
-          resolve({ ok: true, exited, stop });
+          resolve({ ok: true, pid: child.pid as number, exited, stop });
         }
       });
       status.on('error', () => undefined);
@@ -321,7 +341,7 @@ export class CriuCheckpointer {
     const logFile = join(dir, `criu-${action}.log`);
     const run = await this.run([...args, '-o', logFile, `-v${this.verbosity}`], joinProcsFiles, extraFds);
     if (run.exitCode === 0) return;
-    const why = run.exitCode === 125 ? 'could not join the destination cgroups' : await lastErrors(logFile);
+    const why = run.exitCode === JOIN_FAILED_EXIT ? 'could not join the destination cgroups' : await lastErrors(logFile);
     if (/session leader of .* is outside of its pid namespace/.test(why)) {
       throw new CheckpointError(
         'SESSION_OUTSIDE_NAMESPACE',
@@ -352,10 +372,7 @@ export class CriuCheckpointer {
    */
   run(args: readonly string[], joinProcsFiles: readonly string[] = [], extraFds: readonly number[] = []): Promise<CriuRun> {
     const command = criuCommandLine(this.criu, args);
-    const [file, argv] =
-      joinProcsFiles.length > 0
-        ? ['/bin/sh', ['-c', JOIN_CGROUPS_THEN_EXEC, 'shardform-join', String(joinProcsFiles.length), ...joinProcsFiles, command.file, ...command.args]]
-        : [command.file, command.args];
+    const [file, argv] = inCgroups(joinProcsFiles, command.file, command.args);
     return new Promise((resolve, reject) => {
       // stdin is /dev/null: restored tasks must not inherit a pipe to the agent.
       const child = spawn(file, argv, { stdio: ['ignore', 'pipe', 'pipe', ...extraFds] });

@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 import { closeSync, existsSync, fstatSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -5,6 +6,7 @@ import { CheckpointError } from '../../../host-agent/checkpoint/checkpoint-error
 import { requireCriu as locate } from '../../../host-agent/checkpoint/criu';
 import { criuCheckpointing } from '../../../host-agent/checkpoint/criu-at-work';
 import { CriuCheckpointer } from '../../../host-agent/checkpoint/criu-checkpointer';
+import { GUARD_KILLED } from '../../../host-agent/checkpoint/lazy-fill-guard';
 import { buildManifest, verifyManifest } from '../../../host-agent/checkpoint/image-manifest';
 import { requireCriu, requireLazyPages, requirePython } from '../../helpers/criu-prerequisite';
 import { describePrivileged, requireCgroups } from '../../helpers/privileged';
@@ -285,6 +287,27 @@ describePrivileged('CRIU checkpointer: lazy restore (real CRIU lazy-pages, userf
     await expect(restore).rejects.toMatchObject({ code: 'CRIU_FAILED', message: expect.stringMatching(/^criu lazy-pages stopped before the restored tree's memory was all in \(signal SIGKILL\); the restored tree \d+ was killed/) });
     const pid = Number(readFileSync(pidFile, 'utf8'));
     await waitFor('the restored tree to be killed', () => processGone(pid), (gone) => gone);
+  });
+  it('an agent killed with its daemon mid-fill (a service stop kills its whole cgroup): the guard in the shard cgroup kills the restored tree', async () => {
+    const { images, destination } = await dumped('lazy-agent-killed');
+    const pidFile = join(images, 'restored.pid');
+    const agent = spawn(process.execPath, ['--import', 'tsx', join(__dirname, '..', '..', 'helpers', 'lazy-restore-child.ts'), images, ...destination.procsFiles], { stdio: 'ignore' });
+    const agentGone = new Promise((resolve) => agent.on('exit', resolve));
+    let daemons: number[] = [];
+    for (let i = 0; i < 5000 && !(existsSync(pidFile) && (daemons = lazyDaemons(images)).length > 0); i++) await new Promise((r) => setTimeout(r, 2));
+    expect(daemons.length).toBe(1);
+    const tree = Number(readFileSync(pidFile, 'utf8'));
+    // The guard watches from the shard's own cgroup; the daemon is not there (its buffer would count against the shard).
+    const inShard = readFileSync(destination.procsFiles[0]!, 'utf8').split('\n').filter(Boolean).map(Number);
+    expect(inShard).not.toContain(daemons[0]);
+    expect(inShard.some((pid) => readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('shardform-lazy-guard'))).toBe(true);
+    agent.kill('SIGKILL');
+    process.kill(daemons[0]!, 'SIGKILL');
+    await agentGone;
+    await waitFor('the guard to kill the restored tree', () => processGone(tree), (gone) => gone, 10_000);
+    // The guard's doing (a tree reading zeros may also crash by itself, which proves nothing).
+    await waitFor('the guard to say so', () => existsSync(join(images, GUARD_KILLED)), (said) => said, 10_000);
+    expect(readFileSync(join(images, GUARD_KILLED), 'utf8')).toContain(`killed the restored tree ${tree}`);
   });
 });
 

@@ -1,0 +1,99 @@
+/**
+ * The guard of a lazy restore's fill (no root: `sleep` stands in for the daemon and the restored
+ * tree): it kills the tree when the daemon ends unseen, leaves it alone when the agent said the
+ * fill was complete, ends a hung daemon, and says why it cannot start.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { FILLED_MARK, GUARD_KILLED, startLazyFillGuard } from '../../../host-agent/checkpoint/lazy-fill-guard';
+import { tempDir } from '../../helpers/cli';
+
+/** A process and how it ended. */
+function started(seconds: number): { child: ChildProcess; ended: Promise<NodeJS.Signals | number | null> } {
+  const child = spawn('sleep', [String(seconds)], { stdio: 'ignore' });
+  return { child, ended: new Promise((resolve) => child.on('exit', (code, signal) => resolve(signal ?? code))) };
+}
+
+describe('lazy fill guard', () => {
+  const tmp = tempDir('lazy-guard');
+  const children: ChildProcess[] = [];
+  let n = 0;
+  const dir = () => {
+    const d = join(tmp.path, String(++n));
+    require('node:fs').mkdirSync(d);
+    return d;
+  };
+  afterAll(() => {
+    for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+    tmp.remove();
+  });
+
+  /** A "daemon" living `daemonSeconds` and a restored "tree" whose pid CRIU wrote into `d`. */
+  function scene(d: string, daemonSeconds: number) {
+    const daemon = started(daemonSeconds);
+    const tree = started(30);
+    children.push(daemon.child, tree.child);
+    writeFileSync(join(d, 'restored.pid'), `${tree.child.pid}\n`);
+    return { daemon, tree };
+  }
+
+  it('kills the restored tree when the daemon ends and the agent never says the fill was complete (an agent that died with it)', async () => {
+    const d = dir();
+    const { daemon, tree } = scene(d, 0.2);
+    const guard = await startLazyFillGuard({ daemonPid: daemon.child.pid!, dir: d, procsFiles: [], graceMs: 200, maxWatchMs: 10_000 });
+    await expect(guard.ended).resolves.toBe(1);
+    await expect(tree.ended).resolves.toBe('SIGKILL');
+    expect(require('node:fs').readFileSync(join(d, GUARD_KILLED), 'utf8')).toBe(`daemon ${daemon.child.pid} ended and the fill was not confirmed within the grace: killed the restored tree ${tree.child.pid}\n`);
+  });
+
+  it('leaves the tree alone when the mark arrives within the grace after the daemon ended', async () => {
+    const d = dir();
+    const { daemon, tree } = scene(d, 0.1);
+    const guard = await startLazyFillGuard({ daemonPid: daemon.child.pid!, dir: d, procsFiles: [], graceMs: 5_000, maxWatchMs: 10_000 });
+    await daemon.ended;
+    writeFileSync(join(d, FILLED_MARK), '');
+    await expect(guard.ended).resolves.toBe(0);
+    expect(tree.child.exitCode === null && tree.child.signalCode === null).toBe(true);
+  });
+
+  it('filled() writes the mark and resolves once the guard ended without touching the tree; stop() ends it without one', async () => {
+    const d = dir();
+    const { daemon, tree } = scene(d, 0.1);
+    const guard = await startLazyFillGuard({ daemonPid: daemon.child.pid!, dir: d, procsFiles: [], graceMs: 2_000, maxWatchMs: 60_000 });
+    await daemon.ended;
+    await guard.filled();
+    await expect(guard.ended).resolves.toBe(0);
+    expect(require('node:fs').existsSync(join(d, FILLED_MARK))).toBe(true);
+    const other = await startLazyFillGuard({ daemonPid: tree.child.pid!, dir: dir(), procsFiles: [], graceMs: 200, maxWatchMs: 60_000 });
+    other.stop();
+    await expect(other.ended).resolves.toBeNull(); // killed, not exited
+    expect(tree.child.exitCode === null && tree.child.signalCode === null).toBe(true);
+  });
+
+  it('filled() from an agent slower than the grace fails: the guard has killed the tree, and its decision stands', async () => {
+    const d = dir();
+    const { daemon, tree } = scene(d, 0.1);
+    const guard = await startLazyFillGuard({ daemonPid: daemon.child.pid!, dir: d, procsFiles: [], graceMs: 100, maxWatchMs: 60_000 });
+    await daemon.ended;
+    await expect(tree.ended).resolves.toBe('SIGKILL');
+    await expect(guard.filled()).rejects.toThrow("the lazy restore's guard ended with the restored tree killed: the fill was not confirmed within its grace");
+  });
+
+  it('ends a daemon still running after the longest a CRIU run may take, and the tree with it', async () => {
+    const d = dir();
+    const { daemon, tree } = scene(d, 30);
+    const guard = await startLazyFillGuard({ daemonPid: daemon.child.pid!, dir: d, procsFiles: [], graceMs: 100, maxWatchMs: 200 });
+    await expect(guard.ended).resolves.toBe(1);
+    await expect(daemon.ended).resolves.toBe('SIGKILL');
+    await expect(tree.ended).resolves.toBe('SIGKILL');
+  });
+
+  it('says why when it cannot join the shard cgroups, and never watches', async () => {
+    const d = dir();
+    const { daemon } = scene(d, 30);
+    await expect(startLazyFillGuard({ daemonPid: daemon.child.pid!, dir: d, procsFiles: [join(d, 'no-such-cgroup', 'cgroup.procs')], graceMs: 100, maxWatchMs: 1_000 })).rejects.toThrow(
+      "the lazy restore's guard could not start (exit 125: it could not join the shard cgroups)",
+    );
+  });
+});
