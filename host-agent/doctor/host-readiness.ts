@@ -10,7 +10,7 @@ import { release } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { probeCgroupLayout } from '../cgroups/probe';
-import { locateCriu } from '../checkpoint/criu';
+import { criuSwitchOn, locateCriu, type CriuInstallation } from '../checkpoint/criu';
 import { CriuCheckpointer } from '../checkpoint/criu-checkpointer';
 import { CRIU_RUN_DIR, isKdatKept, TMPFS_MAGIC } from '../checkpoint/criu-kdat-cache';
 import { systemShadowPreCopy } from '../migration/memory-shadow';
@@ -18,7 +18,7 @@ import { systemShadowPreCopy } from '../migration/memory-shadow';
 const execFileAsync = promisify(execFile);
 
 export interface ReadinessCheck {
-  readonly name: 'root' | 'criu' | 'criu-check' | 'pre-copy' | 'criu-cache' | 'cgroups' | 'cgroup-freeze' | 'netns';
+  readonly name: 'root' | 'criu' | 'criu-check' | 'pre-copy' | 'lazy-restore' | 'criu-cache' | 'cgroups' | 'cgroup-freeze' | 'netns';
   readonly ok: boolean;
   readonly detail: string;
 }
@@ -137,6 +137,21 @@ async function probeNetns(): Promise<ReadinessCheck> {
   }
 }
 
+/** Whether shards arriving here would run before their memory is all in (not required: eager restores work everywhere). */
+async function describeLazyRestore(criu: CriuInstallation): Promise<ReadinessCheck> {
+  let wanted: boolean;
+  try {
+    wanted = criuSwitchOn('SHARDFORM_CRIU_LAZY_PAGES');
+  } catch (error) {
+    return { name: 'lazy-restore', ok: false, detail: (error as Error).message };
+  }
+  if (!wanted) return { name: 'lazy-restore', ok: false, detail: 'off (SHARDFORM_CRIU_LAZY_PAGES=off): arriving shards run once all their memory is in' };
+  const lazy = await new CriuCheckpointer(criu, { timeoutMs: 60_000, lazyPages: 'auto' }).usesLazyPages();
+  return lazy
+    ? { name: 'lazy-restore', ok: true, detail: 'userfaultfd (criu lazy-pages): arriving shards run while their memory is filled in' }
+    : { name: 'lazy-restore', ok: false, detail: 'no non-cooperative userfaultfd (criu check --feature uffd-noncoop): arriving shards run once all their memory is in' };
+}
+
 export async function checkHostReadiness(opts: { cgroupRoot?: string; criuPrefix?: string } = {}): Promise<HostReadiness> {
   const checks: ReadinessCheck[] = [];
   const isRoot = process.getuid?.() === 0;
@@ -159,6 +174,7 @@ export async function checkHostReadiness(opts: { cgroupRoot?: string; criuPrefix
           ? { name: 'pre-copy', ok: true, detail: `by page contents (shadow): ${preCopy.reason}` }
           : { name: 'pre-copy', ok: false, detail: `${preCopy.reason}; ${shadow.reason}; migrations skip pre-copy` },
     );
+    checks.push(await describeLazyRestore(criu));
     checks.push({ name: 'criu-cache', ...describeCriuKdatCache() });
   } else {
     checks.push({ name: 'criu', ok: false, detail: `${location.reasons.join('; ')} (install: bash host-agent/checkpoint/install-criu.sh)` });

@@ -77,6 +77,8 @@ export const MigrationSummarySchema = Type.Object({
   // Optional: agents before 2026-11-29 do not send them.
   startedAt: Type.Optional(Nullable(Type.String())),
   updatedAt: Type.Optional(Nullable(Type.String())),
+  // Optional: agents before lazy restores (2026-11-29) do not send it.
+  lazyPagesMs: Type.Optional(Nullable(Milliseconds)),
 });
 export type MigrationSummaryReply = Static<typeof MigrationSummarySchema>;
 

@@ -44,7 +44,8 @@ async function fakeSourceAgent(): Promise<{ app: FastifyInstance; url: string; s
     record = advance(record, 'dumped', '2026-11-25T05:00:00.203Z');
     record = advance(record, 'transferred', '2026-11-25T05:00:00.380Z');
     record = advance(record, 'restored', '2026-11-25T05:00:00.430Z');
-    record = advance(record, 'committed', '2026-11-25T05:00:00.650Z', { bytesSent: 3 * 2 ** 20 });
+    // web-3's destination restored lazily: the shard ran 170 ms of the restore step while its memory was filled.
+    record = advance(record, 'committed', '2026-11-25T05:00:00.650Z', { bytesSent: 3 * 2 ** 20, ...(input.shardId === 'web-3' ? { lazyPagesMs: 170 } : {}) });
     record = advance(advance(record, 'released', '2026-11-25T05:00:00.700Z'), 'done', '2026-11-25T05:00:00.800Z');
     return record;
   }
@@ -77,11 +78,11 @@ describe('shardform migrate', () => {
     expect(result.stdout.trim()).toBe('shard web-2 moved host-1 -> host-2 by restart (stopped, state directory sent, started): downtime 450 ms (stop 3, archive 177, transfer 50, start 220 ms), total 800 ms, 3MiB sent (migration mig-web-2)');
   });
 
-  it('says how many pre-copy rounds ran, and that page contents were compared where the kernel tracks no dirty pages', async () => {
+  it('says how many pre-copy rounds ran, that page contents were compared where the kernel tracks no dirty pages, and how long the shard ran while its memory was filled', async () => {
     const result = await runCli('migrate', 'web-3', '--to', 'host-2', '--agent', agent.url, '--token-file', tokenFile, '--pre-copy');
     expect(result.code).toBe(0);
     expect(result.stdout.trim()).toBe(
-      'shard web-3 moved host-1 -> host-2: downtime 450 ms (freeze 3, dump 177, transfer 50, restore 220 ms), total 800 ms, 3MiB sent, 2 pre-copy round(s) (page contents compared: no dirty-page tracking here) (migration mig-web-3)',
+      'shard web-3 moved host-1 -> host-2: downtime 280 ms (freeze 3, dump 177, transfer 50, restore 50 ms; then it ran while its memory was filled in, 170 ms), total 800 ms, 3MiB sent, 2 pre-copy round(s) (page contents compared: no dirty-page tracking here) (migration mig-web-3)',
     );
   });
 

@@ -141,7 +141,9 @@ describePrivileged('shardform doctor on a host with CRIU', [requireCgroups, requ
     expect(result.code).toBe(0);
     const report = JSON.parse(result.stdout);
     expect(report.canCheckpoint).toBe(true);
-    expect(report.checks.map((c: { name: string }) => c.name)).toEqual(['root', 'criu', 'criu-check', 'pre-copy', 'criu-cache', 'cgroups', 'cgroup-freeze', 'netns']);
+    expect(report.checks.map((c: { name: string }) => c.name)).toEqual(['root', 'criu', 'criu-check', 'pre-copy', 'lazy-restore', 'criu-cache', 'cgroups', 'cgroup-freeze', 'netns']);
+    // Lazy restores where the kernel has non-cooperative userfaultfd (this one does), else eager, saying which.
+    expect(report.checks.find((c: { name: string }) => c.name === 'lazy-restore')).toMatchObject({ detail: expect.stringMatching(/^(userfaultfd \(criu lazy-pages\): arriving shards run while|no non-cooperative userfaultfd|off \(SHARDFORM_CRIU_LAZY_PAGES=off\))/) });
     // CRIU's pre-dumps where the kernel tracks dirty pages, else the page-content shadow: Linux always has one.
     expect(report.checks.find((c: { name: string }) => c.name === 'pre-copy')).toMatchObject({ ok: true, detail: expect.stringMatching(/^(dirty-page tracking available|by page contents \(shadow\): )/) });
   });
