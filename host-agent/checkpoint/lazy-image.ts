@@ -28,6 +28,7 @@
  */
 import { closeSync, existsSync, linkSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, readlinkSync, readSync, rmSync, symlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
+import { PageRunIndex } from './page-run-index';
 import { encodePagemap, inPagesFile, parsePagemap, PE_LAZY, PE_PARENT, PE_PRESENT, type Pagemap, type PagemapEntry } from './pagemap-image';
 
 /** What CRIU and the agent leave in an image directory that is not part of the image. */
@@ -122,63 +123,16 @@ function isLink(path: string): boolean {
 
 interface ProcessPlan {
   /** Where the root round's pages are in its pages file. */
-  readonly base: BaseIndex;
+  readonly base: PageRunIndex;
   /** The new pagemap. */
   readonly entries: PagemapEntry[];
   /** The pages the root does not have (each `[vaddr, pages]`): they come from the small parent image. */
   readonly outside: readonly (readonly [number, number])[];
 }
 
-/** The root round's pages as runs (address order) with their offsets in its pages file. */
-class BaseIndex {
-  private readonly starts: number[] = [];
-  private readonly ends: number[] = [];
-  private readonly offsets: number[] = [];
-  readonly pages: number;
-
-  constructor(entries: readonly PagemapEntry[], size: number) {
-    let offset = 0;
-    for (const e of entries) {
-      this.starts.push(e.vaddr);
-      this.ends.push(e.vaddr + e.pages * size);
-      this.offsets.push(offset);
-      offset += e.pages * size;
-    }
-    this.pages = offset / size;
-  }
-
-  /**
-   * Cuts `[vaddr, end)` into spans inside the root's runs (with the span's offset in its pages
-   * file) and spans outside them (offset undefined), in address order.
-   */
-  *spans(vaddr: number, end: number): Generator<{ from: number; to: number; offset: number | undefined }> {
-    // The first run that ends after vaddr (binary search).
-    let lo = 0;
-    let hi = this.ends.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >> 1;
-      if ((this.ends[mid] as number) <= vaddr) lo = mid + 1;
-      else hi = mid;
-    }
-    let at = vaddr;
-    for (let i = lo; at < end; i++) {
-      const start = i < this.starts.length ? (this.starts[i] as number) : end;
-      if (at < start) {
-        const to = Math.min(start, end);
-        yield { from: at, to, offset: undefined };
-        at = to;
-        continue;
-      }
-      const to = Math.min(this.ends[i] as number, end);
-      yield { from: at, to, offset: (this.offsets[i] as number) + (at - start) };
-      at = to;
-    }
-  }
-}
-
 /** The new pagemap of one process; a string says why it cannot be done. */
 function planProcess(final: Pagemap, base: Pagemap, size: number): ProcessPlan | string {
-  const index = new BaseIndex(base.entries, size);
+  const index = new PageRunIndex(base.entries, size);
   const entries: PagemapEntry[] = [];
   const outside: [number, number][] = [];
   const push = (vaddr: number, pages: number, flags: number) => {

@@ -26,6 +26,7 @@ import { join } from 'node:path';
 import { encodePagemap, inPagesFile, parsePagemap, PE_PARENT, PE_PRESENT, type PagemapEntry } from '../checkpoint/pagemap-image';
 import { pageSize, privatePageRuns, pushPages, READ_PAGES, readPages, yieldToEventLoop, type PageExtent, type PageRun } from '../checkpoint/process-memory';
 import { readNsPids } from '../runner/proc-info';
+import { PageRunIndex } from '../checkpoint/page-run-index';
 
 /** The last shadow of one process: where its pages are, locally, and which pages they are. */
 export interface Shadow {
@@ -42,36 +43,6 @@ export function shadowFileName(vpid: number): string {
   return `shadow-${vpid}.img`;
 }
 
-/** Maps an address to its byte offset in a shadow file (binary search over its runs). */
-class ShadowIndex {
-  private readonly starts: number[] = [];
-  private readonly ends: number[] = [];
-  private readonly offsets: number[] = [];
-
-  constructor(runs: readonly PageRun[], size: number) {
-    let offset = 0;
-    for (const run of runs) {
-      this.starts.push(run.vaddr);
-      this.ends.push(run.vaddr + run.pages * size);
-      this.offsets.push(offset);
-      offset += run.pages * size;
-    }
-  }
-
-  /** Offset of the page at `vaddr`, or -1 when the shadow does not have it. */
-  offsetOf(vaddr: number): number {
-    let lo = 0;
-    let hi = this.starts.length - 1;
-    while (lo <= hi) {
-      const mid = (lo + hi) >> 1;
-      if (vaddr < (this.starts[mid] as number)) hi = mid - 1;
-      else if (vaddr >= (this.ends[mid] as number)) lo = mid + 1;
-      else return (this.offsets[mid] as number) + (vaddr - (this.starts[mid] as number));
-    }
-    return -1;
-  }
-}
-
 /**
  * Writes one process's memory image relative to a base shadow: pages equal to the base's page
  * at the same address become `PE_PARENT` entries, the others are appended to the pages file.
@@ -86,7 +57,7 @@ class IncrementalPages {
 
   constructor(
     private readonly pagesFd: number,
-    private readonly base: { fd: number; index: ShadowIndex } | undefined,
+    private readonly base: { fd: number; index: PageRunIndex } | undefined,
     maxExtentBytes: number,
   ) {
     this.baseBuffer = Buffer.allocUnsafe(maxExtentBytes);
@@ -135,7 +106,7 @@ class IncrementalPages {
  */
 function compareWithBase(
   extent: PageExtent,
-  base: { fd: number; index: ShadowIndex } | undefined,
+  base: { fd: number; index: PageRunIndex } | undefined,
   buffer: Buffer,
   visit: (fromPage: number, toPage: number, same: boolean) => void,
 ): void {
@@ -220,7 +191,7 @@ async function captureRound(opts: { pid: number; vpid: number; round: number; di
   const baseFd = previous ? openSync(previous.path, 'r') : undefined;
   let image: IncrementalPages | undefined;
   try {
-    image = new IncrementalPages(pagesFd ?? shadowFd, previous ? { fd: baseFd as number, index: new ShadowIndex(previous.runs, size) } : undefined, READ_PAGES * size);
+    image = new IncrementalPages(pagesFd ?? shadowFd, previous ? { fd: baseFd as number, index: new PageRunIndex(previous.runs, size) } : undefined, READ_PAGES * size);
     const pages = image;
     await readPages(opts.pid, runs, (extent) => {
       if (pagesFd !== undefined) writeSync(shadowFd, extent.data);
@@ -266,7 +237,7 @@ export async function compareFrozenWithShadow(opts: { pid: number; shadow: Shado
   const size = pageSize();
   const buffer = Buffer.allocUnsafe(READ_PAGES * size);
   const baseFd = openSync(opts.shadow.path, 'r');
-  const base = { fd: baseFd, index: new ShadowIndex(opts.shadow.runs, size) };
+  const base = { fd: baseFd, index: new PageRunIndex(opts.shadow.runs, size) };
   const unchanged: PageRun[] = [];
   try {
     await readPages(opts.pid, privatePageRuns(opts.pid), (extent) => {
@@ -348,7 +319,7 @@ export async function diffDumpWithShadows(
     const baseFd = openSync(shadow.path, 'r');
     let image: IncrementalPages;
     try {
-      image = new IncrementalPages(outFd, { fd: baseFd, index: new ShadowIndex(shadow.runs, size) }, chunk.length);
+      image = new IncrementalPages(outFd, { fd: baseFd, index: new PageRunIndex(shadow.runs, size) }, chunk.length);
       const compared = frozen.get(shadow.vpid);
       const unchanged = compared && compared.round === round ? new RunMembership(compared.unchanged, size) : undefined;
       let at = 0;

@@ -107,6 +107,21 @@ describe('lazyRestorableImage', () => {
     expect(readdirSync(`${final}.lazy-parent`).sort()).toEqual(['pagemap-1.img', 'pages-1.img']);
   });
 
+  it("splits one entry of the final round that runs from a new page into the root's pages", () => {
+    const base = chainDir();
+    writeRound(join(base, '1'), 1, 1, 'r1', [[0x2000, 1, P]]);
+    const final = join(base, '2');
+    // The stack grew down by a page: one entry covers the new page and the root's.
+    writeRound(final, 1, 2, 'r2', [[0x1000, 2, P | L]], '../1');
+    const before = [0x1000, 0x2000].map((a) => readPage(final, 1, a));
+    expect(lazyRestorableImage(final, SIZE)).toEqual({ dir: `${final}.lazy` });
+    expect([0x1000, 0x2000].map((a) => readPage(`${final}.lazy`, 1, a))).toEqual(before);
+    expect(parsePagemap(readFileSync(join(`${final}.lazy`, 'pagemap-1.img'))).entries).toEqual([
+      { vaddr: 0x1000, pages: 1, flags: UP },
+      { vaddr: 0x2000, pages: 1, flags: P | L },
+    ]);
+  });
+
   it('can be made again (a retried restore): same pages, nothing left of the first', () => {
     const final = threeRounds(chainDir());
     const addresses = pagesOf(final, 1);

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { CheckpointError } from '../../../host-agent/checkpoint/checkpoint-error';
 import { requireCriu as locate } from '../../../host-agent/checkpoint/criu';
 import { criuCheckpointing } from '../../../host-agent/checkpoint/criu-at-work';
-import { CriuCheckpointer } from '../../../host-agent/checkpoint/criu-checkpointer';
+import { CriuCheckpointer, type CheckpointerOptions } from '../../../host-agent/checkpoint/criu-checkpointer';
 import { GUARD_KILLED } from '../../../host-agent/checkpoint/lazy-fill-guard';
 import { buildManifest, verifyManifest } from '../../../host-agent/checkpoint/image-manifest';
 import { requireCriu, requireLazyPages, requirePython } from '../../helpers/criu-prerequisite';
@@ -22,29 +22,35 @@ import {
 
 jest.setTimeout(120_000);
 
-describePrivileged('CRIU checkpointer (real CRIU, cgroups, PID namespaces)', [requireCgroups, requireCriu, requirePython], () => {
-  let work: string;
-  let criu: CriuCheckpointer;
+/**
+ * What each suite here sets up: a checkpointer and a work directory (handed to `ready` before the
+ * tests), and scratch cgroups, each destroyed after its test. Resolves to the cgroup maker.
+ */
+function criuSuite(workPrefix: string, options: CheckpointerOptions, ready: (work: string, criu: CriuCheckpointer) => void): (name: string) => ScratchCgroup {
   const cgroups: ScratchCgroup[] = [];
-  const cgroup = (name: string) => {
+  let work: string | undefined;
+  beforeAll(async () => {
+    await removeLeftoverScratchCgroups();
+    work = mkdtempSync(join(tmpdir(), workPrefix));
+    ready(work, new CriuCheckpointer(await locate(), options));
+  });
+  afterEach(async () => {
+    for (const made of cgroups.splice(0)) await made.destroy();
+  });
+  afterAll(() => {
+    if (work) rmSync(work, { recursive: true, force: true });
+  });
+  return (name: string) => {
     const made = createScratchCgroup(`criu-${name}`);
     cgroups.push(made);
     return made;
   };
+}
 
-  beforeAll(async () => {
-    await removeLeftoverScratchCgroups();
-    criu = new CriuCheckpointer(await locate());
-    work = mkdtempSync(join(tmpdir(), 'shardform-criu-'));
-  });
-
-  afterEach(async () => {
-    for (const made of cgroups.splice(0)) await made.destroy();
-  });
-
-  afterAll(() => {
-    if (work) rmSync(work, { recursive: true, force: true });
-  });
+describePrivileged('CRIU checkpointer (real CRIU, cgroups, PID namespaces)', [requireCgroups, requireCriu, requirePython], () => {
+  let work: string;
+  let criu: CriuCheckpointer;
+  const cgroup = criuSuite('shardform-criu-', {}, (w, c) => ((work = w), (criu = c)));
 
   it('`criu check` passes', async () => {
     expect((await criu.check()).ok).toBe(true);
@@ -224,26 +230,7 @@ describePrivileged('CRIU checkpointer (real CRIU, cgroups, PID namespaces)', [re
 describePrivileged('CRIU checkpointer: lazy restore (real CRIU lazy-pages, userfaultfd)', [requireCgroups, requireLazyPages, requirePython], () => {
   let work: string;
   let criu: CriuCheckpointer;
-  const cgroups: ScratchCgroup[] = [];
-  const cgroup = (name: string) => {
-    const made = createScratchCgroup(`criu-${name}`);
-    cgroups.push(made);
-    return made;
-  };
-
-  beforeAll(async () => {
-    await removeLeftoverScratchCgroups();
-    criu = new CriuCheckpointer(await locate(), { lazyPages: 'auto' });
-    work = mkdtempSync(join(tmpdir(), 'shardform-criu-lazy-'));
-  });
-
-  afterEach(async () => {
-    for (const made of cgroups.splice(0)) await made.destroy();
-  });
-
-  afterAll(() => {
-    if (work) rmSync(work, { recursive: true, force: true });
-  });
+  const cgroup = criuSuite('shardform-criu-lazy-', { lazyPages: 'auto' }, (w, c) => ((work = w), (criu = c)));
 
   /** A 256 MiB workload dumped from one scratch cgroup; its digest before, and a destination cgroup. */
   async function dumped(name: string) {
