@@ -164,10 +164,11 @@ class BaseIndex {
     for (let i = lo; at < end; i++) {
       const start = i < this.starts.length ? (this.starts[i] as number) : end;
       if (at < start) {
+        // The gap before run i; run i itself comes next (same i), if the span reaches it.
         const to = Math.min(start, end);
         yield { from: at, to, offset: undefined };
         at = to;
-        continue;
+        if (at >= end) break;
       }
       const to = Math.min(this.ends[i] as number, end);
       yield { from: at, to, offset: (this.offsets[i] as number) + (at - start) };
