@@ -239,6 +239,8 @@ export class CriuCheckpointer {
       running = performance.now();
       pid = await readRestoredPid(lazyPidFile);
     } catch (error) {
+      // The tree first: once the daemon is gone, pages it had not put in read as zeros.
+      await killLeftRunning(lazyPidFile);
       daemon.stop();
       guard.stop();
       throw error;
@@ -265,7 +267,14 @@ export class CriuCheckpointer {
   }
 
   private async restoreEagerly(dir: string, criuArgs: string[], pidFile: string, target: RestoreTarget): Promise<RestoredTree> {
-    await this.runOrThrow('restore', dir, criuArgs, target.procsFiles, (target.files ?? []).map((file) => file.fd));
+    // An earlier attempt's (a retried restore): CRIU would refuse to write over it, and its pid is not this tree's to kill.
+    await rm(pidFile, { force: true });
+    try {
+      await this.runOrThrow('restore', dir, criuArgs, target.procsFiles, (target.files ?? []).map((file) => file.fd));
+    } catch (error) {
+      await killLeftRunning(pidFile);
+      throw error;
+    }
     const pid = await readRestoredPid(pidFile);
     await this.failIfGone(pid, dir);
     return { pid, lazyPagesMs: 0 };
@@ -433,6 +442,17 @@ async function readRestoredPid(pidFile: string): Promise<number> {
   const pid = Number.parseInt((await readFile(pidFile, 'utf8')).trim(), 10);
   if (!Number.isInteger(pid) || pid <= 0) throw new CheckpointError('CRIU_FAILED', `criu restore wrote no pid to ${pidFile}`);
   return pid;
+}
+
+/**
+ * After a restore that failed: kills the tree CRIU named in `pidFile`, if it did. CRIU writes that
+ * file once every task exists, just before it resumes them, and kills them itself on a failure it
+ * sees; but a CRIU killed at its time limit after that point (hung there) may leave them running,
+ * while the restore reports a failure and nothing supervises them.
+ */
+async function killLeftRunning(pidFile: string): Promise<void> {
+  const pid = await readRestoredPid(pidFile).catch(() => undefined);
+  if (pid !== undefined) killQuietly(pid);
 }
 
 /** SIGKILL to a restored PID-namespace init: the kernel then kills everything in its namespace. */

@@ -33,11 +33,18 @@ const POLL_MS = 20;
 
 const GUARD_SCRIPT = [
   'daemon=$1; dir=$2; polls=$3; grace=$4',
+  // The daemon is its pid AND its start time (field 22 of /proc/<pid>/stat, after the command in
+  // parentheses): the agent reaps it the moment it exits, and the pid may then go to another
+  // process, which the guard would wait on (up to the longest a CRIU run may take) and then kill.
+  // A zombie still counts as running: its agent has not seen it end yet.
+  'since() { stat=; { read -r stat < "/proc/$daemon/stat"; } 2>/dev/null; rest=${stat##*)}; set -- $rest; at=${20:-}; }',
+  'since; born=$at',
+  'running() { since; [ -n "$born" ] && [ "$at" = "$born" ]; }',
   'echo watching',
   'i=0',
-  'while kill -0 "$daemon" 2>/dev/null && [ "$i" -lt "$polls" ]; do sleep 0.02; i=$((i+1)); done',
-  // Still there after the longest a CRIU run may take: hung; it goes too (only then: a pid that ended may be reused).
-  'if kill -0 "$daemon" 2>/dev/null; then kill -9 "$daemon"; fi',
+  'while running && [ "$i" -lt "$polls" ]; do sleep 0.02; i=$((i+1)); done',
+  // Still there after the longest a CRIU run may take: hung; it goes too.
+  'if running; then kill -9 "$daemon"; fi',
   'j=0',
   `while [ ! -e "$dir/${FILLED_MARK}" ] && [ "$j" -lt "$grace" ]; do sleep 0.02; j=$((j+1)); done`,
   `[ -e "$dir/${FILLED_MARK}" ] && exit 0`,

@@ -71,12 +71,12 @@ describe('CriuCheckpointer: a restore whose process is already gone', () => {
  * starts a sleeping process as the restored tree and writes its pid ($6). The daemon waits (a
  * bounded loop) for that pid file before it "fills" and exits.
  */
-function lazyCriu(check: number, daemon: string): CriuInstallation {
+function lazyCriu(check: number, daemon: string, afterRestore = ':'): CriuInstallation {
   const script = [
     'case "$1" in',
     `  check) exit ${check} ;;`,
     `  lazy-pages) dir=$3; ${daemon} ;;`,
-    '  restore) sleep 30 </dev/null >/dev/null 2>&1 & echo $! > "$6"; echo "$@" > "$3/restore-args" ;;',
+    `  restore) sleep 30 </dev/null >/dev/null 2>&1 & echo $! > "$6"; echo "$@" > "$3/restore-args"; ${afterRestore} ;;`,
     'esac',
   ].join('\n');
   return { kind: 'system', version: '4.1', file: '/bin/sh', prefixArgs: ['-c', script, 'criu'] };
@@ -162,6 +162,36 @@ describe('CriuCheckpointer: lazy restores (criu lazy-pages)', () => {
     } finally {
       chained.remove();
     }
+  });
+
+  it.each([
+    ['lazily', 'auto', `${READY}; exec sleep 30`],
+    ['eagerly', 'off', 'exit 1'],
+  ] as const)('kills the tree a restore (%s) left running when criu is killed at its time limit after it wrote the pid file', async (_how, mode, daemon) => {
+    // CRIU writes the pid file once every task exists, just before it resumes them: killed after
+    // that (a restore hung past timeoutMs), it may leave the tree running, lazily on pages no daemon fills any more.
+    const criu = new CriuCheckpointer(lazyCriu(0, daemon, 'exec sleep 30'), { lazyPages: mode, timeoutMs: 1_000 });
+    require('node:fs').rmSync(`${dir.path}/restored.pid`, { force: true });
+    await expect(criu.restore(dir.path, { procsFiles: [] })).rejects.toMatchObject({ code: 'CRIU_FAILED', message: expect.stringContaining('signal SIGKILL') });
+    const pid = Number(require('node:fs').readFileSync(`${dir.path}/restored.pid`, 'utf8'));
+    started.push(pid);
+    // Past the guard's grace too: the tree is the restore's to kill, not left for an abort to find.
+    for (let i = 0; i < 300 && !gone(pid); i++) await new Promise((r) => setTimeout(r, 10));
+    expect(gone(pid)).toBe(true);
+  }, 15_000);
+
+  it('restores again into a directory an earlier attempt left its pid file in (CRIU will not overwrite one), and never takes that pid for its own', async () => {
+    // An earlier attempt's tree, long gone; its pid now someone else's.
+    const { spawn } = require('node:child_process') as typeof import('node:child_process');
+    const bystander = spawn('sleep', ['30'], { stdio: 'ignore' });
+    started.push(bystander.pid!);
+    require('node:fs').writeFileSync(`${dir.path}/restored.pid`, String(bystander.pid));
+    // As CRIU's write_pidfile: O_EXCL, and the restore fails when the file is there.
+    const exclusive: CriuInstallation = restoring('set -C; sleep 30 </dev/null >/dev/null 2>&1 & tree=$!; if ! echo $tree > "$6"; then kill -9 $tree; exit 1; fi');
+    const restored = await new CriuCheckpointer(exclusive, { lazyPages: 'off' }).restore(dir.path, { procsFiles: [] });
+    started.push(restored.pid);
+    expect(restored.pid).not.toBe(bystander.pid);
+    expect(bystander.exitCode === null && bystander.signalCode === null).toBe(true);
   });
 
   it('restores eagerly where the kernel cannot (uffd-noncoop check fails), and never with lazyPages off', async () => {

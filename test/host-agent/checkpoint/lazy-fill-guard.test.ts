@@ -89,6 +89,32 @@ describe('lazy fill guard', () => {
     await expect(tree.ended).resolves.toBe('SIGKILL');
   });
 
+  // Root only: the next pid is chosen through /proc/sys/kernel/ns_last_pid.
+  (process.getuid?.() === 0 ? it : it.skip)('takes a daemon pid that ended and was handed to another process for ended: neither waits on that process nor kills it', async () => {
+    const d = dir();
+    const { daemon, tree } = scene(d, 0.1);
+    const pid = daemon.child.pid!;
+    const guard = await startLazyFillGuard({ daemonPid: pid, dir: d, procsFiles: [], graceMs: 2_000, maxWatchMs: 60_000 });
+    await daemon.ended;
+    // The daemon's pid goes to a bystander (a pid space that wrapped), before the guard polls again.
+    let bystander: ChildProcess | undefined;
+    for (let i = 0; i < 100 && !bystander; i++) {
+      writeFileSync('/proc/sys/kernel/ns_last_pid', String(pid - 1));
+      const next = spawn('sleep', ['30'], { stdio: 'ignore' });
+      children.push(next);
+      if (next.pid === pid) bystander = next;
+      else next.kill('SIGKILL');
+    }
+    expect(bystander).toBeDefined();
+    const bystanderEnded = new Promise((resolve) => bystander!.on('exit', (code, signal) => resolve(signal ?? code)));
+    // The agent saw its daemon exit 0 and says so: the guard ends at once, the tree and the bystander alone.
+    const said = Date.now();
+    await expect(guard.filled()).resolves.toBeUndefined();
+    expect(Date.now() - said).toBeLessThan(1_000);
+    expect(await Promise.race([bystanderEnded, new Promise((r) => setTimeout(() => r('running'), 100))])).toBe('running');
+    expect(tree.child.exitCode === null && tree.child.signalCode === null).toBe(true);
+  }, 10_000);
+
   it('says why when it cannot join the shard cgroups, and never watches', async () => {
     const d = dir();
     const { daemon } = scene(d, 30);
