@@ -40,7 +40,7 @@ const MAX_ROUNDS = 64;
 export type LazyImage = { readonly dir: string } | { readonly reason: string };
 
 /** Builds `<dir>.lazy` (and `<dir>.lazy-parent`) from the chain ending at `dir`; see the module comment. */
-export function lazyRestorableImage(dir: string, pageSize: number): LazyImage {
+export function lazyRestorableImage(dir: string, pageSize: number, maxNewPageBytes = MAX_NEW_PAGE_BYTES): LazyImage {
   const chain = roundsOf(dir);
   if (typeof chain === 'string') return { reason: chain };
   const [root, ...later] = chain;
@@ -82,7 +82,8 @@ export function lazyRestorableImage(dir: string, pageSize: number): LazyImage {
   for (const p of processes) {
     const plan = plans.get(p.vpid) as ProcessPlan;
     const basePages = join(rootDir, `pages-${p.base.pagesId}.img`);
-    const inserted = applyRounds(rounds, p.vpid, basePages, plan, pageSize);
+    const inserted = applyRounds(rounds, p.vpid, basePages, plan, pageSize, maxNewPageBytes);
+    if (typeof inserted === 'string') return { reason: `process ${p.vpid}: ${inserted}` };
     const missing = plan.outside.find(([vaddr, pages]) => !allIn(inserted, vaddr, pages, pageSize));
     if (missing) return { reason: `process ${p.vpid}: no round sent the pages at 0x${missing[0].toString(16)} that the final round keeps in its parent` };
     writeParent(parentDir, p.vpid, inserted, pageSize);
@@ -161,15 +162,25 @@ function planProcess(final: Pagemap, base: Pagemap, size: number): ProcessPlan |
   return { base: index, entries, outside };
 }
 
+/**
+ * At most this much of a process's memory may be new since the root round (kept in the agent's
+ * memory while the image is made); more means an eager restore, which reads it from the chain.
+ */
+const MAX_NEW_PAGE_BYTES = 64 << 20;
+
 /** Bytes read from a round's pages file at once. */
 const READ_CHUNK = 4 << 20;
 
 /**
  * Writes each round's own pages over the root's pages file (oldest first); resolves to the pages
- * the root does not have, address → content, as the final round sees them.
+ * the root does not have that the final round has, address → content, as the final round sees
+ * them; or why not (too many of them: what was written over the root so far is harmless).
  */
-function applyRounds(rounds: readonly string[], vpid: number, basePages: string, plan: ProcessPlan, size: number): Map<number, Buffer> {
+function applyRounds(rounds: readonly string[], vpid: number, basePages: string, plan: ProcessPlan, size: number, maxNewPageBytes: number): Map<number, Buffer> | string {
   const inserted = new Map<number, Buffer>();
+  // Only the new pages the final round has are kept (in memory: they are few, and bounded).
+  const wanted = new PageRunIndex(plan.outside.map(([vaddr, pages]) => ({ vaddr, pages })), size);
+  let keptBytes = 0;
   const chunk = Buffer.allocUnsafe(READ_CHUNK);
   const out = openSync(basePages, 'r+');
   try {
@@ -191,7 +202,14 @@ function applyRounds(rounds: readonly string[], vpid: number, basePages: string,
             for (const span of plan.base.spans(vaddr, vaddr + length)) {
               const data = chunk.subarray(span.from - vaddr, span.to - vaddr);
               if (span.offset !== undefined) writeSync(out, data, 0, data.length, span.offset);
-              else for (let p = 0; p < data.length; p += size) inserted.set(span.from + p, Buffer.from(data.subarray(p, p + size)));
+              else {
+                for (let p = 0; p < data.length; p += size) {
+                  if (wanted.offsetOf(span.from + p) < 0) continue;
+                  if (!inserted.has(span.from + p)) keptBytes += size;
+                  if (keptBytes > maxNewPageBytes) return `more than ${maxNewPageBytes} bytes of its memory are new since the root round (kept in memory to make the image)`;
+                  inserted.set(span.from + p, Buffer.from(data.subarray(p, p + size)));
+                }
+              }
             }
             at += length;
             vaddr += length;

@@ -278,6 +278,22 @@ describe('lazyRestorableImage', () => {
     expect(made).toBeGreaterThan(50);
   });
 
+  it('keeps only the new pages the final round has, and gives up (eager) past the bound on them', () => {
+    // Round 2 sends two new pages; the final round keeps one of them (the other was given back).
+    const base = chainDir();
+    writeRound(join(base, '1'), 1, 1, 'r1', [[0x1000, 1, P]]);
+    writeRound(join(base, '2'), 1, 2, 'r2', [[0x1000, 1, UP], [0x5000, 1, P], [0x9000, 1, P]], '../1');
+    const final = join(base, '3');
+    writeRound(final, 1, 3, 'r3', [[0x1000, 1, UP | L], [0x5000, 1, UP]], '../2');
+    expect(lazyRestorableImage(final, SIZE, SIZE)).toEqual({ dir: `${final}.lazy` });
+    expect(readFileSync(join(`${final}.lazy-parent`, 'pages-1.img')).length).toBe(SIZE);
+    expect([0x1000, 0x5000].map((a) => readPage(`${final}.lazy`, 1, a))).toEqual([0x1000, 0x5000].map((a) => readPage(final, 1, a)));
+    const grown = chainDir();
+    writeRound(join(grown, '1'), 1, 1, 'r1', [[0x1000, 1, P]]);
+    writeRound(join(grown, '2'), 1, 2, 'r2', [[0x1000, 1, UP | L], [0x5000, 2, P | L]], '../1');
+    expect(lazyRestorableImage(join(grown, '2'), SIZE, SIZE)).toEqual({ reason: `process 1: more than ${SIZE} bytes of its memory are new since the root round (kept in memory to make the image)` });
+  });
+
   it('refuses a chain whose parent links loop', () => {
     const base = chainDir();
     writeRound(join(base, '1'), 1, 1, 'r1', [[0x1000, 1, UP]], '../2');
