@@ -27,7 +27,7 @@ import { lazyRestorableImage, type LazyImage } from './lazy-image';
 import { pageSize } from './process-memory';
 import { criuCommandLine, type CriuInstallation } from './criu';
 import { inCgroups, JOIN_FAILED_EXIT } from './join-cgroups';
-import { FILLED_MARK, startLazyFillGuard, type LazyFillGuard } from './lazy-fill-guard';
+import { FILLED_MARK, GUARD_KILLED, startLazyFillGuard, type LazyFillGuard } from './lazy-fill-guard';
 
 export interface CheckpointerOptions {
   /** Kill criu if one invocation takes longer than this; default 120 s. */
@@ -219,9 +219,9 @@ export class CriuCheckpointer {
       lazyDir = made.dir;
     }
     const lazyPidFile = join(lazyDir, 'restored.pid');
-    // What an earlier attempt here left would confuse the guard (and CRIU will not overwrite a pid file).
-    await rm(lazyPidFile, { force: true });
-    await rm(join(lazyDir, FILLED_MARK), { force: true });
+    // What an earlier attempt here left would confuse the guard (and CRIU will not overwrite a pid
+    // file), or an operator reading what the guard did.
+    for (const name of [lazyPidFile, join(lazyDir, FILLED_MARK), join(lazyDir, GUARD_KILLED)]) await rm(name, { force: true });
     const daemon = await this.startLazyPagesDaemon(lazyDir);
     if (!daemon.ok) return { ...(await this.restoreEagerly(dir, criuArgs, pidFile, target)), lazyPagesSkipped: daemon.reason };
     let guard: LazyFillGuard;
