@@ -511,7 +511,10 @@ describe('migration routes (destination agent)', () => {
     const prepareIncoming = dest.handover.prepareIncoming.bind(dest.handover);
     dest.handover.prepareIncoming = (desired) => new Promise((resolve) => (finishPrepare = () => resolve(prepareIncoming(desired))));
     const prepared = prepare();
-    for (let i = 0; i < 100 && !finishPrepare; i += 1) await new Promise((r) => setImmediate(r));
+    // Prepare first looks for the source's mark on disk (a thread-pool round trip, slow on a busy
+    // machine): wait in time, not in event-loop turns, until it makes the held cgroup.
+    for (let i = 0; i < 1000 && !finishPrepare; i += 1) await new Promise((r) => setTimeout(r, 5));
+    expect(finishPrepare).toBeDefined();
     const abort = app.inject({ method: 'POST', url: '/v1/migrations/mig-1/abort', headers: AUTH, payload: { shardId: 'web-0', reason: 'prepare timed out' } }).then((r) => (dest.handover.calls.push('abort answered'), r));
     for (let i = 0; i < 20; i += 1) await new Promise((r) => setImmediate(r));
     expect(dest.handover.calls).toEqual([]);
