@@ -421,7 +421,7 @@ async function restoredProcessGone(pid: number): Promise<boolean> {
 /** lazyRestorableImage, with a failure (a malformed image, an I/O error) as the reason to restore eagerly: the chain is intact either way. */
 async function lazyImageOf(dir: string): Promise<LazyImage> {
   try {
-    return lazyRestorableImage(dir, pageSize());
+    return await lazyRestorableImage(dir, pageSize());
   } catch (error) {
     return { reason: `no lazy image could be made beside ${dir}: ${(error as Error).message}` };
   }

@@ -29,6 +29,7 @@
 import { closeSync, existsSync, linkSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, readlinkSync, readSync, rmSync, symlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { PageRunIndex } from './page-run-index';
+import { yieldToEventLoop } from './process-memory';
 import { encodePagemap, inPagesFile, parsePagemap, PE_LAZY, PE_PARENT, PE_PRESENT, type Pagemap, type PagemapEntry } from './pagemap-image';
 
 /** What CRIU and the agent leave in an image directory that is not part of the image. */
@@ -40,7 +41,7 @@ const MAX_ROUNDS = 64;
 export type LazyImage = { readonly dir: string } | { readonly reason: string };
 
 /** Builds `<dir>.lazy` (and `<dir>.lazy-parent`) from the chain ending at `dir`; see the module comment. */
-export function lazyRestorableImage(dir: string, pageSize: number, maxNewPageBytes = MAX_NEW_PAGE_BYTES): LazyImage {
+export async function lazyRestorableImage(dir: string, pageSize: number, maxNewPageBytes = MAX_NEW_PAGE_BYTES): Promise<LazyImage> {
   const chain = roundsOf(dir);
   if (typeof chain === 'string') return { reason: chain };
   const [root, ...later] = chain;
@@ -82,7 +83,7 @@ export function lazyRestorableImage(dir: string, pageSize: number, maxNewPageByt
   for (const p of processes) {
     const plan = plans.get(p.vpid) as ProcessPlan;
     const basePages = join(rootDir, `pages-${p.base.pagesId}.img`);
-    const inserted = applyRounds(rounds, p.vpid, basePages, plan, pageSize, maxNewPageBytes);
+    const inserted = await applyRounds(rounds, p.vpid, basePages, plan, pageSize, maxNewPageBytes);
     if (typeof inserted === 'string') return { reason: `process ${p.vpid}: ${inserted}` };
     const missing = plan.outside.find(([vaddr, pages]) => !allIn(inserted, vaddr, pages, pageSize));
     if (missing) return { reason: `process ${p.vpid}: no round sent the pages at 0x${missing[0].toString(16)} that the final round keeps in its parent` };
@@ -176,7 +177,7 @@ const READ_CHUNK = 4 << 20;
  * the root does not have that the final round has, address → content, as the final round sees
  * them; or why not (too many of them: what was written over the root so far is harmless).
  */
-function applyRounds(rounds: readonly string[], vpid: number, basePages: string, plan: ProcessPlan, size: number, maxNewPageBytes: number): Map<number, Buffer> | string {
+async function applyRounds(rounds: readonly string[], vpid: number, basePages: string, plan: ProcessPlan, size: number, maxNewPageBytes: number): Promise<Map<number, Buffer> | string> {
   const inserted = new Map<number, Buffer>();
   // Only the new pages the final round has are kept (in memory: they are few, and bounded).
   const wanted = new PageRunIndex(plan.outside.map(([vaddr, pages]) => ({ vaddr, pages })), size);
@@ -213,6 +214,9 @@ function applyRounds(rounds: readonly string[], vpid: number, basePages: string,
             }
             at += length;
             vaddr += length;
+            // Between chunks the agent serves its other requests (uploads, other migrations'
+            // restores, whose guards wait for them): a round that sent gigabytes takes seconds here.
+            await yieldToEventLoop();
           }
         }
       } finally {

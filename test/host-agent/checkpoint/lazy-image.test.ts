@@ -77,13 +77,13 @@ describe('lazyRestorableImage', () => {
     return final;
   }
 
-  it('reads every page the same as the chain, keeps the lazy ones in its own pages file, and leaves the chain reading as before', () => {
+  it('reads every page the same as the chain, keeps the lazy ones in its own pages file, and leaves the chain reading as before', async () => {
     const final = threeRounds(chainDir());
     const addresses = pagesOf(final, 1);
     const before = addresses.map((a) => readPage(final, 1, a));
     expect(before).toEqual(['r3@1000;', 'r2@2000;', 'r1@3000;', 'r3@4000;', 'r2@8000;', 'r3@9000;', 'r1@10000;'].map((s) => s.repeat(Math.ceil(SIZE / s.length)).slice(0, SIZE)));
 
-    const made = lazyRestorableImage(final, SIZE);
+    const made = await lazyRestorableImage(final, SIZE);
     expect(made).toEqual({ dir: `${final}.lazy` });
     const lazy = `${final}.lazy`;
     expect(addresses.map((a) => readPage(lazy, 1, a))).toEqual(before);
@@ -107,14 +107,14 @@ describe('lazyRestorableImage', () => {
     expect(readdirSync(`${final}.lazy-parent`).sort()).toEqual(['pagemap-1.img', 'pages-1.img']);
   });
 
-  it("splits one entry of the final round that runs from a new page into the root's pages", () => {
+  it("splits one entry of the final round that runs from a new page into the root's pages", async () => {
     const base = chainDir();
     writeRound(join(base, '1'), 1, 1, 'r1', [[0x2000, 1, P]]);
     const final = join(base, '2');
     // The stack grew down by a page: one entry covers the new page and the root's.
     writeRound(final, 1, 2, 'r2', [[0x1000, 2, P | L]], '../1');
     const before = [0x1000, 0x2000].map((a) => readPage(final, 1, a));
-    expect(lazyRestorableImage(final, SIZE)).toEqual({ dir: `${final}.lazy` });
+    expect(await lazyRestorableImage(final, SIZE)).toEqual({ dir: `${final}.lazy` });
     expect([0x1000, 0x2000].map((a) => readPage(`${final}.lazy`, 1, a))).toEqual(before);
     expect(parsePagemap(readFileSync(join(`${final}.lazy`, 'pagemap-1.img'))).entries).toEqual([
       { vaddr: 0x1000, pages: 1, flags: UP },
@@ -122,7 +122,7 @@ describe('lazyRestorableImage', () => {
     ]);
   });
 
-  it('puts in the pages a later round sent in one run that starts where the root had none (a stack grown down, a heap touched below)', () => {
+  it('puts in the pages a later round sent in one run that starts where the root had none (a stack grown down, a heap touched below)', async () => {
     // The root holds 0x2000-0x3000; round 2 sends 0x1000-0x3000 as one run (a new page, then both
     // of the root's, changed); the final round sends the new page again and keeps the others in its parent.
     const base = chainDir();
@@ -134,20 +134,20 @@ describe('lazyRestorableImage', () => {
     const before = addresses.map((a) => readPage(final, 1, a));
     expect(before.map((s) => s?.slice(0, 8))).toEqual(['r3@1000;', 'r2@2000;', 'r2@3000;', 'r1@8000;']);
 
-    expect(lazyRestorableImage(final, SIZE)).toEqual({ dir: `${final}.lazy` });
+    expect(await lazyRestorableImage(final, SIZE)).toEqual({ dir: `${final}.lazy` });
     // Round 2's 0x2000 and 0x3000, not the root's (which the tree would otherwise run on).
     expect(addresses.map((a) => readPage(`${final}.lazy`, 1, a)?.slice(0, 8))).toEqual(before.map((s) => s?.slice(0, 8)));
     expect(addresses.map((a) => readPage(`${final}.lazy`, 1, a))).toEqual(before);
     expect(addresses.map((a) => readPage(final, 1, a))).toEqual(before);
   });
 
-  it('keeps lazy the root\'s pages of a final run that starts where the root had none', () => {
+  it('keeps lazy the root\'s pages of a final run that starts where the root had none', async () => {
     const base = chainDir();
     writeRound(join(base, '1'), 1, 1, 'r1', [[0x2000, 2, P | L]]);
     const final = join(base, '2');
     writeRound(final, 1, 2, 'r2', [[0x1000, 3, P | L]], '../1');
     const before = pagesOf(final, 1).map((a) => readPage(final, 1, a));
-    expect(lazyRestorableImage(final, SIZE)).toEqual({ dir: `${final}.lazy` });
+    expect(await lazyRestorableImage(final, SIZE)).toEqual({ dir: `${final}.lazy` });
     expect(pagesOf(final, 1).map((a) => readPage(`${final}.lazy`, 1, a))).toEqual(before);
     expect(parsePagemap(readFileSync(join(`${final}.lazy`, 'pagemap-1.img'))).entries).toEqual([
       { vaddr: 0x1000, pages: 1, flags: UP },
@@ -155,13 +155,13 @@ describe('lazyRestorableImage', () => {
     ]);
   });
 
-  it('can be made again (a retried restore): same pages, nothing left of the first', () => {
+  it('can be made again (a retried restore): same pages, nothing left of the first', async () => {
     const final = threeRounds(chainDir());
     const addresses = pagesOf(final, 1);
     const before = addresses.map((a) => readPage(final, 1, a));
-    lazyRestorableImage(final, SIZE);
+    await lazyRestorableImage(final, SIZE);
     writeFileSync(join(`${final}.lazy`, 'criu-restore.log'), 'first attempt');
-    expect(lazyRestorableImage(final, SIZE)).toEqual({ dir: `${final}.lazy` });
+    expect(await lazyRestorableImage(final, SIZE)).toEqual({ dir: `${final}.lazy` });
     expect(addresses.map((a) => readPage(`${final}.lazy`, 1, a))).toEqual(before);
     expect(existsSync(join(`${final}.lazy`, 'criu-restore.log'))).toBe(false);
   });
@@ -204,14 +204,14 @@ describe('lazyRestorableImage', () => {
       },
       /has no parent image$/,
     ],
-  ])('says why it cannot, and writes nothing beside the image: %s', (_what, make, reason) => {
+  ])('says why it cannot, and writes nothing beside the image: %s', async (_what, make, reason) => {
     const final = make(chainDir());
-    const made = lazyRestorableImage(final, SIZE);
+    const made = await lazyRestorableImage(final, SIZE);
     expect(made).toEqual({ reason: expect.stringMatching(reason) });
     expect(existsSync(`${final}.lazy`)).toBe(false);
   });
 
-  it('agrees with the chain on random pre-copy chains of several processes (pages written, dropped, new; rounds made twice)', () => {
+  it('agrees with the chain on random pre-copy chains of several processes (pages written, dropped, new; rounds made twice)', async () => {
     // A small LCG: the same chains at every run.
     let seed = 7;
     const random = () => (seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff;
@@ -266,7 +266,7 @@ describe('lazyRestorableImage', () => {
       const want = [...memory].flatMap(([vpid, pages]) => pages.flatMap((p, i) => (p === undefined ? [] : [`${vpid}@${i}: ${`${p};`.repeat(3).slice(0, 12)}`])));
       expect(reads(final)).toEqual(want);
       for (let attempt = 0; attempt < 2; attempt++) {
-        const image = lazyRestorableImage(final, SIZE);
+        const image = await lazyRestorableImage(final, SIZE);
         expect(reads(final)).toEqual(want);
         if ('dir' in image) {
           expect(reads(image.dir)).toEqual(want);
@@ -278,26 +278,26 @@ describe('lazyRestorableImage', () => {
     expect(made).toBeGreaterThan(50);
   });
 
-  it('keeps only the new pages the final round has, and gives up (eager) past the bound on them', () => {
+  it('keeps only the new pages the final round has, and gives up (eager) past the bound on them', async () => {
     // Round 2 sends two new pages; the final round keeps one of them (the other was given back).
     const base = chainDir();
     writeRound(join(base, '1'), 1, 1, 'r1', [[0x1000, 1, P]]);
     writeRound(join(base, '2'), 1, 2, 'r2', [[0x1000, 1, UP], [0x5000, 1, P], [0x9000, 1, P]], '../1');
     const final = join(base, '3');
     writeRound(final, 1, 3, 'r3', [[0x1000, 1, UP | L], [0x5000, 1, UP]], '../2');
-    expect(lazyRestorableImage(final, SIZE, SIZE)).toEqual({ dir: `${final}.lazy` });
+    expect(await lazyRestorableImage(final, SIZE, SIZE)).toEqual({ dir: `${final}.lazy` });
     expect(readFileSync(join(`${final}.lazy-parent`, 'pages-1.img')).length).toBe(SIZE);
     expect([0x1000, 0x5000].map((a) => readPage(`${final}.lazy`, 1, a))).toEqual([0x1000, 0x5000].map((a) => readPage(final, 1, a)));
     const grown = chainDir();
     writeRound(join(grown, '1'), 1, 1, 'r1', [[0x1000, 1, P]]);
     writeRound(join(grown, '2'), 1, 2, 'r2', [[0x1000, 1, UP | L], [0x5000, 2, P | L]], '../1');
-    expect(lazyRestorableImage(join(grown, '2'), SIZE, SIZE)).toEqual({ reason: `process 1: more than ${SIZE} bytes of its memory are new since the root round (kept in memory to make the image)` });
+    expect(await lazyRestorableImage(join(grown, '2'), SIZE, SIZE)).toEqual({ reason: `process 1: more than ${SIZE} bytes of its memory are new since the root round (kept in memory to make the image)` });
   });
 
-  it('refuses a chain whose parent links loop', () => {
+  it('refuses a chain whose parent links loop', async () => {
     const base = chainDir();
     writeRound(join(base, '1'), 1, 1, 'r1', [[0x1000, 1, UP]], '../2');
     writeRound(join(base, '2'), 1, 2, 'r2', [[0x1000, 1, UP]], '../1');
-    expect(lazyRestorableImage(join(base, '2'), SIZE)).toEqual({ reason: expect.stringMatching(/loop back to/) });
+    expect(await lazyRestorableImage(join(base, '2'), SIZE)).toEqual({ reason: expect.stringMatching(/loop back to/) });
   });
 });
