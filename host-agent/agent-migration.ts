@@ -76,8 +76,10 @@ function refusingCheckpointer(reasons: readonly string[]): Checkpointer {
 
 export async function createAgentMigration(ctx: AgentMigrationContext): Promise<AgentMigration> {
   const located = await locateCriu();
-  const criu = located.found ? new CriuCheckpointer(located.criu, { lazyPages: criuSwitchOn('SHARDFORM_CRIU_LAZY_PAGES') ? 'auto' : 'off' }) : undefined;
-  const checkpointer: Checkpointer = located.found ? (criu as CriuCheckpointer) : refusingCheckpointer(located.reasons);
+  let criu: CriuCheckpointer | undefined;
+  let checkpointer: Checkpointer;
+  if (located.found) checkpointer = criu = new CriuCheckpointer(located.criu, { lazyPages: criuSwitchOn('SHARDFORM_CRIU_LAZY_PAGES') ? 'auto' : 'off' });
+  else checkpointer = refusingCheckpointer(located.reasons);
   if (located.found) ctx.logger.info({ criu: located.criu.version }, 'migration: CRIU found');
   else ctx.logger.warn({ reasons: located.reasons }, 'migration: no usable CRIU; this host refuses checkpoint migrations');
   if (located.found && kdatCacheWanted()) {

@@ -17,13 +17,13 @@
  *   the destination shard's cgroups (every hierarchy of a hybrid host: v1 controllers and the
  *   unified one), so restored tasks inherit the destination cgroups, not the dumped paths.
  */
-import { spawn } from 'node:child_process';
-import { lstat, mkdir, readFile, rm } from 'node:fs/promises';
+import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
+import { mkdir, readFile, rm } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { freeBytesUnder } from '../migration/image-space';
 import { parseProcStat } from '../runner/proc-info';
 import { CheckpointError } from './checkpoint-error';
-import { lazyRestorableImage, type LazyImage } from './lazy-image';
+import { hasParentImage, lazyRestorableImage, type LazyImage } from './lazy-image';
 import { pageSize } from './process-memory';
 import { criuCommandLine, type CriuInstallation } from './criu';
 import { inCgroups, JOIN_FAILED_EXIT } from './join-cgroups';
@@ -209,13 +209,14 @@ export class CriuCheckpointer {
       ...CPU_CHECK,
       ...inherit,
     ];
-    if (!(await this.usesLazyPages())) return this.restoreEagerly(dir, criuArgs, pidFile, target);
+    const eagerly = async (lazyPagesSkipped?: string): Promise<RestoredTree> => ({ ...(await this.restoreEagerly(dir, criuArgs, pidFile, target)), ...(lazyPagesSkipped ? { lazyPagesSkipped } : {}) });
+    if (!(await this.usesLazyPages())) return eagerly();
     // A chain of pre-copy images cannot be restored lazily as it is (lazy-image.ts): beside it
     // goes one that can, made without copying the memory; the chain itself stays as it was.
     let lazyDir = dir;
-    if (await hasParentImages(dir)) {
+    if (hasParentImage(dir)) {
       const made = await lazyImageOf(dir);
-      if ('reason' in made) return { ...(await this.restoreEagerly(dir, criuArgs, pidFile, target)), lazyPagesSkipped: made.reason };
+      if ('reason' in made) return eagerly(made.reason);
       lazyDir = made.dir;
     }
     const lazyPidFile = join(lazyDir, 'restored.pid');
@@ -223,13 +224,13 @@ export class CriuCheckpointer {
     // file), or an operator reading what the guard did.
     for (const name of [lazyPidFile, join(lazyDir, FILLED_MARK), join(lazyDir, GUARD_KILLED)]) await rm(name, { force: true });
     const daemon = await this.startLazyPagesDaemon(lazyDir);
-    if (!daemon.ok) return { ...(await this.restoreEagerly(dir, criuArgs, pidFile, target)), lazyPagesSkipped: daemon.reason };
+    if (!daemon.ok) return eagerly(daemon.reason);
     let guard: LazyFillGuard;
     try {
       guard = await startLazyFillGuard({ daemonPid: daemon.pid, dir: lazyDir, procsFiles: target.procsFiles, graceMs: LAZY_FILL_GRACE_MS, maxWatchMs: this.timeoutMs });
     } catch (error) {
       daemon.stop();
-      return { ...(await this.restoreEagerly(dir, criuArgs, pidFile, target)), lazyPagesSkipped: (error as Error).message };
+      return eagerly((error as Error).message);
     }
     const lazyArgs = criuArgs.map((arg) => (arg === dir ? lazyDir : arg === pidFile ? lazyPidFile : arg));
     let pid: number;
@@ -307,22 +308,8 @@ export class CriuCheckpointer {
   private startLazyPagesDaemon(dir: string): Promise<{ ok: true; pid: number; exited: Promise<CriuRun>; stop: () => void } | { ok: false; reason: string }> {
     const command = criuCommandLine(this.criu, ['lazy-pages', '-D', dir, '--status-fd', '3', '-o', join(dir, 'criu-lazy-pages.log'), `-v${this.verbosity}`]);
     return new Promise((resolve) => {
-      const child = spawn(command.file, command.args, { stdio: ['ignore', 'ignore', 'pipe', 'pipe'], detached: true });
-      let output = '';
-      child.stderr!.on('data', (chunk: Buffer) => {
-        if (output.length < 64_000) output += chunk.toString('utf8');
-      });
-      const timer = setTimeout(() => child.kill('SIGKILL'), this.timeoutMs);
-      const exited = new Promise<CriuRun>((done) => {
-        child.on('error', (error) => {
-          clearTimeout(timer);
-          done({ exitCode: null, signal: null, output: error.message });
-        });
-        child.on('close', (exitCode, signal) => {
-          clearTimeout(timer);
-          done({ exitCode, signal, output });
-        });
-      });
+      const { child, exited: launched } = this.launch(command.file, command.args, ['ignore', 'ignore', 'pipe', 'pipe'], true);
+      const exited = launched.then((run) => ('spawnError' in run ? { exitCode: null, signal: null, output: run.spawnError.message } : run));
       const stop = () => {
         if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
       };
@@ -382,25 +369,37 @@ export class CriuCheckpointer {
   run(args: readonly string[], joinProcsFiles: readonly string[] = [], extraFds: readonly number[] = []): Promise<CriuRun> {
     const command = criuCommandLine(this.criu, args);
     const [file, argv] = inCgroups(joinProcsFiles, command.file, command.args);
-    return new Promise((resolve, reject) => {
-      // stdin is /dev/null: restored tasks must not inherit a pipe to the agent.
-      const child = spawn(file, argv, { stdio: ['ignore', 'pipe', 'pipe', ...extraFds] });
-      let output = '';
-      const keep = (chunk: Buffer) => {
-        if (output.length < 64_000) output += chunk.toString('utf8');
-      };
-      child.stdout!.on('data', keep);
-      child.stderr!.on('data', keep);
-      const timer = setTimeout(() => child.kill('SIGKILL'), this.timeoutMs);
-      child.on('error', (error) => {
+    // stdin is /dev/null: restored tasks must not inherit a pipe to the agent.
+    return this.launch(file, argv, ['ignore', 'pipe', 'pipe', ...extraFds], false).exited.then((run) => {
+      if ('spawnError' in run) throw new CheckpointError('CRIU_NOT_FOUND', `cannot run ${file}: ${run.spawnError.message}`);
+      return run;
+    });
+  }
+
+  /**
+   * Spawns one CRIU process, killed if it runs longer than `timeoutMs`; `exited` resolves once it
+   * ended, with what it wrote on stdout and stderr (where piped), or with why it could not start.
+   */
+  private launch(file: string, argv: readonly string[], stdio: StdioOptions, detached: boolean): { child: ChildProcess; exited: Promise<CriuRun | { spawnError: Error }> } {
+    const child = spawn(file, argv, { stdio, detached });
+    let output = '';
+    const keep = (chunk: Buffer) => {
+      if (output.length < 64_000) output += chunk.toString('utf8');
+    };
+    child.stdout?.on('data', keep);
+    child.stderr?.on('data', keep);
+    const timer = setTimeout(() => child.kill('SIGKILL'), this.timeoutMs);
+    const exited = new Promise<CriuRun | { spawnError: Error }>((resolve) => {
+      child.on('error', (spawnError) => {
         clearTimeout(timer);
-        reject(new CheckpointError('CRIU_NOT_FOUND', `cannot run ${file}: ${error.message}`));
+        resolve({ spawnError });
       });
       child.on('close', (exitCode, signal) => {
         clearTimeout(timer);
         resolve({ exitCode, signal, output });
       });
     });
+    return { child, exited };
   }
 }
 
@@ -424,16 +423,6 @@ async function lazyImageOf(dir: string): Promise<LazyImage> {
     return await lazyRestorableImage(dir, pageSize());
   } catch (error) {
     return { reason: `no lazy image could be made beside ${dir}: ${(error as Error).message}` };
-  }
-}
-
-/** Whether the image in `dir` builds on a previous round's (pre-copy): CRIU follows its `parent` link. */
-async function hasParentImages(dir: string): Promise<boolean> {
-  try {
-    await lstat(join(dir, 'parent'));
-    return true;
-  } catch {
-    return false;
   }
 }
 

@@ -20,7 +20,7 @@
 import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { inCgroups } from './join-cgroups';
+import { inCgroups, JOIN_FAILED_EXIT } from './join-cgroups';
 
 /** Written into the image directory by the agent when the daemon exited 0: the guard leaves the tree alone. */
 export const FILLED_MARK = 'lazy-pages.filled';
@@ -99,7 +99,7 @@ export function startLazyFillGuard(opts: { daemonPid: number; dir: string; procs
     });
     child.on('error', (error) => reject(new Error(`the lazy restore's guard could not start: ${error.message}`)));
     void ended.then((code) => {
-      if (!watching) reject(new Error(`the lazy restore's guard could not start (exit ${code}${code === 125 ? ': it could not join the shard cgroups' : ''})`));
+      if (!watching) reject(new Error(`the lazy restore's guard could not start (exit ${code}${code === JOIN_FAILED_EXIT ? ': it could not join the shard cgroups' : ''})`));
     });
   });
 }

@@ -20,7 +20,7 @@
  * - Its pagemap lists the final round's pages in address order: those of the root round as
  *   present, lazy where the final round said lazy; the others as in the parent.
  *
- * Not possible (undefined, with the reason; the caller restores the chain eagerly): a page the
+ * Not possible (`{ reason }`; the caller restores the chain eagerly): a page the
  * root round had that the final round does not (the process gave memory back: the root's file
  * cannot drop it), a process the root round does not have, a root round that is not whole, or
  * any other memory image (shared memory) that relies on a parent. Everything else of `F` is
@@ -30,13 +30,22 @@ import { closeSync, existsSync, linkSync, lstatSync, mkdirSync, openSync, readdi
 import { basename, dirname, join, resolve } from 'node:path';
 import { PageRunIndex } from './page-run-index';
 import { yieldToEventLoop } from './process-memory';
-import { encodePagemap, inPagesFile, parsePagemap, PE_LAZY, PE_PARENT, PE_PRESENT, type Pagemap, type PagemapEntry } from './pagemap-image';
+import { appendEntry, encodePagemap, inPagesFile, parsePagemap, PE_LAZY, PE_PARENT, PE_PRESENT, type Pagemap, type PagemapEntry } from './pagemap-image';
 
 /** What CRIU and the agent leave in an image directory that is not part of the image. */
 const NOT_IMAGE = /^(criu-.*\.log|restored\.pid|lazy-pages\.socket|stats-restore|parent)$/;
 const PROCESS_PAGEMAP = /^pagemap-(\d+)\.img$/;
 /** A chain longer than this is not followed (a loop of links, or something not made by a migration). */
 const MAX_ROUNDS = 64;
+
+/**
+ * At most this much of a process's memory may be new since the root round (kept in the agent's
+ * memory while the image is made); more means an eager restore, which reads it from the chain.
+ */
+const MAX_NEW_PAGE_BYTES = 64 << 20;
+
+/** Bytes read from a round's pages file at once. */
+const READ_CHUNK = 4 << 20;
 
 export type LazyImage = { readonly dir: string } | { readonly reason: string };
 
@@ -105,14 +114,19 @@ export async function lazyRestorableImage(dir: string, pageSize: number, maxNewP
 function roundsOf(dir: string): string[] | string {
   const chain = [resolve(dir)];
   for (;;) {
+    if (!hasParentImage(chain[0] as string)) break;
     const link = join(chain[0] as string, 'parent');
-    if (!isLink(link)) break;
     if (chain.length > MAX_ROUNDS) return `the chain of parent images is longer than ${MAX_ROUNDS}`;
     const parent = resolve(dirname(link), readlinkSync(link));
     if (chain.includes(parent)) return `the parent images of ${dir} loop back to ${parent}`;
     chain.unshift(parent);
   }
   return chain.length >= 2 ? chain : `${dir} has no parent image`;
+}
+
+/** Whether the image in `dir` builds on a previous round's (pre-copy): CRIU follows its `parent` link. */
+export function hasParentImage(dir: string): boolean {
+  return isLink(join(dir, 'parent'));
 }
 
 function isLink(path: string): boolean {
@@ -137,11 +151,6 @@ function planProcess(final: Pagemap, base: Pagemap, size: number): ProcessPlan |
   const index = new PageRunIndex(base.entries, size);
   const entries: PagemapEntry[] = [];
   const outside: [number, number][] = [];
-  const push = (vaddr: number, pages: number, flags: number) => {
-    const last = entries[entries.length - 1];
-    if (last && last.flags === flags && last.vaddr + last.pages * size === vaddr) entries[entries.length - 1] = { ...last, pages: last.pages + pages };
-    else entries.push({ vaddr, pages, flags });
-  };
   let kept = 0;
   for (const e of final.entries) {
     if ((e.flags & (PE_PRESENT | PE_PARENT)) === 0) {
@@ -151,10 +160,10 @@ function planProcess(final: Pagemap, base: Pagemap, size: number): ProcessPlan |
     for (const span of index.spans(e.vaddr, e.vaddr + e.pages * size)) {
       const pages = (span.to - span.from) / size;
       if (span.offset === undefined) {
-        push(span.from, pages, PE_PARENT);
+        appendEntry(entries, span.from, pages, PE_PARENT, size);
         outside.push([span.from, pages]);
       } else {
-        push(span.from, pages, PE_PRESENT | (e.flags & PE_LAZY));
+        appendEntry(entries, span.from, pages, PE_PRESENT | (e.flags & PE_LAZY), size);
         kept += pages;
       }
     }
@@ -162,15 +171,6 @@ function planProcess(final: Pagemap, base: Pagemap, size: number): ProcessPlan |
   if (kept !== index.pages) return `the final round no longer has ${index.pages - kept} page(s) of the root round (memory given back)`;
   return { base: index, entries, outside };
 }
-
-/**
- * At most this much of a process's memory may be new since the root round (kept in the agent's
- * memory while the image is made); more means an eager restore, which reads it from the chain.
- */
-const MAX_NEW_PAGE_BYTES = 64 << 20;
-
-/** Bytes read from a round's pages file at once. */
-const READ_CHUNK = 4 << 20;
 
 /**
  * Writes each round's own pages over the root's pages file (oldest first); resolves to the pages
@@ -240,9 +240,7 @@ function writeParent(parentDir: string, vpid: number, inserted: Map<number, Buff
   const fd = openSync(join(parentDir, `pages-${vpid}.img`), 'w');
   try {
     for (const vaddr of [...inserted.keys()].sort((a, b) => a - b)) {
-      const last = entries[entries.length - 1];
-      if (last && last.vaddr + last.pages * size === vaddr) entries[entries.length - 1] = { ...last, pages: last.pages + 1 };
-      else entries.push({ vaddr, pages: 1, flags: PE_PRESENT });
+      appendEntry(entries, vaddr, 1, PE_PRESENT, size);
       writeSync(fd, inserted.get(vaddr) as Buffer);
     }
   } finally {

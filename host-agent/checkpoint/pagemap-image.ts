@@ -114,6 +114,16 @@ function message(fields: readonly [number, number][]): Buffer {
   return Buffer.concat([length, body]);
 }
 
+/**
+ * Adds `pages` pages at `vaddr` with `flags` to a pagemap being built in address order, extending
+ * the last entry when they continue it with the same flags (CRIU reads either form the same).
+ */
+export function appendEntry(entries: PagemapEntry[], vaddr: number, pages: number, flags: number, size: number): void {
+  const last = entries[entries.length - 1];
+  if (last && last.flags === flags && last.vaddr + last.pages * size === vaddr) entries[entries.length - 1] = { vaddr: last.vaddr, pages: last.pages + pages, flags };
+  else entries.push({ vaddr, pages, flags });
+}
+
 /** Writes a pagemap image CRIU reads back (the format parsePagemap reads). */
 export function encodePagemap(pagemap: Pagemap): Buffer {
   const magics = Buffer.allocUnsafe(8);

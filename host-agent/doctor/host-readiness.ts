@@ -10,7 +10,7 @@ import { release } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { probeCgroupLayout } from '../cgroups/probe';
-import { criuSwitchOn, locateCriu, type CriuInstallation } from '../checkpoint/criu';
+import { criuSwitchOn, locateCriu } from '../checkpoint/criu';
 import { CriuCheckpointer } from '../checkpoint/criu-checkpointer';
 import { CRIU_RUN_DIR, isKdatKept, TMPFS_MAGIC } from '../checkpoint/criu-kdat-cache';
 import { systemShadowPreCopy } from '../migration/memory-shadow';
@@ -138,7 +138,7 @@ async function probeNetns(): Promise<ReadinessCheck> {
 }
 
 /** Whether shards arriving here would run before their memory is all in (not required: eager restores work everywhere). */
-async function describeLazyRestore(criu: CriuInstallation): Promise<ReadinessCheck> {
+async function describeLazyRestore(checkpointer: CriuCheckpointer): Promise<ReadinessCheck> {
   let wanted: boolean;
   try {
     wanted = criuSwitchOn('SHARDFORM_CRIU_LAZY_PAGES');
@@ -146,7 +146,7 @@ async function describeLazyRestore(criu: CriuInstallation): Promise<ReadinessChe
     return { name: 'lazy-restore', ok: false, detail: (error as Error).message };
   }
   if (!wanted) return { name: 'lazy-restore', ok: false, detail: 'off (SHARDFORM_CRIU_LAZY_PAGES=off): arriving shards run once all their memory is in' };
-  const lazy = await new CriuCheckpointer(criu, { timeoutMs: 60_000, lazyPages: 'auto' }).usesLazyPages();
+  const lazy = await checkpointer.usesLazyPages();
   return lazy
     ? { name: 'lazy-restore', ok: true, detail: 'userfaultfd (criu lazy-pages): arriving shards run while their memory is filled in' }
     : { name: 'lazy-restore', ok: false, detail: 'no non-cooperative userfaultfd (criu check --feature uffd-noncoop): arriving shards run once all their memory is in' };
@@ -161,7 +161,8 @@ export async function checkHostReadiness(opts: { cgroupRoot?: string; criuPrefix
   if (location.found) {
     const { criu } = location;
     checks.push({ name: 'criu', ok: true, detail: `${criu.kind} criu ${criu.version} (${criu.kind === 'private' ? criu.prefixArgs[criu.prefixArgs.length - 1] : criu.file})` });
-    const checkpointer = new CriuCheckpointer(criu, { timeoutMs: 60_000 });
+    // lazyPages 'auto': the lazy-restore row asks the kernel as an agent would.
+    const checkpointer = new CriuCheckpointer(criu, { timeoutMs: 60_000, lazyPages: 'auto' });
     const check = await checkpointer.check();
     const lines = check.output.split('\n').map((l) => l.trim()).filter((l) => l && !/kdat cache/.test(l));
     checks.push({ name: 'criu-check', ok: check.ok, detail: check.ok ? lines.pop() || 'criu check passed' : `criu check failed: ${criuCheckFailure(lines)}` });
@@ -174,7 +175,7 @@ export async function checkHostReadiness(opts: { cgroupRoot?: string; criuPrefix
           ? { name: 'pre-copy', ok: true, detail: `by page contents (shadow): ${preCopy.reason}` }
           : { name: 'pre-copy', ok: false, detail: `${preCopy.reason}; ${shadow.reason}; migrations skip pre-copy` },
     );
-    checks.push(await describeLazyRestore(criu));
+    checks.push(await describeLazyRestore(checkpointer));
     checks.push({ name: 'criu-cache', ...describeCriuKdatCache() });
   } else {
     checks.push({ name: 'criu', ok: false, detail: `${location.reasons.join('; ')} (install: bash host-agent/checkpoint/install-criu.sh)` });

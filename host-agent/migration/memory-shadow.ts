@@ -23,7 +23,7 @@
  */
 import { closeSync, existsSync, openSync, readdirSync, readFileSync, readlinkSync, readSync, renameSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import { encodePagemap, inPagesFile, parsePagemap, PE_PARENT, PE_PRESENT, type PagemapEntry } from '../checkpoint/pagemap-image';
+import { appendEntry, encodePagemap, inPagesFile, parsePagemap, PE_PARENT, PE_PRESENT, type PagemapEntry } from '../checkpoint/pagemap-image';
 import { pageSize, privatePageRuns, pushPages, READ_PAGES, readPages, yieldToEventLoop, type PageExtent, type PageRun } from '../checkpoint/process-memory';
 import { readNsPids } from '../runner/proc-info';
 import { PageRunIndex } from '../checkpoint/page-run-index';
@@ -64,12 +64,7 @@ class IncrementalPages {
   }
 
   private entry(vaddr: number, pages: number, flags: number): void {
-    const last = this.entries[this.entries.length - 1];
-    if (last && last.flags === flags && last.vaddr + last.pages * this.size === vaddr) {
-      this.entries[this.entries.length - 1] = { vaddr: last.vaddr, pages: last.pages + pages, flags };
-    } else {
-      this.entries.push({ vaddr, pages, flags });
-    }
+    appendEntry(this.entries, vaddr, pages, flags, this.size);
   }
 
   /** An entry without data in this image (a hole, or pages already in a parent): kept as it is. */
