@@ -7,7 +7,8 @@
  * 3) each way, interleaved; the summary gives medians and each repetition's cut. BENCH_MIB
  * picks the sizes (default 16,64,256). Ends with one JSON line (every run, and the medians).
  * Like an agent, it keeps CRIU's kernel probe at /run/criu.kdat where /run is not a tmpfs (a
- * bind mount that lasts until reboot; SHARDFORM_CRIU_KDAT_CACHE=off measures without it).
+ * bind mount that lasts until reboot; SHARDFORM_CRIU_KDAT_CACHE=off measures without it). The final
+ * dump's pages go out while CRIU writes them (SHARDFORM_CRIU_STREAM_DUMP=off measures without).
  * Needs root, cgroups, `ip netns`, CRIU >= 4 (host-agent/checkpoint/install-criu.sh), python3.
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -44,6 +45,8 @@ interface Run {
   steps_ms: ReturnType<typeof downtimeStepsByName>;
   /** How long the shard already ran on the destination while its memory was filled lazily (not downtime; 0 for an eager restore). */
   lazy_pages_ms: number;
+  /** Bytes of the final image already sent when CRIU's dump ended (its pages streamed while written; 0 when not). */
+  streamed_bytes: number;
 }
 
 function stepsMs(record: Parameters<typeof downtimeSteps>[0]): Run['steps_ms'] {
@@ -120,6 +123,7 @@ async function main(): Promise<void> {
             floor_ms: floor,
             steps_ms: stepsMs(record),
             lazy_pages_ms: summary.lazyPagesMs ?? 0,
+            streamed_bytes: summary.streamedBytes ?? 0,
             ...(summary.preCopySkipped ? { precopy_skipped: summary.preCopySkipped } : {}),
             ...(summary.preCopyMethod ? { precopy_method: summary.preCopyMethod } : {}),
           });
@@ -145,7 +149,7 @@ async function main(): Promise<void> {
   for (const r of runs) {
     const s = r.steps_ms;
     const shadow = r.precopy_method === 'shadow';
-    const dump = shadow ? 'dump (memory compared with the shadow beside it)' : 'dump';
+    const dump = shadow ? 'dump (memory compared with the shadow beside it)' : r.streamed_bytes > 0 ? `dump (${(r.streamed_bytes / 2 ** 20).toFixed(0)} MiB of pages sent meanwhile)` : 'dump';
     const transfer = shadow ? 'transfer (pick the changed pages + hash + stream + verify)' : 'transfer (hash + stream + verify)';
     console.log(`${r.mib} MiB #${r.repeat}${r.precopy ? ` pre-copy (${r.precopy_method ?? 'skipped'})` : ''}: freeze ${s.freeze} ms, ${dump} ${s.dump} ms, ${transfer} ${s.transfer} ms, restore ${s.restore} ms${r.lazy_pages_ms > 0 ? ` (then ${r.lazy_pages_ms} ms running while its memory was filled)` : ''}`);
   }

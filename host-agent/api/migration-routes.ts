@@ -197,7 +197,7 @@ export const migrationRoutes =
           incoming.heard(migration);
           // A repeated prepare answers as the first, once that is done: the held cgroup is made once.
           await migration.preparing;
-          return { migrationId: migration.id, hostId: deps.hostId, shardId: shard.shardId, state: migration.state, sharedStateDirectory: migration.sharedStateDirectory === true };
+          return { migrationId: migration.id, hostId: deps.hostId, shardId: shard.shardId, state: migration.state, sharedStateDirectory: migration.sharedStateDirectory === true, chunkedUploads: true };
         }
         // Recorded before its first await: an abort arriving meanwhile (the source's prepare timed
         // out) waits for the held cgroup and the images directory, then removes them; else they
@@ -214,7 +214,7 @@ export const migrationRoutes =
           // For the commit or abort of an agent that restarted meanwhile and forgot the migration.
           await writeIncomingRecord(migration.dir, migration.id, migration.desired);
           if (migration.state !== 'prepared') throw new MigrationError('INVALID_TRANSITION', `migration ${migration.id} was aborted while it was prepared; what it made is removed`);
-          return { migrationId: migration.id, hostId: deps.hostId, shardId: shard.shardId, state: migration.state, sharedStateDirectory: migration.sharedStateDirectory === true };
+          return { migrationId: migration.id, hostId: deps.hostId, shardId: shard.shardId, state: migration.state, sharedStateDirectory: migration.sharedStateDirectory === true, chunkedUploads: true };
         });
         return migration.preparing;
       },
@@ -230,7 +230,10 @@ export const migrationRoutes =
           throw new RequestInvalid('headers', [{ field: 'content-type', message: 'must be application/octet-stream', value: request.headers['content-type'] }]);
         }
         const round = Number(request.params.round);
-        const expectedBytes = Number(request.headers['content-length']);
+        // Absent for a file the source sends while CRIU still writes it (chunked): its size and
+        // sha256 are checked at the round's verify, as for every file.
+        const length = request.headers['content-length'];
+        const expectedBytes = length === undefined ? undefined : Number(length);
         const expectedSha = request.headers['x-shardform-sha256'];
         const dir = incoming.roundDir(migration, round);
         await mkdir(dir, { recursive: true });
@@ -245,8 +248,10 @@ export const migrationRoutes =
         const idle = setTimeout(stalled, uploadIdleMs);
         const measure = new Transform({
           transform(chunk: Buffer, _encoding, callback) {
-            hash.update(chunk);
             bytes += chunk.length;
+            // A chunked body declared no length for the content-type parser to check.
+            if (bytes > MAX_IMAGE_FILE_BYTES) return callback(new Error(`it is larger than the largest image file taken, ${MAX_IMAGE_FILE_BYTES} bytes`));
+            hash.update(chunk);
             idle.refresh();
             incoming.heard(migration);
             callback(null, chunk);
@@ -270,11 +275,11 @@ export const migrationRoutes =
           throw new MigrationError('INVALID_TRANSITION', `migration ${migration.id} was aborted while image file ${round}/${request.params.name} arrived; it is not kept`);
         }
         const sha256 = hash.digest('hex');
-        if (bytes !== expectedBytes || (expectedSha !== undefined && sha256 !== expectedSha)) {
+        if ((expectedBytes !== undefined && bytes !== expectedBytes) || (expectedSha !== undefined && sha256 !== expectedSha)) {
           await rm(partial, { force: true });
           throw new MigrationError(
             'TRANSFER_FAILED',
-            `image file ${round}/${request.params.name} arrived as ${bytes} bytes sha256 ${sha256}, sent as ${expectedBytes} bytes sha256 ${expectedSha ?? '(not given)'}`,
+            `image file ${round}/${request.params.name} arrived as ${bytes} bytes sha256 ${sha256}, sent as ${expectedBytes ?? '(not given)'} bytes sha256 ${expectedSha ?? '(not given)'}`,
           );
         }
         await rename(partial, path);

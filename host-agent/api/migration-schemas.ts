@@ -22,7 +22,8 @@ export type ImageFileParams = Static<typeof ImageFileParams>;
 export const ImageFileHeaders = Type.Object({
   /** When given, checked as soon as the file has arrived; else checked against the restore manifest. */
   'x-shardform-sha256': Type.Optional(Sha256),
-  'content-length': Type.String({ pattern: '^[0-9]{1,15}$' }),
+  /** Absent for a chunked upload (a file still being written at the source); the verify checks its size. */
+  'content-length': Type.Optional(Type.String({ pattern: '^[0-9]{1,15}$' })),
 });
 export type ImageFileHeaders = Static<typeof ImageFileHeaders>;
 

@@ -19,7 +19,7 @@ export const DEFAULT_CRIU_PREFIX = '/opt/shardform/criu';
 export const MIN_CRIU_MAJOR = 4;
 
 /** The agent's on/off switches for how it uses CRIU (environment variables, each default `on`). */
-export const CRIU_SWITCHES = ['SHARDFORM_CRIU_KDAT_CACHE', 'SHARDFORM_CRIU_LAZY_PAGES'] as const;
+export const CRIU_SWITCHES = ['SHARDFORM_CRIU_KDAT_CACHE', 'SHARDFORM_CRIU_LAZY_PAGES', 'SHARDFORM_CRIU_STREAM_DUMP'] as const;
 
 /**
  * Whether switch `name` is on: unset or `on` is on, `off` is off; any other value is a usage

@@ -11,6 +11,7 @@ import { shardLogPaths } from '../runner/shard-logs';
 import type { CriuCheckpointer } from '../checkpoint/criu-checkpointer';
 import { criuCheckpointing, type CheckpointTarget, type CriuAtWork } from '../checkpoint/criu-at-work';
 import { CRIU_TIMEOUT_MS } from '../checkpoint/criu-checkpointer';
+import { criuSwitchOn } from '../checkpoint/criu';
 import { imageBytes, listImageFiles, type ImageFile } from '../checkpoint/image-manifest';
 import type { DesiredShard } from '../reconcile/desired-shard';
 import type { ShardHandover } from '../reconcile/shard-handover';
@@ -23,6 +24,7 @@ import type { MigrationRecord, PreCopyMethod } from './migration-record';
 import { systemShadowPreCopy, type FrozenComparison, type Shadow, type ShadowPreCopy } from './memory-shadow';
 import { imageSpaceShortfall, systemImageSpace, type ImageSpace } from './image-space';
 import { prepareRequest } from './prepare-request';
+import { DumpStreamer } from './dump-streamer';
 import { markStateDir, packState, reclaimStateDir, shardStateDir, STATE_ARCHIVE, unmarkStateDir } from './state-archive';
 
 /** The image files the shadow comparison rewrites: each process's pagemap and pages. */
@@ -57,6 +59,11 @@ export interface CheckpointEffectsDeps {
   readonly space?: ImageSpace;
   /** CRIU processes still checkpointing a shard; default scans /proc (criu-at-work.ts). */
   readonly criuAtWork?: (target: CheckpointTarget) => Promise<CriuAtWork[]>;
+  /**
+   * Send the final dump's pages while CRIU writes them, to a destination that takes chunked
+   * uploads (dump-streamer.ts); default the switch SHARDFORM_CRIU_STREAM_DUMP (on unless `off`).
+   */
+  readonly streamDump?: boolean;
 }
 
 export class CheckpointMigrationEffects implements MigrationEffects {
@@ -66,16 +73,22 @@ export class CheckpointMigrationEffects implements MigrationEffects {
   private readonly shadows = new Map<string, Map<number, Shadow>>();
   /** Migrations whose destination sees this host's state directory of the shard (its prepare said so): nothing to pack. */
   private readonly sharedState = new Set<string>();
+  /** Migrations whose destination takes files of no announced length (its prepare said so): pages go out while CRIU dumps. */
+  private readonly chunkedUploads = new Set<string>();
+  /** Per migration, the pages files sent while CRIU dumped them (dump-streamer.ts), for transfer() not to send again. */
+  private readonly streamed = new Map<string, { streamer: DumpStreamer; sent: Promise<ImageFile[]> }>();
   /** The state directory's size on disk as measured at the prepare, per migration (undefined: could not be read). */
   private readonly measuredState = new Map<string, number | undefined>();
   /** Per migration, what the frozen memory still shares with the last shadows (shadow pre-copy, compared during the dump). */
   private readonly frozen = new Map<string, Map<number, FrozenComparison>>();
   private readonly shadow: ShadowPreCopy;
   private readonly space: ImageSpace;
+  private readonly streamDump: boolean;
 
   constructor(private readonly deps: CheckpointEffectsDeps) {
     this.shadow = deps.shadow ?? systemShadowPreCopy;
     this.space = deps.space ?? systemImageSpace;
+    this.streamDump = deps.streamDump ?? criuSwitchOn('SHARDFORM_CRIU_STREAM_DUMP');
   }
 
   private method(record: MigrationRecord): PreCopyMethod {
@@ -142,7 +155,7 @@ export class CheckpointMigrationEffects implements MigrationEffects {
     const stateBytes = await this.stateBytes(record);
     // Marked so that a destination that sees this very directory says so, and nothing is packed.
     await markStateDir(await shardStateDir(record, this.deps.stateDirectoryOf), record.id);
-    const { sharedStateDirectory } = await this.deps.client(record.destination).prepare(record.id, {
+    const { sharedStateDirectory, chunkedUploads } = await this.deps.client(record.destination).prepare(record.id, {
       ...prepareRequest(record.source, desired, record.timeoutSeconds),
       ...(memoryBytes !== undefined ? { imageBytes: memoryBytes } : {}),
       // Only when there is some: a destination older than the field refuses the body (400), where
@@ -151,6 +164,7 @@ export class CheckpointMigrationEffects implements MigrationEffects {
       ...(this.deps.logRoot ? { logFiles: shardLogPaths(this.deps.logRoot, record.shardId) } : {}),
     });
     if (sharedStateDirectory) this.sharedState.add(record.id);
+    if (chunkedUploads) this.chunkedUploads.add(record.id);
     this.rounds.set(record.id, []);
     if (!sharedStateDirectory && stateBytes) {
       const packed = this.imageSpace({ memoryBytes, stateBytes, copies: 1, what });
@@ -181,7 +195,7 @@ export class CheckpointMigrationEffects implements MigrationEffects {
   private async sendRound(
     record: MigrationRecord,
     round: number,
-    opts: { only?: readonly string[]; meanwhile?: { rewrites: (name: string) => boolean; run: () => Promise<unknown> } } = {},
+    opts: { only?: readonly string[]; meanwhile?: { rewrites: (name: string) => boolean; run: () => Promise<unknown> }; streamed?: readonly ImageFile[] } = {},
   ): Promise<number> {
     const dir = this.dir(record, round);
     const client = this.deps.client(record.destination);
@@ -212,7 +226,9 @@ export class CheckpointMigrationEffects implements MigrationEffects {
       if (early.status === 'rejected' || late.status === 'rejected') throw failure!.error;
       sent = [...early.value, ...late.value];
     } else {
-      sent = await client.uploadFiles(record.id, round, dir, await listed());
+      const streamed = opts.streamed ?? [];
+      const rest = (await listed()).filter((f) => !streamed.some((s) => s.name === f.name));
+      sent = [...streamed, ...(await client.uploadFiles(record.id, round, dir, rest))];
     }
     const manifest = await client.verifyRound(record.id, round, sent);
     this.rounds.set(record.id, [...previous, { round, parent, files: manifest.files.map((f) => ({ ...f })) }]);
@@ -256,7 +272,7 @@ export class CheckpointMigrationEffects implements MigrationEffects {
     return record.rounds.length + 1;
   }
 
-  async dump(record: MigrationRecord): Promise<{ bytes: number }> {
+  async dump(record: MigrationRecord): Promise<{ bytes: number; streamedBytes?: number }> {
     const round = this.finalRound(record);
     // CRIU's pre-dumps chain the final dump to the last one; after shadow rounds CRIU dumps everything and transfer() compares.
     const previous = record.rounds.length > 0 && this.method(record) === 'criu' ? this.dir(record, record.rounds.length) : undefined;
@@ -271,6 +287,10 @@ export class CheckpointMigrationEffects implements MigrationEffects {
     // destination, whose disk may not be this one.
     const stop = new AbortController();
     const comparing = this.compareFrozen(record, rootPid, stop.signal);
+    // Pages go out while CRIU writes them, unless the transfer rewrites them (shadow pre-copy).
+    const streamer = this.streamDump && this.chunkedUploads.has(record.id) && !this.rewritesDump(record)
+      ? new DumpStreamer({ client: this.deps.client(record.destination), migrationId: record.id, round, dir })
+      : undefined;
     const [dumped, packed] = await Promise.allSettled([
       this.deps.checkpointer.dump({ rootPid, freezeCgroup: this.freezerDir(record.shardId) }, dir, previous).catch((error: unknown) => {
         // The migration aborts and the shard is resumed: no reason to make it wait for the comparison.
@@ -280,10 +300,21 @@ export class CheckpointMigrationEffects implements MigrationEffects {
       this.sharedState.has(record.id) ? Promise.resolve() : (this.deps.pack ?? packState)(stateDir, join(dir, STATE_ARCHIVE)),
     ]);
     await comparing;
-    if (dumped.status === 'rejected') throw dumped.reason;
-    if (packed.status === 'rejected') throw packed.reason;
+    const failed = dumped.status === 'rejected' ? dumped.reason : packed.status === 'rejected' ? packed.reason : undefined;
+    if (failed !== undefined) {
+      // Broken off and waited for: nothing of this dump is still arriving when the abort comes.
+      await streamer?.cancel(failed instanceof Error ? failed : new Error(String(failed)));
+      throw failed;
+    }
+    const streamedBytes = streamer?.bytesStreamed;
+    if (streamer) {
+      // The rest of the pages still on their way is the transfer's (the next step), which waits for it.
+      const sent = streamer.dumpDone();
+      sent.catch(() => undefined); // a failure is the transfer's to report
+      this.streamed.set(record.id, { streamer, sent });
+    }
     // Sizes only: the files are hashed once, while the transfer streams them (hashing is a large part of downtime).
-    return { bytes: await imageBytes(dir) };
+    return { bytes: await imageBytes(dir), ...(streamedBytes ? { streamedBytes } : {}) };
   }
 
   /**
@@ -307,10 +338,17 @@ export class CheckpointMigrationEffects implements MigrationEffects {
     }
   }
 
+  /** Whether transfer() rewrites the final dump's memory images before sending them (shadow pre-copy). */
+  private rewritesDump(record: MigrationRecord): boolean {
+    return this.method(record) === 'shadow' && this.shadows.has(record.id) && record.rounds.length > 0;
+  }
+
   async transfer(record: MigrationRecord): Promise<{ bytes: number }> {
     const shadows = this.shadows.get(record.id);
     const round = this.finalRound(record);
-    if (this.method(record) === 'shadow' && shadows && record.rounds.length > 0) {
+    const streamed = this.streamed.get(record.id);
+    if (streamed) return { bytes: await this.sendRound(record, round, { streamed: await streamed.sent }) };
+    if (shadows && this.rewritesDump(record)) {
       // Only the pages that differ from the last round's shadow are left in the final image; the
       // rest of the image (process state, files, namespaces) goes out while they are compared.
       const meanwhile = { rewrites: (name: string) => MEMORY_IMAGE.test(name), run: () => this.shadow.diff(this.dir(record, round), shadows, record.rounds.length, this.frozen.get(record.id)) };
@@ -341,6 +379,10 @@ export class CheckpointMigrationEffects implements MigrationEffects {
     this.shadows.delete(record.id);
     this.frozen.delete(record.id);
     this.sharedState.delete(record.id);
+    this.chunkedUploads.delete(record.id);
+    // An abort before the transfer took them: the pages still on their way are broken off.
+    await this.streamed.get(record.id)?.streamer.cancel(new Error(`migration ${record.id} ended`));
+    this.streamed.delete(record.id);
     this.measuredState.delete(record.id);
   }
 

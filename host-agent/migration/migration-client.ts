@@ -6,8 +6,10 @@
  */
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
+import type { Readable } from 'node:stream';
 import axios, { AxiosError, type AxiosInstance } from 'axios';
+import type { GrowingFile } from '../checkpoint/growing-file';
 import type { ImageFile, ImageManifest } from '../checkpoint/image-manifest';
 import type { PrepareBody, RoundManifest } from '../api/migration-schemas';
 import { PREDICTOR_STATE_MAX_BYTES } from '../api/routes/prediction-routes';
@@ -38,6 +40,12 @@ export const SMALL_FILE_BYTES = 1 << 20;
  */
 const CODES: readonly MigrationErrorCode[] = ['INVALID_MIGRATION', 'INVALID_TRANSITION', 'NOT_FOUND', 'REFUSED', 'TRANSFER_FAILED', 'TIMEOUT'];
 
+/** What a destination's prepare answer tells the source beyond "prepared". */
+export interface PrepareAnswer {
+  readonly sharedStateDirectory: boolean;
+  readonly chunkedUploads: boolean;
+}
+
 export class MigrationClient {
   private readonly http: AxiosInstance;
   private readonly idleTimeoutMs: number;
@@ -57,52 +65,82 @@ export class MigrationClient {
   }
 
   /**
-   * Resolves to what the destination said of the shard's state directory: `sharedStateDirectory`
-   * true when it found the source's mark in it (an older destination says nothing: false).
+   * Resolves to what the destination said: `sharedStateDirectory` true when it found the
+   * source's mark in the shard's state directory; `chunkedUploads` true when it takes image
+   * files of no announced length (uploadGrowingFile). An older destination says neither: false.
    */
-  async prepare(migrationId: string, body: PrepareBody): Promise<{ sharedStateDirectory: boolean }> {
+  async prepare(migrationId: string, body: PrepareBody): Promise<PrepareAnswer> {
     const response = await this.call('prepare', () => this.http.post(`/v1/migrations/${migrationId}/prepare`, body));
-    return { sharedStateDirectory: (response.data as { sharedStateDirectory?: unknown } | undefined)?.sharedStateDirectory === true };
+    const answer = response.data as { sharedStateDirectory?: unknown; chunkedUploads?: unknown } | undefined;
+    return { sharedStateDirectory: answer?.sharedStateDirectory === true, chunkedUploads: answer?.chunkedUploads === true };
   }
 
   /**
    * Streams one file of an image round, hashing it on the way (no separate pass over the file);
    * resolves to its size and sha256. With `file.sha256` known beforehand, the destination checks
-   * it on arrival; either way the restore request carries the manifest the destination checks
-   * every received file against.
+   * it as soon as the file has arrived; otherwise at the round's verify.
    */
   async uploadFile(migrationId: string, round: number, dir: string, file: { name: string; bytes: number; sha256?: string }, signal?: AbortSignal): Promise<ImageFile> {
+    return this.upload(migrationId, round, file.name, createReadStream(join(dir, file.name), { highWaterMark: 1 << 20 }), {
+      headers: { 'content-length': String(file.bytes), ...(file.sha256 ? { 'x-shardform-sha256': file.sha256 } : {}) },
+      ...(signal ? { signal } : {}),
+    });
+  }
+
+  /**
+   * Streams a file that is still being written (a pages file CRIU is dumping), as chunked HTTP
+   * without a length: only to a destination that said it takes such uploads (`chunkedUploads`
+   * in its prepare answer). Resolves to the bytes sent and their sha256, which the round's
+   * verify checks at the destination like any other file's. Time spent waiting for the writer
+   * does not count as a stalled link.
+   */
+  async uploadGrowingFile(migrationId: string, round: number, file: GrowingFile, signal?: AbortSignal): Promise<ImageFile> {
+    return this.upload(migrationId, round, basename(file.path), file.stream, { waitingForWriter: () => file.waitingForWriter, ...(signal ? { signal } : {}) });
+  }
+
+  /** PUTs `body` as image file `name` of `round`, hashing it on the way; aborted when no byte moves for `idleTimeoutMs`. */
+  private async upload(
+    migrationId: string,
+    round: number,
+    name: string,
+    body: Readable,
+    opts: { headers?: Record<string, string>; waitingForWriter?: () => boolean; signal?: AbortSignal },
+  ): Promise<ImageFile> {
     const controller = new AbortController();
     const hash = createHash('sha256');
-    const stream = createReadStream(join(dir, file.name), { highWaterMark: 1 << 20 });
-    stream.on('data', (chunk) => hash.update(chunk as Buffer));
+    let bytes = 0;
+    body.on('data', (chunk: Buffer) => {
+      hash.update(chunk);
+      bytes += chunk.length;
+    });
     let idle: NodeJS.Timeout | undefined;
     const arm = () => {
       if (idle) clearTimeout(idle);
-      idle = setTimeout(() => controller.abort(new Error(`no progress for ${this.idleTimeoutMs} ms`)), this.idleTimeoutMs);
+      idle = setTimeout(() => {
+        if (opts.waitingForWriter?.()) arm();
+        else controller.abort(new Error(`no progress for ${this.idleTimeoutMs} ms`));
+      }, this.idleTimeoutMs);
     };
-    stream.on('data', arm);
+    body.on('data', arm);
     arm();
     try {
-      await this.call(`upload ${round}/${file.name}`, () =>
-        this.http.put(`/v1/migrations/${migrationId}/rounds/${round}/files/${encodeURIComponent(file.name)}`, stream, {
-          headers: {
-            'content-type': 'application/octet-stream',
-            'content-length': String(file.bytes),
-            ...(file.sha256 ? { 'x-shardform-sha256': file.sha256 } : {}),
-          },
-          maxBodyLength: Infinity,
+      await this.call(`upload ${round}/${name}`, () =>
+        this.http.put(`/v1/migrations/${migrationId}/rounds/${round}/files/${encodeURIComponent(name)}`, body, {
+          headers: { 'content-type': 'application/octet-stream', ...opts.headers },
+          // -1, not Infinity: axios then pipes the body straight into the request, without a
+          // counting stage per chunk (the destination limits the size it takes).
+          maxBodyLength: -1,
           maxContentLength: 1 << 20,
           timeout: 0,
           // Cancelled with the rest of its round (another file failed): the migration aborts sooner.
-          signal: signal ? AbortSignal.any([controller.signal, signal]) : controller.signal,
+          signal: opts.signal ? AbortSignal.any([controller.signal, opts.signal]) : controller.signal,
         }),
       );
     } finally {
       if (idle) clearTimeout(idle);
-      stream.destroy();
+      body.destroy();
     }
-    return { name: file.name, bytes: file.bytes, sha256: hash.digest('hex') };
+    return { name, bytes, sha256: hash.digest('hex') };
   }
 
   /**

@@ -163,8 +163,8 @@ export class MigrationDriver {
         await this.effects.freeze(record);
         return { to: 'dumped' };
       case 'dumped': {
-        const { bytes } = await this.effects.dump(record);
-        return { to: 'transferred', changes: { finalBytes: bytes } };
+        const { bytes, streamedBytes } = await this.effects.dump(record);
+        return { to: 'transferred', changes: { finalBytes: bytes, ...(streamedBytes ? { streamedBytes } : {}) } };
       }
       case 'transferred': {
         const { bytes } = await this.effects.transfer(record);

@@ -20,8 +20,11 @@ export interface MigrationEffects {
   preCopyRound(record: MigrationRecord, round: number): Promise<{ bytes: number }>;
   /** Freezes the source shard. */
   freeze(record: MigrationRecord): Promise<void>;
-  /** Final dump of the frozen source, left stopped; resolves to the image bytes. */
-  dump(record: MigrationRecord): Promise<{ bytes: number }>;
+  /**
+   * Final dump of the frozen source, left stopped; resolves to the image bytes, and how many of
+   * them were already on their way to the destination when the dump ended (sent while CRIU wrote them).
+   */
+  dump(record: MigrationRecord): Promise<{ bytes: number; streamedBytes?: number }>;
   /** Streams the final image to the destination, which verifies every file's sha256. */
   transfer(record: MigrationRecord): Promise<{ bytes: number }>;
   /**

@@ -41,6 +41,11 @@ export interface MigrationRecord {
   readonly preCopyMethod?: PreCopyMethod;
   /** Bytes of the final image (sent after the freeze). */
   readonly finalBytes?: number;
+  /**
+   * Bytes of the final image already on their way to the destination when CRIU's dump ended
+   * (its pages sent while CRIU wrote them: dump-streamer.ts); set with `transferred`.
+   */
+  readonly streamedBytes?: number;
   /** Total bytes sent: pre-copy rounds plus the final image. */
   readonly bytesSent?: number;
   /**
@@ -229,6 +234,7 @@ export function migrationRecordProblem(value: unknown): string | undefined {
   }
   if (!Array.isArray(r.rounds)) return `rounds is ${show(r.rounds)}, not a list`;
   if (r.lazyPagesMs !== undefined && (typeof r.lazyPagesMs !== 'number' || !Number.isFinite(r.lazyPagesMs) || r.lazyPagesMs < 0)) return `lazyPagesMs is ${show(r.lazyPagesMs)}, not a number of milliseconds >= 0`;
+  if (r.streamedBytes !== undefined && !(Number.isSafeInteger(r.streamedBytes) && (r.streamedBytes as number) >= 0)) return `streamedBytes is ${show(r.streamedBytes)}, not a number of bytes >= 0`;
   if (r.abort !== undefined) {
     const a = r.abort as { reason?: unknown; from?: unknown; cleanup?: unknown } | null;
     if (typeof a !== 'object' || a === null) return `abort is ${show(r.abort)}, not an object`;

@@ -13,6 +13,8 @@ export interface MigrationSummary {
   readonly downtimeSteps: DowntimeSteps | null;
   /** How long the shard ran on the destination while its memory was filled lazily (after the downtime), once committed. */
   readonly lazyPagesMs: number | null;
+  /** Bytes of the final image sent while CRIU was still dumping it (the rest went after the dump), when any were. */
+  readonly streamedBytes: number | null;
   readonly durationMs: number | null;
   readonly bytesSent: number;
   readonly rounds: number;
@@ -36,6 +38,7 @@ export function summarize(record: MigrationRecord): MigrationSummary {
     downtimeMs: downtimeMs(record) ?? null,
     downtimeSteps: downtimeSteps(record) ?? null,
     lazyPagesMs: record.lazyPagesMs ?? null,
+    streamedBytes: record.streamedBytes ?? null,
     durationMs: durationMs(record) ?? null,
     bytesSent: record.bytesSent ?? 0,
     rounds: record.rounds.length,

@@ -79,6 +79,8 @@ export const MigrationSummarySchema = Type.Object({
   updatedAt: Type.Optional(Nullable(Type.String())),
   // Optional: agents before lazy restores (2026-11-29) do not send it.
   lazyPagesMs: Type.Optional(Nullable(Milliseconds)),
+  // Optional: agents before streamed dumps (2026-11-29) do not send it.
+  streamedBytes: Type.Optional(Nullable(Count)),
 });
 export type MigrationSummaryReply = Static<typeof MigrationSummarySchema>;
 

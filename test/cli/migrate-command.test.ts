@@ -42,7 +42,8 @@ async function fakeSourceAgent(): Promise<{ app: FastifyInstance; url: string; s
     if (input.shardId === 'web-1') return abortRecord(record, 'prepared: out of capacity: 0 cpu cores free, shard web-1 needs 1', '2026-11-25T05:00:00.200Z');
     record = advance(record, 'frozen', '2026-11-25T05:00:00.200Z');
     record = advance(record, 'dumped', '2026-11-25T05:00:00.203Z');
-    record = advance(record, 'transferred', '2026-11-25T05:00:00.380Z');
+    // web-5's pages went out while CRIU dumped them: 2 MiB were on their way when the dump ended.
+    record = advance(record, 'transferred', '2026-11-25T05:00:00.380Z', input.shardId === 'web-5' ? { streamedBytes: 2 * 2 ** 20 } : {});
     record = advance(record, 'restored', '2026-11-25T05:00:00.430Z');
     // web-3's destination restored lazily: the shard ran 170 ms of the restore step while its memory was filled.
     record = advance(record, 'committed', '2026-11-25T05:00:00.650Z', { bytesSent: 3 * 2 ** 20, ...(input.shardId === 'web-3' ? { lazyPagesMs: 170 } : {}) });
@@ -84,6 +85,12 @@ describe('shardform migrate', () => {
     expect(result.stdout.trim()).toBe(
       'shard web-3 moved host-1 -> host-2: downtime 280 ms (freeze 3, dump 177, transfer 50, restore 50 ms; then it ran while its memory was filled in, 170 ms), total 800 ms, 3MiB sent, 2 pre-copy round(s) (page contents compared: no dirty-page tracking here) (migration mig-web-3)',
     );
+  });
+
+  it('says how much of the image went out while CRIU still dumped it', async () => {
+    const result = await runCli('migrate', 'web-5', '--to', 'host-2', '--agent', agent.url, '--token-file', tokenFile);
+    expect(result.code).toBe(0);
+    expect(result.stdout.trim()).toBe('shard web-5 moved host-1 -> host-2: downtime 450 ms (freeze 3, dump 177 with 2MiB sent meanwhile, transfer 50, restore 220 ms), total 800 ms, 3MiB sent (migration mig-web-5)');
   });
 
   // A plan's migration.timeoutSeconds and a destination's prepare go up to a day; the control route stopped at an hour.

@@ -24,7 +24,7 @@ export function renderMigration(s: MigrationSummary): string {
       ? ''
       : s.strategy === 'restart'
         ? ` (stop ${d.freezeMs}, archive ${d.dumpMs}, transfer ${d.transferMs}, start ${d.restoreMs} ms)`
-        : ` (freeze ${d.freezeMs}, dump ${d.dumpMs}, transfer ${d.transferMs}, restore ${d.restoreMs} ms${s.lazyPagesMs ? `; then it ran while its memory was filled in, ${s.lazyPagesMs} ms` : ''})`;
+        : ` (freeze ${d.freezeMs}, dump ${d.dumpMs}${s.streamedBytes ? ` with ${formatBytes(s.streamedBytes)} sent meanwhile` : ''}, transfer ${d.transferMs}, restore ${d.restoreMs} ms${s.lazyPagesMs ? `; then it ran while its memory was filled in, ${s.lazyPagesMs} ms` : ''})`;
     return `shard ${s.shardId} moved ${s.source} -> ${s.destination}${how}: downtime ${ms(s.downtimeMs)}${steps}, total ${ms(s.durationMs)}, ${formatBytes(s.bytesSent)} sent${rounds} (migration ${s.id})`;
   }
   return `shard ${s.shardId} stays on ${s.source}: migration ${s.id} ${s.state}: ${s.abortReason ?? 'no reason recorded'}`;

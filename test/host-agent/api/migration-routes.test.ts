@@ -84,7 +84,8 @@ describe('migration routes (destination agent)', () => {
   it('prepares: reserves capacity and asks the keeper for a held cgroup', async () => {
     const response = await prepare();
     expect(response.statusCode).toBe(200);
-    expect(response.json()).toEqual({ migrationId: 'mig-1', hostId: 'host-2', shardId: 'web-0', state: 'prepared', sharedStateDirectory: false });
+    // chunkedUploads: this destination takes image files of no announced length (sent while CRIU writes them).
+    expect(response.json()).toEqual({ migrationId: 'mig-1', hostId: 'host-2', shardId: 'web-0', state: 'prepared', sharedStateDirectory: false, chunkedUploads: true });
     expect(dest.handover.calls).toEqual(['prepareIncoming web-0']);
   });
 
@@ -525,6 +526,30 @@ describe('migration routes (destination agent)', () => {
     expect(late.json().message).toBe('migration mig-1 was aborted while it was prepared; what it made is removed');
     expect(dest.handover.calls).toEqual(['prepareIncoming web-0', 'discard web-0', 'abort answered']);
     expect(existsSync(dest.incoming.dirOf('mig-1'))).toBe(false);
+  });
+
+  it('takes an image file of no announced length (sent while CRIU wrote it), and checks its size and sha256 at the round\'s verify', async () => {
+    await prepare();
+    const { PassThrough } = await import('node:stream');
+    const data = Buffer.alloc(300_000, 9);
+    const send = async (name: string) => {
+      const body = new PassThrough();
+      const uploading = app.inject({ method: 'PUT', url: `/v1/migrations/mig-1/rounds/1/files/${name}`, headers: { ...AUTH, 'content-type': 'application/octet-stream' }, payload: body });
+      body.write(data.subarray(0, 1000));
+      body.end(data.subarray(1000));
+      return uploading;
+    };
+    const arrived = await send('pages-1.img');
+    expect(arrived.statusCode).toBe(201);
+    expect(arrived.json()).toEqual({ round: 1, name: 'pages-1.img', bytes: data.length, sha256: sha(data) });
+    const verify = (sha256: string, bytes = data.length) =>
+      app.inject({ method: 'POST', url: '/v1/migrations/mig-1/rounds/1/verify', headers: AUTH, payload: { files: [{ name: 'pages-1.img', bytes, sha256 }] } });
+    // What the source hashed differs from what arrived (changed on the way): refused, naming the file and both figures.
+    const wrong = await verify(sha(Buffer.from('other')));
+    expect(wrong.statusCode).toBeGreaterThanOrEqual(400);
+    expect(wrong.json()).toMatchObject({ error: 'TRANSFER_FAILED', message: expect.stringContaining(`image file pages-1.img arrived as ${data.length} bytes sha256 ${sha(data)}`) });
+    expect((await verify(sha(data), data.length + 1)).json()).toMatchObject({ error: 'TRANSFER_FAILED' });
+    expect((await verify(sha(data))).statusCode).toBe(200);
   });
 
   it('an image file that was still arriving when the abort came is not kept, even where it made the directory again', async () => {

@@ -1,8 +1,9 @@
 import { execFile, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { readProcStat } from '../../../host-agent/runner/proc-info';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
+import type { GrowingFile } from '../../../host-agent/checkpoint/growing-file';
 import { CheckpointMigrationEffects } from '../../../host-agent/migration/checkpoint-migration-effects';
 import type { MigrationClient } from '../../../host-agent/migration/migration-client';
 import { advance, planMigration, type MigrationRecord } from '../../../host-agent/migration/migration-record';
@@ -54,7 +55,7 @@ const GiB = 2 ** 30;
 /** The destination routes, when a test wants the real one behind the client's prepare and abort. */
 type Destination = Pick<FastifyInstance, 'inject'>;
 
-function setUp(root: string, opts: { destination?: Destination; sharedStateDirectory?: boolean; stateDirectory?: string | null | Error; thawSees?: string; pack?: (dir: string, archive: string) => Promise<void>; shadow?: ShadowPreCopy; dumpFails?: string; freeBytes?: number; imageBytes?: number; stateBytes?: number; cgroup?: boolean; root?: boolean; criuAtWork?: () => { pid: number; ageSeconds?: number; startTime?: number }[] } = {}) {
+function setUp(root: string, opts: { destination?: Destination; sharedStateDirectory?: boolean; stateDirectory?: string | null | Error; thawSees?: string; pack?: (dir: string, archive: string) => Promise<void>; shadow?: ShadowPreCopy; dumpFails?: string; freeBytes?: number; imageBytes?: number; stateBytes?: number; cgroup?: boolean; root?: boolean; criuAtWork?: () => { pid: number; ageSeconds?: number; startTime?: number }[]; chunkedUploads?: boolean; streamDump?: boolean; dumpFailsAfterPages?: string; awaitStream?: boolean } = {}) {
   const calls: string[] = [];
   let stateWalks = 0;
   const prepared: PrepareBody[] = [];
@@ -62,10 +63,24 @@ function setUp(root: string, opts: { destination?: Destination; sharedStateDirec
     prepare: async (id: string, body: PrepareBody) => {
       prepared.push(body);
       calls.push(`client.prepare ${id} ${body.shard.shardId} ${JSON.stringify(body.shard.limits)}`);
-      if (!opts.destination) return { sharedStateDirectory: opts.sharedStateDirectory ?? false };
+      if (!opts.destination) return { sharedStateDirectory: opts.sharedStateDirectory ?? false, chunkedUploads: opts.chunkedUploads ?? false };
       const answer = await opts.destination.inject({ method: 'POST', url: `/v1/migrations/${id}/prepare`, headers: AUTH, payload: body });
       if (answer.statusCode !== 200) throw new Error(`prepare answered ${answer.statusCode}: ${answer.body}`);
-      return { sharedStateDirectory: answer.json().sharedStateDirectory === true };
+      return { sharedStateDirectory: answer.json().sharedStateDirectory === true, chunkedUploads: opts.chunkedUploads ?? false };
+    },
+    // Reads the growing file to its end, as the real client sends it.
+    uploadGrowingFile: async (id: string, round: number, file: GrowingFile) => {
+      const name = basename(file.path);
+      calls.push(`client.uploadGrowingFile ${id} ${round} ${name}`);
+      let bytes = 0;
+      try {
+        for await (const chunk of file.stream) bytes += (chunk as Buffer).length;
+      } catch (error) {
+        calls.push(`client.uploadGrowingFile ${name} broken off: ${(error as Error).message}`);
+        throw error;
+      }
+      calls.push(`client.uploadGrowingFile ${name} sent ${bytes} bytes`);
+      return { name, bytes, sha256: 'b'.repeat(64) };
     },
     uploadFiles: async (id: string, round: number, _dir: string, files: { name: string; bytes: number }[]) => {
       calls.push(`client.uploadFiles ${id} ${round} ${files.map((f) => f.name).join(',')}`);
@@ -113,9 +128,16 @@ function setUp(root: string, opts: { destination?: Destination; sharedStateDirec
           throw new Error(opts.dumpFails);
         }
         mkdirSync(dir, { recursive: true });
-        writeFileSync(join(dir, 'pages-1.img'), Buffer.alloc(10));
+        // The pages a moment apart, as CRIU writes them; a failure part-way is seen by the stream.
+        writeFileSync(join(dir, 'pages-1.img'), Buffer.alloc(4));
+        // (bounded) until the pages are on their way, where the test expects them to be
+        for (let i = 0; opts.awaitStream && i < 400 && !calls.some((c) => c.endsWith(' 1 pages-1.img') && c.startsWith('client.uploadGrowingFile ')); i += 1) await new Promise((resolve) => setTimeout(resolve, 5));
+        await new Promise((resolve) => setTimeout(resolve, 30));
+        if (opts.dumpFailsAfterPages) throw new Error(opts.dumpFailsAfterPages);
+        appendFileSync(join(dir, 'pages-1.img'), Buffer.alloc(6));
         writeFileSync(join(dir, 'core-1.img'), Buffer.alloc(5));
         writeFileSync(join(dir, 'criu-dump.log'), 'log');
+        calls.push('criu.dump done');
       },
     },
     // A destination behind the real routes takes only a memory limit a shard can have.
@@ -131,6 +153,7 @@ function setUp(root: string, opts: { destination?: Destination; sharedStateDirec
     findRoot: async () => (opts.root === false ? undefined : { pid: 4242 }),
     criuAtWork: async (target) => (calls.push(`criuAtWork ${target.rootPid ?? '-'} ${target.freezeCgroup ?? '-'}`), opts.criuAtWork?.() ?? []),
     ...(opts.shadow ? { shadow: opts.shadow } : {}),
+    streamDump: opts.streamDump ?? true,
     space: { free: () => opts.freeBytes ?? 100 * GiB, imageBytes: async () => opts.imageBytes ?? GiB, stateBytes: async () => ((stateWalks += 1), opts.stateBytes ?? 0) },
   });
   return { calls, effects, prepared, stateWalks: () => stateWalks };
@@ -186,6 +209,7 @@ describe('checkpoint migration effects (source side)', () => {
       'handover.release web-0',
       'driver.freeze web-0',
       'criu.dump 4242 /sys/fs/cgroup/freezer/shardform/host-1/web-0 /m1/2 /m1/1',
+      'criu.dump done',
       'client.uploadFiles m1 2 core-1.img,pages-1.img,state.tar',
       'client.verifyRound m1 2 core-1.img,pages-1.img,state.tar',
       'client.restore m1 [[1,null],[2,1]]',
@@ -211,6 +235,51 @@ describe('checkpoint migration effects (source side)', () => {
     expect(readdirSync(join(root, 'apps', 'web-3'))).toEqual(['counter']);
   });
 
+  describe('to a destination that takes chunked uploads', () => {
+    const plain = (id: string) => planMigration({ id, fleet: 'f', shardId: 'web-20', applicationId: 'web', source: 'host-1', destination: 'host-2' }, AT);
+
+    it('sends the pages while CRIU writes them; the transfer sends the rest and has every file verified', async () => {
+      const root = join(dir.path, 'streamed');
+      const { calls, effects } = setUp(root, { chunkedUploads: true, awaitStream: true });
+      const record = plain('m20');
+      await effects.prepare(record);
+      await effects.freeze(record);
+      await effects.dump(record);
+      const sent = await effects.transfer(record);
+      expect(calls.slice(calls.indexOf('driver.freeze web-20'))).toEqual([
+        'driver.freeze web-20',
+        'criu.dump 4242 /sys/fs/cgroup/freezer/shardform/host-1/web-0 /m20/1 -',
+        'client.uploadGrowingFile m20 1 pages-1.img', // before the dump is done
+        'criu.dump done',
+        'client.uploadGrowingFile pages-1.img sent 10 bytes', // to its end, once CRIU is done
+        'client.uploadFiles m20 1 core-1.img,state.tar',
+        'client.verifyRound m20 1 pages-1.img,core-1.img,state.tar',
+      ]);
+      expect(sent.bytes).toBe(10 + 5 + statSync(join(root, 'm20', '1', 'state.tar')).size);
+    });
+
+    it('streams nothing when switched off (SHARDFORM_CRIU_STREAM_DUMP=off), nor to a destination that did not say it takes chunked uploads', async () => {
+      for (const [name, opts] of [['switched-off', { chunkedUploads: true, streamDump: false }], ['older-destination', { chunkedUploads: false }]] as const) {
+        const { calls, effects } = setUp(join(dir.path, name), opts);
+        const record = plain(`m21-${name}`);
+        await effects.prepare(record);
+        await effects.freeze(record);
+        await effects.dump(record);
+        await effects.transfer(record);
+        expect(calls.filter((c) => c.startsWith('client.upload'))).toEqual([`client.uploadFiles m21-${name} 1 core-1.img,pages-1.img,state.tar`]);
+      }
+    });
+
+    it('breaks the pages upload off with the dump\'s failure before the dump step fails (nothing is still arriving at the abort)', async () => {
+      const { calls, effects } = setUp(join(dir.path, 'streamed-fails'), { chunkedUploads: true, awaitStream: true, dumpFailsAfterPages: "criu dump failed (exit 1): Can't dump" });
+      const record = plain('m22');
+      await effects.prepare(record);
+      await effects.freeze(record);
+      await expect(effects.dump(record)).rejects.toThrow("Can't dump");
+      expect(calls).toContain("client.uploadGrowingFile pages-1.img broken off: criu dump failed (exit 1): Can't dump");
+    });
+  });
+
   it('removes its mark from the state directory when the migration aborts and the source resumes', async () => {
     const root = join(dir.path, 'mark-on-abort');
     const { effects } = setUp(root);
@@ -224,7 +293,8 @@ describe('checkpoint migration effects (source side)', () => {
   it('pre-copies by shadow where CRIU cannot track dirty pages: only the shadow\'s image files go out, the final dump is full and then compared', async () => {
     const root = join(dir.path, 'shadow');
     const calls: string[] = [];
-    const { calls: effectCalls, effects } = setUp(root, { shadow: fakeShadow(calls) });
+    // The destination takes chunked uploads, but the final dump's pages are rewritten before they go: not streamed.
+    const { calls: effectCalls, effects } = setUp(root, { shadow: fakeShadow(calls), chunkedUploads: true });
     let record: MigrationRecord = { ...planMigration({ id: 'm5', fleet: 'f', shardId: 'web-5', applicationId: 'web', source: 'host-1', destination: 'host-2', preCopy: true }, AT), preCopyMethod: 'shadow' };
     expect(await effects.preCopySupport(record)).toEqual({ ok: true, method: 'shadow' });
     await effects.prepare(record);
@@ -259,6 +329,7 @@ describe('checkpoint migration effects (source side)', () => {
       'handover.release web-5',
       'driver.freeze web-5',
       'criu.dump 4242 /sys/fs/cgroup/freezer/shardform/host-1/web-0 /m5/3 -', // (the fake driver's fixed path) full dump: no CRIU parent to track dirty pages against
+      'criu.dump done',
       'client.uploadFiles m5 3 core-1.img,state.tar', // sent while the memory images are compared
       'client.uploadFiles m5 3 pages-1.img', // the compared pages, after
       'client.verifyRound m5 3 core-1.img,state.tar,pages-1.img',

@@ -1,10 +1,11 @@
 import { createHash } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
+import { appendFileSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { MigrationClient, SMALL_FILE_BYTES, SMALL_UPLOAD_CONCURRENCY, UPLOAD_CONCURRENCY } from '../../../host-agent/migration/migration-client';
 import { tempDir } from '../../helpers/cli';
+import { GrowingFile } from '../../../host-agent/checkpoint/growing-file';
 
 /** A loopback destination that holds every upload for a moment and records how many were in flight, by size. */
 function startRecorder(): Promise<{ server: Server; url: string; peak: { large: number; small: number }; received: Map<string, string> }> {
@@ -111,6 +112,58 @@ describe('migration client uploads', () => {
         code: 'INVALID_TRANSITION',
         message: expect.stringContaining('upload 1/bad.img'),
       });
+    } finally {
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    }
+  });
+});
+
+describe('migration client: a file still being written', () => {
+  const dir = tempDir('shardform-upload-growing');
+  afterAll(() => dir.remove());
+
+  it('sends it as chunked HTTP and does not take the wait for its writer for a stalled link', async () => {
+    const got: { chunked?: boolean; sha?: string } = {};
+    const server = createServer((request, response) => {
+      const hash = createHash('sha256');
+      request.on('data', (chunk: Buffer) => hash.update(chunk));
+      request.on('end', () => {
+        Object.assign(got, { chunked: request.headers['transfer-encoding'] === 'chunked' && request.headers['content-length'] === undefined, sha: hash.digest('hex') });
+        response.writeHead(201, { 'content-type': 'application/json' }).end('{}');
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const path = join(dir.path, 'pages-1.img');
+      writeFileSync(path, Buffer.alloc(1000, 1));
+      const file = new GrowingFile(path, { chunkBytes: 512, pollMs: 1 });
+      const client = new MigrationClient({ baseUrl: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, token: 't', idleTimeoutMs: 40 });
+      const upload = client.uploadGrowingFile('m1', 1, file);
+      // The writer pauses for several idle timeouts: the upload waits with it.
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      appendFileSync(path, Buffer.alloc(700, 2));
+      file.finish();
+      const whole = Buffer.concat([Buffer.alloc(1000, 1), Buffer.alloc(700, 2)]);
+      expect(await upload).toEqual({ name: 'pages-1.img', bytes: 1700, sha256: createHash('sha256').update(whole).digest('hex') });
+      expect(got).toEqual({ chunked: true, sha: createHash('sha256').update(whole).digest('hex') });
+    } finally {
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    }
+  });
+
+  it('breaks off when the link stalls with bytes to send', async () => {
+    // Reads nothing and never answers: the socket fills up, the file's bytes wait to be sent.
+    const server = createServer((request) => request.pause());
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const path = join(dir.path, 'pages-2.img');
+      writeFileSync(path, Buffer.alloc(32 << 20, 1));
+      const file = new GrowingFile(path, { pollMs: 1 });
+      const client = new MigrationClient({ baseUrl: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, token: 't', idleTimeoutMs: 100 });
+      await expect(client.uploadGrowingFile('m1', 1, file)).rejects.toMatchObject({ code: 'TRANSFER_FAILED', message: expect.stringContaining('upload 1/pages-2.img') });
+      expect(file.bytesRead).toBeLessThan(32 << 20);
     } finally {
       server.closeAllConnections();
       await new Promise((resolve) => server.close(resolve));

@@ -107,6 +107,7 @@ describe('migrationRecordProblem', () => {
     ['an abort without its cleanup', { ...good, state: 'aborted', abort: { reason: 'x', from: 'prepared' } }, 'abort.cleanup is missing, not pending or complete'],
     ['aborted without abort', { ...good, state: 'aborted' }, 'state is "aborted" but abort is missing (cleanup unknown)'],
     ['a negative lazy fill', { ...good, lazyPagesMs: -3 }, 'lazyPagesMs is -3, not a number of milliseconds >= 0'],
+    ['a fractional byte count streamed', { ...good, streamedBytes: 1.5 }, 'streamedBytes is 1.5, not a number of bytes >= 0'],
   ])('names the field and the value: %s', (_what, value, problem) => {
     expect(migrationRecordProblem(value)).toBe(problem);
   });

@@ -62,7 +62,7 @@ function setUp(opts: { sharedStateDirectory?: boolean; failOn?: string; sourcePi
       prepare: async () => {
         markAtPrepare = readdirSync(join(work, 'state', 'db-0')).filter((name) => name.startsWith('.shardform-'));
         await step('dest.prepare');
-        return { sharedStateDirectory: opts.sharedStateDirectory ?? false };
+        return { sharedStateDirectory: opts.sharedStateDirectory ?? false, chunkedUploads: false };
       },
       uploadRound: async (_id: string, _round: number, dir: string, files: readonly { name: string; bytes: number }[]) => {
         await step('dest.upload');

@@ -1,0 +1,120 @@
+/**
+ * Sends a final dump's pages files to the destination while CRIU is still writing them, so
+ * that most of the image has arrived when the dump ends instead of only starting to move then
+ * (both are in the shard's downtime). Only to a destination that takes chunked uploads.
+ *
+ * CRIU writes one process's pages file whole before it opens the next (it dumps the tree one
+ * process at a time), so a new pages file means the ones seen before are complete; the last
+ * ones are complete when CRIU exits 0. That order is relied on only for speed: once the dump is
+ * done, every streamed file's size is compared with the file's, and one that differs is not
+ * counted as sent (the transfer sends it again, whole). What a file gave is hashed as it goes,
+ * and the destination checks every file's size and sha256 at the round's verify.
+ */
+import { readdir, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
+import { GrowingFile } from '../checkpoint/growing-file';
+import type { ImageFile } from '../checkpoint/image-manifest';
+import type { MigrationClient } from './migration-client';
+
+/** CRIU's pages files: `pages-1.img`, `pages-12.img` (the other image files are small and sent after the dump). */
+export const PAGES_FILE = /^pages-\d+\.img$/;
+
+export interface DumpStreamerOptions {
+  readonly client: Pick<MigrationClient, 'uploadGrowingFile'>;
+  readonly migrationId: string;
+  readonly round: number;
+  /** The directory CRIU dumps into. */
+  readonly dir: string;
+  /** How often the directory is looked at for a new pages file; default 5 ms. */
+  readonly scanMs?: number;
+  /** How often a followed file's size is looked at; default 2 ms. */
+  readonly pollMs?: number;
+}
+
+interface Followed {
+  readonly file: GrowingFile;
+  readonly upload: Promise<ImageFile>;
+}
+
+export class DumpStreamer {
+  private readonly followed = new Map<string, Followed>();
+  /** Cancels the uploads in flight: the first failure, or the dump's. */
+  private readonly stop = new AbortController();
+  private failure: { error: unknown } | undefined;
+  private ended = false;
+  /** Ends the scan's wait between looks once the dump ended. */
+  private readonly endScan = new AbortController();
+  private readonly scanning: Promise<void>;
+
+  constructor(private readonly opts: DumpStreamerOptions) {
+    this.scanning = this.scan();
+  }
+
+  /** Bytes read from the dump's pages files so far (sent, or on their way). */
+  get bytesStreamed(): number {
+    let bytes = 0;
+    for (const { file } of this.followed.values()) bytes += file.bytesRead;
+    return bytes;
+  }
+
+  private async scan(): Promise<void> {
+    while (!this.ended && !this.stop.signal.aborted) {
+      await this.look();
+      await delay(this.opts.scanMs ?? 5, undefined, { signal: this.endScan.signal }).catch(() => undefined);
+    }
+  }
+
+  private async look(): Promise<void> {
+    let names: string[];
+    try {
+      names = (await readdir(this.opts.dir)).filter((name) => PAGES_FILE.test(name) && !this.followed.has(name));
+    } catch {
+      return; // not made yet; the dump makes it
+    }
+    if (names.length === 0 || this.stop.signal.aborted) return;
+    // A new pages file: CRIU is done with the ones it wrote before.
+    for (const { file } of this.followed.values()) file.finish();
+    for (const name of names.sort()) {
+      const file = new GrowingFile(join(this.opts.dir, name), this.opts.pollMs !== undefined ? { pollMs: this.opts.pollMs } : {});
+      const upload = this.opts.client.uploadGrowingFile(this.opts.migrationId, this.opts.round, file, this.stop.signal);
+      upload.catch((error: unknown) => {
+        this.failure ??= { error };
+        this.stop.abort(error);
+        file.fail(error instanceof Error ? error : new Error(String(error)));
+      });
+      this.followed.set(name, { file, upload });
+    }
+  }
+
+  /**
+   * CRIU exited 0. Resolves, once every upload has ended, to the files sent whole (each one's
+   * size compared with the file's now); fails with the first upload's failure.
+   */
+  async dumpDone(): Promise<ImageFile[]> {
+    this.ended = true;
+    this.endScan.abort();
+    await this.scanning;
+    await this.look(); // a pages file made at the very end
+    for (const { file } of this.followed.values()) file.finish();
+    const settled = await Promise.allSettled([...this.followed.values()].map((f) => f.upload));
+    if (this.failure) throw this.failure.error;
+    const sent: ImageFile[] = [];
+    for (const result of settled) {
+      if (result.status === 'rejected') throw result.reason;
+      const { size } = await stat(join(this.opts.dir, result.value.name));
+      if (size === result.value.bytes) sent.push(result.value);
+    }
+    return sent.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  }
+
+  /** The dump failed (or the migration stops): the uploads are broken off, and waited for. */
+  async cancel(reason: Error): Promise<void> {
+    this.ended = true;
+    this.endScan.abort();
+    this.stop.abort(reason);
+    for (const { file } of this.followed.values()) file.fail(reason);
+    await this.scanning;
+    await Promise.allSettled([...this.followed.values()].map((f) => f.upload));
+  }
+}
