@@ -23,7 +23,7 @@ import { HostAgentError } from '../errors';
 import type { DesiredShard } from '../reconcile/desired-shard';
 import type { RestartHandover, ShardHandover } from '../reconcile/shard-handover';
 import { reclaimStateDir, sharedStateMark, STATE_ARCHIVE, tidyStateDir, unpackState } from '../migration/state-archive';
-import { quietLimitMs, type IncomingMigration, type IncomingMigrations } from '../migration/incoming-migrations';
+import { quietLimitMs, untilDeadlineMs, type IncomingMigration, type IncomingMigrations } from '../migration/incoming-migrations';
 import { readIncomingRecord, writeIncomingRecord } from '../migration/incoming-record';
 import { MigrationError, type MigrationErrorCode } from '../migration/migration-error';
 import { AbortBody, CommitBody, ImageFileHeaders, ImageFileParams, MigrationParams, PrepareBody, RestoreBody, RoundParams, StartBody, VerifyRoundBody } from './migration-schemas';
@@ -343,7 +343,9 @@ export const migrationRoutes =
           let restored: RestoredTree;
           try {
             const files = here && from ? [{ dumpedPath: from.stdout, fd: here.stdout }, { dumpedPath: from.stderr, fd: here.stderr }] : undefined;
-            restored = await deps.restorer.restore(incoming.roundDir(migration, final.round), { procsFiles: migration.procsFiles, ...(files ? { files } : {}) });
+            // CRIU's runs get as long as moving the image's memory may take (memory-move-time.ts), never past the migration's own limit.
+            const left = untilDeadlineMs(migration);
+            restored = await deps.restorer.restore(incoming.roundDir(migration, final.round), { procsFiles: migration.procsFiles, ...(files ? { files } : {}), ...(left !== undefined ? { untilDeadlineMs: left } : {}) });
           } finally {
             await here?.close();
           }

@@ -26,7 +26,22 @@ export interface CriuAtWork {
   readonly ageSeconds?: number;
   /** Its start time (stat field 22): with the pid, its identity, to re-check before a kill. */
   readonly startTime?: number;
+  /**
+   * The time limit the agent that started it gave it, from its environment
+   * (`CRIU_TIME_LIMIT_ENV`): that agent kills it at this age. Absent from a CRIU started by an
+   * agent from before the limit grew with the memory (it had 120 s).
+   */
+  readonly timeLimitMs?: number;
+  /** Its environment could not be read: whether it carries a time limit is unknown. */
+  readonly environmentUnreadable?: true;
 }
+
+/**
+ * Set in the environment of every CRIU the agent runs: the time limit it is killed at, in ms
+ * (memory-move-time.ts). The agent's timer dies with the agent, the environment stays with the
+ * process, so a later agent (recovery) knows when the one that started it would have killed it.
+ */
+export const CRIU_TIME_LIMIT_ENV = 'SHARDFORM_CRIU_TIME_LIMIT_MS';
 
 /**
  * Clock ticks per second of /proc/<pid>/stat's start time (USER_HZ): 100 on every architecture
@@ -47,9 +62,29 @@ export async function criuCheckpointing(target: CheckpointTarget, procRoot = '/p
     uptime ??= Number.parseFloat(await readFile(join(procRoot, 'uptime'), 'utf8').catch(() => '')); // NaN when unreadable: no age
     const started = (await readProcStat(Number(entry), procRoot))?.startTime;
     const ageSeconds = started !== undefined && Number.isFinite(uptime) ? Math.max(0, uptime - started / USER_HZ) : undefined;
-    found.push({ pid: Number(entry), ...(ageSeconds !== undefined ? { ageSeconds } : {}), ...(started !== undefined ? { startTime: started } : {}) });
+    const environment = await readFile(join(procRoot, entry, 'environ'), 'utf8').catch(() => undefined);
+    const timeLimitMs = environment === undefined ? undefined : timeLimitIn(environment);
+    found.push({
+      pid: Number(entry),
+      ...(ageSeconds !== undefined ? { ageSeconds } : {}),
+      ...(started !== undefined ? { startTime: started } : {}),
+      ...(timeLimitMs !== undefined ? { timeLimitMs } : {}),
+      ...(environment === undefined ? { environmentUnreadable: true as const } : {}),
+    });
   }
   return found.sort((a, b) => a.pid - b.pid);
+}
+
+/**
+ * The time limit named in a NUL-separated environment (/proc/<pid>/environ), or undefined when
+ * it names none or something that is not a whole number of ms above 0 (not ours to believe).
+ */
+export function timeLimitIn(environment: string): number | undefined {
+  const prefix = `${CRIU_TIME_LIMIT_ENV}=`;
+  const value = environment.split('\0').find((entry) => entry.startsWith(prefix))?.slice(prefix.length);
+  if (value === undefined || !/^[1-9][0-9]{0,15}$/.test(value)) return undefined;
+  const ms = Number(value);
+  return Number.isSafeInteger(ms) ? ms : undefined;
 }
 
 /** Whether `argv` is CRIU (run directly or through a loader) dumping or pre-dumping `target`. */

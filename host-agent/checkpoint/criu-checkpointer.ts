@@ -18,7 +18,7 @@
  *   unified one), so restored tasks inherit the destination cgroups, not the dumped paths.
  */
 import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
-import { mkdir, readFile, rm } from 'node:fs/promises';
+import { mkdir, readFile, realpath, rm } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { freeBytesUnder } from '../migration/image-space';
 import { parseProcStat } from '../runner/proc-info';
@@ -26,11 +26,17 @@ import { CheckpointError } from './checkpoint-error';
 import { hasParentImage, lazyRestorableImage, type LazyImage } from './lazy-image';
 import { pageSize } from './process-memory';
 import { criuCommandLine, type CriuInstallation } from './criu';
+import { CRIU_TIME_LIMIT_ENV } from './criu-at-work';
+import { listImageFiles } from './image-manifest';
+import { memoryImageBytes, memoryMoveLimitMs } from './memory-move-time';
 import { inCgroups, JOIN_FAILED_EXIT } from './join-cgroups';
 import { FILLED_MARK, GUARD_KILLED, startLazyFillGuard, type LazyFillGuard } from './lazy-fill-guard';
 
 export interface CheckpointerOptions {
-  /** Kill criu if one invocation takes longer than this; default 120 s. */
+  /**
+   * Kill criu if one invocation takes longer than this, whatever the memory it moves; default
+   * 120 s. A run that moves more memory than this covers gets longer (memory-move-time.ts).
+   */
   timeoutMs?: number;
   /** criu log verbosity 0-4; default 4 (logs are the only way to debug a failed restore). */
   verbosity?: number;
@@ -66,6 +72,10 @@ export interface DumpTarget {
   readonly rootPid: number;
   /** The freezer cgroup directory of the shard (v1 freezer, or the v2 cgroup dir). */
   readonly freezeCgroup?: string;
+  /** The shard's memory as estimated before the dump: its time limit grows with it (memory-move-time.ts). */
+  readonly memoryBytes?: number;
+  /** Time left before the migration's own time limit: no dump is given longer, beyond the floor. */
+  readonly untilDeadlineMs?: number;
 }
 
 export interface RestoreTarget {
@@ -78,12 +88,16 @@ export interface RestoreTarget {
    * CRIU neither looks for nor size-checks a file it is handed.
    */
   readonly files?: readonly { readonly dumpedPath: string; readonly fd: number }[];
+  /** Time left before the migration's own time limit: no restore (nor its lazy fill) is given longer, beyond the floor. */
+  readonly untilDeadlineMs?: number;
 }
 
 export interface CriuRun {
   readonly exitCode: number | null;
   readonly signal: NodeJS.Signals | null;
   readonly output: string;
+  /** Set when the agent killed it at its time limit (this many ms), not CRIU's own failure. */
+  readonly killedAtLimitMs?: number;
 }
 
 /**
@@ -98,7 +112,10 @@ const CPU_CHECK = ['--cpu-cap=fpu,ins'];
 /** How long the guard of a lazy fill waits, once the daemon ended, for the agent to say the fill was complete. */
 const LAZY_FILL_GRACE_MS = 2_000;
 
-/** How long one CRIU run may take before the agent kills it (default of `timeoutMs`). */
+/**
+ * How long one CRIU run may take before the agent kills it (default of `timeoutMs`), when it
+ * moves little memory; the floor of memoryMoveLimitMs for those that move more.
+ */
 export const CRIU_TIMEOUT_MS = 120_000;
 
 export class CriuCheckpointer {
@@ -145,7 +162,7 @@ export class CriuCheckpointer {
     const support = await this.supportsPreCopy();
     if (!support.ok) throw new CheckpointError('PRECOPY_UNSUPPORTED', `pre-copy is not possible on this host: ${support.reason}`);
     await mkdir(dir, { recursive: true });
-    await this.runOrThrow('pre-dump', dir, [
+    await this.runOrThrow('pre-dump', dir, { limitMs: this.limitFor(target.memoryBytes, target.untilDeadlineMs) }, [
       'pre-dump',
       '-t', String(target.rootPid),
       '-D', dir,
@@ -161,7 +178,7 @@ export class CriuCheckpointer {
    */
   async dump(target: DumpTarget, dir: string, prevDir?: string): Promise<void> {
     await mkdir(dir, { recursive: true });
-    await this.runOrThrow('dump', dir, [
+    await this.runOrThrow('dump', dir, { limitMs: this.limitFor(target.memoryBytes, target.untilDeadlineMs) }, [
       'dump',
       '-t', String(target.rootPid),
       '-D', dir,
@@ -170,6 +187,11 @@ export class CriuCheckpointer {
       ...(prevDir ? ['--prev-images-dir', relative(dir, prevDir), '--track-mem'] : []),
       ...(target.freezeCgroup ? ['--freeze-cgroup', target.freezeCgroup] : []),
     ]);
+  }
+
+  /** The time limit of a CRIU run that moves `memoryBytes` (the floor alone for none), cut at the migration's deadline. */
+  private limitFor(memoryBytes: number | undefined, untilDeadlineMs: number | undefined): number {
+    return memoryMoveLimitMs({ memoryBytes, floorMs: this.timeoutMs, untilDeadlineMs });
   }
 
   /** Whether restores here are lazy (`lazyPages: 'auto'` and the kernel has non-cooperative userfaultfd). */
@@ -209,7 +231,10 @@ export class CriuCheckpointer {
       ...CPU_CHECK,
       ...inherit,
     ];
-    const eagerly = async (lazyPagesSkipped?: string): Promise<RestoredTree> => ({ ...(await this.restoreEagerly(dir, criuArgs, pidFile, target)), ...(lazyPagesSkipped ? { lazyPagesSkipped } : {}) });
+    // Every run of this restore (CRIU's, the lazy-pages daemon's, the guard's watch) may take as
+    // long as copying the image's memory may: its pages files are on disk already, their sizes known.
+    const limitMs = this.limitFor(await imageMemoryBytes(dir), target.untilDeadlineMs);
+    const eagerly = async (lazyPagesSkipped?: string): Promise<RestoredTree> => ({ ...(await this.restoreEagerly(dir, criuArgs, pidFile, target, limitMs)), ...(lazyPagesSkipped ? { lazyPagesSkipped } : {}) });
     if (!(await this.usesLazyPages())) return eagerly();
     // A chain of pre-copy images cannot be restored lazily as it is (lazy-image.ts): beside it
     // goes one that can, made without copying the memory; the chain itself stays as it was.
@@ -223,11 +248,11 @@ export class CriuCheckpointer {
     // What an earlier attempt here left would confuse the guard (and CRIU will not overwrite a pid
     // file), or an operator reading what the guard did.
     for (const name of [lazyPidFile, join(lazyDir, FILLED_MARK), join(lazyDir, GUARD_KILLED)]) await rm(name, { force: true });
-    const daemon = await this.startLazyPagesDaemon(lazyDir);
+    const daemon = await this.startLazyPagesDaemon(lazyDir, limitMs);
     if (!daemon.ok) return eagerly(daemon.reason);
     let guard: LazyFillGuard;
     try {
-      guard = await startLazyFillGuard({ daemonPid: daemon.pid, dir: lazyDir, procsFiles: target.procsFiles, graceMs: LAZY_FILL_GRACE_MS, maxWatchMs: this.timeoutMs });
+      guard = await startLazyFillGuard({ daemonPid: daemon.pid, dir: lazyDir, procsFiles: target.procsFiles, graceMs: LAZY_FILL_GRACE_MS, maxWatchMs: limitMs });
     } catch (error) {
       daemon.stop();
       return eagerly((error as Error).message);
@@ -236,7 +261,7 @@ export class CriuCheckpointer {
     let pid: number;
     let running: number;
     try {
-      await this.runOrThrow('restore', lazyDir, [...lazyArgs, '--lazy-pages'], target.procsFiles, files.map((file) => file.fd));
+      await this.runOrThrow('restore', lazyDir, { limitMs, joinProcsFiles: target.procsFiles, extraFds: files.map((file) => file.fd) }, [...lazyArgs, '--lazy-pages']);
       running = performance.now();
       pid = await readRestoredPid(lazyPidFile);
     } catch (error) {
@@ -267,11 +292,11 @@ export class CriuCheckpointer {
     return { pid, lazyPagesMs };
   }
 
-  private async restoreEagerly(dir: string, criuArgs: string[], pidFile: string, target: RestoreTarget): Promise<RestoredTree> {
+  private async restoreEagerly(dir: string, criuArgs: string[], pidFile: string, target: RestoreTarget, limitMs: number): Promise<RestoredTree> {
     // An earlier attempt's (a retried restore): CRIU would refuse to write over it, and its pid is not this tree's to kill.
     await rm(pidFile, { force: true });
     try {
-      await this.runOrThrow('restore', dir, criuArgs, target.procsFiles, (target.files ?? []).map((file) => file.fd));
+      await this.runOrThrow('restore', dir, { limitMs, joinProcsFiles: target.procsFiles, extraFds: (target.files ?? []).map((file) => file.fd) }, criuArgs);
     } catch (error) {
       await killLeftRunning(pidFile);
       throw error;
@@ -295,20 +320,20 @@ export class CriuCheckpointer {
 
   /**
    * Starts `criu lazy-pages` on `dir` and waits until it listens for the restore (`--status-fd`).
-   * Not ready (it exited, or said nothing within the CRIU timeout): `ok: false` with why, the
+   * Not ready (it exited, or said nothing within `limitMs`): `ok: false` with why, the
    * daemon stopped, and the restore goes on eagerly — nothing was restored yet.
    *
    * The daemon runs in a session of its own, so an agent that stops mid-fill (a signal to its
    * process group) does not take it along: the restored tree would then read zeros where its
    * memory was not in yet. A service manager that kills the agent's whole cgroup does take it
    * along, which the fill's guard answers (lazy-fill-guard.ts). The fill ends by itself, bounded
-   * like every CRIU run. It stays in the agent's cgroup, not the shard's: its buffer can be as
+   * by the restore's `limitMs`. It stays in the agent's cgroup, not the shard's: its buffer can be as
    * large as the shard's largest mapping, on top of the shard's own memory.
    */
-  private startLazyPagesDaemon(dir: string): Promise<{ ok: true; pid: number; exited: Promise<CriuRun>; stop: () => void } | { ok: false; reason: string }> {
+  private startLazyPagesDaemon(dir: string, limitMs: number): Promise<{ ok: true; pid: number; exited: Promise<CriuRun>; stop: () => void } | { ok: false; reason: string }> {
     const command = criuCommandLine(this.criu, ['lazy-pages', '-D', dir, '--status-fd', '3', '-o', join(dir, 'criu-lazy-pages.log'), `-v${this.verbosity}`]);
     return new Promise((resolve) => {
-      const { child, exited: launched } = this.launch(command.file, command.args, ['ignore', 'ignore', 'pipe', 'pipe'], true);
+      const { child, exited: launched } = this.launch(command.file, command.args, ['ignore', 'ignore', 'pipe', 'pipe'], true, limitMs);
       const exited = launched.then((run) => ('spawnError' in run ? { exitCode: null, signal: null, output: run.spawnError.message } : run));
       const stop = () => {
         if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
@@ -333,10 +358,13 @@ export class CriuCheckpointer {
     });
   }
 
-  private async runOrThrow(action: string, dir: string, args: string[], joinProcsFiles?: readonly string[], extraFds: readonly number[] = []): Promise<void> {
+  private async runOrThrow(action: string, dir: string, opts: { limitMs: number; joinProcsFiles?: readonly string[]; extraFds?: readonly number[] }, args: string[]): Promise<void> {
     const logFile = join(dir, `criu-${action}.log`);
-    const run = await this.run([...args, '-o', logFile, `-v${this.verbosity}`], joinProcsFiles, extraFds);
+    const run = await this.run([...args, '-o', logFile, `-v${this.verbosity}`], opts.joinProcsFiles, opts.extraFds, opts.limitMs);
     if (run.exitCode === 0) return;
+    if (run.killedAtLimitMs !== undefined) {
+      throw new CheckpointError('CRIU_FAILED', `criu ${action} was killed (signal SIGKILL) at its time limit of ${run.killedAtLimitMs / 1000} s (what moving its memory may take, at least ${Math.round(this.timeoutMs / 1000)} s, cut at the migration's own time limit: memory-move-time.ts); log: ${logFile}`, logFile);
+    }
     const why = run.exitCode === JOIN_FAILED_EXIT ? 'could not join the destination cgroups' : await lastErrors(logFile);
     if (/session leader of .* is outside of its pid namespace/.test(why)) {
       throw new CheckpointError(
@@ -366,29 +394,35 @@ export class CriuCheckpointer {
    * Spawns criu (through the join-cgroups shim when procs files are given) and collects its
    * output; `extraFds` become the child's fds 3, 4, ... (the shim's exec keeps them).
    */
-  run(args: readonly string[], joinProcsFiles: readonly string[] = [], extraFds: readonly number[] = []): Promise<CriuRun> {
+  run(args: readonly string[], joinProcsFiles: readonly string[] = [], extraFds: readonly number[] = [], limitMs = this.timeoutMs): Promise<CriuRun> {
     const command = criuCommandLine(this.criu, args);
     const [file, argv] = inCgroups(joinProcsFiles, command.file, command.args);
     // stdin is /dev/null: restored tasks must not inherit a pipe to the agent.
-    return this.launch(file, argv, ['ignore', 'pipe', 'pipe', ...extraFds], false).exited.then((run) => {
+    return this.launch(file, argv, ['ignore', 'pipe', 'pipe', ...extraFds], false, limitMs).exited.then((run) => {
       if ('spawnError' in run) throw new CheckpointError('CRIU_NOT_FOUND', `cannot run ${file}: ${run.spawnError.message}`);
       return run;
     });
   }
 
   /**
-   * Spawns one CRIU process, killed if it runs longer than `timeoutMs`; `exited` resolves once it
+   * Spawns one CRIU process, killed if it runs longer than `limitMs`; `exited` resolves once it
    * ended, with what it wrote on stdout and stderr (where piped), or with why it could not start.
+   * The limit goes into its environment too: this agent's timer dies with it, and a later agent
+   * that finds the CRIU still at work kills it only once this one would have (criu-at-work.ts).
    */
-  private launch(file: string, argv: readonly string[], stdio: StdioOptions, detached: boolean): { child: ChildProcess; exited: Promise<CriuRun | { spawnError: Error }> } {
-    const child = spawn(file, argv, { stdio, detached });
+  private launch(file: string, argv: readonly string[], stdio: StdioOptions, detached: boolean, limitMs: number): { child: ChildProcess; exited: Promise<CriuRun | { spawnError: Error }> } {
+    const child = spawn(file, argv, { stdio, detached, env: { ...process.env, [CRIU_TIME_LIMIT_ENV]: String(limitMs) } });
     let output = '';
     const keep = (chunk: Buffer) => {
       if (output.length < 64_000) output += chunk.toString('utf8');
     };
     child.stdout?.on('data', keep);
     child.stderr?.on('data', keep);
-    const timer = setTimeout(() => child.kill('SIGKILL'), this.timeoutMs);
+    let killedAtLimit = false;
+    const timer = setTimeout(() => {
+      killedAtLimit = child.exitCode === null && child.signalCode === null;
+      child.kill('SIGKILL');
+    }, limitMs);
     const exited = new Promise<CriuRun | { spawnError: Error }>((resolve) => {
       child.on('error', (spawnError) => {
         clearTimeout(timer);
@@ -396,7 +430,7 @@ export class CriuCheckpointer {
       });
       child.on('close', (exitCode, signal) => {
         clearTimeout(timer);
-        resolve({ exitCode, signal, output });
+        resolve({ exitCode, signal, output, ...(killedAtLimit ? { killedAtLimitMs: limitMs } : {}) });
       });
     });
     return { child, exited };
@@ -415,6 +449,23 @@ async function restoredProcessGone(pid: number): Promise<boolean> {
     const code = (error as NodeJS.ErrnoException).code;
     return code === 'ENOENT' || code === 'ESRCH';
   }
+}
+
+/**
+ * The memory a restore of `dir` moves: the sizes of its pages files and of its parent images'
+ * (a pre-copy chain). A page sent in several rounds counts each time, so the limit errs long.
+ * An image that cannot be listed counts as nothing (the floor): CRIU then fails on it anyway.
+ */
+async function imageMemoryBytes(dir: string): Promise<number> {
+  let bytes = 0;
+  const seen = new Set<string>();
+  // A chain is a handful of rounds (pre-copy-policy.ts: at most 5 and the final); a loop of links is not followed around.
+  for (let at: string | undefined = dir; at !== undefined && !seen.has(at); ) {
+    seen.add(at);
+    bytes += memoryImageBytes(await listImageFiles(at).catch(() => []));
+    at = hasParentImage(at) ? await realpath(join(at, 'parent')).catch(() => undefined) : undefined;
+  }
+  return bytes;
 }
 
 /** lazyRestorableImage, with a failure (a malformed image, an I/O error) as the reason to restore eagerly: the chain is intact either way. */

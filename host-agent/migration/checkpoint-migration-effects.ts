@@ -20,7 +20,7 @@ import type { RoundManifest } from '../api/migration-schemas';
 import type { MigrationClient } from './migration-client';
 import type { MigrationEffects, RestoreReport } from './migration-effects';
 import { MigrationError } from './migration-error';
-import type { MigrationRecord, PreCopyMethod } from './migration-record';
+import { enteredAt, type MigrationRecord, type PreCopyMethod } from './migration-record';
 import { systemShadowPreCopy, type FrozenComparison, type Shadow, type ShadowPreCopy } from './memory-shadow';
 import { imageSpaceShortfall, systemImageSpace, type ImageSpace } from './image-space';
 import { prepareRequest } from './prepare-request';
@@ -113,6 +113,15 @@ export class CheckpointMigrationEffects implements MigrationEffects {
   /** The shard's memory image as estimated now (undefined when a process could not be read). */
   private async memoryBytes(record: MigrationRecord): Promise<number | undefined> {
     return this.space.imageBytes(await this.deps.driver.pids(record.shardId));
+  }
+
+  /**
+   * What a CRIU run on the shard needs for its time limit (memory-move-time.ts): its memory as
+   * estimated now, and the time left before the migration's own limit.
+   */
+  private async timeOf(record: MigrationRecord): Promise<{ memoryBytes?: number; untilDeadlineMs: number }> {
+    const memoryBytes = await this.memoryBytes(record).catch(() => undefined);
+    return { ...(memoryBytes !== undefined ? { memoryBytes } : {}), untilDeadlineMs: untilDeadlineMs(record, Date.now()) };
   }
 
   /**
@@ -238,7 +247,8 @@ export class CheckpointMigrationEffects implements MigrationEffects {
   async preCopyRound(record: MigrationRecord, round: number): Promise<{ bytes: number }> {
     if (this.method(record) === 'shadow') return { bytes: await this.shadowRound(record, round) };
     const previous = round > 1 ? this.dir(record, round - 1) : undefined;
-    await this.deps.checkpointer.preDump({ rootPid: await this.rootPid(record.shardId), freezeCgroup: this.freezerDir(record.shardId) }, this.dir(record, round), previous);
+    const target = { rootPid: await this.rootPid(record.shardId), freezeCgroup: this.freezerDir(record.shardId), ...(await this.timeOf(record)) };
+    await this.deps.checkpointer.preDump(target, this.dir(record, round), previous);
     return { bytes: await this.sendRound(record, round) };
   }
 
@@ -278,6 +288,8 @@ export class CheckpointMigrationEffects implements MigrationEffects {
     const previous = record.rounds.length > 0 && this.method(record) === 'criu' ? this.dir(record, record.rounds.length) : undefined;
     const dir = this.dir(record, round);
     const rootPid = await this.rootPid(record.shardId);
+    // Estimated now, frozen: what CRIU is about to dump, for its time limit (a smaps_rollup read per process).
+    const time = await this.timeOf(record);
     const stateDir = await shardStateDir(record, this.deps.stateDirectoryOf);
     await mkdir(dir, { recursive: true });
     // The shard is frozen: its memory is compared with the shadows on this core while CRIU
@@ -292,7 +304,7 @@ export class CheckpointMigrationEffects implements MigrationEffects {
       ? new DumpStreamer({ client: this.deps.client(record.destination), migrationId: record.id, round, dir })
       : undefined;
     const [dumped, packed] = await Promise.allSettled([
-      this.deps.checkpointer.dump({ rootPid, freezeCgroup: this.freezerDir(record.shardId) }, dir, previous).catch((error: unknown) => {
+      this.deps.checkpointer.dump({ rootPid, freezeCgroup: this.freezerDir(record.shardId), ...time }, dir, previous).catch((error: unknown) => {
         // The migration aborts and the shard is resumed: no reason to make it wait for the comparison.
         stop.abort();
         throw error;
@@ -360,7 +372,7 @@ export class CheckpointMigrationEffects implements MigrationEffects {
   async restore(record: MigrationRecord): Promise<RestoreReport> {
     const rounds = this.rounds.get(record.id);
     if (!rounds || rounds.length === 0) throw new MigrationError('INVALID_MIGRATION', `migration ${record.id}: no image was sent by this agent`);
-    const { lazyPagesMs } = await this.deps.client(record.destination).restore(record.id, rounds);
+    const { lazyPagesMs } = await this.deps.client(record.destination).restore(record.id, rounds, untilDeadlineMs(record, Date.now()));
     return { lazyPagesMs };
   }
 
@@ -407,9 +419,10 @@ export class CheckpointMigrationEffects implements MigrationEffects {
       const freezeCgroup = this.freezerDir(id);
       const busy = await (this.deps.criuAtWork ?? criuCheckpointing)({ ...(root ? { rootPid: root.pid } : {}), ...(freezeCgroup ? { freezeCgroup } : {}) });
       if (busy.length > 0) {
-        // The agent that started it would have killed it at CRIU's timeout; so do we, once it is
+        // The agent that started it would have killed it at its time limit; so do we, once it is
         // that old (killed mid-dump, the workload runs on: docs/migration.md), rather than wait forever.
-        const overdue = busy.filter((c) => c.ageSeconds !== undefined && c.ageSeconds * 1000 > CRIU_TIMEOUT_MS);
+        const left = untilDeadlineMs(record, Date.now());
+        const overdue = busy.filter((c) => c.ageSeconds !== undefined && pastTimeLimit(c, c.ageSeconds * 1000, left));
         for (const { pid, startTime } of overdue) {
           // Still the same process (a pid can be reused once it ended): same start time.
           if (startTime === undefined || !(await isSameProcessAlive(pid, startTime))) continue;
@@ -423,8 +436,8 @@ export class CheckpointMigrationEffects implements MigrationEffects {
         throw new MigrationError(
           'TIMEOUT',
           overdue.length > 0
-            ? `shard ${id} was still being checkpointed by CRIU (pid ${pids}, left running by an earlier run of this agent) past CRIU's ${CRIU_TIMEOUT_MS / 1000} s timeout: killed (or gone); it resumes at the next try`
-            : `shard ${id} is still being checkpointed by CRIU (pid ${pids}, left running by an earlier run of this agent); it resumes once CRIU is done or at its ${CRIU_TIMEOUT_MS / 1000} s timeout (retried), or kill that pid to resume it now`,
+            ? `shard ${id} was still being checkpointed by CRIU (pid ${pids}, left running by an earlier run of this agent) past its time limit (${limitsOf(busy)}): killed (or gone); it resumes at the next try`
+            : `shard ${id} is still being checkpointed by CRIU (pid ${pids}, left running by an earlier run of this agent); it resumes once CRIU is done or at its time limit (${limitsOf(busy)}; retried), or kill that pid to resume it now`,
         );
       }
       await this.deps.driver.thaw(id);
@@ -452,4 +465,34 @@ export class CheckpointMigrationEffects implements MigrationEffects {
   finished(record: MigrationRecord): void {
     this.deps.onFinished?.(record);
   }
+}
+
+/**
+ * Time left before `record`'s own time limit (`timeoutSeconds` after it was planned), by this
+ * host's clock at `now`; the driver's rule (a record without its planned time is past it).
+ */
+function untilDeadlineMs(record: MigrationRecord, now: number): number {
+  return (enteredAt(record, 'planned') ?? 0) + record.timeoutSeconds * 1000 - now;
+}
+
+/**
+ * Whether a CRIU left running by an earlier agent is past the time limit that agent gave it,
+ * `ageMs` old, `untilDeadlineMs` before the migration's own limit. Never earlier than that agent
+ * would have killed it:
+ * - its environment names the limit (criu-at-work.ts CRIU_TIME_LIMIT_ENV): exactly that;
+ * - its environment names none: an agent from before the limit grew with the memory, 120 s;
+ * - its environment could not be read: the limit is unknown, but never longer than the floor or
+ *   the time left before the migration's deadline at its start (memory-move-time.ts), so it is
+ *   overdue once it is past the floor and the deadline has passed. Bounded either way.
+ */
+export function pastTimeLimit(criu: Pick<CriuAtWork, 'timeLimitMs' | 'environmentUnreadable'>, ageMs: number, untilDeadlineMs: number): boolean {
+  if (criu.timeLimitMs !== undefined) return ageMs > criu.timeLimitMs;
+  if (!criu.environmentUnreadable) return ageMs > CRIU_TIMEOUT_MS;
+  return ageMs > CRIU_TIMEOUT_MS && untilDeadlineMs < 0;
+}
+
+/** The time limits of CRIUs left running, for a message: `1054 s`, `120 s`, or `unknown`. */
+function limitsOf(busy: readonly CriuAtWork[]): string {
+  const shown = busy.map((c) => (c.timeLimitMs !== undefined ? `${Math.round(c.timeLimitMs / 1000)} s` : c.environmentUnreadable ? "at most the migration's deadline" : `${CRIU_TIMEOUT_MS / 1000} s`));
+  return [...new Set(shown)].join(', ');
 }

@@ -50,6 +50,8 @@ export interface IncomingMigration {
   sourceLogFiles?: { readonly stdout: string; readonly stderr: string };
   /** The source's time limit for the whole migration (prepare's `timeoutSeconds`), when it sent one. */
   timeoutSeconds?: number;
+  /** When its prepare came (`performance.now()`): its time limit counts from here on this host (the source's, from before, ends first). */
+  readonly preparedAt: number;
   /** Whether prepare found the source's mark in the shard's state directory: this host sees the source's own (state-archive.ts sharedStateMark). */
   sharedStateDirectory?: boolean;
   /** Aborted here because its source went quiet (`abandoned`), not by the source: the sweep retries a failed cleanup. */
@@ -188,7 +190,7 @@ export class IncomingMigrations {
     const reason = this.refusal(desired, id) ?? this.diskRefusal(desired, imageBytes, stateBytes, id);
     if (reason) throw new MigrationError('REFUSED', reason);
     const incoming: IncomingMigration = {
-      id, source, desired, dir: this.dirOf(id), state: 'prepared', procsFiles: [], received: new Map(), lastHeard: performance.now(), uploads: 0,
+      id, source, desired, dir: this.dirOf(id), state: 'prepared', procsFiles: [], received: new Map(), lastHeard: performance.now(), preparedAt: performance.now(), uploads: 0,
       // The figure checked is the one reserved; nothing when nothing was checked (no image size).
       ...(imageBytes !== undefined ? { diskBytes: imageBytes + stateBytes } : {}),
       ...(sharedStateDirectory !== undefined ? { sharedStateDirectory } : {}),
@@ -307,6 +309,15 @@ export class IncomingMigrations {
  */
 export function quietLimitMs(migration: Pick<IncomingMigration, 'timeoutSeconds'>, quietMs: number): number {
   return Math.max(quietMs, (migration.timeoutSeconds ?? 0) * 1000);
+}
+
+/**
+ * Time left here before `migration`'s own time limit (undefined: its source sent none). It counts
+ * from the prepare's arrival, after the source's own start: a restore cut here never ends before
+ * the source gives up on it.
+ */
+export function untilDeadlineMs(migration: Pick<IncomingMigration, 'timeoutSeconds' | 'preparedAt'>, now = performance.now()): number | undefined {
+  return migration.timeoutSeconds === undefined ? undefined : migration.preparedAt + migration.timeoutSeconds * 1000 - now;
 }
 
 function round(n: number): number {

@@ -14,6 +14,7 @@ import type { ImageFile, ImageManifest } from '../checkpoint/image-manifest';
 import type { PrepareBody, RoundManifest } from '../api/migration-schemas';
 import { PREDICTOR_STATE_MAX_BYTES } from '../api/routes/prediction-routes';
 import { MigrationError, type MigrationErrorCode } from './migration-error';
+import { memoryImageBytes, memoryMoveLimitMs } from '../checkpoint/memory-move-time';
 import { STATE_ARCHIVE, unpackAllowanceMs } from './state-archive';
 
 export interface MigrationClientOptions {
@@ -201,12 +202,13 @@ export class MigrationClient {
    * CRIU restores; resolves to the restored pid, and how long the shard already ran there while
    * its memory was filled lazily (0 when the destination did not say, or said something that is
    * not a number of ms from 0 to 1 day: it only shortens the downtime reported). The request waits
-   * the control timeout plus the unpack's allowance for the archive's size: a large state
-   * directory must not make the source give up while the destination is still unpacking it (its
-   * abort would then wait for that unpack, and the shard stay frozen all along).
+   * as restoreTimeoutMs says: a large memory image or state directory must not make the source
+   * give up while the destination is still restoring it (its abort would then wait for that
+   * restore, and the shard stay frozen all along). `untilDeadlineMs`: time left before the
+   * migration's own time limit, which the memory's share never reaches past.
    */
-  async restore(migrationId: string, rounds: readonly RoundManifest[]): Promise<{ pid: number; lazyPagesMs: number }> {
-    const response = await this.call('restore', () => this.http.post(`/v1/migrations/${migrationId}/restore`, { rounds }, { timeout: this.unpackingTimeoutMs(rounds) }));
+  async restore(migrationId: string, rounds: readonly RoundManifest[], untilDeadlineMs?: number): Promise<{ pid: number; lazyPagesMs: number }> {
+    const response = await this.call('restore', () => this.http.post(`/v1/migrations/${migrationId}/restore`, { rounds }, { timeout: this.restoreTimeoutMs(rounds, untilDeadlineMs) }));
     const { pid, lazyPagesMs } = response.data as { pid: number; lazyPagesMs?: unknown };
     const lazy = typeof lazyPagesMs === 'number' && Number.isFinite(lazyPagesMs) && lazyPagesMs >= 0 && lazyPagesMs <= 86_400_000 ? Math.round(lazyPagesMs) : 0;
     return { pid, lazyPagesMs: lazy };
@@ -214,14 +216,21 @@ export class MigrationClient {
 
   /** Restart strategy: the destination unpacks the state archive of `rounds` and starts the shard; resolves to its pid. */
   async start(migrationId: string, rounds: readonly RoundManifest[]): Promise<number> {
-    const response = await this.call('start', () => this.http.post(`/v1/migrations/${migrationId}/start`, { rounds }, { timeout: this.unpackingTimeoutMs(rounds) }));
+    const response = await this.call('start', () => this.http.post(`/v1/migrations/${migrationId}/start`, { rounds }, { timeout: this.restoreTimeoutMs(rounds) }));
     return (response.data as { pid: number }).pid;
   }
 
-  /** The control timeout, plus the unpack allowance of the final round's state archive. */
-  unpackingTimeoutMs(rounds: readonly RoundManifest[]): number {
+  /**
+   * How long a restore (or start) of `rounds` may take at the destination: the control timeout,
+   * or what moving the memory of every round's pages files may take when that is longer (an eager
+   * restore copies it all before it answers, a lazy one answers once its fill is complete; the
+   * destination's CRIU has the same limit, memory-move-time.ts), plus the unpack allowance of the
+   * final round's state archive (the destination unpacks it first).
+   */
+  restoreTimeoutMs(rounds: readonly RoundManifest[], untilDeadlineMs?: number): number {
     const archive = rounds[rounds.length - 1]?.files.find((f) => f.name === STATE_ARCHIVE);
-    return (this.opts.requestTimeoutMs ?? 60_000) + (archive ? unpackAllowanceMs(archive.bytes) : 0);
+    const memoryBytes = memoryImageBytes(rounds.flatMap((round) => round.files));
+    return memoryMoveLimitMs({ memoryBytes, floorMs: this.opts.requestTimeoutMs ?? 60_000, untilDeadlineMs }) + (archive ? unpackAllowanceMs(archive.bytes) : 0);
   }
 
   async commit(migrationId: string, shardId?: string): Promise<void> {

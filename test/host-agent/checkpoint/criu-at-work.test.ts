@@ -1,6 +1,6 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { checkpoints, criuCheckpointing } from '../../../host-agent/checkpoint/criu-at-work';
+import { checkpoints, criuCheckpointing, timeLimitIn } from '../../../host-agent/checkpoint/criu-at-work';
 import { tempDir } from '../../helpers/cli';
 
 const LOADER = ['/opt/shardform/criu/usr/lib64/ld-linux-x86-64.so.2', '--library-path', '/opt/shardform/criu/usr/lib/x86_64-linux-gnu', '/opt/shardform/criu/usr/sbin/criu'];
@@ -38,12 +38,20 @@ describe('CRIU still checkpointing a shard', () => {
       writeFileSync(join(dir.path, 'uptime'), '1000.50 1900.00\n');
       // Started 500 s after boot (50000 ticks at 100 Hz); 120's stat is unreadable: no age.
       writeFileSync(join(dir.path, '35', 'stat'), `35 (criu) S 1 35 35 0 -1 4194560 0 0 0 0 0 0 0 0 20 0 1 0 50000 0 0\n`);
-      expect(await criuCheckpointing({ rootPid: 4242, freezeCgroup: FREEZER }, dir.path)).toEqual([{ pid: 35, ageSeconds: 500.5, startTime: 50000 }, { pid: 120 }]);
-      expect(await criuCheckpointing({ freezeCgroup: FREEZER }, dir.path)).toEqual([{ pid: 120 }]);
+      // 35 was started by an agent that names its limit; 120's environment cannot be read.
+      writeFileSync(join(dir.path, '35', 'environ'), `PATH=/usr/bin\0SHARDFORM_CRIU_TIME_LIMIT_MS=1054000\0`);
+      expect(await criuCheckpointing({ rootPid: 4242, freezeCgroup: FREEZER }, dir.path)).toEqual([{ pid: 35, ageSeconds: 500.5, startTime: 50000, timeLimitMs: 1_054_000 }, { pid: 120, environmentUnreadable: true }]);
+      expect(await criuCheckpointing({ freezeCgroup: FREEZER }, dir.path)).toEqual([{ pid: 120, environmentUnreadable: true }]);
       expect(await criuCheckpointing({}, dir.path)).toEqual([]);
       expect(await criuCheckpointing({ rootPid: 4242 }, join(dir.path, 'missing'))).toEqual([]);
     } finally {
       dir.remove();
     }
+  });
+
+  it('reads the time limit its agent gave it from its environment, and nothing that is not a whole number of ms', () => {
+    expect(timeLimitIn('A=1\0SHARDFORM_CRIU_TIME_LIMIT_MS=120000\0B=2\0')).toBe(120_000);
+    expect(timeLimitIn('A=1\0')).toBeUndefined(); // an agent from before the limit grew: 120 s
+    for (const bad of ['', '0', '-5', '1.5', '1e9', ' 120000', '99999999999999999']) expect(timeLimitIn(`SHARDFORM_CRIU_TIME_LIMIT_MS=${bad}\0`)).toBeUndefined();
   });
 });

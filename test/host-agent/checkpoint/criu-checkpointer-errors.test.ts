@@ -208,3 +208,52 @@ describe('CriuCheckpointer: lazy restores (criu lazy-pages)', () => {
     }
   });
 });
+
+describe('CriuCheckpointer: time limits grow with the memory moved', () => {
+  const dir = tempDir('criu-limits');
+  afterAll(() => dir.remove());
+  /** A stand-in criu that writes the time limit it was given (its environment) to `$dir/limit-<action>`, then fails. */
+  const telling: CriuInstallation = { kind: 'system', version: '4.1', file: '/bin/sh', prefixArgs: ['-c', `echo "$SHARDFORM_CRIU_TIME_LIMIT_MS" > "${dir.path}/limit-$1"; exit 1`, 'criu'] };
+  const limit = (action: string) => Number(require('node:fs').readFileSync(`${dir.path}/limit-${action}`, 'utf8'));
+
+  it('gives a 256 MiB dump the 120 s it always had, a 64 GiB one more than its copy takes at 64 MiB/s, cut at the migration deadline', async () => {
+    const criu = new CriuCheckpointer(telling, { freeBytes: () => 10 * 2 ** 30 });
+    await expect(criu.dump({ rootPid: 1, memoryBytes: 256 * 2 ** 20 }, dir.path)).rejects.toMatchObject({ code: 'CRIU_FAILED' });
+    expect(limit('dump')).toBe(120_000);
+    await expect(criu.dump({ rootPid: 1, memoryBytes: 64 * 2 ** 30 }, dir.path)).rejects.toMatchObject({ code: 'CRIU_FAILED' });
+    expect(limit('dump')).toBe(1_054_000);
+    expect(limit('dump')).toBeGreaterThan(1_024_000); // 64 GiB at 64 MiB/s
+    await expect(criu.dump({ rootPid: 1, memoryBytes: 64 * 2 ** 30, untilDeadlineMs: 300_000 }, dir.path)).rejects.toMatchObject({ code: 'CRIU_FAILED' });
+    expect(limit('dump')).toBe(300_000);
+  });
+
+  it("sizes a restore's limit by the pages files of its image and its parents, known before it starts", async () => {
+    const { mkdirSync, symlinkSync, truncateSync, writeFileSync } = require('node:fs') as typeof import('node:fs');
+    const round1 = `${dir.path}/img/1`;
+    const round2 = `${dir.path}/img/2`;
+    mkdirSync(round1, { recursive: true });
+    mkdirSync(round2, { recursive: true });
+    // Sparse: their sizes are what counts, not what they hold.
+    writeFileSync(`${round1}/pages-1.img`, '');
+    truncateSync(`${round1}/pages-1.img`, 48 * 2 ** 30);
+    writeFileSync(`${round2}/pages-1.img`, '');
+    truncateSync(`${round2}/pages-1.img`, 16 * 2 ** 30);
+    writeFileSync(`${round2}/core-1.img`, 'x'.repeat(4096));
+    symlinkSync('../1', `${round2}/parent`);
+    const criu = new CriuCheckpointer(telling, { freeBytes: () => 10 * 2 ** 30, lazyPages: 'off' });
+    await expect(criu.restore(round2, { procsFiles: [] })).rejects.toMatchObject({ code: 'CRIU_FAILED' });
+    expect(limit('restore')).toBe(1_054_000);
+    const small = `${dir.path}/img/small`;
+    mkdirSync(small);
+    writeFileSync(`${small}/pages-1.img`, '');
+    truncateSync(`${small}/pages-1.img`, 256 * 2 ** 20);
+    await expect(criu.restore(small, { procsFiles: [] })).rejects.toMatchObject({ code: 'CRIU_FAILED' });
+    expect(limit('restore')).toBe(120_000);
+  });
+
+  it('says a run was killed at its time limit, not that CRIU failed by itself', async () => {
+    const hanging: CriuInstallation = { kind: 'system', version: '4.1', file: '/bin/sh', prefixArgs: ['-c', 'exec sleep 30', 'criu'] };
+    const criu = new CriuCheckpointer(hanging, { timeoutMs: 200 });
+    await expect(criu.dump({ rootPid: 1 }, dir.path)).rejects.toMatchObject({ code: 'CRIU_FAILED', message: expect.stringContaining('killed (signal SIGKILL) at its time limit of 0.2 s') });
+  });
+});

@@ -4,7 +4,7 @@ import { promisify } from 'node:util';
 import { readProcStat } from '../../../host-agent/runner/proc-info';
 import { basename, join } from 'node:path';
 import type { GrowingFile } from '../../../host-agent/checkpoint/growing-file';
-import { CheckpointMigrationEffects } from '../../../host-agent/migration/checkpoint-migration-effects';
+import { CheckpointMigrationEffects, pastTimeLimit } from '../../../host-agent/migration/checkpoint-migration-effects';
 import type { MigrationClient } from '../../../host-agent/migration/migration-client';
 import { advance, planMigration, type MigrationRecord } from '../../../host-agent/migration/migration-record';
 import type { Shadow, ShadowPreCopy } from '../../../host-agent/migration/memory-shadow';
@@ -55,7 +55,7 @@ const GiB = 2 ** 30;
 /** The destination routes, when a test wants the real one behind the client's prepare and abort. */
 type Destination = Pick<FastifyInstance, 'inject'>;
 
-function setUp(root: string, opts: { destination?: Destination; sharedStateDirectory?: boolean; stateDirectory?: string | null | Error; thawSees?: string; pack?: (dir: string, archive: string) => Promise<void>; shadow?: ShadowPreCopy; dumpFails?: string; freeBytes?: number; imageBytes?: number; stateBytes?: number; cgroup?: boolean; root?: boolean; criuAtWork?: () => { pid: number; ageSeconds?: number; startTime?: number }[]; chunkedUploads?: boolean; streamDump?: boolean; dumpFailsAfterPages?: string; awaitStream?: boolean } = {}) {
+function setUp(root: string, opts: { destination?: Destination; sharedStateDirectory?: boolean; stateDirectory?: string | null | Error; thawSees?: string; pack?: (dir: string, archive: string) => Promise<void>; shadow?: ShadowPreCopy; dumpFails?: string; freeBytes?: number; imageBytes?: number; stateBytes?: number; cgroup?: boolean; root?: boolean; criuAtWork?: () => { pid: number; ageSeconds?: number; startTime?: number; timeLimitMs?: number; environmentUnreadable?: true }[]; chunkedUploads?: boolean; streamDump?: boolean; dumpFailsAfterPages?: string; awaitStream?: boolean } = {}) {
   const calls: string[] = [];
   let stateWalks = 0;
   const prepared: PrepareBody[] = [];
@@ -520,7 +520,7 @@ describe('checkpoint migration effects (source side)', () => {
     const record = { ...planMigration({ id: 'm8', fleet: 'f', shardId: 'web-8', applicationId: 'web', source: 'host-1', destination: 'host-2' }, AT), abort: { reason: 'recovered in state frozen before commit', from: 'frozen' as const, cleanup: 'pending' as const } };
     await expect(effects.resumeSource(record)).rejects.toMatchObject({
       code: 'TIMEOUT',
-      message: 'shard web-8 is still being checkpointed by CRIU (pid 31337, left running by an earlier run of this agent); it resumes once CRIU is done or at its 120 s timeout (retried), or kill that pid to resume it now',
+      message: 'shard web-8 is still being checkpointed by CRIU (pid 31337, left running by an earlier run of this agent); it resumes once CRIU is done or at its time limit (120 s; retried), or kill that pid to resume it now',
     });
     // Past CRIU's timeout it is killed, as the agent that started it would have: a real process
     // stands in for the orphaned CRIU; a pid whose start time differs (reused) is left alone.
@@ -533,7 +533,7 @@ describe('checkpoint migration effects (source side)', () => {
       expect(orphan.exitCode === null && orphan.signalCode === null).toBe(true); // not the same process: spared
       working = [{ pid: orphan.pid!, ageSeconds: 121, startTime: started }];
       await expect(effects.resumeSource(record)).rejects.toMatchObject({
-        message: `shard web-8 was still being checkpointed by CRIU (pid ${orphan.pid}, left running by an earlier run of this agent) past CRIU's 120 s timeout: killed (or gone); it resumes at the next try`,
+        message: `shard web-8 was still being checkpointed by CRIU (pid ${orphan.pid}, left running by an earlier run of this agent) past its time limit (120 s): killed (or gone); it resumes at the next try`,
       });
       expect(await exited).toBe('SIGKILL');
     } finally {
@@ -543,6 +543,31 @@ describe('checkpoint migration effects (source side)', () => {
     working = [];
     await effects.resumeSource(record);
     expect(calls.slice(-2)).toEqual(['driver.thaw web-8', 'handover.adopt web-8']);
+  });
+
+  it('lets a CRIU dump left running by the previous agent run as long as that agent would have: its limit grew with the memory (64 GiB: 1054 s)', async () => {
+    let working: { pid: number; ageSeconds?: number; startTime?: number; timeLimitMs?: number; environmentUnreadable?: true }[] = [];
+    const { effects } = setUp(join(dir.path, 'criu-at-work-big'), { criuAtWork: () => working });
+    const orphan = spawn('sleep', ['100'], { stdio: 'ignore' });
+    const exited = new Promise<string | null>((resolve) => orphan.once('exit', (_code, signal) => resolve(signal)));
+    // Planned just now: 300 s (the default) before the migration's deadline.
+    const record = { ...planMigration({ id: 'm9', fleet: 'f', shardId: 'web-9', applicationId: 'web', source: 'host-1', destination: 'host-2' }, new Date().toISOString()), abort: { reason: 'recovered in state dumped before commit', from: 'dumped' as const, cleanup: 'pending' as const } };
+    try {
+      const startTime = (await readProcStat(orphan.pid!))!.startTime;
+      // 200 s into a dump its agent gave 1054 s: not overdue (at a fixed 120 s it was killed here).
+      working = [{ pid: orphan.pid!, ageSeconds: 200, startTime, timeLimitMs: 1_054_000 }];
+      await expect(effects.resumeSource(record)).rejects.toMatchObject({ message: expect.stringContaining('it resumes once CRIU is done or at its time limit (1054 s; retried)') });
+      // Its environment unreadable: the limit is unknown, but never past the migration's deadline; 300 s remain.
+      working = [{ pid: orphan.pid!, ageSeconds: 200, startTime, environmentUnreadable: true }];
+      await expect(effects.resumeSource(record)).rejects.toMatchObject({ message: expect.stringContaining('it resumes once CRIU is done') });
+      expect(orphan.exitCode === null && orphan.signalCode === null).toBe(true);
+      // Past the limit its agent gave it: killed.
+      working = [{ pid: orphan.pid!, ageSeconds: 1055, startTime, timeLimitMs: 1_054_000 }];
+      await expect(effects.resumeSource(record)).rejects.toMatchObject({ message: expect.stringContaining('past its time limit (1054 s): killed (or gone)') });
+      expect(await exited).toBe('SIGKILL');
+    } finally {
+      orphan.kill('SIGKILL');
+    }
   });
 
   it('gives a source whose run is gone back to reconcile instead of failing every retry: the host rebooted (no cgroup), or the workload ended while held', async () => {
@@ -559,5 +584,20 @@ describe('checkpoint migration effects (source side)', () => {
     const { effects } = setUp(join(dir.path, 'c'));
     const record = planMigration({ id: 'm3', fleet: 'f', shardId: 'web-2', applicationId: 'web', source: 'host-1', destination: 'host-2' }, AT);
     await expect(effects.restore(record)).rejects.toThrow('migration m3: no image was sent by this agent');
+  });
+});
+
+describe('pastTimeLimit: when a CRIU left by an earlier agent may be killed', () => {
+  it('never before the agent that started it would have, and never never', () => {
+    // Named in its environment: exactly that.
+    expect(pastTimeLimit({ timeLimitMs: 1_054_000 }, 1_000_000, -1)).toBe(false);
+    expect(pastTimeLimit({ timeLimitMs: 1_054_000 }, 1_054_001, 10_000)).toBe(true);
+    // None named: an agent from before the rule, 120 s.
+    expect(pastTimeLimit({}, 120_000, 10_000)).toBe(false);
+    expect(pastTimeLimit({}, 120_001, 10_000)).toBe(true);
+    // Unknown: past the floor and the migration's deadline.
+    expect(pastTimeLimit({ environmentUnreadable: true }, 500_000, 1)).toBe(false);
+    expect(pastTimeLimit({ environmentUnreadable: true }, 100_000, -1)).toBe(false);
+    expect(pastTimeLimit({ environmentUnreadable: true }, 120_001, -1)).toBe(true);
   });
 });

@@ -201,17 +201,47 @@ describe('migration client restore and start', () => {
     try {
       const client = new MigrationClient({ baseUrl: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, token: 't', requestTimeoutMs: 200 });
       const rounds = (archiveBytes?: number) => [
-        { round: 1, parent: null, files: [{ name: 'pages-1.img', bytes: 64 * 2 ** 20, sha256: 'a'.repeat(64) }, ...(archiveBytes !== undefined ? [{ name: 'state.tar', bytes: archiveBytes, sha256: 'b'.repeat(64) }] : [])] },
+        // No memory image (a restart's start; the memory's share is tested below): the archive alone counts.
+        { round: 1, parent: null, files: [{ name: 'core-1.img', bytes: 4096, sha256: 'a'.repeat(64) }, ...(archiveBytes !== undefined ? [{ name: 'state.tar', bytes: archiveBytes, sha256: 'b'.repeat(64) }] : [])] },
       ];
-      // 100 MiB of state: 5 s allowed beyond the 200 ms; the image's own size buys nothing.
-      expect(client.unpackingTimeoutMs(rounds(100 * 2 ** 20))).toBe(5200);
-      expect(client.unpackingTimeoutMs(rounds())).toBe(200);
+      // 100 MiB of state: 5 s allowed beyond the 200 ms.
+      expect(client.restoreTimeoutMs(rounds(100 * 2 ** 20))).toBe(5200);
+      expect(client.restoreTimeoutMs(rounds())).toBe(200);
       expect(await client.restore('m1', rounds(100 * 2 ** 20))).toEqual({ pid: 77, lazyPagesMs: 0 });
       expect(await client.start('m1', rounds(100 * 2 ** 20))).toBe(77);
       await expect(client.restore('m1', rounds())).rejects.toMatchObject({ code: 'TRANSFER_FAILED', message: expect.stringContaining('restore at') });
     } finally {
       await new Promise((resolve) => server.close(resolve));
     }
+  });
+
+  it('waits as long as moving the memory of every round may take at 64 MiB/s, beyond the control timeout only for images past ~1.9 GiB, and never past the migration\'s deadline', () => {
+    const client = new MigrationClient({ baseUrl: 'http://127.0.0.1:9', token: 't' });
+    const GiB = 2 ** 30;
+    const round = (n: number, pagesBytes: number, parent: number | null = null) => ({
+      round: n,
+      parent,
+      files: [
+        { name: `pages-${n}.img`, bytes: pagesBytes, sha256: 'a'.repeat(64) },
+        { name: 'pagemap-1.img', bytes: pagesBytes / 512, sha256: 'c'.repeat(64) },
+        { name: 'core-1.img', bytes: 4096, sha256: 'd'.repeat(64) },
+      ],
+    });
+    // The 256 MiB test shards: the control timeout, as before.
+    expect(client.restoreTimeoutMs([round(1, 256 * 2 ** 20)])).toBe(60_000);
+    // 64 GiB: an eager restore copies it all, a lazy one answers once it is all in; at 64 MiB/s
+    // that alone takes 1024 s, and the request waits 30 s more (it used to give up at 60 s).
+    const big = client.restoreTimeoutMs([round(1, 64 * GiB)]);
+    expect(big).toBe(1_054_000);
+    expect(big).toBeGreaterThan(((64 * GiB) / (64 * 2 ** 20)) * 1000);
+    // A pre-copy chain: the pages of every round (the restore reads the parents too).
+    expect(client.restoreTimeoutMs([round(1, 32 * GiB), round(2, 32 * GiB, 1)])).toBe(1_054_000);
+    // Plus the state archive's unpack, which comes first.
+    const withArchive = [{ ...round(1, 64 * GiB), files: [...round(1, 64 * GiB).files, { name: 'state.tar', bytes: 200 * 2 ** 20, sha256: 'b'.repeat(64) }] }];
+    expect(client.restoreTimeoutMs(withArchive)).toBe(1_064_000);
+    // The migration's own time limit is the user's: 300 s left cuts the memory's share there, never below the control timeout.
+    expect(client.restoreTimeoutMs([round(1, 64 * GiB)], 300_000)).toBe(300_000);
+    expect(client.restoreTimeoutMs([round(1, 64 * GiB)], 5_000)).toBe(60_000);
   });
 
   it("takes the destination's lazy fill time only when it is a number of ms from 0 to a day (it only shortens the downtime reported)", async () => {
