@@ -22,6 +22,9 @@ export interface ImageManifest {
   readonly totalBytes: number;
 }
 
+/** CRIU's memory image of one process (or shared memory object): `pages-1.img`, `pages-12.img`. */
+export const PAGES_FILE = /^pages-\d+\.img$/;
+
 /** CRIU image file names: `pages-1.img`, `core-12.img`, `stats-dump`, `irmap-cache`. */
 export const IMAGE_FILE_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 

@@ -9,6 +9,7 @@
  * migration aborted after doing all the work). The fixed values stay as the floor, so a small
  * shard's limits are exactly what they were.
  */
+import { PAGES_FILE } from './image-manifest';
 
 /**
  * The slowest rate at which a healthy step is expected to move memory. Measured here (docs/migration.md,
@@ -27,8 +28,6 @@ export const MEMORY_MOVE_BYTES_PER_SECOND = 64 * 2 ** 20;
  */
 export const MEMORY_MOVE_BASE_MS = 30_000;
 
-/** CRIU's memory image files of one process: what a restore copies (or fills lazily) into memory. */
-const PAGES_FILE = /^pages-\d+\.img$/;
 
 export interface MemoryMoveLimit {
   /** The bytes of memory the step moves (an estimate); undefined or 0: the floor alone. */

@@ -77,6 +77,8 @@ export class CheckpointMigrationEffects implements MigrationEffects {
   private readonly chunkedUploads = new Set<string>();
   /** Per migration, the pages files sent while CRIU dumped them (dump-streamer.ts), for transfer() not to send again. */
   private readonly streamed = new Map<string, { streamer: DumpStreamer; sent: Promise<ImageFile[]> }>();
+  /** The shard's memory as estimated at the prepare, per migration (undefined: a process could not be read). */
+  private readonly memoryEstimate = new Map<string, number | undefined>();
   /** The state directory's size on disk as measured at the prepare, per migration (undefined: could not be read). */
   private readonly measuredState = new Map<string, number | undefined>();
   /** Per migration, what the frozen memory still shares with the last shadows (shadow pre-copy, compared during the dump). */
@@ -120,7 +122,9 @@ export class CheckpointMigrationEffects implements MigrationEffects {
    * estimated now, and the time left before the migration's own limit.
    */
   private async timeOf(record: MigrationRecord): Promise<{ memoryBytes?: number; untilDeadlineMs: number }> {
-    const memoryBytes = await this.memoryBytes(record).catch(() => undefined);
+    // The prepare's estimate where there is one: read again in the dump it would cost a walk of
+    // every process's page tables while the shard is frozen (tens of ms for tens of GiB).
+    const memoryBytes = this.memoryEstimate.has(record.id) ? this.memoryEstimate.get(record.id) : await this.memoryBytes(record).catch(() => undefined);
     return { ...(memoryBytes !== undefined ? { memoryBytes } : {}), untilDeadlineMs: untilDeadlineMs(record, Date.now()) };
   }
 
@@ -159,6 +163,7 @@ export class CheckpointMigrationEffects implements MigrationEffects {
     const desired = await this.deps.describe(record.shardId);
     const what = `the dump of shard ${record.shardId}`;
     const memoryBytes = await this.memoryBytes(record);
+    this.memoryEstimate.set(record.id, memoryBytes);
     const short = this.imageSpace({ memoryBytes, stateBytes: 0, copies: 1, what });
     if (short) throw new MigrationError('REFUSED', short);
     const stateBytes = await this.stateBytes(record);
@@ -288,7 +293,7 @@ export class CheckpointMigrationEffects implements MigrationEffects {
     const previous = record.rounds.length > 0 && this.method(record) === 'criu' ? this.dir(record, record.rounds.length) : undefined;
     const dir = this.dir(record, round);
     const rootPid = await this.rootPid(record.shardId);
-    // Estimated now, frozen: what CRIU is about to dump, for its time limit (a smaps_rollup read per process).
+    // What CRIU is about to dump, for its time limit (memory-move-time.ts).
     const time = await this.timeOf(record);
     const stateDir = await shardStateDir(record, this.deps.stateDirectoryOf);
     await mkdir(dir, { recursive: true });
@@ -396,6 +401,7 @@ export class CheckpointMigrationEffects implements MigrationEffects {
     await this.streamed.get(record.id)?.streamer.cancel(new Error(`migration ${record.id} ended`));
     this.streamed.delete(record.id);
     this.measuredState.delete(record.id);
+    this.memoryEstimate.delete(record.id);
   }
 
   async destroyDestination(record: MigrationRecord): Promise<void> {

@@ -14,11 +14,10 @@ import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { GrowingFile } from '../checkpoint/growing-file';
-import type { ImageFile } from '../checkpoint/image-manifest';
+// Only the pages files are followed: the other image files are small and go after the dump.
+import { PAGES_FILE, type ImageFile } from '../checkpoint/image-manifest';
 import type { MigrationClient } from './migration-client';
 
-/** CRIU's pages files: `pages-1.img`, `pages-12.img` (the other image files are small and sent after the dump). */
-export const PAGES_FILE = /^pages-\d+\.img$/;
 
 export interface DumpStreamerOptions {
   readonly client: Pick<MigrationClient, 'uploadGrowingFile'>;
