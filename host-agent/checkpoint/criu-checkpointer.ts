@@ -248,15 +248,24 @@ export class CriuCheckpointer {
     // What an earlier attempt here left would confuse the guard (and CRIU will not overwrite a pid
     // file), or an operator reading what the guard did.
     for (const name of [lazyPidFile, join(lazyDir, FILLED_MARK), join(lazyDir, GUARD_KILLED)]) await rm(name, { force: true });
-    const daemon = await this.startLazyPagesDaemon(lazyDir, limitMs);
-    if (!daemon.ok) return eagerly(daemon.reason);
-    let guard: LazyFillGuard;
-    try {
-      guard = await startLazyFillGuard({ daemonPid: daemon.pid, dir: lazyDir, procsFiles: target.procsFiles, graceMs: LAZY_FILL_GRACE_MS, maxWatchMs: limitMs });
-    } catch (error) {
+    const daemon = this.startLazyPagesDaemon(lazyDir, limitMs);
+    // The guard needs only the daemon's pid: it starts while the daemon gets ready (each takes
+    // 10-35 ms here, all of it downtime), and is ended before any eager fallback, which writes
+    // its pid file where the guard looks.
+    const guarding: Promise<{ guard: LazyFillGuard } | { failed: string }> =
+      daemon.pid === undefined
+        ? Promise.resolve({ failed: 'criu lazy-pages did not start' })
+        : startLazyFillGuard({ daemonPid: daemon.pid, dir: lazyDir, procsFiles: target.procsFiles, graceMs: LAZY_FILL_GRACE_MS, maxWatchMs: limitMs }).then(
+            (guard) => ({ guard }),
+            (error: unknown) => ({ failed: (error as Error).message }),
+          );
+    const [ready, guarded] = await Promise.all([daemon.ready, guarding]);
+    if (!ready.ok || 'failed' in guarded) {
       daemon.stop();
-      return eagerly((error as Error).message);
+      if ('guard' in guarded) guarded.guard.stop();
+      return eagerly(!ready.ok ? ready.reason : (guarded as { failed: string }).failed);
     }
+    const { guard } = guarded;
     const lazyArgs = criuArgs.map((arg) => (arg === dir ? lazyDir : arg === pidFile ? lazyPidFile : arg));
     let pid: number;
     let running: number;
@@ -319,9 +328,9 @@ export class CriuCheckpointer {
   }
 
   /**
-   * Starts `criu lazy-pages` on `dir` and waits until it listens for the restore (`--status-fd`).
-   * Not ready (it exited, or said nothing within `limitMs`): `ok: false` with why, the
-   * daemon stopped, and the restore goes on eagerly — nothing was restored yet.
+   * Starts `criu lazy-pages` on `dir`; `ready` resolves once it listens for the restore
+   * (`--status-fd`). Not ready (it exited, or said nothing within `limitMs`): `ok: false` with
+   * why, the daemon stopped, and the restore goes on eagerly — nothing was restored yet.
    *
    * The daemon runs in a session of its own, so an agent that stops mid-fill (a signal to its
    * process group) does not take it along: the restored tree would then read zeros where its
@@ -330,32 +339,33 @@ export class CriuCheckpointer {
    * by the restore's `limitMs`. It stays in the agent's cgroup, not the shard's: its buffer can be as
    * large as the shard's largest mapping, on top of the shard's own memory.
    */
-  private startLazyPagesDaemon(dir: string, limitMs: number): Promise<{ ok: true; pid: number; exited: Promise<CriuRun>; stop: () => void } | { ok: false; reason: string }> {
+  private startLazyPagesDaemon(dir: string, limitMs: number): { pid: number | undefined; ready: Promise<{ ok: true } | { ok: false; reason: string }>; exited: Promise<CriuRun>; stop: () => void } {
     const command = criuCommandLine(this.criu, ['lazy-pages', '-D', dir, '--status-fd', '3', '-o', join(dir, 'criu-lazy-pages.log'), `-v${this.verbosity}`]);
-    return new Promise((resolve) => {
-      const { child, exited: launched } = this.launch(command.file, command.args, ['ignore', 'ignore', 'pipe', 'pipe'], true, limitMs);
-      const exited = launched.then((run) => ('spawnError' in run ? { exitCode: null, signal: null, output: run.spawnError.message } : run));
-      const stop = () => {
-        if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-      };
+    const { child, exited: launched } = this.launch(command.file, command.args, ['ignore', 'ignore', 'pipe', 'pipe'], true, limitMs);
+    const exited = launched.then((run) => ('spawnError' in run ? { exitCode: null, signal: null, output: run.spawnError.message } : run));
+    const stop = () => {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    };
+    const ready = new Promise<{ ok: true } | { ok: false; reason: string }>((resolve) => {
       // CRIU writes one NUL and closes the descriptor once it accepts the restore's connection.
-      const status = child.stdio[3] as NodeJS.ReadableStream;
-      let ready = false;
-      status.on('data', (chunk: Buffer) => {
-        if (!ready && chunk.includes(0)) {
-          ready = true;
-          resolve({ ok: true, pid: child.pid as number, exited, stop });
+      const status = child.stdio[3] as NodeJS.ReadableStream | null;
+      let listening = false;
+      status?.on('data', (chunk: Buffer) => {
+        if (!listening && chunk.includes(0)) {
+          listening = true;
+          resolve({ ok: true });
         }
       });
-      status.on('error', () => undefined);
-      status.on('end', () => {
-        if (!ready) stop();
+      status?.on('error', () => undefined);
+      status?.on('end', () => {
+        if (!listening) stop();
       });
       void exited.then(async (run) => {
-        if (ready) return;
+        if (listening) return;
         resolve({ ok: false, reason: `criu lazy-pages did not start (${(await lastErrors(join(dir, 'criu-lazy-pages.log'))) || run.output.trim() || (run.signal ? `signal ${run.signal}` : `exit ${run.exitCode}`)})` });
       });
     });
+    return { pid: child.pid, ready, exited, stop };
   }
 
   private async runOrThrow(action: string, dir: string, opts: { limitMs: number; joinProcsFiles?: readonly string[]; extraFds?: readonly number[] }, args: string[]): Promise<void> {
