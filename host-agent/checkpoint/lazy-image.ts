@@ -26,7 +26,8 @@
  * any other memory image (shared memory) that relies on a parent. Everything else of `F` is
  * hard-linked as it is. `F` itself is never changed, so an eager restore of it stays possible.
  */
-import { closeSync, existsSync, linkSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, readlinkSync, readSync, rmSync, symlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, linkSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, readlinkSync, readSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { writeAllSync } from './write-all';
 import { basename, dirname, join, resolve } from 'node:path';
 import { PageRunIndex } from './page-run-index';
 import { yieldToEventLoop } from './process-memory';
@@ -202,7 +203,7 @@ async function applyRounds(rounds: readonly string[], vpid: number, basePages: s
             if (got !== length) throw new Error(`${pagesPath} ends at byte ${at + got}, its pagemap lists more pages`);
             for (const span of plan.base.spans(vaddr, vaddr + length)) {
               const data = chunk.subarray(span.from - vaddr, span.to - vaddr);
-              if (span.offset !== undefined) writeSync(out, data, 0, data.length, span.offset);
+              if (span.offset !== undefined) writeAllSync(out, data, span.offset, basePages);
               else {
                 for (let p = 0; p < data.length; p += size) {
                   if (wanted.offsetOf(span.from + p) < 0) continue;
@@ -241,7 +242,7 @@ function writeParent(parentDir: string, vpid: number, inserted: Map<number, Buff
   try {
     for (const vaddr of [...inserted.keys()].sort((a, b) => a - b)) {
       appendEntry(entries, vaddr, 1, PE_PRESENT, size);
-      writeSync(fd, inserted.get(vaddr) as Buffer);
+      writeAllSync(fd, inserted.get(vaddr) as Buffer, undefined, join(parentDir, `pages-${vpid}.img`));
     }
   } finally {
     closeSync(fd);

@@ -21,7 +21,8 @@
  * rests on the final comparison alone: pages read while the shard ran may be torn or stale and
  * are then sent again in the final image.
  */
-import { closeSync, existsSync, openSync, readdirSync, readFileSync, readlinkSync, readSync, renameSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readdirSync, readFileSync, readlinkSync, readSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { writeAllSync } from '../checkpoint/write-all';
 import { join } from 'node:path';
 import { appendEntry, encodePagemap, inPagesFile, parsePagemap, PE_PARENT, PE_PRESENT, type PagemapEntry } from '../checkpoint/pagemap-image';
 import { pageSize, privatePageRuns, pushPages, READ_PAGES, readPages, yieldToEventLoop, type PageExtent, type PageRun } from '../checkpoint/process-memory';
@@ -74,7 +75,7 @@ class IncrementalPages {
 
   /** Pages sent in this image: appended to the pages file under one `presentFlags` entry. */
   keep(vaddr: number, data: Buffer, presentFlags: number): void {
-    writeSync(this.pagesFd, data);
+    writeAllSync(this.pagesFd, data);
     this.pagesBytes += data.length;
     this.entry(vaddr, data.length / this.size, presentFlags);
   }
@@ -189,7 +190,7 @@ async function captureRound(opts: { pid: number; vpid: number; round: number; di
     image = new IncrementalPages(pagesFd ?? shadowFd, previous ? { fd: baseFd as number, index: new PageRunIndex(previous.runs, size) } : undefined, READ_PAGES * size);
     const pages = image;
     await readPages(opts.pid, runs, (extent) => {
-      if (pagesFd !== undefined) writeSync(shadowFd, extent.data);
+      if (pagesFd !== undefined) writeAllSync(shadowFd, extent.data);
       pages.add(extent, PE_PRESENT);
       pushPages(captured, extent.vaddr, extent.data.length / size, size);
     });
