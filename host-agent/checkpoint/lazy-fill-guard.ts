@@ -13,7 +13,9 @@
  * The guard is a shell loop inside the shard's own cgroups and session, so that stop does not
  * reach it, while destroying the shard does. It waits for the daemon to end; then, unless the
  * agent wrote `FILLED_MARK` into the image directory (it does so as soon as it sees the daemon
- * exit 0) within `graceMs`, it kills the tree whose pid CRIU wrote (`restored.pid`). Killing a
+ * exit 0) within `graceMs`, it kills the tree whose pid CRIU wrote (`restored.pid`), known by its
+ * pid and start time from when it first saw it (a tree that died meanwhile leaves its pid to
+ * others, which the guard does not kill). Killing a
  * complete copy for a slow agent is safe: the restore then fails and the migration aborts with
  * the source's copy intact. Every loop is bounded.
  */
@@ -37,20 +39,28 @@ const GUARD_SCRIPT = [
   // parentheses): the agent reaps it the moment it exits, and the pid may then go to another
   // process, which the guard would wait on (up to the longest a CRIU run may take) and then kill.
   // A zombie still counts as running: its agent has not seen it end yet.
-  'since() { stat=; { read -r stat < "/proc/$daemon/stat"; } 2>/dev/null; rest=${stat##*)}; set -- $rest; at=${20:-}; }',
-  'since; born=$at',
-  'running() { since; [ -n "$born" ] && [ "$at" = "$born" ]; }',
+  'started() { stat=; { read -r stat < "/proc/$1/stat"; } 2>/dev/null; rest=${stat##*)}; set -- $rest; at=${20:-}; }',
+  'started "$daemon"; born=$at',
+  'running() { started "$daemon"; [ -n "$born" ] && [ "$at" = "$born" ]; }',
+  // The restored tree likewise, noted once CRIU wrote its pid: a tree that died (its pid free
+  // for another process) is not what the guard kills at the end.
+  'tree=; tree_born=',
+  'note_tree() { [ -z "$tree" ] && [ -s "$dir/restored.pid" ] || return 0; t=$(cat "$dir/restored.pid"); started "$t"; [ -n "$at" ] && { tree=$t; tree_born=$at; }; return 0; }',
   'echo watching',
   'i=0',
-  'while running && [ "$i" -lt "$polls" ]; do sleep 0.02; i=$((i+1)); done',
+  'while running && [ "$i" -lt "$polls" ]; do note_tree; sleep 0.02; i=$((i+1)); done',
   // Still there after the longest a CRIU run may take: hung; it goes too.
   'if running; then kill -9 "$daemon"; fi',
   'j=0',
-  `while [ ! -e "$dir/${FILLED_MARK}" ] && [ "$j" -lt "$grace" ]; do sleep 0.02; j=$((j+1)); done`,
+  `while [ ! -e "$dir/${FILLED_MARK}" ] && [ "$j" -lt "$grace" ]; do note_tree; sleep 0.02; j=$((j+1)); done`,
   `[ -e "$dir/${FILLED_MARK}" ] && exit 0`,
+  // A restore that wrote its pid only now (the daemon died during it) is the tree now there.
+  'note_tree',
   // Said where an operator looks first (beside CRIU's logs), then done.
-  `[ -s "$dir/restored.pid" ] && echo "daemon $daemon ended and the fill was not confirmed within the grace: killed the restored tree $(cat "$dir/restored.pid")" > "$dir/${GUARD_KILLED}"`,
-  '[ -s "$dir/restored.pid" ] && kill -9 "$(cat "$dir/restored.pid")" 2>/dev/null',
+  'if [ -n "$tree" ]; then started "$tree"; if [ "$at" = "$tree_born" ]; then',
+  `  echo "daemon $daemon ended and the fill was not confirmed within the grace: killed the restored tree $tree" > "$dir/${GUARD_KILLED}"`,
+  '  kill -9 "$tree" 2>/dev/null',
+  'fi; fi',
   'exit 1',
 ].join('\n');
 

@@ -115,6 +115,44 @@ describe('lazy fill guard', () => {
     expect(tree.child.exitCode === null && tree.child.signalCode === null).toBe(true);
   }, 10_000);
 
+  // Root only, as above.
+  (process.getuid?.() === 0 ? it : it.skip)('does not kill a process that got the pid of a restored tree that died meanwhile', async () => {
+    const d = dir();
+    const { daemon, tree } = scene(d, 0.5);
+    const pid = tree.child.pid!;
+    await startLazyFillGuard({ daemonPid: daemon.child.pid!, dir: d, procsFiles: [], graceMs: 200, maxWatchMs: 60_000 });
+    await new Promise((resolve) => setTimeout(resolve, 100)); // the guard has seen the tree (it polls every 20 ms)
+    tree.child.kill('SIGKILL');
+    await tree.ended;
+    let bystander: ChildProcess | undefined;
+    for (let i = 0; i < 100 && !bystander; i++) {
+      writeFileSync('/proc/sys/kernel/ns_last_pid', String(pid - 1));
+      const next = spawn('sleep', ['30'], { stdio: 'ignore' });
+      children.push(next);
+      if (next.pid === pid) bystander = next;
+      else next.kill('SIGKILL');
+    }
+    expect(bystander).toBeDefined();
+    const bystanderEnded = new Promise((resolve) => bystander!.on('exit', (code, signal) => resolve(signal ?? code)));
+    // The daemon ends unconfirmed: the guard would kill the tree, but the tree is gone and its pid is the bystander's.
+    await daemon.ended;
+    await new Promise((resolve) => setTimeout(resolve, 600));
+    expect(await Promise.race([bystanderEnded, new Promise((r) => setTimeout(() => r('running'), 50))])).toBe('running');
+    expect(require('node:fs').existsSync(join(d, GUARD_KILLED))).toBe(false);
+  }, 10_000);
+
+  it('kills a tree whose pid CRIU wrote only after the daemon ended (the daemon died during the restore)', async () => {
+    const d = dir();
+    const daemon = started(0.1);
+    const tree = started(30);
+    children.push(daemon.child, tree.child);
+    const guard = await startLazyFillGuard({ daemonPid: daemon.child.pid!, dir: d, procsFiles: [], graceMs: 300, maxWatchMs: 60_000 });
+    await daemon.ended;
+    writeFileSync(join(d, 'restored.pid'), `${tree.child.pid}\n`);
+    await expect(guard.ended).resolves.toBe(1);
+    await expect(tree.ended).resolves.toBe('SIGKILL');
+  });
+
   it('says why when it cannot join the shard cgroups, and never watches', async () => {
     const d = dir();
     const { daemon } = scene(d, 30);
