@@ -60,7 +60,8 @@ const GUARD_SCRIPT = [
   'if [ -n "$tree" ]; then started "$tree"; if [ "$at" = "$tree_born" ]; then',
   `  echo "daemon $daemon ended and the fill was not confirmed within the grace: killed the restored tree $tree" > "$dir/${GUARD_KILLED}"`,
   '  kill -9 "$tree" 2>/dev/null',
-  'fi; fi',
+  // (a tree on zero pages often crashes by itself first)
+  `else echo "daemon $daemon ended and the fill was not confirmed within the grace: the restored tree $tree had already ended" > "$dir/${GUARD_KILLED}"; fi; fi`,
   'exit 1',
 ].join('\n');
 

@@ -290,6 +290,8 @@ describePrivileged('CRIU checkpointer: lazy restore (real CRIU lazy-pages, userf
     const inShard = readFileSync(destination.procsFiles[0]!, 'utf8').split('\n').filter(Boolean).map(Number);
     expect(inShard).not.toContain(daemons[0]);
     expect(inShard.some((pid) => readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('shardform-lazy-guard'))).toBe(true);
+    // Stopped, so that it cannot crash by itself on the zero pages it would read: only the guard ends it.
+    process.kill(tree, 'SIGSTOP');
     agent.kill('SIGKILL');
     process.kill(daemons[0]!, 'SIGKILL');
     await agentGone;
