@@ -47,7 +47,7 @@ export class GrowingFile {
 
   /** Whether the stream has read all the file holds and waits for the writer (no reader is stuck). */
   get waitingForWriter(): boolean {
-    return this.caughtUp && !this.writerDone && !this.writerError;
+    return this.caughtUp && !this.writerDone && !this.writerError && !this.stream.destroyed;
   }
 
   /** Bytes read from the file so far. */
@@ -60,6 +60,12 @@ export class GrowingFile {
     try {
       for (;;) {
         if (this.writerError) throw this.writerError;
+        // Its reader gave up (an upload that failed destroys its body): nothing to wait for. The
+        // stream's destroy only asks the generator to return at its next yield, and one that waits
+        // for the writer yields nothing until the writer is done: it would poll, the file open, till
+        // then. Thrown, not returned: a return ends the destroyed stream with 'end', which a pipe
+        // would pass on as the end of the file, cut short.
+        if (this.stream.destroyed) throw new Error(`the reader of ${this.path} stopped reading`);
         // Noted before the size is read: a size read after the writer was done is the final one.
         const done = this.writerDone;
         const { size } = await handle.stat();

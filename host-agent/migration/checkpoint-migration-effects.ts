@@ -308,28 +308,37 @@ export class CheckpointMigrationEffects implements MigrationEffects {
     const streamer = this.streamDump && this.chunkedUploads.has(record.id) && !this.rewritesDump(record)
       ? new DumpStreamer({ client: this.deps.client(record.destination), migrationId: record.id, round, dir })
       : undefined;
+    let streamedBytes: number | undefined;
+    let sent: Promise<ImageFile[]> | undefined;
     const [dumped, packed] = await Promise.allSettled([
-      this.deps.checkpointer.dump({ rootPid, freezeCgroup: this.freezerDir(record.shardId), ...time }, dir, previous).catch((error: unknown) => {
-        // The migration aborts and the shard is resumed: no reason to make it wait for the comparison.
-        stop.abort();
-        throw error;
-      }),
+      this.deps.checkpointer.dump({ rootPid, freezeCgroup: this.freezerDir(record.shardId), ...time }, dir, previous).then(
+        () => {
+          if (!streamer) return;
+          // CRIU exited 0: its pages files are whole. Their uploads end now, not once the state
+          // directory is packed too: a long pack would leave the last one moving no byte past the
+          // destination's UPLOAD_IDLE_MS, which breaks it off (and the source's idle timer waits
+          // for the writer meanwhile). The rest still on its way is the transfer's, which waits for it.
+          streamedBytes = streamer.bytesStreamed;
+          sent = streamer.dumpDone();
+          sent.catch(() => undefined); // a failure is the transfer's to report
+        },
+        (error: unknown) => {
+          // The migration aborts and the shard is resumed: no reason to make it wait for the comparison.
+          stop.abort();
+          throw error;
+        },
+      ),
       this.sharedState.has(record.id) ? Promise.resolve() : (this.deps.pack ?? packState)(stateDir, join(dir, STATE_ARCHIVE)),
     ]);
     await comparing;
     const failed = dumped.status === 'rejected' ? dumped.reason : packed.status === 'rejected' ? packed.reason : undefined;
     if (failed !== undefined) {
-      // Broken off and waited for: nothing of this dump is still arriving when the abort comes.
+      // Broken off and waited for (also after CRIU's success, when the packing failed): nothing
+      // of this dump is still arriving when the abort comes.
       await streamer?.cancel(failed instanceof Error ? failed : new Error(String(failed)));
       throw failed;
     }
-    const streamedBytes = streamer?.bytesStreamed;
-    if (streamer) {
-      // The rest of the pages still on their way is the transfer's (the next step), which waits for it.
-      const sent = streamer.dumpDone();
-      sent.catch(() => undefined); // a failure is the transfer's to report
-      this.streamed.set(record.id, { streamer, sent });
-    }
+    if (streamer && sent) this.streamed.set(record.id, { streamer, sent });
     // Sizes only: the files are hashed once, while the transfer streams them (hashing is a large part of downtime).
     return { bytes: await imageBytes(dir), ...(streamedBytes ? { streamedBytes } : {}) };
   }

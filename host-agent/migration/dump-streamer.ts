@@ -19,6 +19,11 @@ import { PAGES_FILE, type ImageFile } from '../checkpoint/image-manifest';
 import type { MigrationClient } from './migration-client';
 
 
+/** N of pages-N.img. */
+function pagesNumber(name: string): number {
+  return Number(name.slice('pages-'.length, -'.img'.length));
+}
+
 export interface DumpStreamerOptions {
   readonly client: Pick<MigrationClient, 'uploadGrowingFile'>;
   readonly migrationId: string;
@@ -74,8 +79,15 @@ export class DumpStreamer {
     if (names.length === 0 || this.stop.signal.aborted) return;
     // A new pages file: CRIU is done with the ones it wrote before.
     for (const { file } of this.followed.values()) file.finish();
-    for (const name of names.sort()) {
+    // By number, the order CRIU opens them in (as text, pages-10 would come before pages-9).
+    names.sort((a, b) => pagesNumber(a) - pagesNumber(b));
+    for (const [i, name] of names.entries()) {
       const file = new GrowingFile(join(this.opts.dir, name), this.opts.pollMs !== undefined ? { pollMs: this.opts.pollMs } : {});
+      // Several new between two looks (small processes dump in less than a look's interval): all
+      // but the newest are done too. Left open, each would wait, moving no byte, until the next
+      // look that finds a newer file or the dump's end, and a large process's dump can outlast
+      // the destination's UPLOAD_IDLE_MS, which breaks such an upload off.
+      if (i < names.length - 1) file.finish();
       const upload = this.opts.client.uploadGrowingFile(this.opts.migrationId, this.opts.round, file, this.stop.signal);
       upload.catch((error: unknown) => {
         this.failure ??= { error };

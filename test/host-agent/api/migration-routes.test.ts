@@ -884,4 +884,26 @@ describe('migration routes: a source that goes quiet', () => {
       await app.close();
     }
   });
+
+  it('keeps nothing of a chunked image upload whose source went away mid-file (no last chunk): it is not taken as the whole file', async () => {
+    const { dest, app, prepare } = await destination({});
+    try {
+      await prepare('mig-1', 'web-0');
+      await app.listen({ port: 0, host: '127.0.0.1' });
+      const { port } = app.server.address() as { port: number };
+      const request = http.request({ host: '127.0.0.1', port, method: 'PUT', path: '/v1/migrations/mig-1/rounds/1/files/pages-1.img', headers: { ...AUTH, 'content-type': 'application/octet-stream' } });
+      request.on('error', () => undefined);
+      request.write(Buffer.alloc(5000, 1));
+      for (let i = 0; i < 100 && dest.incoming.get('mig-1')!.uploads === 0; i += 1) await sleep(10);
+      expect(dest.incoming.get('mig-1')!.uploads).toBe(1);
+      // The source agent ended (killed mid-dump): its socket closes without the chunked body's end.
+      request.socket!.destroy();
+      for (let i = 0; i < 100 && dest.incoming.get('mig-1')!.uploads > 0; i += 1) await sleep(10);
+      expect(dest.incoming.get('mig-1')!.uploads).toBe(0);
+      expect(readdirSync(join(dest.incoming.dirOf('mig-1'), '1'))).toEqual([]);
+      expect(dest.incoming.get('mig-1')!.received.size).toBe(0);
+    } finally {
+      await app.close();
+    }
+  });
 });

@@ -76,6 +76,25 @@ describe('a file read while another writer appends to it', () => {
     await expect(done).rejects.toThrow('criu dump exited 1');
   });
 
+  it('stops waiting for the writer, and closes the file, once its reader destroys the stream (an upload that failed)', async () => {
+    const path = join(dir.path, 'pages-5.img');
+    writeFileSync(path, Buffer.alloc(300, 5));
+    const file = new GrowingFile(path, { chunkBytes: 1000, pollMs: 1 });
+    let ended = false;
+    file.stream.on('data', () => undefined);
+    file.stream.on('end', () => (ended = true));
+    await until(() => file.waitingForWriter, 'it waits for the writer');
+    const closed = new Promise<void>((resolve) => file.stream.once('close', resolve));
+    file.stream.destroy();
+    // Neither finish() nor fail() comes: the reader alone ended it.
+    let isClosed = false;
+    void closed.then(() => (isClosed = true));
+    await until(() => isClosed, 'the stream closed');
+    expect(file.waitingForWriter).toBe(false);
+    // Not ended as if whole: a pipe would pass that on as the end of the file.
+    expect(ended).toBe(false);
+  });
+
   it('fails when the file is not there', async () => {
     const file = new GrowingFile(join(dir.path, 'missing.img'));
     await expect(collect(file).done).rejects.toMatchObject({ code: 'ENOENT' });

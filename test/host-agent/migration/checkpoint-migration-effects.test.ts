@@ -258,6 +258,30 @@ describe('checkpoint migration effects (source side)', () => {
       expect(sent.bytes).toBe(10 + 5 + statSync(join(root, 'm20', '1', 'state.tar')).size);
     });
 
+    it('ends the last pages upload when CRIU exits, not once the state directory is packed too (a long pack would leave it idle past the destination\'s UPLOAD_IDLE_MS)', async () => {
+      let calls: string[] = [];
+      const set = setUp(join(dir.path, 'streamed-long-pack'), {
+        chunkedUploads: true,
+        awaitStream: true,
+        // A large state directory: packed for longer than CRIU dumps (bounded here, long in life).
+        pack: async (_dir, archive) => {
+          for (let i = 0; i < 200 && !calls.some((c) => c.startsWith('client.uploadGrowingFile pages-1.img sent')); i += 1) await new Promise((resolve) => setTimeout(resolve, 5));
+          writeFileSync(archive, 'tar');
+          calls.push('pack done');
+        },
+      });
+      calls = set.calls;
+      const record = plain('m23');
+      await set.effects.prepare(record);
+      await set.effects.freeze(record);
+      await set.effects.dump(record);
+      expect(calls.filter((c) => c === 'criu.dump done' || c === 'pack done' || c.startsWith('client.uploadGrowingFile pages-1.img'))).toEqual([
+        'criu.dump done',
+        'client.uploadGrowingFile pages-1.img sent 10 bytes',
+        'pack done',
+      ]);
+    });
+
     it('streams nothing when switched off (SHARDFORM_CRIU_STREAM_DUMP=off), nor to a destination that did not say it takes chunked uploads', async () => {
       for (const [name, opts] of [['switched-off', { chunkedUploads: true, streamDump: false }], ['older-destination', { chunkedUploads: false }]] as const) {
         const { calls, effects } = setUp(join(dir.path, name), opts);

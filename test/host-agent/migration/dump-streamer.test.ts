@@ -113,6 +113,32 @@ describe('pages sent while CRIU dumps them', () => {
     expect(sent.map((f) => f.name)).toEqual(['pages-2.img']);
   });
 
+  it('takes every pages file but the newest as complete when several appear between two looks (CRIU opened the later ones after them)', async () => {
+    const dir = dumpDir();
+    const ended: string[] = [];
+    const client = {
+      uploadGrowingFile: async (_id: string, _round: number, file: GrowingFile) => {
+        const chunks: Buffer[] = [];
+        for await (const chunk of file.stream) chunks.push(chunk as Buffer);
+        const data = Buffer.concat(chunks);
+        ended.push(file.path.split('/').pop()!);
+        return { name: file.path.split('/').pop()!, bytes: data.length, sha256: sha(data) };
+      },
+    };
+    // A small process (the namespace's init) dumped within one look, then a large one: pages-9
+    // and pages-10 of a tree of ten (numbered, not sorted as text).
+    for (let i = 1; i <= 9; i += 1) writeFileSync(join(dir, `pages-${i}.img`), Buffer.alloc(100, i));
+    writeFileSync(join(dir, 'pages-10.img'), Buffer.alloc(10, 10));
+    const streamer = new DumpStreamer({ client, migrationId: 'm5', round: 1, dir, scanMs: 1, pollMs: 1 });
+    // Not left waiting for the dump's end (a large process's dump can outlast the destination's
+    // UPLOAD_IDLE_MS while a file it takes for growing moves no byte).
+    await until(() => ended.length === 9, 'the nine complete pages files were sent whole');
+    expect(ended.sort()).toEqual(['pages-1.img', 'pages-2.img', 'pages-3.img', 'pages-4.img', 'pages-5.img', 'pages-6.img', 'pages-7.img', 'pages-8.img', 'pages-9.img']);
+    const sent = await streamer.dumpDone();
+    expect(sent.map((f) => f.name)).toContain('pages-10.img');
+    expect(sent).toHaveLength(10);
+  });
+
   it('fails with the first upload failure once every upload has ended', async () => {
     const server = createServer((request, response) => {
       request.resume();

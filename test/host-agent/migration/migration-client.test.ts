@@ -169,6 +169,28 @@ describe('migration client: a file still being written', () => {
       await new Promise((resolve) => server.close(resolve));
     }
   });
+
+  it('breaks off, once the writer is done, an upload to a destination that went silent while it waited for the writer', async () => {
+    // Takes the request and then nothing: a destination that died (no reset) while CRIU still wrote.
+    const server = createServer((request) => request.pause());
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const path = join(dir.path, 'pages-3.img');
+      writeFileSync(path, Buffer.alloc(300, 3));
+      const file = new GrowingFile(path, { pollMs: 1 });
+      const client = new MigrationClient({ baseUrl: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, token: 't', idleTimeoutMs: 50 });
+      let settled = false;
+      const upload = client.uploadGrowingFile('m1', 1, file);
+      upload.then(() => (settled = true), () => (settled = true));
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      expect(settled).toBe(false); // waiting for the writer is no stalled link
+      file.finish();
+      await expect(upload).rejects.toMatchObject({ code: 'TRANSFER_FAILED', message: expect.stringContaining('upload 1/pages-3.img') });
+    } finally {
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    }
+  });
 });
 
 describe('migration client errors', () => {
