@@ -16,7 +16,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { GrowingFile } from '../checkpoint/growing-file';
 // Only the pages files are followed: the other image files are small and go after the dump.
 import { PAGES_FILE, type ImageFile } from '../checkpoint/image-manifest';
-import type { MigrationClient } from './migration-client';
+import { UPLOAD_CONCURRENCY, type MigrationClient } from './migration-client';
 
 
 /** N of pages-N.img. */
@@ -50,6 +50,9 @@ export class DumpStreamer {
   /** Ends the scan's wait between looks once the dump ended. */
   private readonly endScan = new AbortController();
   private readonly scanning: Promise<void>;
+  /** Uploads running, and those waiting for one of them to end (UPLOAD_CONCURRENCY at a time). */
+  private running = 0;
+  private readonly queued: (() => void)[] = [];
 
   constructor(private readonly opts: DumpStreamerOptions) {
     this.scanning = this.scan();
@@ -88,13 +91,31 @@ export class DumpStreamer {
       // look that finds a newer file or the dump's end, and a large process's dump can outlast
       // the destination's UPLOAD_IDLE_MS, which breaks such an upload off.
       if (i < names.length - 1) file.finish();
-      const upload = this.opts.client.uploadGrowingFile(this.opts.migrationId, this.opts.round, file, this.stop.signal);
+      const upload = this.upload(file);
       upload.catch((error: unknown) => {
         this.failure ??= { error };
         this.stop.abort(error);
         file.fail(error instanceof Error ? error : new Error(String(error)));
       });
       this.followed.set(name, { file, upload });
+    }
+  }
+
+  /**
+   * Uploads `file` once fewer than UPLOAD_CONCURRENCY uploads run: a link slower than CRIU would
+   * otherwise have a socket and a file open per process of a large tree. A file waiting its turn
+   * is not read yet; CRIU is usually done with it by then.
+   */
+  private async upload(file: GrowingFile): Promise<ImageFile> {
+    if (this.running < UPLOAD_CONCURRENCY) this.running += 1;
+    else await new Promise<void>((resolve) => this.queued.push(resolve)); // handed the slot of one that ended
+    try {
+      if (this.stop.signal.aborted) throw this.stop.signal.reason;
+      return await this.opts.client.uploadGrowingFile(this.opts.migrationId, this.opts.round, file, this.stop.signal);
+    } finally {
+      const next = this.queued.shift();
+      if (next) next();
+      else this.running -= 1;
     }
   }
 

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import type { GrowingFile } from '../../../host-agent/checkpoint/growing-file';
 import { DumpStreamer } from '../../../host-agent/migration/dump-streamer';
-import { MigrationClient } from '../../../host-agent/migration/migration-client';
+import { MigrationClient, UPLOAD_CONCURRENCY } from '../../../host-agent/migration/migration-client';
 import { tempDir } from '../../helpers/cli';
 
 const sha = (data: Buffer) => createHash('sha256').update(data).digest('hex');
@@ -137,6 +137,36 @@ describe('pages sent while CRIU dumps them', () => {
     const sent = await streamer.dumpDone();
     expect(sent.map((f) => f.name)).toContain('pages-10.img');
     expect(sent).toHaveLength(10);
+  });
+
+  it('sends at most UPLOAD_CONCURRENCY files at once: a link slower than CRIU does not open a socket per process', async () => {
+    const dir = dumpDir();
+    let running = 0;
+    let peak = 0;
+    const order: string[] = [];
+    const client = {
+      uploadGrowingFile: async (_id: string, _round: number, file: GrowingFile) => {
+        running += 1;
+        peak = Math.max(peak, running);
+        const chunks: Buffer[] = [];
+        for await (const chunk of file.stream) chunks.push(chunk as Buffer);
+        await delay(20); // a slow link
+        running -= 1;
+        const name = file.path.split('/').pop()!;
+        order.push(name);
+        return { name, bytes: Buffer.concat(chunks).length, sha256: sha(Buffer.concat(chunks)) };
+      },
+    };
+    const streamer = new DumpStreamer({ client, migrationId: 'm5', round: 1, dir, scanMs: 1, pollMs: 1 });
+    // Twelve processes dumped one after another, faster than the link takes them.
+    for (let i = 1; i <= 12; i += 1) {
+      writeFileSync(join(dir, `pages-${i}.img`), Buffer.alloc(100 * i, i));
+      await delay(3);
+    }
+    const sent = await streamer.dumpDone();
+    expect(sent.map((f) => f.bytes).sort((a, b) => a - b)).toEqual(Array.from({ length: 12 }, (_, i) => 100 * (i + 1)));
+    expect(peak).toBe(UPLOAD_CONCURRENCY);
+    expect(order).toHaveLength(12);
   });
 
   it('fails with the first upload failure once every upload has ended', async () => {
