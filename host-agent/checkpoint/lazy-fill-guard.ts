@@ -61,7 +61,9 @@ const GUARD_SCRIPT = [
   `  echo "daemon $daemon ended and the fill was not confirmed within the grace: killed the restored tree $tree" > "$dir/${GUARD_KILLED}"`,
   '  kill -9 "$tree" 2>/dev/null',
   // (a tree on zero pages often crashes by itself first)
-  `else echo "daemon $daemon ended and the fill was not confirmed within the grace: the restored tree $tree had already ended" > "$dir/${GUARD_KILLED}"; fi; fi`,
+  `else echo "daemon $daemon ended and the fill was not confirmed within the grace: the restored tree $tree had already ended" > "$dir/${GUARD_KILLED}"; fi`,
+  // Never seen alive: CRIU's restore failed with the daemon gone, and ended the tree itself.
+  `else echo "daemon $daemon ended and the fill was not confirmed within the grace: no restored tree was running ($([ -s "$dir/restored.pid" ] && echo "restored.pid names $(cat "$dir/restored.pid")" || echo 'no restored.pid'))" > "$dir/${GUARD_KILLED}"; fi`,
   'exit 1',
 ].join('\n');
 

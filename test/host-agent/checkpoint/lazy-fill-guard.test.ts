@@ -154,6 +154,15 @@ describe('lazy fill guard', () => {
     await expect(tree.ended).resolves.toBe('SIGKILL');
   });
 
+  it('says so when no restored tree ever ran (the restore failed with the daemon, and ended the tree itself)', async () => {
+    const d = dir();
+    const daemon = started(0.1);
+    children.push(daemon.child);
+    const guard = await startLazyFillGuard({ daemonPid: daemon.child.pid!, dir: d, procsFiles: [], graceMs: 100, maxWatchMs: 60_000 });
+    await expect(guard.ended).resolves.toBe(1);
+    expect(require('node:fs').readFileSync(join(d, GUARD_KILLED), 'utf8')).toBe(`daemon ${daemon.child.pid} ended and the fill was not confirmed within the grace: no restored tree was running (no restored.pid)\n`);
+  });
+
   it('says why when it cannot join the shard cgroups, and never watches', async () => {
     const d = dir();
     const { daemon } = scene(d, 30);
