@@ -38,6 +38,23 @@ describe('lazy fill guard', () => {
     return { daemon, tree };
   }
 
+  /**
+   * A process that gets `pid`, which has just ended (a pid space that wrapped; root: the next pid
+   * is chosen through /proc/sys/kernel/ns_last_pid); resolves to how it ended.
+   */
+  function bystanderOn(pid: number): Promise<unknown> {
+    let bystander: ChildProcess | undefined;
+    for (let i = 0; i < 100 && !bystander; i++) {
+      writeFileSync('/proc/sys/kernel/ns_last_pid', String(pid - 1));
+      const next = spawn('sleep', ['30'], { stdio: 'ignore' });
+      children.push(next);
+      if (next.pid === pid) bystander = next;
+      else next.kill('SIGKILL');
+    }
+    expect(bystander).toBeDefined();
+    return new Promise((resolve) => bystander!.on('exit', (code, signal) => resolve(signal ?? code)));
+  }
+
   it('kills the restored tree when the daemon ends and the agent never says the fill was complete (an agent that died with it)', async () => {
     const d = dir();
     const { daemon, tree } = scene(d, 0.2);
@@ -97,16 +114,7 @@ describe('lazy fill guard', () => {
     const guard = await startLazyFillGuard({ daemonPid: pid, dir: d, procsFiles: [], graceMs: 2_000, maxWatchMs: 60_000 });
     await daemon.ended;
     // The daemon's pid goes to a bystander (a pid space that wrapped), before the guard polls again.
-    let bystander: ChildProcess | undefined;
-    for (let i = 0; i < 100 && !bystander; i++) {
-      writeFileSync('/proc/sys/kernel/ns_last_pid', String(pid - 1));
-      const next = spawn('sleep', ['30'], { stdio: 'ignore' });
-      children.push(next);
-      if (next.pid === pid) bystander = next;
-      else next.kill('SIGKILL');
-    }
-    expect(bystander).toBeDefined();
-    const bystanderEnded = new Promise((resolve) => bystander!.on('exit', (code, signal) => resolve(signal ?? code)));
+    const bystanderEnded = bystanderOn(pid);
     // The agent saw its daemon exit 0 and says so: the guard ends at once, the tree and the bystander alone.
     const said = Date.now();
     await expect(guard.filled()).resolves.toBeUndefined();
@@ -124,16 +132,7 @@ describe('lazy fill guard', () => {
     await new Promise((resolve) => setTimeout(resolve, 100)); // the guard has seen the tree (it polls every 20 ms)
     tree.child.kill('SIGKILL');
     await tree.ended;
-    let bystander: ChildProcess | undefined;
-    for (let i = 0; i < 100 && !bystander; i++) {
-      writeFileSync('/proc/sys/kernel/ns_last_pid', String(pid - 1));
-      const next = spawn('sleep', ['30'], { stdio: 'ignore' });
-      children.push(next);
-      if (next.pid === pid) bystander = next;
-      else next.kill('SIGKILL');
-    }
-    expect(bystander).toBeDefined();
-    const bystanderEnded = new Promise((resolve) => bystander!.on('exit', (code, signal) => resolve(signal ?? code)));
+    const bystanderEnded = bystanderOn(pid);
     // The daemon ends unconfirmed: the guard would kill the tree, but the tree is gone and its pid is the bystander's.
     await daemon.ended;
     await new Promise((resolve) => setTimeout(resolve, 600));
