@@ -119,7 +119,8 @@ export class CheckpointMigrationEffects implements MigrationEffects {
 
   /**
    * What a CRIU run on the shard needs for its time limit (memory-move-time.ts): its memory as
-   * estimated now, and the time left before the migration's own limit.
+   * estimated at the prepare (now, when this agent made no prepare of it), and the time left
+   * before the migration's own limit.
    */
   private async timeOf(record: MigrationRecord): Promise<{ memoryBytes?: number; untilDeadlineMs: number }> {
     // The prepare's estimate where there is one: read again in the dump it would cost a walk of
