@@ -217,6 +217,7 @@ export class CriuCheckpointer {
    * aborts with the source's stopped copy intact.
    */
   async restore(dir: string, target: RestoreTarget): Promise<RestoredTree> {
+    const asked = performance.now();
     const pidFile = join(dir, 'restored.pid');
     const files = target.files ?? [];
     // Handed over as the child's fds 3, 4, ...; CRIU names a regular file by its path relative
@@ -233,8 +234,11 @@ export class CriuCheckpointer {
     ];
     // Every run of this restore (CRIU's, the lazy-pages daemon's, the guard's watch) may take as
     // long as copying the image's memory may: its pages files are on disk already, their sizes known.
-    const limitMs = this.limitFor(await imageMemoryBytes(dir), target.untilDeadlineMs);
-    const eagerly = async (lazyPagesSkipped?: string): Promise<RestoredTree> => ({ ...(await this.restoreEagerly(dir, criuArgs, pidFile, target, limitMs)), ...(lazyPagesSkipped ? { lazyPagesSkipped } : {}) });
+    // The deadline is where it stands when each run starts: a CRIU run after a daemon that took
+    // its whole limit to fail would otherwise get the whole share again, past the deadline.
+    const memoryBytes = await imageMemoryBytes(dir);
+    const limitNow = () => this.limitFor(memoryBytes, target.untilDeadlineMs === undefined ? undefined : target.untilDeadlineMs - (performance.now() - asked));
+    const eagerly = async (lazyPagesSkipped?: string): Promise<RestoredTree> => ({ ...(await this.restoreEagerly(dir, criuArgs, pidFile, target, limitNow())), ...(lazyPagesSkipped ? { lazyPagesSkipped } : {}) });
     if (!(await this.usesLazyPages())) return eagerly();
     // A chain of pre-copy images cannot be restored lazily as it is (lazy-image.ts): beside it
     // goes one that can, made without copying the memory; the chain itself stays as it was.
@@ -248,6 +252,8 @@ export class CriuCheckpointer {
     // What an earlier attempt here left would confuse the guard (and CRIU will not overwrite a pid
     // file), or an operator reading what the guard did.
     for (const name of [lazyPidFile, join(lazyDir, FILLED_MARK), join(lazyDir, GUARD_KILLED)]) await rm(name, { force: true });
+    // One limit for the daemon and the guard that watches it: they start together.
+    const limitMs = limitNow();
     const daemon = this.startLazyPagesDaemon(lazyDir, limitMs);
     // The guard needs only the daemon's pid: it starts while the daemon gets ready (each takes
     // 10-35 ms here, all of it downtime), and is ended before any eager fallback, which writes
@@ -270,7 +276,7 @@ export class CriuCheckpointer {
     let pid: number;
     let running: number;
     try {
-      await this.runOrThrow('restore', lazyDir, { limitMs, joinProcsFiles: target.procsFiles, extraFds: files.map((file) => file.fd) }, [...lazyArgs, '--lazy-pages']);
+      await this.runOrThrow('restore', lazyDir, { limitMs: limitNow(), joinProcsFiles: target.procsFiles, extraFds: files.map((file) => file.fd) }, [...lazyArgs, '--lazy-pages']);
       running = performance.now();
       pid = await readRestoredPid(lazyPidFile);
     } catch (error) {

@@ -52,7 +52,9 @@ export function memoryMoveLimitMs(limit: MemoryMoveLimit): number {
   if (memoryBytes === undefined || !Number.isFinite(memoryBytes) || memoryBytes <= 0) return floorMs;
   const bytes = memoryBytes;
   const byRate = MEMORY_MOVE_BASE_MS + Math.ceil((bytes / MEMORY_MOVE_BYTES_PER_SECOND) * 1000);
-  const cut = untilDeadlineMs !== undefined && Number.isFinite(untilDeadlineMs) ? Math.min(byRate, untilDeadlineMs) : byRate;
+  // Whole ms: the limit goes into the CRIU's environment, where recovery believes only a whole
+  // number (criu-at-work.ts); the time left is fractional where it comes from performance.now().
+  const cut = untilDeadlineMs !== undefined && Number.isFinite(untilDeadlineMs) ? Math.min(byRate, Math.ceil(untilDeadlineMs)) : byRate;
   return Math.max(floorMs, cut);
 }
 

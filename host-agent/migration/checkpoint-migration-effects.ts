@@ -119,7 +119,8 @@ export class CheckpointMigrationEffects implements MigrationEffects {
 
   /**
    * What a CRIU run on the shard needs for its time limit (memory-move-time.ts): its memory as
-   * estimated now, and the time left before the migration's own limit.
+   * estimated at the prepare (now, when this agent made no prepare of it), and the time left
+   * before the migration's own limit.
    */
   private async timeOf(record: MigrationRecord): Promise<{ memoryBytes?: number; untilDeadlineMs: number }> {
     // The prepare's estimate where there is one: read again in the dump it would cost a walk of
@@ -493,17 +494,19 @@ function untilDeadlineMs(record: MigrationRecord, now: number): number {
 /**
  * Whether a CRIU left running by an earlier agent is past the time limit that agent gave it,
  * `ageMs` old, `untilDeadlineMs` before the migration's own limit. Never earlier than that agent
- * would have killed it:
- * - its environment names the limit (criu-at-work.ts CRIU_TIME_LIMIT_ENV): exactly that;
+ * would have killed it, and never unbounded: every limit the rule gives is at most the floor or
+ * the time left before the migration's deadline at the CRIU's start (memory-move-time.ts), so
+ * one past the floor once the deadline has passed is overdue whatever it says.
+ * - its environment names the limit (criu-at-work.ts CRIU_TIME_LIMIT_ENV): that, or the bound
+ *   above when it is longer (a value no agent of ours gave: the parser takes up to 9e15 ms,
+ *   which would leave the shard frozen for good);
  * - its environment names none: an agent from before the limit grew with the memory, 120 s;
- * - its environment could not be read: the limit is unknown, but never longer than the floor or
- *   the time left before the migration's deadline at its start (memory-move-time.ts), so it is
- *   overdue once it is past the floor and the deadline has passed. Bounded either way.
+ * - its environment could not be read: the limit is unknown, so the bound alone.
  */
 export function pastTimeLimit(criu: Pick<CriuAtWork, 'timeLimitMs' | 'environmentUnreadable'>, ageMs: number, untilDeadlineMs: number): boolean {
+  if (ageMs > CRIU_TIMEOUT_MS && untilDeadlineMs < 0) return true;
   if (criu.timeLimitMs !== undefined) return ageMs > criu.timeLimitMs;
-  if (!criu.environmentUnreadable) return ageMs > CRIU_TIMEOUT_MS;
-  return ageMs > CRIU_TIMEOUT_MS && untilDeadlineMs < 0;
+  return !criu.environmentUnreadable && ageMs > CRIU_TIMEOUT_MS;
 }
 
 /** The time limits of CRIUs left running, for a message: `1054 s`, `120 s`, or `unknown`. */

@@ -135,6 +135,22 @@ describe('CriuCheckpointer: lazy restores (criu lazy-pages)', () => {
     expect(require('node:fs').readFileSync(`${dir.path}/restore-args`, 'utf8')).not.toMatch(/--lazy-pages/);
   });
 
+  it("gives the eager restore after a daemon that never got ready only what is left before the migration's deadline (never less than the floor)", async () => {
+    const fs = require('node:fs') as typeof import('node:fs');
+    const image = `${dir.path}/hung-daemon`;
+    fs.mkdirSync(image, { recursive: true });
+    // 64 GiB (sparse): by its size alone, 1054 s; the deadline 1.5 s away cuts it to 1.5 s.
+    fs.writeFileSync(`${image}/pages-1.img`, '');
+    fs.truncateSync(`${image}/pages-1.img`, 64 * 2 ** 30);
+    const tellingRestore = 'echo "$SHARDFORM_CRIU_TIME_LIMIT_MS" > "$3/restore-limit"';
+    const criu = new CriuCheckpointer(lazyCriu(0, 'exec sleep 30', tellingRestore), { lazyPages: 'auto', timeoutMs: 200 });
+    const restored = await criu.restore(image, { procsFiles: [], untilDeadlineMs: 1_500 });
+    started.push(restored.pid);
+    expect(restored.lazyPagesSkipped).toMatch(/^criu lazy-pages did not start/);
+    // The daemon took those 1.5 s (killed at its limit): the restore that follows gets the floor, not 1.5 s more.
+    expect(Number(fs.readFileSync(`${image}/restore-limit`, 'utf8'))).toBe(200);
+  }, 10_000);
+
   it('restores a chain of pre-copy rounds lazily from the image made beside it, or eagerly, saying why, when none can be made', async () => {
     const { encodePagemap, PE_LAZY, PE_PARENT, PE_PRESENT } = require('../../../host-agent/checkpoint/pagemap-image') as typeof import('../../../host-agent/checkpoint/pagemap-image');
     const fs = require('node:fs') as typeof import('node:fs');

@@ -1,3 +1,4 @@
+import { timeLimitIn } from '../../../host-agent/checkpoint/criu-at-work';
 import { MEMORY_MOVE_BYTES_PER_SECOND, memoryImageBytes, memoryMoveLimitMs } from '../../../host-agent/checkpoint/memory-move-time';
 
 const MiB = 2 ** 20;
@@ -22,6 +23,12 @@ describe('how long moving memory may take', () => {
     expect(memoryMoveLimitMs({ memoryBytes: 64 * GiB, floorMs: 120_000, untilDeadlineMs: 600_000 })).toBe(600_000);
     expect(memoryMoveLimitMs({ memoryBytes: 64 * GiB, floorMs: 120_000, untilDeadlineMs: -5_000 })).toBe(120_000);
     expect(memoryMoveLimitMs({ memoryBytes: 64 * GiB, floorMs: 120_000, untilDeadlineMs: 2_000_000 })).toBe(1_054_000);
+  });
+
+  it('gives whole ms, rounded up: the limit goes into a CRIU environment, where recovery believes only a whole number (criu-at-work.ts)', () => {
+    // The destination's time left comes from performance.now(): fractional.
+    expect(memoryMoveLimitMs({ memoryBytes: 64 * GiB, floorMs: 120_000, untilDeadlineMs: 299_999.25 })).toBe(300_000);
+    expect(timeLimitIn(`SHARDFORM_CRIU_TIME_LIMIT_MS=${memoryMoveLimitMs({ memoryBytes: 64 * GiB, floorMs: 120_000, untilDeadlineMs: 299_999.25 })}\0`)).toBe(300_000);
   });
 
   it('counts only memory images (pages files) as memory', () => {

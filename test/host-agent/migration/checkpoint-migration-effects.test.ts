@@ -613,8 +613,8 @@ describe('checkpoint migration effects (source side)', () => {
 
 describe('pastTimeLimit: when a CRIU left by an earlier agent may be killed', () => {
   it('never before the agent that started it would have, and never never', () => {
-    // Named in its environment: exactly that.
-    expect(pastTimeLimit({ timeLimitMs: 1_054_000 }, 1_000_000, -1)).toBe(false);
+    // Named in its environment: exactly that (1000 s into a limit of 1054 s, the deadline is at least 54 s away).
+    expect(pastTimeLimit({ timeLimitMs: 1_054_000 }, 1_000_000, 54_000)).toBe(false);
     expect(pastTimeLimit({ timeLimitMs: 1_054_000 }, 1_054_001, 10_000)).toBe(true);
     // None named: an agent from before the rule, 120 s.
     expect(pastTimeLimit({}, 120_000, 10_000)).toBe(false);
@@ -623,5 +623,14 @@ describe('pastTimeLimit: when a CRIU left by an earlier agent may be killed', ()
     expect(pastTimeLimit({ environmentUnreadable: true }, 500_000, 1)).toBe(false);
     expect(pastTimeLimit({ environmentUnreadable: true }, 100_000, -1)).toBe(false);
     expect(pastTimeLimit({ environmentUnreadable: true }, 120_001, -1)).toBe(true);
+  });
+
+  it("believes a named limit only up to the migration's deadline: no agent gives one that reaches past it (beyond the floor)", () => {
+    // 10^15 ms (what the parser accepts, ~31,700 years) would keep the shard frozen for good.
+    expect(pastTimeLimit({ timeLimitMs: 10 ** 15 }, 120_001, -1)).toBe(true);
+    expect(pastTimeLimit({ timeLimitMs: 10 ** 15 }, 120_000, -1)).toBe(false); // the floor still stands
+    expect(pastTimeLimit({ timeLimitMs: 10 ** 15 }, 500_000, 1)).toBe(false); // the deadline not yet passed
+    // A limit its agent could have given (1054 s, 1000 s into it) is never cut: the deadline is then 54 s away.
+    expect(pastTimeLimit({ timeLimitMs: 1_054_000 }, 1_000_000, 54_000)).toBe(false);
   });
 });

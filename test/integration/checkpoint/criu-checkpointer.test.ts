@@ -152,7 +152,7 @@ describePrivileged('CRIU checkpointer (real CRIU, cgroups, PID namespaces)', [re
     execFileSync('mkfifo', [join(images, 'criu-dump.log')]);
     let done = false;
     const dumping = criu.dump({ rootPid, freezeCgroup: source.freezer }, images).finally(() => (done = true));
-    let held: { pid: number; ageSeconds?: number }[] = [];
+    let held: { pid: number; ageSeconds?: number; timeLimitMs?: number; environmentUnreadable?: true }[] = [];
     for (let i = 0; i < 2000 && !done && held.length === 0; i += 1) {
       held = await criuCheckpointing({ rootPid, freezeCgroup: source.freezer });
       if (held.length === 0) await new Promise((resolve) => setTimeout(resolve, 5));
@@ -164,6 +164,9 @@ describePrivileged('CRIU checkpointer (real CRIU, cgroups, PID namespaces)', [re
     expect(byCgroupOnly.map((c) => c.pid)).toEqual(expect.arrayContaining(held.map((c) => c.pid)));
     expect(held[0]!.ageSeconds).toBeGreaterThanOrEqual(0); // /proc gives its age
     expect(held[0]!.ageSeconds).toBeLessThan(120);
+    // The limit its agent gave it, read back from the real CRIU's environment (through the private loader or not).
+    expect(held[0]).toMatchObject({ timeLimitMs: 120_000 });
+    expect(held[0]!.environmentUnreadable).toBeUndefined();
     expect(await criuCheckpointing({ rootPid: rootPid + 1, freezeCgroup: `${source.freezer}-other` })).toEqual([]);
     expect(await criuCheckpointing({ rootPid, freezeCgroup: source.freezer })).toEqual([]);
   });
