@@ -285,13 +285,18 @@ describePrivileged('CRIU checkpointer: lazy restore (real CRIU lazy-pages, userf
     const inShard = readFileSync(destination.procsFiles[0]!, 'utf8').split('\n').filter(Boolean).map(Number);
     expect(inShard).not.toContain(daemons[0]);
     expect(inShard.some((pid) => readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('shardform-lazy-guard'))).toBe(true);
-    // Restored: CRIU writes the pid file while it still holds the tree (ptrace, state t); a daemon
-    // killed then fails CRIU's restore, which ends the tree itself (seen under load).
-    await waitFor('the restored tree to run', () => readFileSync(`/proc/${tree}/stat`, 'utf8').replace(/^.*\) /, '')[0], (state) => state !== 't' && state !== 'T');
+    // Restored: CRIU writes the pid file while it still holds the tree, and a daemon killed before
+    // \`criu restore\` has exited fails it, which then ends the tree itself (seen under load, also
+    // after the tree had left its tracing stop): wait for that process to be gone.
+    await waitFor('criu restore to have finished', () => criuRuns('restore', images).length, (running) => running === 0);
     // Stopped, so that it cannot crash by itself on the zero pages it would read: only the guard ends it.
     process.kill(tree, 'SIGSTOP');
     agent.kill('SIGKILL');
-    process.kill(daemons[0]!, 'SIGKILL');
+    try {
+      process.kill(daemons[0]!, 'SIGKILL');
+    } catch {
+      // done filling already: with the agent gone, nobody confirms it either, and the guard acts the same
+    }
     await agentGone;
     await waitFor('the guard to kill the restored tree', () => processGone(tree), (gone) => gone, 10_000);
     // The guard's doing (a tree reading zeros may also crash by itself, which proves nothing).
@@ -302,12 +307,17 @@ describePrivileged('CRIU checkpointer: lazy restore (real CRIU lazy-pages, userf
 
 /** Pids of `criu lazy-pages` processes serving `images`. */
 function lazyDaemons(images: string): number[] {
+  return criuRuns('lazy-pages', images);
+}
+
+/** Pids of CRIU processes running `action` (`lazy-pages`, `restore`) on `images`. */
+function criuRuns(action: string, images: string): number[] {
   const found: number[] = [];
   for (const entry of readdirSync('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
     try {
       const argv = readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0');
-      if (argv.includes('lazy-pages') && argv.includes(images)) found.push(Number(entry));
+      if (argv.includes(action) && argv.includes(images)) found.push(Number(entry));
     } catch {
       // gone meanwhile
     }
