@@ -22,7 +22,8 @@ import { openShardLogs, shardLogPaths } from '../runner/shard-logs';
 import { HostAgentError } from '../errors';
 import type { DesiredShard } from '../reconcile/desired-shard';
 import type { RestartHandover, ShardHandover } from '../reconcile/shard-handover';
-import { reclaimStateDir, sharedStateMark, STATE_ARCHIVE, tidyStateDir, unpackState } from '../migration/state-archive';
+import { reclaimStateDir, sharedStateMark, STATE_ARCHIVE, tidyStateDir, unpackState, type UnpackOutcome } from '../migration/state-archive';
+import { StateArrival } from '../migration/state-arrival';
 import { quietLimitMs, untilDeadlineMs, type IncomingMigration, type IncomingMigrations } from '../migration/incoming-migrations';
 import { readIncomingRecord, writeIncomingRecord } from '../migration/incoming-record';
 import { MigrationError, type MigrationErrorCode } from '../migration/migration-error';
@@ -42,8 +43,18 @@ export interface MigrationRouteDeps {
   readonly logRoot?: string;
   /** The restart strategy's destination side (POST .../start); absent: such migrations are refused. */
   readonly restarter?: { readonly handover: RestartHandover };
-  /** Unpacks a state archive as the new content of a directory (both strategies); default unpackState (GNU tar). */
-  readonly unpack?: (archive: string, dir: string, tag: string) => Promise<void>;
+  /**
+   * Unpacks a state archive as the new content of a directory (both strategies), or swaps in what
+   * was unpacked on arrival of the archive whose sha256 is `arrivedSha256`; default unpackState (GNU tar).
+   */
+  readonly unpack?: (archive: string, dir: string, tag: string, arrivedSha256?: string) => Promise<UnpackOutcome | void>;
+  /**
+   * Whether a state archive is unpacked while it arrives (state-arrival.ts), so that the restore
+   * or start only swaps it in. False: only at the restore or start, as before (tests whose
+   * `unpack` is a fake, and their state directory not a real one).
+   * @default true
+   */
+  readonly unpackOnArrival?: boolean;
   /**
    * Why this agent must not take a shard in now (it does not hold its host's claim: another
    * agent may act for this host), or undefined. Asked before a prepare and before a restore or
@@ -143,6 +154,34 @@ export const migrationRoutes =
     );
     const { incoming } = deps;
     const unpack = deps.unpack ?? unpackState;
+
+    /**
+     * Starts unpacking migration `migration`'s state archive as it arrives, into the directory the
+     * restore's unpack would fill (and finds there: unpackState), or undefined where nothing is
+     * to gain or it would race: this host sees the source's own directory (no archive is sent), or
+     * the restore or start has begun, or it was aborted (its tidy must find nothing made after it).
+     * Called with no await since the state was last checked, so an abort either finds it on the
+     * migration and gives it up, or came first and none starts. An earlier upload's unpack (the
+     * same archive sent again) uses the same directory: it is given up, and this one starts after.
+     */
+    const unpackOnArrival = (migration: IncomingMigration): StateArrival | undefined => {
+      if (deps.unpackOnArrival === false || migration.sharedStateDirectory || migration.restoring || migration.state !== 'prepared') return undefined;
+      const earlier = migration.stateArrival?.abandon('another upload of the archive replaced it');
+      const stallMs = Math.min(30_000, (deps.uploadIdleMs ?? UPLOAD_IDLE_MS) / 2);
+      const arrival = new StateArrival(join(migration.desired.stateDirectory, migration.desired.shardId), migration.id, { stallMs, ...(earlier ? { after: earlier } : {}) });
+      migration.stateArrival = arrival;
+      return arrival;
+    };
+
+    /**
+     * Unpacks migration `migration`'s state archive of round `round` (sha256 `sha256` in the
+     * source's manifest) before its restore or start: taken from what arrived unpacked when that is
+     * exactly this archive, else from the file.
+     */
+    const unpackStateOf = async (migration: IncomingMigration, round: number, sha256: string): Promise<void> => {
+      await migration.stateArrival?.settle();
+      await unpack(join(incoming.roundDir(migration, round), STATE_ARCHIVE), join(migration.desired.stateDirectory, migration.desired.shardId), migration.id, sha256);
+    };
     const refuseIfNotActing = (): void => {
       const reason = deps.notActingReason?.();
       if (reason) throw new MigrationError('REFUSED', reason);
@@ -237,6 +276,7 @@ export const migrationRoutes =
         const expectedSha = request.headers['x-shardform-sha256'];
         const dir = incoming.roundDir(migration, round);
         await mkdir(dir, { recursive: true });
+        const arrival = request.params.name === STATE_ARCHIVE ? unpackOnArrival(migration) : undefined;
         const path = join(dir, request.params.name);
         const partial = `${path}.partial`;
         const hash = createHash('sha256');
@@ -254,7 +294,9 @@ export const migrationRoutes =
             hash.update(chunk);
             idle.refresh();
             incoming.heard(migration);
-            callback(null, chunk);
+            // Passed on once tar took it too: the slower of the file and tar paces the body.
+            if (arrival) void arrival.feed(chunk).then(() => callback(null, chunk));
+            else callback(null, chunk);
           },
         });
         migration.uploads += 1;
@@ -262,6 +304,7 @@ export const migrationRoutes =
           await pipeline(request.body, measure, createWriteStream(partial, { highWaterMark: 8 << 20 }));
         } catch (error) {
           await rm(partial, { force: true });
+          await arrival?.abandon('the upload broke off');
           throw new MigrationError('TRANSFER_FAILED', `image file ${round}/${request.params.name} broke off after ${bytes} bytes: ${(error as Error).message}`);
         } finally {
           clearTimeout(idle);
@@ -271,12 +314,14 @@ export const migrationRoutes =
         if (migration.state !== 'prepared') {
           // Aborted while this file arrived: the abort removed (or is removing) the images; this
           // request may have made their directory again, so nothing of it stays.
+          await arrival?.abandon('the migration was aborted');
           await rm(incoming.dirOf(migration.id), { recursive: true, force: true });
           throw new MigrationError('INVALID_TRANSITION', `migration ${migration.id} was aborted while image file ${round}/${request.params.name} arrived; it is not kept`);
         }
         const sha256 = hash.digest('hex');
         if ((expectedBytes !== undefined && bytes !== expectedBytes) || (expectedSha !== undefined && sha256 !== expectedSha)) {
           await rm(partial, { force: true });
+          await arrival?.abandon('the archive arrived other than it was sent');
           throw new MigrationError(
             'TRANSFER_FAILED',
             `image file ${round}/${request.params.name} arrived as ${bytes} bytes sha256 ${sha256}, sent as ${expectedBytes ?? '(not given)'} bytes sha256 ${expectedSha ?? '(not given)'}`,
@@ -284,6 +329,11 @@ export const migrationRoutes =
         }
         await rename(partial, path);
         migration.received.set(`${round}/${request.params.name}`, { bytes, sha256 });
+        // A failed unpack on arrival costs only the time it would have saved: the restore unpacks
+        // the file, and reports a broken archive as it always did.
+        if (arrival && !(await arrival.finish(sha256))) {
+          request.log.warn({ migration_id: migration.id, shard_id: migration.desired.shardId }, `migration ${migration.id}: state archive ${round}/${STATE_ARCHIVE} not unpacked on arrival (${arrival.problem ?? 'given up'}); the restore or start of shard ${migration.desired.shardId} unpacks it from the file`);
+        }
         return reply.status(201).send({ round, name: request.params.name, bytes, sha256 });
       },
     );
@@ -331,8 +381,9 @@ export const migrationRoutes =
           // The shard's state directory, packed while it was frozen, is put in place first: CRIU
           // reopens its working directory and open files there by path, and on another host's
           // disk they would not exist (or be stale). A source older than that sends none.
-          if (final.files.some((f) => f.name === STATE_ARCHIVE)) {
-            await unpack(join(incoming.roundDir(migration, final.round), STATE_ARCHIVE), join(migration.desired.stateDirectory, migration.desired.shardId), migration.id);
+          const archive = final.files.find((f) => f.name === STATE_ARCHIVE);
+          if (archive) {
+            await unpackStateOf(migration, final.round, archive.sha256);
             if (migration.state !== 'prepared') throw new MigrationError('INVALID_TRANSITION', `migration ${migration.id} was aborted while its state directory was unpacked; nothing was restored`);
           }
           // The restored processes' stdout and stderr go to this host's log files of the shard,
@@ -375,7 +426,8 @@ export const migrationRoutes =
         if (migration.state !== 'prepared') throw new MigrationError('INVALID_TRANSITION', `migration ${migration.id} is ${migration.state}, not prepared`);
         refuseIfNotActing();
         const final = request.body.rounds[request.body.rounds.length - 1];
-        const archived = final?.files.some((f) => f.name === STATE_ARCHIVE) === true;
+        const archive = final?.files.find((f) => f.name === STATE_ARCHIVE);
+        const archived = archive !== undefined;
         if (!archived && !migration.sharedStateDirectory) {
           throw new MigrationError('INVALID_MIGRATION', `${final ? `round ${final.round} has no ${STATE_ARCHIVE}` : `no round with a ${STATE_ARCHIVE} was sent`}, and this host does not see the source's state directory of shard ${migration.desired.shardId}`);
         }
@@ -384,7 +436,7 @@ export const migrationRoutes =
         const restarter = deps.restarter;
         // Recorded before its first await: an abort arriving from here on waits for it.
         return restoreOnce(migration, async () => {
-          if (final && archived) await unpack(join(incoming.roundDir(migration, final.round), STATE_ARCHIVE), join(desired.stateDirectory, desired.shardId), migration.id);
+          if (final && archive) await unpackStateOf(migration, final.round, archive.sha256);
           // An abort that came during the unpack waits for this request: start nothing, it destroys the rest.
           if (migration.state !== 'prepared') throw new MigrationError('INVALID_TRANSITION', `migration ${migration.id} was aborted while its state directory was unpacked; nothing was started`);
           // Held until the commit (then adopted like a restored shard): until then the assignment
@@ -492,6 +544,9 @@ export const migrationRoutes =
       if (migration) {
         migration.state = 'aborted';
         if (abandoned) migration.abandoned = true;
+        // An archive still being unpacked as it arrives: its tar stopped and its directory gone
+        // before the tidy below, which would otherwise race it (and the upload makes nothing more).
+        await migration.stateArrival?.abandon('the migration was aborted');
         await migration.settling;
       }
       await deps.handover.discard(shardId);

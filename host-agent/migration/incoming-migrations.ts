@@ -11,6 +11,7 @@ import type { DesiredShard } from '../reconcile/desired-shard';
 import { fits, roomFor, unknownCapacity, type CapacityView } from '../host-capacity';
 import { imageSpaceShortfall, systemImageSpace, type ImageSpace } from './image-space';
 import { MigrationError } from './migration-error';
+import type { StateArrival } from './state-arrival';
 
 export type IncomingState = 'prepared' | 'restored' | 'committed' | 'aborted';
 
@@ -46,6 +47,11 @@ export interface IncomingMigration {
   lastHeard: number;
   /** Image files arriving now. */
   uploads: number;
+  /**
+   * The state archive's unpack on arrival (the latest upload of it): the restore or start waits
+   * for it before it unpacks, an abort gives it up before it tidies.
+   */
+  stateArrival?: StateArrival;
   /** The shard's log files on the source (prepare's `logFiles`): its restored processes hold them open. */
   sourceLogFiles?: { readonly stdout: string; readonly stderr: string };
   /** The source's time limit for the whole migration (prepare's `timeoutSeconds`), when it sent one. */

@@ -6,8 +6,8 @@
  * by default). Unix sockets are skipped (tar: "socket ignored"); CRIU binds a restored one anew.
  */
 import { execFile } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
+import { constants, existsSync } from 'node:fs';
+import { mkdir, open, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { MigrationError } from './migration-error';
@@ -94,6 +94,53 @@ export async function packState(dir: string, archive: string): Promise<void> {
   }
 }
 
+/**
+ * The arguments of the `tar` that unpacks archive `from` (`-`: its standard input) into `into`:
+ * one list for the unpack at the restore and the one on arrival (state-arrival.ts), so both make
+ * the same copy.
+ */
+export function extractArguments(from: string, into: string): string[] {
+  return ['--extract', ...KEEP, '--file', from, '--directory', into];
+}
+
+/** The sibling directory an unpack of migration `tag` fills before it is swapped in as `dir`. */
+export function incomingStateDir(dir: string, tag: string): string {
+  return `${dir}.incoming-${tag}`;
+}
+
+/**
+ * The file, inside the incoming directory, that says an unpack on arrival of migration `tag`
+ * finished (tar exited 0 after the whole archive) and which archive it unpacked: its sha256.
+ * Written only then (state-arrival.ts), and removed before the directory is swapped in.
+ */
+export function arrivalRecord(tag: string): string {
+  return `.shardform-arrived-${tag}`;
+}
+
+/**
+ * Whether `incoming` holds a finished unpack on arrival of exactly the archive whose sha256 is
+ * `sha256`; if so its record is removed (it is not the shard's). Any doubt (no record, another
+ * archive's, a record that is not a plain file, a read error) is a no: the caller unpacks anew.
+ */
+async function takeArrival(incoming: string, tag: string, sha256: string): Promise<boolean> {
+  const record = join(incoming, arrivalRecord(tag));
+  try {
+    // O_NOFOLLOW: the incoming directory holds what the archive held; only our own plain file counts.
+    const handle = await open(record, constants.O_RDONLY | constants.O_NOFOLLOW);
+    let content: string;
+    try {
+      content = await handle.readFile('utf8');
+    } finally {
+      await handle.close();
+    }
+    if (content !== `${sha256}\n`) return false;
+    await rm(record);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** Where unpackState keeps the directory it replaces until the new content is in place. */
 export function replacedStateDir(dir: string, tag: string): string {
   return `${dir}.previous-${tag}`;
@@ -101,21 +148,28 @@ export function replacedStateDir(dir: string, tag: string): string {
 
 /**
  * Unpacks `archive` as the new content of `dir`: into a sibling directory first, then swapped in,
- * so a broken archive leaves `dir` as it was. The old `dir` is renamed aside, not removed, and
+ * so a broken archive leaves `dir` as it was. When that sibling already holds a finished unpack on
+ * arrival of the archive whose sha256 is `arrivedSha256` (the manifest's, hashed by the source),
+ * it is swapped in without running tar again. The old `dir` is renamed aside, not removed, and
  * stays aside (marked as replaced by migration `tag`) until the migration ends: its commit drops
  * it (tidyStateDir), its abort puts it back (reclaimStateDir). On a file system both hosts share,
  * that old `dir` is the source's own state, which a checkpointed source still has open (its
  * working directory, its files) and runs on if the migration aborts.
  */
-export async function unpackState(archive: string, dir: string, tag: string): Promise<void> {
-  const incoming = `${dir}.incoming-${tag}`;
-  await rm(incoming, { recursive: true, force: true });
-  await mkdir(incoming, { recursive: true });
-  try {
-    await execFileAsync('tar', ['--extract', ...KEEP, '--file', archive, '--directory', incoming], TAR_OPTIONS);
-  } catch (error) {
+export async function unpackState(archive: string, dir: string, tag: string, arrivedSha256?: string): Promise<UnpackOutcome> {
+  const incoming = incomingStateDir(dir, tag);
+  // Unpacked while it arrived (state-arrival.ts): the tar run here would make the same copy again,
+  // with the shard stopped.
+  const extracted = !(arrivedSha256 !== undefined && (await takeArrival(incoming, tag, arrivedSha256)));
+  if (extracted) {
     await rm(incoming, { recursive: true, force: true });
-    throw new MigrationError('TRANSFER_FAILED', `cannot unpack the state directory into ${dir}: ${(error as Error).message}`);
+    await mkdir(incoming, { recursive: true });
+    try {
+      await execFileAsync('tar', extractArguments(archive, incoming), TAR_OPTIONS);
+    } catch (error) {
+      await rm(incoming, { recursive: true, force: true });
+      throw new MigrationError('TRANSFER_FAILED', `cannot unpack the state directory into ${dir}: ${(error as Error).message}`);
+    }
   }
   // Marks the unpacked copy as this migration's: only with the mark in `dir` may the old one be removed.
   await writeFile(join(incoming, unpackedMark(tag)), '');
@@ -153,6 +207,12 @@ export async function unpackState(archive: string, dir: string, tag: string): Pr
     await rm(incoming, { recursive: true, force: true });
     throw new MigrationError('TRANSFER_FAILED', `cannot put the unpacked state directory in place at ${dir}: ${(error as Error).message}`);
   }
+  return { extracted };
+}
+
+/** What unpackState did: `extracted` false when it swapped in what was unpacked on arrival, without running tar. */
+export interface UnpackOutcome {
+  readonly extracted: boolean;
 }
 
 /** The file that marks a state directory as unpacked by migration `tag` until its swap is finished. */
@@ -175,7 +235,7 @@ function discardedStateDir(dir: string, tag: string): string {
  */
 export async function reclaimStateDir(dir: string, tag: string): Promise<boolean> {
   const previous = replacedStateDir(dir, tag);
-  await rm(`${dir}.incoming-${tag}`, { recursive: true, force: true });
+  await rm(incomingStateDir(dir, tag), { recursive: true, force: true });
   if (existsSync(join(dir, unpackedMark(tag)))) await discardCopy(dir, tag);
   const reclaimed = !existsSync(dir) && existsSync(previous);
   if (reclaimed) await rename(previous, dir);
@@ -199,7 +259,7 @@ async function discardCopy(dir: string, tag: string): Promise<void> {
  * its leftovers are beside the source's).
  */
 export async function tidyStateDir(dir: string, tag: string): Promise<void> {
-  await rm(`${dir}.incoming-${tag}`, { recursive: true, force: true });
+  await rm(incomingStateDir(dir, tag), { recursive: true, force: true });
   // The old directory goes only when `dir` is this migration's unpacked copy (its mark is in it):
   // anything else at `dir` may be in the way of a swap that failed, and the old one the real state.
   if (existsSync(join(dir, unpackedMark(tag)))) {

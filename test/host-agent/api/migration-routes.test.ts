@@ -423,6 +423,8 @@ describe('migration routes (destination agent)', () => {
             },
           },
           unpack,
+          // The fake unpack's state directory (/var/lib/web) is not one to make copies beside.
+          unpackOnArrival: false,
         }),
       ],
     });
