@@ -147,6 +147,17 @@ export function replacedStateDir(dir: string, tag: string): string {
 }
 
 /**
+ * Writes `content` as a new plain file at `path` inside an unpacked state directory: whatever is
+ * there is removed first and the file is created exclusively, so that it is never written through
+ * a symlink of that name the shard left in its directory (it can know its migration id: the
+ * source's mark carries it) to make root on this host overwrite another file.
+ */
+export async function writeOwnFile(path: string, content: string): Promise<void> {
+  await rm(path, { force: true });
+  await writeFile(path, content, { flag: 'wx' });
+}
+
+/**
  * Unpacks `archive` as the new content of `dir`: into a sibling directory first, then swapped in,
  * so a broken archive leaves `dir` as it was. When that sibling already holds a finished unpack on
  * arrival of the archive whose sha256 is `arrivedSha256` (the manifest's, hashed by the source),
@@ -172,7 +183,7 @@ export async function unpackState(archive: string, dir: string, tag: string, arr
     }
   }
   // Marks the unpacked copy as this migration's: only with the mark in `dir` may the old one be removed.
-  await writeFile(join(incoming, unpackedMark(tag)), '');
+  await writeOwnFile(join(incoming, unpackedMark(tag)), '');
   const previous = replacedStateDir(dir, tag);
   let hadOne = false;
   if (existsSync(previous)) {

@@ -9,10 +9,10 @@
  * and the restore unpacks from the file as it always did (and reports a broken archive as it did).
  */
 import { spawn, type ChildProcessByStdio } from 'node:child_process';
-import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
-import { arrivalRecord, extractArguments, incomingStateDir } from './state-archive';
+import { arrivalRecord, extractArguments, incomingStateDir, writeOwnFile } from './state-archive';
 
 export interface StateArrivalOptions {
   /**
@@ -133,11 +133,8 @@ export class StateArrival {
     }
     if (!this.failure) {
       try {
-        // The archive may hold a member of this name (it is the shard's directory): removed first,
-        // so that the record is our own plain file, never written through a symlink of the shard's.
-        const record = join(this.incoming, arrivalRecord(this.tag));
-        await rm(record, { force: true });
-        await writeFile(record, `${sha256}\n`, { flag: 'wx' });
+        // The archive may hold a member of this name (it is the shard's directory).
+        await writeOwnFile(join(this.incoming, arrivalRecord(this.tag)), `${sha256}\n`);
         return true;
       } catch (error) {
         this.failure ??= `cannot record the unpack: ${(error as Error).message}`;

@@ -104,6 +104,19 @@ describe('state archive unpacked on arrival', () => {
     expect(lstatSync(join(`${dir}.incoming-m1`, arrivalRecord('m1'))).isFile()).toBe(true);
   });
 
+  it("unpackState writes its own mark as a file of its own too, never through a symlink of that name the shard's archive held", async () => {
+    const from = join(work, 'from-evil-mark');
+    mkdirSync(from);
+    const outside = join(work, 'outside-mark');
+    writeFileSync(outside, 'untouched');
+    symlinkSync(outside, join(from, '.shardform-unpacked-m7'));
+    await packState(from, join(work, 'evil-mark.tar'));
+    const dir = join(work, 'state', 'web-7');
+    expect(await unpackState(join(work, 'evil-mark.tar'), dir, 'm7')).toEqual({ extracted: true });
+    expect(readFileSync(outside, 'utf8')).toBe('untouched');
+    expect(lstatSync(join(dir, '.shardform-unpacked-m7')).isFile()).toBe(true);
+  });
+
   it('a later unpack on arrival of migration m1 starts once the one it replaces is given up, in a fresh directory', async () => {
     const a = await archiveOf('a', { counter: '42', only_in_a: 'a' });
     const b = await archiveOf('b', { counter: '43' });
