@@ -130,3 +130,23 @@ describe('state archive unpacked on arrival', () => {
     expect(readFileSync(join(dir, 'counter'), 'utf8')).toBe('43');
   });
 });
+
+it('gives the unpack up when tar takes no byte for stallMs (a hung file system), and the upload goes on', async () => {
+  const dir = join(work, 'state', 'web-0');
+  const arrival = new StateArrival(dir, 'm1', { stallMs: 100 });
+  await arrival.feed(Buffer.alloc(0));
+  // Its tar, stopped: it takes no byte, as on a hung file system.
+  const tar = readdirSync('/proc').filter((entry) => /^\d+$/.test(entry)).find((entry) => {
+    try {
+      return readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0').includes(arrival.incoming);
+    } catch {
+      return false;
+    }
+  });
+  expect(tar).toBeDefined();
+  process.kill(Number(tar), 'SIGSTOP');
+  // More than a pipe holds, so that a write has to wait for tar.
+  expect(await arrive(arrival, Buffer.alloc(1 << 20, 1), 64 * 1024)).toBe(false);
+  expect(arrival.problem).toBe('tar took no byte for 100 ms');
+  expect(existsSync(arrival.incoming)).toBe(false);
+});
