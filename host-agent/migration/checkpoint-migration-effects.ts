@@ -20,7 +20,7 @@ import type { RoundManifest } from '../api/migration-schemas';
 import type { MigrationClient } from './migration-client';
 import type { MigrationEffects, RestoreReport } from './migration-effects';
 import { MigrationError } from './migration-error';
-import { enteredAt, type MigrationRecord, type PreCopyMethod } from './migration-record';
+import { deadlineOf, type MigrationRecord, type PreCopyMethod } from './migration-record';
 import { systemShadowPreCopy, type FrozenComparison, type Shadow, type ShadowPreCopy } from './memory-shadow';
 import { imageSpaceShortfall, systemImageSpace, type ImageSpace } from './image-space';
 import { prepareRequest } from './prepare-request';
@@ -483,12 +483,9 @@ export class CheckpointMigrationEffects implements MigrationEffects {
   }
 }
 
-/**
- * Time left before `record`'s own time limit (`timeoutSeconds` after it was planned), by this
- * host's clock at `now`; the driver's rule (a record without its planned time is past it).
- */
+/** Time left before `record`'s own time limit at `now` (by this host's clock: the driver's rule). */
 function untilDeadlineMs(record: MigrationRecord, now: number): number {
-  return (enteredAt(record, 'planned') ?? 0) + record.timeoutSeconds * 1000 - now;
+  return deadlineOf(record) - now;
 }
 
 /**

@@ -9,7 +9,7 @@ import type { TxnOp } from '../../src/store/store';
 import { MigrationError } from './migration-error';
 import type { MigrationEffects } from './migration-effects';
 import { MigrationJournal, type JournalEntry } from './migration-journal';
-import { abortRecord, advance, cleanupOnlyElsewhere, enteredAt, planMigration, recoveryAction, type MigrationRecord, type NewMigration } from './migration-record';
+import { abortRecord, advance, cleanupOnlyElsewhere, deadlineOf, planMigration, recoveryAction, type MigrationRecord, type NewMigration } from './migration-record';
 import { isCommitted, type MigrationState } from './migration-state';
 import { DEFAULT_PRECOPY_LIMITS, nextPreCopyStep, type PreCopyLimits } from './pre-copy-policy';
 
@@ -116,8 +116,7 @@ export class MigrationDriver {
     for (let step = 0; step < MAX_STEPS; step += 1) {
       const record = entry.record;
       if (isCommitted(record.state)) return this.rollForward(entry);
-      const planned = enteredAt(record, 'planned') ?? 0;
-      if (this.now().getTime() - planned > record.timeoutSeconds * 1000) {
+      if (this.now().getTime() > deadlineOf(record)) {
         return this.abort(entry, `timed out after ${record.timeoutSeconds} s in state ${record.state}`);
       }
       let next: { to: MigrationState; changes?: Partial<MigrationRecord> };

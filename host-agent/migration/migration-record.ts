@@ -158,6 +158,14 @@ export function enteredAt(record: MigrationRecord, state: MigrationState): numbe
 }
 
 /**
+ * When `record` runs out of its own time limit (`timeoutSeconds` after it was planned), ms since
+ * the epoch by the source's clock; a record without its planned time is already past it.
+ */
+export function deadlineOf(record: MigrationRecord): number {
+  return (enteredAt(record, 'planned') ?? 0) + record.timeoutSeconds * 1000;
+}
+
+/**
  * Downtime: frozen on the source → running on the destination. The restore finishes just
  * before `committed` is written, so that write's time closes the window, less the time the shard
  * already ran there while its memory was filled lazily (the destination's own measure, at most
