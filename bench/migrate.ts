@@ -14,7 +14,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { requireCriu as requireCriuInstallation } from '../host-agent/checkpoint/criu';
+import { CRIU_SWITCHES, criuSwitchOn, requireCriu as requireCriuInstallation } from '../host-agent/checkpoint/criu';
 import { kdatCacheWanted, keepCriuKdatCache } from '../host-agent/checkpoint/criu-kdat-cache';
 import { MigrationDriver } from '../host-agent/migration/migration-driver';
 import { MigrationJournal } from '../host-agent/migration/migration-journal';
@@ -70,6 +70,16 @@ function envIntegers(name: string, fallback: string, max: number, list: boolean)
 const SIZES = envIntegers('BENCH_MIB', '16,64,256', 4096, true);
 /** Each size migrated this many times each way, interleaved, so a busy moment of the machine hits both modes alike. */
 const [REPEATS] = envIntegers('BENCH_REPEAT', '3', 20, false) as [number];
+// The CRIU switches the agent reads (kdat cache, lazy pages, streamed dump), checked before any
+// host is built: a typo is a usage error, as at the agent's start, not a stack trace half-way.
+for (const name of CRIU_SWITCHES) {
+  try {
+    criuSwitchOn(name);
+  } catch (error) {
+    console.error(`bench:migrate: ${(error as Error).message}`);
+    process.exit(2);
+  }
+}
 
 const median = (values: readonly number[]): number => {
   const sorted = [...values].sort((a, b) => a - b);
